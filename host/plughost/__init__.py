@@ -1,7 +1,25 @@
 """plughost: an API-gateway host whose middlewares, actions and storages are native C plugins.
 
 Plugins are shared objects compiled against one versioned header, ``abi/plugin.h``; the host
-checks their ABI and platform before loading them with cffi and drives them from Python.
+checks their ABI and platform before loading them with cffi and drives them from Python::
+
+    import plughost
+
+    host = plughost.Host()
+    plugin = host.load_plugin("build/plugins/memory.so")
+    sessions = host.create_storage("Sessions", "plugins.memory.storages.MemoryStorage")
+    sessions.set(b"k", b"v", ttl=60)
 """
 
+from .errors import (ConfigError, DuplicateTypeError, PlughostError, PluginInitError,
+                     PluginLoadError, StorageError, UnknownTypeError)
+from .loader import Host, Plugin, load_plugin
+from .plugintypes import Next, Storage
+
 __version__ = "0.1.0"
+
+__all__ = [
+    "ConfigError", "DuplicateTypeError", "Host", "Next", "PlughostError", "Plugin",
+    "PluginInitError", "PluginLoadError", "Storage", "StorageError", "UnknownTypeError",
+    "load_plugin", "__version__",
+]

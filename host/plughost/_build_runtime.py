@@ -1,0 +1,215 @@
+"""Builds ``plughost._runtime``: the host's C runtime, compiled through cffi's API mode.
+
+Run by setuptools at install time (``cffi_modules`` in setup.py). ``make_builder`` can also
+build the same runtime against another copy of the ABI header, which the tests use to
+simulate a newer host.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from cffi import FFI
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+RUNTIME_DIR = PACKAGE_DIR / "_runtime"
+RUNTIME_SOURCES = ["host.c", "config.c", "exchange.c", "storage.c"]
+
+# What Python sees of the ABI and the runtime. `...;` lets the C compiler fill in layouts,
+# so these declarations never drift from abi/plugin.h.
+CDEF = """
+typedef enum { PH_OK = 0, PH_NOT_FOUND = 1, PH_ERROR = -1 } ph_status;
+typedef enum { PH_NEXT_CONTINUE = 0, PH_NEXT_RESPOND = 1, PH_NEXT_UPSTREAM = 2,
+               PH_NEXT_ERROR = -1 } ph_next;
+typedef enum { PH_CONFIG_MISSING = 0, PH_CONFIG_NULL = 1, PH_CONFIG_BOOL = 2, PH_CONFIG_INT = 3,
+               PH_CONFIG_FLOAT = 4, PH_CONFIG_STRING = 5, PH_CONFIG_LIST = 6,
+               PH_CONFIG_MAP = 7 } ph_config_kind;
+typedef enum { PH_REQUEST = 0, PH_RESPONSE = 1 } ph_side;
+#define PH_TYPE_THREAD_SAFE ...
+#define PH_TYPE_MAY_BLOCK ...
+#define PH_UPSTREAM_WEBSOCKET ...
+
+typedef struct ph_config ph_config;
+typedef struct ph_exchange ph_exchange;
+typedef struct ph_storage ph_storage;
+typedef struct ph_call ph_call;
+typedef struct rt_host rt_host;
+typedef struct ph_host_api { uint32_t size; uint16_t abi_major; uint16_t abi_minor; ...; }
+    ph_host_api;
+
+typedef struct { uint32_t magic; uint16_t abi_major; uint16_t abi_minor; uint32_t size;
+                 uint32_t reserved; } ph_plugin_header;
+
+typedef struct {
+  uint32_t size; uint32_t flags; const char *url; const char *method;
+  int64_t connect_timeout_ms; int64_t timeout_ms; ...;
+} ph_upstream_spec;
+
+typedef struct {
+  uint32_t size; uint32_t flags; const char *id; const char *description;
+  ph_status (*create)(const ph_config *, void **);
+  void (*destroy)(void *);
+  ph_next (*on_request)(void *, ph_exchange *);
+  ph_status (*on_response)(void *, ph_exchange *);
+  ...;
+} ph_middleware_type;
+
+typedef struct {
+  uint32_t size; uint32_t flags; const char *id; const char *description;
+  ph_status (*create)(const ph_config *, void **);
+  void (*destroy)(void *);
+  ph_next (*handle)(void *, ph_exchange *);
+  ...;
+} ph_action_type;
+
+typedef struct {
+  uint32_t size; uint32_t flags; const char *id; const char *description;
+  ph_status (*create)(const ph_config *, void **);
+  void (*close)(void *);
+  void *get; void *set; void *del; void *incr; void *reset;
+  ...;
+} ph_storage_type;
+
+typedef struct {
+  ph_plugin_header header;
+  const char *name; const char *version; const char *description;
+  void *init; void *shutdown;
+  const ph_middleware_type *const *middlewares;
+  const ph_action_type *const *actions;
+  const ph_storage_type *const *storages;
+  ...;
+} ph_plugin;
+
+size_t rt_offsetof_plugin_storages(void);
+size_t rt_sizeof_plugin(void);
+size_t rt_sizeof_middleware_type(void);
+size_t rt_sizeof_action_type(void);
+size_t rt_sizeof_storage_type(void);
+
+ph_config *rt_config_new_root(rt_host *host, const char *label, const char *source,
+                              const char *path, int line);
+ph_config *rt_config_add(ph_config *parent, const char *key, ph_config_kind kind, int line);
+void rt_config_set_string(ph_config *node, const char *value);
+void rt_config_set_int(ph_config *node, int64_t value, const char *text);
+void rt_config_set_float(ph_config *node, double value, const char *text);
+void rt_config_set_bool(ph_config *node, int value, const char *text);
+void rt_config_set_kind(ph_config *node, ph_config_kind kind);
+void rt_config_set_plugin_state(ph_config *root, void *state);
+void rt_config_free(ph_config *root);
+const char *rt_config_error(const ph_config *root);
+void rt_config_clear_error(ph_config *root);
+
+ph_exchange *rt_exchange_new(rt_host *host, const char *method, const char *path,
+                             const char *query, const char *client_ip);
+void rt_exchange_free(ph_exchange *ex);
+void rt_exchange_set_route(ph_exchange *ex, const char *route_name);
+void rt_exchange_add_param(ph_exchange *ex, const char *name, const char *value);
+const char *rt_exchange_error(const ph_exchange *ex);
+void rt_exchange_clear_error(ph_exchange *ex);
+size_t rt_local_count(const ph_exchange *ex);
+const char *rt_local_at(const ph_exchange *ex, size_t i, const uint8_t **value, size_t *len);
+const ph_upstream_spec *rt_exchange_upstream(const ph_exchange *ex);
+
+const char *rt_api_header_get(const ph_exchange *ex, ph_side side, const char *name);
+ph_status rt_api_header_set(ph_exchange *ex, ph_side side, const char *name, const char *value);
+ph_status rt_api_header_add(ph_exchange *ex, ph_side side, const char *name, const char *value);
+size_t rt_api_header_count(const ph_exchange *ex, ph_side side);
+ph_status rt_api_header_at(const ph_exchange *ex, ph_side side, size_t i, const char **name,
+                           const char **value);
+const uint8_t *rt_api_body(const ph_exchange *ex, ph_side side, size_t *len);
+ph_status rt_api_body_set(ph_exchange *ex, ph_side side, const void *data, size_t len);
+int rt_api_status(const ph_exchange *ex);
+ph_status rt_api_status_set(ph_exchange *ex, int status);
+const uint8_t *rt_api_local_get(const ph_exchange *ex, const char *key, size_t *len);
+ph_status rt_api_local_set(ph_exchange *ex, const char *key, const void *value, size_t len);
+
+ph_storage *rt_storage_register(rt_host *host, const char *name, const ph_storage_type *type,
+                                void *self);
+void rt_storage_close(ph_storage *st);
+ph_status rt_storage_get(ph_storage *st, const uint8_t *key, size_t key_len, uint8_t **value,
+                         size_t *value_len, char **error);
+ph_status rt_storage_set(ph_storage *st, const uint8_t *key, size_t key_len,
+                         const uint8_t *value, size_t value_len, int64_t ttl_ms, char **error);
+ph_status rt_storage_del(ph_storage *st, const uint8_t *key, size_t key_len, char **error);
+ph_status rt_storage_incr(ph_storage *st, const uint8_t *key, size_t key_len, int64_t delta,
+                          int64_t ttl_ms, int64_t *value, int64_t *ttl_left_ms, char **error);
+ph_status rt_storage_reset(ph_storage *st, char **error);
+void rt_free(void *p);
+
+typedef void (*rt_log_fn)(int level, const char *label, const char *message);
+extern "Python" void plughost_log_sink(int, const char *, const char *);
+rt_host *rt_host_new(rt_log_fn log);
+void rt_host_free(rt_host *host);
+const ph_host_api *rt_host_api(void);
+int rt_abi_major(void);
+int rt_abi_minor(void);
+size_t rt_host_api_size(void);
+
+ph_status rt_call_init(const ph_plugin *p, ph_config *config, void **state);
+void rt_call_shutdown(const ph_plugin *p, void *state);
+ph_status rt_call_create(ph_status (*create)(const ph_config *, void **), ph_config *config,
+                         void **self);
+void rt_call_destroy(void (*destroy)(void *), void *self);
+ph_next rt_middleware_request(const ph_middleware_type *t, void *self, ph_exchange *ex);
+ph_status rt_middleware_response(const ph_middleware_type *t, void *self, ph_exchange *ex);
+ph_next rt_action_handle(const ph_action_type *t, void *self, ph_exchange *ex);
+"""
+
+SOURCE_PRELUDE = """
+#include "runtime.h"
+#include "util.h"
+size_t rt_offsetof_plugin_storages(void) { return offsetof(ph_plugin, storages); }
+size_t rt_sizeof_plugin(void) { return sizeof(ph_plugin); }
+size_t rt_sizeof_middleware_type(void) { return sizeof(ph_middleware_type); }
+size_t rt_sizeof_action_type(void) { return sizeof(ph_action_type); }
+size_t rt_sizeof_storage_type(void) { return sizeof(ph_storage_type); }
+const ph_upstream_spec *rt_exchange_upstream(const ph_exchange *ex) {
+  return ex->has_upstream ? &ex->upstream : NULL;
+}
+"""
+
+
+def _relative(path: Path) -> str:
+    """``path`` relative to the working directory when below it (setuptools insists)."""
+    relative = os.path.relpath(path)
+    return path.as_posix() if relative.startswith("..") else relative
+
+
+def find_abi_include() -> Path:
+    """The directory holding plugin.h: the package's copy, else the source tree's abi/."""
+    for candidate in (PACKAGE_DIR / "include", PACKAGE_DIR.parent.parent / "abi"):
+        if (candidate / "plugin.h").is_file():
+            return candidate
+    raise FileNotFoundError("plugin.h not found next to the plughost package or in abi/")
+
+
+def make_builder(module_name: str = "plughost._runtime", abi_include: Path | None = None,
+                 extra_cflags: list[str] | None = None, relative_paths: bool = False) -> FFI:
+    """An FFI builder for the runtime, against the header in ``abi_include``.
+
+    setuptools wants source paths relative to setup.py (``relative_paths``); a builder
+    compiled elsewhere with ``FFI.compile(tmpdir=...)`` needs absolute ones.
+    """
+    include = abi_include or find_abi_include()
+    builder = FFI()
+    builder.cdef(CDEF)
+    builder.set_source(
+        module_name,
+        SOURCE_PRELUDE,
+        sources=[_relative(RUNTIME_DIR / name) if relative_paths else str(RUNTIME_DIR / name)
+                 for name in RUNTIME_SOURCES],
+        include_dirs=[str(include), str(RUNTIME_DIR)],
+        define_macros=[("_GNU_SOURCE", "1")],
+        extra_compile_args=["-std=c11", "-Wall", "-Wextra", "-Wno-unused-parameter",
+                            "-Werror=implicit-function-declaration",
+                            *(extra_cflags or [])],
+        libraries=["pthread", "m"],
+    )
+    return builder
+
+
+ffibuilder = make_builder(relative_paths=True)
+
+if __name__ == "__main__":
+    ffibuilder.compile(verbose=True)

@@ -1,0 +1,43 @@
+"""Child-process load test used by ``plughost check --load``.
+
+Run as ``python -m plughost.probe PATH``: loads and initialises the plugin in this process
+and prints one JSON object on stdout. A plugin that crashes or hangs takes only this child
+down; the parent reports the signal or the timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from .errors import PlughostError
+from .loader import Host
+
+
+def probe(path: str) -> dict[str, object]:
+    """Loads ``path`` with an empty configuration; returns what was learnt."""
+    host = Host(static_check=False)  # the parent ran the static checks already
+    try:
+        plugin = host.load_plugin(path)
+    except PlughostError as exc:
+        return {"ok": False, "code": getattr(exc, "code", "load"),
+                "message": getattr(exc, "reason", str(exc))}
+    result = {"ok": True, "name": plugin.name, "version": plugin.version,
+              "abi": f"{plugin.abi[0]}.{plugin.abi[1]}",
+              "types": {ptype.id: ptype.kind for ptype in plugin.types.values()}}
+    host.close()
+    return result
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: python -m plughost.probe PLUGIN.so", file=sys.stderr)
+        return 2
+    result = probe(argv[0])
+    sys.stdout.write(json.dumps(result) + "\n")
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
