@@ -124,6 +124,18 @@ ph_status rt_api_status_set(ph_exchange *ex, int status);
 const uint8_t *rt_api_local_get(const ph_exchange *ex, const char *key, size_t *len);
 ph_status rt_api_local_set(ph_exchange *ex, const char *key, const void *value, size_t len);
 
+ph_config_kind rt_api_config_kind(const ph_config *node, const char *key);
+ph_status rt_api_config_string(const ph_config *node, const char *key, const char *dflt,
+                               const char **out);
+ph_status rt_api_config_int(const ph_config *node, const char *key, int64_t dflt, int64_t *out);
+ph_status rt_api_config_float(const ph_config *node, const char *key, double dflt, double *out);
+ph_status rt_api_config_bool(const ph_config *node, const char *key, int dflt, int *out);
+ph_status rt_api_config_duration_ms(const ph_config *node, const char *key, int64_t dflt,
+                                    int64_t *out);
+ph_status rt_api_config_child(const ph_config *node, const char *key, const ph_config **out);
+size_t rt_api_config_len(const ph_config *node);
+const ph_config *rt_api_config_at(const ph_config *node, size_t i, const char **key);
+
 ph_storage *rt_storage_register(rt_host *host, const char *name, const ph_storage_type *type,
                                 void *self);
 void rt_storage_close(ph_storage *st);

@@ -41,7 +41,7 @@ class ConfigTree:
                 return
             if isinstance(value, yaml.MappingNode):
                 for key_node, child in value.value:
-                    self._add(root, str(key_node.value), child)
+                    self._add(root, str(key_node.value), child, _line_of(key_node))
             elif isinstance(value, dict):
                 for key, child in value.items():
                     self._add(root, str(key), child)
@@ -51,18 +51,20 @@ class ConfigTree:
             self.close()
             raise
 
-    def _add(self, parent: Any, key: str | None, value: Any) -> None:
+    def _add(self, parent: Any, key: str | None, value: Any, line: int = 0) -> None:
+        """Adds ``value`` under ``key`` (None in lists); ``line`` is where the key was
+        written (a YAML map entry), else where the value starts."""
         ffi, lib = self._rt.ffi, self._rt.lib
         ckey = key.encode() if key is not None else ffi.NULL
-        line = _line_of(value)
+        line = line or _line_of(value)
         if isinstance(value, yaml.Node):
             value = _plain_or_node(value)
         if isinstance(value, (yaml.MappingNode, dict)):
             node = lib.rt_config_add(parent, ckey, lib.PH_CONFIG_MAP, line)
-            items = ((str(k.value), v) for k, v in value.value) if isinstance(
-                value, yaml.MappingNode) else ((str(k), v) for k, v in value.items())
-            for k, v in items:
-                self._add(node, k, v)
+            items = ((str(k.value), v, _line_of(k)) for k, v in value.value) if isinstance(
+                value, yaml.MappingNode) else ((str(k), v, 0) for k, v in value.items())
+            for k, v, key_line in items:
+                self._add(node, k, v, key_line)
         elif isinstance(value, (yaml.SequenceNode, list, tuple)):
             node = lib.rt_config_add(parent, ckey, lib.PH_CONFIG_LIST, line)
             for v in (value.value if isinstance(value, yaml.SequenceNode) else value):
