@@ -125,3 +125,11 @@ def test_closed_storage_refuses_calls(storage: plughost.Storage) -> None:
     storage.close()
     with pytest.raises(plughost.StorageError, match="closed"):
         storage.get(b"k")
+
+
+def test_wrong_kind_of_type_is_refused(host: plughost.Host, plugin_dir: Path) -> None:
+    host.load_plugin(plugin_dir / "memory.so")
+    with pytest.raises(plughost.ConfigError, match="is a storage, not a middleware"):
+        host.create_middleware(MEMORY)
+    with pytest.raises(plughost.UnknownTypeError, match="did you mean 'plugins.memory.storages.MemoryStorage'"):
+        host.create_storage("S", "plugins.memory.storages.MemStorage")

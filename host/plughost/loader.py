@@ -136,7 +136,7 @@ class Host:
                 from None
         try:
             address = _dl_ffi.cast("uintptr_t", getattr(library, abi.ENTRY_SYMBOL))
-        except (AttributeError, OSError):
+        except (AttributeError, KeyError, OSError):
             raise PluginLoadError(path, "no-entry", f"no {abi.ENTRY_SYMBOL} symbol: define the "
                                   "entry with PH_PLUGIN_DEFINE from abi/plugin.h") from None
         entry = self.runtime.ffi.cast("const ph_plugin *", int(address))
@@ -230,30 +230,30 @@ class Host:
                 ": load the plugin that provides it first"
             raise UnknownTypeError(f"no loaded plugin provides '{type_id}'{hint}") from None
 
+    def _typed(self, type_id: str, cls: type[PluginType]) -> Any:
+        ptype = self.type(type_id)
+        if not isinstance(ptype, cls):
+            raise ConfigError(f"'{type_id}' is a {ptype.kind}, not a {cls.kind}")
+        return ptype
+
     def create_middleware(self, type_id: str, config: Any = None, *, name: str | None = None,
                           **kwargs: Any) -> MiddlewareInstance:
-        ptype = self.type(type_id)
-        if not isinstance(ptype, MiddlewareType):
-            raise ConfigError(f"'{type_id}' is a {ptype.kind}, not a middleware")
-        instance = ptype.create(config, name=name, **kwargs)
+        """A configured instance of middleware ``type_id``, destroyed when the host closes."""
+        instance = self._typed(type_id, MiddlewareType).create(config, name=name, **kwargs)
         self._instances.append(instance)
         return instance
 
     def create_action(self, type_id: str, config: Any = None, *, name: str | None = None,
                       **kwargs: Any) -> ActionInstance:
-        ptype = self.type(type_id)
-        if not isinstance(ptype, ActionType):
-            raise ConfigError(f"'{type_id}' is a {ptype.kind}, not an action")
-        instance = ptype.create(config, name=name, **kwargs)
+        """A configured instance of action ``type_id``, destroyed when the host closes."""
+        instance = self._typed(type_id, ActionType).create(config, name=name, **kwargs)
         self._instances.append(instance)
         return instance
 
     def create_storage(self, name: str, type_id: str, config: Any = None,
                        **kwargs: Any) -> Storage:
-        ptype = self.type(type_id)
-        if not isinstance(ptype, StorageType):
-            raise ConfigError(f"'{type_id}' is a {ptype.kind}, not a storage")
-        return ptype.create(config, name=name, **kwargs)
+        """A storage of type ``type_id`` registered as ``name``, closed when the host closes."""
+        return self._typed(type_id, StorageType).create(config, name=name, **kwargs)
 
     def storage(self, name: str) -> Storage:
         """The configured storage called ``name``."""
