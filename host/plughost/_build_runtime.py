@@ -67,14 +67,20 @@ typedef struct {
   uint32_t size; uint32_t flags; const char *id; const char *description;
   ph_status (*create)(const ph_config *, void **);
   void (*close)(void *);
-  void *get; void *set; void *del; void *incr; void *reset;
+  ph_status (*get)(void *, ph_call *, const uint8_t *, size_t);
+  ph_status (*set)(void *, ph_call *, const uint8_t *, size_t, const uint8_t *, size_t, int64_t);
+  ph_status (*del)(void *, ph_call *, const uint8_t *, size_t);
+  ph_status (*incr)(void *, ph_call *, const uint8_t *, size_t, int64_t, int64_t, int64_t *,
+                    int64_t *);
+  ph_status (*reset)(void *, ph_call *);
   ...;
 } ph_storage_type;
 
 typedef struct {
   ph_plugin_header header;
   const char *name; const char *version; const char *description;
-  void *init; void *shutdown;
+  ph_status (*init)(const ph_config *, void **);
+  void (*shutdown)(void *);
   const ph_middleware_type *const *middlewares;
   const ph_action_type *const *actions;
   const ph_storage_type *const *storages;
@@ -197,7 +203,8 @@ def find_abi_include() -> Path:
 
 
 def make_builder(module_name: str = "plughost._runtime", abi_include: Path | None = None,
-                 extra_cflags: list[str] | None = None, relative_paths: bool = False) -> FFI:
+                 extra_cflags: list[str] | None = None, relative_paths: bool = False,
+                 extra_ldflags: list[str] | None = None) -> FFI:
     """An FFI builder for the runtime, against the header in ``abi_include``.
 
     setuptools wants source paths relative to setup.py (``relative_paths``); a builder
@@ -217,6 +224,7 @@ def make_builder(module_name: str = "plughost._runtime", abi_include: Path | Non
                             "-Werror=implicit-function-declaration",
                             *(extra_cflags or [])],
         libraries=["pthread", "m"],
+        extra_link_args=list(extra_ldflags or []),
     )
     return builder
 
