@@ -1,5 +1,6 @@
-/* A valid plugin (dup_b) declaring the middleware id plugins.dup.middlewares.Same, which
-** dup_a.so declares too: the loader must refuse the duplicate. */
+/* A valid plugin declaring the middleware id plugins.dup.middlewares.Same. Built twice,
+** as dup_a.so and dup_b.so (DUP_NAME), so two plugins declare the same id: the loader
+** must refuse the second. */
 #include "plugin.h"
 
 static ph_status same_create(const ph_config *config, void **self) {
@@ -17,4 +18,4 @@ static const ph_middleware_type same = {
 
 static const ph_middleware_type *const middlewares[] = {&same, NULL};
 
-PH_PLUGIN_DEFINE(.name = "dup_b", .version = "1.0.0", .middlewares = middlewares);
+PH_PLUGIN_DEFINE(.name = DUP_NAME, .version = "1.0.0", .middlewares = middlewares);
