@@ -24,6 +24,17 @@ def plugin_dir() -> Path:
     return ROOT / "build" / "plugins"
 
 
+@pytest.fixture(scope="session")
+def test_plugin_dir() -> Path:
+    """build/test-plugins/: every native plugin plus the test-only ones in
+    tests/native_plugins/ (trace: tracing middlewares, echo and forward actions)."""
+    subprocess.run([sys.executable, str(ROOT / "build_plugins.py"), "--quiet",
+                    "--plugins-dir", str(ROOT / "tests" / "native_plugins"),
+                    "--build-dir", str(ROOT / "build" / "cmake-tests"),
+                    "--out", str(ROOT / "build" / "test-plugins")], check=True, cwd=ROOT)
+    return ROOT / "build" / "test-plugins"
+
+
 @pytest.fixture
 def host() -> Iterator[plughost.Host]:
     with plughost.Host() as h:

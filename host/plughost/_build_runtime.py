@@ -14,7 +14,7 @@ from cffi import FFI
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 RUNTIME_DIR = PACKAGE_DIR / "_runtime"
-RUNTIME_SOURCES = ["host.c", "config.c", "exchange.c", "storage.c"]
+RUNTIME_SOURCES = ["host.c", "config.c", "exchange.c", "storage.c", "chain.c"]
 
 # What Python sees of the ABI and the runtime. `...;` lets the C compiler fill in layouts,
 # so these declarations never drift from abi/plugin.h.
@@ -117,6 +117,12 @@ size_t rt_local_count(const ph_exchange *ex);
 const char *rt_local_at(const ph_exchange *ex, size_t i, const uint8_t **value, size_t *len);
 const ph_upstream_spec *rt_exchange_upstream(const ph_exchange *ex);
 
+const char *rt_api_method(const ph_exchange *ex);
+const char *rt_api_path(const ph_exchange *ex);
+const char *rt_api_query(const ph_exchange *ex);
+const char *rt_api_client_ip(const ph_exchange *ex);
+const char *rt_api_route_param(const ph_exchange *ex, const char *name);
+size_t rt_api_header_remove(ph_exchange *ex, ph_side side, const char *name);
 const char *rt_api_header_get(const ph_exchange *ex, ph_side side, const char *name);
 ph_status rt_api_header_set(ph_exchange *ex, ph_side side, const char *name, const char *value);
 ph_status rt_api_header_add(ph_exchange *ex, ph_side side, const char *name, const char *value);
@@ -164,6 +170,43 @@ int rt_abi_major(void);
 int rt_abi_minor(void);
 size_t rt_host_api_size(void);
 
+typedef struct rt_instance rt_instance;
+typedef struct rt_chain rt_chain;
+typedef int (*rt_py_call_fn)(void *handle, int phase, ph_exchange *ex);
+extern "Python" int plughost_py_call(void *, int, ph_exchange *);
+#define RT_MIDDLEWARE ...
+#define RT_ACTION ...
+#define RT_PY_MIDDLEWARE ...
+#define RT_PY_ACTION ...
+#define RT_PHASE_REQUEST ...
+#define RT_PHASE_RESPONSE ...
+#define RT_DONE ...
+#define RT_UPSTREAM ...
+rt_instance *rt_instance_new(int kind, const void *type, void *self, const char *label,
+                             int thread_safe, int may_block);
+void rt_instance_free(rt_instance *inst);
+int rt_instance_request(rt_instance *inst, ph_exchange *ex);
+int rt_instance_response(rt_instance *inst, ph_exchange *ex);
+int rt_instance_handle(rt_instance *inst, ph_exchange *ex);
+void rt_set_py_call(rt_py_call_fn fn);
+rt_chain *rt_chain_new(rt_instance **middlewares, size_t n, rt_instance *action);
+void rt_chain_free(rt_chain *chain);
+void rt_chain_set_route(rt_chain *chain, const char *route_name);
+void rt_exchange_set_response_packed(ph_exchange *ex, int status, const char *headers,
+                                     size_t headers_len, const uint8_t *body, size_t body_len);
+size_t rt_exchange_pack_request(ph_exchange *ex, const char **headers);
+int rt_chain_may_block(const rt_chain *chain);
+int rt_chain_run(const rt_chain *chain, ph_exchange *ex, size_t *passed);
+void rt_chain_finish(const rt_chain *chain, ph_exchange *ex, size_t passed);
+void rt_exchange_fail(ph_exchange *ex, int status, const char *label, const char *reason);
+ph_exchange *rt_exchange_new_packed(rt_host *host, const char *method, const char *path,
+                                    const char *query, const char *client_ip,
+                                    const char *headers, size_t headers_len,
+                                    const uint8_t *body, size_t body_len);
+size_t rt_exchange_pack_response(ph_exchange *ex, const char **headers, int *status,
+                                 const uint8_t **body, size_t *body_len);
+const char *rt_exchange_failure(const ph_exchange *ex, const char **label);
+
 ph_status rt_call_init(const ph_plugin *p, ph_config *config, void **state);
 void rt_call_shutdown(const ph_plugin *p, void *state);
 ph_status rt_call_create(ph_status (*create)(const ph_config *, void **), ph_config *config,
@@ -177,6 +220,7 @@ ph_next rt_action_handle(const ph_action_type *t, void *self, ph_exchange *ex);
 SOURCE_PRELUDE = """
 #include "runtime.h"
 #include "util.h"
+#include "chain.h"
 size_t rt_offsetof_plugin_storages(void) { return offsetof(ph_plugin, storages); }
 size_t rt_sizeof_plugin(void) { return sizeof(ph_plugin); }
 size_t rt_sizeof_middleware_type(void) { return sizeof(ph_middleware_type); }

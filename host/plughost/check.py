@@ -141,3 +141,25 @@ def _check_duplicate_types(verdicts: list[Verdict]) -> None:
                                                 "plugins, or rename the type"))
             else:
                 owners[type_id] = verdict.path
+
+
+def check_config(path: str, *, timeout: float = 60.0) -> list[str]:
+    """Every problem of a configuration (files, lines, keys), found by building the gateway
+    in a child process: a plugin that crashes in init is reported, not fatal."""
+    cmd = [sys.executable, "-m", "plughost.probe", "--config", os.path.abspath(path)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        return [f"{path}: building the gateway did not finish within {timeout:g} s: a plugin's "
+                "init or create hook hangs"]
+    if proc.returncode < 0:
+        return [f"{path}: a plugin crashed with {_signal_name(-proc.returncode)} while the "
+                "gateway was built: run `plughost check --load` on each plugin to find which"]
+    try:
+        result = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        detail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return [f"{path}: the configuration check exited with status {proc.returncode} "
+                f"({detail})"]
+    return [str(p) for p in result.get("problems", [])]

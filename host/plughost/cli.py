@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform as pyplatform
 import sys
 from pathlib import Path
@@ -35,15 +36,37 @@ def main() -> None:
 @click.option("--timeout", default=10.0, show_default=True, type=float,
               help="Seconds the --load test may take per plugin.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document for tools.")
+@click.option("--config", "config_path", type=click.Path(),
+              help="Check a whole Seam configuration (folder or file) instead: plugins, names, "
+                   "routes and every instance's config; all problems at once.")
 def check(paths: tuple[str, ...], pattern: str, target: str, load: bool, timeout: float,
-          as_json: bool) -> None:
+          as_json: bool, config_path: str | None) -> None:
     """Tells whether each plugin file is loadable on this host (or --target), and why not.
 
-    PATHS are plugin files or folders (KrakenD style, with --pattern). Exit status: 0 all
-    compatible, 1 some incompatible, 2 usage error.
+    PATHS are plugin files or folders (KrakenD style, with --pattern). With --config, checks
+    a configuration instead. Exit status: 0 all compatible, 1 some incompatible, 2 usage
+    error.
     """
-    from .check import UsageError, check_files, expand_paths
+    from .check import UsageError, check_config, check_files, expand_paths
     from .targets import UnknownTargetError, parse_target
+
+    if config_path is not None:
+        if paths:
+            click.echo("plughost check: give either plugin paths or --config, not both", err=True)
+            sys.exit(EXIT_USAGE)
+        if not os.path.exists(config_path):
+            click.echo(f"plughost check: {config_path}: no such file or folder", err=True)
+            sys.exit(EXIT_USAGE)
+        problems = check_config(config_path, timeout=max(timeout, 60.0))
+        if as_json:
+            click.echo(json.dumps({"config": config_path, "ok": not problems,
+                                   "problems": problems}, indent=2))
+        else:
+            for line in problems:
+                click.echo(line)
+            click.echo(f"{len(problems)} problem(s) in {config_path}" if problems
+                       else f"ok    {config_path}: the gateway builds with this configuration")
+        sys.exit(EXIT_INCOMPATIBLE if problems else EXIT_OK)
 
     try:
         platform = parse_target(target)
@@ -70,6 +93,30 @@ def check(paths: tuple[str, ...], pattern: str, target: str, load: bool, timeout
         what = "loadable" if load else "compatible"
         click.echo(f"{good} of {len(verdicts)} plugin(s) {what} with {platform.name}")
     sys.exit(EXIT_OK if all(v.ok for v in verdicts) else EXIT_INCOMPATIBLE)
+
+
+@main.command()
+@click.option("--config", "config_path", type=click.Path(exists=True),
+              help="A Seam configuration folder or file (default: the embedded configuration).")
+@click.option("--address", help="HOST:PORT to listen on (default: server.address of the config).")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 256),
+              help="Worker processes; each loads the plugins itself.")
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["critical", "error", "warning", "info", "debug"]))
+def serve(config_path: str | None, address: str | None, workers: int, log_level: str) -> None:
+    """Runs the gateway (uvicorn with uvloop and httptools).
+
+    The configuration is validated first; every problem is printed with its file, line and
+    key, and nothing starts until there are none.
+    """
+    from .serve import ServeError, serve as run_server
+
+    try:
+        run_server(config_path, address=address, workers=workers, log_level=log_level)
+    except ServeError as exc:
+        for line in exc.lines:
+            click.echo(line, err=True)
+        sys.exit(EXIT_INCOMPATIBLE)
 
 
 def _describe(verdict: "object") -> str:

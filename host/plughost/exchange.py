@@ -6,6 +6,8 @@ from typing import Any, Iterable, Mapping
 
 from .runtime import Runtime
 
+__all__ = ["Exchange"]
+
 
 class Exchange:
     """One HTTP request and its response, as plugins see them.
@@ -35,6 +37,50 @@ class Exchange:
             lib.rt_exchange_set_route(self.ptr, route.encode())
         for name, value in (params or {}).items():
             lib.rt_exchange_add_param(self.ptr, name.encode(), value.encode())
+
+    @classmethod
+    def borrow(cls, runtime: Runtime, ptr: Any) -> "Exchange":
+        """A view of an exchange the host owns (for Python elements); never frees it."""
+        ex = cls.__new__(cls)
+        ex._rt = runtime
+        ex.ptr = ptr
+        ex._borrowed = True
+        return ex
+
+    @property
+    def method(self) -> str:
+        return self._rt.string(self._rt.lib.rt_api_method(self.ptr)) or ""
+
+    @property
+    def path(self) -> str:
+        return self._rt.string(self._rt.lib.rt_api_path(self.ptr)) or ""
+
+    def set_request_header(self, name: str, value: str) -> None:
+        lib = self._rt.lib
+        if lib.rt_api_header_set(self.ptr, lib.PH_REQUEST, name.encode(),
+                                 value.encode("latin-1")) != lib.PH_OK:
+            raise ValueError(self.error or f"invalid header {name!r}")
+
+    def set_response_header(self, name: str, value: str) -> None:
+        lib = self._rt.lib
+        if lib.rt_api_header_set(self.ptr, lib.PH_RESPONSE, name.encode(),
+                                 value.encode("latin-1")) != lib.PH_OK:
+            raise ValueError(self.error or f"invalid header {name!r}")
+
+    def add_response_header(self, name: str, value: str) -> None:
+        lib = self._rt.lib
+        if lib.rt_api_header_add(self.ptr, lib.PH_RESPONSE, name.encode(),
+                                 value.encode("latin-1")) != lib.PH_OK:
+            raise ValueError(self.error or f"invalid header {name!r}")
+
+    def respond(self, status: int, body: bytes = b"", content_type: str | None = None) -> None:
+        """Sets the response status and body (and Content-Type, if given)."""
+        lib = self._rt.lib
+        if lib.rt_api_status_set(self.ptr, status) != lib.PH_OK:
+            raise ValueError(self.error or f"invalid status {status}")
+        lib.rt_api_body_set(self.ptr, lib.PH_RESPONSE, body, len(body))
+        if content_type:
+            self.set_response_header("Content-Type", content_type)
 
     def _headers(self, side: int) -> list[tuple[str, str]]:
         ffi, lib = self._rt.ffi, self._rt.lib
@@ -111,8 +157,10 @@ class Exchange:
         """The message the last failing hook recorded with ph_error()."""
         return self._rt.string(self._rt.lib.rt_exchange_error(self.ptr))
 
+    _borrowed = False
+
     def close(self) -> None:
-        if self.ptr is not None:
+        if self.ptr is not None and not self._borrowed:
             self._rt.lib.rt_exchange_free(self.ptr)
             self.ptr = None
 

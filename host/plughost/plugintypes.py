@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import enum
-import threading
 from typing import TYPE_CHECKING, Any
 
 from .cconfig import ConfigTree
@@ -73,7 +72,10 @@ class PluginType:
 
 
 class _Instance:
-    """A configured instance: owns its config tree and the plugin's ``self`` pointer."""
+    """A configured instance: owns its config tree, the plugin's ``self`` pointer and the
+    runtime's rt_instance (which serialises hooks of types that are not thread-safe)."""
+
+    rt_kind = "RT_MIDDLEWARE"
 
     def __init__(self, ptype: PluginType, name: str, tree: ConfigTree, self_ptr: Any) -> None:
         self.type = ptype
@@ -81,8 +83,16 @@ class _Instance:
         self._tree = tree
         self._self = self_ptr
         self._rt = ptype.plugin.host.runtime
-        # Hooks of a type that is not thread-safe never run concurrently.
-        self._lock = None if ptype.thread_safe else threading.Lock()
+        lib = self._rt.lib
+        self.label = f"{ptype.kind} '{name}' ({ptype.id})"
+        self.ptr = lib.rt_instance_new(getattr(lib, self.rt_kind), ptype.table, self_ptr,
+                                       self.label.encode(), int(ptype.thread_safe),
+                                       int(ptype.may_block))
+        if self.ptr == self._rt.ffi.NULL:
+            lib.rt_call_destroy(ptype._destroy_hook(), self_ptr)
+            tree.close()
+            raise MemoryError("cannot allocate an instance")
+        self.may_block = ptype.may_block
         self.closed = False
 
     def close(self) -> None:
@@ -91,13 +101,8 @@ class _Instance:
             return
         self.closed = True
         self._rt.lib.rt_call_destroy(self.type._destroy_hook(), self._self)
+        self._rt.lib.rt_instance_free(self.ptr)
         self._tree.close()
-
-    def _locked(self, fn: Any, *args: Any) -> Any:
-        if self._lock is None:
-            return fn(*args)
-        with self._lock:
-            return fn(*args)
 
 
 class MiddlewareType(PluginType):
@@ -113,16 +118,16 @@ class MiddlewareType(PluginType):
 
 
 class MiddlewareInstance(_Instance):
+    rt_kind = "RT_MIDDLEWARE"
+
     def on_request(self, ex: Exchange) -> Next:
         """Runs the request phase on ``ex``."""
-        lib = self._rt.lib
-        return Next(self._locked(lib.rt_middleware_request, self.type.table, self._self, ex.ptr))
+        return Next(self._rt.lib.rt_instance_request(self.ptr, ex.ptr))
 
     def on_response(self, ex: Exchange) -> bool:
         """Runs the response phase on ``ex``; False when the hook failed."""
         lib = self._rt.lib
-        return self._locked(lib.rt_middleware_response, self.type.table, self._self,
-                            ex.ptr) == lib.PH_OK
+        return lib.rt_instance_response(self.ptr, ex.ptr) == lib.PH_OK
 
 
 class ActionType(PluginType):
@@ -136,9 +141,11 @@ class ActionType(PluginType):
 
 
 class ActionInstance(_Instance):
+    rt_kind = "RT_ACTION"
+
     def handle(self, ex: Exchange) -> Next:
-        lib = self._rt.lib
-        return Next(self._locked(lib.rt_action_handle, self.type.table, self._self, ex.ptr))
+        """Runs the action on ``ex``."""
+        return Next(self._rt.lib.rt_instance_handle(self.ptr, ex.ptr))
 
 
 class StorageType(PluginType):

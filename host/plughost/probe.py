@@ -29,11 +29,28 @@ def probe(path: str) -> dict[str, object]:
     return result
 
 
+def probe_config(path: str) -> dict[str, object]:
+    """Loads a whole configuration and builds the gateway (plugins, instances, routes)."""
+    from .config import ConfigErrors
+    from .gateway import Gateway
+
+    try:
+        Gateway.from_config(path).close()
+    except ConfigErrors as exc:
+        return {"ok": False, "problems": [str(p) for p in exc.problems]}
+    except PlughostError as exc:
+        return {"ok": False, "problems": [str(exc)]}
+    return {"ok": True, "problems": []}
+
+
 def main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        print("usage: python -m plughost.probe PLUGIN.so", file=sys.stderr)
+    if len(argv) == 2 and argv[0] == "--config":
+        result = probe_config(argv[1])
+    elif len(argv) == 1:
+        result = probe(argv[0])
+    else:
+        print("usage: python -m plughost.probe PLUGIN.so | --config PATH", file=sys.stderr)
         return 2
-    result = probe(argv[0])
     sys.stdout.write(json.dumps(result) + "\n")
     sys.stdout.flush()
     return 0

@@ -32,7 +32,14 @@ class Runtime:
             except Exception:
                 pass
 
+        @ffi.def_extern(name="plughost_py_call", error=-1)
+        def _py_call(handle: Any, phase: int, ex_ptr: Any) -> int:
+            # A Python-written middleware or action inside a native chain.
+            return ffi.from_handle(handle).call(phase, ex_ptr)
+
         self._log_sink = _log_sink
+        self._py_call = _py_call
+        self.lib.rt_set_py_call(self.lib.plughost_py_call)
 
     def string(self, ptr: Any) -> str | None:
         """A NUL-terminated C string as ``str`` (invalid UTF-8 replaced), or None for NULL."""

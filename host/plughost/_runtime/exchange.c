@@ -67,6 +67,9 @@ void rt_exchange_free(ph_exchange *ex) {
   free(ex->body[1]);
   free(ex->upstream_url);
   free(ex->upstream_method);
+  free(ex->failure);
+  free(ex->failure_label);
+  free(ex->packed);
   free(ex);
 }
 

@@ -82,6 +82,10 @@ struct ph_exchange {
   bool has_upstream;
   ph_upstream_spec upstream;
   char *upstream_url, *upstream_method;
+  char *failure;       /* why the host answers with an error; owned */
+  char *failure_label; /* which element failed; owned */
+  char *packed;        /* rt_exchange_pack_response buffer; owned */
+  size_t packed_cap;
 };
 
 ph_exchange *rt_exchange_new(rt_host *host, const char *method, const char *path,

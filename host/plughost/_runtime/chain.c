@@ -1,0 +1,316 @@
+/* The chain runner: request phase in order, the action, response phase in reverse. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "chain.h"
+#include "util.h"
+
+static rt_py_call_fn py_call; /* set once by Python at import, before any chain runs */
+
+void rt_set_py_call(rt_py_call_fn fn) { py_call = fn; }
+
+rt_instance *rt_instance_new(rt_instance_kind kind, const void *type, void *self,
+                             const char *label, int thread_safe, int may_block) {
+  rt_instance *inst = calloc(1, sizeof *inst);
+  if (!inst) return NULL;
+  inst->kind = kind;
+  inst->type = type;
+  inst->self = self;
+  inst->label = rt_strdup(label ? label : "");
+  inst->serialise = !thread_safe;
+  inst->may_block = may_block != 0;
+  pthread_mutex_init(&inst->lock, NULL);
+  return inst;
+}
+
+void rt_instance_free(rt_instance *inst) {
+  if (!inst) return;
+  pthread_mutex_destroy(&inst->lock);
+  free(inst->label);
+  free(inst);
+}
+
+static int call_hook(rt_instance *inst, int phase, ph_exchange *ex) {
+  int r;
+  if (inst->serialise) pthread_mutex_lock(&inst->lock);
+  switch (inst->kind) {
+  case RT_MIDDLEWARE: {
+    const ph_middleware_type *t = inst->type;
+    if (phase == RT_PHASE_REQUEST)
+      r = t->on_request ? (int)t->on_request(inst->self, ex) : PH_NEXT_CONTINUE;
+    else
+      r = t->on_response ? (int)t->on_response(inst->self, ex) : PH_OK;
+    break;
+  }
+  case RT_ACTION: r = (int)((const ph_action_type *)inst->type)->handle(inst->self, ex); break;
+  case RT_PY_MIDDLEWARE:
+  case RT_PY_ACTION:
+    r = py_call ? py_call(inst->self, phase, ex) : PH_NEXT_ERROR;
+    break;
+  default: r = PH_NEXT_ERROR;
+  }
+  if (inst->serialise) pthread_mutex_unlock(&inst->lock);
+  return r;
+}
+
+int rt_instance_request(rt_instance *inst, ph_exchange *ex) {
+  return call_hook(inst, RT_PHASE_REQUEST, ex);
+}
+int rt_instance_response(rt_instance *inst, ph_exchange *ex) {
+  return call_hook(inst, RT_PHASE_RESPONSE, ex);
+}
+int rt_instance_handle(rt_instance *inst, ph_exchange *ex) {
+  return call_hook(inst, RT_PHASE_REQUEST, ex);
+}
+
+rt_chain *rt_chain_new(rt_instance **middlewares, size_t n, rt_instance *action) {
+  rt_chain *c = calloc(1, sizeof *c);
+  if (!c) return NULL;
+  c->middlewares = calloc(n ? n : 1, sizeof *c->middlewares);
+  if (!c->middlewares) {
+    free(c);
+    return NULL;
+  }
+  c->n = n;
+  for (size_t i = 0; i < n; i++) {
+    c->middlewares[i] = middlewares[i];
+    c->may_block |= middlewares[i]->may_block;
+    c->has_python |= middlewares[i]->kind == RT_PY_MIDDLEWARE;
+  }
+  c->action = action;
+  c->may_block |= action->may_block;
+  c->has_python |= action->kind == RT_PY_ACTION;
+  return c;
+}
+
+void rt_chain_set_route(rt_chain *chain, const char *route_name) {
+  free(chain->route_name);
+  chain->route_name = rt_strdup(route_name);
+}
+
+void rt_chain_free(rt_chain *chain) {
+  if (!chain) return;
+  free(chain->route_name);
+  free(chain->middlewares);
+  free(chain);
+}
+
+int rt_chain_may_block(const rt_chain *chain) { return chain->may_block; }
+
+/* A random UUIDv4 for error bodies when the request carries no id. */
+static void uuid4(char out[37]) {
+  static const char hex[] = "0123456789abcdef";
+  uint8_t b[16] = {0};
+  size_t got = 0;
+  while (got < sizeof b) {
+    ssize_t n = getrandom(b + got, sizeof b - got, 0);
+    if (n <= 0) break;
+    got += (size_t)n;
+  }
+  b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
+  b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
+  size_t j = 0;
+  for (size_t i = 0; i < sizeof b; i++) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) out[j++] = '-';
+    out[j++] = hex[b[i] >> 4];
+    out[j++] = hex[b[i] & 0x0f];
+  }
+  out[j] = 0;
+}
+
+/* Copies s into a JSON string body, escaping what JSON requires. */
+static size_t json_escape(char *dst, size_t cap, const char *s) {
+  size_t j = 0;
+  for (; *s && j + 7 < cap; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c == '"' || c == '\\') {
+      dst[j++] = '\\';
+      dst[j++] = (char)c;
+    } else if (c < 0x20) {
+      j += (size_t)snprintf(dst + j, cap - j, "\\u%04x", c);
+    } else {
+      dst[j++] = (char)c;
+    }
+  }
+  dst[j] = 0;
+  return j;
+}
+
+void rt_exchange_fail(ph_exchange *ex, int status, const char *label, const char *reason) {
+  if (!ex->failure) {
+    ex->failure = rt_strdup(reason ? reason : (ex->ctx.error ? ex->ctx.error : "failed"));
+    ex->failure_label = rt_strdup(label ? label : "");
+  }
+  const char *rid = rt_api_header_get(ex, PH_REQUEST, "X-Request-ID");
+  char generated[37];
+  if (!rid || !*rid || strlen(rid) > 200) {
+    uuid4(generated);
+    rid = generated;
+  }
+  char escaped[1600];
+  json_escape(escaped, sizeof escaped, rid);
+  const char *what = status == 500 ? "internal error" : status == 502 ? "bad gateway"
+                     : status == 503 ? "service unavailable" : status == 504 ? "gateway timeout"
+                                                                               : "error";
+  char body[1800];
+  int len = snprintf(body, sizeof body, "{\"error\":\"%s\",\"status\":%d,\"requestId\":\"%s\"}",
+                     what, status, escaped);
+  ex->status = status;
+  rt_api_body_set(ex, PH_RESPONSE, body, (size_t)len);
+  rt_api_header_set(ex, PH_RESPONSE, "Content-Type", "application/json");
+}
+
+static void element_failed(ph_exchange *ex, rt_instance *inst, const char *what) {
+  char *reason = ex->ctx.error ? rt_strdup(ex->ctx.error)
+                               : rt_format("%s without saying why", what);
+  rt_exchange_fail(ex, 500, inst->label, reason);
+  free(reason);
+}
+
+void rt_chain_finish(const rt_chain *chain, ph_exchange *ex, size_t passed) {
+  for (size_t i = passed; i-- > 0;) {
+    rt_instance *inst = chain->middlewares[i];
+    if (call_hook(inst, RT_PHASE_RESPONSE, ex) != PH_OK)
+      element_failed(ex, inst, "its response hook failed");
+  }
+}
+
+int rt_chain_run(const rt_chain *chain, ph_exchange *ex, size_t *passed) {
+  size_t i = 0;
+  if (chain->route_name) rt_exchange_set_route(ex, chain->route_name);
+  for (; i < chain->n; i++) {
+    rt_instance *inst = chain->middlewares[i];
+    int next = call_hook(inst, RT_PHASE_REQUEST, ex);
+    if (next == PH_NEXT_CONTINUE) continue;
+    if (next == PH_NEXT_RESPOND) {
+      if (ex->status == 0) ex->status = 200;
+      rt_chain_finish(chain, ex, i + 1);
+      *passed = i + 1;
+      return RT_DONE;
+    }
+    element_failed(ex, inst, next == PH_NEXT_UPSTREAM ? "a middleware asked for an upstream "
+                                                        "(only actions may)"
+                                                      : "its request hook failed");
+    rt_chain_finish(chain, ex, i);
+    *passed = i;
+    return RT_DONE;
+  }
+  *passed = chain->n;
+  int next = call_hook(chain->action, RT_PHASE_REQUEST, ex);
+  if (next == PH_NEXT_UPSTREAM && ex->has_upstream) return RT_UPSTREAM;
+  if (next == PH_NEXT_RESPOND) {
+    if (ex->status == 0) ex->status = 200;
+  } else if (next == PH_NEXT_UPSTREAM) {
+    rt_exchange_fail(ex, 500, chain->action->label,
+                     "the action returned PH_NEXT_UPSTREAM without calling ph_upstream()");
+  } else {
+    element_failed(ex, chain->action,
+                   next == PH_NEXT_CONTINUE ? "the action returned without responding"
+                                            : "it failed");
+  }
+  rt_chain_finish(chain, ex, chain->n);
+  return RT_DONE;
+}
+
+/* ----------------------------------------------------------------- packed I/O */
+
+static void add_packed(ph_exchange *ex, ph_side side, const char *headers, size_t len);
+
+ph_exchange *rt_exchange_new_packed(rt_host *host, const char *method, const char *path,
+                                    const char *query, const char *client_ip,
+                                    const char *headers, size_t headers_len,
+                                    const uint8_t *body, size_t body_len) {
+  ph_exchange *ex = rt_exchange_new(host, method, path, query, client_ip);
+  if (!ex) return NULL;
+  add_packed(ex, PH_REQUEST, headers, headers_len);
+  if (body_len) rt_api_body_set(ex, PH_REQUEST, body, body_len);
+  return ex;
+}
+
+/* Packs one side's headers into ex->packed; returns the length (0 on failure). */
+static size_t pack_headers(ph_exchange *ex, ph_side side, const char **headers) {
+  const rt_fields *f = &ex->headers[side];
+  size_t need = 1;
+  for (size_t i = 0; i < f->n; i++)
+    need += strlen(f->items[i].name) + f->items[i].value_len + 2;
+  if (need > ex->packed_cap) {
+    char *buf = realloc(ex->packed, need);
+    if (!buf) {
+      *headers = "";
+      return 0;
+    }
+    ex->packed = buf;
+    ex->packed_cap = need;
+  }
+  size_t j = 0;
+  for (size_t i = 0; i < f->n; i++) {
+    size_t nl = strlen(f->items[i].name) + 1, vl = f->items[i].value_len + 1;
+    memcpy(ex->packed + j, f->items[i].name, nl);
+    j += nl;
+    memcpy(ex->packed + j, f->items[i].value, vl);
+    j += vl;
+  }
+  ex->packed[j] = 0;
+  *headers = ex->packed;
+  return j;
+}
+
+size_t rt_exchange_pack_response(ph_exchange *ex, const char **headers, int *status,
+                                 const uint8_t **body, size_t *body_len) {
+  size_t n = pack_headers(ex, PH_RESPONSE, headers);
+  *status = ex->status;
+  *body = rt_api_body(ex, PH_RESPONSE, body_len);
+  return n;
+}
+
+size_t rt_exchange_pack_request(ph_exchange *ex, const char **headers) {
+  return pack_headers(ex, PH_REQUEST, headers);
+}
+
+/* Appends packed "name\0value\0" pairs to one side's headers, unvalidated (they come
+** from the HTTP server or client, which validated them). */
+static void add_packed(ph_exchange *ex, ph_side side, const char *headers, size_t len) {
+  const char *p = headers, *end = headers + len;
+  rt_fields *f = &ex->headers[side];
+  while (p < end) {
+    const char *name = p;
+    p += strlen(p) + 1;
+    if (p >= end) break;
+    const char *value = p;
+    p += strlen(p) + 1;
+    if (f->n == f->cap) {
+      size_t cap = f->cap ? f->cap * 2 : 16;
+      rt_field *items = realloc(f->items, cap * sizeof *items);
+      if (!items) return;
+      f->items = items;
+      f->cap = cap;
+    }
+    char *n = rt_strdup(name), *v = rt_strdup(value);
+    if (!n || !v) {
+      free(n);
+      free(v);
+      return;
+    }
+    f->items[f->n++] = (rt_field){n, v, strlen(v)};
+  }
+}
+
+void rt_exchange_set_response_packed(ph_exchange *ex, int status, const char *headers,
+                                     size_t headers_len, const uint8_t *body, size_t body_len) {
+  rt_fields *f = &ex->headers[PH_RESPONSE];
+  for (size_t i = 0; i < f->n; i++) {
+    free(f->items[i].name);
+    free(f->items[i].value);
+  }
+  f->n = 0;
+  add_packed(ex, PH_RESPONSE, headers, headers_len);
+  ex->status = status;
+  rt_api_body_set(ex, PH_RESPONSE, body, body_len);
+}
+
+const char *rt_exchange_failure(const ph_exchange *ex, const char **label) {
+  if (label) *label = ex->failure_label ? ex->failure_label : "";
+  return ex->failure ? ex->failure : "";
+}

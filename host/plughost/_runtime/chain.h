@@ -1,0 +1,88 @@
+/* Configured instances and chains: the host's C chain runner. A request crosses from
+** Python into C a constant number of times whatever the chain's length: the exchange is
+** built in one call, rt_chain_run() runs every request hook, the action and every
+** response hook, and the response is read back in one call. */
+#ifndef PLUGHOST_CHAIN_H
+#define PLUGHOST_CHAIN_H
+
+#include "runtime.h"
+
+typedef enum rt_instance_kind {
+  RT_MIDDLEWARE = 1,   /* native middleware: type is a ph_middleware_type */
+  RT_ACTION = 2,       /* native action: type is a ph_action_type */
+  RT_PY_MIDDLEWARE = 3, /* Python middleware: called back through rt_py_call */
+  RT_PY_ACTION = 4     /* Python action */
+} rt_instance_kind;
+
+/* Phases passed to Python elements. */
+#define RT_PHASE_REQUEST 0
+#define RT_PHASE_RESPONSE 1
+
+/* Calls a Python element; returns a ph_next (request/action) or ph_status (response). */
+typedef int (*rt_py_call_fn)(void *handle, int phase, ph_exchange *ex);
+
+typedef struct rt_instance {
+  rt_instance_kind kind;
+  const void *type;
+  void *self;        /* native: the plugin's state; Python: a cffi handle */
+  char *label;       /* "middleware 'ReqID' (plugins.requestid.middlewares...)"; owned */
+  bool serialise;    /* not thread-safe: calls hold lock */
+  bool may_block;
+  pthread_mutex_t lock;
+} rt_instance;
+
+rt_instance *rt_instance_new(rt_instance_kind kind, const void *type, void *self,
+                             const char *label, int thread_safe, int may_block);
+void rt_instance_free(rt_instance *inst); /* does not call destroy: Python does */
+int rt_instance_request(rt_instance *inst, ph_exchange *ex);  /* one hook, locked */
+int rt_instance_response(rt_instance *inst, ph_exchange *ex);
+int rt_instance_handle(rt_instance *inst, ph_exchange *ex);
+void rt_set_py_call(rt_py_call_fn fn);
+
+typedef struct rt_chain {
+  size_t n;                 /* middlewares */
+  rt_instance **middlewares; /* owned array of borrowed instances */
+  rt_instance *action;      /* borrowed */
+  bool may_block;           /* some element may block: run off the event loop */
+  bool has_python;          /* some element is written in Python */
+  char *route_name;         /* given to every exchange the chain runs; owned */
+} rt_chain;
+
+rt_chain *rt_chain_new(rt_instance **middlewares, size_t n, rt_instance *action);
+void rt_chain_free(rt_chain *chain);
+void rt_chain_set_route(rt_chain *chain, const char *route_name);
+int rt_chain_may_block(const rt_chain *chain);
+
+/* Outcome of rt_chain_run. */
+#define RT_DONE 0      /* response complete (the response phase has run) */
+#define RT_UPSTREAM 1  /* perform ex's upstream request, set the response, then call
+                          rt_chain_finish(chain, ex, *passed) */
+
+/* Runs the request phase, the action and (unless an upstream is needed) the response
+** phase. *passed receives how many middlewares the response phase must cover. */
+int rt_chain_run(const rt_chain *chain, ph_exchange *ex, size_t *passed);
+/* Runs the response phase for the first `passed` middlewares, in reverse. */
+void rt_chain_finish(const rt_chain *chain, ph_exchange *ex, size_t passed);
+/* Turns the exchange's response into an error answer: `status` with a JSON body holding
+** the request id. Records `reason`/`label` for the host's log. */
+void rt_exchange_fail(ph_exchange *ex, int status, const char *label, const char *reason);
+
+/* ------------------------------------------------- one-call build and read-back */
+/* Builds an exchange with its request headers packed as "name\0value\0name\0value\0". */
+ph_exchange *rt_exchange_new_packed(rt_host *host, const char *method, const char *path,
+                                    const char *query, const char *client_ip,
+                                    const char *headers, size_t headers_len,
+                                    const uint8_t *body, size_t body_len);
+/* Packs the response headers the same way into a buffer owned by the exchange; returns
+** its length. The body comes back in body and body_len. */
+size_t rt_exchange_pack_response(ph_exchange *ex, const char **headers, int *status,
+                                 const uint8_t **body, size_t *body_len);
+/* Replaces the response with an upstream's answer (headers packed as above). */
+void rt_exchange_set_response_packed(ph_exchange *ex, int status, const char *headers,
+                                     size_t headers_len, const uint8_t *body, size_t body_len);
+/* Packs the request headers (as modified by the chain) into the exchange's buffer. */
+size_t rt_exchange_pack_request(ph_exchange *ex, const char **headers);
+/* The failure recorded by rt_exchange_fail or a failing element ("" if none). */
+const char *rt_exchange_failure(const ph_exchange *ex, const char **label);
+
+#endif

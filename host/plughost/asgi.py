@@ -1,0 +1,165 @@
+"""plughost's ASGI application.
+
+``plughost.asgi:app`` builds its gateway at lifespan start-up from the configuration named
+by $PLUGHOST_CONFIG (the embedded default when unset), so it runs under any ASGI server:
+``uvicorn plughost.asgi:app``, gunicorn with uvicorn workers, granian. ``plughost serve``
+starts it with uvicorn, uvloop and httptools.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import Any, Awaitable, Callable
+
+from .chain import Response
+from .gateway import Gateway
+from .upstream import UpstreamClient
+
+log = logging.getLogger("plughost.asgi")
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+CONFIG_VARIABLE = "PLUGHOST_CONFIG"
+JSON = [(b"content-type", b"application/json")]
+
+
+class GatewayApp:
+    """An ASGI application serving a :class:`Gateway`.
+
+    ``factory`` builds the gateway (called at lifespan start-up, or on the first request
+    when the server runs without lifespan).
+    """
+
+    def __init__(self, factory: Callable[[], Gateway] | None = None, *,
+                 gateway: Gateway | None = None) -> None:
+        self._factory = factory
+        self.gateway = gateway
+        self._client = UpstreamClient()
+        self._building = asyncio.Lock()
+        if gateway is not None:
+            self._configure(gateway)
+
+    def _configure(self, gateway: Gateway) -> None:
+        gateway.upstream = self._client.perform
+        server = gateway.config.server if gateway.config else None
+        self.body_limit = server.body_limit if server else 4 * 1024 * 1024
+        self.live_route = server.health_live_route if server else "/health/live"
+        self.ready_route = server.health_ready_route if server else "/health/ready"
+
+    async def _ensure_gateway(self) -> Gateway:
+        if self.gateway is None:
+            async with self._building:
+                if self.gateway is None:
+                    assert self._factory is not None
+                    gateway = await asyncio.to_thread(self._factory)
+                    self._configure(gateway)
+                    self.gateway = gateway
+        return self.gateway
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+        elif kind == "websocket":
+            await send({"type": "websocket.close", "code": 1003})
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self._ensure_gateway()
+                except Exception as exc:  # the problems were printed by the loader's caller
+                    log.error("plughost could not start: %s", exc)
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def aclose(self) -> None:
+        """Graceful shutdown: closes the upstream pool, destroys every instance, shuts the
+        plugins down."""
+        await self._client.close()
+        if self.gateway is not None:
+            self.gateway.close()
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        gateway = self.gateway or await self._ensure_gateway()
+        path: str = scope["path"]
+        method: str = scope["method"]
+        if path == self.live_route:
+            return await _send(send, Response(200, JSON, b'{"status":"live"}'))
+        if path == self.ready_route:
+            if gateway.ready:
+                return await _send(send, Response(200, JSON, b'{"status":"ready"}'))
+            return await _send(send, Response(503, JSON, b'{"status":"starting"}'))
+        headers = scope["headers"]
+        body = await _read_body(receive, headers, self.body_limit)
+        if body is None:
+            return await _send(send, Response(413, JSON, b'{"error":"request body too large",'
+                                              b'"status":413}'))
+        client = scope.get("client")
+        try:
+            response = await gateway.handle_async(
+                method, path, headers, body, query=scope.get("query_string", b"").decode("latin-1"),
+                client_ip=client[0] if client else "")
+        except Exception:
+            log.exception("unexpected error handling %s %s", method, path)
+            response = Response(500, JSON, b'{"error":"internal error","status":500}')
+        await _send(send, response, head=method == "HEAD")
+
+
+async def _read_body(receive: Receive, headers: list[Any], limit: int) -> bytes | None:
+    """The whole request body, or None when it is larger than ``limit``."""
+    for name, value in headers:
+        if name == b"content-length":
+            try:
+                if int(value) > limit:
+                    return None
+            except ValueError:
+                pass
+            break
+    chunks: list[bytes] = []
+    size = 0
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        if chunk:
+            chunks.append(chunk)
+        more = message.get("more_body", False)
+    return b"".join(chunks)
+
+
+async def _send(send: Send, response: Response, head: bool = False) -> None:
+    headers = response.headers
+    if not any(name.lower() == b"content-length" for name, _ in headers):
+        headers = [*headers, (b"content-length", str(len(response.body)).encode())]
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    await send({"type": "http.response.body", "body": b"" if head else response.body})
+
+
+def _from_environment() -> Gateway:
+    source = os.environ.get(CONFIG_VARIABLE)
+    if source:
+        return Gateway.from_config(source)
+    from .defaults import default_config
+
+    return Gateway.from_config(default_config())
+
+
+app = GatewayApp(_from_environment)

@@ -1,0 +1,275 @@
+"""The gateway: a Host built from a Seam configuration, with routes and compiled chains.
+
+``Gateway.from_config(path)`` loads the plugins in their listed order, creates the
+storages, middlewares and actions, compiles one C chain per route (global middlewares
+first) and reports every problem it finds at once (ConfigErrors). ``handle`` runs a
+request in-process, without HTTP; the ASGI application (plughost.asgi) uses
+``handle_async``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import logging
+import os
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Mapping, Sequence
+
+from .chain import Chain, ChainRun, Response, pack
+from .config import ConfigErrors, ConfigProblem, GatewayConfig, InstanceSpec, Where, load_config
+from .errors import ConfigError, PlughostError
+from .loader import Host
+from .plugintypes import ActionType, MiddlewareType, PluginType, StorageType
+from .pyelements import PythonAction, PythonInstance, PythonMiddleware
+from .router import ANY_METHOD, Router, RouteConflict
+
+log = logging.getLogger("plughost.gateway")
+
+#: Performs an upstream request: (upstream, run) -> awaitable; set by the ASGI layer.
+UpstreamPerformer = Callable[[Any, ChainRun], Awaitable[None]]
+
+
+class Gateway(Host):
+    """A configured gateway: plugins, instances, chains and the router."""
+
+    def __init__(self, config: GatewayConfig | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.config = config
+        self.instances: dict[str, Any] = {}  # middleware/action name -> instance
+        self.chains: list[Chain] = []
+        self.router: Router[Chain] = Router()
+        self.ready = False
+        self.upstream: UpstreamPerformer | None = None
+
+    # ------------------------------------------------------------------ building
+    @classmethod
+    def from_config(cls, source: str | os.PathLike[str] | GatewayConfig, *,
+                    environ: Mapping[str, str] | None = None,
+                    python_elements: Mapping[str, PythonMiddleware | PythonAction] | None = None,
+                    **kwargs: Any) -> "Gateway":
+        """Builds a gateway from a configuration directory, file or loaded config.
+
+        ``python_elements`` registers Python middlewares/actions by name before the routes
+        are compiled, so routes can name them like native ones.
+        """
+        extra = {"action": [n for n, o in (python_elements or {}).items()
+                            if isinstance(o, PythonAction)],
+                 "middleware": [n for n, o in (python_elements or {}).items()
+                                if not isinstance(o, PythonAction)]}
+        config = source if isinstance(source, GatewayConfig) else load_config(
+            Path(source), environ=environ, extra_names=extra)
+        gateway = cls(config, **kwargs)
+        try:
+            gateway._build(config, python_elements or {})
+        except BaseException:
+            gateway.close()
+            raise
+        gateway.ready = True
+        return gateway
+
+    def _build(self, config: GatewayConfig,
+               python_elements: Mapping[str, PythonMiddleware | PythonAction]) -> None:
+        problems: list[ConfigProblem] = []
+        provider: dict[str, int] = {}  # type id -> index of the plugin that declares it
+        for index, spec in enumerate(config.plugins):
+            try:
+                plugin = self.load_plugin(spec.path, spec.config, source=spec.config_where.file,
+                                          config_path=spec.config_where.key)
+            except PlughostError as exc:
+                problems.append(ConfigProblem(spec.where, getattr(exc, "reason", str(exc))))
+                continue
+            for type_id in plugin.types:
+                provider[type_id] = index
+        for name, obj in python_elements.items():
+            self._add_python(name, obj)
+
+        def create(spec: InstanceSpec, expected: type[PluginType]) -> Any:
+            ptype = self.types.get(spec.use)
+            if ptype is None:
+                problems.append(ConfigProblem(spec.use_where, self._unknown_use(spec, expected)))
+                return None
+            if not isinstance(ptype, expected):
+                problems.append(ConfigProblem(spec.use_where, f"'{spec.use}' is a {ptype.kind}, "
+                                              f"not a {expected.kind}: use it under "
+                                              f"{ptype.kind}s.yaml"))
+                return None
+            try:
+                if isinstance(ptype, StorageType):
+                    return ptype.create(spec.config, name=spec.name, source=spec.config_where.file,
+                                        path=spec.config_where.key)
+                instance = ptype.create(spec.config, name=spec.name,  # type: ignore[attr-defined]
+                                        source=spec.config_where.file, path=spec.config_where.key)
+                self._instances.append(instance)
+                return instance
+            except ConfigError as exc:
+                problems.append(_tree_problem(str(exc), spec.config_where))
+                return None
+
+        for spec in config.storages.values():
+            create(spec, StorageType)
+        for spec in config.middlewares.values():
+            instance = create(spec, MiddlewareType)
+            if instance is not None:
+                self.instances[spec.name] = instance
+        for spec in config.actions.values():
+            instance = create(spec, ActionType)
+            if instance is not None:
+                self.instances[spec.name] = instance
+        if not problems:
+            self._compile_routes(config, problems)
+        if problems:
+            raise ConfigErrors(problems)
+
+    def _unknown_use(self, spec: InstanceSpec, expected: type[PluginType]) -> str:
+        known = [tid for tid, t in self.types.items() if isinstance(t, expected)]
+        close = difflib.get_close_matches(spec.use, known, n=1, cutoff=0.6)
+        if close:
+            return f"no loaded plugin provides '{spec.use}': did you mean '{close[0]}'?"
+        if known:
+            return (f"no loaded plugin provides '{spec.use}': list the plugin that declares it in "
+                    f"plugins.yaml (loaded {expected.kind}s: {', '.join(sorted(known))})")
+        return (f"no loaded plugin provides '{spec.use}': list the plugin that declares it in "
+                "plugins.yaml")
+
+    def _compile_routes(self, config: GatewayConfig, problems: list[ConfigProblem]) -> None:
+        """One chain per endpoint (a route as a service mounts it): global middlewares,
+        then the service's and the route's, then the action."""
+        global_mws = [self.instances[name] for name in config.global_middlewares
+                      if name in self.instances]
+        for endpoint in config.endpoints:
+            mws = global_mws + [self.instances[name] for name in endpoint.middlewares
+                                if name in self.instances]
+            action = self.instances.get(endpoint.action)
+            if action is None:
+                continue  # reported by the config loader
+            chain = Chain(self.runtime, mws, action, endpoint.route)
+            self.chains.append(chain)
+            methods = (ANY_METHOD,) if "ALL" in endpoint.methods else endpoint.methods
+            try:
+                self.router.add(endpoint.path, methods, chain)
+            except (RouteConflict, ValueError) as exc:
+                problems.append(ConfigProblem(endpoint.where, f"{exc}: change the path or methods"))
+
+    # ---------------------------------------------------------- Python elements
+    def _add_python(self, name: str, obj: PythonMiddleware | PythonAction) -> PythonInstance:
+        if name in self.instances:
+            raise ConfigError(f"an element named '{name}' already exists: pick another name")
+        kind = "action" if isinstance(obj, PythonAction) else "middleware"
+        instance = PythonInstance(self.runtime, name, obj, kind)
+        self.instances[name] = instance
+        self._instances.append(instance)  # type: ignore[arg-type]
+        return instance
+
+    def add_route(self, path: str, action: str, *, methods: Sequence[str] = ("GET",),
+                  middlewares: Sequence[str] = (), name: str = "") -> Chain:
+        """Adds a route at run time (scripting and tests): names refer to instances."""
+        assert self.config is not None
+        mws = [self.instances[n] for n in (*self.config.global_middlewares, *middlewares)]
+        chain = Chain(self.runtime, mws, self.instances[action], name or path)
+        self.router.add(path, tuple(m.upper() for m in methods), chain)
+        self.chains.append(chain)
+        return chain
+
+    # ---------------------------------------------------------------- requests
+    def start(self, method: str, path: str, headers: Sequence[tuple[bytes, bytes]] = (),
+              body: bytes = b"", *, query: str = "", client_ip: str = "") -> ChainRun | Response:
+        """Routes a request and builds its exchange: a ChainRun to run, or a ready Response
+        (404/405) when no route takes it."""
+        match = self.router.match(method, path)
+        if match.target is None:
+            if match.allowed:
+                return _json_response(405, "method not allowed",
+                                      [(b"allow", ", ".join(match.allowed).encode())])
+            return _json_response(404, "not found")
+        return ChainRun(self.runtime, self.ptr, match.target, method.encode(), path.encode(),
+                        query.encode(), pack(headers), body, client_ip.encode(), match.params)
+
+    def finish(self, run: ChainRun) -> Response:
+        """Reads the response of a completed run, logs a failure, frees the exchange."""
+        try:
+            failure = run.failure()
+            if failure is not None:
+                label, reason = failure
+                log.error("route %s: %s failed: %s", run.chain.route_name,
+                          label or "the chain", reason)
+            return run.response()
+        finally:
+            run.close()
+
+    async def handle_async(self, method: str, path: str,
+                           headers: Sequence[tuple[bytes, bytes]] = (), body: bytes = b"", *,
+                           query: str = "", client_ip: str = "") -> Response:
+        """Runs one request; may-block chains run in a worker thread."""
+        started = self.start(method, path, headers, body, query=query, client_ip=client_ip)
+        if isinstance(started, Response):
+            return started
+        run = started
+        try:
+            if run.chain.may_block:
+                needs_upstream = await asyncio.to_thread(run.run)
+            else:
+                needs_upstream = run.run()
+            if needs_upstream:
+                await self._perform_upstream(run)
+        except BaseException:
+            run.close()
+            raise
+        return self.finish(run)
+
+    async def _perform_upstream(self, run: ChainRun) -> None:
+        performer = self.upstream
+        if performer is None:
+            from .upstream import UpstreamClient
+
+            client = UpstreamClient()
+            try:
+                await client.perform(run.upstream(), run)
+            finally:
+                await client.close()
+            return
+        await performer(run.upstream(), run)
+
+    def handle(self, method: str, path: str, headers: Mapping[str, str] |
+               Sequence[tuple[str, str]] = (), body: bytes = b"", *, query: str = "",
+               client_ip: str = "127.0.0.1") -> Response:
+        """Runs one request in-process, without HTTP (scripting and tests)."""
+        pairs = headers.items() if isinstance(headers, Mapping) else headers
+        raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in pairs]
+        started = self.start(method.upper(), path, raw, body, query=query, client_ip=client_ip)
+        if isinstance(started, Response):
+            return started
+        run = started
+        try:
+            if run.run():
+                asyncio.run(self._perform_upstream(run))
+        except BaseException:
+            run.close()
+            raise
+        return self.finish(run)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.ready = False
+        for chain in self.chains:
+            chain.close()
+        super().close()
+
+
+def _json_response(status: int, message: str,
+                   extra: list[tuple[bytes, bytes]] | None = None) -> Response:
+    body = b'{"error":"%s","status":%d}' % (message.encode(), status)
+    return Response(status, [(b"content-type", b"application/json"), *(extra or [])], body)
+
+
+def _tree_problem(message: str, fallback: Where) -> ConfigProblem:
+    """A config tree's error reads 'file:line: key: what' (or 'key: what'); keep its exact
+    location, which points at the offending key rather than at the `config:` block."""
+    head, sep, rest = message.partition(": ")
+    file, _, line = head.rpartition(":")
+    if sep and file and line.isdigit():
+        key, sep2, what = rest.partition(": ")
+        if sep2:
+            return ConfigProblem(Where(file, int(line), key), what)
+    return ConfigProblem(fallback, message)

@@ -1,0 +1,92 @@
+"""Middlewares and actions written in Python, usable in the same chains as native ones.
+
+Subclass :class:`PythonMiddleware` or :class:`PythonAction`; register an instance with
+``Host.add_python_middleware(name, obj)`` / ``Host.add_python_action(name, obj)``. Inside a
+native chain the C runner calls back into Python for these elements only.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from .exchange import Exchange
+from .plugintypes import Next
+
+if TYPE_CHECKING:
+    from .runtime import Runtime
+
+log = logging.getLogger("plughost.python")
+
+
+class PythonMiddleware:
+    """Base class of a middleware written in Python.
+
+    ``on_request`` returns None or ``Next.CONTINUE`` to go on, ``Next.RESPOND`` after setting
+    the response with ``ex.respond(...)``; ``on_response`` may change the response. An
+    exception fails the request with 500, like a native PH_NEXT_ERROR.
+    """
+
+    thread_safe: bool = True  # False: the host never runs two of its calls at once
+    may_block: bool = False   # True: chains containing it run off the event loop
+
+    def on_request(self, ex: Exchange) -> Next | None:
+        return None
+
+    def on_response(self, ex: Exchange) -> None:
+        return None
+
+
+class PythonAction:
+    """Base class of an action written in Python: ``handle`` sets the response."""
+
+    thread_safe: bool = True
+    may_block: bool = False
+
+    def handle(self, ex: Exchange) -> Next | None:
+        raise NotImplementedError("a PythonAction must implement handle()")
+
+
+class PythonInstance:
+    """A Python element registered with the runtime (an rt_instance with a cffi handle)."""
+
+    def __init__(self, runtime: "Runtime", name: str, obj: PythonMiddleware | PythonAction,
+                 kind: str) -> None:
+        self.name = name
+        self.obj = obj
+        self.kind = kind
+        self._rt = runtime
+        self.label = f"python {kind} '{name}' ({type(obj).__qualname__})"
+        self.may_block = bool(getattr(obj, "may_block", False))
+        self._handle = runtime.ffi.new_handle(self)
+        lib = runtime.lib
+        rt_kind = lib.RT_PY_ACTION if kind == "action" else lib.RT_PY_MIDDLEWARE
+        self.ptr = lib.rt_instance_new(rt_kind, runtime.ffi.NULL, self._handle,
+                                       self.label.encode(),
+                                       int(bool(getattr(obj, "thread_safe", True))),
+                                       int(self.may_block))
+        self.closed = False
+
+    def call(self, phase: int, ex_ptr: Any) -> int:
+        """Called by the C runner: runs the element's hook on a borrowed exchange."""
+        lib = self._rt.lib
+        ex = Exchange.borrow(self._rt, ex_ptr)
+        try:
+            if self.kind == "action":
+                result = self.obj.handle(ex)  # type: ignore[union-attr]
+                return int(Next.RESPOND if result is None else result)
+            if phase == lib.RT_PHASE_REQUEST:
+                result = self.obj.on_request(ex)  # type: ignore[union-attr]
+                return int(Next.CONTINUE if result is None else result)
+            self.obj.on_response(ex)  # type: ignore[union-attr]
+            return lib.PH_OK
+        except Exception as exc:
+            log.exception("%s failed", self.label)
+            lib.rt_exchange_fail(ex_ptr, 500, self.label.encode(),
+                                 f"{type(exc).__name__}: {exc}".encode("utf-8", "replace"))
+            return int(Next.ERROR)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._rt.lib.rt_instance_free(self.ptr)

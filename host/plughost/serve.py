@@ -1,0 +1,77 @@
+"""``plughost serve``: validate the configuration, then run uvicorn on plughost.asgi:app."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from .config import ConfigErrors, GatewayConfig, load_config
+from .errors import PlughostError
+
+log = logging.getLogger("plughost.serve")
+
+
+class ServeError(Exception):
+    """The gateway cannot start; ``lines`` say why (one problem a line)."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("\n".join(lines))
+        self.lines = lines
+
+
+def load(config_path: str | None) -> GatewayConfig:
+    """The configuration to serve: the given folder/file, else the embedded default."""
+    if config_path:
+        return load_config(Path(config_path))
+    from .defaults import default_config
+
+    return default_config()
+
+
+def validate(config_path: str | None) -> GatewayConfig:
+    """Loads the configuration and builds the gateway once (plugins, instances, routes),
+    then closes it: every problem is reported before a server starts."""
+    from .gateway import Gateway
+
+    try:
+        config = load(config_path)
+        Gateway.from_config(config).close()
+    except ConfigErrors as exc:
+        raise ServeError([str(p) for p in exc.problems] +
+                         [f"plughost: {len(exc.problems)} problem(s) in the configuration; "
+                          "nothing was started"]) from None
+    except PlughostError as exc:
+        raise ServeError([f"plughost: {exc}"]) from None
+    return config
+
+
+def parse_address(address: str) -> tuple[str, int]:
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ServeError([f"plughost: --address {address!r} is not HOST:PORT (port 1-65535)"])
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def serve(config_path: str | None, *, address: str | None = None, workers: int = 1,
+          log_level: str = "info") -> None:
+    """Validates, then serves until interrupted; shuts every plugin down on exit."""
+    import uvicorn
+
+    config = validate(config_path)
+    server = config.server
+    host, port = parse_address(address) if address else (server.host, server.port)
+    if config_path:
+        os.environ["PLUGHOST_CONFIG"] = str(Path(config_path).resolve())
+    else:
+        os.environ.pop("PLUGHOST_CONFIG", None)
+    options: dict[str, object] = {}
+    if server.tls:
+        options.update(ssl_certfile=str(server.cert_file), ssl_keyfile=str(server.key_file))
+    if server.idle_timeout:
+        options["timeout_keep_alive"] = max(1, int(server.idle_timeout))
+    scheme = "https" if server.tls else "http"
+    print(f"plughost: serving on {scheme}://{host}:{port} with {workers} worker(s)", flush=True)
+    uvicorn.run("plughost.asgi:app", host=host, port=port, workers=workers, loop="uvloop",
+                http="httptools", lifespan="on", log_level=log_level, access_log=False,
+                timeout_graceful_shutdown=10, **options)  # type: ignore[arg-type]

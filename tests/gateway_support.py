@@ -1,0 +1,166 @@
+"""Helpers for the gateway tests: a real configuration folder, and a real upstream HTTP
+server on a free loopback port."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+PLUGINS = ("memory", "requestid", "static", "trace")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_config(folder: Path, plugin_dir: Path, *, upstream: str = "http://127.0.0.1:9",
+                 extra_routes: str = "") -> Path:
+    """A Seam configuration folder using the native plugins and the trace test plugin."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "plugins.yaml").write_text("plugins:\n" + "".join(
+        f"  - path: {plugin_dir / name}.so\n" for name in PLUGINS))
+    (folder / "storages.yaml").write_text(
+        "storages:\n  Memory:\n    use: plugins.memory.storages.MemoryStorage\n")
+    (folder / "middlewares.yaml").write_text("""\
+middlewares:
+  RequestID:
+    use: plugins.requestid.middlewares.RequestIdMiddleware
+  A:
+    use: plugins.trace.middlewares.TraceMiddleware
+    config: {name: A}
+  B:
+    use: plugins.trace.middlewares.TraceMiddleware
+    config: {name: B}
+  C:
+    use: plugins.trace.middlewares.TraceMiddleware
+    config: {name: C}
+  Teapot:
+    use: plugins.trace.middlewares.TraceMiddleware
+    config: {name: Teapot, respond: 418}
+  FailRequest:
+    use: plugins.trace.middlewares.TraceMiddleware
+    config: {name: FailRequest, fail: request}
+  FailResponse:
+    use: plugins.trace.middlewares.TraceMiddleware
+    config: {name: FailResponse, fail: response}
+  Blocking:
+    use: plugins.trace.middlewares.BlockingTraceMiddleware
+    config: {name: Blocking}
+globalMiddlewares:
+  - RequestID
+""")
+    (folder / "actions.yaml").write_text(f"""\
+actions:
+  Echo:
+    use: plugins.trace.actions.EchoAction
+  Hello:
+    use: plugins.static.actions.StaticAction
+    config:
+      body: hello
+  Forward:
+    use: plugins.trace.actions.ForwardAction
+    config:
+      url: {upstream}
+      timeout: 1s
+""")
+    (folder / "routes.yaml").write_text("""\
+routes:
+  Hello:
+    gatewayPath: /
+    methods: [GET]
+    action: Hello
+  Traced:
+    gatewayPath: /traced
+    methods: [GET, POST]
+    middlewares: [A, B]
+    action: Echo
+  User:
+    gatewayPath: /users/:id
+    methods: [GET]
+    middlewares: [A]
+    action: Echo
+  Files:
+    gatewayPath: /files/*
+    methods: [GET]
+    action: Echo
+  Early:
+    gatewayPath: /early
+    methods: [GET]
+    middlewares: [A, Teapot, B]
+    action: Echo
+  Broken:
+    gatewayPath: /broken
+    methods: [GET]
+    middlewares: [A, FailRequest, B]
+    action: Echo
+  BrokenResponse:
+    gatewayPath: /broken-response
+    methods: [GET]
+    middlewares: [A, FailResponse]
+    action: Echo
+  Blocking:
+    gatewayPath: /blocking
+    methods: [GET]
+    middlewares: [A, Blocking]
+    action: Echo
+  Proxy:
+    gatewayPath: /proxy/*
+    methods: [GET, POST]
+    middlewares: [A]
+    action: Forward
+""" + extra_routes)
+    return folder
+
+
+class _Upstream(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        if self.path.startswith("/proxy/slow"):
+            time.sleep(3)
+        payload = json.dumps({"method": self.command, "path": self.path,
+                              "headers": dict(self.headers.items()),
+                              "body": body.decode("latin-1")}).encode()
+        self.send_response(201)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("X-Upstream", "yes")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class UpstreamServer:
+    """A real HTTP server on 127.0.0.1 that echoes what it received as JSON."""
+
+    def __init__(self) -> None:
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Upstream)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> "UpstreamServer":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def upstream_server() -> Iterator[UpstreamServer]:
+    with UpstreamServer() as server:
+        yield server

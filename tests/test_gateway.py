@@ -1,0 +1,223 @@
+"""The gateway in-process (Gateway.from_config + handle): routing, the C chain runner's
+ordering, early responses, failures, Python middlewares in native chains, may-block chains
+and upstream requests against a real HTTP server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+import plughost
+from plughost.exchange import Exchange
+from plughost.gateway import Gateway
+from plughost.pyelements import PythonAction, PythonMiddleware
+
+from gateway_support import UpstreamServer, free_port, write_config
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[UpstreamServer]:
+    with UpstreamServer() as server:
+        yield server
+
+
+@pytest.fixture
+def gateway(tmp_path: Path, test_plugin_dir: Path, upstream: UpstreamServer) -> Iterator[Gateway]:
+    folder = write_config(tmp_path / "config", test_plugin_dir, upstream=upstream.url)
+    with Gateway.from_config(folder) as gw:
+        yield gw
+
+
+def header(response: plughost.chain.Response, name: str) -> str | None:
+    for key, value in response.headers:
+        if key.lower() == name.lower().encode():
+            return value.decode("latin-1")
+    return None
+
+
+def test_static_route_through_global_and_route_middlewares(gateway: Gateway) -> None:
+    r = gateway.handle("GET", "/traced", {"X-Request-ID": "rid-1"}, query="q=1")
+    assert r.status == 200
+    assert r.body == b"GET /traced q=1 trace=A,B id= rest= route=Traced body= local=rid-1"
+    assert header(r, "X-Trace-Response") == "B,A"  # response phase in reverse
+    assert header(r, "X-Request-ID") == "rid-1"   # the global middleware ran
+
+
+def test_embedded_style_hello(gateway: Gateway) -> None:
+    r = gateway.handle("GET", "/")
+    assert (r.status, r.body) == (200, b"hello")
+
+
+def test_params_and_wildcards(gateway: Gateway) -> None:
+    assert b" id=42 " in gateway.handle("GET", "/users/42").body
+    assert b" rest=a/b/c.txt " in gateway.handle("GET", "/files/a/b/c.txt").body
+
+
+def test_not_found_and_method_not_allowed(gateway: Gateway) -> None:
+    r = gateway.handle("GET", "/nope")
+    assert r.status == 404 and json.loads(r.body)["status"] == 404
+    r = gateway.handle("DELETE", "/traced")
+    assert r.status == 405
+    assert header(r, "Allow") == "GET, HEAD, POST"
+
+
+def test_post_body_reaches_the_action(gateway: Gateway) -> None:
+    r = gateway.handle("POST", "/traced", body=b"payload")
+    assert r.body.endswith(b"body=payload local=" + r.body.rsplit(b"local=", 1)[1])
+    assert b"body=payload" in r.body
+
+
+def test_early_response_runs_response_phase_of_passed_middlewares(gateway: Gateway) -> None:
+    r = gateway.handle("GET", "/early")
+    assert r.status == 418 and r.body == b"Teapot"
+    assert header(r, "X-Trace-Response") == "Teapot,A"  # B never ran
+
+
+def test_failing_middleware_answers_500_with_request_id_and_keeps_serving(
+        gateway: Gateway, caplog: pytest.LogCaptureFixture) -> None:
+    r = gateway.handle("GET", "/broken", {"X-Request-ID": "rid-broken"})
+    assert r.status == 500
+    body = json.loads(r.body)
+    assert body == {"error": "internal error", "status": 500, "requestId": "rid-broken"}
+    assert header(r, "X-Trace-Response") == "A"  # passed middlewares still answered
+    assert "FailRequest" in caplog.text and "plugins.trace.middlewares.TraceMiddleware" in caplog.text
+    assert "was told to fail" in caplog.text
+    assert gateway.handle("GET", "/traced").status == 200
+
+
+def test_failing_response_hook_answers_500(gateway: Gateway) -> None:
+    r = gateway.handle("GET", "/broken-response")
+    assert r.status == 500 and json.loads(r.body)["requestId"]
+
+
+class PyTrace(PythonMiddleware):
+    """A Python middleware that leaves the same trace as the native ones."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def on_request(self, ex: Exchange) -> None:
+        self.calls += 1
+        ex.set_request_header("X-Trace", (ex.request_header("X-Trace") or "") + ",py")
+
+    def on_response(self, ex: Exchange) -> None:
+        ex.set_response_header("X-Trace-Response",
+                               (ex.response_header("X-Trace-Response") or "") + ",py")
+
+
+def test_ten_thousand_requests_with_a_python_middleware_in_a_native_chain(
+        tmp_path: Path, test_plugin_dir: Path) -> None:
+    folder = write_config(tmp_path / "config", test_plugin_dir, extra_routes="""\
+  Mixed:
+    gatewayPath: /mixed
+    methods: [GET]
+    middlewares: [A, Py, B]
+    action: Echo
+""")
+    py = PyTrace()
+    with Gateway.from_config(folder, python_elements={"Py": py}) as gw:
+        for i in range(10_000):
+            r = gw.handle("GET", "/mixed", {"X-Request-ID": f"r{i}"})
+            assert r.status == 200
+            assert b"trace=A,py,B " in r.body
+            assert header(r, "X-Trace-Response") == "B,py,A"
+            assert header(r, "X-Request-ID") == f"r{i}"
+        assert py.calls == 10_000
+
+
+class Explodes(PythonMiddleware):
+    def on_request(self, ex: Exchange) -> None:
+        raise RuntimeError("boom")
+
+
+class PyHello(PythonAction):
+    def handle(self, ex: Exchange) -> None:
+        ex.respond(202, b"from python", "text/plain")
+
+
+def test_python_elements_fail_cleanly_and_python_actions_respond(
+        tmp_path: Path, test_plugin_dir: Path) -> None:
+    folder = write_config(tmp_path / "config", test_plugin_dir, extra_routes="""\
+  Boom:
+    gatewayPath: /boom
+    methods: [GET]
+    middlewares: [A, Explodes]
+    action: PyHello
+  PyOnly:
+    gatewayPath: /py
+    methods: [GET]
+    middlewares: [A]
+    action: PyHello
+""")
+    elements = {"Explodes": Explodes(), "PyHello": PyHello()}
+    with Gateway.from_config(folder, python_elements=elements) as gw:
+        r = gw.handle("GET", "/boom")
+        assert r.status == 500 and header(r, "X-Trace-Response") == "A"
+        r = gw.handle("GET", "/py")
+        assert (r.status, r.body, header(r, "X-Trace-Response")) == (202, b"from python", "A")
+
+
+def test_may_block_chains_run_off_the_event_loop_thread(gateway: Gateway) -> None:
+    chain = gateway.router.match("GET", "/blocking").target
+    assert chain is not None and chain.may_block
+    assert not gateway.router.match("GET", "/traced").target.may_block
+
+    seen: list[str] = []
+    original = chain.action  # record the thread through a Python probe around run()
+    import plughost.chain as chain_module
+
+    real_run = chain_module.ChainRun.run
+
+    def spy(self: chain_module.ChainRun) -> bool:
+        seen.append(threading.current_thread().name)
+        return real_run(self)
+
+    chain_module.ChainRun.run = spy  # type: ignore[method-assign]
+    try:
+        async def go() -> None:
+            r = await gateway.handle_async("GET", "/blocking")
+            assert b"trace=A,Blocking" in r.body
+            await gateway.handle_async("GET", "/traced")
+        asyncio.run(go())
+    finally:
+        chain_module.ChainRun.run = real_run  # type: ignore[method-assign]
+    assert original is chain.action
+    assert seen[0] != threading.main_thread().name  # may-block chain: a worker thread
+    assert seen[1] == threading.main_thread().name  # others inline
+
+
+def test_upstream_request_is_performed_and_response_phase_runs(gateway: Gateway,
+                                                                upstream: UpstreamServer) -> None:
+    r = gateway.handle("POST", "/proxy/items", {"X-Custom": "1"}, body=b"data", query="x=y")
+    assert r.status == 201
+    sent = json.loads(r.body)
+    assert sent["method"] == "POST" and sent["path"] == "/proxy/items?x=y"
+    assert sent["body"] == "data"
+    sent_headers = {k.lower(): v for k, v in sent["headers"].items()}
+    assert sent_headers["x-custom"] == "1" and sent_headers["x-trace"] == "A"
+    assert header(r, "X-Upstream") == "yes"
+    assert header(r, "X-Trace-Response") == "A"
+
+
+def test_upstream_refusing_connections_is_502(tmp_path: Path, test_plugin_dir: Path) -> None:
+    folder = write_config(tmp_path / "c", test_plugin_dir, upstream=f"http://127.0.0.1:{free_port()}")
+    with Gateway.from_config(folder) as gw:
+        r = gw.handle("GET", "/proxy/x")
+        assert r.status == 502 and json.loads(r.body)["error"] == "bad gateway"
+        assert header(r, "X-Trace-Response") == "A"
+
+
+def test_upstream_timeout_is_504(gateway: Gateway) -> None:
+    r = gateway.handle("GET", "/proxy/slow")
+    assert r.status == 504 and json.loads(r.body)["error"] == "gateway timeout"
+
+
+def test_storage_by_name(gateway: Gateway) -> None:
+    store = gateway.storage("Memory")
+    store.set(b"k", b"v")
+    assert store.get(b"k") == b"v"

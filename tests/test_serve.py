@@ -1,0 +1,174 @@
+"""`plughost serve` over real HTTP on loopback: the embedded default, a Seam configuration
+folder, health routes, 404/405/413, TLS, several workers, graceful shutdown, and a refusal
+to start on a bad configuration."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway_support import free_port, write_config
+
+PLUGHOST = str(Path(sys.executable).with_name("plughost"))
+
+
+class Server:
+    """A `plughost serve` child process, stopped by PID."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None, scheme: str = "http") -> None:
+        self.port = free_port()
+        self.base = f"{scheme}://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen([PLUGHOST, "serve", "--address", f"127.0.0.1:{self.port}",
+                                      *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True, env={**os.environ, **(env or {})})
+        self.context = ssl._create_unverified_context() if scheme == "https" else None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"server exited: {self.proc.stdout.read()}")  # type: ignore[union-attr]
+            try:
+                if self.get("/health/live")[0] == 200:
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise AssertionError("server did not come up within 30 s")
+
+    def request(self, method: str, path: str, body: bytes | None = None,
+                headers: dict[str, str] | None = None) -> tuple[int, Any, bytes]:
+        req = urllib.request.Request(self.base + path, data=body, method=method,
+                                     headers=headers or {})
+        try:
+            with urllib.request.urlopen(req, timeout=10, context=self.context) as resp:
+                return resp.status, resp.headers, resp.read()  # case-insensitive headers
+        except urllib.error.HTTPError as err:
+            return err.code, err.headers, err.read()
+
+    def get(self, path: str, **kwargs: object) -> tuple[int, Any, bytes]:
+        return self.request("GET", path, **kwargs)  # type: ignore[arg-type]
+
+    def stop(self) -> str:
+        self.proc.send_signal(signal.SIGTERM)
+        out, _ = self.proc.communicate(timeout=30)
+        return out
+
+
+@pytest.fixture
+def config_dir(tmp_path: Path, test_plugin_dir: Path) -> Path:
+    return write_config(tmp_path / "config", test_plugin_dir)
+
+
+def test_embedded_default_answers_hello_and_health() -> None:
+    server = Server()
+    try:
+        status, headers, body = server.get("/")
+        assert status == 200 and json.loads(body) == {"message": "hello from plughost"}
+        assert len(headers["X-Request-ID"]) == 36  # the requestid plugin ran
+        assert server.get("/health/live")[0] == 200
+        status, _, body = server.get("/health/ready")
+        assert status == 200 and json.loads(body) == {"status": "ready"}
+        assert server.get("/missing")[0] == 404
+        status, headers, _ = server.request("POST", "/", body=b"x")
+        assert status == 405 and headers["allow"] == "GET, HEAD"
+    finally:
+        server.stop()
+
+
+def test_embedded_default_listens_on_8090_by_default() -> None:
+    from plughost.defaults import default_config
+
+    env = {k: v for k, v in os.environ.items() if k != "PLUGHOST_ADDRESS"}
+    server = default_config(env).server
+    assert (server.host, server.port) == ("127.0.0.1", 8090)
+
+
+def test_config_folder_routes_over_http_and_graceful_shutdown(config_dir: Path,
+                                                              tmp_path: Path) -> None:
+    marker = tmp_path / "marker"
+    plugins = config_dir / "plugins.yaml"
+    plugins.write_text(plugins.read_text().replace(
+        "trace.so\n", f"trace.so\n    config:\n      marker: {marker}\n"))
+    server = Server("--config", str(config_dir))
+    try:
+        status, headers, body = server.get("/users/7?x=1", headers={"X-Request-ID": "abc"})
+        assert status == 200
+        assert body == b"GET /users/7 x=1 trace=A id=7 rest= route=User body= local=abc"
+        assert headers["X-Trace-Response"] == "A" and headers["X-Request-ID"] == "abc"
+        status, _, body = server.request("POST", "/traced", body=b"hello body")
+        assert status == 200 and b"body=hello body" in body
+        status, _, body = server.get("/broken")
+        assert status == 500 and json.loads(body)["error"] == "internal error"
+        assert server.get("/traced")[0] == 200  # still serving after a failure
+        # serve validated the configuration by building the gateway once, then closed it
+        assert marker.read_text() == "shutdown\n"
+    finally:
+        out = server.stop()
+    # uvicorn shuts down gracefully, then re-raises SIGTERM so supervisors see the signal
+    assert server.proc.returncode in (0, -signal.SIGTERM), out
+    assert "Application shutdown complete" in out
+    assert marker.read_text() == "shutdown\n" * 2  # the worker shut every plugin down too
+    assert "Traceback" not in out
+
+
+def test_body_limit_413(config_dir: Path) -> None:
+    (config_dir / "server.yaml").write_text("server:\n  bodyLimit: 1024\n")
+    server = Server("--config", str(config_dir))
+    try:
+        assert server.request("POST", "/traced", body=b"x" * 1024)[0] == 200
+        status, _, body = server.request("POST", "/traced", body=b"x" * 1025)
+        assert status == 413 and json.loads(body)["status"] == 413
+    finally:
+        server.stop()
+
+
+def test_tls_from_server_yaml(config_dir: Path, tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    (config_dir / "server.yaml").write_text(
+        f"server:\n  tls: true\n  certFile: {cert}\n  keyFile: {key}\n")
+    server = Server("--config", str(config_dir), scheme="https")
+    try:
+        status, _, body = server.get("/")
+        assert (status, body) == (200, b"hello")
+    finally:
+        server.stop()
+
+
+def test_two_workers_both_serve(config_dir: Path) -> None:
+    server = Server("--config", str(config_dir), "--workers", "2")
+    try:
+        for _ in range(20):
+            assert server.get("/")[0] == 200
+    finally:
+        out = server.stop()
+    assert "Traceback" not in out
+
+
+def test_bad_configuration_refuses_to_start_with_every_problem(config_dir: Path) -> None:
+    (config_dir / "middlewares.yaml").write_text(
+        (config_dir / "middlewares.yaml").read_text()
+        .replace("plugins.requestid.middlewares.RequestIdMiddleware",
+                 "plugins.requestid.middlewares.RequestIDMiddleware")
+        .replace("config: {name: B}", "config: {name: B, fail: sometimes}"))
+    proc = subprocess.run([PLUGHOST, "serve", "--config", str(config_dir), "--address",
+                           f"127.0.0.1:{free_port()}"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    err = proc.stderr
+    assert "middlewares.yaml:3: middlewares.RequestID.use: no loaded plugin provides " \
+           "'plugins.requestid.middlewares.RequestIDMiddleware': did you mean " \
+           "'plugins.requestid.middlewares.RequestIdMiddleware'?" in err
+    assert "middlewares.yaml:9: middlewares.B.config.fail: must be \"request\" or \"response\"" in err
+    assert "2 problem(s) in the configuration; nothing was started" in err
+    assert "Traceback" not in err
