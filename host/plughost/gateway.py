@@ -18,7 +18,8 @@ from typing import Any, Awaitable, Callable, Mapping, Sequence
 
 from .chain import Chain, ChainRun, Response, pack
 from .config import ConfigErrors, ConfigProblem, GatewayConfig, InstanceSpec, Where, load_config
-from .errors import ConfigError, PlughostError
+from .config.instances import storage_references
+from .errors import ConfigError, PlughostError, PluginInitError
 from .loader import Host
 from .plugintypes import ActionType, MiddlewareType, PluginType, StorageType
 from .pyelements import PythonAction, PythonInstance, PythonMiddleware
@@ -41,6 +42,7 @@ class Gateway(Host):
         self.router: Router[Chain] = Router()
         self.ready = False
         self.upstream: UpstreamPerformer | None = None
+        self._failed_plugins: set[str] = set()
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -72,48 +74,41 @@ class Gateway(Host):
                python_elements: Mapping[str, PythonMiddleware | PythonAction]) -> None:
         problems: list[ConfigProblem] = []
         provider: dict[str, int] = {}  # type id -> index of the plugin that declares it
+        pending_storages = dict(config.storages)
+        self._failed_plugins: set[str] = set()
         for index, spec in enumerate(config.plugins):
             try:
                 plugin = self.load_plugin(spec.path, spec.config, source=spec.config_where.file,
                                           config_path=spec.config_where.key)
+            except PluginInitError as exc:
+                problems.append(_tree_problem(exc.reason.removeprefix("init failed: "),
+                                              spec.where))
+                self._failed_plugins.add(_plugin_stem(spec.path))
+                continue
             except PlughostError as exc:
                 problems.append(ConfigProblem(spec.where, getattr(exc, "reason", str(exc))))
+                self._failed_plugins.add(_plugin_stem(spec.path))
                 continue
             for type_id in plugin.types:
                 provider[type_id] = index
+            # Storages of this plugin's types exist before the next plugin's init runs, so a
+            # plugin listed later can look them up (Seam's rule: dependencies come first).
+            for name, st in list(pending_storages.items()):
+                if st.use in plugin.storages:
+                    del pending_storages[name]
+                    self._create_instance(st, StorageType, problems)
+        self._check_plugin_order(config, provider, problems)
         for name, obj in python_elements.items():
             self._add_python(name, obj)
 
-        def create(spec: InstanceSpec, expected: type[PluginType]) -> Any:
-            ptype = self.types.get(spec.use)
-            if ptype is None:
-                problems.append(ConfigProblem(spec.use_where, self._unknown_use(spec, expected)))
-                return None
-            if not isinstance(ptype, expected):
-                problems.append(ConfigProblem(spec.use_where, f"'{spec.use}' is a {ptype.kind}, "
-                                              f"not a {expected.kind}: use it under "
-                                              f"{ptype.kind}s.yaml"))
-                return None
-            try:
-                if isinstance(ptype, StorageType):
-                    return ptype.create(spec.config, name=spec.name, source=spec.config_where.file,
-                                        path=spec.config_where.key)
-                instance = ptype.create(spec.config, name=spec.name,  # type: ignore[attr-defined]
-                                        source=spec.config_where.file, path=spec.config_where.key)
-                self._instances.append(instance)
-                return instance
-            except ConfigError as exc:
-                problems.append(_tree_problem(str(exc), spec.config_where))
-                return None
-
-        for spec in config.storages.values():
-            create(spec, StorageType)
+        for spec in pending_storages.values():
+            self._create_instance(spec, StorageType, problems)
         for spec in config.middlewares.values():
-            instance = create(spec, MiddlewareType)
+            instance = self._create_instance(spec, MiddlewareType, problems)
             if instance is not None:
                 self.instances[spec.name] = instance
         for spec in config.actions.values():
-            instance = create(spec, ActionType)
+            instance = self._create_instance(spec, ActionType, problems)
             if instance is not None:
                 self.instances[spec.name] = instance
         if not problems:
@@ -121,9 +116,50 @@ class Gateway(Host):
         if problems:
             raise ConfigErrors(problems)
 
+    def _create_instance(self, spec: InstanceSpec, expected: type[PluginType],
+                         problems: list[ConfigProblem]) -> Any:
+        """Creates one configured instance; a problem (and None) when it cannot be."""
+        ptype = self.types.get(spec.use)
+        if ptype is None:
+            owner = spec.use.split(".")[1] if spec.use.count(".") >= 3 else ""
+            if owner not in self._failed_plugins:  # else its plugin's problem says it all
+                problems.append(ConfigProblem(spec.use_where, self._unknown_use(spec, expected)))
+            return None
+        if not isinstance(ptype, expected):
+            problems.append(ConfigProblem(spec.use_where, f"'{spec.use}' is a {ptype.kind}, not "
+                                          f"a {expected.kind}: use it under {ptype.kind}s.yaml"))
+            return None
+        try:
+            if isinstance(ptype, StorageType):
+                return ptype.create(spec.config, name=spec.name, source=spec.config_where.file,
+                                    path=spec.config_where.key)
+            instance = ptype.create(spec.config, name=spec.name,  # type: ignore[attr-defined]
+                                    source=spec.config_where.file, path=spec.config_where.key)
+            self._instances.append(instance)
+            return instance
+        except ConfigError as exc:
+            problems.append(_tree_problem(str(exc), spec.config_where))
+            return None
+
+    def _check_plugin_order(self, config: GatewayConfig, provider: dict[str, int],
+                            problems: list[ConfigProblem]) -> None:
+        """A plugin whose own config names a storage whose type comes from a plugin listed
+        after it: say which plugin to move (this replaces the lookup failure it causes)."""
+        for index, spec in enumerate(config.plugins):
+            for name, where in storage_references(spec.config, spec.config_where):
+                storage = config.storages.get(name)
+                later = provider.get(storage.use, -1) if storage else -1
+                if later > index:
+                    dependency = config.plugins[later].path.name
+                    problems[:] = [p for p in problems if p.where != where]
+                    problems.append(ConfigProblem(where, (
+                        f"plugin {spec.path.name} uses storage '{name}' ({storage.use}), "
+                        f"whose type comes from {dependency}, listed after it: move "
+                        f"{dependency} before {spec.path.name} in the plugin list")))
+
     def _unknown_use(self, spec: InstanceSpec, expected: type[PluginType]) -> str:
         known = [tid for tid, t in self.types.items() if isinstance(t, expected)]
-        close = difflib.get_close_matches(spec.use, known, n=1, cutoff=0.6)
+        close = difflib.get_close_matches(spec.use, known, n=1, cutoff=0.85)
         if close:
             return f"no loaded plugin provides '{spec.use}': did you mean '{close[0]}'?"
         if known:
@@ -261,6 +297,12 @@ def _json_response(status: int, message: str,
                    extra: list[tuple[bytes, bytes]] | None = None) -> Response:
     body = b'{"error":"%s","status":%d}' % (message.encode(), status)
     return Response(status, [(b"content-type", b"application/json"), *(extra or [])], body)
+
+
+def _plugin_stem(path: Path) -> str:
+    """The plugin name a file most likely holds: "libtrace.so" -> "trace"."""
+    stem = path.name.split(".", 1)[0]
+    return stem[3:] if stem.startswith("lib") else stem
 
 
 def _tree_problem(message: str, fallback: Where) -> ConfigProblem:

@@ -145,8 +145,11 @@ static const ph_action_type forward_action = {
 /* Plugin-level config {marker: path}: shutdown appends "shutdown" to that file, so tests
 ** can see the host shut plugins down on exit. */
 static ph_status plugin_init(const ph_config *cfg, void **state) {
-  const char *marker;
+  const char *marker, *storage;
   if (ph_config_string(cfg, "marker", "", &marker) != PH_OK) return PH_ERROR;
+  /* {storage: Name}: looked up at init, so the storage's plugin must be listed first. */
+  if (ph_config_string(cfg, "storage", "", &storage) != PH_OK) return PH_ERROR;
+  if (*storage && !ph_storage_lookup(cfg, "storage", storage)) return PH_ERROR;
   *state = *marker ? strdup(marker) : NULL;
   return PH_OK;
 }

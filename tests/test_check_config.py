@@ -1,0 +1,190 @@
+"""`plughost check --config` on real configuration folders: every kind of mistake comes
+back as one line with file, line and key, all at once, exit 1, never a traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from gateway_support import write_config
+
+PLUGHOST = str(Path(sys.executable).with_name("plughost"))
+
+
+def check(folder: Path) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([PLUGHOST, "check", "--config", str(folder)], capture_output=True,
+                          text=True, timeout=120)
+    assert "Traceback" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+    return proc
+
+
+def edit(name: str, old: str, new: str) -> Callable[[Path], None]:
+    def apply(folder: Path) -> None:
+        path = folder / name
+        text = path.read_text()
+        assert old in text, (old, text)
+        path.write_text(text.replace(old, new, 1))
+    return apply
+
+
+def write(name: str, text: str) -> Callable[[Path], None]:
+    def apply(folder: Path) -> None:
+        (folder / name).write_text(text)
+    return apply
+
+
+# (id, change to a good configuration, file, line, key, words of the message)
+CASES = [
+    ("yaml-syntax", edit("routes.yaml", "  Hello:\n", "  Hello\n"), "routes.yaml", None, None,
+     "YAML syntax error"),
+    ("unknown-use-id", edit("middlewares.yaml", "RequestIdMiddleware", "RequestIDMiddleware"),
+     "middlewares.yaml", 3, "middlewares.RequestID.use",
+     "did you mean 'plugins.requestid.middlewares.RequestIdMiddleware'"),
+    ("use-of-wrong-kind", edit("actions.yaml", "plugins.trace.actions.EchoAction",
+                               "plugins.trace.middlewares.TraceMiddleware"),
+     "actions.yaml", 3, "actions.Echo.use", "is a middleware, not a action"),
+    ("plugin-config-error", edit("middlewares.yaml", "config: {name: B}",
+                                 "config: {name: B, fail: sometimes}"),
+     "middlewares.yaml", 9, "middlewares.B.config.fail", 'must be "request" or "response"'),
+    ("plugin-config-type", edit("actions.yaml", "timeout: 1s", "timeout: soon"),
+     "actions.yaml", 12, "actions.Forward.config.timeout", "expected a duration"),
+    ("storage-config-type", write("storages.yaml", "storages:\n  Memory:\n    use: plugins.memory."
+                                  "storages.MemoryStorage\n    config:\n      maxEntries: lots\n"),
+     "storages.yaml", 5, "storages.Memory.config.maxEntries", "expected an integer"),
+    ("required-option-missing", edit("actions.yaml", "      url: http://127.0.0.1:9\n", ""),
+     "actions.yaml", None, "actions.Forward.config.url", "is required"),
+    ("undefined-middleware", edit("routes.yaml", "middlewares: [A, B]", "middlewares: [A, Bee]"),
+     "routes.yaml", None, "routes.Traced.middlewares[1]", "'Bee', which is not defined"),
+    ("undefined-action", edit("routes.yaml", "action: Hello", "action: Helo"),
+     "routes.yaml", 5, "routes.Hello.action", "did you mean 'Hello'"),
+    ("undefined-global", edit("middlewares.yaml", "  - RequestID", "  - RequestId"),
+     "middlewares.yaml", None, "globalMiddlewares[0]", "not defined"),
+    ("duplicate-name", edit("middlewares.yaml", "  B:\n", "  A:\n"),
+     "middlewares.yaml", None, "middlewares.A", "twice"),
+    ("path-without-slash", edit("routes.yaml", "gatewayPath: /traced", "gatewayPath: traced"),
+     "routes.yaml", None, "routes.Traced.gatewayPath", "must start with '/'"),
+    ("wildcard-not-last", edit("routes.yaml", "/files/*", "/files/*/meta"),
+     "routes.yaml", None, "routes.Files.gatewayPath", "last segment"),
+    ("bad-param", edit("routes.yaml", "/users/:id", "/users/:1st"),
+     "routes.yaml", None, "routes.User.gatewayPath", "not a name"),
+    ("bad-method", edit("routes.yaml", "methods: [GET, POST]", "methods: [GET, FETCH]"),
+     "routes.yaml", 8, "routes.Traced.methods[1]", "not an HTTP method"),
+    ("route-conflict", edit("routes.yaml", "gatewayPath: /early", "gatewayPath: /traced"),
+     "routes.yaml", None, None, "matches the same requests"),
+    ("no-action", edit("routes.yaml", "    middlewares: [A, Teapot, B]\n    action: Echo\n",
+                       "    middlewares: [A, Teapot, B]\n"),
+     "routes.yaml", None, "routes.Early", "has no action"),
+    ("bad-address", write("server.yaml", "server:\n  address: 127.0.0.1:70000\n"),
+     "server.yaml", 2, "server.address", "out of range"),
+    ("bad-duration", write("server.yaml", "server:\n  readTimeout: 30 seconds\n"),
+     "server.yaml", 2, "server.readTimeout", "not a duration"),
+    ("bad-body-limit", write("server.yaml", "server:\n  bodyLimit: 0\n"),
+     "server.yaml", 2, "server.bodyLimit", "positive"),
+    ("tls-without-files", write("server.yaml", "server:\n  tls: true\n  certFile: /nonexistent/c.pem\n"
+                                "  keyFile: /nonexistent/k.pem\n"), "server.yaml", None, None,
+     "does not exist"),
+    ("unknown-key", edit("routes.yaml", "gatewayPath: /users/:id", "gatwayPath: /users/:id"),
+     "routes.yaml", None, None, "did you mean 'gatewayPath'"),
+    ("unset-variable", edit("actions.yaml", "http://127.0.0.1:9", "${PLUGHOST_TEST_UNSET_VAR}"),
+     "actions.yaml", 11, None, "'PLUGHOST_TEST_UNSET_VAR' is not set"),
+    ("missing-plugin-file", edit("plugins.yaml", "static.so", "statik.so"),
+     "plugins.yaml", None, None, "does not exist"),
+    ("plugin-refused", None, "plugins.yaml", None, None, "built for aarch64"),
+    ("plugin-init-fails", None, "plugins.yaml", None, None,
+     "cannot open /nonexistent/key.pem: No such file or directory"),
+    ("plugin-order", None, "plugins.yaml", 6, "plugins[2].config.storage",
+     "move memory.so before trace.so"),
+    ("sha256-mismatch", edit("plugins.yaml", "static.so\n", "static.so\n    sha256: " + "0" * 64 + "\n"),
+     "plugins.yaml", None, None, "update the hash"),
+    ("insecure-permissions", None, "plugins.yaml", None, None, "chmod go-w"),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_each_bad_configuration_gets_one_clear_line(case: tuple, tmp_path: Path,
+                                                     test_plugin_dir: Path,
+                                                     badfiles: dict[str, Path]) -> None:
+    name, change, file, line, key, words = case
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    for so in test_plugin_dir.glob("*.so"):
+        (plugins / so.name).write_bytes(so.read_bytes())
+        (plugins / so.name).chmod(0o755)
+    folder = write_config(tmp_path / "config", plugins)
+    if name == "plugin-refused":
+        (plugins / "static.so").write_bytes(badfiles["aarch64"].read_bytes())
+    elif name == "plugin-init-fails":
+        (plugins / "static.so").write_bytes(badfiles["initfail"].read_bytes())
+    elif name == "plugin-order":
+        text = (folder / "plugins.yaml").read_text()
+        text = text.replace(f"  - path: {plugins}/memory.so\n", "")
+        text = text.replace("trace.so\n", f"trace.so\n    config:\n      storage: Memory\n"
+                                          f"  - path: {plugins}/memory.so\n")
+        (folder / "plugins.yaml").write_text(text)
+    elif name == "insecure-permissions":
+        (plugins / "static.so").chmod(0o777)
+    else:
+        change(folder)
+    proc = check(folder)
+    assert proc.returncode == 1, proc.stdout
+    lines = [l for l in proc.stdout.splitlines() if l and not l[0].isdigit()]
+    matching = [l for l in lines if words in l]
+    assert matching, proc.stdout
+    found = matching[0]
+    prefix = str(folder / file)
+    if line is not None:
+        prefix += f":{line}:"
+    assert found.startswith(prefix), (found, prefix)
+    if key is not None:
+        assert f": {key}: " in found, (found, key)
+
+
+def test_several_problems_in_several_files_are_reported_together(tmp_path: Path,
+                                                                  test_plugin_dir: Path) -> None:
+    folder = write_config(tmp_path / "config", test_plugin_dir)
+    edit("middlewares.yaml", "RequestIdMiddleware", "RequestIDMiddleware")(folder)
+    edit("actions.yaml", "timeout: 1s", "timeout: soon")(folder)
+    proc = check(folder)
+    assert proc.returncode == 1
+    assert "middlewares.RequestID.use" in proc.stdout
+    assert "actions.Forward.config.timeout" in proc.stdout
+    assert "2 problem(s) in" in proc.stdout
+
+
+def test_a_good_configuration_passes(tmp_path: Path, test_plugin_dir: Path) -> None:
+    folder = write_config(tmp_path / "config", test_plugin_dir)
+    proc = check(folder)
+    assert proc.returncode == 0, proc.stdout
+    assert "the gateway builds with this configuration" in proc.stdout
+
+
+def test_plugin_order_right_way_round_works(tmp_path: Path, test_plugin_dir: Path) -> None:
+    folder = write_config(tmp_path / "config", test_plugin_dir)
+    edit("plugins.yaml", "trace.so\n", "trace.so\n    config:\n      storage: Memory\n")(folder)
+    assert check(folder).returncode == 0
+
+
+def test_embedded_default_checks_clean() -> None:
+    from plughost.defaults import DEFAULT_CONFIG
+
+    # The embedded file needs PLUGHOST_PLUGIN_DIR; `serve` sets it, check --config uses the env.
+    import os
+    from plughost.defaults import default_plugin_dir
+
+    env = {**os.environ, "PLUGHOST_PLUGIN_DIR": str(default_plugin_dir())}
+    proc = subprocess.run([PLUGHOST, "check", "--config", str(DEFAULT_CONFIG)], capture_output=True,
+                          text=True, env=env, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_usage_errors(tmp_path: Path) -> None:
+    proc = subprocess.run([PLUGHOST, "check", "--config", str(tmp_path / "nope")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "no such file or folder" in proc.stderr
+    proc = subprocess.run([PLUGHOST, "check", "--config", str(tmp_path), "x.so"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "not both" in proc.stderr
