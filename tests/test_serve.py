@@ -172,3 +172,28 @@ def test_bad_configuration_refuses_to_start_with_every_problem(config_dir: Path)
     assert "middlewares.yaml:9: middlewares.B.config.fail: must be \"request\" or \"response\"" in err
     assert "2 problem(s) in the configuration; nothing was started" in err
     assert "Traceback" not in err
+
+
+def test_server_header_and_disabled_health_checks(config_dir: Path) -> None:
+    (config_dir / "server.yaml").write_text("server:\n  serverHeader: plughost-test\n"
+                                            "  disableHealthCheck: true\n")
+    port = free_port()
+    proc = subprocess.Popen([PLUGHOST, "serve", "--config", str(config_dir), "--address",
+                             f"127.0.0.1:{port}"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as resp:
+                    assert resp.headers["Server"] == "plughost-test"
+                    break
+            except OSError:
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.1)
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health/live", timeout=5)
+        assert info.value.code == 404  # no health route: an ordinary unknown path
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)

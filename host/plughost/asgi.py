@@ -47,8 +47,14 @@ class GatewayApp:
         gateway.upstream = self._client.perform
         server = gateway.config.server if gateway.config else None
         self.body_limit = server.body_limit if server else 4 * 1024 * 1024
+        self.live_route: str | None
+        self.ready_route: str | None
         self.live_route = server.health_live_route if server else "/health/live"
         self.ready_route = server.health_ready_route if server else "/health/ready"
+        if server and server.disable_health_check:
+            self.live_route = self.ready_route = None
+        self.server_header = [(b"server", server.server_header.encode("latin-1"))] \
+            if server and server.server_header else []
 
     async def _ensure_gateway(self) -> Gateway:
         if self.gateway is None:
@@ -102,6 +108,8 @@ class GatewayApp:
             if gateway.ready:
                 return await _send(send, Response(200, JSON, b'{"status":"ready"}'))
             return await _send(send, Response(503, JSON, b'{"status":"starting"}'))
+        if self.server_header:
+            send = _with_headers(send, self.server_header)
         headers = scope["headers"]
         body = await _read_body(receive, headers, self.body_limit)
         if body is None:
@@ -116,6 +124,14 @@ class GatewayApp:
             log.exception("unexpected error handling %s %s", method, path)
             response = Response(500, JSON, b'{"error":"internal error","status":500}')
         await _send(send, response, head=method == "HEAD")
+
+
+def _with_headers(send: Send, extra: list[tuple[bytes, bytes]]) -> Send:
+    async def wrapped(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message["headers"], *extra]}
+        await send(message)
+    return wrapped
 
 
 async def _read_body(receive: Receive, headers: list[Any], limit: int) -> bytes | None:

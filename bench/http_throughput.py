@@ -1,0 +1,270 @@
+#!/usr/bin/env python3
+"""HTTP throughput and latency: bare ASGI vs plughost (5 native middlewares) vs Starlette.
+
+Three servers, the same uvicorn settings for all (uvloop, httptools, 1 worker, no access
+log), each a child process pinned to CPU core 0 (``taskset -c 0``) on a free 127.0.0.1
+port; the load generator ``wrk`` (Debian package ``wrk``) is pinned to core 1:
+
+1. ``bare``      — a raw ASGI hello-world callable (bench/_apps.py ``bare``);
+2. ``plughost``  — ``plughost serve --config <generated folder>``; route ``/`` runs
+   requestid's RequestIdMiddleware + 4 trace TraceMiddlewares (T1..T4) in C, then the
+   static action (200 text/plain, the same body);
+3. ``starlette`` — the same five behaviours as pure-ASGI Python middlewares around a
+   Starlette route answering the same response (bench/_apps.py ``starlette``).
+
+Before measuring, the script checks the three answer the same body and that plughost and
+Starlette return the same X-Trace-Response and an X-Request-ID. Each server gets a wrk
+warm-up, then ``--rounds`` rounds of ``wrk -t1 -c64 -d10s --latency``, interleaved across
+the servers (round 1: bare, plughost, starlette; round 2: ...) so drift hits all alike.
+Printed: req/s, p50 and p99 latency (medians over rounds), the server's CPU use while
+measured, and the ratios plughost/bare (goal >= 0.85) and plughost/starlette (goal >= 2),
+from the same run. Servers are stopped by PID (SIGINT, then SIGKILL after 15 s).
+
+    .venv/bin/python bench/http_throughput.py           # full run (~2 min)
+    .venv/bin/python bench/http_throughput.py --quick   # smoke run (~15 s)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import _common
+
+BENCH = Path(__file__).resolve().parent
+TRACE_NAMES = ["T1", "T2", "T3", "T4"]
+GOAL_BARE = 0.85
+GOAL_STARLETTE = 2.0
+UVICORN = ["--loop", "uvloop", "--http", "httptools", "--workers", "1", "--no-access-log",
+           "--log-level", "warning"]
+
+
+@dataclass
+class Server:
+    name: str
+    argv: list[str]
+    port: int
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+    log: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    def start(self, logdir: Path, core: str) -> None:
+        self.log = logdir / f"{self.name}.log"
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen(["taskset", "-c", core, *self.argv], stdout=out,
+                                         stderr=subprocess.STDOUT, cwd=BENCH,
+                                         env={**os.environ, **self.env})
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with status {self.proc.returncode}:\n"
+                                   f"{self.log.read_text() if self.log else ''}")
+            try:
+                with urllib.request.urlopen(self.url, timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"{self.name} did not answer {self.url} within {timeout:.0f} s")
+
+    def cpu_seconds(self) -> float:
+        """utime + stime of the server process so far."""
+        assert self.proc is not None
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGINT)  # uvicorn's graceful shutdown
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@dataclass
+class WrkResult:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    errors: str
+    cpu: float = 0.0  # server CPU seconds per wall second while measured
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
+
+
+def _ms(text: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
+    if not m:
+        raise ValueError(f"unexpected wrk latency {text!r}")
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def run_wrk(wrk: str, url: str, *, threads: int, connections: int, duration: str,
+            core: str) -> WrkResult:
+    cmd = ["taskset", "-c", core, wrk, f"-t{threads}", f"-c{connections}", f"-d{duration}",
+           "--latency", url]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    pct = dict(re.findall(r"^\s+(\d+)%\s+(\S+)$", out, re.M))
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    errors = []
+    if m := re.search(r"Non-2xx or 3xx responses: (\d+)", out):
+        errors.append(f"{m.group(1)} non-2xx")
+    if m := re.search(r"Socket errors: (.*)", out):
+        errors.append(f"socket errors: {m.group(1)}")
+    return WrkResult(rps, _ms(pct["50"]), _ms(pct["99"]), total, "; ".join(errors))
+
+
+def fetch(url: str) -> tuple[dict[str, str], bytes]:
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return {k.lower(): v for k, v in r.headers.items()}, r.read()
+
+
+def check_same(servers: list[Server]) -> None:
+    """Same body everywhere; plughost and Starlette show the same trace and a request id."""
+    seen = {s.name: fetch(s.url) for s in servers}
+    for name, (headers, body) in seen.items():
+        if body != _common.HELLO_BODY.encode():
+            raise SystemExit(f"{name} answered {body!r}, not {_common.HELLO_BODY!r}")
+        print(f"  {name:<10} {len(body)} B body; headers: {', '.join(sorted(headers))}")
+    want = ",".join(reversed(TRACE_NAMES))
+    for name in ("plughost", "starlette"):
+        headers = seen[name][0]
+        if headers.get("x-trace-response") != want or not headers.get("x-request-id"):
+            raise SystemExit(f"{name} did not run the five middlewares: "
+                             f"x-trace-response={headers.get('x-trace-response')!r}, "
+                             f"x-request-id={headers.get('x-request-id')!r}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true",
+                   help="smoke run: 1 s warm-up, one 2 s round")
+    p.add_argument("--duration", help="wrk -d per measured run (default 10s; 2s quick)")
+    p.add_argument("--warmup", help="wrk -d of the warm-up per server (default 3s; 1s quick)")
+    p.add_argument("--rounds", type=int, help="measured rounds per server (default 3; 1 quick)")
+    p.add_argument("--connections", type=int, default=64, help="wrk -c (default 64)")
+    p.add_argument("--threads", type=int, default=1, help="wrk -t (default 1)")
+    p.add_argument("--server-core", default="0", help="taskset core list for the servers")
+    p.add_argument("--wrk-core", default="1", help="taskset core list for wrk")
+    p.add_argument("--only", nargs="+", choices=["bare", "plughost", "starlette"],
+                   help="measure only these servers (ratios need bare/starlette too)")
+    p.add_argument("--plugins-dir", help="folder with the plugins (default: build them into "
+                   "build/bench-plugins)")
+    args = p.parse_args(argv)
+    duration = args.duration or ("2s" if args.quick else "10s")
+    warmup = args.warmup or ("1s" if args.quick else "3s")
+    rounds = args.rounds or (1 if args.quick else 3)
+
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        sys.exit("http_throughput.py: wrk is not installed: run `apt-get install wrk`")
+    if shutil.which("taskset") is None:
+        sys.exit("http_throughput.py: taskset is not installed: run `apt-get install util-linux`")
+    names = args.only or ["bare", "plughost", "starlette"]
+    _common.require("uvicorn", "uvloop", "httptools", install="uvicorn uvloop httptools")
+    if "starlette" in names:
+        _common.require("starlette")
+    plughost_bin = Path(sys.executable).parent / "plughost"
+    if "plughost" in names and not plughost_bin.exists():
+        sys.exit(f"http_throughput.py: no {plughost_bin}: run `{sys.executable} -m pip "
+                 "install -e .` in the repository")
+
+    print(f"http_throughput: {_common.machine()}")
+    print(f"servers on core {args.server_core}, wrk on core {args.wrk_core}: "
+          f"wrk -t{args.threads} -c{args.connections} -d{duration} --latency "
+          f"(warm-up -d{warmup}, {rounds} round(s))")
+    plugins = _common.plugin_dir(args.plugins_dir)
+    with tempfile.TemporaryDirectory(prefix="plughost-bench-") as tmp:
+        folder = _common.write_config(
+            Path(tmp) / "config", plugins, chains={"/": ["RequestID", *TRACE_NAMES]},
+            middlewares={**_common.requestid(), **_common.traces(TRACE_NAMES)})
+        py = sys.executable
+        uv = [py, "-m", "uvicorn", "--app-dir", str(BENCH), "--host", "127.0.0.1", *UVICORN]
+        candidates = {
+            "bare": lambda port: Server("bare", [*uv, "--port", str(port), "_apps:bare"], port),
+            "plughost": lambda port: Server(
+                "plughost", [str(plughost_bin), "serve", "--config", str(folder), "--address",
+                             f"127.0.0.1:{port}", "--log-level", "warning"], port),
+            "starlette": lambda port: Server(
+                "starlette", [*uv, "--port", str(port), "_apps:starlette"], port),
+        }
+        servers = [candidates[n](_common.free_port()) for n in names]
+        results: dict[str, list[WrkResult]] = {s.name: [] for s in servers}
+        try:
+            for s in servers:
+                s.start(Path(tmp), args.server_core)
+            for s in servers:
+                s.wait_ready()
+                print(f"  {s.name:<10} pid {s.proc.pid if s.proc else '?'} on {s.url}: "
+                      f"{' '.join(s.argv)}")
+            check_same(servers)
+            for s in servers:
+                run_wrk(wrk, s.url, threads=args.threads, connections=args.connections,
+                        duration=warmup, core=args.wrk_core)
+            for rnd in range(rounds):
+                for s in servers:
+                    cpu0, t0 = s.cpu_seconds(), time.monotonic()
+                    r = run_wrk(wrk, s.url, threads=args.threads,
+                                connections=args.connections, duration=duration,
+                                core=args.wrk_core)
+                    r.cpu = (s.cpu_seconds() - cpu0) / (time.monotonic() - t0)
+                    results[s.name].append(r)
+                    print(f"  round {rnd + 1}/{rounds} {s.name:<10} {r.rps:>9.0f} req/s"
+                          f"{'  ' + r.errors if r.errors else ''}", flush=True)
+        finally:
+            for s in servers:
+                s.stop()
+
+    med = statistics.median
+    print()
+    print(f"{'server':<11} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'server CPU':>11} "
+          f"{'requests':>10}  errors")
+    for name, rs in results.items():
+        print(f"{name:<11} {med(r.rps for r in rs):>9.0f} {med(r.p50_ms for r in rs):>8.2f} "
+              f"{med(r.p99_ms for r in rs):>8.2f} {med(r.cpu for r in rs):>10.0%} "
+              f"{sum(r.requests for r in rs):>10}  "
+              f"{'; '.join(r.errors for r in rs if r.errors) or '-'}")
+    print("  (medians over rounds; server CPU = its CPU seconds per wall second: 100% means "
+          "the pinned core was saturated)")
+    failed = any(r.errors for rs in results.values() for r in rs)
+    rps = {name: med(r.rps for r in rs) for name, rs in results.items()}
+    if "plughost" in rps:
+        print()
+        for other, goal in (("bare", GOAL_BARE), ("starlette", GOAL_STARLETTE)):
+            if other not in rps:
+                continue
+            ratio = rps["plughost"] / rps[other]
+            per_round = ", ".join(f"{a.rps / b.rps:.2f}" for a, b in
+                                  zip(results["plughost"], results[other]))
+            print(f"plughost / {other:<9} = {ratio:5.2f}  (goal >= {goal:.2f}: "
+                  f"{'meets' if ratio >= goal else 'MISSES'}; per round: {per_round})")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
