@@ -197,3 +197,69 @@ def test_server_header_and_disabled_health_checks(config_dir: Path) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=30)
+
+
+def test_krakend_folder_env_list_routes_services_and_upstream_over_http(
+        tmp_path: Path, test_plugin_dir: Path) -> None:
+    """One Seam configuration using the alternative forms at once, served for real."""
+    from gateway_support import UpstreamServer
+
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    for so in test_plugin_dir.glob("*.so"):
+        (plugins / so.name).write_bytes(so.read_bytes())
+        (plugins / so.name).chmod(0o755)
+    plugins.chmod(0o755)
+    (tmp_path / "gateway.yaml").write_text("""\
+plugin:
+  folder: ./plugins
+  pattern: .so
+middlewares:
+  RequestID:
+    use: plugins.requestid.middlewares.RequestIdMiddleware
+  A:
+    use: plugins.trace.middlewares.TraceMiddleware
+    config: {name: A}
+  S:
+    use: plugins.trace.middlewares.TraceMiddleware
+    config: {name: service}
+globalMiddlewares: [RequestID]
+actions:
+  Echo:
+    use: plugins.trace.actions.EchoAction
+  Forward:
+    use: plugins.trace.actions.ForwardAction
+    config:
+      url: ${UPSTREAM_URL}
+      timeout: ${UPSTREAM_TIMEOUT:-2s}
+routes:
+  - path: /users/:id
+    method: GET
+    middlewares: [A]
+    action: Echo
+  - path: /proxy/*
+    method: [GET, POST]
+    action: Forward
+services:
+  Api:
+    gatewayBasePath: /api/v1
+    middlewares: [S]
+    routes: ["GET /users/:id", "GET,POST /proxy/*"]
+""")
+    with UpstreamServer() as upstream:
+        server = Server("--config", str(tmp_path / "gateway.yaml"),
+                        env={"UPSTREAM_URL": upstream.url})
+        try:
+            status, headers, body = server.get("/api/v1/users/5")
+            assert status == 200, body
+            assert b"/api/v1/users/5" in body and b"trace=service,A id=5" in body
+            assert headers["X-Trace-Response"] == "A,service"
+            assert server.get("/users/5")[0] == 404  # only as the service mounts it
+            status, headers, body = server.request("POST", "/api/v1/proxy/things?a=b",
+                                                   body=b"payload",
+                                                   headers={"Content-Type": "text/plain"})
+            assert status == 201 and headers["X-Upstream"] == "yes"
+            sent = json.loads(body)
+            assert sent["path"] == "/api/v1/proxy/things?a=b" and sent["body"] == "payload"
+        finally:
+            server.stop()

@@ -89,6 +89,14 @@ class Host:
     def abi(self) -> tuple[int, int]:
         return self.runtime.abi
 
+    @classmethod
+    def from_config(cls, source: Any, **kwargs: Any) -> "Host":
+        """A gateway (a Host with routes and chains) built from a Seam configuration folder,
+        file or loaded GatewayConfig; see :class:`plughost.gateway.Gateway`."""
+        from .gateway import Gateway
+
+        return Gateway.from_config(source, **kwargs)
+
     # ------------------------------------------------------------------ loading
     def load_plugin(self, path: str | os.PathLike[str], config: Any = None, *,
                     source: str | None = None, config_path: str | None = None) -> Plugin:
