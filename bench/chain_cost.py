@@ -15,7 +15,7 @@ In-process, no HTTP: ``Gateway.handle("GET", path, headers)`` on routes whose ch
 
 Every (kind, length) is timed ``--repeats`` times with ``--requests`` requests each, two
 ways: the whole ``Gateway.handle`` (time.perf_counter_ns around the batch), and the chain
-run alone (``ChainRun.run()`` on exchanges built beforehand, so the ~10 us of Python
+run alone (``rt_serve``: build the exchange, run the chain, pack the response; the Python
 around it does not blur the slope). Repetitions are interleaved across the routes so drift
 hits all of them alike; best and median ns/request are printed, and the
 per-extra-middleware cost ``(t20 - t1) / 19``. Goal: <= 50 ns per extra middleware.
@@ -47,6 +47,7 @@ import _common
 
 _common.require("plughost", install="-e .")
 
+from plughost.chain import Runner, pack  # noqa: E402
 from plughost.gateway import Gateway  # noqa: E402
 
 HEADERS = {"host": "127.0.0.1:8080", "user-agent": "wrk", "accept": "*/*"}
@@ -113,23 +114,20 @@ def batch(handle: Callable[..., Any], path: str, n: int) -> float:
     return (time.perf_counter_ns() - start) / n
 
 
-def run_only(gateway: Gateway, path: str, n: int, chunk: int = 1000) -> float:
-    """ns per ChainRun.run() (one crossing running the whole chain), n runs, on exchanges
-    built beforehand in chunks and freed afterwards, outside the timed part."""
-    raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in HEADERS.items()]
+def run_only(gateway: Gateway, path: str, n: int) -> float:
+    """ns per rt_serve call (one crossing: build the exchange, run the whole chain, pack the
+    response), n calls; reading and freeing the response is outside the timed part."""
+    raw = pack([(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in HEADERS.items()])
+    chain, params = gateway.route("GET", path)  # type: ignore[misc]
+    serve, read = gateway.runner.serve, gateway.runner.read
     spent = 0
-    done = 0
     clock = time.perf_counter_ns
-    while done < n:
-        runs = [gateway.start("GET", path, raw, b"", client_ip="127.0.0.1")
-                for _ in range(min(chunk, n - done))]
+    encoded = path.encode()
+    for _ in range(n):
         start = clock()
-        for run in runs:
-            run.run()  # type: ignore[union-attr]
+        out = serve(chain, b"GET", encoded, b"", b"127.0.0.1", raw, b"", params)
         spent += clock() - start
-        for run in runs:
-            gateway.finish(run)  # type: ignore[arg-type]
-        done += len(runs)
+        read(out)
     return spent / n
 
 
@@ -163,8 +161,11 @@ def crossings(gateway: Gateway, routes: dict[str, str], n: int) -> dict[str, Cou
         for label, path in routes.items():
             proxy = CountingLib(real)
             runtime.lib = proxy
+            runner = gateway.runner
+            gateway.runner = Runner(runtime, gateway.ptr)  # binds the counting functions
             for _ in range(n):
                 gateway.handle("GET", path, HEADERS)
+            gateway.runner = runner
             runtime.lib = real
             out[label] = proxy.counts
     finally:
@@ -173,27 +174,30 @@ def crossings(gateway: Gateway, routes: dict[str, str], n: int) -> dict[str, Cou
 
 
 def breakdown(gateway: Gateway, path: str, n: int) -> dict[str, float]:
-    """Median-free split of one request's time: mean ns in each step of Gateway.handle."""
-    raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in HEADERS.items()]
+    """Mean ns in each step of one in-process request."""
+    headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in HEADERS.items()]
     clock = time.perf_counter_ns
     spent = Counter[str]()
     empty = 0
     for _ in range(n):  # the cost of the clock itself, subtracted below
         t0 = clock()
         empty += clock() - t0
+    encoded = path.encode()
     gc.disable()
     try:
         for _ in range(n):
             t0 = clock()
-            run = gateway.start("GET", path, raw, b"", query="", client_ip="127.0.0.1")
+            raw = pack(headers)
+            chain, params = gateway.route("GET", path)  # type: ignore[misc]
             t1 = clock()
-            run.run()  # type: ignore[union-attr]
+            out = gateway.runner.serve(chain, b"GET", encoded, b"", b"127.0.0.1", raw, b"",
+                                       params)
             t2 = clock()
-            gateway.finish(run)  # type: ignore[arg-type]
+            gateway._read(chain, out)
             t3 = clock()
-            spent["route + build exchange (Gateway.start)"] += t1 - t0
-            spent["run the chain (ChainRun.run)"] += t2 - t1
-            spent["read response + free (Gateway.finish)"] += t3 - t2
+            spent["pack headers + route (Gateway.route)"] += t1 - t0
+            spent["build exchange, run the chain, pack response (rt_serve)"] += t2 - t1
+            spent["read response + free (Runner.read)"] += t3 - t2
     finally:
         gc.enable()
     per_clock = empty / n

@@ -206,6 +206,19 @@ ph_exchange *rt_exchange_new_packed(rt_host *host, const char *method, const cha
 size_t rt_exchange_pack_response(ph_exchange *ex, const char **headers, int *status,
                                  const uint8_t **body, size_t *body_len);
 const char *rt_exchange_failure(const ph_exchange *ex, const char **label);
+typedef struct {
+  ph_exchange *ex; int outcome; int status; size_t passed;
+  const char *headers; size_t headers_len; const char *body; size_t body_len;
+  const char *failure; size_t failure_len; const char *failure_label;
+  ...;
+} rt_result;
+void rt_serve(rt_host *host, const rt_chain *chain, const char *method, const char *path,
+              const char *query, const char *client_ip, const char *headers,
+              size_t headers_len, const uint8_t *body, size_t body_len, const char *params,
+              size_t params_len, rt_result *out);
+void rt_serve_upstream(const rt_chain *chain, ph_exchange *ex, size_t passed, int status,
+                       const char *headers, size_t headers_len, const uint8_t *body,
+                       size_t body_len, const char *reason, rt_result *out);
 
 ph_status rt_call_init(const ph_plugin *p, ph_config *config, void **state);
 void rt_call_shutdown(const ph_plugin *p, void *state);

@@ -1,19 +1,24 @@
 """Chains: a route's middlewares (global ones first) and its action, run by the C runner.
 
-One request crosses from Python into C a constant number of times, whatever the length
-of the chain: build the exchange (1), run the chain (1), read the response (1), free (1);
-plus, for an upstream action, set the upstream's answer (1) and finish the chain (1).
+A request crosses from Python into C twice, whatever the length of the chain: ``rt_serve``
+builds the exchange, runs every request hook, the action and every response hook and packs
+the response; ``rt_exchange_free`` releases it. An action that asks for an upstream request
+adds two more: reading the request to send, and ``rt_serve_upstream`` with the answer.
 """
 
 from __future__ import annotations
 
+import itertools
+import threading
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 from .runtime import Runtime
 
+_flatten = itertools.chain.from_iterable
 
-@dataclass
+
+@dataclass(slots=True)
 class Response:
     """What goes back to the client."""
 
@@ -22,7 +27,7 @@ class Response:
     body: bytes
 
 
-@dataclass
+@dataclass(slots=True)
 class Upstream:
     """An upstream request an action asked for."""
 
@@ -35,8 +40,25 @@ class Upstream:
     websocket: bool
 
 
+@dataclass(slots=True)
+class UpstreamAnswer:
+    """What the upstream answered, or why it could not (``error`` with status 502/504)."""
+
+    status: int
+    headers: Sequence[tuple[bytes, bytes]] = ()
+    body: bytes = b""
+    error: str = ""
+
+
+def json_response(status: int, body: bytes,
+                  extra: Sequence[tuple[bytes, bytes]] = ()) -> Response:
+    """A host-made JSON answer (404, 405, 413, health), with its content-length."""
+    return Response(status, [(b"content-type", b"application/json"), *extra,
+                             (b"content-length", str(len(body)).encode())], body)
+
+
 class Chain:
-    """A compiled chain. ``elements`` are instances (native or Python) with a ``ptr``."""
+    """A compiled chain. ``middlewares`` and ``action`` are instances with a ``ptr``."""
 
     def __init__(self, runtime: Runtime, middlewares: Sequence[Any], action: Any,
                  route_name: str = "") -> None:
@@ -59,95 +81,90 @@ class Chain:
             self.ptr = None
 
 
+def pack(headers: Sequence[Sequence[bytes]]) -> bytes:
+    """[(name, value), ...] -> b"name\\0value\\0..." (NUL cannot occur in HTTP headers)."""
+    if not headers:
+        return b""
+    return b"\0".join(_flatten(headers)) + b"\0"
+
+
 def split_packed(blob: bytes) -> list[tuple[bytes, bytes]]:
     """b"name\\0value\\0name\\0value\\0" -> [(name, value), ...]."""
     if not blob:
         return []
-    parts = blob.split(b"\0")
-    return list(zip(parts[0::2], parts[1::2]))
+    parts = iter(blob.split(b"\0"))
+    return list(zip(parts, parts))
 
 
-def pack(headers: Sequence[tuple[bytes, bytes]]) -> bytes:
-    """[(name, value), ...] -> b"name\\0value\\0..." (NUL bytes cannot occur in HTTP headers)."""
-    return b"".join(name + b"\0" + value + b"\0" for name, value in headers)
+class Runner:
+    """Runs requests through chains for one host: the two-crossing path."""
 
-
-class ChainRun:
-    """One request through one chain: holds the C exchange until :meth:`close`."""
-
-    __slots__ = ("_rt", "chain", "ex", "passed", "outcome")
-
-    def __init__(self, runtime: Runtime, host_ptr: Any, chain: Chain, method: bytes, path: bytes,
-                 query: bytes, headers_blob: bytes, body: bytes, client_ip: bytes,
-                 params: dict[str, str] | None = None) -> None:
+    def __init__(self, runtime: Runtime, host_ptr: Any) -> None:
         self._rt = runtime
-        lib = runtime.lib
-        self.chain = chain
-        self.ex = lib.rt_exchange_new_packed(host_ptr, method, path, query, client_ip,
-                                             headers_blob, len(headers_blob), body, len(body))
-        if self.ex == runtime.ffi.NULL:
-            raise MemoryError("cannot allocate an exchange")
-        if params:
-            for name, value in params.items():
-                lib.rt_exchange_add_param(self.ex, name.encode(), value.encode())
-        self.passed = runtime.ffi.new("size_t *")
-        self.outcome = -1
+        self._host = host_ptr
+        self._local = threading.local()
+        self._serve = runtime.lib.rt_serve
+        self._free = runtime.lib.rt_exchange_free
+        self._unpack = runtime.ffi.unpack
+        self.UPSTREAM = runtime.lib.RT_UPSTREAM
 
-    def run(self) -> bool:
-        """Runs the chain; True when an upstream request must be performed first."""
-        lib = self._rt.lib
-        self.outcome = lib.rt_chain_run(self.chain.ptr, self.ex, self.passed)
-        return self.outcome == lib.RT_UPSTREAM
+    def result(self) -> Any:
+        """This thread's result struct (read it before the thread serves another request)."""
+        out = getattr(self._local, "out", None)
+        if out is None:
+            out = self._local.out = self._rt.ffi.new("rt_result *")
+        return out
 
-    def upstream(self) -> Upstream:
+    def serve(self, chain: Chain, method: bytes, path: bytes, query: bytes, client: bytes,
+              headers: bytes, body: bytes, params: bytes) -> Any:
+        """Runs the chain; returns the filled result struct (outcome RT_DONE or RT_UPSTREAM)."""
+        out = self.result()
+        self._serve(self._host, chain.ptr, method, path, query, client, headers, len(headers),
+                    body, len(body), params, len(params), out)
+        return out
+
+    def read(self, out: Any) -> tuple[Response, tuple[str, str] | None]:
+        """The response of a finished run and its failure (label, reason), then frees it."""
+        unpack = self._unpack
+        try:
+            parts = iter(unpack(out.headers, out.headers_len).split(b"\0"))
+            response = Response(out.status, list(zip(parts, parts)),
+                                unpack(out.body, out.body_len))
+            failure = None
+            if out.failure_len:
+                failure = (self._rt.ffi.string(out.failure_label).decode("utf-8", "replace"),
+                           unpack(out.failure, out.failure_len).decode("utf-8", "replace"))
+            return response, failure
+        finally:
+            self._free(out.ex)
+
+    def upstream_of(self, ex: Any) -> Upstream:
+        """The upstream request the action set on ``ex``."""
         ffi, lib = self._rt.ffi, self._rt.lib
-        spec = lib.rt_exchange_upstream(self.ex)
+        spec = lib.rt_exchange_upstream(ex)
         blob = ffi.new("const char **")
-        n = lib.rt_exchange_pack_request(self.ex, blob)
+        n = lib.rt_exchange_pack_request(ex, blob)
         length = ffi.new("size_t *")
-        data = lib.rt_api_body(self.ex, lib.PH_REQUEST, length)
+        data = lib.rt_api_body(ex, lib.PH_REQUEST, length)
         return Upstream(
             url=ffi.string(spec.url).decode("utf-8", "replace"),
             method=ffi.string(spec.method).decode("ascii", "replace"),
             headers=split_packed(ffi.buffer(blob[0], n)[:]),
             body=ffi.buffer(data, length[0])[:] if length[0] else b"",
-            connect_timeout=spec.connect_timeout_ms / 1000 if spec.connect_timeout_ms > 0 else None,
+            connect_timeout=spec.connect_timeout_ms / 1000 if spec.connect_timeout_ms > 0
+            else None,
             timeout=spec.timeout_ms / 1000 if spec.timeout_ms > 0 else None,
             websocket=bool(spec.flags & lib.PH_UPSTREAM_WEBSOCKET))
 
-    def finish_upstream(self, status: int, headers: Sequence[tuple[bytes, bytes]],
-                        body: bytes) -> None:
-        """Puts the upstream's answer into the exchange and runs the response phase."""
-        lib = self._rt.lib
-        blob = pack(headers)
-        lib.rt_exchange_set_response_packed(self.ex, status, blob, len(blob), body, len(body))
-        lib.rt_chain_finish(self.chain.ptr, self.ex, self.passed[0])
+    def finish_upstream(self, chain: Chain, ex: Any, passed: int, answer: UpstreamAnswer) -> Any:
+        """Puts the upstream's answer (or its failure) into ``ex`` and runs the response
+        phase; returns the filled result struct."""
+        out = self.result()
+        blob = pack(answer.headers)
+        self._rt.lib.rt_serve_upstream(chain.ptr, ex, passed, answer.status, blob, len(blob),
+                                       answer.body, len(answer.body),
+                                       answer.error.encode("utf-8", "replace"), out)
+        return out
 
-    def fail_upstream(self, status: int, reason: str) -> None:
-        """The upstream could not be reached (502) or timed out (504)."""
-        lib = self._rt.lib
-        lib.rt_exchange_fail(self.ex, status, self.chain.action.label.encode(),
-                             reason.encode("utf-8", "replace"))
-        lib.rt_chain_finish(self.chain.ptr, self.ex, self.passed[0])
-
-    def response(self) -> Response:
-        ffi, lib = self._rt.ffi, self._rt.lib
-        blob, status = ffi.new("const char **"), ffi.new("int *")
-        body, body_len = ffi.new("const uint8_t **"), ffi.new("size_t *")
-        n = lib.rt_exchange_pack_response(self.ex, blob, status, body, body_len)
-        return Response(status[0] or 200, split_packed(ffi.buffer(blob[0], n)[:]),
-                        ffi.buffer(body[0], body_len[0])[:] if body_len[0] else b"")
-
-    def failure(self) -> tuple[str, str] | None:
-        """(element label, reason) when the host answered with an error."""
-        ffi, lib = self._rt.ffi, self._rt.lib
-        label = ffi.new("const char **")
-        reason = ffi.string(lib.rt_exchange_failure(self.ex, label))
-        if not reason:
-            return None
-        return ffi.string(label[0]).decode("utf-8", "replace"), reason.decode("utf-8", "replace")
-
-    def close(self) -> None:
-        if self.ex is not None:
-            self._rt.lib.rt_exchange_free(self.ex)
-            self.ex = None
+    def discard(self, ex: Any) -> None:
+        self._free(ex)

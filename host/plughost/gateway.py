@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Mapping, Sequence
 
-from .chain import Chain, ChainRun, Response, pack
+from .chain import Chain, Response, Runner, UpstreamAnswer, json_response, pack
 from .config import ConfigErrors, ConfigProblem, GatewayConfig, InstanceSpec, Where, load_config
 from .config.instances import storage_references
 from .errors import ConfigError, PlughostError, PluginInitError
@@ -27,8 +27,8 @@ from .router import ANY_METHOD, Router, RouteConflict
 
 log = logging.getLogger("plughost.gateway")
 
-#: Performs an upstream request: (upstream, run) -> awaitable; set by the ASGI layer.
-UpstreamPerformer = Callable[[Any, ChainRun], Awaitable[None]]
+#: Performs an upstream request; set by the ASGI layer to its pooled client.
+UpstreamPerformer = Callable[[Any], Awaitable[UpstreamAnswer]]
 
 
 class Gateway(Host):
@@ -43,6 +43,7 @@ class Gateway(Host):
         self.ready = False
         self.upstream: UpstreamPerformer | None = None
         self._failed_plugins: set[str] = set()
+        self.runner = Runner(self.runtime, self.ptr)
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -208,81 +209,90 @@ class Gateway(Host):
         return chain
 
     # ---------------------------------------------------------------- requests
-    def start(self, method: str, path: str, headers: Sequence[tuple[bytes, bytes]] = (),
-              body: bytes = b"", *, query: str = "", client_ip: str = "") -> ChainRun | Response:
-        """Routes a request and builds its exchange: a ChainRun to run, or a ready Response
-        (404/405) when no route takes it."""
+    def route(self, method: str, path: str) -> tuple[Chain, bytes] | Response:
+        """The chain for a request and its packed route parameters, or a ready 404/405."""
         match = self.router.match(method, path)
         if match.target is None:
             if match.allowed:
                 return _json_response(405, "method not allowed",
                                       [(b"allow", ", ".join(match.allowed).encode())])
             return _json_response(404, "not found")
-        return ChainRun(self.runtime, self.ptr, match.target, method.encode(), path.encode(),
-                        query.encode(), pack(headers), body, client_ip.encode(), match.params)
+        params = pack([(k.encode(), v.encode()) for k, v in match.params.items()]) \
+            if match.params else b""
+        return match.target, params
 
-    def finish(self, run: ChainRun) -> Response:
-        """Reads the response of a completed run, logs a failure, frees the exchange."""
+    def _run(self, chain: Chain, method: bytes, path: bytes, query: bytes, client: bytes,
+             headers: bytes, body: bytes, params: bytes) -> Response | tuple[Any, int]:
+        """Runs the chain on this thread: the Response, or (exchange, passed) when an
+        upstream request must be performed first."""
+        out = self.runner.serve(chain, method, path, query, client, headers, body, params)
+        if out.outcome == self.runner.UPSTREAM:
+            return out.ex, int(out.passed)
+        return self._read(chain, out)
+
+    def _read(self, chain: Chain, out: Any) -> Response:
+        response, failure = self.runner.read(out)
+        if failure is not None:
+            log.error("route %s: %s failed: %s", chain.route_name, failure[0] or "the chain",
+                      failure[1])
+        return response
+
+    async def _upstream(self, chain: Chain, ex: Any, passed: int) -> Response:
         try:
-            failure = run.failure()
-            if failure is not None:
-                label, reason = failure
-                log.error("route %s: %s failed: %s", run.chain.route_name,
-                          label or "the chain", reason)
-            return run.response()
-        finally:
-            run.close()
+            upstream = self.runner.upstream_of(ex)
+            if self.upstream is not None:
+                answer = await self.upstream(upstream)
+            else:
+                from .upstream import UpstreamClient
+
+                client = UpstreamClient()
+                try:
+                    answer = await client.perform(upstream)
+                finally:
+                    await client.close()
+        except BaseException:
+            self.runner.discard(ex)
+            raise
+        return self._read(chain, self.runner.finish_upstream(chain, ex, passed, answer))
+
+    async def handle_raw(self, method: str, path: str, headers: bytes, body: bytes,
+                         query: bytes, client: bytes) -> Response:
+        """One request with headers already packed (the ASGI hot path); may-block chains run
+        in a worker thread, others inline."""
+        routed = self.route(method, path)
+        if isinstance(routed, Response):
+            return routed
+        chain, params = routed
+        args = (chain, method.encode(), path.encode("utf-8", "surrogateescape"), query, client,
+                headers, body, params)
+        result = await asyncio.to_thread(self._run, *args) if chain.may_block else \
+            self._run(*args)
+        if isinstance(result, Response):
+            return result
+        return await self._upstream(chain, *result)
 
     async def handle_async(self, method: str, path: str,
                            headers: Sequence[tuple[bytes, bytes]] = (), body: bytes = b"", *,
                            query: str = "", client_ip: str = "") -> Response:
         """Runs one request; may-block chains run in a worker thread."""
-        started = self.start(method, path, headers, body, query=query, client_ip=client_ip)
-        if isinstance(started, Response):
-            return started
-        run = started
-        try:
-            if run.chain.may_block:
-                needs_upstream = await asyncio.to_thread(run.run)
-            else:
-                needs_upstream = run.run()
-            if needs_upstream:
-                await self._perform_upstream(run)
-        except BaseException:
-            run.close()
-            raise
-        return self.finish(run)
-
-    async def _perform_upstream(self, run: ChainRun) -> None:
-        performer = self.upstream
-        if performer is None:
-            from .upstream import UpstreamClient
-
-            client = UpstreamClient()
-            try:
-                await client.perform(run.upstream(), run)
-            finally:
-                await client.close()
-            return
-        await performer(run.upstream(), run)
+        return await self.handle_raw(method, path, pack(headers), body,
+                                     query.encode("latin-1"), client_ip.encode())
 
     def handle(self, method: str, path: str, headers: Mapping[str, str] |
                Sequence[tuple[str, str]] = (), body: bytes = b"", *, query: str = "",
                client_ip: str = "127.0.0.1") -> Response:
         """Runs one request in-process, without HTTP (scripting and tests)."""
         pairs = headers.items() if isinstance(headers, Mapping) else headers
-        raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in pairs]
-        started = self.start(method.upper(), path, raw, body, query=query, client_ip=client_ip)
-        if isinstance(started, Response):
-            return started
-        run = started
-        try:
-            if run.run():
-                asyncio.run(self._perform_upstream(run))
-        except BaseException:
-            run.close()
-            raise
-        return self.finish(run)
+        raw = pack([(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in pairs])
+        routed = self.route(method.upper(), path)
+        if isinstance(routed, Response):
+            return routed
+        chain, params = routed
+        result = self._run(chain, method.upper().encode(), path.encode(), query.encode(),
+                           client_ip.encode(), raw, body, params)
+        if isinstance(result, Response):
+            return result
+        return asyncio.run(self._upstream(chain, *result))
 
     def close(self) -> None:
         if self.closed:
@@ -295,8 +305,8 @@ class Gateway(Host):
 
 def _json_response(status: int, message: str,
                    extra: list[tuple[bytes, bytes]] | None = None) -> Response:
-    body = b'{"error":"%s","status":%d}' % (message.encode(), status)
-    return Response(status, [(b"content-type", b"application/json"), *(extra or [])], body)
+    return json_response(status, b'{"error":"%s","status":%d}' % (message.encode(), status),
+                         extra or ())
 
 
 def _plugin_stem(path: Path) -> str:

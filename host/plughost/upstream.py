@@ -12,7 +12,7 @@ import logging
 
 import aiohttp
 
-from .chain import ChainRun, Upstream
+from .chain import Upstream, UpstreamAnswer
 
 log = logging.getLogger("plughost.upstream")
 
@@ -39,8 +39,8 @@ class UpstreamClient:
                                                   cookie_jar=aiohttp.DummyCookieJar())
         return self._session
 
-    async def perform(self, upstream: Upstream, run: ChainRun) -> None:
-        """Sends the request and completes ``run`` with the answer, or with 502/504."""
+    async def perform(self, upstream: Upstream) -> UpstreamAnswer:
+        """Sends the request; the answer, or 502/504 with the reason."""
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in upstream.headers
                    if k.lower() not in HOP_BY_HOP and k.lower() not in (b"host", b"content-length")]
         timeout = aiohttp.ClientTimeout(total=upstream.timeout or DEFAULT_TIMEOUT,
@@ -53,14 +53,14 @@ class UpstreamClient:
                 body = await resp.read()
                 answer = [(k, v) for k, v in resp.raw_headers
                           if k.lower() not in HOP_BY_HOP and k.lower() != b"content-length"]
-                run.finish_upstream(resp.status, answer, body)
+                return UpstreamAnswer(resp.status, answer, body)
         except asyncio.TimeoutError:
             log.warning("upstream %s %s timed out", upstream.method, upstream.url)
-            run.fail_upstream(504, f"upstream {upstream.url} did not answer within "
-                              f"{upstream.timeout or DEFAULT_TIMEOUT:g} s")
+            return UpstreamAnswer(504, error=f"upstream {upstream.url} did not answer within "
+                                         f"{upstream.timeout or DEFAULT_TIMEOUT:g} s")
         except (aiohttp.ClientError, OSError, ValueError) as exc:
             log.warning("upstream %s %s failed: %s", upstream.method, upstream.url, exc)
-            run.fail_upstream(502, f"upstream {upstream.url} failed: {exc}")
+            return UpstreamAnswer(502, error=f"upstream {upstream.url} failed: {exc}")
 
     async def close(self) -> None:
         if self._session is not None:

@@ -61,19 +61,37 @@ static int rid_sane(const char *s, size_t len) {
 
 /* Writes a random UUID version 4 ("xxxxxxxx-xxxx-4xxx-Nxxx-xxxxxxxxxxxx", N in 8..b)
 ** and its NUL into out[37]. Returns 0, or an errno value when the kernel gave no bytes. */
+/* Random bytes come from the kernel's CSPRNG in blocks of 4 KiB per thread, so a request
+** costs no system call: each thread owns its pool (no shared state, no lock). */
+static _Thread_local uint8_t rid_pool[4096];
+static _Thread_local size_t rid_pool_left;
+
+static int rid_random(uint8_t *out, size_t n) {
+  if (rid_pool_left < n) {
+    size_t got = 0;
+    while (got < sizeof rid_pool) {
+      /* GRND_NONBLOCK: never wait for entropy (only possible very early after boot). */
+      ssize_t r = getrandom(rid_pool + got, sizeof rid_pool - got, GRND_NONBLOCK);
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        return errno;
+      }
+      got += (size_t)r;
+    }
+    rid_pool_left = sizeof rid_pool;
+  }
+  uint8_t *from = rid_pool + (sizeof rid_pool - rid_pool_left);
+  memcpy(out, from, n);
+  memset(from, 0, n); /* a used id's bytes do not linger */
+  rid_pool_left -= n;
+  return 0;
+}
+
 static int rid_uuid4(char out[37]) {
   static const char hex[] = "0123456789abcdef";
   uint8_t b[16];
-  size_t got = 0;
-  while (got < sizeof b) {
-    /* GRND_NONBLOCK: never wait for entropy (only possible very early after boot). */
-    ssize_t n = getrandom(b + got, sizeof b - got, GRND_NONBLOCK);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return errno;
-    }
-    got += (size_t)n;
-  }
+  int err = rid_random(b, sizeof b);
+  if (err != 0) return err;
   b[6] = (uint8_t)((b[6] & 0x0f) | 0x40); /* version 4 */
   b[8] = (uint8_t)((b[8] & 0x3f) | 0x80); /* variant 10xx */
   size_t j = 0;

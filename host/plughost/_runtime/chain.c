@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 
 #include "chain.h"
@@ -313,4 +314,70 @@ void rt_exchange_set_response_packed(ph_exchange *ex, int status, const char *he
 const char *rt_exchange_failure(const ph_exchange *ex, const char **label) {
   if (label) *label = ex->failure_label ? ex->failure_label : "";
   return ex->failure ? ex->failure : "";
+}
+
+/* ------------------------------------------------ the one-call path of a request */
+
+static void fill_result(ph_exchange *ex, rt_result *out) {
+  rt_fields *f = &ex->headers[PH_RESPONSE];
+  int has_length = 0;
+  for (size_t i = 0; i < f->n && !has_length; i++)
+    has_length = strcasecmp(f->items[i].name, "content-length") == 0;
+  if (!has_length) {
+    char len[32];
+    snprintf(len, sizeof len, "%zu", ex->body_len[PH_RESPONSE]);
+    rt_api_header_add(ex, PH_RESPONSE, "content-length", len);
+  }
+  out->headers_len = pack_headers(ex, PH_RESPONSE, &out->headers);
+  out->status = ex->status ? ex->status : 200;
+  out->body = (const char *)rt_api_body(ex, PH_RESPONSE, &out->body_len);
+  out->failure = ex->failure ? ex->failure : "";
+  out->failure_len = strlen(out->failure);
+  out->failure_label = ex->failure_label ? ex->failure_label : "";
+}
+
+void rt_serve(rt_host *host, const rt_chain *chain, const char *method, const char *path,
+              const char *query, const char *client_ip, const char *headers,
+              size_t headers_len, const uint8_t *body, size_t body_len, const char *params,
+              size_t params_len, rt_result *out) {
+  memset(out, 0, sizeof *out);
+  ph_exchange *ex = rt_exchange_new_packed(host, method, path, query, client_ip, headers,
+                                           headers_len, body, body_len);
+  out->ex = ex;
+  if (!ex) {
+    out->status = 500;
+    out->failure = "out of memory building the exchange";
+    out->failure_len = strlen(out->failure);
+    out->failure_label = "";
+    out->headers = out->failure_label;
+    out->body = "";
+    return;
+  }
+  if (params_len) {
+    const char *p = params, *end = params + params_len;
+    while (p < end) {
+      const char *name = p;
+      p += strlen(p) + 1;
+      if (p >= end) break;
+      rt_exchange_add_param(ex, name, p);
+      p += strlen(p) + 1;
+    }
+  }
+  out->outcome = rt_chain_run(chain, ex, &out->passed);
+  if (out->outcome == RT_DONE) fill_result(ex, out);
+}
+
+void rt_serve_upstream(const rt_chain *chain, ph_exchange *ex, size_t passed, int status,
+                       const char *headers, size_t headers_len, const uint8_t *body,
+                       size_t body_len, const char *reason, rt_result *out) {
+  memset(out, 0, sizeof *out);
+  out->ex = ex;
+  if (reason && *reason) {
+    rt_exchange_fail(ex, status, chain->action->label, reason);
+  } else {
+    rt_exchange_set_response_packed(ex, status, headers, headers_len, body, body_len);
+  }
+  rt_chain_finish(chain, ex, passed);
+  out->outcome = RT_DONE;
+  fill_result(ex, out);
 }

@@ -82,6 +82,36 @@ void rt_exchange_set_response_packed(ph_exchange *ex, int status, const char *he
                                      size_t headers_len, const uint8_t *body, size_t body_len);
 /* Packs the request headers (as modified by the chain) into the exchange's buffer. */
 size_t rt_exchange_pack_request(ph_exchange *ex, const char **headers);
+/* ------------------------------------------------ the one-call path of a request */
+
+/* What rt_serve and rt_serve_upstream leave for Python to read. Pointers belong to `ex`
+** and live until rt_exchange_free(ex). */
+typedef struct rt_result {
+  ph_exchange *ex;
+  int outcome;        /* RT_DONE or RT_UPSTREAM */
+  int status;
+  size_t passed;      /* for rt_serve_upstream */
+  const char *headers; /* packed response headers, content-length included */
+  size_t headers_len;
+  const char *body;    /* the response body (bytes, not NUL-terminated) */
+  size_t body_len;
+  const char *failure; /* why the host answered with an error ("" if it did not) */
+  size_t failure_len;
+  const char *failure_label;
+} rt_result;
+
+/* Builds the exchange (request headers and route params packed "name\0value\0..."), runs
+** the chain and, unless an upstream is needed, fills `out` with the response. */
+void rt_serve(rt_host *host, const rt_chain *chain, const char *method, const char *path,
+              const char *query, const char *client_ip, const char *headers,
+              size_t headers_len, const uint8_t *body, size_t body_len, const char *params,
+              size_t params_len, rt_result *out);
+/* Completes an RT_UPSTREAM run with the upstream's answer (status > 0) or with an error
+** answer (status 502/504 and `reason`), runs the response phase and fills `out`. */
+void rt_serve_upstream(const rt_chain *chain, ph_exchange *ex, size_t passed, int status,
+                       const char *headers, size_t headers_len, const uint8_t *body,
+                       size_t body_len, const char *reason, rt_result *out);
+
 /* The failure recorded by rt_exchange_fail or a failing element ("" if none). */
 const char *rt_exchange_failure(const ph_exchange *ex, const char **label);
 

@@ -110,18 +110,27 @@ const char *rt_api_route_param(const ph_exchange *ex, const char *name) {
 
 static int valid_side(ph_side side) { return side == PH_REQUEST || side == PH_RESPONSE; }
 
-/* RFC 9110 token characters, for header names. */
+/* RFC 9110 token characters (header names), and the bytes a header value may hold. */
+static int is_tchar(unsigned char c) {
+  if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) return 1;
+  switch (c) {
+  case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+': case '-':
+  case '.': case '^': case '_': case '`': case '|': case '~': return 1;
+  default: return 0;
+  }
+}
+
 static int valid_name(const char *name) {
   if (!name || !*name) return 0;
   for (const unsigned char *p = (const unsigned char *)name; *p; p++)
-    if (*p <= 32 || *p >= 127 || strchr("\"(),/:;<=>?@[\\]{}", *p)) return 0;
+    if (!is_tchar(*p)) return 0;
   return 1;
 }
 
 static int valid_value(const char *value) {
   if (!value) return 0;
   for (const unsigned char *p = (const unsigned char *)value; *p; p++)
-    if ((*p < 32 && *p != '\t') || *p == 127) return 0;
+    if (*p < 32 ? *p != '\t' : *p == 127) return 0;
   return 1;
 }
 
