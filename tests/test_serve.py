@@ -263,3 +263,26 @@ services:
             assert sent["path"] == "/api/v1/proxy/things?a=b" and sent["body"] == "payload"
         finally:
             server.stop()
+
+
+def test_chunked_request_bodies_and_their_limit(config_dir: Path) -> None:
+    import http.client
+
+    (config_dir / "server.yaml").write_text("server:\n  bodyLimit: 100\n")
+    server = Server("--config", str(config_dir))
+    try:
+        def post_chunked(chunks: list[bytes]) -> tuple[int, bytes]:
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+            conn.request("POST", "/traced", body=iter(chunks), encode_chunked=True,
+                         headers={"Transfer-Encoding": "chunked"})
+            resp = conn.getresponse()
+            out = resp.status, resp.read()
+            conn.close()
+            return out
+
+        status, body = post_chunked([b"ab", b"cd"])
+        assert status == 200 and b"body=abcd" in body
+        status, body = post_chunked([b"x" * 60, b"y" * 60])
+        assert status == 413
+    finally:
+        server.stop()

@@ -255,21 +255,35 @@ class Gateway(Host):
             raise
         return self._read(chain, self.runner.finish_upstream(chain, ex, passed, answer))
 
-    async def handle_raw(self, method: str, path: str, headers: bytes, body: bytes,
-                         query: bytes, client: bytes) -> Response:
-        """One request with headers already packed (the ASGI hot path); may-block chains run
-        in a worker thread, others inline."""
+    def dispatch(self, method: str, path: str, headers: bytes, body: bytes, query: bytes,
+                 client: bytes) -> Response | Awaitable[Response]:
+        """One request with headers already packed (the ASGI hot path): the Response when the
+        chain ran inline, else an awaitable of it (may-block chains run in a worker thread;
+        upstream requests are awaited)."""
         routed = self.route(method, path)
-        if isinstance(routed, Response):
+        if type(routed) is Response:
             return routed
-        chain, params = routed
+        chain, params = routed  # type: ignore[misc]
         args = (chain, method.encode(), path.encode("utf-8", "surrogateescape"), query, client,
                 headers, body, params)
-        result = await asyncio.to_thread(self._run, *args) if chain.may_block else \
-            self._run(*args)
+        if chain.may_block:
+            return self._run_blocking(args)
+        result = self._run(*args)
+        if type(result) is Response:
+            return result
+        return self._upstream(chain, *result)  # type: ignore[misc]
+
+    async def _run_blocking(self, args: tuple[Any, ...]) -> Response:
+        result = await asyncio.to_thread(self._run, *args)
         if isinstance(result, Response):
             return result
-        return await self._upstream(chain, *result)
+        return await self._upstream(args[0], *result)
+
+    async def handle_raw(self, method: str, path: str, headers: bytes, body: bytes,
+                         query: bytes, client: bytes) -> Response:
+        """Like :meth:`dispatch`, always awaitable."""
+        result = self.dispatch(method, path, headers, body, query, client)
+        return result if isinstance(result, Response) else await result
 
     async def handle_async(self, method: str, path: str,
                            headers: Sequence[tuple[bytes, bytes]] = (), body: bytes = b"", *,
