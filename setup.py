@@ -1,5 +1,18 @@
-"""setuptools shim: compiles the host's C runtime through cffi (see pyproject.toml)."""
+"""setuptools shim: compiles the host's C parts (see pyproject.toml).
 
-from setuptools import setup
+- plughost._runtime: the host's side of the plugin ABI and the chain runner, through
+  cffi's API mode;
+- plughost._fastpath: the ASGI hot path, a small CPython extension calling the runtime.
+"""
 
-setup(cffi_modules=["host/plughost/_build_runtime.py:ffibuilder"])
+from setuptools import Extension, setup
+
+fastpath = Extension(
+    "plughost._fastpath",
+    sources=["host/plughost/_fast/fastpath.c"],
+    include_dirs=["abi", "host/plughost/_runtime"],
+    extra_compile_args=["-std=c11", "-Wall", "-Wextra", "-Wno-missing-field-initializers",
+                        "-Wno-cast-function-type"],
+)
+
+setup(cffi_modules=["host/plughost/_build_runtime.py:ffibuilder"], ext_modules=[fastpath])

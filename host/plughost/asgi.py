@@ -14,7 +14,7 @@ import logging
 import os
 from typing import Any, Awaitable, Callable
 
-from .chain import Response, json_response, pack
+from .chain import Response, json_response
 from .gateway import Gateway
 from .upstream import UpstreamClient
 
@@ -122,7 +122,7 @@ class GatewayApp:
         else:
             client = scope.get("client")
             try:
-                result = gateway.dispatch(method, path, pack(headers), body,
+                result = gateway.dispatch(method, path, headers, body,
                                           scope.get("query_string", b""),
                                           client[0].encode() if client else b"")
                 response = result if type(result) is Response else await result

@@ -74,6 +74,7 @@ class Chain:
             lib.rt_chain_set_route(self.ptr, route_name.encode())
         self.may_block = bool(lib.rt_chain_may_block(self.ptr))
         self.route_name = route_name
+        self.address = int(ffi.cast("uintptr_t", self.ptr))
 
     def close(self) -> None:
         if self.ptr is not None:
@@ -97,16 +98,50 @@ def split_packed(blob: bytes) -> list[tuple[bytes, bytes]]:
 
 
 class Runner:
-    """Runs requests through chains for one host: the two-crossing path."""
+    """Runs requests through chains for one host.
+
+    :meth:`serve_fast` is the hot path: one call into ``plughost._fastpath`` packs the
+    headers, runs the chain (``rt_serve``), builds the response objects and frees the
+    exchange. :meth:`serve`/:meth:`read` do the same through cffi alone (two crossings),
+    for runtimes built without the fast path.
+    """
 
     def __init__(self, runtime: Runtime, host_ptr: Any) -> None:
         self._rt = runtime
         self._host = host_ptr
+        ffi, lib = runtime.ffi, runtime.lib
+        self._host_address = int(ffi.cast("uintptr_t", host_ptr))
+        self._serve_address = int(ffi.cast("uintptr_t", ffi.addressof(lib, "rt_serve")))
+        self._free_address = int(ffi.cast("uintptr_t", ffi.addressof(lib, "rt_exchange_free")))
+        try:
+            from ._fastpath import serve as fast_serve
+        except ImportError:  # pragma: no cover - always built by setup.py
+            fast_serve = None
+        self._fast_serve = fast_serve
         self._local = threading.local()
         self._serve = runtime.lib.rt_serve
         self._free = runtime.lib.rt_exchange_free
         self._unpack = runtime.ffi.unpack
         self.UPSTREAM = runtime.lib.RT_UPSTREAM
+
+    def serve_fast(self, chain: Chain, method: bytes, path: bytes, query: bytes, client: bytes,
+                   headers: Sequence[Sequence[bytes]], body: bytes, params: bytes,
+                   release_gil: bool = False) -> tuple[int, Any, Any, tuple[str, str] | None]:
+        """(status, headers, body, failure) of a finished run, or (0, exchange address,
+        passed, None) when an upstream request must be performed first."""
+        if self._fast_serve is None:  # pragma: no cover
+            out = self.serve(chain, method, path, query, client, pack(headers), body, params)
+            if out.outcome == self.UPSTREAM:
+                return 0, int(self._rt.ffi.cast("uintptr_t", out.ex)), int(out.passed), None
+            response, failure = self.read(out)
+            return response.status, response.headers, response.body, failure
+        return self._fast_serve(self._serve_address, self._free_address, self._host_address,
+                                chain.address, method, path, query, client, headers, body,
+                                params, release_gil)
+
+    def exchange(self, address: int) -> Any:
+        """The exchange at ``address`` (from serve_fast's upstream answer)."""
+        return self._rt.ffi.cast("ph_exchange *", address)
 
     def result(self) -> Any:
         """This thread's result struct (read it before the thread serves another request)."""

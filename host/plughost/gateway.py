@@ -222,13 +222,18 @@ class Gateway(Host):
         return match.target, params
 
     def _run(self, chain: Chain, method: bytes, path: bytes, query: bytes, client: bytes,
-             headers: bytes, body: bytes, params: bytes) -> Response | tuple[Any, int]:
+             headers: Sequence[Sequence[bytes]], body: bytes, params: bytes,
+             release_gil: bool = False) -> Response | tuple[Any, int]:
         """Runs the chain on this thread: the Response, or (exchange, passed) when an
         upstream request must be performed first."""
-        out = self.runner.serve(chain, method, path, query, client, headers, body, params)
-        if out.outcome == self.runner.UPSTREAM:
-            return out.ex, int(out.passed)
-        return self._read(chain, out)
+        status, a, b, failure = self.runner.serve_fast(chain, method, path, query, client,
+                                                       headers, body, params, release_gil)
+        if status == 0:
+            return self.runner.exchange(a), b
+        if failure is not None:
+            log.error("route %s: %s failed: %s", chain.route_name, failure[0] or "the chain",
+                      failure[1])
+        return Response(status, a, b)
 
     def _read(self, chain: Chain, out: Any) -> Response:
         response, failure = self.runner.read(out)
@@ -255,11 +260,11 @@ class Gateway(Host):
             raise
         return self._read(chain, self.runner.finish_upstream(chain, ex, passed, answer))
 
-    def dispatch(self, method: str, path: str, headers: bytes, body: bytes, query: bytes,
-                 client: bytes) -> Response | Awaitable[Response]:
-        """One request with headers already packed (the ASGI hot path): the Response when the
-        chain ran inline, else an awaitable of it (may-block chains run in a worker thread;
-        upstream requests are awaited)."""
+    def dispatch(self, method: str, path: str, headers: Sequence[Sequence[bytes]], body: bytes,
+                 query: bytes, client: bytes) -> Response | Awaitable[Response]:
+        """One request, headers as the ASGI scope holds them (the hot path): the Response
+        when the chain ran inline, else an awaitable of it (may-block chains run in a worker
+        thread with the GIL released; upstream requests are awaited)."""
         routed = self.route(method, path)
         if type(routed) is Response:
             return routed
@@ -274,13 +279,13 @@ class Gateway(Host):
         return self._upstream(chain, *result)  # type: ignore[misc]
 
     async def _run_blocking(self, args: tuple[Any, ...]) -> Response:
-        result = await asyncio.to_thread(self._run, *args)
+        result = await asyncio.to_thread(self._run, *args, True)
         if isinstance(result, Response):
             return result
         return await self._upstream(args[0], *result)
 
-    async def handle_raw(self, method: str, path: str, headers: bytes, body: bytes,
-                         query: bytes, client: bytes) -> Response:
+    async def handle_raw(self, method: str, path: str, headers: Sequence[Sequence[bytes]],
+                         body: bytes, query: bytes, client: bytes) -> Response:
         """Like :meth:`dispatch`, always awaitable."""
         result = self.dispatch(method, path, headers, body, query, client)
         return result if isinstance(result, Response) else await result
@@ -289,15 +294,15 @@ class Gateway(Host):
                            headers: Sequence[tuple[bytes, bytes]] = (), body: bytes = b"", *,
                            query: str = "", client_ip: str = "") -> Response:
         """Runs one request; may-block chains run in a worker thread."""
-        return await self.handle_raw(method, path, pack(headers), body,
-                                     query.encode("latin-1"), client_ip.encode())
+        return await self.handle_raw(method, path, headers, body, query.encode("latin-1"),
+                                     client_ip.encode())
 
     def handle(self, method: str, path: str, headers: Mapping[str, str] |
                Sequence[tuple[str, str]] = (), body: bytes = b"", *, query: str = "",
                client_ip: str = "127.0.0.1") -> Response:
         """Runs one request in-process, without HTTP (scripting and tests)."""
         pairs = headers.items() if isinstance(headers, Mapping) else headers
-        raw = pack([(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in pairs])
+        raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in pairs]
         routed = self.route(method.upper(), path)
         if isinstance(routed, Response):
             return routed
