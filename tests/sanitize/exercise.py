@@ -66,7 +66,47 @@ def exercise(host: plughost.Host, plugin_dir: Path) -> None:
             pass
 
 
+def exercise_gateway(runtime: Runtime, plugin_dir: Path, workdir: Path) -> None:
+    """Chains through the C runner and the fast path: early answers, failures, Python
+    elements, route params, an upstream that refuses connections (502)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from gateway_support import free_port, write_config
+
+    from plughost.gateway import Gateway
+    from plughost.pyelements import PythonMiddleware
+
+    class Py(PythonMiddleware):
+        def on_request(self, ex):  # type: ignore[no-untyped-def]
+            ex.set_request_header("X-Py", "1")
+
+    import logging
+
+    logging.getLogger("plughost").setLevel(logging.CRITICAL)  # failures here are on purpose
+    folder = write_config(workdir / "config", plugin_dir,
+                          upstream=f"http://127.0.0.1:{free_port()}", extra_routes="""\
+  Mixed:
+    gatewayPath: /mixed/:id
+    methods: [GET]
+    middlewares: [A, Py, B]
+    action: Echo
+""")
+    with Gateway.from_config(folder, python_elements={"Py": Py()}, runtime=runtime) as gw:
+        for i in range(3000):
+            assert gw.handle("GET", f"/mixed/{i}", {"X-Request-ID": "r" * (i % 250)}).status == 200
+            assert gw.handle("POST", "/traced", body=b"x" * (i % 5000)).status == 200
+            assert gw.handle("GET", "/early").status == 418
+            assert gw.handle("GET", "/broken").status == 500
+            assert gw.handle("GET", "/broken-response").status == 500
+            assert gw.handle("GET", "/files/a/b").status == 200
+        assert gw.handle("GET", "/proxy/x").status == 502
+
+
 if __name__ == "__main__":
-    with plughost.Host(load_runtime(sys.argv[1]), static_check=False) as h:
+    runtime = load_runtime(sys.argv[1])
+    with plughost.Host(runtime, static_check=False) as h:
         exercise(h, Path(sys.argv[2]))
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        exercise_gateway(runtime, Path(sys.argv[2]), Path(tmp))
     print("sanitizers: clean")

@@ -180,7 +180,7 @@ void rt_chain_finish(const rt_chain *chain, ph_exchange *ex, size_t passed) {
 
 int rt_chain_run(const rt_chain *chain, ph_exchange *ex, size_t *passed) {
   size_t i = 0;
-  if (chain->route_name) rt_exchange_set_route(ex, chain->route_name);
+  if (chain->route_name) ex->route_name = chain->route_name; /* the chain outlives ex */
   for (; i < chain->n; i++) {
     rt_instance *inst = chain->middlewares[i];
     int next = call_hook(inst, RT_PHASE_REQUEST, ex);
@@ -277,35 +277,19 @@ static void add_packed(ph_exchange *ex, ph_side side, const char *headers, size_
   rt_fields *f = &ex->headers[side];
   while (p < end) {
     const char *name = p;
-    p += strlen(p) + 1;
+    size_t nl = strlen(p);
+    p += nl + 1;
     if (p >= end) break;
     const char *value = p;
-    p += strlen(p) + 1;
-    if (f->n == f->cap) {
-      size_t cap = f->cap ? f->cap * 2 : 16;
-      rt_field *items = realloc(f->items, cap * sizeof *items);
-      if (!items) return;
-      f->items = items;
-      f->cap = cap;
-    }
-    char *n = rt_strdup(name), *v = rt_strdup(value);
-    if (!n || !v) {
-      free(n);
-      free(v);
-      return;
-    }
-    f->items[f->n++] = (rt_field){n, v, strlen(v)};
+    size_t vl = strlen(p);
+    p += vl + 1;
+    if (rt_fields_push(ex, f, name, nl, value, vl) != 0) return;
   }
 }
 
 void rt_exchange_set_response_packed(ph_exchange *ex, int status, const char *headers,
                                      size_t headers_len, const uint8_t *body, size_t body_len) {
-  rt_fields *f = &ex->headers[PH_RESPONSE];
-  for (size_t i = 0; i < f->n; i++) {
-    free(f->items[i].name);
-    free(f->items[i].value);
-  }
-  f->n = 0;
+  ex->headers[PH_RESPONSE].n = 0; /* the old ones' memory goes with the arena */
   add_packed(ex, PH_RESPONSE, headers, headers_len);
   ex->status = status;
   rt_api_body_set(ex, PH_RESPONSE, body, body_len);

@@ -5,68 +5,83 @@
 
 #include "util.h"
 
-ph_exchange *rt_exchange_new(rt_host *host, const char *method, const char *path,
-                             const char *query, const char *client_ip) {
-  ph_exchange *ex = calloc(1, sizeof *ex);
-  if (!ex) return NULL;
-  rt_ctx_init(&ex->ctx, RT_CTX_EXCHANGE, host, "request");
-  ex->head.api = rt_host_api();
-  ex->head.host_private = &ex->ctx;
-  ex->method = rt_strdup(method ? method : "GET");
-  ex->path = rt_strdup(path ? path : "/");
-  ex->query = rt_strdup(query ? query : "");
-  ex->client_ip = rt_strdup(client_ip ? client_ip : "");
-  ex->route_name = rt_strdup("");
-  return ex;
-}
-
-static void fields_clear(rt_fields *f) {
-  for (size_t i = 0; i < f->n; i++) {
-    free(f->items[i].name);
-    free(f->items[i].value);
+void *rt_arena_alloc(ph_exchange *ex, size_t n) {
+  n = (n + 15) & ~(size_t)15;
+  if ((size_t)(ex->arena_end - ex->arena_cur) < n) {
+    size_t size = n > RT_INLINE_ARENA ? n : RT_INLINE_ARENA;
+    rt_chunk *c = malloc(sizeof(rt_chunk) + size);
+    if (!c) return NULL;
+    c->next = ex->chunks;
+    ex->chunks = c;
+    ex->arena_cur = (char *)(c + 1);
+    ex->arena_end = ex->arena_cur + size;
   }
-  free(f->items);
-  f->items = NULL;
-  f->n = f->cap = 0;
+  void *p = ex->arena_cur;
+  ex->arena_cur += n;
+  return p;
 }
 
-static int fields_push(rt_fields *f, const char *name, const void *value, size_t len) {
+char *rt_arena_dup(ph_exchange *ex, const void *data, size_t n) {
+  char *p = rt_arena_alloc(ex, n + 1);
+  if (!p) return NULL;
+  if (n) memcpy(p, data, n);
+  p[n] = 0;
+  return p;
+}
+
+static char *arena_str(ph_exchange *ex, const char *s) { return rt_arena_dup(ex, s, strlen(s)); }
+
+int rt_fields_push(ph_exchange *ex, rt_fields *f, const char *name, size_t name_len,
+                   const void *value, size_t value_len) {
   if (f->n == f->cap) {
     size_t cap = f->cap ? f->cap * 2 : 8;
-    rt_field *items = realloc(f->items, cap * sizeof *items);
+    rt_field *items = rt_arena_alloc(ex, cap * sizeof *items);
     if (!items) return -1;
+    if (f->n) memcpy(items, f->items, f->n * sizeof *items);
     f->items = items;
     f->cap = cap;
   }
-  char *v = malloc(len + 1);
-  char *n = rt_strdup(name);
-  if (!v || !n) {
-    free(v);
-    free(n);
-    return -1;
-  }
-  memcpy(v, value, len);
-  v[len] = 0;
-  f->items[f->n++] = (rt_field){n, v, len};
+  char *n = rt_arena_dup(ex, name, name_len);
+  char *v = rt_arena_dup(ex, value, value_len);
+  if (!n || !v) return -1;
+  f->items[f->n++] = (rt_field){n, v, value_len};
   return 0;
+}
+
+ph_exchange *rt_exchange_new(rt_host *host, const char *method, const char *path,
+                             const char *query, const char *client_ip) {
+  ph_exchange *ex = malloc(sizeof *ex + RT_INLINE_ARENA);
+  if (!ex) return NULL;
+  memset(ex, 0, sizeof *ex);
+  ex->arena_cur = (char *)(ex + 1);
+  ex->arena_end = ex->arena_cur + RT_INLINE_ARENA;
+  rt_ctx_init(&ex->ctx, RT_CTX_EXCHANGE, host, "request");
+  ex->head.api = rt_host_api();
+  ex->head.host_private = &ex->ctx;
+  ex->method = arena_str(ex, method ? method : "GET");
+  ex->path = arena_str(ex, path ? path : "/");
+  ex->query = arena_str(ex, query ? query : "");
+  ex->client_ip = arena_str(ex, client_ip ? client_ip : "");
+  ex->route_name = "";
+  if (!ex->method || !ex->path || !ex->query || !ex->client_ip) {
+    rt_exchange_free(ex);
+    return NULL;
+  }
+  return ex;
+}
+
+static int fields_push(ph_exchange *ex, rt_fields *f, const char *name, const void *value,
+                       size_t len) {
+  return rt_fields_push(ex, f, name, strlen(name), value, len);
 }
 
 void rt_exchange_free(ph_exchange *ex) {
   if (!ex) return;
   rt_ctx_clear(&ex->ctx);
-  free(ex->method);
-  free(ex->path);
-  free(ex->query);
-  free(ex->client_ip);
-  free(ex->route_name);
-  fields_clear(&ex->params);
-  fields_clear(&ex->headers[0]);
-  fields_clear(&ex->headers[1]);
-  fields_clear(&ex->locals);
-  free(ex->body[0]);
-  free(ex->body[1]);
-  free(ex->upstream_url);
-  free(ex->upstream_method);
+  for (rt_chunk *c = ex->chunks, *next; c; c = next) {
+    next = c->next;
+    free(c);
+  }
   free(ex->failure);
   free(ex->failure_label);
   free(ex->packed);
@@ -74,12 +89,12 @@ void rt_exchange_free(ph_exchange *ex) {
 }
 
 void rt_exchange_set_route(ph_exchange *ex, const char *route_name) {
-  free(ex->route_name);
-  ex->route_name = rt_strdup(route_name ? route_name : "");
+  char *copy = route_name ? arena_str(ex, route_name) : NULL;
+  ex->route_name = copy ? copy : "";
 }
 
 void rt_exchange_add_param(ph_exchange *ex, const char *name, const char *value) {
-  fields_push(&ex->params, name, value, strlen(value));
+  fields_push(ex, &ex->params, name, value, strlen(value));
 }
 
 const char *rt_exchange_error(const ph_exchange *ex) { return ex->ctx.error; }
@@ -167,9 +182,7 @@ size_t rt_api_header_remove(ph_exchange *ex, ph_side side, const char *name) {
   size_t kept = 0, removed = 0;
   for (size_t i = 0; i < f->n; i++) {
     if (strcasecmp(f->items[i].name, name) == 0) {
-      free(f->items[i].name);
-      free(f->items[i].value);
-      removed++;
+      removed++; /* its memory goes with the exchange's arena */
     } else {
       f->items[kept++] = f->items[i];
     }
@@ -180,7 +193,7 @@ size_t rt_api_header_remove(ph_exchange *ex, ph_side side, const char *name) {
 
 ph_status rt_api_header_add(ph_exchange *ex, ph_side side, const char *name, const char *value) {
   if (check_header(ex, side, name, value) != PH_OK) return PH_ERROR;
-  if (fields_push(&ex->headers[side], name, value, strlen(value)) != 0) {
+  if (fields_push(ex, &ex->headers[side], name, value, strlen(value)) != 0) {
     rt_ctx_set_error(&ex->ctx, rt_strdup("out of memory adding a header"));
     return PH_ERROR;
   }
@@ -198,20 +211,17 @@ ph_status rt_api_header_set(ph_exchange *ex, ph_side side, const char *name, con
       break;
     }
   if (first == f->n) return rt_api_header_add(ex, side, name, value);
-  char *v = rt_strdup(value);
-  if (!v) return PH_ERROR;
-  free(f->items[first].value);
-  f->items[first].value = v;
-  f->items[first].value_len = strlen(v);
-  size_t kept = first + 1;
-  for (size_t i = first + 1; i < f->n; i++) {
-    if (strcasecmp(f->items[i].name, name) == 0) {
-      free(f->items[i].name);
-      free(f->items[i].value);
-    } else {
-      f->items[kept++] = f->items[i];
-    }
+  size_t len = strlen(value);
+  char *v = rt_arena_dup(ex, value, len);
+  if (!v) {
+    rt_ctx_set_error(&ex->ctx, rt_strdup("out of memory setting a header"));
+    return PH_ERROR;
   }
+  f->items[first].value = v;
+  f->items[first].value_len = len;
+  size_t kept = first + 1;
+  for (size_t i = first + 1; i < f->n; i++)
+    if (strcasecmp(f->items[i].name, name) != 0) f->items[kept++] = f->items[i];
   f->n = kept;
   return PH_OK;
 }
@@ -239,14 +249,11 @@ const uint8_t *rt_api_body(const ph_exchange *ex, ph_side side, size_t *len) {
 
 ph_status rt_api_body_set(ph_exchange *ex, ph_side side, const void *data, size_t len) {
   if (!valid_side(side) || (!data && len)) return PH_ERROR;
-  uint8_t *copy = malloc(len + 1);
+  uint8_t *copy = (uint8_t *)rt_arena_dup(ex, data, len);
   if (!copy) {
     rt_ctx_set_error(&ex->ctx, rt_format("out of memory setting a %zu-byte body", len));
     return PH_ERROR;
   }
-  if (len) memcpy(copy, data, len);
-  copy[len] = 0;
-  free(ex->body[side]);
   ex->body[side] = copy;
   ex->body_len[side] = len;
   return PH_OK;
@@ -279,16 +286,13 @@ ph_status rt_api_local_set(ph_exchange *ex, const char *key, const void *value, 
   rt_fields *f = &ex->locals;
   for (size_t i = 0; i < f->n; i++)
     if (strcmp(f->items[i].name, key) == 0) {
-      char *v = malloc(len + 1);
+      char *v = rt_arena_dup(ex, value, len);
       if (!v) return PH_ERROR;
-      if (len) memcpy(v, value, len);
-      v[len] = 0;
-      free(f->items[i].value);
       f->items[i].value = v;
       f->items[i].value_len = len;
       return PH_OK;
     }
-  return fields_push(f, key, value ? value : "", len) == 0 ? PH_OK : PH_ERROR;
+  return fields_push(ex, f, key, value ? value : "", len) == 0 ? PH_OK : PH_ERROR;
 }
 
 ph_status rt_api_upstream(ph_exchange *ex, const ph_upstream_spec *spec) {
@@ -298,10 +302,12 @@ ph_status rt_api_upstream(ph_exchange *ex, const ph_upstream_spec *spec) {
                                          "set and a non-empty url"));
     return PH_ERROR;
   }
-  free(ex->upstream_url);
-  free(ex->upstream_method);
-  ex->upstream_url = rt_strdup(spec->url);
-  ex->upstream_method = rt_strdup(spec->method ? spec->method : ex->method);
+  ex->upstream_url = arena_str(ex, spec->url);
+  ex->upstream_method = arena_str(ex, spec->method ? spec->method : ex->method);
+  if (!ex->upstream_url || !ex->upstream_method) {
+    rt_ctx_set_error(&ex->ctx, rt_strdup("out of memory in ph_upstream()"));
+    return PH_ERROR;
+  }
   ex->upstream = (ph_upstream_spec){sizeof(ph_upstream_spec), spec->flags, ex->upstream_url,
                                     ex->upstream_method, spec->connect_timeout_ms,
                                     spec->timeout_ms};

@@ -69,10 +69,22 @@ typedef struct rt_fields {
   size_t n, cap;
 } rt_fields;
 
+/* Memory of one exchange comes from an arena: a block allocated with the exchange, then
+** chunks as needed; everything is freed at once by rt_exchange_free. */
+typedef struct rt_chunk {
+  struct rt_chunk *next;
+  size_t pad; /* keeps what follows 16-byte aligned */
+} rt_chunk;
+
+#define RT_INLINE_ARENA 4096
+
 struct ph_exchange {
   ph_handle_head head; /* host_private = &ctx */
+  char *arena_cur, *arena_end;
+  rt_chunk *chunks;
   rt_ctx ctx;
-  char *method, *path, *query, *client_ip, *route_name;
+  char *method, *path, *query, *client_ip; /* in the arena */
+  const char *route_name;                  /* in the arena, or "" */
   rt_fields params;
   rt_fields headers[2]; /* PH_REQUEST, PH_RESPONSE */
   uint8_t *body[2];
@@ -87,6 +99,12 @@ struct ph_exchange {
   char *packed;        /* rt_exchange_pack_response buffer; owned */
   size_t packed_cap;
 };
+
+void *rt_arena_alloc(ph_exchange *ex, size_t n);
+/* n bytes of data plus a NUL, in the exchange's arena (NULL when out of memory). */
+char *rt_arena_dup(ph_exchange *ex, const void *data, size_t n);
+int rt_fields_push(ph_exchange *ex, rt_fields *f, const char *name, size_t name_len,
+                   const void *value, size_t value_len);
 
 ph_exchange *rt_exchange_new(rt_host *host, const char *method, const char *path,
                              const char *query, const char *client_ip);
