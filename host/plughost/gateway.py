@@ -249,15 +249,23 @@ class Gateway(Host):
         if status == 0:
             return self.runner.exchange(a), b
         if failure is not None:
-            log.error("route %s: %s failed: %s", chain.route_name, failure[0] or "the chain",
-                      failure[1])
+            self.log_failure(chain, failure)
         return Response(status, a, b)
+
+    @staticmethod
+    def log_failure(chain: Chain, failure: tuple[str, str]) -> None:
+        """Logs why an element failed (the client got a JSON error with the request id)."""
+        log.error("route %s: %s failed: %s", chain.route_name, failure[0] or "the chain",
+                  failure[1])
+
+    async def finish_upstream(self, chain: Chain, exchange_address: int, passed: int) -> Response:
+        """Performs the upstream request an action asked for, then the response phase."""
+        return await self._upstream(chain, self.runner.exchange(exchange_address), passed)
 
     def _read(self, chain: Chain, out: Any) -> Response:
         response, failure = self.runner.read(out)
         if failure is not None:
-            log.error("route %s: %s failed: %s", chain.route_name, failure[0] or "the chain",
-                      failure[1])
+            self.log_failure(chain, failure)
         return response
 
     async def _upstream(self, chain: Chain, ex: Any, passed: int) -> Response:

@@ -71,23 +71,39 @@ static Py_ssize_t pack_headers(PyObject *headers, char *stack, size_t stack_cap,
   return (Py_ssize_t)j;
 }
 
+/* A (name, value) tuple of bytes. */
+static PyObject *pair(const char *name, size_t nl, const char *value, size_t vl) {
+  PyObject *t = PyTuple_New(2);
+  if (!t) return NULL;
+  PyObject *n = PyBytes_FromStringAndSize(name, (Py_ssize_t)nl);
+  PyObject *v = n ? PyBytes_FromStringAndSize(value, (Py_ssize_t)vl) : NULL;
+  if (!v) {
+    Py_XDECREF(n);
+    Py_DECREF(t);
+    return NULL;
+  }
+  PyTuple_SET_ITEM(t, 0, n);
+  PyTuple_SET_ITEM(t, 1, v);
+  return t;
+}
+
 /* [(name, value), ...] from the packed response headers. */
 static PyObject *unpack_headers(const char *p, size_t len) {
-  PyObject *list = PyList_New(0);
+  Py_ssize_t count = 0;
+  for (size_t i = 0; i < len; i++) count += p[i] == 0;
+  PyObject *list = PyList_New(count / 2);
   if (!list) return NULL;
   const char *end = p + len;
-  while (p < end) {
+  for (Py_ssize_t i = 0; i < count / 2 && p < end; i++) {
     size_t nl = strlen(p);
     const char *value = p + nl + 1;
-    if (value >= end) break;
     size_t vl = strlen(value);
-    PyObject *pair = Py_BuildValue("(y#y#)", p, (Py_ssize_t)nl, value, (Py_ssize_t)vl);
-    if (!pair || PyList_Append(list, pair) < 0) {
-      Py_XDECREF(pair);
+    PyObject *t = pair(p, nl, value, vl);
+    if (!t) {
       Py_DECREF(list);
       return NULL;
     }
-    Py_DECREF(pair);
+    PyList_SET_ITEM(list, i, t);
     p = value + vl + 1;
   }
   return list;
@@ -97,23 +113,31 @@ static PyObject *result_tuple(rt_result *out) {
   PyObject *headers = unpack_headers(out->headers, out->headers_len);
   if (!headers) return NULL;
   PyObject *failure = Py_None;
-  Py_INCREF(Py_None);
   if (out->failure_len) {
-    Py_DECREF(Py_None);
     failure = Py_BuildValue("(s s#)", out->failure_label, out->failure,
                             (Py_ssize_t)out->failure_len);
     if (!failure) {
       Py_DECREF(headers);
       return NULL;
     }
+  } else {
+    Py_INCREF(Py_None);
   }
   PyObject *body = PyBytes_FromStringAndSize(out->body, (Py_ssize_t)out->body_len);
-  if (!body) {
+  PyObject *status = body ? PyLong_FromLong(out->status) : NULL;
+  PyObject *t = status ? PyTuple_New(4) : NULL;
+  if (!t) {
     Py_DECREF(headers);
     Py_DECREF(failure);
+    Py_XDECREF(body);
+    Py_XDECREF(status);
     return NULL;
   }
-  return Py_BuildValue("(iNNN)", out->status, headers, body, failure);
+  PyTuple_SET_ITEM(t, 0, status);
+  PyTuple_SET_ITEM(t, 1, headers);
+  PyTuple_SET_ITEM(t, 2, body);
+  PyTuple_SET_ITEM(t, 3, failure);
+  return t;
 }
 
 static int as_pointer(PyObject *o, void **p) {
