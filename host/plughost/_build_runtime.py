@@ -216,6 +216,7 @@ void rt_serve(rt_host *host, const rt_chain *chain, const char *method, const ch
               const char *query, const char *client_ip, const char *headers,
               size_t headers_len, const uint8_t *body, size_t body_len, const char *params,
               size_t params_len, rt_result *out);
+void rt_result_pack(rt_result *out);
 void rt_serve_upstream(const rt_chain *chain, ph_exchange *ex, size_t passed, int status,
                        const char *headers, size_t headers_len, const uint8_t *body,
                        size_t body_len, const char *reason, rt_result *out);

@@ -162,6 +162,7 @@ class Runner:
         """The response of a finished run and its failure (label, reason), then frees it."""
         unpack = self._unpack
         try:
+            self._rt.lib.rt_result_pack(out)
             parts = iter(unpack(out.headers, out.headers_len).split(b"\0"))
             response = Response(out.status, list(zip(parts, parts)),
                                 unpack(out.body, out.body_len))

@@ -87,30 +87,25 @@ static PyObject *pair(const char *name, size_t nl, const char *value, size_t vl)
   return t;
 }
 
-/* [(name, value), ...] from the packed response headers. */
-static PyObject *unpack_headers(const char *p, size_t len) {
-  Py_ssize_t count = 0;
-  for (size_t i = 0; i < len; i++) count += p[i] == 0;
-  PyObject *list = PyList_New(count / 2);
+/* [(name, value), ...] from the exchange's response headers. */
+static PyObject *response_headers(const ph_exchange *ex) {
+  const rt_fields *f = &ex->headers[PH_RESPONSE];
+  PyObject *list = PyList_New((Py_ssize_t)f->n);
   if (!list) return NULL;
-  const char *end = p + len;
-  for (Py_ssize_t i = 0; i < count / 2 && p < end; i++) {
-    size_t nl = strlen(p);
-    const char *value = p + nl + 1;
-    size_t vl = strlen(value);
-    PyObject *t = pair(p, nl, value, vl);
+  for (size_t i = 0; i < f->n; i++) {
+    PyObject *t = pair(f->items[i].name, strlen(f->items[i].name), f->items[i].value,
+                       f->items[i].value_len);
     if (!t) {
       Py_DECREF(list);
       return NULL;
     }
-    PyList_SET_ITEM(list, i, t);
-    p = value + vl + 1;
+    PyList_SET_ITEM(list, (Py_ssize_t)i, t);
   }
   return list;
 }
 
 static PyObject *result_tuple(rt_result *out) {
-  PyObject *headers = unpack_headers(out->headers, out->headers_len);
+  PyObject *headers = response_headers(out->ex);
   if (!headers) return NULL;
   PyObject *failure = Py_None;
   if (out->failure_len) {
@@ -191,6 +186,7 @@ static PyObject *fast_serve(PyObject *self, PyObject *const *args, Py_ssize_t na
           (const uint8_t *)body, (size_t)body_len, params, (size_t)params_len, &out);
   }
   if (packed != stack) free(packed);
+  if (!out.ex) return PyErr_NoMemory(); /* rt_serve could not allocate the exchange */
   if (out.outcome == RT_UPSTREAM)
     return Py_BuildValue("(iNnO)", 0, PyLong_FromVoidPtr(out.ex), (Py_ssize_t)out.passed,
                          Py_None);

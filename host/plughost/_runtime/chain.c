@@ -312,7 +312,8 @@ static void fill_result(ph_exchange *ex, rt_result *out) {
     snprintf(len, sizeof len, "%zu", ex->body_len[PH_RESPONSE]);
     rt_api_header_add(ex, PH_RESPONSE, "content-length", len);
   }
-  out->headers_len = pack_headers(ex, PH_RESPONSE, &out->headers);
+  out->headers = NULL; /* rt_result_pack() packs them for callers that want bytes */
+  out->headers_len = 0;
   out->status = ex->status ? ex->status : 200;
   out->body = (const char *)rt_api_body(ex, PH_RESPONSE, &out->body_len);
   out->failure = ex->failure ? ex->failure : "";
@@ -364,4 +365,8 @@ void rt_serve_upstream(const rt_chain *chain, ph_exchange *ex, size_t passed, in
   rt_chain_finish(chain, ex, passed);
   out->outcome = RT_DONE;
   fill_result(ex, out);
+}
+
+void rt_result_pack(rt_result *out) {
+  if (out->ex) out->headers_len = pack_headers(out->ex, PH_RESPONSE, &out->headers);
 }

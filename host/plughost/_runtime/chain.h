@@ -91,7 +91,8 @@ typedef struct rt_result {
   int outcome;        /* RT_DONE or RT_UPSTREAM */
   int status;
   size_t passed;      /* for rt_serve_upstream */
-  const char *headers; /* packed response headers, content-length included */
+  const char *headers; /* packed response headers, content-length included: set by
+                          rt_result_pack() (the response fields are in ex otherwise) */
   size_t headers_len;
   const char *body;    /* the response body (bytes, not NUL-terminated) */
   size_t body_len;
@@ -106,6 +107,8 @@ void rt_serve(rt_host *host, const rt_chain *chain, const char *method, const ch
               const char *query, const char *client_ip, const char *headers,
               size_t headers_len, const uint8_t *body, size_t body_len, const char *params,
               size_t params_len, rt_result *out);
+/* Packs the response headers of a finished run into out->headers. */
+void rt_result_pack(rt_result *out);
 /* Completes an RT_UPSTREAM run with the upstream's answer (status > 0) or with an error
 ** answer (status 502/504 and `reason`), runs the response phase and fills `out`. */
 void rt_serve_upstream(const rt_chain *chain, ph_exchange *ex, size_t passed, int status,

@@ -43,8 +43,13 @@ static ph_status trace_create(const ph_config *cfg, void **self) {
 
 static ph_status append(ph_exchange *ex, ph_side side, const char *header, const char *name) {
   const char *old = PH_API(ex)->header_get(ex, side, header);
+  if (!old) return PH_API(ex)->header_set(ex, side, header, name);
   char buf[1024];
-  snprintf(buf, sizeof buf, "%s%s%s", old ? old : "", old ? "," : "", name);
+  size_t ol = strlen(old), nl = strlen(name);
+  if (ol + nl + 2 > sizeof buf) return PH_API(ex)->header_set(ex, side, header, old);
+  memcpy(buf, old, ol);
+  buf[ol] = ',';
+  memcpy(buf + ol + 1, name, nl + 1);
   return PH_API(ex)->header_set(ex, side, header, buf);
 }
 
