@@ -139,9 +139,8 @@ class GatewayApp:
                     chain = hit[0]
                     status, a, b, failure = self._fast(
                         self._serve_address, self._free_address, self._host_address,
-                        chain.address, _METHODS.get(method) or method.encode(),
-                        path.encode("utf-8", "surrogateescape"), query, client_ip, headers,
-                        body, b"", False)
+                        chain.address, _METHODS.get(method) or method.encode(), hit[2], query,
+                        client_ip, headers, body, b"", False)
                     if status:
                         if failure is not None:
                             gateway.log_failure(chain, failure)

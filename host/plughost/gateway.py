@@ -44,7 +44,8 @@ class Gateway(Host):
         self.upstream: UpstreamPerformer | None = None
         self._failed_plugins: set[str] = set()
         self.runner = Runner(self.runtime, self.ptr)
-        self._static: dict[tuple[str, str], tuple[Chain, bytes]] = {}
+        # (method, path) -> (chain, packed params, encoded path) for static routes
+        self._static: dict[tuple[str, str], tuple[Chain, bytes, bytes]] = {}
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -219,16 +220,17 @@ class Gateway(Host):
         if ":" in path or "*" in path or ANY_METHOD in methods:
             return
         for variant in {path, path.rstrip("/") or "/", (path.rstrip("/") or "") + "/"}:
+            entry = (chain, b"", variant.encode())
             for method in methods:
-                self._static.setdefault((method, variant), (chain, b""))
+                self._static.setdefault((method, variant), entry)
             if "GET" in methods and "HEAD" not in methods:
-                self._static.setdefault(("HEAD", variant), (chain, b""))
+                self._static.setdefault(("HEAD", variant), entry)
 
     def route(self, method: str, path: str) -> tuple[Chain, bytes] | Response:
         """The chain for a request and its packed route parameters, or a ready 404/405."""
         hit = self._static.get((method, path))
         if hit is not None:
-            return hit
+            return hit[0], hit[1]
         match = self.router.match(method, path)
         if match.target is None:
             if match.allowed:

@@ -29,7 +29,9 @@ static Py_ssize_t pack_headers(PyObject *headers, char *stack, size_t stack_cap,
   size_t need = 0;
   for (Py_ssize_t i = 0; i < n; i++) {
     PyObject *pair = items[i];
-    if (!(PyList_Check(pair) || PyTuple_Check(pair)) || PySequence_Size(pair) != 2) {
+    Py_ssize_t size = PyList_Check(pair) ? PyList_GET_SIZE(pair)
+                      : PyTuple_Check(pair) ? PyTuple_GET_SIZE(pair) : -1;
+    if (size != 2) {
       PyErr_SetString(PyExc_TypeError, "each header must be a (name, value) pair of bytes");
       Py_DECREF(seq);
       return -1;

@@ -308,9 +308,14 @@ static void fill_result(ph_exchange *ex, rt_result *out) {
   for (size_t i = 0; i < f->n && !has_length; i++)
     has_length = strcasecmp(f->items[i].name, "content-length") == 0;
   if (!has_length) {
-    char len[32];
-    snprintf(len, sizeof len, "%zu", ex->body_len[PH_RESPONSE]);
-    rt_api_header_add(ex, PH_RESPONSE, "content-length", len);
+    char digits[24], *d = digits + sizeof digits;
+    size_t n = ex->body_len[PH_RESPONSE];
+    *--d = 0;
+    do {
+      *--d = (char)('0' + n % 10);
+      n /= 10;
+    } while (n);
+    rt_fields_push(ex, f, "content-length", 14, d, (size_t)(digits + sizeof digits - 1 - d));
   }
   out->headers = NULL; /* rt_result_pack() packs them for callers that want bytes */
   out->headers_len = 0;

@@ -122,7 +122,7 @@ void rt_api_log(const void *handle, ph_log_level level, const char *fmt, ...) {
   va_start(ap, fmt);
   char *msg = rt_vformat(fmt, ap);
   va_end(ap);
-  rt_log_message(ctx->host, (int)level, ctx->label, msg);
+  rt_log_message(ctx->host, (int)level, ctx->label ? ctx->label : "request", msg);
   free(msg);
 }
 
