@@ -15,7 +15,7 @@ In-process, no HTTP: ``Gateway.handle("GET", path, headers)`` on routes whose ch
 
 Every (kind, length) is timed ``--repeats`` times with ``--requests`` requests each, two
 ways: the whole ``Gateway.handle`` (time.perf_counter_ns around the batch), and the chain
-run alone (``rt_serve``: build the exchange, run the chain, pack the response; the Python
+run alone (one call of the C fast path: exchange, chain, response objects; the Python
 around it does not blur the slope). Repetitions are interleaved across the routes so drift
 hits all of them alike; best and median ns/request are printed, and the
 per-extra-middleware cost ``(t20 - t1) / 19``. Goal: <= 50 ns per extra middleware.
@@ -47,7 +47,7 @@ import _common
 
 _common.require("plughost", install="-e .")
 
-from plughost.chain import Runner, pack  # noqa: E402
+from plughost.chain import Response  # noqa: E402
 from plughost.gateway import Gateway  # noqa: E402
 
 HEADERS = {"host": "127.0.0.1:8080", "user-agent": "wrk", "accept": "*/*"}
@@ -115,20 +115,17 @@ def batch(handle: Callable[..., Any], path: str, n: int) -> float:
 
 
 def run_only(gateway: Gateway, path: str, n: int) -> float:
-    """ns per rt_serve call (one crossing: build the exchange, run the whole chain, pack the
-    response), n calls; reading and freeing the response is outside the timed part."""
-    raw = pack([(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in HEADERS.items()])
+    """ns per call of the fast path (one Python->C crossing: pack the headers, build the
+    exchange, run the whole chain, build the response objects, free), n calls."""
+    raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in HEADERS.items()]
     chain, params = gateway.route("GET", path)  # type: ignore[misc]
-    serve, read = gateway.runner.serve, gateway.runner.read
-    spent = 0
+    serve = gateway.runner.serve_fast
     clock = time.perf_counter_ns
     encoded = path.encode()
+    start = clock()
     for _ in range(n):
-        start = clock()
-        out = serve(chain, b"GET", encoded, b"", b"127.0.0.1", raw, b"", params)
-        spent += clock() - start
-        read(out)
-    return spent / n
+        serve(chain, b"GET", encoded, b"", b"127.0.0.1", raw, b"", params)
+    return (clock() - start) / n
 
 
 def timings(gateway: Gateway, routes: dict[str, str], requests: int,
@@ -153,23 +150,30 @@ def timings(gateway: Gateway, routes: dict[str, str], requests: int,
 
 
 def crossings(gateway: Gateway, routes: dict[str, str], n: int) -> dict[str, Counter[str]]:
-    """Python->C calls per request (per C function), counted on n requests per route."""
+    """Python->C calls per request (per function), counted on n requests per route: calls
+    into the runtime's cffi ``lib`` (through a counting proxy) and into the
+    ``plughost._fastpath`` extension (which calls rt_serve and rt_exchange_free from C)."""
     runtime = gateway.runtime
     real = runtime.lib
+    runner = gateway.runner
+    real_fast = runner._fast_serve
     out: dict[str, Counter[str]] = {}
     try:
         for label, path in routes.items():
             proxy = CountingLib(real)
             runtime.lib = proxy
-            runner = gateway.runner
-            gateway.runner = Runner(runtime, gateway.ptr)  # binds the counting functions
+
+            def counted_fast(*args: Any, _proxy: CountingLib = proxy) -> Any:
+                _proxy.counts["_fastpath.serve"] += 1
+                return real_fast(*args)
+
+            runner._fast_serve = counted_fast
             for _ in range(n):
                 gateway.handle("GET", path, HEADERS)
-            gateway.runner = runner
-            runtime.lib = real
             out[label] = proxy.counts
     finally:
         runtime.lib = real
+        runner._fast_serve = real_fast
     return out
 
 
@@ -187,17 +191,16 @@ def breakdown(gateway: Gateway, path: str, n: int) -> dict[str, float]:
     try:
         for _ in range(n):
             t0 = clock()
-            raw = pack(headers)
             chain, params = gateway.route("GET", path)  # type: ignore[misc]
             t1 = clock()
-            out = gateway.runner.serve(chain, b"GET", encoded, b"", b"127.0.0.1", raw, b"",
-                                       params)
+            status, hdrs, body, _ = gateway.runner.serve_fast(
+                chain, b"GET", encoded, b"", b"127.0.0.1", headers, b"", params)
             t2 = clock()
-            gateway._read(chain, out)
+            Response(status, hdrs, body)
             t3 = clock()
-            spent["pack headers + route (Gateway.route)"] += t1 - t0
-            spent["build exchange, run the chain, pack response (rt_serve)"] += t2 - t1
-            spent["read response + free (Runner.read)"] += t3 - t2
+            spent["route (Gateway.route)"] += t1 - t0
+            spent["the C call: exchange, chain, response objects, free"] += t2 - t1
+            spent["Response object"] += t3 - t2
     finally:
         gc.enable()
     per_clock = empty / n
@@ -263,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{slope(whole, min):>13.1f} {slope(whole, med):>15.1f}")
     print("  noop = the chain runner alone; get/set = runner + one host-table header call per "
           "phase;")
-    print("  trace = runner + 2 header gets + 2 header sets + 2 snprintf of the growing trace "
+    print("  trace = runner + 2 header gets + 2 header sets + copies of the growing trace "
           "list")
     for kind in ("noop", "trace"):
         verdict = "meets" if slopes[kind] <= GOAL_NS else "MISSES"
