@@ -6,10 +6,13 @@ from __future__ import annotations
 import http.server
 import json
 import socket
+import subprocess
 import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 PLUGINS = ("memory", "requestid", "static", "trace")
 
@@ -18,6 +21,35 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def private_plugins(source: Path, folder: Path) -> Path:
+    """A copy of the plugins in ``source`` in a folder of our own, writable by us only (as
+    the permission check wants), that a test may change."""
+    folder.mkdir(parents=True, exist_ok=True)
+    folder.chmod(0o755)
+    for so in source.glob("*.so"):
+        (folder / so.name).write_bytes(so.read_bytes())
+        (folder / so.name).chmod(0o755)
+    return folder
+
+
+def wait_for_http(url: str, proc: "subprocess.Popen[str]", timeout: float = 30.0) -> Any:
+    """Polls ``url`` until the server in ``proc`` answers; returns the open response (the
+    caller closes it). Fails if the server exits or does not answer in time."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return urllib.request.urlopen(url, timeout=5)
+        except urllib.error.HTTPError:
+            raise
+        except OSError:
+            if proc.poll() is not None:
+                raise AssertionError(f"server exited with {proc.returncode}: "
+                                     f"{proc.stdout.read() if proc.stdout else ''}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no answer from {url} within {timeout:g} s")
+            time.sleep(0.1)
 
 
 def write_config(folder: Path, plugin_dir: Path, *, upstream: str = "http://127.0.0.1:9",

@@ -10,7 +10,7 @@ from typing import Callable
 
 import pytest
 
-from gateway_support import write_config
+from gateway_support import private_plugins, write_config
 
 PLUGHOST = str(Path(sys.executable).with_name("plughost"))
 
@@ -109,11 +109,7 @@ def test_each_bad_configuration_gets_one_clear_line(case: tuple, tmp_path: Path,
                                                      test_plugin_dir: Path,
                                                      badfiles: dict[str, Path]) -> None:
     name, change, file, line, key, words = case
-    plugins = tmp_path / "plugins"
-    plugins.mkdir()
-    for so in test_plugin_dir.glob("*.so"):
-        (plugins / so.name).write_bytes(so.read_bytes())
-        (plugins / so.name).chmod(0o755)
+    plugins = private_plugins(test_plugin_dir, tmp_path / "plugins")
     folder = write_config(tmp_path / "config", plugins)
     if name == "plugin-refused":
         (plugins / "static.so").write_bytes(badfiles["aarch64"].read_bytes())

@@ -9,11 +9,9 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
-from gateway_support import free_port
+from gateway_support import free_port, wait_for_http
 
 ROOT = Path(__file__).resolve().parent.parent
 PLUGHOST = str(Path(sys.executable).with_name("plughost"))
@@ -59,17 +57,10 @@ def test_tutorial_builds_checks_configures_and_serves(tmp_path: Path, plugin_dir
                                f"127.0.0.1:{port}"], cwd=tmp_path, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=5) as resp:
-                    assert resp.status == 200
-                    assert resp.headers["X-Hello"] == "hi"
-                    assert resp.read() == b"pong"
-                    break
-            except OSError:
-                assert time.monotonic() < deadline and server.poll() is None
-                time.sleep(0.1)
+        with wait_for_http(f"http://127.0.0.1:{port}/ping", server) as resp:
+            assert resp.status == 200
+            assert resp.headers["X-Hello"] == "hi"
+            assert resp.read() == b"pong"
     finally:
         server.send_signal(signal.SIGTERM)
         server.communicate(timeout=30)

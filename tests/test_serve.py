@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from gateway_support import free_port, write_config
+from gateway_support import free_port, wait_for_http, write_config
 
 PLUGHOST = str(Path(sys.executable).with_name("plughost"))
 
@@ -182,15 +182,8 @@ def test_server_header_and_disabled_health_checks(config_dir: Path) -> None:
                              f"127.0.0.1:{port}"], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as resp:
-                    assert resp.headers["Server"] == "plughost-test"
-                    break
-            except OSError:
-                assert time.monotonic() < deadline and proc.poll() is None
-                time.sleep(0.1)
+        with wait_for_http(f"http://127.0.0.1:{port}/", proc) as resp:
+            assert resp.headers["Server"] == "plughost-test"
         with pytest.raises(urllib.error.HTTPError) as info:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/health/live", timeout=5)
         assert info.value.code == 404  # no health route: an ordinary unknown path
@@ -202,14 +195,9 @@ def test_server_header_and_disabled_health_checks(config_dir: Path) -> None:
 def test_krakend_folder_env_list_routes_services_and_upstream_over_http(
         tmp_path: Path, test_plugin_dir: Path) -> None:
     """One Seam configuration using the alternative forms at once, served for real."""
-    from gateway_support import UpstreamServer
+    from gateway_support import UpstreamServer, private_plugins
 
-    plugins = tmp_path / "plugins"
-    plugins.mkdir()
-    for so in test_plugin_dir.glob("*.so"):
-        (plugins / so.name).write_bytes(so.read_bytes())
-        (plugins / so.name).chmod(0o755)
-    plugins.chmod(0o755)
+    private_plugins(test_plugin_dir, tmp_path / "plugins")
     (tmp_path / "gateway.yaml").write_text("""\
 plugin:
   folder: ./plugins

@@ -10,7 +10,7 @@ from .errors import ConfigError, StorageError
 from .exchange import Exchange
 
 if TYPE_CHECKING:
-    from .loader import Host, Plugin
+    from .loader import Plugin
 
 THREAD_SAFE = 0x1
 MAY_BLOCK = 0x2
