@@ -43,7 +43,8 @@ def header(response: plughost.chain.Response, name: str) -> str | None:
 def test_static_route_through_global_and_route_middlewares(gateway: Gateway) -> None:
     r = gateway.handle("GET", "/traced", {"X-Request-ID": "rid-1"}, query="q=1")
     assert r.status == 200
-    assert r.body == b"GET /traced q=1 trace=A,B id= rest= route=Traced body= local=rid-1"
+    assert r.body == b"GET /traced q=1 trace=A,B id= rest= route=Traced body= local=rid-1 " \
+                     b"ip=127.0.0.1"
     assert header(r, "X-Trace-Response") == "B,A"  # response phase in reverse
     assert header(r, "X-Request-ID") == "rid-1"   # the global middleware ran
 
@@ -68,8 +69,7 @@ def test_not_found_and_method_not_allowed(gateway: Gateway) -> None:
 
 def test_post_body_reaches_the_action(gateway: Gateway) -> None:
     r = gateway.handle("POST", "/traced", body=b"payload")
-    assert r.body.endswith(b"body=payload local=" + r.body.rsplit(b"local=", 1)[1])
-    assert b"body=payload" in r.body
+    assert b" body=payload local=" in r.body
 
 
 def test_early_response_runs_response_phase_of_passed_middlewares(gateway: Gateway) -> None:

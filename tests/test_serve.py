@@ -102,7 +102,8 @@ def test_config_folder_routes_over_http_and_graceful_shutdown(config_dir: Path,
     try:
         status, headers, body = server.get("/users/7?x=1", headers={"X-Request-ID": "abc"})
         assert status == 200
-        assert body == b"GET /users/7 x=1 trace=A id=7 rest= route=User body= local=abc"
+        assert body == b"GET /users/7 x=1 trace=A id=7 rest= route=User body= local=abc " \
+                       b"ip=127.0.0.1"
         assert headers["X-Trace-Response"] == "A" and headers["X-Request-ID"] == "abc"
         status, _, body = server.request("POST", "/traced", body=b"hello body")
         assert status == 200 and b"body=hello body" in body
@@ -272,5 +273,67 @@ def test_chunked_request_bodies_and_their_limit(config_dir: Path) -> None:
         assert status == 200 and b"body=abcd" in body
         status, body = post_chunked([b"x" * 60, b"y" * 60])
         assert status == 413
+    finally:
+        server.stop()
+
+
+def test_seam_routing_and_proxy_options_over_http(config_dir: Path) -> None:
+    """caseSensitive (off by default), strictRouting, getOnly, proxyHeader with
+    enableTrustedProxyCheck/trustedProxies, as Seam's server.yaml documents them."""
+    routes = config_dir / "routes.yaml"
+    routes.write_text(routes.read_text() + """\
+  Ip:
+    gatewayPath: /ip
+    methods: [GET, POST]
+    action: Echo
+""")
+    server = Server("--config", str(config_dir))
+    try:  # defaults: case-insensitive, trailing slash ignored, any method, no proxy header
+        assert server.get("/TRACED")[0] == 200
+        assert server.get("/Users/AbC")[2].startswith(b"GET /Users/AbC ")  # params keep case
+        assert b" id=AbC " in server.get("/users/AbC")[2]
+        assert server.get("/traced/")[0] == 200
+        assert server.request("POST", "/traced", body=b"")[0] == 200
+        # no proxyHeader configured: a client cannot claim another address
+        _, _, body = server.get("/ip", headers={"X-Forwarded-For": "203.0.113.9"})
+        assert body.endswith(b" ip=127.0.0.1")
+    finally:
+        server.stop()
+
+    (config_dir / "server.yaml").write_text("""\
+server:
+  caseSensitive: true
+  strictRouting: true
+  getOnly: true
+  proxyHeader: X-Forwarded-For
+  enableTrustedProxyCheck: true
+  trustedProxies: [127.0.0.0/8]
+""")
+    server = Server("--config", str(config_dir))
+    try:
+        assert server.get("/TRACED")[0] == 404
+        assert server.get("/traced/")[0] == 404
+        assert server.get("/traced")[0] == 200
+        status, headers, _ = server.request("POST", "/traced", body=b"")
+        assert status == 405 and headers["allow"] == "GET, HEAD"
+        # the peer (127.0.0.1) is trusted: the client address comes from the header
+        _, _, body = server.get("/ip", headers={"X-Forwarded-For": "203.0.113.9, 10.0.0.1"})
+        assert body.endswith(b" ip=203.0.113.9")
+        assert server.get("/ip")[2].endswith(b" ip=127.0.0.1")  # no header: the peer
+    finally:
+        server.stop()
+
+
+def test_proxy_header_ignored_from_untrusted_peers(config_dir: Path) -> None:
+    routes = config_dir / "routes.yaml"
+    routes.write_text(routes.read_text() + "  Ip:\n    gatewayPath: /ip\n    methods: [GET]\n"
+                                           "    action: Echo\n")
+    (config_dir / "server.yaml").write_text(
+        "server:\n  proxyHeader: X-Forwarded-For\n  enableTrustedProxyCheck: true\n"
+        "  trustedProxies: [10.0.0.0/8]\n")
+    server = Server("--config", str(config_dir))
+    try:
+        _, _, body = server.get("/ip", headers={"X-Forwarded-For": "203.0.113.9"})
+        assert body.endswith(b" ip=127.0.0.1")  # 127.0.0.1 is not a trusted proxy
     finally:
         server.stop()

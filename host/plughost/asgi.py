@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import ipaddress
 import logging
 import os
 from typing import Any, Awaitable, Callable
@@ -48,13 +49,23 @@ class GatewayApp:
 
     def _configure(self, gateway: Gateway) -> None:
         gateway.upstream = self._client.perform
+        server = gateway.config.server if gateway.config else None
         runner = gateway.runner
         self._static = gateway._static
         self._fast = runner._fast_serve
         self._serve_address = runner._serve_address
         self._free_address = runner._free_address
         self._host_address = runner._host_address
-        server = gateway.config.server if gateway.config else None
+        self._case_sensitive = gateway.case_sensitive
+        self._get_only = bool(server and server.get_only)
+        # server.proxyHeader: the client address comes from this header, from any peer or
+        # (enableTrustedProxyCheck) only from trustedProxies (addresses or CIDR blocks).
+        self._proxy_header = server.proxy_header.lower().encode() \
+            if server and server.proxy_header else b""
+        self._trust_all = not (server and server.enable_trusted_proxy_check)
+        self._trusted = [ipaddress.ip_network(p, strict=False)
+                         for p in (server.trusted_proxies if server else ())]
+        self._validate_ip = bool(server and server.enable_ip_validation)
         self.body_limit = server.body_limit if server else 4 * 1024 * 1024
         self.live_route: str | None
         self.ready_route: str | None
@@ -132,7 +143,13 @@ class GatewayApp:
             client = scope.get("client")
             query = scope.get("query_string", b"")
             client_ip = client[0].encode() if client else b""
-            hit = self._static.get((method, path))
+            if self._proxy_header:
+                client_ip = self._client_from_proxy(headers, client_ip)
+            if self._get_only and method != "GET" and method != "HEAD":
+                return await _send(send, json_response(
+                    405, b'{"error":"method not allowed","status":405}',
+                    [(b"allow", b"GET, HEAD")]))
+            hit = self._static.get((method, path if self._case_sensitive else path.lower()))
             try:
                 if hit is not None and self._fast is not None and not hit[0].may_block:
                     # The common case, flattened: a static route run inline in one C call.
@@ -160,6 +177,25 @@ class GatewayApp:
                     "headers": response.headers})
         await send({"type": "http.response.body",
                     "body": b"" if method == "HEAD" else response.body})
+
+    def _client_from_proxy(self, headers: list[Any], peer: bytes) -> bytes:
+        if not self._trust_all:
+            try:
+                address = ipaddress.ip_address(peer.decode())
+            except ValueError:
+                return peer
+            if not any(address in network for network in self._trusted):
+                return peer
+        for name, value in headers:
+            if name == self._proxy_header:
+                first = value.split(b",", 1)[0].strip()
+                if self._validate_ip:
+                    try:
+                        ipaddress.ip_address(first.decode("latin-1"))
+                    except ValueError:
+                        return peer
+                return first or peer
+        return peer
 
     async def _health(self, gateway: Gateway, path: str, send: Send) -> None:
         if path == self.live_route:

@@ -74,6 +74,7 @@ class Chain:
             lib.rt_chain_set_route(self.ptr, route_name.encode())
         self.may_block = bool(lib.rt_chain_may_block(self.ptr))
         self.route_name = route_name
+        self.pattern = ""  # the route's path pattern, set by the gateway
         self.address = int(ffi.cast("uintptr_t", self.ptr))
 
     def close(self) -> None:

@@ -23,7 +23,7 @@ from .errors import ConfigError, PlughostError, PluginInitError
 from .loader import Host
 from .plugintypes import ActionType, MiddlewareType, PluginType, StorageType
 from .pyelements import PythonAction, PythonInstance, PythonMiddleware
-from .router import ANY_METHOD, Router, RouteConflict
+from .router import ANY_METHOD, Match, Router, RouteConflict
 
 log = logging.getLogger("plughost.gateway")
 
@@ -46,6 +46,8 @@ class Gateway(Host):
         self.runner = Runner(self.runtime, self.ptr)
         # (method, path) -> (chain, packed params, encoded path) for static routes
         self._static: dict[tuple[str, str], tuple[Chain, bytes, bytes]] = {}
+        self.case_sensitive = False  # server.caseSensitive, set when routes are compiled
+        self.strict_routing = False  # server.strictRouting
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -174,6 +176,9 @@ class Gateway(Host):
     def _compile_routes(self, config: GatewayConfig, problems: list[ConfigProblem]) -> None:
         """One chain per endpoint (a route as a service mounts it): global middlewares,
         then the service's and the route's, then the action."""
+        self.case_sensitive = config.server.case_sensitive
+        self.strict_routing = config.server.strict_routing
+        self.router = Router(case_sensitive=self.case_sensitive)
         global_mws = [self.instances[name] for name in config.global_middlewares
                       if name in self.instances]
         for endpoint in config.endpoints:
@@ -183,6 +188,7 @@ class Gateway(Host):
             if action is None:
                 continue  # reported by the config loader
             chain = Chain(self.runtime, mws, action, endpoint.route)
+            chain.pattern = endpoint.path
             self.chains.append(chain)
             methods = (ANY_METHOD,) if "ALL" in endpoint.methods else endpoint.methods
             try:
@@ -208,6 +214,7 @@ class Gateway(Host):
         assert self.config is not None
         mws = [self.instances[n] for n in (*self.config.global_middlewares, *middlewares)]
         chain = Chain(self.runtime, mws, self.instances[action], name or path)
+        chain.pattern = path
         upper = tuple(m.upper() for m in methods)
         self.router.add(path, upper, chain)
         self._remember_static(path, upper, chain)
@@ -219,19 +226,25 @@ class Gateway(Host):
         """Static paths with listed methods skip the router: one dict lookup a request."""
         if ":" in path or "*" in path or ANY_METHOD in methods:
             return
-        for variant in {path, path.rstrip("/") or "/", (path.rstrip("/") or "") + "/"}:
+        variants = {path} if self.strict_routing else \
+            {path, path.rstrip("/") or "/", (path.rstrip("/") or "") + "/"}
+        for variant in variants:
             entry = (chain, b"", variant.encode())
+            key = variant if self.case_sensitive else variant.lower()
             for method in methods:
-                self._static.setdefault((method, variant), entry)
+                self._static.setdefault((method, key), entry)
             if "GET" in methods and "HEAD" not in methods:
-                self._static.setdefault(("HEAD", variant), entry)
+                self._static.setdefault(("HEAD", key), entry)
 
     def route(self, method: str, path: str) -> tuple[Chain, bytes] | Response:
         """The chain for a request and its packed route parameters, or a ready 404/405."""
-        hit = self._static.get((method, path))
+        hit = self._static.get((method, path if self.case_sensitive else path.lower()))
         if hit is not None:
             return hit[0], hit[1]
         match = self.router.match(method, path)
+        if match.target is not None and self.strict_routing and path != "/" and \
+                path.endswith("/") != match.target.pattern.endswith("/"):
+            match = Match(None, {})  # strictRouting: "/users/" is not "/users"
         if match.target is None:
             if match.allowed:
                 return _json_response(405, "method not allowed",

@@ -39,15 +39,23 @@ def segments(path: str) -> list[str]:
 
 
 class Router(Generic[T]):
-    """Maps (method, path) to a target (a chain) and its path parameters."""
+    """Maps (method, path) to a target (a chain) and its path parameters.
 
-    def __init__(self) -> None:
+    ``case_sensitive=False`` (Seam's and Fiber's default) matches static segments without
+    regard to case; parameters keep the case the client sent.
+    """
+
+    def __init__(self, *, case_sensitive: bool = False) -> None:
         self._root: _Node[T] = _Node()
         self._exact: dict[str, dict[str, T]] = {}  # static paths, fast path
+        self.case_sensitive = case_sensitive
+
+    def _fold(self, text: str) -> str:
+        return text if self.case_sensitive else text.lower()
 
     def add(self, pattern: str, methods: tuple[str, ...], target: T) -> None:
         node = self._root
-        parts = segments(pattern)
+        parts = [p if p.startswith((":", "*")) else self._fold(p) for p in segments(pattern)]
         static = True
         for i, part in enumerate(parts):
             if part == "*" or part.startswith("*"):
@@ -76,14 +84,15 @@ class Router(Generic[T]):
 
     def match(self, method: str, path: str) -> Match[T]:
         key = path if path == "/" else path.rstrip("/")
-        exact = self._exact.get(key)
+        exact = self._exact.get(self._fold(key))
         if exact is not None:
             target = exact.get(method) or exact.get(ANY_METHOD) or (
                 exact.get("GET") if method == "HEAD" else None)
             if target is not None:
                 return Match(target, {})
         params: dict[str, str] = {}
-        table = self._find(self._root, segments(path), 0, params)
+        original = segments(path)
+        table = self._find(self._root, [self._fold(p) for p in original], 0, params, original)
         if table is None:
             return Match(None, {})
         target = table.get(method) or table.get(ANY_METHOD)
@@ -96,8 +105,8 @@ class Router(Generic[T]):
             return Match(None, {}, tuple(sorted(allowed)))
         return Match(target, params)
 
-    def _find(self, node: _Node[T], parts: list[str], i: int,
-              params: dict[str, str]) -> dict[str, T] | None:
+    def _find(self, node: _Node[T], parts: list[str], i: int, params: dict[str, str],
+              original: list[str]) -> dict[str, T] | None:
         if i == len(parts):
             if node.targets:
                 return node.targets
@@ -107,17 +116,17 @@ class Router(Generic[T]):
             return None
         child = node.static.get(parts[i])
         if child is not None:
-            found = self._find(child, parts, i + 1, params)
+            found = self._find(child, parts, i + 1, params, original)
             if found is not None:
                 return found
         for name, child in node.params.items():
-            params[name] = parts[i]
-            found = self._find(child, parts, i + 1, params)
+            params[name] = original[i]
+            found = self._find(child, parts, i + 1, params, original)
             if found is not None:
                 return found
             params.pop(name, None)
         if node.wildcard is not None:
-            params["*"] = "/".join(parts[i:])
+            params["*"] = "/".join(original[i:])
             return node.wildcard
         return None
 

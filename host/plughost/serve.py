@@ -72,8 +72,12 @@ def serve(config_path: str | None, *, address: str | None = None, workers: int =
         options["server_header"] = False  # the app sends server.serverHeader instead
     if server.idle_timeout:
         options["timeout_keep_alive"] = max(1, int(server.idle_timeout))
+    if server.disable_keepalive:
+        options["timeout_keep_alive"] = 0
+    options["limit_concurrency"] = server.concurrency  # over it: 503, as Fiber
     scheme = "https" if server.tls else "http"
     print(f"plughost: serving on {scheme}://{host}:{port} with {workers} worker(s)", flush=True)
     uvicorn.run("plughost.asgi:app", host=host, port=port, workers=workers, loop="uvloop",
                 http="httptools", lifespan="on", log_level=log_level, access_log=False,
+                proxy_headers=False,  # the client address follows server.proxyHeader only
                 timeout_graceful_shutdown=10, **options)  # type: ignore[arg-type]

@@ -5,7 +5,7 @@
 **   request phase: appends name to the request header X-Trace ("a,b,c"), may respond or fail;
 **   response phase: appends name to the response header X-Trace-Response, may fail.
 ** EchoAction: 200 with "method path query trace=<X-Trace> id=<:id> rest=<*> route=<name>
-**   body=<request body> local=<locals 'requestId'>".
+**   body=<request body> local=<locals 'requestId'> ip=<client address>".
 ** ForwardAction {url, timeoutMs}: asks the host to send the request to url + path.
 */
 #define _POSIX_C_SOURCE 200809L
@@ -92,10 +92,12 @@ static ph_next echo_handle(void *self, ph_exchange *ex) {
   const uint8_t *body = PH_API(ex)->body(ex, PH_REQUEST, &body_len);
   const uint8_t *local = ph_local_get(ex, "requestId", &local_len);
   char buf[4096];
-  int n = snprintf(buf, sizeof buf, "%s %s %s trace=%s id=%s rest=%s route=%s body=%.*s local=%.*s",
+  int n = snprintf(buf, sizeof buf,
+                   "%s %s %s trace=%s id=%s rest=%s route=%s body=%.*s local=%.*s ip=%s",
                    ph_method(ex), ph_path(ex), ph_query(ex), trace ? trace : "",
                    id ? id : "", rest ? rest : "", ph_route_name(ex), (int)body_len,
-                   (const char *)body, (int)local_len, local ? (const char *)local : "");
+                   (const char *)body, (int)local_len, local ? (const char *)local : "",
+                   ph_client_ip(ex));
   if (n < 0) return PH_NEXT_ERROR;
   if ((size_t)n >= sizeof buf) n = sizeof buf - 1;
   ph_status_set(ex, 200);
