@@ -215,3 +215,47 @@ def test_storage_by_name(gateway: Gateway) -> None:
     store = gateway.storage("Memory")
     store.set(b"k", b"v")
     assert store.get(b"k") == b"v"
+
+
+class Slow(PythonMiddleware):
+    """Not thread-safe: records overlapping calls."""
+
+    thread_safe = False
+
+    def __init__(self) -> None:
+        self.inside = 0
+        self.overlaps = 0
+
+    def on_request(self, ex: Exchange) -> None:
+        self.inside += 1
+        if self.inside > 1:
+            self.overlaps += 1
+        import time
+        time.sleep(0.001)
+        self.inside -= 1
+
+
+def test_unsafe_python_element_shared_by_blocking_and_inline_chains(
+        tmp_path: Path, test_plugin_dir: Path) -> None:
+    """A non-thread-safe Python middleware in a may-block chain (worker threads, GIL
+    released) and an inline chain (event loop) at once: serialised, and no deadlock."""
+    folder = write_config(tmp_path / "config", test_plugin_dir, extra_routes="""\
+  SlowBlocking:
+    gatewayPath: /slow-blocking
+    methods: [GET]
+    middlewares: [Blocking, Slow]
+    action: Echo
+  SlowInline:
+    gatewayPath: /slow-inline
+    methods: [GET]
+    middlewares: [Slow]
+    action: Echo
+""")
+    slow = Slow()
+    with Gateway.from_config(folder, python_elements={"Slow": slow}) as gw:
+        async def go() -> list[int]:
+            calls = [gw.handle_async("GET", "/slow-blocking" if i % 2 else "/slow-inline")
+                     for i in range(200)]
+            return [r.status for r in await asyncio.wait_for(asyncio.gather(*calls), 60)]
+        assert asyncio.run(go()) == [200] * 200
+    assert slow.overlaps == 0

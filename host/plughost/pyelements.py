@@ -8,6 +8,7 @@ native chain the C runner calls back into Python for these elements only.
 from __future__ import annotations
 
 import logging
+import threading
 from typing import TYPE_CHECKING, Any
 
 from .exchange import Exchange
@@ -59,16 +60,24 @@ class PythonInstance:
         self.label = f"python {kind} '{name}' ({type(obj).__qualname__})"
         self.may_block = bool(getattr(obj, "may_block", False))
         self._handle = runtime.ffi.new_handle(self)
+        # An element that is not thread-safe is serialised here, with a Python lock (which
+        # lets go of the GIL while it waits), never with the runtime's C lock: a thread
+        # holding a C lock while it waits for the GIL could deadlock the event loop.
+        self._lock = None if getattr(obj, "thread_safe", True) else threading.Lock()
         lib = runtime.lib
         rt_kind = lib.RT_PY_ACTION if kind == "action" else lib.RT_PY_MIDDLEWARE
         self.ptr = lib.rt_instance_new(rt_kind, runtime.ffi.NULL, self._handle,
-                                       self.label.encode(),
-                                       int(bool(getattr(obj, "thread_safe", True))),
-                                       int(self.may_block))
+                                       self.label.encode(), 1, int(self.may_block))
         self.closed = False
 
     def call(self, phase: int, ex_ptr: Any) -> int:
         """Called by the C runner: runs the element's hook on a borrowed exchange."""
+        if self._lock is None:
+            return self._call(phase, ex_ptr)
+        with self._lock:
+            return self._call(phase, ex_ptr)
+
+    def _call(self, phase: int, ex_ptr: Any) -> int:
         lib = self._rt.lib
         ex = Exchange.borrow(self._rt, ex_ptr)
         try:
