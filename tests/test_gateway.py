@@ -259,3 +259,37 @@ def test_unsafe_python_element_shared_by_blocking_and_inline_chains(
             return [r.status for r in await asyncio.wait_for(asyncio.gather(*calls), 60)]
         assert asyncio.run(go()) == [200] * 200
     assert slow.overlaps == 0
+
+
+def test_unsafe_native_element_that_logs_shared_by_blocking_and_inline_chains(
+        tmp_path: Path, test_plugin_dir: Path) -> None:
+    """A native middleware that is not thread-safe and logs (a call into Python) from a
+    may-block chain's worker thread and from inline chains at once: no deadlock."""
+    folder = write_config(tmp_path / "config", test_plugin_dir, extra_routes="""\
+  UnsafeBlocking:
+    gatewayPath: /unsafe-blocking
+    methods: [GET]
+    middlewares: [Blocking, Unsafe]
+    action: Echo
+  UnsafeInline:
+    gatewayPath: /unsafe-inline
+    methods: [GET]
+    middlewares: [Unsafe]
+    action: Echo
+""")
+    middlewares = folder / "middlewares.yaml"
+    middlewares.write_text(middlewares.read_text().replace("globalMiddlewares:", """\
+  Unsafe:
+    use: plugins.trace.middlewares.UnsafeTraceMiddleware
+    config: {name: U}
+globalMiddlewares:"""))
+    import logging
+
+    logging.getLogger("plughost.plugin").setLevel(logging.DEBUG)
+    with Gateway.from_config(folder) as gw:
+        assert gw.router.match("GET", "/unsafe-inline").target.release_gil
+        async def go() -> list[int]:
+            calls = [gw.handle_async("GET", "/unsafe-blocking" if i % 2 else "/unsafe-inline")
+                     for i in range(200)]
+            return [r.status for r in await asyncio.gather(*calls)]
+        assert asyncio.run(go()) == [200] * 200

@@ -196,6 +196,7 @@ void rt_exchange_set_response_packed(ph_exchange *ex, int status, const char *he
                                      size_t headers_len, const uint8_t *body, size_t body_len);
 size_t rt_exchange_pack_request(ph_exchange *ex, const char **headers);
 int rt_chain_may_block(const rt_chain *chain);
+int rt_chain_release_gil(const rt_chain *chain);
 int rt_chain_run(const rt_chain *chain, ph_exchange *ex, size_t *passed);
 void rt_chain_finish(const rt_chain *chain, ph_exchange *ex, size_t passed);
 void rt_exchange_fail(ph_exchange *ex, int status, const char *label, const char *reason);

@@ -157,7 +157,7 @@ class GatewayApp:
                     status, a, b, failure = self._fast(
                         self._serve_address, self._free_address, self._host_address,
                         chain.address, _METHODS.get(method) or method.encode(), hit[2], query,
-                        client_ip, headers, body, b"", False)
+                        client_ip, headers, body, b"", chain.release_gil)
                     if status:
                         if failure is not None:
                             gateway.log_failure(chain, failure)

@@ -73,6 +73,9 @@ class Chain:
         if route_name:
             lib.rt_chain_set_route(self.ptr, route_name.encode())
         self.may_block = bool(lib.rt_chain_may_block(self.ptr))
+        # Let go of the GIL while it runs (it may block, or takes a lock that a thread
+        # waiting for the GIL could hold).
+        self.release_gil = bool(lib.rt_chain_release_gil(self.ptr))
         self.route_name = route_name
         self.pattern = ""  # the route's path pattern, set by the gateway
         self.address = int(ffi.cast("uintptr_t", self.ptr))

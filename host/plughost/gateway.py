@@ -314,7 +314,7 @@ class Gateway(Host):
                 headers, body, params)
         if chain.may_block:
             return self._run_blocking(args)
-        result = self._run(*args)
+        result = self._run(*args, chain.release_gil)
         if type(result) is Response:
             return result
         return self._upstream(chain, *result)  # type: ignore[misc]
@@ -349,7 +349,7 @@ class Gateway(Host):
             return routed
         chain, params = routed
         result = self._run(chain, method.upper().encode(), path.encode(), query.encode(),
-                           client_ip.encode(), raw, body, params)
+                           client_ip.encode(), raw, body, params, chain.release_gil)
         if isinstance(result, Response):
             return result
         return asyncio.run(self._upstream(chain, *result))

@@ -78,10 +78,12 @@ rt_chain *rt_chain_new(rt_instance **middlewares, size_t n, rt_instance *action)
   for (size_t i = 0; i < n; i++) {
     c->middlewares[i] = middlewares[i];
     c->may_block |= middlewares[i]->may_block;
+    c->has_serialised |= middlewares[i]->serialise;
     c->has_python |= middlewares[i]->kind == RT_PY_MIDDLEWARE;
   }
   c->action = action;
   c->may_block |= action->may_block;
+  c->has_serialised |= action->serialise;
   c->has_python |= action->kind == RT_PY_ACTION;
   return c;
 }
@@ -99,6 +101,10 @@ void rt_chain_free(rt_chain *chain) {
 }
 
 int rt_chain_may_block(const rt_chain *chain) { return chain->may_block; }
+
+int rt_chain_release_gil(const rt_chain *chain) {
+  return chain->may_block || chain->has_serialised;
+}
 
 /* A random UUIDv4 for error bodies when the request carries no id. */
 static void uuid4(char out[37]) {

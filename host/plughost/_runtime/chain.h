@@ -45,6 +45,7 @@ typedef struct rt_chain {
   rt_instance *action;      /* borrowed */
   bool may_block;           /* some element may block: run off the event loop */
   bool has_python;          /* some element is written in Python */
+  bool has_serialised;      /* some element is not thread-safe (its calls take a lock) */
   char *route_name;         /* given to every exchange the chain runs; owned */
 } rt_chain;
 
@@ -52,6 +53,10 @@ rt_chain *rt_chain_new(rt_instance **middlewares, size_t n, rt_instance *action)
 void rt_chain_free(rt_chain *chain);
 void rt_chain_set_route(rt_chain *chain, const char *route_name);
 int rt_chain_may_block(const rt_chain *chain);
+/* Whether callers must let go of the GIL while the chain runs: it may block, or it takes a
+** lock that another thread could hold while that thread waits for the GIL (a hook that
+** logs, say). */
+int rt_chain_release_gil(const rt_chain *chain);
 
 /* Outcome of rt_chain_run. */
 #define RT_DONE 0      /* response complete (the response phase has run) */

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 typedef struct trace {
   char name[64];
@@ -66,6 +67,15 @@ static ph_next trace_request(void *self, ph_exchange *ex) {
     return PH_NEXT_RESPOND;
   }
   return PH_NEXT_CONTINUE;
+}
+
+/* UnsafeTraceMiddleware: not thread-safe (the host serialises it), logs on every request
+** (the log goes to Python) and holds on for 200 µs. */
+static ph_next unsafe_request(void *self, ph_exchange *ex) {
+  ph_log(ex, PH_LOG_DEBUG, "unsafe trace %s", ((trace *)self)->name);
+  struct timespec pause = {0, 200000};
+  nanosleep(&pause, NULL);
+  return trace_request(self, ex);
 }
 
 static ph_status trace_response(void *self, ph_exchange *ex) {
@@ -141,6 +151,10 @@ static const ph_middleware_type blocking_trace_mw = {
     .size = sizeof(ph_middleware_type), .flags = PH_TYPE_MAY_BLOCK,
     .id = "plugins.trace.middlewares.BlockingTraceMiddleware", .create = trace_create,
     .destroy = trace_destroy, .on_request = trace_request, .on_response = trace_response};
+static const ph_middleware_type unsafe_trace_mw = {
+    .size = sizeof(ph_middleware_type), .flags = 0,
+    .id = "plugins.trace.middlewares.UnsafeTraceMiddleware", .create = trace_create,
+    .destroy = trace_destroy, .on_request = unsafe_request, .on_response = trace_response};
 static const ph_action_type echo_action = {
     .size = sizeof(ph_action_type), .flags = PH_TYPE_THREAD_SAFE,
     .id = "plugins.trace.actions.EchoAction", .create = echo_create, .handle = echo_handle};
@@ -171,7 +185,8 @@ static void plugin_shutdown(void *state) {
   free(state);
 }
 
-static const ph_middleware_type *const middlewares[] = {&trace_mw, &blocking_trace_mw, NULL};
+static const ph_middleware_type *const middlewares[] = {&trace_mw, &blocking_trace_mw,
+                                                         &unsafe_trace_mw, NULL};
 static const ph_action_type *const actions[] = {&echo_action, &forward_action, NULL};
 
 PH_PLUGIN_DEFINE(.name = "trace", .version = "1.0.0",
