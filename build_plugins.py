@@ -123,12 +123,27 @@ def _settings(args: argparse.Namespace) -> dict[str, object]:
         "build_type": args.build_type,
         "sanitize": bool(args.sanitize),
         "plugins_dirs": [str(d) for d in args.plugins_dir],
+        "hiredis_dir": str(getattr(args, "hiredis_dir", "")),
     }
 
 
 def _run(cmd: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                           errors="replace", check=False)
+
+
+def fetch_third_party(args: argparse.Namespace) -> None:
+    """The C sources plugins compile in (tools/fetch_hiredis.py: hiredis for valkey)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("fetch_hiredis",
+                                                  ROOT / "tools" / "fetch_hiredis.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    try:
+        args.hiredis_dir = mod.ensure(quiet=args.quiet)
+    except mod.FetchError as e:
+        raise BuildError(f"hiredis (for native_plugins/valkey): {e}") from None
 
 
 def configure(args: argparse.Namespace, force: bool = False) -> None:
@@ -154,6 +169,7 @@ def configure(args: argparse.Namespace, force: bool = False) -> None:
         f"-DCMAKE_BUILD_TYPE={args.build_type}",
         f"-DPLUGHOST_SANITIZE={'ON' if args.sanitize else 'OFF'}",
         "-DPLUGHOST_EXTRA_PLUGIN_DIRS=" + ";".join(str(d) for d in args.plugins_dir),
+        f"-DPLUGHOST_HIREDIS_DIR={want['hiredis_dir']}",
     ]
     if not args.quiet:
         print(f"  configuring {_shown(build)}", flush=True)
@@ -280,6 +296,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.clean:
             clean(args)
+        fetch_third_party(args)
         configure(args)
         plugins = read_manifest(args.build_dir)
         if args.only:
