@@ -1,0 +1,311 @@
+/*
+** limiter: rate limiting on a shared storage, like Seam's limiter plugin.
+**
+** Middleware plugins.limiter.middlewares.LimiterMiddleware
+**   storage                 string, required      name of a storage in storages.yaml
+**   maxConnections          int, default 5        requests allowed per window (>= 1)
+**   expiration              duration, default 60s the window's length (> 0)
+**   skipFailedRequests      bool, default false   responses with status >= 400 do not count
+**   skipSuccessfulRequests  bool, default false   responses with status < 400 do not count
+**   slidingWindow           bool, default false   weighted previous + current fixed windows
+**   key                     string, default "ip"  "ip" or "header:<Name>" (falls back to
+**                                                 the client address when the header is absent)
+**   prefix                  string, default ""    put into every counter key, to keep several
+**                                                 limiters on one storage apart
+**   failOpen                bool, default false   storage failure: false answers 503, true
+**                                                 lets the request through (both log an error)
+**
+** Fixed window: windows are aligned on the wall clock (CLOCK_REALTIME), so every gateway
+** process sharing a storage agrees on them. Counter key
+** "limiter:<prefix>:<client key>:<window index>", one atomic storage incr per request with
+** ttl = expiration (2 x expiration for the sliding window, whose previous counter must
+** survive the next window). The request is refused with 429, Retry-After (seconds until the
+** window ends, rounded up) and a JSON body when the counter passes maxConnections; refused
+** requests count too, except with slidingWindow, where they are taken back at once.
+** Sliding window: estimate = previous * (1 - elapsed/expiration) + current.
+** Every response gets X-RateLimit-Limit, -Remaining and -Reset (seconds), set in the
+** response phase from a per-request local. Skip options take the count back (incr -1) in
+** the response phase.
+**
+** No state changes after create: thread-safe. It calls a storage that may block (Valkey):
+** PH_TYPE_MAY_BLOCK.
+*/
+#define _POSIX_C_SOURCE 200809L
+
+#include "plugin.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define LIM_DEFAULT_MAX 5
+#define LIM_DEFAULT_EXPIRATION_MS 60000
+
+typedef struct lim_middleware {
+  ph_storage *storage;
+  int64_t max;
+  int64_t expiration_ms;
+  int skip_failed, skip_successful, sliding, fail_open;
+  char *header; /* NULL: key by client address */
+  char *prefix;
+  char local_key[64]; /* per-instance local carrying the request's state */
+} lim_middleware;
+
+static char *lim_strdup(const char *s) {
+  size_t n = strlen(s) + 1;
+  char *p = malloc(n);
+  if (p != NULL) memcpy(p, s, n);
+  return p;
+}
+
+static int lim_is_tchar(unsigned char c) {
+  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return 1;
+  return c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+}
+
+static void lim_destroy(void *self) {
+  lim_middleware *m = self;
+  if (m == NULL) return;
+  free(m->header);
+  free(m->prefix);
+  free(m);
+}
+
+static ph_status lim_create(const ph_config *cfg, void **self) {
+  lim_middleware *m = calloc(1, sizeof *m);
+  if (m == NULL) return ph_config_error(cfg, NULL, "out of memory");
+  *self = m;
+  const char *storage, *key, *prefix;
+  if (ph_config_string(cfg, "storage", NULL, &storage) != PH_OK) return PH_ERROR;
+  if (storage == NULL || *storage == '\0')
+    return ph_config_error(cfg, "storage",
+                           "is required: name a storage of storages.yaml that keeps the "
+                           "counters, like a ValkeyStorage shared by every gateway");
+  if (ph_config_int(cfg, "maxConnections", LIM_DEFAULT_MAX, &m->max) != PH_OK)
+    return PH_ERROR;
+  if (m->max < 1)
+    return ph_config_error(cfg, "maxConnections",
+                           "must be at least 1, not %" PRId64 ": the requests allowed per "
+                           "window", m->max);
+  if (ph_config_kind(cfg, "expiration") == PH_CONFIG_INT) {
+    int64_t secs;
+    if (ph_config_int(cfg, "expiration", 0, &secs) != PH_OK) return PH_ERROR;
+    if (secs <= 0)
+      return ph_config_error(cfg, "expiration",
+                             "must be a positive duration like \"60s\", not %" PRId64, secs);
+  }
+  if (ph_config_duration_ms(cfg, "expiration", LIM_DEFAULT_EXPIRATION_MS, &m->expiration_ms) !=
+      PH_OK)
+    return PH_ERROR;
+  if (m->expiration_ms <= 0)
+    return ph_config_error(cfg, "expiration",
+                           "must be a positive duration like \"60s\" or \"500ms\"");
+  if (ph_config_bool(cfg, "skipFailedRequests", 0, &m->skip_failed) != PH_OK) return PH_ERROR;
+  if (ph_config_bool(cfg, "skipSuccessfulRequests", 0, &m->skip_successful) != PH_OK)
+    return PH_ERROR;
+  if (ph_config_bool(cfg, "slidingWindow", 0, &m->sliding) != PH_OK) return PH_ERROR;
+  if (ph_config_bool(cfg, "failOpen", 0, &m->fail_open) != PH_OK) return PH_ERROR;
+  if (ph_config_string(cfg, "key", "ip", &key) != PH_OK) return PH_ERROR;
+  if (strncmp(key, "header:", 7) == 0) {
+    const char *name = key + 7;
+    int ok = *name != '\0';
+    for (const char *p = name; *p; p++)
+      if (!lim_is_tchar((unsigned char)*p)) ok = 0;
+    if (!ok)
+      return ph_config_error(cfg, "key",
+                             "'%s' has no valid header name after \"header:\", like "
+                             "\"header:X-API-Key\"", key);
+    m->header = lim_strdup(name);
+    if (m->header == NULL) return ph_config_error(cfg, NULL, "out of memory");
+  } else if (strcmp(key, "ip") != 0) {
+    return ph_config_error(cfg, "key",
+                           "must be \"ip\" or \"header:<Name>\", not '%s'", key);
+  }
+  if (ph_config_string(cfg, "prefix", "", &prefix) != PH_OK) return PH_ERROR;
+  m->prefix = lim_strdup(prefix);
+  if (m->prefix == NULL) return ph_config_error(cfg, NULL, "out of memory");
+  snprintf(m->local_key, sizeof m->local_key, "limiter.%p", (void *)m);
+  m->storage = ph_storage_lookup(cfg, "storage", storage);
+  if (m->storage == NULL) return PH_ERROR;
+  return PH_OK;
+}
+
+static int64_t lim_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* "limiter:<prefix>:<client>:<window>" in a malloc'd buffer (NULL: out of memory). */
+static char *lim_key(const lim_middleware *m, const char *client, int64_t window, size_t *len) {
+  int n = snprintf(NULL, 0, "limiter:%s:%s:%" PRId64, m->prefix, client, window);
+  if (n < 0) return NULL;
+  char *k = malloc((size_t)n + 1);
+  if (k == NULL) return NULL;
+  snprintf(k, (size_t)n + 1, "limiter:%s:%s:%" PRId64, m->prefix, client, window);
+  *len = (size_t)n;
+  return k;
+}
+
+static ph_next lim_storage_failed(const lim_middleware *m, ph_exchange *ex) {
+  if (m->fail_open) {
+    ph_log(ex, PH_LOG_ERROR,
+           "limiter: the storage failed; failOpen is true, so the request goes through "
+           "without rate limiting");
+    return PH_NEXT_CONTINUE;
+  }
+  ph_log(ex, PH_LOG_ERROR,
+         "limiter: the storage failed, answering 503 (set failOpen: true to let requests "
+         "through while the storage is down)");
+  static const char body[] = "{\"error\":\"rate limiter unavailable\",\"status\":503}";
+  ph_status_set(ex, 503);
+  ph_resp_header_set(ex, "Content-Type", "application/json");
+  ph_resp_body_set(ex, body, sizeof body - 1);
+  return PH_NEXT_RESPOND;
+}
+
+static ph_next lim_on_request(void *self, ph_exchange *ex) {
+  const lim_middleware *m = self;
+  const char *client = NULL;
+  if (m->header != NULL) client = ph_header_get(ex, m->header);
+  if (client == NULL || *client == '\0') client = ph_client_ip(ex);
+
+  int64_t now = lim_now_ms();
+  int64_t window = now / m->expiration_ms;
+  int64_t elapsed = now - window * m->expiration_ms;
+  int64_t reset_ms = m->expiration_ms - elapsed;
+  int64_t ttl = m->sliding ? 2 * m->expiration_ms : m->expiration_ms;
+
+  size_t klen = 0;
+  char *key = lim_key(m, client, window, &klen);
+  if (key == NULL) {
+    ph_error(ex, "limiter: out of memory");
+    return PH_NEXT_ERROR;
+  }
+  int64_t value = 0, left = 0;
+  if (ph_storage_incr(m->storage, ex, (const uint8_t *)key, klen, 1, ttl, &value, &left) !=
+      PH_OK) {
+    free(key);
+    return lim_storage_failed(m, ex);
+  }
+  int64_t used = value;
+  if (m->sliding) {
+    size_t plen = 0;
+    char *prev_key = lim_key(m, client, window - 1, &plen);
+    int64_t prev = 0, pleft = 0;
+    if (prev_key == NULL) {
+      free(key);
+      ph_error(ex, "limiter: out of memory");
+      return PH_NEXT_ERROR;
+    }
+    /* incr by 0 reads the counter whatever the storage's representation. */
+    ph_status st =
+        ph_storage_incr(m->storage, ex, (const uint8_t *)prev_key, plen, 0, ttl, &prev, &pleft);
+    free(prev_key);
+    if (st != PH_OK) {
+      free(key);
+      return lim_storage_failed(m, ex);
+    }
+    double weight = (double)(m->expiration_ms - elapsed) / (double)m->expiration_ms;
+    used = (int64_t)((double)prev * weight) + value;
+  }
+
+  int refused = used > m->max;
+  int counted = 1;
+  if (refused && m->sliding) {
+    int64_t v2, l2;
+    /* a refused request does not count in the sliding window (best effort). */
+    if (ph_storage_incr(m->storage, ex, (const uint8_t *)key, klen, -1, ttl, &v2, &l2) == PH_OK)
+      counted = 0;
+  }
+  int64_t remaining = refused ? 0 : m->max - used;
+  int64_t reset_s = (reset_ms + 999) / 1000;
+  if (reset_s < 1) reset_s = 1;
+
+  /* "<counted> <remaining> <reset seconds> <key>" for the response phase. */
+  size_t cap = klen + 64;
+  char *state = malloc(cap);
+  if (state == NULL) {
+    free(key);
+    ph_error(ex, "limiter: out of memory");
+    return PH_NEXT_ERROR;
+  }
+  int n = snprintf(state, cap, "%d %" PRId64 " %" PRId64 " %s", counted, remaining, reset_s,
+                   key);
+  free(key);
+  ph_status st = ph_local_set(ex, m->local_key, state, (size_t)n);
+  free(state);
+  if (st != PH_OK) return PH_NEXT_ERROR;
+
+  if (refused) {
+    char retry[32];
+    snprintf(retry, sizeof retry, "%" PRId64, reset_s);
+    static const char body[] = "{\"error\":\"too many requests\",\"status\":429}";
+    ph_status_set(ex, 429);
+    ph_resp_header_set(ex, "Retry-After", retry);
+    ph_resp_header_set(ex, "Content-Type", "application/json");
+    ph_resp_body_set(ex, body, sizeof body - 1);
+    return PH_NEXT_RESPOND;
+  }
+  return PH_NEXT_CONTINUE;
+}
+
+static ph_status lim_on_response(void *self, ph_exchange *ex) {
+  const lim_middleware *m = self;
+  size_t len = 0;
+  const uint8_t *raw = ph_local_get(ex, m->local_key, &len);
+  if (raw == NULL) return PH_OK; /* storage failed with failOpen, or 503 */
+  char *state = malloc(len + 1);
+  if (state == NULL) {
+    ph_error(ex, "limiter: out of memory");
+    return PH_ERROR;
+  }
+  memcpy(state, raw, len);
+  state[len] = '\0';
+  int counted = 0, off = 0;
+  int64_t remaining = 0, reset_s = 0;
+  if (sscanf(state, "%d %" SCNd64 " %" SCNd64 " %n", &counted, &remaining, &reset_s, &off) <
+      3) {
+    free(state);
+    return PH_OK; /* someone else changed our local */
+  }
+  const char *key = state + off;
+  int status = ph_status_get(ex);
+  if (counted && ((m->skip_failed && status >= 400) || (m->skip_successful && status < 400))) {
+    int64_t v, l;
+    int64_t ttl = m->sliding ? 2 * m->expiration_ms : m->expiration_ms;
+    if (ph_storage_incr(m->storage, ex, (const uint8_t *)key, strlen(key), -1, ttl, &v, &l) !=
+        PH_OK)
+      ph_log(ex, PH_LOG_ERROR, "limiter: could not take a skipped request back from the count");
+    else if (remaining < m->max && status != 429)
+      remaining++;
+  }
+  free(state);
+  char buf[32];
+  snprintf(buf, sizeof buf, "%" PRId64, m->max);
+  ph_resp_header_set(ex, "X-RateLimit-Limit", buf);
+  snprintf(buf, sizeof buf, "%" PRId64, remaining);
+  ph_resp_header_set(ex, "X-RateLimit-Remaining", buf);
+  snprintf(buf, sizeof buf, "%" PRId64, reset_s);
+  ph_resp_header_set(ex, "X-RateLimit-Reset", buf);
+  return PH_OK;
+}
+
+static const ph_middleware_type limiter_middleware = {
+    .size = sizeof(ph_middleware_type),
+    .flags = PH_TYPE_THREAD_SAFE | PH_TYPE_MAY_BLOCK,
+    .id = "plugins.limiter.middlewares.LimiterMiddleware",
+    .description = "Rate limiting per client over fixed or sliding windows in a storage",
+    .create = lim_create,
+    .destroy = lim_destroy,
+    .on_request = lim_on_request,
+    .on_response = lim_on_response,
+};
+
+static const ph_middleware_type *const limiter_middlewares[] = {&limiter_middleware, NULL};
+
+PH_PLUGIN_DEFINE(.name = "limiter", .version = "1.0.0",
+                 .description = "Rate limiting with 429 and Retry-After (Seam's limiter)",
+                 .middlewares = limiter_middlewares);
