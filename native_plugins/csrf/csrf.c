@@ -1,0 +1,502 @@
+/*
+** csrf: Cross-Site Request Forgery protection with tokens in a shared storage, like Seam's
+** csrf plugin (double-submit cookie checked against the storage).
+**
+** Middleware plugins.csrf.middlewares.CSRFMiddleware
+**   storage            string, required               name of a storage in storages.yaml that
+**                                                     keeps the tokens (a MemoryStorage, or a
+**                                                     ValkeyStorage shared by every gateway)
+**   keyLookup          string, default                where an unsafe request carries the
+**                      "header:X-Csrf-Token"          token besides the cookie:
+**                                                     "header:<Name>", "query:<name>" or
+**                                                     "cookie:<name>" (not cookieName itself)
+**   cookieName         string, default "csrf_token"   cookie that carries the token
+**   cookieDomain       string, default ""             Domain attribute (omitted when empty)
+**   cookiePath         string, default "/"            Path attribute
+**   cookieSecure       bool, default false            Secure attribute
+**   cookieHTTPOnly     bool, default false            HttpOnly attribute
+**   cookieSameSite     string, default "Lax"          "Strict", "Lax" or "None" (None needs
+**                                                     cookieSecure: true)
+**   cookieSessionOnly  bool, default false            no Max-Age/Expires on the cookie
+**   cookieExpiration   duration, default 0            token lifetime: the storage TTL and the
+**                                                     cookie's Max-Age; 0 means 1h (the
+**                                                     default of the Fiber csrf middleware
+**                                                     Seam configures)
+**   singleUseToken     bool, default false            true: a token is deleted once an unsafe
+**                                                     request used it; a new one is issued
+**
+** Request phase. Safe methods (GET, HEAD, OPTIONS, TRACE) always pass: a valid token from the
+** cookie that is still in the storage is kept (its TTL refreshed), otherwise a new token (16
+** bytes from the kernel's CSPRNG, 32 lowercase hex characters) is stored as "csrf:<token>"
+** with the TTL cookieExpiration. Unsafe methods need the token both in the cookie and at
+** keyLookup, equal (compared in constant time) and present in the storage; otherwise the
+** answer is 403 with a JSON body. On success the TTL is refreshed, or with singleUseToken the
+** token is deleted and a new one issued. Response phase: Set-Cookie carries the token kept or
+** issued (not after a 403). A storage failure answers 503.
+**
+** No state changes after create: thread-safe. The storage may block (Valkey):
+** PH_TYPE_MAY_BLOCK.
+*/
+#define _POSIX_C_SOURCE 200809L
+
+#include "plugin.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <time.h>
+
+#define CSRF_TOKEN_BYTES 16
+#define CSRF_TOKEN_HEX (2 * CSRF_TOKEN_BYTES)
+#define CSRF_DEFAULT_EXPIRATION_MS (3600 * 1000)
+#define CSRF_KEY_PREFIX "csrf:"
+
+enum csrf_source { CSRF_FROM_HEADER, CSRF_FROM_QUERY, CSRF_FROM_COOKIE };
+
+typedef struct csrf_mw {
+  ph_storage *storage;
+  enum csrf_source source;
+  char *lookup_name; /* header, query parameter or cookie name of keyLookup */
+  char *cookie_name;
+  char *domain;
+  char *path;
+  const char *same_site; /* static */
+  int secure, http_only, session_only, single_use;
+  int64_t expiration_ms;
+  char local_key[64]; /* per-instance local: the token to send back in the response phase */
+} csrf_mw;
+
+/* ------------------------------------------------------------------------- helpers */
+
+static char *csrf_strdup(const char *s) {
+  size_t n = strlen(s) + 1;
+  char *p = malloc(n);
+  if (p != NULL) memcpy(p, s, n);
+  return p;
+}
+
+/* RFC 9110 token characters (a header field name, a cookie name). */
+static int csrf_is_tchar(unsigned char c) {
+  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return 1;
+  return c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+}
+
+static int csrf_valid_token_name(const char *s) {
+  if (*s == '\0') return 0;
+  for (; *s != '\0'; s++)
+    if (!csrf_is_tchar((unsigned char)*s)) return 0;
+  return 1;
+}
+
+/* A cookie attribute value: printable ASCII without ';' (RFC 6265 av-octet). */
+static int csrf_valid_attr(const char *s) {
+  for (; *s != '\0'; s++)
+    if ((unsigned char)*s < 0x21 || (unsigned char)*s > 0x7e || *s == ';') return 0;
+  return 1;
+}
+
+static int csrf_valid_domain(const char *s) {
+  for (; *s != '\0'; s++) {
+    char c = *s;
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+          c == '.' || c == '-'))
+      return 0;
+  }
+  return 1;
+}
+
+static int csrf_valid_token(const char *s, size_t len) {
+  if (s == NULL || len != CSRF_TOKEN_HEX) return 0;
+  for (size_t i = 0; i < len; i++)
+    if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) return 0;
+  return 1;
+}
+
+/* Constant-time comparison of two CSRF_TOKEN_HEX-byte tokens: the time taken does not depend
+** on where they differ. */
+static int csrf_tokens_equal(const char *a, const char *b) {
+  volatile unsigned char diff = 0;
+  for (size_t i = 0; i < CSRF_TOKEN_HEX; i++) diff |= (unsigned char)(a[i] ^ b[i]);
+  return diff == 0;
+}
+
+/* Random bytes from the kernel's CSPRNG, pooled per thread (as in requestid): no shared
+** state, no lock, no system call for most tokens. Returns 0 or an errno value. */
+static _Thread_local uint8_t csrf_pool[4096];
+static _Thread_local size_t csrf_pool_left;
+
+static int csrf_random(uint8_t *out, size_t n) {
+  if (csrf_pool_left < n) {
+    size_t got = 0;
+    while (got < sizeof csrf_pool) {
+      ssize_t r = getrandom(csrf_pool + got, sizeof csrf_pool - got, GRND_NONBLOCK);
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        return errno;
+      }
+      got += (size_t)r;
+    }
+    csrf_pool_left = sizeof csrf_pool;
+  }
+  uint8_t *from = csrf_pool + (sizeof csrf_pool - csrf_pool_left);
+  memcpy(out, from, n);
+  memset(from, 0, n); /* a used token's bytes do not linger */
+  csrf_pool_left -= n;
+  return 0;
+}
+
+static int csrf_new_token(char out[CSRF_TOKEN_HEX + 1]) {
+  static const char hex[] = "0123456789abcdef";
+  uint8_t b[CSRF_TOKEN_BYTES];
+  int err = csrf_random(b, sizeof b);
+  if (err != 0) return err;
+  for (size_t i = 0; i < sizeof b; i++) {
+    out[2 * i] = hex[b[i] >> 4];
+    out[2 * i + 1] = hex[b[i] & 0x0f];
+  }
+  out[CSRF_TOKEN_HEX] = '\0';
+  memset(b, 0, sizeof b);
+  return 0;
+}
+
+static int csrf_safe_method(const char *method) {
+  return method != NULL && (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0 ||
+                            strcmp(method, "OPTIONS") == 0 || strcmp(method, "TRACE") == 0);
+}
+
+/* ------------------------------------------------------------------------- create/destroy */
+
+static void csrf_destroy(void *self) {
+  csrf_mw *m = self;
+  if (m == NULL) return;
+  free(m->lookup_name);
+  free(m->cookie_name);
+  free(m->domain);
+  free(m->path);
+  free(m);
+}
+
+static ph_status csrf_create(const ph_config *cfg, void **self) {
+  csrf_mw *m = calloc(1, sizeof *m);
+  if (m == NULL) return ph_config_error(cfg, NULL, "out of memory");
+  *self = m;
+  const char *storage, *lookup, *cookie_name, *domain, *path, *same_site;
+  if (ph_config_string(cfg, "storage", NULL, &storage) != PH_OK) return PH_ERROR;
+  if (storage == NULL || *storage == '\0')
+    return ph_config_error(cfg, "storage",
+                           "is required: name a storage of storages.yaml that keeps the CSRF "
+                           "tokens, like a MemoryStorage or a ValkeyStorage shared by every "
+                           "gateway");
+
+  if (ph_config_string(cfg, "cookieName", "csrf_token", &cookie_name) != PH_OK) return PH_ERROR;
+  if (!csrf_valid_token_name(cookie_name))
+    return ph_config_error(cfg, "cookieName", "'%s' is not a valid cookie name", cookie_name);
+  m->cookie_name = csrf_strdup(cookie_name);
+  if (m->cookie_name == NULL) return ph_config_error(cfg, NULL, "out of memory");
+
+  if (ph_config_string(cfg, "keyLookup", "header:X-Csrf-Token", &lookup) != PH_OK)
+    return PH_ERROR;
+  const char *name;
+  if (strncmp(lookup, "header:", 7) == 0) {
+    m->source = CSRF_FROM_HEADER;
+    name = lookup + 7;
+  } else if (strncmp(lookup, "query:", 6) == 0) {
+    m->source = CSRF_FROM_QUERY;
+    name = lookup + 6;
+  } else if (strncmp(lookup, "cookie:", 7) == 0) {
+    m->source = CSRF_FROM_COOKIE;
+    name = lookup + 7;
+  } else {
+    return ph_config_error(cfg, "keyLookup",
+                           "must be \"header:<Name>\", \"query:<name>\" or \"cookie:<name>\", "
+                           "not '%s'", lookup);
+  }
+  if (!csrf_valid_token_name(name))
+    return ph_config_error(cfg, "keyLookup",
+                           "'%s' has no valid name after the colon, like "
+                           "\"header:X-Csrf-Token\"", lookup);
+  if (m->source == CSRF_FROM_COOKIE && strcmp(name, m->cookie_name) == 0)
+    return ph_config_error(cfg, "keyLookup",
+                           "'%s' names the cookieName cookie itself: the token must come a "
+                           "second way (a header like \"header:X-Csrf-Token\")", lookup);
+  m->lookup_name = csrf_strdup(name);
+  if (m->lookup_name == NULL) return ph_config_error(cfg, NULL, "out of memory");
+
+  if (ph_config_string(cfg, "cookieDomain", "", &domain) != PH_OK) return PH_ERROR;
+  if (!csrf_valid_domain(domain))
+    return ph_config_error(cfg, "cookieDomain",
+                           "'%s' is not a domain name like \"example.com\"", domain);
+  if (ph_config_string(cfg, "cookiePath", "/", &path) != PH_OK) return PH_ERROR;
+  if (*path == '\0' || !csrf_valid_attr(path))
+    return ph_config_error(cfg, "cookiePath",
+                           "must be a path like \"/\" without spaces, ';' or control "
+                           "characters");
+  m->domain = csrf_strdup(domain);
+  m->path = csrf_strdup(path);
+  if (m->domain == NULL || m->path == NULL) return ph_config_error(cfg, NULL, "out of memory");
+
+  if (ph_config_bool(cfg, "cookieSecure", 0, &m->secure) != PH_OK) return PH_ERROR;
+  if (ph_config_bool(cfg, "cookieHTTPOnly", 0, &m->http_only) != PH_OK) return PH_ERROR;
+  if (ph_config_bool(cfg, "cookieSessionOnly", 0, &m->session_only) != PH_OK) return PH_ERROR;
+  if (ph_config_string(cfg, "cookieSameSite", "Lax", &same_site) != PH_OK) return PH_ERROR;
+  if (strcasecmp(same_site, "Strict") == 0) {
+    m->same_site = "Strict";
+  } else if (strcasecmp(same_site, "Lax") == 0) {
+    m->same_site = "Lax";
+  } else if (strcasecmp(same_site, "None") == 0) {
+    if (!m->secure)
+      return ph_config_error(cfg, "cookieSameSite",
+                             "\"None\" needs cookieSecure: true (browsers reject the cookie "
+                             "otherwise)");
+    m->same_site = "None";
+  } else {
+    return ph_config_error(cfg, "cookieSameSite",
+                           "must be \"Strict\", \"Lax\" or \"None\", not '%s'", same_site);
+  }
+
+  if (ph_config_kind(cfg, "cookieExpiration") == PH_CONFIG_INT) {
+    int64_t secs;
+    if (ph_config_int(cfg, "cookieExpiration", 0, &secs) != PH_OK) return PH_ERROR;
+    if (secs < 0)
+      return ph_config_error(cfg, "cookieExpiration",
+                             "must be a duration like \"1h\" (0: the default 1h), not %" PRId64,
+                             secs);
+  }
+  if (ph_config_duration_ms(cfg, "cookieExpiration", 0, &m->expiration_ms) != PH_OK)
+    return PH_ERROR;
+  if (m->expiration_ms < 0)
+    return ph_config_error(cfg, "cookieExpiration",
+                           "must be a duration like \"1h\" or \"30m\" (0: the default 1h)");
+  if (m->expiration_ms == 0) m->expiration_ms = CSRF_DEFAULT_EXPIRATION_MS;
+
+  if (ph_config_bool(cfg, "singleUseToken", 0, &m->single_use) != PH_OK) return PH_ERROR;
+  snprintf(m->local_key, sizeof m->local_key, "csrf-mw.%p", (void *)m);
+  m->storage = ph_storage_lookup(cfg, "storage", storage);
+  if (m->storage == NULL) return PH_ERROR;
+  return PH_OK;
+}
+
+/* ------------------------------------------------------------------------- request phase */
+
+/* The value of cookie <name> the client sent (any Cookie header), or NULL. *len gets its
+** length. */
+static const char *csrf_cookie_value(const ph_exchange *ex, const char *cname, size_t *len) {
+  size_t nlen = strlen(cname);
+  size_t count = PH_API(ex)->header_count(ex, PH_REQUEST);
+  for (size_t i = 0; i < count; i++) {
+    const char *name, *value;
+    if (PH_API(ex)->header_at(ex, PH_REQUEST, i, &name, &value) != PH_OK) break;
+    if (strcasecmp(name, "Cookie") != 0) continue;
+    const char *p = value;
+    while (*p != '\0') {
+      while (*p == ' ' || *p == '\t' || *p == ';') p++;
+      const char *start = p;
+      while (*p != '\0' && *p != ';') p++;
+      const char *end = p;
+      while (end > start && (end[-1] == ' ' || end[-1] == '\t')) end--;
+      const char *eq = memchr(start, '=', (size_t)(end - start));
+      if (eq != NULL && (size_t)(eq - start) == nlen && memcmp(start, cname, nlen) == 0) {
+        const char *v = eq + 1;
+        size_t vl = (size_t)(end - v);
+        if (vl >= 2 && v[0] == '"' && v[vl - 1] == '"') {
+          v++;
+          vl -= 2;
+        }
+        *len = vl;
+        return v;
+      }
+    }
+  }
+  return NULL;
+}
+
+/* The raw value of query parameter <name> (first occurrence), or NULL. */
+static const char *csrf_query_value(const ph_exchange *ex, const char *qname, size_t *len) {
+  const char *q = ph_query(ex);
+  if (q == NULL) return NULL;
+  size_t nlen = strlen(qname);
+  const char *p = q;
+  while (*p != '\0') {
+    const char *amp = strchr(p, '&');
+    const char *stop = amp != NULL ? amp : p + strlen(p);
+    const char *eq = memchr(p, '=', (size_t)(stop - p));
+    if (eq != NULL && (size_t)(eq - p) == nlen && memcmp(p, qname, nlen) == 0) {
+      *len = (size_t)(stop - eq - 1);
+      return eq + 1;
+    }
+    if (amp == NULL) break;
+    p = amp + 1;
+  }
+  return NULL;
+}
+
+static ph_next csrf_forbidden(ph_exchange *ex, const char *why) {
+  ph_log(ex, PH_LOG_INFO, "csrf: request refused: %s", why);
+  static const char body[] = "{\"error\":\"forbidden: missing or invalid CSRF token\","
+                             "\"status\":403}";
+  ph_status_set(ex, 403);
+  ph_resp_header_set(ex, "Content-Type", "application/json");
+  ph_resp_body_set(ex, body, sizeof body - 1);
+  return PH_NEXT_RESPOND;
+}
+
+static ph_next csrf_storage_failed(ph_exchange *ex) {
+  ph_log(ex, PH_LOG_ERROR, "csrf: the token storage failed, answering 503");
+  static const char body[] = "{\"error\":\"csrf token storage unavailable\",\"status\":503}";
+  ph_status_set(ex, 503);
+  ph_resp_header_set(ex, "Content-Type", "application/json");
+  ph_resp_body_set(ex, body, sizeof body - 1);
+  return PH_NEXT_RESPOND;
+}
+
+static void csrf_key(char key[sizeof CSRF_KEY_PREFIX + CSRF_TOKEN_HEX], const char *token) {
+  memcpy(key, CSRF_KEY_PREFIX, sizeof CSRF_KEY_PREFIX - 1);
+  memcpy(key + sizeof CSRF_KEY_PREFIX - 1, token, CSRF_TOKEN_HEX);
+  key[sizeof CSRF_KEY_PREFIX - 1 + CSRF_TOKEN_HEX] = '\0';
+}
+
+#define CSRF_KEY_LEN (sizeof CSRF_KEY_PREFIX - 1 + CSRF_TOKEN_HEX)
+
+/* Stores (or refreshes) "csrf:<token>" and marks the token for the response's cookie. */
+static ph_next csrf_keep(const csrf_mw *m, ph_exchange *ex, const char *token) {
+  char key[sizeof CSRF_KEY_PREFIX + CSRF_TOKEN_HEX];
+  csrf_key(key, token);
+  if (ph_storage_set(m->storage, ex, (const uint8_t *)key, CSRF_KEY_LEN, (const uint8_t *)"1",
+                     1, m->expiration_ms) != PH_OK)
+    return csrf_storage_failed(ex);
+  if (ph_local_set(ex, m->local_key, token, CSRF_TOKEN_HEX) != PH_OK) return PH_NEXT_ERROR;
+  return PH_NEXT_CONTINUE;
+}
+
+static ph_next csrf_issue(const csrf_mw *m, ph_exchange *ex) {
+  char token[CSRF_TOKEN_HEX + 1];
+  int err = csrf_new_token(token);
+  if (err != 0) {
+    ph_error(ex, "csrf: the kernel's random generator failed: %s", strerror(err));
+    return PH_NEXT_ERROR;
+  }
+  return csrf_keep(m, ex, token);
+}
+
+static ph_next csrf_on_request(void *self, ph_exchange *ex) {
+  const csrf_mw *m = self;
+  size_t clen = 0;
+  const char *cookie = csrf_cookie_value(ex, m->cookie_name, &clen);
+  int cookie_ok = csrf_valid_token(cookie, clen);
+  char key[sizeof CSRF_KEY_PREFIX + CSRF_TOKEN_HEX];
+
+  if (csrf_safe_method(ph_method(ex))) {
+    if (cookie_ok) {
+      csrf_key(key, cookie);
+      uint8_t *value = NULL;
+      size_t value_len = 0;
+      ph_status st = ph_storage_get(m->storage, ex, (const uint8_t *)key, CSRF_KEY_LEN, &value,
+                                    &value_len);
+      if (st == PH_ERROR) return csrf_storage_failed(ex);
+      if (value != NULL) ph_free_value(m->storage, value);
+      if (st == PH_OK) {
+        char token[CSRF_TOKEN_HEX + 1];
+        memcpy(token, cookie, CSRF_TOKEN_HEX);
+        token[CSRF_TOKEN_HEX] = '\0';
+        return csrf_keep(m, ex, token);
+      }
+    }
+    return csrf_issue(m, ex);
+  }
+
+  if (!cookie_ok) return csrf_forbidden(ex, "no valid token cookie");
+  size_t slen = 0;
+  const char *sent = NULL;
+  if (m->source == CSRF_FROM_HEADER) {
+    sent = ph_header_get(ex, m->lookup_name);
+    if (sent != NULL) slen = strlen(sent);
+  } else if (m->source == CSRF_FROM_QUERY) {
+    sent = csrf_query_value(ex, m->lookup_name, &slen);
+  } else {
+    sent = csrf_cookie_value(ex, m->lookup_name, &slen);
+  }
+  if (!csrf_valid_token(sent, slen)) return csrf_forbidden(ex, "no valid token at keyLookup");
+  if (!csrf_tokens_equal(cookie, sent))
+    return csrf_forbidden(ex, "the token at keyLookup differs from the cookie's");
+
+  csrf_key(key, cookie);
+  if (m->single_use) {
+    /* the delete decides: of two concurrent uses, only one finds the token */
+    ph_status st = ph_storage_del(m->storage, ex, (const uint8_t *)key, CSRF_KEY_LEN);
+    if (st == PH_ERROR) return csrf_storage_failed(ex);
+    if (st == PH_NOT_FOUND) return csrf_forbidden(ex, "unknown, expired or used token");
+    return csrf_issue(m, ex);
+  }
+  uint8_t *value = NULL;
+  size_t value_len = 0;
+  ph_status st = ph_storage_get(m->storage, ex, (const uint8_t *)key, CSRF_KEY_LEN, &value,
+                                &value_len);
+  if (st == PH_ERROR) return csrf_storage_failed(ex);
+  if (value != NULL) ph_free_value(m->storage, value);
+  if (st != PH_OK) return csrf_forbidden(ex, "unknown or expired token");
+  char token[CSRF_TOKEN_HEX + 1];
+  memcpy(token, cookie, CSRF_TOKEN_HEX);
+  token[CSRF_TOKEN_HEX] = '\0';
+  return csrf_keep(m, ex, token);
+}
+
+/* ------------------------------------------------------------------------- response phase */
+
+static ph_status csrf_on_response(void *self, ph_exchange *ex) {
+  const csrf_mw *m = self;
+  size_t len = 0;
+  const uint8_t *raw = ph_local_get(ex, m->local_key, &len);
+  if (raw == NULL || !csrf_valid_token((const char *)raw, len)) return PH_OK;
+  char token[CSRF_TOKEN_HEX + 1];
+  memcpy(token, raw, CSRF_TOKEN_HEX);
+  token[CSRF_TOKEN_HEX] = '\0';
+
+  char expires[128] = "";
+  if (!m->session_only) {
+    int64_t secs = m->expiration_ms / 1000;
+    if (secs < 1) secs = 1;
+    time_t at = time(NULL) + (time_t)secs;
+    struct tm tm;
+    char date[40];
+    if (gmtime_r(&at, &tm) != NULL &&
+        strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm) > 0)
+      snprintf(expires, sizeof expires, "; Max-Age=%" PRId64 "; Expires=%s", secs, date);
+    else
+      snprintf(expires, sizeof expires, "; Max-Age=%" PRId64, secs);
+  }
+  size_t cap = strlen(m->cookie_name) + strlen(m->domain) + strlen(m->path) + 200;
+  char *cookie = malloc(cap);
+  if (cookie == NULL) {
+    ph_error(ex, "csrf: out of memory");
+    return PH_ERROR;
+  }
+  snprintf(cookie, cap, "%s=%s%s%s%s; Path=%s%s%s; SameSite=%s", m->cookie_name, token,
+           expires, *m->domain ? "; Domain=" : "", m->domain, m->path,
+           m->secure ? "; Secure" : "", m->http_only ? "; HttpOnly" : "", m->same_site);
+  ph_status st = ph_resp_header_add(ex, "Set-Cookie", cookie);
+  free(cookie);
+  return st;
+}
+
+/* ------------------------------------------------------------------------- the entry */
+
+static const ph_middleware_type csrf_middleware = {
+    .size = sizeof(ph_middleware_type),
+    .flags = PH_TYPE_THREAD_SAFE | PH_TYPE_MAY_BLOCK,
+    .id = "plugins.csrf.middlewares.CSRFMiddleware",
+    .description = "Refuses unsafe requests without a valid CSRF token (cookie + keyLookup)",
+    .create = csrf_create,
+    .destroy = csrf_destroy,
+    .on_request = csrf_on_request,
+    .on_response = csrf_on_response,
+};
+
+static const ph_middleware_type *const csrf_middlewares[] = {&csrf_middleware, NULL};
+
+PH_PLUGIN_DEFINE(.name = "csrf", .version = "1.0.0",
+                 .description = "CSRF protection with tokens in a storage (Seam's csrf plugin)",
+                 .middlewares = csrf_middlewares);
