@@ -101,6 +101,61 @@ def exercise_gateway(runtime: Runtime, plugin_dir: Path, workdir: Path) -> None:
         assert gw.handle("GET", "/proxy/x").status == 502
 
 
+def exercise_stateful(runtime: Runtime, plugin_dir: Path, workdir: Path) -> None:
+    """session, limiter and csrf on the memory storage: new and known sessions, cookies,
+    refused and allowed requests, garbage cookies and tokens."""
+    from plughost.gateway import Gateway
+
+    folder = workdir / "stateful"
+    folder.mkdir()
+    (folder / "gateway.yaml").write_text(f"""\
+plugins:
+  - path: {plugin_dir}/memory.so
+  - path: {plugin_dir}/session.so
+  - path: {plugin_dir}/limiter.so
+  - path: {plugin_dir}/csrf.so
+  - path: {plugin_dir}/static.so
+storages:
+  Mem:
+    use: plugins.memory.storages.MemoryStorage
+middlewares:
+  Session:
+    use: plugins.session.middlewares.LoadSessionMiddleware
+    config: {{storage: Mem}}
+  Limit:
+    use: plugins.limiter.middlewares.LimiterMiddleware
+    config: {{storage: Mem, maxConnections: 1000000, slidingWindow: true}}
+  Csrf:
+    use: plugins.csrf.middlewares.CSRFMiddleware
+    config: {{storage: Mem}}
+actions:
+  Ok:
+    use: plugins.static.actions.StaticAction
+    config: {{body: ok}}
+routes:
+  All:
+    gatewayPath: /
+    methods: [GET, POST]
+    middlewares: [Session, Limit, Csrf]
+    action: Ok
+""")
+    with Gateway.from_config(folder / "gateway.yaml", runtime=runtime) as gw:
+        cookies = ""
+        allowed = refused = 0
+        for i in range(1500):
+            r = gw.handle("GET", "/", {"Cookie": cookies or f"session_id={'z' * (i % 40)}"})
+            set_cookies = [v.decode() for k, v in r.headers if k.lower() == b"set-cookie"]
+            if set_cookies and i % 3 == 0:
+                cookies = "; ".join(c.split(";", 1)[0] for c in set_cookies)
+            token = next((c.split("=", 1)[1] for c in cookies.split("; ")
+                          if c.startswith("csrf_token=")), "bad")
+            allowed += gw.handle("POST", "/", {"Cookie": cookies, "X-Csrf-Token": token},
+                                 body=b"x").status == 200
+            refused += gw.handle("POST", "/", {"Cookie": cookies,
+                                               "X-Csrf-Token": "0" * (i % 50)}).status == 403
+        assert allowed > 1000 and refused == 1500, (allowed, refused)
+
+
 if __name__ == "__main__":
     runtime = load_runtime(sys.argv[1])
     with plughost.Host(runtime, static_check=False) as h:
@@ -109,4 +164,5 @@ if __name__ == "__main__":
 
     with tempfile.TemporaryDirectory() as tmp:
         exercise_gateway(runtime, Path(sys.argv[2]), Path(tmp))
+        exercise_stateful(runtime, Path(sys.argv[2]), Path(tmp))
     print("sanitizers: clean")
