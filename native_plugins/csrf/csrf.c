@@ -40,6 +40,7 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include "plugin.h"
+#include "phu.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -72,43 +73,6 @@ typedef struct csrf_mw {
 
 /* ------------------------------------------------------------------------- helpers */
 
-static char *csrf_strdup(const char *s) {
-  size_t n = strlen(s) + 1;
-  char *p = malloc(n);
-  if (p != NULL) memcpy(p, s, n);
-  return p;
-}
-
-/* RFC 9110 token characters (a header field name, a cookie name). */
-static int csrf_is_tchar(unsigned char c) {
-  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return 1;
-  return c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL;
-}
-
-static int csrf_valid_token_name(const char *s) {
-  if (*s == '\0') return 0;
-  for (; *s != '\0'; s++)
-    if (!csrf_is_tchar((unsigned char)*s)) return 0;
-  return 1;
-}
-
-/* A cookie attribute value: printable ASCII without ';' (RFC 6265 av-octet). */
-static int csrf_valid_attr(const char *s) {
-  for (; *s != '\0'; s++)
-    if ((unsigned char)*s < 0x21 || (unsigned char)*s > 0x7e || *s == ';') return 0;
-  return 1;
-}
-
-static int csrf_valid_domain(const char *s) {
-  for (; *s != '\0'; s++) {
-    char c = *s;
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-          c == '.' || c == '-'))
-      return 0;
-  }
-  return 1;
-}
-
 static int csrf_valid_token(const char *s, size_t len) {
   if (s == NULL || len != CSRF_TOKEN_HEX) return 0;
   for (size_t i = 0; i < len; i++)
@@ -124,35 +88,11 @@ static int csrf_tokens_equal(const char *a, const char *b) {
   return diff == 0;
 }
 
-/* Random bytes from the kernel's CSPRNG, pooled per thread (as in requestid): no shared
-** state, no lock, no system call for most tokens. Returns 0 or an errno value. */
-static _Thread_local uint8_t csrf_pool[4096];
-static _Thread_local size_t csrf_pool_left;
-
-static int csrf_random(uint8_t *out, size_t n) {
-  if (csrf_pool_left < n) {
-    size_t got = 0;
-    while (got < sizeof csrf_pool) {
-      ssize_t r = getrandom(csrf_pool + got, sizeof csrf_pool - got, GRND_NONBLOCK);
-      if (r < 0) {
-        if (errno == EINTR) continue;
-        return errno;
-      }
-      got += (size_t)r;
-    }
-    csrf_pool_left = sizeof csrf_pool;
-  }
-  uint8_t *from = csrf_pool + (sizeof csrf_pool - csrf_pool_left);
-  memcpy(out, from, n);
-  memset(from, 0, n); /* a used token's bytes do not linger */
-  csrf_pool_left -= n;
-  return 0;
-}
 
 static int csrf_new_token(char out[CSRF_TOKEN_HEX + 1]) {
   static const char hex[] = "0123456789abcdef";
   uint8_t b[CSRF_TOKEN_BYTES];
-  int err = csrf_random(b, sizeof b);
+  int err = phu_random(b, sizeof b);
   if (err != 0) return err;
   for (size_t i = 0; i < sizeof b; i++) {
     out[2 * i] = hex[b[i] >> 4];
@@ -193,9 +133,9 @@ static ph_status csrf_create(const ph_config *cfg, void **self) {
                            "gateway");
 
   if (ph_config_string(cfg, "cookieName", "csrf_token", &cookie_name) != PH_OK) return PH_ERROR;
-  if (!csrf_valid_token_name(cookie_name))
+  if (!phu_valid_token(cookie_name))
     return ph_config_error(cfg, "cookieName", "'%s' is not a valid cookie name", cookie_name);
-  m->cookie_name = csrf_strdup(cookie_name);
+  m->cookie_name = phu_strdup(cookie_name);
   if (m->cookie_name == NULL) return ph_config_error(cfg, NULL, "out of memory");
 
   if (ph_config_string(cfg, "keyLookup", "header:X-Csrf-Token", &lookup) != PH_OK)
@@ -215,7 +155,7 @@ static ph_status csrf_create(const ph_config *cfg, void **self) {
                            "must be \"header:<Name>\", \"query:<name>\" or \"cookie:<name>\", "
                            "not '%s'", lookup);
   }
-  if (!csrf_valid_token_name(name))
+  if (!phu_valid_token(name))
     return ph_config_error(cfg, "keyLookup",
                            "'%s' has no valid name after the colon, like "
                            "\"header:X-Csrf-Token\"", lookup);
@@ -223,20 +163,20 @@ static ph_status csrf_create(const ph_config *cfg, void **self) {
     return ph_config_error(cfg, "keyLookup",
                            "'%s' names the cookieName cookie itself: the token must come a "
                            "second way (a header like \"header:X-Csrf-Token\")", lookup);
-  m->lookup_name = csrf_strdup(name);
+  m->lookup_name = phu_strdup(name);
   if (m->lookup_name == NULL) return ph_config_error(cfg, NULL, "out of memory");
 
   if (ph_config_string(cfg, "cookieDomain", "", &domain) != PH_OK) return PH_ERROR;
-  if (!csrf_valid_domain(domain))
+  if (!phu_valid_domain(domain))
     return ph_config_error(cfg, "cookieDomain",
                            "'%s' is not a domain name like \"example.com\"", domain);
   if (ph_config_string(cfg, "cookiePath", "/", &path) != PH_OK) return PH_ERROR;
-  if (*path == '\0' || !csrf_valid_attr(path))
+  if (*path == '\0' || !phu_valid_cookie_attr(path))
     return ph_config_error(cfg, "cookiePath",
                            "must be a path like \"/\" without spaces, ';' or control "
                            "characters");
-  m->domain = csrf_strdup(domain);
-  m->path = csrf_strdup(path);
+  m->domain = phu_strdup(domain);
+  m->path = phu_strdup(path);
   if (m->domain == NULL || m->path == NULL) return ph_config_error(cfg, NULL, "out of memory");
 
   if (ph_config_bool(cfg, "cookieSecure", 0, &m->secure) != PH_OK) return PH_ERROR;

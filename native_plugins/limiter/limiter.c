@@ -33,6 +33,7 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include "plugin.h"
+#include "phu.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -52,13 +53,6 @@ typedef struct lim_middleware {
   char *prefix;
   char local_key[64]; /* per-instance local carrying the request's state */
 } lim_middleware;
-
-static char *lim_strdup(const char *s) {
-  size_t n = strlen(s) + 1;
-  char *p = malloc(n);
-  if (p != NULL) memcpy(p, s, n);
-  return p;
-}
 
 static int lim_is_tchar(unsigned char c) {
   if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return 1;
@@ -117,14 +111,14 @@ static ph_status lim_create(const ph_config *cfg, void **self) {
       return ph_config_error(cfg, "key",
                              "'%s' has no valid header name after \"header:\", like "
                              "\"header:X-API-Key\"", key);
-    m->header = lim_strdup(name);
+    m->header = phu_strdup(name);
     if (m->header == NULL) return ph_config_error(cfg, NULL, "out of memory");
   } else if (strcmp(key, "ip") != 0) {
     return ph_config_error(cfg, "key",
                            "must be \"ip\" or \"header:<Name>\", not '%s'", key);
   }
   if (ph_config_string(cfg, "prefix", "", &prefix) != PH_OK) return PH_ERROR;
-  m->prefix = lim_strdup(prefix);
+  m->prefix = phu_strdup(prefix);
   if (m->prefix == NULL) return ph_config_error(cfg, NULL, "out of memory");
   snprintf(m->local_key, sizeof m->local_key, "limiter.%p", (void *)m);
   m->storage = ph_storage_lookup(cfg, "storage", storage);

@@ -14,6 +14,7 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include "plugin.h"
+#include "phu.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -29,23 +30,10 @@ typedef struct rid_middleware {
   char *context_key;
 } rid_middleware;
 
-static char *rid_strdup(const char *s) {
-  size_t n = strlen(s) + 1;
-  char *p = malloc(n);
-  if (p != NULL) memcpy(p, s, n);
-  return p;
-}
-
-/* RFC 9110 token characters (a header field name). */
-static int rid_is_tchar(unsigned char c) {
-  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return 1;
-  return c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL;
-}
-
 static int rid_valid_header_name(const char *s) {
   if (*s == '\0') return 0;
   for (; *s != '\0'; s++)
-    if (!rid_is_tchar((unsigned char)*s)) return 0;
+    if (!phu_is_tchar((unsigned char)*s)) return 0;
   return 1;
 }
 
@@ -60,37 +48,12 @@ static int rid_sane(const char *s, size_t len) {
 }
 
 /* Writes a random UUID version 4 ("xxxxxxxx-xxxx-4xxx-Nxxx-xxxxxxxxxxxx", N in 8..b)
-** and its NUL into out[37]. Returns 0, or an errno value when the kernel gave no bytes. */
-/* Random bytes come from the kernel's CSPRNG in blocks of 4 KiB per thread, so a request
-** costs no system call: each thread owns its pool (no shared state, no lock). */
-static _Thread_local uint8_t rid_pool[4096];
-static _Thread_local size_t rid_pool_left;
-
-static int rid_random(uint8_t *out, size_t n) {
-  if (rid_pool_left < n) {
-    size_t got = 0;
-    while (got < sizeof rid_pool) {
-      /* GRND_NONBLOCK: never wait for entropy (only possible very early after boot). */
-      ssize_t r = getrandom(rid_pool + got, sizeof rid_pool - got, GRND_NONBLOCK);
-      if (r < 0) {
-        if (errno == EINTR) continue;
-        return errno;
-      }
-      got += (size_t)r;
-    }
-    rid_pool_left = sizeof rid_pool;
-  }
-  uint8_t *from = rid_pool + (sizeof rid_pool - rid_pool_left);
-  memcpy(out, from, n);
-  memset(from, 0, n); /* a used id's bytes do not linger */
-  rid_pool_left -= n;
-  return 0;
-}
-
+** and its NUL into out[37], from the per-thread CSPRNG pool (phu_random). Returns 0, or an
+** errno value when the kernel gave no bytes. */
 static int rid_uuid4(char out[37]) {
   static const char hex[] = "0123456789abcdef";
   uint8_t b[16];
-  int err = rid_random(b, sizeof b);
+  int err = phu_random(b, sizeof b);
   if (err != 0) return err;
   b[6] = (uint8_t)((b[6] & 0x0f) | 0x40); /* version 4 */
   b[8] = (uint8_t)((b[8] & 0x3f) | 0x80); /* variant 10xx */
@@ -130,8 +93,8 @@ static ph_status rid_create(const ph_config *cfg, void **self) {
 
   rid_middleware *m = calloc(1, sizeof *m);
   if (m == NULL) return ph_config_error(cfg, NULL, "out of memory");
-  m->header_name = rid_strdup(header_name);
-  m->context_key = rid_strdup(context_key);
+  m->header_name = phu_strdup(header_name);
+  m->context_key = phu_strdup(context_key);
   if (m->header_name == NULL || m->context_key == NULL) {
     rid_destroy(m);
     return ph_config_error(cfg, NULL, "out of memory");

@@ -47,6 +47,7 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include "plugin.h"
+#include "phu.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -89,43 +90,6 @@ typedef struct ses_map {
 
 /* ------------------------------------------------------------------------- helpers */
 
-static char *ses_strdup(const char *s) {
-  size_t n = strlen(s) + 1;
-  char *p = malloc(n);
-  if (p != NULL) memcpy(p, s, n);
-  return p;
-}
-
-/* RFC 9110 token characters (a header field name, a cookie name). */
-static int ses_is_tchar(unsigned char c) {
-  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return 1;
-  return c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL;
-}
-
-static int ses_valid_token(const char *s) {
-  if (*s == '\0') return 0;
-  for (; *s != '\0'; s++)
-    if (!ses_is_tchar((unsigned char)*s)) return 0;
-  return 1;
-}
-
-/* A cookie attribute value: printable ASCII without ';' (RFC 6265 av-octet). */
-static int ses_valid_attr(const char *s) {
-  for (; *s != '\0'; s++)
-    if ((unsigned char)*s < 0x21 || (unsigned char)*s > 0x7e || *s == ';') return 0;
-  return 1;
-}
-
-static int ses_valid_domain(const char *s) {
-  for (; *s != '\0'; s++) {
-    char c = *s;
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-          c == '.' || c == '-'))
-      return 0;
-  }
-  return 1;
-}
-
 static int ses_valid_id(const char *s, size_t len) {
   if (len != SES_ID_HEX) return 0;
   for (size_t i = 0; i < len; i++)
@@ -133,35 +97,11 @@ static int ses_valid_id(const char *s, size_t len) {
   return 1;
 }
 
-/* Random bytes from the kernel's CSPRNG, pooled per thread (as in requestid): no shared
-** state, no lock, no system call for most ids. Returns 0 or an errno value. */
-static _Thread_local uint8_t ses_pool[4096];
-static _Thread_local size_t ses_pool_left;
-
-static int ses_random(uint8_t *out, size_t n) {
-  if (ses_pool_left < n) {
-    size_t got = 0;
-    while (got < sizeof ses_pool) {
-      ssize_t r = getrandom(ses_pool + got, sizeof ses_pool - got, GRND_NONBLOCK);
-      if (r < 0) {
-        if (errno == EINTR) continue;
-        return errno;
-      }
-      got += (size_t)r;
-    }
-    ses_pool_left = sizeof ses_pool;
-  }
-  uint8_t *from = ses_pool + (sizeof ses_pool - ses_pool_left);
-  memcpy(out, from, n);
-  memset(from, 0, n); /* a used id's bytes do not linger */
-  ses_pool_left -= n;
-  return 0;
-}
 
 static int ses_new_id(char out[SES_ID_HEX + 1]) {
   static const char hex[] = "0123456789abcdef";
   uint8_t b[SES_ID_BYTES];
-  int err = ses_random(b, sizeof b);
+  int err = phu_random(b, sizeof b);
   if (err != 0) return err;
   for (size_t i = 0; i < sizeof b; i++) {
     out[2 * i] = hex[b[i] >> 4];
@@ -241,18 +181,18 @@ static ph_status ses_load_create(const ph_config *cfg, void **self) {
   if (ph_config_string(cfg, "keyLookup", "cookie:session_id", &lookup) != PH_OK)
     return PH_ERROR;
   if (strncmp(lookup, "cookie:", 7) == 0) {
-    if (!ses_valid_token(lookup + 7))
+    if (!phu_valid_token(lookup + 7))
       return ph_config_error(cfg, "keyLookup",
                              "'%s' has no valid cookie name after \"cookie:\", like "
                              "\"cookie:session_id\"", lookup);
-    m->cookie_name = ses_strdup(lookup + 7);
+    m->cookie_name = phu_strdup(lookup + 7);
     if (m->cookie_name == NULL) return ph_config_error(cfg, NULL, "out of memory");
   } else if (strncmp(lookup, "header:", 7) == 0) {
-    if (!ses_valid_token(lookup + 7))
+    if (!phu_valid_token(lookup + 7))
       return ph_config_error(cfg, "keyLookup",
                              "'%s' has no valid header name after \"header:\", like "
                              "\"header:X-Session-Id\"", lookup);
-    m->header_name = ses_strdup(lookup + 7);
+    m->header_name = phu_strdup(lookup + 7);
     if (m->header_name == NULL) return ph_config_error(cfg, NULL, "out of memory");
   } else {
     return ph_config_error(cfg, "keyLookup",
@@ -260,16 +200,16 @@ static ph_status ses_load_create(const ph_config *cfg, void **self) {
   }
 
   if (ph_config_string(cfg, "cookieDomain", "", &domain) != PH_OK) return PH_ERROR;
-  if (!ses_valid_domain(domain))
+  if (!phu_valid_domain(domain))
     return ph_config_error(cfg, "cookieDomain",
                            "'%s' is not a domain name like \"example.com\"", domain);
   if (ph_config_string(cfg, "cookiePath", "/", &path) != PH_OK) return PH_ERROR;
-  if (*path == '\0' || !ses_valid_attr(path))
+  if (*path == '\0' || !phu_valid_cookie_attr(path))
     return ph_config_error(cfg, "cookiePath",
                            "must be a path like \"/\" without spaces, ';' or control "
                            "characters");
-  m->domain = ses_strdup(domain);
-  m->path = ses_strdup(path);
+  m->domain = phu_strdup(domain);
+  m->path = phu_strdup(path);
   if (m->domain == NULL || m->path == NULL) return ph_config_error(cfg, NULL, "out of memory");
 
   if (ph_config_bool(cfg, "cookieSecure", 0, &m->secure) != PH_OK) return PH_ERROR;
@@ -519,7 +459,7 @@ static ph_status ses_map_create(const ph_config *cfg, void **self) {
   for (size_t i = 0; i < n; i++) {
     const char *name = NULL, *skey;
     if (ph_config_at(headers, i, &name) == NULL || name == NULL) continue;
-    if (!ses_valid_token(name))
+    if (!phu_valid_token(name))
       return ph_config_error(headers, name, "'%s' is not a valid header name", name);
     if (ph_config_kind(headers, name) != PH_CONFIG_STRING)
       return ph_config_error(headers, name,
@@ -528,7 +468,7 @@ static ph_status ses_map_create(const ph_config *cfg, void **self) {
     if (*skey == '\0')
       return ph_config_error(headers, name, "must name a session key, like user_id");
     size_t cap = sizeof SES_LOCAL_PREFIX + strlen(skey);
-    m->entries[m->n].header = ses_strdup(name);
+    m->entries[m->n].header = phu_strdup(name);
     m->entries[m->n].local = malloc(cap);
     if (m->entries[m->n].local != NULL)
       snprintf(m->entries[m->n].local, cap, SES_LOCAL_PREFIX "%s", skey);
