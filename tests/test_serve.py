@@ -74,6 +74,7 @@ def test_embedded_default_answers_hello_and_health() -> None:
         status, headers, body = server.get("/")
         assert status == 200 and json.loads(body) == {"message": "hello from plughost"}
         assert len(headers["X-Request-ID"]) == 36  # the requestid plugin ran
+        assert "Server" not in headers  # as Fiber: only with server.serverHeader
         assert server.get("/health/live")[0] == 200
         status, _, body = server.get("/health/ready")
         assert status == 200 and json.loads(body) == {"status": "ready"}

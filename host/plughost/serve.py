@@ -68,8 +68,9 @@ def serve(config_path: str | None, *, address: str | None = None, workers: int =
     options: dict[str, object] = {}
     if server.tls:
         options.update(ssl_certfile=str(server.cert_file), ssl_keyfile=str(server.key_file))
-    if server.server_header:
-        options["server_header"] = False  # the app sends server.serverHeader instead
+    # As Fiber (Seam's server), no Server header unless server.serverHeader names one;
+    # the app sends it then. uvicorn's own "server: uvicorn" is never sent.
+    options["server_header"] = False
     if server.idle_timeout:
         options["timeout_keep_alive"] = max(1, int(server.idle_timeout))
     if server.disable_keepalive:

@@ -95,7 +95,7 @@ static PyObject *response_headers(const ph_exchange *ex) {
   PyObject *list = PyList_New((Py_ssize_t)f->n);
   if (!list) return NULL;
   for (size_t i = 0; i < f->n; i++) {
-    PyObject *t = pair(f->items[i].name, strlen(f->items[i].name), f->items[i].value,
+    PyObject *t = pair(f->items[i].name, f->items[i].name_len, f->items[i].value,
                        f->items[i].value_len);
     if (!t) {
       Py_DECREF(list);

@@ -2,7 +2,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/random.h>
 
 #include "chain.h"
@@ -241,7 +240,7 @@ static size_t pack_headers(ph_exchange *ex, ph_side side, const char **headers) 
   const rt_fields *f = &ex->headers[side];
   size_t need = 1;
   for (size_t i = 0; i < f->n; i++)
-    need += strlen(f->items[i].name) + f->items[i].value_len + 2;
+    need += f->items[i].name_len + f->items[i].value_len + 2;
   if (need > ex->packed_cap) {
     char *buf = realloc(ex->packed, need);
     if (!buf) {
@@ -253,7 +252,7 @@ static size_t pack_headers(ph_exchange *ex, ph_side side, const char **headers) 
   }
   size_t j = 0;
   for (size_t i = 0; i < f->n; i++) {
-    size_t nl = strlen(f->items[i].name) + 1, vl = f->items[i].value_len + 1;
+    size_t nl = f->items[i].name_len + 1, vl = f->items[i].value_len + 1;
     memcpy(ex->packed + j, f->items[i].name, nl);
     j += nl;
     memcpy(ex->packed + j, f->items[i].value, vl);
@@ -310,10 +309,7 @@ const char *rt_exchange_failure(const ph_exchange *ex, const char **label) {
 
 static void fill_result(ph_exchange *ex, rt_result *out) {
   rt_fields *f = &ex->headers[PH_RESPONSE];
-  int has_length = 0;
-  for (size_t i = 0; i < f->n && !has_length; i++)
-    has_length = strcasecmp(f->items[i].name, "content-length") == 0;
-  if (!has_length) {
+  if (!rt_fields_has(f, "content-length", 14)) {
     char digits[24], *d = digits + sizeof digits;
     size_t n = ex->body_len[PH_RESPONSE];
     *--d = 0;

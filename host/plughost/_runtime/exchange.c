@@ -1,7 +1,6 @@
 /* Exchanges: one request and its response, as plugins see them. */
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "util.h"
 
@@ -44,7 +43,7 @@ int rt_fields_push(ph_exchange *ex, rt_fields *f, const char *name, size_t name_
   char *n = rt_arena_dup(ex, name, name_len);
   char *v = rt_arena_dup(ex, value, value_len);
   if (!n || !v) return -1;
-  f->items[f->n++] = (rt_field){n, v, value_len};
+  f->items[f->n++] = (rt_field){n, v, value_len, name_len};
   return 0;
 }
 
@@ -126,41 +125,83 @@ const char *rt_api_route_param(const ph_exchange *ex, const char *name) {
 
 static int valid_side(ph_side side) { return side == PH_REQUEST || side == PH_RESPONSE; }
 
-/* RFC 9110 token characters (header names), and the bytes a header value may hold. */
-static int is_tchar(unsigned char c) {
-  if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) return 1;
-  switch (c) {
-  case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+': case '-':
-  case '.': case '^': case '_': case '`': case '|': case '~': return 1;
-  default: return 0;
+/* Byte classes for header validation, one read per byte: bit 1 = RFC 9110 token character
+** (header names), bit 2 = allowed in a header value (HTAB, SP..~, obs-text 0x80-0xFF). */
+#define TCHAR 1
+#define VCHAR 2
+#define T (TCHAR | VCHAR)
+#define V VCHAR
+static const unsigned char header_bytes[256] = {
+  0, 0, 0, 0, 0, 0, 0, 0, 0, V, 0, 0, 0, 0, 0, 0,  /* 0x00: only HTAB */
+  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,  /* 0x10 */
+  V, T, V, T, T, T, T, T, V, V, T, T, V, T, T, V,  /* SP ! " # $ % & ' ( ) * + , - . / */
+  T, T, T, T, T, T, T, T, T, T, V, V, V, V, V, V,  /* 0-9 : ; < = > ? */
+  V, T, T, T, T, T, T, T, T, T, T, T, T, T, T, T,  /* @ A-O */
+  T, T, T, T, T, T, T, T, T, T, T, V, V, V, T, T,  /* P-Z [ \ ] ^ _ */
+  T, T, T, T, T, T, T, T, T, T, T, T, T, T, T, T,  /* ` a-o */
+  T, T, T, T, T, T, T, T, T, T, T, V, T, V, T, 0,  /* p-z { | } ~ DEL */
+  V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V,  /* 0x80-0xFF: obs-text */
+  V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V,
+  V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V,
+  V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V,
+  V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V,
+  V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V,
+  V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V,
+  V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V,
+};
+#undef T
+#undef V
+
+/* Length of a valid header name (0 if empty or not a token). */
+static size_t name_length(const char *name) {
+  if (!name) return 0;
+  const unsigned char *p = (const unsigned char *)name;
+  while (header_bytes[*p] & TCHAR) p++;
+  return *p ? 0 : (size_t)(p - (const unsigned char *)name);
+}
+
+/* Length of a valid header value, or (size_t)-1 if it holds a control character. */
+static size_t value_length(const char *value) {
+  if (!value) return (size_t)-1;
+  const unsigned char *p = (const unsigned char *)value;
+  while (header_bytes[*p] & VCHAR) p++;
+  return *p ? (size_t)-1 : (size_t)(p - (const unsigned char *)value);
+}
+
+/* ASCII case-insensitive equality of two names of the same length n. */
+static int same_name(const char *a, const char *b, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    unsigned char x = (unsigned char)a[i], y = (unsigned char)b[i];
+    if (x == y) continue;
+    x |= 0x20; /* differ only in case: both letters, equal once lower-cased */
+    if (x != (y | 0x20) || x < 'a' || x > 'z') return 0;
   }
-}
-
-static int valid_name(const char *name) {
-  if (!name || !*name) return 0;
-  for (const unsigned char *p = (const unsigned char *)name; *p; p++)
-    if (!is_tchar(*p)) return 0;
   return 1;
 }
 
-static int valid_value(const char *value) {
-  if (!value) return 0;
-  for (const unsigned char *p = (const unsigned char *)value; *p; p++)
-    if (*p < 32 ? *p != '\t' : *p == 127) return 0;
-  return 1;
+/* Index of the first header called name (n = its length) at or after start, or f->n. */
+static size_t find_header(const rt_fields *f, const char *name, size_t n, size_t start) {
+  for (size_t i = start; i < f->n; i++)
+    if (f->items[i].name_len == n && same_name(f->items[i].name, name, n)) return i;
+  return f->n;
 }
 
+int rt_fields_has(const rt_fields *f, const char *name, size_t n) {
+  return find_header(f, name, n, 0) < f->n;
+}
+
+/* Validates a header for set/add; on success *name_len and *value_len hold their lengths. */
 static ph_status check_header(ph_exchange *ex, ph_side side, const char *name,
-                              const char *value) {
+                              const char *value, size_t *name_len, size_t *value_len) {
   if (!valid_side(side)) {
     rt_ctx_set_error(&ex->ctx, rt_format("header function called with an unknown side %d", (int)side));
     return PH_ERROR;
   }
-  if (!valid_name(name)) {
+  if ((*name_len = name_length(name)) == 0) {
     rt_ctx_set_error(&ex->ctx, rt_format("invalid header name '%s'", name ? name : "(null)"));
     return PH_ERROR;
   }
-  if (!valid_value(value)) {
+  if ((*value_len = value_length(value)) == (size_t)-1) {
     rt_ctx_set_error(&ex->ctx, rt_format("invalid value for header '%s': control characters "
                                          "such as CR or LF are not allowed",
                                          name));
@@ -172,17 +213,16 @@ static ph_status check_header(ph_exchange *ex, ph_side side, const char *name,
 const char *rt_api_header_get(const ph_exchange *ex, ph_side side, const char *name) {
   if (!valid_side(side) || !name) return NULL;
   const rt_fields *f = &ex->headers[side];
-  for (size_t i = 0; i < f->n; i++)
-    if (strcasecmp(f->items[i].name, name) == 0) return f->items[i].value;
-  return NULL;
+  size_t i = find_header(f, name, strlen(name), 0);
+  return i < f->n ? f->items[i].value : NULL;
 }
 
 size_t rt_api_header_remove(ph_exchange *ex, ph_side side, const char *name) {
   if (!valid_side(side) || !name) return 0;
   rt_fields *f = &ex->headers[side];
-  size_t kept = 0, removed = 0;
+  size_t n = strlen(name), kept = 0, removed = 0;
   for (size_t i = 0; i < f->n; i++) {
-    if (strcasecmp(f->items[i].name, name) == 0) {
+    if (f->items[i].name_len == n && same_name(f->items[i].name, name, n)) {
       removed++; /* its memory goes with the exchange's arena */
     } else {
       f->items[kept++] = f->items[i];
@@ -192,27 +232,28 @@ size_t rt_api_header_remove(ph_exchange *ex, ph_side side, const char *name) {
   return removed;
 }
 
-ph_status rt_api_header_add(ph_exchange *ex, ph_side side, const char *name, const char *value) {
-  if (check_header(ex, side, name, value) != PH_OK) return PH_ERROR;
-  if (fields_push(ex, &ex->headers[side], name, value, strlen(value)) != 0) {
+static ph_status add_checked(ph_exchange *ex, ph_side side, const char *name, size_t name_len,
+                             const char *value, size_t value_len) {
+  if (rt_fields_push(ex, &ex->headers[side], name, name_len, value, value_len) != 0) {
     rt_ctx_set_error(&ex->ctx, rt_strdup("out of memory adding a header"));
     return PH_ERROR;
   }
   return PH_OK;
 }
 
+ph_status rt_api_header_add(ph_exchange *ex, ph_side side, const char *name, const char *value) {
+  size_t nl, vl;
+  if (check_header(ex, side, name, value, &nl, &vl) != PH_OK) return PH_ERROR;
+  return add_checked(ex, side, name, nl, value, vl);
+}
+
 ph_status rt_api_header_set(ph_exchange *ex, ph_side side, const char *name, const char *value) {
-  if (check_header(ex, side, name, value) != PH_OK) return PH_ERROR;
+  size_t nl, len;
+  if (check_header(ex, side, name, value, &nl, &len) != PH_OK) return PH_ERROR;
   rt_fields *f = &ex->headers[side];
   /* Replace the first occurrence in place (keeps order), drop the others. */
-  size_t first = f->n;
-  for (size_t i = 0; i < f->n; i++)
-    if (strcasecmp(f->items[i].name, name) == 0) {
-      first = i;
-      break;
-    }
-  if (first == f->n) return rt_api_header_add(ex, side, name, value);
-  size_t len = strlen(value);
+  size_t first = find_header(f, name, nl, 0);
+  if (first == f->n) return add_checked(ex, side, name, nl, value, len);
   char *v = rt_arena_dup(ex, value, len);
   if (!v) {
     rt_ctx_set_error(&ex->ctx, rt_strdup("out of memory setting a header"));
@@ -222,7 +263,8 @@ ph_status rt_api_header_set(ph_exchange *ex, ph_side side, const char *name, con
   f->items[first].value_len = len;
   size_t kept = first + 1;
   for (size_t i = first + 1; i < f->n; i++)
-    if (strcasecmp(f->items[i].name, name) != 0) f->items[kept++] = f->items[i];
+    if (!(f->items[i].name_len == nl && same_name(f->items[i].name, name, nl)))
+      f->items[kept++] = f->items[i];
   f->n = kept;
   return PH_OK;
 }

@@ -61,7 +61,8 @@ void rt_config_clear_error(ph_config *root);
 typedef struct rt_field {
   char *name;
   char *value;
-  size_t value_len; /* locals only: byte length of value */
+  size_t value_len; /* byte length of value (locals may hold any bytes) */
+  size_t name_len;  /* strlen(name): lookups compare lengths before bytes */
 } rt_field;
 
 typedef struct rt_fields {
@@ -103,6 +104,8 @@ struct ph_exchange {
 void *rt_arena_alloc(ph_exchange *ex, size_t n);
 /* n bytes of data plus a NUL, in the exchange's arena (NULL when out of memory). */
 char *rt_arena_dup(ph_exchange *ex, const void *data, size_t n);
+/* Whether f holds a header called name (n = strlen(name)), compared case-insensitively. */
+int rt_fields_has(const rt_fields *f, const char *name, size_t n);
 int rt_fields_push(ph_exchange *ex, rt_fields *f, const char *name, size_t name_len,
                    const void *value, size_t value_len);
 
