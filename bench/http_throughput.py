@@ -27,116 +27,24 @@ from the same run. Servers are stopped by PID (SIGINT, then SIGKILL after 15 s).
 from __future__ import annotations
 
 import argparse
-import os
-import re
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import _common
+from _http import Server, WrkResult, run_wrk
 
 BENCH = Path(__file__).resolve().parent
 TRACE_NAMES = ["T1", "T2", "T3", "T4"]
 GOAL_BARE = 0.85
 GOAL_STARLETTE = 2.0
 UVICORN = ["--loop", "uvloop", "--http", "httptools", "--workers", "1", "--no-access-log",
+           "--no-server-header",  # as plughost (Fiber): no Server header by default
            "--log-level", "warning"]
-
-
-@dataclass
-class Server:
-    name: str
-    argv: list[str]
-    port: int
-    env: dict[str, str] = field(default_factory=dict)
-    proc: subprocess.Popen[bytes] | None = None
-    log: Path | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/"
-
-    def start(self, logdir: Path, core: str) -> None:
-        self.log = logdir / f"{self.name}.log"
-        with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen(["taskset", "-c", core, *self.argv], stdout=out,
-                                         stderr=subprocess.STDOUT, cwd=BENCH,
-                                         env={**os.environ, **self.env})
-
-    def wait_ready(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with status {self.proc.returncode}:\n"
-                                   f"{self.log.read_text() if self.log else ''}")
-            try:
-                with urllib.request.urlopen(self.url, timeout=1) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError(f"{self.name} did not answer {self.url} within {timeout:.0f} s")
-
-    def cpu_seconds(self) -> float:
-        """utime + stime of the server process so far."""
-        assert self.proc is not None
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGINT)  # uvicorn's graceful shutdown
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-
-@dataclass
-class WrkResult:
-    rps: float
-    p50_ms: float
-    p99_ms: float
-    requests: int
-    errors: str
-    cpu: float = 0.0  # server CPU seconds per wall second while measured
-    cpu_us: float = 0.0  # server CPU microseconds per request answered
-
-
-_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
-
-
-def _ms(text: str) -> float:
-    m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
-    if not m:
-        raise ValueError(f"unexpected wrk latency {text!r}")
-    return float(m.group(1)) * _UNITS[m.group(2)]
-
-
-def run_wrk(wrk: str, url: str, *, threads: int, connections: int, duration: str,
-            core: str) -> WrkResult:
-    cmd = ["taskset", "-c", core, wrk, f"-t{threads}", f"-c{connections}", f"-d{duration}",
-           "--latency", url]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    pct = dict(re.findall(r"^\s+(\d+)%\s+(\S+)$", out, re.M))
-    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-    errors = []
-    if m := re.search(r"Non-2xx or 3xx responses: (\d+)", out):
-        errors.append(f"{m.group(1)} non-2xx")
-    if m := re.search(r"Socket errors: (.*)", out):
-        errors.append(f"socket errors: {m.group(1)}")
-    return WrkResult(rps, _ms(pct["50"]), _ms(pct["99"]), total, "; ".join(errors))
 
 
 def fetch(url: str) -> tuple[dict[str, str], bytes]:
