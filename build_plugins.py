@@ -17,6 +17,8 @@ not be set up, e.g. bad options or a CMake error).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import filecmp
 import json
 import os
@@ -290,9 +292,27 @@ def _sanitizer_hint(build: Path) -> str | None:
     return f"LD_PRELOAD={lib} ASAN_OPTIONS=detect_leaks=0"
 
 
+@contextlib.contextmanager
+def _exclusive(build_dir: Path) -> Iterator[None]:
+    """Holds a lock beside the build folder, so two builds started at once (two test runs,
+    a test run and a benchmark) take turns instead of running CMake in one tree together."""
+    build_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(build_dir.parent / ".build_plugins.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.monotonic()
+    with _exclusive(args.build_dir):
+        return _main(args, started)
+
+
+def _main(args: argparse.Namespace, started: float) -> int:
     try:
         if args.clean:
             clean(args)
