@@ -185,6 +185,46 @@ def test_may_block_chains_run_off_the_event_loop_thread(gateway: Gateway) -> Non
     assert seen[1] == threading.main_thread().name  # others inline
 
 
+def test_asgi_runs_may_block_static_routes_in_its_worker_threads(gateway: Gateway) -> None:
+    """The ASGI app's one-call path: a may-block chain goes to the app's worker pool (its
+    threads are named plughost-blocking-N), other chains run on the event loop."""
+    from plughost.asgi import GatewayApp
+
+    app = GatewayApp(gateway=gateway)
+    seen: list[str] = []
+    real_fast = app._fast
+
+    def spy(*args: object) -> object:
+        seen.append(threading.current_thread().name)
+        return real_fast(*args)
+
+    app._fast = spy  # type: ignore[assignment]
+
+    async def get(path: str) -> tuple[int, bytes]:
+        sent: list[dict[str, object]] = []
+
+        async def send(message: dict[str, object]) -> None:
+            sent.append(message)
+
+        async def receive() -> dict[str, object]:
+            return {"type": "http.request", "body": b""}
+
+        await app({"type": "http", "method": "GET", "path": path, "headers": [],
+                   "query_string": b"", "client": ("127.0.0.1", 1)}, receive, send)
+        return sent[0]["status"], sent[1]["body"]  # type: ignore[return-value]
+
+    async def go() -> None:
+        status, body = await get("/blocking")
+        assert status == 200 and b"trace=A,Blocking" in body
+        status, body = await get("/traced")
+        assert status == 200
+
+    asyncio.run(go())
+    app._blocking.shutdown()
+    assert seen[0].startswith("plughost-blocking")
+    assert seen[1] == threading.main_thread().name
+
+
 def test_upstream_request_is_performed_and_response_phase_runs(gateway: Gateway,
                                                                 upstream: UpstreamServer) -> None:
     r = gateway.handle("POST", "/proxy/items", {"X-Custom": "1"}, body=b"data", query="x=y")

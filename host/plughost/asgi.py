@@ -13,6 +13,7 @@ import gc
 import ipaddress
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Awaitable, Callable
 
 from .chain import Response, json_response
@@ -29,6 +30,8 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 CONFIG_VARIABLE = "PLUGHOST_CONFIG"
+#: Worker threads that run may-block chains (see GatewayApp).
+BLOCKING_THREADS = max(16, 4 * (os.cpu_count() or 1))
 
 
 class GatewayApp:
@@ -44,11 +47,18 @@ class GatewayApp:
         self.gateway = gateway
         self._client = UpstreamClient()
         self._building = asyncio.Lock()
+        # Worker threads for chains holding a may-block element (a storage on the network):
+        # they spend their time in C with the GIL released, waiting on I/O, so there are
+        # more of them than cores.
+        self._blocking = ThreadPoolExecutor(max_workers=BLOCKING_THREADS,
+                                            thread_name_prefix="plughost-blocking")
+        self._loop: asyncio.AbstractEventLoop | None = None
         if gateway is not None:
             self._configure(gateway)
 
     def _configure(self, gateway: Gateway) -> None:
         gateway.upstream = self._client.perform
+        gateway.executor = self._blocking
         server = gateway.config.server if gateway.config else None
         runner = gateway.runner
         self._static = gateway._static
@@ -119,12 +129,15 @@ class GatewayApp:
         """Graceful shutdown: closes the upstream pool, destroys every instance, shuts the
         plugins down."""
         await self._client.close()
+        self._blocking.shutdown(wait=True)  # no chain still running when instances go
         if self.gateway is not None:
             self.gateway.close()
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         # The hot path: kept flat on purpose (every coroutine and call costs here).
         gateway = self.gateway or await self._ensure_gateway()
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
         path: str = scope["path"]
         if path == self.live_route or path == self.ready_route:
             return await self._health(gateway, path, send)
@@ -151,13 +164,18 @@ class GatewayApp:
                     [(b"allow", b"GET, HEAD")]))
             hit = self._static.get((method, path if self._case_sensitive else path.lower()))
             try:
-                if hit is not None and self._fast is not None and not hit[0].may_block:
-                    # The common case, flattened: a static route run inline in one C call.
+                if hit is not None and self._fast is not None:
+                    # The common case, flattened: a static route run in one C call, inline
+                    # or (a may-block chain) in a worker thread with the GIL released.
                     chain = hit[0]
-                    status, a, b, failure = self._fast(
-                        self._serve_address, self._free_address, self._host_address,
-                        chain.address, _METHODS.get(method) or method.encode(), hit[2], query,
-                        client_ip, headers, body, b"", chain.release_gil)
+                    args = (self._serve_address, self._free_address, self._host_address,
+                            chain.address, _METHODS.get(method) or method.encode(), hit[2],
+                            query, client_ip, headers, body, b"")
+                    if chain.may_block:
+                        status, a, b, failure = await self._loop.run_in_executor(
+                            self._blocking, self._fast, *args, True)
+                    else:
+                        status, a, b, failure = self._fast(*args, chain.release_gil)
                     if status:
                         if failure is not None:
                             gateway.log_failure(chain, failure)

@@ -13,6 +13,7 @@ import asyncio
 import difflib
 import logging
 import os
+from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Mapping, Sequence
 
@@ -42,6 +43,8 @@ class Gateway(Host):
         self.router: Router[Chain] = Router()
         self.ready = False
         self.upstream: UpstreamPerformer | None = None
+        #: Runs may-block chains (None: the event loop's default executor).
+        self.executor: Executor | None = None
         self._failed_plugins: set[str] = set()
         self.runner = Runner(self.runtime, self.ptr)
         # (method, path) -> (chain, packed params, encoded path) for static routes
@@ -320,7 +323,8 @@ class Gateway(Host):
         return self._upstream(chain, *result)  # type: ignore[misc]
 
     async def _run_blocking(self, args: tuple[Any, ...]) -> Response:
-        result = await asyncio.to_thread(self._run, *args, True)
+        loop = asyncio.get_running_loop()
+        result = await loop.run_in_executor(self.executor, self._run, *args, True)
         if isinstance(result, Response):
             return result
         return await self._upstream(args[0], *result)
