@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import http.server
 import json
+import os
+import signal
 import socket
+import ssl
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -15,6 +19,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 PLUGINS = ("memory", "requestid", "static", "trace")
+PLUGHOST = str(Path(sys.executable).with_name("plughost"))
 
 
 def free_port() -> int:
@@ -50,6 +55,87 @@ def wait_for_http(url: str, proc: "subprocess.Popen[str]", timeout: float = 30.0
             if time.monotonic() > deadline:
                 raise AssertionError(f"no answer from {url} within {timeout:g} s")
             time.sleep(0.1)
+
+
+class Server:
+    """A `plughost serve` child process on a free loopback port, stopped by PID.
+
+    Its output (stdout and stderr together) is drained by a thread into ``lines``, so that a
+    server that logs a lot (a storage outage logs every failed request) never blocks on a
+    full pipe; ``output()`` reads it at any time, ``stop()`` returns all of it."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None, scheme: str = "http",
+                 timeout: float = 30.0) -> None:
+        self.port = free_port()
+        self.base = f"{scheme}://127.0.0.1:{self.port}"
+        self.context = ssl._create_unverified_context() if scheme == "https" else None
+        self.lines: list[str] = []
+        self.proc = subprocess.Popen([PLUGHOST, "serve", "--address", f"127.0.0.1:{self.port}",
+                                      *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True, env={**os.environ, **(env or {})})
+        self._reader = threading.Thread(target=self._drain, daemon=True)
+        self._reader.start()
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                self._reader.join(5)
+                raise AssertionError(f"server exited with {self.proc.returncode}: "
+                                     f"{self.output()}")
+            try:
+                if self.get("/health/live", timeout=2)[0] == 200:
+                    return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                out = self.stop()
+                raise AssertionError(f"server did not come up within {timeout:g} s: {out}")
+            time.sleep(0.1)
+
+    def _drain(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def request(self, method: str, path: str, body: bytes | None = None,
+                headers: dict[str, str] | None = None,
+                timeout: float = 10.0) -> tuple[int, Any, bytes]:
+        """(status, headers, body); the headers are case-insensitive (``get_all`` for
+        repeated ones such as Set-Cookie). Error statuses are returned, not raised."""
+        req = urllib.request.Request(self.base + path, data=body, method=method,
+                                     headers=headers or {})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout, context=self.context) as resp:
+                return resp.status, resp.headers, resp.read()
+        except urllib.error.HTTPError as err:
+            with err:
+                return err.code, err.headers, err.read()
+
+    def get(self, path: str, **kwargs: Any) -> tuple[int, Any, bytes]:
+        return self.request("GET", path, **kwargs)
+
+    def stop(self) -> str:
+        """SIGTERM, then SIGKILL after 30 s; returns everything the server printed."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self._reader.join(10)
+        return self.output()
+
+    def __enter__(self) -> "Server":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 def write_config(folder: Path, plugin_dir: Path, *, upstream: str = "http://127.0.0.1:9",

@@ -5,13 +5,7 @@ processes sharing one Valkey over real HTTP."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -19,10 +13,9 @@ import pytest
 
 from plughost.gateway import Gateway
 
-from gateway_support import free_port
+from gateway_support import Server
 from valkey_support import ValkeyServer
 
-PLUGHOST = str(Path(sys.executable).with_name("plughost"))
 LIMITER = "plugins.limiter.middlewares.LimiterMiddleware"
 
 
@@ -254,40 +247,6 @@ def test_valkey_down_fail_closed_or_open_then_recovers(gateway_factory: Any,
 
 
 # ------------------------------------------------- two `plughost serve` processes, one Valkey
-
-
-class Server:
-    """A `plughost serve` child process, stopped by PID (as in test_serve.py)."""
-
-    def __init__(self, *args: str) -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen([PLUGHOST, "serve", "--address", f"127.0.0.1:{self.port}",
-                                      *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True, env=dict(os.environ))
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"server exited: {self.proc.stdout.read()}")  # type: ignore[union-attr]
-            try:
-                if self.get("/health/live")[0] == 200:
-                    return
-            except OSError:
-                time.sleep(0.1)
-        self.stop()
-        raise AssertionError("server did not come up within 30 s")
-
-    def get(self, path: str) -> tuple[int, Any, bytes]:
-        try:
-            with urllib.request.urlopen(self.base + path, timeout=10) as resp:
-                return resp.status, resp.headers, resp.read()
-        except urllib.error.HTTPError as err:
-            return err.code, err.headers, err.read()
-
-    def stop(self) -> str:
-        self.proc.send_signal(signal.SIGTERM)
-        out, _ = self.proc.communicate(timeout=30)
-        return out
 
 
 def test_two_processes_share_one_limit(tmp_path: Path, test_plugin_dir: Path,

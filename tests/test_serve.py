@@ -7,9 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
-import ssl
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -18,49 +16,7 @@ from typing import Any
 
 import pytest
 
-from gateway_support import free_port, wait_for_http, write_config
-
-PLUGHOST = str(Path(sys.executable).with_name("plughost"))
-
-
-class Server:
-    """A `plughost serve` child process, stopped by PID."""
-
-    def __init__(self, *args: str, env: dict[str, str] | None = None, scheme: str = "http") -> None:
-        self.port = free_port()
-        self.base = f"{scheme}://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen([PLUGHOST, "serve", "--address", f"127.0.0.1:{self.port}",
-                                      *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True, env={**os.environ, **(env or {})})
-        self.context = ssl._create_unverified_context() if scheme == "https" else None
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"server exited: {self.proc.stdout.read()}")  # type: ignore[union-attr]
-            try:
-                if self.get("/health/live")[0] == 200:
-                    return
-            except OSError:
-                time.sleep(0.1)
-        raise AssertionError("server did not come up within 30 s")
-
-    def request(self, method: str, path: str, body: bytes | None = None,
-                headers: dict[str, str] | None = None) -> tuple[int, Any, bytes]:
-        req = urllib.request.Request(self.base + path, data=body, method=method,
-                                     headers=headers or {})
-        try:
-            with urllib.request.urlopen(req, timeout=10, context=self.context) as resp:
-                return resp.status, resp.headers, resp.read()  # case-insensitive headers
-        except urllib.error.HTTPError as err:
-            return err.code, err.headers, err.read()
-
-    def get(self, path: str, **kwargs: object) -> tuple[int, Any, bytes]:
-        return self.request("GET", path, **kwargs)  # type: ignore[arg-type]
-
-    def stop(self) -> str:
-        self.proc.send_signal(signal.SIGTERM)
-        out, _ = self.proc.communicate(timeout=30)
-        return out
+from gateway_support import PLUGHOST, Server, free_port, wait_for_http, write_config
 
 
 @pytest.fixture

@@ -1,11 +1,13 @@
 """The session plugin (plugins.session.middlewares.LoadSessionMiddleware and
 MapSessionToHeaderMiddleware): in-process with the memory storage and with a real Valkey,
-forwarding to a real upstream that echoes the headers it received."""
+forwarding to a real upstream that echoes the headers it received. Rotation tests use
+durations of a second or less and sleep just past them."""
 
 from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -20,6 +22,26 @@ from valkey_support import ValkeyServer, command
 LOAD = "plugins.session.middlewares.LoadSessionMiddleware"
 MAP = "plugins.session.middlewares.MapSessionToHeaderMiddleware"
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
+ISSUED = re.compile(rb"^__issued=(\d+)(&|$)")
+
+
+def issued_now(offset: float = 0.0) -> bytes:
+    """The reserved entry that dates a stored session (Unix milliseconds)."""
+    return b"__issued=%d" % round((time.time() + offset) * 1000)
+
+
+def fresh(data: bytes) -> bytes:
+    """A stored session value issued just now: loading it must not rotate or write."""
+    return issued_now() + (b"&" + data if data else b"")
+
+
+def assert_issued_now(value: bytes | None, data: bytes = b"") -> None:
+    """value is "__issued=<about now>" followed by data."""
+    assert value is not None
+    m = ISSUED.match(value)
+    assert m, value
+    assert abs(int(m.group(1)) - time.time() * 1000) < 5000, value
+    assert value[m.end(1):] == (b"&" + data if data else b""), value
 
 
 def headers(response: Any, name: str) -> list[str]:
@@ -42,12 +64,14 @@ def cookie_id(cookie: str, name: str = "session_id") -> str:
 
 def session_config(folder: Path, plugin_dir: Path, upstream: str, load: dict[str, Any], *,
                    mapping: dict[str, Any] | None = None, valkey_port: int | None = None,
-                   ) -> Path:
+                   memory: dict[str, Any] | None = None) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     plugins = ["memory", "valkey", "trace", "session"]
     (folder / "plugins.yaml").write_text("plugins:\n" + "".join(
         f"  - path: {plugin_dir / name}.so\n" for name in plugins))
     storages = "storages:\n  Sessions:\n    use: plugins.memory.storages.MemoryStorage\n"
+    if memory is not None:
+        storages += f"    config: {json.dumps(memory)}\n"
     if valkey_port is not None:
         storages += ("  Valkey:\n    use: plugins.valkey.storages.ValkeyStorage\n"
                      f"    config: {{port: {valkey_port}, prefix: 'st:', "
@@ -112,14 +136,14 @@ def test_new_session_gets_cookie_with_seam_defaults(make: Any) -> None:
     assert "Path=/" in attrs and "SameSite=Lax" in attrs
     assert "Secure" not in attrs and "HttpOnly" not in attrs
     assert not any(a.startswith("Domain=") for a in attrs)
-    # the new session exists in the storage, with empty data
-    assert gw.storage("Sessions").get(f"session:{sid}".encode()) == b""
+    # the new session exists in the storage: no data, only the moment it was issued
+    assert_issued_now(gw.storage("Sessions").get(f"session:{sid}".encode()))
 
 
 def test_cookie_attributes(make: Any) -> None:
     gw = make({"storage": "Sessions", "keyLookup": "cookie:sid", "cookieDomain": "example.com",
                "cookiePath": "/app", "cookieSecure": True, "cookieHTTPOnly": True,
-               "cookieSameSite": "strict", "cookieExpiration": "90s"})
+               "cookieSameSite": "strict", "cookieExpiration": "90s", "autoRenewAfter": "60s"})
     cookie = set_cookie(gw.handle("GET", "/app/x"))
     cookie_id(cookie, "sid")
     attrs = [a.strip() for a in cookie.split(";")[1:]]
@@ -138,21 +162,22 @@ def test_same_session_is_loaded_and_mapped_to_headers(make: Any) -> None:
     gw = make({"storage": "Sessions"})
     sid = cookie_id(set_cookie(gw.handle("GET", "/app/x")))
     store = gw.storage("Sessions")
-    store.set(f"session:{sid}".encode(), b"user_id=42&role=admin+user&note=a%26b%3Dc")
+    value = fresh(b"user_id=42&role=admin+user&note=a%26b%3Dc")
+    store.set(f"session:{sid}".encode(), value)
     r = gw.handle("GET", "/app/y", {"Cookie": f"theme=dark; session_id={sid}",
                                     "X-Role": "forged"})
     got = received(r)
     assert got["x-user-id"] == "42"
     assert got["x-role"] == "admin user"
-    # the TTL was refreshed with the same data; the cookie slides with it
-    assert store.get(f"session:{sid}".encode()) == b"user_id=42&role=admin+user&note=a%26b%3Dc"
-    assert cookie_id(set_cookie(r)) == sid
+    # a session younger than autoRenewAfter is left alone: same value, no cookie
+    assert store.get(f"session:{sid}".encode()) == value
+    assert headers(r, "Set-Cookie") == []
 
 
 def test_missing_session_key_removes_client_header(make: Any) -> None:
     gw = make({"storage": "Sessions"})
     sid = cookie_id(set_cookie(gw.handle("GET", "/app/x")))
-    gw.storage("Sessions").set(f"session:{sid}".encode(), b"user_id=7")
+    gw.storage("Sessions").set(f"session:{sid}".encode(), fresh(b"user_id=7"))
     got = received(gw.handle("GET", "/app/y", {"Cookie": f"session_id={sid}",
                                                "X-Role": "forged"}))
     assert got["x-user-id"] == "7"
@@ -168,7 +193,7 @@ def test_unknown_or_garbage_cookie_gets_new_session(make: Any, value: str) -> No
     r = gw.handle("GET", "/app/x", {"Cookie": f"session_id={value}"})
     sid = cookie_id(set_cookie(r))
     assert sid != value
-    assert gw.storage("Sessions").get(f"session:{sid}".encode()) == b""
+    assert_issued_now(gw.storage("Sessions").get(f"session:{sid}".encode()))
     assert gw.storage("Sessions").get(f"session:{value}".encode()) is None
 
 
@@ -185,10 +210,36 @@ def test_disable_auto_renew_sends_cookie_only_once(make: Any) -> None:
     assert headers(r, "Set-Cookie") == []
 
 
+def test_disable_auto_renew_session_ends_after_cookie_expiration(make: Any) -> None:
+    # autoRenewAfter (30m by default) is not checked against cookieExpiration: it is unused
+    gw = make({"storage": "Sessions", "disableAutoRenew": True, "cookieExpiration": "1s"})
+    store = gw.storage("Sessions")
+    sid = cookie_id(set_cookie(gw.handle("GET", "/app/x")))
+    store.set(f"session:{sid}".encode(), fresh(b"user_id=3"), ttl=1)
+    time.sleep(0.5)
+    r = gw.handle("GET", "/app/x", {"Cookie": f"session_id={sid}"})
+    assert received(r)["x-user-id"] == "3" and headers(r, "Set-Cookie") == []
+    time.sleep(0.6)  # 1.1 s after it was issued: gone, although it was used meanwhile
+    r = gw.handle("GET", "/app/x", {"Cookie": f"session_id={sid}"})
+    assert "x-user-id" not in received(r)
+    assert cookie_id(set_cookie(r)) != sid
+
+
+def test_disable_auto_renew_loads_legacy_value_without_writing(make: Any) -> None:
+    gw = make({"storage": "Sessions", "disableAutoRenew": True})
+    store = gw.storage("Sessions")
+    store.set(b"session:" + b"c" * 32, b"user_id=11", ttl=0.4)
+    r = gw.handle("GET", "/app/x", {"Cookie": "session_id=" + "c" * 32})
+    assert received(r)["x-user-id"] == "11"
+    assert headers(r, "Set-Cookie") == []
+    time.sleep(0.5)  # the TTL was not refreshed: nothing was written
+    assert store.get(b"session:" + b"c" * 32) is None
+
+
 def test_disable_session_forward(make: Any) -> None:
     gw = make({"storage": "Sessions", "disableSessionForward": True})
     sid = cookie_id(set_cookie(gw.handle("GET", "/app/x")))
-    gw.storage("Sessions").set(f"session:{sid}".encode(), b"user_id=42")
+    gw.storage("Sessions").set(f"session:{sid}".encode(), fresh(b"user_id=42"))
     got = received(gw.handle("GET", "/app/y", {"Cookie": f"session_id={sid}"}))
     assert "x-user-id" not in got
 
@@ -199,12 +250,197 @@ def test_header_key_lookup(make: Any) -> None:
     assert headers(r, "Set-Cookie") == []
     (sid,) = headers(r, "X-Session-Id")
     assert HEX32.match(sid)
-    gw.storage("Sessions").set(f"session:{sid}".encode(), b"user_id=9")
+    gw.storage("Sessions").set(f"session:{sid}".encode(), fresh(b"user_id=9"))
     r = gw.handle("GET", "/app/y", {"X-Session-Id": sid})
     assert received(r)["x-user-id"] == "9"
+    assert headers(r, "X-Session-Id") == []  # known and fresh: nothing to tell the client
     r = gw.handle("GET", "/app/y", {"Cookie": f"session_id={sid}"})  # cookie is not looked at
     assert "x-user-id" not in received(r)
     assert headers(r, "X-Session-Id")[0] != sid
+
+
+# ------------------------------------------------------------------------ id rotation
+
+ROTATE = {"storage": "Sessions", "cookieExpiration": "10s", "autoRenewAfter": "1s",
+          "autoRenewGracePeriod": "800ms"}
+
+
+def test_fresh_session_is_not_written(make: Any) -> None:
+    gw = make(ROTATE)
+    store = gw.storage("Sessions")
+    key = b"session:" + b"a" * 32
+    value = fresh(b"user_id=1")
+    store.set(key, value, ttl=0.8)  # written by "someone else" with a short TTL
+    for _ in range(3):
+        r = gw.handle("GET", "/app/x", {"Cookie": "session_id=" + "a" * 32})
+        assert received(r)["x-user-id"] == "1"
+        assert headers(r, "Set-Cookie") == []
+    assert store.get(key) == value
+    time.sleep(0.85)  # no request refreshed the TTL: no write happened
+    assert store.get(key) is None
+
+
+def test_unset_renewal_options_shrink_to_fit_a_short_cookie_expiration(make: Any) -> None:
+    """A Seam configuration setting only cookieExpiration (here 2s, below the 30m default of
+    autoRenewAfter) is valid: the id rotates at half the lifetime, with a quarter of that as
+    grace period."""
+    gw = make({"storage": "Sessions", "cookieExpiration": "2s"})
+    old = cookie_id(set_cookie(gw.handle("GET", "/app/x")))
+    r = gw.handle("GET", "/app/x", {"Cookie": f"session_id={old}"})
+    assert headers(r, "Set-Cookie") == []  # younger than 1s: not due
+    time.sleep(1.05)
+    new = cookie_id(set_cookie(gw.handle("GET", "/app/x", {"Cookie": f"session_id={old}"})))
+    assert new != old
+    time.sleep(0.3)  # past the 250 ms grace period: the old id is gone
+    assert gw.storage("Sessions").get(f"session:{old}".encode()) is None
+
+
+def test_rotation_after_auto_renew_after(make: Any) -> None:
+    gw = make(ROTATE)
+    store = gw.storage("Sessions")
+    old = cookie_id(set_cookie(gw.handle("GET", "/app/x")))
+    old_key = f"session:{old}".encode()
+    # the application adds data and keeps the __issued entry: not due yet
+    store.set(old_key, store.get(old_key) + b"&user_id=42&role=a%26b", ttl=10)
+    r = gw.handle("GET", "/app/x", {"Cookie": f"session_id={old}"})
+    assert received(r)["x-user-id"] == "42" and headers(r, "Set-Cookie") == []
+
+    time.sleep(1.05)  # now at least autoRenewAfter old
+    r = gw.handle("GET", "/app/x", {"Cookie": f"session_id={old}"})
+    got = received(r)
+    assert got["x-user-id"] == "42" and got["x-role"] == "a&b"  # data carried over
+    cookie = set_cookie(r)
+    new = cookie_id(cookie)
+    assert new != old
+    assert "Max-Age=10" in cookie  # the full cookieExpiration again
+    # the data lives under the new id, issued now; the old id only points to it
+    assert_issued_now(store.get(f"session:{new}".encode()), b"user_id=42&role=a%26b")
+    assert store.get(old_key) == f"__movedTo={new}".encode()
+
+    # the new id is fresh: loaded without any write or cookie
+    r = gw.handle("GET", "/app/x", {"Cookie": f"session_id={new}"})
+    assert received(r)["x-user-id"] == "42" and headers(r, "Set-Cookie") == []
+
+    # a request still in flight with the old id, within the grace period: the same session,
+    # and the response tells the browser the new id, without another rotation
+    r = gw.handle("GET", "/app/x", {"Cookie": f"session_id={old}"})
+    assert received(r)["x-user-id"] == "42"
+    assert cookie_id(set_cookie(r)) == new
+    assert store.get(old_key) == f"__movedTo={new}".encode()
+
+    time.sleep(0.85)  # past autoRenewGracePeriod: the old id is worth nothing
+    assert store.get(old_key) is None
+    r = gw.handle("GET", "/app/x", {"Cookie": f"session_id={old}"})
+    assert "x-user-id" not in received(r)
+    assert cookie_id(set_cookie(r)) not in (old, new)
+    # while the new one still works
+    assert received(gw.handle("GET", "/app/x", {"Cookie": f"session_id={new}"}))["x-user-id"] \
+        == "42"
+
+
+def test_rotation_with_header_lookup_answers_new_id(make: Any) -> None:
+    gw = make({"storage": "Sessions", "keyLookup": "header:X-Session-Id"})
+    old = "b" * 32
+    gw.storage("Sessions").set(f"session:{old}".encode(), b"user_id=8", ttl=60)  # legacy: due
+    r = gw.handle("GET", "/app/x", {"X-Session-Id": old})
+    assert received(r)["x-user-id"] == "8"
+    (new,) = headers(r, "X-Session-Id")
+    assert HEX32.match(new) and new != old
+    assert headers(r, "Set-Cookie") == []
+
+
+def test_logout_of_new_id_also_ends_old_id_in_grace(make: Any) -> None:
+    gw = make({"storage": "Sessions"})
+    store = gw.storage("Sessions")
+    old = "d" * 32
+    store.set(f"session:{old}".encode(), b"user_id=4", ttl=60)
+    new = cookie_id(set_cookie(gw.handle("GET", "/app/x", {"Cookie": f"session_id={old}"})))
+    assert store.delete(f"session:{new}".encode())  # the application logs the user out
+    r = gw.handle("GET", "/app/x", {"Cookie": f"session_id={old}"})  # marker leads nowhere
+    assert "x-user-id" not in received(r)
+    assert cookie_id(set_cookie(r)) not in (old, new)
+
+
+def test_zero_grace_period_deletes_old_id(make: Any) -> None:
+    gw = make({"storage": "Sessions", "autoRenewGracePeriod": 0})
+    store = gw.storage("Sessions")
+    old = "e" * 32
+    store.set(f"session:{old}".encode(), b"user_id=5", ttl=60)
+    r = gw.handle("GET", "/app/x", {"Cookie": f"session_id={old}"})
+    assert received(r)["x-user-id"] == "5"
+    new = cookie_id(set_cookie(r))
+    assert store.get(f"session:{old}".encode()) is None
+    assert_issued_now(store.get(f"session:{new}".encode()), b"user_id=5")
+    r = gw.handle("GET", "/app/x", {"Cookie": f"session_id={old}"})
+    assert "x-user-id" not in received(r)
+
+
+def test_legacy_value_without_timestamp_loads_and_rotates(make: Any) -> None:
+    """Data written before rotation existed (or by an application that dropped __issued)
+    loads as before and counts as due: rotated on its first use."""
+    gw = make({"storage": "Sessions"})  # defaults: autoRenewAfter 30m
+    store = gw.storage("Sessions")
+    old = "f" * 32
+    store.set(f"session:{old}".encode(), b"user_id=42&role=admin+user", ttl=60)
+    r = gw.handle("GET", "/app/x", {"Cookie": f"session_id={old}"})
+    got = received(r)
+    assert got["x-user-id"] == "42" and got["x-role"] == "admin user"
+    new = cookie_id(set_cookie(r))
+    assert new != old
+    assert_issued_now(store.get(f"session:{new}".encode()), b"user_id=42&role=admin+user")
+    assert store.get(f"session:{old}".encode()) == f"__movedTo={new}".encode()
+    # then it is an ordinary fresh session
+    r = gw.handle("GET", "/app/x", {"Cookie": f"session_id={new}"})
+    assert received(r)["x-user-id"] == "42" and headers(r, "Set-Cookie") == []
+
+
+@pytest.mark.parametrize("value", [b"__issued=soon&user_id=6", b"__issued=&user_id=6",
+                                   b"user_id=6&__issued=99999999999999999999",
+                                   b"__issued=99999999999999&user_id=6",
+                                   b"user_id=6&%5F%5Fissued=1"])
+def test_malformed_or_far_future_timestamp_counts_as_due(make: Any, value: bytes) -> None:
+    gw = make({"storage": "Sessions"})
+    store = gw.storage("Sessions")
+    store.set(b"session:" + b"1" * 32, value, ttl=60)
+    r = gw.handle("GET", "/app/x", {"Cookie": "session_id=" + "1" * 32})
+    assert received(r)["x-user-id"] == "6"
+    new = cookie_id(set_cookie(r))
+    assert_issued_now(store.get(f"session:{new}".encode()), b"user_id=6")
+
+
+def test_reserved_entries_are_not_forwarded(make: Any) -> None:
+    gw = make({"storage": "Sessions"},
+              mapping={"headers": {"X-Issued": "__issued", "X-User-Id": "user_id"}})
+    sid = "2" * 32
+    gw.storage("Sessions").set(f"session:{sid}".encode(), fresh(b"user_id=12"), ttl=60)
+    got = received(gw.handle("GET", "/app/x", {"Cookie": f"session_id={sid}",
+                                                "X-Issued": "forged"}))
+    assert got["x-user-id"] == "12" and "x-issued" not in got
+
+
+def test_failed_store_of_new_id_keeps_old_id(make: Any) -> None:
+    """maxEntries 1: the old session fills the storage, so storing the new id fails."""
+    gw = make({"storage": "Sessions"}, memory={"maxEntries": 1})
+    store = gw.storage("Sessions")
+    old = "3" * 32
+    store.set(f"session:{old}".encode(), b"user_id=13", ttl=60)
+    r = gw.handle("GET", "/app/x", {"Cookie": f"session_id={old}"})
+    assert r.status == 503 and json.loads(r.body)["status"] == 503
+    assert headers(r, "Set-Cookie") == []
+    assert store.get(f"session:{old}".encode()) == b"user_id=13"  # untouched, still valid
+
+
+def test_failed_marker_write_keeps_old_id(make: Any) -> None:
+    """maxValueBytes 41: the rotated value (about 30 bytes) is stored, the marker
+    "__movedTo=<32 hex>" (42 bytes) is refused, after the new id was stored."""
+    gw = make({"storage": "Sessions"}, memory={"maxValueBytes": 41})
+    store = gw.storage("Sessions")
+    old = "4" * 32
+    store.set(f"session:{old}".encode(), b"u=14", ttl=60)
+    r = gw.handle("GET", "/app/x", {"Cookie": f"session_id={old}"})
+    assert r.status == 503
+    assert headers(r, "Set-Cookie") == []
+    assert store.get(f"session:{old}".encode()) == b"u=14"  # untouched, still valid
 
 
 def test_expired_session_gets_new_one(make: Any) -> None:
@@ -229,6 +465,19 @@ def test_expired_session_gets_new_one(make: Any) -> None:
     ({"storage": "Sessions", "cookiePath": "/a b"}, None, ["cookiePath"]),
     ({"storage": "Sessions", "cookieDomain": "ex ample.com"}, None, ["cookieDomain"]),
     ({"storage": "Sessions", "cookieSecure": "maybe"}, None, ["cookieSecure"]),
+    ({"storage": "Sessions", "autoRenewAfter": "2h"}, None,
+     ["autoRenewAfter", "is 2h but must be shorter than cookieExpiration (2h)"]),
+    ({"storage": "Sessions", "autoRenewAfter": "3h"}, None,
+     ["autoRenewAfter", "shorter than cookieExpiration", "disableAutoRenew"]),
+    ({"storage": "Sessions", "autoRenewAfter": 0}, None, ["autoRenewAfter", "positive"]),
+    ({"storage": "Sessions", "autoRenewAfter": "-1m"}, None, ["autoRenewAfter", "negative"]),
+    ({"storage": "Sessions", "autoRenewAfter": "5s", "autoRenewGracePeriod": "5s"}, None,
+     ["autoRenewGracePeriod", "is 5s but must be shorter than autoRenewAfter (5s)"]),
+    ({"storage": "Sessions", "autoRenewGracePeriod": "30m"}, None,
+     ["autoRenewGracePeriod", "shorter than autoRenewAfter (30m)"]),
+    ({"storage": "Sessions", "autoRenewGracePeriod": "-1s"}, None,
+     ["autoRenewGracePeriod", "negative"]),
+    ({"storage": "Sessions", "autoRenewGracePeriod": "later"}, None, ["autoRenewGracePeriod"]),
     ({"storage": "Sessions"}, {}, ["headers", "is required"]),
     ({"storage": "Sessions"}, {"headers": {"Bad Name": "x"}}, ["Bad Name", "header name"]),
     ({"storage": "Sessions"}, {"headers": {"X-A": ["x"]}}, ["X-A", "session key"]),
@@ -242,7 +491,23 @@ def test_config_errors_name_the_key(make: Any, load: dict[str, Any],
         assert word in text, text
 
 
+def test_disable_auto_renew_skips_rotation_checks(make: Any) -> None:
+    make({"storage": "Sessions", "disableAutoRenew": True, "cookieExpiration": "10m",
+          "autoRenewAfter": "1h", "autoRenewGracePeriod": "2h"})
+
+
 # ------------------------------------------------------------------------ valkey storage
+
+
+def commandstats(port: int) -> dict[str, int]:
+    """Calls per command since the last CONFIG RESETSTAT, from INFO commandstats."""
+    reply = command(port, b"INFO", b"commandstats").decode()
+    return {m.group(1): int(m.group(2))
+            for m in re.finditer(r"cmdstat_(\w+):calls=(\d+)", reply)}
+
+
+def pttl(port: int, key: str) -> int:
+    return int(command(port, b"PTTL", key.encode())[1:])
 
 
 def test_valkey_storage(make: Any, tmp_path: Path) -> None:
@@ -250,13 +515,21 @@ def test_valkey_storage(make: Any, tmp_path: Path) -> None:
         gw = make({"storage": "Valkey"}, valkey_port=valkey.port)
         sid = cookie_id(set_cookie(gw.handle("GET", "/app/x")))
         store = gw.storage("Valkey")
-        assert store.get(f"session:{sid}".encode()) == b""
+        assert_issued_now(store.get(f"session:{sid}".encode()))
         assert 7000 < int(command(valkey.port, b"TTL", f"st:session:{sid}".encode())[1:]) <= 7200
-        store.set(f"session:{sid}".encode(), b"user_id=valkey%20user", ttl=60)
-        got = received(gw.handle("GET", "/app/y", {"Cookie": f"session_id={sid}"}))
-        assert got["x-user-id"] == "valkey user"
-        # use refreshed the TTL to cookieExpiration (2h)
-        assert 7000 < int(command(valkey.port, b"TTL", f"st:session:{sid}".encode())[1:]) <= 7200
+        store.set(f"session:{sid}".encode(), fresh(b"user_id=valkey%20user"), ttl=60)
+
+        # a fresh session: one GET per request and no write at all, TTL untouched
+        assert command(valkey.port, b"CONFIG", b"RESETSTAT").startswith(b"+OK")
+        for _ in range(5):
+            r = gw.handle("GET", "/app/y", {"Cookie": f"session_id={sid}"})
+            assert received(r)["x-user-id"] == "valkey user"
+            assert headers(r, "Set-Cookie") == []
+        calls = commandstats(valkey.port)
+        assert calls.get("get") == 5, calls
+        assert not {"set", "del", "expire", "pexpire", "evalsha", "eval"} & set(calls), calls
+        assert 50_000 < pttl(valkey.port, f"st:session:{sid}") <= 60_000
+
         # a second gateway on the same Valkey sees the same session
         gw2 = make({"storage": "Valkey"}, valkey_port=valkey.port)
         got = received(gw2.handle("GET", "/app/y", {"Cookie": f"session_id={sid}"}))
@@ -265,3 +538,50 @@ def test_valkey_storage(make: Any, tmp_path: Path) -> None:
         r = gw.handle("GET", "/app/y", {"Cookie": f"session_id={sid}"})
         assert r.status == 503
         assert json.loads(r.body)["status"] == 503
+
+
+def test_valkey_rotation(make: Any, tmp_path: Path) -> None:
+    with ValkeyServer(tmp_path / "valkey") as valkey:
+        gw = make({"storage": "Valkey", "autoRenewAfter": "10s", "autoRenewGracePeriod": "5s"},
+                  valkey_port=valkey.port)
+        store = gw.storage("Valkey")
+        old = "9" * 32
+        # issued 10.1 s ago: due for rotation on its next use
+        store.set(f"session:{old}".encode(), issued_now(-10.1) + b"&user_id=77", ttl=60)
+        assert command(valkey.port, b"CONFIG", b"RESETSTAT").startswith(b"+OK")
+        r = gw.handle("GET", "/app/x", {"Cookie": f"session_id={old}"})
+        assert received(r)["x-user-id"] == "77"
+        new = cookie_id(set_cookie(r))
+        assert new != old
+        calls = commandstats(valkey.port)
+        assert calls.get("get") == 1 and calls.get("set") == 2, calls  # new id, then marker
+        assert_issued_now(store.get(f"session:{new}".encode()), b"user_id=77")
+        assert 7_000_000 < pttl(valkey.port, f"st:session:{new}") <= 7_200_000
+        assert store.get(f"session:{old}".encode()) == f"__movedTo={new}".encode()
+        assert 0 < pttl(valkey.port, f"st:session:{old}") <= 5000
+        # another gateway, a request in flight with the old id: same session, new id
+        gw2 = make({"storage": "Valkey", "autoRenewAfter": "10s", "autoRenewGracePeriod": "5s"},
+                   valkey_port=valkey.port)
+        r = gw2.handle("GET", "/app/x", {"Cookie": f"session_id={old}"})
+        assert received(r)["x-user-id"] == "77"
+        assert cookie_id(set_cookie(r)) == new
+
+
+def test_valkey_refusing_writes_keeps_old_id(make: Any, tmp_path: Path) -> None:
+    """A Valkey out of memory (maxmemory, noeviction) refuses SET but serves GET: rotation
+    fails with 503 and the old id stays as it was; once Valkey accepts writes, it works."""
+    with ValkeyServer(tmp_path / "valkey") as valkey:
+        gw = make({"storage": "Valkey"}, valkey_port=valkey.port)
+        store = gw.storage("Valkey")
+        old = "8" * 32
+        store.set(f"session:{old}".encode(), b"user_id=88", ttl=60)  # legacy: due
+        for setting in (b"maxmemory-policy", b"noeviction"), (b"maxmemory", b"1"):
+            assert command(valkey.port, b"CONFIG", b"SET", *setting).startswith(b"+OK")
+        r = gw.handle("GET", "/app/x", {"Cookie": f"session_id={old}"})
+        assert r.status == 503
+        assert headers(r, "Set-Cookie") == []
+        assert command(valkey.port, b"CONFIG", b"SET", b"maxmemory", b"0").startswith(b"+OK")
+        assert store.get(f"session:{old}".encode()) == b"user_id=88"
+        r = gw.handle("GET", "/app/x", {"Cookie": f"session_id={old}"})
+        assert received(r)["x-user-id"] == "88"
+        assert cookie_id(set_cookie(r)) != old

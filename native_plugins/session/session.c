@@ -1,5 +1,6 @@
 /*
 ** session: server-side sessions in a shared storage, like Seam's session plugin.
+** This comment is the plugin's reference (docs/plugins/session.md is the user's guide).
 **
 ** Middleware plugins.session.middlewares.LoadSessionMiddleware
 **   storage                string, required           name of a storage in storages.yaml that
@@ -16,24 +17,89 @@
 **                                                     cookieSecure: true)
 **   cookieSessionOnly      bool, default false        no Max-Age/Expires: the cookie ends with
 **                                                     the browser session
-**   cookieExpiration       duration, default 2h       session lifetime: the storage TTL and
+**   cookieExpiration       duration, default 2h       lifetime of one session id, counted from
+**                                                     when it was issued: the storage TTL and
 **                                                     the cookie's Max-Age
-**   disableAutoRenew       bool, default false        true: the TTL is not refreshed on use
-**   autoRenewAfter         duration, default 30m      accepted and validated for Seam
-**                                                     compatibility; id rotation is not done
+**   disableAutoRenew       bool, default false        true: ids are never rotated, a session
+**                                                     ends cookieExpiration after it began
+**   autoRenewAfter         duration, default 30m      age of an id from which the next request
+**                                                     rotates it; must be shorter than
+**                                                     cookieExpiration (checked unless
+**                                                     disableAutoRenew); when unset and 30m
+**                                                     does not fit, half of cookieExpiration
+**   autoRenewGracePeriod   duration, default 10s      how long a rotated-away id still leads to
+**                                                     the session; 0 deletes it at once; must
+**                                                     be shorter than autoRenewAfter (checked
+**                                                     unless disableAutoRenew; when unset and
+**                                                     10s does not fit, a quarter of
+**                                                     autoRenewAfter). plughost's own option,
+**                                                     Seam has none
 **   disableSessionForward  bool, default false        true: session data is not put into the
 **                                                     locals (only the id is)
 **
-** Request phase: reads the id (32 lowercase hex characters, 128 bits) from the cookie or
-** header. It loads "session:<id>" from the storage; the value is the session data as a
-** URL-encoded map ("key=value&key2=value2", percent-escapes and '+' for space, as in an HTML
-** form). Every entry goes into the locals as "session.<key>" (value bytes as decoded); the
-** id goes into the local "sessionId". An absent, malformed or unknown id gets a new session
-** (a fresh random id from getrandom, never the client's value: no session fixation), stored
-** at once with empty data. A known session gets its TTL refreshed (a set of the same value)
-** unless disableAutoRenew. Response phase: with a cookie lookup, Set-Cookie carries the id
-** (on a new session, and on every renewal so the browser's expiry slides too); with a header
-** lookup, the response header <Name> carries it. A storage failure answers 503.
+** Stored data. Key "session:<id>", id = 32 lowercase hex characters (128 bits from the
+** kernel's CSPRNG). Value: a URL-encoded map ("key=value&key2=value2", percent-escapes and '+'
+** for space, as an HTML form). Two entry names are reserved by the plugin and never forwarded:
+**   __issued=<ms>   when this id was issued (new session or rotation), in milliseconds since
+**                   the Unix epoch. Wall-clock time, because gateways sharing a storage compare
+**                   it: their clocks must agree to well within autoRenewAfter. The plugin
+**                   writes it first. A value without it (written before rotation existed, or
+**                   by an application that replaced the data), or with a malformed one or one
+**                   more than cookieExpiration in the future, still loads and counts as due.
+**   __movedTo=<id>  the whole value of a rotated-away id during the grace period (below).
+** Every other entry goes into the locals as "session.<key>" (value bytes as decoded; malformed
+** entries are skipped with a warning); the id in use goes into the local "sessionId".
+** Applications writing session data themselves keep the __issued entry, or drop it to have
+** the id rotated on the next request (useful right after a login).
+**
+** Request phase. The id is read from the cookie or header; then exactly one of:
+**  - No id, a malformed one or an unknown (expired) one: a new session. A fresh random id
+**    (never the client's value: no session fixation) is stored at once as "__issued=<now>"
+**    with TTL cookieExpiration and sent back. One get (if an id was sent), one set.
+**  - A known id younger than autoRenewAfter, or any known id with disableAutoRenew: its data
+**    is loaded and that is all. One get, no write (so no update by anyone else can be lost),
+**    no Set-Cookie. The TTL is not refreshed on use: the entry, the cookie and the id all end
+**    cookieExpiration after the id was issued.
+**  - A known id at least autoRenewAfter old: rotation. (1) A new id is stored with the same
+**    entries, a new __issued and TTL cookieExpiration. (2) The old id's value is replaced by
+**    "__movedTo=<new id>" with TTL autoRenewGracePeriod (with 0, the old id is deleted). (3)
+**    The request goes on with the new id: locals, Set-Cookie or response header. One get, two
+**    writes, once per autoRenewAfter. A session in use thus lives on with its id changing
+**    every autoRenewAfter, and survives any idle gap shorter than cookieExpiration -
+**    autoRenewAfter; an idle session ends cookieExpiration after its id was issued.
+**  - A known id whose value is "__movedTo=<new id>": the request was sent with the old id
+**    while another one rotated it (parallel requests of a page, or one in flight). The new
+**    id's session is loaded (a second get, no write) without rotating again, and the new id
+**    is sent back, so every response agrees. If the new id is gone (a logout deleted it, or
+**    it expired), or is itself a marker, the request gets a new session as for an unknown id.
+**
+** Why a grace period rather than deleting the old id at once: a browser often has several
+** requests in flight. With the old id deleted, those that lose the race would each get a new
+** empty session, and their Set-Cookie could replace the rotated id: the user would be logged
+** out. The marker costs the same one write as a delete, holds no session data (deleting the
+** new id ends the session for the old id too), and dies with the grace period, after which the
+** old id is worth nothing. For that long the old id still leads to the session, so keep it
+** short; it must be shorter than autoRenewAfter so that markers never chain.
+**
+** Response phase: with a cookie lookup, Set-Cookie carries the id when it is new, rotated or
+** reached through a marker (Max-Age/Expires cookieExpiration from now unless
+** cookieSessionOnly); with a header lookup, the response header <Name> carries it in the same
+** cases. Otherwise the response is left alone.
+**
+** Failures. A storage error answers 503 {"error":"session storage unavailable","status":503}.
+** Rotation never loses the session: if storing the new id fails, the old id is left untouched
+** and stays valid (the next request tries again); if step (2) fails after the new id was
+** stored, the answer is 503 as well and the old id is either unchanged (still valid) or, when
+** the failed write did happen (a timeout after the server acted), a marker leading to the
+** stored new id. The new id nobody learned just expires. Only with autoRenewGracePeriod 0 can
+** that last case lose the session (a delete that timed out but happened): one more reason for
+** the grace period.
+**
+** Limits, from the storage API having no compare-and-set, both confined to the one rotating
+** request per autoRenewAfter: a write or delete of the old id by someone else between this
+** request's get and step (2) is lost; and two requests reading a due id before either wrote
+** the marker both rotate, the browser keeps the id of the last response and the other new id
+** expires unused after cookieExpiration.
 **
 ** Middleware plugins.session.middlewares.MapSessionToHeaderMiddleware
 **   headers  map, required   {Header-Name: session_key}: sets request header Header-Name to the
@@ -55,16 +121,20 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/random.h>
 #include <time.h>
 
 #define SES_ID_BYTES 16
 #define SES_ID_HEX (2 * SES_ID_BYTES)
 #define SES_DEFAULT_EXPIRATION_MS (2 * 3600 * 1000)
 #define SES_DEFAULT_RENEW_AFTER_MS (30 * 60 * 1000)
+#define SES_DEFAULT_GRACE_MS (10 * 1000)
 #define SES_KEY_PREFIX "session:"
+#define SES_KEY_LEN (sizeof SES_KEY_PREFIX - 1 + SES_ID_HEX)
 #define SES_LOCAL_PREFIX "session."
 #define SES_LOCAL_ID "sessionId"
+#define SES_ISSUED "__issued"  /* reserved entry: when the id was issued (Unix ms) */
+#define SES_MOVED "__movedTo"  /* reserved entry: the id a rotated-away id leads to */
+#define SES_MAX_MS_DIGITS 15   /* __issued values: up to year ~33000, no overflow anywhere */
 
 typedef struct ses_load {
   ph_storage *storage;
@@ -74,7 +144,7 @@ typedef struct ses_load {
   char *path;
   const char *same_site; /* static */
   int secure, http_only, session_only, no_renew, no_forward;
-  int64_t expiration_ms, renew_after_ms;
+  int64_t expiration_ms, renew_after_ms, grace_ms;
   char local_key[64]; /* per-instance local: the id to send back in the response phase */
 } ses_load;
 
@@ -112,6 +182,33 @@ static int ses_new_id(char out[SES_ID_HEX + 1]) {
   return 0;
 }
 
+/* The storage key "session:<id>" of a valid id. */
+static void ses_key(char out[SES_KEY_LEN + 1], const char *id) {
+  memcpy(out, SES_KEY_PREFIX, sizeof SES_KEY_PREFIX - 1);
+  memcpy(out + sizeof SES_KEY_PREFIX - 1, id, SES_ID_HEX);
+  out[SES_KEY_LEN] = '\0';
+}
+
+/* Wall-clock milliseconds since the Unix epoch: __issued is compared by every gateway that
+** shares the storage, so a per-host monotonic clock would not do. */
+static int64_t ses_now_ms(void) {
+  struct timespec ts;
+  if (clock_gettime(CLOCK_REALTIME, &ts) != 0) return (int64_t)time(NULL) * 1000;
+  return (int64_t)ts.tv_sec * 1000 + (int64_t)(ts.tv_nsec / 1000000);
+}
+
+/* "2h", "30m", "90s" or "1500ms", for configuration errors. */
+static void ses_format_ms(char *out, size_t cap, int64_t ms) {
+  if (ms % 3600000 == 0)
+    snprintf(out, cap, "%" PRId64 "h", ms / 3600000);
+  else if (ms % 60000 == 0)
+    snprintf(out, cap, "%" PRId64 "m", ms / 60000);
+  else if (ms % 1000 == 0)
+    snprintf(out, cap, "%" PRId64 "s", ms / 1000);
+  else
+    snprintf(out, cap, "%" PRId64 "ms", ms);
+}
+
 static int ses_hexval(unsigned char c) {
   if (c >= '0' && c <= '9') return c - '0';
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
@@ -137,6 +234,113 @@ static long ses_url_decode(const char *in, size_t len, char *out) {
     }
   }
   return (long)j;
+}
+
+/* ------------------------------------------------------------- the stored URL-encoded map */
+
+/* One non-empty entry "key=value" (or "key") of a stored map: bytes [start, stop), the raw
+** key [start, key_end) and, when key_end < stop, the raw value [key_end + 1, stop). */
+typedef struct ses_entry {
+  const char *start, *key_end, *stop;
+} ses_entry;
+
+/* The next non-empty entry of the map at [*p, end), advancing *p; 0 after the last. */
+static int ses_next_entry(const char **p, const char *end, ses_entry *e) {
+  while (*p < end) {
+    const char *s = *p;
+    const char *amp = memchr(s, '&', (size_t)(end - s));
+    const char *stop = amp != NULL ? amp : end;
+    *p = amp != NULL ? amp + 1 : end;
+    if (stop == s) continue;
+    const char *eq = memchr(s, '=', (size_t)(stop - s));
+    e->start = s;
+    e->key_end = eq != NULL ? eq : stop;
+    e->stop = stop;
+    return 1;
+  }
+  return 0;
+}
+
+static const char *ses_entry_value(const ses_entry *e, size_t *len) {
+  const char *v = e->key_end < e->stop ? e->key_end + 1 : e->stop;
+  *len = (size_t)(e->stop - v);
+  return v;
+}
+
+enum { SES_ENTRY_USER, SES_ENTRY_ISSUED, SES_ENTRY_MOVED };
+
+/* Whether a decoded key is one of the plugin's reserved entries. */
+static int ses_reserved_name(const char *k, size_t n) {
+  if (n == sizeof SES_ISSUED - 1 && memcmp(k, SES_ISSUED, n) == 0) return SES_ENTRY_ISSUED;
+  if (n == sizeof SES_MOVED - 1 && memcmp(k, SES_MOVED, n) == 0) return SES_ENTRY_MOVED;
+  return SES_ENTRY_USER;
+}
+
+/* The kind of an entry by its raw key (a reserved name may come percent-encoded). */
+static int ses_entry_kind(const ses_entry *e) {
+  char buf[3 * (sizeof SES_MOVED - 1)]; /* longest encoding of the longest reserved name */
+  size_t len = (size_t)(e->key_end - e->start);
+  if (len == 0 || len > sizeof buf) return SES_ENTRY_USER;
+  long n = ses_url_decode(e->start, len, buf);
+  return n > 0 ? ses_reserved_name(buf, (size_t)n) : SES_ENTRY_USER;
+}
+
+/* What the reserved entries of a stored value say. */
+typedef struct ses_meta {
+  int has_issued; /* a well-formed __issued */
+  int64_t issued_ms;
+  int moved; /* a well-formed __movedTo: the value is a rotation marker */
+  char moved_to[SES_ID_HEX + 1];
+} ses_meta;
+
+static void ses_scan(const uint8_t *data, size_t len, ses_meta *meta) {
+  memset(meta, 0, sizeof *meta);
+  if (data == NULL || len == 0) return;
+  const char *p = (const char *)data, *end = p + len;
+  ses_entry e;
+  while (ses_next_entry(&p, end, &e)) {
+    int kind = ses_entry_kind(&e);
+    size_t vl;
+    const char *v = ses_entry_value(&e, &vl);
+    if (kind == SES_ENTRY_ISSUED) {
+      int ok = vl > 0 && vl <= SES_MAX_MS_DIGITS;
+      int64_t ms = 0;
+      for (size_t i = 0; ok && i < vl; i++) {
+        if (v[i] < '0' || v[i] > '9') ok = 0;
+        else ms = ms * 10 + (v[i] - '0');
+      }
+      meta->has_issued = ok;
+      meta->issued_ms = ok ? ms : 0;
+    } else if (kind == SES_ENTRY_MOVED && ses_valid_id(v, vl)) {
+      memcpy(meta->moved_to, v, SES_ID_HEX);
+      meta->moved_to[SES_ID_HEX] = '\0';
+      meta->moved = 1;
+    }
+  }
+}
+
+/* The value of a freshly issued id: "__issued=<now>" followed by every user entry of `data`
+** byte for byte (reserved entries dropped). malloc'd, the caller frees; NULL when out of
+** memory. */
+static char *ses_fresh_value(const uint8_t *data, size_t len, int64_t now_ms, size_t *out_len) {
+  size_t cap = sizeof SES_ISSUED + 24 + len + 1;
+  char *out = malloc(cap);
+  if (out == NULL) return NULL;
+  int n = snprintf(out, cap, SES_ISSUED "=%" PRId64, now_ms);
+  size_t used = n > 0 ? (size_t)n : 0;
+  if (data != NULL && len > 0) {
+    const char *p = (const char *)data, *end = p + len;
+    ses_entry e;
+    while (ses_next_entry(&p, end, &e)) {
+      if (ses_entry_kind(&e) != SES_ENTRY_USER) continue;
+      size_t el = (size_t)(e.stop - e.start); /* entries + their '&' never exceed len + 1 */
+      out[used++] = '&';
+      memcpy(out + used, e.start, el);
+      used += el;
+    }
+  }
+  *out_len = used;
+  return out;
 }
 
 /* ---------------------------------------------------------------- LoadSessionMiddleware */
@@ -237,6 +441,36 @@ static ph_status ses_load_create(const ph_config *cfg, void **self) {
   if (ses_positive_duration(cfg, "autoRenewAfter", SES_DEFAULT_RENEW_AFTER_MS,
                             &m->renew_after_ms) != PH_OK)
     return PH_ERROR;
+  if (ph_config_duration_ms(cfg, "autoRenewGracePeriod", SES_DEFAULT_GRACE_MS,
+                            &m->grace_ms) != PH_OK)
+    return PH_ERROR;
+  if (!m->no_renew) {
+    /* Only rotation reads these two, so disableAutoRenew: true leaves them unchecked. */
+    char renew[32], life[32], grace[32];
+    ses_format_ms(renew, sizeof renew, m->renew_after_ms);
+    ses_format_ms(life, sizeof life, m->expiration_ms);
+    ses_format_ms(grace, sizeof grace, m->grace_ms);
+    int renew_default = ph_config_kind(cfg, "autoRenewAfter") == PH_CONFIG_MISSING;
+    int grace_default = ph_config_kind(cfg, "autoRenewGracePeriod") == PH_CONFIG_MISSING;
+    /* Unset options never make a Seam configuration invalid: with a short cookieExpiration
+    ** the defaults shrink to fit (rotation at half the lifetime, a quarter of that as grace). */
+    if (renew_default && m->renew_after_ms >= m->expiration_ms)
+      m->renew_after_ms = m->expiration_ms / 2;
+    if (grace_default && m->grace_ms >= m->renew_after_ms) m->grace_ms = m->renew_after_ms / 4;
+    ses_format_ms(renew, sizeof renew, m->renew_after_ms);
+    if (m->renew_after_ms >= m->expiration_ms)
+      return ph_config_error(cfg, "autoRenewAfter",
+                             "is %s%s but must be shorter than cookieExpiration (%s): set "
+                             "autoRenewAfter below cookieExpiration, or set disableAutoRenew: "
+                             "true to never rotate the session id",
+                             renew, renew_default ? " (the default)" : "", life);
+    if (m->grace_ms >= m->renew_after_ms)
+      return ph_config_error(cfg, "autoRenewGracePeriod",
+                             "is %s%s but must be shorter than autoRenewAfter (%s): set "
+                             "autoRenewGracePeriod below it (a few seconds cover the requests "
+                             "a browser has in flight)",
+                             grace, grace_default ? " (the default)" : "", renew);
+  }
   if (ph_config_bool(cfg, "disableSessionForward", 0, &m->no_forward) != PH_OK)
     return PH_ERROR;
   snprintf(m->local_key, sizeof m->local_key, "session-mw.%p", (void *)m);
@@ -285,51 +519,149 @@ static ph_next ses_storage_failed(ph_exchange *ex) {
   return PH_NEXT_RESPOND;
 }
 
-/* Puts every entry of the URL-encoded map `data` into the locals as "session.<key>". Malformed
-** entries are skipped with a warning. Returns PH_ERROR only when out of memory / locals fail. */
+
+/* Puts every user entry of the URL-encoded map `data` into the locals as "session.<key>"
+** (reserved entries stay out). Malformed entries are skipped with a warning. Returns PH_ERROR
+** only when out of memory / locals fail. */
 static ph_status ses_forward(ph_exchange *ex, const uint8_t *data, size_t len) {
   size_t plen = sizeof SES_LOCAL_PREFIX - 1;
-  char *buf = malloc(len + plen + 1);
-  if (buf == NULL) {
+  char *key = malloc(len + plen + 1);
+  char *val = malloc(len + 1);
+  if (key == NULL || val == NULL) {
+    free(key);
+    free(val);
     ph_error(ex, "session: out of memory");
     return PH_ERROR;
   }
+  memcpy(key, SES_LOCAL_PREFIX, plen);
   const char *p = (const char *)data, *end = p + len;
-  while (p < end) {
-    const char *amp = memchr(p, '&', (size_t)(end - p));
-    const char *stop = amp != NULL ? amp : end;
-    if (stop > p) {
-      const char *eq = memchr(p, '=', (size_t)(stop - p));
-      const char *kend = eq != NULL ? eq : stop;
-      memcpy(buf, SES_LOCAL_PREFIX, plen);
-      long kl = ses_url_decode(p, (size_t)(kend - p), buf + plen);
-      if (kl <= 0 || memchr(buf + plen, '\0', (size_t)kl) != NULL) {
-        ph_log(ex, PH_LOG_WARNING, "session: skipped a malformed entry of the session data");
-      } else {
-        buf[plen + (size_t)kl] = '\0';
-        /* the value decodes into a buffer of its own: the key must stay intact */
-        size_t vin = eq != NULL ? (size_t)(stop - eq - 1) : 0;
-        char *val = malloc(vin + 1);
-        if (val == NULL) {
-          free(buf);
-          ph_error(ex, "session: out of memory");
-          return PH_ERROR;
-        }
-        long vl = eq != NULL ? ses_url_decode(eq + 1, vin, val) : 0;
-        if (vl < 0) {
-          ph_log(ex, PH_LOG_WARNING, "session: skipped a malformed entry of the session data");
-        } else if (ph_local_set(ex, buf, val, (size_t)vl) != PH_OK) {
-          free(val);
-          free(buf);
-          return PH_ERROR;
-        }
-        free(val);
-      }
+  ses_entry e;
+  ph_status rc = PH_OK;
+  while (rc == PH_OK && ses_next_entry(&p, end, &e)) {
+    long kl = ses_url_decode(e.start, (size_t)(e.key_end - e.start), key + plen);
+    if (kl <= 0 || memchr(key + plen, '\0', (size_t)kl) != NULL) {
+      ph_log(ex, PH_LOG_WARNING, "session: skipped a malformed entry of the session data");
+      continue;
     }
-    p = stop + 1;
+    if (ses_reserved_name(key + plen, (size_t)kl) != SES_ENTRY_USER) continue;
+    key[plen + (size_t)kl] = '\0';
+    size_t vin;
+    const char *v = ses_entry_value(&e, &vin);
+    long vl = ses_url_decode(v, vin, val);
+    if (vl < 0) {
+      ph_log(ex, PH_LOG_WARNING, "session: skipped a malformed entry of the session data");
+      continue;
+    }
+    if (ph_local_set(ex, key, val, (size_t)vl) != PH_OK) rc = PH_ERROR;
   }
-  free(buf);
-  return PH_OK;
+  free(key);
+  free(val);
+  return rc;
+}
+
+/* Goes on with session `id` and its stored value: the data into the locals (unless
+** disableSessionForward), the id into "sessionId" and, when `send`, into this instance's local
+** so that the response phase sends it back. */
+static ph_next ses_use(const ses_load *m, ph_exchange *ex, const char *id, const uint8_t *data,
+                       size_t len, int send) {
+  if (!m->no_forward && data != NULL && len > 0 && ses_forward(ex, data, len) != PH_OK)
+    return PH_NEXT_ERROR;
+  if (ph_local_set(ex, SES_LOCAL_ID, id, SES_ID_HEX) != PH_OK) return PH_NEXT_ERROR;
+  if (send && ph_local_set(ex, m->local_key, id, SES_ID_HEX) != PH_OK) return PH_NEXT_ERROR;
+  return PH_NEXT_CONTINUE;
+}
+
+/* Stores `value` under a fresh random id with TTL cookieExpiration; the id into id_out.
+** Returns PH_OK, or a ph_next to answer with (storage failure: 503; no randomness: error). */
+static int ses_store_new(const ses_load *m, ph_exchange *ex, const char *value, size_t len,
+                         char id_out[SES_ID_HEX + 1], ph_next *fail) {
+  int err = ses_new_id(id_out);
+  if (err != 0) {
+    ph_error(ex, "session: the kernel's random generator failed: %s", strerror(err));
+    *fail = PH_NEXT_ERROR;
+    return 0;
+  }
+  char key[SES_KEY_LEN + 1];
+  ses_key(key, id_out);
+  if (ph_storage_set(m->storage, ex, (const uint8_t *)key, SES_KEY_LEN, (const uint8_t *)value,
+                     len, m->expiration_ms) != PH_OK) {
+    *fail = ses_storage_failed(ex);
+    return 0;
+  }
+  return 1;
+}
+
+/* Rotation of the known id stored under old_key with value `data` (see the comment at the
+** top): new id first, then the old one becomes a marker (or goes), then on with the new id.
+** A failure at any step answers 503 with the session still reachable. */
+static ph_next ses_rotate(const ses_load *m, ph_exchange *ex, const char *old_key,
+                          const uint8_t *data, size_t len, int64_t now_ms) {
+  size_t vlen = 0;
+  char *value = ses_fresh_value(data, len, now_ms, &vlen);
+  if (value == NULL) {
+    ph_error(ex, "session: out of memory");
+    return PH_NEXT_ERROR;
+  }
+  char id[SES_ID_HEX + 1];
+  ph_next fail = PH_NEXT_ERROR;
+  int stored = ses_store_new(m, ex, value, vlen, id, &fail);
+  free(value);
+  if (!stored) return fail; /* the old id is untouched and still valid */
+
+  ph_status st;
+  if (m->grace_ms > 0) {
+    char marker[sizeof SES_MOVED + 1 + SES_ID_HEX]; /* "__movedTo=<id>" and its NUL */
+    int n = snprintf(marker, sizeof marker, SES_MOVED "=%s", id);
+    st = ph_storage_set(m->storage, ex, (const uint8_t *)old_key, SES_KEY_LEN,
+                        (const uint8_t *)marker, (size_t)n, m->grace_ms);
+  } else {
+    st = ph_storage_del(m->storage, ex, (const uint8_t *)old_key, SES_KEY_LEN);
+    if (st == PH_NOT_FOUND) st = PH_OK; /* already gone */
+  }
+  /* Failed: the old id is unchanged (still valid) or, if the write happened after all, a
+  ** marker leading to the stored new id. Either way the session is still reachable. */
+  if (st != PH_OK) return ses_storage_failed(ex);
+  return ses_use(m, ex, id, data, len, 1);
+}
+
+/* A known id whose stored value is `data`. Sets *next and returns 1, or returns 0 when the
+** request should get a new session instead (a marker leading nowhere). */
+static int ses_known(const ses_load *m, ph_exchange *ex, const char *id, const char *key,
+                     const uint8_t *data, size_t len, ph_next *next) {
+  ses_meta meta;
+  ses_scan(data, len, &meta);
+  if (meta.moved) {
+    /* Rotated away by a concurrent request: go on with the id it leads to, one hop only
+    ** (autoRenewGracePeriod < autoRenewAfter: markers do not chain). */
+    char to_key[SES_KEY_LEN + 1];
+    ses_key(to_key, meta.moved_to);
+    uint8_t *to = NULL;
+    size_t to_len = 0;
+    ph_status st = ph_storage_get(m->storage, ex, (const uint8_t *)to_key, SES_KEY_LEN, &to,
+                                  &to_len);
+    if (st == PH_ERROR) {
+      *next = ses_storage_failed(ex);
+      return 1;
+    }
+    if (st != PH_OK) return 0;
+    ses_meta to_meta;
+    ses_scan(to, to_len, &to_meta);
+    int found = !to_meta.moved;
+    if (found) *next = ses_use(m, ex, meta.moved_to, to, to_len, 1);
+    ph_free_value(m->storage, to);
+    return found;
+  }
+  if (!m->no_renew) {
+    int64_t now = ses_now_ms();
+    int due = !meta.has_issued || now - meta.issued_ms >= m->renew_after_ms ||
+              meta.issued_ms - now > m->expiration_ms;
+    if (due) {
+      *next = ses_rotate(m, ex, key, data, len, now);
+      return 1;
+    }
+  }
+  *next = ses_use(m, ex, id, data, len, 0); /* fresh: no write at all */
+  return 1;
 }
 
 static ph_next ses_load_on_request(void *self, ph_exchange *ex) {
@@ -343,53 +675,31 @@ static ph_next ses_load_on_request(void *self, ph_exchange *ex) {
     if (sent != NULL) sent_len = strlen(sent);
   }
 
-  char key[sizeof SES_KEY_PREFIX + SES_ID_HEX];
   char id[SES_ID_HEX + 1];
-  int send_id = 0;
   if (sent != NULL && ses_valid_id(sent, sent_len)) {
+    char key[SES_KEY_LEN + 1];
     memcpy(id, sent, SES_ID_HEX);
     id[SES_ID_HEX] = '\0';
-    snprintf(key, sizeof key, SES_KEY_PREFIX "%s", id);
+    ses_key(key, id);
     uint8_t *value = NULL;
     size_t value_len = 0;
-    ph_status st = ph_storage_get(m->storage, ex, (const uint8_t *)key, strlen(key), &value,
+    ph_status st = ph_storage_get(m->storage, ex, (const uint8_t *)key, SES_KEY_LEN, &value,
                                   &value_len);
     if (st == PH_ERROR) return ses_storage_failed(ex);
     if (st == PH_OK) {
-      if (!m->no_renew) {
-        /* refresh the TTL (a set of the same value: the host has no "expire") */
-        if (ph_storage_set(m->storage, ex, (const uint8_t *)key, strlen(key),
-                           value != NULL ? value : (const uint8_t *)"", value_len,
-                           m->expiration_ms) != PH_OK) {
-          ph_free_value(m->storage, value);
-          return ses_storage_failed(ex);
-        }
-        send_id = m->cookie_name != NULL; /* slide the cookie's expiry too */
-      }
-      ph_status fw = PH_OK;
-      if (!m->no_forward && value_len > 0) fw = ses_forward(ex, value, value_len);
+      ph_next next = PH_NEXT_ERROR;
+      int handled = ses_known(m, ex, id, key, value, value_len, &next);
       ph_free_value(m->storage, value);
-      if (fw != PH_OK) return PH_NEXT_ERROR;
-      if (ph_local_set(ex, SES_LOCAL_ID, id, SES_ID_HEX) != PH_OK) return PH_NEXT_ERROR;
-      if (send_id && ph_local_set(ex, m->local_key, id, SES_ID_HEX) != PH_OK)
-        return PH_NEXT_ERROR;
-      return PH_NEXT_CONTINUE;
+      if (handled) return next;
     }
-    /* PH_NOT_FOUND: unknown or expired id, a new session follows */
+    /* PH_NOT_FOUND (unknown or expired id) or a dead marker: a new session follows */
   }
 
-  int err = ses_new_id(id);
-  if (err != 0) {
-    ph_error(ex, "session: the kernel's random generator failed: %s", strerror(err));
-    return PH_NEXT_ERROR;
-  }
-  snprintf(key, sizeof key, SES_KEY_PREFIX "%s", id);
-  if (ph_storage_set(m->storage, ex, (const uint8_t *)key, strlen(key), (const uint8_t *)"", 0,
-                     m->expiration_ms) != PH_OK)
-    return ses_storage_failed(ex);
-  if (ph_local_set(ex, SES_LOCAL_ID, id, SES_ID_HEX) != PH_OK) return PH_NEXT_ERROR;
-  if (ph_local_set(ex, m->local_key, id, SES_ID_HEX) != PH_OK) return PH_NEXT_ERROR;
-  return PH_NEXT_CONTINUE;
+  char value[sizeof SES_ISSUED + 24];
+  int n = snprintf(value, sizeof value, SES_ISSUED "=%" PRId64, ses_now_ms());
+  ph_next fail = PH_NEXT_ERROR;
+  if (!ses_store_new(m, ex, value, (size_t)n, id, &fail)) return fail;
+  return ses_use(m, ex, id, NULL, 0, 1);
 }
 
 static ph_status ses_load_on_response(void *self, ph_exchange *ex) {
@@ -428,6 +738,7 @@ static ph_status ses_load_on_response(void *self, ph_exchange *ex) {
   free(cookie);
   return st;
 }
+
 
 /* ---------------------------------------------------------- MapSessionToHeaderMiddleware */
 

@@ -52,6 +52,15 @@ static int call_hook(rt_instance *inst, int phase, ph_exchange *ex) {
   default: r = PH_NEXT_ERROR;
   }
   if (inst->serialise) pthread_mutex_unlock(&inst->lock);
+  if (r >= 0 && ex->ctx.error) {
+    /* The element reported an error (e.g. a storage call failed) yet carried on, say with
+    ** its own 503: the reason would be lost with the exchange, so it is logged here. */
+    char *line = rt_format("%s (the element went on: status %d)", ex->ctx.error,
+                           ex->status ? ex->status : 200);
+    rt_log_message(ex->ctx.host, PH_LOG_WARNING, inst->label, line ? line : ex->ctx.error);
+    free(line);
+    rt_ctx_set_error(&ex->ctx, NULL);
+  }
   return r;
 }
 
