@@ -6,6 +6,7 @@ durations of a second or less and sleep just past them."""
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from pathlib import Path
@@ -418,16 +419,21 @@ def test_reserved_entries_are_not_forwarded(make: Any) -> None:
     assert got["x-user-id"] == "12" and "x-issued" not in got
 
 
-def test_failed_store_of_new_id_keeps_old_id(make: Any) -> None:
-    """maxEntries 1: the old session fills the storage, so storing the new id fails."""
+def test_failed_store_of_new_id_keeps_old_id(make: Any, caplog: Any) -> None:
+    """maxEntries 1: the old session fills the storage, so storing the new id fails. The
+    storage's own reason reaches the log, though the middleware answered 503 itself."""
     gw = make({"storage": "Sessions"}, memory={"maxEntries": 1})
     store = gw.storage("Sessions")
     old = "3" * 32
     store.set(f"session:{old}".encode(), b"user_id=13", ttl=60)
-    r = gw.handle("GET", "/app/x", {"Cookie": f"session_id={old}"})
+    with caplog.at_level(logging.WARNING, logger="plughost.plugin"):
+        r = gw.handle("GET", "/app/x", {"Cookie": f"session_id={old}"})
     assert r.status == 503 and json.loads(r.body)["status"] == 503
     assert headers(r, "Set-Cookie") == []
     assert store.get(f"session:{old}".encode()) == b"user_id=13"  # untouched, still valid
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("middleware 'Load'" in m and "maxEntries" in m and "status 503" in m
+               for m in warned), warned
 
 
 def test_failed_marker_write_keeps_old_id(make: Any) -> None:
