@@ -99,6 +99,16 @@ class Server:
     def output(self) -> str:
         return "".join(self.lines)
 
+    def output_after(self, start: int, *texts: str, timeout: float = 5.0) -> str:
+        """The output from offset ``start`` on, once it holds every one of ``texts`` (the
+        server's log reaches us through a pipe a moment after its answer), or at timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            out = self.output()[start:]
+            if all(t in out for t in texts) or time.monotonic() > deadline:
+                return out
+            time.sleep(0.02)
+
     def alive(self) -> bool:
         return self.proc.poll() is None
 

@@ -12,6 +12,7 @@ from typing import Any, Iterator
 import pytest
 
 import plughost
+from plughost.errors import ConfigError
 from valkey_support import TlsFiles, ValkeyServer, command, make_tls_files, tls_command
 
 VALKEY = "plugins.valkey.storages.ValkeyStorage"
@@ -211,12 +212,22 @@ def test_password_authenticates(host: plughost.Host, plugin_dir: Path,
     good = host.create_storage("Good", VALKEY, {"port": server.port, "password": "s3cret"})
     good.set(b"k", b"v")
     assert good.get(b"k") == b"v"
-    bad = host.create_storage("Wrong", VALKEY, {"port": server.port, "password": "nope"})
-    with pytest.raises(plughost.StorageError, match="AUTH failed"):
-        bad.get(b"k")
-    anonymous = host.create_storage("Anon", VALKEY, {"port": server.port})
-    with pytest.raises(plughost.StorageError, match="NOAUTH"):
-        anonymous.get(b"k")
+    # create() connects once: a server refusing the password stops the start, with the
+    # server's reason and what to check (never the password itself)
+    with pytest.raises(ConfigError, match="AUTH failed: WRONGPASS.*check the storage's "
+                                          "password") as info:
+        host.create_storage("Wrong", VALKEY, {"port": server.port, "password": "nope"})
+    assert "nope" not in str(info.value)
+    with pytest.raises(ConfigError, match="PING failed: NOAUTH"):
+        host.create_storage("Anon", VALKEY, {"port": server.port})
+    # the password changed on the server while running: calls fail with the reason
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
+        s.sendall(b"AUTH s3cret\r\nCONFIG SET requirepass changed\r\n"
+                  b"CLIENT KILL TYPE normal SKIPME yes\r\n")
+        time.sleep(0.2)
+        assert s.recv(4096).startswith(b"+OK\r\n+OK\r\n:")
+    with pytest.raises(plughost.StorageError, match="AUTH failed: WRONGPASS"):
+        good.get(b"k")
 
 
 # --------------------------------------------------------------- reconnect and retry ---
@@ -507,30 +518,27 @@ def test_tls_checks_the_server_name(host: plughost.Host, plugin_dir: Path,
     good = tls_storage(host, plugin_dir, "ByName", port=tls_server.port, tlsCaCert=str(pki.ca),
                        tlsServerName="localhost")
     assert good.incr(b"n") == 1
-    bad = tls_storage(host, plugin_dir, "OtherName", port=tls_server.port,
-                      tlsCaCert=str(pki.ca), tlsServerName="valkey.example.com")
-    with pytest.raises(plughost.StorageError,
+    with pytest.raises(ConfigError,
                        match=rf"valkey 127\.0\.0\.1:{tls_server.port}: TLS handshake failed: "
                              r"certificate verify failed: .*check tlsCaCert and tlsServerName"
                              r".*name: valkey\.example\.com"):
-        bad.get(b"n")
+        tls_storage(host, plugin_dir, "OtherName", port=tls_server.port,
+                    tlsCaCert=str(pki.ca), tlsServerName="valkey.example.com")
 
 
 def test_tls_with_the_wrong_ca_is_a_clear_error(host: plughost.Host, plugin_dir: Path,
                                                 tls_server: ValkeyServer,
                                                 pki: TlsFiles) -> None:
-    st = tls_storage(host, plugin_dir, "WrongCa", port=tls_server.port,
-                     tlsCaCert=str(pki.other_ca))
-    with pytest.raises(plughost.StorageError,
+    with pytest.raises(ConfigError,
                        match=rf"valkey 127\.0\.0\.1:{tls_server.port}: TLS handshake failed: "
                              r"certificate verify failed: the server's certificate was not "
                              r"accepted: check tlsCaCert and tlsServerName \(tlsCaCert: "
                              rf"{re.escape(str(pki.other_ca))}; name: 127\.0\.0\.1\)"):
-        st.incr(b"n")
+        tls_storage(host, plugin_dir, "WrongCa", port=tls_server.port,
+                    tlsCaCert=str(pki.other_ca))
     # No tlsCaCert: the system's trust store, which does not know the test CA either.
-    system = tls_storage(host, plugin_dir, "SystemCa", port=tls_server.port)
-    with pytest.raises(plughost.StorageError, match=r"certificate verify failed.*system trust"):
-        system.get(b"n")
+    with pytest.raises(ConfigError, match=r"certificate verify failed.*system trust"):
+        tls_storage(host, plugin_dir, "SystemCa", port=tls_server.port)
 
 
 def test_tls_skip_verify_accepts_any_certificate(host: plughost.Host, plugin_dir: Path,
@@ -548,37 +556,33 @@ def test_mutual_tls(host: plughost.Host, plugin_dir: Path, mtls_server: ValkeySe
     st.set(b"k", b"v")
     assert st.get(b"k") == b"v"
     assert st.incr(b"n") == 1
-    anonymous = tls_storage(host, plugin_dir, "NoCert", port=mtls_server.port,
-                            tlsCaCert=str(pki.ca))
     # TLS 1.3: the server checks the client's certificate after the client's handshake is
-    # done, so the refusal shows on the first command: as the server's alert, or as a reset
-    # when the alert is lost because the command was already on its way.
-    with pytest.raises(plughost.StorageError,
+    # done, so the refusal shows on the first command (create's PING): as the server's
+    # alert, or as a reset when the alert is lost because the command was already sent.
+    with pytest.raises(ConfigError,
                        match=rf"valkey 127\.0\.0\.1:{mtls_server.port}: .*(certificate required"
                              r".*set tlsCert and tlsKey|refuse the client certificate "
                              r"\(tlsCert, tlsKey\))"):
-        anonymous.get(b"k")
+        tls_storage(host, plugin_dir, "NoCert", port=mtls_server.port, tlsCaCert=str(pki.ca))
 
 
 def test_plain_client_on_a_tls_port_is_told_to_use_tls(host: plughost.Host, plugin_dir: Path,
                                                        tls_server: ValkeyServer) -> None:
     host.load_plugin(plugin_dir / "valkey.so")
-    st = host.create_storage("Plain", VALKEY, {"port": tls_server.port})
-    with pytest.raises(plughost.StorageError,
+    with pytest.raises(ConfigError,
                        match=rf"valkey 127\.0\.0\.1:{tls_server.port}: .*new connection: is the "
                              r"server expecting TLS on this port \(then set tls: true\)\?"):
-        st.get(b"k")
+        host.create_storage("Plain", VALKEY, {"port": tls_server.port})
 
 
 def test_tls_client_on_a_plain_port_is_a_clear_error(host: plughost.Host, plugin_dir: Path,
                                                      server: ValkeyServer,
                                                      pki: TlsFiles) -> None:
-    st = tls_storage(host, plugin_dir, "TlsToPlain", port=server.port, tlsCaCert=str(pki.ca),
-                     commandTimeout="500ms")
-    with pytest.raises(plughost.StorageError,
+    with pytest.raises(ConfigError,
                        match=rf"valkey 127\.0\.0\.1:{server.port}: TLS handshake failed: .*is "
                              r"the server using TLS on this port\?"):
-        st.get(b"k")
+        tls_storage(host, plugin_dir, "TlsToPlain", port=server.port, tlsCaCert=str(pki.ca),
+                    commandTimeout="500ms")
 
 
 def test_tls_restart_recovers_on_the_next_call(host: plughost.Host, plugin_dir: Path,

@@ -384,7 +384,8 @@ def _tree_problem(message: str, fallback: Where) -> ConfigProblem:
     location, which points at the offending key rather than at the `config:` block."""
     head, sep, rest = message.partition(": ")
     file, _, line = head.rpartition(":")
-    if sep and file and line.isdigit():
+    # Only the tree's own file counts: "valkey 127.0.0.1:6379: ..." is a message, not a place.
+    if sep and file and line.isdigit() and file == str(fallback.file):
         key, sep2, what = rest.partition(": ")
         if sep2:
             return ConfigProblem(Where(file, int(line), key), what)

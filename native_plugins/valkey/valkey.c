@@ -45,7 +45,10 @@
 **
 ** Pool: hiredis connections guarded by a mutex and a condition variable. A caller takes an
 ** idle connection, opens a new one while fewer than poolSize exist, or waits for one to come
-** back. The server may come up after the gateway: nothing connects before the first call.
+** back. create() opens one connection at once: a server that answers but refuses the
+** password, user, db or TLS settings is a configuration error (the gateway does not start);
+** a server that cannot be reached is only a warning, since it may come up after the gateway
+** (calls then connect on first use).
 ** Before an idle connection is used it is probed without blocking (poll, POLLRDHUP): one
 ** that the server has closed meanwhile (Valkey restarted, idle `timeout`, CLIENT KILL, a
 ** proxy) is thrown away and replaced before any byte of the command is sent, so the first
@@ -232,7 +235,7 @@ static void vk_sigpipe_restore(vk_sigpipe *s) {
   pthread_sigmask(SIG_SETMASK, &s->old, NULL);
 }
 
-static void vk_io_error(vk_store *st, ph_call *call, const char *what) {
+static void vk_io_error(vk_store *st, const void *call, const char *what) {
   ph_error(call, "valkey %s:%d: %s: is the server running?", st->host, st->port,
            what != NULL && what[0] != '\0' ? what : "connection failed");
 }
@@ -363,7 +366,7 @@ static redisReply *vk_send(vk_store *st, redisContext *c, int argc, const char *
 /* Reports a failure of command `what` (the name users know: GET, INCR, ...). fresh: it was
 ** the first command on a connection this call opened (for the "set tls: true" hint);
 ** not_retried: a closed pooled connection whose command could not be sent again. */
-static void vk_report(vk_store *st, ph_call *call, const char *what, const vk_failure *f,
+static void vk_report(vk_store *st, const void *call, const char *what, const vk_failure *f,
                       int fresh, int not_retried) {
   const char *h = st->host;
   int p = st->port;
@@ -416,7 +419,7 @@ static void vk_report(vk_store *st, ph_call *call, const char *what, const vk_fa
 /* ------------------------------------------------------------------- connections --- */
 
 /* One command on a fresh connection during setup; 1 when it succeeded. */
-static int vk_setup_cmd(vk_store *st, ph_call *call, redisContext *c, int argc,
+static int vk_setup_cmd(vk_store *st, const void *call, redisContext *c, int argc,
                         const char **argv, int first) {
   vk_failure f;
   redisReply *r = vk_send(st, c, argc, argv, NULL, &f);
@@ -425,17 +428,18 @@ static int vk_setup_cmd(vk_store *st, ph_call *call, redisContext *c, int argc,
     return 0;
   }
   int ok = r->type != REDIS_REPLY_ERROR;
+  int select = strcmp(argv[0], "SELECT") == 0;
   if (!ok)
-    ph_error(call, "valkey %s:%d: %s%s%s failed: %s", st->host, st->port, argv[0],
-             strcmp(argv[0], "SELECT") == 0 ? " " : "",
-             strcmp(argv[0], "SELECT") == 0 ? argv[1] : "", r->str); /* never the password */
+    ph_error(call, "valkey %s:%d: %s%s%s failed: %s: check %s", st->host, st->port, argv[0],
+             select ? " " : "", select ? argv[1] : "", r->str, /* never the password */
+             select ? "the storage's db" : "the storage's password (and username)");
   freeReplyObject(r);
   return ok;
 }
 
 #ifdef VK_HAVE_TLS
 /* The TLS handshake on a connected context; 1 when done, else 0 after reporting why. */
-static int vk_handshake(vk_store *st, ph_call *call, redisContext *c) {
+static int vk_handshake(vk_store *st, const void *call, redisContext *c) {
   ERR_clear_error();
   errno = 0;
   if (redisInitiateSSLWithContext(c, st->ssl) == REDIS_OK) return 1;
@@ -466,7 +470,10 @@ static int vk_handshake(vk_store *st, ph_call *call, redisContext *c) {
 }
 #endif
 
-static redisContext *vk_connect(vk_store *st, ph_call *call) {
+/* A new connection, authenticated and on its db, or NULL after reporting why with ph_error
+** on `call` (a ph_call, or the ph_config during create). With `probe`, a server that cannot
+** be reached is only logged as a warning (no error is set) and *reached stays 0. */
+static redisContext *vk_connect_ex(vk_store *st, const void *call, int probe, int *reached) {
   redisOptions opt = {0};
   REDIS_OPTIONS_SET_TCP(&opt, st->host, st->port);
   opt.connect_timeout = &st->connect_timeout;
@@ -478,10 +485,16 @@ static redisContext *vk_connect(vk_store *st, ph_call *call) {
     return NULL;
   }
   if (c->err) {
-    vk_io_error(st, call, c->errstr);
+    if (probe)
+      ph_log(call, PH_LOG_WARNING,
+             "valkey %s:%d: %s: not reachable now; the storage connects on first use",
+             st->host, st->port, c->errstr[0] != '\0' ? c->errstr : "connection failed");
+    else
+      vk_io_error(st, call, c->errstr);
     redisFree(c);
     return NULL;
   }
+  if (reached) *reached = 1;
 #ifdef VK_HAVE_TLS
   if (st->tls) {
     vk_sigpipe sp;
@@ -518,7 +531,19 @@ static redisContext *vk_connect(vk_store *st, ph_call *call) {
       return NULL;
     }
   }
+  if (probe && st->password == NULL && st->db == 0) {
+    /* No AUTH was sent: a server that requires one says so only to a command. */
+    const char *argv[1] = {"PING"};
+    if (!vk_setup_cmd(st, call, c, 1, argv, first)) {
+      redisFree(c);
+      return NULL;
+    }
+  }
   return c;
+}
+
+static redisContext *vk_connect(vk_store *st, ph_call *call) {
+  return vk_connect_ex(st, call, 0, NULL);
 }
 
 /* Whether the server has closed an idle connection (or sent something unasked, which on a
@@ -821,6 +846,8 @@ static ph_status vk_config_tls(const ph_config *cfg, vk_store *st) {
 #endif
 }
 
+static void vk_close(void *self);
+
 static ph_status vk_create(const ph_config *cfg, void **self) {
   const char *prefix, *host, *username, *password;
   int64_t port, db, connect_ms, command_ms, pool;
@@ -883,7 +910,18 @@ static ph_status vk_create(const ph_config *cfg, void **self) {
     vk_free_store(st);
     return ph_config_error(cfg, NULL, "could not create the storage's condition variable");
   }
-  /* No connection yet: the server may come up after the gateway. Calls connect lazily. */
+  /* One connection now tells a wrong password, user, db or TLS setting (an error: the
+  ** gateway does not start) from a server that is not up yet (a warning: the server may come
+  ** up after the gateway; calls connect on first use). The connection joins the pool. */
+  int reached = 0;
+  redisContext *c = vk_connect_ex(st, cfg, 1, &reached);
+  if (c != NULL) {
+    st->idle[st->n_idle++] = c;
+    st->n_open++;
+  } else if (reached) {
+    vk_close(st);
+    return PH_ERROR;
+  }
   *self = st;
   return PH_OK;
 }

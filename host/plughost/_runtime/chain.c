@@ -180,6 +180,8 @@ void rt_exchange_fail(ph_exchange *ex, int status, const char *label, const char
 static void element_failed(ph_exchange *ex, rt_instance *inst, const char *what) {
   char *reason = ex->ctx.error ? rt_strdup(ex->ctx.error)
                                : rt_format("%s without saying why", what);
+  rt_ctx_set_error(&ex->ctx, NULL); /* consumed: the response hooks that still run must not
+                                       inherit it (and have it logged under their name) */
   rt_exchange_fail(ex, 500, inst->label, reason);
   free(reason);
 }
