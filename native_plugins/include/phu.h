@@ -78,4 +78,95 @@ static inline int phu_random(uint8_t *out, size_t n) {
   return 0;
 }
 
+/* ---------------------------------------------------------------- option names
+** Seam decodes a plugin's configuration ignoring the case of option names (`AllowOrigins`
+** is `allowOrigins`); these helpers let a plugin do the same, and refuse a misspelt option
+** instead of silently using its default. */
+
+/* ASCII lower case, whatever the locale. */
+static inline unsigned char phu_lower(unsigned char c) {
+  return (c >= 'A' && c <= 'Z') ? (unsigned char)(c + 32) : c;
+}
+
+/* ASCII case-insensitive equality of two NUL-terminated strings. */
+static inline int phu_ieq(const char *a, const char *b) {
+  for (;; a++, b++) {
+    unsigned char x = phu_lower((unsigned char)*a), y = phu_lower((unsigned char)*b);
+    if (x != y) return 0;
+    if (x == '\0') return 1;
+  }
+}
+
+/* ASCII case-insensitive equality of a[0..n) and the NUL-terminated b. */
+static inline int phu_ieqn(const char *a, size_t n, const char *b) {
+  for (size_t i = 0; i < n; i++, b++)
+    if (*b == '\0' || phu_lower((unsigned char)a[i]) != phu_lower((unsigned char)*b)) return 0;
+  return *b == '\0';
+}
+
+/* Case-insensitive edit distance of two short strings ((size_t)-1 when one has 64 bytes or
+** more). */
+static inline size_t phu_distance(const char *a, const char *b) {
+  size_t la = strlen(a), lb = strlen(b), row[64];
+  if (la >= 64 || lb >= 64) return (size_t)-1;
+  for (size_t j = 0; j <= lb; j++) row[j] = j;
+  for (size_t i = 1; i <= la; i++) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= lb; j++) {
+      size_t up = row[j];
+      size_t best = diag + (phu_lower((unsigned char)a[i - 1]) != phu_lower((unsigned char)b[j - 1]));
+      if (row[j] + 1 < best) best = row[j] + 1;
+      if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
+      row[j] = best;
+      diag = up;
+    }
+  }
+  return row[lb];
+}
+
+/* Maps every key of the config map cfg to one of names[0..count), ignoring case: written[k]
+** receives the key as the user wrote it (host-owned, lives as long as cfg) or stays NULL
+** when option k is absent (the caller zeroes written first). Two keys naming one option are
+** a config error (PH_ERROR). The first key that is no option is left in *unknown and
+** PH_NOT_FOUND returned: report it with phu_unknown_option(), after any special case. */
+static inline ph_status phu_match_options(const ph_config *cfg, const char *const *names,
+                                          size_t count, const char **written,
+                                          const char **unknown) {
+  size_t n = ph_config_len(cfg);
+  for (size_t i = 0; i < n; i++) {
+    const char *key = NULL;
+    if (ph_config_at(cfg, i, &key) == NULL || key == NULL) continue;
+    size_t k = 0;
+    while (k < count && !phu_ieq(key, names[k])) k++;
+    if (k == count) {
+      *unknown = key;
+      return PH_NOT_FOUND;
+    }
+    if (written[k] != NULL)
+      return ph_config_error(cfg, key,
+                             "is the same option as '%s' (option names ignore case): keep one "
+                             "of them",
+                             written[k]);
+    written[k] = key;
+  }
+  return PH_OK;
+}
+
+/* Refuses key, no option of the type called `type`: suggests the closest of names[0..count)
+** when it is near (a typo), else lists `all` (e.g. "a, b or c"). Returns PH_ERROR. */
+static inline ph_status phu_unknown_option(const ph_config *cfg, const char *key,
+                                           const char *type, const char *const *names,
+                                           size_t count, const char *all) {
+  size_t best = (size_t)-1, which = 0;
+  for (size_t j = 0; j < count; j++) {
+    size_t d = phu_distance(key, names[j]);
+    if (d < best) best = d, which = j;
+  }
+  if (best <= 3)
+    return ph_config_error(cfg, key, "is not an option of %s: did you mean '%s'?", type,
+                           names[which]);
+  return ph_config_error(cfg, key, "is not an option of %s: use %s", type, all);
+}
+
 #endif
