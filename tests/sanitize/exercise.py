@@ -156,6 +156,129 @@ routes:
         assert allowed > 1000 and refused == 1500, (allowed, refused)
 
 
+def exercise_jwt(runtime, plugin_dir: Path, workdir: Path) -> None:
+    """jwt with every algorithm, a JWK set served over HTTP and refreshed by the plugin's
+    thread while requests run, garbage tokens, nesting bombs and configuration errors."""
+    import base64
+    import json
+    import logging
+    import threading
+    import time
+
+    import jwt as pyjwt
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+    from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from test_jwt import JwksServer  # the real HTTP server of tests/test_jwt.py
+
+    from plughost.gateway import Gateway
+
+    logging.getLogger("plughost").setLevel(logging.CRITICAL)
+    secret = "s" * 64
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    ec_key = ec.generate_private_key(ec.SECP256R1())
+    ed_key = ed25519.Ed25519PrivateKey.generate()
+
+    def pem(k):  # type: ignore[no-untyped-def]
+        return k.public_key().public_bytes(serialization.Encoding.PEM,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+    def b64(b: bytes) -> str:
+        return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+    server = JwksServer()
+    rsa_jwk = {**RSAAlgorithm.to_jwk(rsa_key.public_key(), as_dict=True), "kid": "r"}
+    ec_jwk = {**ECAlgorithm.to_jwk(ec_key.public_key(), as_dict=True), "kid": "e"}
+    server.set_keys(rsa_jwk, {"kty": "oct", "k": "AAAA"}, {"kty": "RSA", "n": "!"})
+    mws = {
+        "Hs": {"signingKey": {"algorithm": "HS256", "key": secret}, "leeway": "5s",
+               "issuer": "i", "audience": ["a", "b"]},
+        "Es": {"signingKey": {"algorithm": "ES256", "key": pem(ec_key)}},
+        "Ed": {"signingKey": {"algorithm": "EdDSA", "key": pem(ed_key)}},
+        "Jwks": {"jwkUrls": [server.url], "jwkRefreshInterval": "1s",
+                 "jwkMinRefreshInterval": "0s", "maxTokenSize": 65536},
+    }
+    folder = workdir / "jwt"
+    folder.mkdir()
+    (folder / "gateway.yaml").write_text(json.dumps({
+        "plugins": [{"path": str(plugin_dir / "jwt.so")}, {"path": str(plugin_dir / "static.so")}],
+        "middlewares": {n: {"use": "plugins.jwt.middlewares.JWTValidationMiddleware",
+                            "config": c} for n, c in mws.items()},
+        "actions": {"Ok": {"use": "plugins.static.actions.StaticAction",
+                           "config": {"body": "ok"}}},
+        "routes": {n: {"gatewayPath": f"/{n}", "methods": ["GET"], "middlewares": [n],
+                       "action": "Ok"} for n in mws},
+    }))
+    claims = {"sub": "x", "iss": "i", "aud": ["z", "b"], "exp": time.time() + 60}
+    good = {"/Hs": pyjwt.encode(claims, secret, algorithm="HS256"),
+            "/Es": pyjwt.encode(claims, ec_key, algorithm="ES256"),
+            "/Ed": pyjwt.encode(claims, ed_key, algorithm="EdDSA"),
+            "/Jwks": pyjwt.encode(claims, rsa_key, algorithm="RS256", headers={"kid": "r"})}
+    h, p, s = good["/Hs"].split(".")
+    hdr_kid = b64(json.dumps({"alg": "HS256", "kid": "nope"}).encode())
+    hdr_es = b64(json.dumps({"alg": "ES256", "kid": "e"}).encode())
+    hdr_none = b64(json.dumps({"alg": "none"}).encode())
+    bomb = b64(b"[" * 3000 + b"]" * 3000)
+    bad = ["", "a.b.c", f"{h}.{p}.{s}=", f"{h}.{p}", f"{h}.{p}.{s[:-1]}", "A" * 70000,
+           f"{bomb}.{p}.{s}", f"{hdr_kid}.{p}.{s}", f"{hdr_es}.{p}.{b64(b'x' * 64)}",
+           f"{hdr_none}.{p}.", f"{b64(bytes(range(256)))}.{p}.{s}"]
+    with Gateway.from_config(folder / "gateway.yaml", runtime=runtime) as gw:
+        stop = threading.Event()
+
+        def rotate() -> None:  # the refresher swaps key sets while requests use them
+            while not stop.is_set():
+                server.set_keys(rsa_jwk, ec_jwk)
+                time.sleep(0.3)
+                server.set_keys(rsa_jwk)
+                time.sleep(0.3)
+
+        rotator = threading.Thread(target=rotate)
+        rotator.start()
+        try:
+            counts: list[int] = []
+
+            def requests(n: int) -> None:  # two threads at once: the type is thread-safe
+                ok = 0
+                for i in range(n):
+                    for path, token in good.items():
+                        r = gw.handle("GET", path, {"Authorization": f"Bearer {token}"})
+                        ok += r.status == 200
+                    for token in bad:
+                        assert gw.handle("GET", "/Jwks" if i % 2 else "/Hs",
+                                         {"Authorization": f"Bearer {token}"}).status == 401
+                    ec_tok = pyjwt.encode(claims, ec_key, algorithm="ES256",
+                                          headers={"kid": "e"})
+                    gw.handle("GET", "/Jwks", {"Authorization": f"Bearer {ec_tok}"})
+                counts.append(ok)
+
+            workers = [threading.Thread(target=requests, args=(750,)) for _ in range(2)]
+            for w in workers:
+                w.start()
+            for w in workers:
+                w.join()
+            assert counts == [4 * 750] * 2, counts
+        finally:
+            stop.set()
+            rotator.join()
+    for cfg in ({}, {"signingKey": {"algorithm": "RS256", "key": pem(ec_key)}},
+                {"signingKey": {"algorithm": "RS256", "key": "junk"}},
+                {"signingKey": {"algorithm": "none", "key": "x"}},
+                {"jwkUrls": ["ftp://x"]}, {"audience": [1], "jwkUrls": [server.url]}):
+        (folder / "gateway.yaml").write_text(json.dumps({
+            "plugins": [{"path": str(plugin_dir / "jwt.so")}],
+            "middlewares": {"J": {"use": "plugins.jwt.middlewares.JWTValidationMiddleware",
+                                  "config": cfg}}}))
+        try:
+            Gateway.from_config(folder / "gateway.yaml", runtime=runtime).close()
+        except Exception:
+            pass
+        else:
+            raise AssertionError(f"no configuration error for {cfg}")
+    server.close()
+
+
 if __name__ == "__main__":
     runtime = load_runtime(sys.argv[1])
     with plughost.Host(runtime, static_check=False) as h:
@@ -165,4 +288,5 @@ if __name__ == "__main__":
     with tempfile.TemporaryDirectory() as tmp:
         exercise_gateway(runtime, Path(sys.argv[2]), Path(tmp))
         exercise_stateful(runtime, Path(sys.argv[2]), Path(tmp))
+        exercise_jwt(runtime, Path(sys.argv[2]), Path(tmp))
     print("sanitizers: clean")
