@@ -119,6 +119,28 @@ def serve(config_path: str | None, address: str | None, workers: int, log_level:
         sys.exit(EXIT_INCOMPATIBLE)
 
 
+@main.command()
+@click.argument("name")
+@click.option("--dir", "parent", default=".", show_default=True, type=click.Path(),
+              help="Folder in which to create the project folder NAME.")
+def new(name: str, parent: str) -> None:
+    """Scaffolds a plugin project NAME/ that builds against the installed SDK.
+
+    It holds CMakeLists.txt (find_package(plughost) + plughost_add_plugin), NAME.c with a
+    storage, a middleware and an action, gateway.yaml using them, and a README. NAME is
+    made of lowercase letters, digits and '_', starting with a letter. An existing folder
+    is never overwritten. Exit status: 0 created, 2 refused.
+    """
+    from .scaffold import ScaffoldError, create_project, next_steps
+
+    try:
+        project = create_project(name, parent)
+    except ScaffoldError as exc:
+        click.echo(f"plughost new: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    click.echo(next_steps(project))
+
+
 def _describe(verdict: "object") -> str:
     note = getattr(verdict, "info").note or {}
     parts = [f"ABI {note.get('abi', '?')}", note.get("arch", "?"), note.get("libc", "?")]

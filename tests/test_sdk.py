@@ -1,0 +1,281 @@
+"""The out-of-tree SDK: `plughost new` scaffolds a plugin project that builds against the
+*installed* package (plugin.h + the CMake package it carries), passes `plughost check`, and
+answers requests through a gateway.
+
+The last test is the whole promise end to end: build a wheel of this project, install it in
+a fresh virtualenv (no system site-packages, no source tree), scaffold, build with CMake,
+check, serve over real HTTP. It takes about half a minute (`-k wheel` selects it).
+"""
+
+from __future__ import annotations
+
+import filecmp
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from plughost.cli import main
+from plughost.scaffold import FILES, ScaffoldError, create_project, suggest_name, validate_name
+
+ROOT = Path(__file__).resolve().parent.parent
+SOURCE_CMAKE_DIR = ROOT / "host" / "plughost" / "cmake"
+EXPORTS = {"plughost_plugin_entry", "_init", "_fini"}
+
+
+def _run(cmd: list[str | Path], timeout: float = 300, **kwargs: object
+         ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(c) for c in cmd], capture_output=True, text=True,
+                          timeout=timeout, check=False, **kwargs)  # type: ignore[call-overload]
+
+
+def _new(*args: str) -> tuple[int, str]:
+    res = CliRunner().invoke(main, ["new", *args])
+    return res.exit_code, res.output
+
+
+# ---------------------------------------------------------------- plughost new itself
+
+@pytest.mark.parametrize("name, why", [
+    ("My-Plugin", "try 'my_plugin'"),
+    ("9lives", "starting with a letter"),
+    ("hello world", "try 'hello_world'"),
+    ("x" * 49, "longer than 48"),
+    ("test", "CMake reserves"),
+    ("", "is empty"),
+])
+def test_new_refuses_bad_names(tmp_path: Path, name: str, why: str) -> None:
+    code, out = _new(name, "--dir", str(tmp_path))
+    assert code == 2, out
+    assert out.startswith(f"plughost new: '{name}' ") and why in out, out
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_name_rules() -> None:
+    for good in ("a", "myplugin", "rate_limit2", "x" * 48):
+        validate_name(good)
+    assert suggest_name("Rate-Limit 2") == "rate_limit_2"
+    assert suggest_name("42") == ""
+    with pytest.raises(ScaffoldError):
+        validate_name("all")
+
+
+def test_new_never_overwrites(tmp_path: Path) -> None:
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "mine.c").write_text("int precious;\n")
+    code, out = _new("taken", "--dir", str(tmp_path))
+    assert code == 2 and "already exists" in out and "never overwrites" in out, out
+    assert [p.name for p in (tmp_path / "taken").iterdir()] == ["mine.c"]
+    assert (tmp_path / "taken" / "mine.c").read_text() == "int precious;\n"
+
+
+def test_new_writes_the_project_and_prints_next_steps(tmp_path: Path) -> None:
+    code, out = _new("my_plugin", "--dir", str(tmp_path))
+    assert code == 0, out
+    project = tmp_path / "my_plugin"
+    assert sorted(p.name for p in project.iterdir()) == sorted(
+        out_name.format(name="my_plugin") for out_name in FILES.values())
+    for path in project.iterdir():
+        text = path.read_text()
+        assert not re.search(r"@[A-Z_]+@", text), f"{path.name} kept a placeholder"
+    cmake = (project / "CMakeLists.txt").read_text()
+    assert "find_package(plughost 1.0 REQUIRED" in cmake
+    assert "plughost_add_plugin(my_plugin SOURCES my_plugin.c" in cmake
+    source = (project / "my_plugin.c").read_text()
+    for type_id in ("plugins.my_plugin.storages.TableStorage",
+                    "plugins.my_plugin.middlewares.StampMiddleware",
+                    "plugins.my_plugin.actions.HelloAction"):
+        assert f'"{type_id}"' in source and type_id in (project / "gateway.yaml").read_text()
+    assert 'PH_PLUGIN_DEFINE(.name = "my_plugin"' in source
+    assert '"X-My-Plugin"' in source
+    # Next steps, in the order a user runs them.
+    steps = ["cd ", "cmake -S . -B build", "cmake --build build", "plughost check --load",
+             "plughost check --config gateway.yaml", "plughost serve --config gateway.yaml"]
+    positions = [out.find(step) for step in steps]
+    assert -1 not in positions and positions == sorted(positions), out
+
+
+def test_create_project_into_an_explicit_folder(tmp_path: Path) -> None:
+    project = create_project("demo", directory=tmp_path / "elsewhere")
+    assert project.path == tmp_path / "elsewhere"
+    assert (tmp_path / "elsewhere" / "demo.c").is_file()
+    with pytest.raises(ScaffoldError, match="is not a folder"):
+        create_project("demo", directory=tmp_path / "missing" / "demo")
+
+
+# ------------------------------------------- the scaffold builds and runs (source tree)
+
+def _build(project: Path, build: Path, *extra: str, env: dict[str, str] | None = None) -> Path:
+    cfg = _run(["cmake", "-S", project, "-B", build, *extra], env=env)
+    assert cfg.returncode == 0, cfg.stdout + cfg.stderr
+    bld = _run(["cmake", "--build", build], env=env)
+    assert bld.returncode == 0, bld.stdout + bld.stderr
+    so = build / f"{project.name}.so"
+    assert so.is_file()
+    return so
+
+
+def test_scaffold_builds_warning_free_and_serves_in_process(tmp_path: Path) -> None:
+    """The quick loop, against the source tree's SDK: -Wall -Wextra -Werror (set by
+    plughost_add_plugin) with gcc, and with musl-gcc for the Alpine image."""
+    from plughost.gateway import Gateway
+
+    project = create_project("stamp", tmp_path).path
+    _build(project, project / "build", f"-Dplughost_DIR={SOURCE_CMAKE_DIR}")
+    if shutil.which("musl-gcc"):
+        env = {k: v for k, v in os.environ.items() if k != "CC"}
+        _build(project, project / "build-musl", f"-Dplughost_DIR={SOURCE_CMAKE_DIR}",
+               "-DCMAKE_C_COMPILER=musl-gcc", env=env)
+    with Gateway.from_config(project / "gateway.yaml") as gateway:
+        for visit in (1, 2):
+            response = gateway.handle("GET", "/hello")
+            headers = {k.lower(): v for k, v in response.headers}
+            assert response.status == 200, response.body
+            assert headers[b"x-stamp"] == b"stamped"
+            assert headers[b"x-stamp-visits"] == str(visit).encode()
+            assert response.body == f"hello from stamp\nvisits: {visit}\n".encode()
+        storage = gateway.storage("Visits")
+        assert storage.get(b"visits:/hello") == b"2"
+        storage.set(b"k", b"v", ttl=60)
+        assert storage.incr(b"n", 5) == 5 and storage.incr(b"n") == 6
+        assert storage.delete(b"k") and storage.get(b"k") is None
+
+
+def test_scaffold_config_errors_name_the_key(tmp_path: Path) -> None:
+    from plughost.errors import ConfigError
+    from plughost.loader import Host
+
+    project = create_project("stamp", tmp_path).path
+    so = _build(project, project / "build", f"-Dplughost_DIR={SOURCE_CMAKE_DIR}")
+    with Host() as host:
+        host.load_plugin(so)
+        with pytest.raises(ConfigError, match=r"maxEntries.*at least 1"):
+            host.create_storage("T", "plugins.stamp.storages.TableStorage", {"maxEntries": 0})
+        with pytest.raises(ConfigError, match=r"status.*between 200 and 599"):
+            host.create_action("plugins.stamp.actions.HelloAction", {"status": 99})
+        with pytest.raises(ConfigError, match=r"header.*not an HTTP header name"):
+            host.create_middleware("plugins.stamp.middlewares.StampMiddleware",
+                                   {"header": "bad header"})
+        with pytest.raises(ConfigError, match=r"storage.*no storage named 'Nope'"):
+            host.create_middleware("plugins.stamp.middlewares.StampMiddleware",
+                                   {"storage": "Nope"})
+
+
+# ------------------------------------ the promise: installed wheel, fresh virtualenv
+
+def _copy_project_source(dest: Path) -> Path:
+    """What a wheel is built from, out of the working tree (so the build leaves nothing
+    in it): the packaging files, abi/ and host/ without build products."""
+    dest.mkdir()
+    for name in ("pyproject.toml", "setup.py", "README.md", "MANIFEST.in", "LICENSE"):
+        if (ROOT / name).exists():
+            shutil.copy2(ROOT / name, dest / name)
+    ignore = shutil.ignore_patterns("__pycache__", "*.so", "*.egg-info", "build", "*.pyc")
+    shutil.copytree(ROOT / "abi", dest / "abi", symlinks=True, ignore=ignore)
+    shutil.copytree(ROOT / "host", dest / "host", symlinks=True, ignore=ignore)
+    return dest
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _get(url: str) -> tuple[int, dict[str, str], bytes]:
+    with urllib.request.urlopen(url, timeout=10) as resp:  # noqa: S310 (local test server)
+        return resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read()
+
+
+def test_scaffold_to_request_from_installed_wheel_in_fresh_venv(tmp_path: Path) -> None:
+    started = time.monotonic()
+    # 1. A wheel of this project. pip builds it in an isolated environment: pyproject.toml
+    #    wants setuptools >= 77 (PEP 639 license), newer than a dev venv may carry.
+    source = _copy_project_source(tmp_path / "src")
+    wheels = tmp_path / "wheels"
+    res = _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", wheels, source],
+               timeout=600)
+    assert res.returncode == 0, f"building the wheel failed:\n{res.stdout}{res.stderr}"
+    (wheel,) = wheels.glob("plughost-*.whl")
+
+    # 2. A fresh virtualenv holding only the wheel and its dependencies.
+    #    (Created without pip, which this pip installs into with --python: saves seeding.)
+    venv = tmp_path / "venv"
+    res = _run([sys.executable, "-m", "venv", "--without-pip", venv])
+    assert res.returncode == 0, res.stderr
+    py, bin_dir = venv / "bin" / "python", venv / "bin"
+    res = _run([sys.executable, "-m", "pip", "--python", py, "install", "-q", wheel],
+               timeout=600)
+    assert res.returncode == 0, f"installing the wheel failed:\n{res.stdout}{res.stderr}"
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("VIRTUAL_ENV", "PYTHONPATH", "CMAKE_PREFIX_PATH", "CC", "plughost_DIR")}
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"  # as if activated
+    plughost = str(bin_dir / "plughost")
+
+    # The SDK comes from the installed package, not from this source tree.
+    res = _run([plughost, "info", "--cmake-dir"], env=env)
+    assert res.returncode == 0, res.stderr
+    cmake_dir = Path(res.stdout.strip())
+    assert cmake_dir.is_relative_to(venv), cmake_dir
+    header = cmake_dir.parent / "include" / "plugin.h"
+    assert header.is_file() and not header.is_symlink()
+    assert filecmp.cmp(header, ROOT / "abi" / "plugin.h", shallow=False)
+
+    # 3. Scaffold, and build with plain `cmake -S . -B build` (plughost on PATH).
+    work = tmp_path / "work"
+    work.mkdir()
+    res = _run([plughost, "new", "myplugin"], cwd=work, env=env)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "next steps:" in res.stdout
+    project = work / "myplugin"
+    so = _build(project, project / "build", env=env)
+    cache = (project / "build" / "CMakeCache.txt").read_text()
+    found = re.search(r"^plughost_DIR:PATH=(.*)$", cache, re.M)
+    assert found and Path(found.group(1)).resolve() == cmake_dir.resolve(), found
+
+    # 4. plughost check: the file (static checks, then a load test), then the config.
+    res = _run([plughost, "check", "--load", so], env=env, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "plugin myplugin 0.1.0" in res.stdout and "3 type(s) loaded" in res.stdout, res.stdout
+    res = _run([plughost, "check", "--config", project / "gateway.yaml"], env=env, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+    # 5. Serve it and send requests over HTTP.
+    port = _free_port()
+    server = subprocess.Popen([plughost, "serve", "--config", str(project / "gateway.yaml"),
+                               "--address", f"127.0.0.1:{port}"], env=env, cwd=work,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if _get(f"http://127.0.0.1:{port}/health/ready")[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert server.poll() is None, f"plughost serve exited:\n{server.communicate()[0]}"
+            assert time.monotonic() < deadline, "plughost serve did not become ready in 30 s"
+            time.sleep(0.1)
+        for visit in (1, 2):
+            status, headers, body = _get(f"http://127.0.0.1:{port}/hello")
+            assert status == 200, body
+            assert headers["x-myplugin"] == "stamped", headers
+            assert headers["x-myplugin-visits"] == str(visit), headers
+            assert headers["content-type"] == "text/plain; charset=utf-8"
+            assert body == f"hello from myplugin\nvisits: {visit}\n".encode()
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+    print(f"scaffold-to-request from an installed wheel: {time.monotonic() - started:.1f}s")
