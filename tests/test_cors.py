@@ -500,21 +500,37 @@ def test_hostile_headers_get_clean_answers(make: Any) -> None:
 # ------------------------------------------------------------------------ routing
 
 
-def test_preflight_needs_options_among_the_route_methods(make: Any) -> None:
-    """plughost's router answers 405 to a method the route does not list, before any chain
-    runs, global middlewares included: a route that takes preflights must list OPTIONS (or
-    ALL). Seam registers global middlewares with Fiber's app.Use, which also sees these."""
-    for kwargs in ({}, {"global_mws": ("Cors",), "route_mw": ""}):
-        gw = make({"allowOrigins": APP}, **kwargs)
-        r = preflight(gw, path="/plain")
-        assert r.status == 405 and cors_headers(r) == {}
-        assert header(r, "Allow") == "GET, HEAD, POST"
-        assert preflight(gw, path="/api").status == 204
-        r = preflight(gw, path="/all/1")
-        assert r.status == 204 and header(r, "Access-Control-Allow-Origin") == APP
-        # the actual request on /plain is fine
-        r = gw.handle("POST", "/plain", {"Origin": APP})
-        assert r.status == 200 and header(r, "Access-Control-Allow-Origin") == APP
+def test_route_cors_needs_options_among_the_route_methods(make: Any) -> None:
+    """A CORS middleware on a route sees only the methods that route lists: the router
+    answers a preflight to a route without OPTIONS (or ALL) with 405 and Allow."""
+    gw = make({"allowOrigins": APP})
+    r = preflight(gw, path="/plain")
+    assert r.status == 405 and cors_headers(r) == {}
+    assert header(r, "Allow") == "GET, HEAD, POST"
+    assert preflight(gw, path="/api").status == 204
+    r = preflight(gw, path="/all/1")
+    assert r.status == 204 and header(r, "Access-Control-Allow-Origin") == APP
+    r = gw.handle("POST", "/plain", {"Origin": APP})  # the actual request is fine
+    assert r.status == 200 and header(r, "Access-Control-Allow-Origin") == APP
+
+
+def test_global_cors_answers_preflights_for_every_route(make: Any) -> None:
+    """Global middlewares see every request, as Fiber's app.Use ones do: a global CORS
+    answers the preflight of a route that does not list OPTIONS, and even of an unknown
+    path; other unrouted requests still get their 404 / 405 (with Allow), now with the
+    response phase of the global middlewares (CORS headers) on them."""
+    gw = make({"allowOrigins": APP}, global_mws=("Cors",), route_mw="")
+    for path in ("/plain", "/api", "/all/1", "/nowhere"):
+        r = preflight(gw, path=path)
+        assert r.status == 204 and header(r, "Access-Control-Allow-Origin") == APP, path
+    r = gw.handle("DELETE", "/plain", {"Origin": APP})
+    assert r.status == 405 and header(r, "Allow") == "GET, HEAD, POST"
+    assert json.loads(r.body) == {"error": "method not allowed", "status": 405}
+    assert header(r, "Access-Control-Allow-Origin") == APP
+    r = gw.handle("GET", "/nowhere", {"Origin": APP})
+    assert r.status == 404 and json.loads(r.body) == {"error": "not found", "status": 404}
+    assert header(r, "Access-Control-Allow-Origin") == APP
+    assert gw.handle("POST", "/plain", {"Origin": APP}).status == 200
 
 
 # ------------------------------------------------------------------------ over HTTP
@@ -548,9 +564,10 @@ def test_cors_over_real_http(tmp_path: Path, test_plugin_dir: Path) -> None:
             "OPTIONS", "/api", headers={"Origin": "https://x.test",
                                         "Access-Control-Request-Method": "POST"})
         assert status == 204 and "Access-Control-Allow-Origin" not in headers
-        status, _, _ = server.request("OPTIONS", "/plain", headers={
+        # global: also the preflight of a route that lists no OPTIONS
+        status, headers, _ = server.request("OPTIONS", "/plain", headers={
             "Origin": APP, "Access-Control-Request-Method": "POST"})
-        assert status == 405
+        assert status == 204 and headers["Access-Control-Allow-Origin"] == APP
         # hostile Origins over the wire: invalid UTF-8 bytes, 8 KB of garbage
         for origin in ("https://\xff\xfe\xc3(.example", "x" * 8192, APP + "\x80"):
             status, headers, _ = server.request("GET", "/api", headers={"Origin": origin})

@@ -82,6 +82,10 @@ class Exchange:
         if content_type:
             self.set_response_header("Content-Type", content_type)
 
+    def route_param(self, name: str) -> str | None:
+        """The value of route parameter ``name`` (``:id`` in the route's path), or None."""
+        return self._rt.string(self._rt.lib.rt_api_route_param(self.ptr, name.encode()))
+
     def _headers(self, side: int) -> list[tuple[str, str]]:
         ffi, lib = self._rt.ffi, self._rt.lib
         name, value = ffi.new("const char **"), ffi.new("const char **")

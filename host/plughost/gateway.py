@@ -23,6 +23,7 @@ from .config.instances import storage_references
 from .errors import ConfigError, PlughostError, PluginInitError
 from .loader import Host
 from .plugintypes import ActionType, MiddlewareType, PluginType, StorageType
+from .exchange import Exchange
 from .pyelements import PythonAction, PythonInstance, PythonMiddleware
 from .router import ANY_METHOD, Match, Router, RouteConflict
 
@@ -49,6 +50,8 @@ class Gateway(Host):
         self.runner = Runner(self.runtime, self.ptr)
         # (method, path) -> (chain, packed params, encoded path) for static routes
         self._static: dict[tuple[str, str], tuple[Chain, bytes, bytes]] = {}
+        #: global middlewares + 404/405, for requests no route takes (None: no globals)
+        self._unrouted: Chain | None = None
         self.case_sensitive = False  # server.caseSensitive, set when routes are compiled
         self.strict_routing = False  # server.strictRouting
 
@@ -184,6 +187,14 @@ class Gateway(Host):
         self.router = Router(case_sensitive=self.case_sensitive)
         global_mws = [self.instances[name] for name in config.global_middlewares
                       if name in self.instances]
+        if global_mws:
+            # As Fiber runs app.Use middlewares for every request, a request no route takes
+            # still passes the global middlewares (a global CORS answers its preflight,
+            # helmet's headers reach the 404), then gets its 404 or 405.
+            ending = PythonInstance(self.runtime, "unrouted", _Unrouted(), "action")
+            self._instances.append(ending)  # type: ignore[arg-type]
+            self._unrouted = Chain(self.runtime, global_mws, ending, "(no route)")
+            self.chains.append(self._unrouted)
         for endpoint in config.endpoints:
             mws = global_mws + [self.instances[name] for name in endpoint.middlewares
                                 if name in self.instances]
@@ -249,9 +260,11 @@ class Gateway(Host):
                 path.endswith("/") != match.target.pattern.endswith("/"):
             match = Match(None, {})  # strictRouting: "/users/" is not "/users"
         if match.target is None:
-            if match.allowed:
-                return _json_response(405, "method not allowed",
-                                      [(b"allow", ", ".join(match.allowed).encode())])
+            allow = ", ".join(match.allowed).encode()
+            if self._unrouted is not None:
+                return self._unrouted, pack([(_ALLOW_PARAM, allow)]) if allow else b""
+            if allow:
+                return _json_response(405, "method not allowed", [(b"allow", allow)])
             return _json_response(404, "not found")
         params = pack([(k.encode(), v.encode()) for k, v in match.params.items()]) \
             if match.params else b""
@@ -365,6 +378,24 @@ class Gateway(Host):
         for chain in self.chains:
             chain.close()
         super().close()
+
+
+_ALLOW_PARAM = b"plughost.allow"  # the 405's Allow value, as a route parameter
+_NOT_FOUND = b'{"error":"not found","status":404}'
+_NOT_ALLOWED = b'{"error":"method not allowed","status":405}'
+
+
+class _Unrouted(PythonAction):
+    """The action ending the chain of a request that no route takes: 404, or 405 with the
+    Allow header the router found (passed as the route parameter _ALLOW_PARAM)."""
+
+    def handle(self, ex: Exchange) -> None:
+        allow = ex.route_param(_ALLOW_PARAM.decode())
+        if allow:
+            ex.respond(405, _NOT_ALLOWED, "application/json")
+            ex.set_response_header("Allow", allow)
+        else:
+            ex.respond(404, _NOT_FOUND, "application/json")
 
 
 def _json_response(status: int, message: str,
