@@ -1,5 +1,5 @@
 """The host's C runtime and every native plugin, built with -fsanitize=address,undefined
-(`PLUGHOST_SANITIZE=1 python build_plugins.py`), exercised together with leak checking:
+(`PLUGHOST_SANITIZE=1 python build_plugins.py`), exercised together with leak checking (valkey against a real server):
 storages and middlewares one by one, then whole chains through the gateway."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from plughost._build_runtime import make_builder
+from valkey_support import ValkeyServer
 
 ROOT = Path(__file__).resolve().parent.parent
 SANITIZE = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer"]
@@ -50,9 +51,12 @@ def test_runtime_and_plugins_are_asan_ubsan_clean(tmp_path: Path, sanitized_plug
                ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:exitcode=86:malloc_context_size=4",
                LSAN_OPTIONS=f"suppressions={tmp_path / 'lsan.supp'}:exitcode=86",
                UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:exitcode=87")
-    proc = subprocess.run([sys.executable, str(ROOT / "tests" / "sanitize" / "exercise.py"),
-                           runtime, str(sanitized_plugins)], capture_output=True, text=True,
-                          env=env, timeout=300)
+    with ValkeyServer(tmp_path / "valkey") as valkey:  # started without the preload
+        assert valkey.proc is not None
+        proc = subprocess.run([sys.executable, str(ROOT / "tests" / "sanitize" / "exercise.py"),
+                               runtime, str(sanitized_plugins), str(valkey.port),
+                               str(valkey.proc.pid)], capture_output=True, text=True,
+                              env=env, timeout=300)
     report = proc.stdout + proc.stderr
     assert proc.returncode == 0, report
     assert "sanitizers: clean" in proc.stdout

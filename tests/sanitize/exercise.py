@@ -1,7 +1,8 @@
 """Drives every native plugin through an ASan/UBSan build of the host runtime.
 
 Run by tests/test_sanitizers.py in a child process started with the sanitizer runtimes
-preloaded: ``python exercise.py RUNTIME.so PLUGIN_DIR``. Any invalid access, undefined
+preloaded: ``python exercise.py RUNTIME.so PLUGIN_DIR VALKEY_PORT VALKEY_PID`` (a real
+Valkey server the test started, outside the sanitized process). Any invalid access, undefined
 behaviour or leak in C aborts the child with the sanitizer's report.
 """
 
@@ -279,6 +280,108 @@ def exercise_jwt(runtime, plugin_dir: Path, workdir: Path) -> None:
     server.close()
 
 
+def exercise_valkey(runtime: Runtime, plugin_dir: Path, workdir: Path, port: int,
+                    pid: int) -> None:
+    """valkey against the real server the test started (port, pid): the storage API from
+    threads, session (with id rotation), limiter and csrf on it, connections the server
+    kills (replaced before use), a paused server (timeouts), an unreachable one."""
+    import os
+    import signal
+    import socket
+    import time
+
+    from plughost.gateway import Gateway
+
+    def server_command(raw: bytes) -> bytes:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(raw)
+            time.sleep(0.05)
+            return s.recv(65536)
+
+    folder = workdir / "valkey"
+    folder.mkdir()
+    (folder / "gateway.yaml").write_text(f"""\
+plugins:
+  - path: {plugin_dir}/valkey.so
+  - path: {plugin_dir}/session.so
+  - path: {plugin_dir}/limiter.so
+  - path: {plugin_dir}/csrf.so
+  - path: {plugin_dir}/static.so
+storages:
+  V:
+    use: plugins.valkey.storages.ValkeyStorage
+    config: {{port: {port}, prefix: "asan:", poolSize: 3, commandTimeout: 300ms}}
+  Away:
+    use: plugins.valkey.storages.ValkeyStorage
+    config: {{port: 1, connectTimeout: 200ms}}
+middlewares:
+  Session:
+    use: plugins.session.middlewares.LoadSessionMiddleware
+    config: {{storage: V, cookieExpiration: 4s, autoRenewAfter: 1s, autoRenewGracePeriod: 200ms}}
+  Limit:
+    use: plugins.limiter.middlewares.LimiterMiddleware
+    config: {{storage: V, maxConnections: 1000000, slidingWindow: true, failOpen: true}}
+  Csrf:
+    use: plugins.csrf.middlewares.CSRFMiddleware
+    config: {{storage: V, singleUseToken: true}}
+  AwaySession:
+    use: plugins.session.middlewares.LoadSessionMiddleware
+    config: {{storage: Away}}
+actions:
+  Ok:
+    use: plugins.static.actions.StaticAction
+    config: {{body: ok}}
+routes:
+  All:
+    gatewayPath: /
+    methods: [GET, POST]
+    middlewares: [Session, Limit, Csrf]
+    action: Ok
+  Away:
+    gatewayPath: /away
+    methods: [GET]
+    middlewares: [AwaySession]
+    action: Ok
+""")
+    with Gateway.from_config(folder / "gateway.yaml", runtime=runtime) as gw:
+        store = gw.storage("V")
+
+        def worker(n: int) -> None:
+            for i in range(300):
+                key = b"k%d-%d" % (n, i % 7)
+                store.set(key, b"v" * (i % 300), ttl=5)
+                store.get(key)
+                store.incr(b"n%d" % n, ttl=5)
+                store.delete(key)
+
+        threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        cookie = ""
+        for i in range(400):
+            if i == 150:
+                time.sleep(1.1)  # the session is due: it rotates
+            if i % 100 == 50:  # the server drops every connection: replaced before use
+                server_command(b"CLIENT KILL TYPE normal\r\n")
+            r = gw.handle("GET", "/", {"Cookie": cookie})
+            sets = [v.decode() for k, v in r.headers if k.lower() == b"set-cookie"]
+            if sets:
+                cookie = "; ".join(c.split(";", 1)[0] for c in sets)
+            token = next((c.split("=", 1)[1] for c in cookie.split("; ")
+                          if c.startswith("csrf_token=")), "bad")
+            gw.handle("POST", "/", {"Cookie": cookie, "X-Csrf-Token": token}, body=b"x")
+        os.kill(pid, signal.SIGSTOP)  # no answers: every call times out
+        try:
+            assert gw.handle("GET", "/", {"Cookie": cookie}).status == 503
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        assert gw.handle("GET", "/").status == 200
+        assert gw.handle("GET", "/away").status == 503
+        store.reset()
+
+
 if __name__ == "__main__":
     runtime = load_runtime(sys.argv[1])
     with plughost.Host(runtime, static_check=False) as h:
@@ -289,4 +392,6 @@ if __name__ == "__main__":
         exercise_gateway(runtime, Path(sys.argv[2]), Path(tmp))
         exercise_stateful(runtime, Path(sys.argv[2]), Path(tmp))
         exercise_jwt(runtime, Path(sys.argv[2]), Path(tmp))
+        exercise_valkey(runtime, Path(sys.argv[2]), Path(tmp), int(sys.argv[3]),
+                        int(sys.argv[4]))
     print("sanitizers: clean")
