@@ -1,6 +1,7 @@
 """The host's C runtime and every native plugin, built with -fsanitize=address,undefined
-(`PLUGHOST_SANITIZE=1 python build_plugins.py`), exercised together with leak checking (valkey against a real server):
-storages and middlewares one by one, then whole chains through the gateway."""
+(`PLUGHOST_SANITIZE=1 python build_plugins.py`), exercised together with leak checking:
+storages and middlewares one by one, then whole chains through the gateway, and the valkey
+storage against a real Valkey server."""
 
 from __future__ import annotations
 
