@@ -6,6 +6,14 @@
     python build_plugins.py --sanitize       # ASan + UBSan -> build/plugins-sanitize/
     python build_plugins.py --out DIR        # also copy the results to DIR
     python build_plugins.py --plugins-dir D  # more plugin folders laid out like native_plugins/
+    python build_plugins.py --target linux-aarch64-musl   # cross build -> build/plugins-<target>/
+
+--target builds for another platform with a toolchain file from cmake/toolchains/ (musl-gcc,
+aarch64-linux-gnu-gcc or zig from PyPI), each target in its own folders. A plugin whose
+CMakeLists.txt looks up a third-party library (find_package, find_library, pkg-config) is
+skipped for a target, with the reason printed: this machine has those libraries only for
+itself. (CMake configures a view of the source tree without those folders, so their lookups
+cannot fail the whole configure step.)
 
 CMake is configured once per build folder and again only when the options change (the
 build itself re-runs CMake when a CMakeLists.txt changes or a plugin folder appears), so a
@@ -27,7 +35,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +44,22 @@ STAMP = ".build_plugins.json"  # in the build folder: the options it was configu
 OUT_STAMP = ".build_plugins-out.json"  # in the output folder: the files this script put there
 MANIFEST = "plughost-plugins.tsv"  # written by CMakeLists.txt: target, source folder, file
 TRUE_WORDS = {"1", "true", "yes", "on"}
+TOOLCHAINS = ROOT / "cmake" / "toolchains"
+
+#: --target names (as `plughost check --target` spells them) -> CMake toolchain file.
+CROSS_TARGETS = {
+    "linux-x86_64-musl": "x86_64-linux-musl.cmake",
+    "linux-aarch64-musl": "aarch64-linux-musl.cmake",
+    "linux-aarch64-gnu": "aarch64-linux-gnu.cmake",
+}
+
+# How a plugin's CMakeLists.txt asks for a third-party library; packages that are build tools
+# or plughost's own are not libraries a plugin links.
+_LOOKUP = re.compile(r"\b(find_package|find_library|pkg_check_modules|pkg_search_module)"
+                     r"\s*\(([^)]*)\)", re.I)
+_NOT_LIBRARIES = {"plughost", "threads", "python", "python3", "pythoninterp", "pkgconfig"}
+_PKG_KEYWORDS = {"REQUIRED", "QUIET", "NO_CMAKE_PATH", "NO_CMAKE_ENVIRONMENT_PATH",
+                 "IMPORTED_TARGET", "GLOBAL"}
 
 
 class BuildError(Exception):
@@ -82,6 +106,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    "(repeatable)")
     p.add_argument("--sanitize", action="store_true",
                    help="build with -fsanitize=address,undefined in separate folders")
+    p.add_argument("--target", choices=sorted(CROSS_TARGETS), default=None,
+                   help="build for another platform with cmake/toolchains/ (default folders "
+                   "build/cmake-<target> and build/plugins-<target>); plugins that link a "
+                   "third-party library are skipped, with the reason")
     p.add_argument("--build-type", default="RelWithDebInfo",
                    help="CMAKE_BUILD_TYPE (default RelWithDebInfo)")
     p.add_argument("--clean", action="store_true",
@@ -94,7 +122,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if os.environ.get("PLUGHOST_SANITIZE", "").strip().lower() in TRUE_WORDS:
         args.sanitize = True
-    suffix = "-sanitize" if args.sanitize else ""
+    if args.target and args.sanitize:
+        p.error("--sanitize builds for this host only: leave out --target (or PLUGHOST_SANITIZE)")
+    suffix = f"-{args.target}" if args.target else "-sanitize" if args.sanitize else ""
     if args.build_dir is None:
         args.build_dir = ROOT / "build" / f"cmake{suffix}"
     if args.out is None:
@@ -117,7 +147,7 @@ def _generator() -> str:
 
 def _settings(args: argparse.Namespace) -> dict[str, object]:
     """Everything that, when changed, needs a new configure step."""
-    return {
+    settings: dict[str, object] = {
         "source": str(ROOT),
         "generator": _generator(),
         "cc": os.environ.get("CC", ""),
@@ -127,6 +157,107 @@ def _settings(args: argparse.Namespace) -> dict[str, object]:
         "plugins_dirs": [str(d) for d in args.plugins_dir],
         "hiredis_dir": str(getattr(args, "hiredis_dir", "")),
     }
+    if getattr(args, "target", None):  # (absent for host builds: their stamps stay valid)
+        settings["target"] = args.target
+        settings["source"] = str(args.source)
+        settings["skipped"] = sorted(args.skipped)
+        settings["toolchain"] = str(TOOLCHAINS / CROSS_TARGETS[args.target])
+        settings["zig"] = _pypi_zig() or ""
+    return settings
+
+
+def third_party_libraries(folder: Path) -> list[str]:
+    """The third-party libraries a plugin folder's CMakeLists.txt looks up, e.g. ["OpenSSL",
+    "libcrypt"]: what a --target build cannot link here (this machine has them for itself)."""
+    try:
+        text = (folder / "CMakeLists.txt").read_text(errors="replace")
+    except OSError:
+        return []
+    text = re.sub(r"#.*", "", text)
+    found: list[str] = []
+    for m in _LOOKUP.finditer(text):
+        kind, words = m.group(1).lower(), m.group(2).replace('"', " ").split()
+        if not words:
+            continue
+        if kind == "find_package":
+            names = words[:1]
+        elif kind == "find_library":
+            rest = words[1:]
+            if rest[:1] == ["NAMES"]:
+                rest = rest[1:]
+            names = [f"lib{rest[0]}"] if rest and not rest[0].startswith("$") else []
+        else:  # pkg_check_modules(PREFIX [options] modules...)
+            names = [w for w in words[1:] if w not in _PKG_KEYWORDS]
+        found += [n for n in names if n.lower() not in _NOT_LIBRARIES and n not in found]
+    return found
+
+
+def plugin_folders(args: argparse.Namespace) -> list[Path]:
+    """Every plugin folder CMake will configure: native_plugins/* and --plugins-dir */."""
+    roots = [ROOT / "native_plugins", *args.plugins_dir]
+    return [f.parent for root in roots for f in sorted(root.glob("*/CMakeLists.txt"))]
+
+
+def find_skipped(args: argparse.Namespace) -> dict[str, tuple[Path, str]]:
+    """For a --target build: plugin folder name -> (folder, why it is left out)."""
+    if not args.target:
+        return {}
+    skipped: dict[str, tuple[Path, str]] = {}
+    for folder in plugin_folders(args):
+        libs = third_party_libraries(folder)
+        if libs:
+            skipped[folder.name] = (
+                folder,
+                f"it links third-party libraries ({', '.join(libs)}) that this machine has "
+                f"only for itself, not for {args.target}: build it natively (e.g. in the "
+                "Dockerfile's builder stage)")
+    return skipped
+
+
+def _link_tree(view: Path, source: Path, leave_out: set[str],
+               own: frozenset[str] = frozenset()) -> None:
+    """Makes view/ hold a symlink to every entry of source/ but leave_out (and own: real
+    folders the caller fills), removing anything else, so a plugin folder that appears or
+    goes away in source/ does the same in view/."""
+    view.mkdir(parents=True, exist_ok=True)
+    want = {e.name: e for e in source.iterdir() if e.name not in leave_out | own}
+    for entry in view.iterdir():
+        if entry.name in own:
+            continue
+        target = want.get(entry.name)
+        if target is not None and entry.is_symlink() and os.readlink(entry) == str(target):
+            continue
+        if entry.is_symlink() or not entry.is_dir():
+            entry.unlink()
+        else:
+            shutil.rmtree(entry)
+    for name, target in want.items():
+        if not (view / name).is_symlink():
+            (view / name).symlink_to(target)
+
+
+def source_view(args: argparse.Namespace) -> tuple[Path, list[Path]]:
+    """For a --target build: the source tree CMake configures (a folder of symlinks to this
+    one whose native_plugins/ leaves the skipped plugins out) and the --plugins-dir views."""
+    view = args.build_dir.parent / f"{args.build_dir.name}-source"
+    leave_out = {folder.name for folder, _ in args.skipped.values()}
+    _link_tree(view, ROOT, set(), own=frozenset({"native_plugins", "extra"}))
+    _link_tree(view / "native_plugins", ROOT / "native_plugins", leave_out)
+    extras = []
+    for i, d in enumerate(args.plugins_dir):
+        extras.append(view / "extra" / str(i))
+        _link_tree(extras[-1], d, leave_out)
+    return view, extras
+
+
+def _pypi_zig() -> str | None:
+    """The zig program of this Python's ziglang package (PyPI), for the zig toolchains."""
+    import importlib.util
+    spec = importlib.util.find_spec("ziglang")
+    if spec is None or not spec.origin:
+        return None
+    zig = Path(spec.origin).parent / "zig"
+    return str(zig) if zig.is_file() else None
 
 
 def _run(cmd: list[str]) -> subprocess.CompletedProcess[str]:
@@ -160,21 +291,31 @@ def configure(args: argparse.Namespace, force: bool = False) -> None:
             have = None
     if have == want and not force:
         return
-    fresh_keys = ("source", "generator", "cc", "cflags")  # CMake caches these at first run
-    if have is not None and any(have.get(k) != want[k] for k in fresh_keys):
+    # CMake caches these at first run (the toolchain file chooses the compiler).
+    fresh_keys = ("source", "generator", "cc", "cflags", "target", "toolchain", "zig")
+    if have is not None and any(have.get(k) != want.get(k) for k in fresh_keys):
         # CMake cannot switch generator or compiler in place: start this folder afresh.
         shutil.rmtree(build)
     build.mkdir(parents=True, exist_ok=True)
     stamp.unlink(missing_ok=True)
+    extra_dirs = args.extra_dirs if args.target else args.plugins_dir
     cmd = [
-        "cmake", "-S", str(ROOT), "-B", str(build), "-G", str(want["generator"]),
+        "cmake", "-S", str(want["source"]), "-B", str(build), "-G", str(want["generator"]),
         f"-DCMAKE_BUILD_TYPE={args.build_type}",
         f"-DPLUGHOST_SANITIZE={'ON' if args.sanitize else 'OFF'}",
-        "-DPLUGHOST_EXTRA_PLUGIN_DIRS=" + ";".join(str(d) for d in args.plugins_dir),
+        "-DPLUGHOST_EXTRA_PLUGIN_DIRS=" + ";".join(str(d) for d in extra_dirs),
         f"-DPLUGHOST_HIREDIS_DIR={want['hiredis_dir']}",
     ]
+    if args.target:
+        cmd.append(f"-DCMAKE_TOOLCHAIN_FILE={want['toolchain']}")
+        # The toolchain files search packages only under the target's root (never this
+        # machine's /usr): name the plughost package's folder, which is not a target library.
+        cmd.append(f"-Dplughost_DIR={ROOT / 'host' / 'plughost' / 'cmake'}")
+        if want["zig"]:
+            cmd.append(f"-DPLUGHOST_ZIG={want['zig']}")
     if not args.quiet:
-        print(f"  configuring {_shown(build)}", flush=True)
+        what = f" for {args.target}" if args.target else ""
+        print(f"  configuring {_shown(build)}{what}", flush=True)
     res = _run(cmd)
     if res.returncode != 0:
         sys.stderr.write(res.stdout)
@@ -190,7 +331,7 @@ def read_manifest(build: Path) -> dict[str, Plugin]:
     for line in path.read_text().splitlines():
         if not line.strip():
             continue
-        name, source, file = line.split("\t")
+        name, source, file = line.split("\t")[:3]
         plugins[name] = Plugin(name, Path(source), Path(file))
     return plugins
 
@@ -316,7 +457,15 @@ def _main(args: argparse.Namespace, started: float) -> int:
     try:
         if args.clean:
             clean(args)
-        fetch_third_party(args)
+        args.skipped = find_skipped(args)
+        if "valkey" not in args.skipped:  # (a --target build leaves valkey out: no fetch)
+            fetch_third_party(args)
+        if args.only and any(n in args.skipped for n in args.only):
+            raise BuildError("; ".join(f"{n} cannot be built for {args.target}: "
+                                       f"{args.skipped[n][1]}"
+                                       for n in dict.fromkeys(args.only) if n in args.skipped))
+        if args.target:
+            args.source, args.extra_dirs = source_view(args)
         configure(args)
         plugins = read_manifest(args.build_dir)
         if args.only:
@@ -350,6 +499,9 @@ def _main(args: argparse.Namespace, started: float) -> int:
         for p in ok:
             verb = "built" if _mtime(p.file) != before.get(p.name) else "up to date"
             print(f"  {verb} {p.file.name}  ({p.shown_dir})")
+        for name, (folder, why) in sorted(args.skipped.items()):
+            if not args.only:
+                print(f"  skipped {name}  ({_shown(folder)}): {why}")
     if failed:
         shown = [line for line in output.splitlines() if not _PROGRESS.match(line)]
         sys.stderr.write("\n".join(shown).rstrip() + "\n")
@@ -364,7 +516,8 @@ def _main(args: argparse.Namespace, started: float) -> int:
                   file=sys.stderr)
         return 1
     if not args.quiet:
-        print(f"build_plugins: {len(ok)} plugin{'s' if len(ok) != 1 else ''} in "
+        target = f" for {args.target}" if args.target else ""
+        print(f"build_plugins: {len(ok)} plugin{'s' if len(ok) != 1 else ''}{target} in "
               f"{_shown(args.out)}  ({time.monotonic() - started:.1f} s)")
         if args.sanitize:
             hint = _sanitizer_hint(args.build_dir)
