@@ -64,11 +64,13 @@ LABEL org.opencontainers.image.title="plughost" \
       org.opencontainers.image.description="API-gateway host whose middlewares, actions and storages are native C plugins" \
       org.opencontainers.image.licenses="Apache-2.0"
 
-# The shared libraries the plugins link (libssl/libcrypto and libffi come with the base image).
+# The shared libraries the plugins link (libssl/libcrypto and libffi come with the base image),
+# and the IANA zone files the logger's timeZone reads.
 RUN apk add --no-cache \
         jansson \
         libcurl \
         libxcrypt \
+        tzdata \
  && addgroup -S -g 10001 plughost \
  && adduser -S -D -H -u 10001 -G plughost -s /sbin/nologin plughost
 

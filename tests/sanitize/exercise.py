@@ -8,7 +8,10 @@ behaviour or leak in C aborts the child with the sanitizer's report.
 
 from __future__ import annotations
 
+import base64
 import importlib.util
+import json
+import os
 import sys
 import threading
 from pathlib import Path
@@ -382,6 +385,109 @@ routes:
         store.reset()
 
 
+def exercise_auth_and_logging(runtime: Runtime, plugin_dir: Path, workdir: Path) -> None:
+    """basicauth (plain, bcrypt and yescrypt users, malformed headers, threads) and logger
+    (every placeholder, text and JSON, an IANA zone, a FIFO that fills the queue, a flush that
+    gives up), and configurations both plugins refuse."""
+    from plughost.gateway import Gateway
+
+    # Hashes of "pw" made beforehand: Python's crypt module crashes under a preloaded ASan.
+    bcrypt = "$2b$04$abcdefghijklmnopqrstuuyvPXIbu7xe6/CED2DzX8z6Si09MlzlW"
+    yescrypt = "$y$j9T$a1b2c3d4e5f6g7h8i9j0k1$Ec3x99bo/ae0xGk4SN/gW1s44l90WiO0Lc2WcGqtwH0"
+    folder = workdir / "authlog"
+    folder.mkdir()
+    log, fifo, read_fifo = folder / "access.jsonl", folder / "log.fifo", folder / "read.fifo"
+    os.mkfifo(fifo)
+    os.mkfifo(read_fifo)
+    fmt = ("${pid} ${time} ${status} ${latency} ${ip} ${ips} ${method} ${path} ${url} ${route} "
+           "${host} ${ua} ${referer} ${queryParams} ${query:q} ${cookie:c} ${bytesSent} "
+           "${bytesReceived} ${error} ${locals:basicAuthUsername} ${header:X-A} "
+           "${respHeader:Content-Type} ${red}${reset}")
+
+    def gateway_yaml(auth: dict, logger: dict, fifo_logger: dict) -> str:
+        return f"""\
+plugins:
+  - path: {plugin_dir}/basicauth.so
+  - path: {plugin_dir}/logger.so
+  - path: {plugin_dir}/static.so
+middlewares:
+  Auth:
+    use: plugins.basicauth.middlewares.BasicAuthMiddleware
+    config: {json.dumps(auth)}
+  Log:
+    use: plugins.logger.middlewares.LoggerMiddleware
+    config: {json.dumps(logger)}
+  Fifo:
+    use: plugins.logger.middlewares.LoggerMiddleware
+    config: {json.dumps(fifo_logger)}
+  Read:
+    use: plugins.logger.middlewares.LoggerMiddleware
+    config: {json.dumps({"format": "${status} ${time}", "output": str(read_fifo), "queueSize": 8,
+                         "timeZone": "America/Sao_Paulo", "timeFormat": "%c %Z %:z %f"})}
+actions:
+  Ok:
+    use: plugins.static.actions.StaticAction
+    config: {{body: ok}}
+routes:
+  All:
+    gatewayPath: /
+    methods: [GET, POST]
+    middlewares: [Log, Fifo, Read, Auth]
+    action: Ok
+"""
+
+    good = {"users": {"plain": "pw", "bc": bcrypt, "yes": yescrypt}, "realm": "R"}
+    (folder / "gateway.yaml").write_text(gateway_yaml(
+        good, {"json": True, "format": fmt, "output": str(log), "timeZone": "Europe/Paris"},
+        {"format": fmt, "output": str(fifo), "queueSize": 3, "flushTimeout": "200ms"}))
+    auths = [base64.b64encode(raw).decode() for raw in (
+        b"plain:pw", b"bc:pw", b"yes:pw", b"plain:no", b"bc:no", b"ghost:pw", b"no-colon",
+        b"\xff:\x00", b"a:" + b"x" * 3000)] + ["!!!", "A" * 9000, ""]
+    got: list[bytes] = []
+
+    def reader() -> None:  # comes and goes: the writer reopens the FIFO for the next one
+        for _ in range(3):
+            with open(read_fifo, "rb") as f:
+                got.append(f.read(300))
+
+    r = threading.Thread(target=reader)
+    r.start()
+    with Gateway.from_config(folder / "gateway.yaml", runtime=runtime) as gw:
+        def worker(k: int) -> None:
+            for i in range(120):
+                value = auths[(i + k) % len(auths)]
+                gw.handle("POST", "/", {"Authorization": f"Basic {value}", "X-A": "\x01\"\\",
+                                        "Cookie": "c=1; d=2", "User-Agent": "\xff"},
+                          body=b"b" * (i % 7), query=f"q=%{i:02x}%ZZ&x")
+        threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    r.join(30)
+    assert len(log.read_text().splitlines()) == 480 and got
+    # refused configurations: create fails half-way, destroy still frees what it made
+    for auth in ({}, {"users": {}}, {"users": {"a": "$apr1$x$y"}}, {"users": {"a": "$1$x$y"}},
+                 {"users": {"a": "x"}, "realm": "\""}, {"users": {"a": "x", "b": ""}}):
+        (folder / "bad.yaml").write_text(gateway_yaml(auth, {}, {"format": "${status}"}))
+        try:
+            Gateway.from_config(folder / "bad.yaml", runtime=runtime).close()
+        except Exception:
+            pass
+        else:
+            raise AssertionError(auth)
+    for logger in ({"format": "${nope}"}, {"format": "a ${status} ${"}, {"timeZone": "X/Y"},
+                   {"timeZone": "../x"}, {"timeFormat": "x"}, {"queueSize": 0},
+                   {"output": str(folder)}, {"json": True, "format": "none"}):
+        (folder / "bad.yaml").write_text(gateway_yaml(good, logger, {"format": "${status}"}))
+        try:
+            Gateway.from_config(folder / "bad.yaml", runtime=runtime).close()
+        except Exception:
+            pass
+        else:
+            raise AssertionError(logger)
+
+
 if __name__ == "__main__":
     runtime = load_runtime(sys.argv[1])
     with plughost.Host(runtime, static_check=False) as h:
@@ -391,6 +497,7 @@ if __name__ == "__main__":
     with tempfile.TemporaryDirectory() as tmp:
         exercise_gateway(runtime, Path(sys.argv[2]), Path(tmp))
         exercise_stateful(runtime, Path(sys.argv[2]), Path(tmp))
+        exercise_auth_and_logging(runtime, Path(sys.argv[2]), Path(tmp))
         exercise_jwt(runtime, Path(sys.argv[2]), Path(tmp))
         exercise_valkey(runtime, Path(sys.argv[2]), Path(tmp), int(sys.argv[3]),
                         int(sys.argv[4]))
