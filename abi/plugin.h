@@ -314,7 +314,10 @@ struct ph_host_api {
   /* The state the plugin's init hook stored (NULL if none). */
   void *(*plugin_state)(const ph_config *node);
   /* A configured storage by its name in storages.yaml, or NULL (with a configuration
-  ** error recorded about key) when there is none. Call during create only. */
+  ** error recorded about key) when there is none. Call during create only. An empty name
+  ** ("") is the host's default storage: a MemoryStorage in this process's memory, not
+  ** shared with other gateway processes, which the host creates once a plugin providing
+  ** plugins.memory.storages.MemoryStorage is loaded (NULL and the error otherwise). */
   ph_storage *(*storage_lookup)(const ph_config *node, const char *key, const char *name);
 
   /* --- 1.0: storages used by other plugins ----------------------------------------- */

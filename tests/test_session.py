@@ -14,6 +14,7 @@ from typing import Any, Iterator
 
 import pytest
 
+from plughost.config import ConfigErrors
 from plughost.errors import ConfigError
 from plughost.gateway import Gateway
 
@@ -65,9 +66,9 @@ def cookie_id(cookie: str, name: str = "session_id") -> str:
 
 def session_config(folder: Path, plugin_dir: Path, upstream: str, load: dict[str, Any], *,
                    mapping: dict[str, Any] | None = None, valkey_port: int | None = None,
-                   memory: dict[str, Any] | None = None) -> Path:
+                   memory: dict[str, Any] | None = None,
+                   plugins: tuple[str, ...] = ("memory", "valkey", "trace", "session")) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    plugins = ["memory", "valkey", "trace", "session"]
     (folder / "plugins.yaml").write_text("plugins:\n" + "".join(
         f"  - path: {plugin_dir / name}.so\n" for name in plugins))
     storages = "storages:\n  Sessions:\n    use: plugins.memory.storages.MemoryStorage\n"
@@ -281,6 +282,37 @@ def test_fresh_session_is_not_written(make: Any) -> None:
     assert store.get(key) is None
 
 
+def test_no_storage_named_keeps_sessions_in_the_default_memory_storage(
+        make: Any, caplog: Any) -> None:
+    """As Seam: without `storage`, sessions live in this process's memory (the host's
+    default storage, a MemoryStorage), with a warning that says what that means."""
+    with caplog.at_level(logging.WARNING, logger="plughost.plugin"):
+        gw = make({})
+    assert any("no storage named" in r.getMessage() and "ValkeyStorage" in r.getMessage()
+               for r in caplog.records), caplog.records
+    sid = cookie_id(set_cookie(gw.handle("GET", "/app/x")))
+    default = gw.storage("(default)")
+    assert default.get(f"session:{sid}".encode()) is not None
+    assert gw.storage("Sessions").get(f"session:{sid}".encode()) is None
+    r = gw.handle("GET", "/app/x", {"Cookie": f"session_id={sid}"})
+    assert headers(r, "Set-Cookie") == []  # the same session, found again
+
+
+def test_no_storage_and_no_memory_plugin_is_a_clear_error(tmp_path: Path,
+                                                          test_plugin_dir: Path,
+                                                          upstream: UpstreamServer) -> None:
+    folder = session_config(tmp_path / "config", test_plugin_dir, upstream.url, {},
+                            plugins=("memory", "valkey", "trace", "session"))
+    (folder / "plugins.yaml").write_text("plugins:\n" + "".join(
+        f"  - path: {test_plugin_dir / name}.so\n" for name in ("trace", "session")))
+    (folder / "storages.yaml").write_text("storages: {}\n")
+    with pytest.raises(ConfigErrors) as info:
+        Gateway.from_config(folder)
+    text = str(info.value)
+    assert "middlewares.Load.config.storage" in text and "no default one" in text
+    assert "list memory.so" in text
+
+
 def test_unset_renewal_options_shrink_to_fit_a_short_cookie_expiration(make: Any) -> None:
     """A Seam configuration setting only cookieExpiration (here 2s, below the 30m default of
     autoRenewAfter) is valid: the id rotates at half the lifetime, with a quarter of that as
@@ -458,7 +490,6 @@ def test_expired_session_gets_new_one(make: Any) -> None:
 
 
 @pytest.mark.parametrize("load, mapping, words", [
-    ({}, None, ["storage", "is required"]),
     ({"storage": "Nope"}, None, ["storage", "Nope"]),
     ({"storage": "Sessions", "keyLookup": "query:sid"}, None, ["keyLookup", "query:sid"]),
     ({"storage": "Sessions", "keyLookup": "cookie:"}, None, ["keyLookup", "cookie name"]),

@@ -26,6 +26,10 @@ _dl_ffi = cffi.FFI()
 _dl_ffi.cdef(f"extern char {abi.ENTRY_SYMBOL}[];")
 
 PLUGIN_NAME = re.compile(r"^[a-z0-9_]+$")
+#: The host's default storage (what ph_storage_lookup finds for an empty name): a
+#: MemoryStorage created as soon as a plugin providing DEFAULT_STORAGE_TYPE is loaded.
+DEFAULT_STORAGE = "(default)"
+DEFAULT_STORAGE_TYPE = "plugins.memory.storages.MemoryStorage"
 TYPE_ID = re.compile(r"^plugins\.[A-Za-z0-9_-]+\.(middlewares|actions|storages)\.[A-Za-z_]\w*$")
 
 # Minimum sizes of the ABI 1.0 type tables, by pointer size (all fields are 4-byte or
@@ -119,6 +123,11 @@ class Host:
         with self._lock:
             self.plugins.append(plugin)
             self.types.update(plugin.types)
+        memory = plugin.storages.get(DEFAULT_STORAGE_TYPE)
+        if memory is not None and DEFAULT_STORAGE not in self.storages:
+            # What plugins get for ph_storage_lookup(cfg, key, ""): Seam's "no storage
+            # named: process memory" (the session plugin's default, for one).
+            memory.create(None, name=DEFAULT_STORAGE)
         return plugin
 
     def _check_statically(self, path: str) -> None:

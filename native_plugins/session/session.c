@@ -3,10 +3,11 @@
 ** This comment is the plugin's reference (docs/plugins/session.md is the user's guide).
 **
 ** Middleware plugins.session.middlewares.LoadSessionMiddleware
-**   storage                string, required           name of a storage in storages.yaml that
-**                                                     keeps the sessions (Seam falls back to
-**                                                     process memory; here name one, e.g. a
-**                                                     MemoryStorage or a shared ValkeyStorage)
+**   storage                string, default ""         name of a storage in storages.yaml that
+**                                                     keeps the sessions (e.g. a ValkeyStorage
+**                                                     shared by every gateway); empty: the
+**                                                     host's default storage, this process's
+**                                                     memory (as Seam), with a warning
 **   keyLookup              string, default            where the session id travels:
 **                          "cookie:session_id"        "cookie:<name>" or "header:<Name>"
 **   cookieDomain           string, default ""         Domain attribute (omitted when empty)
@@ -375,12 +376,12 @@ static ph_status ses_load_create(const ph_config *cfg, void **self) {
   if (m == NULL) return ph_config_error(cfg, NULL, "out of memory");
   *self = m;
   const char *storage, *lookup, *domain, *path, *same_site;
-  if (ph_config_string(cfg, "storage", NULL, &storage) != PH_OK) return PH_ERROR;
-  if (storage == NULL || *storage == '\0')
-    return ph_config_error(cfg, "storage",
-                           "is required: name a storage of storages.yaml that keeps the "
-                           "sessions, like a MemoryStorage or a ValkeyStorage shared by every "
-                           "gateway");
+  if (ph_config_string(cfg, "storage", "", &storage) != PH_OK) return PH_ERROR;
+  if (*storage == '\0')
+    ph_log(cfg, PH_LOG_WARNING,
+           "no storage named: sessions are kept in this process's memory (the host's default "
+           "storage), lost on restart and not shared with other gateway processes; name a "
+           "ValkeyStorage for production");
 
   if (ph_config_string(cfg, "keyLookup", "cookie:session_id", &lookup) != PH_OK)
     return PH_ERROR;

@@ -58,6 +58,9 @@ void rt_config_clear_error(ph_config *root);
 
 /* ----------------------------------------------------------------------- exchange */
 
+/* The name the host registers its default storage under (ph_storage_lookup with ""). */
+#define RT_DEFAULT_STORAGE "(default)"
+
 typedef struct rt_field {
   char *name;
   char *value;

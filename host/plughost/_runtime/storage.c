@@ -62,13 +62,21 @@ void rt_storage_close(ph_storage *st) {
 ph_storage *rt_api_storage_lookup(const ph_config *node, const char *key, const char *name) {
   rt_host *host = rt_ctx_of(node)->host;
   ph_storage *found = NULL;
+  int default_one = name && *name == '\0';
+  if (default_one) name = RT_DEFAULT_STORAGE;
   if (host && name) {
     pthread_mutex_lock(&host->lock);
     for (size_t i = 0; i < host->n_storages; i++)
       if (strcmp(host->storage_names[i], name) == 0) found = host->storages[i];
     pthread_mutex_unlock(&host->lock);
   }
-  if (!found)
+  if (!found && default_one)
+    rt_api_config_error(node, key,
+                        "names no storage, and there is no default one: name a storage of "
+                        "storages.yaml, or list memory.so (which provides the in-process "
+                        "default, plugins.memory.storages.MemoryStorage) in plugins.yaml "
+                        "before this plugin");
+  else if (!found)
     rt_api_config_error(node, key,
                         "no storage named '%s': define it in storages.yaml before the "
                         "instances that use it, or fix the name",
