@@ -1069,3 +1069,41 @@ def test_fault_idle_pooled_connection_after_restart(gw: Server, valkey: ValkeySe
     status, _, body = gw.get("/s/attrs")
     assert status == 200, (status, body)
     assert gw.get("/s/attrs")[0] == 200
+
+
+def test_valkey_over_mutual_tls_through_plughost_serve(tmp_path: Path,
+                                                      test_plugin_dir: Path) -> None:
+    """tls, tlsCaCert, tlsCert/tlsKey, tlsServerName over real HTTP: sessions and a rate
+    limit kept in a Valkey (Debian's redis-server) that only speaks TLS and wants a client
+    certificate."""
+    from valkey_support import make_tls_files, tls_command
+
+    pki = make_tls_files(tmp_path / "pki")
+    with ValkeyServer(tmp_path / "tls", tls=pki, tls_auth_clients=True) as srv:
+        tls = {"port": srv.port, "prefix": "tls:", "tls": True, "tlsCaCert": str(pki.ca),
+               "tlsCert": str(pki.client_cert), "tlsKey": str(pki.client_key),
+               "tlsServerName": "localhost"}
+        folder = tmp_path / "config"
+        folder.mkdir()
+        (folder / "gateway.yaml").write_text(json.dumps({
+            "plugins": [{"path": str(test_plugin_dir / f"{n}.so")}
+                        for n in ("valkey", "session", "limiter", "static")],
+            "storages": {"Tls": {"use": "plugins.valkey.storages.ValkeyStorage",
+                                 "config": tls}},
+            "middlewares": {
+                "Session": {"use": LOAD, "config": {"storage": "Tls"}},
+                "Limit": {"use": "plugins.limiter.middlewares.LimiterMiddleware",
+                          "config": {"storage": "Tls", "maxConnections": 2}}},
+            "actions": {"Ok": {"use": "plugins.static.actions.StaticAction",
+                               "config": {"body": "ok"}}},
+            "routes": {"R": {"gatewayPath": "/", "methods": ["GET"],
+                             "middlewares": ["Session", "Limit"], "action": "Ok"}}}))
+        with Server("--config", str(folder / "gateway.yaml")) as gw:
+            status, headers, body = gw.get("/")
+            assert status == 200 and body == b"ok", body
+            sid, _ = one_cookie(headers, "session_id")
+            assert gw.get("/")[0] == 200
+            assert gw.get("/")[0] == 429  # the counter lives in the TLS Valkey
+        stored = tls_command(srv.port, b"EXISTS", f"tls:session:{sid}".encode(), ca=pki.ca,
+                             cert=pki.client_cert, key=pki.client_key)
+        assert stored == b":1\r\n"
