@@ -2,8 +2,8 @@
 """HTTP throughput and latency: bare ASGI vs plughost (5 native middlewares) vs Starlette.
 
 Three servers, the same uvicorn settings for all (uvloop, httptools, 1 worker, no Server
-header, no access log), each a child process pinned to CPU core 0 (``taskset -c 0``) on a free 127.0.0.1
-port; the load generator ``wrk`` (Debian package ``wrk``) is pinned to core 1:
+header, no access log), each a child process pinned to CPU core 0 (``taskset -c 0``) on a
+free 127.0.0.1 port; the load generator ``wrk`` (Debian package ``wrk``) is pinned to core 1:
 
 1. ``bare``      — a raw ASGI hello-world callable (bench/_apps.py ``bare``);
 2. ``plughost``  — ``plughost serve --config <generated folder>``; route ``/`` runs
