@@ -24,7 +24,8 @@ from elftools.elf.elffile import ELFFile
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / "tests" / "musl_driver"
 BUILD = ROOT / "build" / "musl-driver"  # private to this test: not build_plugins.py's folders
-PLUGINS = ("memory", "requestid", "static", "session", "limiter", "csrf")
+PLUGINS = ("memory", "requestid", "static", "session", "limiter", "csrf", "cors", "helmet",
+           "logger")  # every plugin without a third-party library
 MUSL_LOADER = f"/lib/ld-musl-{platform.machine()}.so.1"
 
 # One line per check the driver must pass, by name.
@@ -47,6 +48,9 @@ EXPECTED_CHECKS = [
     "session middleware",
     "limiter middleware",
     "csrf middleware",
+    "cors middleware",
+    "helmet middleware",
+    "logger middleware",
     "shutdown",
 ]
 

@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "chain.h"
 #include "runtime.h"
@@ -726,12 +727,108 @@ static void check_csrf(rt_host *host) {
   rt_chain_free(chain);
 }
 
+static void check_cors(rt_host *host) {
+  ph_config *c = cfg_root(host, "middleware 'Cors'", "middlewares.Cors.config");
+  cfg_str(c, "allowOrigins", "https://app.example");
+  rt_instance *cors = must_create(host, "middleware", "plugins.cors.middlewares.CORSMiddleware",
+                                  "Cors", c);
+  c = cfg_root(host, "action 'Ok'", "actions.CorsOk.config");
+  rt_instance *okact = must_create(host, "action", "plugins.static.actions.StaticAction",
+                                   "CorsOk", c);
+  rt_chain *chain = rt_chain_new(&cors, 1, okact);
+  rt_result r;
+  serve(host, chain, "OPTIONS", "/api",
+        (const header[]){{"Origin", "https://app.example"},
+                         {"Access-Control-Request-Method", "POST"},
+                         {NULL, NULL}},
+        &r);
+  int preflight = r.status;
+  char allowed[128];
+  snprintf(allowed, sizeof allowed, "%s",
+           resp(&r, "Access-Control-Allow-Origin") ? resp(&r, "Access-Control-Allow-Origin")
+                                                   : "-");
+  rt_exchange_free(r.ex);
+  serve(host, chain, "GET", "/api", (const header[]){{"Origin", "https://evil.example"}, {NULL, NULL}},
+        &r);
+  int other = r.status;
+  int refused = resp(&r, "Access-Control-Allow-Origin") == NULL;
+  rt_exchange_free(r.ex);
+  if (preflight == 204 && streq(allowed, "https://app.example") && other == 200 && refused)
+    ok("cors middleware", "preflight 204 allowing %s; another origin 200 without CORS headers",
+       allowed);
+  else
+    fail("cors middleware", "preflight %d allow '%s', other origin %d (refused %d)", preflight,
+         allowed, other, refused);
+  rt_chain_free(chain);
+}
+
+static void check_helmet(rt_host *host) {
+  ph_config *c = cfg_root(host, "middleware 'Helmet'", "middlewares.Helmet.config");
+  rt_instance *helmet = must_create(host, "middleware",
+                                    "plugins.helmet.middlewares.HelmetMiddleware", "Helmet", c);
+  c = cfg_root(host, "action 'Ok'", "actions.HelmetOk.config");
+  rt_instance *okact = must_create(host, "action", "plugins.static.actions.StaticAction",
+                                   "HelmetOk", c);
+  rt_chain *chain = rt_chain_new(&helmet, 1, okact);
+  rt_result r;
+  serve(host, chain, "GET", "/page", (const header[]){{NULL, NULL}}, &r);
+  const char *nosniff = resp(&r, "X-Content-Type-Options");
+  const char *frame = resp(&r, "X-Frame-Options");
+  if (r.status == 200 && streq(nosniff, "nosniff") && streq(frame, "SAMEORIGIN"))
+    ok("helmet middleware", "200 with X-Content-Type-Options %s, X-Frame-Options %s", nosniff,
+       frame);
+  else
+    fail("helmet middleware", "status %d, nosniff '%s', frame '%s'", r.status,
+         nosniff ? nosniff : "-", frame ? frame : "-");
+  rt_exchange_free(r.ex);
+  rt_chain_free(chain);
+}
+
+/* The logger writes from its own thread; the line is checked after shutdown (destroy
+** flushes), by check_logger_output(). */
+static char logger_file[256];
+
+static void check_logger(rt_host *host) {
+  snprintf(logger_file, sizeof logger_file, "/tmp/plughost-musl-driver-%ld.log", (long)getpid());
+  unlink(logger_file);
+  ph_config *c = cfg_root(host, "middleware 'Logger'", "middlewares.Logger.config");
+  cfg_str(c, "format", "${method} ${path} ${status}");
+  cfg_str(c, "output", logger_file);
+  rt_instance *logger = must_create(host, "middleware",
+                                    "plugins.logger.middlewares.LoggerMiddleware", "Logger", c);
+  c = cfg_root(host, "action 'Ok'", "actions.LoggedOk.config");
+  rt_instance *okact = must_create(host, "action", "plugins.static.actions.StaticAction",
+                                   "LoggedOk", c);
+  rt_chain *chain = rt_chain_new(&logger, 1, okact);
+  rt_result r;
+  serve(host, chain, "GET", "/logged", (const header[]){{NULL, NULL}}, &r);
+  int status = r.status;
+  rt_exchange_free(r.ex);
+  rt_chain_free(chain);
+  if (status != 200) fail("logger middleware", "status %d", status);
+}
+
+static void check_logger_output(void) {
+  char line[256] = "";
+  FILE *f = fopen(logger_file, "r");
+  if (f != NULL) {
+    if (fgets(line, sizeof line, f) == NULL) line[0] = '\0';
+    fclose(f);
+  }
+  unlink(logger_file);
+  line[strcspn(line, "\n")] = '\0';
+  if (streq(line, "GET /logged 200"))
+    ok("logger middleware", "its writer thread wrote '%s' (flushed at destroy)", line);
+  else
+    fail("logger middleware", "%s holds '%s', not 'GET /logged 200'", logger_file, line);
+}
+
 /* ------------------------------------------------------------------------ main --- */
 
 int main(int argc, char **argv) {
   if (argc != 2 || argv[1][0] == '-') {
     fprintf(stderr, "usage: %s PLUGIN_DIR\n(runs plughost's C runtime against the plugins in "
-                    "PLUGIN_DIR: memory, requestid, static, session, limiter, csrf)\n",
+                    "PLUGIN_DIR: memory, requestid, static, session, limiter, csrf, cors, helmet, logger)\n",
             argv[0]);
     return 2;
   }
@@ -747,8 +844,9 @@ int main(int argc, char **argv) {
   if (host == NULL) fatal("runtime", "rt_host_new failed");
   rt_set_py_call(plughost_py_call);
 
-  static const char *const files[] = {"memory.so",  "requestid.so", "static.so",
-                                      "session.so", "limiter.so",   "csrf.so"};
+  static const char *const files[] = {"memory.so",  "requestid.so", "static.so", "session.so",
+                                      "limiter.so", "csrf.so",      "cors.so",   "helmet.so",
+                                      "logger.so"};
   for (size_t i = 0; i < sizeof files / sizeof *files; i++) load_plugin(host, dir, files[i]);
 
   ph_config *c = cfg_root(host, "storage 'Store'", "storages.Store.config");
@@ -764,6 +862,9 @@ int main(int argc, char **argv) {
   check_session(host, st);
   check_limiter(host);
   check_csrf(host);
+  check_cors(host);
+  check_helmet(host);
+  check_logger(host);
 
   /* Shutdown, in the host's order: instances newest first, storages, plugins in reverse. */
   size_t destroyed = n_instances, closed = n_storages, shut = n_plugins;
@@ -787,6 +888,7 @@ int main(int argc, char **argv) {
     free(p->path);
   }
   rt_host_free(host);
+  check_logger_output();
   if (unloaded)
     ok("shutdown", "%zu instance(s) destroyed, %zu storage(s) closed, %zu plugin(s) shut "
        "down and unloaded, host freed", destroyed, closed, shut);
