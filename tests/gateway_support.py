@@ -3,6 +3,7 @@ server on a free loopback port."""
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import os
@@ -16,7 +17,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 PLUGINS = ("memory", "requestid", "static", "trace")
 PLUGHOST = str(Path(sys.executable).with_name("plughost"))
@@ -292,3 +293,24 @@ class UpstreamServer:
 def upstream_server() -> Iterator[UpstreamServer]:
     with UpstreamServer() as server:
         yield server
+
+
+@contextlib.contextmanager
+def gateways(folder: Path, write: Callable[..., Path]) -> Iterator[Callable[..., Any]]:
+    """A factory of in-process gateways for a test: each call writes a configuration with
+    ``write(folder / "config<N>", *args, **kwargs)`` (which returns what to load) and builds
+    a Gateway from it; every gateway built is closed when the block ends."""
+    from plughost.gateway import Gateway
+
+    opened: list[Any] = []
+
+    def build(*args: Any, **kwargs: Any) -> Any:
+        gateway = Gateway.from_config(write(folder / f"config{len(opened)}", *args, **kwargs))
+        opened.append(gateway)
+        return gateway
+
+    try:
+        yield build
+    finally:
+        for gateway in opened:
+            gateway.close()

@@ -15,9 +15,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from plughost.gateway import Gateway
-
-from gateway_support import Server
+from gateway_support import Server, gateways
 
 with warnings.catch_warnings():  # deprecated in 3.11, removed in 3.13: only to make hashes
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -86,18 +84,9 @@ def write_config(folder: Path, plugin_dir: Path, auths: dict[str, dict[str, Any]
 
 @pytest.fixture
 def gateway_factory(tmp_path: Path, test_plugin_dir: Path) -> Iterator[Any]:
-    opened: list[Gateway] = []
-
-    def make(auths: dict[str, dict[str, Any]], **kwargs: Any) -> Gateway:
-        folder = write_config(tmp_path / f"config{len(opened)}", test_plugin_dir, auths,
-                              **kwargs)
-        gw = Gateway.from_config(folder)
-        opened.append(gw)
-        return gw
-
-    yield make
-    for gw in opened:
-        gw.close()
+    with gateways(tmp_path, lambda folder, *args, **kwargs: write_config(
+            folder, test_plugin_dir, *args, **kwargs)) as make:
+        yield make
 
 
 def assert_401(response: Any, challenge: str = CHALLENGE) -> None:

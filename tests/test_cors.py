@@ -15,7 +15,7 @@ import pytest
 from plughost.config import ConfigErrors
 from plughost.gateway import Gateway
 
-from gateway_support import Server
+from gateway_support import Server, gateways
 
 CORS = "plugins.cors.middlewares.CORSMiddleware"
 APP = "https://app.example.com"
@@ -109,19 +109,13 @@ def mw_yaml(cfg: dict[str, Any] | None, name: str = "Cors") -> str:
 
 @pytest.fixture
 def make(tmp_path: Path, test_plugin_dir: Path) -> Iterator[Any]:
-    opened: list[Gateway] = []
+    def write(folder: Path, cfg: dict[str, Any] | None = None, *, raw: str | None = None,
+              **kwargs: Any) -> Path:
+        return write_gateway(folder, test_plugin_dir, raw if raw is not None else mw_yaml(cfg),
+                             **kwargs)
 
-    def build(cfg: dict[str, Any] | None = None, *, raw: str | None = None,
-              **kwargs: Any) -> Gateway:
-        folder = write_gateway(tmp_path / f"config{len(opened)}", test_plugin_dir,
-                               raw if raw is not None else mw_yaml(cfg), **kwargs)
-        gw = Gateway.from_config(folder)
-        opened.append(gw)
-        return gw
-
-    yield build
-    for gw in opened:
-        gw.close()
+    with gateways(tmp_path, write) as build:
+        yield build
 
 
 def config_error(make: Any, cfg: dict[str, Any]) -> str:
@@ -467,14 +461,14 @@ def test_config_errors_name_the_key(make: Any, cfg: dict[str, Any], key: str,
 
 
 def test_hostile_headers_get_clean_answers(make: Any) -> None:
-    gateways = [make({"allowOrigins": [APP, "https://*.example.com"]}), make(None),
+    built = [make({"allowOrigins": [APP, "https://*.example.com"]}), make(None),
                 make({"allowOrigins": APP, "allowHeaders": "X-A"})]
     long = "https://" + "a" * 100_000 + ".example.com"
     origins = ["garbage", "", " ", "null", "*", "https://", "https://:443", "https://[zz]",
                "https://app.example.com\tx", "https://app.example.com, https://evil",
                "https://\xff\xfe.example.com", "https://app.example.com\xc3", long,
                "https://" + "a." * 300 + "example.com", "\x80" * 5000]
-    for gw in gateways:
+    for gw in built:
         for origin in origins:
             for method in ("GET", "POST"):
                 r = gw.handle(method, "/api", {"Origin": origin})
@@ -489,7 +483,7 @@ def test_hostile_headers_get_clean_answers(make: Any) -> None:
         r = preflight(gw, headers="x-a" + ", x-a" * 30_000)
         assert r.status == 204
     # raw bytes as the HTTP server hands them over: invalid UTF-8 in Origin
-    gw = gateways[0]
+    gw = built[0]
     r = asyncio.run(gw.handle_async("GET", "/api", [(b"origin", b"https://\xc3\x28.example.com")]))
     assert r.status == 200 and header(r, "Access-Control-Allow-Origin") is None
     # the very long allowed-pattern origin is refused (longer than any real origin)

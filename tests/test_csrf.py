@@ -16,6 +16,8 @@ from plughost.gateway import Gateway
 
 from valkey_support import ValkeyServer, command
 
+from gateway_support import gateways
+
 CSRF = "plugins.csrf.middlewares.CSRFMiddleware"
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
 
@@ -65,18 +67,9 @@ routes:
 
 @pytest.fixture
 def make(tmp_path: Path, test_plugin_dir: Path) -> Iterator[Any]:
-    opened: list[Gateway] = []
-
-    def build(config: dict[str, Any], **kwargs: Any) -> Gateway:
-        folder = csrf_config(tmp_path / f"config{len(opened)}", test_plugin_dir, config,
-                             **kwargs)
-        gw = Gateway.from_config(folder)
-        opened.append(gw)
-        return gw
-
-    yield build
-    for gw in opened:
-        gw.close()
+    with gateways(tmp_path, lambda folder, *args, **kwargs: csrf_config(
+            folder, test_plugin_dir, *args, **kwargs)) as build:
+        yield build
 
 
 def forbidden(response: Any) -> None:

@@ -16,7 +16,7 @@ import pytest
 from plughost.config import ConfigErrors
 from plughost.gateway import Gateway
 
-from gateway_support import Server, free_port
+from gateway_support import Server, free_port, gateways
 
 HELMET = "plugins.helmet.middlewares.HelmetMiddleware"
 
@@ -109,19 +109,13 @@ def mw_yaml(cfg: dict[str, Any] | None) -> str:
 
 @pytest.fixture
 def make(tmp_path: Path, test_plugin_dir: Path) -> Iterator[Any]:
-    opened: list[Gateway] = []
+    def write(folder: Path, cfg: dict[str, Any] | None = None, *, raw: str | None = None,
+              **kwargs: Any) -> Path:
+        return write_gateway(folder, test_plugin_dir, raw if raw is not None else mw_yaml(cfg),
+                             **kwargs)
 
-    def build(cfg: dict[str, Any] | None = None, *, raw: str | None = None,
-              **kwargs: Any) -> Gateway:
-        folder = write_gateway(tmp_path / f"config{len(opened)}", test_plugin_dir,
-                               raw if raw is not None else mw_yaml(cfg), **kwargs)
-        gw = Gateway.from_config(folder)
-        opened.append(gw)
-        return gw
-
-    yield build
-    for gw in opened:
-        gw.close()
+    with gateways(tmp_path, write) as build:
+        yield build
 
 
 def get(gw: Gateway, path: str = "/echo") -> Any:

@@ -13,7 +13,7 @@ import pytest
 
 from plughost.gateway import Gateway
 
-from gateway_support import Server
+from gateway_support import Server, gateways
 from valkey_support import ValkeyServer
 
 LIMITER = "plugins.limiter.middlewares.LimiterMiddleware"
@@ -74,18 +74,9 @@ def window_start(seconds: float, *, margin: float = 3.0, offset: float = 0.05) -
 
 @pytest.fixture
 def gateway_factory(tmp_path: Path, test_plugin_dir: Path) -> Iterator[Any]:
-    opened: list[Gateway] = []
-
-    def make(limiters: dict[str, dict[str, Any]], **kwargs: Any) -> Gateway:
-        folder = limiter_config(tmp_path / f"config{len(opened)}", test_plugin_dir, limiters,
-                                **kwargs)
-        gw = Gateway.from_config(folder)
-        opened.append(gw)
-        return gw
-
-    yield make
-    for gw in opened:
-        gw.close()
+    with gateways(tmp_path, lambda folder, *args, **kwargs: limiter_config(
+            folder, test_plugin_dir, *args, **kwargs)) as make:
+        yield make
 
 
 def check_exact(gw: Gateway, path: str, n: int, **kw: Any) -> None:

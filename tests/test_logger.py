@@ -20,7 +20,7 @@ import pytest
 
 from plughost.gateway import Gateway
 
-from gateway_support import Server
+from gateway_support import Server, gateways
 
 LOGGER = "plugins.logger.middlewares.LoggerMiddleware"
 RFC3339 = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(Z|[+-]\d\d:\d\d)"
@@ -68,18 +68,9 @@ def write_config(folder: Path, plugin_dir: Path, loggers: dict[str, dict[str, An
 
 @pytest.fixture
 def gateway_factory(tmp_path: Path, test_plugin_dir: Path) -> Iterator[Any]:
-    opened: list[Gateway] = []
-
-    def make(loggers: dict[str, dict[str, Any]], **kwargs: Any) -> Gateway:
-        folder = write_config(tmp_path / f"config{len(opened)}", test_plugin_dir, loggers,
-                              **kwargs)
-        gw = Gateway.from_config(folder)
-        opened.append(gw)
-        return gw
-
-    yield make
-    for gw in opened:
-        gw.close()
+    with gateways(tmp_path, lambda folder, *args, **kwargs: write_config(
+            folder, test_plugin_dir, *args, **kwargs)) as make:
+        yield make
 
 
 def run(gateway_factory: Any, cfg: dict[str, Any], tmp_path: Path,

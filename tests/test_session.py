@@ -18,7 +18,7 @@ from plughost.config import ConfigErrors
 from plughost.errors import ConfigError
 from plughost.gateway import Gateway
 
-from gateway_support import UpstreamServer
+from gateway_support import UpstreamServer, gateways
 from valkey_support import ValkeyServer, command
 
 LOAD = "plugins.session.middlewares.LoadSessionMiddleware"
@@ -107,18 +107,9 @@ def upstream() -> Iterator[UpstreamServer]:
 
 @pytest.fixture
 def make(tmp_path: Path, test_plugin_dir: Path, upstream: UpstreamServer) -> Iterator[Any]:
-    opened: list[Gateway] = []
-
-    def build(load: dict[str, Any], **kwargs: Any) -> Gateway:
-        folder = session_config(tmp_path / f"config{len(opened)}", test_plugin_dir,
-                                upstream.url, load, **kwargs)
-        gw = Gateway.from_config(folder)
-        opened.append(gw)
-        return gw
-
-    yield build
-    for gw in opened:
-        gw.close()
+    with gateways(tmp_path, lambda folder, *args, **kwargs: session_config(
+            folder, test_plugin_dir, upstream.url, *args, **kwargs)) as build:
+        yield build
 
 
 def received(response: Any) -> dict[str, str]:
