@@ -76,45 +76,9 @@ static int ba_sha256(const void *data, size_t len, uint8_t out[BA_DIGEST]) {
   return EVP_Digest(data, len, out, &n, EVP_sha256(), NULL) == 1 && n == BA_DIGEST ? 0 : -1;
 }
 
-/* Strict UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF. */
-static int ba_valid_utf8(const uint8_t *s, size_t n) {
-  size_t i = 0;
-  while (i < n) {
-    uint8_t c = s[i];
-    if (c < 0x80) {
-      i++;
-      continue;
-    }
-    size_t len;
-    uint32_t cp;
-    if (c >= 0xc2 && c <= 0xdf) {
-      len = 2;
-      cp = c & 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-      len = 3;
-      cp = c & 0x0f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-      len = 4;
-      cp = c & 0x07;
-    } else {
-      return 0;
-    }
-    if (n - i < len) return 0;
-    for (size_t k = 1; k < len; k++) {
-      if ((s[i + k] & 0xc0) != 0x80) return 0;
-      cp = (cp << 6) | (s[i + k] & 0x3f);
-    }
-    if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-        (cp >= 0xd800 && cp <= 0xdfff))
-      return 0;
-    i += len;
-  }
-  return 1;
-}
-
 /* A user name: non-empty valid UTF-8, no control character, no ':'. */
 static int ba_valid_username(const uint8_t *s, size_t n) {
-  if (n == 0 || !ba_valid_utf8(s, n)) return 0;
+  if (n == 0 || !phu_valid_utf8(s, n)) return 0;
   for (size_t i = 0; i < n; i++)
     if (s[i] < 0x20 || s[i] == 0x7f || s[i] == ':') return 0;
   return 1;
@@ -307,7 +271,7 @@ static ph_status ba_create(const ph_config *cfg, void **self) {
     if (ph_config_string(entry, NULL, NULL, &password) != PH_OK) return PH_ERROR;
     if (password == NULL || password[0] == '\0')
       return ph_config_error(entry, NULL, "must not be empty: give a password or a hash");
-    if (!ba_valid_utf8((const uint8_t *)password, strlen(password)))
+    if (!phu_valid_utf8((const uint8_t *)password, strlen(password)))
       return ph_config_error(entry, NULL, "must be valid UTF-8");
     if (ba_set_credential(&m->users[i], users, user, password) != PH_OK) return PH_ERROR;
     m->n_users = i + 1;
@@ -384,7 +348,7 @@ static ph_next ba_on_request(void *self, ph_exchange *ex) {
   size_t ulen = (size_t)(colon - decoded);
   const uint8_t *password = colon + 1;
   size_t plen = n - ulen - 1;
-  if (!ba_valid_username(decoded, ulen) || !ba_valid_utf8(password, plen)) goto refuse;
+  if (!ba_valid_username(decoded, ulen) || !phu_valid_utf8(password, plen)) goto refuse;
   decoded[n] = '\0'; /* the password as a C string for crypt_rn */
 
   if (!ba_verify(m, decoded, ulen, (const char *)password, plen)) goto refuse;

@@ -78,6 +78,45 @@ static inline int phu_random(uint8_t *out, size_t n) {
   return 0;
 }
 
+/* ------------------------------------------------------------------------ UTF-8 */
+
+/* Length of the valid UTF-8 sequence at s (n > 0 bytes left), or 0 when it is invalid:
+** strict, no overlong forms, no surrogates, nothing above U+10FFFF. */
+static inline size_t phu_utf8_seq(const uint8_t *s, size_t n) {
+  uint8_t c = s[0];
+  size_t len;
+  uint32_t cp;
+  if (c < 0x80) return 1;
+  if (c >= 0xc2 && c <= 0xdf) {
+    len = 2;
+    cp = c & 0x1f;
+  } else if (c >= 0xe0 && c <= 0xef) {
+    len = 3;
+    cp = c & 0x0f;
+  } else if (c >= 0xf0 && c <= 0xf4) {
+    len = 4;
+    cp = c & 0x07;
+  } else {
+    return 0;
+  }
+  if (n < len) return 0;
+  for (size_t k = 1; k < len; k++) {
+    if ((s[k] & 0xc0) != 0x80) return 0;
+    cp = (cp << 6) | (s[k] & 0x3f);
+  }
+  if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+      (cp >= 0xd800 && cp <= 0xdfff))
+    return 0;
+  return len;
+}
+
+/* Whether s[0..n) is valid UTF-8 (phu_utf8_seq's rules). */
+static inline int phu_valid_utf8(const uint8_t *s, size_t n) {
+  for (size_t i = 0, len; i < n; i += len)
+    if ((len = phu_utf8_seq(s + i, n - i)) == 0) return 0;
+  return 1;
+}
+
 /* ---------------------------------------------------------------- option names
 ** Seam decodes a plugin's configuration ignoring the case of option names (`AllowOrigins`
 ** is `allowOrigins`); these helpers let a plugin do the same, and refuse a misspelt option

@@ -122,35 +122,6 @@ static void lg_putf(lg_buf *b, const char *fmt, ...) {
   if (n > 0) lg_put(b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
 }
 
-/* Length of the valid UTF-8 sequence at s (n bytes left), or 0 when invalid. */
-static size_t lg_utf8_seq(const uint8_t *s, size_t n) {
-  uint8_t c = s[0];
-  size_t len;
-  uint32_t cp;
-  if (c < 0x80) return 1;
-  if (c >= 0xc2 && c <= 0xdf) {
-    len = 2;
-    cp = c & 0x1f;
-  } else if (c >= 0xe0 && c <= 0xef) {
-    len = 3;
-    cp = c & 0x0f;
-  } else if (c >= 0xf0 && c <= 0xf4) {
-    len = 4;
-    cp = c & 0x07;
-  } else {
-    return 0;
-  }
-  if (n < len) return 0;
-  for (size_t k = 1; k < len; k++) {
-    if ((s[k] & 0xc0) != 0x80) return 0;
-    cp = (cp << 6) | (s[k] & 0x3f);
-  }
-  if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-      (cp >= 0xd800 && cp <= 0xdfff))
-    return 0;
-  return len;
-}
-
 /* Appends a value made safe for the mode: JSON string content (without quotes), or text
 ** with control characters as \xNN; invalid UTF-8 becomes U+FFFD either way. */
 static void lg_put_value(lg_buf *b, const void *data, size_t n, int json) {
@@ -171,7 +142,7 @@ static void lg_put_value(lg_buf *b, const void *data, size_t n, int json) {
     }
     uint8_t c = s[i];
     if (c >= 0x80) {
-      size_t len = lg_utf8_seq(s + i, n - i);
+      size_t len = phu_utf8_seq(s + i, n - i);
       if (len == 0) {
         lg_puts(b, json ? "\\ufffd" : "\xef\xbf\xbd");
         i++;
