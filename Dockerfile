@@ -20,8 +20,8 @@ ARG PYTHON_IMAGE=python:3.13-alpine3.22
 FROM ${PYTHON_IMAGE} AS builder
 
 # C toolchain and CMake, libffi for cffi; the libraries plugins link: OpenSSL (valkey's TLS,
-# jwt, basicauth), libxcrypt (basicauth), jansson and libcurl (jwt). hiredis (valkey) is
-# compiled in from the sources tools/fetch_hiredis.py fetches from PyPI.
+# jwt, basicauth), libxcrypt (basicauth), jansson and libcurl (jwt, opentelemetry). hiredis
+# (valkey) is compiled in from the sources tools/fetch_hiredis.py fetches from PyPI.
 RUN apk add --no-cache \
         build-base \
         cmake \

@@ -488,6 +488,127 @@ routes:
             raise AssertionError(logger)
 
 
+def exercise_opentelemetry(runtime, plugin_dir: Path, workdir: Path) -> None:
+    """opentelemetry: traceparent parsing (valid, malformed, unsampled), spans queued from
+    two threads while the exporter thread POSTs batches to a real local OTLP receiver, a
+    full queue (drops), a refused collector, the stdout exporter, flush at destroy, and
+    configuration errors at plugin and middleware level (init must free what it made)."""
+    import json
+    import logging
+    import os
+    import socket
+    import threading
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from test_opentelemetry import Collector  # the real receiver of tests/test_opentelemetry.py
+
+    from plughost.gateway import Gateway
+
+    logging.getLogger("plughost").setLevel(logging.CRITICAL)
+    otel = "plugins.opentelemetry.middlewares.OpenTelemetryMiddleware"
+    folder = workdir / "otel"
+    folder.mkdir()
+
+    def write(plugin_cfg: dict, mws: dict) -> Path:
+        path = folder / "gateway.yaml"
+        path.write_text(json.dumps({
+            "plugins": [{"path": str(plugin_dir / "opentelemetry.so"), "config": plugin_cfg},
+                        {"path": str(plugin_dir / "static.so")}],
+            "middlewares": {n: {"use": otel, "config": c} for n, c in mws.items()},
+            "globalMiddlewares": ["G"] if "G" in mws else [],
+            "actions": {"Ok": {"use": "plugins.static.actions.StaticAction",
+                               "config": {"body": "ok"}},
+                        "Bad": {"use": "plugins.static.actions.StaticAction",
+                                "config": {"status": 502}}},
+            "routes": {"R": {"gatewayPath": "/r/:id", "methods": ["ALL"],
+                             "middlewares": [n for n in mws if n != "G"], "action": "Ok"},
+                       "B": {"gatewayPath": "/b", "methods": ["GET"], "action": "Bad"}},
+        }))
+        return path
+
+    tid, pid = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    parents = [f"00-{tid}-{pid}-01", f"00-{tid}-{pid}-00", f"00-{tid.upper()}-{pid}-01",
+               f"00-{'0' * 32}-{pid}-01", "ff-" + "1" * 32 + "-" + "2" * 16 + "-01", "", "x" * 300,
+               f"00-{tid}-{pid}-01-more", "00-" + "é" * 16 + "-" + pid + "-01"]
+    collector = Collector()
+    try:
+        for provider in (
+                {"endpoint": collector.url, "batchSize": 7, "exportInterval": "50ms",
+                 "headers": {"Authorization": "Bearer x"}, "samplingRatio": 0.5},
+                {"endpoint": collector.url, "queueSize": 3, "batchSize": 1,
+                 "exportInterval": "1h"}):
+            path = write({"providerConfig": provider, "contextTracerKey": "ctx"},
+                         {"G": {"tracerName": "outer"}, "A": {"tracerName": "inner"}, "C": {}})
+            with Gateway.from_config(path, runtime=runtime) as gw:
+                errors: list[BaseException] = []
+
+                def requests(n: int) -> None:  # two threads at once: the type is thread-safe
+                    try:
+                        run(n)
+                    except BaseException as exc:  # noqa: BLE001 - reported below
+                        errors.append(exc)
+
+                def run(n: int) -> None:
+                    for i in range(n):
+                        headers = {"Host": ["h:1", "[::1]:8080", "x:99999", "a:b:c"][i % 4],
+                                   "User-Agent": "u" * (i % 50), "tracestate": "k=v"}
+                        if parents[i % len(parents)]:
+                            headers["traceparent"] = parents[i % len(parents)]
+                        method = ["GET", "POST", "BREW"][i % 3]
+                        assert gw.handle(method, "/r/x" + "é\\\"" * (i % 20), headers,
+                                         body=b"b" * (i % 5)).status == 200
+                        assert gw.handle("GET", "/b").status == 502
+                        gw.handle("GET", "/nowhere")
+
+                workers = [threading.Thread(target=requests, args=(400,)) for _ in range(2)]
+                for w in workers:
+                    w.start()
+                for w in workers:
+                    w.join()
+                assert not errors, errors
+        assert collector.spans(), "no span reached the collector"
+    finally:
+        collector.close()
+
+    with socket.socket() as s:  # a refused collector: failures are logged and counted
+        s.bind(("127.0.0.1", 0))
+        refused = f"http://127.0.0.1:{s.getsockname()[1]}"
+    with Gateway.from_config(write({"providerConfig": {"endpoint": refused, "timeout": "1s",
+                                                       "shutdownTimeout": "2s"}},
+                                   {"A": {}}), runtime=runtime) as gw:
+        for _ in range(20):
+            gw.handle("GET", "/r/1")
+
+    devnull = os.open(os.devnull, os.O_WRONLY)  # the stdout exporter, output thrown away
+    saved = os.dup(1)
+    os.dup2(devnull, 1)
+    try:
+        with Gateway.from_config(write({"providerConfig": {"serviceName": "s"}}, {"A": {}}),
+                                 runtime=runtime) as gw:
+            for _ in range(50):
+                gw.handle("GET", "/r/1")
+        with Gateway.from_config(write({"providerConfig": {"disableTraces": True}}, {"A": {}}),
+                                 runtime=runtime) as gw:
+            gw.handle("GET", "/r/1", {"traceparent": parents[0]})
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+
+    for plugin_cfg, mw in (({"provider": "x"}, {}), ({"providerConfig": {"batchSize": 0}}, {}),
+                           ({"providerConfig": {"endpoint": "ftp://x"}}, {}),
+                           ({"providerConfig": {"headers": {"A B": "x"}}}, {}),
+                           ({"providerConfig": {"samplingRatio": 2}}, {}),
+                           ({"providerConfig": {"endpoint": refused}}, {"nope": 1}),
+                           ({"providerConfig": {"endpoint": refused}}, {"tracerName": [1]})):
+        try:
+            Gateway.from_config(write(plugin_cfg, {"A": mw}), runtime=runtime).close()
+        except Exception:
+            pass
+        else:
+            raise AssertionError(f"no configuration error for {plugin_cfg} {mw}")
+
+
 if __name__ == "__main__":
     runtime = load_runtime(sys.argv[1])
     with plughost.Host(runtime, static_check=False) as h:
@@ -499,6 +620,7 @@ if __name__ == "__main__":
         exercise_stateful(runtime, Path(sys.argv[2]), Path(tmp))
         exercise_auth_and_logging(runtime, Path(sys.argv[2]), Path(tmp))
         exercise_jwt(runtime, Path(sys.argv[2]), Path(tmp))
+        exercise_opentelemetry(runtime, Path(sys.argv[2]), Path(tmp))
         exercise_valkey(runtime, Path(sys.argv[2]), Path(tmp), int(sys.argv[3]),
                         int(sys.argv[4]))
     print("sanitizers: clean")
