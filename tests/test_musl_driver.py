@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / "tests" / "musl_driver"
 BUILD = ROOT / "build" / "musl-driver"  # private to this test: not build_plugins.py's folders
 PLUGINS = ("memory", "requestid", "static", "session", "limiter", "csrf", "cors", "helmet",
-           "logger")  # every plugin without a third-party library
+           "logger", "httpfw")  # every plugin without a third-party library
 MUSL_LOADER = f"/lib/ld-musl-{platform.machine()}.so.1"
 
 # One line per check the driver must pass, by name.
@@ -51,6 +51,7 @@ EXPECTED_CHECKS = [
     "cors middleware",
     "helmet middleware",
     "logger middleware",
+    "httpfw action",
     "shutdown",
 ]
 

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 
 
 import aiohttp
+from yarl import URL
 
 from .chain import Upstream, UpstreamAnswer
 
@@ -24,6 +26,29 @@ HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"te"
                         b"transfer-encoding", b"upgrade", b"proxy-authenticate",
                         b"proxy-authorization"})
 
+# Headers aiohttp would add by itself: a proxy sends only what the client sent (an invented
+# Accept-Encoding would get the client a compressed body it never asked for).
+AUTO_HEADERS = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
+
+
+def connection_options(headers: list[tuple[bytes, bytes]]) -> frozenset[bytes]:
+    """The header names a message's Connection header lists: hop-by-hop too (RFC 9110
+    section 7.6.1), so they are dropped with it."""
+    return frozenset(token.strip().lower() for name, value in headers
+                     if name.lower() == b"connection" for token in value.split(b",")
+                     if token.strip())
+
+
+# A URL made only of URL characters and valid %XX escapes: already encoded by the action.
+_ENCODED_URL = re.compile(r"(?:[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=]|%[0-9A-Fa-f]{2})*")
+
+
+def target(url: str) -> URL | str:
+    """The URL to request. An already-encoded URL is sent as the action wrote it: yarl would
+    otherwise quote it again and change the query (``%2F`` becomes ``/``), which breaks
+    signed URLs. Any other URL is quoted by yarl."""
+    return URL(url, encoded=True) if _ENCODED_URL.fullmatch(url) else url
+
 
 class UpstreamClient:
     """A pooled async HTTP client that performs upstream directives."""
@@ -36,23 +61,29 @@ class UpstreamClient:
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(limit=self._limit, ttl_dns_cache=60)
             self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False,
-                                                  cookie_jar=aiohttp.DummyCookieJar())
+                                                  cookie_jar=aiohttp.DummyCookieJar(),
+                                                  skip_auto_headers=AUTO_HEADERS)
         return self._session
 
     async def perform(self, upstream: Upstream) -> UpstreamAnswer:
         """Sends the request; the answer, or 502/504 with the reason."""
+        listed = connection_options(upstream.headers)
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in upstream.headers
-                   if k.lower() not in HOP_BY_HOP and k.lower() not in (b"host", b"content-length")]
+                   if k.lower() not in HOP_BY_HOP and k.lower() not in listed
+                   and k.lower() not in (b"host", b"content-length")]
         timeout = aiohttp.ClientTimeout(total=upstream.timeout or DEFAULT_TIMEOUT,
                                         sock_connect=upstream.connect_timeout or
                                         DEFAULT_CONNECT_TIMEOUT)
         try:
             async with self._get_session().request(
-                    upstream.method, upstream.url, headers=headers,
+                    upstream.method, target(upstream.url), headers=headers,
                     data=upstream.body or None, timeout=timeout, allow_redirects=False) as resp:
                 body = await resp.read()
-                answer = [(k, v) for k, v in resp.raw_headers
-                          if k.lower() not in HOP_BY_HOP and k.lower() != b"content-length"]
+                raw = list(resp.raw_headers)
+                listed = connection_options(raw)
+                answer = [(k, v) for k, v in raw
+                          if k.lower() not in HOP_BY_HOP and k.lower() not in listed
+                          and k.lower() != b"content-length"]
                 return UpstreamAnswer(resp.status, answer, body)
         except asyncio.TimeoutError:
             log.warning("upstream %s %s timed out", upstream.method, upstream.url)

@@ -823,12 +823,50 @@ static void check_logger_output(void) {
     fail("logger middleware", "%s holds '%s', not 'GET /logged 200'", logger_file, line);
 }
 
+/* httpfw's HttpAction asks for an upstream request (RT_UPSTREAM): the driver checks the
+** directive, then answers it as the host would and runs the rest of the chain. */
+static void check_httpfw(rt_host *host) {
+  ph_config *c = cfg_root(host, "action 'Forward'", "actions.Forward.config");
+  cfg_str(c, "upstreamEndpoint", "http://127.0.0.1:9/api");
+  rt_instance *fw = must_create(host, "action", "plugins.httpfw.actions.HttpAction", "Forward", c);
+  rt_chain *chain = rt_chain_new(NULL, 0, fw);
+  /* (a string break after each \0: "\0" "203" is not the octal escape "\020" "3") */
+  char packed[] = "host\0" "gw.example\0" "x-forwarded-for\0" "203.0.113.7\0";
+  rt_result r;
+  rt_serve(host, chain, "POST", "/users", "q=1", "10.1.2.3", packed, sizeof packed - 1,
+           (const uint8_t *)"data", 4, NULL, 0, &r);
+  if (r.ex == NULL) fatal("httpfw", "rt_serve built no exchange: %s", r.failure);
+  char url[256] = "", xff[128] = "", host_header[128] = "";
+  int asked = r.outcome == RT_UPSTREAM && r.ex->has_upstream;
+  if (asked) {
+    snprintf(url, sizeof url, "%s", r.ex->upstream_url);
+    const char *v = rt_api_header_get(r.ex, PH_REQUEST, "X-Forwarded-For");
+    snprintf(xff, sizeof xff, "%s", v ? v : "-");
+    v = rt_api_header_get(r.ex, PH_REQUEST, "X-Forwarded-Host");
+    snprintf(host_header, sizeof host_header, "%s", v ? v : "-");
+    char answer[] = "content-type\0text/plain\0";
+    rt_result done;
+    rt_serve_upstream(chain, r.ex, r.passed, 200, answer, sizeof answer - 1,
+                      (const uint8_t *)"from upstream", 13, NULL, &done);
+    if (done.status != 200 || done.body_len != 13) asked = 0;
+  }
+  rt_exchange_free(r.ex);
+  if (asked && !strncmp(url, "http://127.0.0.1:9/api", 22) && strstr(url, "q=1") &&
+      streq(xff, "203.0.113.7, 10.1.2.3") && streq(host_header, "gw.example"))
+    ok("httpfw action", "upstream %s, X-Forwarded-For '%s', X-Forwarded-Host %s; answered 200",
+       url, xff, host_header);
+  else
+    fail("httpfw action", "outcome %d url '%s' X-Forwarded-For '%s' X-Forwarded-Host '%s'",
+         r.outcome, url, xff, host_header);
+  rt_chain_free(chain);
+}
+
 /* ------------------------------------------------------------------------ main --- */
 
 int main(int argc, char **argv) {
   if (argc != 2 || argv[1][0] == '-') {
     fprintf(stderr, "usage: %s PLUGIN_DIR\n(runs plughost's C runtime against the plugins in "
-                    "PLUGIN_DIR: memory, requestid, static, session, limiter, csrf, cors, helmet, logger)\n",
+                    "PLUGIN_DIR: memory, requestid, static, session, limiter, csrf, cors, helmet, logger, httpfw)\n",
             argv[0]);
     return 2;
   }
@@ -846,7 +884,7 @@ int main(int argc, char **argv) {
 
   static const char *const files[] = {"memory.so",  "requestid.so", "static.so", "session.so",
                                       "limiter.so", "csrf.so",      "cors.so",   "helmet.so",
-                                      "logger.so"};
+                                      "logger.so", "httpfw.so"};
   for (size_t i = 0; i < sizeof files / sizeof *files; i++) load_plugin(host, dir, files[i]);
 
   ph_config *c = cfg_root(host, "storage 'Store'", "storages.Store.config");
@@ -865,6 +903,7 @@ int main(int argc, char **argv) {
   check_cors(host);
   check_helmet(host);
   check_logger(host);
+  check_httpfw(host);
 
   /* Shutdown, in the host's order: instances newest first, storages, plugins in reverse. */
   size_t destroyed = n_instances, closed = n_storages, shut = n_plugins;

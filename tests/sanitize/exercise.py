@@ -14,6 +14,7 @@ import json
 import os
 import sys
 import threading
+import time
 from pathlib import Path
 
 import plughost
@@ -609,6 +610,130 @@ def exercise_opentelemetry(runtime, plugin_dir: Path, workdir: Path) -> None:
             raise AssertionError(f"no configuration error for {plugin_cfg} {mw}")
 
 
+def exercise_httpfw(runtime: Runtime, plugin_dir: Path, workdir: Path) -> None:
+    """httpfw: URL building (wildcard rest with dot segments, escapes, long paths and
+    queries), X-Forwarded-* merging, the balancer's round-robin from several threads while
+    its health-check thread probes a live and a closed endpoint, config errors, destroy."""
+    import http.server
+    import logging
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from gateway_support import free_port
+
+    import plughost
+    from plughost.gateway import Gateway
+
+    logging.getLogger("plughost").setLevel(logging.CRITICAL)  # 502s here are on purpose
+
+    class Ok(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        do_POST = do_GET
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Ok)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    live = f"http://127.0.0.1:{server.server_address[1]}"
+    dead = f"http://127.0.0.1:{free_port()}"
+    folder = workdir / "httpfw"
+    folder.mkdir()
+    (folder / "gateway.yaml").write_text(f"""\
+plugins:
+  - path: {plugin_dir}/httpfw.so
+actions:
+  Fw:
+    use: plugins.httpfw.actions.HttpAction
+    config: {{upstreamEndpoint: "{live}/base/", timeout: 5s, forwardedProto: https}}
+  Lb:
+    use: plugins.httpfw.actions.BalancerHttpAction
+    config:
+      upstreamEndpoints: ["{live}", "{dead}/x", "http://[::1]:{free_port()}"]
+      healthCheckInterval: 50ms
+      healthCheckTimeout: 20ms
+  Trust:
+    use: plugins.httpfw.actions.HttpAction
+    config: {{upstreamEndpoint: "{live}", trustForwardedHeaders: true}}
+routes:
+  Fw:
+    gatewayPath: /fw/*
+    methods: [GET, POST]
+    action: Fw
+  Lb:
+    gatewayPath: /lb/*
+    methods: [GET]
+    action: Lb
+  Trust:
+    gatewayPath: /trust
+    methods: [GET]
+    action: Trust
+""")
+    try:
+        with Gateway.from_config(folder / "gateway.yaml", runtime=runtime) as gw:
+            for i in range(300):
+                rest = "/".join(["a b", "..", "\u00fc%", ".", "x" * (i % 40)] * (1 + i % 30))
+                r = gw.handle("POST" if i % 2 else "GET", f"/fw/{rest}",
+                              [("Host", "h" * (i % 100)),
+                               ("X-Forwarded-For", "1.2.3.4"),
+                               ("X-Forwarded-For", "5.6.7.8," * (i % 20))],
+                              body=b"b" * (i % 3000), query="q=" + "%2F" * (i % 200),
+                              client_ip="203.0.113.%d" % (i % 256))
+                assert r.status == 200, r.status
+                assert gw.handle("GET", "/trust", {"X-Forwarded-Proto": "https",
+                                                   "X-Forwarded-Host": "x"}).status == 200
+
+            statuses: list[int] = []
+
+            def hammer() -> None:
+                for j in range(60):
+                    statuses.append(gw.handle("GET", f"/lb/{j}").status)
+                    time.sleep(0.002)
+
+            workers = [threading.Thread(target=hammer) for _ in range(3)]
+            for w in workers:
+                w.start()
+            for w in workers:
+                w.join()
+            assert set(statuses) <= {200, 502}, set(statuses)
+            time.sleep(0.2)  # the closed ones are found down: only the live one answers
+            assert {gw.handle("GET", "/lb/z").status for _ in range(20)} == {200}
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    for bad in ({"upstreamEndpoint": "ftp://x"}, {"upstreamEndpoint": "http://[::1"},
+                {"upstreamEndpoint": "http://a:1", "timeout": 0}, {"timout": 1}, {}):
+        with plughost.Host(runtime, static_check=False) as host:
+            host.load_plugin(plugin_dir / "httpfw.so")
+            try:
+                host.create_action("plugins.httpfw.actions.HttpAction", bad)
+            except plughost.ConfigError:
+                pass
+    for bad in ({"upstreamEndpoints": []}, {"upstreamEndpoints": ["http://a:1", 5]},
+                {"upstreamEndpoints": ["http://a:1"], "healthCheckTimeout": 0},
+                {"upstreamEndpoints": [f"http://a:{i + 1}" for i in range(65)]}):
+        with plughost.Host(runtime, static_check=False) as host:
+            host.load_plugin(plugin_dir / "httpfw.so")
+            try:
+                host.create_action("plugins.httpfw.actions.BalancerHttpAction", bad)
+            except plughost.ConfigError:
+                pass
+    # created and destroyed at once: the health-check thread is joined right away
+    with plughost.Host(runtime, static_check=False) as host:
+        host.load_plugin(plugin_dir / "httpfw.so")
+        for _ in range(20):
+            host.create_action("plugins.httpfw.actions.BalancerHttpAction",
+                               {"upstreamEndpoints": [live, dead]})
+
+
 if __name__ == "__main__":
     runtime = load_runtime(sys.argv[1])
     with plughost.Host(runtime, static_check=False) as h:
@@ -621,6 +746,7 @@ if __name__ == "__main__":
         exercise_auth_and_logging(runtime, Path(sys.argv[2]), Path(tmp))
         exercise_jwt(runtime, Path(sys.argv[2]), Path(tmp))
         exercise_opentelemetry(runtime, Path(sys.argv[2]), Path(tmp))
+        exercise_httpfw(runtime, Path(sys.argv[2]), Path(tmp))
         exercise_valkey(runtime, Path(sys.argv[2]), Path(tmp), int(sys.argv[3]),
                         int(sys.argv[4]))
     print("sanitizers: clean")

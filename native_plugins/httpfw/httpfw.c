@@ -1,0 +1,649 @@
+/*
+** httpfw: forwards requests to upstream HTTP services (Seam's httpfw plugin, in C).
+**
+** plugins.httpfw.actions.HttpAction          one upstream: upstreamEndpoint
+** plugins.httpfw.actions.BalancerHttpAction  round-robin over upstreamEndpoints, skipping
+**                                            endpoints that the instance's health-check
+**                                            thread found refusing connections
+**
+** Neither action does network I/O on a request: each builds the upstream URL, adds the
+** X-Forwarded-* headers and hands the request to the host with ph_upstream(); the host
+** performs it asynchronously (502 when the upstream cannot be reached, 504 on timeout) and
+** drops hop-by-hop headers both ways. Options, the URL rule and the health checks are
+** described in docs/plugins/httpfw.md.
+**
+** Upstream URL (Seam's rule, libs/helpers GetTargetUrl): the endpoint's path, joined with
+** what the route's trailing `*` matched (nothing for a route without `*`), then the
+** request's query. Dot segments of the matched part are resolved inside it (never above the
+** endpoint's path) and its characters percent-encoded again.
+*/
+#define _POSIX_C_SOURCE 200809L
+#include "plugin.h"
+#include "phu.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define FW_MAX_ENDPOINTS 64 /* one bit each in the balancer's health mask */
+#define FW_DEFAULT_TIMEOUT_MS 30000
+#define FW_DEFAULT_CONNECT_TIMEOUT_MS 5000
+#define FW_DEFAULT_HC_INTERVAL_MS 1000
+#define FW_DEFAULT_HC_TIMEOUT_MS 500
+
+/* ------------------------------------------------------------------ small buffers */
+
+typedef struct fw_buf {
+  char *p;
+  size_t len, cap;
+  int oom;
+} fw_buf;
+
+static void fw_put(fw_buf *b, const char *s, size_t n) {
+  if (b->oom) return;
+  if (b->len + n + 1 > b->cap) {
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + n + 1) cap *= 2;
+    char *p = realloc(b->p, cap);
+    if (!p) {
+      b->oom = 1;
+      return;
+    }
+    b->p = p;
+    b->cap = cap;
+  }
+  memcpy(b->p + b->len, s, n);
+  b->len += n;
+  b->p[b->len] = '\0';
+}
+
+static void fw_puts(fw_buf *b, const char *s) { fw_put(b, s, strlen(s)); }
+
+/* ------------------------------------------------------------------ endpoints */
+
+typedef struct fw_endpoint {
+  char *base; /* scheme://authority[/path], no trailing '/': what URLs start with */
+  char *host; /* for health checks: the host without IPv6 brackets */
+  char port[8];
+  int has_path; /* base ends with a path (not just the authority) */
+} fw_endpoint;
+
+static void fw_endpoint_free(fw_endpoint *e) {
+  free(e->base);
+  free(e->host);
+  e->base = e->host = NULL;
+}
+
+static int fw_is_digit(char c) { return c >= '0' && c <= '9'; }
+
+/* RFC 3986 pchar without '%': may appear unescaped in a path segment. */
+static int fw_unreserved_or_pchar(unsigned char c) {
+  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || fw_is_digit((char)c)) return 1;
+  return c != '\0' && strchr("-._~!$&'()*+,;=:@", c) != NULL;
+}
+
+/* Parses an absolute http(s) URL into e; on failure reports why about `key` of cfg
+** (`what` names the entry, e.g. "" or "entry 2 "). */
+static ph_status fw_endpoint_parse(const ph_config *cfg, const char *key, const char *what,
+                                   const char *url, fw_endpoint *e) {
+  const char *scheme, *rest;
+  const char *dflt_port;
+  for (const char *c = url; *c; c++)
+    if ((unsigned char)*c <= 0x20 || (unsigned char)*c >= 0x7f)
+      return ph_config_error(cfg, key,
+                             "%smust be an absolute http:// or https:// URL without spaces or "
+                             "control characters, not '%s'",
+                             what, url);
+  if (phu_ieqn(url, strcspn(url, ":"), "http") && strncmp(url + 4, "://", 3) == 0) {
+    scheme = "http://", rest = url + 7, dflt_port = "80";
+  } else if (phu_ieqn(url, strcspn(url, ":"), "https") && strncmp(url + 5, "://", 3) == 0) {
+    scheme = "https://", rest = url + 8, dflt_port = "443";
+  } else {
+    return ph_config_error(cfg, key,
+                           "%smust be an absolute http:// or https:// URL such as "
+                           "http://localhost:8080, not '%s'",
+                           what, url);
+  }
+  size_t alen = strcspn(rest, "/?#");
+  const char *path = rest + alen;
+  if (alen == 0)
+    return ph_config_error(cfg, key, "%shas no host: '%s'", what, url);
+  if (memchr(rest, '@', alen))
+    return ph_config_error(cfg, key,
+                           "%smust not hold credentials (user@host): '%s'; set an "
+                           "Authorization header with a middleware instead",
+                           what, url);
+  if (strpbrk(path, "?#"))
+    return ph_config_error(cfg, key,
+                           "%smust not have a query or fragment: the request's own query is "
+                           "forwarded ('%s')",
+                           what, url);
+  const char *host = rest, *host_end, *port = NULL;
+  size_t port_len = 0;
+  if (rest[0] == '[') {
+    const char *close = memchr(rest, ']', alen);
+    if (!close || close == rest + 1)
+      return ph_config_error(cfg, key, "%shas a malformed IPv6 host: '%s'", what, url);
+    host = rest + 1, host_end = close;
+    if (close + 1 < rest + alen) {
+      if (close[1] != ':')
+        return ph_config_error(cfg, key, "%shas a malformed IPv6 host: '%s'", what, url);
+      port = close + 2, port_len = (size_t)(rest + alen - port);
+    }
+  } else {
+    const char *colon = memchr(rest, ':', alen);
+    host_end = colon ? colon : rest + alen;
+    if (colon) port = colon + 1, port_len = (size_t)(rest + alen - port);
+    if (host_end == host) return ph_config_error(cfg, key, "%shas no host: '%s'", what, url);
+    for (const char *c = host; c < host_end; c++)
+      if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || fw_is_digit(*c) ||
+            *c == '.' || *c == '-' || *c == '_'))
+        return ph_config_error(cfg, key, "%shas an invalid host name: '%s'", what, url);
+  }
+  if (port) {
+    long v = 0;
+    if (port_len == 0 || port_len > 5)
+      return ph_config_error(cfg, key, "%shas an invalid port (1-65535): '%s'", what, url);
+    for (size_t i = 0; i < port_len; i++) {
+      if (!fw_is_digit(port[i]))
+        return ph_config_error(cfg, key, "%shas an invalid port (1-65535): '%s'", what, url);
+      v = v * 10 + (port[i] - '0');
+    }
+    if (v < 1 || v > 65535)
+      return ph_config_error(cfg, key, "%shas an invalid port (1-65535): '%s'", what, url);
+    snprintf(e->port, sizeof e->port, "%ld", v);
+  } else {
+    snprintf(e->port, sizeof e->port, "%s", dflt_port);
+  }
+  for (const char *c = path; *c; c++) {
+    int escape = *c == '%' && isxdigit((unsigned char)c[1]) && isxdigit((unsigned char)c[2]);
+    if (*c != '/' && !escape && !fw_unreserved_or_pchar((unsigned char)*c))
+      return ph_config_error(cfg, key,
+                             "%shas '%c' in its path: percent-encode it (e.g. %%20 for a "
+                             "space, %%25 for '%%'): '%s'",
+                             what, *c, url);
+  }
+  size_t hlen = (size_t)(host_end - host), plen = strlen(path);
+  while (plen > 0 && path[plen - 1] == '/') plen--;
+  e->host = malloc(hlen + 1);
+  e->base = malloc(strlen(scheme) + alen + plen + 1);
+  if (!e->host || !e->base) return ph_config_error(cfg, key, "out of memory");
+  memcpy(e->host, host, hlen);
+  e->host[hlen] = '\0';
+  sprintf(e->base, "%s%.*s%.*s", scheme, (int)alen, rest, (int)plen, path);
+  e->has_path = plen > 0;
+  return PH_OK;
+}
+
+/* ------------------------------------------------------------------ options */
+
+typedef struct fw_common {
+  int64_t timeout_ms, connect_timeout_ms;
+  const char *proto; /* forwardedProto: host-owned, lives until destroy */
+  int trust;         /* trustForwardedHeaders */
+} fw_common;
+
+enum {
+  O_ENDPOINT,
+  O_ENDPOINTS,
+  O_TIMEOUT,
+  O_CONNECT_TIMEOUT,
+  O_PROTO,
+  O_TRUST,
+  O_HC_INTERVAL,
+  O_HC_TIMEOUT,
+  O_COUNT
+};
+static const char *const fw_names[O_COUNT] = {
+    "upstreamEndpoint", "upstreamEndpoints",     "timeout",             "connectTimeout",
+    "forwardedProto",   "trustForwardedHeaders", "healthCheckInterval", "healthCheckTimeout"};
+
+/* Maps the instance's keys to options (ignoring case, as Seam does); refuses unknown ones
+** and options of the other action. */
+static ph_status fw_options(const ph_config *cfg, int balancer, const char *w[O_COUNT]) {
+  const char *key = NULL;
+  const char *type = balancer ? "BalancerHttpAction" : "HttpAction";
+  for (size_t k = 0; k < O_COUNT; k++) w[k] = NULL;
+  ph_status r = phu_match_options(cfg, fw_names, O_COUNT, w, &key);
+  if (r == PH_ERROR) return r;
+  if (r == PH_NOT_FOUND)
+    return phu_unknown_option(cfg, key, type, fw_names, O_COUNT,
+                              balancer ? "upstreamEndpoints, timeout, connectTimeout, "
+                                         "forwardedProto, trustForwardedHeaders, "
+                                         "healthCheckInterval or healthCheckTimeout"
+                                       : "upstreamEndpoint, timeout, connectTimeout, "
+                                         "forwardedProto or trustForwardedHeaders");
+  if (!balancer && w[O_ENDPOINTS])
+    return ph_config_error(cfg, w[O_ENDPOINTS],
+                           "is an option of BalancerHttpAction: HttpAction forwards to one "
+                           "upstreamEndpoint");
+  if (balancer && w[O_ENDPOINT])
+    return ph_config_error(cfg, w[O_ENDPOINT],
+                           "is an option of HttpAction: BalancerHttpAction takes a list, "
+                           "upstreamEndpoints");
+  if (!balancer && (w[O_HC_INTERVAL] || w[O_HC_TIMEOUT]))
+    return ph_config_error(cfg, w[O_HC_INTERVAL] ? w[O_HC_INTERVAL] : w[O_HC_TIMEOUT],
+                           "is an option of BalancerHttpAction only");
+  return PH_OK;
+}
+
+static ph_status fw_positive_duration(const ph_config *cfg, const char *key, int64_t dflt,
+                                      int64_t *out) {
+  if (!key) {
+    *out = dflt;
+    return PH_OK;
+  }
+  if (ph_config_duration_ms(cfg, key, dflt, out) != PH_OK) return PH_ERROR;
+  if (*out <= 0)
+    return ph_config_error(cfg, key, "must be a positive duration such as 500ms or 30s");
+  return PH_OK;
+}
+
+static ph_status fw_common_parse(const ph_config *cfg, const char *w[O_COUNT], fw_common *c) {
+  if (fw_positive_duration(cfg, w[O_TIMEOUT], FW_DEFAULT_TIMEOUT_MS, &c->timeout_ms) != PH_OK ||
+      fw_positive_duration(cfg, w[O_CONNECT_TIMEOUT], FW_DEFAULT_CONNECT_TIMEOUT_MS,
+                           &c->connect_timeout_ms) != PH_OK)
+    return PH_ERROR;
+  c->proto = "http";
+  if (w[O_PROTO]) {
+    if (ph_config_string(cfg, w[O_PROTO], "http", &c->proto) != PH_OK) return PH_ERROR;
+    if (!phu_ieq(c->proto, "http") && !phu_ieq(c->proto, "https"))
+      return ph_config_error(cfg, w[O_PROTO],
+                             "must be \"http\" or \"https\" (the scheme clients use to reach "
+                             "the gateway), not '%s'",
+                             c->proto);
+    c->proto = phu_ieq(c->proto, "http") ? "http" : "https";
+  }
+  c->trust = 0;
+  if (w[O_TRUST] && ph_config_bool(cfg, w[O_TRUST], 0, &c->trust) != PH_OK) return PH_ERROR;
+  return PH_OK;
+}
+
+/* ------------------------------------------------------------------ forwarding */
+
+/* Appends the route's wildcard match to b: empty and "." segments dropped, ".." removes the
+** previous segment of the match (never anything of the endpoint's path), every segment
+** percent-encoded. */
+static void fw_put_rest(fw_buf *b, const char *rest) {
+  static const char hex[] = "0123456789ABCDEF";
+  size_t most = 1, depth = 0;
+  for (const char *c = rest; *c; c++) most += *c == '/';
+  size_t *mark = malloc(most * sizeof *mark); /* where each kept segment starts in b */
+  if (!mark) {
+    b->oom = 1;
+    return;
+  }
+  while (*rest) {
+    size_t n = strcspn(rest, "/");
+    if (n == 2 && rest[0] == '.' && rest[1] == '.') {
+      if (depth > 0 && !b->oom) {
+        b->len = mark[--depth];
+        b->p[b->len] = '\0';
+      }
+    } else if (n > 0 && !(n == 1 && rest[0] == '.')) {
+      mark[depth++] = b->len;
+      fw_put(b, "/", 1);
+      for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)rest[i];
+        if (fw_unreserved_or_pchar(c)) {
+          fw_put(b, (const char *)&c, 1);
+        } else {
+          char esc[3] = {'%', hex[c >> 4], hex[c & 15]};
+          fw_put(b, esc, 3);
+        }
+      }
+    }
+    rest += n;
+    if (*rest == '/') rest++;
+  }
+  free(mark);
+}
+
+/* Appends every value of request header `name`, comma-separated, to b; returns how many. */
+static size_t fw_put_all(const ph_exchange *ex, fw_buf *b, const char *name) {
+  size_t found = 0, count = PH_API(ex)->header_count(ex, PH_REQUEST);
+  for (size_t i = 0; i < count; i++) {
+    const char *k, *v;
+    if (PH_API(ex)->header_at(ex, PH_REQUEST, i, &k, &v) != PH_OK) break;
+    if (!phu_ieq(k, name)) continue;
+    if (found++) fw_puts(b, ", ");
+    fw_puts(b, v);
+  }
+  return found;
+}
+
+/* Sets X-Forwarded-For/-Proto/-Host on the request. */
+static ph_status fw_forwarded(const fw_common *c, ph_exchange *ex) {
+  fw_buf b = {0};
+  const char *ip = ph_client_ip(ex);
+  size_t had = fw_put_all(ex, &b, "X-Forwarded-For");
+  if (ip && *ip) {
+    if (had) fw_puts(&b, ", ");
+    fw_puts(&b, ip);
+  }
+  ph_status r = PH_OK;
+  if (b.oom) {
+    ph_error(ex, "out of memory");
+    r = PH_ERROR;
+  } else if (b.len > 0) {
+    r = ph_header_set(ex, "X-Forwarded-For", b.p);
+  }
+  free(b.p);
+  if (r != PH_OK) return r;
+
+  if (!(c->trust && ph_header_get(ex, "X-Forwarded-Proto")))
+    if (ph_header_set(ex, "X-Forwarded-Proto", c->proto) != PH_OK) return PH_ERROR;
+  if (!(c->trust && ph_header_get(ex, "X-Forwarded-Host"))) {
+    const char *host = ph_header_get(ex, "Host");
+    if (host && *host) {
+      if (ph_header_set(ex, "X-Forwarded-Host", host) != PH_OK) return PH_ERROR;
+    } else {
+      ph_header_remove(ex, "X-Forwarded-Host");
+    }
+  }
+  return PH_OK;
+}
+
+static ph_next fw_forward(const fw_common *c, const fw_endpoint *e, ph_exchange *ex) {
+  if (fw_forwarded(c, ex) != PH_OK) return PH_NEXT_ERROR;
+  fw_buf url = {0};
+  fw_puts(&url, e->base);
+  size_t base_len = url.len;
+  const char *rest = ph_route_param(ex, "*");
+  if (rest) fw_put_rest(&url, rest);
+  if (!e->has_path && url.len == base_len) fw_put(&url, "/", 1); /* the root path */
+  const char *q = ph_query(ex);
+  if (q && *q) {
+    fw_put(&url, "?", 1);
+    fw_puts(&url, q);
+  }
+  if (url.oom) {
+    free(url.p);
+    ph_error(ex, "out of memory");
+    return PH_NEXT_ERROR;
+  }
+  ph_upstream_spec spec = {.size = sizeof spec,
+                           .url = url.p,
+                           .connect_timeout_ms = c->connect_timeout_ms,
+                           .timeout_ms = c->timeout_ms};
+  ph_status r = ph_upstream(ex, &spec); /* the host copies the spec */
+  free(url.p);
+  return r == PH_OK ? PH_NEXT_UPSTREAM : PH_NEXT_ERROR;
+}
+
+/* ------------------------------------------------------------------ HttpAction */
+
+typedef struct fw_http {
+  fw_common c;
+  fw_endpoint e;
+} fw_http;
+
+static void http_destroy(void *self) {
+  fw_http *h = self;
+  if (!h) return;
+  fw_endpoint_free(&h->e);
+  free(h);
+}
+
+static ph_status http_create(const ph_config *cfg, void **self) {
+  const char *w[O_COUNT], *url = NULL;
+  fw_http *h = calloc(1, sizeof *h);
+  if (!h) return ph_config_error(cfg, NULL, "out of memory");
+  *self = h;
+  if (fw_options(cfg, 0, w) != PH_OK || fw_common_parse(cfg, w, &h->c) != PH_OK)
+    return PH_ERROR;
+  if (w[O_ENDPOINT] && ph_config_string(cfg, w[O_ENDPOINT], NULL, &url) != PH_OK)
+    return PH_ERROR;
+  if (!url || !*url)
+    return ph_config_error(cfg, w[O_ENDPOINT] ? w[O_ENDPOINT] : "upstreamEndpoint",
+                           "is required: the upstream's URL, e.g. http://localhost:8080");
+  return fw_endpoint_parse(cfg, w[O_ENDPOINT], "", url, &h->e);
+}
+
+static ph_next http_handle(void *self, ph_exchange *ex) {
+  fw_http *h = self;
+  return fw_forward(&h->c, &h->e, ex);
+}
+
+/* ------------------------------------------------------------ BalancerHttpAction */
+
+typedef struct fw_balancer {
+  fw_common c;
+  size_t n;
+  fw_endpoint *e;
+  _Atomic uint64_t healthy;  /* bit i: endpoint i accepted a TCP connection at its last check */
+  _Atomic uint64_t reported; /* the mask as last logged (on a request's exchange) */
+  atomic_uint_fast64_t next; /* round-robin counter */
+  int64_t interval_ms, hc_timeout_ms;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int stopping, mu_ready, cv_ready, thread_started;
+  atomic_int halt; /* set with stopping: read between probes, without the lock */
+  pthread_t checker;
+} fw_balancer;
+
+/* Whether host:port accepts a TCP connection within timeout_ms (any resolved address). */
+static int fw_probe(const fw_endpoint *e, int64_t timeout_ms) {
+  struct addrinfo hints = {0}, *res = NULL;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICSERV;
+  if (getaddrinfo(e->host, e->port, &hints, &res) != 0) return 0;
+  int ok = 0;
+  for (struct addrinfo *a = res; a && !ok; a = a->ai_next) {
+    int fd = socket(a->ai_family, a->ai_socktype, a->ai_protocol);
+    if (fd < 0) continue;
+    int fl = fcntl(fd, F_GETFL, 0);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 ||
+        fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) {
+      close(fd);
+      continue;
+    }
+    int r = connect(fd, a->ai_addr, a->ai_addrlen);
+    if (r == 0) {
+      ok = 1;
+    } else if (errno == EINPROGRESS) {
+      struct pollfd p = {.fd = fd, .events = POLLOUT};
+      int pr;
+      do pr = poll(&p, 1, (int)timeout_ms);
+      while (pr < 0 && errno == EINTR);
+      if (pr == 1) {
+        int err = 0;
+        socklen_t len = sizeof err;
+        ok = getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0;
+      }
+    }
+    close(fd);
+  }
+  freeaddrinfo(res);
+  return ok;
+}
+
+static void fw_deadline(struct timespec *ts, int64_t ms) {
+  clock_gettime(CLOCK_MONOTONIC, ts);
+  ts->tv_sec += (time_t)(ms / 1000);
+  ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+  if (ts->tv_nsec >= 1000000000L) ts->tv_sec++, ts->tv_nsec -= 1000000000L;
+}
+
+static void *fw_checker_main(void *arg) {
+  fw_balancer *b = arg;
+  pthread_mutex_lock(&b->mu);
+  while (!b->stopping) {
+    pthread_mutex_unlock(&b->mu);
+    uint64_t mask = 0;
+    size_t i = 0;
+    for (; i < b->n && !atomic_load(&b->halt); i++)
+      if (fw_probe(&b->e[i], b->hc_timeout_ms)) mask |= (uint64_t)1 << i;
+    if (i == b->n) atomic_store(&b->healthy, mask); /* a full round only */
+    struct timespec until;
+    fw_deadline(&until, b->interval_ms);
+    pthread_mutex_lock(&b->mu);
+    while (!b->stopping && pthread_cond_timedwait(&b->cv, &b->mu, &until) != ETIMEDOUT) {
+    }
+  }
+  pthread_mutex_unlock(&b->mu);
+  return NULL;
+}
+
+static void balancer_destroy(void *self) {
+  fw_balancer *b = self;
+  if (!b) return;
+  if (b->thread_started) {
+    atomic_store(&b->halt, 1);
+    pthread_mutex_lock(&b->mu);
+    b->stopping = 1;
+    pthread_cond_signal(&b->cv);
+    pthread_mutex_unlock(&b->mu);
+    pthread_join(b->checker, NULL);
+  }
+  if (b->cv_ready) pthread_cond_destroy(&b->cv);
+  if (b->mu_ready) pthread_mutex_destroy(&b->mu);
+  for (size_t i = 0; i < b->n; i++) fw_endpoint_free(&b->e[i]);
+  free(b->e);
+  free(b);
+}
+
+static ph_status balancer_create(const ph_config *cfg, void **self) {
+  const char *w[O_COUNT];
+  const ph_config *list = NULL;
+  fw_balancer *b = calloc(1, sizeof *b);
+  if (!b) return ph_config_error(cfg, NULL, "out of memory");
+  *self = b;
+  if (fw_options(cfg, 1, w) != PH_OK || fw_common_parse(cfg, w, &b->c) != PH_OK)
+    return PH_ERROR;
+  const char *key = w[O_ENDPOINTS] ? w[O_ENDPOINTS] : "upstreamEndpoints";
+  if (w[O_ENDPOINTS] && ph_config_kind(cfg, key) != PH_CONFIG_NULL &&
+      ph_config_kind(cfg, key) != PH_CONFIG_LIST)
+    return ph_config_error(cfg, key, "must be a list of URLs, e.g. [http://a:8080, "
+                                     "http://b:8080]");
+  if (w[O_ENDPOINTS] && ph_config_child(cfg, key, &list) != PH_OK) return PH_ERROR;
+  size_t n = list ? ph_config_len(list) : 0;
+  if (n == 0)
+    return ph_config_error(cfg, key,
+                           "is required and must list at least one upstream URL, e.g. "
+                           "[http://localhost:8081, http://localhost:8082]");
+  if (n > FW_MAX_ENDPOINTS)
+    return ph_config_error(cfg, key, "lists %zu endpoints: at most %d are supported", n,
+                           FW_MAX_ENDPOINTS);
+  b->e = calloc(n, sizeof *b->e);
+  if (!b->e) return ph_config_error(cfg, key, "out of memory");
+  b->n = n;
+  for (size_t i = 0; i < n; i++) {
+    const ph_config *item = ph_config_at(list, i, NULL);
+    const char *url = NULL;
+    char what[48];
+    snprintf(what, sizeof what, "entry %zu ", i + 1);
+    if (!item || ph_config_kind(item, NULL) != PH_CONFIG_STRING ||
+        ph_config_string(item, NULL, NULL, &url) != PH_OK || !url || !*url)
+      return ph_config_error(cfg, key, "entry %zu must be a URL string", i + 1);
+    if (fw_endpoint_parse(cfg, key, what, url, &b->e[i]) != PH_OK) return PH_ERROR;
+  }
+  if (w[O_HC_INTERVAL]) {
+    if (ph_config_duration_ms(cfg, w[O_HC_INTERVAL], FW_DEFAULT_HC_INTERVAL_MS,
+                              &b->interval_ms) != PH_OK)
+      return PH_ERROR;
+  } else {
+    b->interval_ms = FW_DEFAULT_HC_INTERVAL_MS;
+  }
+  if (fw_positive_duration(cfg, w[O_HC_TIMEOUT], FW_DEFAULT_HC_TIMEOUT_MS, &b->hc_timeout_ms) !=
+      PH_OK)
+    return PH_ERROR;
+  if (b->hc_timeout_ms > INT32_MAX) b->hc_timeout_ms = INT32_MAX;
+  uint64_t all = n == 64 ? ~(uint64_t)0 : (((uint64_t)1 << n) - 1);
+  atomic_init(&b->healthy, all); /* optimistic until the first check */
+  atomic_init(&b->reported, all);
+  atomic_init(&b->next, 0);
+  atomic_init(&b->halt, 0);
+  if (b->interval_ms == 0) return PH_OK; /* health checks disabled */
+
+  pthread_condattr_t ca;
+  if (pthread_mutex_init(&b->mu, NULL) != 0)
+    return ph_config_error(cfg, NULL, "cannot create a mutex");
+  b->mu_ready = 1;
+  if (pthread_condattr_init(&ca) != 0) return ph_config_error(cfg, NULL, "out of memory");
+  int err = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  if (err == 0) err = pthread_cond_init(&b->cv, &ca);
+  pthread_condattr_destroy(&ca);
+  if (err != 0) return ph_config_error(cfg, NULL, "cannot create a condition variable");
+  b->cv_ready = 1;
+  /* The checker runs with every signal blocked: signals go to the host's threads. */
+  sigset_t all_signals, old;
+  sigfillset(&all_signals);
+  pthread_sigmask(SIG_SETMASK, &all_signals, &old);
+  err = pthread_create(&b->checker, NULL, fw_checker_main, b);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (err != 0)
+    return ph_config_error(cfg, NULL, "cannot start the health-check thread: %s", strerror(err));
+  b->thread_started = 1;
+  return PH_OK;
+}
+
+/* Logs endpoints whose health changed since the last report (once, on one request). */
+static void balancer_report(fw_balancer *b, ph_exchange *ex, uint64_t now) {
+  uint64_t before = atomic_load(&b->reported);
+  if (before == now || !atomic_compare_exchange_strong(&b->reported, &before, now)) return;
+  for (size_t i = 0; i < b->n; i++) {
+    uint64_t bit = (uint64_t)1 << i;
+    if ((before ^ now) & bit)
+      ph_log(ex, (now & bit) ? PH_LOG_INFO : PH_LOG_WARNING,
+             "upstream %s %s (health check: TCP connect to %s:%s)", b->e[i].base,
+             (now & bit) ? "is up again" : "is down, skipped", b->e[i].host, b->e[i].port);
+  }
+  if (now == 0)
+    ph_log(ex, PH_LOG_WARNING, "every upstream endpoint failed its health check: trying all "
+                               "of them in turn");
+}
+
+static ph_next balancer_handle(void *self, ph_exchange *ex) {
+  fw_balancer *b = self;
+  uint64_t mask = atomic_load(&b->healthy);
+  balancer_report(b, ex, mask);
+  uint64_t turn = atomic_fetch_add(&b->next, 1);
+  size_t pick;
+  int up = 0;
+  for (uint64_t m = mask; m; m &= m - 1) up++;
+  if (up == 0) {
+    pick = (size_t)(turn % b->n); /* all down: never refuse, try each in turn */
+  } else {
+    uint64_t k = turn % (uint64_t)up, m = mask;
+    while (k--) m &= m - 1;
+    pick = 0;
+    while (!(m & ((uint64_t)1 << pick))) pick++;
+  }
+  return fw_forward(&b->c, &b->e[pick], ex);
+}
+
+/* ------------------------------------------------------------------ the plugin */
+
+static const ph_action_type http_action = {
+    .size = sizeof(ph_action_type),
+    .flags = PH_TYPE_THREAD_SAFE,
+    .id = "plugins.httpfw.actions.HttpAction",
+    .description = "forwards the request to upstreamEndpoint",
+    .create = http_create,
+    .destroy = http_destroy,
+    .handle = http_handle};
+static const ph_action_type balancer_action = {
+    .size = sizeof(ph_action_type),
+    .flags = PH_TYPE_THREAD_SAFE,
+    .id = "plugins.httpfw.actions.BalancerHttpAction",
+    .description = "round-robin over the healthy upstreamEndpoints",
+    .create = balancer_create,
+    .destroy = balancer_destroy,
+    .handle = balancer_handle};
+static const ph_action_type *const fw_actions[] = {&http_action, &balancer_action, NULL};
+
+PH_PLUGIN_DEFINE(.name = "httpfw", .version = "1.0.0",
+                 .description = "HTTP forwarding: HttpAction and BalancerHttpAction",
+                 .actions = fw_actions);
