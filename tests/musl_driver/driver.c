@@ -423,6 +423,18 @@ typedef struct header {
   const char *name, *value;
 } header;
 
+/* A chain of one middleware and a static action named `action` answering 200. */
+static rt_chain *then_ok(rt_host *host, rt_instance *middleware, const char *action) {
+  char path[96];
+  snprintf(path, sizeof path, "actions.%s.config", action);
+  ph_config *c = cfg_root(host, "action 'Ok'", path);
+  rt_instance *okact =
+      must_create(host, "action", "plugins.static.actions.StaticAction", action, c);
+  rt_chain *chain = rt_chain_new(&middleware, 1, okact);
+  if (chain == NULL) fatal("chain", "out of memory");
+  return chain;
+}
+
 /* Runs one request through `chain` with rt_serve, the gateway's one-call path. The caller
 ** frees out->ex with rt_exchange_free. */
 static void serve(rt_host *host, const rt_chain *chain, const char *method, const char *path,
@@ -669,10 +681,7 @@ static void check_limiter(rt_host *host) {
   cfg_str(c, "expiration", "1h"); /* windows are wall-clock aligned: no rollover mid-test */
   rt_instance *lim = must_create(host, "middleware",
                                  "plugins.limiter.middlewares.LimiterMiddleware", "Limiter", c);
-  c = cfg_root(host, "action 'Ok'", "actions.LimitedOk.config");
-  rt_instance *okact = must_create(host, "action", "plugins.static.actions.StaticAction",
-                                   "LimitedOk", c);
-  rt_chain *chain = rt_chain_new(&lim, 1, okact);
+  rt_chain *chain = then_ok(host, lim, "LimitedOk");
   int statuses[3];
   char remaining[3][16], retry[16] = "";
   for (int i = 0; i < 3; i++) {
@@ -699,10 +708,7 @@ static void check_csrf(rt_host *host) {
   cfg_str(c, "storage", "Store");
   rt_instance *csrf = must_create(host, "middleware", "plugins.csrf.middlewares.CSRFMiddleware",
                                   "Csrf", c);
-  c = cfg_root(host, "action 'Ok'", "actions.CsrfOk.config");
-  rt_instance *okact = must_create(host, "action", "plugins.static.actions.StaticAction",
-                                   "CsrfOk", c);
-  rt_chain *chain = rt_chain_new(&csrf, 1, okact);
+  rt_chain *chain = then_ok(host, csrf, "CsrfOk");
   rt_result r;
   serve(host, chain, "GET", "/form", (const header[]){{NULL, NULL}}, &r);
   char token[80], cookie[128];
@@ -732,10 +738,7 @@ static void check_cors(rt_host *host) {
   cfg_str(c, "allowOrigins", "https://app.example");
   rt_instance *cors = must_create(host, "middleware", "plugins.cors.middlewares.CORSMiddleware",
                                   "Cors", c);
-  c = cfg_root(host, "action 'Ok'", "actions.CorsOk.config");
-  rt_instance *okact = must_create(host, "action", "plugins.static.actions.StaticAction",
-                                   "CorsOk", c);
-  rt_chain *chain = rt_chain_new(&cors, 1, okact);
+  rt_chain *chain = then_ok(host, cors, "CorsOk");
   rt_result r;
   serve(host, chain, "OPTIONS", "/api",
         (const header[]){{"Origin", "https://app.example"},
@@ -766,10 +769,7 @@ static void check_helmet(rt_host *host) {
   ph_config *c = cfg_root(host, "middleware 'Helmet'", "middlewares.Helmet.config");
   rt_instance *helmet = must_create(host, "middleware",
                                     "plugins.helmet.middlewares.HelmetMiddleware", "Helmet", c);
-  c = cfg_root(host, "action 'Ok'", "actions.HelmetOk.config");
-  rt_instance *okact = must_create(host, "action", "plugins.static.actions.StaticAction",
-                                   "HelmetOk", c);
-  rt_chain *chain = rt_chain_new(&helmet, 1, okact);
+  rt_chain *chain = then_ok(host, helmet, "HelmetOk");
   rt_result r;
   serve(host, chain, "GET", "/page", (const header[]){{NULL, NULL}}, &r);
   const char *nosniff = resp(&r, "X-Content-Type-Options");
@@ -796,10 +796,7 @@ static void check_logger(rt_host *host) {
   cfg_str(c, "output", logger_file);
   rt_instance *logger = must_create(host, "middleware",
                                     "plugins.logger.middlewares.LoggerMiddleware", "Logger", c);
-  c = cfg_root(host, "action 'Ok'", "actions.LoggedOk.config");
-  rt_instance *okact = must_create(host, "action", "plugins.static.actions.StaticAction",
-                                   "LoggedOk", c);
-  rt_chain *chain = rt_chain_new(&logger, 1, okact);
+  rt_chain *chain = then_ok(host, logger, "LoggedOk");
   rt_result r;
   serve(host, chain, "GET", "/logged", (const header[]){{NULL, NULL}}, &r);
   int status = r.status;
