@@ -8,7 +8,7 @@ import asyncio
 import json
 import threading
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
@@ -191,6 +191,7 @@ def test_asgi_runs_may_block_static_routes_in_its_worker_threads(gateway: Gatewa
     from plughost.asgi import GatewayApp
 
     app = GatewayApp(gateway=gateway)
+    app._scope_fast = None  # watch the general path (serve_scope takes inline static routes)
     seen: list[str] = []
     real_fast = app._fast
 
@@ -223,6 +224,54 @@ def test_asgi_runs_may_block_static_routes_in_its_worker_threads(gateway: Gatewa
     app._blocking.shutdown()
     assert seen[0].startswith("plughost-blocking")
     assert seen[1] == threading.main_thread().name
+
+
+def test_asgi_scope_fast_path_answers_like_the_general_path(gateway: Gateway) -> None:
+    """plughost._fastpath.serve_scope (static inline routes, no body) and the general path
+    give the same status, headers and body; HEAD gets no body; a body or an unknown path
+    falls back to the general path."""
+    from plughost.asgi import GatewayApp
+
+    async def call(app: Any, method: str, path: str,
+                   headers: list[tuple[bytes, bytes]]) -> tuple[int, dict[bytes, bytes], bytes]:
+        sent: list[dict[str, Any]] = []
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"x", "more_body": False}
+
+        await app({"type": "http", "method": method, "path": path, "headers": headers,
+                   "query_string": b"q=1", "client": ("10.0.0.9", 1)}, receive, send)
+        return sent[0]["status"], dict(sent[0]["headers"]), sent[1]["body"]
+
+    fast = GatewayApp(gateway=gateway)
+    assert fast._scope_fast is not None
+    slow = GatewayApp(gateway=gateway)
+    slow._scope_fast = None
+    calls: list[int] = []
+    real = fast._scope_fast
+    fast._scope_fast = lambda *a: calls.append(1) or real(*a)  # type: ignore[assignment]
+    rid = [(b"x-request-id", b"rid-7")]
+    for method, path, headers in (("GET", "/traced", rid), ("HEAD", "/traced", rid),
+                                  ("GET", "/TRACED", rid), ("GET", "/nowhere", rid),
+                                  ("POST", "/traced", [*rid, (b"content-length", b"1")])):
+        a = asyncio.run(call(fast, method, path, headers))
+        b = asyncio.run(call(slow, method, path, headers))
+        a[1].pop(b"x-request-id", None), b[1].pop(b"x-request-id", None)
+        assert a == b, (method, path)
+    assert asyncio.run(call(fast, "HEAD", "/traced", rid))[2] == b""
+    assert b"local=rid-7 ip=10.0.0.9" in asyncio.run(call(fast, "GET", "/traced", rid))[2]
+    assert len(calls) == 7  # every request asked serve_scope first
+    scope = {"type": "http", "method": "GET", "path": "/traced", "headers": rid,
+             "query_string": b"", "client": ("10.0.0.9", 1)}
+    assert real(fast._scope_state, scope)[0]["status"] == 200  # answered in C
+    for other in ({"path": "/nowhere"}, {"headers": [(b"content-length", b"1")]},
+                  {"path": "/health/live"}, {"path": "/blocking"}):
+        assert real(fast._scope_state, {**scope, **other}) is None, other  # general path
+    fast._blocking.shutdown()
+    slow._blocking.shutdown()
 
 
 def test_upstream_request_is_performed_and_response_phase_runs(gateway: Gateway,

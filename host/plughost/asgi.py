@@ -53,6 +53,8 @@ class GatewayApp:
         self._blocking = ThreadPoolExecutor(max_workers=BLOCKING_THREADS,
                                             thread_name_prefix="plughost-blocking")
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._scope_fast: Callable[..., Any] | None = None  # set once the gateway is built
+        self._scope_state: tuple[Any, ...] = ()
         if gateway is not None:
             self._configure(gateway)
 
@@ -85,6 +87,15 @@ class GatewayApp:
             self.live_route = self.ready_route = None
         self.server_header = [(b"server", server.server_header.encode("latin-1"))] \
             if server and server.server_header else []
+        # The one-call path of plain requests, unless an option needs the Python path.
+        if self._fast is not None and not (self.server_header or self._proxy_header or
+                                           self._get_only):
+            from . import _fastpath
+
+            self._scope_state = (self._serve_address, self._free_address, self._host_address,
+                                 self._static, self._case_sensitive, self.live_route,
+                                 self.ready_route)
+            self._scope_fast = _fastpath.serve_scope
 
     async def _ensure_gateway(self) -> Gateway:
         if self.gateway is None:
@@ -99,6 +110,19 @@ class GatewayApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
+            if self._scope_fast is not None:
+                # The common case in one C call: a static inline route, no body, no option
+                # that needs Python (None otherwise: the general path below).
+                out = self._scope_fast(self._scope_state, scope)
+                if out is not None:
+                    if out[0] is None:  # the action asked for an upstream request
+                        response = await self.gateway.finish_upstream(out[3], out[1], out[2])
+                        return await _send(send, response, scope["method"] == "HEAD")
+                    if out[2] is not None:
+                        self.gateway.log_failure(out[3], out[2])
+                    await send(out[0])
+                    await send(out[1])
+                    return
             await self._http(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)

@@ -49,7 +49,9 @@ class Gateway(Host):
         self._failed_plugins: set[str] = set()
         self.runner = Runner(self.runtime, self.ptr)
         # (method, path) -> (chain, packed params, encoded path) for static routes
-        self._static: dict[tuple[str, str], tuple[Chain, bytes, bytes]] = {}
+        #: static routes: (method, path) -> (chain, params, path as bytes, chain address,
+        #: release_gil, may_block), what the C fast path (_fastpath.serve_scope) reads
+        self._static: dict[tuple[str, str], tuple[Chain, bytes, bytes, int, bool, bool]] = {}
         #: global middlewares + 404/405, for requests no route takes (None: no globals)
         self._unrouted: Chain | None = None
         self.case_sensitive = False  # server.caseSensitive, set when routes are compiled
@@ -243,7 +245,8 @@ class Gateway(Host):
         variants = {path} if self.strict_routing else \
             {path, path.rstrip("/") or "/", (path.rstrip("/") or "") + "/"}
         for variant in variants:
-            entry = (chain, b"", variant.encode())
+            entry = (chain, b"", variant.encode(), chain.address, chain.release_gil,
+                     chain.may_block)
             key = variant if self.case_sensitive else variant.lower()
             for method in methods:
                 self._static.setdefault((method, key), entry)

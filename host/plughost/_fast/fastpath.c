@@ -197,9 +197,131 @@ static PyObject *fast_serve(PyObject *self, PyObject *const *args, Py_ssize_t na
   return result;
 }
 
+/* Keys and values of the ASGI messages serve_scope builds: interned once at import and
+** never changed afterwards (read-only module state). */
+static PyObject *k_type, *k_status, *k_headers, *k_body, *v_start, *v_body, *k_path, *k_method,
+    *k_query, *k_client, *s_lower, *s_head, *empty_bytes;
+
+/* A str's UTF-8 (cached by CPython), or NULL with an exception. */
+static const char *utf8(PyObject *o) { return PyUnicode_Check(o) ? PyUnicode_AsUTF8(o) : NULL; }
+
+/* serve_scope(state, scope) -> None when the request needs the Python path; else
+**   (start message, body message, failure or None, chain) when the chain answered, or
+**   (None, exchange, passed, chain) when an upstream request must be performed first.
+** state = (serve_fn, free_fn, host, static routes, case_sensitive, live route, ready route);
+** static routes: {(method, path): (chain, params, path bytes, chain address, release_gil,
+** may_block)}. Only the common case runs here: a static, inline route, no request body
+** (no Content-Length / Transfer-Encoding), not a health route. */
+static PyObject *serve_scope(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+  (void)self;
+  if (nargs != 2 || !PyTuple_Check(args[0]) || PyTuple_GET_SIZE(args[0]) != 7 ||
+      !PyDict_Check(args[1])) {
+    PyErr_SetString(PyExc_TypeError, "serve_scope(state, scope)");
+    return NULL;
+  }
+  PyObject *state = args[0], *scope = args[1];
+  PyObject *path = PyDict_GetItemWithError(scope, k_path);
+  PyObject *method = path ? PyDict_GetItemWithError(scope, k_method) : NULL;
+  PyObject *headers = method ? PyDict_GetItemWithError(scope, k_headers) : NULL;
+  if (!headers || !PyUnicode_Check(path) || !PyUnicode_Check(method) || !PyList_Check(headers)) {
+    if (PyErr_Occurred()) return NULL;
+    Py_RETURN_NONE;
+  }
+  for (int i = 5; i <= 6; i++) { /* the health routes answer in Python */
+    PyObject *route = PyTuple_GET_ITEM(state, i);
+    if (route != Py_None && PyUnicode_Compare(path, route) == 0) Py_RETURN_NONE;
+  }
+  Py_ssize_t nh = PyList_GET_SIZE(headers);
+  for (Py_ssize_t i = 0; i < nh; i++) { /* a body comes only with one of these two */
+    PyObject *pair = PyList_GET_ITEM(headers, i);
+    PyObject *name = PyTuple_Check(pair) && PyTuple_GET_SIZE(pair) == 2
+                         ? PyTuple_GET_ITEM(pair, 0) : NULL;
+    if (!name || !PyBytes_Check(name)) Py_RETURN_NONE;
+    Py_ssize_t len = PyBytes_GET_SIZE(name);
+    const char *s = PyBytes_AS_STRING(name);
+    if ((len == 14 && !memcmp(s, "content-length", 14)) ||
+        (len == 17 && !memcmp(s, "transfer-encoding", 17)))
+      Py_RETURN_NONE;
+  }
+  PyObject *lookup_path = path;
+  Py_INCREF(lookup_path);
+  if (!PyObject_IsTrue(PyTuple_GET_ITEM(state, 4))) {
+    Py_DECREF(lookup_path);
+    lookup_path = PyObject_CallMethodNoArgs(path, s_lower);
+    if (!lookup_path) return NULL;
+  }
+  PyObject *key = PyTuple_Pack(2, method, lookup_path);
+  Py_DECREF(lookup_path);
+  if (!key) return NULL;
+  PyObject *hit = PyDict_GetItemWithError(PyTuple_GET_ITEM(state, 3), key);
+  Py_DECREF(key);
+  if (!hit) {
+    if (PyErr_Occurred()) return NULL;
+    Py_RETURN_NONE;
+  }
+  if (!PyTuple_Check(hit) || PyTuple_GET_SIZE(hit) != 6 || PyObject_IsTrue(PyTuple_GET_ITEM(hit, 5)))
+    Py_RETURN_NONE; /* may-block: the worker-thread path */
+
+  void *serve_p, *free_p, *host, *chain;
+  if (!as_pointer(PyTuple_GET_ITEM(state, 0), &serve_p) ||
+      !as_pointer(PyTuple_GET_ITEM(state, 1), &free_p) ||
+      !as_pointer(PyTuple_GET_ITEM(state, 2), &host) ||
+      !as_pointer(PyTuple_GET_ITEM(hit, 3), &chain))
+    return NULL;
+  const char *method_s = utf8(method), *path_s, *query_s = "", *client_s = "";
+  if (!method_s || !as_bytes(PyTuple_GET_ITEM(hit, 2), &path_s, NULL, "path")) return NULL;
+  PyObject *query = PyDict_GetItemWithError(scope, k_query);
+  if (query && PyBytes_Check(query)) query_s = PyBytes_AS_STRING(query);
+  PyObject *client = query || !PyErr_Occurred() ? PyDict_GetItemWithError(scope, k_client) : NULL;
+  if (PyErr_Occurred()) return NULL;
+  if (client && PyTuple_Check(client) && PyTuple_GET_SIZE(client) >= 1 &&
+      PyUnicode_Check(PyTuple_GET_ITEM(client, 0))) {
+    client_s = utf8(PyTuple_GET_ITEM(client, 0));
+    if (!client_s) return NULL;
+  }
+  char stack[2048], *packed = NULL;
+  Py_ssize_t packed_len = pack_headers(headers, stack, sizeof stack, &packed);
+  if (packed_len < 0) return NULL;
+  rt_result out;
+  serve_fn serve = (serve_fn)serve_p;
+  if (PyObject_IsTrue(PyTuple_GET_ITEM(hit, 4))) {
+    Py_BEGIN_ALLOW_THREADS
+    serve(host, chain, method_s, path_s, query_s, client_s, packed, (size_t)packed_len, NULL, 0,
+          "", 0, &out);
+    Py_END_ALLOW_THREADS
+  } else {
+    serve(host, chain, method_s, path_s, query_s, client_s, packed, (size_t)packed_len, NULL, 0,
+          "", 0, &out);
+  }
+  if (packed != stack) free(packed);
+  if (!out.ex) return PyErr_NoMemory();
+  PyObject *chain_obj = PyTuple_GET_ITEM(hit, 0);
+  if (out.outcome == RT_UPSTREAM)
+    return Py_BuildValue("(ONnO)", Py_None, PyLong_FromVoidPtr(out.ex), (Py_ssize_t)out.passed,
+                         chain_obj);
+  PyObject *result = result_tuple(&out); /* (status, headers, body, failure) */
+  ((free_fn)free_p)(out.ex);
+  if (!result) return NULL;
+  PyObject *start = PyDict_New(), *body = PyDict_New();
+  PyObject *ret = NULL;
+  if (start && body && !PyDict_SetItem(start, k_type, v_start) &&
+      !PyDict_SetItem(start, k_status, PyTuple_GET_ITEM(result, 0)) &&
+      !PyDict_SetItem(start, k_headers, PyTuple_GET_ITEM(result, 1)) &&
+      !PyDict_SetItem(body, k_type, v_body) &&
+      !PyDict_SetItem(body, k_body, PyUnicode_Compare(method, s_head) == 0
+                                        ? empty_bytes : PyTuple_GET_ITEM(result, 2)))
+    ret = PyTuple_Pack(4, start, body, PyTuple_GET_ITEM(result, 3), chain_obj);
+  Py_XDECREF(start);
+  Py_XDECREF(body);
+  Py_DECREF(result);
+  return ret;
+}
+
 static PyMethodDef methods[] = {
     {"serve", (PyCFunction)(void (*)(void))fast_serve, METH_FASTCALL,
      "Runs one request through a chain; see the C source for the arguments."},
+    {"serve_scope", (PyCFunction)(void (*)(void))serve_scope, METH_FASTCALL,
+     "Runs a plain request of an ASGI scope on a static inline route; None when it cannot."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -207,4 +329,16 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "plughost._fastpath",
                                     "The ASGI hot path in C.", -1, methods,
                                     NULL, NULL, NULL, NULL};
 
-PyMODINIT_FUNC PyInit__fastpath(void) { return PyModule_Create(&module); }
+static PyObject *intern(const char *s) { return PyUnicode_InternFromString(s); }
+
+PyMODINIT_FUNC PyInit__fastpath(void) {
+  if (!(k_type = intern("type")) || !(k_status = intern("status")) ||
+      !(k_headers = intern("headers")) || !(k_body = intern("body")) ||
+      !(v_start = intern("http.response.start")) || !(v_body = intern("http.response.body")) ||
+      !(k_path = intern("path")) || !(k_method = intern("method")) ||
+      !(k_query = intern("query_string")) || !(k_client = intern("client")) ||
+      !(s_lower = intern("lower")) || !(s_head = intern("HEAD")) ||
+      !(empty_bytes = PyBytes_FromStringAndSize("", 0)))
+    return NULL;
+  return PyModule_Create(&module);
+}
