@@ -55,10 +55,6 @@ EXPECTED_CHECKS = [
     "shutdown",
 ]
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("musl-gcc") is None,
-    reason="musl-gcc not found: install Debian's musl-tools (./dev setup does) to build and "
-           "run the musl driver")
 
 
 def _run(cmd: list[str | Path], timeout: float = 300, **kwargs: object) -> subprocess.CompletedProcess[str]:
@@ -69,6 +65,8 @@ def _run(cmd: list[str | Path], timeout: float = 300, **kwargs: object) -> subpr
 @pytest.fixture(scope="module")
 def driver() -> Path:
     """Builds the driver and the plugins with musl-gcc (incrementally, in build/musl-driver)."""
+    if shutil.which("musl-gcc") is None:
+        pytest.fail("musl-gcc not found: `./dev setup` installs Debian's musl-tools")
     generator = ["-G", "Ninja"] if shutil.which("ninja") and not (BUILD / "Makefile").exists() \
         else []
     env = {k: v for k, v in os.environ.items() if k not in ("CC", "CFLAGS", "LDFLAGS")}
@@ -140,7 +138,7 @@ def test_driver_runs_every_check_on_musl(driver: Path) -> None:
 def test_driver_is_clean_under_valgrind(driver: Path) -> None:
     valgrind = shutil.which("valgrind")
     if valgrind is None:
-        pytest.skip("valgrind is not installed (apt-get install valgrind)")
+        pytest.fail("valgrind is not installed: `./dev setup` installs it (Debian valgrind)")
     # Debian's valgrind replaces malloc in objects whose soname is libc.so.*; musl's libc
     # (/lib/ld-musl-*.so.1) has no soname at all, so tell valgrind that the allocator lives
     # in the object without one. Without this, musl's malloc runs unseen while free is

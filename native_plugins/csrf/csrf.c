@@ -63,10 +63,8 @@ typedef struct csrf_mw {
   enum csrf_source source;
   char *lookup_name; /* header, query parameter or cookie name of keyLookup */
   char *cookie_name;
-  char *domain;
-  char *path;
-  const char *same_site; /* static */
-  int secure, http_only, session_only, single_use;
+  phu_cookie cookie;     /* the cookie's attributes */
+  int single_use;
   int64_t expiration_ms;
   char local_key[64]; /* per-instance local: the token to send back in the response phase */
 } csrf_mw;
@@ -115,8 +113,7 @@ static void csrf_destroy(void *self) {
   if (m == NULL) return;
   free(m->lookup_name);
   free(m->cookie_name);
-  free(m->domain);
-  free(m->path);
+  phu_cookie_free(&m->cookie);
   free(m);
 }
 
@@ -124,7 +121,7 @@ static ph_status csrf_create(const ph_config *cfg, void **self) {
   csrf_mw *m = calloc(1, sizeof *m);
   if (m == NULL) return ph_config_error(cfg, NULL, "out of memory");
   *self = m;
-  const char *storage, *lookup, *cookie_name, *domain, *path, *same_site;
+  const char *storage, *lookup, *cookie_name;
   if (ph_config_string(cfg, "storage", NULL, &storage) != PH_OK) return PH_ERROR;
   if (storage == NULL || *storage == '\0')
     return ph_config_error(cfg, "storage",
@@ -166,37 +163,7 @@ static ph_status csrf_create(const ph_config *cfg, void **self) {
   m->lookup_name = phu_strdup(name);
   if (m->lookup_name == NULL) return ph_config_error(cfg, NULL, "out of memory");
 
-  if (ph_config_string(cfg, "cookieDomain", "", &domain) != PH_OK) return PH_ERROR;
-  if (!phu_valid_domain(domain))
-    return ph_config_error(cfg, "cookieDomain",
-                           "'%s' is not a domain name like \"example.com\"", domain);
-  if (ph_config_string(cfg, "cookiePath", "/", &path) != PH_OK) return PH_ERROR;
-  if (*path == '\0' || !phu_valid_cookie_attr(path))
-    return ph_config_error(cfg, "cookiePath",
-                           "must be a path like \"/\" without spaces, ';' or control "
-                           "characters");
-  m->domain = phu_strdup(domain);
-  m->path = phu_strdup(path);
-  if (m->domain == NULL || m->path == NULL) return ph_config_error(cfg, NULL, "out of memory");
-
-  if (ph_config_bool(cfg, "cookieSecure", 0, &m->secure) != PH_OK) return PH_ERROR;
-  if (ph_config_bool(cfg, "cookieHTTPOnly", 0, &m->http_only) != PH_OK) return PH_ERROR;
-  if (ph_config_bool(cfg, "cookieSessionOnly", 0, &m->session_only) != PH_OK) return PH_ERROR;
-  if (ph_config_string(cfg, "cookieSameSite", "Lax", &same_site) != PH_OK) return PH_ERROR;
-  if (strcasecmp(same_site, "Strict") == 0) {
-    m->same_site = "Strict";
-  } else if (strcasecmp(same_site, "Lax") == 0) {
-    m->same_site = "Lax";
-  } else if (strcasecmp(same_site, "None") == 0) {
-    if (!m->secure)
-      return ph_config_error(cfg, "cookieSameSite",
-                             "\"None\" needs cookieSecure: true (browsers reject the cookie "
-                             "otherwise)");
-    m->same_site = "None";
-  } else {
-    return ph_config_error(cfg, "cookieSameSite",
-                           "must be \"Strict\", \"Lax\" or \"None\", not '%s'", same_site);
-  }
+  if (phu_cookie_read(cfg, &m->cookie) != PH_OK) return PH_ERROR;
 
   if (ph_config_kind(cfg, "cookieExpiration") == PH_CONFIG_INT) {
     int64_t secs;
@@ -395,31 +362,7 @@ static ph_status csrf_on_response(void *self, ph_exchange *ex) {
   memcpy(token, raw, CSRF_TOKEN_HEX);
   token[CSRF_TOKEN_HEX] = '\0';
 
-  char expires[128] = "";
-  if (!m->session_only) {
-    int64_t secs = m->expiration_ms / 1000;
-    if (secs < 1) secs = 1;
-    time_t at = time(NULL) + (time_t)secs;
-    struct tm tm;
-    char date[40];
-    if (gmtime_r(&at, &tm) != NULL &&
-        strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm) > 0)
-      snprintf(expires, sizeof expires, "; Max-Age=%" PRId64 "; Expires=%s", secs, date);
-    else
-      snprintf(expires, sizeof expires, "; Max-Age=%" PRId64, secs);
-  }
-  size_t cap = strlen(m->cookie_name) + strlen(m->domain) + strlen(m->path) + 200;
-  char *cookie = malloc(cap);
-  if (cookie == NULL) {
-    ph_error(ex, "csrf: out of memory");
-    return PH_ERROR;
-  }
-  snprintf(cookie, cap, "%s=%s%s%s%s; Path=%s%s%s; SameSite=%s", m->cookie_name, token,
-           expires, *m->domain ? "; Domain=" : "", m->domain, m->path,
-           m->secure ? "; Secure" : "", m->http_only ? "; HttpOnly" : "", m->same_site);
-  ph_status st = ph_resp_header_add(ex, "Set-Cookie", cookie);
-  free(cookie);
-  return st;
+  return phu_cookie_set(ex, &m->cookie, m->cookie_name, token, m->expiration_ms, "csrf");
 }
 
 /* ------------------------------------------------------------------------- the entry */

@@ -5,6 +5,9 @@
 #define PLUGHOST_PHU_H
 
 #include <errno.h>
+#include <time.h>
+#include <stdio.h>
+#include <inttypes.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -206,6 +209,89 @@ static inline ph_status phu_unknown_option(const ph_config *cfg, const char *key
     return ph_config_error(cfg, key, "is not an option of %s: did you mean '%s'?", type,
                            names[which]);
   return ph_config_error(cfg, key, "is not an option of %s: use %s", type, all);
+}
+
+/* ---------------------------------------------------------------------- cookies
+** The cookie attributes Seam's session and csrf plugins share: cookieDomain (""),
+** cookiePath ("/"), cookieSecure, cookieHTTPOnly, cookieSessionOnly (false) and
+** cookieSameSite ("Lax"; "None" needs cookieSecure). */
+typedef struct phu_cookie {
+  char *domain, *path;   /* owned: phu_cookie_free() */
+  const char *same_site; /* static string */
+  int secure, http_only, session_only;
+} phu_cookie;
+
+static inline void phu_cookie_free(phu_cookie *c) {
+  free(c->domain);
+  free(c->path);
+  c->domain = c->path = NULL;
+}
+
+/* Reads the attributes from cfg; a config error naming the key when one is wrong. */
+static inline ph_status phu_cookie_read(const ph_config *cfg, phu_cookie *c) {
+  const char *domain, *path, *same_site;
+  if (ph_config_string(cfg, "cookieDomain", "", &domain) != PH_OK) return PH_ERROR;
+  if (!phu_valid_domain(domain))
+    return ph_config_error(cfg, "cookieDomain",
+                           "'%s' is not a domain name like \"example.com\"", domain);
+  if (ph_config_string(cfg, "cookiePath", "/", &path) != PH_OK) return PH_ERROR;
+  if (*path == '\0' || !phu_valid_cookie_attr(path))
+    return ph_config_error(cfg, "cookiePath",
+                           "must be a path like \"/\" without spaces, ';' or control "
+                           "characters");
+  c->domain = phu_strdup(domain);
+  c->path = phu_strdup(path);
+  if (c->domain == NULL || c->path == NULL) return ph_config_error(cfg, NULL, "out of memory");
+  if (ph_config_bool(cfg, "cookieSecure", 0, &c->secure) != PH_OK) return PH_ERROR;
+  if (ph_config_bool(cfg, "cookieHTTPOnly", 0, &c->http_only) != PH_OK) return PH_ERROR;
+  if (ph_config_bool(cfg, "cookieSessionOnly", 0, &c->session_only) != PH_OK) return PH_ERROR;
+  if (ph_config_string(cfg, "cookieSameSite", "Lax", &same_site) != PH_OK) return PH_ERROR;
+  if (phu_ieq(same_site, "Strict")) {
+    c->same_site = "Strict";
+  } else if (phu_ieq(same_site, "Lax")) {
+    c->same_site = "Lax";
+  } else if (phu_ieq(same_site, "None")) {
+    if (!c->secure)
+      return ph_config_error(cfg, "cookieSameSite",
+                             "\"None\" needs cookieSecure: true (browsers reject the cookie "
+                             "otherwise)");
+    c->same_site = "None";
+  } else {
+    return ph_config_error(cfg, "cookieSameSite",
+                           "must be \"Strict\", \"Lax\" or \"None\", not '%s'", same_site);
+  }
+  return PH_OK;
+}
+
+/* Adds "Set-Cookie: name=value" with c's attributes and, unless session_only, Max-Age and
+** Expires max_age_ms from now (at least one second). `who` prefixes the out-of-memory error. */
+static inline ph_status phu_cookie_set(ph_exchange *ex, const phu_cookie *c, const char *name,
+                                       const char *value, int64_t max_age_ms, const char *who) {
+  char expires[128] = "";
+  if (!c->session_only) {
+    int64_t secs = max_age_ms / 1000;
+    if (secs < 1) secs = 1;
+    time_t at = time(NULL) + (time_t)secs;
+    struct tm tm;
+    char date[40];
+    if (gmtime_r(&at, &tm) != NULL &&
+        strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm) > 0)
+      snprintf(expires, sizeof expires, "; Max-Age=%" PRId64 "; Expires=%s", secs, date);
+    else
+      snprintf(expires, sizeof expires, "; Max-Age=%" PRId64, secs);
+  }
+  size_t cap = strlen(name) + strlen(value) + strlen(c->domain) + strlen(c->path) + 200;
+  char *cookie = malloc(cap);
+  if (cookie == NULL) {
+    ph_error(ex, "%s: out of memory", who);
+    return PH_ERROR;
+  }
+  snprintf(cookie, cap, "%s=%s%s%s%s; Path=%s%s%s; SameSite=%s", name, value, expires,
+           *c->domain ? "; Domain=" : "", c->domain, c->path, c->secure ? "; Secure" : "",
+           c->http_only ? "; HttpOnly" : "", c->same_site);
+  ph_status st = ph_resp_header_add(ex, "Set-Cookie", cookie);
+  free(cookie);
+  return st;
 }
 
 #endif

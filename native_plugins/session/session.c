@@ -141,10 +141,8 @@ typedef struct ses_load {
   ph_storage *storage;
   char *cookie_name; /* exactly one of cookie_name / header_name is set */
   char *header_name;
-  char *domain;
-  char *path;
-  const char *same_site; /* static */
-  int secure, http_only, session_only, no_renew, no_forward;
+  phu_cookie cookie;     /* the cookie's attributes */
+  int no_renew, no_forward;
   int64_t expiration_ms, renew_after_ms, grace_ms;
   char local_key[64]; /* per-instance local: the id to send back in the response phase */
 } ses_load;
@@ -351,8 +349,7 @@ static void ses_load_destroy(void *self) {
   if (m == NULL) return;
   free(m->cookie_name);
   free(m->header_name);
-  free(m->domain);
-  free(m->path);
+  phu_cookie_free(&m->cookie);
   free(m);
 }
 
@@ -375,7 +372,7 @@ static ph_status ses_load_create(const ph_config *cfg, void **self) {
   ses_load *m = calloc(1, sizeof *m);
   if (m == NULL) return ph_config_error(cfg, NULL, "out of memory");
   *self = m;
-  const char *storage, *lookup, *domain, *path, *same_site;
+  const char *storage, *lookup;
   if (ph_config_string(cfg, "storage", "", &storage) != PH_OK) return PH_ERROR;
   if (*storage == '\0')
     ph_log(cfg, PH_LOG_WARNING,
@@ -404,37 +401,7 @@ static ph_status ses_load_create(const ph_config *cfg, void **self) {
                            "must be \"cookie:<name>\" or \"header:<Name>\", not '%s'", lookup);
   }
 
-  if (ph_config_string(cfg, "cookieDomain", "", &domain) != PH_OK) return PH_ERROR;
-  if (!phu_valid_domain(domain))
-    return ph_config_error(cfg, "cookieDomain",
-                           "'%s' is not a domain name like \"example.com\"", domain);
-  if (ph_config_string(cfg, "cookiePath", "/", &path) != PH_OK) return PH_ERROR;
-  if (*path == '\0' || !phu_valid_cookie_attr(path))
-    return ph_config_error(cfg, "cookiePath",
-                           "must be a path like \"/\" without spaces, ';' or control "
-                           "characters");
-  m->domain = phu_strdup(domain);
-  m->path = phu_strdup(path);
-  if (m->domain == NULL || m->path == NULL) return ph_config_error(cfg, NULL, "out of memory");
-
-  if (ph_config_bool(cfg, "cookieSecure", 0, &m->secure) != PH_OK) return PH_ERROR;
-  if (ph_config_bool(cfg, "cookieHTTPOnly", 0, &m->http_only) != PH_OK) return PH_ERROR;
-  if (ph_config_bool(cfg, "cookieSessionOnly", 0, &m->session_only) != PH_OK) return PH_ERROR;
-  if (ph_config_string(cfg, "cookieSameSite", "Lax", &same_site) != PH_OK) return PH_ERROR;
-  if (strcasecmp(same_site, "Strict") == 0) {
-    m->same_site = "Strict";
-  } else if (strcasecmp(same_site, "Lax") == 0) {
-    m->same_site = "Lax";
-  } else if (strcasecmp(same_site, "None") == 0) {
-    if (!m->secure)
-      return ph_config_error(cfg, "cookieSameSite",
-                             "\"None\" needs cookieSecure: true (browsers reject the cookie "
-                             "otherwise)");
-    m->same_site = "None";
-  } else {
-    return ph_config_error(cfg, "cookieSameSite",
-                           "must be \"Strict\", \"Lax\" or \"None\", not '%s'", same_site);
-  }
+  if (phu_cookie_read(cfg, &m->cookie) != PH_OK) return PH_ERROR;
   if (ses_positive_duration(cfg, "cookieExpiration", SES_DEFAULT_EXPIRATION_MS,
                             &m->expiration_ms) != PH_OK)
     return PH_ERROR;
@@ -713,31 +680,7 @@ static ph_status ses_load_on_response(void *self, ph_exchange *ex) {
   id[SES_ID_HEX] = '\0';
   if (m->header_name != NULL) return ph_resp_header_set(ex, m->header_name, id);
 
-  char expires[128] = "";
-  if (!m->session_only) {
-    int64_t secs = m->expiration_ms / 1000;
-    if (secs < 1) secs = 1;
-    time_t at = time(NULL) + (time_t)secs;
-    struct tm tm;
-    char date[40];
-    if (gmtime_r(&at, &tm) != NULL &&
-        strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm) > 0)
-      snprintf(expires, sizeof expires, "; Max-Age=%" PRId64 "; Expires=%s", secs, date);
-    else
-      snprintf(expires, sizeof expires, "; Max-Age=%" PRId64, secs);
-  }
-  size_t cap = strlen(m->cookie_name) + strlen(m->domain) + strlen(m->path) + 200;
-  char *cookie = malloc(cap);
-  if (cookie == NULL) {
-    ph_error(ex, "session: out of memory");
-    return PH_ERROR;
-  }
-  snprintf(cookie, cap, "%s=%s%s%s%s; Path=%s%s%s; SameSite=%s", m->cookie_name, id, expires,
-           *m->domain ? "; Domain=" : "", m->domain, m->path, m->secure ? "; Secure" : "",
-           m->http_only ? "; HttpOnly" : "", m->same_site);
-  ph_status st = ph_resp_header_add(ex, "Set-Cookie", cookie);
-  free(cookie);
-  return st;
+  return phu_cookie_set(ex, &m->cookie, m->cookie_name, id, m->expiration_ms, "session");
 }
 
 
