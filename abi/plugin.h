@@ -1,5 +1,5 @@
 /*
-** plughost plugin ABI, version 1.0                                   abi/plugin.h
+** plughost plugin ABI, version 1.1                                   abi/plugin.h
 **
 ** This header is the whole contract between the plughost host and a native plugin.
 ** A plugin is a shared object (.so) written in C, compiled against this file, that
@@ -49,7 +49,7 @@ extern "C" {
 /* ===================================================================== versions === */
 
 #define PH_ABI_MAJOR 1 /* changes only with an incompatible ABI */
-#define PH_ABI_MINOR 0 /* grows with every compatible addition */
+#define PH_ABI_MINOR 1 /* grows with every compatible addition */
 
 /* Value of ph_plugin_header.magic: the bytes "PLGH" read as a little-endian word. */
 #define PH_PLUGIN_MAGIC 0x48474C50u
@@ -131,7 +131,21 @@ typedef struct ph_handle_head {
 ** The host sends the exchange's request headers and body as they are when the action
 ** returns, to `url`, and puts the upstream's status, headers and body into the
 ** exchange's response before the response phase runs. The host copies every field
-** during ph_upstream(). */
+** during ph_upstream(). Fields after timeout_ms were added in 1.1: the host reads only
+** those that `size` covers, and treats the others as 0 / NULL.
+**
+** WebSocket sessions (PH_UPSTREAM_WEBSOCKET, on a request the client sent as a WebSocket
+** handshake). The host opens a WebSocket to `url` (ws:// or wss://) with the request's
+** headers minus the hop-by-hop and Sec-WebSocket-* ones, within connect_timeout_ms. When
+** the upstream accepts, the response phase runs with status 101 and the upstream's
+** handshake headers; if the response is still 101 afterwards, the host accepts the
+** client's handshake with those headers and the subprotocol the upstream chose, then
+** relays text and binary messages both ways, answers pings, and passes a close (code and
+** reason) from either side to the other. When the upstream refuses or cannot be reached,
+** the response phase runs with 502/504 (or the upstream's own HTTP answer) and the client
+** gets that response instead of a WebSocket. timeout_ms bounds only the handshake: a
+** session lasts until a side closes it or one of the ws_ limits below ends it. The client
+** side is kept alive by the HTTP server's own pings. */
 typedef struct ph_upstream_spec {
   uint32_t size;              /* sizeof(ph_upstream_spec) */
   uint32_t flags;             /* PH_UPSTREAM_* */
@@ -139,9 +153,23 @@ typedef struct ph_upstream_spec {
   const char *method;         /* NULL: the request's method */
   int64_t connect_timeout_ms; /* 0: the host's default */
   int64_t timeout_ms;         /* whole exchange; 0: the host's default */
+
+  /* --- 1.1: WebSocket sessions; 0 or NULL: off, or the host's default -------------- */
+  int64_t ws_ping_interval_ms;  /* ping the upstream this often; 0: never */
+  int64_t ws_pong_timeout_ms;   /* close the session (1011) when a pong takes longer than
+                                   this after a ping; 0: no limit */
+  int64_t ws_max_inactivity_ms; /* close the session (1001) after this long without a
+                                   message in either direction; 0: no limit */
+  int64_t ws_max_message_bytes; /* close the session (1009) on a larger message from
+                                   either side; 0: the host's default, 16 MiB */
+  const char *ws_subprotocols;  /* comma-separated subprotocols to offer the upstream;
+                                   NULL: those the client offered */
 } ph_upstream_spec;
 
 #define PH_UPSTREAM_WEBSOCKET 0x1u /* proxy a WebSocket session instead of one request */
+
+/* The size of a 1.0 ph_upstream_spec: what a host reads of a spec this small. */
+#define PH_UPSTREAM_SPEC_SIZE_1_0 (offsetof(ph_upstream_spec, timeout_ms) + sizeof(int64_t))
 
 /* =================================================================== plugin hooks === */
 

@@ -43,7 +43,9 @@ typedef struct { uint32_t magic; uint16_t abi_major; uint16_t abi_minor; uint32_
 
 typedef struct {
   uint32_t size; uint32_t flags; const char *url; const char *method;
-  int64_t connect_timeout_ms; int64_t timeout_ms; ...;
+  int64_t connect_timeout_ms; int64_t timeout_ms;
+  int64_t ws_ping_interval_ms; int64_t ws_pong_timeout_ms; int64_t ws_max_inactivity_ms;
+  int64_t ws_max_message_bytes; const char *ws_subprotocols; ...;
 } ph_upstream_spec;
 
 typedef struct {

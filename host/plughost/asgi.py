@@ -19,6 +19,7 @@ from typing import Any, Awaitable, Callable
 from .chain import Response, json_response
 from .gateway import Gateway
 from .upstream import UpstreamClient
+from .wsproxy import WebSocketProxy
 
 log = logging.getLogger("plughost.asgi")
 
@@ -46,6 +47,7 @@ class GatewayApp:
         self._factory = factory
         self.gateway = gateway
         self._client = UpstreamClient()
+        self._websockets = WebSocketProxy(self._client.session)
         self._building = asyncio.Lock()
         # Worker threads for chains holding a may-block element (a storage on the network):
         # they spend their time in C with the GIL released, waiting on I/O, so there are
@@ -127,7 +129,7 @@ class GatewayApp:
         elif kind == "lifespan":
             await self._lifespan(receive, send)
         elif kind == "websocket":
-            await send({"type": "websocket.close", "code": 1003})
+            await self._websocket(scope, receive, send)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -219,6 +221,18 @@ class GatewayApp:
                     "headers": response.headers})
         await send({"type": "http.response.body",
                     "body": b"" if method == "HEAD" else response.body})
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        gateway = self.gateway or await self._ensure_gateway()
+        client = scope.get("client")
+        client_ip = client[0].encode() if client else b""
+        if self._proxy_header:
+            client_ip = self._client_from_proxy(scope["headers"], client_ip)
+        try:
+            await self._websockets.serve(gateway, scope, receive, send, client_ip)
+        except Exception:
+            log.exception("unexpected error in the WebSocket session of %s", scope["path"])
+            raise
 
     def _client_from_proxy(self, headers: list[Any], peer: bytes) -> bytes:
         if not self._trust_all:

@@ -38,6 +38,14 @@ class Upstream:
     connect_timeout: float | None
     timeout: float | None
     websocket: bool
+    #: WebSocket sessions (ABI 1.1): seconds, None when off or left to the host.
+    ping_interval: float | None = None
+    pong_timeout: float | None = None
+    max_inactivity: float | None = None
+    #: Largest message accepted from either side, bytes (None: the host's default).
+    max_message: int | None = None
+    #: Subprotocols to offer the upstream (None: those the client offered).
+    subprotocols: tuple[str, ...] | None = None
 
 
 @dataclass(slots=True)
@@ -48,6 +56,10 @@ class UpstreamAnswer:
     headers: Sequence[tuple[bytes, bytes]] = ()
     body: bytes = b""
     error: str = ""
+
+
+def _seconds(ms: int) -> float | None:
+    return ms / 1000 if ms > 0 else None
 
 
 def json_response(status: int, body: bytes,
@@ -191,10 +203,16 @@ class Runner:
             method=ffi.string(spec.method).decode("ascii", "replace"),
             headers=split_packed(ffi.buffer(blob[0], n)[:]),
             body=ffi.buffer(data, length[0])[:] if length[0] else b"",
-            connect_timeout=spec.connect_timeout_ms / 1000 if spec.connect_timeout_ms > 0
-            else None,
-            timeout=spec.timeout_ms / 1000 if spec.timeout_ms > 0 else None,
-            websocket=bool(spec.flags & lib.PH_UPSTREAM_WEBSOCKET))
+            connect_timeout=_seconds(spec.connect_timeout_ms),
+            timeout=_seconds(spec.timeout_ms),
+            websocket=bool(spec.flags & lib.PH_UPSTREAM_WEBSOCKET),
+            ping_interval=_seconds(spec.ws_ping_interval_ms),
+            pong_timeout=_seconds(spec.ws_pong_timeout_ms),
+            max_inactivity=_seconds(spec.ws_max_inactivity_ms),
+            max_message=spec.ws_max_message_bytes if spec.ws_max_message_bytes > 0 else None,
+            subprotocols=None if spec.ws_subprotocols == ffi.NULL else tuple(
+                p.strip() for p in ffi.string(spec.ws_subprotocols).decode(
+                    "utf-8", "replace").split(",") if p.strip()))
 
     def finish_upstream(self, chain: Chain, ex: Any, passed: int, answer: UpstreamAnswer) -> Any:
         """Puts the upstream's answer (or its failure) into ``ex`` and runs the response

@@ -320,6 +320,34 @@ class Gateway(Host):
             raise
         return self._read(chain, self.runner.finish_upstream(chain, ex, passed, answer))
 
+    async def handshake(self, path: str, headers: Sequence[Sequence[bytes]], query: bytes,
+                        client: bytes) -> Response | tuple[Chain, Any, int]:
+        """Runs a WebSocket handshake (a GET) through its route's request phase and action:
+        the Response when the chain or the router answered, else (chain, exchange, passed)
+        with the action's upstream directive waiting for :meth:`finish`."""
+        routed = self.route("GET", path)
+        if type(routed) is Response:
+            return routed
+        chain, params = routed  # type: ignore[misc]
+        args = (chain, b"GET", path.encode("utf-8", "surrogateescape"), query, client, headers,
+                b"", params)
+        if chain.may_block:
+            result = await asyncio.get_running_loop().run_in_executor(
+                self.executor, self._run, *args, True)
+        else:
+            result = self._run(*args, chain.release_gil)
+        if type(result) is Response:
+            return result
+        return (chain, *result)  # type: ignore[return-value]
+
+    def finish(self, chain: Chain, ex: Any, passed: int, answer: UpstreamAnswer) -> Response:
+        """Puts an upstream's answer into ``ex``, runs the response phase and frees ``ex``."""
+        return self._read(chain, self.runner.finish_upstream(chain, ex, passed, answer))
+
+    async def perform_upstream(self, chain: Chain, ex: Any, passed: int) -> Response:
+        """Performs the HTTP upstream request the action set on ``ex``, then :meth:`finish`."""
+        return await self._upstream(chain, ex, passed)
+
     def dispatch(self, method: str, path: str, headers: Sequence[Sequence[bytes]], body: bytes,
                  query: bytes, client: bytes) -> Response | Awaitable[Response]:
         """One request, headers as the ASGI scope holds them (the hot path): the Response

@@ -57,7 +57,8 @@ class UpstreamClient:
         self._limit = limit
         self._session: aiohttp.ClientSession | None = None
 
-    def _get_session(self) -> aiohttp.ClientSession:
+    def session(self) -> aiohttp.ClientSession:
+        """The pooled session (created on first use)."""
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(limit=self._limit, ttl_dns_cache=60)
             self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False,
@@ -66,7 +67,12 @@ class UpstreamClient:
         return self._session
 
     async def perform(self, upstream: Upstream) -> UpstreamAnswer:
-        """Sends the request; the answer, or 502/504 with the reason."""
+        """Sends the request; the answer, or 502/504 with the reason. A WebSocket
+        directive on a plain HTTP request gets 426 Upgrade Required."""
+        if upstream.websocket:
+            return UpstreamAnswer(426, [(b"upgrade", b"websocket"),
+                                        (b"content-type", b"application/json")],
+                                  b'{"error":"upgrade required","status":426}')
         listed = connection_options(upstream.headers)
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in upstream.headers
                    if k.lower() not in HOP_BY_HOP and k.lower() not in listed
@@ -75,7 +81,7 @@ class UpstreamClient:
                                         sock_connect=upstream.connect_timeout or
                                         DEFAULT_CONNECT_TIMEOUT)
         try:
-            async with self._get_session().request(
+            async with self.session().request(
                     upstream.method, target(upstream.url), headers=headers,
                     data=upstream.body or None, timeout=timeout, allow_redirects=False) as resp:
                 body = await resp.read()

@@ -12,16 +12,13 @@
 ** drops hop-by-hop headers both ways. Options, the URL rule and the health checks are
 ** described in docs/plugins/httpfw.md.
 **
-** Upstream URL (Seam's rule, libs/helpers GetTargetUrl): the endpoint's path, joined with
-** what the route's trailing `*` matched (nothing for a route without `*`), then the
-** request's query. Dot segments of the matched part are resolved inside it (never above the
-** endpoint's path) and its characters percent-encoded again.
+** Upstream URL: Seam's rule (libs/helpers GetTargetUrl), in phu_forward.h.
 */
 #define _POSIX_C_SOURCE 200809L
 #include "plugin.h"
 #include "phu.h"
+#include "phu_forward.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -41,150 +38,6 @@
 #define FW_DEFAULT_CONNECT_TIMEOUT_MS 5000
 #define FW_DEFAULT_HC_INTERVAL_MS 1000
 #define FW_DEFAULT_HC_TIMEOUT_MS 500
-
-/* ------------------------------------------------------------------ small buffers */
-
-typedef struct fw_buf {
-  char *p;
-  size_t len, cap;
-  int oom;
-} fw_buf;
-
-static void fw_put(fw_buf *b, const char *s, size_t n) {
-  if (b->oom) return;
-  if (b->len + n + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + n + 1) cap *= 2;
-    char *p = realloc(b->p, cap);
-    if (!p) {
-      b->oom = 1;
-      return;
-    }
-    b->p = p;
-    b->cap = cap;
-  }
-  memcpy(b->p + b->len, s, n);
-  b->len += n;
-  b->p[b->len] = '\0';
-}
-
-static void fw_puts(fw_buf *b, const char *s) { fw_put(b, s, strlen(s)); }
-
-/* ------------------------------------------------------------------ endpoints */
-
-typedef struct fw_endpoint {
-  char *base; /* scheme://authority[/path], no trailing '/': what URLs start with */
-  char *host; /* for health checks: the host without IPv6 brackets */
-  char port[8];
-  int has_path; /* base ends with a path (not just the authority) */
-} fw_endpoint;
-
-static void fw_endpoint_free(fw_endpoint *e) {
-  free(e->base);
-  free(e->host);
-  e->base = e->host = NULL;
-}
-
-static int fw_is_digit(char c) { return c >= '0' && c <= '9'; }
-
-/* RFC 3986 pchar without '%': may appear unescaped in a path segment. */
-static int fw_unreserved_or_pchar(unsigned char c) {
-  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || fw_is_digit((char)c)) return 1;
-  return c != '\0' && strchr("-._~!$&'()*+,;=:@", c) != NULL;
-}
-
-/* Parses an absolute http(s) URL into e; on failure reports why about `key` of cfg
-** (`what` names the entry, e.g. "" or "entry 2 "). */
-static ph_status fw_endpoint_parse(const ph_config *cfg, const char *key, const char *what,
-                                   const char *url, fw_endpoint *e) {
-  const char *scheme, *rest;
-  const char *dflt_port;
-  for (const char *c = url; *c; c++)
-    if ((unsigned char)*c <= 0x20 || (unsigned char)*c >= 0x7f)
-      return ph_config_error(cfg, key,
-                             "%smust be an absolute http:// or https:// URL without spaces or "
-                             "control characters, not '%s'",
-                             what, url);
-  if (phu_ieqn(url, strcspn(url, ":"), "http") && strncmp(url + 4, "://", 3) == 0) {
-    scheme = "http://", rest = url + 7, dflt_port = "80";
-  } else if (phu_ieqn(url, strcspn(url, ":"), "https") && strncmp(url + 5, "://", 3) == 0) {
-    scheme = "https://", rest = url + 8, dflt_port = "443";
-  } else {
-    return ph_config_error(cfg, key,
-                           "%smust be an absolute http:// or https:// URL such as "
-                           "http://localhost:8080, not '%s'",
-                           what, url);
-  }
-  size_t alen = strcspn(rest, "/?#");
-  const char *path = rest + alen;
-  if (alen == 0)
-    return ph_config_error(cfg, key, "%shas no host: '%s'", what, url);
-  if (memchr(rest, '@', alen))
-    return ph_config_error(cfg, key,
-                           "%smust not hold credentials (user@host): '%s'; set an "
-                           "Authorization header with a middleware instead",
-                           what, url);
-  if (strpbrk(path, "?#"))
-    return ph_config_error(cfg, key,
-                           "%smust not have a query or fragment: the request's own query is "
-                           "forwarded ('%s')",
-                           what, url);
-  const char *host = rest, *host_end, *port = NULL;
-  size_t port_len = 0;
-  if (rest[0] == '[') {
-    const char *close = memchr(rest, ']', alen);
-    if (!close || close == rest + 1)
-      return ph_config_error(cfg, key, "%shas a malformed IPv6 host: '%s'", what, url);
-    host = rest + 1, host_end = close;
-    if (close + 1 < rest + alen) {
-      if (close[1] != ':')
-        return ph_config_error(cfg, key, "%shas a malformed IPv6 host: '%s'", what, url);
-      port = close + 2, port_len = (size_t)(rest + alen - port);
-    }
-  } else {
-    const char *colon = memchr(rest, ':', alen);
-    host_end = colon ? colon : rest + alen;
-    if (colon) port = colon + 1, port_len = (size_t)(rest + alen - port);
-    if (host_end == host) return ph_config_error(cfg, key, "%shas no host: '%s'", what, url);
-    for (const char *c = host; c < host_end; c++)
-      if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || fw_is_digit(*c) ||
-            *c == '.' || *c == '-' || *c == '_'))
-        return ph_config_error(cfg, key, "%shas an invalid host name: '%s'", what, url);
-  }
-  if (port) {
-    long v = 0;
-    if (port_len == 0 || port_len > 5)
-      return ph_config_error(cfg, key, "%shas an invalid port (1-65535): '%s'", what, url);
-    for (size_t i = 0; i < port_len; i++) {
-      if (!fw_is_digit(port[i]))
-        return ph_config_error(cfg, key, "%shas an invalid port (1-65535): '%s'", what, url);
-      v = v * 10 + (port[i] - '0');
-    }
-    if (v < 1 || v > 65535)
-      return ph_config_error(cfg, key, "%shas an invalid port (1-65535): '%s'", what, url);
-    snprintf(e->port, sizeof e->port, "%ld", v);
-  } else {
-    snprintf(e->port, sizeof e->port, "%s", dflt_port);
-  }
-  for (const char *c = path; *c; c++) {
-    int escape = *c == '%' && isxdigit((unsigned char)c[1]) && isxdigit((unsigned char)c[2]);
-    if (*c != '/' && !escape && !fw_unreserved_or_pchar((unsigned char)*c))
-      return ph_config_error(cfg, key,
-                             "%shas '%c' in its path: percent-encode it (e.g. %%20 for a "
-                             "space, %%25 for '%%'): '%s'",
-                             what, *c, url);
-  }
-  size_t hlen = (size_t)(host_end - host), plen = strlen(path);
-  while (plen > 0 && path[plen - 1] == '/') plen--;
-  e->host = malloc(hlen + 1);
-  e->base = malloc(strlen(scheme) + alen + plen + 1);
-  if (!e->host || !e->base) return ph_config_error(cfg, key, "out of memory");
-  memcpy(e->host, host, hlen);
-  e->host[hlen] = '\0';
-  sprintf(e->base, "%s%.*s%.*s", scheme, (int)alen, rest, (int)plen, path);
-  e->has_path = plen > 0;
-  return PH_OK;
-}
 
 /* ------------------------------------------------------------------ options */
 
@@ -255,16 +108,7 @@ static ph_status fw_common_parse(const ph_config *cfg, const char *w[O_COUNT], f
       fw_positive_duration(cfg, w[O_CONNECT_TIMEOUT], FW_DEFAULT_CONNECT_TIMEOUT_MS,
                            &c->connect_timeout_ms) != PH_OK)
     return PH_ERROR;
-  c->proto = "http";
-  if (w[O_PROTO]) {
-    if (ph_config_string(cfg, w[O_PROTO], "http", &c->proto) != PH_OK) return PH_ERROR;
-    if (!phu_ieq(c->proto, "http") && !phu_ieq(c->proto, "https"))
-      return ph_config_error(cfg, w[O_PROTO],
-                             "must be \"http\" or \"https\" (the scheme clients use to reach "
-                             "the gateway), not '%s'",
-                             c->proto);
-    c->proto = phu_ieq(c->proto, "http") ? "http" : "https";
-  }
+  if (phu_forwarded_proto(cfg, w[O_PROTO], &c->proto) != PH_OK) return PH_ERROR;
   c->trust = 0;
   if (w[O_TRUST] && ph_config_bool(cfg, w[O_TRUST], 0, &c->trust) != PH_OK) return PH_ERROR;
   return PH_OK;
@@ -272,105 +116,11 @@ static ph_status fw_common_parse(const ph_config *cfg, const char *w[O_COUNT], f
 
 /* ------------------------------------------------------------------ forwarding */
 
-/* Appends the route's wildcard match to b: empty and "." segments dropped, ".." removes the
-** previous segment of the match (never anything of the endpoint's path), every segment
-** percent-encoded. */
-static void fw_put_rest(fw_buf *b, const char *rest) {
-  static const char hex[] = "0123456789ABCDEF";
-  size_t most = 1, depth = 0;
-  for (const char *c = rest; *c; c++) most += *c == '/';
-  size_t *mark = malloc(most * sizeof *mark); /* where each kept segment starts in b */
-  if (!mark) {
-    b->oom = 1;
-    return;
-  }
-  while (*rest) {
-    size_t n = strcspn(rest, "/");
-    if (n == 2 && rest[0] == '.' && rest[1] == '.') {
-      if (depth > 0 && !b->oom) {
-        b->len = mark[--depth];
-        b->p[b->len] = '\0';
-      }
-    } else if (n > 0 && !(n == 1 && rest[0] == '.')) {
-      mark[depth++] = b->len;
-      fw_put(b, "/", 1);
-      for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)rest[i];
-        if (fw_unreserved_or_pchar(c)) {
-          fw_put(b, (const char *)&c, 1);
-        } else {
-          char esc[3] = {'%', hex[c >> 4], hex[c & 15]};
-          fw_put(b, esc, 3);
-        }
-      }
-    }
-    rest += n;
-    if (*rest == '/') rest++;
-  }
-  free(mark);
-}
-
-/* Appends every value of request header `name`, comma-separated, to b; returns how many. */
-static size_t fw_put_all(const ph_exchange *ex, fw_buf *b, const char *name) {
-  size_t found = 0, count = PH_API(ex)->header_count(ex, PH_REQUEST);
-  for (size_t i = 0; i < count; i++) {
-    const char *k, *v;
-    if (PH_API(ex)->header_at(ex, PH_REQUEST, i, &k, &v) != PH_OK) break;
-    if (!phu_ieq(k, name)) continue;
-    if (found++) fw_puts(b, ", ");
-    fw_puts(b, v);
-  }
-  return found;
-}
-
-/* Sets X-Forwarded-For/-Proto/-Host on the request. */
-static ph_status fw_forwarded(const fw_common *c, ph_exchange *ex) {
-  fw_buf b = {0};
-  const char *ip = ph_client_ip(ex);
-  size_t had = fw_put_all(ex, &b, "X-Forwarded-For");
-  if (ip && *ip) {
-    if (had) fw_puts(&b, ", ");
-    fw_puts(&b, ip);
-  }
-  ph_status r = PH_OK;
-  if (b.oom) {
-    ph_error(ex, "out of memory");
-    r = PH_ERROR;
-  } else if (b.len > 0) {
-    r = ph_header_set(ex, "X-Forwarded-For", b.p);
-  }
-  free(b.p);
-  if (r != PH_OK) return r;
-
-  if (!(c->trust && ph_header_get(ex, "X-Forwarded-Proto")))
-    if (ph_header_set(ex, "X-Forwarded-Proto", c->proto) != PH_OK) return PH_ERROR;
-  if (!(c->trust && ph_header_get(ex, "X-Forwarded-Host"))) {
-    const char *host = ph_header_get(ex, "Host");
-    if (host && *host) {
-      if (ph_header_set(ex, "X-Forwarded-Host", host) != PH_OK) return PH_ERROR;
-    } else {
-      ph_header_remove(ex, "X-Forwarded-Host");
-    }
-  }
-  return PH_OK;
-}
-
-static ph_next fw_forward(const fw_common *c, const fw_endpoint *e, ph_exchange *ex) {
-  if (fw_forwarded(c, ex) != PH_OK) return PH_NEXT_ERROR;
-  fw_buf url = {0};
-  fw_puts(&url, e->base);
-  size_t base_len = url.len;
-  const char *rest = ph_route_param(ex, "*");
-  if (rest) fw_put_rest(&url, rest);
-  if (!e->has_path && url.len == base_len) fw_put(&url, "/", 1); /* the root path */
-  const char *q = ph_query(ex);
-  if (q && *q) {
-    fw_put(&url, "?", 1);
-    fw_puts(&url, q);
-  }
-  if (url.oom) {
+static ph_next fw_forward(const fw_common *c, const phu_endpoint *e, ph_exchange *ex) {
+  if (phu_forwarded(ex, c->proto, c->trust) != PH_OK) return PH_NEXT_ERROR;
+  phu_buf url = {0};
+  if (phu_target_url(e, ex, &url) != PH_OK) {
     free(url.p);
-    ph_error(ex, "out of memory");
     return PH_NEXT_ERROR;
   }
   ph_upstream_spec spec = {.size = sizeof spec,
@@ -386,13 +136,13 @@ static ph_next fw_forward(const fw_common *c, const fw_endpoint *e, ph_exchange 
 
 typedef struct fw_http {
   fw_common c;
-  fw_endpoint e;
+  phu_endpoint e;
 } fw_http;
 
 static void http_destroy(void *self) {
   fw_http *h = self;
   if (!h) return;
-  fw_endpoint_free(&h->e);
+  phu_endpoint_free(&h->e);
   free(h);
 }
 
@@ -408,7 +158,7 @@ static ph_status http_create(const ph_config *cfg, void **self) {
   if (!url || !*url)
     return ph_config_error(cfg, w[O_ENDPOINT] ? w[O_ENDPOINT] : "upstreamEndpoint",
                            "is required: the upstream's URL, e.g. http://localhost:8080");
-  return fw_endpoint_parse(cfg, w[O_ENDPOINT], "", url, &h->e);
+  return phu_endpoint_parse(cfg, w[O_ENDPOINT], "", url, 0, &h->e);
 }
 
 static ph_next http_handle(void *self, ph_exchange *ex) {
@@ -421,7 +171,7 @@ static ph_next http_handle(void *self, ph_exchange *ex) {
 typedef struct fw_balancer {
   fw_common c;
   size_t n;
-  fw_endpoint *e;
+  phu_endpoint *e;
   _Atomic uint64_t healthy;  /* bit i: endpoint i accepted a TCP connection at its last check */
   _Atomic uint64_t reported; /* the mask as last logged (on a request's exchange) */
   atomic_uint_fast64_t next; /* round-robin counter */
@@ -434,7 +184,7 @@ typedef struct fw_balancer {
 } fw_balancer;
 
 /* Whether host:port accepts a TCP connection within timeout_ms (any resolved address). */
-static int fw_probe(const fw_endpoint *e, int64_t timeout_ms) {
+static int fw_probe(const phu_endpoint *e, int64_t timeout_ms) {
   struct addrinfo hints = {0}, *res = NULL;
   hints.ai_socktype = SOCK_STREAM;
   hints.ai_flags = AI_NUMERICSERV;
@@ -509,7 +259,7 @@ static void balancer_destroy(void *self) {
   }
   if (b->cv_ready) pthread_cond_destroy(&b->cv);
   if (b->mu_ready) pthread_mutex_destroy(&b->mu);
-  for (size_t i = 0; i < b->n; i++) fw_endpoint_free(&b->e[i]);
+  for (size_t i = 0; i < b->n; i++) phu_endpoint_free(&b->e[i]);
   free(b->e);
   free(b);
 }
@@ -547,7 +297,7 @@ static ph_status balancer_create(const ph_config *cfg, void **self) {
     if (!item || ph_config_kind(item, NULL) != PH_CONFIG_STRING ||
         ph_config_string(item, NULL, NULL, &url) != PH_OK || !url || !*url)
       return ph_config_error(cfg, key, "entry %zu must be a URL string", i + 1);
-    if (fw_endpoint_parse(cfg, key, what, url, &b->e[i]) != PH_OK) return PH_ERROR;
+    if (phu_endpoint_parse(cfg, key, what, url, 0, &b->e[i]) != PH_OK) return PH_ERROR;
   }
   if (w[O_HC_INTERVAL]) {
     if (ph_config_duration_ms(cfg, w[O_HC_INTERVAL], FW_DEFAULT_HC_INTERVAL_MS,

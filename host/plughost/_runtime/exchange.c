@@ -339,21 +339,26 @@ ph_status rt_api_local_set(ph_exchange *ex, const char *key, const void *value, 
 }
 
 ph_status rt_api_upstream(ph_exchange *ex, const ph_upstream_spec *spec) {
-  if (!spec || spec->size < offsetof(ph_upstream_spec, timeout_ms) + sizeof(int64_t) ||
-      !spec->url || !*spec->url) {
+  if (!spec || spec->size < PH_UPSTREAM_SPEC_SIZE_1_0 || !spec->url || !*spec->url) {
     rt_ctx_set_error(&ex->ctx, rt_strdup("ph_upstream() needs a ph_upstream_spec with its size "
                                          "set and a non-empty url"));
     return PH_ERROR;
   }
-  ex->upstream_url = arena_str(ex, spec->url);
-  ex->upstream_method = arena_str(ex, spec->method ? spec->method : ex->method);
-  if (!ex->upstream_url || !ex->upstream_method) {
+  /* Only the fields the plugin's size covers: a 1.0 plugin's spec ends at timeout_ms. */
+  ph_upstream_spec s = {0};
+  memcpy(&s, spec, spec->size < sizeof s ? spec->size : sizeof s);
+  ex->upstream_url = arena_str(ex, s.url);
+  ex->upstream_method = arena_str(ex, s.method ? s.method : ex->method);
+  const char *protocols = s.ws_subprotocols ? arena_str(ex, s.ws_subprotocols) : NULL;
+  if (!ex->upstream_url || !ex->upstream_method || (s.ws_subprotocols && !protocols)) {
     rt_ctx_set_error(&ex->ctx, rt_strdup("out of memory in ph_upstream()"));
     return PH_ERROR;
   }
-  ex->upstream = (ph_upstream_spec){sizeof(ph_upstream_spec), spec->flags, ex->upstream_url,
-                                    ex->upstream_method, spec->connect_timeout_ms,
-                                    spec->timeout_ms};
+  s.size = sizeof s;
+  s.url = ex->upstream_url;
+  s.method = ex->upstream_method;
+  s.ws_subprotocols = protocols;
+  ex->upstream = s;
   ex->has_upstream = true;
   return PH_OK;
 }
