@@ -136,16 +136,17 @@ typedef struct ph_handle_head {
 **
 ** WebSocket sessions (PH_UPSTREAM_WEBSOCKET, on a request the client sent as a WebSocket
 ** handshake). The host opens a WebSocket to `url` (ws:// or wss://) with the request's
-** headers minus the hop-by-hop and Sec-WebSocket-* ones, within connect_timeout_ms. When
-** the upstream accepts, the response phase runs with status 101 and the upstream's
-** handshake headers; if the response is still 101 afterwards, the host accepts the
-** client's handshake with those headers and the subprotocol the upstream chose, then
-** relays text and binary messages both ways, answers pings, and passes a close (code and
-** reason) from either side to the other. When the upstream refuses or cannot be reached,
-** the response phase runs with 502/504 (or the upstream's own HTTP answer) and the client
-** gets that response instead of a WebSocket. timeout_ms bounds only the handshake: a
-** session lasts until a side closes it or one of the ws_ limits below ends it. The client
-** side is kept alive by the HTTP server's own pings. */
+** headers minus the hop-by-hop and Sec-WebSocket-* ones, within connect_timeout_ms (or
+** timeout_ms). When the upstream accepts, the response phase runs with status 101 (the
+** upstream's own handshake headers are not passed on); if the status is still 101
+** afterwards, the host accepts the client's handshake with the response's headers and the
+** subprotocol the upstream chose, then relays text and binary messages both ways, answers
+** pings, and passes a close (code and reason) from either side to the other. When the
+** upstream refuses or cannot be reached, the response phase runs with 502/504 (or the
+** upstream's own HTTP error status) and the client gets that response instead of a
+** WebSocket; a plain HTTP request gets 426. A session lasts until a side closes it or one
+** of the ws_ limits below ends it. The client side is kept alive by the HTTP server's own
+** pings. */
 typedef struct ph_upstream_spec {
   uint32_t size;              /* sizeof(ph_upstream_spec) */
   uint32_t flags;             /* PH_UPSTREAM_* */

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from plughost.abi import ABI_MAJOR, ABI_MINOR
+
 PLUGHOST = str(Path(sys.executable).with_name("plughost"))
 
 
@@ -49,8 +51,8 @@ BAD_FILES = [
     ("newglibc", ["glibc 2.38", "2.36", "strlcpy"]),
     ("noentry", ["PH_PLUGIN_DEFINE"]),
     ("nonote", [".note.plughost", "PH_PLUGIN_DEFINE"]),
-    ("abi2", ["ABI 2.0", "1.0"]),
-    ("abiminor", ["ABI 1.1", "1.0", "upgrade plughost"]),
+    ("abi2", ["ABI 2.0", f"{ABI_MAJOR}.{ABI_MINOR}"]),
+    ("abiminor", [f"ABI 1.{ABI_MINOR + 1}", f"{ABI_MAJOR}.{ABI_MINOR}", "upgrade plughost"]),
     ("smallsize", ["size", "8"]),
     ("unresolved", ["plughost_test_function_nobody_defines"]),
 ]
@@ -126,7 +128,7 @@ def test_json_output_for_tools(badfiles: dict[str, Path]) -> None:
     proc = plughost("check", "--json", badfiles["good"], badfiles["aarch64"])
     assert proc.returncode == 1
     doc = json.loads(proc.stdout)
-    assert doc["compatible"] is False and doc["abi"] == "1.0"
+    assert doc["compatible"] is False and doc["abi"] == f"{ABI_MAJOR}.{ABI_MINOR}"
     good, arm = doc["plugins"]
     assert good["compatible"] and good["problems"] == [] and good["note"]["arch"] == "x86_64"
     assert not arm["compatible"] and arm["problems"][0]["code"] == "arch"
@@ -154,7 +156,7 @@ def test_empty_folder_is_a_usage_error(tmp_path: Path) -> None:
 
 def test_info_reports_abi_platform_and_sdk() -> None:
     doc = json.loads(plughost("info", "--json").stdout)
-    assert doc["abi"] == "1.0"
+    assert doc["abi"] == f"{ABI_MAJOR}.{ABI_MINOR}"
     assert doc["platform"].startswith("linux-x86_64-gnu-2.")
     assert doc["libc"].startswith("gnu 2.")
     assert doc["cffi"]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from plughost.abi import PLUGIN_MAGIC, min_entry_size
+from plughost.abi import ABI_MAJOR, ABI_MINOR, PLUGIN_MAGIC, min_entry_size
 from plughost.elfinspect import (
     ElfInspectionError,
     find_missing_libraries,
@@ -25,7 +25,7 @@ def _assert_valid_plugin_entry(info, bits: int = 64) -> None:
     assert info.has_entry
     header = info.entry_header
     assert header is not None
-    assert (header.magic, header.abi_major, header.abi_minor) == (PLUGIN_MAGIC, 1, 0)
+    assert (header.magic, header.abi_major, header.abi_minor) == (PLUGIN_MAGIC, ABI_MAJOR, ABI_MINOR)
     assert header.size == min_entry_size(bits) == info.entry_symbol_size
     assert header.reserved == 0
 
@@ -39,13 +39,13 @@ def test_good(badfiles: dict[str, Path]) -> None:
     assert info.osabi == "ELFOSABI_SYSV"
     assert info.interpreter is None
     assert info.note is not None
-    assert info.note["abi"] == "1.0"
+    assert info.note["abi"] == f"{ABI_MAJOR}.{ABI_MINOR}"
     assert info.note["arch"] == "x86_64"
     assert info.note["bits"] == "64"
     assert info.note["endian"] == "little"
     assert info.note["libc"].startswith("gnu-2.")
     assert info.note["os"] == "linux"
-    assert info.note_text.startswith("abi=1.0 arch=x86_64")
+    assert info.note_text.startswith(f"abi={ABI_MAJOR}.{ABI_MINOR} arch=x86_64")
     _assert_valid_plugin_entry(info)
     assert info.undefined == ()  # weak __cxa_finalize & co. are not counted
 
@@ -131,8 +131,8 @@ def test_abi2_and_abiminor(badfiles: dict[str, Path]) -> None:
     assert abi2.note["abi"] == "2.0"
     assert (abi2.entry_header.abi_major, abi2.entry_header.abi_minor) == (2, 0)
     minor = inspect_elf(badfiles["abiminor"])
-    assert minor.note["abi"] == "1.1"
-    assert (minor.entry_header.abi_major, minor.entry_header.abi_minor) == (1, 1)
+    assert minor.note["abi"] == f"1.{ABI_MINOR + 1}"
+    assert (minor.entry_header.abi_major, minor.entry_header.abi_minor) == (1, ABI_MINOR + 1)
 
 
 def test_smallsize(badfiles: dict[str, Path]) -> None:
