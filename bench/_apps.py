@@ -8,6 +8,13 @@
                four trace middlewares (append the name to the request header X-Trace and,
                on the way back, to the response header X-Trace-Response).
 
+``starlette_proxy``
+               bench/realistic_chain.py's comparison: requestid, an access log written by a
+               background thread, Starlette's CORSMiddleware, Seam's default security
+               headers and an HS256 JWT check (PyJWT), then the request forwarded to
+               $BENCH_UPSTREAM with a pooled aiohttp client (hop-by-hop headers dropped,
+               X-Forwarded-* added), as plughost's chain does with its native plugins.
+
 Run as ``uvicorn _apps:bare --app-dir bench`` (or ``_apps:starlette``).
 """
 
@@ -139,9 +146,163 @@ def _make_starlette() -> Any:
                                  *(Middleware(TraceMiddleware, name=n) for n in TRACE_NAMES)])
 
 
+#: Seam's default HelmetMiddleware headers (docs/plugins/helmet.md), as plughost sends them.
+HELMET = [(b"x-xss-protection", b"0"), (b"x-content-type-options", b"nosniff"),
+          (b"x-frame-options", b"SAMEORIGIN"), (b"referrer-policy", b"no-referrer"),
+          (b"cross-origin-embedder-policy", b"require-corp"),
+          (b"cross-origin-opener-policy", b"same-origin"),
+          (b"cross-origin-resource-policy", b"same-origin"), (b"origin-agent-cluster", b"?1"),
+          (b"x-dns-prefetch-control", b"off"), (b"x-download-options", b"noopen"),
+          (b"x-permitted-cross-domain-policies", b"none")]
+JWT_SECRET = "bench-secret-0123456789abcdef0123"
+ORIGIN = "https://app.example"
+HOP_BY_HOP = {b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer",
+              b"transfer-encoding", b"upgrade", b"proxy-authenticate", b"proxy-authorization",
+              b"host", b"content-length"}
+
+
+class AccessLogMiddleware:
+    """Pure ASGI: one line per request (pid, time, status, latency, ip, method, path) handed
+    to a background writer thread, as plughost's logger does."""
+
+    def __init__(self, app: ASGIApp, path: str) -> None:
+        import logging
+        import logging.handlers
+        import queue
+
+        self.app = app
+        records: queue.Queue[Any] = queue.Queue(10000)
+        self.log = logging.getLogger("bench.access")
+        self.log.propagate = False
+        self.log.addHandler(logging.handlers.QueueHandler(records))
+        self.log.setLevel(logging.INFO)
+        handler = logging.FileHandler(path)
+        self.listener = logging.handlers.QueueListener(records, handler)
+        self.listener.start()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        import os
+        import time
+
+        start = time.perf_counter()
+        status = 0
+
+        async def send_logged(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        await self.app(scope, receive, send_logged)
+        self.log.info("%d | %s | %d | %.3fms | %s | %s | %s", os.getpid(),
+                      time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), status,
+                      (time.perf_counter() - start) * 1000, scope["client"][0],
+                      scope["method"], scope["path"])
+
+
+class HelmetMiddleware:
+    """Pure ASGI: Seam's default security headers on every response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_secured(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *HELMET]
+            await send(message)
+
+        await self.app(scope, receive, send_secured)
+
+
+class JWTMiddleware:
+    """Pure ASGI: Authorization: Bearer <HS256 token> verified with PyJWT (exp checked),
+    the claims kept in scope["state"]; 401 otherwise."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        import jwt
+
+        self.app = app
+        self.decode = jwt.decode
+        self.error = jwt.PyJWTError
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] == "/ready":
+            return await self.app(scope, receive, send)
+        auth = _get(scope["headers"], b"authorization") or b""
+        try:
+            if not auth.startswith(b"Bearer "):
+                raise ValueError("no bearer token")
+            claims = self.decode(auth[7:].decode(), JWT_SECRET, algorithms=["HS256"])
+        except (ValueError, self.error):
+            body = b'{"error":"unauthorized","status":401}'
+            await send({"type": "http.response.start", "status": 401,
+                        "headers": [(b"content-type", b"application/json"),
+                                    (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
+            return
+        scope.setdefault("state", {})["claims"] = claims
+        await self.app(scope, receive, send)
+
+
+def _make_starlette_proxy() -> Any:
+    import os
+
+    import aiohttp
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.middleware.cors import CORSMiddleware
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    upstream = os.environ["BENCH_UPSTREAM"].rstrip("/")
+    session: dict[str, aiohttp.ClientSession] = {}
+
+    async def forward(request: Request) -> Response:
+        client = session.get("s")
+        if client is None:
+            client = session["s"] = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=256), auto_decompress=False,
+                skip_auto_headers=("Accept", "Accept-Encoding", "User-Agent", "Content-Type"))
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]
+                   if k not in HOP_BY_HOP]
+        peer = request.client.host if request.client else ""
+        headers += [("X-Forwarded-For", peer), ("X-Forwarded-Proto", "http"),
+                    ("X-Forwarded-Host", request.headers.get("host", ""))]
+        url = upstream + "/" + request.path_params.get("rest", "")
+        if request.url.query:
+            url += "?" + request.url.query
+        async with client.request(request.method, url, headers=headers,
+                                  data=await request.body() or None) as resp:
+            body = await resp.read()
+            out = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in resp.raw_headers
+                   if k.lower() not in HOP_BY_HOP]
+        response = Response(body, status_code=resp.status)
+        response.raw_headers = [(k.lower().encode(), v.encode()) for k, v in out] + \
+            [(b"content-length", str(len(body)).encode())]
+        return response
+
+    async def ready(request: Request) -> Response:
+        return Response(b"ready")
+
+    log_path = os.environ.get("BENCH_ACCESS_LOG", os.devnull)
+    return Starlette(routes=[Route("/api/{rest:path}", forward, methods=["GET", "POST"]),
+                             Route("/ready", ready)],
+                     middleware=[Middleware(RequestIdMiddleware),
+                                 Middleware(AccessLogMiddleware, path=log_path),
+                                 Middleware(CORSMiddleware, allow_origins=[ORIGIN]),
+                                 Middleware(HelmetMiddleware), Middleware(JWTMiddleware)])
+
+
+_BUILDERS = {"starlette": _make_starlette, "starlette_proxy": _make_starlette_proxy}
+
+
 def __getattr__(name: str) -> Any:  # built on first use: importing _apps needs no Starlette
-    if name == "starlette":
-        app = _make_starlette()
-        globals()["starlette"] = app
+    if name in _BUILDERS:
+        app = _BUILDERS[name]()
+        globals()[name] = app
         return app
     raise AttributeError(name)

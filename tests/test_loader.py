@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from plughost.abi import ABI_MAJOR, ABI_MINOR
+
 import plughost
 
 
@@ -68,6 +70,6 @@ def test_missing_file(host: plughost.Host, tmp_path: Path) -> None:
 
 def test_load_plugin_convenience_lists_types(plugin_dir: Path) -> None:
     plugin = plughost.load_plugin(plugin_dir / "static.so")
-    assert plugin.name == "static" and plugin.abi == (1, 0)
+    assert plugin.name == "static" and plugin.abi == (ABI_MAJOR, ABI_MINOR)
     assert list(plugin.actions) == ["plugins.static.actions.StaticAction"]
     plugin.host.close()

@@ -24,7 +24,7 @@ SANITIZE = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer"]
 LSAN_SUPPRESSIONS = "\n".join([
     "leak:_PyObject_Malloc", "leak:_PyMem_RawMalloc", "leak:_PyObject_Realloc",
     "leak:PyMem_RawRealloc", "leak:_PyMem_RawRealloc", "leak:PyMem_Realloc", "leak:list_resize",
-    "leak:_PyList_AppendTakeRef", "leak:resize_compact", "leak:PyThread_allocate_lock",
+    "leak:_PyList_AppendTakeRef", "leak:resize_compact", "leak:_PyBytes_Resize", "leak:PyThread_allocate_lock",
     "leak:libcrypto.so", "leak:libssl.so", "leak:_rust.abi3.so", ""])
 
 

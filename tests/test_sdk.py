@@ -21,6 +21,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from plughost.abi import ABI_MAJOR, ABI_MINOR
 from click.testing import CliRunner
 
 from plughost.cli import main
@@ -87,7 +89,7 @@ def test_new_writes_the_project_and_prints_next_steps(tmp_path: Path) -> None:
         text = path.read_text()
         assert not re.search(r"@[A-Z_]+@", text), f"{path.name} kept a placeholder"
     cmake = (project / "CMakeLists.txt").read_text()
-    assert "find_package(plughost 1.0 REQUIRED" in cmake
+    assert f"find_package(plughost {ABI_MAJOR}.{ABI_MINOR} REQUIRED" in cmake
     assert "plughost_add_plugin(my_plugin SOURCES my_plugin.c" in cmake
     source = (project / "my_plugin.c").read_text()
     for type_id in ("plugins.my_plugin.storages.TableStorage",

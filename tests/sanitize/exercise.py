@@ -734,6 +734,94 @@ routes:
                                {"upstreamEndpoints": [live, dead]})
 
 
+def exercise_wsfw(runtime: Runtime, plugin_dir: Path, workdir: Path) -> None:
+    """wsfw: the upgrade check on well-formed and malformed handshakes (token lists, keys,
+    versions, long and odd header values), the action's URL building, origins and its ABI 1.1
+    spec read back by the host from several threads, config errors, destroy."""
+    import plughost
+    from plughost.gateway import Gateway
+
+    folder = workdir / "wsfw"
+    folder.mkdir()
+    (folder / "gateway.yaml").write_text(f"""\
+plugins:
+  - path: {plugin_dir}/wsfw.so
+middlewares:
+  Check:
+    use: plugins.wsfw.middlewares.CheckWebSocketUpgradeMiddleware
+actions:
+  Ws:
+    use: plugins.wsfw.actions.WebSocketAction
+    config:
+      upstreamEndpoint: "wss://[::1]:8443/base/"
+      pingInterval: 10s
+      pongTimeout: 1s
+      maxInactivity: 1m
+      subprotocols: [chat, json.v2]
+      origins: ["https://a.example", "HTTPS://B.example"]
+      maxMessageSize: 4096
+  Open:
+    use: plugins.wsfw.actions.WebSocketAction
+    config: {{upstreamEndpoint: "ws://127.0.0.1:9", pongInterval: 5s}}
+routes:
+  Ws:
+    gatewayPath: /ws/*
+    methods: [GET]
+    middlewares: [Check]
+    action: Ws
+  Open:
+    gatewayPath: /open
+    methods: [GET]
+    action: Open
+""")
+    key = "dGhlIHNhbXBsZSBub25jZQ=="
+    good = [(b"connection", b"keep-alive, Upgrade"), (b"upgrade", b"websocket"),
+            (b"sec-websocket-version", b"13"), (b"sec-websocket-key", key.encode()),
+            (b"origin", b"https://b.example")]
+    odd = [b"", b",", b" , ,upgrade,", b"Upgrade" * 500, b"\xff\xfe", b"up grade", b"upgrade\t"]
+    with Gateway.from_config(folder / "gateway.yaml", runtime=runtime) as gw:
+        chain, params = gw.route("GET", "/ws/a/../b c/%")
+        for i in range(400):
+            headers = list(good)
+            headers[i % 5] = (headers[i % 5][0], odd[i % len(odd)])
+            result = gw._run(chain, b"GET", b"/ws/x", b"q=1", b"::1", headers, b"", params)
+            if not isinstance(result, tuple):
+                assert result.status in (400, 403, 426), result.status
+            else:
+                gw.runner.discard(result[0])
+        specs = []
+
+        def handshake() -> None:
+            for _ in range(100):
+                ex, _ = gw._run(chain, b"GET", b"/ws/x", b"a=%2F", b"10.0.0.1", good, b"",
+                                params)
+                specs.append(gw.runner.upstream_of(ex))
+                gw.runner.discard(ex)
+
+        workers = [threading.Thread(target=handshake) for _ in range(3)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        assert len(specs) == 300 and all(
+            s.websocket and s.subprotocols == ("chat", "json.v2") and s.max_message == 4096
+            for s in specs), specs[0]
+        assert specs[0].url.startswith("wss://[::1]:8443/base/"), specs[0].url
+        assert gw.handle("GET", "/open").status == 426  # no upgrade: the host answers
+    for bad in ({"upstreamEndpoint": "http://x"}, {"upstreamEndpoint": "ws://x", "pongTimeout": 1},
+                {"upstreamEndpoint": "ws://x", "subprotocols": ["a b"]},
+                {"upstreamEndpoint": "ws://x", "origins": ["", 3]},
+                {"upstreamEndpoint": "ws://x", "origins": "x"}, {"pingIntervall": 1}, {}):
+        with plughost.Host(runtime, static_check=False) as host:
+            host.load_plugin(plugin_dir / "wsfw.so")
+            try:
+                host.create_action("plugins.wsfw.actions.WebSocketAction", bad)
+            except plughost.ConfigError:
+                pass
+            else:
+                raise AssertionError(f"no configuration error for {bad}")
+
+
 if __name__ == "__main__":
     runtime = load_runtime(sys.argv[1])
     with plughost.Host(runtime, static_check=False) as h:
@@ -747,6 +835,7 @@ if __name__ == "__main__":
         exercise_jwt(runtime, Path(sys.argv[2]), Path(tmp))
         exercise_opentelemetry(runtime, Path(sys.argv[2]), Path(tmp))
         exercise_httpfw(runtime, Path(sys.argv[2]), Path(tmp))
+        exercise_wsfw(runtime, Path(sys.argv[2]), Path(tmp))
         exercise_valkey(runtime, Path(sys.argv[2]), Path(tmp), int(sys.argv[3]),
                         int(sys.argv[4]))
     print("sanitizers: clean")
