@@ -1,15 +1,20 @@
 #!/usr/bin/env python3
 """HTTP throughput and latency: bare ASGI vs plughost (5 native middlewares) vs Starlette.
 
-Three servers, the same uvicorn settings for all (uvloop, httptools, 1 worker, no Server
-header, no access log), each a child process pinned to CPU core 0 (``taskset -c 0``) on a
-free 127.0.0.1 port; the load generator ``wrk`` (Debian package ``wrk``) is pinned to core 1:
+Four servers, the same server for all: uvicorn with uvloop and plughost's HTTP protocol
+(uvicorn's httptools protocol plus plughost's direct path, which only plughost's app can use:
+for the other apps it is uvicorn's own code), 1 worker, no Server header, no access log; each
+a child process pinned to CPU core 0 (``taskset -c 0``) on a free 127.0.0.1 port; the load
+generator ``wrk`` (Debian package ``wrk``) is pinned to core 1:
 
-1. ``bare``      — a raw ASGI hello-world callable (bench/_apps.py ``bare``);
+1. ``bare``      — a raw ASGI hello-world callable (bench/_apps.py ``bare``, run by
+   bench/_serve.py);
 2. ``plughost``  — ``plughost serve --config <generated folder>``; route ``/`` runs
    requestid's RequestIdMiddleware + 4 trace TraceMiddlewares (T1..T4) in C, then the
-   static action (200 text/plain, the same body);
-3. ``starlette`` — the same five behaviours as pure-ASGI Python middlewares around a
+   static action (200 text/plain, the same body); answered by the direct path;
+3. ``plughost-asgi`` — the same with ``--no-direct-path``: every request through the ASGI
+   app, as under any other ASGI server;
+4. ``starlette`` — the same five behaviours as pure-ASGI Python middlewares around a
    Starlette route answering the same response (bench/_apps.py ``starlette``).
 
 Before measuring, the script checks the three answer the same body and that plughost and
@@ -42,10 +47,6 @@ BENCH = Path(__file__).resolve().parent
 TRACE_NAMES = ["T1", "T2", "T3", "T4"]
 GOAL_BARE = 0.85
 GOAL_STARLETTE = 2.0
-UVICORN = ["--loop", "uvloop", "--http", "httptools", "--workers", "1", "--no-access-log",
-           "--no-server-header",  # as plughost (Fiber): no Server header by default
-           "--log-level", "warning"]
-
 
 def fetch(url: str) -> tuple[dict[str, str], bytes]:
     with urllib.request.urlopen(url, timeout=5) as r:
@@ -60,7 +61,7 @@ def check_same(servers: list[Server]) -> None:
             raise SystemExit(f"{name} answered {body!r}, not {_common.HELLO_BODY!r}")
         print(f"  {name:<10} {len(body)} B body; headers: {', '.join(sorted(headers))}")
     want = ",".join(reversed(TRACE_NAMES))
-    for name in ("plughost", "starlette"):
+    for name in ("plughost", "plughost-asgi", "starlette"):
         if name not in seen:  # --only left it out
             continue
         headers = seen[name][0]
@@ -82,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="wrk -t (default 1)")
     p.add_argument("--server-core", default="0", help="taskset core list for the servers")
     p.add_argument("--wrk-core", default="1", help="taskset core list for wrk")
-    p.add_argument("--only", nargs="+", choices=["bare", "plughost", "starlette"],
+    p.add_argument("--only", nargs="+", choices=["bare", "plughost", "plughost-asgi",
+                                                 "starlette"],
                    help="measure only these servers (ratios need bare/starlette too)")
     p.add_argument("--plugins-dir", help="folder with the plugins (default: build them into "
                    "build/bench-plugins)")
@@ -96,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit("http_throughput.py: wrk is not installed: run `apt-get install wrk`")
     if shutil.which("taskset") is None:
         sys.exit("http_throughput.py: taskset is not installed: run `apt-get install util-linux`")
-    names = args.only or ["bare", "plughost", "starlette"]
+    names = args.only or ["bare", "plughost", "plughost-asgi", "starlette"]
     _common.require("uvicorn", "uvloop", "httptools", install="uvicorn uvloop httptools")
     if "starlette" in names:
         _common.require("starlette")
@@ -114,15 +116,18 @@ def main(argv: list[str] | None = None) -> int:
         folder = _common.write_config(
             Path(tmp) / "config", plugins, chains={"/": ["RequestID", *TRACE_NAMES]},
             middlewares={**_common.requestid(), **_common.traces(TRACE_NAMES)})
-        py = sys.executable
-        uv = [py, "-m", "uvicorn", "--app-dir", str(BENCH), "--host", "127.0.0.1", *UVICORN]
+        serve_app = [sys.executable, str(BENCH / "_serve.py")]
+        gateway = [str(plughost_bin), "serve", "--config", str(folder), "--log-level",
+                   "warning"]
         candidates = {
-            "bare": lambda port: Server("bare", [*uv, "--port", str(port), "_apps:bare"], port),
+            "bare": lambda port: Server("bare", [*serve_app, "_apps:bare", str(port)], port),
             "plughost": lambda port: Server(
-                "plughost", [str(plughost_bin), "serve", "--config", str(folder), "--address",
-                             f"127.0.0.1:{port}", "--log-level", "warning"], port),
+                "plughost", [*gateway, "--address", f"127.0.0.1:{port}"], port),
+            "plughost-asgi": lambda port: Server(
+                "plughost-asgi", [*gateway, "--address", f"127.0.0.1:{port}",
+                                  "--no-direct-path"], port),
             "starlette": lambda port: Server(
-                "starlette", [*uv, "--port", str(port), "_apps:starlette"], port),
+                "starlette", [*serve_app, "_apps:starlette", str(port)], port),
         }
         servers = [candidates[n](_common.free_port()) for n in names]
         results: dict[str, list[WrkResult]] = {s.name: [] for s in servers}
@@ -167,20 +172,23 @@ def main(argv: list[str] | None = None) -> int:
           "request, which time stolen by the VM's neighbours does not inflate)")
     failed = any(r.errors for rs in results.values() for r in rs)
     rps = {name: med(r.rps for r in rs) for name, rs in results.items()}
-    if "plughost" in rps:
+    for mine in ("plughost", "plughost-asgi"):
+        if mine not in rps:
+            continue
         print()
         for other, goal in (("bare", GOAL_BARE), ("starlette", GOAL_STARLETTE)):
             if other not in rps:
                 continue
-            ratio = rps["plughost"] / rps[other]
-            rounds_ratio = [a.rps / b.rps for a, b in zip(results["plughost"], results[other])]
-            print(f"plughost / {other:<9} = {ratio:5.2f} of the medians, "
+            ratio = rps[mine] / rps[other]
+            rounds_ratio = [a.rps / b.rps for a, b in zip(results[mine], results[other])]
+            print(f"{mine} / {other:<9} = {ratio:5.2f} of the medians, "
                   f"{med(rounds_ratio):.2f} median of the rounds' ratios (goal >= {goal:.2f}: "
                   f"{'meets' if ratio >= goal else 'MISSES'}; per round: "
                   f"{', '.join(f'{x:.2f}' for x in rounds_ratio)})")
             cpu_ratio = med(r.cpu_us for r in results[other]) / \
-                med(r.cpu_us for r in results["plughost"])
-            print(f"{'':<21}   {cpu_ratio:5.2f} by CPU time per request ({other}'s / plughost's)")
+                med(r.cpu_us for r in results[mine])
+            print(f"{'':<{len(mine) + 13}}   {cpu_ratio:5.2f} by CPU time per request "
+                  f"({other}'s / {mine}'s)")
     return 1 if failed else 0
 
 

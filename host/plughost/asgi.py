@@ -9,7 +9,9 @@ starts it with uvicorn, uvloop and httptools.
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
+import http
 import ipaddress
 import logging
 import os
@@ -31,6 +33,18 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 CONFIG_VARIABLE = "PLUGHOST_CONFIG"
+
+
+def _status_line(code: int) -> bytes:
+    try:
+        phrase = http.HTTPStatus(code).phrase
+    except ValueError:
+        phrase = ""
+    return f"HTTP/1.1 {code} {phrase}\r\n".encode()
+
+
+#: Status lines by code, as uvicorn writes them: what _fastpath.serve_raw starts a response with.
+STATUS_LINES = tuple(_status_line(code) for code in range(600))
 #: Worker threads that run may-block chains (see GatewayApp).
 BLOCKING_THREADS = max(16, 4 * (os.cpu_count() or 1))
 
@@ -96,8 +110,28 @@ class GatewayApp:
 
             self._scope_state = (self._serve_address, self._free_address, self._host_address,
                                  self._static, self._case_sensitive, self.live_route,
-                                 self.ready_route)
+                                 self.ready_route, STATUS_LINES)
             self._scope_fast = _fastpath.serve_scope
+
+    def raw_handler(self) -> Callable[..., Any] | None:
+        """For plughost's HTTP protocol (plughost.protocol): the one C call that serves a
+        plain request on a static inline route from the request line and headers, answering
+        the whole HTTP/1.1 response (``_fastpath.serve_raw``); None until the gateway is
+        built, or when an option needs the ASGI path."""
+        if self._scope_fast is None:
+            return None
+        from . import _fastpath
+
+        return functools.partial(_fastpath.serve_raw, self._scope_state)
+
+    def upstream_finisher(self, pending: tuple[Any, ...]) -> Callable[..., Awaitable[None]]:
+        """An ASGI app that performs the upstream request a chain run by raw_handler left
+        pending (``(None, exchange, passed, chain)``) and sends the answer."""
+        async def finish(scope: Scope, receive: Receive, send: Send) -> None:
+            assert self.gateway is not None
+            response = await self.gateway.finish_upstream(pending[3], pending[1], pending[2])
+            await _send(send, response, scope["method"] == "HEAD")
+        return finish
 
     async def _ensure_gateway(self) -> Gateway:
         if self.gateway is None:

@@ -103,7 +103,11 @@ def check(paths: tuple[str, ...], pattern: str, target: str, load: bool, timeout
               help="Worker processes; each loads the plugins itself.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
-def serve(config_path: str | None, address: str | None, workers: int, log_level: str) -> None:
+@click.option("--no-direct-path", is_flag=True,
+              help="Serve every request through the ASGI app, also the plain requests "
+                   "plughost's HTTP protocol answers directly (same answers, slower).")
+def serve(config_path: str | None, address: str | None, workers: int, log_level: str,
+          no_direct_path: bool) -> None:
     """Runs the gateway (uvicorn with uvloop and httptools).
 
     The configuration is validated first; every problem is printed with its file, line and
@@ -112,7 +116,8 @@ def serve(config_path: str | None, address: str | None, workers: int, log_level:
     from .serve import ServeError, serve as run_server
 
     try:
-        run_server(config_path, address=address, workers=workers, log_level=log_level)
+        run_server(config_path, address=address, workers=workers, log_level=log_level,
+                   direct_path=not no_direct_path)
     except ServeError as exc:
         for line in exc.lines:
             click.echo(line, err=True)

@@ -54,8 +54,11 @@ def parse_address(address: str) -> tuple[str, int]:
 
 
 def serve(config_path: str | None, *, address: str | None = None, workers: int = 1,
-          log_level: str = "info") -> None:
-    """Validates, then serves until interrupted; shuts every plugin down on exit."""
+          log_level: str = "info", direct_path: bool = True) -> None:
+    """Validates, then serves until interrupted; shuts every plugin down on exit.
+
+    ``direct_path``: plughost's HTTP protocol answers plain requests on static inline routes
+    without the ASGI round trip (plughost.protocol); False serves everything through ASGI."""
     import uvicorn
 
     config = validate(config_path)
@@ -78,7 +81,10 @@ def serve(config_path: str | None, *, address: str | None = None, workers: int =
     options["limit_concurrency"] = server.concurrency  # over it: 503, as Fiber
     scheme = "https" if server.tls else "http"
     print(f"plughost: serving on {scheme}://{host}:{port} with {workers} worker(s)", flush=True)
+    from .protocol import GatewayHttpProtocol
+
+    http = GatewayHttpProtocol if direct_path else "httptools"
     uvicorn.run("plughost.asgi:app", host=host, port=port, workers=workers, loop="uvloop",
-                http="httptools", lifespan="on", log_level=log_level, access_log=False,
+                http=http, lifespan="on", log_level=log_level, access_log=False,
                 proxy_headers=False,  # the client address follows server.proxyHeader only
                 timeout_graceful_shutdown=10, **options)  # type: ignore[arg-type]

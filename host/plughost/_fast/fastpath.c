@@ -208,13 +208,14 @@ static const char *utf8(PyObject *o) { return PyUnicode_Check(o) ? PyUnicode_AsU
 /* serve_scope(state, scope) -> None when the request needs the Python path; else
 **   (start message, body message, failure or None, chain) when the chain answered, or
 **   (None, exchange, passed, chain) when an upstream request must be performed first.
-** state = (serve_fn, free_fn, host, static routes, case_sensitive, live route, ready route);
+** state = (serve_fn, free_fn, host, static routes, case_sensitive, live route, ready route,
+** status lines (serve_raw's));
 ** static routes: {(method, path): (chain, params, path bytes, chain address, release_gil,
 ** may_block)}. Only the common case runs here: a static, inline route, no request body
 ** (no Content-Length / Transfer-Encoding), not a health route. */
 static PyObject *serve_scope(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
   (void)self;
-  if (nargs != 2 || !PyTuple_Check(args[0]) || PyTuple_GET_SIZE(args[0]) != 7 ||
+  if (nargs != 2 || !PyTuple_Check(args[0]) || PyTuple_GET_SIZE(args[0]) < 7 ||
       !PyDict_Check(args[1])) {
     PyErr_SetString(PyExc_TypeError, "serve_scope(state, scope)");
     return NULL;
@@ -317,11 +318,194 @@ static PyObject *serve_scope(PyObject *self, PyObject *const *args, Py_ssize_t n
   return ret;
 }
 
+/* The whole HTTP/1.1 response of a finished exchange as one bytes object: status line
+** (from `lines`, a tuple of status lines indexed by status code, as the ASGI path's server
+** writes them), `date_line` (the server's Date header, "date: ...\r\n"), the response
+** headers with their names in lower case (the runtime validated every name and value when
+** it was set: no CR, LF or NUL), the blank line, and the body unless `head`. */
+static PyObject *raw_response(const rt_result *out, PyObject *lines, const char *date_line,
+                              Py_ssize_t date_len, int head) {
+  const rt_fields *f = &out->ex->headers[PH_RESPONSE];
+  char fallback[32];
+  const char *status_line = fallback;
+  int sl;
+  PyObject *line = out->status >= 0 && out->status < PyTuple_GET_SIZE(lines)
+                       ? PyTuple_GET_ITEM(lines, out->status) : NULL;
+  if (line && PyBytes_Check(line)) {
+    status_line = PyBytes_AS_STRING(line);
+    sl = (int)PyBytes_GET_SIZE(line);
+  } else {
+    sl = snprintf(fallback, sizeof fallback, "HTTP/1.1 %d \r\n", out->status);
+  }
+  size_t size = (size_t)sl + (size_t)date_len + 2 + (head ? 0 : out->body_len);
+  for (size_t i = 0; i < f->n; i++) size += f->items[i].name_len + f->items[i].value_len + 4;
+  PyObject *bytes = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)size);
+  if (!bytes) return NULL;
+  char *w = PyBytes_AS_STRING(bytes);
+  memcpy(w, status_line, (size_t)sl), w += sl;
+  memcpy(w, date_line, (size_t)date_len), w += date_len;
+  for (size_t i = 0; i < f->n; i++) {
+    const char *name = f->items[i].name;
+    for (size_t j = 0; j < f->items[i].name_len; j++) {
+      char c = name[j];
+      *w++ = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+    }
+    *w++ = ':', *w++ = ' ';
+    memcpy(w, f->items[i].value, f->items[i].value_len), w += f->items[i].value_len;
+    *w++ = '\r', *w++ = '\n';
+  }
+  *w++ = '\r', *w++ = '\n';
+  if (!head && out->body_len) memcpy(w, out->body, out->body_len);
+  return bytes;
+}
+
+/* serve_raw(state, method, target, headers, client, date_line) -> None when the request
+** needs the ASGI path; else
+**   (response bytes, failure or None, chain) when the chain answered: the complete HTTP/1.1
+**   response (see raw_response), or
+**   (None, exchange, passed, chain) when an upstream request must be performed first.
+** For an HTTP server's own protocol (plughost.protocol): method and target (the request
+** line's) are bytes as received, headers the [(lower-case name, value)] list, client the
+** peer's address (str or None), date_line the server's default header lines. state is
+** serve_scope's. Only a plain request is served here:
+** a path without '%' (decoding is the ASGI path's), no body, a static inline route, not a
+** health route. */
+static PyObject *serve_raw(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+  (void)self;
+  if (nargs != 6 || !PyTuple_Check(args[0]) || PyTuple_GET_SIZE(args[0]) != 8 ||
+      !PyTuple_Check(PyTuple_GET_ITEM(args[0], 7)) || !PyBytes_Check(args[1]) || !PyBytes_Check(args[2]) || !PyList_Check(args[3]) ||
+      !PyBytes_Check(args[5])) {
+    PyErr_SetString(PyExc_TypeError, "serve_raw(state, method, target, headers, client, date)");
+    return NULL;
+  }
+  PyObject *state = args[0], *headers = args[3];
+  const char *target = PyBytes_AS_STRING(args[2]);
+  Py_ssize_t target_len = PyBytes_GET_SIZE(args[2]);
+  const char *qmark = memchr(target, '?', (size_t)target_len);
+  Py_ssize_t path_len = qmark ? qmark - target : target_len;
+  if (path_len == 0 || target[0] != '/' || memchr(target, '%', (size_t)path_len) ||
+      memchr(target, '#', (size_t)target_len))
+    Py_RETURN_NONE;
+  Py_ssize_t nh = PyList_GET_SIZE(headers);
+  for (Py_ssize_t i = 0; i < nh; i++) { /* a body comes only with one of these two */
+    PyObject *pair = PyList_GET_ITEM(headers, i);
+    PyObject *name = PyTuple_Check(pair) && PyTuple_GET_SIZE(pair) == 2
+                         ? PyTuple_GET_ITEM(pair, 0) : NULL;
+    if (!name || !PyBytes_Check(name)) Py_RETURN_NONE;
+    Py_ssize_t len = PyBytes_GET_SIZE(name);
+    const char *s = PyBytes_AS_STRING(name);
+    if ((len == 14 && !memcmp(s, "content-length", 14)) ||
+        (len == 17 && !memcmp(s, "transfer-encoding", 17)))
+      Py_RETURN_NONE;
+  }
+  PyObject *path = PyUnicode_DecodeASCII(target, path_len, NULL);
+  if (!path) {
+    PyErr_Clear(); /* not ASCII: the ASGI path decides */
+    Py_RETURN_NONE;
+  }
+  for (int i = 5; i <= 6; i++) { /* the health routes answer in Python */
+    PyObject *route = PyTuple_GET_ITEM(state, i);
+    if (route != Py_None && PyUnicode_Compare(path, route) == 0) {
+      Py_DECREF(path);
+      Py_RETURN_NONE;
+    }
+  }
+  PyObject *method = PyUnicode_DecodeASCII(PyBytes_AS_STRING(args[1]),
+                                           PyBytes_GET_SIZE(args[1]), NULL);
+  if (!method) {
+    Py_DECREF(path);
+    return NULL;
+  }
+  if (!PyObject_IsTrue(PyTuple_GET_ITEM(state, 4))) {
+    PyObject *lower = PyObject_CallMethodNoArgs(path, s_lower);
+    Py_DECREF(path);
+    if (!lower) {
+      Py_DECREF(method);
+      return NULL;
+    }
+    path = lower;
+  }
+  PyObject *key = PyTuple_Pack(2, method, path);
+  Py_DECREF(path);
+  int head = PyUnicode_Compare(method, s_head) == 0;
+  Py_DECREF(method);
+  if (!key) return NULL;
+  PyObject *hit = PyDict_GetItemWithError(PyTuple_GET_ITEM(state, 3), key);
+  Py_DECREF(key);
+  if (!hit) {
+    if (PyErr_Occurred()) return NULL;
+    Py_RETURN_NONE;
+  }
+  if (!PyTuple_Check(hit) || PyTuple_GET_SIZE(hit) != 6 || PyObject_IsTrue(PyTuple_GET_ITEM(hit, 5)))
+    Py_RETURN_NONE; /* may-block: the worker-thread path */
+
+  void *serve_p, *free_p, *host, *chain;
+  if (!as_pointer(PyTuple_GET_ITEM(state, 0), &serve_p) ||
+      !as_pointer(PyTuple_GET_ITEM(state, 1), &free_p) ||
+      !as_pointer(PyTuple_GET_ITEM(state, 2), &host) ||
+      !as_pointer(PyTuple_GET_ITEM(hit, 3), &chain))
+    return NULL;
+  const char *path_s, *client_s = "";
+  if (!as_bytes(PyTuple_GET_ITEM(hit, 2), &path_s, NULL, "path")) return NULL;
+  if (args[4] != Py_None && !(client_s = utf8(args[4]))) return NULL;
+  char method_s[16];
+  Py_ssize_t ml = PyBytes_GET_SIZE(args[1]);
+  if (ml <= 0 || ml >= (Py_ssize_t)sizeof method_s) Py_RETURN_NONE;
+  memcpy(method_s, PyBytes_AS_STRING(args[1]), (size_t)ml);
+  method_s[ml] = '\0';
+  char query_stack[1024], *query_s = query_stack;
+  Py_ssize_t ql = qmark ? target_len - path_len - 1 : 0;
+  if (ql >= (Py_ssize_t)sizeof query_stack && !(query_s = malloc((size_t)ql + 1)))
+    return PyErr_NoMemory();
+  if (ql) memcpy(query_s, qmark + 1, (size_t)ql);
+  query_s[ql] = '\0';
+  char stack[2048], *packed = NULL;
+  Py_ssize_t packed_len = pack_headers(headers, stack, sizeof stack, &packed);
+  if (packed_len < 0) {
+    if (query_s != query_stack) free(query_s);
+    return NULL;
+  }
+  rt_result out;
+  serve_fn serve = (serve_fn)serve_p;
+  if (PyObject_IsTrue(PyTuple_GET_ITEM(hit, 4))) {
+    Py_BEGIN_ALLOW_THREADS
+    serve(host, chain, method_s, path_s, query_s, client_s, packed, (size_t)packed_len, NULL, 0,
+          "", 0, &out);
+    Py_END_ALLOW_THREADS
+  } else {
+    serve(host, chain, method_s, path_s, query_s, client_s, packed, (size_t)packed_len, NULL, 0,
+          "", 0, &out);
+  }
+  if (packed != stack) free(packed);
+  if (query_s != query_stack) free(query_s);
+  if (!out.ex) return PyErr_NoMemory();
+  PyObject *chain_obj = PyTuple_GET_ITEM(hit, 0);
+  if (out.outcome == RT_UPSTREAM)
+    return Py_BuildValue("(ONnO)", Py_None, PyLong_FromVoidPtr(out.ex), (Py_ssize_t)out.passed,
+                         chain_obj);
+  PyObject *failure = Py_None, *ret = NULL;
+  if (out.failure_len)
+    failure = Py_BuildValue("(s s#)", out.failure_label, out.failure,
+                            (Py_ssize_t)out.failure_len);
+  else
+    Py_INCREF(Py_None);
+  PyObject *data = failure ? raw_response(&out, PyTuple_GET_ITEM(state, 7),
+                                          PyBytes_AS_STRING(args[5]),
+                                          PyBytes_GET_SIZE(args[5]), head) : NULL;
+  ((free_fn)free_p)(out.ex);
+  if (data) ret = PyTuple_Pack(3, data, failure, chain_obj);
+  Py_XDECREF(data);
+  Py_XDECREF(failure);
+  return ret;
+}
+
 static PyMethodDef methods[] = {
     {"serve", (PyCFunction)(void (*)(void))fast_serve, METH_FASTCALL,
      "Runs one request through a chain; see the C source for the arguments."},
     {"serve_scope", (PyCFunction)(void (*)(void))serve_scope, METH_FASTCALL,
      "Runs a plain request of an ASGI scope on a static inline route; None when it cannot."},
+    {"serve_raw", (PyCFunction)(void (*)(void))serve_raw, METH_FASTCALL,
+     "Runs a plain request as an HTTP protocol received it; the whole HTTP/1.1 response."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -1,0 +1,99 @@
+"""plughost's HTTP/1.1 protocol for uvicorn: uvicorn's httptools protocol, plus a direct path.
+
+A plain request (HTTP/1.1 keep-alive, no body, no upgrade, a path without ``%``) on a static
+route whose chain runs inline is answered straight from the parser's callback: one C call
+(``plughost._fastpath.serve_raw``) runs the chain and writes the whole HTTP/1.1 response,
+status line and headers included, and the protocol puts it on the transport. No ASGI scope,
+task or message is made for it, and uvicorn does not re-check headers the C runtime already
+validated when they were set. Every other request (and any app but plughost's) takes
+uvicorn's own ASGI path, unchanged: the two produce the same response.
+
+``plughost serve`` uses this class; ``uvicorn plughost.asgi:app`` and other ASGI servers run
+the same app without it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+log = logging.getLogger("plughost.protocol")
+
+#: What an app offers the protocol (``GatewayApp.raw_handler``): serve_raw bound to its state.
+RawHandler = Callable[[bytes, bytes, list, Any, bytes], Any]
+
+
+class GatewayHttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with plughost's direct path for plain requests."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        offer = getattr(self.app, "raw_handler", None)
+        self._raw: RawHandler | None = offer() if callable(offer) else None
+        self._answered = False  # the current request was answered by the direct path
+        self._date_source: object = None
+        self._date_line = b""
+
+    def _date(self) -> bytes:
+        """The server's default headers (Date, and Server when configured) as header lines,
+        rebuilt when the server replaces them (once a second)."""
+        headers = self.server_state.default_headers
+        if headers is not self._date_source:
+            self._date_line = b"".join(b"%s: %s\r\n" % (k, v) for k, v in headers)
+            self._date_source = headers
+        return self._date_line
+
+    def _direct_allowed(self) -> bool:
+        parser = self.parser
+        if self.cycle is not None and not self.cycle.response_complete:
+            return False  # a pipelined request waits for the one before it
+        if self.flow.write_paused or parser.should_upgrade() or self.expect_100_continue:
+            return False
+        if parser.get_http_version() != "1.1" or not parser.should_keep_alive():
+            return False
+        limit = self.limit_concurrency
+        return limit is None or (len(self.connections) < limit and len(self.tasks) < limit)
+
+    def on_headers_complete(self) -> None:
+        raw = self._raw
+        if raw is not None and self._direct_allowed():
+            client = self.client[0] if self.client else None
+            try:
+                result = raw(self.parser.get_method(), self.url, self.headers, client,
+                             self._date())
+            except Exception:
+                log.exception("plughost's direct path failed; the ASGI path takes over")
+                self._raw = result = None
+            if result is not None:
+                if result[0] is None:  # the action asked for an upstream request
+                    return self._continue_upstream(result)
+                data, failure, chain = result
+                if failure is not None:
+                    self.app.gateway.log_failure(chain, failure)
+                self.transport.write(data)
+                self._answered = True
+                self.on_response_complete()
+                return
+        super().on_headers_complete()
+
+    def _continue_upstream(self, pending: tuple[Any, ...]) -> None:
+        """The chain ran and its action wants an upstream request: that part is awaited, so
+        the request goes on as an ASGI cycle whose app finishes it."""
+        app = self.app
+        self.app = app.upstream_finisher(pending)
+        try:
+            super().on_headers_complete()
+        finally:
+            self.app = app
+
+    def on_body(self, body: bytes) -> None:
+        if not self._answered:
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if self._answered:
+            self._answered = False
+            return
+        super().on_message_complete()
