@@ -101,6 +101,12 @@ typedef enum ph_side { PH_REQUEST = 0, PH_RESPONSE = 1 } ph_side;
 /* Flags of a middleware, action or storage type (ph_*_type.flags). */
 #define PH_TYPE_THREAD_SAFE 0x1u /* hooks of one instance may run concurrently */
 #define PH_TYPE_MAY_BLOCK 0x2u   /* hooks may block: never run on the event loop */
+/* 1.1: the hooks block only inside calls to storages that the instance looked up with
+** ph_storage_lookup() during create (a session or rate-limit middleware). A 1.1 host then
+** treats the instance as may-block only when one of those storages' types is, and runs it
+** on the event loop when they are all in-process (MemoryStorage). Set it together with
+** PH_TYPE_MAY_BLOCK, which a 1.0 host goes by. */
+#define PH_TYPE_BLOCKS_VIA_STORAGES 0x4u
 
 /* Opaque handles the host gives to plugins. Each begins with a ph_handle_head, which
 ** is all a plugin may read of it; the rest belongs to the host.

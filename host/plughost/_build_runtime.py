@@ -28,6 +28,7 @@ typedef enum { PH_CONFIG_MISSING = 0, PH_CONFIG_NULL = 1, PH_CONFIG_BOOL = 2, PH
 typedef enum { PH_REQUEST = 0, PH_RESPONSE = 1 } ph_side;
 #define PH_TYPE_THREAD_SAFE ...
 #define PH_TYPE_MAY_BLOCK ...
+#define PH_TYPE_BLOCKS_VIA_STORAGES ...
 #define PH_UPSTREAM_WEBSOCKET ...
 
 typedef struct ph_config ph_config;
@@ -104,6 +105,7 @@ void rt_config_set_float(ph_config *node, double value, const char *text);
 void rt_config_set_bool(ph_config *node, int value, const char *text);
 void rt_config_set_kind(ph_config *node, ph_config_kind kind);
 void rt_config_set_plugin_state(ph_config *root, void *state);
+int rt_config_storage_may_block(const ph_config *root);
 void rt_config_free(ph_config *root);
 const char *rt_config_error(const ph_config *root);
 void rt_config_clear_error(ph_config *root);

@@ -89,6 +89,11 @@ class ConfigTree:
     def set_plugin_state(self, state: Any) -> None:
         self._rt.lib.rt_config_set_plugin_state(self.ptr, state)
 
+    @property
+    def storage_may_block(self) -> bool:
+        """Whether a storage the create hook looked up through this tree may block."""
+        return bool(self._rt.lib.rt_config_storage_may_block(self.ptr))
+
     def close(self) -> None:
         """Frees the C tree. Only after every hook that may read it has returned."""
         if self.ptr is not None:

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 
 THREAD_SAFE = 0x1
 MAY_BLOCK = 0x2
+BLOCKS_VIA_STORAGES = 0x4  # ABI 1.1
 
 
 class Next(enum.IntEnum):
@@ -85,14 +86,17 @@ class _Instance:
         self._rt = ptype.plugin.host.runtime
         lib = self._rt.lib
         self.label = f"{ptype.kind} '{name}' ({ptype.id})"
+        # A type that blocks only inside the storages it looked up is may-block only when
+        # one of them is (a session on a MemoryStorage runs on the event loop).
+        self.may_block = ptype.may_block and not (
+            ptype.flags & BLOCKS_VIA_STORAGES and not tree.storage_may_block)
         self.ptr = lib.rt_instance_new(getattr(lib, self.rt_kind), ptype.table, self_ptr,
                                        self.label.encode(), int(ptype.thread_safe),
-                                       int(ptype.may_block))
+                                       int(self.may_block))
         if self.ptr == self._rt.ffi.NULL:
             lib.rt_call_destroy(ptype._destroy_hook(), self_ptr)
             tree.close()
             raise MemoryError("cannot allocate an instance")
-        self.may_block = ptype.may_block
         self.closed = False
 
     def close(self) -> None:

@@ -771,7 +771,7 @@ static ph_next ses_map_on_request(void *self, ph_exchange *ex) {
 
 static const ph_middleware_type load_session_middleware = {
     .size = sizeof(ph_middleware_type),
-    .flags = PH_TYPE_THREAD_SAFE | PH_TYPE_MAY_BLOCK,
+    .flags = PH_TYPE_THREAD_SAFE | PH_TYPE_MAY_BLOCK | PH_TYPE_BLOCKS_VIA_STORAGES,
     .id = "plugins.session.middlewares.LoadSessionMiddleware",
     .description = "Loads the session named by a cookie or header from a storage into locals",
     .create = ses_load_create,

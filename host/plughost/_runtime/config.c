@@ -341,6 +341,10 @@ void rt_config_set_plugin_state(ph_config *root, void *state) {
   rt_ctx_of(root)->plugin_state = state;
 }
 
+int rt_config_storage_may_block(const ph_config *root) {
+  return rt_ctx_of(root)->storage_may_block;
+}
+
 void *rt_api_plugin_state(const ph_config *node) {
   return node ? rt_ctx_of(node)->plugin_state : NULL;
 }

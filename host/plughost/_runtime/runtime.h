@@ -23,6 +23,7 @@ typedef struct rt_ctx {
   char *source; /* configuration file the config came from, or NULL; owned */
   char *error;  /* last error recorded, or NULL; owned */
   void *plugin_state; /* configuration trees: what the plugin's init stored */
+  bool storage_may_block; /* configuration trees: a storage looked up through it may block */
 } rt_ctx;
 
 /* ------------------------------------------------------------------ configuration */
@@ -51,6 +52,8 @@ void rt_config_set_float(ph_config *node, double value, const char *text);
 void rt_config_set_bool(ph_config *node, int value, const char *text);
 void rt_config_set_kind(ph_config *node, ph_config_kind kind);
 void rt_config_set_plugin_state(ph_config *root, void *state);
+/* Whether a storage looked up through this tree (ph_storage_lookup) has a may-block type. */
+int rt_config_storage_may_block(const ph_config *root);
 void rt_config_free(ph_config *root);
 /* The error recorded on the tree (NULL if none) and clearing it. */
 const char *rt_config_error(const ph_config *root);

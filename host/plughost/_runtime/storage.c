@@ -70,6 +70,8 @@ ph_storage *rt_api_storage_lookup(const ph_config *node, const char *key, const 
       if (strcmp(host->storage_names[i], name) == 0) found = host->storages[i];
     pthread_mutex_unlock(&host->lock);
   }
+  if (found && (found->type->flags & PH_TYPE_MAY_BLOCK))
+    rt_ctx_of(node)->storage_may_block = true; /* for PH_TYPE_BLOCKS_VIA_STORAGES */
   if (!found && default_one)
     rt_api_config_error(node, key,
                         "names no storage, and there is no default one: name a storage of "
