@@ -98,6 +98,11 @@ REQUESTS = [
     b"GET /blocking HTTP/1.1\r\nHost: t\r\n\r\n",
     b"GET /proxied?x=%2F HTTP/1.1\r\nHost: t\r\n\r\n",
     b"GET /health/live HTTP/1.1\r\nHost: t\r\n\r\n",
+    b"GET /files/a/b.txt?x=1 HTTP/1.1\r\nHost: t\r\n\r\n",
+    b"GET /files/a/../b HTTP/1.1\r\nHost: t\r\n\r\n",
+    b"HEAD /users/7 HTTP/1.1\r\nHost: t\r\n\r\n",
+    b"POST /users/7 HTTP/1.1\r\nHost: t\r\n\r\n",
+    b"GET /proxy/item?q=2 HTTP/1.1\r\nHost: t\r\n\r\n",
 ]
 
 
@@ -209,4 +214,21 @@ def test_serve_raw_in_process(config: Path) -> None:
             assert raw(method, target, headers, None, b"") is None, target
         pending = raw(b"GET", b"/proxied", [], "127.0.0.1", b"")
         assert pending[0] is None and pending[3].route_name == "Proxied"
+        gateway.runner.discard(gateway.runner.exchange(pending[1]))
+        # routes with parameters: routed in Python, then the same one C call
+        routed = app.routed_raw_handler()
+        assert routed is not None
+        data, failure, chain = routed(b"GET", b"/users/42?x=1", [], "10.0.0.2", date)
+        assert chain.route_name == "User" and data.startswith(b"HTTP/1.1 200 OK\r\n" + date)
+        assert data.endswith(b"ip=10.0.0.2") and b"GET /users/42 x=1" in data and b"id=42" in data
+        data = routed(b"GET", b"/files/a/b.txt", [], None, b"")[0]
+        assert b"rest=a/b.txt" in data
+        assert routed(b"HEAD", b"/users/1", [], None, b"")[0].endswith(b"\r\n\r\n")
+        for method, target, headers in [
+                (b"GET", b"/users/4%32", []), (b"POST", b"/users/1", []),  # %, 405
+                (b"GET", b"/nowhere/x", []), (b"GET", b"/health/ready", []),
+                (b"GET", b"/files/x", [(b"content-length", b"1")])]:
+            assert routed(method, target, headers, None, b"") is None, target
+        pending = routed(b"GET", b"/proxy/x", [], None, b"")
+        assert pending[0] is None and pending[3].route_name == "Proxy"
         gateway.runner.discard(gateway.runner.exchange(pending[1]))

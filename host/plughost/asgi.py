@@ -124,6 +124,42 @@ class GatewayApp:
 
         return functools.partial(_fastpath.serve_raw, self._scope_state)
 
+    def routed_raw_handler(self) -> Callable[..., Any] | None:
+        """Like raw_handler, for the requests it leaves because their route is not static
+        (``:param``, ``*``): routed here in Python, then served by one C call
+        (``_fastpath.serve_raw_routed``). None when raw_handler is."""
+        if self._scope_fast is None:
+            return None
+        from ._fastpath import serve_raw_routed
+
+        state, gateway = self._scope_state, self.gateway
+        assert gateway is not None
+        health = {self.live_route, self.ready_route}
+
+        def serve(method: bytes, target: bytes, headers: list[Any], client: str | None,
+                  date: bytes) -> Any:
+            raw_path, _, query = target.partition(b"?")
+            if b"%" in raw_path or b"#" in query or raw_path[:1] != b"/":
+                return None
+            for name, _ in headers:  # a body comes only with one of these two
+                if name == b"content-length" or name == b"transfer-encoding":
+                    return None
+            try:
+                path = raw_path.decode("ascii")
+            except UnicodeDecodeError:
+                return None
+            if path in health:
+                return None
+            routed = gateway.route(method.decode("ascii", "replace"), path)
+            if type(routed) is Response:
+                return None  # 404/405: the ASGI path answers them
+            chain, params = routed  # type: ignore[misc]
+            if chain.may_block or chain is gateway._unrouted:
+                return None
+            return serve_raw_routed(state, chain, chain.address, chain.release_gil, method,
+                                    raw_path, query, headers, client, date, params)
+        return serve
+
     def upstream_finisher(self, pending: tuple[Any, ...]) -> Callable[..., Awaitable[None]]:
         """An ASGI app that performs the upstream request a chain run by raw_handler left
         pending (``(None, exchange, passed, chain)``) and sends the answer."""

@@ -1,8 +1,9 @@
 """plughost's HTTP/1.1 protocol for uvicorn: uvicorn's httptools protocol, plus a direct path.
 
-A plain request (HTTP/1.1 keep-alive, no body, no upgrade, a path without ``%``) on a static
-route whose chain runs inline is answered straight from the parser's callback: one C call
-(``plughost._fastpath.serve_raw``) runs the chain and writes the whole HTTP/1.1 response,
+A plain request (HTTP/1.1 keep-alive, no body, no upgrade, a path without ``%``) on a route
+whose chain runs inline is answered straight from the parser's callback: one C call
+(``plughost._fastpath.serve_raw``; ``serve_raw_routed`` after routing in Python for routes
+with ``:param`` or ``*``) runs the chain and writes the whole HTTP/1.1 response,
 status line and headers included, and the protocol puts it on the transport. No ASGI scope,
 task or message is made for it, and uvicorn does not re-check headers the C runtime already
 validated when they were set. Every other request (and any app but plughost's) takes
@@ -32,6 +33,8 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         offer = getattr(self.app, "raw_handler", None)
         self._raw: RawHandler | None = offer() if callable(offer) else None
+        offer = getattr(self.app, "routed_raw_handler", None)
+        self._routed: RawHandler | None = offer() if callable(offer) and self._raw else None
         self._answered = False  # the current request was answered by the direct path
         self._date_source: object = None
         self._date_line = b""
@@ -60,12 +63,14 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         raw = self._raw
         if raw is not None and self._direct_allowed():
             client = self.client[0] if self.client else None
+            method, date = self.parser.get_method(), self._date()
             try:
-                result = raw(self.parser.get_method(), self.url, self.headers, client,
-                             self._date())
+                result = raw(method, self.url, self.headers, client, date)
+                if result is None and self._routed is not None:  # a route with parameters
+                    result = self._routed(method, self.url, self.headers, client, date)
             except Exception:
                 log.exception("plughost's direct path failed; the ASGI path takes over")
-                self._raw = result = None
+                self._raw = self._routed = result = None
             if result is not None:
                 if result[0] is None:  # the action asked for an upstream request
                     return self._continue_upstream(result)

@@ -370,6 +370,69 @@ static PyObject *raw_response(const rt_result *out, PyObject *lines, const char 
 ** serve_scope's. Only a plain request is served here:
 ** a path without '%' (decoding is the ASGI path's), no body, a static inline route, not a
 ** health route. */
+/* Runs `chain` for a plain request and answers as serve_raw does (the whole response, or
+** the pending upstream). method: bytes; path_s: the decoded path; query: `ql` bytes (not
+** NUL-terminated); client: str or None; date: bytes; params: packed route parameters. */
+static PyObject *run_raw(PyObject *state, PyObject *chain_obj, void *chain, int release_gil,
+                         PyObject *method, const char *path_s, const char *query, Py_ssize_t ql,
+                         PyObject *headers, PyObject *client, PyObject *date,
+                         const char *params, Py_ssize_t params_len, int head) {
+  void *serve_p, *free_p, *host;
+  if (!as_pointer(PyTuple_GET_ITEM(state, 0), &serve_p) ||
+      !as_pointer(PyTuple_GET_ITEM(state, 1), &free_p) ||
+      !as_pointer(PyTuple_GET_ITEM(state, 2), &host))
+    return NULL;
+  const char *client_s = "";
+  if (client != Py_None && !(client_s = utf8(client))) return NULL;
+  char method_s[16];
+  Py_ssize_t ml = PyBytes_GET_SIZE(method);
+  if (ml <= 0 || ml >= (Py_ssize_t)sizeof method_s) Py_RETURN_NONE;
+  memcpy(method_s, PyBytes_AS_STRING(method), (size_t)ml);
+  method_s[ml] = '\0';
+  char query_stack[1024], *query_s = query_stack;
+  if (ql >= (Py_ssize_t)sizeof query_stack && !(query_s = malloc((size_t)ql + 1)))
+    return PyErr_NoMemory();
+  if (ql) memcpy(query_s, query, (size_t)ql);
+  query_s[ql] = '\0';
+  char stack[2048], *packed = NULL;
+  Py_ssize_t packed_len = pack_headers(headers, stack, sizeof stack, &packed);
+  if (packed_len < 0) {
+    if (query_s != query_stack) free(query_s);
+    return NULL;
+  }
+  rt_result out;
+  serve_fn serve = (serve_fn)serve_p;
+  if (release_gil) {
+    Py_BEGIN_ALLOW_THREADS
+    serve(host, chain, method_s, path_s, query_s, client_s, packed, (size_t)packed_len, NULL, 0,
+          params, (size_t)params_len, &out);
+    Py_END_ALLOW_THREADS
+  } else {
+    serve(host, chain, method_s, path_s, query_s, client_s, packed, (size_t)packed_len, NULL, 0,
+          params, (size_t)params_len, &out);
+  }
+  if (packed != stack) free(packed);
+  if (query_s != query_stack) free(query_s);
+  if (!out.ex) return PyErr_NoMemory();
+  if (out.outcome == RT_UPSTREAM)
+    return Py_BuildValue("(ONnO)", Py_None, PyLong_FromVoidPtr(out.ex), (Py_ssize_t)out.passed,
+                         chain_obj);
+  PyObject *failure = Py_None, *ret = NULL;
+  if (out.failure_len)
+    failure = Py_BuildValue("(s s#)", out.failure_label, out.failure,
+                            (Py_ssize_t)out.failure_len);
+  else
+    Py_INCREF(Py_None);
+  PyObject *data = failure ? raw_response(&out, PyTuple_GET_ITEM(state, 7),
+                                          PyBytes_AS_STRING(date), PyBytes_GET_SIZE(date),
+                                          head) : NULL;
+  ((free_fn)free_p)(out.ex);
+  if (data) ret = PyTuple_Pack(3, data, failure, chain_obj);
+  Py_XDECREF(data);
+  Py_XDECREF(failure);
+  return ret;
+}
+
 static PyObject *serve_raw(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
   (void)self;
   if (nargs != 6 || !PyTuple_Check(args[0]) || PyTuple_GET_SIZE(args[0]) != 8 ||
@@ -439,64 +502,40 @@ static PyObject *serve_raw(PyObject *self, PyObject *const *args, Py_ssize_t nar
   if (!PyTuple_Check(hit) || PyTuple_GET_SIZE(hit) != 6 || PyObject_IsTrue(PyTuple_GET_ITEM(hit, 5)))
     Py_RETURN_NONE; /* may-block: the worker-thread path */
 
-  void *serve_p, *free_p, *host, *chain;
-  if (!as_pointer(PyTuple_GET_ITEM(state, 0), &serve_p) ||
-      !as_pointer(PyTuple_GET_ITEM(state, 1), &free_p) ||
-      !as_pointer(PyTuple_GET_ITEM(state, 2), &host) ||
-      !as_pointer(PyTuple_GET_ITEM(hit, 3), &chain))
+  void *chain;
+  const char *path_s;
+  if (!as_pointer(PyTuple_GET_ITEM(hit, 3), &chain) ||
+      !as_bytes(PyTuple_GET_ITEM(hit, 2), &path_s, NULL, "path"))
     return NULL;
-  const char *path_s, *client_s = "";
-  if (!as_bytes(PyTuple_GET_ITEM(hit, 2), &path_s, NULL, "path")) return NULL;
-  if (args[4] != Py_None && !(client_s = utf8(args[4]))) return NULL;
-  char method_s[16];
-  Py_ssize_t ml = PyBytes_GET_SIZE(args[1]);
-  if (ml <= 0 || ml >= (Py_ssize_t)sizeof method_s) Py_RETURN_NONE;
-  memcpy(method_s, PyBytes_AS_STRING(args[1]), (size_t)ml);
-  method_s[ml] = '\0';
-  char query_stack[1024], *query_s = query_stack;
   Py_ssize_t ql = qmark ? target_len - path_len - 1 : 0;
-  if (ql >= (Py_ssize_t)sizeof query_stack && !(query_s = malloc((size_t)ql + 1)))
-    return PyErr_NoMemory();
-  if (ql) memcpy(query_s, qmark + 1, (size_t)ql);
-  query_s[ql] = '\0';
-  char stack[2048], *packed = NULL;
-  Py_ssize_t packed_len = pack_headers(headers, stack, sizeof stack, &packed);
-  if (packed_len < 0) {
-    if (query_s != query_stack) free(query_s);
+  return run_raw(state, PyTuple_GET_ITEM(hit, 0), chain, PyObject_IsTrue(PyTuple_GET_ITEM(hit, 4)),
+                 args[1], path_s, qmark ? qmark + 1 : "", ql, headers, args[4], args[5], "", 0,
+                 head);
+}
+
+
+/* serve_raw_routed(state, chain, address, release_gil, method, path, query, headers, client,
+** date, params) -> what serve_raw answers, for a chain the caller routed itself (a route with
+** `:param` or `*`): address is the chain's rt_chain, path the decoded path as bytes, query the
+** raw query, params the packed route parameters. The caller has checked what serve_raw
+** checks (no body, no '%', not a health route, not may-block). */
+static PyObject *serve_raw_routed(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+  (void)self;
+  if (nargs != 11 || !PyTuple_Check(args[0]) || PyTuple_GET_SIZE(args[0]) != 8 ||
+      !PyTuple_Check(PyTuple_GET_ITEM(args[0], 7)) || !PyBytes_Check(args[4]) ||
+      !PyBytes_Check(args[5]) || !PyBytes_Check(args[6]) || !PyList_Check(args[7]) ||
+      !PyBytes_Check(args[9]) || !PyBytes_Check(args[10])) {
+    PyErr_SetString(PyExc_TypeError, "serve_raw_routed(state, chain, address, release_gil, "
+                                     "method, path, query, headers, client, date, params)");
     return NULL;
   }
-  rt_result out;
-  serve_fn serve = (serve_fn)serve_p;
-  if (PyObject_IsTrue(PyTuple_GET_ITEM(hit, 4))) {
-    Py_BEGIN_ALLOW_THREADS
-    serve(host, chain, method_s, path_s, query_s, client_s, packed, (size_t)packed_len, NULL, 0,
-          "", 0, &out);
-    Py_END_ALLOW_THREADS
-  } else {
-    serve(host, chain, method_s, path_s, query_s, client_s, packed, (size_t)packed_len, NULL, 0,
-          "", 0, &out);
-  }
-  if (packed != stack) free(packed);
-  if (query_s != query_stack) free(query_s);
-  if (!out.ex) return PyErr_NoMemory();
-  PyObject *chain_obj = PyTuple_GET_ITEM(hit, 0);
-  if (out.outcome == RT_UPSTREAM)
-    return Py_BuildValue("(ONnO)", Py_None, PyLong_FromVoidPtr(out.ex), (Py_ssize_t)out.passed,
-                         chain_obj);
-  PyObject *failure = Py_None, *ret = NULL;
-  if (out.failure_len)
-    failure = Py_BuildValue("(s s#)", out.failure_label, out.failure,
-                            (Py_ssize_t)out.failure_len);
-  else
-    Py_INCREF(Py_None);
-  PyObject *data = failure ? raw_response(&out, PyTuple_GET_ITEM(state, 7),
-                                          PyBytes_AS_STRING(args[5]),
-                                          PyBytes_GET_SIZE(args[5]), head) : NULL;
-  ((free_fn)free_p)(out.ex);
-  if (data) ret = PyTuple_Pack(3, data, failure, chain_obj);
-  Py_XDECREF(data);
-  Py_XDECREF(failure);
-  return ret;
+  void *chain;
+  if (!as_pointer(args[2], &chain)) return NULL;
+  int head = PyBytes_GET_SIZE(args[4]) == 4 && !memcmp(PyBytes_AS_STRING(args[4]), "HEAD", 4);
+  return run_raw(args[0], args[1], chain, PyObject_IsTrue(args[3]), args[4],
+                 PyBytes_AS_STRING(args[5]), PyBytes_AS_STRING(args[6]),
+                 PyBytes_GET_SIZE(args[6]), args[7], args[8], args[9],
+                 PyBytes_AS_STRING(args[10]), PyBytes_GET_SIZE(args[10]), head);
 }
 
 static PyMethodDef methods[] = {
@@ -506,6 +545,8 @@ static PyMethodDef methods[] = {
      "Runs a plain request of an ASGI scope on a static inline route; None when it cannot."},
     {"serve_raw", (PyCFunction)(void (*)(void))serve_raw, METH_FASTCALL,
      "Runs a plain request as an HTTP protocol received it; the whole HTTP/1.1 response."},
+    {"serve_raw_routed", (PyCFunction)(void (*)(void))serve_raw_routed, METH_FASTCALL,
+     "serve_raw for a chain the caller routed (routes with parameters)."},
     {NULL, NULL, 0, NULL},
 };
 
