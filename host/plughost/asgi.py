@@ -70,6 +70,8 @@ class GatewayApp:
                                             thread_name_prefix="plughost-blocking")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._scope_fast: Callable[..., Any] | None = None  # set once the gateway is built
+        self._raw: Callable[..., Any] | None = None         # the same, for plughost.protocol
+        self._routed_raw: Callable[..., Any] | None = None
         self._scope_state: tuple[Any, ...] = ()
         if gateway is not None:
             self._configure(gateway)
@@ -112,28 +114,27 @@ class GatewayApp:
                                  self._static, self._case_sensitive, self.live_route,
                                  self.ready_route, STATUS_LINES)
             self._scope_fast = _fastpath.serve_scope
+            # plughost's HTTP protocol asks for these once per connection: built here, once.
+            self._raw = functools.partial(_fastpath.serve_raw, self._scope_state)
+            self._routed_raw = self._make_routed_raw(gateway)
 
     def raw_handler(self) -> Callable[..., Any] | None:
         """For plughost's HTTP protocol (plughost.protocol): the one C call that serves a
         plain request on a static inline route from the request line and headers, answering
         the whole HTTP/1.1 response (``_fastpath.serve_raw``); None until the gateway is
         built, or when an option needs the ASGI path."""
-        if self._scope_fast is None:
-            return None
-        from . import _fastpath
-
-        return functools.partial(_fastpath.serve_raw, self._scope_state)
+        return self._raw
 
     def routed_raw_handler(self) -> Callable[..., Any] | None:
         """Like raw_handler, for the requests it leaves because their route is not static
         (``:param``, ``*``): routed here in Python, then served by one C call
         (``_fastpath.serve_raw_routed``). None when raw_handler is."""
-        if self._scope_fast is None:
-            return None
+        return self._routed_raw
+
+    def _make_routed_raw(self, gateway: Gateway) -> Callable[..., Any]:
         from ._fastpath import serve_raw_routed
 
-        state, gateway = self._scope_state, self.gateway
-        assert gateway is not None
+        state = self._scope_state
         health = {self.live_route, self.ready_route}
 
         def serve(method: bytes, target: bytes, headers: list[Any], client: str | None,

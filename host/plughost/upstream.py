@@ -29,6 +29,8 @@ HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"te"
 # Headers aiohttp would add by itself: a proxy sends only what the client sent (an invented
 # Accept-Encoding would get the client a compressed body it never asked for).
 AUTO_HEADERS = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
+# Written by aiohttp for the upstream request itself.
+_SET_BY_THE_CLIENT = frozenset({b"host", b"content-length"})
 
 
 def connection_options(headers: list[tuple[bytes, bytes]]) -> frozenset[bytes]:
@@ -37,6 +39,15 @@ def connection_options(headers: list[tuple[bytes, bytes]]) -> frozenset[bytes]:
     return frozenset(token.strip().lower() for name, value in headers
                      if name.lower() == b"connection" for token in value.split(b",")
                      if token.strip())
+
+
+def forwardable(headers: list[tuple[bytes, bytes]],
+                drop: frozenset[bytes] = frozenset()) -> list[tuple[str, str]]:
+    """The request headers to send upstream, as aiohttp takes them: without the hop-by-hop
+    ones, those the Connection header names, and ``drop`` (lower-case names)."""
+    listed = connection_options(headers)
+    return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers
+            if k.lower() not in HOP_BY_HOP and k.lower() not in listed and k.lower() not in drop]
 
 
 # A URL made only of URL characters and valid %XX escapes: already encoded by the action.
@@ -73,10 +84,7 @@ class UpstreamClient:
             return UpstreamAnswer(426, [(b"upgrade", b"websocket"),
                                         (b"content-type", b"application/json")],
                                   b'{"error":"upgrade required","status":426}')
-        listed = connection_options(upstream.headers)
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in upstream.headers
-                   if k.lower() not in HOP_BY_HOP and k.lower() not in listed
-                   and k.lower() not in (b"host", b"content-length")]
+        headers = forwardable(upstream.headers, _SET_BY_THE_CLIENT)
         timeout = aiohttp.ClientTimeout(total=upstream.timeout or DEFAULT_TIMEOUT,
                                         sock_connect=upstream.connect_timeout or
                                         DEFAULT_CONNECT_TIMEOUT)

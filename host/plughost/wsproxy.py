@@ -19,7 +19,7 @@ import aiohttp
 
 from .chain import Response, Upstream, UpstreamAnswer
 from .gateway import Gateway
-from .upstream import HOP_BY_HOP, connection_options, target
+from .upstream import HOP_BY_HOP, forwardable, target
 
 log = logging.getLogger("plughost.websocket")
 
@@ -103,10 +103,7 @@ class WebSocketProxy:
     async def _connect(self, upstream: Upstream, headers: list[tuple[bytes, bytes]]
                        ) -> tuple[aiohttp.ClientWebSocketResponse | None, UpstreamAnswer]:
         """Opens the upstream WebSocket: (ws, 101), or (None, the refusal as an answer)."""
-        listed = connection_options(upstream.headers)
-        forward = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in upstream.headers
-                   if k.lower() not in HOP_BY_HOP and k.lower() not in listed
-                   and k.lower() not in _HANDSHAKE_HEADERS]
+        forward = forwardable(upstream.headers, _HANDSHAKE_HEADERS)
         protocols = upstream.subprotocols if upstream.subprotocols is not None \
             else offered_subprotocols(headers)
         limit = upstream.connect_timeout or upstream.timeout or DEFAULT_HANDSHAKE_TIMEOUT

@@ -152,6 +152,55 @@ static int as_bytes(PyObject *o, const char **s, Py_ssize_t *n, const char *what
   return 1;
 }
 
+/* Packs `headers` and runs the chain through the runtime's rt_serve into *out, with the GIL
+** released when `release` (a chain without Python elements). -1 with an exception when the
+** headers cannot be packed; out->ex NULL means rt_serve could not allocate the exchange. */
+static int run_chain(void *serve_p, void *host, void *chain, int release, const char *method,
+                     const char *path, const char *query, const char *client, PyObject *headers,
+                     const char *body, size_t body_len, const char *params, size_t params_len,
+                     rt_result *out) {
+  char stack[2048], *packed = NULL;
+  Py_ssize_t packed_len = pack_headers(headers, stack, sizeof stack, &packed);
+  if (packed_len < 0) return -1;
+  serve_fn serve = (serve_fn)serve_p;
+  if (release) {
+    Py_BEGIN_ALLOW_THREADS
+    serve(host, chain, method, path, query, client, packed, (size_t)packed_len,
+          (const uint8_t *)body, body_len, params, params_len, out);
+    Py_END_ALLOW_THREADS
+  } else {
+    serve(host, chain, method, path, query, client, packed, (size_t)packed_len,
+          (const uint8_t *)body, body_len, params, params_len, out);
+  }
+  if (packed != stack) free(packed);
+  return 0;
+}
+
+/* Whether a request with these [(lower-case name, value)] headers may carry a body (it comes
+** only with Content-Length or Transfer-Encoding), or the list is not as a server makes it:
+** either way the request is not for the one-call paths. */
+static int has_body_or_odd_headers(PyObject *headers) {
+  Py_ssize_t nh = PyList_GET_SIZE(headers);
+  for (Py_ssize_t i = 0; i < nh; i++) {
+    PyObject *pair = PyList_GET_ITEM(headers, i);
+    PyObject *name = PyTuple_Check(pair) && PyTuple_GET_SIZE(pair) == 2
+                         ? PyTuple_GET_ITEM(pair, 0) : NULL;
+    if (!name || !PyBytes_Check(name)) return 1;
+    Py_ssize_t len = PyBytes_GET_SIZE(name);
+    const char *s = PyBytes_AS_STRING(name);
+    if ((len == 14 && !memcmp(s, "content-length", 14)) ||
+        (len == 17 && !memcmp(s, "transfer-encoding", 17)))
+      return 1;
+  }
+  return 0;
+}
+
+/* (None, exchange, passed, chain): the chain ran and its action waits for an upstream. */
+static PyObject *pending_upstream(const rt_result *out, PyObject *chain_obj) {
+  return Py_BuildValue("(ONnO)", Py_None, PyLong_FromVoidPtr(out->ex), (Py_ssize_t)out->passed,
+                       chain_obj);
+}
+
 /* serve(serve_fn, free_fn, host, chain, method, path, query, client, headers, body, params,
 **       release_gil) -> (status, headers, body, failure) when the chain finished, or
 **       (0, exchange, passed, None) when an upstream request must be performed first. */
@@ -172,22 +221,10 @@ static PyObject *fast_serve(PyObject *self, PyObject *const *args, Py_ssize_t na
       !as_bytes(args[9], &body, &body_len, "body") ||
       !as_bytes(args[10], &params, &params_len, "params"))
     return NULL;
-  int release = PyObject_IsTrue(args[11]);
-  char stack[2048], *packed = NULL;
-  Py_ssize_t packed_len = pack_headers(args[8], stack, sizeof stack, &packed);
-  if (packed_len < 0) return NULL;
   rt_result out;
-  serve_fn serve = (serve_fn)serve_p;
-  if (release) {
-    Py_BEGIN_ALLOW_THREADS
-    serve(host, chain, method, path, query, client, packed, (size_t)packed_len,
-          (const uint8_t *)body, (size_t)body_len, params, (size_t)params_len, &out);
-    Py_END_ALLOW_THREADS
-  } else {
-    serve(host, chain, method, path, query, client, packed, (size_t)packed_len,
-          (const uint8_t *)body, (size_t)body_len, params, (size_t)params_len, &out);
-  }
-  if (packed != stack) free(packed);
+  if (run_chain(serve_p, host, chain, PyObject_IsTrue(args[11]), method, path, query, client,
+                args[8], body, (size_t)body_len, params, (size_t)params_len, &out) < 0)
+    return NULL;
   if (!out.ex) return PyErr_NoMemory(); /* rt_serve could not allocate the exchange */
   if (out.outcome == RT_UPSTREAM)
     return Py_BuildValue("(iNnO)", 0, PyLong_FromVoidPtr(out.ex), (Py_ssize_t)out.passed,
@@ -204,6 +241,32 @@ static PyObject *k_type, *k_status, *k_headers, *k_body, *v_start, *v_body, *k_p
 
 /* A str's UTF-8 (cached by CPython), or NULL with an exception. */
 static const char *utf8(PyObject *o) { return PyUnicode_Check(o) ? PyUnicode_AsUTF8(o) : NULL; }
+
+/* The static-route entry (chain, params, path bytes, chain address, release_gil, may_block)
+** for method and path (str), from state's static routes, when the one-call paths may serve
+** it: not a health route, not may-block. NULL without an exception when they may not; NULL
+** with one on error. Borrowed. */
+static PyObject *static_hit(PyObject *state, PyObject *method, PyObject *path) {
+  for (int i = 5; i <= 6; i++) { /* the health routes answer in Python */
+    PyObject *route = PyTuple_GET_ITEM(state, i);
+    if (route != Py_None && PyUnicode_Compare(path, route) == 0) return NULL;
+  }
+  PyObject *lookup = path;
+  Py_INCREF(lookup);
+  if (!PyObject_IsTrue(PyTuple_GET_ITEM(state, 4))) { /* server.caseSensitive off */
+    Py_DECREF(lookup);
+    if (!(lookup = PyObject_CallMethodNoArgs(path, s_lower))) return NULL;
+  }
+  PyObject *key = PyTuple_Pack(2, method, lookup);
+  Py_DECREF(lookup);
+  if (!key) return NULL;
+  PyObject *hit = PyDict_GetItemWithError(PyTuple_GET_ITEM(state, 3), key);
+  Py_DECREF(key);
+  if (!hit || !PyTuple_Check(hit) || PyTuple_GET_SIZE(hit) != 6 ||
+      PyObject_IsTrue(PyTuple_GET_ITEM(hit, 5)))
+    return NULL; /* none, or may-block: the worker-thread path */
+  return hit;
+}
 
 /* serve_scope(state, scope) -> None when the request needs the Python path; else
 **   (start message, body message, failure or None, chain) when the chain answered, or
@@ -228,40 +291,12 @@ static PyObject *serve_scope(PyObject *self, PyObject *const *args, Py_ssize_t n
     if (PyErr_Occurred()) return NULL;
     Py_RETURN_NONE;
   }
-  for (int i = 5; i <= 6; i++) { /* the health routes answer in Python */
-    PyObject *route = PyTuple_GET_ITEM(state, i);
-    if (route != Py_None && PyUnicode_Compare(path, route) == 0) Py_RETURN_NONE;
-  }
-  Py_ssize_t nh = PyList_GET_SIZE(headers);
-  for (Py_ssize_t i = 0; i < nh; i++) { /* a body comes only with one of these two */
-    PyObject *pair = PyList_GET_ITEM(headers, i);
-    PyObject *name = PyTuple_Check(pair) && PyTuple_GET_SIZE(pair) == 2
-                         ? PyTuple_GET_ITEM(pair, 0) : NULL;
-    if (!name || !PyBytes_Check(name)) Py_RETURN_NONE;
-    Py_ssize_t len = PyBytes_GET_SIZE(name);
-    const char *s = PyBytes_AS_STRING(name);
-    if ((len == 14 && !memcmp(s, "content-length", 14)) ||
-        (len == 17 && !memcmp(s, "transfer-encoding", 17)))
-      Py_RETURN_NONE;
-  }
-  PyObject *lookup_path = path;
-  Py_INCREF(lookup_path);
-  if (!PyObject_IsTrue(PyTuple_GET_ITEM(state, 4))) {
-    Py_DECREF(lookup_path);
-    lookup_path = PyObject_CallMethodNoArgs(path, s_lower);
-    if (!lookup_path) return NULL;
-  }
-  PyObject *key = PyTuple_Pack(2, method, lookup_path);
-  Py_DECREF(lookup_path);
-  if (!key) return NULL;
-  PyObject *hit = PyDict_GetItemWithError(PyTuple_GET_ITEM(state, 3), key);
-  Py_DECREF(key);
+  if (has_body_or_odd_headers(headers)) Py_RETURN_NONE;
+  PyObject *hit = static_hit(state, method, path);
   if (!hit) {
     if (PyErr_Occurred()) return NULL;
     Py_RETURN_NONE;
   }
-  if (!PyTuple_Check(hit) || PyTuple_GET_SIZE(hit) != 6 || PyObject_IsTrue(PyTuple_GET_ITEM(hit, 5)))
-    Py_RETURN_NONE; /* may-block: the worker-thread path */
 
   void *serve_p, *free_p, *host, *chain;
   if (!as_pointer(PyTuple_GET_ITEM(state, 0), &serve_p) ||
@@ -280,26 +315,13 @@ static PyObject *serve_scope(PyObject *self, PyObject *const *args, Py_ssize_t n
     client_s = utf8(PyTuple_GET_ITEM(client, 0));
     if (!client_s) return NULL;
   }
-  char stack[2048], *packed = NULL;
-  Py_ssize_t packed_len = pack_headers(headers, stack, sizeof stack, &packed);
-  if (packed_len < 0) return NULL;
   rt_result out;
-  serve_fn serve = (serve_fn)serve_p;
-  if (PyObject_IsTrue(PyTuple_GET_ITEM(hit, 4))) {
-    Py_BEGIN_ALLOW_THREADS
-    serve(host, chain, method_s, path_s, query_s, client_s, packed, (size_t)packed_len, NULL, 0,
-          "", 0, &out);
-    Py_END_ALLOW_THREADS
-  } else {
-    serve(host, chain, method_s, path_s, query_s, client_s, packed, (size_t)packed_len, NULL, 0,
-          "", 0, &out);
-  }
-  if (packed != stack) free(packed);
+  if (run_chain(serve_p, host, chain, PyObject_IsTrue(PyTuple_GET_ITEM(hit, 4)), method_s,
+                path_s, query_s, client_s, headers, NULL, 0, "", 0, &out) < 0)
+    return NULL;
   if (!out.ex) return PyErr_NoMemory();
   PyObject *chain_obj = PyTuple_GET_ITEM(hit, 0);
-  if (out.outcome == RT_UPSTREAM)
-    return Py_BuildValue("(ONnO)", Py_None, PyLong_FromVoidPtr(out.ex), (Py_ssize_t)out.passed,
-                         chain_obj);
+  if (out.outcome == RT_UPSTREAM) return pending_upstream(&out, chain_obj);
   PyObject *result = result_tuple(&out); /* (status, headers, body, failure) */
   ((free_fn)free_p)(out.ex);
   if (!result) return NULL;
@@ -394,29 +416,13 @@ static PyObject *run_raw(PyObject *state, PyObject *chain_obj, void *chain, int 
     return PyErr_NoMemory();
   if (ql) memcpy(query_s, query, (size_t)ql);
   query_s[ql] = '\0';
-  char stack[2048], *packed = NULL;
-  Py_ssize_t packed_len = pack_headers(headers, stack, sizeof stack, &packed);
-  if (packed_len < 0) {
-    if (query_s != query_stack) free(query_s);
-    return NULL;
-  }
   rt_result out;
-  serve_fn serve = (serve_fn)serve_p;
-  if (release_gil) {
-    Py_BEGIN_ALLOW_THREADS
-    serve(host, chain, method_s, path_s, query_s, client_s, packed, (size_t)packed_len, NULL, 0,
-          params, (size_t)params_len, &out);
-    Py_END_ALLOW_THREADS
-  } else {
-    serve(host, chain, method_s, path_s, query_s, client_s, packed, (size_t)packed_len, NULL, 0,
-          params, (size_t)params_len, &out);
-  }
-  if (packed != stack) free(packed);
+  int failed = run_chain(serve_p, host, chain, release_gil, method_s, path_s, query_s, client_s,
+                         headers, NULL, 0, params, (size_t)params_len, &out);
   if (query_s != query_stack) free(query_s);
+  if (failed) return NULL;
   if (!out.ex) return PyErr_NoMemory();
-  if (out.outcome == RT_UPSTREAM)
-    return Py_BuildValue("(ONnO)", Py_None, PyLong_FromVoidPtr(out.ex), (Py_ssize_t)out.passed,
-                         chain_obj);
+  if (out.outcome == RT_UPSTREAM) return pending_upstream(&out, chain_obj);
   PyObject *failure = Py_None, *ret = NULL;
   if (out.failure_len)
     failure = Py_BuildValue("(s s#)", out.failure_label, out.failure,
@@ -436,8 +442,8 @@ static PyObject *run_raw(PyObject *state, PyObject *chain_obj, void *chain, int 
 static PyObject *serve_raw(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
   (void)self;
   if (nargs != 6 || !PyTuple_Check(args[0]) || PyTuple_GET_SIZE(args[0]) != 8 ||
-      !PyTuple_Check(PyTuple_GET_ITEM(args[0], 7)) || !PyBytes_Check(args[1]) || !PyBytes_Check(args[2]) || !PyList_Check(args[3]) ||
-      !PyBytes_Check(args[5])) {
+      !PyTuple_Check(PyTuple_GET_ITEM(args[0], 7)) || !PyBytes_Check(args[1]) ||
+      !PyBytes_Check(args[2]) || !PyList_Check(args[3]) || !PyBytes_Check(args[5])) {
     PyErr_SetString(PyExc_TypeError, "serve_raw(state, method, target, headers, client, date)");
     return NULL;
   }
@@ -449,29 +455,11 @@ static PyObject *serve_raw(PyObject *self, PyObject *const *args, Py_ssize_t nar
   if (path_len == 0 || target[0] != '/' || memchr(target, '%', (size_t)path_len) ||
       memchr(target, '#', (size_t)target_len))
     Py_RETURN_NONE;
-  Py_ssize_t nh = PyList_GET_SIZE(headers);
-  for (Py_ssize_t i = 0; i < nh; i++) { /* a body comes only with one of these two */
-    PyObject *pair = PyList_GET_ITEM(headers, i);
-    PyObject *name = PyTuple_Check(pair) && PyTuple_GET_SIZE(pair) == 2
-                         ? PyTuple_GET_ITEM(pair, 0) : NULL;
-    if (!name || !PyBytes_Check(name)) Py_RETURN_NONE;
-    Py_ssize_t len = PyBytes_GET_SIZE(name);
-    const char *s = PyBytes_AS_STRING(name);
-    if ((len == 14 && !memcmp(s, "content-length", 14)) ||
-        (len == 17 && !memcmp(s, "transfer-encoding", 17)))
-      Py_RETURN_NONE;
-  }
+  if (has_body_or_odd_headers(headers)) Py_RETURN_NONE;
   PyObject *path = PyUnicode_DecodeASCII(target, path_len, NULL);
   if (!path) {
     PyErr_Clear(); /* not ASCII: the ASGI path decides */
     Py_RETURN_NONE;
-  }
-  for (int i = 5; i <= 6; i++) { /* the health routes answer in Python */
-    PyObject *route = PyTuple_GET_ITEM(state, i);
-    if (route != Py_None && PyUnicode_Compare(path, route) == 0) {
-      Py_DECREF(path);
-      Py_RETURN_NONE;
-    }
   }
   PyObject *method = PyUnicode_DecodeASCII(PyBytes_AS_STRING(args[1]),
                                            PyBytes_GET_SIZE(args[1]), NULL);
@@ -479,28 +467,14 @@ static PyObject *serve_raw(PyObject *self, PyObject *const *args, Py_ssize_t nar
     Py_DECREF(path);
     return NULL;
   }
-  if (!PyObject_IsTrue(PyTuple_GET_ITEM(state, 4))) {
-    PyObject *lower = PyObject_CallMethodNoArgs(path, s_lower);
-    Py_DECREF(path);
-    if (!lower) {
-      Py_DECREF(method);
-      return NULL;
-    }
-    path = lower;
-  }
-  PyObject *key = PyTuple_Pack(2, method, path);
-  Py_DECREF(path);
+  PyObject *hit = static_hit(state, method, path);
   int head = PyUnicode_Compare(method, s_head) == 0;
+  Py_DECREF(path);
   Py_DECREF(method);
-  if (!key) return NULL;
-  PyObject *hit = PyDict_GetItemWithError(PyTuple_GET_ITEM(state, 3), key);
-  Py_DECREF(key);
   if (!hit) {
     if (PyErr_Occurred()) return NULL;
     Py_RETURN_NONE;
   }
-  if (!PyTuple_Check(hit) || PyTuple_GET_SIZE(hit) != 6 || PyObject_IsTrue(PyTuple_GET_ITEM(hit, 5)))
-    Py_RETURN_NONE; /* may-block: the worker-thread path */
 
   void *chain;
   const char *path_s;
@@ -508,8 +482,8 @@ static PyObject *serve_raw(PyObject *self, PyObject *const *args, Py_ssize_t nar
       !as_bytes(PyTuple_GET_ITEM(hit, 2), &path_s, NULL, "path"))
     return NULL;
   Py_ssize_t ql = qmark ? target_len - path_len - 1 : 0;
-  return run_raw(state, PyTuple_GET_ITEM(hit, 0), chain, PyObject_IsTrue(PyTuple_GET_ITEM(hit, 4)),
-                 args[1], path_s, qmark ? qmark + 1 : "", ql, headers, args[4], args[5], "", 0,
+  return run_raw(state, PyTuple_GET_ITEM(hit, 0), chain,
+                 PyObject_IsTrue(PyTuple_GET_ITEM(hit, 4)), args[1], path_s, qmark ? qmark + 1 : "", ql, headers, args[4], args[5], "", 0,
                  head);
 }
 
