@@ -15,11 +15,14 @@ import logging
 import time
 from typing import Any, Awaitable, Callable
 
+import re
+
 import aiohttp
+from yarl import URL
 
 from .chain import Response, Upstream, UpstreamAnswer
 from .gateway import Gateway
-from .upstream import HOP_BY_HOP, forwardable, target
+from .proxy.message import HOP_BY_HOP, forwardable
 
 log = logging.getLogger("plughost.websocket")
 
@@ -41,6 +44,16 @@ def _sendable(code: int | None) -> int:
     if code is not None and (code in _SENDABLE or 3000 <= code <= 4999):
         return code
     return 1000 if code in (None, 1005) else 1011
+
+
+# A URL made only of URL characters and valid %XX escapes: already encoded by the action.
+_ENCODED_URL = re.compile(r"(?:[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=]|%[0-9A-Fa-f]{2})*")
+
+
+def target(url: str) -> URL | str:
+    """The URL to open. An already-encoded URL is used as the action wrote it (yarl would
+    otherwise quote it again); any other URL is quoted by yarl."""
+    return URL(url, encoded=True) if _ENCODED_URL.fullmatch(url) else url
 
 
 def offered_subprotocols(headers: list[tuple[bytes, bytes]]) -> tuple[str, ...]:
@@ -103,7 +116,8 @@ class WebSocketProxy:
     async def _connect(self, upstream: Upstream, headers: list[tuple[bytes, bytes]]
                        ) -> tuple[aiohttp.ClientWebSocketResponse | None, UpstreamAnswer]:
         """Opens the upstream WebSocket: (ws, 101), or (None, the refusal as an answer)."""
-        forward = forwardable(upstream.headers, _HANDSHAKE_HEADERS)
+        forward = [(k.decode("latin-1"), v.decode("latin-1"))
+                   for k, v in forwardable(upstream.headers, _HANDSHAKE_HEADERS)]
         protocols = upstream.subprotocols if upstream.subprotocols is not None \
             else offered_subprotocols(headers)
         limit = upstream.connect_timeout or upstream.timeout or DEFAULT_HANDSHAKE_TIMEOUT

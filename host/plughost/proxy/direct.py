@@ -1,0 +1,129 @@
+"""A proxied request on plughost's HTTP protocol, answered without an ASGI cycle.
+
+When the direct path's one C call ends with the action asking for an upstream request,
+:class:`DirectUpstreamRequest` takes it from there in callbacks: it reads the directive,
+sends it through the pooled client, and when the answer is in, runs the response phase and
+writes the whole HTTP/1.1 response with one more C call (``_fastpath.finish_raw``). No task,
+coroutine or ASGI message is made. While it waits it stands in for uvicorn's
+request-response cycle on the connection (a pipelined request waits behind it; a client
+that disconnects aborts the upstream request; a server shutdown ends keep-alive).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, Callable
+
+from .client import UpstreamPool
+from .message import Header, parse_target
+
+if TYPE_CHECKING:
+    from ..chain import Chain, Runner
+
+log = logging.getLogger("plughost.proxy")
+
+_UPGRADE_REQUIRED = (426, [(b"upgrade", b"websocket"), (b"content-type", b"application/json")],
+                     b'{"error":"upgrade required","status":426}')
+
+
+class DirectUpstreamRequest:
+    """One proxied request of the direct path, from the pending exchange to the response
+    written on the client's transport. Started by :meth:`start`."""
+
+    __slots__ = ("protocol", "runner", "finish", "state", "chain", "ex", "passed", "head",
+                 "keep_alive", "call", "status", "headers", "chunks", "response_complete",
+                 "disconnected", "more_body", "body", "message_event", "_freed")
+
+    def __init__(self, protocol: Any, runner: "Runner", finish: Callable[..., Any],
+                 state: tuple[Any, ...], chain: "Chain", ex: int, passed: int, head: bool,
+                 keep_alive: bool) -> None:
+        self.protocol = protocol
+        self.runner = runner
+        self.finish = finish
+        self.state = state
+        self.chain = chain
+        self.ex = ex
+        self.passed = passed
+        self.head = head
+        self.keep_alive = keep_alive
+        self.call: Any = None
+        self.status = 0
+        self.headers: list[Header] = []
+        self.chunks: list[bytes] = []
+        self._freed = False
+        # What uvicorn's protocol reads and writes of the cycle it is running.
+        self.response_complete = False
+        self.disconnected = False
+        self.more_body = False
+        self.body = b""
+        self.message_event = self
+
+    def start(self, pool: UpstreamPool) -> None:
+        try:
+            upstream = self.runner.upstream_of(self.runner.exchange(self.ex))
+        except Exception:
+            self._free()
+            raise
+        if upstream.websocket:
+            self._respond(*_UPGRADE_REQUIRED, "")
+            return
+        try:
+            target = parse_target(upstream.url)
+        except ValueError as exc:
+            log.warning("%s", exc)
+            self._respond(502, [], b"", str(exc))
+            return
+        self.call = pool.call(upstream.method, target, upstream.headers, upstream.body, self,
+                              connect_timeout=upstream.connect_timeout,
+                              timeout=upstream.timeout)
+
+    # ------------------------------------------------------- the upstream's answer
+    def on_head(self, status: int, headers: list[Header]) -> None:
+        self.status, self.headers = status, headers
+
+    def on_body(self, chunk: bytes) -> None:
+        self.chunks.append(chunk)
+
+    def on_end(self) -> None:
+        body = self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
+        self._respond(self.status, self.headers, body, "")
+
+    def on_fail(self, status: int, reason: str) -> None:
+        url = self.call.target if self.call is not None else None
+        where = f" {url.authority.decode('latin-1')}" if url is not None else ""
+        log.warning("upstream%s: %s", where, reason)
+        self._respond(status, [], b"", f"upstream{where}: {reason}")
+
+    # ------------------------------------------------------------ the client side
+    def set(self) -> None:
+        """uvicorn's protocol wakes its cycle this way; for us it matters only when the
+        client disconnected: the upstream request is abandoned and the exchange freed."""
+        if self.disconnected and not self.response_complete:
+            self.response_complete = True
+            if self.call is not None:
+                self.call.abort()
+            self._free()
+
+    def _respond(self, status: int, headers: list[Header], body: bytes, reason: str) -> None:
+        if self.response_complete:
+            return
+        self.response_complete = True
+        protocol = self.protocol
+        self._freed = True  # finish_raw frees the exchange
+        data, failure = self.finish(self.state, self.chain.address, self.ex, self.passed,
+                                    status, headers, body, reason.encode("utf-8", "replace"),
+                                    protocol._date(), self.head)
+        if failure is not None:
+            protocol.app.gateway.log_failure(self.chain, failure)
+        transport = protocol.transport
+        if transport.is_closing():
+            return
+        transport.write(data)
+        if not self.keep_alive:
+            transport.close()
+        protocol.on_response_complete()
+
+    def _free(self) -> None:
+        if not self._freed:
+            self._freed = True
+            self.runner.discard(self.runner.exchange(self.ex))

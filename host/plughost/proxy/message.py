@@ -1,0 +1,128 @@
+"""What crosses the gateway: upstream targets, request heads and the headers kept.
+
+Rules that hold for every forwarded request and response live here, once:
+
+- hop-by-hop headers (RFC 9110 section 7.6.1), and those a ``Connection`` header names,
+  never cross the gateway in either direction;
+- the gateway writes a request's ``Host`` (the upstream's authority) and its body framing
+  itself; ``Expect`` is answered by the gateway, which then sends the body at once, so it is
+  not passed on (RFC 9110 section 10.1.1 lets an intermediary do that);
+- a response's framing (``Content-Length``, ``Transfer-Encoding``) and ``Date`` are the
+  gateway's own: one ``Date`` from the gateway's clock, as nginx does;
+- the request target is sent exactly as the action wrote it: percent-escapes are never
+  decoded and encoded again, so ``%00``, ``%2F`` and ``%ff`` reach the upstream unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+Header = tuple[bytes, bytes]
+
+HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer",
+                        b"transfer-encoding", b"upgrade", b"proxy-authenticate",
+                        b"proxy-authorization"})
+#: Request headers the gateway writes itself for the upstream request.
+_REQUEST_OWN = frozenset({b"host", b"content-length", b"expect"})
+#: Response headers the gateway writes itself for the client.
+_RESPONSE_OWN = frozenset({b"content-length", b"date"})
+#: Methods whose requests anticipate a body: they get ``Content-Length: 0`` when empty.
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def connection_options(headers: Iterable[Sequence[bytes]]) -> frozenset[bytes]:
+    """The header names a message's Connection header lists (lower case): hop-by-hop too
+    (RFC 9110 section 7.6.1), so they are dropped with it."""
+    return frozenset(token.strip().lower() for name, value in headers
+                     if name.lower() == b"connection" for token in value.split(b",")
+                     if token.strip())
+
+
+def forwardable(headers: Sequence[Sequence[bytes]],
+                drop: frozenset[bytes] = frozenset()) -> list[Header]:
+    """``headers`` without the hop-by-hop ones, those the Connection header names, and
+    ``drop`` (lower-case names)."""
+    listed = connection_options(headers)
+    kept = []
+    for name, value in headers:
+        lower = name.lower()
+        if lower not in HOP_BY_HOP and lower not in listed and lower not in drop:
+            kept.append((name, value))
+    return kept
+
+
+def response_headers(headers: Sequence[Sequence[bytes]]) -> list[Header]:
+    """An upstream's response headers as the gateway passes them to the client."""
+    return forwardable(headers, _RESPONSE_OWN)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where an upstream request goes: the connection's endpoint and the request target."""
+
+    scheme: str        # "http" or "https"
+    host: str          # name or address to connect to (IPv6 without brackets)
+    port: int
+    authority: bytes   # the Host header: host[:port] as the URL wrote it, userinfo removed
+    path: bytes        # origin-form request target (path and query), never decoded
+
+    @property
+    def endpoint(self) -> tuple[str, str, int]:
+        """What pooled connections are shared by."""
+        return (self.scheme, self.host, self.port)
+
+
+def _escape(text: str) -> bytes:
+    """The URL part as bytes, with every byte a request line cannot carry percent-encoded
+    (controls, space, non-ASCII as UTF-8); existing escapes are kept as written."""
+    raw = text.encode("utf-8", "surrogateescape")
+    if all(0x20 < b < 0x7F for b in raw):
+        return raw
+    return b"".join(b"%%%02X" % b if not 0x20 < b < 0x7F else bytes((b,)) for b in raw)
+
+
+def parse_target(url: str) -> Target:
+    """Splits an absolute ``http(s)://`` URL without decoding anything; the fragment is
+    dropped (it is never sent). ValueError with a sentence when it is not one."""
+    scheme, sep, rest = url.partition("://")
+    scheme = scheme.lower()
+    if not sep or scheme not in _DEFAULT_PORTS:
+        raise ValueError(f"upstream URL {url!r} is not an absolute http:// or https:// URL")
+    rest = rest.split("#", 1)[0]
+    cut = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
+    authority, path = rest[:cut], rest[cut:]
+    authority = authority.rpartition("@")[2]
+    if authority.startswith("["):
+        host, bracket, port_text = authority[1:].partition("]")
+        if not bracket or (port_text and not port_text.startswith(":")):
+            raise ValueError(f"upstream URL {url!r} has a malformed IPv6 address")
+        port_text = port_text[1:]
+    else:
+        host, _, port_text = authority.partition(":")
+    if not host:
+        raise ValueError(f"upstream URL {url!r} names no host")
+    if port_text and not (port_text.isdigit() and 0 < int(port_text) < 65536):
+        raise ValueError(f"upstream URL {url!r} has an invalid port {port_text!r}")
+    port = int(port_text) if port_text else _DEFAULT_PORTS[scheme]
+    if path.startswith("?") or not path:
+        path = "/" + path
+    return Target(scheme, host, port, _escape(authority), _escape(path))
+
+
+def request_head(method: str, target: Target, headers: Sequence[Sequence[bytes]],
+                 body_length: int | None) -> bytes:
+    """The HTTP/1.1 request head for the upstream: the request line, ``Host``, the
+    forwardable headers and the body's framing (``Content-Length: body_length``, or
+    chunked when the length is not known yet, ``None``)."""
+    lines = [b"%s %s HTTP/1.1\r\nhost: %s\r\n" % (method.encode("ascii"), target.path,
+                                                  target.authority)]
+    for name, value in forwardable(headers, _REQUEST_OWN):
+        lines.append(b"%s: %s\r\n" % (name, value))
+    if body_length is None:
+        lines.append(b"transfer-encoding: chunked\r\n")
+    elif body_length or method in _BODY_METHODS:
+        lines.append(b"content-length: %d\r\n" % body_length)
+    lines.append(b"\r\n")
+    return b"".join(lines)
