@@ -20,6 +20,8 @@ from typing import Any, Awaitable, Callable
 
 from .chain import Response, json_response
 from .gateway import Gateway
+from .proxy.client import UpstreamPool
+from .proxy.direct import DirectUpstreamRequest
 from .upstream import UpstreamClient
 from .wsproxy import WebSocketProxy
 
@@ -112,7 +114,7 @@ class GatewayApp:
 
             self._scope_state = (self._serve_address, self._free_address, self._host_address,
                                  self._static, self._case_sensitive, self.live_route,
-                                 self.ready_route, STATUS_LINES)
+                                 self.ready_route, STATUS_LINES, runner._finish_address)
             self._scope_fast = _fastpath.serve_scope
             # plughost's HTTP protocol asks for these once per connection: built here, once.
             self._raw = functools.partial(_fastpath.serve_raw, self._scope_state)
@@ -161,14 +163,22 @@ class GatewayApp:
                                     raw_path, query, headers, client, date, params)
         return serve
 
-    def upstream_finisher(self, pending: tuple[Any, ...]) -> Callable[..., Awaitable[None]]:
-        """An ASGI app that performs the upstream request a chain run by raw_handler left
-        pending (``(None, exchange, passed, chain)``) and sends the answer."""
-        async def finish(scope: Scope, receive: Receive, send: Send) -> None:
-            assert self.gateway is not None
-            response = await self.gateway.finish_upstream(pending[3], pending[1], pending[2])
-            await _send(send, response, scope["method"] == "HEAD")
-        return finish
+    @property
+    def upstream_pool(self) -> UpstreamPool:
+        """The pooled upstream connections of this process."""
+        return self._client.pool
+
+    def direct_upstream(self, protocol: Any, pending: tuple[Any, ...], head: bool,
+                        keep_alive: bool) -> DirectUpstreamRequest:
+        """For plughost's HTTP protocol: the request that performs the upstream request a
+        chain run by raw_handler left pending (``(None, exchange, passed, chain)``) and
+        answers on ``protocol``'s transport; the caller starts it."""
+        from ._fastpath import finish_raw
+
+        assert self.gateway is not None
+        return DirectUpstreamRequest(protocol, self.gateway.runner, finish_raw,
+                                     self._scope_state, pending[3], pending[1], pending[2],
+                                     head, keep_alive)
 
     async def _ensure_gateway(self) -> Gateway:
         if self.gateway is None:
@@ -244,7 +254,10 @@ class GatewayApp:
         body = b""
         for name, _ in headers:  # a body comes only with one of these two headers
             if name == b"content-length" or name == b"transfer-encoding":
-                body = await _read_body(receive, headers, self.body_limit)
+                try:
+                    body = await _read_body(receive, headers, self.body_limit)
+                except ClientGone:
+                    return
                 break
         method: str = scope["method"]
         if body is None:
@@ -342,8 +355,14 @@ def _with_headers(send: Send, extra: list[tuple[bytes, bytes]]) -> Send:
     return wrapped
 
 
+class ClientGone(Exception):
+    """The client disconnected before its request was complete: nothing of it goes on."""
+
+
 async def _read_body(receive: Receive, headers: list[Any], limit: int) -> bytes | None:
-    """The whole request body, or None when it is larger than ``limit``."""
+    """The whole request body, or None when it is larger than ``limit``; ClientGone when
+    the client disconnects before the body is complete (a truncated body is never passed
+    on as if it were whole)."""
     for name, value in headers:
         if name == b"content-length":
             try:
@@ -358,7 +377,7 @@ async def _read_body(receive: Receive, headers: list[Any], limit: int) -> bytes 
     while more:
         message = await receive()
         if message["type"] == "http.disconnect":
-            break
+            raise ClientGone()
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:

@@ -129,6 +129,8 @@ class Runner:
         self._host_address = int(ffi.cast("uintptr_t", host_ptr))
         self._serve_address = int(ffi.cast("uintptr_t", ffi.addressof(lib, "rt_serve")))
         self._free_address = int(ffi.cast("uintptr_t", ffi.addressof(lib, "rt_exchange_free")))
+        self._finish_address = int(ffi.cast("uintptr_t",
+                                            ffi.addressof(lib, "rt_serve_upstream")))
         try:
             from ._fastpath import serve as fast_serve
         except ImportError:  # pragma: no cover - always built by setup.py

@@ -84,14 +84,14 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         super().on_headers_complete()
 
     def _continue_upstream(self, pending: tuple[Any, ...]) -> None:
-        """The chain ran and its action wants an upstream request: that part is awaited, so
-        the request goes on as an ASGI cycle whose app finishes it."""
-        app = self.app
-        self.app = app.upstream_finisher(pending)
-        try:
-            super().on_headers_complete()
-        finally:
-            self.app = app
+        """The chain ran and its action wants an upstream request: the app's pooled client
+        performs it in callbacks and answers on this connection, with no ASGI cycle; the
+        request stands in for the cycle meanwhile (a pipelined request waits for it)."""
+        request = self.app.direct_upstream(self, pending, self.parser.get_method() == b"HEAD",
+                                           self.parser.should_keep_alive())
+        self.cycle = request
+        self._answered = True
+        request.start(self.app.upstream_pool)
 
     def on_body(self, body: bytes) -> None:
         if not self._answered:

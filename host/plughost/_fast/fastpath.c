@@ -18,6 +18,8 @@ typedef void (*serve_fn)(rt_host *, const rt_chain *, const char *, const char *
                          const char *, const char *, size_t, const uint8_t *, size_t,
                          const char *, size_t, rt_result *);
 typedef void (*free_fn)(ph_exchange *);
+typedef void (*serve_upstream_fn)(const rt_chain *, ph_exchange *, size_t, int, const char *,
+                                  size_t, const uint8_t *, size_t, const char *, rt_result *);
 
 /* Packs [[name, value], ...] (lists or tuples of bytes) as "name\0value\0..." into buf
 ** (grown with malloc when the stack buffer is too small). Returns the length, -1 on error. */
@@ -272,7 +274,7 @@ static PyObject *static_hit(PyObject *state, PyObject *method, PyObject *path) {
 **   (start message, body message, failure or None, chain) when the chain answered, or
 **   (None, exchange, passed, chain) when an upstream request must be performed first.
 ** state = (serve_fn, free_fn, host, static routes, case_sensitive, live route, ready route,
-** status lines (serve_raw's));
+** status lines (serve_raw's), serve_upstream_fn (finish_raw's));
 ** static routes: {(method, path): (chain, params, path bytes, chain address, release_gil,
 ** may_block)}. Only the common case runs here: a static, inline route, no request body
 ** (no Content-Length / Transfer-Encoding), not a health route. */
@@ -441,7 +443,7 @@ static PyObject *run_raw(PyObject *state, PyObject *chain_obj, void *chain, int 
 
 static PyObject *serve_raw(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
   (void)self;
-  if (nargs != 6 || !PyTuple_Check(args[0]) || PyTuple_GET_SIZE(args[0]) != 8 ||
+  if (nargs != 6 || !PyTuple_Check(args[0]) || PyTuple_GET_SIZE(args[0]) != 9 ||
       !PyTuple_Check(PyTuple_GET_ITEM(args[0], 7)) || !PyBytes_Check(args[1]) ||
       !PyBytes_Check(args[2]) || !PyList_Check(args[3]) || !PyBytes_Check(args[5])) {
     PyErr_SetString(PyExc_TypeError, "serve_raw(state, method, target, headers, client, date)");
@@ -495,7 +497,7 @@ static PyObject *serve_raw(PyObject *self, PyObject *const *args, Py_ssize_t nar
 ** checks (no body, no '%', not a health route, not may-block). */
 static PyObject *serve_raw_routed(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
   (void)self;
-  if (nargs != 11 || !PyTuple_Check(args[0]) || PyTuple_GET_SIZE(args[0]) != 8 ||
+  if (nargs != 11 || !PyTuple_Check(args[0]) || PyTuple_GET_SIZE(args[0]) != 9 ||
       !PyTuple_Check(PyTuple_GET_ITEM(args[0], 7)) || !PyBytes_Check(args[4]) ||
       !PyBytes_Check(args[5]) || !PyBytes_Check(args[6]) || !PyList_Check(args[7]) ||
       !PyBytes_Check(args[9]) || !PyBytes_Check(args[10])) {
@@ -512,7 +514,62 @@ static PyObject *serve_raw_routed(PyObject *self, PyObject *const *args, Py_ssiz
                  PyBytes_AS_STRING(args[10]), PyBytes_GET_SIZE(args[10]), head);
 }
 
+/* finish_raw(state, chain, exchange, passed, status, headers, body, reason, date, head)
+**   -> (response bytes, failure or None)
+** Completes a run that serve_raw left pending on an upstream: puts the upstream's answer
+** (status, [(name, value)] bytes pairs, body) or, with a non-empty `reason`, the host's
+** error answer `status` into the exchange, runs the response phase through the runtime's
+** rt_serve_upstream (state[8]), writes the whole HTTP/1.1 response as serve_raw does (no
+** body when `head`) and frees the exchange. chain and exchange are addresses. */
+static PyObject *finish_raw(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+  (void)self;
+  if (nargs != 10 || !PyTuple_Check(args[0]) || PyTuple_GET_SIZE(args[0]) != 9 ||
+      !PyTuple_Check(PyTuple_GET_ITEM(args[0], 7)) || !PyBytes_Check(args[8])) {
+    PyErr_SetString(PyExc_TypeError, "finish_raw(state, chain, exchange, passed, status, "
+                                     "headers, body, reason, date, head)");
+    return NULL;
+  }
+  PyObject *state = args[0];
+  void *finish_p, *free_p, *chain, *ex;
+  if (!as_pointer(PyTuple_GET_ITEM(state, 8), &finish_p) ||
+      !as_pointer(PyTuple_GET_ITEM(state, 1), &free_p) || !as_pointer(args[1], &chain) ||
+      !as_pointer(args[2], &ex))
+    return NULL;
+  Py_ssize_t passed = PyLong_AsSsize_t(args[3]);
+  long status = PyLong_AsLong(args[4]);
+  const char *body, *reason;
+  Py_ssize_t body_len;
+  if ((passed == -1 || status == -1) && PyErr_Occurred()) return NULL;
+  if (!as_bytes(args[6], &body, &body_len, "body") ||
+      !as_bytes(args[7], &reason, NULL, "reason"))
+    return NULL;
+  char stack[2048], *packed = NULL;
+  Py_ssize_t packed_len = pack_headers(args[5], stack, sizeof stack, &packed);
+  if (packed_len < 0) return NULL;
+  rt_result out;
+  ((serve_upstream_fn)finish_p)(chain, ex, (size_t)passed, (int)status, packed,
+                                (size_t)packed_len, (const uint8_t *)body, (size_t)body_len,
+                                reason, &out);
+  if (packed != stack) free(packed);
+  PyObject *failure = Py_None, *ret = NULL;
+  if (out.failure_len)
+    failure = Py_BuildValue("(s s#)", out.failure_label, out.failure,
+                            (Py_ssize_t)out.failure_len);
+  else
+    Py_INCREF(Py_None);
+  PyObject *data = failure ? raw_response(&out, PyTuple_GET_ITEM(state, 7),
+                                          PyBytes_AS_STRING(args[8]), PyBytes_GET_SIZE(args[8]),
+                                          PyObject_IsTrue(args[9])) : NULL;
+  ((free_fn)free_p)(out.ex);
+  if (data) ret = PyTuple_Pack(2, data, failure);
+  Py_XDECREF(data);
+  Py_XDECREF(failure);
+  return ret;
+}
+
 static PyMethodDef methods[] = {
+    {"finish_raw", (PyCFunction)(void (*)(void))finish_raw, METH_FASTCALL,
+     "Completes a pending upstream run with its answer; the whole HTTP/1.1 response."},
     {"serve", (PyCFunction)(void (*)(void))fast_serve, METH_FASTCALL,
      "Runs one request through a chain; see the C source for the arguments."},
     {"serve_scope", (PyCFunction)(void (*)(void))serve_scope, METH_FASTCALL,
