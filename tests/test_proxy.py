@@ -206,3 +206,22 @@ def test_a_client_leaving_during_the_upstream_call_closes_it(
         time.sleep(0.2)
     time.sleep(0.3)
     assert direct.alive() and direct.get("/api/ok")[0] == 200
+
+
+def test_both_paths_send_the_upstream_the_same_request(servers: tuple[Server, Server],
+                                                       upstream: RecordingUpstream) -> None:
+    request = (b"GET /api/same?q=%2F&r=1 HTTP/1.1\r\nHost: client.example\r\n"
+               b"Connection: keep-alive, X-Drop\r\nX-Drop: 1\r\nKeep-Alive: timeout=5\r\n"
+               b"TE: trailers\r\nProxy-Authorization: Basic eA==\r\nX-Keep: 1\r\n"
+               b"X-Keep: 2\r\nX-Request-ID: fixed\r\n\r\n")
+    heads = []
+    for server in servers:
+        before = len(upstream.seen)
+        assert exchange(server.port, request, 1)[0][0] == b"HTTP/1.1 200 OK"
+        upstream.wait_for(before + 1)
+        heads.append(upstream.seen[before][:2])
+    assert heads[0] == heads[1]
+    line, headers = heads[0]
+    assert line == "GET /api/same?q=%2F&r=1 HTTP/1.1"
+    assert [k.lower() for k, _ in headers] == ["host", "x-keep", "x-keep", "x-request-id",
+                                               "x-trace"]

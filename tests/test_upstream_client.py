@@ -430,6 +430,7 @@ def test_bad_upstream_urls(url: str, why: str) -> None:
 
 def test_targets_keep_what_the_url_wrote() -> None:
     t = parse_target("http://user:pw@[::1]:8080?x=%41")
-    assert (t.host, t.port, t.authority, t.path) == ("::1", 8080, b"[::1]:8080", b"/?x=%41")
-    t = parse_target("HTTPS://example.com/a/../b")
-    assert (t.scheme, t.port, t.path) == ("https", 443, b"/a/../b")
+    assert (t.origin.host, t.origin.port, t.origin.authority, t.path) == \
+        ("::1", 8080, b"[::1]:8080", b"/?x=%41")
+    t = parse_target("HTTPS://example.com/a/../b#frag")
+    assert (t.origin.scheme, t.origin.port, t.path) == ("https", 443, b"/a/../b")

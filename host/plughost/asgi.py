@@ -173,10 +173,10 @@ class GatewayApp:
         """For plughost's HTTP protocol: the request that performs the upstream request a
         chain run by raw_handler left pending (``(None, exchange, passed, chain)``) and
         answers on ``protocol``'s transport; the caller starts it."""
-        from ._fastpath import finish_raw
+        from ._fastpath import finish_raw, upstream_request
 
         assert self.gateway is not None
-        return DirectUpstreamRequest(protocol, self.gateway.runner, finish_raw,
+        return DirectUpstreamRequest(protocol, self.gateway.runner, upstream_request, finish_raw,
                                      self._scope_state, pending[3], pending[1], pending[2],
                                      head, keep_alive)
 

@@ -567,7 +567,137 @@ static PyObject *finish_raw(PyObject *self, PyObject *const *args, Py_ssize_t na
   return ret;
 }
 
+/* Request headers that never go upstream as the client sent them: hop-by-hop ones (RFC 9110
+** section 7.6.1) and those the host writes itself (Host, the body's framing, Expect). Keep in
+** step with plughost/proxy/message.py. */
+static const char *const not_forwarded[] = {
+    "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
+    "upgrade", "proxy-authenticate", "proxy-authorization", "host", "content-length", "expect",
+    NULL};
+
+/* Whether a (n bytes) equals the lower-case NUL-terminated b, ignoring ASCII case. */
+static int ieq(const char *a, size_t n, const char *b) {
+  size_t i = 0;
+  for (; i < n && b[i]; i++) {
+    char c = a[i];
+    if ((c >= 'A' && c <= 'Z' ? c + 32 : c) != b[i]) return 0;
+  }
+  return i == n && !b[i];
+}
+
+/* Whether a and b (both of length n) are equal ignoring ASCII case. */
+static int ieqn(const char *a, const char *b, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    char x = a[i], y = b[i];
+    if ((x >= 'A' && x <= 'Z' ? x + 32 : x) != (y >= 'A' && y <= 'Z' ? y + 32 : y)) return 0;
+  }
+  return 1;
+}
+
+/* Whether header `name` is named by a Connection header of `f` (so hop-by-hop too). */
+static int connection_lists(const rt_fields *f, const char *name, size_t n) {
+  for (size_t i = 0; i < f->n; i++) {
+    if (!ieq(f->items[i].name, f->items[i].name_len, "connection")) continue;
+    const char *v = f->items[i].value, *end = v + f->items[i].value_len;
+    while (v < end) {
+      while (v < end && (*v == ' ' || *v == '\t' || *v == ',')) v++;
+      const char *t = v;
+      while (v < end && *v != ',') v++;
+      const char *te = v;
+      while (te > t && (te[-1] == ' ' || te[-1] == '\t')) te--;
+      if ((size_t)(te - t) == n && ieqn(t, name, n)) return 1;
+    }
+  }
+  return 0;
+}
+
+static int forwarded(const rt_fields *f, const rt_field *h) {
+  for (const char *const *d = not_forwarded; *d; d++)
+    if (ieq(h->name, h->name_len, *d)) return 0;
+  return !connection_lists(f, h->name, h->name_len);
+}
+
+/* A byte that a request line cannot carry as is: sent percent-encoded. */
+static int needs_escape(unsigned char c) { return c <= 0x20 || c >= 0x7f; }
+
+/* upstream_request(exchange) -> (origin, target, method, header lines, body,
+**                                connect_timeout_ms, timeout_ms, websocket, url)
+** What the host sends for the upstream directive an action set on the exchange (an
+** address): origin is the URL's "scheme://authority" as written (b"" when the URL has no
+** "://"), target its origin-form request target (path and query, never decoded; the
+** fragment dropped; bytes a request line cannot carry percent-encoded; "/" when empty),
+** header lines the request headers as "name: value\r\n" without the hop-by-hop ones, those
+** a Connection header names, Host, Content-Length and Expect. Mirrors what
+** plughost.proxy.message does for the general path. */
+static PyObject *upstream_request(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+  (void)self;
+  void *p;
+  if (nargs != 1 || !as_pointer(args[0], &p)) {
+    if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "upstream_request(exchange)");
+    return NULL;
+  }
+  const ph_exchange *ex = p;
+  if (!ex->has_upstream) {
+    PyErr_SetString(PyExc_ValueError, "the exchange holds no upstream directive");
+    return NULL;
+  }
+  const char *url = ex->upstream_url;
+  size_t url_len = strlen(url);
+  const char *sep = strstr(url, "://");
+  const char *origin_end = url, *rest = url;
+  if (sep) {
+    rest = origin_end = sep + 3;
+    while (*origin_end && *origin_end != '/' && *origin_end != '?' && *origin_end != '#')
+      origin_end++;
+    rest = origin_end;
+  }
+  size_t path_len = strcspn(rest, "#"), need = (path_len == 0 || rest[0] == '?') ? 1 : 0;
+  for (size_t i = 0; i < path_len; i++) need += needs_escape((unsigned char)rest[i]) ? 3 : 1;
+  PyObject *target = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)need);
+  if (!target) return NULL;
+  char *w = PyBytes_AS_STRING(target);
+  static const char hex[] = "0123456789ABCDEF";
+  if (path_len == 0 || rest[0] == '?') *w++ = '/';
+  for (size_t i = 0; i < path_len; i++) {
+    unsigned char c = (unsigned char)rest[i];
+    if (needs_escape(c)) {
+      *w++ = '%', *w++ = hex[c >> 4], *w++ = hex[c & 15];
+    } else {
+      *w++ = (char)c;
+    }
+  }
+  const rt_fields *f = &ex->headers[PH_REQUEST];
+  size_t lines_len = 0;
+  for (size_t i = 0; i < f->n; i++)
+    if (forwarded(f, &f->items[i]))
+      lines_len += f->items[i].name_len + f->items[i].value_len + 4;
+  PyObject *lines = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)lines_len);
+  if (!lines) {
+    Py_DECREF(target);
+    return NULL;
+  }
+  w = PyBytes_AS_STRING(lines);
+  for (size_t i = 0; i < f->n; i++) {
+    const rt_field *h = &f->items[i];
+    if (!forwarded(f, h)) continue;
+    memcpy(w, h->name, h->name_len), w += h->name_len;
+    *w++ = ':', *w++ = ' ';
+    memcpy(w, h->value, h->value_len), w += h->value_len;
+    *w++ = '\r', *w++ = '\n';
+  }
+  return Py_BuildValue("(y#NyNy#LLOy#)", url, (Py_ssize_t)(sep ? origin_end - url : 0), target,
+                       ex->upstream_method, lines,
+                       ex->body[PH_REQUEST] ? (const char *)ex->body[PH_REQUEST] : "",
+                       (Py_ssize_t)ex->body_len[PH_REQUEST],
+                       (long long)ex->upstream.connect_timeout_ms,
+                       (long long)ex->upstream.timeout_ms,
+                       (ex->upstream.flags & PH_UPSTREAM_WEBSOCKET) ? Py_True : Py_False, url,
+                       (Py_ssize_t)url_len);
+}
+
 static PyMethodDef methods[] = {
+    {"upstream_request", (PyCFunction)(void (*)(void))upstream_request, METH_FASTCALL,
+     "What the host sends for an exchange's upstream directive; see the C source."},
     {"finish_raw", (PyCFunction)(void (*)(void))finish_raw, METH_FASTCALL,
      "Completes a pending upstream run with its answer; the whole HTTP/1.1 response."},
     {"serve", (PyCFunction)(void (*)(void))fast_serve, METH_FASTCALL,

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 import httptools
 
-from .message import Header, Target, request_head, response_headers
+from .message import Header, Origin, Target, parse_origin, request_head, response_headers
 
 log = logging.getLogger("plughost.proxy")
 
@@ -236,24 +236,22 @@ class UpstreamCall:
     closes the upstream connection so that the upstream never sees the request as whole.
     """
 
-    __slots__ = ("pool", "target", "method", "sink", "timeout", "connect_timeout", "_head",
+    __slots__ = ("pool", "origin", "method", "sink", "timeout", "connect_timeout", "_head",
                  "_body", "_chunked", "_pending", "_ended", "conn", "reused", "retried",
                  "responding", "done", "request_sent", "_timer", "_attached", "__weakref__")
 
-    def __init__(self, pool: "UpstreamPool", method: str, target: Target,
-                 headers: list[Header], body: bytes | None, sink: ResponseSink, *,
-                 body_length: int | None = None, connect_timeout: float | None = None,
-                 timeout: float | None = None) -> None:
+    def __init__(self, pool: "UpstreamPool", method: str, origin: Origin, head: bytes,
+                 body: bytes | None, sink: ResponseSink, *, chunked: bool = False,
+                 connect_timeout: float | None = None, timeout: float | None = None) -> None:
         self.pool = pool
-        self.target = target
+        self.origin = origin
         self.method = method
         self.sink = sink
         self.timeout = timeout or DEFAULT_TIMEOUT
         self.connect_timeout = connect_timeout or DEFAULT_CONNECT_TIMEOUT
-        length = len(body) if body is not None else body_length
-        self._head = request_head(method, target, headers, length)
+        self._head = head
         self._body = body
-        self._chunked = body is None and body_length is None
+        self._chunked = chunked
         self._pending: list[bytes] = []  # streamed pieces written before a connection was ready
         self._ended = body is not None
         self.conn: _Connection | None = None
@@ -414,6 +412,18 @@ class UpstreamPool:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ssl: ssl.SSLContext | None = None
         self._sweeper: asyncio.TimerHandle | None = None
+        self._origins: dict[bytes, Origin] = {}
+
+    def origin(self, text: bytes) -> Origin:
+        """The parsed ``scheme://authority`` (cached: a gateway has few upstreams).
+        ValueError with a sentence when it is not an http(s) origin."""
+        found = self._origins.get(text)
+        if found is None:
+            found = parse_origin(text.decode("utf-8", "surrogateescape"))
+            if len(self._origins) >= 1024:
+                self._origins.clear()
+            self._origins[text] = found
+        return found
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -426,7 +436,17 @@ class UpstreamPool:
              connect_timeout: float | None = None, timeout: float | None = None) -> UpstreamCall:
         """Starts a request; its answer goes to ``sink``. ``body=None`` streams the body
         (``body_length`` when known, else chunked)."""
-        call = UpstreamCall(self, method, target, headers, body, sink, body_length=body_length,
+        length = len(body) if body is not None else body_length
+        return self.send(method, target.origin, request_head(method, target, headers, length),
+                         body, sink, chunked=length is None, connect_timeout=connect_timeout,
+                         timeout=timeout)
+
+    def send(self, method: str, origin: Origin, head: bytes, body: bytes | None,
+             sink: ResponseSink, *, chunked: bool = False, connect_timeout: float | None = None,
+             timeout: float | None = None) -> UpstreamCall:
+        """Starts a request whose head the caller built (its framing says whether a
+        streamed body goes ``chunked``)."""
+        call = UpstreamCall(self, method, origin, head, body, sink, chunked=chunked,
                             connect_timeout=connect_timeout, timeout=timeout)
         call.start()
         return call
@@ -437,7 +457,7 @@ class UpstreamPool:
 
     # ------------------------------------------------------------- connections
     def _acquire(self, call: UpstreamCall) -> None:
-        idle = self._idle.get(call.target.endpoint)
+        idle = self._idle.get(call.origin.endpoint)
         while idle:
             conn = idle.pop()
             if not conn.closed:
@@ -446,7 +466,7 @@ class UpstreamPool:
         self.loop.create_task(self._connect(call))
 
     async def _connect(self, call: UpstreamCall) -> None:
-        target = call.target
+        target = call.origin
         context = None
         if target.scheme == "https":
             if self._ssl is None:

@@ -15,7 +15,7 @@ import logging
 from typing import TYPE_CHECKING, Any, Callable
 
 from .client import UpstreamPool
-from .message import Header, parse_target
+from .message import Header, framing, parse_origin
 
 if TYPE_CHECKING:
     from ..chain import Chain, Runner
@@ -30,15 +30,16 @@ class DirectUpstreamRequest:
     """One proxied request of the direct path, from the pending exchange to the response
     written on the client's transport. Started by :meth:`start`."""
 
-    __slots__ = ("protocol", "runner", "finish", "state", "chain", "ex", "passed", "head",
-                 "keep_alive", "call", "status", "headers", "chunks", "response_complete",
-                 "disconnected", "more_body", "body", "message_event", "_freed")
+    __slots__ = ("protocol", "runner", "request", "finish", "state", "chain", "ex", "passed",
+                 "head", "keep_alive", "call", "status", "headers", "chunks",
+                 "response_complete", "disconnected", "more_body", "body", "_freed")
 
-    def __init__(self, protocol: Any, runner: "Runner", finish: Callable[..., Any],
-                 state: tuple[Any, ...], chain: "Chain", ex: int, passed: int, head: bool,
-                 keep_alive: bool) -> None:
+    def __init__(self, protocol: Any, runner: "Runner", request: Callable[..., Any],
+                 finish: Callable[..., Any], state: tuple[Any, ...], chain: "Chain", ex: int,
+                 passed: int, head: bool, keep_alive: bool) -> None:
         self.protocol = protocol
         self.runner = runner
+        self.request = request
         self.finish = finish
         self.state = state
         self.chain = chain
@@ -56,26 +57,36 @@ class DirectUpstreamRequest:
         self.disconnected = False
         self.more_body = False
         self.body = b""
-        self.message_event = self
+
+    @property
+    def message_event(self) -> "DirectUpstreamRequest":
+        """uvicorn's protocol calls ``cycle.message_event.set()``: see :meth:`set`."""
+        return self
 
     def start(self, pool: UpstreamPool) -> None:
+        """Sends the upstream request (one C call reads it off the exchange)."""
         try:
-            upstream = self.runner.upstream_of(self.runner.exchange(self.ex))
+            (origin_text, path, method, lines, body, connect_ms, timeout_ms, websocket,
+             url) = self.request(self.ex)
         except Exception:
             self._free()
             raise
-        if upstream.websocket:
+        if websocket:
             self._respond(*_UPGRADE_REQUIRED, "")
             return
         try:
-            target = parse_target(upstream.url)
+            origin = pool.origin(origin_text) if origin_text else \
+                parse_origin(url.decode("utf-8", "replace"))
         except ValueError as exc:
             log.warning("%s", exc)
             self._respond(502, [], b"", str(exc))
             return
-        self.call = pool.call(upstream.method, target, upstream.headers, upstream.body, self,
-                              connect_timeout=upstream.connect_timeout,
-                              timeout=upstream.timeout)
+        name = method.decode("ascii", "replace")
+        head = b"%s %s HTTP/1.1\r\nhost: %s\r\n%s%s\r\n" % (
+            method, path, origin.authority, lines, framing(name, len(body)))
+        self.call = pool.send(name, origin, head, body, self,
+                              connect_timeout=connect_ms / 1000 if connect_ms > 0 else None,
+                              timeout=timeout_ms / 1000 if timeout_ms > 0 else None)
 
     # ------------------------------------------------------- the upstream's answer
     def on_head(self, status: int, headers: list[Header]) -> None:
@@ -89,8 +100,8 @@ class DirectUpstreamRequest:
         self._respond(self.status, self.headers, body, "")
 
     def on_fail(self, status: int, reason: str) -> None:
-        url = self.call.target if self.call is not None else None
-        where = f" {url.authority.decode('latin-1')}" if url is not None else ""
+        origin = self.call.origin if self.call is not None else None
+        where = f" {origin.authority.decode('latin-1')}" if origin is not None else ""
         log.warning("upstream%s: %s", where, reason)
         self._respond(status, [], b"", f"upstream{where}: {reason}")
 
@@ -108,6 +119,7 @@ class DirectUpstreamRequest:
         if self.response_complete:
             return
         self.response_complete = True
+        self.call = None
         protocol = self.protocol
         self._freed = True  # finish_raw frees the exchange
         data, failure = self.finish(self.state, self.chain.address, self.ex, self.passed,

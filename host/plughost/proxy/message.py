@@ -59,19 +59,25 @@ def response_headers(headers: Sequence[Sequence[bytes]]) -> list[Header]:
 
 
 @dataclass(frozen=True, slots=True)
-class Target:
-    """Where an upstream request goes: the connection's endpoint and the request target."""
+class Origin:
+    """An upstream's ``scheme://authority``: what pooled connections are shared by."""
 
     scheme: str        # "http" or "https"
     host: str          # name or address to connect to (IPv6 without brackets)
     port: int
     authority: bytes   # the Host header: host[:port] as the URL wrote it, userinfo removed
-    path: bytes        # origin-form request target (path and query), never decoded
 
     @property
     def endpoint(self) -> tuple[str, str, int]:
-        """What pooled connections are shared by."""
         return (self.scheme, self.host, self.port)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where an upstream request goes: the origin and the request target."""
+
+    origin: Origin
+    path: bytes        # origin-form request target (path and query), never decoded
 
 
 def _escape(text: str) -> bytes:
@@ -83,17 +89,16 @@ def _escape(text: str) -> bytes:
     return b"".join(b"%%%02X" % b if not 0x20 < b < 0x7F else bytes((b,)) for b in raw)
 
 
-def parse_target(url: str) -> Target:
-    """Splits an absolute ``http(s)://`` URL without decoding anything; the fragment is
-    dropped (it is never sent). ValueError with a sentence when it is not one."""
+def parse_origin(url: str) -> Origin:
+    """The origin of an absolute ``http(s)://`` URL (anything after the authority is
+    ignored). ValueError with a sentence when it is not one."""
     scheme, sep, rest = url.partition("://")
     scheme = scheme.lower()
     if not sep or scheme not in _DEFAULT_PORTS:
         raise ValueError(f"upstream URL {url!r} is not an absolute http:// or https:// URL")
-    rest = rest.split("#", 1)[0]
-    cut = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
-    authority, path = rest[:cut], rest[cut:]
-    authority = authority.rpartition("@")[2]
+    cut = min((i for i in (rest.find("/"), rest.find("?"), rest.find("#")) if i >= 0),
+              default=len(rest))
+    authority = rest[:cut].rpartition("@")[2]
     if authority.startswith("["):
         host, bracket, port_text = authority[1:].partition("]")
         if not bracket or (port_text and not port_text.startswith(":")):
@@ -106,23 +111,40 @@ def parse_target(url: str) -> Target:
     if port_text and not (port_text.isdigit() and 0 < int(port_text) < 65536):
         raise ValueError(f"upstream URL {url!r} has an invalid port {port_text!r}")
     port = int(port_text) if port_text else _DEFAULT_PORTS[scheme]
+    return Origin(scheme, host, port, _escape(authority))
+
+
+def parse_target(url: str) -> Target:
+    """Splits an absolute ``http(s)://`` URL without decoding anything; the fragment is
+    dropped (it is never sent). ValueError with a sentence when it is not one."""
+    origin = parse_origin(url)
+    rest = url.partition("://")[2].split("#", 1)[0]
+    cut = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
+    path = rest[cut:]
     if path.startswith("?") or not path:
         path = "/" + path
-    return Target(scheme, host, port, _escape(authority), _escape(path))
+    return Target(origin, _escape(path))
+
+
+def framing(method: str, body_length: int | None) -> bytes:
+    """The header line that frames a request body: ``Content-Length: body_length``, or
+    chunked when the length is not known yet (``None``); none for an empty body of a
+    method that anticipates none."""
+    if body_length is None:
+        return b"transfer-encoding: chunked\r\n"
+    if body_length or method in _BODY_METHODS:
+        return b"content-length: %d\r\n" % body_length
+    return b""
 
 
 def request_head(method: str, target: Target, headers: Sequence[Sequence[bytes]],
                  body_length: int | None) -> bytes:
     """The HTTP/1.1 request head for the upstream: the request line, ``Host``, the
-    forwardable headers and the body's framing (``Content-Length: body_length``, or
-    chunked when the length is not known yet, ``None``)."""
+    forwardable headers and the body's framing (see :func:`framing`)."""
     lines = [b"%s %s HTTP/1.1\r\nhost: %s\r\n" % (method.encode("ascii"), target.path,
-                                                  target.authority)]
+                                                  target.origin.authority)]
     for name, value in forwardable(headers, _REQUEST_OWN):
         lines.append(b"%s: %s\r\n" % (name, value))
-    if body_length is None:
-        lines.append(b"transfer-encoding: chunked\r\n")
-    elif body_length or method in _BODY_METHODS:
-        lines.append(b"content-length: %d\r\n" % body_length)
+    lines.append(framing(method, body_length))
     lines.append(b"\r\n")
     return b"".join(lines)
