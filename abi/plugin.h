@@ -49,7 +49,7 @@ extern "C" {
 /* ===================================================================== versions === */
 
 #define PH_ABI_MAJOR 1 /* changes only with an incompatible ABI */
-#define PH_ABI_MINOR 1 /* grows with every compatible addition */
+#define PH_ABI_MINOR 2 /* grows with every compatible addition */
 
 /* Value of ph_plugin_header.magic: the bytes "PLGH" read as a little-endian word. */
 #define PH_PLUGIN_MAGIC 0x48474C50u
@@ -107,6 +107,16 @@ typedef enum ph_side { PH_REQUEST = 0, PH_RESPONSE = 1 } ph_side;
 ** on the event loop when they are all in-process (MemoryStorage). Set it together with
 ** PH_TYPE_MAY_BLOCK, which a 1.0 host goes by. */
 #define PH_TYPE_BLOCKS_VIA_STORAGES 0x4u
+/* 1.2: the type's hooks never read a request or response body (no ph_body() call). When
+** every middleware and the action of a route carry it, the host streams bodies between the
+** client and the upstream instead of holding them whole: the request phase and the action
+** run once the request's headers are in (the request body is then empty to them, and the
+** host sends the client's body on to the upstream as it arrives); the response phase runs
+** once the upstream's headers are in, with an empty response body and the upstream's
+** Content-Length header when it sent one, and the upstream's body follows as it arrives.
+** A response hook that sets a body or an error status replaces the upstream's answer. An
+** older host ignores the flag and holds bodies whole, as for types without it. */
+#define PH_TYPE_STREAMS_BODIES 0x8u
 
 /* Opaque handles the host gives to plugins. Each begins with a ph_handle_head, which
 ** is all a plugin may read of it; the rest belongs to the host.
@@ -136,7 +146,8 @@ typedef struct ph_handle_head {
 /* The upstream request an action asks the host to perform (ph_upstream()).
 ** The host sends the exchange's request headers and body as they are when the action
 ** returns, to `url`, and puts the upstream's status, headers and body into the
-** exchange's response before the response phase runs. The host copies every field
+** exchange's response before the response phase runs (1.2: bodies stream instead on
+** routes whose elements all carry PH_TYPE_STREAMS_BODIES). The host copies every field
 ** during ph_upstream(). Fields after timeout_ms were added in 1.1: the host reads only
 ** those that `size` covers, and treats the others as 0 / NULL.
 **
@@ -403,6 +414,14 @@ struct ph_host_api {
   /* Asks the host to perform an upstream request; the action then returns
   ** PH_NEXT_UPSTREAM. */
   ph_status (*upstream)(ph_exchange *ex, const ph_upstream_spec *spec);
+
+  /* --- 1.2: the request as the client wrote it ------------------------------------- */
+
+  /* Route parameter `name` as it appears in the request target, percent-escapes kept
+  ** ("%2F" stays "%2F", "%00" stays "%00"), where route_param gives it decoded. NULL when
+  ** the route has no such parameter. Owned by the host; valid during the hook call.
+  ** Build upstream paths from it, so that the upstream gets what the client sent. */
+  const char *(*route_param_raw)(const ph_exchange *ex, const char *name);
 };
 
 /* The minimum sizes a 1.0 host accepts; later minors only grow them. */
@@ -447,6 +466,8 @@ struct ph_host_api {
 #define ph_path(ex) PH_API(ex)->path((ex))
 #define ph_query(ex) PH_API(ex)->query((ex))
 #define ph_route_param(ex, n) PH_API(ex)->route_param((ex), (n))
+/* 1.2 (check with PH_HOST_HAS(ex, route_param_raw) when built for older hosts too). */
+#define ph_route_param_raw(ex, n) PH_API(ex)->route_param_raw((ex), (n))
 #define ph_client_ip(ex) PH_API(ex)->client_ip((ex))
 #define ph_route_name(ex) PH_API(ex)->route_name((ex))
 #define ph_header_get(ex, n) PH_API(ex)->header_get((ex), PH_REQUEST, (n))

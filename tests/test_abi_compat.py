@@ -26,7 +26,7 @@ from gateway_support import free_port
 ROOT = Path(__file__).resolve().parent.parent
 MEMORY = "plugins.memory.storages.MemoryStorage"
 HISTORY = Path(__file__).resolve().parent / "abi_history"
-LAST_FUNCTION = "  ph_status (*upstream)(ph_exchange *ex, const ph_upstream_spec *spec);\n"
+LAST_FUNCTION = "  const char *(*route_param_raw)(const ph_exchange *ex, const char *name);\n"
 NEXT = ABI_MINOR + 1
 
 
@@ -144,9 +144,17 @@ def test_the_released_1_0_header_is_kept_as_it_shipped() -> None:
     assert "ws_ping_interval_ms" not in text  # 1.1 fields are not in the 1.0 contract
 
 
-def test_a_1_0_action_with_a_1_0_upstream_spec_works_on_this_host(tmp_path: Path) -> None:
+def test_the_released_1_1_header_is_kept_as_it_shipped() -> None:
+    text = (HISTORY / "plugin-1.1.h").read_text()
+    assert "#define PH_ABI_MINOR 1 " in text and "ws_ping_interval_ms" in text
+    assert "PH_TYPE_STREAMS_BODIES" not in text  # 1.2 is not in the 1.1 contract
+
+
+@pytest.mark.parametrize("release", ["1.0", "1.1"])
+def test_an_action_of_a_released_minor_works_on_this_host(tmp_path: Path, release: str) -> None:
     """A 1.0 plugin's ph_upstream_spec ends at timeout_ms (40 bytes): the host reads no
-    further, gives the 1.1 fields their defaults, and performs the request."""
+    further, gives the 1.1 fields their defaults, and performs the request. A 1.1 plugin
+    has no PH_TYPE_STREAMS_BODIES: its route holds bodies whole, as 1.1 promised."""
     import http.server
 
     class Upstream(http.server.BaseHTTPRequestHandler):
@@ -164,7 +172,7 @@ def test_a_1_0_action_with_a_1_0_upstream_spec_works_on_this_host(tmp_path: Path
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Upstream)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    plugin = build_against("1.0", OLD_ACTION, tmp_path)
+    plugin = build_against(release, OLD_ACTION, tmp_path)
     config = tmp_path / "gateway.yaml"
     config.write_text(f"""\
 plugins:
@@ -182,8 +190,9 @@ routes:
 
     try:
         with Gateway.from_config(config) as gateway:
-            assert gateway.plugins[0].abi == (1, 0)
+            assert gateway.plugins[0].abi == (1, int(release[-1]))
             chain = gateway.route("GET", "/old")[0]
+            assert not chain.streams
             response = gateway.handle("GET", "/old")
             assert response.status == 200 and response.body == b"upstream saw /from-old"
             ex, _ = gateway._run(chain, b"GET", b"/old", b"", b"", [], b"", b"")

@@ -225,3 +225,42 @@ def test_both_paths_send_the_upstream_the_same_request(servers: tuple[Server, Se
     assert line == "GET /api/same?q=%2F&r=1 HTTP/1.1"
     assert [k.lower() for k, _ in headers] == ["host", "x-keep", "x-keep", "x-request-id",
                                                "x-trace"]
+
+
+@pytest.fixture(scope="module")
+def httpfw_gateway(tmp_path_factory: pytest.TempPathFactory, plugin_dir: Path,
+                   upstream: RecordingUpstream) -> Iterator[Server]:
+    folder = tmp_path_factory.mktemp("httpfw-raw")
+    (folder / "gateway.yaml").write_text(f"""\
+plugins:
+  - path: {plugin_dir / 'httpfw.so'}
+actions:
+  Forward:
+    use: plugins.httpfw.actions.HttpAction
+    config: {{upstreamEndpoint: "{upstream.url}/base"}}
+routes:
+  Api:
+    gatewayPath: /api/*
+    methods: [GET]
+    action: Forward
+""")
+    with Server("--config", str(folder / "gateway.yaml")) as server:
+        yield server
+
+
+@pytest.mark.parametrize("sent, received", [
+    (b"/api/a%00b/c", b"/base/a%00b/c"),
+    (b"/api/a%2Fb/%ff/c?q=%2F%00", b"/base/a%2Fb/%ff/c?q=%2F%00"),
+    (b"/api/x/%2e%2E/y", b"/base/y"),
+    (b"/api/%2E%2E/%2e%2e/etc/passwd", b"/base/etc/passwd"),
+    (b"/api/caf%C3%A9", b"/base/caf%C3%A9"),
+    (b"/api/plain/../path", b"/base/path"),
+])
+def test_httpfw_forwards_paths_as_the_client_wrote_them(httpfw_gateway: Server,
+                                                        upstream: RecordingUpstream,
+                                                        sent: bytes, received: bytes) -> None:
+    before = len(upstream.seen)
+    status = exchange(httpfw_gateway.port, b"GET %s HTTP/1.1\r\nHost: t\r\n\r\n" % sent, 1)[0][0]
+    assert status == b"HTTP/1.1 200 OK"
+    upstream.wait_for(before + 1)
+    assert upstream.seen[before][0] == "GET %s HTTP/1.1" % received.decode()

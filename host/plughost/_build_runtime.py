@@ -126,6 +126,7 @@ const char *rt_api_path(const ph_exchange *ex);
 const char *rt_api_query(const ph_exchange *ex);
 const char *rt_api_client_ip(const ph_exchange *ex);
 const char *rt_api_route_param(const ph_exchange *ex, const char *name);
+const char *rt_api_route_param_raw(const ph_exchange *ex, const char *name);
 size_t rt_api_header_remove(ph_exchange *ex, ph_side side, const char *name);
 const char *rt_api_header_get(const ph_exchange *ex, ph_side side, const char *name);
 ph_status rt_api_header_set(ph_exchange *ex, ph_side side, const char *name, const char *value);
@@ -186,6 +187,7 @@ extern "Python" int plughost_py_call(void *, int, ph_exchange *);
 #define RT_PHASE_RESPONSE ...
 #define RT_DONE ...
 #define RT_UPSTREAM ...
+#define RT_STREAM ...
 rt_instance *rt_instance_new(int kind, const void *type, void *self, const char *label,
                              int thread_safe, int may_block);
 void rt_instance_free(rt_instance *inst);
@@ -225,6 +227,9 @@ void rt_result_pack(rt_result *out);
 void rt_serve_upstream(const rt_chain *chain, ph_exchange *ex, size_t passed, int status,
                        const char *headers, size_t headers_len, const uint8_t *body,
                        size_t body_len, const char *reason, rt_result *out);
+void rt_serve_upstream_head(const rt_chain *chain, ph_exchange *ex, size_t passed,
+                            int status, const char *headers, size_t headers_len,
+                            rt_result *out);
 
 ph_status rt_call_init(const ph_plugin *p, ph_config *config, void **state);
 void rt_call_shutdown(const ph_plugin *p, void *state);

@@ -9,7 +9,7 @@ from __future__ import annotations
 #: ``PH_ABI_MAJOR``: the ABI major this host implements (changes only when incompatible).
 ABI_MAJOR = 1
 #: ``PH_ABI_MINOR``: the newest ABI minor this host implements.
-ABI_MINOR = 1
+ABI_MINOR = 2
 #: ``PH_PLUGIN_MAGIC``: ``ph_plugin_header.magic`` (the bytes "PLGH" as a little-endian word).
 PLUGIN_MAGIC = 0x48474C50
 #: ``PH_ENTRY_SYMBOL``: the one symbol every plugin exports.

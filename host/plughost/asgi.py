@@ -21,7 +21,8 @@ from typing import Any, Awaitable, Callable
 from .chain import Response, json_response
 from .gateway import Gateway
 from .proxy.client import UpstreamPool
-from .proxy.direct import DirectUpstreamRequest
+from .proxy.direct import DirectUpstreamRequest, NativeCalls
+from .proxy.relay import TOO_LARGE, AsgiUpstreamRelay, BodyTooLarge
 from .upstream import UpstreamClient
 from .wsproxy import WebSocketProxy
 
@@ -75,6 +76,7 @@ class GatewayApp:
         self._raw: Callable[..., Any] | None = None         # the same, for plughost.protocol
         self._routed_raw: Callable[..., Any] | None = None
         self._scope_state: tuple[Any, ...] = ()
+        self._native: NativeCalls | None = None
         if gateway is not None:
             self._configure(gateway)
 
@@ -114,8 +116,11 @@ class GatewayApp:
 
             self._scope_state = (self._serve_address, self._free_address, self._host_address,
                                  self._static, self._case_sensitive, self.live_route,
-                                 self.ready_route, STATUS_LINES, runner._finish_address)
+                                 self.ready_route, STATUS_LINES, runner._finish_address,
+                                 runner._finish_head_address)
             self._scope_fast = _fastpath.serve_scope
+            self._native = NativeCalls(self._scope_state, _fastpath.upstream_request,
+                                       _fastpath.finish_raw, _fastpath.finish_head)
             # plughost's HTTP protocol asks for these once per connection: built here, once.
             self._raw = functools.partial(_fastpath.serve_raw, self._scope_state)
             self._routed_raw = self._make_routed_raw(gateway)
@@ -173,12 +178,9 @@ class GatewayApp:
         """For plughost's HTTP protocol: the request that performs the upstream request a
         chain run by raw_handler left pending (``(None, exchange, passed, chain)``) and
         answers on ``protocol``'s transport; the caller starts it."""
-        from ._fastpath import finish_raw, upstream_request
-
-        assert self.gateway is not None
-        return DirectUpstreamRequest(protocol, self.gateway.runner, upstream_request, finish_raw,
-                                     self._scope_state, pending[3], pending[1], pending[2],
-                                     head, keep_alive)
+        assert self.gateway is not None and self._native is not None
+        return DirectUpstreamRequest(protocol, self.gateway.runner, self._native, pending[3],
+                                     pending[1], pending[2], head, keep_alive)
 
     async def _ensure_gateway(self) -> Gateway:
         if self.gateway is None:
@@ -251,6 +253,10 @@ class GatewayApp:
         if self.server_header:
             send = _with_headers(send, self.server_header)
         headers = scope["headers"]
+        method: str = scope["method"]
+        routed = gateway.route(method, path, scope.get("raw_path"))
+        if type(routed) is not Response and routed[0].streams and not self._get_only:  # type: ignore[index]
+            return await self._relay(gateway, routed, scope, receive, send)  # type: ignore[arg-type]
         body = b""
         for name, _ in headers:  # a body comes only with one of these two headers
             if name == b"content-length" or name == b"transfer-encoding":
@@ -259,7 +265,6 @@ class GatewayApp:
                 except ClientGone:
                     return
                 break
-        method: str = scope["method"]
         if body is None:
             response = json_response(413, b'{"error":"request body too large","status":413}')
         else:
@@ -296,7 +301,8 @@ class GatewayApp:
                         return
                     response = await gateway.finish_upstream(chain, a, b)
                 else:
-                    result = gateway.dispatch(method, path, headers, body, query, client_ip)
+                    result = gateway.dispatch(method, path, headers, body, query, client_ip,
+                                              scope.get("raw_path"))
                     response = result if type(result) is Response else await result
             except Exception:
                 log.exception("unexpected error handling %s %s", method, path)
@@ -305,6 +311,42 @@ class GatewayApp:
                     "headers": response.headers})
         await send({"type": "http.response.body",
                     "body": b"" if method == "HEAD" else response.body})
+
+    async def _relay(self, gateway: Gateway, routed: tuple[Any, bytes], scope: Scope,
+                     receive: Receive, send: Send) -> None:
+        """A request on a route whose bodies stream (PH_TYPE_STREAMS_BODIES): the chain runs
+        on its head, and an upstream request it asks for streams both ways
+        (plughost.proxy.relay)."""
+        chain, params = routed
+        headers = scope["headers"]
+        method: str = scope["method"]
+        has_body, length = _body_framing(headers)
+        if length is not None and length > self.body_limit:
+            return await _send(send, TOO_LARGE)
+        client = scope.get("client")
+        client_ip = client[0].encode() if client else b""
+        if self._proxy_header:
+            client_ip = self._client_from_proxy(headers, client_ip)
+        args = (chain, method.encode(), scope["path"].encode("utf-8", "surrogateescape"),
+                scope.get("query_string", b""), client_ip, headers, b"", params)
+        try:
+            if chain.may_block:
+                result = await asyncio.get_running_loop().run_in_executor(
+                    self._blocking, gateway._run, *args, True)
+            else:
+                result = gateway._run(*args, chain.release_gil)
+        except Exception:
+            log.exception("unexpected error handling %s %s", method, scope["path"])
+            result = json_response(500, b'{"error":"internal error","status":500}')
+        if type(result) is Response:
+            return await _send(send, result, method == "HEAD")
+        ex, passed = result  # type: ignore[misc]
+        relay = AsgiUpstreamRelay(gateway, self._client.pool, chain, ex, passed,
+                                  method == "HEAD")
+        try:
+            await relay.run(receive, send, length, has_body, self.body_limit)
+        except BodyTooLarge:
+            await _send(send, TOO_LARGE)
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         gateway = self.gateway or await self._ensure_gateway()
@@ -345,6 +387,19 @@ class GatewayApp:
         else:
             response = json_response(503, b'{"status":"starting"}')
         await _send(send, response)
+
+
+def _body_framing(headers: list[Any]) -> tuple[bool, int | None]:
+    """Whether a request has a body, and its Content-Length (None: chunked or absent)."""
+    for name, value in headers:
+        if name == b"transfer-encoding":
+            return True, None
+        if name == b"content-length":
+            try:
+                return True, int(value)
+            except ValueError:
+                return True, None
+    return False, None
 
 
 def _with_headers(send: Send, extra: list[tuple[bytes, bytes]]) -> Send:

@@ -89,6 +89,10 @@ class Chain:
         # waiting for the GIL could hold).
         self.release_gil = bool(lib.rt_chain_release_gil(self.ptr))
         self.route_name = route_name
+        #: Every element declares PH_TYPE_STREAMS_BODIES: bodies stream between the client
+        #: and the upstream instead of being held whole.
+        self.streams = all(getattr(e, "streams_bodies", False)
+                           for e in (*self.middlewares, action))
         self.pattern = ""  # the route's path pattern, set by the gateway
         self.address = int(ffi.cast("uintptr_t", self.ptr))
 
@@ -131,6 +135,8 @@ class Runner:
         self._free_address = int(ffi.cast("uintptr_t", ffi.addressof(lib, "rt_exchange_free")))
         self._finish_address = int(ffi.cast("uintptr_t",
                                             ffi.addressof(lib, "rt_serve_upstream")))
+        self._finish_head_address = int(ffi.cast("uintptr_t",
+                                                 ffi.addressof(lib, "rt_serve_upstream_head")))
         try:
             from ._fastpath import serve as fast_serve
         except ImportError:  # pragma: no cover - always built by setup.py
@@ -225,6 +231,24 @@ class Runner:
                                        answer.body, len(answer.body),
                                        answer.error.encode("utf-8", "replace"), out)
         return out
+
+    def finish_head(self, chain: Chain, ex: Any, passed: int, status: int,
+                    headers: Sequence[tuple[bytes, bytes]]
+                    ) -> tuple[bool, Response, tuple[str, str] | None]:
+        """Runs the response phase of a streamed answer on the upstream's status and headers
+        alone and frees ``ex``: (True, the head to send before the upstream's body, failure),
+        or (False, the whole response that replaces the upstream's, failure) when a hook set
+        a body. The head carries no framing header: the caller frames the body."""
+        out = self.result()
+        blob = pack(headers)
+        self._rt.lib.rt_serve_upstream_head(chain.ptr, ex, passed, status, blob, len(blob), out)
+        streaming = out.outcome == self._rt.lib.RT_STREAM
+        response, failure = self.read(out)
+        if streaming:
+            response.headers = [(k, v) for k, v in response.headers
+                                if k.lower() != b"content-length"
+                                and k.lower() != b"transfer-encoding"]
+        return streaming, response, failure
 
     def discard(self, ex: Any) -> None:
         self._free(ex)

@@ -25,7 +25,7 @@ from .loader import Host
 from .plugintypes import ActionType, MiddlewareType, PluginType, StorageType
 from .exchange import Exchange
 from .pyelements import PythonAction, PythonInstance, PythonMiddleware
-from .router import ANY_METHOD, Match, Router, RouteConflict
+from .router import ANY_METHOD, Match, Router, RouteConflict, segments
 
 log = logging.getLogger("plughost.gateway")
 
@@ -253,8 +253,11 @@ class Gateway(Host):
             if "GET" in methods and "HEAD" not in methods:
                 self._static.setdefault(("HEAD", key), entry)
 
-    def route(self, method: str, path: str) -> tuple[Chain, bytes] | Response:
-        """The chain for a request and its packed route parameters, or a ready 404/405."""
+    def route(self, method: str, path: str,
+              raw_path: bytes | None = None) -> tuple[Chain, bytes] | Response:
+        """The chain for a request and its packed route parameters, or a ready 404/405.
+        ``raw_path`` (the path as the client wrote it) gives the parameters their raw form
+        too, for ph_route_param_raw, when it holds percent-escapes."""
         hit = self._static.get((method, path if self.case_sensitive else path.lower()))
         if hit is not None:
             return hit[0], hit[1]
@@ -269,9 +272,14 @@ class Gateway(Host):
             if allow:
                 return _json_response(405, "method not allowed", [(b"allow", allow)])
             return _json_response(404, "not found")
-        params = pack([(k.encode(), v.encode()) for k, v in match.params.items()]) \
-            if match.params else b""
-        return match.target, params
+        if not match.params:
+            return match.target, b""
+        pairs = [(k.encode(), v.encode()) for k, v in match.params.items()]
+        if raw_path is not None and b"%" in raw_path:
+            # A decoded "%00" ends the value where C reads it; the raw form keeps it all.
+            pairs = [(k, v.split(b"\0", 1)[0]) for k, v in pairs]
+            pairs += raw_params(match.target.pattern, raw_path)
+        return match.target, pack(pairs)
 
     def _run(self, chain: Chain, method: bytes, path: bytes, query: bytes, client: bytes,
              headers: Sequence[Sequence[bytes]], body: bytes, params: bytes,
@@ -321,11 +329,12 @@ class Gateway(Host):
         return self._read(chain, self.runner.finish_upstream(chain, ex, passed, answer))
 
     async def handshake(self, path: str, headers: Sequence[Sequence[bytes]], query: bytes,
-                        client: bytes) -> Response | tuple[Chain, Any, int]:
+                        client: bytes, raw_path: bytes | None = None
+                        ) -> Response | tuple[Chain, Any, int]:
         """Runs a WebSocket handshake (a GET) through its route's request phase and action:
         the Response when the chain or the router answered, else (chain, exchange, passed)
         with the action's upstream directive waiting for :meth:`finish`."""
-        routed = self.route("GET", path)
+        routed = self.route("GET", path, raw_path)
         if type(routed) is Response:
             return routed
         chain, params = routed  # type: ignore[misc]
@@ -349,11 +358,12 @@ class Gateway(Host):
         return await self._upstream(chain, ex, passed)
 
     def dispatch(self, method: str, path: str, headers: Sequence[Sequence[bytes]], body: bytes,
-                 query: bytes, client: bytes) -> Response | Awaitable[Response]:
+                 query: bytes, client: bytes,
+                 raw_path: bytes | None = None) -> Response | Awaitable[Response]:
         """One request, headers as the ASGI scope holds them (the hot path): the Response
         when the chain ran inline, else an awaitable of it (may-block chains run in a worker
         thread with the GIL released; upstream requests are awaited)."""
-        routed = self.route(method, path)
+        routed = self.route(method, path, raw_path)
         if type(routed) is Response:
             return routed
         chain, params = routed  # type: ignore[misc]
@@ -409,6 +419,25 @@ class Gateway(Host):
         for chain in self.chains:
             chain.close()
         super().close()
+
+
+#: Name prefix of a route parameter's raw form (the runtime's RT_RAW_PARAM).
+RAW_PARAM = b"\x01"
+
+
+def raw_params(pattern: str, raw_path: bytes) -> list[tuple[bytes, bytes]]:
+    """The raw forms of a route's parameters, read off the path as the client wrote it:
+    the segment at each ``:name``, everything from the ``*`` on (empty segments dropped,
+    as the router drops them)."""
+    raw = [s for s in raw_path.split(b"/") if s]
+    out = []
+    for i, part in enumerate(segments(pattern)):
+        if part.startswith("*"):
+            out.append((RAW_PARAM + b"*", b"/".join(raw[i:])))
+            break
+        if part.startswith(":") and i < len(raw):
+            out.append((RAW_PARAM + part[1:].encode(), raw[i]))
+    return out
 
 
 _ALLOW_PARAM = b"plughost.allow"  # the 405's Allow value, as a route parameter

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 THREAD_SAFE = 0x1
 MAY_BLOCK = 0x2
 BLOCKS_VIA_STORAGES = 0x4  # ABI 1.1
+STREAMS_BODIES = 0x8  # ABI 1.2
 
 
 class Next(enum.IntEnum):
@@ -90,6 +91,8 @@ class _Instance:
         # one of them is (a session on a MemoryStorage runs on the event loop).
         self.may_block = ptype.may_block and not (
             ptype.flags & BLOCKS_VIA_STORAGES and not tree.storage_may_block)
+        #: Never reads a body (PH_TYPE_STREAMS_BODIES): bodies may stream past it.
+        self.streams_bodies = bool(ptype.flags & STREAMS_BODIES)
         self.ptr = lib.rt_instance_new(getattr(lib, self.rt_kind), ptype.table, self_ptr,
                                        self.label.encode(), int(ptype.thread_safe),
                                        int(self.may_block))

@@ -20,6 +20,8 @@ from typing import Any, Callable
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from .proxy.direct import DirectUpstreamRequest
+
 log = logging.getLogger("plughost.protocol")
 
 #: What an app offers the protocol (``GatewayApp.raw_handler``): serve_raw bound to its state.
@@ -92,6 +94,16 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self.cycle = request
         self._answered = True
         request.start(self.app.upstream_pool)
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if isinstance(self.cycle, DirectUpstreamRequest):
+            self.cycle.pause_writing()  # a slow client: stop reading from the upstream
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if isinstance(self.cycle, DirectUpstreamRequest):
+            self.cycle.resume_writing()
 
     def on_body(self, body: bytes) -> None:
         if not self._answered:

@@ -59,6 +59,7 @@ class PythonInstance:
         self._rt = runtime
         self.label = f"python {kind} '{name}' ({type(obj).__qualname__})"
         self.may_block = bool(getattr(obj, "may_block", False))
+        self.streams_bodies = False  # Python elements may read bodies whole
         self._handle = runtime.ffi.new_handle(self)
         # An element that is not thread-safe is serialised here, with a Python lock (which
         # lets go of the GIL while it waits), never with the runtime's C lock: a thread

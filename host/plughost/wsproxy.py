@@ -83,7 +83,7 @@ class WebSocketProxy:
             return
         headers = scope["headers"]
         result = await gateway.handshake(scope["path"], headers, scope.get("query_string", b""),
-                                         client_ip)
+                                         client_ip, scope.get("raw_path"))
         if type(result) is Response:
             return await _deny(scope, send, result)
         chain, ex, passed = result  # type: ignore[misc]

@@ -368,7 +368,7 @@ refuse:
 
 static const ph_middleware_type basicauth_middleware = {
     .size = sizeof(ph_middleware_type),
-    .flags = PH_TYPE_THREAD_SAFE | PH_TYPE_MAY_BLOCK,
+    .flags = PH_TYPE_THREAD_SAFE | PH_TYPE_MAY_BLOCK | PH_TYPE_STREAMS_BODIES,
     .id = "plugins.basicauth.middlewares.BasicAuthMiddleware",
     .description = "HTTP Basic authentication against plain passwords or crypt(3) hashes",
     .create = ba_create,

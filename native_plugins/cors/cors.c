@@ -628,7 +628,7 @@ static ph_status cors_on_response(void *self, ph_exchange *ex) {
 
 static const ph_middleware_type cors_middleware = {
     .size = sizeof(ph_middleware_type),
-    .flags = PH_TYPE_THREAD_SAFE,
+    .flags = PH_TYPE_THREAD_SAFE | PH_TYPE_STREAMS_BODIES,
     .id = "plugins.cors.middlewares.CORSMiddleware",
     .description = "Cross-Origin Resource Sharing: preflight answers and Access-Control-* "
                    "headers",

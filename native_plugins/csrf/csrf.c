@@ -369,7 +369,7 @@ static ph_status csrf_on_response(void *self, ph_exchange *ex) {
 
 static const ph_middleware_type csrf_middleware = {
     .size = sizeof(ph_middleware_type),
-    .flags = PH_TYPE_THREAD_SAFE | PH_TYPE_MAY_BLOCK | PH_TYPE_BLOCKS_VIA_STORAGES,
+    .flags = PH_TYPE_THREAD_SAFE | PH_TYPE_MAY_BLOCK | PH_TYPE_BLOCKS_VIA_STORAGES | PH_TYPE_STREAMS_BODIES,
     .id = "plugins.csrf.middlewares.CSRFMiddleware",
     .description = "Refuses unsafe requests without a valid CSRF token (cookie + keyLookup)",
     .create = csrf_create,

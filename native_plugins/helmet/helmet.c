@@ -499,7 +499,7 @@ static ph_status helmet_on_response(void *self, ph_exchange *ex) {
 
 static const ph_middleware_type helmet_middleware = {
     .size = sizeof(ph_middleware_type),
-    .flags = PH_TYPE_THREAD_SAFE,
+    .flags = PH_TYPE_THREAD_SAFE | PH_TYPE_STREAMS_BODIES,
     .id = "plugins.helmet.middlewares.HelmetMiddleware",
     .description = "Security response headers (X-Frame-Options, HSTS, CSP, COOP, ...)",
     .create = helmet_create,

@@ -378,7 +378,7 @@ static ph_next balancer_handle(void *self, ph_exchange *ex) {
 
 static const ph_action_type http_action = {
     .size = sizeof(ph_action_type),
-    .flags = PH_TYPE_THREAD_SAFE,
+    .flags = PH_TYPE_THREAD_SAFE | PH_TYPE_STREAMS_BODIES,
     .id = "plugins.httpfw.actions.HttpAction",
     .description = "forwards the request to upstreamEndpoint",
     .create = http_create,
@@ -386,7 +386,7 @@ static const ph_action_type http_action = {
     .handle = http_handle};
 static const ph_action_type balancer_action = {
     .size = sizeof(ph_action_type),
-    .flags = PH_TYPE_THREAD_SAFE,
+    .flags = PH_TYPE_THREAD_SAFE | PH_TYPE_STREAMS_BODIES,
     .id = "plugins.httpfw.actions.BalancerHttpAction",
     .description = "round-robin over the healthy upstreamEndpoints",
     .create = balancer_create,

@@ -163,10 +163,33 @@ static ph_status phu_endpoint_parse(const ph_config *cfg, const char *key, const
 
 /* ------------------------------------------------------------------ forwarding */
 
+static int phu_hex(unsigned char c) {
+  return (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'f');
+}
+
+/* How many dots the segment s (n bytes) is, when it is only dots ('.' or "%2E", with
+** `raw`): 1 or 2 for the dot segments "." and "..", else 0. */
+static int phu_dots(const char *s, size_t n, int raw) {
+  int dots = 0;
+  for (size_t i = 0; i < n; dots++) {
+    if (s[i] == '.') {
+      i++;
+    } else if (raw && s[i] == '%' && i + 2 < n && s[i + 1] == '2' && (s[i + 2] | 0x20) == 'e') {
+      i += 3;
+    } else {
+      return 0;
+    }
+  }
+  return dots <= 2 ? dots : 0;
+}
+
 /* Appends the route's wildcard match to b: empty and "." segments dropped, ".." removes the
-** previous segment of the match (never anything of the endpoint's path), every segment
-** percent-encoded. */
-static void phu_put_rest(phu_buf *b, const char *rest) {
+** previous segment of the match (never anything of the endpoint's path), every byte that is
+** not a path character percent-encoded. `raw`: the match is the request's own text (1.2's
+** ph_route_param_raw), whose valid %XX escapes are kept as they are ("%2F" stays inside its
+** segment, "%00" and "%ff" reach the upstream unchanged; "%2E%2E" is a ".." all the same);
+** otherwise it is decoded, and every segment is encoded afresh. */
+static void phu_put_rest(phu_buf *b, const char *rest, int raw) {
   static const char hex[] = "0123456789ABCDEF";
   size_t most = 1, depth = 0;
   for (const char *c = rest; *c; c++) most += *c == '/';
@@ -177,17 +200,20 @@ static void phu_put_rest(phu_buf *b, const char *rest) {
   }
   while (*rest) {
     size_t n = strcspn(rest, "/");
-    if (n == 2 && rest[0] == '.' && rest[1] == '.') {
+    int dots = phu_dots(rest, n, raw);
+    if (dots == 2) {
       if (depth > 0 && !b->oom) {
         b->len = mark[--depth];
         b->p[b->len] = '\0';
       }
-    } else if (n > 0 && !(n == 1 && rest[0] == '.')) {
+    } else if (n > 0 && dots != 1) {
       mark[depth++] = b->len;
       phu_put(b, "/", 1);
       for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)rest[i];
-        if (phu_unreserved_or_pchar(c)) {
+        if (phu_unreserved_or_pchar(c) ||
+            (raw && c == '%' && i + 2 < n && phu_hex((unsigned char)rest[i + 1]) &&
+             phu_hex((unsigned char)rest[i + 2]))) {
           phu_put(b, (const char *)&c, 1);
         } else {
           char esc[3] = {'%', hex[c >> 4], hex[c & 15]};
@@ -254,8 +280,9 @@ static ph_status phu_forwarded(ph_exchange *ex, const char *proto, int trust) {
 static ph_status phu_target_url(const phu_endpoint *e, ph_exchange *ex, phu_buf *url) {
   phu_puts(url, e->base);
   size_t base_len = url->len;
-  const char *rest = ph_route_param(ex, "*");
-  if (rest) phu_put_rest(url, rest);
+  int raw = PH_HOST_HAS(ex, route_param_raw);
+  const char *rest = raw ? ph_route_param_raw(ex, "*") : ph_route_param(ex, "*");
+  if (rest) phu_put_rest(url, rest, raw);
   if (!e->has_path && url->len == base_len) phu_put(url, "/", 1); /* the root path */
   const char *q = ph_query(ex);
   if (q && *q) {

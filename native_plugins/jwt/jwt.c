@@ -518,7 +518,7 @@ static void jwt_shutdown(void *state) {
 
 static const ph_middleware_type jwt_middleware = {
     .size = sizeof(ph_middleware_type),
-    .flags = PH_TYPE_THREAD_SAFE,
+    .flags = PH_TYPE_THREAD_SAFE | PH_TYPE_STREAMS_BODIES,
     .id = "plugins.jwt.middlewares.JWTValidationMiddleware",
     .description = "Validates a Bearer JWT (HS/RS/ES/EdDSA, JWK sets) and puts its claims in "
                    "the locals",

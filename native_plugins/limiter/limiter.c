@@ -289,7 +289,7 @@ static ph_status lim_on_response(void *self, ph_exchange *ex) {
 
 static const ph_middleware_type limiter_middleware = {
     .size = sizeof(ph_middleware_type),
-    .flags = PH_TYPE_THREAD_SAFE | PH_TYPE_MAY_BLOCK | PH_TYPE_BLOCKS_VIA_STORAGES,
+    .flags = PH_TYPE_THREAD_SAFE | PH_TYPE_MAY_BLOCK | PH_TYPE_BLOCKS_VIA_STORAGES | PH_TYPE_STREAMS_BODIES,
     .id = "plugins.limiter.middlewares.LimiterMiddleware",
     .description = "Rate limiting per client over fixed or sliding windows in a storage",
     .create = lim_create,

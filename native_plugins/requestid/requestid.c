@@ -136,7 +136,7 @@ static ph_status rid_on_response(void *self, ph_exchange *ex) {
 
 static const ph_middleware_type requestid_middleware = {
     .size = sizeof(ph_middleware_type),
-    .flags = PH_TYPE_THREAD_SAFE,
+    .flags = PH_TYPE_THREAD_SAFE | PH_TYPE_STREAMS_BODIES,
     .id = "plugins.requestid.middlewares.RequestIdMiddleware",
     .description = "Keeps or generates a request id (UUIDv4) in a header and the locals",
     .create = rid_create,

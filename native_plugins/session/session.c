@@ -771,7 +771,7 @@ static ph_next ses_map_on_request(void *self, ph_exchange *ex) {
 
 static const ph_middleware_type load_session_middleware = {
     .size = sizeof(ph_middleware_type),
-    .flags = PH_TYPE_THREAD_SAFE | PH_TYPE_MAY_BLOCK | PH_TYPE_BLOCKS_VIA_STORAGES,
+    .flags = PH_TYPE_THREAD_SAFE | PH_TYPE_MAY_BLOCK | PH_TYPE_BLOCKS_VIA_STORAGES | PH_TYPE_STREAMS_BODIES,
     .id = "plugins.session.middlewares.LoadSessionMiddleware",
     .description = "Loads the session named by a cookie or header from a storage into locals",
     .create = ses_load_create,
@@ -782,7 +782,7 @@ static const ph_middleware_type load_session_middleware = {
 
 static const ph_middleware_type map_session_middleware = {
     .size = sizeof(ph_middleware_type),
-    .flags = PH_TYPE_THREAD_SAFE,
+    .flags = PH_TYPE_THREAD_SAFE | PH_TYPE_STREAMS_BODIES,
     .id = "plugins.session.middlewares.MapSessionToHeaderMiddleware",
     .description = "Copies session values from the locals into request headers",
     .create = ses_map_create,

@@ -203,7 +203,7 @@ static ph_next st_handle(void *self, ph_exchange *ex) {
 
 static const ph_action_type static_action = {
     .size = sizeof(ph_action_type),
-    .flags = PH_TYPE_THREAD_SAFE,
+    .flags = PH_TYPE_THREAD_SAFE | PH_TYPE_STREAMS_BODIES,
     .id = "plugins.static.actions.StaticAction",
     .description = "Answers with a fixed status, headers and body",
     .create = st_create,

@@ -313,7 +313,7 @@ static ph_next action_handle(void *self, ph_exchange *ex) {
 
 static const ph_middleware_type check_middleware = {
     .size = sizeof(ph_middleware_type),
-    .flags = PH_TYPE_THREAD_SAFE,
+    .flags = PH_TYPE_THREAD_SAFE | PH_TYPE_STREAMS_BODIES,
     .id = "plugins.wsfw.middlewares.CheckWebSocketUpgradeMiddleware",
     .description = "lets only WebSocket handshakes through (426 Upgrade Required otherwise)",
     .create = check_create,
@@ -321,7 +321,7 @@ static const ph_middleware_type check_middleware = {
 
 static const ph_action_type websocket_action = {
     .size = sizeof(ph_action_type),
-    .flags = PH_TYPE_THREAD_SAFE,
+    .flags = PH_TYPE_THREAD_SAFE | PH_TYPE_STREAMS_BODIES,
     .id = "plugins.wsfw.actions.WebSocketAction",
     .description = "relays a WebSocket session to upstreamEndpoint",
     .create = action_create,

@@ -274,7 +274,7 @@ static PyObject *static_hit(PyObject *state, PyObject *method, PyObject *path) {
 **   (start message, body message, failure or None, chain) when the chain answered, or
 **   (None, exchange, passed, chain) when an upstream request must be performed first.
 ** state = (serve_fn, free_fn, host, static routes, case_sensitive, live route, ready route,
-** status lines (serve_raw's), serve_upstream_fn (finish_raw's));
+** status lines (serve_raw's), serve_upstream_fn (finish_raw's), serve_head_fn (finish_head's));
 ** static routes: {(method, path): (chain, params, path bytes, chain address, release_gil,
 ** may_block)}. Only the common case runs here: a static, inline route, no request body
 ** (no Content-Length / Transfer-Encoding), not a health route. */
@@ -342,13 +342,24 @@ static PyObject *serve_scope(PyObject *self, PyObject *const *args, Py_ssize_t n
   return ret;
 }
 
+static int ieqn(const char *a, const char *b, size_t n);
+
+/* Whether response header `name` frames the body: the host writes those itself. */
+static int is_framing(const char *name, size_t n) {
+  return (n == 14 && ieqn(name, "content-length", 14)) ||
+         (n == 17 && ieqn(name, "transfer-encoding", 17));
+}
+
 /* The whole HTTP/1.1 response of a finished exchange as one bytes object: status line
 ** (from `lines`, a tuple of status lines indexed by status code, as the ASGI path's server
 ** writes them), `date_line` (the server's Date header, "date: ...\r\n"), the response
 ** headers with their names in lower case (the runtime validated every name and value when
-** it was set: no CR, LF or NUL), the blank line, and the body unless `head`. */
+** it was set: no CR, LF or NUL), the blank line, and the body unless `head`.
+** With `framing` (a streamed response's head): the exchange's own framing headers are left
+** out, `framing` (header lines) goes last, and no body follows. */
 static PyObject *raw_response(const rt_result *out, PyObject *lines, const char *date_line,
-                              Py_ssize_t date_len, int head) {
+                              Py_ssize_t date_len, int head, const char *framing,
+                              Py_ssize_t framing_len) {
   const rt_fields *f = &out->ex->headers[PH_RESPONSE];
   char fallback[32];
   const char *status_line = fallback;
@@ -361,8 +372,12 @@ static PyObject *raw_response(const rt_result *out, PyObject *lines, const char 
   } else {
     sl = snprintf(fallback, sizeof fallback, "HTTP/1.1 %d \r\n", out->status);
   }
+  if (framing) head = 1;
   size_t size = (size_t)sl + (size_t)date_len + 2 + (head ? 0 : out->body_len);
-  for (size_t i = 0; i < f->n; i++) size += f->items[i].name_len + f->items[i].value_len + 4;
+  if (framing) size += (size_t)framing_len;
+  for (size_t i = 0; i < f->n; i++)
+    if (!framing || !is_framing(f->items[i].name, f->items[i].name_len))
+      size += f->items[i].name_len + f->items[i].value_len + 4;
   PyObject *bytes = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)size);
   if (!bytes) return NULL;
   char *w = PyBytes_AS_STRING(bytes);
@@ -370,6 +385,7 @@ static PyObject *raw_response(const rt_result *out, PyObject *lines, const char 
   memcpy(w, date_line, (size_t)date_len), w += date_len;
   for (size_t i = 0; i < f->n; i++) {
     const char *name = f->items[i].name;
+    if (framing && is_framing(name, f->items[i].name_len)) continue;
     for (size_t j = 0; j < f->items[i].name_len; j++) {
       char c = name[j];
       *w++ = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
@@ -378,6 +394,7 @@ static PyObject *raw_response(const rt_result *out, PyObject *lines, const char 
     memcpy(w, f->items[i].value, f->items[i].value_len), w += f->items[i].value_len;
     *w++ = '\r', *w++ = '\n';
   }
+  if (framing) memcpy(w, framing, (size_t)framing_len), w += framing_len;
   *w++ = '\r', *w++ = '\n';
   if (!head && out->body_len) memcpy(w, out->body, out->body_len);
   return bytes;
@@ -433,7 +450,7 @@ static PyObject *run_raw(PyObject *state, PyObject *chain_obj, void *chain, int 
     Py_INCREF(Py_None);
   PyObject *data = failure ? raw_response(&out, PyTuple_GET_ITEM(state, 7),
                                           PyBytes_AS_STRING(date), PyBytes_GET_SIZE(date),
-                                          head) : NULL;
+                                          head, NULL, 0) : NULL;
   ((free_fn)free_p)(out.ex);
   if (data) ret = PyTuple_Pack(3, data, failure, chain_obj);
   Py_XDECREF(data);
@@ -443,7 +460,7 @@ static PyObject *run_raw(PyObject *state, PyObject *chain_obj, void *chain, int 
 
 static PyObject *serve_raw(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
   (void)self;
-  if (nargs != 6 || !PyTuple_Check(args[0]) || PyTuple_GET_SIZE(args[0]) != 9 ||
+  if (nargs != 6 || !PyTuple_Check(args[0]) || PyTuple_GET_SIZE(args[0]) != 10 ||
       !PyTuple_Check(PyTuple_GET_ITEM(args[0], 7)) || !PyBytes_Check(args[1]) ||
       !PyBytes_Check(args[2]) || !PyList_Check(args[3]) || !PyBytes_Check(args[5])) {
     PyErr_SetString(PyExc_TypeError, "serve_raw(state, method, target, headers, client, date)");
@@ -497,7 +514,7 @@ static PyObject *serve_raw(PyObject *self, PyObject *const *args, Py_ssize_t nar
 ** checks (no body, no '%', not a health route, not may-block). */
 static PyObject *serve_raw_routed(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
   (void)self;
-  if (nargs != 11 || !PyTuple_Check(args[0]) || PyTuple_GET_SIZE(args[0]) != 9 ||
+  if (nargs != 11 || !PyTuple_Check(args[0]) || PyTuple_GET_SIZE(args[0]) != 10 ||
       !PyTuple_Check(PyTuple_GET_ITEM(args[0], 7)) || !PyBytes_Check(args[4]) ||
       !PyBytes_Check(args[5]) || !PyBytes_Check(args[6]) || !PyList_Check(args[7]) ||
       !PyBytes_Check(args[9]) || !PyBytes_Check(args[10])) {
@@ -523,7 +540,7 @@ static PyObject *serve_raw_routed(PyObject *self, PyObject *const *args, Py_ssiz
 ** body when `head`) and frees the exchange. chain and exchange are addresses. */
 static PyObject *finish_raw(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
   (void)self;
-  if (nargs != 10 || !PyTuple_Check(args[0]) || PyTuple_GET_SIZE(args[0]) != 9 ||
+  if (nargs != 10 || !PyTuple_Check(args[0]) || PyTuple_GET_SIZE(args[0]) != 10 ||
       !PyTuple_Check(PyTuple_GET_ITEM(args[0], 7)) || !PyBytes_Check(args[8])) {
     PyErr_SetString(PyExc_TypeError, "finish_raw(state, chain, exchange, passed, status, "
                                      "headers, body, reason, date, head)");
@@ -559,7 +576,7 @@ static PyObject *finish_raw(PyObject *self, PyObject *const *args, Py_ssize_t na
     Py_INCREF(Py_None);
   PyObject *data = failure ? raw_response(&out, PyTuple_GET_ITEM(state, 7),
                                           PyBytes_AS_STRING(args[8]), PyBytes_GET_SIZE(args[8]),
-                                          PyObject_IsTrue(args[9])) : NULL;
+                                          PyObject_IsTrue(args[9]), NULL, 0) : NULL;
   ((free_fn)free_p)(out.ex);
   if (data) ret = PyTuple_Pack(2, data, failure);
   Py_XDECREF(data);
@@ -695,7 +712,64 @@ static PyObject *upstream_request(PyObject *self, PyObject *const *args, Py_ssiz
                        (Py_ssize_t)url_len);
 }
 
+typedef void (*serve_head_fn)(const rt_chain *, ph_exchange *, size_t, int, const char *, size_t,
+                              rt_result *);
+
+/* finish_head(state, chain, exchange, passed, status, headers, framing, date, head)
+**   -> (streaming, bytes, failure or None)
+** Like finish_raw for a chain whose bodies stream: runs the response phase on the
+** upstream's status and headers alone (rt_serve_upstream_head, state[9]) and frees the
+** exchange. streaming True: `bytes` is the response head, with the host's `framing` header
+** lines in place of any framing header the exchange holds; the upstream's body is to
+** follow. streaming False: a hook set a body (or failed): `bytes` is that whole response,
+** which replaces the upstream's. */
+static PyObject *finish_head(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+  (void)self;
+  if (nargs != 9 || !PyTuple_Check(args[0]) || PyTuple_GET_SIZE(args[0]) != 10 ||
+      !PyTuple_Check(PyTuple_GET_ITEM(args[0], 7)) || !PyBytes_Check(args[6]) ||
+      !PyBytes_Check(args[7])) {
+    PyErr_SetString(PyExc_TypeError, "finish_head(state, chain, exchange, passed, status, "
+                                     "headers, framing, date, head)");
+    return NULL;
+  }
+  PyObject *state = args[0];
+  void *head_p, *free_p, *chain, *ex;
+  if (!as_pointer(PyTuple_GET_ITEM(state, 9), &head_p) ||
+      !as_pointer(PyTuple_GET_ITEM(state, 1), &free_p) || !as_pointer(args[1], &chain) ||
+      !as_pointer(args[2], &ex))
+    return NULL;
+  Py_ssize_t passed = PyLong_AsSsize_t(args[3]);
+  long status = PyLong_AsLong(args[4]);
+  if ((passed == -1 || status == -1) && PyErr_Occurred()) return NULL;
+  char stack[2048], *packed = NULL;
+  Py_ssize_t packed_len = pack_headers(args[5], stack, sizeof stack, &packed);
+  if (packed_len < 0) return NULL;
+  rt_result out;
+  ((serve_head_fn)head_p)(chain, ex, (size_t)passed, (int)status, packed, (size_t)packed_len,
+                          &out);
+  if (packed != stack) free(packed);
+  int streaming = out.outcome == RT_STREAM;
+  PyObject *failure = Py_None, *ret = NULL;
+  if (out.failure_len)
+    failure = Py_BuildValue("(s s#)", out.failure_label, out.failure,
+                            (Py_ssize_t)out.failure_len);
+  else
+    Py_INCREF(Py_None);
+  PyObject *data = failure ? raw_response(&out, PyTuple_GET_ITEM(state, 7),
+                                          PyBytes_AS_STRING(args[7]), PyBytes_GET_SIZE(args[7]),
+                                          PyObject_IsTrue(args[8]),
+                                          streaming ? PyBytes_AS_STRING(args[6]) : NULL,
+                                          PyBytes_GET_SIZE(args[6])) : NULL;
+  ((free_fn)free_p)(out.ex);
+  if (data) ret = Py_BuildValue("(OOO)", streaming ? Py_True : Py_False, data, failure);
+  Py_XDECREF(data);
+  Py_XDECREF(failure);
+  return ret;
+}
+
 static PyMethodDef methods[] = {
+    {"finish_head", (PyCFunction)(void (*)(void))finish_head, METH_FASTCALL,
+     "Runs the response phase of a streamed upstream answer; the response head."},
     {"upstream_request", (PyCFunction)(void (*)(void))upstream_request, METH_FASTCALL,
      "What the host sends for an exchange's upstream directive; see the C source."},
     {"finish_raw", (PyCFunction)(void (*)(void))finish_raw, METH_FASTCALL,

@@ -385,6 +385,30 @@ void rt_serve_upstream(const rt_chain *chain, ph_exchange *ex, size_t passed, in
   fill_result(ex, out);
 }
 
+void rt_serve_upstream_head(const rt_chain *chain, ph_exchange *ex, size_t passed,
+                            int status, const char *headers, size_t headers_len,
+                            rt_result *out) {
+  memset(out, 0, sizeof *out);
+  out->ex = ex;
+  ex->headers[PH_RESPONSE].n = 0;
+  add_packed(ex, PH_RESPONSE, headers, headers_len);
+  ex->status = status;
+  ex->body[PH_RESPONSE] = NULL; /* a hook that sets one replaces the upstream's answer */
+  ex->body_len[PH_RESPONSE] = 0;
+  rt_chain_finish(chain, ex, passed);
+  if (ex->body[PH_RESPONSE]) {
+    out->outcome = RT_DONE;
+    fill_result(ex, out);
+    return;
+  }
+  out->outcome = RT_STREAM;
+  out->status = ex->status ? ex->status : status;
+  out->body = "";
+  out->failure = ex->failure ? ex->failure : "";
+  out->failure_len = strlen(out->failure);
+  out->failure_label = ex->failure_label ? ex->failure_label : "";
+}
+
 void rt_result_pack(rt_result *out) {
   if (out->ex) out->headers_len = pack_headers(out->ex, PH_RESPONSE, &out->headers);
 }

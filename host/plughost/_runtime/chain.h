@@ -62,6 +62,8 @@ int rt_chain_release_gil(const rt_chain *chain);
 #define RT_DONE 0      /* response complete (the response phase has run) */
 #define RT_UPSTREAM 1  /* perform ex's upstream request, set the response, then call
                           rt_chain_finish(chain, ex, *passed) */
+#define RT_STREAM 2    /* rt_serve_upstream_head: the response phase kept the upstream's
+                          answer; its body follows from the upstream */
 
 /* Runs the request phase, the action and (unless an upstream is needed) the response
 ** phase. *passed receives how many middlewares the response phase must cover. */
@@ -112,6 +114,15 @@ void rt_serve(rt_host *host, const rt_chain *chain, const char *method, const ch
               const char *query, const char *client_ip, const char *headers,
               size_t headers_len, const uint8_t *body, size_t body_len, const char *params,
               size_t params_len, rt_result *out);
+/* Completes an RT_UPSTREAM run whose body streams (a chain of PH_TYPE_STREAMS_BODIES
+** elements) with the upstream's status and headers alone: runs the response phase with an
+** empty body. out->outcome is RT_STREAM when the hooks kept the upstream's answer (the
+** response headers in ex, without any framing header of their own, go before the
+** upstream's body), or RT_DONE, filled as rt_serve_upstream does, when a hook set a body
+** (an error answer included): that response replaces the upstream's. */
+void rt_serve_upstream_head(const rt_chain *chain, ph_exchange *ex, size_t passed,
+                            int status, const char *headers, size_t headers_len,
+                            rt_result *out);
 /* Packs the response headers of a finished run into out->headers. */
 void rt_result_pack(rt_result *out);
 /* Completes an RT_UPSTREAM run with the upstream's answer (status > 0) or with an error

@@ -123,6 +123,18 @@ const char *rt_api_route_param(const ph_exchange *ex, const char *name) {
   return NULL;
 }
 
+/* The host stores a parameter's raw form, when it differs from the decoded one, as a
+** parameter named RT_RAW_PARAM followed by the name (no plugin can look that up: route
+** parameter names never start with a control character). */
+const char *rt_api_route_param_raw(const ph_exchange *ex, const char *name) {
+  if (!name) return NULL;
+  for (size_t i = 0; i < ex->params.n; i++) {
+    const char *n = ex->params.items[i].name;
+    if (n[0] == RT_RAW_PARAM && strcmp(n + 1, name) == 0) return ex->params.items[i].value;
+  }
+  return rt_api_route_param(ex, name);
+}
+
 static int valid_side(ph_side side) { return side == PH_REQUEST || side == PH_RESPONSE; }
 
 /* Byte classes for header validation, one read per byte: bit 1 = RFC 9110 token character

@@ -48,6 +48,7 @@ static const ph_host_api host_api = {
     .local_get = rt_api_local_get,
     .local_set = rt_api_local_set,
     .upstream = rt_api_upstream,
+    .route_param_raw = rt_api_route_param_raw,
 };
 
 const ph_host_api *rt_host_api(void) { return &host_api; }

@@ -55,6 +55,9 @@ const char *rt_api_method(const ph_exchange *ex);
 const char *rt_api_path(const ph_exchange *ex);
 const char *rt_api_query(const ph_exchange *ex);
 const char *rt_api_route_param(const ph_exchange *ex, const char *name);
+/* Name prefix of the raw form of a route parameter among an exchange's parameters. */
+#define RT_RAW_PARAM '\x01'
+const char *rt_api_route_param_raw(const ph_exchange *ex, const char *name);
 const char *rt_api_client_ip(const ph_exchange *ex);
 const char *rt_api_route_name(const ph_exchange *ex);
 const char *rt_api_header_get(const ph_exchange *ex, ph_side side, const char *name);

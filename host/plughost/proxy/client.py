@@ -188,13 +188,17 @@ class _Connection(asyncio.Protocol):
             return
         if call is None:
             return
-        framed = False
-        for name, _ in self._headers:
+        framed = chunked = False
+        length: int | None = None
+        for name, value in self._headers:
             lower = name.lower()
-            if lower == b"content-length" or lower == b"transfer-encoding":
+            if lower == b"transfer-encoding":
+                framed = chunked = True
+            elif lower == b"content-length":
                 framed = True
-                break
+                length = int(value) if value.strip().isdigit() else None
         self.close_delimited = not framed and status != 204 and status != 304
+        call.content_length = None if chunked else length
         call.head(status, self._headers)
         if call.method == "HEAD" and self.call is call:
             # A HEAD answer has no body whatever its Content-Length says; llhttp cannot be
@@ -238,7 +242,8 @@ class UpstreamCall:
 
     __slots__ = ("pool", "origin", "method", "sink", "timeout", "connect_timeout", "_head",
                  "_body", "_chunked", "_pending", "_ended", "conn", "reused", "retried",
-                 "responding", "done", "request_sent", "_timer", "_attached", "__weakref__")
+                 "responding", "done", "request_sent", "_timer", "_attached", "content_length",
+                 "_last_read", "_paused", "__weakref__")
 
     def __init__(self, pool: "UpstreamPool", method: str, origin: Origin, head: bytes,
                  body: bytes | None, sink: ResponseSink, *, chunked: bool = False,
@@ -262,6 +267,10 @@ class UpstreamCall:
         self.request_sent = body is not None
         self._timer: asyncio.TimerHandle | None = None
         self._attached: asyncio.Future[None] | None = None
+        #: The answer's Content-Length (None: chunked or until the connection closes).
+        self.content_length: int | None = None
+        self._last_read = -1.0  # when the body last moved, once timed by idleness
+        self._paused = False
 
     def start(self) -> None:
         self._timer = self.pool.loop.call_later(self.timeout, self._timed_out)
@@ -337,12 +346,35 @@ class UpstreamCall:
     # ----------------------------------------------------------- response side
     def pause_reading(self) -> None:
         """Stops reading the upstream's answer (the sink's receiver is slow)."""
+        self._paused = True
         if self.conn is not None and self.conn.transport is not None and not self.conn.closed:
             self.conn.transport.pause_reading()
 
     def resume_reading(self) -> None:
+        self._paused = False
+        if self._last_read >= 0:
+            self._last_read = self.pool.loop.time()
         if self.conn is not None and self.conn.transport is not None and not self.conn.closed:
             self.conn.transport.resume_reading()
+
+    def time_body_by_idleness(self) -> None:
+        """From now on the timeout bounds each wait for more of the body (as nginx's
+        proxy_read_timeout does) instead of the whole exchange, so that a long stream
+        (server-sent events, a big download) lives as long as it moves. Time spent paused
+        by a slow client does not count."""
+        self._stop_timer()
+        self._last_read = self.pool.loop.time()
+        self._timer = self.pool.loop.call_later(self.timeout, self._check_idle)
+
+    def _check_idle(self) -> None:
+        loop = self.pool.loop
+        idle = loop.time() - self._last_read
+        if self._paused or idle < self.timeout:
+            wait = self.timeout if self._paused else self.timeout - idle
+            self._timer = loop.call_later(wait, self._check_idle)
+            return
+        self._timer = None
+        self.fail(504, f"the upstream sent nothing for {self.timeout:g} s mid-response")
 
     def head(self, status: int, headers: list[Header]) -> None:
         if self.done:
@@ -352,6 +384,8 @@ class UpstreamCall:
 
     def body(self, chunk: bytes) -> None:
         if not self.done:
+            if self._last_read >= 0:
+                self._last_read = self.pool.loop.time()
             self.sink.on_body(chunk)
 
     def end(self) -> None:

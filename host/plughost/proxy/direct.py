@@ -2,9 +2,12 @@
 
 When the direct path's one C call ends with the action asking for an upstream request,
 :class:`DirectUpstreamRequest` takes it from there in callbacks: it reads the directive,
-sends it through the pooled client, and when the answer is in, runs the response phase and
-writes the whole HTTP/1.1 response with one more C call (``_fastpath.finish_raw``). No task,
-coroutine or ASGI message is made. While it waits it stands in for uvicorn's
+sends it through the pooled client, and answers the client with one more C call. A chain
+whose elements all stream bodies (PH_TYPE_STREAMS_BODIES) runs its response phase as soon
+as the upstream's headers are in (``_fastpath.finish_head``) and passes the body on as it
+arrives, chunked when the upstream gave no length, reading from the upstream only as fast
+as the client takes it; any other chain gets the whole answer (``_fastpath.finish_raw``).
+No task, coroutine or ASGI message is made. While it waits it stands in for uvicorn's
 request-response cycle on the connection (a pipelined request waits behind it; a client
 that disconnects aborts the upstream request; a server shutdown ends keep-alive).
 """
@@ -12,6 +15,7 @@ that disconnects aborts the upstream request; a server shutdown ends keep-alive)
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 from .client import UpstreamPool
@@ -26,22 +30,34 @@ _UPGRADE_REQUIRED = (426, [(b"upgrade", b"websocket"), (b"content-type", b"appli
                      b'{"error":"upgrade required","status":426}')
 
 
+@dataclass(frozen=True, slots=True)
+class NativeCalls:
+    """What the direct path's proxied requests call in C (plughost._fastpath)."""
+
+    #: The gateway's state tuple the _fastpath functions take (GatewayApp builds it).
+    state: tuple[Any, ...]
+    #: upstream_request(exchange) -> what to send upstream.
+    upstream_request: Callable[..., Any]
+    #: finish_raw(...) -> (whole response, failure): the answer held whole.
+    finish_raw: Callable[..., Any]
+    #: finish_head(...) -> (streaming, bytes, failure): the answer streamed.
+    finish_head: Callable[..., Any]
+
+
 class DirectUpstreamRequest:
     """One proxied request of the direct path, from the pending exchange to the response
     written on the client's transport. Started by :meth:`start`."""
 
-    __slots__ = ("protocol", "runner", "request", "finish", "state", "chain", "ex", "passed",
+    __slots__ = ("protocol", "runner", "native", "chain", "ex", "passed",
                  "head", "keep_alive", "call", "status", "headers", "chunks",
-                 "response_complete", "disconnected", "more_body", "body", "_freed")
+                 "response_complete", "disconnected", "more_body", "body", "_freed",
+                 "_streaming", "_chunked")
 
-    def __init__(self, protocol: Any, runner: "Runner", request: Callable[..., Any],
-                 finish: Callable[..., Any], state: tuple[Any, ...], chain: "Chain", ex: int,
-                 passed: int, head: bool, keep_alive: bool) -> None:
+    def __init__(self, protocol: Any, runner: "Runner", native: "NativeCalls", chain: "Chain",
+                 ex: int, passed: int, head: bool, keep_alive: bool) -> None:
         self.protocol = protocol
         self.runner = runner
-        self.request = request
-        self.finish = finish
-        self.state = state
+        self.native = native
         self.chain = chain
         self.ex = ex
         self.passed = passed
@@ -52,6 +68,8 @@ class DirectUpstreamRequest:
         self.headers: list[Header] = []
         self.chunks: list[bytes] = []
         self._freed = False
+        self._streaming = False  # the head went out; the body follows as it arrives
+        self._chunked = False    # ... in chunked framing
         # What uvicorn's protocol reads and writes of the cycle it is running.
         self.response_complete = False
         self.disconnected = False
@@ -67,7 +85,7 @@ class DirectUpstreamRequest:
         """Sends the upstream request (one C call reads it off the exchange)."""
         try:
             (origin_text, path, method, lines, body, connect_ms, timeout_ms, websocket,
-             url) = self.request(self.ex)
+             url) = self.native.upstream_request(self.ex)
         except Exception:
             self._free()
             raise
@@ -90,12 +108,55 @@ class DirectUpstreamRequest:
 
     # ------------------------------------------------------- the upstream's answer
     def on_head(self, status: int, headers: list[Header]) -> None:
-        self.status, self.headers = status, headers
+        if not self.chain.streams:
+            self.status, self.headers = status, headers
+            return
+        call = self.call
+        length = call.content_length
+        if length is not None:
+            headers.append((b"content-length", b"%d" % length))
+        if self.head or status == 204 or status == 304:
+            framing = b"content-length: %d\r\n" % length \
+                if length is not None and status != 204 else b""
+        elif length is not None:
+            framing = b"content-length: %d\r\n" % length
+        else:
+            framing = b"transfer-encoding: chunked\r\n"
+            self._chunked = True
+        protocol = self.protocol
+        self._freed = True  # finish_head frees the exchange
+        streaming, data, failure = self.native.finish_head(
+            self.native.state, self.chain.address, self.ex, self.passed, status, headers,
+            framing, protocol._date(), self.head)
+        if failure is not None:
+            protocol.app.gateway.log_failure(self.chain, failure)
+        transport = protocol.transport
+        if not streaming:  # a response hook answered instead: the upstream's body is not needed
+            self._chunked = False
+            call.abort()
+            self._complete(data)
+            return
+        self._streaming = True
+        call.time_body_by_idleness()
+        if not transport.is_closing():
+            transport.write(data)
+        if protocol.flow.write_paused:
+            call.pause_reading()
 
     def on_body(self, chunk: bytes) -> None:
-        self.chunks.append(chunk)
+        if not self._streaming:
+            self.chunks.append(chunk)
+            return
+        transport = self.protocol.transport
+        if self._chunked:
+            transport.writelines((b"%x\r\n" % len(chunk), chunk, b"\r\n"))
+        else:
+            transport.write(chunk)
 
     def on_end(self) -> None:
+        if self._streaming:
+            self._complete(b"0\r\n\r\n" if self._chunked else b"")
+            return
         body = self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
         self._respond(self.status, self.headers, body, "")
 
@@ -103,7 +164,23 @@ class DirectUpstreamRequest:
         origin = self.call.origin if self.call is not None else None
         where = f" {origin.authority.decode('latin-1')}" if origin is not None else ""
         log.warning("upstream%s: %s", where, reason)
+        if self._streaming:
+            # The head is out: the client must see the answer broken off, never whole.
+            self.response_complete = True
+            self.call = None
+            self.protocol.transport.abort()
+            return
         self._respond(status, [], b"", f"upstream{where}: {reason}")
+
+    # ------------------------------------------------------------ flow control
+    def pause_writing(self) -> None:
+        """The client's transport is full: stop reading from the upstream."""
+        if self.call is not None:
+            self.call.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.call is not None:
+            self.call.resume_reading()
 
     # ------------------------------------------------------------ the client side
     def set(self) -> None:
@@ -122,15 +199,23 @@ class DirectUpstreamRequest:
         self.call = None
         protocol = self.protocol
         self._freed = True  # finish_raw frees the exchange
-        data, failure = self.finish(self.state, self.chain.address, self.ex, self.passed,
-                                    status, headers, body, reason.encode("utf-8", "replace"),
-                                    protocol._date(), self.head)
+        data, failure = self.native.finish_raw(
+            self.native.state, self.chain.address, self.ex, self.passed, status, headers, body,
+            reason.encode("utf-8", "replace"), protocol._date(), self.head)
         if failure is not None:
             protocol.app.gateway.log_failure(self.chain, failure)
+        self._complete(data)
+
+    def _complete(self, data: bytes) -> None:
+        """Writes the last of the response and hands the connection back to the protocol."""
+        self.response_complete = True
+        self.call = None
+        protocol = self.protocol
         transport = protocol.transport
         if transport.is_closing():
             return
-        transport.write(data)
+        if data:
+            transport.write(data)
         if not self.keep_alive:
             transport.close()
         protocol.on_response_complete()

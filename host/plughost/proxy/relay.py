@@ -1,0 +1,197 @@
+"""A streamed proxied request on the ASGI path.
+
+For a route whose elements all carry PH_TYPE_STREAMS_BODIES, the chain ran on the request's
+head alone; :class:`AsgiUpstreamRelay` then sends the upstream request through the pooled
+client while the client's body arrives (``receive()`` → upstream, waiting whenever the
+upstream reads slower), runs the response phase when the upstream's head is in, and passes
+the upstream's body on to ``send()`` as it arrives (reading from the upstream only while at
+most a few pieces wait). A client that disconnects mid-body aborts the upstream request, so
+the upstream never sees a truncated body as whole; a body over ``server.bodyLimit`` is cut
+off the same way and answered 413; an upstream that breaks off mid-body makes the client's
+response break off too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
+
+from ..chain import Response, json_response
+from .client import UpstreamPool
+from .message import Header, parse_target
+
+if TYPE_CHECKING:
+    from ..chain import Chain
+    from ..gateway import Gateway
+
+log = logging.getLogger("plughost.proxy")
+
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+#: Pieces of the upstream's body waiting for the client before the upstream is paused.
+QUEUED_PIECES = 8
+#: The answer to a body over server.bodyLimit.
+TOO_LARGE = json_response(413, b'{"error":"request body too large","status":413}')
+_UPGRADE_REQUIRED = Response(426, [(b"upgrade", b"websocket"),
+                                   (b"content-type", b"application/json")],
+                             b'{"error":"upgrade required","status":426}')
+
+
+class BodyTooLarge(Exception):
+    """The client's body outgrew server.bodyLimit (the caller answers :data:`TOO_LARGE`)."""
+
+
+class BrokenOff(Exception):
+    """The upstream's answer broke off after its head went to the client: raised out of the
+    ASGI app so that the server closes the connection instead of ending the response."""
+
+
+class AsgiUpstreamRelay:
+    """One streamed upstream request of the ASGI path; :meth:`run` serves it."""
+
+    def __init__(self, gateway: "Gateway", pool: UpstreamPool, chain: "Chain", ex: Any,
+                 passed: int, head: bool) -> None:
+        self.gateway = gateway
+        self.pool = pool
+        self.chain = chain
+        self.ex = ex
+        self.passed = passed
+        self.head = head
+        self.call: Any = None
+        self.events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self._paused = False
+
+    # ------------------------------------------------------------ sink callbacks
+    def on_head(self, status: int, headers: list[Header]) -> None:
+        self.events.put_nowait(("head", (status, headers)))
+
+    def on_body(self, chunk: bytes) -> None:
+        self.events.put_nowait(("body", chunk))
+        if self.events.qsize() >= QUEUED_PIECES and not self._paused:
+            self._paused = True
+            self.call.pause_reading()
+
+    def on_end(self) -> None:
+        self.events.put_nowait(("end", None))
+
+    def on_fail(self, status: int, reason: str) -> None:
+        self.events.put_nowait(("fail", (status, reason)))
+
+    # ------------------------------------------------------------------ serving
+    async def run(self, receive: Receive, send: Send, body_length: int | None,
+                  has_body: bool, limit: int) -> None:
+        runner = self.gateway.runner
+        try:
+            upstream = runner.upstream_of(self.ex)
+        except BaseException:
+            runner.discard(self.ex)
+            raise
+        if upstream.websocket:
+            return await self._answer(send, _UPGRADE_REQUIRED)
+        try:
+            target = parse_target(upstream.url)
+        except ValueError as exc:
+            log.warning("%s", exc)
+            return await self._error(send, 502, str(exc))
+        self.call = self.pool.call(upstream.method, target, upstream.headers,
+                                   None if has_body else b"", self, body_length=body_length,
+                                   connect_timeout=upstream.connect_timeout,
+                                   timeout=upstream.timeout)
+        if has_body and not await self._send_body(receive, limit):
+            return
+        await self._pass_answer(send)
+
+    async def _send_body(self, receive: Receive, limit: int) -> bool:
+        """Passes the client's body on; False when the request ended here (the client left,
+        or the body outgrew ``limit``: the upstream request is aborted either way)."""
+        call, size = self.call, 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                call.abort()
+                self.gateway.runner.discard(self.ex)
+                return False
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                call.abort()
+                self.gateway.runner.discard(self.ex)
+                self.ex = None
+                raise BodyTooLarge()
+            if chunk:
+                await call.drain()
+                call.send(chunk)
+            if not message.get("more_body", False):
+                call.finish()
+                return True
+
+    async def _pass_answer(self, send: Send) -> None:
+        kind, value = await self.events.get()
+        if kind == "fail":
+            status, reason = value
+            return await self._error(send, status, reason)
+        status, headers = value
+        length = self.call.content_length
+        if length is not None:
+            headers.append((b"content-length", b"%d" % length))
+        streaming, response, failure = self.gateway.runner.finish_head(
+            self.chain, self.ex, self.passed, status, headers)
+        self.ex = None
+        if failure is not None:
+            self.gateway.log_failure(self.chain, failure)
+        if not streaming:
+            self.call.abort()
+            return await self._send_whole(send, response)
+        if length is not None:
+            response.headers.append((b"content-length", b"%d" % length))
+        await send({"type": "http.response.start", "status": response.status,
+                    "headers": response.headers})
+        while True:
+            kind, value = await self.events.get()
+            if kind == "body":
+                await send({"type": "http.response.body", "body": value, "more_body": True})
+                if self._paused and self.events.qsize() < QUEUED_PIECES // 2:
+                    self._paused = False
+                    self.call.resume_reading()
+            elif kind == "end":
+                await send({"type": "http.response.body", "body": b""})
+                return
+            else:
+                log.warning("upstream %s: %s", self.call.origin.authority.decode("latin-1"),
+                            value[1])
+                raise BrokenOff(value[1])
+
+    async def _error(self, send: Send, status: int, reason: str) -> None:
+        """The upstream could not answer (502/504): the response phase runs on the host's
+        error answer, as for a chain that holds bodies whole."""
+        where = self.call.origin.authority.decode("latin-1") if self.call else ""
+        log.warning("upstream %s: %s", where, reason)
+        from ..chain import UpstreamAnswer
+
+        out = self.gateway.runner.finish_upstream(self.chain, self.ex, self.passed,
+                                                  UpstreamAnswer(status, error=reason))
+        self.ex = None
+        response, failure = self.gateway.runner.read(out)
+        if failure is not None:
+            self.gateway.log_failure(self.chain, failure)
+        await self._send_whole(send, response)
+
+    async def _answer(self, send: Send, answer: Response) -> None:
+        from ..chain import UpstreamAnswer
+
+        out = self.gateway.runner.finish_upstream(
+            self.chain, self.ex, self.passed,
+            UpstreamAnswer(answer.status, answer.headers, answer.body))
+        self.ex = None
+        response, failure = self.gateway.runner.read(out)
+        if failure is not None:
+            self.gateway.log_failure(self.chain, failure)
+        await self._send_whole(send, response)
+
+    async def _send_whole(self, send: Send, response: Response) -> None:
+        await send({"type": "http.response.start", "status": response.status,
+                    "headers": response.headers})
+        await send({"type": "http.response.body",
+                    "body": b"" if self.head else response.body})
