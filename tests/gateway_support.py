@@ -29,6 +29,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def recv_head(sock: socket.socket, buf: bytes) -> tuple[bytes, bytes] | None:
+    """For raw upstream servers: reads until a message head is complete; (head without the
+    blank line, the bytes after it), or None when the peer closed first."""
+    while b"\r\n\r\n" not in buf:
+        data = sock.recv(65536)
+        if not data:
+            return None
+        buf += data
+    head, rest = buf.split(b"\r\n\r\n", 1)
+    return head, rest
+
+
 def private_plugins(source: Path, folder: Path) -> Path:
     """A copy of the plugins in ``source`` in a folder of our own, writable by us only (as
     the permission check wants), that a test may change."""

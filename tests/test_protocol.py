@@ -103,10 +103,16 @@ REQUESTS = [
     b"HEAD /users/7 HTTP/1.1\r\nHost: t\r\n\r\n",
     b"POST /users/7 HTTP/1.1\r\nHost: t\r\n\r\n",
     b"GET /proxy/item?q=2 HTTP/1.1\r\nHost: t\r\n\r\n",
+    b"GET /users/42#fragment HTTP/1.1\r\nHost: t\r\n\r\n",
+    b"GET /traced#f?x=1 HTTP/1.1\r\nHost: t\r\n\r\n",
+    b"GET /files/a?q=1#frag HTTP/1.1\r\nHost: t\r\n\r\n",
+    b"GET /files/" + b"a" * 100_000 + b" HTTP/1.1\r\nHost: t\r\n\r\n",
+    b"GET /traced?" + b"q" * 100_000 + b" HTTP/1.1\r\nHost: t\r\n\r\n",
 ]
 
 
-@pytest.mark.parametrize("request_bytes", REQUESTS, ids=lambda r: r.split(b"\r\n")[0].decode())
+@pytest.mark.parametrize("request_bytes", REQUESTS,
+                         ids=lambda r: r.split(b"\r\n")[0].decode()[:60])
 def test_the_direct_path_answers_as_the_asgi_path(servers: tuple[Server, Server],
                                                  request_bytes: bytes) -> None:
     direct, asgi = servers

@@ -14,7 +14,7 @@ from typing import Iterator
 
 import pytest
 
-from gateway_support import Server, write_config
+from gateway_support import Server, recv_head, write_config
 from test_protocol import exchange, normalised
 
 ROUTES = """\
@@ -37,12 +37,10 @@ class _Recorder(socketserver.BaseRequestHandler):
         buf = b""
         self.server.connections += 1
         while True:
-            while b"\r\n\r\n" not in buf:
-                data = sock.recv(65536)
-                if not data:
-                    return
-                buf += data
-            head, buf = buf.split(b"\r\n\r\n", 1)
+            got = recv_head(sock, buf)
+            if got is None:
+                return
+            head, buf = got
             lines = head.decode("latin-1").split("\r\n")
             headers = [tuple(x.split(": ", 1)) for x in lines[1:]]
             names = {k.lower(): v for k, v in headers}

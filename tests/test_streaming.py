@@ -15,7 +15,7 @@ from typing import Iterator
 
 import pytest
 
-from gateway_support import Server
+from gateway_support import Server, recv_head
 
 BIG = 64 * 1024 * 1024
 
@@ -27,12 +27,10 @@ class _Upstream(socketserver.BaseRequestHandler):
         sock: socket.socket = self.request
         buf = b""
         while True:
-            while b"\r\n\r\n" not in buf:
-                data = sock.recv(65536)
-                if not data:
-                    return
-                buf += data
-            head, buf = buf.split(b"\r\n\r\n", 1)
+            got = recv_head(sock, buf)
+            if got is None:
+                return
+            head, buf = got
             method, path = head.split(b" ")[:2]
             if path.startswith(b"/sse"):
                 sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"

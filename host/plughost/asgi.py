@@ -147,7 +147,7 @@ class GatewayApp:
         def serve(method: bytes, target: bytes, headers: list[Any], client: str | None,
                   date: bytes) -> Any:
             raw_path, _, query = target.partition(b"?")
-            if b"%" in raw_path or b"#" in query or raw_path[:1] != b"/":
+            if b"%" in raw_path or b"#" in target or raw_path[:1] != b"/":
                 return None
             for name, _ in headers:  # a body comes only with one of these two
                 if name == b"content-length" or name == b"transfer-encoding":

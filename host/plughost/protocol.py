@@ -24,6 +24,10 @@ from .proxy.direct import DirectUpstreamRequest
 
 log = logging.getLogger("plughost.protocol")
 
+#: The longest request target the direct path takes: httptools.parse_url, which the ASGI
+#: path parses targets with, refuses longer ones, and both paths must answer alike.
+MAX_DIRECT_TARGET = 65535
+
 #: What an app offers the protocol (``GatewayApp.raw_handler``): serve_raw bound to its state.
 RawHandler = Callable[[bytes, bytes, list, Any, bytes], Any]
 
@@ -58,6 +62,8 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             return False
         if parser.get_http_version() != "1.1" or not parser.should_keep_alive():
             return False
+        if len(self.url) > MAX_DIRECT_TARGET:
+            return False  # uvicorn's ASGI path answers it (400: httptools cannot parse it)
         limit = self.limit_concurrency
         return limit is None or (len(self.connections) < limit and len(self.tasks) < limit)
 

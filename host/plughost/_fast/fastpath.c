@@ -531,6 +531,41 @@ static PyObject *serve_raw_routed(PyObject *self, PyObject *const *args, Py_ssiz
                  PyBytes_AS_STRING(args[10]), PyBytes_GET_SIZE(args[10]), head);
 }
 
+/* What finish_raw and finish_head share: the runtime function at state[which], the
+** runtime's free function, the chain and exchange addresses (args 1, 2), passed and status
+** (args 3, 4). 0 with an exception when one is not what it should be. */
+static int pending_args(PyObject *const *args, Py_ssize_t which, void **fn, void **free_p,
+                        void **chain, void **ex, Py_ssize_t *passed, long *status) {
+  PyObject *state = args[0];
+  if (!as_pointer(PyTuple_GET_ITEM(state, which), fn) ||
+      !as_pointer(PyTuple_GET_ITEM(state, 1), free_p) || !as_pointer(args[1], chain) ||
+      !as_pointer(args[2], ex))
+    return 0;
+  *passed = PyLong_AsSsize_t(args[3]);
+  *status = PyLong_AsLong(args[4]);
+  return !((*passed == -1 || *status == -1) && PyErr_Occurred());
+}
+
+/* (raw_response bytes, failure or None) of a completed run; frees its exchange either way.
+** `framing` as for raw_response. */
+static PyObject *answer_pair(rt_result *out, PyObject *state, PyObject *date, int head,
+                             const char *framing, Py_ssize_t framing_len, void *free_p) {
+  PyObject *failure = Py_None, *ret = NULL;
+  if (out->failure_len)
+    failure = Py_BuildValue("(s s#)", out->failure_label, out->failure,
+                            (Py_ssize_t)out->failure_len);
+  else
+    Py_INCREF(Py_None);
+  PyObject *data = failure ? raw_response(out, PyTuple_GET_ITEM(state, 7),
+                                          PyBytes_AS_STRING(date), PyBytes_GET_SIZE(date),
+                                          head, framing, framing_len) : NULL;
+  ((free_fn)free_p)(out->ex);
+  if (data) ret = PyTuple_Pack(2, data, failure);
+  Py_XDECREF(data);
+  Py_XDECREF(failure);
+  return ret;
+}
+
 /* finish_raw(state, chain, exchange, passed, status, headers, body, reason, date, head)
 **   -> (response bytes, failure or None)
 ** Completes a run that serve_raw left pending on an upstream: puts the upstream's answer
@@ -546,18 +581,12 @@ static PyObject *finish_raw(PyObject *self, PyObject *const *args, Py_ssize_t na
                                      "headers, body, reason, date, head)");
     return NULL;
   }
-  PyObject *state = args[0];
   void *finish_p, *free_p, *chain, *ex;
-  if (!as_pointer(PyTuple_GET_ITEM(state, 8), &finish_p) ||
-      !as_pointer(PyTuple_GET_ITEM(state, 1), &free_p) || !as_pointer(args[1], &chain) ||
-      !as_pointer(args[2], &ex))
-    return NULL;
-  Py_ssize_t passed = PyLong_AsSsize_t(args[3]);
-  long status = PyLong_AsLong(args[4]);
+  Py_ssize_t passed, body_len;
+  long status;
   const char *body, *reason;
-  Py_ssize_t body_len;
-  if ((passed == -1 || status == -1) && PyErr_Occurred()) return NULL;
-  if (!as_bytes(args[6], &body, &body_len, "body") ||
+  if (!pending_args(args, 8, &finish_p, &free_p, &chain, &ex, &passed, &status) ||
+      !as_bytes(args[6], &body, &body_len, "body") ||
       !as_bytes(args[7], &reason, NULL, "reason"))
     return NULL;
   char stack[2048], *packed = NULL;
@@ -568,20 +597,7 @@ static PyObject *finish_raw(PyObject *self, PyObject *const *args, Py_ssize_t na
                                 (size_t)packed_len, (const uint8_t *)body, (size_t)body_len,
                                 reason, &out);
   if (packed != stack) free(packed);
-  PyObject *failure = Py_None, *ret = NULL;
-  if (out.failure_len)
-    failure = Py_BuildValue("(s s#)", out.failure_label, out.failure,
-                            (Py_ssize_t)out.failure_len);
-  else
-    Py_INCREF(Py_None);
-  PyObject *data = failure ? raw_response(&out, PyTuple_GET_ITEM(state, 7),
-                                          PyBytes_AS_STRING(args[8]), PyBytes_GET_SIZE(args[8]),
-                                          PyObject_IsTrue(args[9]), NULL, 0) : NULL;
-  ((free_fn)free_p)(out.ex);
-  if (data) ret = PyTuple_Pack(2, data, failure);
-  Py_XDECREF(data);
-  Py_XDECREF(failure);
-  return ret;
+  return answer_pair(&out, args[0], args[8], PyObject_IsTrue(args[9]), NULL, 0, free_p);
 }
 
 /* Request headers that never go upstream as the client sent them: hop-by-hop ones (RFC 9110
@@ -732,15 +748,10 @@ static PyObject *finish_head(PyObject *self, PyObject *const *args, Py_ssize_t n
                                      "headers, framing, date, head)");
     return NULL;
   }
-  PyObject *state = args[0];
   void *head_p, *free_p, *chain, *ex;
-  if (!as_pointer(PyTuple_GET_ITEM(state, 9), &head_p) ||
-      !as_pointer(PyTuple_GET_ITEM(state, 1), &free_p) || !as_pointer(args[1], &chain) ||
-      !as_pointer(args[2], &ex))
-    return NULL;
-  Py_ssize_t passed = PyLong_AsSsize_t(args[3]);
-  long status = PyLong_AsLong(args[4]);
-  if ((passed == -1 || status == -1) && PyErr_Occurred()) return NULL;
+  Py_ssize_t passed;
+  long status;
+  if (!pending_args(args, 9, &head_p, &free_p, &chain, &ex, &passed, &status)) return NULL;
   char stack[2048], *packed = NULL;
   Py_ssize_t packed_len = pack_headers(args[5], stack, sizeof stack, &packed);
   if (packed_len < 0) return NULL;
@@ -749,21 +760,13 @@ static PyObject *finish_head(PyObject *self, PyObject *const *args, Py_ssize_t n
                           &out);
   if (packed != stack) free(packed);
   int streaming = out.outcome == RT_STREAM;
-  PyObject *failure = Py_None, *ret = NULL;
-  if (out.failure_len)
-    failure = Py_BuildValue("(s s#)", out.failure_label, out.failure,
-                            (Py_ssize_t)out.failure_len);
-  else
-    Py_INCREF(Py_None);
-  PyObject *data = failure ? raw_response(&out, PyTuple_GET_ITEM(state, 7),
-                                          PyBytes_AS_STRING(args[7]), PyBytes_GET_SIZE(args[7]),
-                                          PyObject_IsTrue(args[8]),
-                                          streaming ? PyBytes_AS_STRING(args[6]) : NULL,
-                                          PyBytes_GET_SIZE(args[6])) : NULL;
-  ((free_fn)free_p)(out.ex);
-  if (data) ret = Py_BuildValue("(OOO)", streaming ? Py_True : Py_False, data, failure);
-  Py_XDECREF(data);
-  Py_XDECREF(failure);
+  PyObject *pair = answer_pair(&out, args[0], args[7], PyObject_IsTrue(args[8]),
+                               streaming ? PyBytes_AS_STRING(args[6]) : NULL,
+                               PyBytes_GET_SIZE(args[6]), free_p);
+  if (!pair) return NULL;
+  PyObject *ret = Py_BuildValue("(OOO)", streaming ? Py_True : Py_False,
+                                PyTuple_GET_ITEM(pair, 0), PyTuple_GET_ITEM(pair, 1));
+  Py_DECREF(pair);
   return ret;
 }
 

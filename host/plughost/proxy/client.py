@@ -334,14 +334,19 @@ class UpstreamCall:
     def abort(self) -> None:
         """Gives up without telling the sink (its client is gone); the upstream connection
         is closed, so a request still being sent never reaches the upstream as whole."""
+        self._close()
+
+    def _close(self) -> bool:
+        """Ends the call and closes its connection; False when it had ended already."""
         if self.done:
-            return
+            return False
         self.done = True
         self._stop_timer()
         conn, self.conn = self.conn, None
         if conn is not None:
             conn.call = None
             conn.close()
+        return True
 
     # ----------------------------------------------------------- response side
     def pause_reading(self) -> None:
@@ -411,15 +416,9 @@ class UpstreamCall:
         self.fail(502, f"the upstream closed the connection {where}{detail}")
 
     def fail(self, status: int, reason: str) -> None:
-        if self.done:
-            return
-        self.done = True
-        self._stop_timer()
-        conn, self.conn = self.conn, None
-        if conn is not None:
-            conn.call = None
-            conn.close()
-        self.sink.on_fail(status, reason)
+        """Ends the call with no (complete) answer: the sink's on_fail."""
+        if self._close():
+            self.sink.on_fail(status, reason)
 
     def _timed_out(self) -> None:
         self._timer = None
