@@ -294,3 +294,32 @@ def test_a_body_over_the_limit_is_413_and_not_forwarded_whole(gateway: Server,
         head, _ = read_head(sock)
     assert head.startswith(b"http/1.1 413")
     assert len(upstream.uploads) == count
+
+
+def test_a_static_route_streams_on_both_paths(tmp_path: Path, plugin_dir: Path,
+                                              upstream: StreamingUpstream) -> None:
+    """A route without '*' is served by the one-call paths first (serve_raw, serve_scope):
+    its upstream answer streams there too."""
+    (tmp_path / "gateway.yaml").write_text(f"""\
+plugins:
+  - path: {plugin_dir / 'httpfw.so'}
+actions:
+  Events:
+    use: plugins.httpfw.actions.HttpAction
+    config: {{upstreamEndpoint: "{upstream.url}/sse"}}
+routes:
+  Events:
+    gatewayPath: /events
+    methods: [GET]
+    action: Events
+""")
+    for extra in ([], ["--no-direct-path"]):
+        with Server("--config", str(tmp_path / "gateway.yaml"), *extra) as server, \
+                socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(b"GET /events HTTP/1.1\r\nHost: t\r\n\r\n")
+            head, data = read_head(sock)
+            assert b"transfer-encoding: chunked" in head, extra
+            start = time.monotonic()
+            while b"event 0" not in data:
+                data += sock.recv(65536)
+            assert time.monotonic() - start < 0.2  # the first event, not the whole stream

@@ -201,8 +201,14 @@ class GatewayApp:
                 out = self._scope_fast(self._scope_state, scope)
                 if out is not None:
                     if out[0] is None:  # the action asked for an upstream request
-                        response = await self.gateway.finish_upstream(out[3], out[1], out[2])
-                        return await _send(send, response, scope["method"] == "HEAD")
+                        chain, head = out[3], scope["method"] == "HEAD"
+                        if chain.streams:
+                            relay = AsgiUpstreamRelay(
+                                self.gateway, self._client.pool, chain,
+                                self.gateway.runner.exchange(out[1]), out[2], head)
+                            return await relay.run(receive, send, None, False, self.body_limit)
+                        response = await self.gateway.finish_upstream(chain, out[1], out[2])
+                        return await _send(send, response, head)
                     if out[2] is not None:
                         self.gateway.log_failure(out[3], out[2])
                     await send(out[0])
