@@ -323,3 +323,17 @@ routes:
             while b"event 0" not in data:
                 data += sock.recv(65536)
             assert time.monotonic() - start < 0.2  # the first event, not the whole stream
+
+
+def test_a_client_leaving_mid_download_closes_the_upstream(gateway: Server,
+                                                           upstream: StreamingUpstream) -> None:
+    upstream.written = 0
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=10) as sock:
+        sock.sendall(b"GET /api/big HTTP/1.1\r\nHost: t\r\n\r\n")
+        read_head(sock)
+        sock.recv(1 << 20)
+    time.sleep(0.5)
+    written = upstream.written
+    time.sleep(0.5)
+    assert upstream.written == written < BIG  # the upstream was stopped, not drained
+    assert gateway.get("/api/small")[0] == 200

@@ -101,7 +101,21 @@ class AsgiUpstreamRelay:
                                    timeout=upstream.timeout)
         if has_body and not await self._send_body(receive, limit):
             return
-        await self._pass_answer(send)
+        watcher = asyncio.ensure_future(self._watch(receive))
+        try:
+            await self._pass_answer(send)
+        finally:
+            watcher.cancel()
+
+    async def _watch(self, receive: Receive) -> None:
+        """Once the request is in, the next message the server has for us says the client
+        left (or that the response is complete): an answer still under way is abandoned,
+        and the upstream connection closed, instead of read to its end for nobody."""
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        if not self.call.done:
+            self.call.abort()
+            self.events.put_nowait(("gone", None))
 
     async def _send_body(self, receive: Receive, limit: int) -> bool:
         """Passes the client's body on; False when the request ended here (the client left,
@@ -129,6 +143,9 @@ class AsgiUpstreamRelay:
 
     async def _pass_answer(self, send: Send) -> None:
         kind, value = await self.events.get()
+        if kind == "gone":
+            self.gateway.runner.discard(self.ex)
+            return
         if kind == "fail":
             status, reason = value
             return await self._error(send, status, reason)
@@ -157,6 +174,8 @@ class AsgiUpstreamRelay:
                     self.call.resume_reading()
             elif kind == "end":
                 await send({"type": "http.response.body", "body": b""})
+                return
+            elif kind == "gone":
                 return
             else:
                 log.warning("upstream %s: %s", self.call.origin.authority.decode("latin-1"),
