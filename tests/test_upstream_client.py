@@ -381,6 +381,7 @@ def test_a_paused_reader_stops_reading_from_the_upstream() -> None:
                 c.writer.write(piece)
                 await c.writer.drain()
                 written[0] += len(piece)
+            await answer_each(c)  # then small answers on the same connection
         async with Upstream(handler) as up:
             pool = UpstreamPool()
 
@@ -401,6 +402,12 @@ def test_a_paused_reader_stops_reading_from_the_upstream() -> None:
                 sink.call.resume_reading()
                 await asyncio.sleep(0)
             assert sink.received == total and sink.events == ["head", "end"]
+            # The call ended paused (on_body paused it last): the connection goes back to
+            # the pool reading again, and the next request on it gets its answer.
+            # The call ended paused (on_body paused it after the last piece too): the
+            # connection must go back to the pool reading, or the next answer never comes.
+            again = await fetch(pool, up.url, timeout=2)
+            assert (again.status, again.body, up.connections) == (200, b"hello", 1)
             await pool.close()
     run(main())
 

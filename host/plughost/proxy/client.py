@@ -224,6 +224,8 @@ class _Connection(asyncio.Protocol):
 
     def _finish(self, call: "UpstreamCall", keep_alive: bool) -> None:
         self.call = None
+        if call._paused and self.transport is not None and not self.closed:
+            self.transport.resume_reading()  # the next call reads its own answer
         if keep_alive and call.request_sent and not self.closed:
             self.pool._release(self)
         else:
