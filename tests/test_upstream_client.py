@@ -89,6 +89,9 @@ class Sink:
         self.failure = (status, reason)
         self.finished.set_result(None)
 
+    def on_flush(self) -> None:
+        pass
+
     @property
     def body(self) -> bytes:
         return b"".join(self.chunks)

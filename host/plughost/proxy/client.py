@@ -71,6 +71,10 @@ class ResponseSink(Protocol):
         """No (complete) answer: 502 when the upstream failed, 504 when it was too slow;
         ``reason`` is one sentence for the log."""
 
+    def on_flush(self) -> None:
+        """Called after each read from the upstream once its pieces were handed over: a
+        sink may gather them and pass them on here, in one write."""
+
 
 class _HeadTooLarge(Exception):
     pass
@@ -107,6 +111,7 @@ class _Connection(asyncio.Protocol):
             return
         try:
             self.parser.feed_data(data)
+            call.sink.on_flush()
             if not call.responding and self.call is call:
                 # llhttp gathers a header line whole before handing it over: bound the head
                 self._head_bytes += len(data)
@@ -583,3 +588,6 @@ class BufferedAnswer:
     def on_fail(self, status: int, reason: str) -> None:
         if not self.future.done():
             self.future.set_result((status, [], b"", reason))
+
+    def on_flush(self) -> None:
+        pass

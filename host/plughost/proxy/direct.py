@@ -51,7 +51,7 @@ class DirectUpstreamRequest:
     __slots__ = ("protocol", "runner", "native", "chain", "ex", "passed",
                  "head", "keep_alive", "call", "status", "headers", "chunks",
                  "response_complete", "disconnected", "more_body", "body", "_freed",
-                 "_streaming", "_chunked")
+                 "_streaming", "_chunked", "_out", "_timed")
 
     def __init__(self, protocol: Any, runner: "Runner", native: "NativeCalls", chain: "Chain",
                  ex: int, passed: int, head: bool, keep_alive: bool) -> None:
@@ -70,6 +70,8 @@ class DirectUpstreamRequest:
         self._freed = False
         self._streaming = False  # the head went out; the body follows as it arrives
         self._chunked = False    # ... in chunked framing
+        self._out: list[bytes] = []  # what the current upstream read gave, not yet written
+        self._timed = False      # the body's waits are timed by idleness
         # What uvicorn's protocol reads and writes of the cycle it is running.
         self.response_complete = False
         self.disconnected = False
@@ -137,9 +139,7 @@ class DirectUpstreamRequest:
             self._complete(data)
             return
         self._streaming = True
-        call.time_body_by_idleness()
-        if not transport.is_closing():
-            transport.write(data)
+        self._out.append(data)
         if protocol.flow.write_paused:
             call.pause_reading()
 
@@ -147,15 +147,30 @@ class DirectUpstreamRequest:
         if not self._streaming:
             self.chunks.append(chunk)
             return
-        transport = self.protocol.transport
         if self._chunked:
-            transport.writelines((b"%x\r\n" % len(chunk), chunk, b"\r\n"))
+            self._out += (b"%x\r\n" % len(chunk), chunk, b"\r\n")
         else:
-            transport.write(chunk)
+            self._out.append(chunk)
+
+    def on_flush(self) -> None:
+        """What one upstream read gave goes to the client in one write (a small answer:
+        head, body and end in a single write). A body still under way is then timed by
+        idleness."""
+        if self._out:
+            out, self._out = self._out, []
+            transport = self.protocol.transport
+            if not transport.is_closing():
+                transport.write(out[0] if len(out) == 1 else b"".join(out))
+        if self._streaming and not self._timed and self.call is not None:
+            self._timed = True
+            self.call.time_body_by_idleness()
 
     def on_end(self) -> None:
         if self._streaming:
-            self._complete(b"0\r\n\r\n" if self._chunked else b"")
+            if self._chunked:
+                self._out.append(b"0\r\n\r\n")
+            out, self._out = self._out, []
+            self._complete(b"".join(out))
             return
         body = self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
         self._respond(self.status, self.headers, body, "")
@@ -165,7 +180,8 @@ class DirectUpstreamRequest:
         where = f" {origin.authority.decode('latin-1')}" if origin is not None else ""
         log.warning("upstream%s: %s", where, reason)
         if self._streaming:
-            # The head is out: the client must see the answer broken off, never whole.
+            # The head may be out: the client must see the answer broken off, never whole.
+            self.on_flush()
             self.response_complete = True
             self.call = None
             self.protocol.transport.abort()

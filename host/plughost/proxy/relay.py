@@ -79,6 +79,9 @@ class AsgiUpstreamRelay:
     def on_fail(self, status: int, reason: str) -> None:
         self.events.put_nowait(("fail", (status, reason)))
 
+    def on_flush(self) -> None:
+        pass  # the events queue is the batch
+
     # ------------------------------------------------------------------ serving
     async def run(self, receive: Receive, send: Send, body_length: int | None,
                   has_body: bool, limit: int) -> None:
