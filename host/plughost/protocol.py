@@ -45,6 +45,21 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._date_source: object = None
         self._date_line = b""
 
+    def on_message_begin(self) -> None:
+        # uvicorn builds the request's ASGI scope here; the direct path needs none, so it is
+        # built only when the ASGI path takes the request (_asgi_scope).
+        self.url = b""
+        self.expect_100_continue = False
+        self.headers = []
+        self.scope = None  # type: ignore[assignment]
+
+    def _asgi_scope(self) -> None:
+        """The ASGI scope of the current request, as uvicorn's on_message_begin makes it."""
+        url, headers, expect = self.url, self.headers, self.expect_100_continue
+        super().on_message_begin()
+        self.url, self.headers, self.expect_100_continue = url, headers, expect
+        self.scope["headers"] = headers
+
     def _date(self) -> bytes:
         """The server's default headers (Date, and Server when configured) as header lines,
         rebuilt when the server replaces them (once a second)."""
@@ -89,6 +104,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
                 self._answered = True
                 self.on_response_complete()
                 return
+        self._asgi_scope()
         super().on_headers_complete()
 
     def _continue_upstream(self, pending: tuple[Any, ...]) -> None:

@@ -33,6 +33,8 @@ log = logging.getLogger("plughost.proxy")
 
 DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_TIMEOUT = 30.0
+#: How often the pool checks its calls' timeouts, seconds (a timeout fires up to this late).
+TICK = 0.05
 #: Methods RFC 9110 section 9.2.2 calls idempotent: sent again after a stale connection.
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 
@@ -193,18 +195,11 @@ class _Connection(asyncio.Protocol):
             return
         if call is None:
             return
-        framed = chunked = False
-        length: int | None = None
-        for name, value in self._headers:
-            lower = name.lower()
-            if lower == b"transfer-encoding":
-                framed = chunked = True
-            elif lower == b"content-length":
-                framed = True
-                length = int(value) if value.strip().isdigit() else None
-        self.close_delimited = not framed and status != 204 and status != 304
-        call.content_length = None if chunked else length
-        call.head(status, self._headers)
+        headers, length, chunked = response_headers(self._headers)
+        self.close_delimited = (length is None and not chunked and status != 204
+                                and status != 304)
+        call.content_length = length
+        call.head(status, headers)
         if call.method == "HEAD" and self.call is call:
             # A HEAD answer has no body whatever its Content-Length says; llhttp cannot be
             # told, so this message ends here and the next one gets a fresh parser.
@@ -249,7 +244,7 @@ class UpstreamCall:
 
     __slots__ = ("pool", "origin", "method", "sink", "timeout", "connect_timeout", "_head",
                  "_body", "_chunked", "_pending", "_ended", "conn", "reused", "retried",
-                 "responding", "done", "request_sent", "_timer", "_attached", "content_length",
+                 "responding", "done", "request_sent", "_deadline", "_attached", "content_length",
                  "_last_read", "_paused", "__weakref__")
 
     def __init__(self, pool: "UpstreamPool", method: str, origin: Origin, head: bytes,
@@ -272,7 +267,7 @@ class UpstreamCall:
         self.responding = False  # the head was passed on: the body is under way
         self.done = False
         self.request_sent = body is not None
-        self._timer: asyncio.TimerHandle | None = None
+        self._deadline = 0.0  # when the whole exchange times out (loop time)
         self._attached: asyncio.Future[None] | None = None
         #: The answer's Content-Length (None: chunked or until the connection closes).
         self.content_length: int | None = None
@@ -280,7 +275,8 @@ class UpstreamCall:
         self._paused = False
 
     def start(self) -> None:
-        self._timer = self.pool.loop.call_later(self.timeout, self._timed_out)
+        self._deadline = self.pool.loop.time() + self.timeout
+        self.pool._watch(self)
         self.pool._acquire(self)
 
     # ------------------------------------------------------------ request side
@@ -348,7 +344,7 @@ class UpstreamCall:
         if self.done:
             return False
         self.done = True
-        self._stop_timer()
+        self._unwatch()
         conn, self.conn = self.conn, None
         if conn is not None:
             conn.call = None
@@ -374,25 +370,24 @@ class UpstreamCall:
         proxy_read_timeout does) instead of the whole exchange, so that a long stream
         (server-sent events, a big download) lives as long as it moves. Time spent paused
         by a slow client does not count."""
-        self._stop_timer()
         self._last_read = self.pool.loop.time()
-        self._timer = self.pool.loop.call_later(self.timeout, self._check_idle)
 
-    def _check_idle(self) -> None:
-        loop = self.pool.loop
-        idle = loop.time() - self._last_read
-        if self._paused or idle < self.timeout:
-            wait = self.timeout if self._paused else self.timeout - idle
-            self._timer = loop.call_later(wait, self._check_idle)
-            return
-        self._timer = None
-        self.fail(504, f"the upstream sent nothing for {self.timeout:g} s mid-response")
+    def expire(self, now: float) -> None:
+        """Ends the call with 504 when its time is up (the pool's clock calls it)."""
+        if self._last_read >= 0:
+            if not self._paused and now - self._last_read >= self.timeout:
+                self.fail(504, f"the upstream sent nothing for {self.timeout:g} s "
+                               "mid-response")
+        elif now >= self._deadline:
+            what = "finish its answer" if self.responding else "answer"
+            self.fail(504, f"the upstream did not {what} within {self.timeout:g} s")
 
     def head(self, status: int, headers: list[Header]) -> None:
+        """The answer's head, its headers already those to pass on."""
         if self.done:
             return
         self.responding = True
-        self.sink.on_head(status, response_headers(headers))
+        self.sink.on_head(status, headers)
 
     def body(self, chunk: bytes) -> None:
         if not self.done:
@@ -404,7 +399,7 @@ class UpstreamCall:
         if self.done:
             return
         self.done = True
-        self._stop_timer()
+        self._unwatch()
         self.conn = None
         self.sink.on_end()
 
@@ -427,15 +422,8 @@ class UpstreamCall:
         if self._close():
             self.sink.on_fail(status, reason)
 
-    def _timed_out(self) -> None:
-        self._timer = None
-        what = "finish its answer" if self.responding else "answer"
-        self.fail(504, f"the upstream did not {what} within {self.timeout:g} s")
-
-    def _stop_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+    def _unwatch(self) -> None:
+        self.pool._active.discard(self)
 
 
 class UpstreamPool:
@@ -452,6 +440,10 @@ class UpstreamPool:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ssl: ssl.SSLContext | None = None
         self._sweeper: asyncio.TimerHandle | None = None
+        #: Calls under way, whose timeouts one clock checks every TICK seconds (cheaper
+        #: than a timer per request).
+        self._active: set[UpstreamCall] = set()
+        self._clock: asyncio.TimerHandle | None = None
         self._origins: dict[bytes, Origin] = {}
 
     def origin(self, text: bytes) -> Origin:
@@ -556,8 +548,24 @@ class UpstreamPool:
         if self.idle_connections:
             self._sweeper = self.loop.call_later(self.limits.idle_timeout / 2, self._sweep)
 
+    def _watch(self, call: UpstreamCall) -> None:
+        self._active.add(call)
+        if self._clock is None:
+            self._clock = self.loop.call_later(TICK, self._tick)
+
+    def _tick(self) -> None:
+        self._clock = None
+        now = self.loop.time()
+        for call in list(self._active):
+            call.expire(now)
+        if self._active:
+            self._clock = self.loop.call_later(TICK, self._tick)
+
     async def close(self) -> None:
         """Closes every connection."""
+        if self._clock is not None:
+            self._clock.cancel()
+            self._clock = None
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None

@@ -53,9 +53,32 @@ def forwardable(headers: Sequence[Sequence[bytes]],
     return kept
 
 
-def response_headers(headers: Sequence[Sequence[bytes]]) -> list[Header]:
-    """An upstream's response headers as the gateway passes them to the client."""
-    return forwardable(headers, _RESPONSE_OWN)
+_NOT_PASSED_ON = HOP_BY_HOP | _RESPONSE_OWN
+
+
+def response_headers(headers: Sequence[Sequence[bytes]]
+                     ) -> tuple[list[Header], int | None, bool]:
+    """An upstream's response headers as the gateway passes them to the client, with what
+    frames the body: (headers, Content-Length or None, whether it is chunked). One pass
+    over the headers: this runs for every proxied response."""
+    kept: list[Header] = []
+    length: int | None = None
+    chunked = False
+    listed: frozenset[bytes] = frozenset()
+    for name, value in headers:
+        lower = name.lower()
+        if lower in _NOT_PASSED_ON:
+            if lower == b"content-length":
+                length = int(value) if value.strip().isdigit() else None
+            elif lower == b"transfer-encoding":
+                chunked = True
+            elif lower == b"connection":
+                listed |= connection_options([(name, value)])
+            continue
+        kept.append((name, value))
+    if listed - {b"keep-alive", b"close"}:
+        kept = [(name, value) for name, value in kept if name.lower() not in listed]
+    return kept, None if chunked else length, chunked
 
 
 @dataclass(frozen=True, slots=True)
