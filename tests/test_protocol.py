@@ -13,6 +13,7 @@ in-process for what it answers and what it leaves to the ASGI path."""
 from __future__ import annotations
 
 import re
+import time
 import socket
 from pathlib import Path
 from typing import Iterator
@@ -238,3 +239,27 @@ def test_serve_raw_in_process(config: Path) -> None:
         pending = routed(b"GET", b"/proxy/x", [], None, b"")
         assert pending[0] is None and pending[3].route_name == "Proxy"
         gateway.runner.discard(gateway.runner.exchange(pending[1]))
+
+
+def test_keep_alive_connections_close_after_the_idle_timeout(tmp_path: Path,
+                                                            test_plugin_dir: Path) -> None:
+    """One timer per connection keeps server.idleTimeout: a connection idle that long is
+    closed, one in use is not, whichever path answered its requests."""
+    folder = write_config(tmp_path / "config", test_plugin_dir)
+    (folder / "server.yaml").write_text("server:\n  idleTimeout: 1s\n")
+    request = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
+    with Server("--config", str(folder)) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as busy, \
+                socket.create_connection(("127.0.0.1", server.port), timeout=10) as idle:
+            idle.sendall(request)
+            assert idle.recv(65536).startswith(b"HTTP/1.1 200")
+            started = time.monotonic()
+            while time.monotonic() - started < 2.5:  # busy: a request every 0.3 s
+                busy.sendall(request)
+                assert busy.recv(65536).startswith(b"HTTP/1.1 200")
+                time.sleep(0.3)
+            assert idle.recv(65536) == b""  # closed by the server after 1 s idle
+            busy.sendall(request)
+            assert busy.recv(65536).startswith(b"HTTP/1.1 200")
+            time.sleep(1.6)
+            assert busy.recv(65536) == b""
