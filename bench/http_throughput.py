@@ -15,7 +15,10 @@ generator ``wrk`` (Debian package ``wrk``) is pinned to core 1:
 3. ``plughost-asgi`` — the same with ``--no-direct-path``: every request through the ASGI
    app, as under any other ASGI server;
 4. ``starlette`` — the same five behaviours as pure-ASGI Python middlewares around a
-   Starlette route answering the same response (bench/_apps.py ``starlette``).
+   Starlette route answering the same response (bench/_apps.py ``starlette``);
+5. ``nginx``     — nginx (Debian ``nginx-light``) ``return 200`` with the same body and an
+   ``X-Request-ID``, one process (``master_process off``), the yardstick of the static route:
+   plughost/nginx is printed beside the other ratios.
 
 Before measuring, the script checks the three answer the same body and that plughost and
 Starlette return the same X-Trace-Response and an X-Request-ID. Each server gets a wrk
@@ -47,6 +50,43 @@ BENCH = Path(__file__).resolve().parent
 TRACE_NAMES = ["T1", "T2", "T3", "T4"]
 GOAL_BARE = 0.85
 GOAL_STARLETTE = 2.0
+#: plughost/nginx of the static route before the proxy work (the brief, 2026-12-04): the
+#: static route must not fall below it.
+GOAL_NGINX = 0.46
+NGINX_CONF = """master_process off;
+daemon off;
+pid {folder}/nginx.pid;
+lock_file {folder}/nginx.lock;
+error_log stderr warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    keepalive_requests 1000000;
+    client_body_temp_path {folder}/body;
+    proxy_temp_path {folder}/proxy;
+    fastcgi_temp_path {folder}/fastcgi;
+    uwsgi_temp_path {folder}/uwsgi;
+    scgi_temp_path {folder}/scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            default_type text/plain;
+            add_header X-Request-ID $request_id always;
+            return 200 "{body}";
+        }}
+    }}
+}}
+"""
+
+
+def nginx_server(tmp: Path, port: int) -> Server:
+    """nginx answering the static route's body, one process (its CPU is the server's)."""
+    folder = tmp / "nginx"
+    folder.mkdir()
+    conf = folder / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(folder=folder, port=port, body=_common.HELLO_BODY))
+    return Server("nginx", [shutil.which("nginx") or "nginx", "-e", "stderr", "-p", str(folder),
+                            "-c", str(conf)], port)
 
 def fetch(url: str) -> tuple[dict[str, str], bytes]:
     with urllib.request.urlopen(url, timeout=5) as r:
@@ -84,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--server-core", default="0", help="taskset core list for the servers")
     p.add_argument("--wrk-core", default="1", help="taskset core list for wrk")
     p.add_argument("--only", nargs="+", choices=["bare", "plughost", "plughost-asgi",
-                                                 "starlette"],
+                                                 "starlette", "nginx"],
                    help="measure only these servers (ratios need bare/starlette too)")
     p.add_argument("--plugins-dir", help="folder with the plugins (default: build them into "
                    "build/bench-plugins)")
@@ -98,7 +138,10 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit("http_throughput.py: wrk is not installed: run `apt-get install wrk`")
     if shutil.which("taskset") is None:
         sys.exit("http_throughput.py: taskset is not installed: run `apt-get install util-linux`")
-    names = args.only or ["bare", "plughost", "plughost-asgi", "starlette"]
+    names = args.only or ["bare", "plughost", "plughost-asgi", "starlette", "nginx"]
+    if "nginx" in names and shutil.which("nginx") is None:
+        sys.exit("http_throughput.py: nginx is not installed: run ./dev setup (it installs "
+                 "nginx-light), or leave it out with --only")
     _common.require("uvicorn", "uvloop", "httptools", install="uvicorn uvloop httptools")
     if "starlette" in names:
         _common.require("starlette")
@@ -128,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
                                   "--no-direct-path"], port),
             "starlette": lambda port: Server(
                 "starlette", [*serve_app, "_apps:starlette", str(port)], port),
+            "nginx": lambda port: nginx_server(Path(tmp), port),
         }
         servers = [candidates[n](_common.free_port()) for n in names]
         results: dict[str, list[WrkResult]] = {s.name: [] for s in servers}
@@ -176,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
         if mine not in rps:
             continue
         print()
-        for other, goal in (("bare", GOAL_BARE), ("starlette", GOAL_STARLETTE)):
+        for other, goal in (("bare", GOAL_BARE), ("starlette", GOAL_STARLETTE),
+                            ("nginx", GOAL_NGINX)):
             if other not in rps:
                 continue
             ratio = rps[mine] / rps[other]
