@@ -195,9 +195,9 @@ routes:
             assert not chain.streams
             response = gateway.handle("GET", "/old")
             assert response.status == 200 and response.body == b"upstream saw /from-old"
-            ex, _ = gateway._run(chain, b"GET", b"/old", b"", b"", [], b"", b"")
-            upstream = gateway.runner.upstream_of(ex)
-            gateway.runner.discard(ex)
+            pending = gateway._run(chain, b"GET", b"/old", b"", b"", [], b"", b"")
+            upstream = pending.directive()
+            pending.discard()
             assert upstream.timeout == 2.0 and upstream.websocket is False
             assert (upstream.ping_interval, upstream.pong_timeout, upstream.max_inactivity,
                     upstream.max_message, upstream.subprotocols) == (None,) * 5

@@ -221,7 +221,7 @@ def test_serve_raw_in_process(config: Path) -> None:
             assert raw(method, target, headers, None, b"") is None, target
         pending = raw(b"GET", b"/proxied", [], "127.0.0.1", b"")
         assert pending[0] is None and pending[3].route_name == "Proxied"
-        gateway.runner.discard(gateway.runner.exchange(pending[1]))
+        gateway.pending(pending[3], pending[1], pending[2]).discard()
         # routes with parameters: routed in Python, then the same one C call
         routed = app.routed_raw_handler()
         assert routed is not None
@@ -238,7 +238,7 @@ def test_serve_raw_in_process(config: Path) -> None:
             assert routed(method, target, headers, None, b"") is None, target
         pending = routed(b"GET", b"/proxy/x", [], None, b"")
         assert pending[0] is None and pending[3].route_name == "Proxy"
-        gateway.runner.discard(gateway.runner.exchange(pending[1]))
+        gateway.pending(pending[3], pending[1], pending[2]).discard()
 
 
 def test_keep_alive_connections_close_after_the_idle_timeout(tmp_path: Path,

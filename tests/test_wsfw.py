@@ -555,10 +555,10 @@ def test_seams_options_and_the_pong_interval_key_of_seams_code(tmp_path: Path,
         chain = gw.route("GET", "/Seam/room")[0]
         handshake = [(b"connection", b"Upgrade"), (b"upgrade", b"websocket"),
                      (b"sec-websocket-version", b"13"), (b"sec-websocket-key", KEY.encode())]
-        ex, _ = gw._run(chain, b"GET", b"/Seam/room", b"a=1", b"10.0.0.1", handshake, b"",
-                        b"*\0room")
-        up = gw.runner.upstream_of(ex)
-        gw.runner.discard(ex)
+        pending = gw._run(chain, b"GET", b"/Seam/room", b"a=1", b"10.0.0.1", handshake, b"",
+                          b"*\0room")
+        up = pending.directive()
+        pending.discard()
     assert up.websocket and up.url == "wss://chat.example:8443/ws/room?a=1"
     assert (up.ping_interval, up.pong_timeout, up.max_inactivity) == (10.0, 1.0, 30.0)
     assert up.connect_timeout == 2.0 and up.subprotocols == ("chat",)

@@ -179,8 +179,9 @@ class GatewayApp:
         chain run by raw_handler left pending (``(None, exchange, passed, chain)``) and
         answers on ``protocol``'s transport; the caller starts it."""
         assert self.gateway is not None and self._native is not None
-        return DirectUpstreamRequest(protocol, self.gateway.runner, self._native, pending[3],
-                                     pending[1], pending[2], head, keep_alive)
+        return DirectUpstreamRequest(protocol, self._native,
+                                     self.gateway.pending(pending[3], pending[1], pending[2]),
+                                     head, keep_alive)
 
     async def _ensure_gateway(self) -> Gateway:
         if self.gateway is None:
@@ -201,13 +202,13 @@ class GatewayApp:
                 out = self._scope_fast(self._scope_state, scope)
                 if out is not None:
                     if out[0] is None:  # the action asked for an upstream request
-                        chain, head = out[3], scope["method"] == "HEAD"
-                        if chain.streams:
-                            relay = AsgiUpstreamRelay(
-                                self.gateway, self._client.pool, chain,
-                                self.gateway.runner.exchange(out[1]), out[2], head)
+                        pending = self.gateway.pending(out[3], out[1], out[2])
+                        head = scope["method"] == "HEAD"
+                        if pending.chain.streams:
+                            relay = AsgiUpstreamRelay(self.gateway, self._client.pool, pending,
+                                                      head)
                             return await relay.run(receive, send, None, False, self.body_limit)
-                        response = await self.gateway.finish_upstream(chain, out[1], out[2])
+                        response = await self.gateway.perform_upstream(pending)
                         return await _send(send, response, head)
                     if out[2] is not None:
                         self.gateway.log_failure(out[3], out[2])
@@ -305,7 +306,7 @@ class GatewayApp:
                         await send({"type": "http.response.body",
                                     "body": b"" if method == "HEAD" else b})
                         return
-                    response = await gateway.finish_upstream(chain, a, b)
+                    response = await gateway.perform_upstream(gateway.pending(chain, a, b))
                 else:
                     result = gateway.dispatch(method, path, headers, body, query, client_ip,
                                               scope.get("raw_path"))
@@ -346,8 +347,7 @@ class GatewayApp:
             result = json_response(500, b'{"error":"internal error","status":500}')
         if type(result) is Response:
             return await _send(send, result, method == "HEAD")
-        ex, passed = result  # type: ignore[misc]
-        relay = AsgiUpstreamRelay(gateway, self._client.pool, chain, ex, passed,
+        relay = AsgiUpstreamRelay(gateway, self._client.pool, result,  # type: ignore[arg-type]
                                   method == "HEAD")
         try:
             await relay.run(receive, send, length, has_body, self.body_limit)

@@ -9,6 +9,7 @@ adds two more: reading the request to send, and ``rt_serve_upstream`` with the a
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -16,6 +17,7 @@ from typing import Any, Sequence
 from .runtime import Runtime
 
 _flatten = itertools.chain.from_iterable
+log = logging.getLogger("plughost.gateway")
 
 
 @dataclass(slots=True)
@@ -100,6 +102,12 @@ class Chain:
         if self.ptr is not None:
             self._rt.lib.rt_chain_free(self.ptr)
             self.ptr = None
+
+
+def log_failure(chain: "Chain", failure: tuple[str, str]) -> None:
+    """Logs why an element failed (the client got a JSON error with the request id)."""
+    log.error("route %s: %s failed: %s", chain.route_name, failure[0] or "the chain",
+              failure[1])
 
 
 def pack(headers: Sequence[Sequence[bytes]]) -> bytes:

@@ -17,13 +17,14 @@ from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Mapping, Sequence
 
-from .chain import Chain, Response, Runner, UpstreamAnswer, json_response, pack
+from .chain import Chain, Response, Runner, UpstreamAnswer, json_response, log_failure, pack
 from .config import ConfigErrors, ConfigProblem, GatewayConfig, InstanceSpec, Where, load_config
 from .config.instances import storage_references
 from .errors import ConfigError, PlughostError, PluginInitError
 from .loader import Host
 from .plugintypes import ActionType, MiddlewareType, PluginType, StorageType
 from .exchange import Exchange
+from .proxy.pending import PendingUpstream
 from .pyelements import PythonAction, PythonInstance, PythonMiddleware
 from .router import ANY_METHOD, Match, Router, RouteConflict, segments
 
@@ -283,36 +284,31 @@ class Gateway(Host):
 
     def _run(self, chain: Chain, method: bytes, path: bytes, query: bytes, client: bytes,
              headers: Sequence[Sequence[bytes]], body: bytes, params: bytes,
-             release_gil: bool = False) -> Response | tuple[Any, int]:
-        """Runs the chain on this thread: the Response, or (exchange, passed) when an
-        upstream request must be performed first."""
+             release_gil: bool = False) -> Response | PendingUpstream:
+        """Runs the chain on this thread: the Response, or the exchange waiting on the
+        upstream request its action asked for."""
         status, a, b, failure = self.runner.serve_fast(chain, method, path, query, client,
                                                        headers, body, params, release_gil)
         if status == 0:
-            return self.runner.exchange(a), b
+            return PendingUpstream(self.runner, chain, a, b)
         if failure is not None:
-            self.log_failure(chain, failure)
+            log_failure(chain, failure)
         return Response(status, a, b)
 
     @staticmethod
     def log_failure(chain: Chain, failure: tuple[str, str]) -> None:
         """Logs why an element failed (the client got a JSON error with the request id)."""
-        log.error("route %s: %s failed: %s", chain.route_name, failure[0] or "the chain",
-                  failure[1])
+        log_failure(chain, failure)
 
-    async def finish_upstream(self, chain: Chain, exchange_address: int, passed: int) -> Response:
-        """Performs the upstream request an action asked for, then the response phase."""
-        return await self._upstream(chain, self.runner.exchange(exchange_address), passed)
+    def pending(self, chain: Chain, exchange_address: int, passed: int) -> PendingUpstream:
+        """The exchange a one-call path left waiting on an upstream request."""
+        return PendingUpstream(self.runner, chain, exchange_address, passed)
 
-    def _read(self, chain: Chain, out: Any) -> Response:
-        response, failure = self.runner.read(out)
-        if failure is not None:
-            self.log_failure(chain, failure)
-        return response
-
-    async def _upstream(self, chain: Chain, ex: Any, passed: int) -> Response:
+    async def perform_upstream(self, pending: PendingUpstream) -> Response:
+        """Performs the HTTP upstream request, holding the answer whole, then the response
+        phase (``pending`` is finished either way)."""
         try:
-            upstream = self.runner.upstream_of(ex)
+            upstream = pending.directive()
             if self.upstream is not None:
                 answer = await self.upstream(upstream)
             else:
@@ -324,16 +320,16 @@ class Gateway(Host):
                 finally:
                     await client.close()
         except BaseException:
-            self.runner.discard(ex)
+            pending.discard()
             raise
-        return self._read(chain, self.runner.finish_upstream(chain, ex, passed, answer))
+        return pending.finish(answer)
 
     async def handshake(self, path: str, headers: Sequence[Sequence[bytes]], query: bytes,
                         client: bytes, raw_path: bytes | None = None
-                        ) -> Response | tuple[Chain, Any, int]:
+                        ) -> Response | PendingUpstream:
         """Runs a WebSocket handshake (a GET) through its route's request phase and action:
-        the Response when the chain or the router answered, else (chain, exchange, passed)
-        with the action's upstream directive waiting for :meth:`finish`."""
+        the Response when the chain or the router answered, else the exchange waiting on
+        the action's upstream directive."""
         routed = self.route("GET", path, raw_path)
         if type(routed) is Response:
             return routed
@@ -341,21 +337,9 @@ class Gateway(Host):
         args = (chain, b"GET", path.encode("utf-8", "surrogateescape"), query, client, headers,
                 b"", params)
         if chain.may_block:
-            result = await asyncio.get_running_loop().run_in_executor(
+            return await asyncio.get_running_loop().run_in_executor(
                 self.executor, self._run, *args, True)
-        else:
-            result = self._run(*args, chain.release_gil)
-        if type(result) is Response:
-            return result
-        return (chain, *result)  # type: ignore[return-value]
-
-    def finish(self, chain: Chain, ex: Any, passed: int, answer: UpstreamAnswer) -> Response:
-        """Puts an upstream's answer into ``ex``, runs the response phase and frees ``ex``."""
-        return self._read(chain, self.runner.finish_upstream(chain, ex, passed, answer))
-
-    async def perform_upstream(self, chain: Chain, ex: Any, passed: int) -> Response:
-        """Performs the HTTP upstream request the action set on ``ex``, then :meth:`finish`."""
-        return await self._upstream(chain, ex, passed)
+        return self._run(*args, chain.release_gil)
 
     def dispatch(self, method: str, path: str, headers: Sequence[Sequence[bytes]], body: bytes,
                  query: bytes, client: bytes,
@@ -374,14 +358,14 @@ class Gateway(Host):
         result = self._run(*args, chain.release_gil)
         if type(result) is Response:
             return result
-        return self._upstream(chain, *result)  # type: ignore[misc]
+        return self.perform_upstream(result)  # type: ignore[arg-type]
 
     async def _run_blocking(self, args: tuple[Any, ...]) -> Response:
         loop = asyncio.get_running_loop()
         result = await loop.run_in_executor(self.executor, self._run, *args, True)
         if isinstance(result, Response):
             return result
-        return await self._upstream(args[0], *result)
+        return await self.perform_upstream(result)
 
     async def handle_raw(self, method: str, path: str, headers: Sequence[Sequence[bytes]],
                          body: bytes, query: bytes, client: bytes) -> Response:
@@ -410,7 +394,7 @@ class Gateway(Host):
                            client_ip.encode(), raw, body, params, chain.release_gil)
         if isinstance(result, Response):
             return result
-        return asyncio.run(self._upstream(chain, *result))
+        return asyncio.run(self.perform_upstream(result))
 
     def close(self) -> None:
         if self.closed:

@@ -86,20 +86,20 @@ class WebSocketProxy:
                                          client_ip, scope.get("raw_path"))
         if type(result) is Response:
             return await _deny(scope, send, result)
-        chain, ex, passed = result  # type: ignore[misc]
+        pending = result
         try:
-            upstream = gateway.runner.upstream_of(ex)
+            upstream = pending.directive()
         except BaseException:
-            gateway.runner.discard(ex)
+            pending.discard()
             raise
         if not upstream.websocket:  # an HTTP action on a WebSocket route: its answer
-            return await _deny(scope, send, await gateway.perform_upstream(chain, ex, passed))
+            return await _deny(scope, send, await gateway.perform_upstream(pending))
         try:
             ws, answer = await self._connect(upstream, headers)
         except BaseException:
-            gateway.runner.discard(ex)
+            pending.discard()
             raise
-        response = gateway.finish(chain, ex, passed, answer)
+        response = pending.finish(answer)
         if ws is None or response.status != 101:
             if ws is not None:
                 await ws.close(code=1001, message=b"the gateway refused the client")

@@ -740,6 +740,7 @@ def exercise_wsfw(runtime: Runtime, plugin_dir: Path, workdir: Path) -> None:
     spec read back by the host from several threads, config errors, destroy."""
     import plughost
     from plughost.gateway import Gateway
+    from plughost.proxy.pending import PendingUpstream
 
     folder = workdir / "wsfw"
     folder.mkdir()
@@ -785,18 +786,18 @@ routes:
             headers = list(good)
             headers[i % 5] = (headers[i % 5][0], odd[i % len(odd)])
             result = gw._run(chain, b"GET", b"/ws/x", b"q=1", b"::1", headers, b"", params)
-            if not isinstance(result, tuple):
-                assert result.status in (400, 403, 426), result.status
+            if isinstance(result, PendingUpstream):
+                result.discard()
             else:
-                gw.runner.discard(result[0])
+                assert result.status in (400, 403, 426), result.status
         specs = []
 
         def handshake() -> None:
             for _ in range(100):
-                ex, _ = gw._run(chain, b"GET", b"/ws/x", b"a=%2F", b"10.0.0.1", good, b"",
-                                params)
-                specs.append(gw.runner.upstream_of(ex))
-                gw.runner.discard(ex)
+                pending = gw._run(chain, b"GET", b"/ws/x", b"a=%2F", b"10.0.0.1", good, b"",
+                                  params)
+                specs.append(pending.directive())
+                pending.discard()
 
         workers = [threading.Thread(target=handshake) for _ in range(3)]
         for w in workers:

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
+from ..chain import log_failure
 from .client import UpstreamPool
 from .message import Header, framing, parse_origin
+from .pending import PendingUpstream
 
-if TYPE_CHECKING:
-    from ..chain import Chain, Runner
 
 log = logging.getLogger("plughost.proxy")
 
@@ -48,26 +48,22 @@ class DirectUpstreamRequest:
     """One proxied request of the direct path, from the pending exchange to the response
     written on the client's transport. Started by :meth:`start`."""
 
-    __slots__ = ("protocol", "runner", "native", "chain", "ex", "passed",
-                 "head", "keep_alive", "call", "status", "headers", "chunks",
-                 "response_complete", "disconnected", "more_body", "body", "_freed",
-                 "_streaming", "_chunked", "_out", "_timed")
+    __slots__ = ("protocol", "native", "pending", "chain", "head", "keep_alive", "call",
+                 "status", "headers", "chunks", "response_complete", "disconnected",
+                 "more_body", "body", "_streaming", "_chunked", "_out", "_timed")
 
-    def __init__(self, protocol: Any, runner: "Runner", native: "NativeCalls", chain: "Chain",
-                 ex: int, passed: int, head: bool, keep_alive: bool) -> None:
+    def __init__(self, protocol: Any, native: "NativeCalls", pending: PendingUpstream,
+                 head: bool, keep_alive: bool) -> None:
         self.protocol = protocol
-        self.runner = runner
         self.native = native
-        self.chain = chain
-        self.ex = ex
-        self.passed = passed
+        self.pending = pending
+        self.chain = pending.chain
         self.head = head
         self.keep_alive = keep_alive
         self.call: Any = None
         self.status = 0
         self.headers: list[Header] = []
         self.chunks: list[bytes] = []
-        self._freed = False
         self._streaming = False  # the head went out; the body follows as it arrives
         self._chunked = False    # ... in chunked framing
         self._out: list[bytes] = []  # what the current upstream read gave, not yet written
@@ -87,9 +83,9 @@ class DirectUpstreamRequest:
         """Sends the upstream request (one C call reads it off the exchange)."""
         try:
             (origin_text, path, method, lines, body, connect_ms, timeout_ms, websocket,
-             url) = self.native.upstream_request(self.ex)
+             url) = self.native.upstream_request(self.pending.address)
         except Exception:
-            self._free()
+            self.pending.discard()
             raise
         if websocket:
             self._respond(*_UPGRADE_REQUIRED, "")
@@ -126,12 +122,12 @@ class DirectUpstreamRequest:
             framing = b"transfer-encoding: chunked\r\n"
             self._chunked = True
         protocol = self.protocol
-        self._freed = True  # finish_head frees the exchange
+        pending = self.pending
         streaming, data, failure = self.native.finish_head(
-            self.native.state, self.chain.address, self.ex, self.passed, status, headers,
-            framing, protocol._date(), self.head)
+            self.native.state, self.chain.address, pending.take(), pending.passed, status,
+            headers, framing, protocol._date(), self.head)
         if failure is not None:
-            protocol.app.gateway.log_failure(self.chain, failure)
+            log_failure(self.chain, failure)
         transport = protocol.transport
         if not streaming:  # a response hook answered instead: the upstream's body is not needed
             self._chunked = False
@@ -206,7 +202,7 @@ class DirectUpstreamRequest:
             self.response_complete = True
             if self.call is not None:
                 self.call.abort()
-            self._free()
+            self.pending.discard()
 
     def _respond(self, status: int, headers: list[Header], body: bytes, reason: str) -> None:
         if self.response_complete:
@@ -214,12 +210,12 @@ class DirectUpstreamRequest:
         self.response_complete = True
         self.call = None
         protocol = self.protocol
-        self._freed = True  # finish_raw frees the exchange
+        pending = self.pending
         data, failure = self.native.finish_raw(
-            self.native.state, self.chain.address, self.ex, self.passed, status, headers, body,
-            reason.encode("utf-8", "replace"), protocol._date(), self.head)
+            self.native.state, self.chain.address, pending.take(), pending.passed, status,
+            headers, body, reason.encode("utf-8", "replace"), protocol._date(), self.head)
         if failure is not None:
-            protocol.app.gateway.log_failure(self.chain, failure)
+            log_failure(self.chain, failure)
         self._complete(data)
 
     def _complete(self, data: bytes) -> None:
@@ -235,8 +231,3 @@ class DirectUpstreamRequest:
         if not self.keep_alive:
             transport.close()
         protocol.on_response_complete()
-
-    def _free(self) -> None:
-        if not self._freed:
-            self._freed = True
-            self.runner.discard(self.runner.exchange(self.ex))

@@ -17,12 +17,13 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
-from ..chain import Response, json_response
+from ..chain import UpstreamAnswer, json_response
 from .client import UpstreamPool
 from .message import Header, parse_target
+from .pending import PendingUpstream
 
 if TYPE_CHECKING:
-    from ..chain import Chain
+    from ..chain import Response
     from ..gateway import Gateway
 
 log = logging.getLogger("plughost.proxy")
@@ -34,9 +35,10 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 QUEUED_PIECES = 8
 #: The answer to a body over server.bodyLimit.
 TOO_LARGE = json_response(413, b'{"error":"request body too large","status":413}')
-_UPGRADE_REQUIRED = Response(426, [(b"upgrade", b"websocket"),
-                                   (b"content-type", b"application/json")],
-                             b'{"error":"upgrade required","status":426}')
+#: What a WebSocket directive on a plain HTTP request gets.
+_UPGRADE_REQUIRED = UpstreamAnswer(426, [(b"upgrade", b"websocket"),
+                                         (b"content-type", b"application/json")],
+                                   b'{"error":"upgrade required","status":426}')
 
 
 class BodyTooLarge(Exception):
@@ -51,13 +53,11 @@ class BrokenOff(Exception):
 class AsgiUpstreamRelay:
     """One streamed upstream request of the ASGI path; :meth:`run` serves it."""
 
-    def __init__(self, gateway: "Gateway", pool: UpstreamPool, chain: "Chain", ex: Any,
-                 passed: int, head: bool) -> None:
+    def __init__(self, gateway: "Gateway", pool: UpstreamPool, pending: PendingUpstream,
+                 head: bool) -> None:
         self.gateway = gateway
         self.pool = pool
-        self.chain = chain
-        self.ex = ex
-        self.passed = passed
+        self.pending = pending
         self.head = head
         self.call: Any = None
         self.events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
@@ -85,14 +85,13 @@ class AsgiUpstreamRelay:
     # ------------------------------------------------------------------ serving
     async def run(self, receive: Receive, send: Send, body_length: int | None,
                   has_body: bool, limit: int) -> None:
-        runner = self.gateway.runner
         try:
-            upstream = runner.upstream_of(self.ex)
+            upstream = self.pending.directive()
         except BaseException:
-            runner.discard(self.ex)
+            self.pending.discard()
             raise
         if upstream.websocket:
-            return await self._answer(send, _UPGRADE_REQUIRED)
+            return await self._send_whole(send, self.pending.finish(_UPGRADE_REQUIRED))
         try:
             target = parse_target(upstream.url)
         except ValueError as exc:
@@ -102,13 +101,16 @@ class AsgiUpstreamRelay:
                                    None if has_body else b"", self, body_length=body_length,
                                    connect_timeout=upstream.connect_timeout,
                                    timeout=upstream.timeout)
-        if has_body and not await self._send_body(receive, limit):
-            return
-        watcher = asyncio.ensure_future(self._watch(receive))
         try:
-            await self._pass_answer(send)
+            if has_body and not await self._send_body(receive, limit):
+                return
+            watcher = asyncio.ensure_future(self._watch(receive))
+            try:
+                await self._pass_answer(send)
+            finally:
+                watcher.cancel()
         finally:
-            watcher.cancel()
+            self.pending.discard()  # whatever ended it, the exchange is freed
 
     async def _watch(self, receive: Receive) -> None:
         """Once the request is in, the next message the server has for us says the client
@@ -121,21 +123,18 @@ class AsgiUpstreamRelay:
             self.events.put_nowait(("gone", None))
 
     async def _send_body(self, receive: Receive, limit: int) -> bool:
-        """Passes the client's body on; False when the request ended here (the client left,
-        or the body outgrew ``limit``: the upstream request is aborted either way)."""
+        """Passes the client's body on; False when the client left (the upstream request
+        is aborted); BodyTooLarge when the body outgrew ``limit`` (aborted too)."""
         call, size = self.call, 0
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
                 call.abort()
-                self.gateway.runner.discard(self.ex)
                 return False
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
                 call.abort()
-                self.gateway.runner.discard(self.ex)
-                self.ex = None
                 raise BodyTooLarge()
             if chunk:
                 await call.drain()
@@ -147,7 +146,6 @@ class AsgiUpstreamRelay:
     async def _pass_answer(self, send: Send) -> None:
         kind, value = await self.events.get()
         if kind == "gone":
-            self.gateway.runner.discard(self.ex)
             return
         if kind == "fail":
             status, reason = value
@@ -156,11 +154,7 @@ class AsgiUpstreamRelay:
         length = self.call.content_length
         if length is not None:
             headers.append((b"content-length", b"%d" % length))
-        streaming, response, failure = self.gateway.runner.finish_head(
-            self.chain, self.ex, self.passed, status, headers)
-        self.ex = None
-        if failure is not None:
-            self.gateway.log_failure(self.chain, failure)
+        streaming, response = self.pending.finish_head(status, headers)
         if not streaming:
             self.call.abort()
             return await self._send_whole(send, response)
@@ -190,27 +184,7 @@ class AsgiUpstreamRelay:
         error answer, as for a chain that holds bodies whole."""
         where = self.call.origin.authority.decode("latin-1") if self.call else ""
         log.warning("upstream %s: %s", where, reason)
-        from ..chain import UpstreamAnswer
-
-        out = self.gateway.runner.finish_upstream(self.chain, self.ex, self.passed,
-                                                  UpstreamAnswer(status, error=reason))
-        self.ex = None
-        response, failure = self.gateway.runner.read(out)
-        if failure is not None:
-            self.gateway.log_failure(self.chain, failure)
-        await self._send_whole(send, response)
-
-    async def _answer(self, send: Send, answer: Response) -> None:
-        from ..chain import UpstreamAnswer
-
-        out = self.gateway.runner.finish_upstream(
-            self.chain, self.ex, self.passed,
-            UpstreamAnswer(answer.status, answer.headers, answer.body))
-        self.ex = None
-        response, failure = self.gateway.runner.read(out)
-        if failure is not None:
-            self.gateway.log_failure(self.chain, failure)
-        await self._send_whole(send, response)
+        await self._send_whole(send, self.pending.finish(UpstreamAnswer(status, error=reason)))
 
     async def _send_whole(self, send: Send, response: Response) -> None:
         await send({"type": "http.response.start", "status": response.status,
