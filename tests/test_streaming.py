@@ -337,3 +337,18 @@ def test_a_client_leaving_mid_download_closes_the_upstream(gateway: Server,
     time.sleep(0.5)
     assert upstream.written == written < BIG  # the upstream was stopped, not drained
     assert gateway.get("/api/small")[0] == 200
+
+
+def test_expect_100_continue_on_a_streaming_route(gateway: Server,
+                                                  upstream: StreamingUpstream) -> None:
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=10) as sock:
+        sock.sendall(b"POST /api/upload HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n"
+                     b"Expect: 100-continue\r\n\r\n")
+        assert sock.recv(1024).startswith(b"HTTP/1.1 100 Continue\r\n")
+        sock.sendall(b"hello")
+        head, rest = read_head(sock)
+        while not rest.endswith(b"got 5"):
+            more = sock.recv(65536)
+            assert more, rest
+            rest += more
+    assert head.startswith(b"http/1.1 200") and upstream.uploads[-1] == 5
