@@ -352,3 +352,56 @@ def test_expect_100_continue_on_a_streaming_route(gateway: Server,
             assert more, rest
             rest += more
     assert head.startswith(b"http/1.1 200") and upstream.uploads[-1] == 5
+
+
+def test_both_paths_frame_streamed_answers_alike(tmp_path: Path, plugin_dir: Path,
+                                                 upstream: StreamingUpstream) -> None:
+    """The same streamed answers from the direct path and the ASGI path: header names in
+    order, values (the Date and the request id aside), framing and body bytes."""
+    (tmp_path / "gateway.yaml").write_text(f"""\
+plugins:
+  - path: {plugin_dir / 'requestid.so'}
+  - path: {plugin_dir / 'helmet.so'}
+  - path: {plugin_dir / 'httpfw.so'}
+middlewares:
+  RequestID:
+    use: plugins.requestid.middlewares.RequestIdMiddleware
+  Helmet:
+    use: plugins.helmet.middlewares.HelmetMiddleware
+actions:
+  Forward:
+    use: plugins.httpfw.actions.HttpAction
+    config: {{upstreamEndpoint: "{upstream.url}"}}
+routes:
+  Api:
+    gatewayPath: /api/*
+    methods: [GET, HEAD]
+    middlewares: [RequestID, Helmet]
+    action: Forward
+""")
+
+    def answer(server: Server, path: bytes, method: bytes = b"GET") -> tuple[list, bytes]:
+        """A keep-alive request (the direct path takes those), read to its framing's end."""
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(b"%s %s HTTP/1.1\r\nHost: t\r\nX-Request-ID: fixed\r\n\r\n"
+                         % (method, path))
+            head, body = read_head(sock)
+            if method == b"HEAD":
+                pass
+            elif b"transfer-encoding: chunked" in head:
+                while not body.endswith(b"\r\n0\r\n\r\n"):
+                    body += sock.recv(65536)
+            else:
+                length = int(head.split(b"content-length: ")[1].split(b"\r\n")[0])
+                while len(body) < length:
+                    body += sock.recv(65536)
+        lines = [line for line in head.split(b"\r\n") if not line.startswith(b"date:")]
+        return lines, body
+
+    config = str(tmp_path / "gateway.yaml")
+    with Server("--config", config) as direct, \
+            Server("--config", config, "--no-direct-path") as asgi:
+        for path, method in ((b"/api/small", b"GET"), (b"/api/sse", b"GET"),
+                             (b"/api/big", b"HEAD")):
+            mine, theirs = answer(direct, path, method), answer(asgi, path, method)
+            assert mine == theirs, path
