@@ -85,12 +85,12 @@ class GatewayApp:
         gateway.executor = self._blocking
         server = gateway.config.server if gateway.config else None
         runner = gateway.runner
-        self._static = gateway._static
+        self._static = gateway.routes.static
         self._fast = runner._fast_serve
         self._serve_address = runner._serve_address
         self._free_address = runner._free_address
         self._host_address = runner._host_address
-        self._case_sensitive = gateway.case_sensitive
+        self._case_sensitive = gateway.routes.case_sensitive
         self._get_only = bool(server and server.get_only)
         # server.proxyHeader: the client address comes from this header, from any peer or
         # (enableTrustedProxyCheck) only from trustedProxies (addresses or CIDR blocks).
@@ -162,7 +162,7 @@ class GatewayApp:
             if type(routed) is Response:
                 return None  # 404/405: the ASGI path answers them
             chain, params = routed  # type: ignore[misc]
-            if chain.may_block or chain is gateway._unrouted:
+            if chain.may_block or chain is gateway.routes.unrouted:
                 return None
             return serve_raw_routed(state, chain, chain.address, chain.release_gil, method,
                                     raw_path, query, headers, client, date, params)

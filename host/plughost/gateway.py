@@ -17,7 +17,7 @@ from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Mapping, Sequence
 
-from .chain import Chain, Response, Runner, UpstreamAnswer, json_response, log_failure, pack
+from .chain import Chain, Response, Runner, UpstreamAnswer, log_failure
 from .config import ConfigErrors, ConfigProblem, GatewayConfig, InstanceSpec, Where, load_config
 from .config.instances import storage_references
 from .errors import ConfigError, PlughostError, PluginInitError
@@ -26,7 +26,8 @@ from .plugintypes import ActionType, MiddlewareType, PluginType, StorageType
 from .exchange import Exchange
 from .proxy.pending import PendingUpstream
 from .pyelements import PythonAction, PythonInstance, PythonMiddleware
-from .router import ANY_METHOD, Match, Router, RouteConflict, segments
+from .router import ANY_METHOD, RouteConflict, Router
+from .routing import RouteTable, Unrouted
 
 log = logging.getLogger("plughost.gateway")
 
@@ -42,21 +43,13 @@ class Gateway(Host):
         self.config = config
         self.instances: dict[str, Any] = {}  # middleware/action name -> instance
         self.chains: list[Chain] = []
-        self.router: Router[Chain] = Router()
+        self.routes = RouteTable()  # replaced when the routes are compiled
         self.ready = False
         self.upstream: UpstreamPerformer | None = None
         #: Runs may-block chains (None: the event loop's default executor).
         self.executor: Executor | None = None
         self._failed_plugins: set[str] = set()
         self.runner = Runner(self.runtime, self.ptr)
-        # (method, path) -> (chain, packed params, encoded path) for static routes
-        #: static routes: (method, path) -> (chain, params, path as bytes, chain address,
-        #: release_gil, may_block), what the C fast path (_fastpath.serve_scope) reads
-        self._static: dict[tuple[str, str], tuple[Chain, bytes, bytes, int, bool, bool]] = {}
-        #: global middlewares + 404/405, for requests no route takes (None: no globals)
-        self._unrouted: Chain | None = None
-        self.case_sensitive = False  # server.caseSensitive, set when routes are compiled
-        self.strict_routing = False  # server.strictRouting
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -185,19 +178,18 @@ class Gateway(Host):
     def _compile_routes(self, config: GatewayConfig, problems: list[ConfigProblem]) -> None:
         """One chain per endpoint (a route as a service mounts it): global middlewares,
         then the service's and the route's, then the action."""
-        self.case_sensitive = config.server.case_sensitive
-        self.strict_routing = config.server.strict_routing
-        self.router = Router(case_sensitive=self.case_sensitive)
+        self.routes = RouteTable(case_sensitive=config.server.case_sensitive,
+                                 strict_routing=config.server.strict_routing)
         global_mws = [self.instances[name] for name in config.global_middlewares
                       if name in self.instances]
         if global_mws:
             # As Fiber runs app.Use middlewares for every request, a request no route takes
             # still passes the global middlewares (a global CORS answers its preflight,
             # helmet's headers reach the 404), then gets its 404 or 405.
-            ending = PythonInstance(self.runtime, "unrouted", _Unrouted(), "action")
+            ending = PythonInstance(self.runtime, "unrouted", Unrouted(), "action")
             self._instances.append(ending)  # type: ignore[arg-type]
-            self._unrouted = Chain(self.runtime, global_mws, ending, "(no route)")
-            self.chains.append(self._unrouted)
+            self.routes.unrouted = Chain(self.runtime, global_mws, ending, "(no route)")
+            self.chains.append(self.routes.unrouted)
         for endpoint in config.endpoints:
             mws = global_mws + [self.instances[name] for name in endpoint.middlewares
                                 if name in self.instances]
@@ -209,11 +201,9 @@ class Gateway(Host):
             self.chains.append(chain)
             methods = (ANY_METHOD,) if "ALL" in endpoint.methods else endpoint.methods
             try:
-                self.router.add(endpoint.path, methods, chain)
+                self.routes.add(endpoint.path, methods, chain)
             except (RouteConflict, ValueError) as exc:
                 problems.append(ConfigProblem(endpoint.where, f"{exc}: change the path or methods"))
-                continue
-            self._remember_static(endpoint.path, methods, chain)
 
     # ---------------------------------------------------------- Python elements
     def _add_python(self, name: str, obj: PythonMiddleware | PythonAction) -> PythonInstance:
@@ -232,55 +222,21 @@ class Gateway(Host):
         mws = [self.instances[n] for n in (*self.config.global_middlewares, *middlewares)]
         chain = Chain(self.runtime, mws, self.instances[action], name or path)
         chain.pattern = path
-        upper = tuple(m.upper() for m in methods)
-        self.router.add(path, upper, chain)
-        self._remember_static(path, upper, chain)
+        self.routes.add(path, tuple(m.upper() for m in methods), chain)
         self.chains.append(chain)
         return chain
 
     # ---------------------------------------------------------------- requests
-    def _remember_static(self, path: str, methods: Sequence[str], chain: Chain) -> None:
-        """Static paths with listed methods skip the router: one dict lookup a request."""
-        if ":" in path or "*" in path or ANY_METHOD in methods:
-            return
-        variants = {path} if self.strict_routing else \
-            {path, path.rstrip("/") or "/", (path.rstrip("/") or "") + "/"}
-        for variant in variants:
-            entry = (chain, b"", variant.encode(), chain.address, chain.release_gil,
-                     chain.may_block)
-            key = variant if self.case_sensitive else variant.lower()
-            for method in methods:
-                self._static.setdefault((method, key), entry)
-            if "GET" in methods and "HEAD" not in methods:
-                self._static.setdefault(("HEAD", key), entry)
+    @property
+    def router(self) -> Router[Chain]:
+        """The router of the gateway's routes (``routes.router``)."""
+        return self.routes.router
 
     def route(self, method: str, path: str,
               raw_path: bytes | None = None) -> tuple[Chain, bytes] | Response:
-        """The chain for a request and its packed route parameters, or a ready 404/405.
-        ``raw_path`` (the path as the client wrote it) gives the parameters their raw form
-        too, for ph_route_param_raw, when it holds percent-escapes."""
-        hit = self._static.get((method, path if self.case_sensitive else path.lower()))
-        if hit is not None:
-            return hit[0], hit[1]
-        match = self.router.match(method, path)
-        if match.target is not None and self.strict_routing and path != "/" and \
-                path.endswith("/") != match.target.pattern.endswith("/"):
-            match = Match(None, {})  # strictRouting: "/users/" is not "/users"
-        if match.target is None:
-            allow = ", ".join(match.allowed).encode()
-            if self._unrouted is not None:
-                return self._unrouted, pack([(_ALLOW_PARAM, allow)]) if allow else b""
-            if allow:
-                return _json_response(405, "method not allowed", [(b"allow", allow)])
-            return _json_response(404, "not found")
-        if not match.params:
-            return match.target, b""
-        pairs = [(k.encode(), v.encode()) for k, v in match.params.items()]
-        if raw_path is not None and b"%" in raw_path:
-            # A decoded "%00" ends the value where C reads it; the raw form keeps it all.
-            pairs = [(k, v.split(b"\0", 1)[0]) for k, v in pairs]
-            pairs += raw_params(match.target.pattern, raw_path)
-        return match.target, pack(pairs)
+        """The chain for a request and its packed route parameters, or a ready 404/405
+        (see RouteTable.route)."""
+        return self.routes.route(method, path, raw_path)
 
     def _run(self, chain: Chain, method: bytes, path: bytes, query: bytes, client: bytes,
              headers: Sequence[Sequence[bytes]], body: bytes, params: bytes,
@@ -403,49 +359,6 @@ class Gateway(Host):
         for chain in self.chains:
             chain.close()
         super().close()
-
-
-#: Name prefix of a route parameter's raw form (the runtime's RT_RAW_PARAM).
-RAW_PARAM = b"\x01"
-
-
-def raw_params(pattern: str, raw_path: bytes) -> list[tuple[bytes, bytes]]:
-    """The raw forms of a route's parameters, read off the path as the client wrote it:
-    the segment at each ``:name``, everything from the ``*`` on (empty segments dropped,
-    as the router drops them)."""
-    raw = [s for s in raw_path.split(b"/") if s]
-    out = []
-    for i, part in enumerate(segments(pattern)):
-        if part.startswith("*"):
-            out.append((RAW_PARAM + b"*", b"/".join(raw[i:])))
-            break
-        if part.startswith(":") and i < len(raw):
-            out.append((RAW_PARAM + part[1:].encode(), raw[i]))
-    return out
-
-
-_ALLOW_PARAM = b"plughost.allow"  # the 405's Allow value, as a route parameter
-_NOT_FOUND = b'{"error":"not found","status":404}'
-_NOT_ALLOWED = b'{"error":"method not allowed","status":405}'
-
-
-class _Unrouted(PythonAction):
-    """The action ending the chain of a request that no route takes: 404, or 405 with the
-    Allow header the router found (passed as the route parameter _ALLOW_PARAM)."""
-
-    def handle(self, ex: Exchange) -> None:
-        allow = ex.route_param(_ALLOW_PARAM.decode())
-        if allow:
-            ex.respond(405, _NOT_ALLOWED, "application/json")
-            ex.set_response_header("Allow", allow)
-        else:
-            ex.respond(404, _NOT_FOUND, "application/json")
-
-
-def _json_response(status: int, message: str,
-                   extra: list[tuple[bytes, bytes]] | None = None) -> Response:
-    return json_response(status, b'{"error":"%s","status":%d}' % (message.encode(), status),
-                         extra or ())
 
 
 def _plugin_stem(path: Path) -> str:
