@@ -128,7 +128,6 @@ class DirectUpstreamRequest:
             headers, framing, protocol._date(), self.head)
         if failure is not None:
             log_failure(self.chain, failure)
-        transport = protocol.transport
         if not streaming:  # a response hook answered instead: the upstream's body is not needed
             self._chunked = False
             call.abort()

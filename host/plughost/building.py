@@ -1,0 +1,182 @@
+"""Building a gateway from its configuration: plugins, instances, chains, routes.
+
+:class:`GatewayBuilder` fills a :class:`~plughost.gateway.Gateway` from a loaded
+configuration and reports every problem it finds at once (ConfigErrors), each with its file,
+line and key: a plugin that does not load or refuses its config, a type nobody provides
+(with "did you mean"), a dependency listed after its user, a route that conflicts.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
+
+from .chain import Chain
+from .config import ConfigErrors, ConfigProblem, GatewayConfig, InstanceSpec, Where
+from .config.instances import storage_references
+from .errors import ConfigError, PlughostError, PluginInitError
+from .plugintypes import ActionType, MiddlewareType, PluginType, StorageType
+from .pyelements import PythonAction, PythonInstance, PythonMiddleware
+from .router import ANY_METHOD, RouteConflict
+from .routing import RouteTable, Unrouted
+
+if TYPE_CHECKING:
+    from .gateway import Gateway
+
+
+class GatewayBuilder:
+    """Builds one gateway (see the module's docstring)."""
+
+    def __init__(self, gateway: "Gateway") -> None:
+        self.gateway = gateway
+        self._failed_plugins: set[str] = set()  # stems of plugins that did not load
+
+    def build(self, config: GatewayConfig,
+              python_elements: Mapping[str, PythonMiddleware | PythonAction]) -> None:
+        """Loads the plugins in their listed order, creates the storages (each as soon as
+        its plugin is loaded), the Python elements, middlewares and actions, then compiles
+        the routes; ConfigErrors with every problem found."""
+        problems: list[ConfigProblem] = []
+        provider: dict[str, int] = {}  # type id -> index of the plugin that declares it
+        pending_storages = dict(config.storages)
+        for index, spec in enumerate(config.plugins):
+            try:
+                plugin = self.gateway.load_plugin(spec.path, spec.config, source=spec.config_where.file,
+                                          config_path=spec.config_where.key)
+            except PluginInitError as exc:
+                problems.append(_tree_problem(exc.reason.removeprefix("init failed: "),
+                                              spec.where))
+                self._failed_plugins.add(_plugin_stem(spec.path))
+                continue
+            except PlughostError as exc:
+                problems.append(ConfigProblem(spec.where, getattr(exc, "reason", str(exc))))
+                self._failed_plugins.add(_plugin_stem(spec.path))
+                continue
+            for type_id in plugin.types:
+                provider[type_id] = index
+            # Storages of this plugin's types exist before the next plugin's init runs, so a
+            # plugin listed later can look them up (Seam's rule: dependencies come first).
+            for name, st in list(pending_storages.items()):
+                if st.use in plugin.storages:
+                    del pending_storages[name]
+                    self._create_instance(st, StorageType, problems)
+        self._check_plugin_order(config, provider, problems)
+        for name, obj in python_elements.items():
+            self.gateway._add_python(name, obj)
+
+        for spec in pending_storages.values():
+            self._create_instance(spec, StorageType, problems)
+        for spec in config.middlewares.values():
+            instance = self._create_instance(spec, MiddlewareType, problems)
+            if instance is not None:
+                self.gateway.instances[spec.name] = instance
+        for spec in config.actions.values():
+            instance = self._create_instance(spec, ActionType, problems)
+            if instance is not None:
+                self.gateway.instances[spec.name] = instance
+        if not problems:
+            self._compile_routes(config, problems)
+        if problems:
+            raise ConfigErrors(problems)
+
+    def _create_instance(self, spec: InstanceSpec, expected: type[PluginType],
+                         problems: list[ConfigProblem]) -> Any:
+        """Creates one configured instance; a problem (and None) when it cannot be."""
+        ptype = self.gateway.types.get(spec.use)
+        if ptype is None:
+            owner = spec.use.split(".")[1] if spec.use.count(".") >= 3 else ""
+            if owner not in self._failed_plugins:  # else its plugin's problem says it all
+                problems.append(ConfigProblem(spec.use_where, self._unknown_use(spec, expected)))
+            return None
+        if not isinstance(ptype, expected):
+            problems.append(ConfigProblem(spec.use_where, f"'{spec.use}' is a {ptype.kind}, not "
+                                          f"a {expected.kind}: use it under {ptype.kind}s.yaml"))
+            return None
+        try:
+            if isinstance(ptype, StorageType):
+                return ptype.create(spec.config, name=spec.name, source=spec.config_where.file,
+                                    path=spec.config_where.key)
+            instance = ptype.create(spec.config, name=spec.name,  # type: ignore[attr-defined]
+                                    source=spec.config_where.file, path=spec.config_where.key)
+            self.gateway._instances.append(instance)
+            return instance
+        except ConfigError as exc:
+            problems.append(_tree_problem(str(exc), spec.config_where))
+            return None
+
+    def _check_plugin_order(self, config: GatewayConfig, provider: dict[str, int],
+                            problems: list[ConfigProblem]) -> None:
+        """A plugin whose own config names a storage whose type comes from a plugin listed
+        after it: say which plugin to move (this replaces the lookup failure it causes)."""
+        for index, spec in enumerate(config.plugins):
+            for name, where in storage_references(spec.config, spec.config_where):
+                storage = config.storages.get(name)
+                later = provider.get(storage.use, -1) if storage else -1
+                if later > index:
+                    dependency = config.plugins[later].path.name
+                    problems[:] = [p for p in problems if p.where != where]
+                    problems.append(ConfigProblem(where, (
+                        f"plugin {spec.path.name} uses storage '{name}' ({storage.use}), "
+                        f"whose type comes from {dependency}, listed after it: move "
+                        f"{dependency} before {spec.path.name} in the plugin list")))
+
+    def _unknown_use(self, spec: InstanceSpec, expected: type[PluginType]) -> str:
+        known = [tid for tid, t in self.gateway.types.items() if isinstance(t, expected)]
+        close = difflib.get_close_matches(spec.use, known, n=1, cutoff=0.85)
+        if close:
+            return f"no loaded plugin provides '{spec.use}': did you mean '{close[0]}'?"
+        if known:
+            return (f"no loaded plugin provides '{spec.use}': list the plugin that declares it in "
+                    f"plugins.yaml (loaded {expected.kind}s: {', '.join(sorted(known))})")
+        return (f"no loaded plugin provides '{spec.use}': list the plugin that declares it in "
+                "plugins.yaml")
+
+    def _compile_routes(self, config: GatewayConfig, problems: list[ConfigProblem]) -> None:
+        """One chain per endpoint (a route as a service mounts it): global middlewares,
+        then the service's and the route's, then the action."""
+        self.gateway.routes = RouteTable(case_sensitive=config.server.case_sensitive,
+                                 strict_routing=config.server.strict_routing)
+        global_mws = [self.gateway.instances[name] for name in config.global_middlewares
+                      if name in self.gateway.instances]
+        if global_mws:
+            # As Fiber runs app.Use middlewares for every request, a request no route takes
+            # still passes the global middlewares (a global CORS answers its preflight,
+            # helmet's headers reach the 404), then gets its 404 or 405.
+            ending = PythonInstance(self.gateway.runtime, "unrouted", Unrouted(), "action")
+            self.gateway._instances.append(ending)  # type: ignore[arg-type]
+            self.gateway.routes.unrouted = Chain(self.gateway.runtime, global_mws, ending, "(no route)")
+            self.gateway.chains.append(self.gateway.routes.unrouted)
+        for endpoint in config.endpoints:
+            mws = global_mws + [self.gateway.instances[name] for name in endpoint.middlewares
+                                if name in self.gateway.instances]
+            action = self.gateway.instances.get(endpoint.action)
+            if action is None:
+                continue  # reported by the config loader
+            chain = Chain(self.gateway.runtime, mws, action, endpoint.route)
+            chain.pattern = endpoint.path
+            self.gateway.chains.append(chain)
+            methods = (ANY_METHOD,) if "ALL" in endpoint.methods else endpoint.methods
+            try:
+                self.gateway.routes.add(endpoint.path, methods, chain)
+            except (RouteConflict, ValueError) as exc:
+                problems.append(ConfigProblem(endpoint.where, f"{exc}: change the path or methods"))
+
+
+def _plugin_stem(path: Path) -> str:
+    """The plugin name a file most likely holds: "libtrace.so" -> "trace"."""
+    stem = path.name.split(".", 1)[0]
+    return stem[3:] if stem.startswith("lib") else stem
+
+
+def _tree_problem(message: str, fallback: Where) -> ConfigProblem:
+    """A config tree's error reads 'file:line: key: what' (or 'key: what'); keep its exact
+    location, which points at the offending key rather than at the `config:` block."""
+    head, sep, rest = message.partition(": ")
+    file, _, line = head.rpartition(":")
+    # Only the tree's own file counts: "valkey 127.0.0.1:6379: ..." is a message, not a place.
+    if sep and file and line.isdigit() and file == str(fallback.file):
+        key, sep2, what = rest.partition(": ")
+        if sep2:
+            return ConfigProblem(Where(file, int(line), key), what)
+    return ConfigProblem(fallback, message)
