@@ -263,3 +263,78 @@ def test_keep_alive_connections_close_after_the_idle_timeout(tmp_path: Path,
             assert busy.recv(65536).startswith(b"HTTP/1.1 200")
             time.sleep(1.6)
             assert busy.recv(65536) == b""
+
+
+WILDCARD_ROUTES = """\
+routes:
+  Api:
+    gatewayPath: /api/*
+    methods: [GET]
+    action: Echo
+  ApiV2:
+    gatewayPath: /api/v2/*
+    methods: [GET, POST]
+    action: Echo
+  Items:
+    gatewayPath: /api/items
+    methods: [GET]
+    action: Hello
+  Root:
+    gatewayPath: /*
+    methods: [GET]
+    action: Echo
+"""
+
+WILDCARD_REQUESTS = [b"/api/a/b?x=1", b"/api/v2/c", b"/API/V2/Mixed/Case", b"/api", b"/api/v2",
+                     b"/api/items", b"/api/items/more", b"/", b"/elsewhere/x", b"/api/a/",
+                     b"/api//a", b"/api/a/../b"]
+
+
+@pytest.fixture(scope="module")
+def wildcard_servers(tmp_path_factory: pytest.TempPathFactory,
+                     test_plugin_dir: Path) -> Iterator[tuple[Server, Server]]:
+    folder = write_config(tmp_path_factory.mktemp("wildcards") / "config", test_plugin_dir)
+    (folder / "routes.yaml").write_text(WILDCARD_ROUTES)
+    with Server("--config", str(folder)) as direct, \
+            Server("--config", str(folder), "--no-direct-path") as asgi:
+        yield direct, asgi
+
+
+@pytest.mark.parametrize("method", [b"GET", b"HEAD", b"POST"])
+def test_wildcard_routes_answer_alike_on_both_paths(wildcard_servers: tuple[Server, Server],
+                                                    method: bytes) -> None:
+    """Without ':param' routes the direct path routes "/prefix/*" in C (the longest prefix
+    that has a wildcard route, as the router): the same answers as the ASGI path, 405s and
+    the root wildcard included."""
+    direct, asgi = wildcard_servers
+    for target in WILDCARD_REQUESTS:
+        request = b"%s %s HTTP/1.1\r\nHost: t\r\n\r\n" % (method, target)
+        mine = exchange(direct.port, request, 1)[0]
+        theirs = exchange(asgi.port, request, 1)[0]
+        assert normalised(mine) == normalised(theirs), target
+
+
+def test_serve_raw_routes_wildcards_in_c(tmp_path: Path, test_plugin_dir: Path) -> None:
+    from plughost.asgi import GatewayApp
+    from plughost.gateway import Gateway
+
+    folder = write_config(tmp_path / "config", test_plugin_dir)
+    (folder / "routes.yaml").write_text(WILDCARD_ROUTES)
+    with Gateway.from_config(folder) as gateway:
+        raw = GatewayApp(gateway=gateway).raw_handler()
+        assert raw is not None
+        data, failure, chain = raw(b"GET", b"/API/v2/x/y?q=1", [], None, b"")
+        assert chain.route_name == "ApiV2" and b"rest=x/y" in data
+        assert raw(b"GET", b"/zzz", [], None, b"")[2].route_name == "Root"
+        assert raw(b"POST", b"/api/a", [], None, b"") is None  # 405: the ASGI path says so
+        assert raw(b"GET", b"/api/a/", [], None, b"") is None  # not plain: the router's
+    (folder / "routes.yaml").write_text(WILDCARD_ROUTES + """\
+  User:
+    gatewayPath: /api/users/:id
+    methods: [GET]
+    action: Echo
+""")
+    with Gateway.from_config(folder) as gateway:  # a ':param' route: the router decides
+        assert gateway.routes.prefixes == {}
+        assert GatewayApp(gateway=gateway).raw_handler()(b"GET", b"/api/a", [], None,
+                                                           b"") is None

@@ -117,7 +117,7 @@ class GatewayApp:
             self._scope_state = (self._serve_address, self._free_address, self._host_address,
                                  self._static, self._case_sensitive, self.live_route,
                                  self.ready_route, STATUS_LINES, runner._finish_address,
-                                 runner._finish_head_address)
+                                 runner._finish_head_address, gateway.routes.prefixes)
             self._scope_fast = _fastpath.serve_scope
             self._native = NativeCalls(self._scope_state, _fastpath.upstream_request,
                                        _fastpath.finish_raw, _fastpath.finish_head)

@@ -27,6 +27,9 @@ _NOT_ALLOWED = b'{"error":"method not allowed","status":405}'
 #: A static route's entry: (chain, packed params, path as bytes, chain address,
 #: release_gil, may_block), what the C one-call paths read.
 StaticEntry = tuple[Chain, bytes, bytes, int, bool, bool]
+#: A "/prefix/*" route's entry for one method: (chain, chain address, release_gil,
+#: may_block).
+PrefixEntry = tuple[Chain, int, bool, bool]
 
 
 class RouteTable:
@@ -40,10 +43,26 @@ class RouteTable:
         self.static: dict[tuple[str, str], StaticEntry] = {}
         #: global middlewares + 404/405, for requests no route takes (None: no globals)
         self.unrouted: Chain | None = None
+        #: folded prefix -> {method: PrefixEntry}, of the "/prefix/*" routes, for the
+        #: one-call paths: the longest prefix of a path is the route the router would find,
+        #: as long as no ":param" route exists (then it stays empty).
+        self.prefixes: dict[str, dict[str, PrefixEntry]] = {}
+        self._has_params = False
 
     def add(self, pattern: str, methods: Sequence[str], chain: Chain) -> None:
         """Adds a route; RouteConflict or ValueError (with a sentence) when it cannot be."""
         self.router.add(pattern, tuple(methods), chain)
+        parts = segments(pattern)
+        if any(part.startswith(":") for part in parts):
+            self._has_params = True
+            self.prefixes.clear()
+        elif parts and parts[-1] == "*" and not self._has_params:
+            prefix = "/" + "/".join(parts[:-1]) if len(parts) > 1 else ""
+            table = self.prefixes.setdefault(prefix if self.case_sensitive else prefix.lower(),
+                                             {})
+            entry = (chain, chain.address, chain.release_gil, chain.may_block)
+            for method in methods:
+                table.setdefault(method, entry)
         if ":" in pattern or "*" in pattern or ANY_METHOD in methods:
             return
         variants = {pattern} if self.strict_routing else \

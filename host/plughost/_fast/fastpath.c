@@ -274,7 +274,9 @@ static PyObject *static_hit(PyObject *state, PyObject *method, PyObject *path) {
 **   (start message, body message, failure or None, chain) when the chain answered, or
 **   (None, exchange, passed, chain) when an upstream request must be performed first.
 ** state = (serve_fn, free_fn, host, static routes, case_sensitive, live route, ready route,
-** status lines (serve_raw's), serve_upstream_fn (finish_raw's), serve_head_fn (finish_head's));
+** status lines (serve_raw's), serve_upstream_fn (finish_raw's), serve_head_fn (finish_head's),
+** wildcard prefixes (serve_raw's: {folded prefix: {method: (chain, address, release_gil,
+** may_block)}}));
 ** static routes: {(method, path): (chain, params, path bytes, chain address, release_gil,
 ** may_block)}. Only the common case runs here: a static, inline route, no request body
 ** (no Content-Length / Transfer-Encoding), not a health route. */
@@ -458,9 +460,68 @@ static PyObject *run_raw(PyObject *state, PyObject *chain_obj, void *chain, int 
   return ret;
 }
 
+/* Whether `path` (str) is one of the health routes, which answer in Python. */
+static int is_health(PyObject *state, PyObject *path) {
+  for (int i = 5; i <= 6; i++) {
+    PyObject *route = PyTuple_GET_ITEM(state, i);
+    if (route != Py_None && PyUnicode_Compare(path, route) == 0) return 1;
+  }
+  return 0;
+}
+
+/* The table of the method among a wildcard route's methods, as the router picks it: the
+** method, then any method ("*"), then GET for a HEAD. Borrowed; NULL without an exception
+** when the route does not take the method (the router's 405). */
+static PyObject *method_entry(PyObject *table, PyObject *method) {
+  PyObject *entry = PyDict_GetItemWithError(table, method);
+  if (!entry && !PyErr_Occurred()) entry = PyDict_GetItemString(table, "*");
+  if (!entry && !PyErr_Occurred() && PyUnicode_Compare(method, s_head) == 0)
+    entry = PyDict_GetItemString(table, "GET");
+  return entry;
+}
+
+/* The "/prefix/*" route a plain path (n bytes: no empty segment, no trailing '/') goes to:
+** the longest prefix with a wildcard route in state[10], which is what the router finds
+** while no ":param" route exists (the gateway leaves the table empty otherwise). Its entry
+** (chain, address, release_gil, may_block) for `method`, and in *rest_at where the rest of
+** the path starts (at its '/', or n). Borrowed; NULL without an exception when there is
+** none, the route does not take the method, or it may block: the caller's caller routes. */
+static PyObject *prefix_hit(PyObject *state, PyObject *method, const char *path,
+                            Py_ssize_t n, Py_ssize_t *rest_at) {
+  PyObject *prefixes = PyTuple_GET_ITEM(state, 10);
+  if (!PyDict_Check(prefixes) || PyDict_GET_SIZE(prefixes) == 0) return NULL;
+  if (n > 1 && path[n - 1] == '/') return NULL;
+  for (Py_ssize_t i = 1; i < n; i++)
+    if (path[i] == '/' && path[i - 1] == '/') return NULL;
+  char folded[1024];
+  if (n >= (Py_ssize_t)sizeof folded) return NULL;
+  int fold = !PyObject_IsTrue(PyTuple_GET_ITEM(state, 4));
+  for (Py_ssize_t i = 0; i < n; i++) {
+    char c = path[i];
+    folded[i] = (char)(fold && c >= 'A' && c <= 'Z' ? c + 32 : c);
+  }
+  Py_ssize_t cut = n == 1 ? 0 : n; /* "/" has only the root prefix "" */
+  for (;;) {
+    PyObject *key = PyUnicode_DecodeASCII(folded, cut, NULL);
+    if (!key) return NULL;
+    PyObject *table = PyDict_GetItemWithError(prefixes, key);
+    Py_DECREF(key);
+    if (table) {
+      PyObject *entry = method_entry(table, method);
+      if (!entry || !PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) != 4 ||
+          PyObject_IsTrue(PyTuple_GET_ITEM(entry, 3)))
+        return NULL;
+      *rest_at = cut;
+      return entry;
+    }
+    if (PyErr_Occurred() || cut == 0) return NULL;
+    do cut--; while (cut > 0 && folded[cut] != '/');
+  }
+}
+
 static PyObject *serve_raw(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
   (void)self;
-  if (nargs != 6 || !PyTuple_Check(args[0]) || PyTuple_GET_SIZE(args[0]) != 10 ||
+  if (nargs != 6 || !PyTuple_Check(args[0]) || PyTuple_GET_SIZE(args[0]) != 11 ||
       !PyTuple_Check(PyTuple_GET_ITEM(args[0], 7)) || !PyBytes_Check(args[1]) ||
       !PyBytes_Check(args[2]) || !PyList_Check(args[3]) || !PyBytes_Check(args[5])) {
     PyErr_SetString(PyExc_TypeError, "serve_raw(state, method, target, headers, client, date)");
@@ -488,6 +549,46 @@ static PyObject *serve_raw(PyObject *self, PyObject *const *args, Py_ssize_t nar
   }
   PyObject *hit = static_hit(state, method, path);
   int head = PyUnicode_Compare(method, s_head) == 0;
+  Py_ssize_t ql = qmark ? target_len - path_len - 1 : 0;
+  if (!hit && !PyErr_Occurred() && !is_health(state, path)) {
+    /* Not a static route: a "/prefix/*" route, as the router would find it. */
+    Py_ssize_t rest_at;
+    PyObject *entry = prefix_hit(state, method, target, path_len, &rest_at);
+    void *chain;
+    if (entry && !as_pointer(PyTuple_GET_ITEM(entry, 1), &chain)) {
+      Py_DECREF(path);
+      Py_DECREF(method);
+      return NULL;
+    }
+    if (entry) {
+      Py_ssize_t rest_len = rest_at < path_len ? path_len - rest_at - 1 : 0;
+      char stack[512], *params = rest_len + 3 <= (Py_ssize_t)sizeof stack ? stack : NULL;
+      PyObject *ret = NULL;
+      if (params) {
+        params[0] = '*', params[1] = '\0';
+        memcpy(params + 2, target + path_len - rest_len, (size_t)rest_len);
+        params[2 + rest_len] = '\0';
+        char path_stack[1024];
+        if (path_len < (Py_ssize_t)sizeof path_stack) {
+          memcpy(path_stack, target, (size_t)path_len);
+          path_stack[path_len] = '\0';
+          ret = run_raw(state, PyTuple_GET_ITEM(entry, 0), chain,
+                        PyObject_IsTrue(PyTuple_GET_ITEM(entry, 2)), args[1], path_stack,
+                        qmark ? qmark + 1 : "", ql, headers, args[4], args[5], params,
+                        rest_len + 3, head);
+        } else {
+          Py_INCREF(Py_None);
+          ret = Py_None;
+        }
+      } else {
+        Py_INCREF(Py_None);
+        ret = Py_None;
+      }
+      Py_DECREF(path);
+      Py_DECREF(method);
+      return ret;
+    }
+  }
   Py_DECREF(path);
   Py_DECREF(method);
   if (!hit) {
@@ -500,7 +601,6 @@ static PyObject *serve_raw(PyObject *self, PyObject *const *args, Py_ssize_t nar
   if (!as_pointer(PyTuple_GET_ITEM(hit, 3), &chain) ||
       !as_bytes(PyTuple_GET_ITEM(hit, 2), &path_s, NULL, "path"))
     return NULL;
-  Py_ssize_t ql = qmark ? target_len - path_len - 1 : 0;
   return run_raw(state, PyTuple_GET_ITEM(hit, 0), chain,
                  PyObject_IsTrue(PyTuple_GET_ITEM(hit, 4)), args[1], path_s, qmark ? qmark + 1 : "", ql, headers, args[4], args[5], "", 0,
                  head);
@@ -514,7 +614,7 @@ static PyObject *serve_raw(PyObject *self, PyObject *const *args, Py_ssize_t nar
 ** checks (no body, no '%', not a health route, not may-block). */
 static PyObject *serve_raw_routed(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
   (void)self;
-  if (nargs != 11 || !PyTuple_Check(args[0]) || PyTuple_GET_SIZE(args[0]) != 10 ||
+  if (nargs != 11 || !PyTuple_Check(args[0]) || PyTuple_GET_SIZE(args[0]) != 11 ||
       !PyTuple_Check(PyTuple_GET_ITEM(args[0], 7)) || !PyBytes_Check(args[4]) ||
       !PyBytes_Check(args[5]) || !PyBytes_Check(args[6]) || !PyList_Check(args[7]) ||
       !PyBytes_Check(args[9]) || !PyBytes_Check(args[10])) {
@@ -575,7 +675,7 @@ static PyObject *answer_pair(rt_result *out, PyObject *state, PyObject *date, in
 ** body when `head`) and frees the exchange. chain and exchange are addresses. */
 static PyObject *finish_raw(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
   (void)self;
-  if (nargs != 10 || !PyTuple_Check(args[0]) || PyTuple_GET_SIZE(args[0]) != 10 ||
+  if (nargs != 10 || !PyTuple_Check(args[0]) || PyTuple_GET_SIZE(args[0]) != 11 ||
       !PyTuple_Check(PyTuple_GET_ITEM(args[0], 7)) || !PyBytes_Check(args[8])) {
     PyErr_SetString(PyExc_TypeError, "finish_raw(state, chain, exchange, passed, status, "
                                      "headers, body, reason, date, head)");
@@ -741,7 +841,7 @@ typedef void (*serve_head_fn)(const rt_chain *, ph_exchange *, size_t, int, cons
 ** which replaces the upstream's. */
 static PyObject *finish_head(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
   (void)self;
-  if (nargs != 9 || !PyTuple_Check(args[0]) || PyTuple_GET_SIZE(args[0]) != 10 ||
+  if (nargs != 9 || !PyTuple_Check(args[0]) || PyTuple_GET_SIZE(args[0]) != 11 ||
       !PyTuple_Check(PyTuple_GET_ITEM(args[0], 7)) || !PyBytes_Check(args[6]) ||
       !PyBytes_Check(args[7])) {
     PyErr_SetString(PyExc_TypeError, "finish_head(state, chain, exchange, passed, status, "
