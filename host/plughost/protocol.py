@@ -2,11 +2,13 @@
 
 A plain request (HTTP/1.1 keep-alive, no body, no upgrade, a path without ``%``) on a route
 whose chain runs inline is answered straight from the parser's callback: one C call
-(``plughost._fastpath.serve_raw``; ``serve_raw_routed`` after routing in Python for routes
-with ``:param`` or ``*``) runs the chain and writes the whole HTTP/1.1 response,
-status line and headers included, and the protocol puts it on the transport. No ASGI scope,
-task or message is made for it, and uvicorn does not re-check headers the C runtime already
-validated when they were set. Every other request (and any app but plughost's) takes
+(``plughost._fastpath.serve_raw``, which routes static and ``/prefix/*`` routes itself;
+``serve_raw_routed`` after routing in Python for routes with ``:param``) runs the chain and
+writes the whole HTTP/1.1 response, status line and headers included, and the protocol puts
+it on the transport. When the action asks for an upstream request, the pooled client sends it
+and one more C call answers (plughost.proxy.direct). No ASGI scope, task or message is made
+for it, and uvicorn does not re-check headers the C runtime already validated when they were
+set. Every other request (and any app but plughost's) takes
 uvicorn's own ASGI path, unchanged: the two produce the same response.
 
 ``plughost serve`` uses this class; ``uvicorn plughost.asgi:app`` and other ASGI servers run

@@ -411,8 +411,8 @@ static PyObject *raw_response(const rt_result *out, PyObject *lines, const char 
 ** line's) are bytes as received, headers the [(lower-case name, value)] list, client the
 ** peer's address (str or None), date_line the server's default header lines. state is
 ** serve_scope's. Only a plain request is served here:
-** a path without '%' (decoding is the ASGI path's), no body, a static inline route, not a
-** health route. */
+** a path without '%' (decoding is the ASGI path's), no body, a static or "/prefix/*" inline
+** route (prefix_hit), not a health route. */
 /* Runs `chain` for a plain request and answers as serve_raw does (the whole response, or
 ** the pending upstream). method: bytes; path_s: the decoded path; query: `ql` bytes (not
 ** NUL-terminated); client: str or None; date: bytes; params: packed route parameters. */
