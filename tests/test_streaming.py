@@ -123,11 +123,10 @@ def upstream() -> Iterator[StreamingUpstream]:
     server.server_close()
 
 
-@pytest.fixture(scope="module", params=["direct", "asgi"])
-def gateway(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-            plugin_dir: Path, upstream: StreamingUpstream) -> Iterator[Server]:
-    folder = tmp_path_factory.mktemp("streaming")
-    (folder / "gateway.yaml").write_text(f"""\
+def write_gateway(path: Path, plugin_dir: Path, upstream: str, options: str = "",
+                  extra: str = "") -> None:
+    """/api/* = requestid, helmet, httpfw to ``upstream``: every element streams bodies."""
+    path.write_text(f"""\
 plugins:
   - path: {plugin_dir / 'requestid.so'}
   - path: {plugin_dir / 'helmet.so'}
@@ -140,16 +139,22 @@ middlewares:
 actions:
   Forward:
     use: plugins.httpfw.actions.HttpAction
-    config: {{upstreamEndpoint: "{upstream.url}", timeout: 2s}}
+    config: {{upstreamEndpoint: "{upstream}", {options}}}
 routes:
   Api:
     gatewayPath: /api/*
     methods: [GET, HEAD, POST]
     middlewares: [RequestID, Helmet]
     action: Forward
-server:
-  bodyLimit: 256MB
-""")
+""" + extra)
+
+
+@pytest.fixture(scope="module", params=["direct", "asgi"])
+def gateway(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+            plugin_dir: Path, upstream: StreamingUpstream) -> Iterator[Server]:
+    folder = tmp_path_factory.mktemp("streaming")
+    write_gateway(folder / "gateway.yaml", plugin_dir, upstream.url, "timeout: 2s",
+                  "server:\n  bodyLimit: 256MB\n")
     extra = ["--no-direct-path"] if request.param == "asgi" else []
     with Server("--config", str(folder / "gateway.yaml"), *extra) as server:
         yield server
@@ -358,27 +363,7 @@ def test_both_paths_frame_streamed_answers_alike(tmp_path: Path, plugin_dir: Pat
                                                  upstream: StreamingUpstream) -> None:
     """The same streamed answers from the direct path and the ASGI path: header names in
     order, values (the Date and the request id aside), framing and body bytes."""
-    (tmp_path / "gateway.yaml").write_text(f"""\
-plugins:
-  - path: {plugin_dir / 'requestid.so'}
-  - path: {plugin_dir / 'helmet.so'}
-  - path: {plugin_dir / 'httpfw.so'}
-middlewares:
-  RequestID:
-    use: plugins.requestid.middlewares.RequestIdMiddleware
-  Helmet:
-    use: plugins.helmet.middlewares.HelmetMiddleware
-actions:
-  Forward:
-    use: plugins.httpfw.actions.HttpAction
-    config: {{upstreamEndpoint: "{upstream.url}"}}
-routes:
-  Api:
-    gatewayPath: /api/*
-    methods: [GET, HEAD]
-    middlewares: [RequestID, Helmet]
-    action: Forward
-""")
+    write_gateway(tmp_path / "gateway.yaml", plugin_dir, upstream.url)
 
     def answer(server: Server, path: bytes, method: bytes = b"GET") -> tuple[list, bytes]:
         """A keep-alive request (the direct path takes those), read to its framing's end."""
