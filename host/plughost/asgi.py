@@ -75,7 +75,7 @@ class GatewayApp:
         self._scope_fast: Callable[..., Any] | None = None  # set once the gateway is built
         self._raw: Callable[..., Any] | None = None         # the same, for plughost.protocol
         self._routed_raw: Callable[..., Any] | None = None
-        self._scope_state: tuple[Any, ...] = ()
+        self._scope_state: Any = None  # a plughost._fastpath.Native, once configured
         self._native: NativeCalls | None = None
         if gateway is not None:
             self._configure(gateway)
@@ -87,9 +87,7 @@ class GatewayApp:
         runner = gateway.runner
         self._static = gateway.routes.static
         self._fast = runner._fast_serve
-        self._serve_address = runner._serve_address
-        self._free_address = runner._free_address
-        self._host_address = runner._host_address
+        self._runner_native = runner.native
         self._case_sensitive = gateway.routes.case_sensitive
         self._get_only = bool(server and server.get_only)
         # server.proxyHeader: the client address comes from this header, from any peer or
@@ -114,10 +112,9 @@ class GatewayApp:
                                            self._get_only):
             from . import _fastpath
 
-            self._scope_state = (self._serve_address, self._free_address, self._host_address,
-                                 self._static, self._case_sensitive, self.live_route,
-                                 self.ready_route, STATUS_LINES, runner._finish_address,
-                                 runner._finish_head_address, gateway.routes.prefixes)
+            self._scope_state = runner.make_native(self._static, self._case_sensitive,
+                                                   self.live_route, self.ready_route,
+                                                   STATUS_LINES, gateway.routes.prefixes)
             self._scope_fast = _fastpath.serve_scope
             self._native = NativeCalls(self._scope_state, _fastpath.upstream_request,
                                        _fastpath.finish_raw, _fastpath.finish_head)
@@ -290,9 +287,9 @@ class GatewayApp:
                     # The common case, flattened: a static route run in one C call, inline
                     # or (a may-block chain) in a worker thread with the GIL released.
                     chain = hit[0]
-                    args = (self._serve_address, self._free_address, self._host_address,
-                            chain.address, _METHODS.get(method) or method.encode(), hit[2],
-                            query, client_ip, headers, body, b"")
+                    args = (self._runner_native, chain.address,
+                            _METHODS.get(method) or method.encode(), hit[2], query, client_ip,
+                            headers, body, b"")
                     if chain.may_block:
                         status, a, b, failure = await self._loop.run_in_executor(
                             self._blocking, self._fast, *args, True)

@@ -138,18 +138,15 @@ class Runner:
         self._rt = runtime
         self._host = host_ptr
         ffi, lib = runtime.ffi, runtime.lib
-        self._host_address = int(ffi.cast("uintptr_t", host_ptr))
-        self._serve_address = int(ffi.cast("uintptr_t", ffi.addressof(lib, "rt_serve")))
-        self._free_address = int(ffi.cast("uintptr_t", ffi.addressof(lib, "rt_exchange_free")))
-        self._finish_address = int(ffi.cast("uintptr_t",
-                                            ffi.addressof(lib, "rt_serve_upstream")))
-        self._finish_head_address = int(ffi.cast("uintptr_t",
-                                                 ffi.addressof(lib, "rt_serve_upstream_head")))
         try:
-            from ._fastpath import serve as fast_serve
+            from . import _fastpath
         except ImportError:  # pragma: no cover - always built by setup.py
-            fast_serve = None
-        self._fast_serve = fast_serve
+            _fastpath = None  # type: ignore[assignment]
+        self._fast_serve = _fastpath.serve if _fastpath is not None else None
+        #: What the one-call C paths need of this host (plughost._fastpath.Native): the
+        #: runtime's entry points, read once here; GatewayApp makes one with routes too.
+        self.native = self.make_native({}, False, None, None, (), {}) \
+            if _fastpath is not None else None
         self._local = threading.local()
         self._serve = runtime.lib.rt_serve
         self._free = runtime.lib.rt_exchange_free
@@ -167,9 +164,25 @@ class Runner:
                 return 0, int(self._rt.ffi.cast("uintptr_t", out.ex)), int(out.passed), None
             response, failure = self.read(out)
             return response.status, response.headers, response.body, failure
-        return self._fast_serve(self._serve_address, self._free_address, self._host_address,
-                                chain.address, method, path, query, client, headers, body,
-                                params, release_gil)
+        return self._fast_serve(self.native, chain.address, method, path, query, client,
+                                headers, body, params, release_gil)
+
+    def make_native(self, static_routes: dict[Any, Any], case_sensitive: bool,
+                    live: str | None, ready: str | None, status_lines: tuple[bytes, ...],
+                    prefixes: dict[str, Any]) -> Any:
+        """A plughost._fastpath.Native for this host: its runtime's entry points (addresses
+        taken here, once) with a gateway's route tables, health routes and status lines."""
+        from ._fastpath import Native
+
+        ffi, lib = self._rt.ffi, self._rt.lib
+
+        def address(symbol: str) -> int:
+            return int(ffi.cast("uintptr_t", ffi.addressof(lib, symbol)))
+
+        return Native(address("rt_serve"), address("rt_exchange_free"),
+                      address("rt_serve_upstream"), address("rt_serve_upstream_head"),
+                      int(ffi.cast("uintptr_t", self._host)), static_routes, case_sensitive,
+                      live, ready, status_lines, prefixes)
 
     def exchange(self, address: int) -> Any:
         """The exchange at ``address`` (from serve_fast's upstream answer)."""

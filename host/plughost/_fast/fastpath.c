@@ -20,6 +20,8 @@ typedef void (*serve_fn)(rt_host *, const rt_chain *, const char *, const char *
 typedef void (*free_fn)(ph_exchange *);
 typedef void (*serve_upstream_fn)(const rt_chain *, ph_exchange *, size_t, int, const char *,
                                   size_t, const uint8_t *, size_t, const char *, rt_result *);
+typedef void (*serve_head_fn)(const rt_chain *, ph_exchange *, size_t, int, const char *, size_t,
+                              rt_result *);
 
 /* Packs [[name, value], ...] (lists or tuples of bytes) as "name\0value\0..." into buf
 ** (grown with malloc when the stack buffer is too small). Returns the length, -1 on error. */
@@ -203,36 +205,116 @@ static PyObject *pending_upstream(const rt_result *out, PyObject *chain_obj) {
                        chain_obj);
 }
 
-/* serve(serve_fn, free_fn, host, chain, method, path, query, client, headers, body, params,
-**       release_gil) -> (status, headers, body, failure) when the chain finished, or
-**       (0, exchange, passed, None) when an upstream request must be performed first. */
-static PyObject *fast_serve(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-  (void)self;
-  if (nargs != 12) {
-    PyErr_SetString(PyExc_TypeError, "serve() takes 12 arguments");
+/* What the one-call paths need of a configured gateway, built once when it is configured
+** (GatewayApp): the runtime's entry points, the host, the route tables and the answers'
+** fixed parts. Immutable after construction. */
+typedef struct {
+  PyObject_HEAD
+  serve_fn serve;               /* rt_serve */
+  free_fn free;                 /* rt_exchange_free */
+  serve_upstream_fn finish;     /* rt_serve_upstream */
+  void *finish_head;            /* rt_serve_upstream_head (a serve_head_fn) */
+  void *host;                   /* the rt_host */
+  PyObject *static_routes;      /* {(method, folded path): StaticEntry} */
+  int case_sensitive;           /* server.caseSensitive */
+  PyObject *live, *ready;       /* the health routes (str or None) */
+  PyObject *status_lines;       /* tuple of status lines by code */
+  PyObject *prefixes;           /* {folded prefix: {method: PrefixEntry}} */
+} Native;
+
+static void native_dealloc(Native *self) {
+  Py_XDECREF(self->static_routes);
+  Py_XDECREF(self->live);
+  Py_XDECREF(self->ready);
+  Py_XDECREF(self->status_lines);
+  Py_XDECREF(self->prefixes);
+  Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* Native(serve, free, finish, finish_head, host, static_routes, case_sensitive, live, ready,
+**        status_lines, prefixes): the first five are addresses (ints) from the runtime's
+** cffi module, read once here. */
+static int native_init(Native *self, PyObject *args, PyObject *kwargs) {
+  PyObject *serve, *free_, *finish, *finish_head, *host, *live, *ready;
+  PyObject *static_routes, *status_lines, *prefixes;
+  int case_sensitive;
+  if (kwargs && PyDict_GET_SIZE(kwargs)) {
+    PyErr_SetString(PyExc_TypeError, "Native() takes positional arguments only");
+    return -1;
+  }
+  if (!PyArg_ParseTuple(args, "OOOOOO!pOOO!O!", &serve, &free_, &finish, &finish_head, &host,
+                        &PyDict_Type, &static_routes, &case_sensitive, &live, &ready,
+                        &PyTuple_Type, &status_lines, &PyDict_Type, &prefixes))
+    return -1;
+  void *p[5];
+  PyObject *addresses[5] = {serve, free_, finish, finish_head, host};
+  for (int i = 0; i < 5; i++)
+    if (!as_pointer(addresses[i], &p[i])) return -1;
+  self->serve = (serve_fn)p[0];
+  self->free = (free_fn)p[1];
+  self->finish = (serve_upstream_fn)p[2];
+  self->finish_head = p[3];
+  self->host = p[4];
+  self->case_sensitive = case_sensitive;
+  Py_XSETREF(self->static_routes, Py_NewRef(static_routes));
+  Py_XSETREF(self->live, Py_NewRef(live));
+  Py_XSETREF(self->ready, Py_NewRef(ready));
+  Py_XSETREF(self->status_lines, Py_NewRef(status_lines));
+  Py_XSETREF(self->prefixes, Py_NewRef(prefixes));
+  return 0;
+}
+
+static PyTypeObject NativeType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "plughost._fastpath.Native",
+    .tp_basicsize = sizeof(Native),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "What the one-call paths need of a configured gateway (see fastpath.c).",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)native_init,
+    .tp_dealloc = (destructor)native_dealloc,
+};
+
+/* The Native an entry point was given as its first argument, or NULL with a TypeError. */
+static Native *native_arg(PyObject *o, const char *signature) {
+  if (!PyObject_TypeCheck(o, &NativeType)) {
+    PyErr_Format(PyExc_TypeError, "%s: the first argument must be a plughost._fastpath.Native",
+                 signature);
     return NULL;
   }
-  void *serve_p, *free_p, *host, *chain;
-  if (!as_pointer(args[0], &serve_p) || !as_pointer(args[1], &free_p) ||
-      !as_pointer(args[2], &host) || !as_pointer(args[3], &chain))
+  return (Native *)o;
+}
+
+/* serve(native, chain, method, path, query, client, headers, body, params, release_gil)
+**   -> (status, headers, body, failure) when the chain finished, or
+**      (0, exchange, passed, None) when an upstream request must be performed first.
+** chain is the chain's address (Chain.address). */
+static PyObject *fast_serve(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+  (void)self;
+  if (nargs != 10) {
+    PyErr_SetString(PyExc_TypeError, "serve() takes 10 arguments");
     return NULL;
+  }
+  const Native *nat = native_arg(args[0], "serve(native, chain, ...)");
+  void *chain;
+  if (!nat || !as_pointer(args[1], &chain)) return NULL;
   const char *method, *path, *query, *client, *body, *params;
   Py_ssize_t body_len, params_len;
-  if (!as_bytes(args[4], &method, NULL, "method") || !as_bytes(args[5], &path, NULL, "path") ||
-      !as_bytes(args[6], &query, NULL, "query") || !as_bytes(args[7], &client, NULL, "client") ||
-      !as_bytes(args[9], &body, &body_len, "body") ||
-      !as_bytes(args[10], &params, &params_len, "params"))
+  if (!as_bytes(args[2], &method, NULL, "method") || !as_bytes(args[3], &path, NULL, "path") ||
+      !as_bytes(args[4], &query, NULL, "query") || !as_bytes(args[5], &client, NULL, "client") ||
+      !as_bytes(args[7], &body, &body_len, "body") ||
+      !as_bytes(args[8], &params, &params_len, "params"))
     return NULL;
   rt_result out;
-  if (run_chain(serve_p, host, chain, PyObject_IsTrue(args[11]), method, path, query, client,
-                args[8], body, (size_t)body_len, params, (size_t)params_len, &out) < 0)
+  if (run_chain((void *)nat->serve, nat->host, chain, PyObject_IsTrue(args[9]), method, path,
+                query, client, args[6], body, (size_t)body_len, params, (size_t)params_len,
+                &out) < 0)
     return NULL;
   if (!out.ex) return PyErr_NoMemory(); /* rt_serve could not allocate the exchange */
   if (out.outcome == RT_UPSTREAM)
     return Py_BuildValue("(iNnO)", 0, PyLong_FromVoidPtr(out.ex), (Py_ssize_t)out.passed,
                          Py_None);
   PyObject *result = result_tuple(&out);
-  ((free_fn)free_p)(out.ex);
+  nat->free(out.ex);
   return result;
 }
 
@@ -245,24 +327,23 @@ static PyObject *k_type, *k_status, *k_headers, *k_body, *v_start, *v_body, *k_p
 static const char *utf8(PyObject *o) { return PyUnicode_Check(o) ? PyUnicode_AsUTF8(o) : NULL; }
 
 /* The static-route entry (chain, params, path bytes, chain address, release_gil, may_block)
-** for method and path (str), from state's static routes, when the one-call paths may serve
+** for method and path (str), from the Native's static routes, when the one-call paths may serve
 ** it: not a health route, not may-block. NULL without an exception when they may not; NULL
 ** with one on error. Borrowed. */
-static PyObject *static_hit(PyObject *state, PyObject *method, PyObject *path) {
-  for (int i = 5; i <= 6; i++) { /* the health routes answer in Python */
-    PyObject *route = PyTuple_GET_ITEM(state, i);
-    if (route != Py_None && PyUnicode_Compare(path, route) == 0) return NULL;
-  }
+static int is_health(const Native *nat, PyObject *path);
+
+static PyObject *static_hit(const Native *nat, PyObject *method, PyObject *path) {
+  if (is_health(nat, path)) return NULL; /* the health routes answer in Python */
   PyObject *lookup = path;
   Py_INCREF(lookup);
-  if (!PyObject_IsTrue(PyTuple_GET_ITEM(state, 4))) { /* server.caseSensitive off */
+  if (!nat->case_sensitive) {
     Py_DECREF(lookup);
     if (!(lookup = PyObject_CallMethodNoArgs(path, s_lower))) return NULL;
   }
   PyObject *key = PyTuple_Pack(2, method, lookup);
   Py_DECREF(lookup);
   if (!key) return NULL;
-  PyObject *hit = PyDict_GetItemWithError(PyTuple_GET_ITEM(state, 3), key);
+  PyObject *hit = PyDict_GetItemWithError(nat->static_routes, key);
   Py_DECREF(key);
   if (!hit || !PyTuple_Check(hit) || PyTuple_GET_SIZE(hit) != 6 ||
       PyObject_IsTrue(PyTuple_GET_ITEM(hit, 5)))
@@ -270,24 +351,20 @@ static PyObject *static_hit(PyObject *state, PyObject *method, PyObject *path) {
   return hit;
 }
 
-/* serve_scope(state, scope) -> None when the request needs the Python path; else
+/* serve_scope(native, scope) -> None when the request needs the Python path; else
 **   (start message, body message, failure or None, chain) when the chain answered, or
 **   (None, exchange, passed, chain) when an upstream request must be performed first.
-** state = (serve_fn, free_fn, host, static routes, case_sensitive, live route, ready route,
-** status lines (serve_raw's), serve_upstream_fn (finish_raw's), serve_head_fn (finish_head's),
-** wildcard prefixes (serve_raw's: {folded prefix: {method: (chain, address, release_gil,
-** may_block)}}));
-** static routes: {(method, path): (chain, params, path bytes, chain address, release_gil,
-** may_block)}. Only the common case runs here: a static, inline route, no request body
+** Only the common case runs here: a static, inline route, no request body
 ** (no Content-Length / Transfer-Encoding), not a health route. */
 static PyObject *serve_scope(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
   (void)self;
-  if (nargs != 2 || !PyTuple_Check(args[0]) || PyTuple_GET_SIZE(args[0]) < 7 ||
-      !PyDict_Check(args[1])) {
-    PyErr_SetString(PyExc_TypeError, "serve_scope(state, scope)");
+  if (nargs != 2 || !PyDict_Check(args[1])) {
+    PyErr_SetString(PyExc_TypeError, "serve_scope(native, scope)");
     return NULL;
   }
-  PyObject *state = args[0], *scope = args[1];
+  const Native *nat = native_arg(args[0], "serve_scope(native, scope)");
+  if (!nat) return NULL;
+  PyObject *scope = args[1];
   PyObject *path = PyDict_GetItemWithError(scope, k_path);
   PyObject *method = path ? PyDict_GetItemWithError(scope, k_method) : NULL;
   PyObject *headers = method ? PyDict_GetItemWithError(scope, k_headers) : NULL;
@@ -296,18 +373,14 @@ static PyObject *serve_scope(PyObject *self, PyObject *const *args, Py_ssize_t n
     Py_RETURN_NONE;
   }
   if (has_body_or_odd_headers(headers)) Py_RETURN_NONE;
-  PyObject *hit = static_hit(state, method, path);
+  PyObject *hit = static_hit(nat, method, path);
   if (!hit) {
     if (PyErr_Occurred()) return NULL;
     Py_RETURN_NONE;
   }
 
-  void *serve_p, *free_p, *host, *chain;
-  if (!as_pointer(PyTuple_GET_ITEM(state, 0), &serve_p) ||
-      !as_pointer(PyTuple_GET_ITEM(state, 1), &free_p) ||
-      !as_pointer(PyTuple_GET_ITEM(state, 2), &host) ||
-      !as_pointer(PyTuple_GET_ITEM(hit, 3), &chain))
-    return NULL;
+  void *chain;
+  if (!as_pointer(PyTuple_GET_ITEM(hit, 3), &chain)) return NULL;
   const char *method_s = utf8(method), *path_s, *query_s = "", *client_s = "";
   if (!method_s || !as_bytes(PyTuple_GET_ITEM(hit, 2), &path_s, NULL, "path")) return NULL;
   PyObject *query = PyDict_GetItemWithError(scope, k_query);
@@ -320,14 +393,15 @@ static PyObject *serve_scope(PyObject *self, PyObject *const *args, Py_ssize_t n
     if (!client_s) return NULL;
   }
   rt_result out;
-  if (run_chain(serve_p, host, chain, PyObject_IsTrue(PyTuple_GET_ITEM(hit, 4)), method_s,
+  if (run_chain((void *)nat->serve, nat->host, chain, PyObject_IsTrue(PyTuple_GET_ITEM(hit, 4)),
+                method_s,
                 path_s, query_s, client_s, headers, NULL, 0, "", 0, &out) < 0)
     return NULL;
   if (!out.ex) return PyErr_NoMemory();
   PyObject *chain_obj = PyTuple_GET_ITEM(hit, 0);
   if (out.outcome == RT_UPSTREAM) return pending_upstream(&out, chain_obj);
   PyObject *result = result_tuple(&out); /* (status, headers, body, failure) */
-  ((free_fn)free_p)(out.ex);
+  nat->free(out.ex);
   if (!result) return NULL;
   PyObject *start = PyDict_New(), *body = PyDict_New();
   PyObject *ret = NULL;
@@ -402,29 +476,24 @@ static PyObject *raw_response(const rt_result *out, PyObject *lines, const char 
   return bytes;
 }
 
-/* serve_raw(state, method, target, headers, client, date_line) -> None when the request
+/* serve_raw(native, method, target, headers, client, date_line) -> None when the request
 ** needs the ASGI path; else
 **   (response bytes, failure or None, chain) when the chain answered: the complete HTTP/1.1
 **   response (see raw_response), or
 **   (None, exchange, passed, chain) when an upstream request must be performed first.
 ** For an HTTP server's own protocol (plughost.protocol): method and target (the request
 ** line's) are bytes as received, headers the [(lower-case name, value)] list, client the
-** peer's address (str or None), date_line the server's default header lines. state is
-** serve_scope's. Only a plain request is served here:
+** peer's address (str or None), date_line the server's default header lines. Only a plain
+** request is served here:
 ** a path without '%' (decoding is the ASGI path's), no body, a static or "/prefix/*" inline
 ** route (prefix_hit), not a health route. */
 /* Runs `chain` for a plain request and answers as serve_raw does (the whole response, or
 ** the pending upstream). method: bytes; path_s: the decoded path; query: `ql` bytes (not
 ** NUL-terminated); client: str or None; date: bytes; params: packed route parameters. */
-static PyObject *run_raw(PyObject *state, PyObject *chain_obj, void *chain, int release_gil,
+static PyObject *run_raw(const Native *nat, PyObject *chain_obj, void *chain, int release_gil,
                          PyObject *method, const char *path_s, const char *query, Py_ssize_t ql,
                          PyObject *headers, PyObject *client, PyObject *date,
                          const char *params, Py_ssize_t params_len, int head) {
-  void *serve_p, *free_p, *host;
-  if (!as_pointer(PyTuple_GET_ITEM(state, 0), &serve_p) ||
-      !as_pointer(PyTuple_GET_ITEM(state, 1), &free_p) ||
-      !as_pointer(PyTuple_GET_ITEM(state, 2), &host))
-    return NULL;
   const char *client_s = "";
   if (client != Py_None && !(client_s = utf8(client))) return NULL;
   char method_s[16];
@@ -438,7 +507,8 @@ static PyObject *run_raw(PyObject *state, PyObject *chain_obj, void *chain, int 
   if (ql) memcpy(query_s, query, (size_t)ql);
   query_s[ql] = '\0';
   rt_result out;
-  int failed = run_chain(serve_p, host, chain, release_gil, method_s, path_s, query_s, client_s,
+  int failed = run_chain((void *)nat->serve, nat->host, chain, release_gil, method_s, path_s,
+                         query_s, client_s,
                          headers, NULL, 0, params, (size_t)params_len, &out);
   if (query_s != query_stack) free(query_s);
   if (failed) return NULL;
@@ -450,10 +520,10 @@ static PyObject *run_raw(PyObject *state, PyObject *chain_obj, void *chain, int 
                             (Py_ssize_t)out.failure_len);
   else
     Py_INCREF(Py_None);
-  PyObject *data = failure ? raw_response(&out, PyTuple_GET_ITEM(state, 7),
+  PyObject *data = failure ? raw_response(&out, nat->status_lines,
                                           PyBytes_AS_STRING(date), PyBytes_GET_SIZE(date),
                                           head, NULL, 0) : NULL;
-  ((free_fn)free_p)(out.ex);
+  nat->free(out.ex);
   if (data) ret = PyTuple_Pack(3, data, failure, chain_obj);
   Py_XDECREF(data);
   Py_XDECREF(failure);
@@ -461,12 +531,9 @@ static PyObject *run_raw(PyObject *state, PyObject *chain_obj, void *chain, int 
 }
 
 /* Whether `path` (str) is one of the health routes, which answer in Python. */
-static int is_health(PyObject *state, PyObject *path) {
-  for (int i = 5; i <= 6; i++) {
-    PyObject *route = PyTuple_GET_ITEM(state, i);
-    if (route != Py_None && PyUnicode_Compare(path, route) == 0) return 1;
-  }
-  return 0;
+static int is_health(const Native *nat, PyObject *path) {
+  return (nat->live != Py_None && PyUnicode_Compare(path, nat->live) == 0) ||
+         (nat->ready != Py_None && PyUnicode_Compare(path, nat->ready) == 0);
 }
 
 /* The table of the method among a wildcard route's methods, as the router picks it: the
@@ -481,21 +548,21 @@ static PyObject *method_entry(PyObject *table, PyObject *method) {
 }
 
 /* The "/prefix/*" route a plain path (n bytes: no empty segment, no trailing '/') goes to:
-** the longest prefix with a wildcard route in state[10], which is what the router finds
+** the longest prefix with a wildcard route in the Native's prefixes, what the router finds
 ** while no ":param" route exists (the gateway leaves the table empty otherwise). Its entry
 ** (chain, address, release_gil, may_block) for `method`, and in *rest_at where the rest of
 ** the path starts (at its '/', or n). Borrowed; NULL without an exception when there is
 ** none, the route does not take the method, or it may block: the caller's caller routes. */
-static PyObject *prefix_hit(PyObject *state, PyObject *method, const char *path,
+static PyObject *prefix_hit(const Native *nat, PyObject *method, const char *path,
                             Py_ssize_t n, Py_ssize_t *rest_at) {
-  PyObject *prefixes = PyTuple_GET_ITEM(state, 10);
-  if (!PyDict_Check(prefixes) || PyDict_GET_SIZE(prefixes) == 0) return NULL;
+  PyObject *prefixes = nat->prefixes;
+  if (PyDict_GET_SIZE(prefixes) == 0) return NULL;
   if (n > 1 && path[n - 1] == '/') return NULL;
   for (Py_ssize_t i = 1; i < n; i++)
     if (path[i] == '/' && path[i - 1] == '/') return NULL;
   char folded[1024];
   if (n >= (Py_ssize_t)sizeof folded) return NULL;
-  int fold = !PyObject_IsTrue(PyTuple_GET_ITEM(state, 4));
+  int fold = !nat->case_sensitive;
   for (Py_ssize_t i = 0; i < n; i++) {
     char c = path[i];
     folded[i] = (char)(fold && c >= 'A' && c <= 'Z' ? c + 32 : c);
@@ -521,13 +588,15 @@ static PyObject *prefix_hit(PyObject *state, PyObject *method, const char *path,
 
 static PyObject *serve_raw(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
   (void)self;
-  if (nargs != 6 || !PyTuple_Check(args[0]) || PyTuple_GET_SIZE(args[0]) != 11 ||
-      !PyTuple_Check(PyTuple_GET_ITEM(args[0], 7)) || !PyBytes_Check(args[1]) ||
-      !PyBytes_Check(args[2]) || !PyList_Check(args[3]) || !PyBytes_Check(args[5])) {
-    PyErr_SetString(PyExc_TypeError, "serve_raw(state, method, target, headers, client, date)");
+  if (nargs != 6 || !PyBytes_Check(args[1]) || !PyBytes_Check(args[2]) ||
+      !PyList_Check(args[3]) || !PyBytes_Check(args[5])) {
+    PyErr_SetString(PyExc_TypeError,
+                    "serve_raw(native, method, target, headers, client, date)");
     return NULL;
   }
-  PyObject *state = args[0], *headers = args[3];
+  const Native *nat = native_arg(args[0], "serve_raw(native, ...)");
+  if (!nat) return NULL;
+  PyObject *headers = args[3];
   const char *target = PyBytes_AS_STRING(args[2]);
   Py_ssize_t target_len = PyBytes_GET_SIZE(args[2]);
   const char *qmark = memchr(target, '?', (size_t)target_len);
@@ -547,13 +616,13 @@ static PyObject *serve_raw(PyObject *self, PyObject *const *args, Py_ssize_t nar
     Py_DECREF(path);
     return NULL;
   }
-  PyObject *hit = static_hit(state, method, path);
+  PyObject *hit = static_hit(nat, method, path);
   int head = PyUnicode_Compare(method, s_head) == 0;
   Py_ssize_t ql = qmark ? target_len - path_len - 1 : 0;
-  if (!hit && !PyErr_Occurred() && !is_health(state, path)) {
+  if (!hit && !PyErr_Occurred() && !is_health(nat, path)) {
     /* Not a static route: a "/prefix/*" route, as the router would find it. */
     Py_ssize_t rest_at;
-    PyObject *entry = prefix_hit(state, method, target, path_len, &rest_at);
+    PyObject *entry = prefix_hit(nat, method, target, path_len, &rest_at);
     void *chain;
     if (entry && !as_pointer(PyTuple_GET_ITEM(entry, 1), &chain)) {
       Py_DECREF(path);
@@ -572,7 +641,7 @@ static PyObject *serve_raw(PyObject *self, PyObject *const *args, Py_ssize_t nar
         if (path_len < (Py_ssize_t)sizeof path_stack) {
           memcpy(path_stack, target, (size_t)path_len);
           path_stack[path_len] = '\0';
-          ret = run_raw(state, PyTuple_GET_ITEM(entry, 0), chain,
+          ret = run_raw(nat, PyTuple_GET_ITEM(entry, 0), chain,
                         PyObject_IsTrue(PyTuple_GET_ITEM(entry, 2)), args[1], path_stack,
                         qmark ? qmark + 1 : "", ql, headers, args[4], args[5], params,
                         rest_len + 3, head);
@@ -601,103 +670,100 @@ static PyObject *serve_raw(PyObject *self, PyObject *const *args, Py_ssize_t nar
   if (!as_pointer(PyTuple_GET_ITEM(hit, 3), &chain) ||
       !as_bytes(PyTuple_GET_ITEM(hit, 2), &path_s, NULL, "path"))
     return NULL;
-  return run_raw(state, PyTuple_GET_ITEM(hit, 0), chain,
-                 PyObject_IsTrue(PyTuple_GET_ITEM(hit, 4)), args[1], path_s, qmark ? qmark + 1 : "", ql, headers, args[4], args[5], "", 0,
-                 head);
+  return run_raw(nat, PyTuple_GET_ITEM(hit, 0), chain,
+                 PyObject_IsTrue(PyTuple_GET_ITEM(hit, 4)), args[1], path_s,
+                 qmark ? qmark + 1 : "", ql, headers, args[4], args[5], "", 0, head);
 }
 
 
-/* serve_raw_routed(state, chain, address, release_gil, method, path, query, headers, client,
+/* serve_raw_routed(native, chain, address, release_gil, method, path, query, headers, client,
 ** date, params) -> what serve_raw answers, for a chain the caller routed itself (a route with
 ** `:param` or `*`): address is the chain's rt_chain, path the decoded path as bytes, query the
 ** raw query, params the packed route parameters. The caller has checked what serve_raw
 ** checks (no body, no '%', not a health route, not may-block). */
 static PyObject *serve_raw_routed(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
   (void)self;
-  if (nargs != 11 || !PyTuple_Check(args[0]) || PyTuple_GET_SIZE(args[0]) != 11 ||
-      !PyTuple_Check(PyTuple_GET_ITEM(args[0], 7)) || !PyBytes_Check(args[4]) ||
-      !PyBytes_Check(args[5]) || !PyBytes_Check(args[6]) || !PyList_Check(args[7]) ||
-      !PyBytes_Check(args[9]) || !PyBytes_Check(args[10])) {
-    PyErr_SetString(PyExc_TypeError, "serve_raw_routed(state, chain, address, release_gil, "
+  if (nargs != 11 || !PyBytes_Check(args[4]) || !PyBytes_Check(args[5]) ||
+      !PyBytes_Check(args[6]) || !PyList_Check(args[7]) || !PyBytes_Check(args[9]) ||
+      !PyBytes_Check(args[10])) {
+    PyErr_SetString(PyExc_TypeError, "serve_raw_routed(native, chain, address, release_gil, "
                                      "method, path, query, headers, client, date, params)");
     return NULL;
   }
+  const Native *nat = native_arg(args[0], "serve_raw_routed(native, ...)");
   void *chain;
-  if (!as_pointer(args[2], &chain)) return NULL;
+  if (!nat || !as_pointer(args[2], &chain)) return NULL;
   int head = PyBytes_GET_SIZE(args[4]) == 4 && !memcmp(PyBytes_AS_STRING(args[4]), "HEAD", 4);
-  return run_raw(args[0], args[1], chain, PyObject_IsTrue(args[3]), args[4],
+  return run_raw(nat, args[1], chain, PyObject_IsTrue(args[3]), args[4],
                  PyBytes_AS_STRING(args[5]), PyBytes_AS_STRING(args[6]),
                  PyBytes_GET_SIZE(args[6]), args[7], args[8], args[9],
                  PyBytes_AS_STRING(args[10]), PyBytes_GET_SIZE(args[10]), head);
 }
 
-/* What finish_raw and finish_head share: the runtime function at state[which], the
-** runtime's free function, the chain and exchange addresses (args 1, 2), passed and status
-** (args 3, 4). 0 with an exception when one is not what it should be. */
-static int pending_args(PyObject *const *args, Py_ssize_t which, void **fn, void **free_p,
-                        void **chain, void **ex, Py_ssize_t *passed, long *status) {
-  PyObject *state = args[0];
-  if (!as_pointer(PyTuple_GET_ITEM(state, which), fn) ||
-      !as_pointer(PyTuple_GET_ITEM(state, 1), free_p) || !as_pointer(args[1], chain) ||
-      !as_pointer(args[2], ex))
-    return 0;
+/* What finish_raw and finish_head share: the Native (args[0]), the chain and exchange
+** addresses (args 1, 2), passed and status (args 3, 4). NULL with an exception when one is
+** not what it should be. */
+static const Native *pending_args(PyObject *const *args, const char *signature, void **chain,
+                                  void **ex, Py_ssize_t *passed, long *status) {
+  const Native *nat = native_arg(args[0], signature);
+  if (!nat || !as_pointer(args[1], chain) || !as_pointer(args[2], ex)) return NULL;
   *passed = PyLong_AsSsize_t(args[3]);
   *status = PyLong_AsLong(args[4]);
-  return !((*passed == -1 || *status == -1) && PyErr_Occurred());
+  if ((*passed == -1 || *status == -1) && PyErr_Occurred()) return NULL;
+  return nat;
 }
 
 /* (raw_response bytes, failure or None) of a completed run; frees its exchange either way.
 ** `framing` as for raw_response. */
-static PyObject *answer_pair(rt_result *out, PyObject *state, PyObject *date, int head,
-                             const char *framing, Py_ssize_t framing_len, void *free_p) {
+static PyObject *answer_pair(const Native *nat, rt_result *out, PyObject *date, int head,
+                             const char *framing, Py_ssize_t framing_len) {
   PyObject *failure = Py_None, *ret = NULL;
   if (out->failure_len)
     failure = Py_BuildValue("(s s#)", out->failure_label, out->failure,
                             (Py_ssize_t)out->failure_len);
   else
     Py_INCREF(Py_None);
-  PyObject *data = failure ? raw_response(out, PyTuple_GET_ITEM(state, 7),
-                                          PyBytes_AS_STRING(date), PyBytes_GET_SIZE(date),
-                                          head, framing, framing_len) : NULL;
-  ((free_fn)free_p)(out->ex);
+  PyObject *data = failure ? raw_response(out, nat->status_lines, PyBytes_AS_STRING(date),
+                                          PyBytes_GET_SIZE(date), head, framing,
+                                          framing_len) : NULL;
+  nat->free(out->ex);
   if (data) ret = PyTuple_Pack(2, data, failure);
   Py_XDECREF(data);
   Py_XDECREF(failure);
   return ret;
 }
 
-/* finish_raw(state, chain, exchange, passed, status, headers, body, reason, date, head)
+/* finish_raw(native, chain, exchange, passed, status, headers, body, reason, date, head)
 **   -> (response bytes, failure or None)
 ** Completes a run that serve_raw left pending on an upstream: puts the upstream's answer
 ** (status, [(name, value)] bytes pairs, body) or, with a non-empty `reason`, the host's
 ** error answer `status` into the exchange, runs the response phase through the runtime's
-** rt_serve_upstream (state[8]), writes the whole HTTP/1.1 response as serve_raw does (no
-** body when `head`) and frees the exchange. chain and exchange are addresses. */
+** rt_serve_upstream, writes the whole HTTP/1.1 response as serve_raw does (no body when
+** `head`) and frees the exchange. chain and exchange are addresses. */
 static PyObject *finish_raw(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
   (void)self;
-  if (nargs != 10 || !PyTuple_Check(args[0]) || PyTuple_GET_SIZE(args[0]) != 11 ||
-      !PyTuple_Check(PyTuple_GET_ITEM(args[0], 7)) || !PyBytes_Check(args[8])) {
-    PyErr_SetString(PyExc_TypeError, "finish_raw(state, chain, exchange, passed, status, "
-                                     "headers, body, reason, date, head)");
+  static const char signature[] = "finish_raw(native, chain, exchange, passed, status, "
+                                  "headers, body, reason, date, head)";
+  if (nargs != 10 || !PyBytes_Check(args[8])) {
+    PyErr_SetString(PyExc_TypeError, signature);
     return NULL;
   }
-  void *finish_p, *free_p, *chain, *ex;
+  void *chain, *ex;
   Py_ssize_t passed, body_len;
   long status;
   const char *body, *reason;
-  if (!pending_args(args, 8, &finish_p, &free_p, &chain, &ex, &passed, &status) ||
-      !as_bytes(args[6], &body, &body_len, "body") ||
+  const Native *nat = pending_args(args, signature, &chain, &ex, &passed, &status);
+  if (!nat || !as_bytes(args[6], &body, &body_len, "body") ||
       !as_bytes(args[7], &reason, NULL, "reason"))
     return NULL;
   char stack[2048], *packed = NULL;
   Py_ssize_t packed_len = pack_headers(args[5], stack, sizeof stack, &packed);
   if (packed_len < 0) return NULL;
   rt_result out;
-  ((serve_upstream_fn)finish_p)(chain, ex, (size_t)passed, (int)status, packed,
-                                (size_t)packed_len, (const uint8_t *)body, (size_t)body_len,
-                                reason, &out);
+  nat->finish(chain, ex, (size_t)passed, (int)status, packed, (size_t)packed_len,
+              (const uint8_t *)body, (size_t)body_len, reason, &out);
   if (packed != stack) free(packed);
-  return answer_pair(&out, args[0], args[8], PyObject_IsTrue(args[9]), NULL, 0, free_p);
+  return answer_pair(nat, &out, args[8], PyObject_IsTrue(args[9]), NULL, 0);
 }
 
 /* Request headers that never go upstream as the client sent them: hop-by-hop ones (RFC 9110
@@ -828,41 +894,39 @@ static PyObject *upstream_request(PyObject *self, PyObject *const *args, Py_ssiz
                        (Py_ssize_t)url_len);
 }
 
-typedef void (*serve_head_fn)(const rt_chain *, ph_exchange *, size_t, int, const char *, size_t,
-                              rt_result *);
 
-/* finish_head(state, chain, exchange, passed, status, headers, framing, date, head)
+/* finish_head(native, chain, exchange, passed, status, headers, framing, date, head)
 **   -> (streaming, bytes, failure or None)
 ** Like finish_raw for a chain whose bodies stream: runs the response phase on the
-** upstream's status and headers alone (rt_serve_upstream_head, state[9]) and frees the
+** upstream's status and headers alone (rt_serve_upstream_head) and frees the
 ** exchange. streaming True: `bytes` is the response head, with the host's `framing` header
 ** lines in place of any framing header the exchange holds; the upstream's body is to
 ** follow. streaming False: a hook set a body (or failed): `bytes` is that whole response,
 ** which replaces the upstream's. */
 static PyObject *finish_head(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
   (void)self;
-  if (nargs != 9 || !PyTuple_Check(args[0]) || PyTuple_GET_SIZE(args[0]) != 11 ||
-      !PyTuple_Check(PyTuple_GET_ITEM(args[0], 7)) || !PyBytes_Check(args[6]) ||
-      !PyBytes_Check(args[7])) {
-    PyErr_SetString(PyExc_TypeError, "finish_head(state, chain, exchange, passed, status, "
-                                     "headers, framing, date, head)");
+  static const char signature[] = "finish_head(native, chain, exchange, passed, status, "
+                                  "headers, framing, date, head)";
+  if (nargs != 9 || !PyBytes_Check(args[6]) || !PyBytes_Check(args[7])) {
+    PyErr_SetString(PyExc_TypeError, signature);
     return NULL;
   }
-  void *head_p, *free_p, *chain, *ex;
+  void *chain, *ex;
   Py_ssize_t passed;
   long status;
-  if (!pending_args(args, 9, &head_p, &free_p, &chain, &ex, &passed, &status)) return NULL;
+  const Native *nat = pending_args(args, signature, &chain, &ex, &passed, &status);
+  if (!nat) return NULL;
   char stack[2048], *packed = NULL;
   Py_ssize_t packed_len = pack_headers(args[5], stack, sizeof stack, &packed);
   if (packed_len < 0) return NULL;
   rt_result out;
-  ((serve_head_fn)head_p)(chain, ex, (size_t)passed, (int)status, packed, (size_t)packed_len,
-                          &out);
+  ((serve_head_fn)nat->finish_head)(chain, ex, (size_t)passed, (int)status, packed,
+                                    (size_t)packed_len, &out);
   if (packed != stack) free(packed);
   int streaming = out.outcome == RT_STREAM;
-  PyObject *pair = answer_pair(&out, args[0], args[7], PyObject_IsTrue(args[8]),
+  PyObject *pair = answer_pair(nat, &out, args[7], PyObject_IsTrue(args[8]),
                                streaming ? PyBytes_AS_STRING(args[6]) : NULL,
-                               PyBytes_GET_SIZE(args[6]), free_p);
+                               PyBytes_GET_SIZE(args[6]));
   if (!pair) return NULL;
   PyObject *ret = Py_BuildValue("(OOO)", streaming ? Py_True : Py_False,
                                 PyTuple_GET_ITEM(pair, 0), PyTuple_GET_ITEM(pair, 1));
@@ -903,5 +967,14 @@ PyMODINIT_FUNC PyInit__fastpath(void) {
       !(s_lower = intern("lower")) || !(s_head = intern("HEAD")) ||
       !(empty_bytes = PyBytes_FromStringAndSize("", 0)))
     return NULL;
-  return PyModule_Create(&module);
+  if (PyType_Ready(&NativeType) < 0) return NULL;
+  PyObject *m = PyModule_Create(&module);
+  if (!m) return NULL;
+  Py_INCREF(&NativeType);
+  if (PyModule_AddObject(m, "Native", (PyObject *)&NativeType) < 0) {
+    Py_DECREF(&NativeType);
+    Py_DECREF(m);
+    return NULL;
+  }
+  return m;
 }

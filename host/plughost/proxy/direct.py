@@ -34,8 +34,8 @@ _UPGRADE_REQUIRED = (426, [(b"upgrade", b"websocket"), (b"content-type", b"appli
 class NativeCalls:
     """What the direct path's proxied requests call in C (plughost._fastpath)."""
 
-    #: The gateway's state tuple the _fastpath functions take (GatewayApp builds it).
-    state: tuple[Any, ...]
+    #: The gateway's plughost._fastpath.Native the C calls take (GatewayApp builds it).
+    state: Any
     #: upstream_request(exchange) -> what to send upstream.
     upstream_request: Callable[..., Any]
     #: finish_raw(...) -> (whole response, failure): the answer held whole.
