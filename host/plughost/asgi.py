@@ -306,7 +306,7 @@ class GatewayApp:
                     response = await gateway.perform_upstream(gateway.pending(chain, a, b))
                 else:
                     result = gateway.dispatch(method, path, headers, body, query, client_ip,
-                                              scope.get("raw_path"))
+                                              routed=routed)
                     response = result if type(result) is Response else await result
             except Exception:
                 log.exception("unexpected error handling %s %s", method, path)

@@ -60,6 +60,12 @@ class UpstreamAnswer:
     error: str = ""
 
 
+#: The answer to a WebSocket directive on a plain HTTP request (426 Upgrade Required).
+UPGRADE_REQUIRED = UpstreamAnswer(426, [(b"upgrade", b"websocket"),
+                                        (b"content-type", b"application/json")],
+                                  b'{"error":"upgrade required","status":426}')
+
+
 def _seconds(ms: int) -> float | None:
     return ms / 1000 if ms > 0 else None
 
@@ -137,7 +143,6 @@ class Runner:
     def __init__(self, runtime: Runtime, host_ptr: Any) -> None:
         self._rt = runtime
         self._host = host_ptr
-        ffi, lib = runtime.ffi, runtime.lib
         try:
             from . import _fastpath
         except ImportError:  # pragma: no cover - always built by setup.py

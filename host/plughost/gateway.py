@@ -166,12 +166,15 @@ class Gateway(Host):
         return self._run(*args, chain.release_gil)
 
     def dispatch(self, method: str, path: str, headers: Sequence[Sequence[bytes]], body: bytes,
-                 query: bytes, client: bytes,
-                 raw_path: bytes | None = None) -> Response | Awaitable[Response]:
+                 query: bytes, client: bytes, raw_path: bytes | None = None,
+                 routed: tuple[Chain, bytes] | Response | None = None
+                 ) -> Response | Awaitable[Response]:
         """One request, headers as the ASGI scope holds them (the hot path): the Response
         when the chain ran inline, else an awaitable of it (may-block chains run in a worker
-        thread with the GIL released; upstream requests are awaited)."""
-        routed = self.route(method, path, raw_path)
+        thread with the GIL released; upstream requests are awaited). ``routed``: what
+        route() answered for it, when the caller asked already."""
+        if routed is None:
+            routed = self.route(method, path, raw_path)
         if type(routed) is Response:
             return routed
         chain, params = routed  # type: ignore[misc]

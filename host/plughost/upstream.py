@@ -12,15 +12,11 @@ import logging
 
 import aiohttp
 
-from .chain import Upstream, UpstreamAnswer
+from .chain import UPGRADE_REQUIRED, Upstream, UpstreamAnswer
 from .proxy.client import BufferedAnswer, PoolLimits, UpstreamPool
 from .proxy.message import parse_target
 
 log = logging.getLogger("plughost.upstream")
-
-_UPGRADE_REQUIRED = UpstreamAnswer(426, [(b"upgrade", b"websocket"),
-                                         (b"content-type", b"application/json")],
-                                   b'{"error":"upgrade required","status":426}')
 
 
 class UpstreamClient:
@@ -42,7 +38,7 @@ class UpstreamClient:
         """Sends the request and gathers the answer, or 502/504 with the reason. A
         WebSocket directive on a plain HTTP request gets 426 Upgrade Required."""
         if upstream.websocket:
-            return _UPGRADE_REQUIRED
+            return UPGRADE_REQUIRED
         try:
             target = parse_target(upstream.url)
         except ValueError as exc:

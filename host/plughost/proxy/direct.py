@@ -18,7 +18,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ..chain import log_failure
+from ..chain import UPGRADE_REQUIRED, log_failure
 from .client import UpstreamPool
 from .message import Header, framing, parse_origin
 from .pending import PendingUpstream
@@ -26,8 +26,6 @@ from .pending import PendingUpstream
 
 log = logging.getLogger("plughost.proxy")
 
-_UPGRADE_REQUIRED = (426, [(b"upgrade", b"websocket"), (b"content-type", b"application/json")],
-                     b'{"error":"upgrade required","status":426}')
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +86,8 @@ class DirectUpstreamRequest:
             self.pending.discard()
             raise
         if websocket:
-            self._respond(*_UPGRADE_REQUIRED, "")
+            answer = UPGRADE_REQUIRED
+            self._respond(answer.status, list(answer.headers), answer.body, "")
             return
         try:
             origin = pool.origin(origin_text) if origin_text else \

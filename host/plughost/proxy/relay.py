@@ -17,7 +17,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
-from ..chain import UpstreamAnswer, json_response
+from ..chain import UPGRADE_REQUIRED, UpstreamAnswer, json_response
 from .client import UpstreamPool
 from .message import Header, parse_target
 from .pending import PendingUpstream
@@ -35,10 +35,6 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 QUEUED_PIECES = 8
 #: The answer to a body over server.bodyLimit.
 TOO_LARGE = json_response(413, b'{"error":"request body too large","status":413}')
-#: What a WebSocket directive on a plain HTTP request gets.
-_UPGRADE_REQUIRED = UpstreamAnswer(426, [(b"upgrade", b"websocket"),
-                                         (b"content-type", b"application/json")],
-                                   b'{"error":"upgrade required","status":426}')
 
 
 class BodyTooLarge(Exception):
@@ -91,7 +87,7 @@ class AsgiUpstreamRelay:
             self.pending.discard()
             raise
         if upstream.websocket:
-            return await self._send_whole(send, self.pending.finish(_UPGRADE_REQUIRED))
+            return await self._send_whole(send, self.pending.finish(UPGRADE_REQUIRED))
         try:
             target = parse_target(upstream.url)
         except ValueError as exc:
