@@ -1,5 +1,5 @@
 """Runs a comparison app of bench/_apps.py on uvicorn exactly as ``plughost serve`` runs
-plughost: uvloop, plughost's HTTP protocol (plughost.protocol.GatewayHttpProtocol: uvicorn's
+plughost: uvloop, plughost's HTTP protocol (plughost.serving.protocol.GatewayHttpProtocol: uvicorn's
 httptools protocol, whose direct path only plughost's app can use, so for these apps it is
 uvicorn's own code), one worker, no access log, no Server header.
 
@@ -12,7 +12,7 @@ import sys
 
 import uvicorn
 
-from plughost.protocol import GatewayHttpProtocol
+from plughost.serving.protocol import GatewayHttpProtocol
 
 if __name__ == "__main__":
     import gc

@@ -32,7 +32,7 @@ import _common
 
 _common.require("plughost", install="-e .")
 
-from plughost.gateway import Gateway  # noqa: E402
+from plughost import Gateway  # noqa: E402
 
 TRACE_NAMES = ["T1", "T2", "T3"]
 BODY = b"x" * 64

@@ -312,7 +312,7 @@ def gateways(folder: Path, write: Callable[..., Path]) -> Iterator[Callable[...,
     """A factory of in-process gateways for a test: each call writes a configuration with
     ``write(folder / "config<N>", *args, **kwargs)`` (which returns what to load) and builds
     a Gateway from it; every gateway built is closed when the block ends."""
-    from plughost.gateway import Gateway
+    from plughost import Gateway
 
     opened: list[Any] = []
 

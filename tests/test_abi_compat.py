@@ -19,7 +19,8 @@ import pytest
 import plughost
 from plughost._build_runtime import make_builder
 from plughost.abi import ABI_MAJOR, ABI_MINOR
-from plughost.runtime import Runtime
+from plughost.loading.runtime import Runtime
+from plughost.serving.pipeline import Request
 
 from gateway_support import free_port
 
@@ -186,7 +187,7 @@ routes:
     method: GET
     action: Forward
 """)
-    from plughost.gateway import Gateway
+    from plughost import Gateway
 
     try:
         with Gateway.from_config(config) as gateway:
@@ -195,7 +196,7 @@ routes:
             assert not chain.streams
             response = gateway.handle("GET", "/old")
             assert response.status == 200 and response.body == b"upstream saw /from-old"
-            pending = gateway._run(chain, b"GET", b"/old", b"", b"", [], b"", b"")
+            pending = gateway.pipeline.run(chain, b"", Request("GET", "/old"))
             upstream = pending.directive()
             pending.discard()
             assert upstream.timeout == 2.0 and upstream.websocket is False

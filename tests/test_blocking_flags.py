@@ -18,7 +18,7 @@ CSRF = "plugins.csrf.middlewares.CSRFMiddleware"
 
 @pytest.fixture
 def gateway(tmp_path: Path, plugin_dir: Path, test_plugin_dir: Path):
-    from plughost.gateway import Gateway
+    from plughost import Gateway
 
     plugins = private_plugins(plugin_dir, tmp_path / "plugins")
     (plugins / "trace.so").write_bytes((test_plugin_dir / "trace.so").read_bytes())

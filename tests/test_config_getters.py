@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 import plughost
-from plughost.cconfig import ConfigTree
+from plughost.loading.cconfig import ConfigTree
 
 YAML = """\
 middlewares:

@@ -13,7 +13,7 @@ from typing import Any, Iterator
 import pytest
 
 from plughost.config import ConfigErrors
-from plughost.gateway import Gateway
+from plughost import Gateway
 
 from gateway_support import Server, gateways
 

@@ -21,7 +21,7 @@ import pytest
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import NoteSection
 
-from plughost.targets import host_platform, parse_target
+from plughost.checking.targets import host_platform, parse_target
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "build_plugins.py"

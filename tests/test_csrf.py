@@ -12,7 +12,7 @@ from typing import Any, Iterator
 import pytest
 
 from plughost.errors import ConfigError
-from plughost.gateway import Gateway
+from plughost import Gateway
 
 from valkey_support import ValkeyServer, command
 

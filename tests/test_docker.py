@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from gateway_support import Server
-from plughost.targets import parse_target
+from plughost.checking.targets import parse_target
 from valkey_support import ValkeyServer, command
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from plughost.abi import ABI_MAJOR, ABI_MINOR, PLUGIN_MAGIC, min_entry_size
-from plughost.elfinspect import (
+from plughost.checking.elfinspect import (
     ElfInspectionError,
     find_missing_libraries,
     find_unresolved,

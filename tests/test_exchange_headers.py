@@ -7,8 +7,8 @@ from typing import Iterator
 
 import pytest
 
-from plughost.exchange import Exchange
-from plughost.loader import Host
+from plughost.sdk.exchange import Exchange
+from plughost.loading.loader import Host
 
 
 @pytest.fixture

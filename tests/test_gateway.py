@@ -13,9 +13,9 @@ from typing import Any, Iterator
 import pytest
 
 import plughost
-from plughost.exchange import Exchange
-from plughost.gateway import Gateway
-from plughost.pyelements import PythonAction, PythonMiddleware
+from plughost.sdk.exchange import Exchange
+from plughost import Gateway
+from plughost.sdk.pyelements import PythonAction, PythonMiddleware
 
 from gateway_support import UpstreamServer, free_port, write_config
 
@@ -33,7 +33,7 @@ def gateway(tmp_path: Path, test_plugin_dir: Path, upstream: UpstreamServer) -> 
         yield gw
 
 
-def header(response: plughost.chain.Response, name: str) -> str | None:
+def header(response: plughost.Response, name: str) -> str | None:
     for key, value in response.headers:
         if key.lower() == name.lower().encode():
             return value.decode("latin-1")
@@ -168,13 +168,13 @@ def test_may_block_chains_run_off_the_event_loop_thread(gateway: Gateway) -> Non
     assert not gateway.router.match("GET", "/traced").target.may_block
 
     seen: list[str] = []
-    real_run = gateway._run
+    real_run = gateway.pipeline.run
 
     def spy(*args: object) -> object:  # records the thread each chain runs on
         seen.append(threading.current_thread().name)
         return real_run(*args)  # type: ignore[arg-type]
 
-    gateway._run = spy  # type: ignore[method-assign]
+    gateway.pipeline.run = spy  # type: ignore[method-assign]
 
     async def go() -> None:
         r = await gateway.handle_async("GET", "/blocking")
@@ -193,13 +193,13 @@ def test_asgi_runs_may_block_static_routes_in_its_worker_threads(gateway: Gatewa
     app = GatewayApp(gateway=gateway)
     app._scope_fast = None  # watch the general path (serve_scope takes inline static routes)
     seen: list[str] = []
-    real_fast = app._fast
+    real_run = gateway.pipeline.run
 
     def spy(*args: object) -> object:
         seen.append(threading.current_thread().name)
-        return real_fast(*args)
+        return real_run(*args)  # type: ignore[arg-type]
 
-    app._fast = spy  # type: ignore[assignment]
+    gateway.pipeline.run = spy  # type: ignore[method-assign]
 
     async def get(path: str) -> tuple[int, bytes]:
         sent: list[dict[str, object]] = []
@@ -266,10 +266,10 @@ def test_asgi_scope_fast_path_answers_like_the_general_path(gateway: Gateway) ->
     assert len(calls) == 7  # every request asked serve_scope first
     scope = {"type": "http", "method": "GET", "path": "/traced", "headers": rid,
              "query_string": b"", "client": ("10.0.0.9", 1)}
-    assert real(fast._scope_state, scope)[0]["status"] == 200  # answered in C
+    assert real(scope)[0]["status"] == 200  # answered in C
     for other in ({"path": "/nowhere"}, {"headers": [(b"content-length", b"1")]},
                   {"path": "/health/live"}, {"path": "/blocking"}):
-        assert real(fast._scope_state, {**scope, **other}) is None, other  # general path
+        assert real({**scope, **other}) is None, other  # general path
     fast._blocking.shutdown()
     slow._blocking.shutdown()
 

@@ -23,8 +23,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
-from plughost.gateway import Gateway
-from plughost.pyelements import PythonAction
+from plughost import Gateway
+from plughost.sdk.pyelements import PythonAction
 
 from gateway_support import Server
 

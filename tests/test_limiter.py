@@ -11,7 +11,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from plughost.gateway import Gateway
+from plughost import Gateway
 
 from gateway_support import Server, gateways
 from valkey_support import ValkeyServer

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from plughost.gateway import Gateway
+from plughost import Gateway
 
 from gateway_support import Server, gateways
 
@@ -304,7 +304,7 @@ def test_footer_rules_match_the_c_library(tmp_path: Path, test_plugin_dir: Path)
                         "output": str(tmp_path / "local.log")}
     folder = write_config(tmp_path / "cfg", test_plugin_dir, loggers)
     script = (
-        "import sys\nfrom plughost.gateway import Gateway\n"
+        "import sys\nfrom plughost import Gateway\n"
         "with Gateway.from_config(sys.argv[1]) as gw:\n"
         f"    for name in {list(loggers)!r}:\n"
         "        assert gw.handle('GET', f'/{name}/echo').status == 200\n")
@@ -458,7 +458,7 @@ def test_fifo_reader_leaving_does_not_kill_the_process(tmp_path: Path,
     script = f"""
 import signal, sys, threading, time
 signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-from plughost.gateway import Gateway
+from plughost import Gateway
 got = []
 def reader(n):
     with open({str(fifo)!r}, "rb") as f:

@@ -19,8 +19,8 @@ from typing import Any, Iterator
 
 import pytest
 
-from plughost.gateway import Gateway
-from plughost.pyelements import PythonAction
+from plughost import Gateway
+from plughost.sdk.pyelements import PythonAction
 
 from gateway_support import Server, UpstreamServer
 

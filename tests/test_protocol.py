@@ -1,4 +1,4 @@
-"""plughost's HTTP protocol (plughost.protocol): the direct path that answers plain requests on
+"""plughost's HTTP protocol (plughost.serving.protocol): the direct path that answers plain requests on
 static inline routes from the parser's callback, with one C call writing the whole HTTP/1.1
 response (``_fastpath.serve_raw``).
 
@@ -189,56 +189,49 @@ def test_a_failure_on_the_direct_path_is_logged(servers: tuple[Server, Server]) 
 
 
 def test_serve_raw_in_process(config: Path) -> None:
+    from plughost import Gateway
     from plughost.asgi import GatewayApp
-    from plughost.gateway import Gateway
+    from plughost.proxy.pending import PendingUpstream
 
     with Gateway.from_config(config) as gateway:
         app = GatewayApp(gateway=gateway)
         raw = app.raw_handler()
-        assert raw is not None
+        assert raw is not None and raw == gateway.pipeline.plain
         date = b"date: Wed, 25 Nov 2026 10:00:00 GMT\r\n"
-        data, failure, chain = raw(b"GET", b"/traced?q=1", [(b"x-request-id", b"abc")],
-                                   "10.0.0.1", date)
-        assert failure is None and chain.route_name == "Traced"
+        data = raw(b"GET", b"/traced?q=1", [(b"x-request-id", b"abc")], "10.0.0.1", date)
         head, body = data.split(b"\r\n\r\n", 1)
         lines = head.split(b"\r\n")
         assert lines[0] == b"HTTP/1.1 200 OK" and lines[1] + b"\r\n" == date
         assert b"x-request-id: abc" in lines and f"content-length: {len(body)}".encode() in lines
         assert body.startswith(b"GET /traced q=1 trace=A,B") and body.endswith(b"ip=10.0.0.1")
-        head_only = raw(b"HEAD", b"/", [], None, b"")[0]
+        head_only = raw(b"HEAD", b"/", [], None, b"")
         assert head_only.endswith(b"content-length: 5\r\n\r\n")
-        # left to the ASGI path
+        # left to the pipeline's Python steps (the ASGI path)
         for method, target, headers in [
                 (b"GET", b"/tra%63ed", []),                          # needs decoding
                 (b"POST", b"/traced", [(b"content-length", b"3")]),  # a body
                 (b"GET", b"/traced", [(b"transfer-encoding", b"chunked")]),
-                (b"GET", b"/users/1", []),                           # not a static route
                 (b"GET", b"/nowhere", []),                           # no route
                 (b"GET", b"/health/live", []),                       # a health route
                 (b"GET", b"/blocking", []),                          # a may-block chain
                 (b"GET", "/caf\u00e9".encode(), []),                 # not ASCII
-                (b"GET", b"*", [])]:                                 # not a path
-            assert raw(method, target, headers, None, b"") is None, target
-        pending = raw(b"GET", b"/proxied", [], "127.0.0.1", b"")
-        assert pending[0] is None and pending[3].route_name == "Proxied"
-        gateway.pending(pending[3], pending[1], pending[2]).discard()
-        # routes with parameters: routed in Python, then the same one C call
-        routed = app.routed_raw_handler()
-        assert routed is not None
-        data, failure, chain = routed(b"GET", b"/users/42?x=1", [], "10.0.0.2", date)
-        assert chain.route_name == "User" and data.startswith(b"HTTP/1.1 200 OK\r\n" + date)
-        assert data.endswith(b"ip=10.0.0.2") and b"GET /users/42 x=1" in data and b"id=42" in data
-        data = routed(b"GET", b"/files/a/b.txt", [], None, b"")[0]
-        assert b"rest=a/b.txt" in data
-        assert routed(b"HEAD", b"/users/1", [], None, b"")[0].endswith(b"\r\n\r\n")
-        for method, target, headers in [
+                (b"GET", b"*", []),                                  # not a path
                 (b"GET", b"/users/4%32", []), (b"POST", b"/users/1", []),  # %, 405
                 (b"GET", b"/nowhere/x", []), (b"GET", b"/health/ready", []),
                 (b"GET", b"/files/x", [(b"content-length", b"1")])]:
-            assert routed(method, target, headers, None, b"") is None, target
-        pending = routed(b"GET", b"/proxy/x", [], None, b"")
-        assert pending[0] is None and pending[3].route_name == "Proxy"
-        gateway.pending(pending[3], pending[1], pending[2]).discard()
+            assert raw(method, target, headers, None, b"") is None, target
+        pending = raw(b"GET", b"/proxied", [], "127.0.0.1", b"")
+        assert type(pending) is PendingUpstream and pending.chain.route_name == "Proxied"
+        pending.discard()
+        # routes with parameters: routed in Python, then the same one C call
+        data = raw(b"GET", b"/users/42?x=1", [], "10.0.0.2", date)
+        assert data.startswith(b"HTTP/1.1 200 OK\r\n" + date)
+        assert data.endswith(b"ip=10.0.0.2") and b"GET /users/42 x=1" in data and b"id=42" in data
+        assert b"rest=a/b.txt" in raw(b"GET", b"/files/a/b.txt", [], None, b"")
+        assert raw(b"HEAD", b"/users/1", [], None, b"").endswith(b"\r\n\r\n")
+        pending = raw(b"GET", b"/proxy/x", [], None, b"")
+        assert type(pending) is PendingUpstream and pending.chain.route_name == "Proxy"
+        pending.discard()
 
 
 def test_keep_alive_connections_close_after_the_idle_timeout(tmp_path: Path,
@@ -315,19 +308,21 @@ def test_wildcard_routes_answer_alike_on_both_paths(wildcard_servers: tuple[Serv
 
 
 def test_serve_raw_routes_wildcards_in_c(tmp_path: Path, test_plugin_dir: Path) -> None:
-    from plughost.asgi import GatewayApp
-    from plughost.gateway import Gateway
+    from plughost import Gateway, _fastpath
 
     folder = write_config(tmp_path / "config", test_plugin_dir)
     (folder / "routes.yaml").write_text(WILDCARD_ROUTES)
     with Gateway.from_config(folder) as gateway:
-        raw = GatewayApp(gateway=gateway).raw_handler()
-        assert raw is not None
-        data, failure, chain = raw(b"GET", b"/API/v2/x/y?q=1", [], None, b"")
-        assert chain.route_name == "ApiV2" and b"rest=x/y" in data
-        assert raw(b"GET", b"/zzz", [], None, b"")[2].route_name == "Root"
-        assert raw(b"POST", b"/api/a", [], None, b"") is None  # 405: the ASGI path says so
-        assert raw(b"GET", b"/api/a/", [], None, b"") is None  # not plain: the router's
+        native = gateway.pipeline.native
+        assert native is not None
+
+        def raw(method: bytes, target: bytes) -> bytes | None:
+            return _fastpath.serve_raw(native, method, target, [], None, b"")
+
+        assert b"rest=x/y" in raw(b"GET", b"/API/v2/x/y?q=1")  # the ApiV2 route
+        assert b"rest=zzz" in raw(b"GET", b"/zzz")  # the Root route
+        assert raw(b"POST", b"/api/a") is None  # 405: the Python steps say so
+        assert raw(b"GET", b"/api/a/") is None  # not plain: the router's
     (folder / "routes.yaml").write_text(WILDCARD_ROUTES + """\
   User:
     gatewayPath: /api/users/:id
@@ -336,5 +331,5 @@ def test_serve_raw_routes_wildcards_in_c(tmp_path: Path, test_plugin_dir: Path) 
 """)
     with Gateway.from_config(folder) as gateway:  # a ':param' route: the router decides
         assert gateway.routes.prefixes == {}
-        assert GatewayApp(gateway=gateway).raw_handler()(b"GET", b"/api/a", [], None,
-                                                           b"") is None
+        assert _fastpath.serve_raw(gateway.pipeline.native, b"GET", b"/api/a", [], None,
+                                   b"") is None

@@ -20,7 +20,7 @@ def loaded(host: plughost.Host, plugin_dir: Path) -> plughost.Host:
     return host
 
 
-def run(host: plughost.Host, middleware, headers=()) -> plughost.exchange.Exchange:
+def run(host: plughost.Host, middleware, headers=()) -> plughost.Exchange:
     ex = host.exchange("GET", "/", headers=headers)
     assert middleware.on_request(ex) == Next.CONTINUE
     assert middleware.on_response(ex)

@@ -26,7 +26,7 @@ from plughost.abi import ABI_MAJOR, ABI_MINOR
 from click.testing import CliRunner
 
 from plughost.cli import main
-from plughost.scaffold import FILES, ScaffoldError, create_project, suggest_name, validate_name
+from plughost.sdk.scaffold import FILES, ScaffoldError, create_project, suggest_name, validate_name
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE_CMAKE_DIR = ROOT / "host" / "plughost" / "cmake"
@@ -128,7 +128,7 @@ def _build(project: Path, build: Path, *extra: str, env: dict[str, str] | None =
 def test_scaffold_builds_warning_free_and_serves_in_process(tmp_path: Path) -> None:
     """The quick loop, against the source tree's SDK: -Wall -Wextra -Werror (set by
     plughost_add_plugin) with gcc, and with musl-gcc for the Alpine image."""
-    from plughost.gateway import Gateway
+    from plughost import Gateway
 
     project = create_project("stamp", tmp_path).path
     _build(project, project / "build", f"-Dplughost_DIR={SOURCE_CMAKE_DIR}")
@@ -153,7 +153,7 @@ def test_scaffold_builds_warning_free_and_serves_in_process(tmp_path: Path) -> N
 
 def test_scaffold_config_errors_name_the_key(tmp_path: Path) -> None:
     from plughost.errors import ConfigError
-    from plughost.loader import Host
+    from plughost.loading.loader import Host
 
     project = create_project("stamp", tmp_path).path
     so = _build(project, project / "build", f"-Dplughost_DIR={SOURCE_CMAKE_DIR}")

@@ -16,7 +16,7 @@ import pytest
 
 from plughost.config import ConfigErrors
 from plughost.errors import ConfigError
-from plughost.gateway import Gateway
+from plughost import Gateway
 
 from gateway_support import UpstreamServer, gateways
 from valkey_support import ValkeyServer, command

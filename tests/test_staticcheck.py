@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from plughost.abi import ABI_MAJOR, ABI_MINOR
-from plughost.staticcheck import PROBLEM_CODES, Problem, StaticReport, static_check
-from plughost.targets import host_platform, parse_target
+from plughost.checking.staticcheck import PROBLEM_CODES, Problem, StaticReport, static_check
+from plughost.checking.targets import host_platform, parse_target
 
 pytest_plugins = ("badfiles.fixtures",)
 

@@ -453,7 +453,7 @@ def test_a_client_that_goes_away_mid_session(gateway: Server, upstream: WsUpstre
 
 def test_the_upgrade_check_in_process(tmp_path: Path, plugin_dir: Path,
                                       upstream: WsUpstream) -> None:
-    from plughost.gateway import Gateway
+    from plughost import Gateway
 
     config = write_gateway(tmp_path, plugin_dir, {"Echo": {"upstreamEndpoint": upstream.url}})
     good = {"Connection": "keep-alive, Upgrade", "Upgrade": "WebSocket",
@@ -519,7 +519,7 @@ def test_without_the_check_a_plain_request_gets_426_from_the_host(
 ])
 def test_configuration_errors(tmp_path: Path, plugin_dir: Path, config: dict[str, Any],
                               key: str, words: str) -> None:
-    from plughost.gateway import Gateway
+    from plughost import Gateway
 
     path = write_gateway(tmp_path, plugin_dir, {"Bad": config})
     with pytest.raises(ConfigErrors) as info:
@@ -531,7 +531,7 @@ def test_configuration_errors(tmp_path: Path, plugin_dir: Path, config: dict[str
 
 
 def test_the_check_takes_no_options(tmp_path: Path, plugin_dir: Path) -> None:
-    from plughost.gateway import Gateway
+    from plughost import Gateway
 
     path = write_gateway(tmp_path, plugin_dir, {"Echo": {"upstreamEndpoint": "ws://h"}})
     path.write_text(path.read_text().replace(f"    use: {CHECK}\n",
@@ -544,7 +544,8 @@ def test_the_check_takes_no_options(tmp_path: Path, plugin_dir: Path) -> None:
 
 def test_seams_options_and_the_pong_interval_key_of_seams_code(tmp_path: Path,
                                                               plugin_dir: Path) -> None:
-    from plughost.gateway import Gateway
+    from plughost import Gateway
+    from plughost.serving.pipeline import Request
 
     path = write_gateway(tmp_path, plugin_dir, {"Seam": {
         "upstreamEndpoint": "wss://chat.example:8443/ws", "pongInterval": "10s",
@@ -555,8 +556,8 @@ def test_seams_options_and_the_pong_interval_key_of_seams_code(tmp_path: Path,
         chain = gw.route("GET", "/Seam/room")[0]
         handshake = [(b"connection", b"Upgrade"), (b"upgrade", b"websocket"),
                      (b"sec-websocket-version", b"13"), (b"sec-websocket-key", KEY.encode())]
-        pending = gw._run(chain, b"GET", b"/Seam/room", b"a=1", b"10.0.0.1", handshake, b"",
-                          b"*\0room")
+        pending = gw.pipeline.run(chain, b"*\0room", Request("GET", "/Seam/room", handshake,
+                                                              b"a=1", b"10.0.0.1"))
         up = pending.directive()
         pending.discard()
     assert up.websocket and up.url == "wss://chat.example:8443/ws/room?a=1"

@@ -47,8 +47,8 @@ def check(paths: tuple[str, ...], pattern: str, target: str, load: bool, timeout
     a configuration instead. Exit status: 0 all compatible, 1 some incompatible, 2 usage
     error.
     """
-    from .check import UsageError, check_config, check_files, expand_paths
-    from .targets import UnknownTargetError, parse_target
+    from .checking.check import UsageError, check_config, check_files, expand_paths
+    from .checking.targets import UnknownTargetError, parse_target
 
     if config_path is not None:
         if paths:
@@ -113,7 +113,7 @@ def serve(config_path: str | None, address: str | None, workers: int, log_level:
     The configuration is validated first; every problem is printed with its file, line and
     key, and nothing starts until there are none.
     """
-    from .serve import ServeError, serve as run_server
+    from .serving.server import ServeError, serve as run_server
 
     try:
         run_server(config_path, address=address, workers=workers, log_level=log_level,
@@ -136,7 +136,7 @@ def new(name: str, parent: str) -> None:
     made of lowercase letters, digits and '_', starting with a letter. An existing folder
     is never overwritten. Exit status: 0 created, 2 refused.
     """
-    from .scaffold import ScaffoldError, create_project, next_steps
+    from .sdk.scaffold import ScaffoldError, create_project, next_steps
 
     try:
         project = create_project(name, parent)
@@ -157,7 +157,7 @@ def _describe(verdict: "object") -> str:
 
 
 def _host_abi() -> tuple[int, int]:
-    from .runtime import default_runtime
+    from .loading.runtime import default_runtime
 
     return default_runtime().abi
 
@@ -170,7 +170,7 @@ def info(cmake_dir: bool, as_json: bool) -> None:
     """Prints the host's ABI version, platform, C library, and where the SDK lives."""
     import cffi
 
-    from .targets import host_platform
+    from .checking.targets import host_platform
 
     if cmake_dir:
         click.echo(PACKAGE_DIR / "cmake")

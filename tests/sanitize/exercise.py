@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 
 import plughost
-from plughost.runtime import Runtime
+from plughost.loading.runtime import Runtime
+from plughost.serving.pipeline import Request
 
 
 def load_runtime(path: str) -> Runtime:
@@ -77,8 +78,8 @@ def exercise_gateway(runtime: Runtime, plugin_dir: Path, workdir: Path) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from gateway_support import free_port, write_config
 
-    from plughost.gateway import Gateway
-    from plughost.pyelements import PythonMiddleware
+    from plughost import Gateway
+    from plughost.sdk.pyelements import PythonMiddleware
 
     class Py(PythonMiddleware):
         def on_request(self, ex):  # type: ignore[no-untyped-def]
@@ -109,7 +110,7 @@ def exercise_gateway(runtime: Runtime, plugin_dir: Path, workdir: Path) -> None:
 def exercise_stateful(runtime: Runtime, plugin_dir: Path, workdir: Path) -> None:
     """session, limiter and csrf on the memory storage: new and known sessions, cookies,
     refused and allowed requests, garbage cookies and tokens."""
-    from plughost.gateway import Gateway
+    from plughost import Gateway
 
     folder = workdir / "stateful"
     folder.mkdir()
@@ -178,7 +179,7 @@ def exercise_jwt(runtime, plugin_dir: Path, workdir: Path) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from test_jwt import JwksServer  # the real HTTP server of tests/test_jwt.py
 
-    from plughost.gateway import Gateway
+    from plughost import Gateway
 
     logging.getLogger("plughost").setLevel(logging.CRITICAL)
     secret = "s" * 64
@@ -294,7 +295,7 @@ def exercise_valkey(runtime: Runtime, plugin_dir: Path, workdir: Path, port: int
     import socket
     import time
 
-    from plughost.gateway import Gateway
+    from plughost import Gateway
 
     def server_command(raw: bytes) -> bytes:
         with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
@@ -390,7 +391,7 @@ def exercise_auth_and_logging(runtime: Runtime, plugin_dir: Path, workdir: Path)
     """basicauth (plain, bcrypt and yescrypt users, malformed headers, threads) and logger
     (every placeholder, text and JSON, an IANA zone, a FIFO that fills the queue, a flush that
     gives up), and configurations both plugins refuse."""
-    from plughost.gateway import Gateway
+    from plughost import Gateway
 
     # Hashes of "pw" made beforehand: Python's crypt module crashes under a preloaded ASan.
     bcrypt = "$2b$04$abcdefghijklmnopqrstuuyvPXIbu7xe6/CED2DzX8z6Si09MlzlW"
@@ -503,7 +504,7 @@ def exercise_opentelemetry(runtime, plugin_dir: Path, workdir: Path) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from test_opentelemetry import Collector  # the real receiver of tests/test_opentelemetry.py
 
-    from plughost.gateway import Gateway
+    from plughost import Gateway
 
     logging.getLogger("plughost").setLevel(logging.CRITICAL)
     otel = "plugins.opentelemetry.middlewares.OpenTelemetryMiddleware"
@@ -621,7 +622,7 @@ def exercise_httpfw(runtime: Runtime, plugin_dir: Path, workdir: Path) -> None:
     from gateway_support import free_port
 
     import plughost
-    from plughost.gateway import Gateway
+    from plughost import Gateway
 
     logging.getLogger("plughost").setLevel(logging.CRITICAL)  # 502s here are on purpose
 
@@ -739,7 +740,7 @@ def exercise_wsfw(runtime: Runtime, plugin_dir: Path, workdir: Path) -> None:
     versions, long and odd header values), the action's URL building, origins and its ABI 1.1
     spec read back by the host from several threads, config errors, destroy."""
     import plughost
-    from plughost.gateway import Gateway
+    from plughost import Gateway
     from plughost.proxy.pending import PendingUpstream
 
     folder = workdir / "wsfw"
@@ -785,7 +786,8 @@ routes:
         for i in range(400):
             headers = list(good)
             headers[i % 5] = (headers[i % 5][0], odd[i % len(odd)])
-            result = gw._run(chain, b"GET", b"/ws/x", b"q=1", b"::1", headers, b"", params)
+            result = gw.pipeline.run(chain, params,
+                                     Request("GET", "/ws/x", headers, b"q=1", b"::1"))
             if isinstance(result, PendingUpstream):
                 result.discard()
             else:
@@ -794,8 +796,8 @@ routes:
 
         def handshake() -> None:
             for _ in range(100):
-                pending = gw._run(chain, b"GET", b"/ws/x", b"a=%2F", b"10.0.0.1", good, b"",
-                                  params)
+                pending = gw.pipeline.run(chain, params, Request("GET", "/ws/x", good, b"a=%2F",
+                                                                 b"10.0.0.1"))
                 specs.append(pending.directive())
                 pending.discard()
 

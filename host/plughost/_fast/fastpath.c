@@ -110,35 +110,17 @@ static PyObject *response_headers(const ph_exchange *ex) {
   return list;
 }
 
-static PyObject *result_tuple(rt_result *out) {
-  PyObject *headers = response_headers(out->ex);
-  if (!headers) return NULL;
-  PyObject *failure = Py_None;
-  if (out->failure_len) {
-    failure = Py_BuildValue("(s s#)", out->failure_label, out->failure,
-                            (Py_ssize_t)out->failure_len);
-    if (!failure) {
-      Py_DECREF(headers);
-      return NULL;
-    }
-  } else {
-    Py_INCREF(Py_None);
-  }
-  PyObject *body = PyBytes_FromStringAndSize(out->body, (Py_ssize_t)out->body_len);
-  PyObject *status = body ? PyLong_FromLong(out->status) : NULL;
-  PyObject *t = status ? PyTuple_New(4) : NULL;
-  if (!t) {
-    Py_DECREF(headers);
-    Py_DECREF(failure);
-    Py_XDECREF(body);
-    Py_XDECREF(status);
-    return NULL;
-  }
-  PyTuple_SET_ITEM(t, 0, status);
-  PyTuple_SET_ITEM(t, 1, headers);
-  PyTuple_SET_ITEM(t, 2, body);
-  PyTuple_SET_ITEM(t, 3, failure);
-  return t;
+/* The status, headers and body of a finished run, as new references; -1 with an
+** exception (and nothing to release) when one cannot be made. */
+static int answer_parts(const rt_result *out, PyObject **status, PyObject **headers,
+                        PyObject **body) {
+  *headers = response_headers(out->ex);
+  *body = *headers ? PyBytes_FromStringAndSize(out->body, (Py_ssize_t)out->body_len) : NULL;
+  *status = *body ? PyLong_FromLong(out->status) : NULL;
+  if (*status) return 0;
+  Py_XDECREF(*headers);
+  Py_XDECREF(*body);
+  return -1;
 }
 
 static int as_pointer(PyObject *o, void **p) {
@@ -199,12 +181,6 @@ static int has_body_or_odd_headers(PyObject *headers) {
   return 0;
 }
 
-/* (None, exchange, passed, chain): the chain ran and its action waits for an upstream. */
-static PyObject *pending_upstream(const rt_result *out, PyObject *chain_obj) {
-  return Py_BuildValue("(ONnO)", Py_None, PyLong_FromVoidPtr(out->ex), (Py_ssize_t)out->passed,
-                       chain_obj);
-}
-
 /* What the one-call paths need of a configured gateway, built once when it is configured
 ** (GatewayApp): the runtime's entry points, the host, the route tables and the answers'
 ** fixed parts. Immutable after construction. */
@@ -215,37 +191,89 @@ typedef struct {
   serve_upstream_fn finish;     /* rt_serve_upstream */
   void *finish_head;            /* rt_serve_upstream_head (a serve_head_fn) */
   void *host;                   /* the rt_host */
-  PyObject *static_routes;      /* {(method, folded path): StaticEntry} */
+  PyObject *static_routes;      /* {(method, folded path): RouteEntry} */
   int case_sensitive;           /* server.caseSensitive */
   PyObject *live, *ready;       /* the health routes (str or None) */
   PyObject *status_lines;       /* tuple of status lines by code */
-  PyObject *prefixes;           /* {folded prefix: {method: PrefixEntry}} */
+  PyObject *prefixes;           /* {folded prefix: {method: RouteEntry}} */
+  PyObject *response;           /* Response(status, headers, body): a finished run's answer */
+  PyObject *pending;            /* pending(chain, exchange, passed): a PendingUpstream */
+  PyObject *failed;             /* failed(chain, (label, reason)): logs an element's failure */
 } Native;
 
+/* The PendingUpstream that owns out->ex from now on: the chain ran and its action waits for
+** an upstream request. Frees the exchange when it cannot be made. */
+static PyObject *pending_upstream(const Native *nat, const rt_result *out, PyObject *chain_obj) {
+  PyObject *ret = PyObject_CallFunction(nat->pending, "(ONn)", chain_obj,
+                                        PyLong_FromVoidPtr(out->ex), (Py_ssize_t)out->passed);
+  if (!ret) nat->free(out->ex);
+  return ret;
+}
+
+/* Hands an element's failure (the client got a JSON error naming the request id) to the
+** host's log. A failure to log is reported as unraisable, never to the client. */
+static void report_failure(const Native *nat, const rt_result *out, PyObject *chain_obj) {
+  if (!out->failure_len) return;
+  PyObject *r = PyObject_CallFunction(nat->failed, "(O(ss#))", chain_obj, out->failure_label,
+                                      out->failure, (Py_ssize_t)out->failure_len);
+  if (r)
+    Py_DECREF(r);
+  else
+    PyErr_WriteUnraisable(nat->failed);
+}
+
+/* Native is tracked by the cycle collector: its callables reach back to the Runner and
+** the host that own it. */
+static int native_traverse(Native *self, visitproc visit, void *arg) {
+  Py_VISIT(self->static_routes);
+  Py_VISIT(self->live);
+  Py_VISIT(self->ready);
+  Py_VISIT(self->status_lines);
+  Py_VISIT(self->prefixes);
+  Py_VISIT(self->response);
+  Py_VISIT(self->pending);
+  Py_VISIT(self->failed);
+  return 0;
+}
+
+static int native_clear(Native *self) {
+  Py_CLEAR(self->static_routes);
+  Py_CLEAR(self->live);
+  Py_CLEAR(self->ready);
+  Py_CLEAR(self->status_lines);
+  Py_CLEAR(self->prefixes);
+  Py_CLEAR(self->response);
+  Py_CLEAR(self->pending);
+  Py_CLEAR(self->failed);
+  return 0;
+}
+
 static void native_dealloc(Native *self) {
-  Py_XDECREF(self->static_routes);
-  Py_XDECREF(self->live);
-  Py_XDECREF(self->ready);
-  Py_XDECREF(self->status_lines);
-  Py_XDECREF(self->prefixes);
+  PyObject_GC_UnTrack(self);
+  native_clear(self);
   Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
 /* Native(serve, free, finish, finish_head, host, static_routes, case_sensitive, live, ready,
-**        status_lines, prefixes): the first five are addresses (ints) from the runtime's
-** cffi module, read once here. */
+**        status_lines, prefixes, response, pending, failed): the first five are addresses
+** (ints) from the runtime's cffi module, read once here; the last three are callables. */
 static int native_init(Native *self, PyObject *args, PyObject *kwargs) {
   PyObject *serve, *free_, *finish, *finish_head, *host, *live, *ready;
-  PyObject *static_routes, *status_lines, *prefixes;
+  PyObject *static_routes, *status_lines, *prefixes, *response, *pending, *failed;
   int case_sensitive;
   if (kwargs && PyDict_GET_SIZE(kwargs)) {
     PyErr_SetString(PyExc_TypeError, "Native() takes positional arguments only");
     return -1;
   }
-  if (!PyArg_ParseTuple(args, "OOOOOO!pOOO!O!", &serve, &free_, &finish, &finish_head, &host,
+  if (!PyArg_ParseTuple(args, "OOOOOO!pOOO!O!OOO", &serve, &free_, &finish, &finish_head, &host,
                         &PyDict_Type, &static_routes, &case_sensitive, &live, &ready,
-                        &PyTuple_Type, &status_lines, &PyDict_Type, &prefixes))
+                        &PyTuple_Type, &status_lines, &PyDict_Type, &prefixes, &response,
+                        &pending, &failed))
     return -1;
+  if (!PyCallable_Check(response) || !PyCallable_Check(pending) || !PyCallable_Check(failed)) {
+    PyErr_SetString(PyExc_TypeError, "Native(): response, pending and failed must be callable");
+    return -1;
+  }
   void *p[5];
   PyObject *addresses[5] = {serve, free_, finish, finish_head, host};
   for (int i = 0; i < 5; i++)
@@ -261,14 +289,19 @@ static int native_init(Native *self, PyObject *args, PyObject *kwargs) {
   Py_XSETREF(self->ready, Py_NewRef(ready));
   Py_XSETREF(self->status_lines, Py_NewRef(status_lines));
   Py_XSETREF(self->prefixes, Py_NewRef(prefixes));
+  Py_XSETREF(self->response, Py_NewRef(response));
+  Py_XSETREF(self->pending, Py_NewRef(pending));
+  Py_XSETREF(self->failed, Py_NewRef(failed));
   return 0;
 }
 
 static PyTypeObject NativeType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "plughost._fastpath.Native",
     .tp_basicsize = sizeof(Native),
-    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     .tp_doc = "What the one-call paths need of a configured gateway (see fastpath.c).",
+    .tp_traverse = (traverseproc)native_traverse,
+    .tp_clear = (inquiry)native_clear,
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)native_init,
     .tp_dealloc = (destructor)native_dealloc,
@@ -284,10 +317,25 @@ static Native *native_arg(PyObject *o, const char *signature) {
   return (Native *)o;
 }
 
+/* Names, keys and values the entry points use (ASGI message keys among them): interned once at import and
+** never changed afterwards (read-only module state). */
+static PyObject *k_type, *k_status, *k_headers, *k_body, *v_start, *v_body, *k_path, *k_method,
+    *k_query, *k_client, *s_lower, *s_head, *s_address, *empty_bytes;
+
+/* The rt_chain of a plughost Chain (its `address`), or NULL with an exception. */
+static void *chain_address(PyObject *chain_obj) {
+  PyObject *address = PyObject_GetAttr(chain_obj, s_address);
+  void *chain = NULL;
+  if (address && !as_pointer(address, &chain)) chain = NULL;
+  Py_XDECREF(address);
+  return chain;
+}
+
 /* serve(native, chain, method, path, query, client, headers, body, params, release_gil)
-**   -> (status, headers, body, failure) when the chain finished, or
-**      (0, exchange, passed, None) when an upstream request must be performed first.
-** chain is the chain's address (Chain.address). */
+**   -> Response when the chain finished (an element's failure is logged through
+**      native.failed), or the PendingUpstream (native.pending) that owns the exchange when
+**      its action asked for an upstream request.
+** chain is the plughost Chain; the other arguments are bytes, headers [(name, value)]. */
 static PyObject *fast_serve(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
   (void)self;
   if (nargs != 10) {
@@ -295,8 +343,8 @@ static PyObject *fast_serve(PyObject *self, PyObject *const *args, Py_ssize_t na
     return NULL;
   }
   const Native *nat = native_arg(args[0], "serve(native, chain, ...)");
-  void *chain;
-  if (!nat || !as_pointer(args[1], &chain)) return NULL;
+  void *chain = nat ? chain_address(args[1]) : NULL;
+  if (!chain) return NULL;
   const char *method, *path, *query, *client, *body, *params;
   Py_ssize_t body_len, params_len;
   if (!as_bytes(args[2], &method, NULL, "method") || !as_bytes(args[3], &path, NULL, "path") ||
@@ -310,23 +358,24 @@ static PyObject *fast_serve(PyObject *self, PyObject *const *args, Py_ssize_t na
                 &out) < 0)
     return NULL;
   if (!out.ex) return PyErr_NoMemory(); /* rt_serve could not allocate the exchange */
-  if (out.outcome == RT_UPSTREAM)
-    return Py_BuildValue("(iNnO)", 0, PyLong_FromVoidPtr(out.ex), (Py_ssize_t)out.passed,
-                         Py_None);
-  PyObject *result = result_tuple(&out);
+  if (out.outcome == RT_UPSTREAM) return pending_upstream(nat, &out, args[1]);
+  report_failure(nat, &out, args[1]);
+  PyObject *status, *headers, *answer_body, *ret = NULL;
+  if (answer_parts(&out, &status, &headers, &answer_body) == 0) {
+    ret = PyObject_CallFunctionObjArgs(nat->response, status, headers, answer_body, NULL);
+    Py_DECREF(status);
+    Py_DECREF(headers);
+    Py_DECREF(answer_body);
+  }
   nat->free(out.ex);
-  return result;
+  return ret;
 }
 
-/* Keys and values of the ASGI messages serve_scope builds: interned once at import and
-** never changed afterwards (read-only module state). */
-static PyObject *k_type, *k_status, *k_headers, *k_body, *v_start, *v_body, *k_path, *k_method,
-    *k_query, *k_client, *s_lower, *s_head, *empty_bytes;
 
 /* A str's UTF-8 (cached by CPython), or NULL with an exception. */
 static const char *utf8(PyObject *o) { return PyUnicode_Check(o) ? PyUnicode_AsUTF8(o) : NULL; }
 
-/* The static-route entry (chain, params, path bytes, chain address, release_gil, may_block)
+/* The static-route entry (chain, chain address, release_gil, may_block)
 ** for method and path (str), from the Native's static routes, when the one-call paths may serve
 ** it: not a health route, not may-block. NULL without an exception when they may not; NULL
 ** with one on error. Borrowed. */
@@ -345,15 +394,17 @@ static PyObject *static_hit(const Native *nat, PyObject *method, PyObject *path)
   if (!key) return NULL;
   PyObject *hit = PyDict_GetItemWithError(nat->static_routes, key);
   Py_DECREF(key);
-  if (!hit || !PyTuple_Check(hit) || PyTuple_GET_SIZE(hit) != 6 ||
-      PyObject_IsTrue(PyTuple_GET_ITEM(hit, 5)))
+  if (!hit || !PyTuple_Check(hit) || PyTuple_GET_SIZE(hit) != 4 ||
+      PyObject_IsTrue(PyTuple_GET_ITEM(hit, 3)))
     return NULL; /* none, or may-block: the worker-thread path */
   return hit;
 }
 
 /* serve_scope(native, scope) -> None when the request needs the Python path; else
-**   (start message, body message, failure or None, chain) when the chain answered, or
-**   (None, exchange, passed, chain) when an upstream request must be performed first.
+**   (start message, body message) when the chain answered (an element's failure is logged
+**   through native.failed), or
+**   the PendingUpstream (native.pending) owning the exchange when the action asked for an
+**   upstream request.
 ** Only the common case runs here: a static, inline route, no request body
 ** (no Content-Length / Transfer-Encoding), not a health route. */
 static PyObject *serve_scope(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
@@ -380,9 +431,9 @@ static PyObject *serve_scope(PyObject *self, PyObject *const *args, Py_ssize_t n
   }
 
   void *chain;
-  if (!as_pointer(PyTuple_GET_ITEM(hit, 3), &chain)) return NULL;
-  const char *method_s = utf8(method), *path_s, *query_s = "", *client_s = "";
-  if (!method_s || !as_bytes(PyTuple_GET_ITEM(hit, 2), &path_s, NULL, "path")) return NULL;
+  if (!as_pointer(PyTuple_GET_ITEM(hit, 1), &chain)) return NULL;
+  const char *method_s = utf8(method), *path_s = utf8(path), *query_s = "", *client_s = "";
+  if (!method_s || !path_s) return NULL;
   PyObject *query = PyDict_GetItemWithError(scope, k_query);
   if (query && PyBytes_Check(query)) query_s = PyBytes_AS_STRING(query);
   PyObject *client = query || !PyErr_Occurred() ? PyDict_GetItemWithError(scope, k_client) : NULL;
@@ -393,28 +444,32 @@ static PyObject *serve_scope(PyObject *self, PyObject *const *args, Py_ssize_t n
     if (!client_s) return NULL;
   }
   rt_result out;
-  if (run_chain((void *)nat->serve, nat->host, chain, PyObject_IsTrue(PyTuple_GET_ITEM(hit, 4)),
+  if (run_chain((void *)nat->serve, nat->host, chain, PyObject_IsTrue(PyTuple_GET_ITEM(hit, 2)),
                 method_s,
                 path_s, query_s, client_s, headers, NULL, 0, "", 0, &out) < 0)
     return NULL;
   if (!out.ex) return PyErr_NoMemory();
   PyObject *chain_obj = PyTuple_GET_ITEM(hit, 0);
-  if (out.outcome == RT_UPSTREAM) return pending_upstream(&out, chain_obj);
-  PyObject *result = result_tuple(&out); /* (status, headers, body, failure) */
+  if (out.outcome == RT_UPSTREAM) return pending_upstream(nat, &out, chain_obj);
+  report_failure(nat, &out, chain_obj);
+  PyObject *status, *answer_headers, *answer_body;
+  int failed = answer_parts(&out, &status, &answer_headers, &answer_body);
   nat->free(out.ex);
-  if (!result) return NULL;
+  if (failed) return NULL;
   PyObject *start = PyDict_New(), *body = PyDict_New();
   PyObject *ret = NULL;
   if (start && body && !PyDict_SetItem(start, k_type, v_start) &&
-      !PyDict_SetItem(start, k_status, PyTuple_GET_ITEM(result, 0)) &&
-      !PyDict_SetItem(start, k_headers, PyTuple_GET_ITEM(result, 1)) &&
+      !PyDict_SetItem(start, k_status, status) &&
+      !PyDict_SetItem(start, k_headers, answer_headers) &&
       !PyDict_SetItem(body, k_type, v_body) &&
       !PyDict_SetItem(body, k_body, PyUnicode_Compare(method, s_head) == 0
-                                        ? empty_bytes : PyTuple_GET_ITEM(result, 2)))
-    ret = PyTuple_Pack(4, start, body, PyTuple_GET_ITEM(result, 3), chain_obj);
+                                        ? empty_bytes : answer_body))
+    ret = PyTuple_Pack(2, start, body);
   Py_XDECREF(start);
   Py_XDECREF(body);
-  Py_DECREF(result);
+  Py_DECREF(status);
+  Py_DECREF(answer_headers);
+  Py_DECREF(answer_body);
   return ret;
 }
 
@@ -478,9 +533,10 @@ static PyObject *raw_response(const rt_result *out, PyObject *lines, const char 
 
 /* serve_raw(native, method, target, headers, client, date_line) -> None when the request
 ** needs the ASGI path; else
-**   (response bytes, failure or None, chain) when the chain answered: the complete HTTP/1.1
-**   response (see raw_response), or
-**   (None, exchange, passed, chain) when an upstream request must be performed first.
+**   the response bytes when the chain answered: the complete HTTP/1.1 response (see
+**   raw_response; an element's failure is logged through native.failed), or
+**   the PendingUpstream (native.pending) owning the exchange when the action asked for an
+**   upstream request.
 ** For an HTTP server's own protocol (plughost.protocol): method and target (the request
 ** line's) are bytes as received, headers the [(lower-case name, value)] list, client the
 ** peer's address (str or None), date_line the server's default header lines. Only a plain
@@ -513,21 +569,12 @@ static PyObject *run_raw(const Native *nat, PyObject *chain_obj, void *chain, in
   if (query_s != query_stack) free(query_s);
   if (failed) return NULL;
   if (!out.ex) return PyErr_NoMemory();
-  if (out.outcome == RT_UPSTREAM) return pending_upstream(&out, chain_obj);
-  PyObject *failure = Py_None, *ret = NULL;
-  if (out.failure_len)
-    failure = Py_BuildValue("(s s#)", out.failure_label, out.failure,
-                            (Py_ssize_t)out.failure_len);
-  else
-    Py_INCREF(Py_None);
-  PyObject *data = failure ? raw_response(&out, nat->status_lines,
-                                          PyBytes_AS_STRING(date), PyBytes_GET_SIZE(date),
-                                          head, NULL, 0) : NULL;
+  if (out.outcome == RT_UPSTREAM) return pending_upstream(nat, &out, chain_obj);
+  report_failure(nat, &out, chain_obj);
+  PyObject *data = raw_response(&out, nat->status_lines, PyBytes_AS_STRING(date),
+                                PyBytes_GET_SIZE(date), head, NULL, 0);
   nat->free(out.ex);
-  if (data) ret = PyTuple_Pack(3, data, failure, chain_obj);
-  Py_XDECREF(data);
-  Py_XDECREF(failure);
-  return ret;
+  return data;
 }
 
 /* Whether `path` (str) is one of the health routes, which answer in Python. */
@@ -666,80 +713,74 @@ static PyObject *serve_raw(PyObject *self, PyObject *const *args, Py_ssize_t nar
   }
 
   void *chain;
-  const char *path_s;
-  if (!as_pointer(PyTuple_GET_ITEM(hit, 3), &chain) ||
-      !as_bytes(PyTuple_GET_ITEM(hit, 2), &path_s, NULL, "path"))
-    return NULL;
+  char path_s[1024]; /* the path as the client wrote it (the route's may differ in case) */
+  if (path_len >= (Py_ssize_t)sizeof path_s) Py_RETURN_NONE; /* the Python steps take it */
+  memcpy(path_s, target, (size_t)path_len);
+  path_s[path_len] = '\0';
+  if (!as_pointer(PyTuple_GET_ITEM(hit, 1), &chain)) return NULL;
   return run_raw(nat, PyTuple_GET_ITEM(hit, 0), chain,
-                 PyObject_IsTrue(PyTuple_GET_ITEM(hit, 4)), args[1], path_s,
+                 PyObject_IsTrue(PyTuple_GET_ITEM(hit, 2)), args[1], path_s,
                  qmark ? qmark + 1 : "", ql, headers, args[4], args[5], "", 0, head);
 }
 
 
-/* serve_raw_routed(native, chain, address, release_gil, method, path, query, headers, client,
-** date, params) -> what serve_raw answers, for a chain the caller routed itself (a route with
-** `:param` or `*`): address is the chain's rt_chain, path the decoded path as bytes, query the
-** raw query, params the packed route parameters. The caller has checked what serve_raw
-** checks (no body, no '%', not a health route, not may-block). */
+/* serve_raw_routed(native, chain, release_gil, method, path, query, headers, client, date,
+** params) -> what serve_raw answers, for a Chain the caller routed itself (a route with
+** `:param`): path is the decoded path as bytes, query the raw query, params the packed route
+** parameters. The caller has checked what serve_raw checks (no body, no '%', not a health
+** route, not may-block). */
 static PyObject *serve_raw_routed(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
   (void)self;
-  if (nargs != 11 || !PyBytes_Check(args[4]) || !PyBytes_Check(args[5]) ||
-      !PyBytes_Check(args[6]) || !PyList_Check(args[7]) || !PyBytes_Check(args[9]) ||
-      !PyBytes_Check(args[10])) {
-    PyErr_SetString(PyExc_TypeError, "serve_raw_routed(native, chain, address, release_gil, "
-                                     "method, path, query, headers, client, date, params)");
+  if (nargs != 10 || !PyBytes_Check(args[3]) || !PyBytes_Check(args[4]) ||
+      !PyBytes_Check(args[5]) || !PyList_Check(args[6]) || !PyBytes_Check(args[8]) ||
+      !PyBytes_Check(args[9])) {
+    PyErr_SetString(PyExc_TypeError, "serve_raw_routed(native, chain, release_gil, method, "
+                                     "path, query, headers, client, date, params)");
     return NULL;
   }
   const Native *nat = native_arg(args[0], "serve_raw_routed(native, ...)");
-  void *chain;
-  if (!nat || !as_pointer(args[2], &chain)) return NULL;
-  int head = PyBytes_GET_SIZE(args[4]) == 4 && !memcmp(PyBytes_AS_STRING(args[4]), "HEAD", 4);
-  return run_raw(nat, args[1], chain, PyObject_IsTrue(args[3]), args[4],
-                 PyBytes_AS_STRING(args[5]), PyBytes_AS_STRING(args[6]),
-                 PyBytes_GET_SIZE(args[6]), args[7], args[8], args[9],
-                 PyBytes_AS_STRING(args[10]), PyBytes_GET_SIZE(args[10]), head);
+  void *chain = nat ? chain_address(args[1]) : NULL;
+  if (!chain) return NULL;
+  int head = PyBytes_GET_SIZE(args[3]) == 4 && !memcmp(PyBytes_AS_STRING(args[3]), "HEAD", 4);
+  return run_raw(nat, args[1], chain, PyObject_IsTrue(args[2]), args[3],
+                 PyBytes_AS_STRING(args[4]), PyBytes_AS_STRING(args[5]),
+                 PyBytes_GET_SIZE(args[5]), args[6], args[7], args[8],
+                 PyBytes_AS_STRING(args[9]), PyBytes_GET_SIZE(args[9]), head);
 }
 
-/* What finish_raw and finish_head share: the Native (args[0]), the chain and exchange
-** addresses (args 1, 2), passed and status (args 3, 4). NULL with an exception when one is
+/* What finish_raw and finish_head share: the Native (args[0]), the Chain (args[1]), the
+** exchange's address (args[2]), passed and status (args 3, 4). NULL with an exception when one is
 ** not what it should be. */
 static const Native *pending_args(PyObject *const *args, const char *signature, void **chain,
                                   void **ex, Py_ssize_t *passed, long *status) {
   const Native *nat = native_arg(args[0], signature);
-  if (!nat || !as_pointer(args[1], chain) || !as_pointer(args[2], ex)) return NULL;
+  if (!nat || !(*chain = chain_address(args[1])) || !as_pointer(args[2], ex)) return NULL;
   *passed = PyLong_AsSsize_t(args[3]);
   *status = PyLong_AsLong(args[4]);
   if ((*passed == -1 || *status == -1) && PyErr_Occurred()) return NULL;
   return nat;
 }
 
-/* (raw_response bytes, failure or None) of a completed run; frees its exchange either way.
-** `framing` as for raw_response. */
-static PyObject *answer_pair(const Native *nat, rt_result *out, PyObject *date, int head,
-                             const char *framing, Py_ssize_t framing_len) {
-  PyObject *failure = Py_None, *ret = NULL;
-  if (out->failure_len)
-    failure = Py_BuildValue("(s s#)", out->failure_label, out->failure,
-                            (Py_ssize_t)out->failure_len);
-  else
-    Py_INCREF(Py_None);
-  PyObject *data = failure ? raw_response(out, nat->status_lines, PyBytes_AS_STRING(date),
-                                          PyBytes_GET_SIZE(date), head, framing,
-                                          framing_len) : NULL;
+/* The raw_response bytes of a completed run, its failure logged; frees its exchange either
+** way. `framing` as for raw_response. */
+static PyObject *answer_bytes(const Native *nat, rt_result *out, PyObject *chain_obj,
+                              PyObject *date, int head, const char *framing,
+                              Py_ssize_t framing_len) {
+  report_failure(nat, out, chain_obj);
+  PyObject *data = raw_response(out, nat->status_lines, PyBytes_AS_STRING(date),
+                                PyBytes_GET_SIZE(date), head, framing, framing_len);
   nat->free(out->ex);
-  if (data) ret = PyTuple_Pack(2, data, failure);
-  Py_XDECREF(data);
-  Py_XDECREF(failure);
-  return ret;
+  return data;
 }
 
 /* finish_raw(native, chain, exchange, passed, status, headers, body, reason, date, head)
-**   -> (response bytes, failure or None)
+**   -> response bytes (an element's failure logged through native.failed)
 ** Completes a run that serve_raw left pending on an upstream: puts the upstream's answer
 ** (status, [(name, value)] bytes pairs, body) or, with a non-empty `reason`, the host's
 ** error answer `status` into the exchange, runs the response phase through the runtime's
 ** rt_serve_upstream, writes the whole HTTP/1.1 response as serve_raw does (no body when
-** `head`) and frees the exchange. chain and exchange are addresses. */
+** `head`) and frees the exchange. chain is the Chain, exchange the address PendingUpstream.take
+** gave. */
 static PyObject *finish_raw(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
   (void)self;
   static const char signature[] = "finish_raw(native, chain, exchange, passed, status, "
@@ -763,7 +804,7 @@ static PyObject *finish_raw(PyObject *self, PyObject *const *args, Py_ssize_t na
   nat->finish(chain, ex, (size_t)passed, (int)status, packed, (size_t)packed_len,
               (const uint8_t *)body, (size_t)body_len, reason, &out);
   if (packed != stack) free(packed);
-  return answer_pair(nat, &out, args[8], PyObject_IsTrue(args[9]), NULL, 0);
+  return answer_bytes(nat, &out, args[1], args[8], PyObject_IsTrue(args[9]), NULL, 0);
 }
 
 /* Request headers that never go upstream as the client sent them: hop-by-hop ones (RFC 9110
@@ -896,7 +937,7 @@ static PyObject *upstream_request(PyObject *self, PyObject *const *args, Py_ssiz
 
 
 /* finish_head(native, chain, exchange, passed, status, headers, framing, date, head)
-**   -> (streaming, bytes, failure or None)
+**   -> (streaming, bytes)
 ** Like finish_raw for a chain whose bodies stream: runs the response phase on the
 ** upstream's status and headers alone (rt_serve_upstream_head) and frees the
 ** exchange. streaming True: `bytes` is the response head, with the host's `framing` header
@@ -924,14 +965,11 @@ static PyObject *finish_head(PyObject *self, PyObject *const *args, Py_ssize_t n
                                     (size_t)packed_len, &out);
   if (packed != stack) free(packed);
   int streaming = out.outcome == RT_STREAM;
-  PyObject *pair = answer_pair(nat, &out, args[7], PyObject_IsTrue(args[8]),
-                               streaming ? PyBytes_AS_STRING(args[6]) : NULL,
-                               PyBytes_GET_SIZE(args[6]));
-  if (!pair) return NULL;
-  PyObject *ret = Py_BuildValue("(OOO)", streaming ? Py_True : Py_False,
-                                PyTuple_GET_ITEM(pair, 0), PyTuple_GET_ITEM(pair, 1));
-  Py_DECREF(pair);
-  return ret;
+  PyObject *data = answer_bytes(nat, &out, args[1], args[7], PyObject_IsTrue(args[8]),
+                                streaming ? PyBytes_AS_STRING(args[6]) : NULL,
+                                PyBytes_GET_SIZE(args[6]));
+  if (!data) return NULL;
+  return Py_BuildValue("(ON)", streaming ? Py_True : Py_False, data);
 }
 
 static PyMethodDef methods[] = {
@@ -965,6 +1003,7 @@ PyMODINIT_FUNC PyInit__fastpath(void) {
       !(k_path = intern("path")) || !(k_method = intern("method")) ||
       !(k_query = intern("query_string")) || !(k_client = intern("client")) ||
       !(s_lower = intern("lower")) || !(s_head = intern("HEAD")) ||
+      !(s_address = intern("address")) ||
       !(empty_bytes = PyBytes_FromStringAndSize("", 0)))
     return NULL;
   if (PyType_Ready(&NativeType) < 0) return NULL;

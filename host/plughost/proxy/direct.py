@@ -15,31 +15,15 @@ that disconnects aborts the upstream request; a server shutdown ends keep-alive)
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
-from ..chain import UPGRADE_REQUIRED, log_failure
+from .. import _fastpath
+from ..serving.chain import UPGRADE_REQUIRED
 from .client import UpstreamPool
 from .message import Header, framing, parse_origin
 from .pending import PendingUpstream
 
-
 log = logging.getLogger("plughost.proxy")
-
-
-
-@dataclass(frozen=True, slots=True)
-class NativeCalls:
-    """What the direct path's proxied requests call in C (plughost._fastpath)."""
-
-    #: The gateway's plughost._fastpath.Native the C calls take (GatewayApp builds it).
-    state: Any
-    #: upstream_request(exchange) -> what to send upstream.
-    upstream_request: Callable[..., Any]
-    #: finish_raw(...) -> (whole response, failure): the answer held whole.
-    finish_raw: Callable[..., Any]
-    #: finish_head(...) -> (streaming, bytes, failure): the answer streamed.
-    finish_head: Callable[..., Any]
 
 
 class DirectUpstreamRequest:
@@ -50,7 +34,7 @@ class DirectUpstreamRequest:
                  "status", "headers", "chunks", "response_complete", "disconnected",
                  "more_body", "body", "_streaming", "_chunked", "_out", "_timed")
 
-    def __init__(self, protocol: Any, native: "NativeCalls", pending: PendingUpstream,
+    def __init__(self, protocol: Any, native: Any, pending: PendingUpstream,
                  head: bool, keep_alive: bool) -> None:
         self.protocol = protocol
         self.native = native
@@ -81,7 +65,7 @@ class DirectUpstreamRequest:
         """Sends the upstream request (one C call reads it off the exchange)."""
         try:
             (origin_text, path, method, lines, body, connect_ms, timeout_ms, websocket,
-             url) = self.native.upstream_request(self.pending.address)
+             url) = _fastpath.upstream_request(self.pending.address)
         except Exception:
             self.pending.discard()
             raise
@@ -122,11 +106,9 @@ class DirectUpstreamRequest:
             self._chunked = True
         protocol = self.protocol
         pending = self.pending
-        streaming, data, failure = self.native.finish_head(
-            self.native.state, self.chain.address, pending.take(), pending.passed, status,
-            headers, framing, protocol._date(), self.head)
-        if failure is not None:
-            log_failure(self.chain, failure)
+        streaming, data = _fastpath.finish_head(self.native, self.chain, pending.take(),
+                                                pending.passed, status, headers, framing,
+                                                protocol._date(), self.head)
         if not streaming:  # a response hook answered instead: the upstream's body is not needed
             self._chunked = False
             call.abort()
@@ -209,11 +191,9 @@ class DirectUpstreamRequest:
         self.call = None
         protocol = self.protocol
         pending = self.pending
-        data, failure = self.native.finish_raw(
-            self.native.state, self.chain.address, pending.take(), pending.passed, status,
-            headers, body, reason.encode("utf-8", "replace"), protocol._date(), self.head)
-        if failure is not None:
-            log_failure(self.chain, failure)
+        data = _fastpath.finish_raw(self.native, self.chain, pending.take(), pending.passed,
+                                    status, headers, body, reason.encode("utf-8", "replace"),
+                                    protocol._date(), self.head)
         self._complete(data)
 
     def _complete(self, data: bytes) -> None:

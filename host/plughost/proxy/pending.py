@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Sequence
 
-from ..chain import Response, Upstream, UpstreamAnswer, log_failure
+from ..serving.chain import Response, Upstream, UpstreamAnswer, log_failure
 
 if TYPE_CHECKING:
-    from ..chain import Chain, Runner
+    from ..serving.chain import Chain, Runner
 
 Header = tuple[bytes, bytes]
 

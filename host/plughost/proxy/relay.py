@@ -17,14 +17,14 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
-from ..chain import UPGRADE_REQUIRED, UpstreamAnswer, json_response
+from ..serving.chain import UPGRADE_REQUIRED, UpstreamAnswer
+from ..serving.pipeline import BodyTooLarge
 from .client import UpstreamPool
 from .message import Header, parse_target
 from .pending import PendingUpstream
 
 if TYPE_CHECKING:
-    from ..chain import Response
-    from ..gateway import Gateway
+    from ..serving.chain import Response
 
 log = logging.getLogger("plughost.proxy")
 
@@ -33,14 +33,6 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 #: Pieces of the upstream's body waiting for the client before the upstream is paused.
 QUEUED_PIECES = 8
-#: The answer to a body over server.bodyLimit.
-TOO_LARGE = json_response(413, b'{"error":"request body too large","status":413}')
-
-
-class BodyTooLarge(Exception):
-    """The client's body outgrew server.bodyLimit (the caller answers :data:`TOO_LARGE`)."""
-
-
 class BrokenOff(Exception):
     """The upstream's answer broke off after its head went to the client: raised out of the
     ASGI app so that the server closes the connection instead of ending the response."""
@@ -49,9 +41,7 @@ class BrokenOff(Exception):
 class AsgiUpstreamRelay:
     """One streamed upstream request of the ASGI path; :meth:`run` serves it."""
 
-    def __init__(self, gateway: "Gateway", pool: UpstreamPool, pending: PendingUpstream,
-                 head: bool) -> None:
-        self.gateway = gateway
+    def __init__(self, pool: UpstreamPool, pending: PendingUpstream, head: bool) -> None:
         self.pool = pool
         self.pending = pending
         self.head = head

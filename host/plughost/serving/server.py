@@ -6,8 +6,8 @@ import logging
 import os
 from pathlib import Path
 
-from .config import ConfigErrors, GatewayConfig, load_config
-from .errors import PlughostError
+from ..config import ConfigErrors, GatewayConfig, load_config
+from ..errors import PlughostError
 
 log = logging.getLogger("plughost.serve")
 
@@ -24,7 +24,7 @@ def load(config_path: str | None) -> GatewayConfig:
     """The configuration to serve: the given folder/file, else the embedded default."""
     if config_path:
         return load_config(Path(config_path))
-    from .defaults import default_config
+    from ..defaults import default_config
 
     return default_config()
 

@@ -11,11 +11,11 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
+from ..loading.plugintypes import Next
 from .exchange import Exchange
-from .plugintypes import Next
 
 if TYPE_CHECKING:
-    from .runtime import Runtime
+    from ..loading.runtime import Runtime
 
 log = logging.getLogger("plughost.python")
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import sys
 
-from .errors import PlughostError
-from .loader import Host
+from ..errors import PlughostError
+from ..loading.loader import Host
 
 
 def probe(path: str) -> dict[str, object]:
@@ -31,8 +31,8 @@ def probe(path: str) -> dict[str, object]:
 
 def probe_config(path: str) -> dict[str, object]:
     """Loads a whole configuration and builds the gateway (plugins, instances, routes)."""
-    from .config import ConfigErrors
-    from .gateway import Gateway
+    from ..config import ConfigErrors
+    from ..serving.gateway import Gateway
 
     try:
         Gateway.from_config(path).close()

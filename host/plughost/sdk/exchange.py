@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
 
-from .runtime import Runtime
+from ..loading.runtime import Runtime
 
 __all__ = ["Exchange"]
 

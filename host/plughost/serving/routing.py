@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from ..sdk.exchange import Exchange
+from ..sdk.pyelements import PythonAction
 from .chain import Chain, Response, json_response, pack
-from .exchange import Exchange
-from .pyelements import PythonAction
 from .router import ANY_METHOD, Match, Router, segments
 
 #: Name prefix of a route parameter's raw form (the runtime's RT_RAW_PARAM).
@@ -24,12 +24,9 @@ ALLOW_PARAM = b"plughost.allow"
 _NOT_FOUND = b'{"error":"not found","status":404}'
 _NOT_ALLOWED = b'{"error":"method not allowed","status":405}'
 
-#: A static route's entry: (chain, packed params, path as bytes, chain address,
-#: release_gil, may_block), what the C one-call paths read.
-StaticEntry = tuple[Chain, bytes, bytes, int, bool, bool]
-#: A "/prefix/*" route's entry for one method: (chain, chain address, release_gil,
-#: may_block).
-PrefixEntry = tuple[Chain, int, bool, bool]
+#: A static or "/prefix/*" route's entry for one method, what the one-call C paths read:
+#: (chain, chain address, release_gil, may_block).
+RouteEntry = tuple[Chain, int, bool, bool]
 
 
 class RouteTable:
@@ -39,20 +36,21 @@ class RouteTable:
         self.case_sensitive = case_sensitive
         self.strict_routing = strict_routing
         self.router: Router[Chain] = Router(case_sensitive=case_sensitive)
-        #: (method, path folded as configured) -> StaticEntry, for static routes
-        self.static: dict[tuple[str, str], StaticEntry] = {}
+        #: (method, path folded as configured) -> RouteEntry, for static routes
+        self.static: dict[tuple[str, str], RouteEntry] = {}
         #: global middlewares + 404/405, for requests no route takes (None: no globals)
         self.unrouted: Chain | None = None
-        #: folded prefix -> {method: PrefixEntry}, of the "/prefix/*" routes, for the
+        #: folded prefix -> {method: RouteEntry}, of the "/prefix/*" routes, for the
         #: one-call paths: the longest prefix of a path is the route the router would find,
         #: as long as no ":param" route exists (then it stays empty).
-        self.prefixes: dict[str, dict[str, PrefixEntry]] = {}
+        self.prefixes: dict[str, dict[str, RouteEntry]] = {}
         self._has_params = False
 
     def add(self, pattern: str, methods: Sequence[str], chain: Chain) -> None:
         """Adds a route; RouteConflict or ValueError (with a sentence) when it cannot be."""
         self.router.add(pattern, tuple(methods), chain)
         parts = segments(pattern)
+        entry = (chain, chain.address, chain.release_gil, chain.may_block)
         if any(part.startswith(":") for part in parts):
             self._has_params = True
             self.prefixes.clear()
@@ -60,7 +58,6 @@ class RouteTable:
             prefix = "/" + "/".join(parts[:-1]) if len(parts) > 1 else ""
             table = self.prefixes.setdefault(prefix if self.case_sensitive else prefix.lower(),
                                              {})
-            entry = (chain, chain.address, chain.release_gil, chain.may_block)
             for method in methods:
                 table.setdefault(method, entry)
         if ":" in pattern or "*" in pattern or ANY_METHOD in methods:
@@ -68,8 +65,6 @@ class RouteTable:
         variants = {pattern} if self.strict_routing else \
             {pattern, pattern.rstrip("/") or "/", (pattern.rstrip("/") or "") + "/"}
         for variant in variants:
-            entry = (chain, b"", variant.encode(), chain.address, chain.release_gil,
-                     chain.may_block)
             key = variant if self.case_sensitive else variant.lower()
             for method in methods:
                 self.static.setdefault((method, key), entry)
@@ -83,7 +78,7 @@ class RouteTable:
         too, for ph_route_param_raw, when it holds percent-escapes."""
         hit = self.static.get((method, path if self.case_sensitive else path.lower()))
         if hit is not None:
-            return hit[0], hit[1]
+            return hit[0], b""
         match = self.router.match(method, path)
         if match.target is not None and self.strict_routing and path != "/" and \
                 path.endswith("/") != match.target.pattern.endswith("/"):

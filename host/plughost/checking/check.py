@@ -92,7 +92,7 @@ def check_files(files: list[str], target: Platform, *, host_abi: tuple[int, int]
 
 
 def _load_in_child(verdict: Verdict, timeout: float) -> None:
-    cmd = [sys.executable, "-m", "plughost.probe", os.path.abspath(verdict.path)]
+    cmd = [sys.executable, "-m", "plughost.checking.probe", os.path.abspath(verdict.path)]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
                               stdin=subprocess.DEVNULL)
@@ -146,7 +146,7 @@ def _check_duplicate_types(verdicts: list[Verdict]) -> None:
 def check_config(path: str, *, timeout: float = 60.0) -> list[str]:
     """Every problem of a configuration (files, lines, keys), found by building the gateway
     in a child process: a plugin that crashes in init is reported, not fatal."""
-    cmd = [sys.executable, "-m", "plughost.probe", "--config", os.path.abspath(path)]
+    cmd = [sys.executable, "-m", "plughost.checking.probe", "--config", os.path.abspath(path)]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
                               stdin=subprocess.DEVNULL)

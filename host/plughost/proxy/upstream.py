@@ -12,9 +12,9 @@ import logging
 
 import aiohttp
 
-from .chain import UPGRADE_REQUIRED, Upstream, UpstreamAnswer
-from .proxy.client import BufferedAnswer, PoolLimits, UpstreamPool
-from .proxy.message import parse_target
+from ..serving.chain import UPGRADE_REQUIRED, Upstream, UpstreamAnswer
+from .client import BufferedAnswer, PoolLimits, UpstreamPool
+from .message import parse_target
 
 log = logging.getLogger("plughost.upstream")
 

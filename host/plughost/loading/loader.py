@@ -14,10 +14,10 @@ from typing import Any, Iterator
 
 import cffi
 
-from . import abi
-from .cconfig import ConfigTree
-from .errors import (ConfigError, DuplicateTypeError, PluginInitError, PluginLoadError,
+from .. import abi
+from ..errors import (ConfigError, DuplicateTypeError, PluginInitError, PluginLoadError,
                      UnknownTypeError)
+from .cconfig import ConfigTree
 from .plugintypes import (ActionInstance, ActionType, MiddlewareInstance, MiddlewareType,
                           PluginType, Storage, StorageType)
 from .runtime import Runtime, default_runtime
@@ -96,7 +96,7 @@ class Host:
     def from_config(cls, source: Any, **kwargs: Any) -> "Host":
         """A gateway (a Host with routes and chains) built from a Seam configuration folder,
         file or loaded GatewayConfig; see :class:`plughost.gateway.Gateway`."""
-        from .gateway import Gateway
+        from ..serving.gateway import Gateway
 
         return Gateway.from_config(source, **kwargs)
 
@@ -131,8 +131,8 @@ class Host:
         return plugin
 
     def _check_statically(self, path: str) -> None:
-        from .staticcheck import static_check
-        from .targets import host_platform
+        from ..checking.staticcheck import static_check
+        from ..checking.targets import host_platform
 
         report = static_check(path, host_platform(), host_abi=self.abi)
         if report.problems:
@@ -280,7 +280,7 @@ class Host:
 
     def exchange(self, method: str = "GET", path: str = "/", **kwargs: Any) -> "Exchange":
         """A new exchange (request) for driving middlewares and actions from Python."""
-        from .exchange import Exchange
+        from ..sdk.exchange import Exchange
 
         return Exchange(self.runtime, self.ptr, method, path, **kwargs)
 
@@ -328,4 +328,4 @@ def load_plugin(path: str | os.PathLike[str], config: Any = None, *,
 
 
 if False:  # for type checkers only
-    from .exchange import Exchange  # noqa: F401
+    from ..sdk.exchange import Exchange  # noqa: F401

@@ -6,8 +6,8 @@ import enum
 from typing import TYPE_CHECKING, Any
 
 from .cconfig import ConfigTree
-from .errors import ConfigError, StorageError
-from .exchange import Exchange
+from ..errors import ConfigError, StorageError
+from ..sdk.exchange import Exchange
 
 if TYPE_CHECKING:
     from .loader import Plugin

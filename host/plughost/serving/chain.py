@@ -1,20 +1,22 @@
 """Chains: a route's middlewares (global ones first) and its action, run by the C runner.
 
-A request crosses from Python into C twice, whatever the length of the chain: ``rt_serve``
-builds the exchange, runs every request hook, the action and every response hook and packs
-the response; ``rt_exchange_free`` releases it. An action that asks for an upstream request
-adds two more: reading the request to send, and ``rt_serve_upstream`` with the answer.
+A request crosses from Python into C once, whatever the length of the chain: one call into
+``plughost._fastpath`` runs ``rt_serve`` (which builds the exchange, runs every request
+hook, the action and every response hook), reads the response and frees the exchange. An
+action that asks for an upstream request adds two more: reading the request to send, and
+``rt_serve_upstream`` with the answer.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
-from .runtime import Runtime
+from ..loading.runtime import Runtime
 
 _flatten = itertools.chain.from_iterable
 log = logging.getLogger("plughost.gateway")
@@ -134,50 +136,57 @@ def split_packed(blob: bytes) -> list[tuple[bytes, bytes]]:
 class Runner:
     """Runs requests through chains for one host.
 
-    :meth:`serve_fast` is the hot path: one call into ``plughost._fastpath`` packs the
-    headers, runs the chain (``rt_serve``), builds the response objects and frees the
-    exchange. :meth:`serve`/:meth:`read` do the same through cffi alone (two crossings),
-    for runtimes built without the fast path.
+    :attr:`serve_chain` is the hot path: one call into ``plughost._fastpath`` packs the
+    headers, runs the chain (``rt_serve``) and answers a Response, or the PendingUpstream
+    that owns the exchange when the action asked for an upstream request.
+    :meth:`serve`/:meth:`read` do the same through cffi alone (two crossings), for
+    runtimes built without the fast path.
     """
 
     def __init__(self, runtime: Runtime, host_ptr: Any) -> None:
         self._rt = runtime
         self._host = host_ptr
+        from ..proxy.pending import PendingUpstream
+
+        #: PendingUpstream(chain, exchange address, passed) for this runner.
+        self.pending = functools.partial(PendingUpstream, self)
         try:
-            from . import _fastpath
+            from .. import _fastpath
         except ImportError:  # pragma: no cover - always built by setup.py
             _fastpath = None  # type: ignore[assignment]
-        self._fast_serve = _fastpath.serve if _fastpath is not None else None
         #: What the one-call C paths need of this host (plughost._fastpath.Native): the
-        #: runtime's entry points, read once here; GatewayApp makes one with routes too.
+        #: runtime's entry points, read once here; a Pipeline makes one with routes too.
         self.native = self.make_native({}, False, None, None, (), {}) \
             if _fastpath is not None else None
+        #: serve_chain(chain, method, path, query, client, headers, body, params,
+        #: release_gil) -> Response | PendingUpstream (bytes arguments; headers as pairs).
+        self.serve_chain: Callable[..., Any] = functools.partial(_fastpath.serve, self.native) \
+            if _fastpath is not None else self._serve_cffi
         self._local = threading.local()
         self._serve = runtime.lib.rt_serve
         self._free = runtime.lib.rt_exchange_free
         self._unpack = runtime.ffi.unpack
         self.UPSTREAM = runtime.lib.RT_UPSTREAM
 
-    def serve_fast(self, chain: Chain, method: bytes, path: bytes, query: bytes, client: bytes,
-                   headers: Sequence[Sequence[bytes]], body: bytes, params: bytes,
-                   release_gil: bool = False) -> tuple[int, Any, Any, tuple[str, str] | None]:
-        """(status, headers, body, failure) of a finished run, or (0, exchange address,
-        passed, None) when an upstream request must be performed first."""
-        if self._fast_serve is None:  # pragma: no cover
-            out = self.serve(chain, method, path, query, client, pack(headers), body, params)
-            if out.outcome == self.UPSTREAM:
-                return 0, int(self._rt.ffi.cast("uintptr_t", out.ex)), int(out.passed), None
-            response, failure = self.read(out)
-            return response.status, response.headers, response.body, failure
-        return self._fast_serve(self.native, chain.address, method, path, query, client,
-                                headers, body, params, release_gil)
+    def _serve_cffi(self, chain: Chain, method: bytes, path: bytes, query: bytes,
+                    client: bytes, headers: Sequence[Sequence[bytes]], body: bytes,
+                    params: bytes, release_gil: bool = False) -> Any:  # pragma: no cover
+        out = self.serve(chain, method, path, query, client, pack(headers), body, params)
+        if out.outcome == self.UPSTREAM:
+            return self.pending(chain, int(self._rt.ffi.cast("uintptr_t", out.ex)),
+                                int(out.passed))
+        response, failure = self.read(out)
+        if failure is not None:
+            log_failure(chain, failure)
+        return response
 
     def make_native(self, static_routes: dict[Any, Any], case_sensitive: bool,
                     live: str | None, ready: str | None, status_lines: tuple[bytes, ...],
                     prefixes: dict[str, Any]) -> Any:
         """A plughost._fastpath.Native for this host: its runtime's entry points (addresses
-        taken here, once) with a gateway's route tables, health routes and status lines."""
-        from ._fastpath import Native
+        taken here, once) with a gateway's route tables, health routes and status lines,
+        and what its results are made of (Response, PendingUpstream, log_failure)."""
+        from .._fastpath import Native
 
         ffi, lib = self._rt.ffi, self._rt.lib
 
@@ -187,10 +196,10 @@ class Runner:
         return Native(address("rt_serve"), address("rt_exchange_free"),
                       address("rt_serve_upstream"), address("rt_serve_upstream_head"),
                       int(ffi.cast("uintptr_t", self._host)), static_routes, case_sensitive,
-                      live, ready, status_lines, prefixes)
+                      live, ready, status_lines, prefixes, Response, self.pending, log_failure)
 
     def exchange(self, address: int) -> Any:
-        """The exchange at ``address`` (from serve_fast's upstream answer)."""
+        """The exchange at ``address`` (a PendingUpstream's)."""
         return self._rt.ffi.cast("ph_exchange *", address)
 
     def result(self) -> Any:

@@ -58,6 +58,6 @@ class Runtime:
 @functools.cache
 def default_runtime() -> Runtime:
     """The runtime compiled at install time (``plughost._runtime``)."""
-    from . import _runtime
+    from .. import _runtime
 
     return Runtime(_runtime)

@@ -12,17 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from typing import Any, Awaitable, Callable
-
-import re
 
 import aiohttp
 from yarl import URL
 
+from ..proxy.message import HOP_BY_HOP, forwardable
 from .chain import Response, Upstream, UpstreamAnswer
-from .gateway import Gateway
-from .proxy.message import HOP_BY_HOP, forwardable
+from .pipeline import Pipeline, Request
 
 log = logging.getLogger("plughost.websocket")
 
@@ -76,14 +75,14 @@ class WebSocketProxy:
     def __init__(self, session: Callable[[], aiohttp.ClientSession]) -> None:
         self._session = session
 
-    async def serve(self, gateway: Gateway, scope: dict[str, Any], receive: Receive,
-                    send: Send, client_ip: bytes) -> None:
-        """One WebSocket request, from the client's handshake to the end of its session."""
+    async def serve(self, pipeline: Pipeline, request: Request, scope: dict[str, Any],
+                    receive: Receive, send: Send) -> None:
+        """One WebSocket request, from the client's handshake to the end of its session:
+        the handshake goes through the pipeline (``request`` is the scope's view)."""
         if (await receive())["type"] != "websocket.connect":
             return
         headers = scope["headers"]
-        result = await gateway.handshake(scope["path"], headers, scope.get("query_string", b""),
-                                         client_ip, scope.get("raw_path"))
+        result = await pipeline.handshake(request)
         if type(result) is Response:
             return await _deny(scope, send, result)
         pending = result
@@ -93,7 +92,7 @@ class WebSocketProxy:
             pending.discard()
             raise
         if not upstream.websocket:  # an HTTP action on a WebSocket route: its answer
-            return await _deny(scope, send, await gateway.perform_upstream(pending))
+            return await _deny(scope, send, await pipeline.complete(pending))
         try:
             ws, answer = await self._connect(upstream, headers)
         except BaseException:

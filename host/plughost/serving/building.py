@@ -12,12 +12,12 @@ import difflib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
+from ..config import ConfigErrors, ConfigProblem, GatewayConfig, InstanceSpec, Where
+from ..config.instances import storage_references
+from ..errors import ConfigError, PlughostError, PluginInitError
+from ..loading.plugintypes import ActionType, MiddlewareType, PluginType, StorageType
+from ..sdk.pyelements import PythonAction, PythonInstance, PythonMiddleware
 from .chain import Chain
-from .config import ConfigErrors, ConfigProblem, GatewayConfig, InstanceSpec, Where
-from .config.instances import storage_references
-from .errors import ConfigError, PlughostError, PluginInitError
-from .plugintypes import ActionType, MiddlewareType, PluginType, StorageType
-from .pyelements import PythonAction, PythonInstance, PythonMiddleware
 from .router import ANY_METHOD, RouteConflict
 from .routing import RouteTable, Unrouted
 

@@ -21,7 +21,7 @@ from typing import Iterable, Iterator
 
 from elftools.elf.elffile import ELFFile
 
-from .abi import ENTRY_SYMBOL, HEADER_SIZE, NOTE_OWNER, NOTE_SECTION, NOTE_TYPE
+from ..abi import ENTRY_SYMBOL, HEADER_SIZE, NOTE_OWNER, NOTE_SECTION, NOTE_TYPE
 from .targets import host_platform
 
 __all__ = [

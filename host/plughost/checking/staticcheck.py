@@ -20,7 +20,7 @@ import os
 import re
 from dataclasses import dataclass, field
 
-from .abi import ABI_MAJOR, ABI_MINOR, ENTRY_SYMBOL, HEADER_SIZE, PLUGIN_MAGIC, min_entry_size
+from ..abi import ABI_MAJOR, ABI_MINOR, ENTRY_SYMBOL, HEADER_SIZE, PLUGIN_MAGIC, min_entry_size
 from .elfinspect import (
     ElfInfo,
     ElfInspectionError,

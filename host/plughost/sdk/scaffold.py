@@ -10,7 +10,7 @@ Python package), so it needs no plughost source tree::
       README.md        build, check, run
       .gitignore
 
-The templates are package data (``plughost/templates/plugin/*.in``) with ``@KEY@``
+The templates are package data (``plughost/sdk/templates/plugin/*.in``) with ``@KEY@``
 placeholders.
 """
 
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from . import __version__, abi
+from .. import __version__, abi
 
 #: A plugin name: the <plugin> part of type ids ([a-z0-9_]+ in the ABI), the CMake project
 #: and target, and the file name. It must also start with a letter: a C identifier.
@@ -123,7 +123,7 @@ def create_project(name: str, parent: str | os.PathLike[str] = ".",
     if not target.parent.is_dir():
         raise ScaffoldError(f"{target.parent} is not a folder: create it first")
     values = substitutions(name)
-    templates = resources.files("plughost") / "templates" / "plugin"
+    templates = resources.files("plughost.sdk") / "templates" / "plugin"
     rendered = {out.format(name=name): render(templates.joinpath(src).read_text("utf-8"), values)
                 for src, out in FILES.items()}
     target.mkdir()

@@ -1,11 +1,11 @@
 """plughost's HTTP/1.1 protocol for uvicorn: uvicorn's httptools protocol, plus a direct path.
 
 A plain request (HTTP/1.1 keep-alive, no body, no upgrade, a path without ``%``) on a route
-whose chain runs inline is answered straight from the parser's callback: one C call
-(``plughost._fastpath.serve_raw``, which routes static and ``/prefix/*`` routes itself;
-``serve_raw_routed`` after routing in Python for routes with ``:param``) runs the chain and
-writes the whole HTTP/1.1 response, status line and headers included, and the protocol puts
-it on the transport. When the action asks for an upstream request, the pooled client sends it
+whose chain runs inline is answered straight from the parser's callback by the gateway's
+pipeline (``Pipeline.plain``: one C call routes static and ``/prefix/*`` routes itself,
+routes with ``:param`` are routed in Python first), which runs the chain and writes the
+whole HTTP/1.1 response, status line and headers included; the protocol puts it on the
+transport. When the action asks for an upstream request, the pooled client sends it
 and one more C call answers (plughost.proxy.direct). No ASGI scope, task or message is made
 for it, and uvicorn does not re-check headers the C runtime already validated when they were
 set. Every other request (and any app but plughost's) takes
@@ -22,7 +22,8 @@ from typing import Any, Callable
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from .proxy.direct import DirectUpstreamRequest
+from ..proxy.direct import DirectUpstreamRequest
+from ..proxy.pending import PendingUpstream
 
 log = logging.getLogger("plughost.protocol")
 
@@ -30,7 +31,9 @@ log = logging.getLogger("plughost.protocol")
 #: path parses targets with, refuses longer ones, and both paths must answer alike.
 MAX_DIRECT_TARGET = 65535
 
-#: What an app offers the protocol (``GatewayApp.raw_handler``): serve_raw bound to its state.
+#: What an app offers the protocol (``GatewayApp.raw_handler``, its pipeline's ``plain``):
+#: (method, target, headers, client, date lines) -> the response bytes, the PendingUpstream
+#: of a proxied request, or None when the ASGI path must take the request.
 RawHandler = Callable[[bytes, bytes, list, Any, bytes], Any]
 
 
@@ -41,8 +44,6 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         offer = getattr(self.app, "raw_handler", None)
         self._raw: RawHandler | None = offer() if callable(offer) else None
-        offer = getattr(self.app, "routed_raw_handler", None)
-        self._routed: RawHandler | None = offer() if callable(offer) and self._raw else None
         self._answered = False  # the current request was answered by the direct path
         self._date_source: object = None
         self._date_line = b""
@@ -132,25 +133,20 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             method, date = self.parser.get_method(), self._date()
             try:
                 result = raw(method, self.url, self.headers, client, date)
-                if result is None and self._routed is not None:  # a route with parameters
-                    result = self._routed(method, self.url, self.headers, client, date)
             except Exception:
                 log.exception("plughost's direct path failed; the ASGI path takes over")
-                self._raw = self._routed = result = None
+                self._raw = result = None
             if result is not None:
-                if result[0] is None:  # the action asked for an upstream request
+                if type(result) is not bytes:  # the action asked for an upstream request
                     return self._continue_upstream(result)
-                data, failure, chain = result
-                if failure is not None:
-                    self.app.gateway.log_failure(chain, failure)
-                self.transport.write(data)
+                self.transport.write(result)
                 self._answered = True
                 self.on_response_complete()
                 return
         self._asgi_scope()
         super().on_headers_complete()
 
-    def _continue_upstream(self, pending: tuple[Any, ...]) -> None:
+    def _continue_upstream(self, pending: PendingUpstream) -> None:
         """The chain ran and its action wants an upstream request: the app's pooled client
         performs it in callbacks and answers on this connection, with no ASGI cycle; the
         request stands in for the cycle meanwhile (a pipelined request waits for it)."""

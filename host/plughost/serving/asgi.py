@@ -1,0 +1,263 @@
+"""plughost's ASGI application.
+
+``plughost.asgi:app`` builds its gateway at lifespan start-up from the configuration named
+by $PLUGHOST_CONFIG (the embedded default when unset), so it runs under any ASGI server:
+``uvicorn plughost.asgi:app``, gunicorn with uvicorn workers, granian. ``plughost serve``
+starts it with uvicorn, uvloop and httptools.
+
+It adapts ASGI to the gateway's request pipeline (plughost.serving.pipeline): a scope
+becomes a Request, the body is read from ``receive`` when the chain needs it whole or
+streamed to the upstream when it does not, and a response becomes ASGI messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import gc
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Awaitable, Callable
+
+from ..proxy.client import UpstreamPool
+from ..proxy.direct import DirectUpstreamRequest
+from ..proxy.pending import PendingUpstream
+from ..proxy.relay import AsgiUpstreamRelay
+from ..proxy.upstream import UpstreamClient
+from .chain import Response
+from .gateway import Gateway
+from .pipeline import (TOO_LARGE, BodyTooLarge, ClientGone, Pipeline, Request, body_framing,
+                       for_method)
+from .websocket import WebSocketProxy
+
+log = logging.getLogger("plughost.asgi")
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+CONFIG_VARIABLE = "PLUGHOST_CONFIG"
+
+
+#: Worker threads that run may-block chains (see GatewayApp).
+BLOCKING_THREADS = max(16, 4 * (os.cpu_count() or 1))
+
+
+class GatewayApp:
+    """An ASGI application serving a :class:`Gateway`.
+
+    ``factory`` builds the gateway (called at lifespan start-up, or on the first request
+    when the server runs without lifespan).
+    """
+
+    def __init__(self, factory: Callable[[], Gateway] | None = None, *,
+                 gateway: Gateway | None = None) -> None:
+        self._factory = factory
+        self.gateway = gateway
+        self._client = UpstreamClient()
+        self._websockets = WebSocketProxy(self._client.session)
+        self._building = asyncio.Lock()
+        # Worker threads for chains holding a may-block element (a storage on the network):
+        # they spend their time in C with the GIL released, waiting on I/O, so there are
+        # more of them than cores.
+        self._blocking = ThreadPoolExecutor(max_workers=BLOCKING_THREADS,
+                                            thread_name_prefix="plughost-blocking")
+        #: The gateway's pipeline, once the gateway is built.
+        self.pipeline: Pipeline | None = None
+        self._scope_fast: Callable[..., Any] | None = None  # Pipeline.scope, when it may
+        if gateway is not None:
+            self._configure(gateway)
+
+    def _configure(self, gateway: Gateway) -> None:
+        pipeline = gateway.pipeline
+        pipeline.upstream = self._client
+        pipeline.executor = self._blocking
+        self.pipeline = pipeline
+        self._scope_fast = pipeline.scope
+
+    def raw_handler(self) -> Callable[..., Any] | None:
+        """For plughost's HTTP protocol (plughost.serving.protocol): the pipeline's one C call
+        for a plain request (``Pipeline.plain``); None until the gateway is built, or when a
+        serving rule needs the Python steps."""
+        return self.pipeline.plain if self.pipeline is not None else None
+
+    @property
+    def upstream_pool(self) -> UpstreamPool:
+        """The pooled upstream connections of this process."""
+        return self._client.pool
+
+    def direct_upstream(self, protocol: Any, pending: PendingUpstream, head: bool,
+                        keep_alive: bool) -> DirectUpstreamRequest:
+        """For plughost's HTTP protocol: the request that performs the upstream request a
+        plain request left pending and answers on ``protocol``'s transport; the caller
+        starts it."""
+        assert self.pipeline is not None
+        return DirectUpstreamRequest(protocol, self.pipeline.native, pending, head, keep_alive)
+
+    async def _ensure_gateway(self) -> Gateway:
+        if self.gateway is None:
+            async with self._building:
+                if self.gateway is None:
+                    assert self._factory is not None
+                    gateway = await asyncio.to_thread(self._factory)
+                    self._configure(gateway)
+                    self.gateway = gateway
+        return self.gateway
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            if self._scope_fast is not None:
+                # A plain request on a static or wildcard inline route, in one C call (None:
+                # the pipeline's Python steps take it).
+                out = self._scope_fast(scope)
+                if out is not None:
+                    if type(out) is tuple:  # the two ASGI messages of the answer
+                        await send(out[0])
+                        await send(out[1])
+                        return
+                    return await self._upstream(out, scope, receive, send)
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+        elif kind == "websocket":
+            await self._websocket(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self._ensure_gateway()
+                except Exception as exc:  # the problems were printed by the loader's caller
+                    log.error("plughost could not start: %s", exc)
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                # Everything built at start-up lives until shutdown: keep it out of the
+                # collector's way, so requests pay only for their own short-lived objects.
+                gc.collect()
+                gc.freeze()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def aclose(self) -> None:
+        """Graceful shutdown: closes the upstream pool, destroys every instance, shuts the
+        plugins down."""
+        await self._client.close()
+        self._blocking.shutdown(wait=True)  # no chain still running when instances go
+        if self.gateway is not None:
+            self.gateway.close()
+
+    def _request(self, scope: Scope) -> Request:
+        """The pipeline's view of an ASGI scope."""
+        client = scope.get("client")
+        headers = scope["headers"]
+        peer = client[0].encode() if client else b""
+        return Request(scope.get("method", "GET"), scope["path"], headers,
+                       scope.get("query_string", b""),
+                       self.pipeline.rules.client_address(headers, peer),  # type: ignore[union-attr]
+                       scope.get("raw_path"))
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.gateway is None:
+            await self._ensure_gateway()
+        pipeline = self.pipeline
+        assert pipeline is not None
+        if pipeline.rules.server_headers:
+            send = _with_headers(send, pipeline.rules.server_headers)
+        request = self._request(scope)
+
+        try:
+            outcome = await pipeline.start(request, functools.partial(_read_body, receive))
+        except ClientGone:
+            return
+        except Exception:
+            outcome = pipeline.failed(request)
+        if type(outcome) is Response:
+            return await _send(send, for_method(outcome, request.method))
+        await self._upstream(outcome, scope, receive, send)  # type: ignore[arg-type]
+
+    async def _upstream(self, pending: PendingUpstream, scope: Scope, receive: Receive,
+                        send: Send) -> None:
+        """Step 4 on the ASGI path: streamed both ways when the chain streams bodies
+        (plughost.proxy.relay), else held whole."""
+        pipeline = self.pipeline
+        assert pipeline is not None
+        method = scope["method"]
+        if pending.chain.streams:
+            has_body, length = body_framing(scope["headers"])
+            relay = AsgiUpstreamRelay(self._client.pool, pending, method == "HEAD")
+            try:
+                return await relay.run(receive, send, length, has_body,
+                                       pipeline.rules.body_limit)
+            except BodyTooLarge:
+                return await _send(send, TOO_LARGE)
+        try:
+            response = await pipeline.complete(pending)
+        except Exception:
+            response = pipeline.failed(self._request(scope))
+        await _send(send, for_method(response, method))
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.gateway is None:
+            await self._ensure_gateway()
+        assert self.pipeline is not None
+        try:
+            await self._websockets.serve(self.pipeline, self._request(scope), scope, receive,
+                                         send)
+        except Exception:
+            log.exception("unexpected error in the WebSocket session of %s", scope["path"])
+            raise
+
+
+def _with_headers(send: Send, extra: tuple[tuple[bytes, bytes], ...]) -> Send:
+    async def wrapped(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message["headers"], *extra]}
+        await send(message)
+    return wrapped
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes:
+    """The whole request body: BodyTooLarge when it is larger than ``limit``, ClientGone when
+    the client disconnects before it is complete (a truncated body is never passed on as if
+    it were whole)."""
+    chunks: list[bytes] = []
+    size = 0
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge()
+        if chunk:
+            chunks.append(chunk)
+        more = message.get("more_body", False)
+    return b"".join(chunks)
+
+
+async def _send(send: Send, response: Response) -> None:
+    # Every response carries content-length already: the C runtime adds it to chain
+    # responses, json_response to the host's own.
+    await send({"type": "http.response.start", "status": response.status,
+                "headers": response.headers})
+    await send({"type": "http.response.body", "body": response.body})
+
+
+def _from_environment() -> Gateway:
+    source = os.environ.get(CONFIG_VARIABLE)
+    if source:
+        return Gateway.from_config(source)
+    from ..defaults import default_config
+
+    return Gateway.from_config(default_config())
+
+
+app = GatewayApp(_from_environment)
