@@ -276,11 +276,16 @@ routes:
     gatewayPath: /*
     methods: [GET]
     action: Echo
+  Slow:
+    gatewayPath: /slow
+    methods: [GET]
+    middlewares: [Blocking]
+    action: Echo
 """
 
 WILDCARD_REQUESTS = [b"/api/a/b?x=1", b"/api/v2/c", b"/API/V2/Mixed/Case", b"/api", b"/api/v2",
                      b"/api/items", b"/api/items/more", b"/", b"/elsewhere/x", b"/api/a/",
-                     b"/api//a", b"/api/a/../b"]
+                     b"/api//a", b"/api/a/../b", b"/slow"]
 
 
 @pytest.fixture(scope="module")
@@ -322,7 +327,10 @@ def test_serve_raw_routes_wildcards_in_c(tmp_path: Path, test_plugin_dir: Path) 
         assert b"rest=x/y" in raw(b"GET", b"/API/v2/x/y?q=1")  # the ApiV2 route
         assert b"rest=zzz" in raw(b"GET", b"/zzz")  # the Root route
         assert raw(b"POST", b"/api/a") is None  # 405: the Python steps say so
-        assert raw(b"GET", b"/api/a/") is None  # not plain: the router's
+        # a static route that may block takes precedence over "/*": the worker-thread path
+        assert raw(b"GET", b"/slow") is None
+        # not plain for prefix_hit (a trailing slash): the Python router's answer
+        assert b"rest=a route=Api " in raw(b"GET", b"/api/a/")
     (folder / "routes.yaml").write_text(WILDCARD_ROUTES + """\
   User:
     gatewayPath: /api/users/:id
@@ -331,5 +339,8 @@ def test_serve_raw_routes_wildcards_in_c(tmp_path: Path, test_plugin_dir: Path) 
 """)
     with Gateway.from_config(folder) as gateway:  # a ':param' route: the router decides
         assert gateway.routes.prefixes == {}
-        assert _fastpath.serve_raw(gateway.pipeline.native, b"GET", b"/api/a", [], None,
-                                   b"") is None
+        native = gateway.pipeline.native
+        assert b"rest=a route=Api " in _fastpath.serve_raw(native, b"GET", b"/api/a", [], None,
+                                                           b"")
+        assert b"id=7 rest= route=User " in _fastpath.serve_raw(native, b"GET", b"/api/users/7",
+                                                                [], None, b"")

@@ -199,6 +199,8 @@ typedef struct {
   PyObject *response;           /* Response(status, headers, body): a finished run's answer */
   PyObject *pending;            /* pending(chain, exchange, passed): a PendingUpstream */
   PyObject *failed;             /* failed(chain, (label, reason)): logs an element's failure */
+  PyObject *route;              /* route(method, path) -> (chain, params) of an inline route,
+                                ** or None (plughost.serving.routing.RouteTable.inline_route) */
 } Native;
 
 /* The PendingUpstream that owns out->ex from now on: the chain ran and its action waits for
@@ -233,6 +235,7 @@ static int native_traverse(Native *self, visitproc visit, void *arg) {
   Py_VISIT(self->response);
   Py_VISIT(self->pending);
   Py_VISIT(self->failed);
+  Py_VISIT(self->route);
   return 0;
 }
 
@@ -245,6 +248,7 @@ static int native_clear(Native *self) {
   Py_CLEAR(self->response);
   Py_CLEAR(self->pending);
   Py_CLEAR(self->failed);
+  Py_CLEAR(self->route);
   return 0;
 }
 
@@ -255,23 +259,26 @@ static void native_dealloc(Native *self) {
 }
 
 /* Native(serve, free, finish, finish_head, host, static_routes, case_sensitive, live, ready,
-**        status_lines, prefixes, response, pending, failed): the first five are addresses
-** (ints) from the runtime's cffi module, read once here; the last three are callables. */
+**        status_lines, prefixes, response, pending, failed, route): the first five are
+** addresses (ints) from the runtime's cffi module, read once here; the last four are
+** callables. */
 static int native_init(Native *self, PyObject *args, PyObject *kwargs) {
   PyObject *serve, *free_, *finish, *finish_head, *host, *live, *ready;
-  PyObject *static_routes, *status_lines, *prefixes, *response, *pending, *failed;
+  PyObject *static_routes, *status_lines, *prefixes, *response, *pending, *failed, *route;
   int case_sensitive;
   if (kwargs && PyDict_GET_SIZE(kwargs)) {
     PyErr_SetString(PyExc_TypeError, "Native() takes positional arguments only");
     return -1;
   }
-  if (!PyArg_ParseTuple(args, "OOOOOO!pOOO!O!OOO", &serve, &free_, &finish, &finish_head, &host,
+  if (!PyArg_ParseTuple(args, "OOOOOO!pOOO!O!OOOO", &serve, &free_, &finish, &finish_head, &host,
                         &PyDict_Type, &static_routes, &case_sensitive, &live, &ready,
                         &PyTuple_Type, &status_lines, &PyDict_Type, &prefixes, &response,
-                        &pending, &failed))
+                        &pending, &failed, &route))
     return -1;
-  if (!PyCallable_Check(response) || !PyCallable_Check(pending) || !PyCallable_Check(failed)) {
-    PyErr_SetString(PyExc_TypeError, "Native(): response, pending and failed must be callable");
+  if (!PyCallable_Check(response) || !PyCallable_Check(pending) || !PyCallable_Check(failed) ||
+      !PyCallable_Check(route)) {
+    PyErr_SetString(PyExc_TypeError,
+                    "Native(): response, pending, failed and route must be callable");
     return -1;
   }
   void *p[5];
@@ -292,6 +299,7 @@ static int native_init(Native *self, PyObject *args, PyObject *kwargs) {
   Py_XSETREF(self->response, Py_NewRef(response));
   Py_XSETREF(self->pending, Py_NewRef(pending));
   Py_XSETREF(self->failed, Py_NewRef(failed));
+  Py_XSETREF(self->route, Py_NewRef(route));
   return 0;
 }
 
@@ -320,7 +328,7 @@ static Native *native_arg(PyObject *o, const char *signature) {
 /* Names, keys and values the entry points use (ASGI message keys among them): interned once at import and
 ** never changed afterwards (read-only module state). */
 static PyObject *k_type, *k_status, *k_headers, *k_body, *v_start, *v_body, *k_path, *k_method,
-    *k_query, *k_client, *s_lower, *s_head, *s_address, *empty_bytes;
+    *k_query, *k_client, *s_lower, *s_head, *s_address, *s_release_gil, *empty_bytes;
 
 /* The rt_chain of a plughost Chain (its `address`), or NULL with an exception. */
 static void *chain_address(PyObject *chain_obj) {
@@ -375,10 +383,11 @@ static PyObject *fast_serve(PyObject *self, PyObject *const *args, Py_ssize_t na
 /* A str's UTF-8 (cached by CPython), or NULL with an exception. */
 static const char *utf8(PyObject *o) { return PyUnicode_Check(o) ? PyUnicode_AsUTF8(o) : NULL; }
 
-/* The static-route entry (chain, chain address, release_gil, may_block)
-** for method and path (str), from the Native's static routes, when the one-call paths may serve
-** it: not a health route, not may-block. NULL without an exception when they may not; NULL
-** with one on error. Borrowed. */
+/* The static-route entry (chain, chain address, release_gil, may_block) for method and path
+** (str), from the Native's static routes, unless path is a health route. NULL without an
+** exception when there is none; NULL with one on error. Borrowed. A may-block entry is
+** returned too (a static route takes precedence over wildcards): the caller leaves it to the
+** worker-thread path. */
 static int is_health(const Native *nat, PyObject *path);
 
 static PyObject *static_hit(const Native *nat, PyObject *method, PyObject *path) {
@@ -394,9 +403,7 @@ static PyObject *static_hit(const Native *nat, PyObject *method, PyObject *path)
   if (!key) return NULL;
   PyObject *hit = PyDict_GetItemWithError(nat->static_routes, key);
   Py_DECREF(key);
-  if (!hit || !PyTuple_Check(hit) || PyTuple_GET_SIZE(hit) != 4 ||
-      PyObject_IsTrue(PyTuple_GET_ITEM(hit, 3)))
-    return NULL; /* none, or may-block: the worker-thread path */
+  if (!hit || !PyTuple_Check(hit) || PyTuple_GET_SIZE(hit) != 4) return NULL;
   return hit;
 }
 
@@ -425,7 +432,7 @@ static PyObject *serve_scope(PyObject *self, PyObject *const *args, Py_ssize_t n
   }
   if (has_body_or_odd_headers(headers)) Py_RETURN_NONE;
   PyObject *hit = static_hit(nat, method, path);
-  if (!hit) {
+  if (!hit || PyObject_IsTrue(PyTuple_GET_ITEM(hit, 3))) { /* none, or may-block */
     if (PyErr_Occurred()) return NULL;
     Py_RETURN_NONE;
   }
@@ -540,9 +547,9 @@ static PyObject *raw_response(const rt_result *out, PyObject *lines, const char 
 ** For an HTTP server's own protocol (plughost.protocol): method and target (the request
 ** line's) are bytes as received, headers the [(lower-case name, value)] list, client the
 ** peer's address (str or None), date_line the server's default header lines. Only a plain
-** request is served here:
-** a path without '%' (decoding is the ASGI path's), no body, a static or "/prefix/*" inline
-** route (prefix_hit), not a health route. */
+** request is served here: a path without '%' (decoding is the ASGI path's) shorter than
+** 1 KiB, no body, not a health route, on an inline route: static, "/prefix/*" (prefix_hit),
+** or one the Python router finds (native.route: routes with ":param"). */
 /* Runs `chain` for a plain request and answers as serve_raw does (the whole response, or
 ** the pending upstream). method: bytes; path_s: the decoded path; query: `ql` bytes (not
 ** NUL-terminated); client: str or None; date: bytes; params: packed route parameters. */
@@ -648,10 +655,13 @@ static PyObject *serve_raw(PyObject *self, PyObject *const *args, Py_ssize_t nar
   Py_ssize_t target_len = PyBytes_GET_SIZE(args[2]);
   const char *qmark = memchr(target, '?', (size_t)target_len);
   Py_ssize_t path_len = qmark ? qmark - target : target_len;
-  if (path_len == 0 || target[0] != '/' || memchr(target, '%', (size_t)path_len) ||
-      memchr(target, '#', (size_t)target_len))
+  char path_s[1024]; /* the path as the client wrote it, NUL-terminated */
+  if (path_len == 0 || target[0] != '/' || path_len >= (Py_ssize_t)sizeof path_s ||
+      memchr(target, '%', (size_t)path_len) || memchr(target, '#', (size_t)target_len))
     Py_RETURN_NONE;
   if (has_body_or_odd_headers(headers)) Py_RETURN_NONE;
+  memcpy(path_s, target, (size_t)path_len);
+  path_s[path_len] = '\0';
   PyObject *path = PyUnicode_DecodeASCII(target, path_len, NULL);
   if (!path) {
     PyErr_Clear(); /* not ASCII: the ASGI path decides */
@@ -663,90 +673,66 @@ static PyObject *serve_raw(PyObject *self, PyObject *const *args, Py_ssize_t nar
     Py_DECREF(path);
     return NULL;
   }
-  PyObject *hit = static_hit(nat, method, path);
-  int head = PyUnicode_Compare(method, s_head) == 0;
-  Py_ssize_t ql = qmark ? target_len - path_len - 1 : 0;
-  if (!hit && !PyErr_Occurred() && !is_health(nat, path)) {
-    /* Not a static route: a "/prefix/*" route, as the router would find it. */
+  /* The route, as the router would find it: a static route, else a "/prefix/*" route (while
+  ** no route has a ":param"), else the Python router (native.route). */
+  PyObject *chain_obj = NULL, *routed = NULL, *ret = NULL;
+  void *chain = NULL;
+  int release_gil = 0;
+  const char *params = "";
+  Py_ssize_t params_len = 0;
+  char params_stack[1032];
+  PyObject *hit = is_health(nat, path) ? NULL : static_hit(nat, method, path);
+  if (hit) {
+    if (!PyObject_IsTrue(PyTuple_GET_ITEM(hit, 3)) && as_pointer(PyTuple_GET_ITEM(hit, 1),
+                                                                  &chain)) {
+      chain_obj = PyTuple_GET_ITEM(hit, 0);
+      release_gil = PyObject_IsTrue(PyTuple_GET_ITEM(hit, 2));
+    }
+  } else if (!PyErr_Occurred() && !is_health(nat, path)) {
     Py_ssize_t rest_at;
     PyObject *entry = prefix_hit(nat, method, target, path_len, &rest_at);
-    void *chain;
-    if (entry && !as_pointer(PyTuple_GET_ITEM(entry, 1), &chain)) {
-      Py_DECREF(path);
-      Py_DECREF(method);
-      return NULL;
-    }
     if (entry) {
       Py_ssize_t rest_len = rest_at < path_len ? path_len - rest_at - 1 : 0;
-      char stack[512], *params = rest_len + 3 <= (Py_ssize_t)sizeof stack ? stack : NULL;
-      PyObject *ret = NULL;
-      if (params) {
-        params[0] = '*', params[1] = '\0';
-        memcpy(params + 2, target + path_len - rest_len, (size_t)rest_len);
-        params[2 + rest_len] = '\0';
-        char path_stack[1024];
-        if (path_len < (Py_ssize_t)sizeof path_stack) {
-          memcpy(path_stack, target, (size_t)path_len);
-          path_stack[path_len] = '\0';
-          ret = run_raw(nat, PyTuple_GET_ITEM(entry, 0), chain,
-                        PyObject_IsTrue(PyTuple_GET_ITEM(entry, 2)), args[1], path_stack,
-                        qmark ? qmark + 1 : "", ql, headers, args[4], args[5], params,
-                        rest_len + 3, head);
-        } else {
-          Py_INCREF(Py_None);
-          ret = Py_None;
-        }
-      } else {
-        Py_INCREF(Py_None);
-        ret = Py_None;
+      if (as_pointer(PyTuple_GET_ITEM(entry, 1), &chain)) {
+        /* the packed route parameter "*": the rest of the path */
+        params_stack[0] = '*', params_stack[1] = '\0';
+        memcpy(params_stack + 2, target + path_len - rest_len, (size_t)rest_len);
+        params_stack[2 + rest_len] = '\0';
+        params = params_stack, params_len = rest_len + 3;
+        chain_obj = PyTuple_GET_ITEM(entry, 0);
+        release_gil = PyObject_IsTrue(PyTuple_GET_ITEM(entry, 2));
       }
-      Py_DECREF(path);
-      Py_DECREF(method);
-      return ret;
+    } else if (!PyErr_Occurred() &&
+               (routed = PyObject_CallFunctionObjArgs(nat->route, method, path, NULL)) &&
+               routed != Py_None) {
+      /* (chain, packed params) of an inline route */
+      if (!PyTuple_Check(routed) || PyTuple_GET_SIZE(routed) != 2 ||
+          !PyBytes_Check(PyTuple_GET_ITEM(routed, 1))) {
+        PyErr_SetString(PyExc_TypeError, "native.route must answer (chain, params) or None");
+      } else if ((chain = chain_address(PyTuple_GET_ITEM(routed, 0)))) {
+        chain_obj = PyTuple_GET_ITEM(routed, 0);
+        PyObject *flag = PyObject_GetAttr(chain_obj, s_release_gil);
+        release_gil = flag ? PyObject_IsTrue(flag) : 0;
+        Py_XDECREF(flag);
+        params = PyBytes_AS_STRING(PyTuple_GET_ITEM(routed, 1));
+        params_len = PyBytes_GET_SIZE(PyTuple_GET_ITEM(routed, 1));
+      }
     }
   }
+  if (chain_obj && !PyErr_Occurred()) {
+    int head = PyUnicode_Compare(method, s_head) == 0;
+    Py_ssize_t ql = qmark ? target_len - path_len - 1 : 0;
+    ret = run_raw(nat, chain_obj, chain, release_gil, args[1], path_s, qmark ? qmark + 1 : "",
+                  ql, headers, args[4], args[5], params, params_len, head);
+  } else if (!PyErr_Occurred()) {
+    ret = Py_NewRef(Py_None); /* not served here: the ASGI path */
+  }
+  Py_XDECREF(routed);
   Py_DECREF(path);
   Py_DECREF(method);
-  if (!hit) {
-    if (PyErr_Occurred()) return NULL;
-    Py_RETURN_NONE;
-  }
-
-  void *chain;
-  char path_s[1024]; /* the path as the client wrote it (the route's may differ in case) */
-  if (path_len >= (Py_ssize_t)sizeof path_s) Py_RETURN_NONE; /* the Python steps take it */
-  memcpy(path_s, target, (size_t)path_len);
-  path_s[path_len] = '\0';
-  if (!as_pointer(PyTuple_GET_ITEM(hit, 1), &chain)) return NULL;
-  return run_raw(nat, PyTuple_GET_ITEM(hit, 0), chain,
-                 PyObject_IsTrue(PyTuple_GET_ITEM(hit, 2)), args[1], path_s,
-                 qmark ? qmark + 1 : "", ql, headers, args[4], args[5], "", 0, head);
+  return ret;
 }
 
-
-/* serve_raw_routed(native, chain, release_gil, method, path, query, headers, client, date,
-** params) -> what serve_raw answers, for a Chain the caller routed itself (a route with
-** `:param`): path is the decoded path as bytes, query the raw query, params the packed route
-** parameters. The caller has checked what serve_raw checks (no body, no '%', not a health
-** route, not may-block). */
-static PyObject *serve_raw_routed(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-  (void)self;
-  if (nargs != 10 || !PyBytes_Check(args[3]) || !PyBytes_Check(args[4]) ||
-      !PyBytes_Check(args[5]) || !PyList_Check(args[6]) || !PyBytes_Check(args[8]) ||
-      !PyBytes_Check(args[9])) {
-    PyErr_SetString(PyExc_TypeError, "serve_raw_routed(native, chain, release_gil, method, "
-                                     "path, query, headers, client, date, params)");
-    return NULL;
-  }
-  const Native *nat = native_arg(args[0], "serve_raw_routed(native, ...)");
-  void *chain = nat ? chain_address(args[1]) : NULL;
-  if (!chain) return NULL;
-  int head = PyBytes_GET_SIZE(args[3]) == 4 && !memcmp(PyBytes_AS_STRING(args[3]), "HEAD", 4);
-  return run_raw(nat, args[1], chain, PyObject_IsTrue(args[2]), args[3],
-                 PyBytes_AS_STRING(args[4]), PyBytes_AS_STRING(args[5]),
-                 PyBytes_GET_SIZE(args[5]), args[6], args[7], args[8],
-                 PyBytes_AS_STRING(args[9]), PyBytes_GET_SIZE(args[9]), head);
-}
 
 /* What finish_raw and finish_head share: the Native (args[0]), the Chain (args[1]), the
 ** exchange's address (args[2]), passed and status (args 3, 4). NULL with an exception when one is
@@ -860,10 +846,10 @@ static int forwarded(const rt_fields *f, const rt_field *h) {
 /* A byte that a request line cannot carry as is: sent percent-encoded. */
 static int needs_escape(unsigned char c) { return c <= 0x20 || c >= 0x7f; }
 
-/* upstream_request(exchange) -> (origin, target, method, header lines, body,
-**                                connect_timeout_ms, timeout_ms, websocket, url)
-** What the host sends for the upstream directive an action set on the exchange (an
-** address): origin is the URL's "scheme://authority" as written (b"" when the URL has no
+/* upstream_request(pending) -> (origin, target, method, header lines, body,
+**                               connect_timeout_ms, timeout_ms, websocket, url)
+** What the host sends for the upstream directive an action set on the exchange a
+** PendingUpstream owns (read through its `address`; it keeps the exchange): origin is the URL's "scheme://authority" as written (b"" when the URL has no
 ** "://"), target its origin-form request target (path and query, never decoded; the
 ** fragment dropped; bytes a request line cannot carry percent-encoded; "/" when empty),
 ** header lines the request headers as "name: value\r\n" without the hop-by-hop ones, those
@@ -871,11 +857,15 @@ static int needs_escape(unsigned char c) { return c <= 0x20 || c >= 0x7f; }
 ** plughost.proxy.message does for the general path. */
 static PyObject *upstream_request(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
   (void)self;
-  void *p;
-  if (nargs != 1 || !as_pointer(args[0], &p)) {
-    if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "upstream_request(exchange)");
+  if (nargs != 1) {
+    PyErr_SetString(PyExc_TypeError, "upstream_request(pending)");
     return NULL;
   }
+  PyObject *address = PyObject_GetAttr(args[0], s_address);
+  void *p = NULL;
+  int ok = address && as_pointer(address, &p);
+  Py_XDECREF(address);
+  if (!ok) return NULL;
   const ph_exchange *ex = p;
   if (!ex->has_upstream) {
     PyErr_SetString(PyExc_ValueError, "the exchange holds no upstream directive");
@@ -985,8 +975,6 @@ static PyMethodDef methods[] = {
      "Runs a plain request of an ASGI scope on a static inline route; None when it cannot."},
     {"serve_raw", (PyCFunction)(void (*)(void))serve_raw, METH_FASTCALL,
      "Runs a plain request as an HTTP protocol received it; the whole HTTP/1.1 response."},
-    {"serve_raw_routed", (PyCFunction)(void (*)(void))serve_raw_routed, METH_FASTCALL,
-     "serve_raw for a chain the caller routed (routes with parameters)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1003,7 +991,7 @@ PyMODINIT_FUNC PyInit__fastpath(void) {
       !(k_path = intern("path")) || !(k_method = intern("method")) ||
       !(k_query = intern("query_string")) || !(k_client = intern("client")) ||
       !(s_lower = intern("lower")) || !(s_head = intern("HEAD")) ||
-      !(s_address = intern("address")) ||
+      !(s_address = intern("address")) || !(s_release_gil = intern("release_gil")) ||
       !(empty_bytes = PyBytes_FromStringAndSize("", 0)))
     return NULL;
   if (PyType_Ready(&NativeType) < 0) return NULL;

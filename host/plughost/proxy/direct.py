@@ -65,7 +65,7 @@ class DirectUpstreamRequest:
         """Sends the upstream request (one C call reads it off the exchange)."""
         try:
             (origin_text, path, method, lines, body, connect_ms, timeout_ms, websocket,
-             url) = _fastpath.upstream_request(self.pending.address)
+             url) = _fastpath.upstream_request(self.pending)
         except Exception:
             self.pending.discard()
             raise

@@ -112,6 +112,11 @@ class Chain:
             self.ptr = None
 
 
+def _no_route(method: str, path: str) -> None:
+    """The route table of a runner without routes."""
+    return None
+
+
 def log_failure(chain: "Chain", failure: tuple[str, str]) -> None:
     """Logs why an element failed (the client got a JSON error with the request id)."""
     log.error("route %s: %s failed: %s", chain.route_name, failure[0] or "the chain",
@@ -156,7 +161,7 @@ class Runner:
             _fastpath = None  # type: ignore[assignment]
         #: What the one-call C paths need of this host (plughost._fastpath.Native): the
         #: runtime's entry points, read once here; a Pipeline makes one with routes too.
-        self.native = self.make_native({}, False, None, None, (), {}) \
+        self.native = self.make_native({}, False, None, None, (), {}, _no_route) \
             if _fastpath is not None else None
         #: serve_chain(chain, method, path, query, client, headers, body, params,
         #: release_gil) -> Response | PendingUpstream (bytes arguments; headers as pairs).
@@ -182,10 +187,11 @@ class Runner:
 
     def make_native(self, static_routes: dict[Any, Any], case_sensitive: bool,
                     live: str | None, ready: str | None, status_lines: tuple[bytes, ...],
-                    prefixes: dict[str, Any]) -> Any:
+                    prefixes: dict[str, Any], route: Callable[[str, str], Any]) -> Any:
         """A plughost._fastpath.Native for this host: its runtime's entry points (addresses
-        taken here, once) with a gateway's route tables, health routes and status lines,
-        and what its results are made of (Response, PendingUpstream, log_failure)."""
+        taken here, once) with a gateway's route tables (``route``: RouteTable.inline_route),
+        health routes and status lines, and what its results are made of (Response,
+        PendingUpstream, log_failure)."""
         from .._fastpath import Native
 
         ffi, lib = self._rt.ffi, self._rt.lib
@@ -196,7 +202,8 @@ class Runner:
         return Native(address("rt_serve"), address("rt_exchange_free"),
                       address("rt_serve_upstream"), address("rt_serve_upstream_head"),
                       int(ffi.cast("uintptr_t", self._host)), static_routes, case_sensitive,
-                      live, ready, status_lines, prefixes, Response, self.pending, log_failure)
+                      live, ready, status_lines, prefixes, Response, self.pending, log_failure,
+                      route)
 
     def exchange(self, address: int) -> Any:
         """The exchange at ``address`` (a PendingUpstream's)."""

@@ -212,44 +212,15 @@ class Pipeline:
         rules, routes = self.rules, self.routes
         self.native = self.runner.make_native(routes.static, routes.case_sensitive,
                                               rules.live_route, rules.ready_route,
-                                              STATUS_LINES, routes.prefixes)
-        native, serve_raw = self.native, _fastpath.serve_raw
-        serve_routed, route = _fastpath.serve_raw_routed, self.routes.route
-        health = {rules.live_route, rules.ready_route}
-        unrouted = routes.unrouted
-
-        def plain(method: bytes, target: bytes, headers: list[Any], client: str | None,
-                  date: bytes) -> bytes | PendingUpstream | None:
-            """A plain request as plughost's protocol received it (no body, HTTP/1.1
-            keep-alive): the whole HTTP/1.1 response, the PendingUpstream of a proxied
-            one, or None when the Python steps must take it."""
-            result = serve_raw(native, method, target, headers, client, date)
-            if result is not None:
-                return result
-            # Not a static or wildcard route: a route with parameters, routed here.
-            raw_path, _, query = target.partition(b"?")
-            if b"%" in raw_path or b"#" in target or raw_path[:1] != b"/":
-                return None
-            for name, _ in headers:  # serve_raw refused a body already; keep it so
-                if name == b"content-length" or name == b"transfer-encoding":
-                    return None
-            try:
-                path = raw_path.decode("ascii")
-            except UnicodeDecodeError:
-                return None
-            if path in health:
-                return None
-            routed = route(method.decode("ascii", "replace"), path)
-            if type(routed) is Response:
-                return None  # 404/405: the Python steps answer them
-            chain, params = routed  # type: ignore[misc]
-            if chain.may_block or chain is unrouted:
-                return None
-            return serve_routed(native, chain, chain.release_gil, method, raw_path, query,
-                                headers, client, date, params)
-
-        self.plain = plain
-        self.scope = functools.partial(_fastpath.serve_scope, native)
+                                              STATUS_LINES, routes.prefixes, routes.inline_route)
+        #: plain(method, target, headers, client, date lines): a plain request as
+        #: plughost's protocol received it (no body, HTTP/1.1 keep-alive) -> the whole
+        #: HTTP/1.1 response, the PendingUpstream of a proxied one, or None when the Python
+        #: steps must take it (``_fastpath.serve_raw``).
+        self.plain = functools.partial(_fastpath.serve_raw, self.native)
+        #: scope(scope): the same for an ASGI scope on a static route -> the two ASGI
+        #: messages, a PendingUpstream or None (``_fastpath.serve_scope``).
+        self.scope = functools.partial(_fastpath.serve_scope, self.native)
 
     # ------------------------------------------------------------------ steps
     def early(self, request: Request) -> Response | None:

@@ -10,7 +10,7 @@ before the wildcard, 405 with ``Allow`` when only the method is wrong.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 from ..sdk.exchange import Exchange
 from ..sdk.pyelements import PythonAction
@@ -24,9 +24,15 @@ ALLOW_PARAM = b"plughost.allow"
 _NOT_FOUND = b'{"error":"not found","status":404}'
 _NOT_ALLOWED = b'{"error":"method not allowed","status":405}'
 
-#: A static or "/prefix/*" route's entry for one method, what the one-call C paths read:
-#: (chain, chain address, release_gil, may_block).
-RouteEntry = tuple[Chain, int, bool, bool]
+class RouteEntry(NamedTuple):
+    """A static or "/prefix/*" route's entry for one method, as the one-call C paths read
+    it (by position: plughost/_fast/fastpath.c)."""
+
+    chain: Chain
+    #: The chain's rt_chain (Chain.address).
+    address: int
+    release_gil: bool
+    may_block: bool
 
 
 class RouteTable:
@@ -50,7 +56,7 @@ class RouteTable:
         """Adds a route; RouteConflict or ValueError (with a sentence) when it cannot be."""
         self.router.add(pattern, tuple(methods), chain)
         parts = segments(pattern)
-        entry = (chain, chain.address, chain.release_gil, chain.may_block)
+        entry = RouteEntry(chain, chain.address, chain.release_gil, chain.may_block)
         if any(part.startswith(":") for part in parts):
             self._has_params = True
             self.prefixes.clear()
@@ -78,7 +84,7 @@ class RouteTable:
         too, for ph_route_param_raw, when it holds percent-escapes."""
         hit = self.static.get((method, path if self.case_sensitive else path.lower()))
         if hit is not None:
-            return hit[0], b""
+            return hit.chain, b""
         match = self.router.match(method, path)
         if match.target is not None and self.strict_routing and path != "/" and \
                 path.endswith("/") != match.target.pattern.endswith("/"):
@@ -98,6 +104,19 @@ class RouteTable:
             pairs = [(k, v.split(b"\0", 1)[0]) for k, v in pairs]
             pairs += raw_params(match.target.pattern, raw_path)
         return match.target, pack(pairs)
+
+
+    def inline_route(self, method: str, path: str) -> tuple[Chain, bytes] | None:
+        """For the one-call C path (``_fastpath.serve_raw``, when its own tables miss): the
+        chain and packed route parameters of a route whose chain runs inline, or None when
+        the Python steps must answer (404, 405, no route but the global chain, may-block)."""
+        routed = self.route(method, path)
+        if type(routed) is Response:
+            return None
+        chain = routed[0]  # type: ignore[index]
+        if chain.may_block or chain is self.unrouted:
+            return None
+        return routed  # type: ignore[return-value]
 
 
 def raw_params(pattern: str, raw_path: bytes) -> list[tuple[bytes, bytes]]:
