@@ -114,6 +114,24 @@ def test_two_workers_both_serve(config_dir: Path) -> None:
     assert "Traceback" not in out
 
 
+def test_prefork_runs_one_worker_per_core(config_dir: Path) -> None:
+    """Seam's production setting: ``prefork: true`` runs one worker process per core, as
+    ``--workers N`` does (an explicit --workers wins)."""
+    import os
+
+    (config_dir / "server.yaml").write_text("server:\n  prefork: true\n")
+    server = Server("--config", str(config_dir))
+    try:
+        assert server.get("/")[0] == 200
+        assert f"with {os.cpu_count()} worker(s)" in server.output()
+        children = Path(f"/proc/{server.proc.pid}/task/{server.proc.pid}/children").read_text()
+        workers = len(children.split())
+        assert workers >= (os.cpu_count() or 1), children  # the workers (and a tracker)
+    finally:
+        out = server.stop()
+    assert "Traceback" not in out
+
+
 def test_bad_configuration_refuses_to_start_with_every_problem(config_dir: Path) -> None:
     (config_dir / "middlewares.yaml").write_text(
         (config_dir / "middlewares.yaml").read_text()

@@ -99,14 +99,15 @@ def check(paths: tuple[str, ...], pattern: str, target: str, load: bool, timeout
 @click.option("--config", "config_path", type=click.Path(exists=True),
               help="A Seam configuration folder or file (default: the embedded configuration).")
 @click.option("--address", help="HOST:PORT to listen on (default: server.address of the config).")
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 256),
-              help="Worker processes; each loads the plugins itself.")
+@click.option("--workers", type=click.IntRange(1, 256),
+              help="Worker processes; each loads the plugins itself (default: one per core "
+                   "when server.prefork is true, as in Seam, else 1).")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
 @click.option("--no-direct-path", is_flag=True,
               help="Serve every request through the ASGI app, also the plain requests "
                    "plughost's HTTP protocol answers directly (same answers, slower).")
-def serve(config_path: str | None, address: str | None, workers: int, log_level: str,
+def serve(config_path: str | None, address: str | None, workers: int | None, log_level: str,
           no_direct_path: bool) -> None:
     """Runs the gateway (uvicorn with uvloop and httptools).
 

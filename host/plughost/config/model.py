@@ -154,6 +154,10 @@ class ServerSpec:
     disable_pre_parse_multipart_form: bool = False
     enable_splitting_on_parsers: bool = False
     network: str = "tcp4"
+    #: plughost's: the longest request target (bytes; longer: 414), as nginx's 8 KiB.
+    uri_limit: int = 8 * 1024
+    #: plughost's: the most header fields a request may have (more: 431).
+    header_count_limit: int = 100
     #: Where each key was written, by its YAML name (``"readTimeout"``); absent = default.
     key_where: dict[str, Where] = field(default_factory=dict)
 

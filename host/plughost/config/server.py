@@ -68,6 +68,10 @@ SERVER_KEYS: dict[str, tuple[str, str]] = {
     "disablePreParseMultipartForm": ("disable_pre_parse_multipart_form", "bool"),
     "enableSplittingOnParsers": ("enable_splitting_on_parsers", "bool"),
     "network": ("network", "network"),
+    # plughost's own, where Seam has no key (limits on the request head; readBufferSize
+    # bounds the whole head, as in Fiber):
+    "uriLimit": ("uri_limit", "posint"),
+    "headerCountLimit": ("header_count_limit", "posint"),
 }
 
 

@@ -27,8 +27,8 @@ from ..proxy.relay import AsgiUpstreamRelay
 from ..proxy.upstream import UpstreamClient
 from .chain import Response
 from .gateway import Gateway
-from .pipeline import (TOO_LARGE, BodyTooLarge, ClientGone, Pipeline, Request, body_framing,
-                       for_method)
+from .pipeline import (TOO_LARGE, BodyTooLarge, ClientGone, Pipeline, Request, ServingRules,
+                       body_framing, for_method)
 from .websocket import WebSocketProxy
 
 log = logging.getLogger("plughost.asgi")
@@ -81,6 +81,11 @@ class GatewayApp:
         for a plain request (``Pipeline.plain``); None until the gateway is built, or when a
         serving rule needs the Python steps."""
         return self.pipeline.plain if self.pipeline is not None else None
+
+    def serving_rules(self) -> ServingRules | None:
+        """For plughost's HTTP protocol: the serving rules (the limits on the request head
+        among them); None until the gateway is built."""
+        return self.pipeline.rules if self.pipeline is not None else None
 
     @property
     def upstream_pool(self) -> UpstreamPool:

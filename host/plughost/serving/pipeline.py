@@ -59,6 +59,13 @@ INTERNAL_ERROR = json_response(500, b'{"error":"internal error","status":500}')
 TOO_LARGE = json_response(413, b'{"error":"request body too large","status":413}')
 #: The default ``bodyLimit`` (Fiber's): 4 MiB.
 DEFAULT_BODY_LIMIT = 4 * 1024 * 1024
+#: The default limit on a request head (request line and header fields) when
+#: ``readBufferSize`` does not set one: nginx's (4 buffers of 8 KiB). Fiber's 4 KiB refuses
+#: requests with the large cookies and tokens real clients send.
+DEFAULT_HEAD_LIMIT = 32 * 1024
+#: ``readTimeout`` and ``writeTimeout`` when Seam's 0 (none) is set or left: nginx's
+#: client_header_timeout, client_body_timeout and send_timeout.
+DEFAULT_TIMEOUT = 60.0
 
 
 class BodyTooLarge(Exception):
@@ -136,6 +143,19 @@ class ServingRules:
     trusted_proxies: tuple[Any, ...] | None = None
     #: ``enableIPValidation``: a proxy header's address must parse as one.
     validate_ip: bool = False
+    #: ``readBufferSize`` (as in Fiber) or DEFAULT_HEAD_LIMIT: the most bytes a request
+    #: head (request line and header fields) may take; more gets 431.
+    head_limit: int = DEFAULT_HEAD_LIMIT
+    #: ``uriLimit``: the longest request target; longer gets 414.
+    uri_limit: int = 8 * 1024
+    #: ``headerCountLimit``: the most header fields; more gets 431.
+    header_count_limit: int = 100
+    #: ``readTimeout`` (seconds; Seam's 0 means DEFAULT_TIMEOUT): the longest a request may
+    #: take to arrive, head and body; then 408 and the connection is closed.
+    read_timeout: float = 60.0
+    #: ``writeTimeout`` (seconds; 0 means DEFAULT_TIMEOUT): the longest the client may take
+    #: nothing of a response; then the connection is closed.
+    write_timeout: float = 60.0
 
     @classmethod
     def from_server(cls, server: "ServerConfig | None") -> "ServingRules":
@@ -153,7 +173,12 @@ class ServingRules:
             trusted_proxies=tuple(ipaddress.ip_network(p, strict=False)
                                   for p in server.trusted_proxies)
             if server.enable_trusted_proxy_check else None,
-            validate_ip=bool(server.enable_ip_validation))
+            validate_ip=bool(server.enable_ip_validation),
+            head_limit=server.read_buffer_size if "readBufferSize" in server.key_where
+            else DEFAULT_HEAD_LIMIT,
+            uri_limit=server.uri_limit, header_count_limit=server.header_count_limit,
+            read_timeout=server.read_timeout or DEFAULT_TIMEOUT,
+            write_timeout=server.write_timeout or DEFAULT_TIMEOUT)
 
     @property
     def native_ok(self) -> bool:

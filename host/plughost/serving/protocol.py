@@ -20,16 +20,34 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable
 
+import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from ..proxy.direct import DirectUpstreamRequest
 from ..proxy.pending import PendingUpstream
+from .pipeline import ServingRules
 
 log = logging.getLogger("plughost.protocol")
 
 #: The longest request target the direct path takes: httptools.parse_url, which the ASGI
 #: path parses targets with, refuses longer ones, and both paths must answer alike.
 MAX_DIRECT_TARGET = 65535
+
+#: The answers to a request head over a limit (the connection is closed after them).
+_REFUSALS = {
+    408: (b"HTTP/1.1 408 Request Timeout\r\n", b'{"error":"request timeout","status":408}'),
+    414: (b"HTTP/1.1 414 URI Too Long\r\n", b'{"error":"uri too long","status":414}'),
+    431: (b"HTTP/1.1 431 Request Header Fields Too Large\r\n",
+          b'{"error":"request header fields too large","status":431}'),
+}
+
+
+class _HeadRefused(Exception):
+    """Raised from a parser callback: the request head is over a limit (``status``)."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
 
 #: What an app offers the protocol (``GatewayApp.raw_handler``, its pipeline's ``plain``):
 #: (method, target, headers, client, date lines) -> the response bytes, the PendingUpstream
@@ -38,21 +56,172 @@ RawHandler = Callable[[bytes, bytes, list, Any, bytes], Any]
 
 
 class GatewayHttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with plughost's direct path for plain requests."""
+    """uvicorn's httptools protocol with plughost's direct path for plain requests, and
+    limits on the request head whatever path takes the request."""
+
+    #: Whether plain requests take the direct path (see AsgiHttpProtocol).
+    direct = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         offer = getattr(self.app, "raw_handler", None)
-        self._raw: RawHandler | None = offer() if callable(offer) else None
+        self._raw: RawHandler | None = offer() if callable(offer) and self.direct else None
         self._answered = False  # the current request was answered by the direct path
         self._date_source: object = None
         self._date_line = b""
+        offer = getattr(self.app, "serving_rules", None)
+        rules = (offer() if callable(offer) else None) or ServingRules()
+        self._head_limit = rules.head_limit
+        self._uri_limit = rules.uri_limit
+        self._header_count_limit = rules.header_count_limit
+        self._read_timeout = rules.read_timeout
+        self._write_timeout = rules.write_timeout
+        # The head being received: its bytes so far (counted as they arrive, so that one
+        # header never grows past the limit inside the parser), its fields.
+        self._in_head = True
+        self._head_bytes = 0
+        self._header_count = self._head_size = 0
 
-    # The keep-alive timeout, kept by one timer per connection that is re-armed only when it
-    # fires: uvicorn arms a timer after every response and cancels it on the next request
-    # (1.8 us per request). A connection idle for timeout_keep_alive seconds still closes.
-    _idle_since: float | None = None
-    _keep_alive_timer: Any = None
+    # ------------------------------------------------------------ request head limits
+    def data_received(self, data: bytes) -> None:
+        self._unset_keepalive_if_required()
+        if self._in_head:
+            self._head_bytes += len(data)
+            if self._reading_since is None:  # a request's first bytes: its clock starts
+                self._reading_since = now = self.loop.time()
+                self._watch(now + self._read_timeout)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            if isinstance(exc.__context__, _HeadRefused):
+                return self._refuse(exc.__context__.status)
+            self.logger.warning("Invalid HTTP request received.")
+            return self.send_400_response("Invalid HTTP request received.")
+        except httptools.HttpParserError:
+            self.logger.warning("Invalid HTTP request received.")
+            return self.send_400_response("Invalid HTTP request received.")
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
+            return
+        if self._in_head and self._head_bytes > self._head_limit and \
+                not self.transport.is_closing():
+            self._refuse(431)  # a head still incomplete past the limit
+
+    def _refuse(self, status: int) -> None:
+        """Answers a request over a limit with ``status`` and closes the connection (a
+        response still under way on it is cut short)."""
+        if self.transport.is_closing():
+            return
+        running = self._running
+        if running is not None and not running.response_complete or \
+                self.cycle is not None and not self.cycle.response_complete:
+            self._disconnect_cycles()  # no room for an answer: the connection just ends
+            self.transport.abort()
+            return
+        line, body = _REFUSALS[status]
+        self.transport.write(b"".join((
+            line, self._date(), b"content-type: application/json\r\n",
+            b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body), body)))
+        self.transport.close()
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+        if len(self.url) > self._uri_limit:
+            raise _HeadRefused(414)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        super().on_header(name, value)
+        self._header_count += 1
+        self._head_size += len(name) + len(value) + 4  # "name: value\r\n"
+        if self._header_count > self._header_count_limit or \
+                len(self.url) + self._head_size > self._head_limit:
+            raise _HeadRefused(431)
+
+    # ------------------------------------------------------------------ timeouts
+    # One timer per connection keeps its three clocks, re-armed only when it fires (or when
+    # a clock starts that must end before it): how long the connection has waited for its
+    # next request (the keep-alive timeout, idleTimeout), how long the request being
+    # received has taken (readTimeout: head and body; for the first request, since the
+    # connection opened, which uvicorn does not time at all), how long the client has taken
+    # nothing we wrote (writeTimeout). uvicorn arms a timer after every response and cancels
+    # it on the next request (1.8 us per request).
+    _idle_since: float | None = None     # waiting for a request's first byte since
+    _reading_since: float | None = None  # the first byte of the request being received
+    _paused_since: float | None = None   # the client stopped taking what we write
+    _watchdog: Any = None
+
+    def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        # The first request's clock starts with the connection, as nginx's
+        # client_header_timeout: a client that connects and sends nothing is closed too.
+        self._reading_since = now = self.loop.time()
+        self._watch(now + self._read_timeout)
+
+    def _watch(self, deadline: float) -> None:
+        """Makes sure the timer fires by ``deadline``."""
+        timer = self._watchdog
+        if timer is not None:
+            if timer.when() <= deadline:
+                return
+            timer.cancel()
+        self._watchdog = self.loop.call_at(deadline, self._check_clocks)
+
+    def _check_clocks(self) -> None:
+        self._watchdog = None
+        if self.transport.is_closing():
+            return
+        now = self.loop.time()
+        next_check = None
+        for since, limit, ended in (
+                (self._idle_since, self.timeout_keep_alive, self._idle_ended),
+                (self._reading_since, self._read_timeout, self._read_ended),
+                (self._paused_since, self._write_timeout, self._write_ended)):
+            if since is None:
+                continue
+            if now >= since + limit:
+                return ended()
+            next_check = since + limit if next_check is None else min(next_check,
+                                                                        since + limit)
+        if next_check is not None:
+            self._watchdog = self.loop.call_at(next_check, self._check_clocks)
+
+    def _idle_ended(self) -> None:
+        self.transport.close()
+
+    def _read_ended(self) -> None:
+        """readTimeout: the request did not arrive in time (a slow or stalled client): 408
+        when nothing else is being answered on the connection, then closed; a body not
+        complete by then is never passed on (the app sees the client leave)."""
+        log.debug("request not received within %g s: connection closed", self._read_timeout)
+        if self._in_head and self._head_bytes == 0:
+            self.transport.close()  # not a byte of a request: nothing to answer
+        else:
+            self._refuse(408)
+
+    def _write_ended(self) -> None:
+        """writeTimeout: the client took nothing of the response for that long. What is
+        still buffered for it is dropped (a close would wait for the client to read it)."""
+        log.debug("client took nothing for %g s: connection dropped", self._write_timeout)
+        self._disconnect_cycles()
+        self.transport.abort()
+
+    _running: Any = None  # the cycle whose ASGI task runs (self.cycle may be a later one)
+
+    def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+        self._running = cycle
+        super()._start_asgi_task(cycle, app)
+
+    def _disconnect_cycles(self) -> None:
+        """Tells every request of the connection that the client is gone, so that their
+        sends end quietly (uvicorn tells only the newest one: with pipelining the one
+        being answered may be an earlier one)."""
+        for cycle in (self._running, self.cycle, *(c for c, _ in self.pipeline)):
+            if cycle is not None and not cycle.response_complete:
+                cycle.disconnected = True
+                cycle.message_event.set()
 
     def _unset_keepalive_if_required(self) -> None:
         self._idle_since = None  # data came in: not idle
@@ -66,32 +235,28 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             cycle, app = self.pipeline.pop()
             self._start_asgi_task(cycle, app)
             return
-        self._idle_since = self.loop.time()
-        if self._keep_alive_timer is None:
-            self._keep_alive_timer = self.loop.call_later(self.timeout_keep_alive,
-                                                          self._keep_alive_check)
+        self._idle_since = now = self.loop.time()
+        self._watch(now + self.timeout_keep_alive)
 
-    def _keep_alive_check(self) -> None:
-        self._keep_alive_timer = None
-        since = self._idle_since
-        if since is None or self.transport.is_closing():
-            return  # busy: the next response arms the timer again
-        idle = self.loop.time() - since
-        if idle >= self.timeout_keep_alive:
-            self.transport.close()
-        else:
-            self._keep_alive_timer = self.loop.call_later(self.timeout_keep_alive - idle,
-                                                          self._keep_alive_check)
+    def handle_websocket_upgrade(self) -> None:
+        # The connection is the WebSocket protocol's from now on: its limits are the session's.
+        self._idle_since = self._reading_since = self._paused_since = None
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        super().handle_websocket_upgrade()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._keep_alive_timer is not None:
-            self._keep_alive_timer.cancel()
-            self._keep_alive_timer = None
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         super().connection_lost(exc)
 
     def on_message_begin(self) -> None:
         # uvicorn builds the request's ASGI scope here; the direct path needs none, so it is
         # built only when the ASGI path takes the request (_asgi_scope).
+        self._in_head = True
+        self._header_count = self._head_size = 0
         self.url = b""
         self.expect_100_continue = False
         self.headers = []
@@ -127,6 +292,8 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         return limit is None or (len(self.connections) < limit and len(self.tasks) < limit)
 
     def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._head_bytes = 0
         raw = self._raw
         if raw is not None and self._direct_allowed():
             client = self.client[0] if self.client else None
@@ -158,11 +325,14 @@ class GatewayHttpProtocol(HttpToolsProtocol):
 
     def pause_writing(self) -> None:
         super().pause_writing()
+        self._paused_since = now = self.loop.time()
+        self._watch(now + self._write_timeout)
         if isinstance(self.cycle, DirectUpstreamRequest):
             self.cycle.pause_writing()  # a slow client: stop reading from the upstream
 
     def resume_writing(self) -> None:
         super().resume_writing()
+        self._paused_since = None
         if isinstance(self.cycle, DirectUpstreamRequest):
             self.cycle.resume_writing()
 
@@ -171,7 +341,16 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             super().on_body(body)
 
     def on_message_complete(self) -> None:
+        self._in_head = True  # what comes next on the connection is the next request's head
+        self._reading_since = None  # this request is in
         if self._answered:
             self._answered = False
             return
         super().on_message_complete()
+
+
+class AsgiHttpProtocol(GatewayHttpProtocol):
+    """plughost's protocol without the direct path (``plughost serve --no-direct-path``):
+    every request takes the ASGI path, under the same limits on the request head."""
+
+    direct = False

@@ -53,16 +53,20 @@ def parse_address(address: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
-def serve(config_path: str | None, *, address: str | None = None, workers: int = 1,
+def serve(config_path: str | None, *, address: str | None = None, workers: int | None = None,
           log_level: str = "info", direct_path: bool = True) -> None:
     """Validates, then serves until interrupted; shuts every plugin down on exit.
 
+    ``workers``: worker processes (None: one per core with ``server.prefork``, else one).
     ``direct_path``: plughost's HTTP protocol answers plain requests on static inline routes
-    without the ASGI round trip (plughost.protocol); False serves everything through ASGI."""
+    without the ASGI round trip (plughost.serving.protocol); False serves everything through
+    ASGI (under the same limits on the request head)."""
     import uvicorn
 
     config = validate(config_path)
     server = config.server
+    if workers is None:
+        workers = (os.cpu_count() or 1) if server.prefork else 1
     host, port = parse_address(address) if address else (server.host, server.port)
     if config_path:
         os.environ["PLUGHOST_CONFIG"] = str(Path(config_path).resolve())
@@ -81,9 +85,9 @@ def serve(config_path: str | None, *, address: str | None = None, workers: int =
     options["limit_concurrency"] = server.concurrency  # over it: 503, as Fiber
     scheme = "https" if server.tls else "http"
     print(f"plughost: serving on {scheme}://{host}:{port} with {workers} worker(s)", flush=True)
-    from .protocol import GatewayHttpProtocol
+    from .protocol import AsgiHttpProtocol, GatewayHttpProtocol
 
-    http = GatewayHttpProtocol if direct_path else "httptools"
+    http = GatewayHttpProtocol if direct_path else AsgiHttpProtocol
     uvicorn.run("plughost.asgi:app", host=host, port=port, workers=workers, loop="uvloop",
                 http=http, lifespan="on", log_level=log_level, access_log=False,
                 proxy_headers=False,  # the client address follows server.proxyHeader only
