@@ -684,3 +684,39 @@ def test_yaml_and_yml_side_by_side(gw: Gateway) -> None:
         load_config(gw.cfg, environ={})
     [p] = exc.value.problems
     assert p.where.file == gw.file("server.yml") and "keep only one" in p.message
+
+
+# --- hardening: absurd numbers, empty configurations, repeated middlewares, permissions ----
+
+
+@pytest.mark.parametrize("name,value,words", [
+    ("idleTimeout", ".inf", ["'.inf' (infinity) is not a duration", "'30s'"]),
+    ("idleTimeout", ".nan", ["'.nan' (not a number) is not a duration"]),
+    ("readTimeout", ".inf", ["'.inf' (infinity) is not a duration"]),
+    ("writeTimeout", "-.inf", ["'-.inf' (infinity) is not a duration"]),
+    ("readTimeout", "8761h", ["'8761h' is out of range", "at most a year (8760h)"]),
+    ("writeTimeout", "9" * 400, ["(400 characters) is out of range", "at most a year"]),
+    ("idleTimeout", "'" + "9" * 400 + "s'", ["(401 characters) is out of range"]),
+    ("readTimeout", "-99999999999h", ["out of range"]),
+    ("bodyLimit", ".inf", ["'.inf' (infinity) is not a size", "'4MiB'"]),
+    ("bodyLimit", ".nan", ["'.nan' (not a number) is not a size"]),
+    ("bodyLimit", "9" * 400, ["(400 characters) is out of range", "at most 2^62 bytes"]),
+    ("bodyLimit", "9" * 5000, ["(5000 characters) is out of range"]),
+    ("bodyLimit", "1.0e+30", ["'1.0e+30' is out of range"]),
+    ("readBufferSize", "'" + "9" * 400 + "MB'", ["(402 characters) is out of range"]),
+    ("writeBufferSize", str(2**62 + 1), ["is out of range", "2^62"]),
+    ("concurrency", "9" * 5000, ["at most 2^62", "(5000 characters)"]),
+])
+def test_infinite_nan_and_absurd_durations_and_sizes(gw: Gateway, name: str, value: str,
+                                                      words: list[str]) -> None:
+    p = gw.one("server.yaml", 3, f"server.{name}", *words,
+               server_yaml=f"server:\n  address: 127.0.0.1:8090\n  {name}: {value}\n")
+    assert len(str(p)) < 400  # a 5000-digit number is not repeated in full
+
+
+def test_largest_duration_and_size_are_accepted(gw: Gateway) -> None:
+    gw.write(server_yaml=f"server:\n  readTimeout: 8760h\n  bodyLimit: {2**62}\n"
+                         "  readBufferSize: 0.1KB\n")
+    server = load_config(gw.cfg, environ={}).server
+    assert (server.read_timeout, server.body_limit, server.read_buffer_size) == (
+        365 * 24 * 3600.0, 2**62, 100)

@@ -568,6 +568,41 @@ def test_parse_duration_rejects(text: str) -> None:
         parse_duration(text)
 
 
+@pytest.mark.parametrize("value,words", [
+    (float("inf"), "'.inf' (infinity) is not a duration"),
+    (float("-inf"), "'-.inf' (infinity) is not a duration"),
+    (float("nan"), "'.nan' (not a number) is not a duration"),
+    (10**400, "a 401-digit number is out of range"),
+    (31536001, "'31536001' is out of range: a duration is at most a year (8760h)"),
+    ("8761h", "'8761h' is out of range"),
+    ("9" * 400 + "s", "(401 characters) is out of range"),
+], ids=lambda v: str(v)[:16])
+def test_parse_duration_refuses_infinite_nan_and_absurd(value: object, words: str) -> None:
+    with pytest.raises(ValueError) as exc:
+        parse_duration(value)  # type: ignore[arg-type]
+    assert words in str(exc.value)
+
+
+@pytest.mark.parametrize("value,words", [
+    (float("inf"), "'.inf' (infinity) is not a size"),
+    (float("nan"), "'.nan' (not a number) is not a size"),
+    (2**62 + 1, "'4611686018427387905' is out of range: a size is at most 2^62 bytes"),
+    (-(10**400), "a negative 401-digit number is out of range"),
+    ("4194305TiB", "'4194305TiB' is out of range"),
+    ("9" * 400, "(400 characters) is out of range"),
+], ids=lambda v: str(v)[:16])
+def test_parse_size_refuses_infinite_nan_and_absurd(value: object, words: str) -> None:
+    with pytest.raises(ValueError) as exc:
+        parse_size(value)  # type: ignore[arg-type]
+    assert words in str(exc.value)
+
+
+def test_parse_size_and_duration_limits() -> None:
+    assert parse_size(2**62) == parse_size("4194304TiB") == 2**62
+    assert parse_size("0.1KB") == 100  # exact decimal arithmetic, no 100.00000000000001
+    assert parse_duration("8760h") == parse_duration(31536000) == 31536000.0
+
+
 @pytest.mark.parametrize("text,size", [
     (4194304, 4194304), ("4MB", 4_000_000), ("10MiB", 10 * 2**20), ("512KB", 512_000),
     ("64 KiB", 65536), ("100B", 100), ("1.5GB", 1_500_000_000), ("123", 123),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from typing import Iterable
 
 import yaml
@@ -38,9 +39,12 @@ def describe(node: yaml.Node | None) -> str:
     assert isinstance(node, yaml.ScalarNode)
     if node.tag == BOOL_TAG:
         return f"the boolean {node.value}"
+    text, length = str(node.value), ""
+    if len(text) > 40:  # a 400-digit number is not repeated in full
+        text, length = f"{text[:20]}…{text[-8:]}", f" ({len(text)} characters)"
     if node.tag in (INT_TAG, FLOAT_TAG):
-        return f"the number {node.value}"
-    return f"the text '{node.value}'"
+        return f"the number {text}{length}"
+    return f"the text '{text}'{length}"
 
 
 def fields_of(node: yaml.Node | None, where: Where, problems: Problems, what: str,
@@ -95,7 +99,9 @@ def as_int(f: Field, problems: Problems, what: str) -> int | None:
     if is_unresolved(node):
         return None
     if isinstance(node, yaml.ScalarNode) and node.tag == INT_TAG:
-        return int(yaml.safe_load(node.value))
+        value = _number(node)
+        if isinstance(value, int):
+            return value
     problems.add(f.value_where, f"{what} must be a whole number, not {describe(node)}")
     return None
 
@@ -107,9 +113,23 @@ def scalar_value(node: yaml.Node) -> object:
         return node
     if node.tag == NULL_TAG:
         return None
-    if node.tag in (INT_TAG, FLOAT_TAG, BOOL_TAG):
+    if node.tag in (INT_TAG, FLOAT_TAG):
+        return _number(node)
+    if node.tag == BOOL_TAG:
         return yaml.safe_load(node.value)
     return str(node.value)
+
+
+def _number(node: yaml.ScalarNode) -> int | float | str:
+    """The int or float a plain scalar resolved as such holds. An integer of more than 4300
+    digits, which Python will not convert from text, is read exactly through Decimal."""
+    try:
+        return yaml.safe_load(node.value)  # type: ignore[no-any-return]
+    except ValueError:
+        try:
+            return int(Decimal(str(node.value).replace("_", "")))
+        except (InvalidOperation, ValueError):
+            return str(node.value)
 
 
 def as_str_list(f: Field, problems: Problems, what: str,

@@ -17,7 +17,7 @@ from typing import Callable
 import yaml
 
 from .addresses import parse_address
-from .durations import parse_duration, parse_size
+from .durations import MAX_SIZE, parse_duration, parse_size, shown
 from .fields import Field, as_bool, as_int, as_str, as_str_list, describe, fields_of, scalar_value
 from .model import ServerSpec
 from .problems import Problems, Where
@@ -137,8 +137,9 @@ def _bool(f: Field, problems: Problems, key: str) -> bool | None:
 
 def _posint(f: Field, problems: Problems, key: str) -> int | None:
     value = as_int(f, problems, key)
-    if value is not None and value <= 0:
-        problems.add(f.value_where, f"{key} must be a positive number, not {value}")
+    if value is not None and not 0 < value <= MAX_SIZE:
+        problems.add(f.value_where, f"{key} must be a positive number of at most 2^62, not "
+                                    f"{shown(value, str(f.value.value))}")
         return None
     return value
 
@@ -150,13 +151,13 @@ def _size(f: Field, problems: Problems, key: str) -> int | None:
                                     f"not {describe(f.value)}")
         return None
     try:
-        value = parse_size(raw)  # type: ignore[arg-type]
+        value = parse_size(raw, _written(f))  # type: ignore[arg-type]
     except ValueError as exc:
         problems.add(f.value_where, str(exc))
         return None
     if value <= 0:
-        problems.add(f.value_where, f"{key} must be a positive size, not {raw}: write e.g. "
-                                    "4194304 or '4MiB'")
+        problems.add(f.value_where, f"{key} must be a positive size, not {shown(raw, _written(f))}"
+                                    ": write e.g. 4194304 or '4MiB'")
         return None
     return value
 
@@ -168,15 +169,20 @@ def _duration(f: Field, problems: Problems, key: str) -> float | None:
                                     f"{describe(f.value)}")
         return None
     try:
-        value = parse_duration(raw)  # type: ignore[arg-type]
+        value = parse_duration(raw, _written(f))  # type: ignore[arg-type]
     except ValueError as exc:
         problems.add(f.value_where, str(exc))
         return None
     if value < 0:
-        problems.add(f.value_where, f"{key} must not be negative ({raw}): write 0 for no "
-                                    "timeout, or a duration such as '30s'")
+        problems.add(f.value_where, f"{key} must not be negative ({shown(raw, _written(f))}): "
+                                    "write a duration such as '30s', or 0 for the default")
         return None
     return value
+
+
+def _written(f: Field) -> str | None:
+    """The value of ``f`` as written in the file (for messages)."""
+    return str(f.value.value) if isinstance(f.value, yaml.ScalarNode) else None
 
 
 def _address(f: Field, problems: Problems, key: str) -> tuple[str, int] | None:
