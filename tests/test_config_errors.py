@@ -720,3 +720,58 @@ def test_largest_duration_and_size_are_accepted(gw: Gateway) -> None:
     server = load_config(gw.cfg, environ={}).server
     assert (server.read_timeout, server.body_limit, server.read_buffer_size) == (
         365 * 24 * 3600.0, 2**62, 100)
+
+
+EMPTY = [("", "0 bytes"), ("# nothing yet\n\n   \n", "only comments and white space"),
+         ("{}\n", "only an empty map '{}'"), ("# x\nnull\n", "only a null document ('null')"),
+         ("~\n", "only a null document ('~')")]
+
+
+@pytest.mark.parametrize("text,why", EMPTY)
+def test_empty_configuration_file_is_refused(tmp_path: Path, text: str, why: str) -> None:
+    path = tmp_path / "gateway.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigErrors) as exc:
+        load_config(path, environ={})
+    [p] = exc.value.problems
+    assert p.where.file == str(path) and p.where.line == (2 if text.startswith("# x") else 1)
+    assert p.message == (f"the configuration file is empty ({why}): write the gateway's "
+                         "plugins, actions and routes in it, or give the path of the file or "
+                         "folder that holds them")
+
+
+@pytest.mark.parametrize("text,why", EMPTY)
+def test_folder_whose_only_file_is_empty_is_refused(tmp_path: Path, text: str,
+                                                    why: str) -> None:
+    (tmp_path / "routes.yaml").write_text(text)
+    with pytest.raises(ConfigErrors) as exc:
+        load_config(tmp_path, environ={})
+    [p] = exc.value.problems
+    assert p.where.file == str(tmp_path / "routes.yaml")
+    assert p.message.startswith(f"the configuration file is empty ({why}) and is the only one "
+                                f"in {tmp_path}: write the gateway's plugins, actions and routes")
+
+
+def test_folder_whose_files_are_all_empty_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "routes.yaml").write_text("# later\n")
+    (tmp_path / "server.yaml").write_text("")
+    with pytest.raises(ConfigErrors) as exc:
+        load_config(tmp_path, environ={})
+    [p] = exc.value.problems
+    assert p.where.file == str(tmp_path)
+    assert "the configuration in the folder is empty: its 2 files (routes.yaml, server.yaml)" \
+        in p.message
+
+
+def test_an_empty_file_beside_others_is_fine(gw: Gateway) -> None:
+    gw.write(services_yaml="null\n", server_yaml="")
+    assert list(load_config(gw.cfg, environ={}).routes) == ["Home", "Users"]
+
+
+def test_folder_holding_another_yaml_file_says_to_give_its_path(tmp_path: Path) -> None:
+    (tmp_path / "gateway.yaml").write_text("routes: {}\n")
+    with pytest.raises(ConfigErrors) as exc:
+        load_config(tmp_path, environ={})
+    [p] = exc.value.problems
+    assert "holds no configuration file" in p.message
+    assert "gateway.yaml is not one of them: to use it, give its path" in p.message

@@ -55,9 +55,13 @@ def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None,
             if found:
                 files.append(found[0])
         if not files and not problems:
+            others = sorted(n for n in os.listdir(given) if n.endswith((".yaml", ".yml"))
+                            and (given / n).is_file())
+            hint = (f" ({others[0]} is not one of them: to use it, give its path instead of "
+                    "the folder's)") if len(others) == 1 else ""
             problems.add(Where(str(given)), "the folder holds no configuration file: expected "
                                             "any of " + ", ".join(f"{s}.yaml" for s in
-                                                                  CONFIG_FILES))
+                                                                  CONFIG_FILES) + hint)
         base_dir = given
     elif given.is_file():
         files = [given]
@@ -73,7 +77,52 @@ def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None,
         root = read_yaml_file(f, str(f), env, problems)
         broken |= root is None and len(problems) > before
         roots.append((str(f), root))
+    if not problems:
+        _refuse_empty(given, files, roots, problems)
     return _build(given, files, roots, base_dir, problems, broken, extra_names)
+
+
+def _emptiness(root: yaml.Node | None, path: Path | None) -> str | None:
+    """What an empty configuration document holds (for messages), or None if it has keys."""
+    if root is None:
+        try:
+            if path is not None and path.stat().st_size == 0:
+                return "0 bytes"
+        except OSError:
+            pass
+        return "only comments and white space"
+    if isinstance(root, yaml.MappingNode) and not root.value:
+        return "only an empty map '{}'"
+    if is_null(root):
+        return f"only a null document ('{root.value or '---'}')"  # type: ignore[union-attr]
+    return None
+
+
+_WRITE = "write the gateway's plugins, actions and routes"
+
+
+def _refuse_empty(given: Path, files: list[Path], roots: list[tuple[str, yaml.Node | None]],
+                  problems: Problems) -> None:
+    """Reports a configuration whose every file is empty: serving it would serve nothing
+    (on 0.0.0.0:8090), which is never what was meant."""
+    whys = [_emptiness(root, Path(display)) for display, root in roots]
+    if not roots or None in whys:
+        return
+    first_line = [line_of(root) or 1 for _display, root in roots]
+    if not given.is_dir():
+        problems.add(Where(roots[0][0], first_line[0]),
+                     f"the configuration file is empty ({whys[0]}): {_WRITE} in it, or give "
+                     "the path of the file or folder that holds them")
+    elif len(roots) == 1:
+        problems.add(Where(roots[0][0], first_line[0]),
+                     f"the configuration file is empty ({whys[0]}) and is the only one in "
+                     f"{given}: {_WRITE} in it, or give the path of the folder that holds them")
+    else:
+        names = ", ".join(f.name for f in files)
+        problems.add(Where(str(given)),
+                     f"the configuration in the folder is empty: its {len(files)} files "
+                     f"({names}) hold only comments, white space, '{{}}' or null; {_WRITE} "
+                     "in them")
 
 
 def config_from_text(text: str, *, name: str = "<embedded>", base_dir: Path,
@@ -84,6 +133,10 @@ def config_from_text(text: str, *, name: str = "<embedded>", base_dir: Path,
     env = os.environ if environ is None else environ
     problems = Problems()
     root = read_yaml_text(text, name, env, problems)
+    why = _emptiness(root, None)
+    if why is not None and not problems:
+        problems.add(Where(name, line_of(root) or 1), f"the configuration is empty ({why}): "
+                                                      f"{_WRITE} in it")
     return _build(Path(name), [], [(name, root)], Path(base_dir), problems,
                   broken=root is None and bool(problems), extra_names=extra_names)
 
@@ -96,8 +149,8 @@ def _build(source: Path, files: list[Path], roots: list[tuple[str, yaml.Node | N
     sections: dict[str, list[Field]] = {k: [] for k in TOP_KEYS}
     misspelt: set[str] = set()  # sections probably written under a misspelt key
     for display, root in roots:
-        if root is None:
-            continue
+        if is_null(root):
+            continue  # an empty file (reported above when every file is empty)
         if not isinstance(root, yaml.MappingNode):
             problems.add(Where(display, line_of(root)),
                          "the file must be a map of top-level keys such as 'routes:', not "
