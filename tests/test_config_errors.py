@@ -775,3 +775,69 @@ def test_folder_holding_another_yaml_file_says_to_give_its_path(tmp_path: Path) 
     [p] = exc.value.problems
     assert "holds no configuration file" in p.message
     assert "gateway.yaml is not one of them: to use it, give its path" in p.message
+
+
+def test_middleware_twice_in_a_route(gw: Gateway) -> None:
+    gw.one("routes.yaml", 9, "routes.Users.middlewares[1]",
+           "middleware 'Limiter' is listed twice in the middlewares of route 'Users' "
+           "(first on line 9): list it once",
+           routes_yaml=BASE["routes.yaml"].replace("[Limiter]", "[Limiter, Limiter]"))
+
+
+def test_middleware_twice_in_a_list_route(gw: Gateway) -> None:
+    gw.one("routes.yaml", 6, "routes[0].middlewares[1]",
+           "middleware 'Limiter' is listed twice in the middlewares of route 'Users' "
+           "(first on line 5)",
+           routes_yaml="""
+               routes:
+                 - name: Users
+                   path: /users
+                   middlewares:
+                     - Limiter
+                     - Limiter
+                   method: GET
+                   action: Hello
+               """, services_yaml=None)
+
+
+def test_middleware_twice_in_a_service(gw: Gateway) -> None:
+    gw.one("services.yaml", 4, "services.Main.middlewares[1]",
+           "middleware 'Limiter' is listed twice in the middlewares of service 'Main' "
+           "(first on line 4): list it once",
+           routes_yaml=BASE["routes.yaml"].replace("            middlewares: [Limiter]\n", ""),
+           services_yaml="services:\n  Main:\n    routes: [Home, Users]\n"
+                         "    middlewares: [Limiter, Limiter]\n")
+
+
+def test_route_repeating_a_global_middleware(gw: Gateway) -> None:
+    gw.one("routes.yaml", 9, "routes.Users.middlewares[0]",
+           "middleware 'RequestId' is listed by route 'Users' but it is global "
+           f"(globalMiddlewares at {gw.file('middlewares.yaml')}:10), so it would run twice: "
+           "list it once, in globalMiddlewares or in the route",
+           routes_yaml=BASE["routes.yaml"].replace("[Limiter]", "[RequestId, Limiter]"))
+
+
+def test_service_repeating_a_global_middleware(gw: Gateway) -> None:
+    gw.one("services.yaml", 4, "services.Main.middlewares[0]",
+           "middleware 'RequestId' is listed by service 'Main' but it is global",
+           "list it once, in globalMiddlewares or in the service",
+           services_yaml="services:\n  Main:\n    routes: [Home, Users]\n"
+                         "    middlewares: [RequestId]\n")
+
+
+def test_route_repeating_an_any_request_middleware(gw: Gateway) -> None:
+    gw.one("routes.yaml", 9, "routes.Users.middlewares[0]",
+           "middleware 'Limiter' is listed by route 'Users' but it runs on every request "
+           f"(anyRequest: true at {gw.file('middlewares.yaml')}:4)",
+           middlewares_yaml=BASE["middlewares.yaml"].replace(
+               "              maxConnections: 5\n",
+               "              maxConnections: 5\n            anyRequest: true\n"))
+
+
+def test_route_repeating_its_service_middleware(gw: Gateway) -> None:
+    gw.one("routes.yaml", 9, "routes.Users.middlewares[0]",
+           "middleware 'Limiter' is listed by route 'Users' but service 'Main' runs it "
+           f"already ({gw.file('services.yaml')}:4), so it would run twice: list it once, in "
+           "the service or in the route",
+           services_yaml="services:\n  Main:\n    routes: [Home, Users]\n"
+                         "    middlewares: [Limiter]\n")

@@ -244,6 +244,7 @@ def _build(source: Path, files: list[Path], roots: list[tuple[str, yaml.Node | N
     globals_, globals_where = _global_middlewares(first["globalMiddlewares"], middlewares,
                                                   known, problems)
     _check_references(routes, services, middlewares, actions, plugins, known, problems)
+    _check_chains(routes, services, globals_, globals_where, middlewares, problems)
     warnings: list[ConfigProblem] = []
     endpoints = _endpoints(routes, usable, services, server, problems, warnings)
     problems.raise_if_any()
@@ -326,6 +327,50 @@ def _check_references(routes: dict[str, RouteSpec], services: dict[str, ServiceS
     for who, config, where in users:
         for name, w in storage_references(config, where):
             known.ref(problems, "storage", name, w, f"the config of {who}")
+
+
+def _check_chains(routes: dict[str, RouteSpec], services: dict[str, ServiceSpec],
+                  globals_: tuple[str, ...], globals_where: tuple[Where, ...],
+                  middlewares: dict[str, InstanceSpec], problems: Problems) -> None:
+    """A chain (global middlewares, then the service's, then the route's) runs each
+    middleware once: a service or a route naming a middleware that runs before it anyway is
+    reported at its own list item. (Repeats inside one list are reported where it is read.)"""
+    global_how: dict[str, str] = {}
+    for name, w in zip(globals_, globals_where):
+        spec = middlewares.get(name)
+        if spec is not None and spec.any_request and w == spec.where:
+            global_how[name] = f"it runs on every request (anyRequest: true at {w.file}:{w.line})"
+        else:
+            global_how[name] = f"it is global (globalMiddlewares at {w.file}:{w.line})"
+    for s in services.values():
+        for name, w in zip(s.middlewares, s.middlewares_where):
+            if name in global_how:
+                problems.add(w, f"middleware '{name}' is listed by service '{s.name}' but "
+                                f"{global_how[name]}, so it would run twice: list it once, in "
+                                "globalMiddlewares or in the service")
+    reported: set[tuple[str, str]] = set()
+    for r in routes.values():
+        for name, w in zip(r.middlewares, r.middlewares_where):
+            if name in global_how:
+                problems.add(w, f"middleware '{name}' is listed by route '{r.name}' but "
+                                f"{global_how[name]}, so it would run twice: list it once, in "
+                                "globalMiddlewares or in the route")
+                reported.add((r.name, name))
+    for s in services.values():
+        by_service = dict(zip(s.middlewares, s.middlewares_where))
+        for route_name in s.routes:
+            r = routes.get(route_name)
+            if r is None:
+                continue
+            for name, w in zip(r.middlewares, r.middlewares_where):
+                if name in by_service and name not in global_how and \
+                        (r.name, name) not in reported:
+                    sw = by_service[name]
+                    problems.add(w, f"middleware '{name}' is listed by route '{r.name}' but "
+                                    f"service '{s.name}' runs it already ({sw.file}:{sw.line}), "
+                                    "so it would run twice: list it once, in the service or in "
+                                    "the route")
+                    reported.add((r.name, name))
 
 
 def _join(base: str, path: str) -> str:

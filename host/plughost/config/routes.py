@@ -93,6 +93,20 @@ def check_path(path: str, *, owner: str, label: str = "path", wildcard: bool = T
     return tuple(names), errors
 
 
+def once_each(names: list[tuple[str, Where]], what: str,
+              problems: Problems) -> list[tuple[str, Where]]:
+    """``names`` (middlewares of a chain) with repeats reported and left out: a chain runs
+    each middleware once."""
+    first: dict[str, Where] = {}
+    for name, w in names:
+        if name in first:
+            problems.add(w, f"middleware '{name}' is listed twice in {what} (first on line "
+                            f"{first[name].line}): list it once")
+        else:
+            first[name] = w
+    return list(first.items())
+
+
 def pattern_key(path: str, *, strict: bool, case_sensitive: bool) -> str:
     """The shape of a path for conflict checks: parameter names do not matter, nor (unless
     ``strict``) a trailing slash, nor (unless ``case_sensitive``) letter case."""
@@ -209,7 +223,9 @@ def _read_route(node: yaml.Node, where: Where, name: str | None, what: str,
             ok = False
     mws: list[tuple[str, Where]] = []
     if "middlewares" in entry:
-        mws = as_str_list(entry["middlewares"], problems, f"the middlewares of {what}")
+        mws = once_each(as_str_list(entry["middlewares"], problems,
+                                    f"the middlewares of {what}"),
+                        f"the middlewares of {what}", problems)
     action, action_where = "", where
     if "action" not in entry:
         problems.add(where, f"{what} has no action: add 'action: <name of an action in "

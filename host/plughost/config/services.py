@@ -13,7 +13,7 @@ import yaml
 from .fields import Field, as_str, as_str_list, describe, fields_of
 from .model import ServiceSpec
 from .problems import Problems, Where
-from .routes import check_path
+from .routes import check_path, once_each
 from .yamlload import is_null
 
 SERVICE_KEYS = ("routes", "gatewayBasePath", "middlewares")
@@ -45,8 +45,9 @@ def read_services(f: Field, problems: Problems) -> list[ServiceSpec]:
                                 f"{first[name].line}): list it once")
             else:
                 first[name] = w
-        mws = as_str_list(entry["middlewares"], problems, f"the middlewares of {what}") \
-            if "middlewares" in entry else []
+        mws = once_each(as_str_list(entry["middlewares"], problems,
+                                    f"the middlewares of {what}"),
+                        f"the middlewares of {what}", problems) if "middlewares" in entry else []
         base, base_where = "", None
         if "gatewayBasePath" in entry:
             bf = entry["gatewayBasePath"]
