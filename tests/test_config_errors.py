@@ -841,3 +841,85 @@ def test_route_repeating_its_service_middleware(gw: Gateway) -> None:
            "the service or in the route",
            services_yaml="services:\n  Main:\n    routes: [Home, Users]\n"
                          "    middlewares: [Limiter]\n")
+
+
+def _plugin_at(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x7fELF ok")
+    os.chmod(path, 0o644)
+    return path
+
+
+def test_insecure_folder_anywhere_above_the_plugin(gw: Gateway) -> None:
+    so = _plugin_at(gw.root / "opt" / "deep" / "plugins" / "ok.so")
+    for folder in (so.parent, so.parent.parent):
+        os.chmod(folder, 0o755)
+    os.chmod(gw.root / "opt", 0o777)
+    gw.one("plugins.yaml", 2, "plugins[0].path",
+           f"folder {gw.root / 'opt'} (on the path to plugin {so}) is writable by group and "
+           "others (mode 0777)", f"run 'chmod go-w {gw.root / 'opt'}'",
+           "or set 'allowInsecurePermissions: true' at the top level",
+           plugins_yaml=f"plugins:\n  - path: {so}\n")
+    gw.write(plugins_yaml=f"allowInsecurePermissions: true\nplugins:\n  - path: {so}\n")
+    assert load_config(gw.cfg, environ={}).plugins[0].path == so
+
+
+def test_insecure_folder_holding_a_symlinked_plugin(gw: Gateway) -> None:
+    links = gw.root / "links"
+    links.mkdir()
+    os.chmod(links, 0o775)
+    (links / "ok.so").symlink_to(gw.root / "plugins" / "ok.so")
+    gw.one("plugins.yaml", 2, "plugins[0].path",
+           f"plugin folder {links} is writable by group (mode 0775)", f"chmod go-w {links}'",
+           plugins_yaml="plugins:\n  - path: ../links/ok.so\n")
+
+
+def test_insecure_folder_of_a_symlink_target(gw: Gateway) -> None:
+    links = gw.root / "links"
+    links.mkdir()
+    os.chmod(links, 0o755)
+    (links / "plugins").symlink_to(gw.root / "plugins")
+    os.chmod(gw.root / "plugins", 0o757)
+    gw.one("plugins.yaml", 2, "plugins[0].path",
+           f"folder {gw.root / 'plugins'} (on the path to plugin {links / 'plugins' / 'ok.so'}) "
+           "is writable by others (mode 0757)", f"chmod go-w {gw.root / 'plugins'}'",
+           plugins_yaml="plugins:\n  - path: ../links/plugins/ok.so\n")
+
+
+def test_insecure_symlink_target_file(gw: Gateway) -> None:
+    os.chmod(gw.root / "plugins" / "ok.so", 0o664)
+    (gw.root / "plugins" / "current.so").symlink_to("ok.so")
+    gw.one("plugins.yaml", 2, "plugins[0].path",
+           f"plugin file {gw.root / 'plugins' / 'ok.so'} (the target of "
+           f"{gw.root / 'plugins' / 'current.so'}) is writable by group (mode 0664)",
+           plugins_yaml="plugins:\n  - path: ../plugins/current.so\n")
+
+
+def test_sticky_folder_is_accepted_when_its_entry_is_ours(gw: Gateway) -> None:
+    """As /tmp above every pytest tmp_path: the sticky bit lets no one else rename or
+    remove an entry that root or this user owns, so nothing below it can be swapped."""
+    sticky = gw.root / "shared"
+    sticky.mkdir()
+    os.chmod(sticky, 0o1777)
+    so = _plugin_at(sticky / "mine" / "ok.so")
+    os.chmod(so.parent, 0o755)
+    gw.write(plugins_yaml=f"plugins:\n  - path: {so}\n")
+    assert load_config(gw.cfg, environ={}).plugins[0].path == so
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a folder to another user needs root")
+def test_sticky_folder_is_refused_when_its_entry_is_someone_elses(gw: Gateway) -> None:
+    sticky = gw.root / "shared"
+    sticky.mkdir()
+    os.chmod(sticky, 0o1777)
+    so = _plugin_at(sticky / "theirs" / "ok.so")
+    os.chmod(so.parent, 0o755)
+    os.chown(so.parent, 4321, 4321)
+    p = gw.one("plugins.yaml", 2, "plugins[0].path",
+               f"folder holding the plugin folder {sticky} is writable by group and others "
+               f"(mode 1777, sticky) and its entry {so.parent} belongs to uid 4321, who could "
+               "replace the code the gateway runs: move the plugin to a folder that only root "
+               "or the user running plughost can write",
+               "allowInsecurePermissions: true",
+               plugins_yaml=f"plugins:\n  - path: {so}\n")
+    assert "chmod" not in p.message  # chmod go-w /tmp would break the machine

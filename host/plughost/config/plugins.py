@@ -15,8 +15,10 @@ KrakenD style::
       folder: ./plugins/           # relative to the configuration's folder
       pattern: ".so"               # a name suffix, or a wildcard pattern such as "ph_*.so"
 
-Every plugin file must exist, match its ``sha256`` if one is given, and neither it nor the
-folder holding it may be writable by group or others (unless ``allowInsecurePermissions``).
+Every plugin file must exist, match its ``sha256`` if one is given, and neither it nor any
+folder on its path (after symlinks, and the folders holding the symlinks) may be writable by
+group or others, as sshd's StrictModes wants of authorized_keys (unless
+``allowInsecurePermissions``); see :func:`_check_permissions` for sticky folders like /tmp.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import os
+import pwd
 import re
 import stat
 from pathlib import Path
@@ -141,7 +144,7 @@ def check_plugin_files(specs: list[PluginSpec], allow_insecure: bool,
                        problems: Problems) -> None:
     """Existence, duplicates, sha256 and permissions of every plugin file."""
     first: dict[str, PluginSpec] = {}
-    checked_dirs: set[Path] = set()
+    checked: set[str] = set()
     for spec in specs:
         key = os.path.realpath(spec.path)
         if key in first:
@@ -165,29 +168,127 @@ def check_plugin_files(specs: list[PluginSpec], allow_insecure: bool,
                                          f"the configuration expects {spec.sha256}: rebuild "
                                          "the plugin or update the hash")
         if not allow_insecure:
-            _check_mode(spec.path, "plugin file", spec.where, problems)
-            parent = spec.path.parent
-            if parent not in checked_dirs:
-                checked_dirs.add(parent)
-                _check_mode(parent, "plugin folder", spec.where, problems)
-            if spec.origin == "folder" and parent.parent not in checked_dirs:
-                checked_dirs.add(parent.parent)
-                _check_mode(parent.parent, "folder holding the plugin folder", spec.where,
-                            problems)
+            _check_permissions(spec, checked, problems)
 
 
-def _check_mode(path: Path, what: str, where: Where, problems: Problems) -> None:
+def _check_permissions(spec: PluginSpec, checked: set[str], problems: Problems) -> None:
+    """Refuses the plugin when anyone but its owner could replace it, as sshd's StrictModes
+    does for authorized_keys: the file and every folder a lookup of its path goes through,
+    from the root down, following symlinks (so both the folders holding a symlink and those
+    holding its target count), must not be writable by group or others. ``checked`` holds
+    what was already checked for an earlier plugin, so each problem is reported once.
+
+    A sticky folder such as /tmp (mode 1777) is accepted when it belongs to root or to the
+    user running plughost and so does the entry the path takes in it: the sticky bit lets
+    no one else rename or remove that entry, so nothing below it can be swapped."""
+    walk = _lookups(spec.path)
+    if walk is None:
+        return  # a loop or a vanished entry: loading the plugin reports it
+    steps, target = walk
+    for folder, entry in steps:
+        if folder in checked:
+            continue
+        try:
+            st = os.stat(folder)
+            owner = os.lstat(entry).st_uid
+        except OSError:
+            continue
+        if not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            checked.add(folder)
+            continue
+        what = _label(spec.path, folder)
+        if st.st_mode & stat.S_ISVTX:
+            trusted = (0, os.geteuid())
+            if st.st_uid in trusted and owner in trusted:
+                continue  # checked again for the next plugin: its entry may differ
+            checked.add(folder)
+            if st.st_uid not in trusted:
+                whose = f"belongs to {_user(st.st_uid)}"
+            else:
+                whose = f"its entry {entry} belongs to {_user(owner)}"
+            problems.add(spec.where, f"{what} is writable by {_who(st.st_mode)} (mode "
+                                     f"{stat.S_IMODE(st.st_mode):04o}, sticky) and {whose}, who "
+                                     "could replace the code the gateway runs: move the plugin "
+                                     "to a folder that only root or the user running plughost "
+                                     "can write, or set "
+                                     "'allowInsecurePermissions: true' at the top level to "
+                                     "accept it")
+            continue
+        checked.add(folder)
+        problems.add(spec.where, _writable(what, folder, st.st_mode))
+    if target not in checked:
+        checked.add(target)
+        try:
+            mode = os.stat(target).st_mode
+        except OSError:
+            return
+        if mode & (stat.S_IWGRP | stat.S_IWOTH):
+            what = f"plugin file {target}"
+            if target != str(spec.path):
+                what += f" (the target of {spec.path})"
+            problems.add(spec.where, _writable(what, target, mode))
+
+
+def _lookups(path: Path) -> tuple[list[tuple[str, str]], str] | None:
+    """Resolves ``path`` one name at a time as the kernel does: every (folder, entry) looked
+    up on the way, in order, and the file it ends at; None when an entry is missing or
+    symlinks loop."""
+    todo = [n for n in reversed(str(path).split("/"))]
+    current, steps, links = "/", [], 0
+    while todo:
+        name = todo.pop()
+        if name in ("", "."):
+            continue
+        if name == "..":
+            current = os.path.dirname(current)
+            continue
+        entry = os.path.join(current, name)
+        steps.append((current, entry))
+        try:
+            st = os.lstat(entry)
+        except OSError:
+            return None
+        if stat.S_ISLNK(st.st_mode):
+            links += 1
+            if links > 40:
+                return None
+            try:
+                link = os.readlink(entry)
+            except OSError:
+                return None
+            if link.startswith("/"):
+                current = "/"
+            todo.extend(reversed(link.split("/")))
+        else:
+            current = entry
+    return steps, current
+
+
+def _label(plugin: Path, folder: str) -> str:
+    """How a message names ``folder``, seen from the plugin file."""
+    if folder == str(plugin.parent):
+        return f"plugin folder {folder}"
+    if folder == str(plugin.parent.parent):
+        return f"folder holding the plugin folder {folder}"
+    return f"folder {folder} (on the path to plugin {plugin})"
+
+
+def _who(mode: int) -> str:
+    return " and ".join(w for w, bit in (("group", stat.S_IWGRP), ("others", stat.S_IWOTH))
+                        if mode & bit)
+
+
+def _writable(what: str, path: str, mode: int) -> str:
+    return (f"{what} is writable by {_who(mode)} (mode {stat.S_IMODE(mode):04o}), so anyone "
+            f"in that set could replace the code the gateway runs: run 'chmod go-w {path}', "
+            "or set 'allowInsecurePermissions: true' at the top level to accept it")
+
+
+def _user(uid: int) -> str:
     try:
-        mode = os.stat(path).st_mode
-    except OSError:
-        return
-    if mode & (stat.S_IWGRP | stat.S_IWOTH):
-        who = " and ".join(w for w, bit in (("group", stat.S_IWGRP), ("others", stat.S_IWOTH))
-                           if mode & bit)
-        problems.add(where, f"{what} {path} is writable by {who} (mode "
-                            f"{stat.S_IMODE(mode):04o}), so anyone in that set could replace "
-                            f"the code the gateway runs: run 'chmod go-w {path}', or set "
-                            "'allowInsecurePermissions: true' at the top level to accept it")
+        return f"user '{pwd.getpwuid(uid).pw_name}' (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"
 
 
 def _sha256(path: Path) -> str:
