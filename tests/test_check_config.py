@@ -10,7 +10,7 @@ from typing import Callable
 
 import pytest
 
-from gateway_support import private_plugins, write_config
+from gateway_support import free_port, private_plugins, write_config
 
 PLUGHOST = str(Path(sys.executable).with_name("plughost"))
 
@@ -184,3 +184,74 @@ def test_usage_errors(tmp_path: Path) -> None:
     proc = subprocess.run([PLUGHOST, "check", "--config", str(tmp_path), "x.so"],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "not both" in proc.stderr
+
+
+def _empty_file(folder: Path) -> Path:
+    """A --config FILE holding only comments (the folder is left aside)."""
+    path = folder.parent / "gateway.yaml"
+    path.write_text("# the gateway, some day\n")
+    return path
+
+
+def _only_empty_routes(folder: Path) -> Path:
+    for f in folder.iterdir():
+        f.unlink()
+    (folder / "routes.yaml").write_text("{}\n")
+    return folder
+
+
+def _open_folder_above_plugins(folder: Path) -> Path:
+    folder.parent.chmod(0o777)  # tmp_path, above tmp_path/deep/plugins
+    return folder
+
+
+# (id, change -> the --config path, the sentence both commands print)
+HARDENING: list[tuple[str, Callable[[Path], Path | None], str]] = [
+    ("idle-timeout-inf", write("server.yaml", "server:\n  idleTimeout: .inf\n"),
+     "server.yaml:2: server.idleTimeout: '.inf' (infinity) is not a duration: write a number "
+     "of seconds or a text such as '30s' or '1m30s'"),
+    ("body-limit-nan", write("server.yaml", "server:\n  bodyLimit: .nan\n"),
+     "server.yaml:2: server.bodyLimit: '.nan' (not a number) is not a size: write a number "
+     "of bytes such as 4194304, or a size such as '4MiB'"),
+    ("read-timeout-400-digits", write("server.yaml", "server:\n  readTimeout: " + "9" * 400 + "\n"),
+     "server.yaml:2: server.readTimeout: '999999999999…999999' (400 characters) is out of "
+     "range: a duration is at most a year (8760h); write e.g. '30s' or '2h'"),
+    ("empty-file", _empty_file,
+     "gateway.yaml:1: the configuration file is empty (only comments and white space): write "
+     "the gateway's plugins, actions and routes in it, or give the path of the file or folder "
+     "that holds them"),
+    ("only-file-empty", _only_empty_routes,
+     "routes.yaml:1: the configuration file is empty (only an empty map '{}') and is the only "
+     "one in "),
+    ("middleware-twice", edit("routes.yaml", "middlewares: [A, B]", "middlewares: [A, B, A]"),
+     "routes.yaml:9: routes.Traced.middlewares[2]: middleware 'A' is listed twice in the "
+     "middlewares of route 'Traced' (first on line 9): list it once"),
+    ("route-repeats-global", edit("routes.yaml", "middlewares: [A, B]",
+                                  "middlewares: [RequestID, A, B]"),
+     "routes.yaml:9: routes.Traced.middlewares[0]: middleware 'RequestID' is listed by route "
+     "'Traced' but it is global (globalMiddlewares at "),
+    ("insecure-folder-above", _open_folder_above_plugins,
+     "(on the path to plugin "),
+]
+
+
+@pytest.mark.parametrize("case", HARDENING, ids=[c[0] for c in HARDENING])
+def test_check_and_serve_refuse_in_one_sentence(case: tuple, tmp_path: Path,
+                                                test_plugin_dir: Path) -> None:
+    name, change, sentence = case
+    plugins = private_plugins(test_plugin_dir, tmp_path / "deep" / "plugins")
+    (tmp_path / "deep").chmod(0o755)
+    folder = write_config(tmp_path / "config", plugins)
+    config = change(folder) or folder
+    proc = check(config)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    problems = [l for l in proc.stdout.splitlines() if l and not l[0].isdigit()]
+    assert len(problems) == 1 and sentence in problems[0], proc.stdout
+    assert proc.stdout.splitlines()[-1] == f"1 problem(s) in {config}"
+    serve = subprocess.run([PLUGHOST, "serve", "--config", str(config), "--address",
+                            f"127.0.0.1:{free_port()}"], capture_output=True, text=True,
+                           timeout=120)
+    assert serve.returncode == 1, serve.stdout + serve.stderr
+    assert "Traceback" not in serve.stdout + serve.stderr
+    assert serve.stderr.splitlines() == [
+        problems[0], "plughost: 1 problem(s) in the configuration; nothing was started"]

@@ -303,6 +303,17 @@ def test_config_from_text_embedded(tmp_path: Path) -> None:
     assert c.actions["Hello"].where.line == 12  # the text starts with a blank line
 
 
+@pytest.mark.parametrize("text,line,why", [("", 1, "only comments and white space"),
+                                           ("# soon\n{}\n", 2, "only an empty map '{}'")])
+def test_config_from_text_refuses_an_empty_text(tmp_path: Path, text: str, line: int,
+                                                why: str) -> None:
+    with pytest.raises(ConfigErrors) as exc:
+        config_from_text(text, name="<default>", base_dir=tmp_path, environ={})
+    [p] = exc.value.problems
+    assert str(p) == (f"<default>:{line}: the configuration is empty ({why}): write the "
+                      "gateway's plugins, actions and routes in it")
+
+
 def test_both_route_forms_in_one_configuration(tmp_path: Path) -> None:
     write(tmp_path, {
         "actions.yaml": """
