@@ -923,3 +923,20 @@ def test_sticky_folder_is_refused_when_its_entry_is_someone_elses(gw: Gateway) -
                "allowInsecurePermissions: true",
                plugins_yaml=f"plugins:\n  - path: {so}\n")
     assert "chmod" not in p.message  # chmod go-w /tmp would break the machine
+
+
+def test_number_too_long_for_python_in_a_plugin_config(gw: Gateway) -> None:
+    """Python reads no integer of more than 4300 digits: a plugin's config holding one is
+    reported, where it used to raise ValueError while the gateway was built."""
+    gw.one("storages.yaml", 7, "storages.Cache.config.sizes[1]",
+           "'999999999999…999999' (5000 characters) is out of range: a number in a config "
+           "has at most 4300 digits; write a smaller one, or quote it to pass it as text",
+           storages_yaml=f"""
+               storages:
+                 Cache:
+                   use: plugins.memory.storages.MemoryStorage
+                   config:
+                     sizes:
+                       - 1
+                       - {"9" * 5000}
+               """)

@@ -9,8 +9,8 @@ from typing import Iterable
 import yaml
 
 from .problems import Problems, Where, quoted_list, suggest
-from .yamlload import (BOOL_TAG, FLOAT_TAG, INT_TAG, NULL_TAG, is_null, is_unresolved,
-                       line_of)
+from .yamlload import (BOOL_TAG, FLOAT_TAG, INT_TAG, NULL_TAG, children, is_null,
+                       is_unresolved, line_of)
 
 
 @dataclass
@@ -118,6 +118,32 @@ def scalar_value(node: yaml.Node) -> object:
     if node.tag == BOOL_TAG:
         return yaml.safe_load(node.value)
     return str(node.value)
+
+
+def unreadable_numbers(node: yaml.Node | None, where: Where) -> list[tuple[Where, str]]:
+    """The integers in the subtree ``node`` (a plugin's config) that Python refuses to read
+    (more than 4300 digits), with where each is written: reported before a plugin sees
+    them."""
+    out: list[tuple[Where, str]] = []
+    seen: set[int] = set()
+
+    def walk(n: yaml.Node, w: Where) -> None:
+        if id(n) in seen:
+            return
+        seen.add(id(n))
+        if isinstance(n, yaml.ScalarNode):
+            if n.tag == INT_TAG:
+                try:
+                    yaml.safe_load(n.value)
+                except ValueError:
+                    out.append((Where(w.file, line_of(n), w.key), str(n.value)))
+            return
+        for _key, value, child in children(n, w):
+            walk(value, child)
+
+    if node is not None:
+        walk(node, where)
+    return out
 
 
 def _number(node: yaml.ScalarNode) -> int | float | str:

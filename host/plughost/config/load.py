@@ -13,7 +13,8 @@ from typing import Iterable, Mapping
 
 import yaml
 
-from .fields import Field, as_bool, as_str_list, describe, fields_of
+from .durations import shown
+from .fields import Field, as_bool, as_str_list, describe, fields_of, unreadable_numbers
 from .instances import SECTION_OF, read_instances, storage_references
 from .model import (ALL_METHODS, HTTP_METHODS, EndpointSpec, GatewayConfig, InstanceSpec,
                     PluginSpec, RouteSpec, ServerSpec, ServiceSpec)
@@ -239,6 +240,13 @@ def _build(source: Path, files: list[Path], roots: list[tuple[str, yaml.Node | N
     if first["plugins"] is not None:
         plugins += read_plugin_list(first["plugins"], base_dir, problems)
     check_plugin_files(plugins, allow_insecure, problems)
+    configs = [(spec.config, spec.config_where) for table in tables.values()
+               for spec in table.values()] + [(p.config, p.config_where) for p in plugins]
+    for config, where in configs:
+        for w, text in unreadable_numbers(config, where):
+            problems.add(w, f"{shown(text, text)} is out of range: a number in a config has at "
+                            "most 4300 digits; write a smaller one, or quote it to pass it as "
+                            "text")
 
     known = _Known(declared, unknown)
     globals_, globals_where = _global_middlewares(first["globalMiddlewares"], middlewares,
