@@ -60,10 +60,14 @@ def without_date(answer: bytes) -> bytes:
 
 
 def rss_kib(pid: int) -> int:
+    """VmRSS of a process and its descendants (the supervisor and its workers)."""
+    total = 0
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmRSS")
+            total += int(line.split()[1])
+    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        total += rss_kib(int(child))
+    return total
 
 
 def test_a_long_request_target_gets_414_on_both_paths(servers: tuple[Server, Server]) -> None:

@@ -581,15 +581,17 @@ def test_serve_end_to_end_stdout_and_json_file(tmp_path: Path, test_plugin_dir: 
     with Server("--config", str(folder)) as srv:
         assert srv.get("/Text/echo")[0] == 200
         assert srv.get("/Json/teapot", headers={"User-Agent": "e2e/1"})[0] == 418
-        pid = srv.proc.pid
+        # ${pid} is the worker's: a child of `plughost serve`, its supervisor
+        children = Path(f"/proc/{srv.proc.pid}/task/{srv.proc.pid}/children").read_text()
         deadline = time.monotonic() + 10
         while "/Text/echo" not in srv.output() and time.monotonic() < deadline:
             time.sleep(0.05)
         out = srv.stop()
     text = [line for line in out.splitlines() if "/Text/echo" in line]
     assert len(text) == 1, out
-    assert re.fullmatch(rf"{pid} \| {RFC3339} \| 200 \| {LATENCY} \| 127\.0\.0\.1 \| GET \| "
+    assert re.fullmatch(rf"\d+ \| {RFC3339} \| 200 \| {LATENCY} \| 127\.0\.0\.1 \| GET \| "
                         r"/Text/echo \| ", text[0]), text[0]
+    assert text[0].split(" ")[0] in children.split(), (text[0], children)
     records = [json.loads(line) for line in log.read_text().splitlines()]
     assert len(records) == 1
     r = records[0]

@@ -14,7 +14,7 @@ from cffi import FFI
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 RUNTIME_DIR = PACKAGE_DIR / "_runtime"
-RUNTIME_SOURCES = ["host.c", "config.c", "exchange.c", "storage.c", "chain.c"]
+RUNTIME_SOURCES = ["host.c", "config.c", "exchange.c", "storage.c", "chain.c", "watch.c"]
 
 # What Python sees of the ABI and the runtime. `...;` lets the C compiler fill in layouts,
 # so these declarations never drift from abi/plugin.h.
@@ -195,6 +195,10 @@ int rt_instance_request(rt_instance *inst, ph_exchange *ex);
 int rt_instance_response(rt_instance *inst, ph_exchange *ex);
 int rt_instance_handle(rt_instance *inst, ph_exchange *ex);
 void rt_set_py_call(rt_py_call_fn fn);
+#define RT_WATCH_HANG_EXIT ...
+int rt_watch_install_crash_report(void);
+int rt_watch_start(long limit_ms);
+void rt_instance_set_plugin(rt_instance *inst, const char *plugin);
 rt_chain *rt_chain_new(rt_instance **middlewares, size_t n, rt_instance *action);
 void rt_chain_free(rt_chain *chain);
 void rt_chain_set_route(rt_chain *chain, const char *route_name);
@@ -245,6 +249,7 @@ SOURCE_PRELUDE = """
 #include "runtime.h"
 #include "util.h"
 #include "chain.h"
+#include "watch.h"
 size_t rt_offsetof_plugin_storages(void) { return offsetof(ph_plugin, storages); }
 size_t rt_sizeof_plugin(void) { return sizeof(ph_plugin); }
 size_t rt_sizeof_middleware_type(void) { return sizeof(ph_middleware_type); }

@@ -6,6 +6,7 @@
 
 #include "chain.h"
 #include "util.h"
+#include "watch.h"
 
 static rt_py_call_fn py_call; /* set once by Python at import, before any chain runs */
 
@@ -29,11 +30,13 @@ void rt_instance_free(rt_instance *inst) {
   if (!inst) return;
   pthread_mutex_destroy(&inst->lock);
   free(inst->label);
+  free(inst->plugin);
   free(inst);
 }
 
 static int call_hook(rt_instance *inst, int phase, ph_exchange *ex) {
   int r;
+  void *mark = rt_watch_enter(inst, ex); /* what a crash or hang report names */
   if (inst->serialise) pthread_mutex_lock(&inst->lock);
   switch (inst->kind) {
   case RT_MIDDLEWARE: {
@@ -52,6 +55,7 @@ static int call_hook(rt_instance *inst, int phase, ph_exchange *ex) {
   default: r = PH_NEXT_ERROR;
   }
   if (inst->serialise) pthread_mutex_unlock(&inst->lock);
+  rt_watch_leave(mark);
   if (r >= 0 && ex->ctx.error) {
     /* The element reported an error (e.g. a storage call failed) yet carried on, say with
     ** its own 503: the reason would be lost with the exchange, so it is logged here. */

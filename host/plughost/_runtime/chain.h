@@ -26,6 +26,7 @@ typedef struct rt_instance {
   const void *type;
   void *self;        /* native: the plugin's state; Python: a cffi handle */
   char *label;       /* "middleware 'ReqID' (plugins.requestid.middlewares...)"; owned */
+  char *plugin;      /* the plugin that provides the type (crash reports); owned, or NULL */
   bool serialise;    /* not thread-safe: calls hold lock */
   bool may_block;
   pthread_mutex_t lock;

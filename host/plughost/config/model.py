@@ -158,6 +158,9 @@ class ServerSpec:
     uri_limit: int = 8 * 1024
     #: plughost's: the most header fields a request may have (more: 431).
     header_count_limit: int = 100
+    #: plughost's: seconds a chain element may run before its worker is reported and
+    #: replaced (plughost.serving.supervisor).
+    element_timeout: float = 60.0
     #: Where each key was written, by its YAML name (``"readTimeout"``); absent = default.
     key_where: dict[str, Where] = field(default_factory=dict)
 

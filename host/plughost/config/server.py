@@ -72,6 +72,8 @@ SERVER_KEYS: dict[str, tuple[str, str]] = {
     # bounds the whole head, as in Fiber):
     "uriLimit": ("uri_limit", "posint"),
     "headerCountLimit": ("header_count_limit", "posint"),
+    # plughost's: the longest a chain element may run before its worker is replaced.
+    "elementTimeout": ("element_timeout", "duration"),
 }
 
 

@@ -100,6 +100,9 @@ class _Instance:
             lib.rt_call_destroy(ptype._destroy_hook(), self_ptr)
             tree.close()
             raise MemoryError("cannot allocate an instance")
+        plugin = ptype.plugin
+        lib.rt_instance_set_plugin(self.ptr, f"{plugin.name} ({plugin.path})".encode(
+            "utf-8", "surrogateescape"))
         self.closed = False
 
     def close(self) -> None:

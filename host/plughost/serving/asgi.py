@@ -29,6 +29,8 @@ from .chain import Response
 from .gateway import Gateway
 from .pipeline import (TOO_LARGE, BodyTooLarge, ClientGone, Pipeline, Request, ServingRules,
                        body_framing, for_method)
+from . import logflood
+from .supervisor import watch_worker
 from .websocket import WebSocketProxy
 
 log = logging.getLogger("plughost.asgi")
@@ -139,6 +141,9 @@ class GatewayApp:
                     log.error("plughost could not start: %s", exc)
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
+                assert self.gateway is not None
+                watch_worker(self.gateway.runtime)  # under plughost serve's supervisor
+                logflood.install()  # repeated failures: logged once, then summarised
                 # Everything built at start-up lives until shutdown: keep it out of the
                 # collector's way, so requests pay only for their own short-lived objects.
                 gc.collect()

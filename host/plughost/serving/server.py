@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from pathlib import Path
+from typing import Any
 
 from ..config import ConfigErrors, GatewayConfig, load_config
 from ..errors import PlughostError
@@ -83,12 +85,56 @@ def serve(config_path: str | None, *, address: str | None = None, workers: int |
     if server.disable_keepalive:
         options["timeout_keep_alive"] = 0
     options["limit_concurrency"] = server.concurrency  # over it: 503, as Fiber
-    scheme = "https" if server.tls else "http"
-    print(f"plughost: serving on {scheme}://{host}:{port} with {workers} worker(s)", flush=True)
     from .protocol import AsgiHttpProtocol, GatewayHttpProtocol
+    from .supervisor import WATCH_VARIABLE, Supervisor
 
     http = GatewayHttpProtocol if direct_path else AsgiHttpProtocol
-    uvicorn.run("plughost.asgi:app", host=host, port=port, workers=workers, loop="uvloop",
-                http=http, lifespan="on", log_level=log_level, access_log=False,
-                proxy_headers=False,  # the client address follows server.proxyHeader only
-                timeout_graceful_shutdown=10, **options)  # type: ignore[arg-type]
+    # Every worker watches its plugins (plughost.serving.supervisor): a crash or an element
+    # over elementTimeout is reported by name and the worker replaced.
+    os.environ[WATCH_VARIABLE] = repr(server.element_timeout)
+    uv_config = uvicorn.Config(
+        "plughost.asgi:app", host=host, port=port, workers=workers, loop="uvloop", http=http,
+        lifespan="on", log_level=log_level, access_log=False,
+        proxy_headers=False,  # the client address follows server.proxyHeader only
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN, **options)  # type: ignore[arg-type]
+    sock = bind(uv_config, server)
+    scheme = "https" if server.tls else "http"
+    print(f"plughost: serving on {scheme}://{host}:{port} with {workers} worker(s)", flush=True)
+    try:
+        Supervisor(uv_config, [sock], grace=GRACEFUL_SHUTDOWN + 5,
+                   health_timeout=(server.element_timeout or 60.0) + 5).run()
+    finally:
+        sock.close()
+
+
+#: Seconds a worker has to finish its requests after SIGTERM (the supervisor kills it 5 s
+#: later if it has not ended: a worker stuck in a plugin cannot handle the signal).
+GRACEFUL_SHUTDOWN = 10
+
+
+def bind(uv_config: Any, server: Any) -> Any:
+    """The listening socket, or a ServeError saying in one sentence why it cannot be had."""
+    import errno
+
+    try:
+        return uv_config.bind_socket()
+    except SystemExit:  # uvicorn logged the OSError and exits: say it our way instead
+        pass
+    where = server.key_where.get("address")
+    at = f"{where.file}:{where.line}: server.address: " if where else "--address: "
+    address = f"{uv_config.host}:{uv_config.port}"
+    try:  # which error it was, found again for the sentence
+        probe = socket.socket(socket.AF_INET6 if ":" in uv_config.host else socket.AF_INET)
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((uv_config.host, uv_config.port))
+        probe.close()
+        reason = "cannot be listened on"
+    except OSError as exc:
+        reason = {errno.EADDRINUSE: "is in use by another process: stop it or choose another "
+                                    "port",
+                  errno.EADDRNOTAVAIL: "is not an address of this host: use one of its "
+                                       "addresses, 127.0.0.1 or 0.0.0.0",
+                  errno.EACCES: "needs privileges this user lacks (ports below 1024): "
+                                "choose a port from 1024 up"}.get(
+            exc.errno, f"cannot be listened on ({exc.strerror})")
+    raise ServeError([f"plughost: {at}{address} {reason}"])

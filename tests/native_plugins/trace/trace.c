@@ -1,8 +1,10 @@
 /*
 ** trace: test-only plugin for the gateway's end-to-end tests.
 **
-** TraceMiddleware {name, respond: status (0 = no), fail: "" | "request" | "response"}
+** TraceMiddleware {name, respond: status (0 = no), fail: "" | "request" | "response",
+**                  fault: "" | "crash" | "spin"}
 **   request phase: appends name to the request header X-Trace ("a,b,c"), may respond or fail;
+**   fault (for the supervisor's tests): "crash" dereferences NULL, "spin" never returns;
 **   response phase: appends name to the response header X-Trace-Response, may fail.
 ** EchoAction: 200 with "method path query trace=<X-Trace> id=<:id> rest=<*> route=<name>
 **   body=<request body> local=<locals 'requestId'> ip=<client address>".
@@ -20,6 +22,7 @@ typedef struct trace {
   char name[64];
   int64_t respond;
   int fail_request, fail_response;
+  int crash, spin;
 } trace;
 
 static void trace_destroy(void *self) { free(self); }
@@ -39,6 +42,12 @@ static ph_status trace_create(const ph_config *cfg, void **self) {
   t->fail_response = strcmp(fail, "response") == 0;
   if (*fail && !t->fail_request && !t->fail_response)
     return ph_config_error(cfg, "fail", "must be \"request\" or \"response\", not '%s'", fail);
+  const char *fault;
+  if (ph_config_string(cfg, "fault", "", &fault) != PH_OK) return PH_ERROR;
+  t->crash = strcmp(fault, "crash") == 0;
+  t->spin = strcmp(fault, "spin") == 0;
+  if (*fault && !t->crash && !t->spin)
+    return ph_config_error(cfg, "fault", "must be \"crash\" or \"spin\", not '%s'", fault);
   return PH_OK;
 }
 
@@ -54,8 +63,17 @@ static ph_status append(ph_exchange *ex, ph_side side, const char *header, const
   return PH_API(ex)->header_set(ex, side, header, buf);
 }
 
+/* Where the "crash" fault writes: NULL, read through a volatile so that the compiler keeps
+** the store. */
+static int *volatile nowhere;
+
 static ph_next trace_request(void *self, ph_exchange *ex) {
   trace *t = self;
+  if (t->crash) *nowhere = 1; /* SIGSEGV */
+  if (t->spin) {
+    volatile unsigned long turns = 0;
+    for (;;) turns++; /* never returns: the watchdog ends the worker */
+  }
   if (t->fail_request) {
     ph_error(ex, "trace %s was told to fail", t->name);
     return PH_NEXT_ERROR;
