@@ -177,12 +177,13 @@ def test_closing_requests(servers: tuple[Server, Server], request_bytes: bytes) 
 
 def test_a_failure_on_the_direct_path_is_logged(servers: tuple[Server, Server]) -> None:
     direct, _ = servers
-    start = len(direct.output())
     status, headers, body = exchange(direct.port, REQUESTS[4], 1)[0]
     assert status == b"HTTP/1.1 500 Internal Server Error"
     rid = dict(headers)[b"x-request-id"].decode()
     assert rid in body.decode()
-    out = direct.output_after(start, "trace FailRequest was told to fail")
+    # Logged when the direct path first met it (an earlier test sent the same request):
+    # repeats within 10 s are held back and summarised (plughost.serving.logflood).
+    out = direct.output_after(0, "trace FailRequest was told to fail")
     assert re.search(r"route Broken: .*FailRequest.* failed: trace FailRequest was told to fail",
                      out), out
     assert direct.alive()

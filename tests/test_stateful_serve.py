@@ -515,11 +515,12 @@ def test_storage_failure_reason_is_logged(gw: Server, valkey: ValkeyServer,
     """When a middleware answers 503 because its storage failed, the log must say why (the
     storage's error: which server, refused / timed out), not only that it failed: an
     operator cannot tell a wrong address from a dead server otherwise."""
-    before = len(gw.output())
     for path in ("/s/wrong-host", "/s/slow-connect"):
         unavailable(*gw.get(path)[::2])
     expected = [f"127.0.0.2:{valkey.port}", f"127.0.0.1:{backlog_port}"]
-    log = gw.output_after(before, *expected)
+    # From the start: an earlier test may have met the same failure, and repeats within 10 s
+    # are held back and summarised (plughost.serving.logflood).
+    log = gw.output_after(0, *expected)
     missing = [text for text in expected if text not in log]
     assert not missing, f"not in the log: {missing}; the log has:\n{log}"
 
