@@ -34,6 +34,9 @@ middlewares:
         X-User: user_id
         X-Role: role
       list: [a, b, 3]
+      infinite: .inf
+      notanumber: .nan
+      huge: "1e300"
 """
 
 
@@ -94,6 +97,9 @@ def test_typed_getters(host: plughost.Host, tree: ConfigTree, kind: str, key: st
     ("string", "headers", "middlewares.yaml:19: middlewares.Limiter.config.headers: expected a string, got a map"),
     ("duration_ms", "negative", "middlewares.yaml:16: middlewares.Limiter.config.negative: a duration cannot be negative"),
     ("duration_ms", "nonsense", "middlewares.yaml:17: middlewares.Limiter.config.nonsense: expected a duration such as 500ms"),
+    ("duration_ms", "infinite", "middlewares.yaml:23: middlewares.Limiter.config.infinite: an infinite or huge number is not a duration"),
+    ("duration_ms", "notanumber", "middlewares.yaml:24: middlewares.Limiter.config.notanumber: NaN is not a duration"),
+    ("duration_ms", "huge", "middlewares.yaml:25: middlewares.Limiter.config.huge: expected a duration such as 500ms"),
 ])
 def test_wrong_types_name_file_line_and_key(host: plughost.Host, tree: ConfigTree, kind: str,
                                             key: str, message: str) -> None:

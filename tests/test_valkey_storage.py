@@ -623,3 +623,38 @@ def test_bad_tls_config_names_the_key(host: plughost.Host, plugin_dir: Path, pki
     with pytest.raises(plughost.ConfigError, match=rf"storages\.BadTls\.config\.{key}: {message}"):
         host.create_storage("BadTls", VALKEY, config)
     assert "BadTls" not in host.storages
+
+
+def test_a_server_closing_new_connections_gets_no_tls_hint(host: plughost.Host,
+                                                           plugin_dir: Path) -> None:
+    """A server that accepts and closes (as one does while it stops or restarts) is not a
+    TLS server: the message asks whether it is running, not whether it expects TLS."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    stop = threading.Event()
+
+    def close_everything() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except socket.timeout:
+                continue
+            conn.recv(1)  # the command arrived; the rest stays unread ...
+            conn.shutdown(socket.SHUT_WR)  # ... and the server says goodbye (EOF first)
+            time.sleep(0.05)
+            conn.close()
+
+    thread = threading.Thread(target=close_everything, daemon=True)
+    thread.start()
+    try:
+        host.load_plugin(plugin_dir / "valkey.so")
+        with pytest.raises(ConfigError) as info:
+            host.create_storage("Closing", VALKEY, {"port": port})
+        message = str(info.value)
+        assert f"valkey 127.0.0.1:{port}: " in message and "closed the connection" in message
+        assert "TLS" not in message, message
+    finally:
+        stop.set()
+        thread.join()
+        listener.close()

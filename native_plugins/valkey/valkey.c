@@ -175,6 +175,8 @@ typedef struct vk_failure {
   vk_fail_kind kind;
   int answered; /* some bytes of a reply had arrived */
   int unsent;   /* the request was not completely written */
+  int reset;    /* the server reset the connection (what a TLS server does to plain text;
+                   a server that stops or restarts closes it instead) */
   char reason[200];
 } vk_failure;
 
@@ -327,6 +329,7 @@ static redisReply *vk_send(vk_store *st, redisContext *c, int argc, const char *
   f->answered = rd != NULL && (rd->pos < rd->len || rd->ridx > 0 ||
                                (rd->ridx == 0 && rd->task != NULL && rd->task[0]->type >= 0));
   f->unsent = c->obuf != NULL && sdslen(c->obuf) > 0;
+  f->reset = 0;
   f->kind = VK_FAIL_OTHER;
   snprintf(f->reason, sizeof f->reason, "%s",
            c->errstr[0] != '\0' ? c->errstr : "unknown error");
@@ -357,6 +360,7 @@ static redisReply *vk_send(vk_store *st, redisContext *c, int argc, const char *
   } else if (c->err == REDIS_ERR_IO && (err_no == ECONNRESET || err_no == EPIPE ||
                                         err_no == ECONNABORTED || err_no == ENOTCONN)) {
     f->kind = VK_FAIL_CLOSED;
+    f->reset = err_no == ECONNRESET;
     snprintf(f->reason, sizeof f->reason, "%s", strerror(err_no));
   }
   if (c->err == 0) c->err = REDIS_ERR_OTHER; /* never reuse a context in an unknown state */
@@ -370,7 +374,11 @@ static void vk_report(vk_store *st, const void *call, const char *what, const vk
                       int fresh, int not_retried) {
   const char *h = st->host;
   int p = st->port;
-  int plain_hint = fresh && !st->tls;
+  /* The "set tls: true" hint only when the server's answer looks like a TLS server's: a
+  ** reset of a new connection on its first command, or TLS record bytes (0x15 alert, 0x16
+  ** handshake) where a reply was expected; never for a server that is restarting. */
+  int plain_hint = fresh && !st->tls &&
+                   (f->reset || strstr(f->reason, "\"\\x15\"") || strstr(f->reason, "\"\\x16\""));
   int tls_hint = fresh && st->tls;
   switch (f->kind) {
     case VK_FAIL_TIMEOUT:

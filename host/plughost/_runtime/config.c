@@ -255,6 +255,7 @@ static int parse_duration_ms(const char *s, int64_t *out) {
   double seconds;
   if (parse_float(s, &seconds)) {
     if (seconds < 0) return -1;
+    if (!isfinite(seconds) || seconds * 1000.0 > 9.2e18) return 0;
     *out = (int64_t)llround(seconds * 1000.0);
     return 1;
   }
@@ -295,6 +296,10 @@ ph_status rt_api_config_duration_ms(const ph_config *node, const char *key, int6
   }
   if (v->kind == PH_CONFIG_INT || v->kind == PH_CONFIG_FLOAT) {
     if (v->f < 0) return record(node, key, rt_strdup("a duration cannot be negative"));
+    if (!isfinite(v->f) || v->f * 1000.0 > 9.2e18)
+      return record(node, key, rt_format("%s is not a duration a plugin can use: write a "
+                                         "number of seconds or a text such as '30s'",
+                                         isnan(v->f) ? "NaN" : "an infinite or huge number"));
     *out = (int64_t)llround(v->f * 1000.0);
     return PH_OK;
   }
