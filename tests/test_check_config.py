@@ -255,3 +255,52 @@ def test_check_and_serve_refuse_in_one_sentence(case: tuple, tmp_path: Path,
     assert "Traceback" not in serve.stdout + serve.stderr
     assert serve.stderr.splitlines() == [
         problems[0], "plughost: 1 problem(s) in the configuration; nothing was started"]
+
+
+def test_an_address_in_use_or_not_of_this_host_is_one_sentence(tmp_path: Path,
+                                                               test_plugin_dir: Path) -> None:
+    import socket
+
+    folder = write_config(tmp_path / "config", test_plugin_dir)
+    taken = socket.create_server(("127.0.0.1", 0))
+    port = taken.getsockname()[1]
+    try:
+        (folder / "server.yaml").write_text(f"server:\n  address: 127.0.0.1:{port}\n")
+        proc = check(folder)
+        assert proc.returncode == 1 and "Traceback" not in proc.stdout + proc.stderr
+        assert f"server.yaml:2: server.address: 127.0.0.1:{port} is in use by another " \
+               "process" in proc.stdout, proc.stdout
+        serve = subprocess.run([PLUGHOST, "serve", "--config", str(folder)],
+                               capture_output=True, text=True, timeout=60)
+        assert serve.returncode == 1 and "Traceback" not in serve.stderr
+        assert f"127.0.0.1:{port} is in use by another process" in serve.stderr
+        serve = subprocess.run([PLUGHOST, "serve", "--config", str(folder), "--address",
+                                f"127.0.0.1:{port}"], capture_output=True, text=True,
+                               timeout=60)
+        assert serve.returncode == 1 and f"--address: 127.0.0.1:{port} is in use" in serve.stderr
+    finally:
+        taken.close()
+    (folder / "server.yaml").write_text("server:\n  address: 192.0.2.1:8090\n")  # TEST-NET-1
+    proc = check(folder)
+    assert proc.returncode == 1
+    assert "server.address: 192.0.2.1:8090 is not an address of this host" in proc.stdout
+
+
+def test_a_garbage_tls_certificate_is_one_sentence(tmp_path: Path,
+                                                   test_plugin_dir: Path) -> None:
+    folder = write_config(tmp_path / "config", test_plugin_dir)
+    (folder / "cert.pem").write_text("-----BEGIN CERTIFICATE-----\ngarbage\n"
+                                     "-----END CERTIFICATE-----\n")
+    (folder / "key.pem").write_text("not a key\n")
+    (folder / "server.yaml").write_text(
+        "server:\n  tls: true\n  certFile: cert.pem\n  keyFile: key.pem\n")
+    proc = check(folder)
+    assert proc.returncode == 1 and "Traceback" not in proc.stdout + proc.stderr
+    assert "server.yaml:3: server.certFile: " in proc.stdout, proc.stdout
+    assert "are not a usable TLS certificate and private key" in proc.stdout
+    serve = subprocess.run([PLUGHOST, "serve", "--config", str(folder), "--address",
+                            f"127.0.0.1:{free_port()}"], capture_output=True, text=True,
+                           timeout=60)
+    assert serve.returncode == 1 and "Traceback" not in serve.stderr + serve.stdout
+    assert "are not a usable TLS certificate and private key" in serve.stderr
+    assert "serving on https" not in serve.stdout

@@ -34,13 +34,20 @@ def probe_config(path: str) -> dict[str, object]:
     from ..config import ConfigErrors
     from ..serving.gateway import Gateway
 
+    from ..serving.listening import listen_problems
+
     try:
-        Gateway.from_config(path).close()
+        gateway = Gateway.from_config(path)
     except ConfigErrors as exc:
         return {"ok": False, "problems": [str(p) for p in exc.problems]}
     except PlughostError as exc:
         return {"ok": False, "problems": [str(exc)]}
-    return {"ok": True, "problems": []}
+    assert gateway.config is not None
+    server = gateway.config.server
+    gateway.close()
+    # What the host allows: the address can be bound, the TLS files load (as serve will).
+    problems = [str(p) for p in listen_problems(server)]
+    return {"ok": not problems, "problems": problems}
 
 
 def main(argv: list[str]) -> int:

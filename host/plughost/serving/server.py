@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 from pathlib import Path
 from typing import Any
 
 from ..config import ConfigErrors, GatewayConfig, load_config
+from ..config.problems import Where
+from .listening import address_problem, listen_problems
 from ..errors import PlughostError
 
 log = logging.getLogger("plughost.serve")
@@ -70,6 +71,14 @@ def serve(config_path: str | None, *, address: str | None = None, workers: int |
     if workers is None:
         workers = (os.cpu_count() or 1) if server.prefork else 1
     host, port = parse_address(address) if address else (server.host, server.port)
+    problems = [str(p) for p in listen_problems(server, address=not address)]
+    if address:
+        taken = address_problem(host, port, Where("--address"))
+        if taken is not None:
+            problems.insert(0, f"plughost: --address: {taken.message}")
+    if problems:
+        raise ServeError(problems + [f"plughost: {len(problems)} problem(s) with the listener; "
+                                     "nothing was started"])
     if config_path:
         os.environ["PLUGHOST_CONFIG"] = str(Path(config_path).resolve())
     else:
@@ -97,7 +106,8 @@ def serve(config_path: str | None, *, address: str | None = None, workers: int |
         lifespan="on", log_level=log_level, access_log=False,
         proxy_headers=False,  # the client address follows server.proxyHeader only
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN, **options)  # type: ignore[arg-type]
-    sock = bind(uv_config, server)
+    sock = bind(uv_config, Where("--address") if address else
+                server.key_where.get("address", server.where))
     scheme = "https" if server.tls else "http"
     print(f"plughost: serving on {scheme}://{host}:{port} with {workers} worker(s)", flush=True)
     try:
@@ -112,29 +122,13 @@ def serve(config_path: str | None, *, address: str | None = None, workers: int |
 GRACEFUL_SHUTDOWN = 10
 
 
-def bind(uv_config: Any, server: Any) -> Any:
+def bind(uv_config: Any, where: Any) -> Any:
     """The listening socket, or a ServeError saying in one sentence why it cannot be had."""
-    import errno
-
     try:
         return uv_config.bind_socket()
     except SystemExit:  # uvicorn logged the OSError and exits: say it our way instead
         pass
-    where = server.key_where.get("address")
-    at = f"{where.file}:{where.line}: server.address: " if where else "--address: "
-    address = f"{uv_config.host}:{uv_config.port}"
-    try:  # which error it was, found again for the sentence
-        probe = socket.socket(socket.AF_INET6 if ":" in uv_config.host else socket.AF_INET)
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        probe.bind((uv_config.host, uv_config.port))
-        probe.close()
-        reason = "cannot be listened on"
-    except OSError as exc:
-        reason = {errno.EADDRINUSE: "is in use by another process: stop it or choose another "
-                                    "port",
-                  errno.EADDRNOTAVAIL: "is not an address of this host: use one of its "
-                                       "addresses, 127.0.0.1 or 0.0.0.0",
-                  errno.EACCES: "needs privileges this user lacks (ports below 1024): "
-                                "choose a port from 1024 up"}.get(
-            exc.errno, f"cannot be listened on ({exc.strerror})")
-    raise ServeError([f"plughost: {at}{address} {reason}"])
+    problem = address_problem(uv_config.host, uv_config.port, where)
+    raise ServeError([f"plughost: {problem.where.file}: {problem.message}" if problem and
+                      problem.where.file == "--address" else f"plughost: {problem}" if problem
+                      else f"plughost: cannot listen on {uv_config.host}:{uv_config.port}"])
