@@ -62,20 +62,60 @@ class Server:
         raise RuntimeError(f"{self.name} did not answer {self.ready_url} within {timeout:.0f} s")
 
     def cpu_seconds(self) -> float:
-        """utime + stime of the server process so far."""
+        """utime + stime so far of the server's process tree (plughost's supervisor and
+        workers, nginx's master and worker)."""
         assert self.proc is not None
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        total = 0
+        for pid in (self.proc.pid, *_descendants(self.proc.pid)):
+            try:  # a process's stat sums all its threads
+                fields = _stat(pid)
+            except OSError:
+                continue
+            total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
-        self.proc.send_signal(signal.SIGINT)  # uvicorn's graceful shutdown
+        children = _descendants(self.proc.pid)
+        self.proc.send_signal(signal.SIGINT)  # graceful shutdown (uvicorn, nginx's fast one)
         try:
             self.proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        for pid, start in children.items():  # workers orphaned by a killed master
+            try:
+                if _stat(pid)[19] == start:
+                    os.kill(pid, signal.SIGKILL)
+            except (OSError, IndexError):
+                pass
+
+
+def _stat(pid: int) -> list[str]:
+    """Fields of /proc/<pid>/stat after the command name (state is [0], ppid [1])."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def _descendants(root: int) -> dict[int, str]:
+    """Live descendant processes of ``root``: pid -> start time (to spot a reused pid)."""
+    parents: dict[int, tuple[int, str]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = _stat(int(entry.name))
+            except (OSError, IndexError):
+                continue
+            parents[int(entry.name)] = (int(fields[1]), fields[19])
+    found: dict[int, str] = {}
+    todo = [root]
+    while todo:
+        parent = todo.pop()
+        for pid, (ppid, start) in parents.items():
+            if ppid == parent and pid not in found:
+                found[pid] = start
+                todo.append(pid)
+    return found
 
 
 @dataclass

@@ -40,7 +40,6 @@ import argparse
 import os
 import pwd
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -61,60 +60,6 @@ GOAL_RPS = 0.5  # plughost req/s >= 0.5 x nginx's
 GOAL_P99 = 2.0  # plughost p99 <= 2 x nginx's
 SETUP = "run ./dev setup (it installs nginx-light and haproxy)"
 SECURITY = [(k.decode(), v.decode()) for k, v in HELMET]
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _stat(pid: int) -> list[str]:
-    """Fields of /proc/<pid>/stat after the command name (state is [0], ppid [1])."""
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-
-
-def _descendants(root: int) -> dict[int, str]:
-    """Live descendant processes of ``root``: pid -> start time (to spot a reused pid)."""
-    parents: dict[int, tuple[int, str]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = _stat(int(entry.name))
-            except (OSError, IndexError):
-                continue
-            parents[int(entry.name)] = (int(fields[1]), fields[19])
-    found: dict[int, str] = {}
-    todo = [root]
-    while todo:
-        parent = todo.pop()
-        for pid, (ppid, start) in parents.items():
-            if ppid == parent and pid not in found:
-                found[pid] = start
-                todo.append(pid)
-    return found
-
-
-class Tree(Server):
-    """A Server whose CPU time and shutdown cover its child processes too (nginx's worker)."""
-
-    def cpu_seconds(self) -> float:
-        assert self.proc is not None
-        total = 0
-        for pid in (self.proc.pid, *_descendants(self.proc.pid)):
-            try:  # a process's stat sums all its threads
-                fields = _stat(pid)
-            except OSError:
-                continue
-            total += int(fields[11]) + int(fields[12])
-        return total / TICK
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        children = _descendants(self.proc.pid)
-        super().stop()  # SIGINT (nginx, HAProxy: fast shutdown), SIGKILL after 15 s
-        for pid, start in children.items():  # workers orphaned by a killed master
-            try:
-                if _stat(pid)[19] == start:
-                    os.kill(pid, signal.SIGKILL)
-            except (OSError, IndexError):
-                pass
 
 
 def find_tool(name: str) -> str | None:
@@ -329,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmp_name)
         up_port = _common.free_port()
         up_conf = nginx_conf(tmp / "upstream", up_port, upstream_server(up_port))
-        upstream = Tree("upstream", [nginx, "-e", "stderr", "-p", str(tmp / "upstream"),
+        upstream = Server("upstream", [nginx, "-e", "stderr", "-p", str(tmp / "upstream"),
                                      "-c", str(up_conf)], up_port, ready_path="/items")
         ports = {n: _common.free_port() for n in ("nginx", "haproxy", "plughost")}
         argvs = {
@@ -343,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
                          "--address", f"127.0.0.1:{ports['plughost']}", "--log-level",
                          "warning"],
         }
-        gateways = [Tree(n, argvs[n], ports[n], ready_path=PATH) for n in names if n in argvs]
+        gateways = [Server(n, argvs[n], ports[n], ready_path=PATH) for n in names if n in argvs]
         targets = {n: (upstream, upstream.url + PATH[len("/api/"):]) if n == "direct" else
                    next((g, g.url + PATH[1:]) for g in gateways if g.name == n) for n in names}
         results: dict[str, list[WrkResult]] = {n: [] for n in names}

@@ -165,7 +165,14 @@ static int run_chain(void *serve_p, void *host, void *chain, int release, const 
 /* Whether a request with these [(lower-case name, value)] headers may carry a body (it comes
 ** only with Content-Length or Transfer-Encoding), or the list is not as a server makes it:
 ** either way the request is not for the one-call paths. */
+/* Whether a request must leave the one-call paths for the Python steps: it has a body
+** (Content-Length, Transfer-Encoding), a header that is not a (bytes, bytes) pair, or a
+** second field of a name that must appear once (plughost.serving.pipeline.SINGLE_FIELDS:
+** the Python steps answer it 400). Names arrive in lower case. */
 static int has_body_or_odd_headers(PyObject *headers) {
+  static const struct { const char *name; size_t len; } single[] = {
+      {"host", 4}, {"authorization", 13}, {"x-request-id", 12}, {"proxy-authorization", 19}};
+  unsigned seen = 0;
   Py_ssize_t nh = PyList_GET_SIZE(headers);
   for (Py_ssize_t i = 0; i < nh; i++) {
     PyObject *pair = PyList_GET_ITEM(headers, i);
@@ -177,6 +184,13 @@ static int has_body_or_odd_headers(PyObject *headers) {
     if ((len == 14 && !memcmp(s, "content-length", 14)) ||
         (len == 17 && !memcmp(s, "transfer-encoding", 17)))
       return 1;
+    for (unsigned k = 0; k < sizeof single / sizeof *single; k++) {
+      if ((size_t)len == single[k].len && !memcmp(s, single[k].name, single[k].len)) {
+        if (seen & (1u << k)) return 1;
+        seen |= 1u << k;
+        break;
+      }
+    }
   }
   return 0;
 }

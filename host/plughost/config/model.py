@@ -161,6 +161,8 @@ class ServerSpec:
     #: plughost's: seconds a chain element may run before its worker is reported and
     #: replaced (plughost.serving.supervisor).
     element_timeout: float = 60.0
+    #: plughost's: keep request header fields whose names hold "_" (else dropped).
+    allow_underscores_in_headers: bool = False
     #: Where each key was written, by its YAML name (``"readTimeout"``); absent = default.
     key_where: dict[str, Where] = field(default_factory=dict)
 

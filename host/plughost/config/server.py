@@ -74,6 +74,8 @@ SERVER_KEYS: dict[str, tuple[str, str]] = {
     "headerCountLimit": ("header_count_limit", "posint"),
     # plughost's: the longest a chain element may run before its worker is replaced.
     "elementTimeout": ("element_timeout", "duration"),
+    # plughost's: keep header fields whose names hold "_" (dropped by default, as nginx).
+    "allowUnderscoresInHeaders": ("allow_underscores_in_headers", "bool"),
 }
 
 

@@ -88,6 +88,24 @@ def _status_line(code: int) -> bytes:
 STATUS_LINES = tuple(_status_line(code) for code in range(600))
 
 
+#: Header fields a request may carry once. A second one is how a client slips an identity
+#: past a plugin that checked the first (a valid token, then an unsigned one the upstream
+#: reads): such a request gets 400, whichever path serves it.
+SINGLE_FIELDS = frozenset({b"host", b"authorization", b"proxy-authorization", b"x-request-id",
+                           b"content-length"})
+
+
+def repeated_field(headers: Sequence[Header]) -> bytes | None:
+    """The first name of SINGLE_FIELDS that ``headers`` (lower-case names) hold twice."""
+    seen: set[bytes] = set()
+    for name, _ in headers:
+        if name in SINGLE_FIELDS:
+            if name in seen:
+                return name
+            seen.add(name)
+    return None
+
+
 def for_method(response: Response, method: str) -> Response:
     """The response as it goes to the client: without its body for HEAD (its headers,
     Content-Length included, stay those of the GET). The C paths do the same in C."""
@@ -150,6 +168,10 @@ class ServingRules:
     uri_limit: int = 8 * 1024
     #: ``headerCountLimit``: the most header fields; more gets 431.
     header_count_limit: int = 100
+    #: ``allowUnderscoresInHeaders`` (plughost's): keep header fields whose names hold "_";
+    #: by default they are dropped (nginx's underscores_in_headers off), since CGI-style
+    #: upstreams read X_User_Id as X-User-Id, a header a plugin may have removed or set.
+    allow_underscores: bool = False
     #: ``readTimeout`` (seconds; Seam's 0 means DEFAULT_TIMEOUT): the longest a request may
     #: take to arrive, head and body; then 408 and the connection is closed.
     read_timeout: float = 60.0
@@ -177,6 +199,7 @@ class ServingRules:
             head_limit=server.read_buffer_size if "readBufferSize" in server.key_where
             else DEFAULT_HEAD_LIMIT,
             uri_limit=server.uri_limit, header_count_limit=server.header_count_limit,
+            allow_underscores=server.allow_underscores_in_headers,
             read_timeout=server.read_timeout or DEFAULT_TIMEOUT,
             write_timeout=server.write_timeout or DEFAULT_TIMEOUT)
 
@@ -250,6 +273,10 @@ class Pipeline:
     # ------------------------------------------------------------------ steps
     def early(self, request: Request) -> Response | None:
         """The answer of a serving rule that applies before routing, if one does."""
+        repeated = repeated_field(request.headers)
+        if repeated is not None:
+            return json_response(400, b'{"error":"more than one %s header","status":400}'
+                                 % repeated)
         rules, path = self.rules, request.path
         if path == rules.live_route:
             return json_response(200, b'{"status":"live"}')

@@ -74,6 +74,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._head_limit = rules.head_limit
         self._uri_limit = rules.uri_limit
         self._header_count_limit = rules.header_count_limit
+        self._allow_underscores = rules.allow_underscores
         self._read_timeout = rules.read_timeout
         self._write_timeout = rules.write_timeout
         # The head being received: its bytes so far (counted as they arrive, so that one
@@ -133,7 +134,9 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             raise _HeadRefused(414)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        super().on_header(name, value)
+        if b"_" not in name or self._allow_underscores:
+            super().on_header(name, value)
+        # else dropped: X_User_Id would reach a CGI-style upstream as X-User-Id
         self._header_count += 1
         self._head_size += len(name) + len(value) + 4  # "name: value\r\n"
         if self._header_count > self._header_count_limit or \
