@@ -104,3 +104,50 @@ def test_the_rule_holds_in_process_too(tmp_path: Path, test_plugin_dir: Path) ->
                                                    ("authorization", "b")])
         assert twice.status == 400 and b"more than one authorization header" in twice.body
         assert gateway.handle("GET", "/traced", [("Authorization", "a")]).status == 200
+
+
+def httpfw_config(tmp_path: Path, plugin_dir: Path, upstream: str) -> Path:
+    folder = write_config(tmp_path / "config", plugin_dir, upstream=upstream, extra_routes="""\
+  Fw:
+    gatewayPath: /fw/*
+    methods: [GET]
+    action: Fw
+""")
+    plugins = (folder / "plugins.yaml").read_text()
+    (folder / "plugins.yaml").write_text(plugins + f"  - path: {plugin_dir / 'httpfw'}.so\n")
+    actions = (folder / "actions.yaml").read_text()
+    (folder / "actions.yaml").write_text(actions + f"""\
+  Fw:
+    use: plugins.httpfw.actions.HttpAction
+    config:
+      upstreamEndpoint: {upstream}
+""")
+    return folder
+
+
+def test_a_connection_header_cannot_remove_what_the_gateway_adds(
+        tmp_path: Path, test_plugin_dir: Path, upstream: UpstreamServer) -> None:
+    """The client's Connection header names its own hop-by-hop fields: they go when the
+    request arrives, and the X-Forwarded-* httpfw adds still reach the upstream."""
+    folder = httpfw_config(tmp_path, test_plugin_dir, upstream.url)
+    with Server("--config", str(folder)) as direct, \
+            Server("--config", str(folder), "--no-direct-path") as asgi:
+        for server in (direct, asgi):
+            status, body = send(server.port, "/fw/x", [
+                ("Host", "gw.example"), ("X-Forwarded-For", "203.0.113.9"),
+                ("X-Secret-Hop", "s"), ("X-Kept", "k"),
+                ("Connection", "keep-alive, X-Forwarded-For, X-Forwarded-Host, "
+                               "X-Forwarded-Proto, X-Secret-Hop")])
+            assert status == 201, body
+            seen = {k.lower(): v for k, v in json.loads(body)["headers"].items()}
+            assert seen["x-forwarded-for"] == "127.0.0.1", seen  # the gateway's, not gone
+            assert seen["x-forwarded-host"] == "gw.example" and \
+                seen["x-forwarded-proto"] == "http"
+            assert "x-secret-hop" not in seen and seen["x-kept"] == "k"
+    from plughost import Gateway
+
+    with Gateway.from_config(folder) as gateway:  # in-process: the same rule
+        response = gateway.handle("GET", "/fw/x", [("Connection", "X-Forwarded-For, X-Hop"),
+                                                   ("X-Hop", "1")])
+        seen = {k.lower(): v for k, v in json.loads(response.body)["headers"].items()}
+        assert "x-forwarded-for" in seen and "x-hop" not in seen

@@ -42,13 +42,13 @@ def connection_options(headers: Iterable[Sequence[bytes]]) -> frozenset[bytes]:
 
 def forwardable(headers: Sequence[Sequence[bytes]],
                 drop: frozenset[bytes] = frozenset()) -> list[Header]:
-    """``headers`` without the hop-by-hop ones, those the Connection header names, and
-    ``drop`` (lower-case names)."""
-    listed = connection_options(headers)
+    """A request's ``headers`` without the hop-by-hop ones and ``drop`` (lower-case names).
+    The fields the client's Connection header named were dropped when the request arrived
+    (plughost.serving.pipeline.drop_connection_options): what an action added stays."""
     kept = []
     for name, value in headers:
         lower = name.lower()
-        if lower not in HOP_BY_HOP and lower not in listed and lower not in drop:
+        if lower not in HOP_BY_HOP and lower not in drop:
             kept.append((name, value))
     return kept
 

@@ -28,7 +28,7 @@ from ..proxy.upstream import UpstreamClient
 from .chain import Response
 from .gateway import Gateway
 from .pipeline import (TOO_LARGE, BodyTooLarge, ClientGone, Pipeline, Request, ServingRules,
-                       body_framing, for_method)
+                       body_framing, drop_connection_options, for_method)
 from . import logflood
 from .supervisor import watch_worker
 from .websocket import WebSocketProxy
@@ -165,7 +165,7 @@ class GatewayApp:
     def _request(self, scope: Scope) -> Request:
         """The pipeline's view of an ASGI scope."""
         client = scope.get("client")
-        headers = scope["headers"]
+        headers = drop_connection_options(scope["headers"])
         peer = client[0].encode() if client else b""
         return Request(scope.get("method", "GET"), scope["path"], headers,
                        scope.get("query_string", b""),

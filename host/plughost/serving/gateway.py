@@ -20,7 +20,7 @@ from ..loading.loader import Host
 from ..sdk.pyelements import PythonAction, PythonInstance, PythonMiddleware
 from .building import GatewayBuilder
 from .chain import Chain, Response, Runner
-from .pipeline import Pipeline, Request
+from .pipeline import Pipeline, Request, drop_connection_options
 from .router import Router
 from .routing import RouteTable
 
@@ -110,8 +110,8 @@ class Gateway(Host):
                            query: str = "", client_ip: str = "") -> Response:
         """Serves one request through the pipeline, as the HTTP server would (headers as
         lower-case bytes pairs); may-block chains run in a worker thread."""
-        request = Request(method.upper(), path, list(headers), query.encode("latin-1"),
-                          client_ip.encode())
+        request = Request(method.upper(), path, drop_connection_options(list(headers)),
+                          query.encode("latin-1"), client_ip.encode())
         return await self.pipeline.serve(request, body)
 
     def handle(self, method: str, path: str, headers: Mapping[str, str] |
@@ -121,8 +121,8 @@ class Gateway(Host):
         same pipeline as the HTTP server; an upstream request runs on a loop of its own."""
         pairs = headers.items() if isinstance(headers, Mapping) else headers
         raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in pairs]
-        return self.pipeline.serve_now(Request(method.upper(), path, raw, query.encode("latin-1"),
-                                               client_ip.encode()), body)
+        return self.pipeline.serve_now(Request(method.upper(), path, drop_connection_options(raw),
+                                               query.encode("latin-1"), client_ip.encode()), body)
 
     def close(self) -> None:
         if self.closed:

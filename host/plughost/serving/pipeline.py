@@ -106,6 +106,26 @@ def repeated_field(headers: Sequence[Header]) -> bytes | None:
     return None
 
 
+#: Connection options that name no other header field.
+_CONNECTION_TOKENS = frozenset({b"close", b"keep-alive", b"upgrade"})
+
+
+def drop_connection_options(headers: list[Header]) -> list[Header]:
+    """The client's header fields without those its Connection header names (hop-by-hop,
+    RFC 9110 section 7.6.1), dropped when the request arrives: before any plugin reads them
+    and before an action adds its own (``Connection: X-Forwarded-For`` removes the client's
+    X-Forwarded-For, never the one httpfw adds). Upgrade stays for WebSocket handshakes."""
+    listed: set[bytes] = set()
+    for name, value in headers:
+        if name == b"connection":
+            listed.update(t.strip().lower() for t in value.split(b","))
+    listed -= _CONNECTION_TOKENS
+    listed.discard(b"")
+    if not listed:
+        return headers
+    return [(name, value) for name, value in headers if name not in listed]
+
+
 def for_method(response: Response, method: str) -> Response:
     """The response as it goes to the client: without its body for HEAD (its headers,
     Content-Length included, stay those of the GET). The C paths do the same in C."""

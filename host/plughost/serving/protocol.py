@@ -25,7 +25,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from ..proxy.direct import DirectUpstreamRequest
 from ..proxy.pending import PendingUpstream
-from .pipeline import ServingRules
+from .pipeline import ServingRules, drop_connection_options
 
 log = logging.getLogger("plughost.protocol")
 
@@ -82,6 +82,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._in_head = True
         self._head_bytes = 0
         self._header_count = self._head_size = 0
+        self._connection_options = False  # the head has a Connection header
 
     # ------------------------------------------------------------ request head limits
     def data_received(self, data: bytes) -> None:
@@ -136,6 +137,8 @@ class GatewayHttpProtocol(HttpToolsProtocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         if b"_" not in name or self._allow_underscores:
             super().on_header(name, value)
+            if len(name) == 10 and name.lower() == b"connection":
+                self._connection_options = True  # see on_headers_complete
         # else dropped: X_User_Id would reach a CGI-style upstream as X-User-Id
         self._header_count += 1
         self._head_size += len(name) + len(value) + 4  # "name: value\r\n"
@@ -297,6 +300,9 @@ class GatewayHttpProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._in_head = False
         self._head_bytes = 0
+        if self._connection_options:  # the fields it names go now, on either path
+            self._connection_options = False
+            self.headers = drop_connection_options(self.headers)
         raw = self._raw
         if raw is not None and self._direct_allowed():
             client = self.client[0] if self.client else None
