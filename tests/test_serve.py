@@ -291,9 +291,13 @@ server:
         assert server.get("/traced")[0] == 200
         status, headers, _ = server.request("POST", "/traced", body=b"")
         assert status == 405 and headers["allow"] == "GET, HEAD"
-        # the peer (127.0.0.1) is trusted: the client address comes from the header
+        # the peer (127.0.0.1) is trusted: the client address comes from the header, read
+        # from the right: 10.0.0.1 is not a trusted proxy, so it is the client the last
+        # proxy saw (what stands left of it was written by that client)
         _, _, body = server.get("/ip", headers={"X-Forwarded-For": "203.0.113.9, 10.0.0.1"})
-        assert body.endswith(b" ip=203.0.113.9")
+        assert body.endswith(b" ip=10.0.0.1")
+        _, _, body = server.get("/ip", headers={"X-Forwarded-For": "203.0.113.9, 127.0.0.5"})
+        assert body.endswith(b" ip=203.0.113.9")  # past a trusted proxy's own entry
         assert server.get("/ip")[2].endswith(b" ip=127.0.0.1")  # no header: the peer
     finally:
         server.stop()

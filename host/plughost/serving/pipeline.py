@@ -229,27 +229,49 @@ class ServingRules:
         return not (self.server_headers or self.proxy_header or self.get_only)
 
     def client_address(self, headers: Sequence[Header], peer: bytes) -> bytes:
-        """The client's address: the peer's, or the first address of the proxy header
-        when the peer may set it."""
+        """The client's address: the peer's, or the one ``proxyHeader`` gives when the peer
+        may set it. Behind trusted proxies (``enableTrustedProxyCheck``) the header is read
+        from the right, skipping the trusted proxies' own addresses, as nginx's
+        ``real_ip_recursive``: an appending proxy puts the client it saw last, after
+        whatever the client wrote itself. Trusting every peer, the leftmost entry is taken
+        (Fiber's rule). Every plugin and the logger see this one address."""
         if not self.proxy_header:
             return peer
-        if self.trusted_proxies is not None:
-            try:
-                address = ipaddress.ip_address(peer.decode())
-            except ValueError:
-                return peer
-            if not any(address in network for network in self.trusted_proxies):
-                return peer
-        for name, value in headers:
-            if name == self.proxy_header:
-                first = value.split(b",", 1)[0].strip()
-                if self.validate_ip:
-                    try:
-                        ipaddress.ip_address(first.decode("latin-1"))
-                    except ValueError:
-                        return peer
-                return first or peer
-        return peer
+        trusted = self.trusted_proxies
+        if trusted is not None and not _within(peer, trusted):
+            return peer
+        entries = [entry.strip() for name, value in headers if name == self.proxy_header
+                   for entry in value.split(b",") if entry.strip()]
+        if not entries:
+            return peer
+        if trusted is None:
+            chosen = entries[0]
+        else:
+            chosen = entries[0]  # every entry a trusted proxy: the first is the client
+            for entry in reversed(entries):
+                if not _within(entry, trusted):
+                    chosen = entry
+                    break
+        if self.validate_ip and not _is_address(chosen):
+            return peer
+        return chosen
+
+
+def _is_address(text: bytes) -> bool:
+    try:
+        ipaddress.ip_address(text.decode("latin-1"))
+        return True
+    except ValueError:
+        return False
+
+
+def _within(text: bytes, networks: tuple[Any, ...]) -> bool:
+    """Whether ``text`` is an address inside one of ``networks`` (False when it is none)."""
+    try:
+        address = ipaddress.ip_address(text.decode("latin-1"))
+    except ValueError:
+        return False
+    return any(address in network for network in networks)
 
 
 class Pipeline:
