@@ -103,7 +103,8 @@ def serve(config_path: str | None, *, address: str | None = None, workers: int |
     os.environ[WATCH_VARIABLE] = repr(server.element_timeout)
     uv_config = uvicorn.Config(
         "plughost.asgi:app", host=host, port=port, workers=workers, loop="uvloop", http=http,
-        lifespan="on", log_level=log_level, access_log=False,
+        lifespan="on", log_level=log_level, log_config=logging_config(log_level),
+        access_log=False,
         proxy_headers=False,  # the client address follows server.proxyHeader only
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN, **options)  # type: ignore[arg-type]
     sock = bind(uv_config, Where("--address") if address else
@@ -115,6 +116,20 @@ def serve(config_path: str | None, *, address: str | None = None, workers: int |
                    health_timeout=(server.element_timeout or 60.0) + 5).run()
     finally:
         sock.close()
+
+
+def logging_config(level: str) -> dict[str, Any]:
+    """uvicorn's logging configuration plus plughost's loggers at ``level`` on the same
+    handler: what plugins log at info (jwt's and csrf's refusal reasons, say) reaches the log
+    at ``--log-level info``; Python's last-resort handler printed warnings and errors only."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["plughost"] = {"handlers": ["default"], "level": level.upper(),
+                                     "propagate": False}
+    return config
 
 
 #: Seconds a worker has to finish its requests after SIGTERM (the supervisor kills it 5 s
