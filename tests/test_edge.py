@@ -151,3 +151,108 @@ def test_a_connection_header_cannot_remove_what_the_gateway_adds(
                                                    ("X-Hop", "1")])
         seen = {k.lower(): v for k, v in json.loads(response.body)["headers"].items()}
         assert "x-forwarded-for" in seen and "x-hop" not in seen
+
+
+def test_behind_a_trusted_appending_proxy_the_real_client_is_counted(
+        tmp_path: Path, test_plugin_dir: Path) -> None:
+    """An appending proxy (nginx's $proxy_add_x_forwarded_for) in front: the client writes
+    X-Forwarded-For itself and the proxy adds the address it saw. Read from the right past
+    the trusted proxies, the limiter counts that real client however the forged part varies;
+    the logger records it too."""
+    folder = write_config(tmp_path / "config", test_plugin_dir, extra_routes="""\
+  Limited:
+    gatewayPath: /limited
+    methods: [GET]
+    middlewares: [Limit]
+    action: Echo
+""")
+    middlewares = (folder / "middlewares.yaml").read_text()
+    (folder / "middlewares.yaml").write_text(middlewares.replace("globalMiddlewares:", """\
+  Limit:
+    use: plugins.limiter.middlewares.LimiterMiddleware
+    config: {storage: Memory, maxConnections: 3, expiration: 1h}
+globalMiddlewares:"""))
+    plugins = (folder / "plugins.yaml").read_text()
+    if "limiter.so" not in plugins:
+        (folder / "plugins.yaml").write_text(plugins + f"  - path: {test_plugin_dir}/limiter.so\n")
+    (folder / "server.yaml").write_text("""\
+server:
+  proxyHeader: X-Forwarded-For
+  enableTrustedProxyCheck: true
+  trustedProxies: [127.0.0.0/8, 10.0.0.0/8]
+""")
+    for serve_args in ((), ("--no-direct-path",)):
+        with Server("--config", str(folder), *serve_args) as server:
+            statuses, ips = [], []
+            for n in range(10):
+                status, body = send(server.port, "/limited", [
+                    ("Host", "t"), ("X-Forwarded-For", f"203.0.113.{n}, 198.51.100.7, 10.0.0.2")])
+                statuses.append(status)
+                if status == 200:
+                    ips.append(body.rsplit(b"ip=", 1)[1])
+            assert statuses == [200] * 3 + [429] * 7, statuses
+            assert ips == [b"198.51.100.7"] * 3
+            # another real client behind the same proxy has its own count
+            status, body = send(server.port, "/limited", [
+                ("Host", "t"), ("X-Forwarded-For", "198.51.100.8")])
+            assert status == 200 and body.endswith(b"ip=198.51.100.8")
+
+
+def test_the_client_address_rule_reads_from_the_right() -> None:
+    import ipaddress
+
+    from plughost.serving.pipeline import ServingRules
+
+    rules = ServingRules(proxy_header=b"x-forwarded-for",
+                         trusted_proxies=(ipaddress.ip_network("10.0.0.0/8"),))
+    xff = [(b"x-forwarded-for", b"203.0.113.1, 198.51.100.7"), (b"x-forwarded-for", b"10.0.0.5")]
+    assert rules.client_address(xff, b"10.0.0.9") == b"198.51.100.7"
+    assert rules.client_address(xff, b"192.0.2.1") == b"192.0.2.1"  # untrusted peer
+    all_trusted = [(b"x-forwarded-for", b"10.0.0.1, 10.0.0.2")]
+    assert rules.client_address(all_trusted, b"10.0.0.9") == b"10.0.0.1"
+    assert rules.client_address([], b"10.0.0.9") == b"10.0.0.9"
+
+
+def test_plugins_info_lines_reach_the_log_at_info(tmp_path: Path, test_plugin_dir: Path) -> None:
+    """jwt logs why it refused a token at info level; under `plughost serve` (its default
+    --log-level info) that line is in the log, and at --log-level warning it is not."""
+    folder = write_config(tmp_path / "config", test_plugin_dir, extra_routes="""\
+  Secured:
+    gatewayPath: /secured
+    methods: [GET]
+    middlewares: [Jwt]
+    action: Echo
+""")
+    plugins = (folder / "plugins.yaml").read_text()
+    (folder / "plugins.yaml").write_text(plugins + f"  - path: {test_plugin_dir}/jwt.so\n")
+    middlewares = (folder / "middlewares.yaml").read_text()
+    (folder / "middlewares.yaml").write_text(middlewares.replace("globalMiddlewares:", """\
+  Jwt:
+    use: plugins.jwt.middlewares.JWTValidationMiddleware
+    config:
+      signingKey: {algorithm: HS256, key: "a-secret-of-at-least-32-bytes-long!!"}
+globalMiddlewares:"""))
+    token = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhIn0.c2lnbmF0dXJlLW5vdC12YWxpZA"
+    for level, shown in (("info", True), ("warning", False)):
+        with Server("--config", str(folder), "--log-level", level) as server:
+            status, _ = send(server.port, "/secured", [("Host", "t"),
+                                                        ("Authorization", f"Bearer {token}")])
+            assert status == 401
+            out = server.output_after(0, "jwt: 401:", timeout=2 if shown else 0.5)
+        assert ("jwt: 401: bad signature" in out) is shown, out
+
+
+def test_header_bytes_reach_the_upstream_as_received(servers: tuple[Server, Server]) -> None:
+    """A UTF-8 value goes upstream byte for byte (it once arrived as 'cafÃ©')."""
+    for server in servers:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(b"GET /proxy/x HTTP/1.1\r\nHost: t\r\nX-Name: caf\xc3\xa9\r\n"
+                         b"X-Raw: \xff\xfe\r\nConnection: close\r\n\r\n")
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+        body = data.partition(b"\r\n\r\n")[2]
+        seen = {k.lower(): v for k, v in json.loads(body)["headers"].items()}
+        # the upstream (http.server) reads header bytes as latin-1: map them back
+        assert seen["x-name"].encode("latin-1") == "café".encode()
+        assert seen["x-raw"].encode("latin-1") == b"\xff\xfe"

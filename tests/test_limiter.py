@@ -263,3 +263,17 @@ def test_two_processes_share_one_limit(tmp_path: Path, test_plugin_dir: Path,
     finally:
         for s in servers:
             s.stop()
+
+
+def test_header_keys_have_their_own_namespace(gateway_factory: Any) -> None:
+    """key: header:X-API-Key: three requests whose API key is the address 127.0.0.1 do not
+    use up the budget of the client at 127.0.0.1 (once they shared one counter)."""
+    gw = gateway_factory({"L": {"storage": "Memory", "maxConnections": 3, "expiration": "1h",
+                                "key": "header:X-API-Key"}})
+    for _ in range(3):
+        assert gw.handle("GET", "/L/ok", {"X-API-Key": "127.0.0.1"}, client_ip="10.9.9.9").status \
+            == 200
+    assert gw.handle("GET", "/L/ok", {"X-API-Key": "127.0.0.1"}, client_ip="10.9.9.9").status \
+        == 429
+    # the client at 127.0.0.1, without a key, is counted by its address: untouched
+    assert gw.handle("GET", "/L/ok", client_ip="127.0.0.1").status == 200

@@ -470,8 +470,8 @@ def test_valkey_pool_size_bounds_connections(gw: Server, valkey: ValkeyServer) -
     clients = vk1(valkey.port, "CLIENT", "LIST").decode().splitlines()
     on_db5 = [c for c in clients if " db=5 " in f" {c} "]
     assert len(on_db5) == 2, clients  # used concurrently: as many as allowed, no more
-    # no limiter prefix: the counter key is "limiter::<client>:<window>" under "db:"
-    assert vk1(valkey.port, "GET", f"db:limiter::127.0.0.1:{w}", db=5) == b"48"
+    # no limiter prefix: the counter key is "limiter::ip:<client>:<window>" under "db:"
+    assert vk1(valkey.port, "GET", f"db:limiter::ip:127.0.0.1:{w}", db=5) == b"48"
 
 
 def test_valkey_username_and_password(gw: Server, auth_valkey: ValkeyServer) -> None:
@@ -727,8 +727,8 @@ def test_limiter_exact_limit_and_counter_key(gw: Server, valkey: ValkeyServer) -
     check_limit(gw, "/l/exact/ok", 3, 3600)
     status, headers, _ = gw.get("/l/exact/ok")
     assert status == 429
-    # "<storage prefix>limiter:<prefix>:<client>:<window>"; refused requests count too
-    key = f"{PREFIX}limiter:exact:127.0.0.1:{w}"
+    # "<storage prefix>limiter:<prefix>:ip:<client>:<window>"; refused requests count too
+    key = f"{PREFIX}limiter:exact:ip:127.0.0.1:{w}"
     assert vk1(valkey.port, "GET", key) == b"5"
     assert 0 < pttl(valkey.port, key) <= 3_600_000
 
@@ -773,8 +773,8 @@ def test_limiter_sliding_window(gw: Server, valkey: ValkeyServer) -> None:
             break
         time.sleep(5)
     w = now_ms // exp_ms
-    prev = f"{PREFIX}limiter:slide:127.0.0.1:{w - 1}"
-    cur = f"{PREFIX}limiter:slide:127.0.0.1:{w}"
+    prev = f"{PREFIX}limiter:slide:ip:127.0.0.1:{w - 1}"
+    cur = f"{PREFIX}limiter:slide:ip:127.0.0.1:{w}"
     assert vk1(valkey.port, "SET", prev, 10, "PX", exp_ms) == "OK"
     allowed = 10 - int(weighted)
     statuses, remaining = [], []
@@ -794,7 +794,7 @@ def test_limiter_expiration_one_second(gw: Server, valkey: ValkeyServer) -> None
     assert status == 200 and rate_headers(headers) == (1, 0, 1)
     status, headers, _ = gw.get("/l/second/ok")
     assert status == 429 and headers["Retry-After"] == "1"
-    key = f"{PREFIX}limiter:sec:127.0.0.1:{window(1.0)}"
+    key = f"{PREFIX}limiter:sec:ip:127.0.0.1:{window(1.0)}"
     assert 0 < pttl(valkey.port, key) <= 1000
     window_start(1.0)
     assert gw.get("/l/second/ok")[0] == 200  # a new window
@@ -805,10 +805,10 @@ def test_limiter_key_by_header(gw: Server, valkey: ValkeyServer) -> None:
     w = window(3600)
     check_limit(gw, "/l/header/ok", 2, 3600, headers={"X-API-Key": "alice"})
     check_limit(gw, "/l/header/ok", 2, 3600, headers={"X-API-Key": "bob"})
-    assert vk1(valkey.port, "GET", f"{PREFIX}limiter:hdr:alice:{w}") == b"3"
+    assert vk1(valkey.port, "GET", f"{PREFIX}limiter:hdr:h:alice:{w}") == b"3"
     # without the header the client address is the key
     check_limit(gw, "/l/header/ok", 2, 3600)
-    assert vk1(valkey.port, "GET", f"{PREFIX}limiter:hdr:127.0.0.1:{w}") == b"3"
+    assert vk1(valkey.port, "GET", f"{PREFIX}limiter:hdr:ip:127.0.0.1:{w}") == b"3"
 
 
 def test_limiter_key_by_client_address(gw: Server, valkey: ValkeyServer) -> None:
@@ -820,7 +820,7 @@ def test_limiter_key_by_client_address(gw: Server, valkey: ValkeyServer) -> None
     assert gw.get("/l/ip/ok", headers={"X-Forwarded-For": "203.0.113.8"})[0] == 200
     assert gw.get("/l/ip/ok", headers={"X-Forwarded-For": "203.0.113.7",
                                        "X-API-Key": "other"})[0] == 429
-    assert vk1(valkey.port, "GET", f"{PREFIX}limiter:ip:203.0.113.7:{w}") == b"3"
+    assert vk1(valkey.port, "GET", f"{PREFIX}limiter:ip:ip:203.0.113.7:{w}") == b"3"
 
 
 def test_limiter_prefix_shares_or_separates_counters(gw: Server) -> None:

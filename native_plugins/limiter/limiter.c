@@ -17,7 +17,7 @@
 **
 ** Fixed window: windows are aligned on the wall clock (CLOCK_REALTIME), so every gateway
 ** process sharing a storage agrees on them. Counter key
-** "limiter:<prefix>:<client key>:<window index>", one atomic storage incr per request with
+** "limiter:<prefix>:<ip|h>:<client key>:<window index>" ("h": the key header's value), one atomic storage incr per request with
 ** ttl = expiration (2 x expiration for the sliding window, whose previous counter must
 ** survive the next window). The request is refused with 429, Retry-After (seconds until the
 ** window ends, rounded up) and a JSON body when the counter passes maxConnections; refused
@@ -132,13 +132,16 @@ static int64_t lim_now_ms(void) {
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* "limiter:<prefix>:<client>:<window>" in a malloc'd buffer (NULL: out of memory). */
-static char *lim_key(const lim_middleware *m, const char *client, int64_t window, size_t *len) {
-  int n = snprintf(NULL, 0, "limiter:%s:%s:%" PRId64, m->prefix, client, window);
+/* "limiter:<prefix>:<kind>:<client>:<window>" in a malloc'd buffer (NULL: out of memory).
+** kind is "ip" for a client address, "h" for a header's value: a client cannot spend another
+** client's budget by sending its address as the header. */
+static char *lim_key(const lim_middleware *m, const char *kind, const char *client,
+                     int64_t window, size_t *len) {
+  int n = snprintf(NULL, 0, "limiter:%s:%s:%s:%" PRId64, m->prefix, kind, client, window);
   if (n < 0) return NULL;
   char *k = malloc((size_t)n + 1);
   if (k == NULL) return NULL;
-  snprintf(k, (size_t)n + 1, "limiter:%s:%s:%" PRId64, m->prefix, client, window);
+  snprintf(k, (size_t)n + 1, "limiter:%s:%s:%s:%" PRId64, m->prefix, kind, client, window);
   *len = (size_t)n;
   return k;
 }
@@ -162,9 +165,9 @@ static ph_next lim_storage_failed(const lim_middleware *m, ph_exchange *ex) {
 
 static ph_next lim_on_request(void *self, ph_exchange *ex) {
   const lim_middleware *m = self;
-  const char *client = NULL;
+  const char *client = NULL, *kind = "h";
   if (m->header != NULL) client = ph_header_get(ex, m->header);
-  if (client == NULL || *client == '\0') client = ph_client_ip(ex);
+  if (client == NULL || *client == '\0') client = ph_client_ip(ex), kind = "ip";
 
   int64_t now = lim_now_ms();
   int64_t window = now / m->expiration_ms;
@@ -173,7 +176,7 @@ static ph_next lim_on_request(void *self, ph_exchange *ex) {
   int64_t ttl = m->sliding ? 2 * m->expiration_ms : m->expiration_ms;
 
   size_t klen = 0;
-  char *key = lim_key(m, client, window, &klen);
+  char *key = lim_key(m, kind, client, window, &klen);
   if (key == NULL) {
     ph_error(ex, "limiter: out of memory");
     return PH_NEXT_ERROR;
@@ -187,7 +190,7 @@ static ph_next lim_on_request(void *self, ph_exchange *ex) {
   int64_t used = value;
   if (m->sliding) {
     size_t plen = 0;
-    char *prev_key = lim_key(m, client, window - 1, &plen);
+    char *prev_key = lim_key(m, kind, client, window - 1, &plen);
     int64_t prev = 0, pleft = 0;
     if (prev_key == NULL) {
       free(key);
