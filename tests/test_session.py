@@ -178,6 +178,14 @@ def test_missing_session_key_removes_client_header(make: Any) -> None:
     # without a session, nothing the client sent gets through either
     got = received(gw.handle("GET", "/app/y", {"X-User-Id": "1"}))
     assert "x-user-id" not in got
+    # nor under another spelling a CGI-style upstream reads as X-User-Id
+    got = received(gw.handle("GET", "/app/y", [("X_User_Id", "1"), ("x-user_id", "2"),
+                                                ("X_USER-ID", "3"), ("X-Other_Name", "kept")]))
+    assert not [k for k in got if k.replace("_", "-") == "x-user-id"], got
+    assert got["x-other_name"] == "kept"
+    got = received(gw.handle("GET", "/app/y", [("Cookie", f"session_id={sid}"),
+                                                ("X_User_Id", "forged")]))
+    assert got["x-user-id"] == "7" and "x_user_id" not in got
 
 
 @pytest.mark.parametrize("value", ["garbage", "0" * 32, "A" * 32, "ab" * 17, ""])

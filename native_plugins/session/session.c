@@ -106,7 +106,9 @@
 **   headers  map, required   {Header-Name: session_key}: sets request header Header-Name to the
 **                            local "session.<session_key>" (for the upstream). When the session
 **                            has no such key (or its value cannot be a header value), the
-**                            header is removed, so a client cannot supply it itself.
+**                            header is removed, so a client cannot supply it itself; so is
+**                            every other spelling of it with '_' (X_User_Id), which CGI-style
+**                            upstreams read as the same header.
 **
 ** No state changes after create: both thread-safe. LoadSession calls a storage that may block
 ** (Valkey): PH_TYPE_MAY_BLOCK.
@@ -116,6 +118,7 @@
 #include "plugin.h"
 #include "phu.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -741,9 +744,45 @@ static int ses_header_safe(const uint8_t *v, size_t len) {
   return 1;
 }
 
+/* Whether header names a and b are the same once case is ignored and '_' is read as '-'
+** (as CGI-style upstreams read them: X_User_Id is X-User-Id there). */
+static int ses_same_spelling(const char *a, const char *b) {
+  for (; *a && *b; a++, b++) {
+    char x = *a == '_' ? '-' : (char)tolower((unsigned char)*a);
+    char y = *b == '_' ? '-' : (char)tolower((unsigned char)*b);
+    if (x != y) return 0;
+  }
+  return *a == *b;
+}
+
+/* Removes every request header that is `header` in another spelling (X_User_Id,
+** x-user_id, ...): a client cannot hand the upstream an identity under a name the upstream
+** reads as the one this middleware sets. */
+static void ses_remove_spellings(ph_exchange *ex, const char *header) {
+  for (size_t i = 0; i < PH_API(ex)->header_count(ex, PH_REQUEST);) {
+    const char *name = NULL, *value = NULL;
+    if (PH_API(ex)->header_at(ex, PH_REQUEST, i, &name, &value) != PH_OK || name == NULL) {
+      i++;
+      continue;
+    }
+    if (ses_same_spelling(name, header) && strchr(name, '_') != NULL) {
+      char copy[256]; /* header_remove may free `name` */
+      size_t n = strlen(name);
+      if (n >= sizeof copy) {
+        i++;
+        continue;
+      }
+      memcpy(copy, name, n + 1);
+      if (ph_header_remove(ex, copy) > 0) continue; /* the list moved down */
+    }
+    i++;
+  }
+}
+
 static ph_next ses_map_on_request(void *self, ph_exchange *ex) {
   const ses_map *m = self;
   for (size_t i = 0; i < m->n; i++) {
+    ses_remove_spellings(ex, m->entries[i].header);
     size_t len = 0;
     const uint8_t *v = ph_local_get(ex, m->entries[i].local, &len);
     if (v == NULL || !ses_header_safe(v, len)) {
