@@ -332,3 +332,20 @@ def test_serve_end_to_end(tmp_path: Path, test_plugin_dir: Path) -> None:
                                   headers={"Authorization": basic("ali", "open sesame")})
         assert status == 200 and b"local=ali " in body
         assert srv.alive()
+
+
+def test_mixed_credential_kinds_are_warned_about_at_start_up(
+        gateway_factory: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """Plain and hashed credentials (or two crypt methods) take different times to check,
+    which tells user names apart: the gateway says so when it starts."""
+    mixed = {"admin": make_hash("s3cret", salt("sha512")), "bob": "plain-password"}
+    with caplog.at_level("WARNING", logger="plughost.plugin"):
+        gw = gateway_factory({"A": {"users": mixed}})
+    assert "users mix credential kinds ($6$ and plain)" in caplog.text, caplog.text
+    assert gw.handle("GET", "/A", headers={"Authorization": basic("bob", "plain-password")}) \
+        .status == 200
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="plughost.plugin"):
+        gateway_factory({"B": {"users": {"a": make_hash("x", salt("sha512")),
+                                         "b": make_hash("y", salt("sha512"))}}})
+    assert "mix credential kinds" not in caplog.text

@@ -278,6 +278,28 @@ static ph_status ba_create(const ph_config *cfg, void **self) {
     if (m->users[i].hash != NULL && first_hash == NULL) first_hash = m->users[i].hash;
   }
 
+  /* Users whose credentials are of different kinds (plain and hashed, or two crypt
+  ** methods) cost different times to check, and an unknown user costs what the dummy's kind
+  ** costs: someone timing the answers can tell which user names exist. Said at start-up. */
+  const char *kind0 = NULL;
+  size_t kind0_len = 0;
+  for (size_t i = 0; i < m->n_users; i++) {
+    const char *h = m->users[i].hash;
+    const char *end = h != NULL ? strchr(h + 1, '$') : NULL;
+    const char *kind = h != NULL ? h : "plain";
+    size_t len = h != NULL ? (end != NULL ? (size_t)(end - h + 1) : strlen(h)) : 5;
+    if (kind0 == NULL) {
+      kind0 = kind, kind0_len = len;
+    } else if (len != kind0_len || strncmp(kind, kind0, len) != 0) {
+      ph_log(cfg, PH_LOG_WARNING,
+             "basicauth: users mix credential kinds (%.*s and %.*s): checking one kind takes "
+             "longer than the other, so user names can be told apart by timing; give every "
+             "user the same kind (one crypt method, or plain passwords)",
+             (int)kind0_len, kind0, (int)len, kind);
+      break;
+    }
+  }
+
   /* The dummy costs what a real verification costs: the same hash, or a random digest. */
   uint8_t rnd[BA_DIGEST];
   if (phu_random(rnd, sizeof rnd) != 0)
