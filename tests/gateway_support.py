@@ -161,6 +161,15 @@ class Server:
         self.stop()
 
 
+@contextlib.contextmanager
+def both_paths(config: Path) -> Iterator[tuple["Server", "Server"]]:
+    """`plughost serve` twice on one configuration: with the direct path, and with every
+    request on the ASGI path (--no-direct-path)."""
+    with Server("--config", str(config)) as direct, \
+            Server("--config", str(config), "--no-direct-path") as asgi:
+        yield direct, asgi
+
+
 def write_config(folder: Path, plugin_dir: Path, *, upstream: str = "http://127.0.0.1:9",
                  extra_routes: str = "") -> Path:
     """A Seam configuration folder using the native plugins and the trace test plugin."""

@@ -15,7 +15,7 @@ from typing import Iterator
 
 import pytest
 
-from gateway_support import Server, UpstreamServer, write_config
+from gateway_support import both_paths, Server, UpstreamServer, write_config
 
 
 @pytest.fixture(scope="module")
@@ -29,9 +29,8 @@ def servers(tmp_path_factory: pytest.TempPathFactory, test_plugin_dir: Path,
             upstream: UpstreamServer) -> Iterator[tuple[Server, Server]]:
     folder = write_config(tmp_path_factory.mktemp("edge") / "config", test_plugin_dir,
                           upstream=upstream.url)
-    with Server("--config", str(folder)) as direct, \
-            Server("--config", str(folder), "--no-direct-path") as asgi:
-        yield direct, asgi
+    with both_paths(folder) as servers:
+        yield servers
 
 
 def send(port: int, path: str, fields: list[tuple[str, str]]) -> tuple[int, bytes]:
@@ -130,9 +129,8 @@ def test_a_connection_header_cannot_remove_what_the_gateway_adds(
     """The client's Connection header names its own hop-by-hop fields: they go when the
     request arrives, and the X-Forwarded-* httpfw adds still reach the upstream."""
     folder = httpfw_config(tmp_path, test_plugin_dir, upstream.url)
-    with Server("--config", str(folder)) as direct, \
-            Server("--config", str(folder), "--no-direct-path") as asgi:
-        for server in (direct, asgi):
+    with both_paths(folder) as servers:
+        for server in servers:
             status, body = send(server.port, "/fw/x", [
                 ("Host", "gw.example"), ("X-Forwarded-For", "203.0.113.9"),
                 ("X-Secret-Hop", "s"), ("X-Kept", "k"),

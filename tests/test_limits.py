@@ -15,7 +15,7 @@ from typing import Iterator
 
 import pytest
 
-from gateway_support import Server, write_config
+from gateway_support import both_paths, Server, write_config
 
 
 @pytest.fixture(scope="module")
@@ -25,9 +25,8 @@ def config(tmp_path_factory: pytest.TempPathFactory, test_plugin_dir: Path) -> P
 
 @pytest.fixture(scope="module")
 def servers(config: Path) -> Iterator[tuple[Server, Server]]:
-    with Server("--config", str(config)) as direct, \
-            Server("--config", str(config), "--no-direct-path") as asgi:
-        yield direct, asgi
+    with both_paths(config) as servers:
+        yield servers
 
 
 def ask(port: int, head: bytes, timeout: float = 10.0) -> bytes:

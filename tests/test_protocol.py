@@ -20,7 +20,7 @@ from typing import Iterator
 
 import pytest
 
-from gateway_support import Server, UpstreamServer, write_config
+from gateway_support import both_paths, Server, UpstreamServer, write_config
 
 EXTRA_ROUTES = """\
   Proxied:
@@ -46,9 +46,8 @@ def config(tmp_path_factory: pytest.TempPathFactory, test_plugin_dir: Path,
 
 @pytest.fixture(scope="module")
 def servers(config: Path) -> Iterator[tuple[Server, Server]]:
-    with Server("--config", str(config)) as direct, \
-            Server("--config", str(config), "--no-direct-path") as asgi:
-        yield direct, asgi
+    with both_paths(config) as servers:
+        yield servers
 
 
 def exchange(port: int, data: bytes, count: int) -> list[tuple[bytes, list[tuple[bytes, bytes]], bytes]]:
@@ -294,9 +293,8 @@ def wildcard_servers(tmp_path_factory: pytest.TempPathFactory,
                      test_plugin_dir: Path) -> Iterator[tuple[Server, Server]]:
     folder = write_config(tmp_path_factory.mktemp("wildcards") / "config", test_plugin_dir)
     (folder / "routes.yaml").write_text(WILDCARD_ROUTES)
-    with Server("--config", str(folder)) as direct, \
-            Server("--config", str(folder), "--no-direct-path") as asgi:
-        yield direct, asgi
+    with both_paths(folder) as servers:
+        yield servers
 
 
 @pytest.mark.parametrize("method", [b"GET", b"HEAD", b"POST"])

@@ -350,20 +350,17 @@ def _check_chains(routes: dict[str, RouteSpec], services: dict[str, ServiceSpec]
             global_how[name] = f"it runs on every request (anyRequest: true at {w.file}:{w.line})"
         else:
             global_how[name] = f"it is global (globalMiddlewares at {w.file}:{w.line})"
-    for s in services.values():
-        for name, w in zip(s.middlewares, s.middlewares_where):
-            if name in global_how:
-                problems.add(w, f"middleware '{name}' is listed by service '{s.name}' but "
-                                f"{global_how[name]}, so it would run twice: list it once, in "
-                                "globalMiddlewares or in the service")
     reported: set[tuple[str, str]] = set()
-    for r in routes.values():
-        for name, w in zip(r.middlewares, r.middlewares_where):
+    chains: list[tuple[str, RouteSpec | ServiceSpec]] = [
+        *(("service", s) for s in services.values()), *(("route", r) for r in routes.values())]
+    for kind, chain in chains:
+        for name, w in zip(chain.middlewares, chain.middlewares_where):
             if name in global_how:
-                problems.add(w, f"middleware '{name}' is listed by route '{r.name}' but "
+                problems.add(w, f"middleware '{name}' is listed by {kind} '{chain.name}' but "
                                 f"{global_how[name]}, so it would run twice: list it once, in "
-                                "globalMiddlewares or in the route")
-                reported.add((r.name, name))
+                                f"globalMiddlewares or in the {kind}")
+                if kind == "route":
+                    reported.add((chain.name, name))
     for s in services.values():
         by_service = dict(zip(s.middlewares, s.middlewares_where))
         for route_name in s.routes:

@@ -93,14 +93,14 @@ def check_path(path: str, *, owner: str, label: str = "path", wildcard: bool = T
     return tuple(names), errors
 
 
-def once_each(names: list[tuple[str, Where]], what: str,
-              problems: Problems) -> list[tuple[str, Where]]:
-    """``names`` (middlewares of a chain) with repeats reported and left out: a chain runs
-    each middleware once."""
+def once_each(names: list[tuple[str, Where]], what: str, problems: Problems,
+              kind: str = "middleware") -> list[tuple[str, Where]]:
+    """``names`` (the middlewares of a chain, the routes of a service: ``kind``) with
+    repeats reported and left out: a chain runs each middleware once."""
     first: dict[str, Where] = {}
     for name, w in names:
         if name in first:
-            problems.add(w, f"middleware '{name}' is listed twice in {what} (first on line "
+            problems.add(w, f"{kind} '{name}' is listed twice in {what} (first on line "
                             f"{first[name].line}): list it once")
         else:
             first[name] = w

@@ -12,7 +12,7 @@ import yaml
 
 from .fields import Field, as_str, as_str_list, describe, fields_of
 from .model import ServiceSpec
-from .problems import Problems, Where
+from .problems import Problems
 from .routes import check_path, once_each
 from .yamlload import is_null
 
@@ -38,13 +38,7 @@ def read_services(f: Field, problems: Problems) -> list[ServiceSpec]:
         entry = fields_of(sf.value, sf.where, problems, what, SERVICE_KEYS)
         routes = as_str_list(entry["routes"], problems, f"the routes of {what}") \
             if "routes" in entry else []
-        first: dict[str, Where] = {}
-        for name, w in routes:
-            if name in first:
-                problems.add(w, f"route '{name}' is listed twice in {what} (first on line "
-                                f"{first[name].line}): list it once")
-            else:
-                first[name] = w
+        unique = once_each(routes, what, problems, kind="route")
         mws = once_each(as_str_list(entry["middlewares"], problems,
                                     f"the middlewares of {what}"),
                         f"the middlewares of {what}", problems) if "middlewares" in entry else []
@@ -58,8 +52,8 @@ def read_services(f: Field, problems: Problems) -> list[ServiceSpec]:
                                              wildcard=False)
                 for e in errors:
                     problems.add(bf.value_where, e)
-        out.append(ServiceSpec(name=sf.name, routes=tuple(first), where=sf.where,
-                               routes_where=tuple(first.values()),
+        out.append(ServiceSpec(name=sf.name, routes=tuple(n for n, _ in unique), where=sf.where,
+                               routes_where=tuple(w for _, w in unique),
                                base_path=base, base_path_where=base_where,
                                middlewares=tuple(n for n, _ in mws),
                                middlewares_where=tuple(w for _, w in mws)))
