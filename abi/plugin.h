@@ -422,6 +422,17 @@ struct ph_host_api {
   ** the route has no such parameter. Owned by the host; valid during the hook call.
   ** Build upstream paths from it, so that the upstream gets what the client sent. */
   const char *(*route_param_raw)(const ph_exchange *ex, const char *name);
+
+  /* --- 1.2: configuration ------------------------------------------------------------ */
+
+  /* Call during create only. Declares that this instance reads request header `name` as an
+  ** identity: who the client is or what it may do (a token, an API key, a session id, a
+  ** request id). The host then answers 400 to every request carrying that header more than
+  ** once, before any plugin runs, so the value a plugin checked is the only one an upstream
+  ** can read. Authorization, Proxy-Authorization, Host, Content-Length and X-Request-ID are
+  ** always single. `name` is copied (compared ignoring case). PH_ERROR, with a configuration
+  ** error recorded, when `name` is not a header name. */
+  ph_status (*require_single_header)(const ph_config *node, const char *name);
 };
 
 /* The minimum sizes a 1.0 host accepts; later minors only grow them. */
@@ -468,6 +479,8 @@ struct ph_host_api {
 #define ph_route_param(ex, n) PH_API(ex)->route_param((ex), (n))
 /* 1.2 (check with PH_HOST_HAS(ex, route_param_raw) when built for older hosts too). */
 #define ph_route_param_raw(ex, n) PH_API(ex)->route_param_raw((ex), (n))
+/* 1.2 (check with PH_HOST_HAS(cfg, require_single_header) when built for older hosts too). */
+#define ph_require_single_header(cfg, name) PH_API(cfg)->require_single_header((cfg), (name))
 #define ph_client_ip(ex) PH_API(ex)->client_ip((ex))
 #define ph_route_name(ex) PH_API(ex)->route_name((ex))
 #define ph_header_get(ex, n) PH_API(ex)->header_get((ex), PH_REQUEST, (n))

@@ -4,6 +4,7 @@ storage and with a real Valkey, in front of the trace plugin's echo action."""
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from pathlib import Path
@@ -40,11 +41,13 @@ def cookie_token(cookie: str, name: str = "csrf_token") -> str:
 
 
 def csrf_config(folder: Path, plugin_dir: Path, config: dict[str, Any], *,
-                valkey_port: int | None = None) -> Path:
+                valkey_port: int | None = None, memory: dict[str, Any] | None = None) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "plugins.yaml").write_text("plugins:\n" + "".join(
         f"  - path: {plugin_dir / name}.so\n" for name in ["memory", "valkey", "trace", "csrf"]))
     storages = "storages:\n  Tokens:\n    use: plugins.memory.storages.MemoryStorage\n"
+    if memory is not None:
+        storages += f"    config: {json.dumps(memory)}\n"
     if valkey_port is not None:
         storages += ("  Valkey:\n    use: plugins.valkey.storages.ValkeyStorage\n"
                      f"    config: {{port: {valkey_port}, prefix: 'st:', "
@@ -112,6 +115,32 @@ def test_safe_method_keeps_a_known_token(make: Any) -> None:
     r = gw.handle("GET", "/form/x", {"Cookie": f"csrf_token={forged}"})
     assert cookie_token(set_cookie(r)) != forged
     assert gw.storage("Tokens").get(f"csrf:{forged}".encode()) is None
+
+
+def test_tokens_per_client_are_capped(make: Any, caplog: Any) -> None:
+    """A flood of cookieless GETs from one address (10x the storage's maxEntries) stores at
+    most maxTokensPerClient tokens: the flooder's GETs still pass, without a token; visitors
+    holding a token, and new visitors from other addresses, are served as before."""
+    gw = make({"storage": "Tokens", "maxTokensPerClient": 10}, memory={"maxEntries": 30})
+    returning = cookie_token(set_cookie(gw.handle("GET", "/form/x", client_ip="192.0.2.7")))
+    issued = 0
+    with caplog.at_level(logging.WARNING, logger="plughost.plugin"):
+        for _ in range(300):
+            r = gw.handle("GET", "/form/x", client_ip="198.51.100.1")
+            assert r.status == 200, r.body
+            issued += len(headers(r, "Set-Cookie"))
+    assert issued == 10
+    assert any("maxTokensPerClient (10)" in rec.getMessage() for rec in caplog.records)
+    r = gw.handle("GET", "/form/x", {"Cookie": f"csrf_token={returning}"}, client_ip="192.0.2.7")
+    assert cookie_token(set_cookie(r)) == returning
+    assert post(gw, returning, returning, client_ip="192.0.2.7").status == 200
+    fresh = cookie_token(set_cookie(gw.handle("GET", "/form/x", client_ip="203.0.113.5")))
+    assert post(gw, fresh, fresh, client_ip="203.0.113.5").status == 200
+
+
+def test_no_cap_with_zero(make: Any) -> None:
+    gw = make({"storage": "Tokens", "maxTokensPerClient": 0})
+    assert all(headers(gw.handle("GET", "/form/x"), "Set-Cookie") for _ in range(1100))
 
 
 def test_tokens_are_random(make: Any) -> None:
@@ -217,6 +246,8 @@ def test_cookie_attributes_and_other_lookups(make: Any) -> None:
     ({"storage": "Tokens", "cookieDomain": "ex ample.com"}, ["cookieDomain"]),
     ({"storage": "Tokens", "cookieSecure": "maybe"}, ["cookieSecure"]),
     ({"storage": "Tokens", "singleUseToken": "twice"}, ["singleUseToken"]),
+    ({"storage": "Tokens", "maxTokensPerClient": -1}, ["maxTokensPerClient", "0: no limit"]),
+    ({"storage": "Tokens", "maxTokensPerClient": "many"}, ["maxTokensPerClient"]),
 ])
 def test_config_errors_name_the_key(make: Any, config: dict[str, Any], words: list[str]) -> None:
     with pytest.raises(ConfigError) as exc:

@@ -367,7 +367,16 @@ def test_compose_configuration_serves_with_valkey(plugin_dir: Path, tmp_path: Pa
         assert status == 200, body + server.output().encode()
         assert headers["x-request-id"]
         assert headers["x-ratelimit-limit"] == "100"
-        assert "session_id=" in (headers["set-cookie"] or "")
+        cookie = (headers["set-cookie"] or "").split(";")[0]
+        assert cookie.startswith("session_id="), headers
+        # The limiter counts in Valkey, under the storage's prefix; a new session is stored
+        # there once the application writes data under its id, and then rotated there.
         keys = command(valkey.port, b"KEYS", b"plughost:*")
-        # The limiter counts and the session lives in Valkey, under the storage's prefix.
-        assert b"plughost:limiter:" in keys and b"plughost:session:" in keys, keys
+        assert b"plughost:limiter:" in keys and b"plughost:session:" not in keys, keys
+        sid = cookie.split("=", 1)[1]
+        command(valkey.port, b"SET", f"plughost:session:{sid}".encode(), b"user_id=1")
+        status, headers, body = server.get("/", headers={"Cookie": cookie})
+        assert status == 200, body
+        new = (headers["set-cookie"] or "").split(";")[0].split("=", 1)[1]
+        assert new != sid
+        assert command(valkey.port, b"EXISTS", f"plughost:session:{new}".encode()) == b":1\r\n"

@@ -106,6 +106,7 @@ void rt_config_set_bool(ph_config *node, int value, const char *text);
 void rt_config_set_kind(ph_config *node, ph_config_kind kind);
 void rt_config_set_plugin_state(ph_config *root, void *state);
 int rt_config_storage_may_block(const ph_config *root);
+const char *rt_config_single_headers(const ph_config *root);
 void rt_config_free(ph_config *root);
 const char *rt_config_error(const ph_config *root);
 void rt_config_clear_error(ph_config *root);

@@ -9,7 +9,9 @@
 **   keyLookup          string, default                where an unsafe request carries the
 **                      "header:X-Csrf-Token"          token besides the cookie:
 **                                                     "header:<Name>", "query:<name>" or
-**                                                     "cookie:<name>" (not cookieName itself)
+**                                                     "cookie:<name>" (not cookieName itself);
+**                                                     a header is required single (twice:
+**                                                     400)
 **   cookieName         string, default "csrf_token"   cookie that carries the token
 **   cookieDomain       string, default ""             Domain attribute (omitted when empty)
 **   cookiePath         string, default "/"            Path attribute
@@ -24,6 +26,9 @@
 **                                                     Seam configures)
 **   singleUseToken     bool, default false            true: a token is deleted once an unsafe
 **                                                     request used it; a new one is issued
+**   maxTokensPerClient int, default 1000              most tokens issued to one client address
+**                                                     per cookieExpiration; 0: no limit.
+**                                                     plughost's own option, Seam has none
 **
 ** Request phase. Safe methods (GET, HEAD, OPTIONS, TRACE) always pass: a valid token from the
 ** cookie that is still in the storage is kept (its TTL refreshed), otherwise a new token (16
@@ -33,6 +38,14 @@
 ** answer is 403 with a JSON body. On success the TTL is refreshed, or with singleUseToken the
 ** token is deleted and a new one issued. Response phase: Set-Cookie carries the token kept or
 ** issued (not after a 403). A storage failure answers 503.
+**
+** Storage use by anonymous clients is bounded: every token expires after cookieExpiration,
+** and tokens issued to safe requests without a usable cookie are counted per client address
+** ("csrf:c:<address>", one atomic incr beside the token's set, expiring after
+** cookieExpiration). A client over maxTokensPerClient gets its safe request through without a
+** new token (nothing stored, a warning logged); its unsafe requests then fail as without a
+** token, until the window ends. So a flood of cookieless requests from one address stores at
+** most maxTokensPerClient + 1 entries per window, and clients holding a token are unaffected.
 **
 ** No state changes after create: thread-safe. The storage may block (Valkey):
 ** PH_TYPE_MAY_BLOCK.
@@ -55,6 +68,9 @@
 #define CSRF_TOKEN_HEX (2 * CSRF_TOKEN_BYTES)
 #define CSRF_DEFAULT_EXPIRATION_MS (3600 * 1000)
 #define CSRF_KEY_PREFIX "csrf:"
+#define CSRF_COUNT_PREFIX "csrf:c:" /* + client address: tokens issued to it this window */
+#define CSRF_DEFAULT_MAX_PER_CLIENT 1000
+#define CSRF_MAX_ADDRESS 100 /* longer client addresses are counted by their first bytes */
 
 enum csrf_source { CSRF_FROM_HEADER, CSRF_FROM_QUERY, CSRF_FROM_COOKIE };
 
@@ -66,6 +82,7 @@ typedef struct csrf_mw {
   phu_cookie cookie;     /* the cookie's attributes */
   int single_use;
   int64_t expiration_ms;
+  int64_t max_per_client; /* 0: no limit */
   char local_key[64]; /* per-instance local: the token to send back in the response phase */
 } csrf_mw;
 
@@ -162,6 +179,8 @@ static ph_status csrf_create(const ph_config *cfg, void **self) {
                            "second way (a header like \"header:X-Csrf-Token\")", lookup);
   m->lookup_name = phu_strdup(name);
   if (m->lookup_name == NULL) return ph_config_error(cfg, NULL, "out of memory");
+  if (m->source == CSRF_FROM_HEADER && ph_require_single_header(cfg, name) != PH_OK)
+    return PH_ERROR;
 
   if (phu_cookie_read(cfg, &m->cookie) != PH_OK) return PH_ERROR;
 
@@ -181,6 +200,13 @@ static ph_status csrf_create(const ph_config *cfg, void **self) {
   if (m->expiration_ms == 0) m->expiration_ms = CSRF_DEFAULT_EXPIRATION_MS;
 
   if (ph_config_bool(cfg, "singleUseToken", 0, &m->single_use) != PH_OK) return PH_ERROR;
+  if (ph_config_int(cfg, "maxTokensPerClient", CSRF_DEFAULT_MAX_PER_CLIENT,
+                    &m->max_per_client) != PH_OK)
+    return PH_ERROR;
+  if (m->max_per_client < 0)
+    return ph_config_error(cfg, "maxTokensPerClient",
+                           "must be a number of tokens (0: no limit), not %" PRId64,
+                           m->max_per_client);
   snprintf(m->local_key, sizeof m->local_key, "csrf-mw.%p", (void *)m);
   m->storage = ph_storage_lookup(cfg, "storage", storage);
   if (m->storage == NULL) return PH_ERROR;
@@ -289,6 +315,29 @@ static ph_next csrf_issue(const csrf_mw *m, ph_exchange *ex) {
   return csrf_keep(m, ex, token);
 }
 
+/* Whether the client may be issued one more token this window (counts it when so). Sets
+** *fail to the answer on a storage failure. */
+static int csrf_client_may_have_one_more(const csrf_mw *m, ph_exchange *ex, ph_next *fail) {
+  const char *client = ph_client_ip(ex);
+  if (m->max_per_client == 0 || client == NULL || *client == '\0') return 1;
+  char key[sizeof CSRF_COUNT_PREFIX + CSRF_MAX_ADDRESS];
+  int n = snprintf(key, sizeof key, CSRF_COUNT_PREFIX "%.*s", CSRF_MAX_ADDRESS, client);
+  int64_t count = 0, left = 0;
+  if (ph_storage_incr(m->storage, ex, (const uint8_t *)key, (size_t)n, 1, m->expiration_ms,
+                      &count, &left) != PH_OK) {
+    *fail = csrf_storage_failed(ex);
+    return 0;
+  }
+  if (count <= m->max_per_client) return 1;
+  ph_log(ex, PH_LOG_WARNING,
+         "csrf: %s was issued maxTokensPerClient (%" PRId64 ") tokens within cookieExpiration; "
+         "no new token until the window ends (raise maxTokensPerClient if many users share "
+         "this address)",
+         client, m->max_per_client);
+  *fail = PH_NEXT_CONTINUE;
+  return 0;
+}
+
 static ph_next csrf_on_request(void *self, ph_exchange *ex) {
   const csrf_mw *m = self;
   size_t clen = 0;
@@ -312,6 +361,8 @@ static ph_next csrf_on_request(void *self, ph_exchange *ex) {
         return csrf_keep(m, ex, token);
       }
     }
+    ph_next over = PH_NEXT_CONTINUE;
+    if (!csrf_client_may_have_one_more(m, ex, &over)) return over;
     return csrf_issue(m, ex);
   }
 

@@ -9,7 +9,8 @@
 **   skipSuccessfulRequests  bool, default false   responses with status < 400 do not count
 **   slidingWindow           bool, default false   weighted previous + current fixed windows
 **   key                     string, default "ip"  "ip" or "header:<Name>" (falls back to
-**                                                 the client address when the header is absent)
+**                                                 the client address when the header is absent;
+**                                                 <Name> is required single: twice is 400)
 **   prefix                  string, default ""    put into every counter key, to keep several
 **                                                 limiters on one storage apart
 **   failOpen                bool, default false   storage failure: false answers 503, true
@@ -113,6 +114,8 @@ static ph_status lim_create(const ph_config *cfg, void **self) {
                              "\"header:X-API-Key\"", key);
     m->header = phu_strdup(name);
     if (m->header == NULL) return ph_config_error(cfg, NULL, "out of memory");
+    /* the key names whose budget a request spends: one value per request */
+    if (ph_require_single_header(cfg, name) != PH_OK) return PH_ERROR;
   } else if (strcmp(key, "ip") != 0) {
     return ph_config_error(cfg, "key",
                            "must be \"ip\" or \"header:<Name>\", not '%s'", key);

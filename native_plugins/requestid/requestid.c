@@ -9,7 +9,9 @@
 ** ASCII characters, no leading or trailing space), otherwise makes a random UUID version 4
 ** from the kernel's CSPRNG (getrandom) and sets it on the request header. Either way the
 ** id goes into the locals under contextKey. Response phase: copies the id from the locals
-** to the response header. No state changes after create: thread-safe, never blocks.
+** to the response header. headerName is required single (ph_require_single_header): a
+** request carrying it twice gets 400 from the host. No state changes after create:
+** thread-safe, never blocks.
 */
 #define _POSIX_C_SOURCE 200809L
 
@@ -90,6 +92,8 @@ static ph_status rid_create(const ph_config *cfg, void **self) {
     return ph_config_error(cfg, "contextKey",
                            "must not be empty: name the local the request id is stored "
                            "under, like \"requestId\"");
+  /* the id names the request in every log and upstream: a client sends it once at most */
+  if (ph_require_single_header(cfg, header_name) != PH_OK) return PH_ERROR;
 
   rid_middleware *m = calloc(1, sizeof *m);
   if (m == NULL) return ph_config_error(cfg, NULL, "out of memory");

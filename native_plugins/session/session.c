@@ -10,6 +10,8 @@
 **                                                     memory (as Seam), with a warning
 **   keyLookup              string, default            where the session id travels:
 **                          "cookie:session_id"        "cookie:<name>" or "header:<Name>"
+**                                                     (a header is required single: twice
+**                                                     in a request is 400)
 **   cookieDomain           string, default ""         Domain attribute (omitted when empty)
 **   cookiePath             string, default "/"        Path attribute
 **   cookieSecure           bool, default false        Secure attribute
@@ -54,9 +56,15 @@
 ** the id rotated on the next request (useful right after a login).
 **
 ** Request phase. The id is read from the cookie or header; then exactly one of:
-**  - No id, a malformed one or an unknown (expired) one: a new session. A fresh random id
-**    (never the client's value: no session fixation) is stored at once as "__issued=<now>"
-**    with TTL cookieExpiration and sent back. One get (if an id was sent), one set.
+**  - No id, or a malformed one: a new session. A fresh random id (never the client's value)
+**    goes into the locals and back to the client, and nothing is written: a session is
+**    stored only once the application puts data in it, so anonymous requests cost the
+**    storage nothing. No storage operation at all.
+**  - A well-formed id the storage does not hold (issued but never filled, expired, logged
+**    out): an empty session under that id, again without a write and without Set-Cookie.
+**    One get. Whoever writes data under such an id (the application at login) gets it
+**    rotated on the next request (the data has no __issued; unless disableAutoRenew), so an
+**    id known before the data existed leads to it for autoRenewGracePeriod at most.
 **  - A known id younger than autoRenewAfter, or any known id with disableAutoRenew: its data
 **    is loaded and that is all. One get, no write (so no update by anyone else can be lost),
 **    no Set-Cookie. The TTL is not refreshed on use: the entry, the cookie and the id all end
@@ -72,7 +80,7 @@
 **    while another one rotated it (parallel requests of a page, or one in flight). The new
 **    id's session is loaded (a second get, no write) without rotating again, and the new id
 **    is sent back, so every response agrees. If the new id is gone (a logout deleted it, or
-**    it expired), or is itself a marker, the request gets a new session as for an unknown id.
+**    it expired), or is itself a marker, the request gets a new session as for no id.
 **
 ** Why a grace period rather than deleting the old id at once: a browser often has several
 ** requests in flight. With the old id deleted, those that lose the race would each get a new
@@ -399,6 +407,7 @@ static ph_status ses_load_create(const ph_config *cfg, void **self) {
                              "\"header:X-Session-Id\"", lookup);
     m->header_name = phu_strdup(lookup + 7);
     if (m->header_name == NULL) return ph_config_error(cfg, NULL, "out of memory");
+    if (ph_require_single_header(cfg, m->header_name) != PH_OK) return PH_ERROR;
   } else {
     return ph_config_error(cfg, "keyLookup",
                            "must be \"cookie:<name>\" or \"header:<Name>\", not '%s'", lookup);
@@ -657,19 +666,22 @@ static ph_next ses_load_on_request(void *self, ph_exchange *ex) {
     ph_status st = ph_storage_get(m->storage, ex, (const uint8_t *)key, SES_KEY_LEN, &value,
                                   &value_len);
     if (st == PH_ERROR) return ses_storage_failed(ex);
-    if (st == PH_OK) {
-      ph_next next = PH_NEXT_ERROR;
-      int handled = ses_known(m, ex, id, key, value, value_len, &next);
-      ph_free_value(m->storage, value);
-      if (handled) return next;
-    }
-    /* PH_NOT_FOUND (unknown or expired id) or a dead marker: a new session follows */
+    if (st != PH_OK) /* nothing stored under it yet: an empty session, still not stored */
+      return ses_use(m, ex, id, NULL, 0, 0);
+    ph_next next = PH_NEXT_ERROR;
+    int handled = ses_known(m, ex, id, key, value, value_len, &next);
+    ph_free_value(m->storage, value);
+    if (handled) return next;
+    /* a marker leading nowhere: the id was rotated away, a fresh one follows */
   }
 
-  char value[sizeof SES_ISSUED + 24];
-  int n = snprintf(value, sizeof value, SES_ISSUED "=%" PRId64, ses_now_ms());
-  ph_next fail = PH_NEXT_ERROR;
-  if (!ses_store_new(m, ex, value, (size_t)n, id, &fail)) return fail;
+  /* A new session: a fresh random id, sent back, and nothing written. The application
+  ** stores the session when it has something to keep in it. */
+  int err = ses_new_id(id);
+  if (err != 0) {
+    ph_error(ex, "session: the kernel's random generator failed: %s", strerror(err));
+    return PH_NEXT_ERROR;
+  }
   return ses_use(m, ex, id, NULL, 0, 1);
 }
 

@@ -655,19 +655,41 @@ static void check_session(rt_host *host, ph_storage *st) {
                                    "SessionOk", c);
   rt_chain *chain = rt_chain_new(&ses, 1, okact);
   rt_result r;
+  /* a new session: an id sent back, nothing stored */
   serve(host, chain, "GET", "/session", (const header[]){{NULL, NULL}}, &r);
-  char id[80], key[128];
+  char id[80], key[128], cookie[128];
   cookie_value(resp(&r, "Set-Cookie"), "session_id", id, sizeof id);
   snprintf(key, sizeof key, "session:%s", id);
   uint8_t *value = NULL;
   size_t len = 0;
   char *err = NULL;
   ph_status g = rt_storage_get(st, (const uint8_t *)key, strlen(key), &value, &len, &err);
-  if (r.status == 200 && strlen(id) == 32 && g == PH_OK)
-    ok("session middleware", "new session %s, Set-Cookie sent, stored as %zu byte(s)", id, len);
+  int new_ok = r.status == 200 && strlen(id) == 32 && g == PH_NOT_FOUND;
+  rt_free(value);
+  rt_free(err);
+  rt_exchange_free(r.ex);
+  /* the application logs the user in: data under that id; the next request rotates it */
+  err = NULL;
+  ph_status s = rt_storage_set(st, (const uint8_t *)key, strlen(key), (const uint8_t *)"u=1", 3,
+                               60000, &err);
+  rt_free(err);
+  snprintf(cookie, sizeof cookie, "session_id=%s", id);
+  serve(host, chain, "GET", "/session", (const header[]){{"Cookie", cookie}, {NULL, NULL}}, &r);
+  char moved[80], new_key[128];
+  cookie_value(resp(&r, "Set-Cookie"), "session_id", moved, sizeof moved);
+  snprintf(new_key, sizeof new_key, "session:%s", moved);
+  value = NULL;
+  err = NULL;
+  ph_status g2 = rt_storage_get(st, (const uint8_t *)new_key, strlen(new_key), &value, &len,
+                                &err);
+  if (new_ok && s == PH_OK && r.status == 200 && strlen(moved) == 32 && strcmp(moved, id) != 0 &&
+      g2 == PH_OK)
+    ok("session middleware", "new session %s sent and not stored; after a login rotated to %s, "
+       "stored as %zu byte(s)", id, moved, len);
   else
-    fail("session middleware", "status %d Set-Cookie '%s', storage get %d %s", r.status,
-         resp(&r, "Set-Cookie") ? resp(&r, "Set-Cookie") : "(none)", g, err ? err : "");
+    fail("session middleware", "new %d (get %d), set %d, status %d Set-Cookie '%s', get %d %s",
+         new_ok, g, s, r.status, resp(&r, "Set-Cookie") ? resp(&r, "Set-Cookie") : "(none)", g2,
+         err ? err : "");
   rt_free(value);
   rt_free(err);
   rt_exchange_free(r.ex);

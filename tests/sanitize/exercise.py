@@ -153,6 +153,10 @@ routes:
             set_cookies = [v.decode() for k, v in r.headers if k.lower() == b"set-cookie"]
             if set_cookies and i % 3 == 0:
                 cookies = "; ".join(c.split(";", 1)[0] for c in set_cookies)
+            sid = next((c.split("=", 1)[1] for c in cookies.split("; ")
+                        if c.startswith("session_id=")), "")
+            if sid and i % 9 == 0:  # the application fills the session: it rotates next
+                gw.storage("Mem").set(b"session:" + sid.encode(), b"u=%d&n=a%%26b" % i, ttl=60)
             token = next((c.split("=", 1)[1] for c in cookies.split("; ")
                           if c.startswith("csrf_token=")), "bad")
             allowed += gw.handle("POST", "/", {"Cookie": cookies, "X-Csrf-Token": token},
@@ -374,6 +378,10 @@ routes:
             sets = [v.decode() for k, v in r.headers if k.lower() == b"set-cookie"]
             if sets:
                 cookie = "; ".join(c.split(";", 1)[0] for c in sets)
+            if i == 0:  # the application fills the session: rotated on the next request
+                sid = next(c.split("=", 1)[1] for c in cookie.split("; ")
+                           if c.startswith("session_id="))
+                store.set(b"session:" + sid.encode(), b"u=1", ttl=60)
             token = next((c.split("=", 1)[1] for c in cookie.split("; ")
                           if c.startswith("csrf_token=")), "bad")
             gw.handle("POST", "/", {"Cookie": cookie, "X-Csrf-Token": token}, body=b"x")
@@ -383,7 +391,7 @@ routes:
         finally:
             os.kill(pid, signal.SIGCONT)
         assert gw.handle("GET", "/").status == 200
-        assert gw.handle("GET", "/away").status == 503
+        assert gw.handle("GET", "/away", {"Cookie": "session_id=" + "0" * 32}).status == 503
         store.reset()
 
 

@@ -162,18 +162,14 @@ static int run_chain(void *serve_p, void *host, void *chain, int release, const 
   return 0;
 }
 
-/* Whether a request with these [(lower-case name, value)] headers may carry a body (it comes
-** only with Content-Length or Transfer-Encoding), or the list is not as a server makes it:
-** either way the request is not for the one-call paths. */
 /* Whether a request must leave the one-call paths for the Python steps: it has a body
 ** (Content-Length, Transfer-Encoding), a header that is not a (bytes, bytes) pair, or a
-** second field of a name that must appear once (plughost.serving.pipeline.SINGLE_FIELDS:
-** the Python steps answer it 400). Names arrive in lower case. */
-static int has_body_or_odd_headers(PyObject *headers) {
-  static const struct { const char *name; size_t len; } single[] = {
-      {"host", 4}, {"authorization", 13}, {"x-request-id", 12}, {"proxy-authorization", 19}};
-  unsigned seen = 0;
-  Py_ssize_t nh = PyList_GET_SIZE(headers);
+** second field of a name it may carry once (`single`, a tuple of lower-case bytes:
+** plughost.serving.pipeline.SINGLE_FIELDS and the names the gateway's plugins read as an
+** identity; the Python steps answer 400). Names arrive in lower case. */
+static int has_body_or_odd_headers(PyObject *headers, PyObject *single) {
+  uint64_t seen = 0;
+  Py_ssize_t nh = PyList_GET_SIZE(headers), ns = PyTuple_GET_SIZE(single);
   for (Py_ssize_t i = 0; i < nh; i++) {
     PyObject *pair = PyList_GET_ITEM(headers, i);
     PyObject *name = PyTuple_Check(pair) && PyTuple_GET_SIZE(pair) == 2
@@ -184,10 +180,11 @@ static int has_body_or_odd_headers(PyObject *headers) {
     if ((len == 14 && !memcmp(s, "content-length", 14)) ||
         (len == 17 && !memcmp(s, "transfer-encoding", 17)))
       return 1;
-    for (unsigned k = 0; k < sizeof single / sizeof *single; k++) {
-      if ((size_t)len == single[k].len && !memcmp(s, single[k].name, single[k].len)) {
-        if (seen & (1u << k)) return 1;
-        seen |= 1u << k;
+    for (Py_ssize_t k = 0; k < ns; k++) {
+      PyObject *one = PyTuple_GET_ITEM(single, k);
+      if (PyBytes_GET_SIZE(one) == len && !memcmp(s, PyBytes_AS_STRING(one), (size_t)len)) {
+        if (k >= 64 || (seen & ((uint64_t)1 << k))) return 1; /* past 64 names: Python's */
+        seen |= (uint64_t)1 << k;
         break;
       }
     }
@@ -215,6 +212,7 @@ typedef struct {
   PyObject *failed;             /* failed(chain, (label, reason)): logs an element's failure */
   PyObject *route;              /* route(method, path) -> (chain, params) of an inline route,
                                 ** or None (plughost.serving.routing.RouteTable.inline_route) */
+  PyObject *single;             /* tuple of the lower-case header names a request carries once */
 } Native;
 
 /* The PendingUpstream that owns out->ex from now on: the chain ran and its action waits for
@@ -250,6 +248,7 @@ static int native_traverse(Native *self, visitproc visit, void *arg) {
   Py_VISIT(self->pending);
   Py_VISIT(self->failed);
   Py_VISIT(self->route);
+  Py_VISIT(self->single);
   return 0;
 }
 
@@ -263,6 +262,7 @@ static int native_clear(Native *self) {
   Py_CLEAR(self->pending);
   Py_CLEAR(self->failed);
   Py_CLEAR(self->route);
+  Py_CLEAR(self->single);
   return 0;
 }
 
@@ -273,22 +273,28 @@ static void native_dealloc(Native *self) {
 }
 
 /* Native(serve, free, finish, finish_head, host, static_routes, case_sensitive, live, ready,
-**        status_lines, prefixes, response, pending, failed, route): the first five are
-** addresses (ints) from the runtime's cffi module, read once here; the last four are
-** callables. */
+**        status_lines, prefixes, response, pending, failed, route, single): the first five
+** are addresses (ints) from the runtime's cffi module, read once here; response, pending,
+** failed and route are callables; single is a tuple of bytes. */
 static int native_init(Native *self, PyObject *args, PyObject *kwargs) {
   PyObject *serve, *free_, *finish, *finish_head, *host, *live, *ready;
   PyObject *static_routes, *status_lines, *prefixes, *response, *pending, *failed, *route;
+  PyObject *single;
   int case_sensitive;
   if (kwargs && PyDict_GET_SIZE(kwargs)) {
     PyErr_SetString(PyExc_TypeError, "Native() takes positional arguments only");
     return -1;
   }
-  if (!PyArg_ParseTuple(args, "OOOOOO!pOOO!O!OOOO", &serve, &free_, &finish, &finish_head, &host,
-                        &PyDict_Type, &static_routes, &case_sensitive, &live, &ready,
+  if (!PyArg_ParseTuple(args, "OOOOOO!pOOO!O!OOOOO!", &serve, &free_, &finish, &finish_head,
+                        &host, &PyDict_Type, &static_routes, &case_sensitive, &live, &ready,
                         &PyTuple_Type, &status_lines, &PyDict_Type, &prefixes, &response,
-                        &pending, &failed, &route))
+                        &pending, &failed, &route, &PyTuple_Type, &single))
     return -1;
+  for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(single); k++)
+    if (!PyBytes_Check(PyTuple_GET_ITEM(single, k))) {
+      PyErr_SetString(PyExc_TypeError, "Native(): single must be a tuple of bytes");
+      return -1;
+    }
   if (!PyCallable_Check(response) || !PyCallable_Check(pending) || !PyCallable_Check(failed) ||
       !PyCallable_Check(route)) {
     PyErr_SetString(PyExc_TypeError,
@@ -314,6 +320,7 @@ static int native_init(Native *self, PyObject *args, PyObject *kwargs) {
   Py_XSETREF(self->pending, Py_NewRef(pending));
   Py_XSETREF(self->failed, Py_NewRef(failed));
   Py_XSETREF(self->route, Py_NewRef(route));
+  Py_XSETREF(self->single, Py_NewRef(single));
   return 0;
 }
 
@@ -444,7 +451,7 @@ static PyObject *serve_scope(PyObject *self, PyObject *const *args, Py_ssize_t n
     if (PyErr_Occurred()) return NULL;
     Py_RETURN_NONE;
   }
-  if (has_body_or_odd_headers(headers)) Py_RETURN_NONE;
+  if (has_body_or_odd_headers(headers, nat->single)) Py_RETURN_NONE;
   PyObject *hit = static_hit(nat, method, path);
   if (!hit || PyObject_IsTrue(PyTuple_GET_ITEM(hit, 3))) { /* none, or may-block */
     if (PyErr_Occurred()) return NULL;
@@ -673,7 +680,7 @@ static PyObject *serve_raw(PyObject *self, PyObject *const *args, Py_ssize_t nar
   if (path_len == 0 || target[0] != '/' || path_len >= (Py_ssize_t)sizeof path_s ||
       memchr(target, '%', (size_t)path_len) || memchr(target, '#', (size_t)target_len))
     Py_RETURN_NONE;
-  if (has_body_or_odd_headers(headers)) Py_RETURN_NONE;
+  if (has_body_or_odd_headers(headers, nat->single)) Py_RETURN_NONE;
   memcpy(path_s, target, (size_t)path_len);
   path_s[path_len] = '\0';
   PyObject *path = PyUnicode_DecodeASCII(target, path_len, NULL);

@@ -350,6 +350,38 @@ int rt_config_storage_may_block(const ph_config *root) {
   return rt_ctx_of(root)->storage_may_block;
 }
 
+/* Longest name ph_require_single_header takes (names of real identity headers are short). */
+#define RT_SINGLE_HEADER_MAX 128
+
+ph_status rt_api_require_single_header(const ph_config *node, const char *name) {
+  if (!node || rt_ctx_of(node)->kind != RT_CTX_CONFIG) return PH_ERROR;
+  rt_ctx *ctx = rt_ctx_of(node);
+  size_t len = rt_header_name_length(name);
+  if (len == 0 || len > RT_SINGLE_HEADER_MAX)
+    return rt_api_config_error(node, NULL,
+                               "'%.*s' is not a header name (up to %d letters, digits and "
+                               "!#$%%&'*+-.^_`|~), so it cannot be required once",
+                               RT_SINGLE_HEADER_MAX, name ? name : "(null)",
+                               RT_SINGLE_HEADER_MAX);
+  char line[RT_SINGLE_HEADER_MAX + 2];
+  for (size_t i = 0; i < len; i++) line[i] = (char)tolower((unsigned char)name[i]);
+  line[len] = '\n';
+  line[len + 1] = '\0';
+  size_t have = ctx->single_headers ? strlen(ctx->single_headers) : 0;
+  for (const char *p = ctx->single_headers; p && *p; p = strchr(p, '\n') + 1)
+    if (strncmp(p, line, len + 1) == 0) return PH_OK; /* already required */
+  char *grown = realloc(ctx->single_headers, have + len + 2);
+  if (!grown) return rt_api_config_error(node, NULL, "out of memory");
+  memcpy(grown + have, line, len + 2);
+  ctx->single_headers = grown;
+  return PH_OK;
+}
+
+const char *rt_config_single_headers(const ph_config *root) {
+  const char *s = rt_ctx_of(root)->single_headers;
+  return s ? s : "";
+}
+
 void *rt_api_plugin_state(const ph_config *node) {
   return node ? rt_ctx_of(node)->plugin_state : NULL;
 }

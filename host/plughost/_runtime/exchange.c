@@ -164,8 +164,7 @@ static const unsigned char header_bytes[256] = {
 #undef T
 #undef V
 
-/* Length of a valid header name (0 if empty or not a token). */
-static size_t name_length(const char *name) {
+size_t rt_header_name_length(const char *name) {
   if (!name) return 0;
   const unsigned char *p = (const unsigned char *)name;
   while (header_bytes[*p] & TCHAR) p++;
@@ -209,7 +208,7 @@ static ph_status check_header(ph_exchange *ex, ph_side side, const char *name,
     rt_ctx_set_error(&ex->ctx, rt_format("header function called with an unknown side %d", (int)side));
     return PH_ERROR;
   }
-  if ((*name_len = name_length(name)) == 0) {
+  if ((*name_len = rt_header_name_length(name)) == 0) {
     rt_ctx_set_error(&ex->ctx, rt_format("invalid header name '%s'", name ? name : "(null)"));
     return PH_ERROR;
   }

@@ -49,6 +49,7 @@ static const ph_host_api host_api = {
     .local_set = rt_api_local_set,
     .upstream = rt_api_upstream,
     .route_param_raw = rt_api_route_param_raw,
+    .require_single_header = rt_api_require_single_header,
 };
 
 const ph_host_api *rt_host_api(void) { return &host_api; }
@@ -101,7 +102,8 @@ void rt_ctx_clear(rt_ctx *ctx) {
   free(ctx->label);
   free(ctx->source);
   free(ctx->error);
-  ctx->label = ctx->source = ctx->error = NULL;
+  free(ctx->single_headers);
+  ctx->label = ctx->source = ctx->error = ctx->single_headers = NULL;
 }
 
 void rt_ctx_set_error(rt_ctx *ctx, char *message) {

@@ -24,6 +24,9 @@ typedef struct rt_ctx {
   char *error;  /* last error recorded, or NULL; owned */
   void *plugin_state; /* configuration trees: what the plugin's init stored */
   bool storage_may_block; /* configuration trees: a storage looked up through it may block */
+  /* configuration trees: the header names its instance reads as an identity
+  ** (ph_require_single_header), lower case, each followed by '\n'; owned, NULL if none */
+  char *single_headers;
 } rt_ctx;
 
 /* ------------------------------------------------------------------ configuration */
@@ -54,6 +57,9 @@ void rt_config_set_kind(ph_config *node, ph_config_kind kind);
 void rt_config_set_plugin_state(ph_config *root, void *state);
 /* Whether a storage looked up through this tree (ph_storage_lookup) has a may-block type. */
 int rt_config_storage_may_block(const ph_config *root);
+/* The names ph_require_single_header recorded on this tree: lower case, each followed by
+** '\n' ("" if none). Owned by the tree. */
+const char *rt_config_single_headers(const ph_config *root);
 void rt_config_free(ph_config *root);
 /* The error recorded on the tree (NULL if none) and clearing it. */
 const char *rt_config_error(const ph_config *root);

@@ -40,6 +40,9 @@ ph_status rt_api_config_error(const ph_config *node, const char *key, const char
     PH__PRINTF(3, 4);
 void *rt_api_plugin_state(const ph_config *node);
 ph_storage *rt_api_storage_lookup(const ph_config *node, const char *key, const char *name);
+ph_status rt_api_require_single_header(const ph_config *node, const char *name);
+/* Length of a valid header name (an RFC 9110 token), 0 if empty or not one. */
+size_t rt_header_name_length(const char *name);
 
 ph_status rt_api_storage_get(ph_storage *st, const void *who, const uint8_t *key, size_t key_len,
                              uint8_t **value, size_t *value_len);

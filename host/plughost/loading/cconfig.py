@@ -94,6 +94,13 @@ class ConfigTree:
         """Whether a storage the create hook looked up through this tree may block."""
         return bool(self._rt.lib.rt_config_storage_may_block(self.ptr))
 
+    @property
+    def single_headers(self) -> frozenset[bytes]:
+        """The header names (lower case) the create hook declared it reads as an identity
+        (ph_require_single_header): requests must carry each at most once."""
+        text = self._rt.ffi.string(self._rt.lib.rt_config_single_headers(self.ptr))
+        return frozenset(text.split(b"\n")) - {b""}
+
     def close(self) -> None:
         """Frees the C tree. Only after every hook that may read it has returned."""
         if self.ptr is not None:

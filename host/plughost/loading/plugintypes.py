@@ -91,6 +91,8 @@ class _Instance:
         # one of them is (a session on a MemoryStorage runs on the event loop).
         self.may_block = ptype.may_block and not (
             ptype.flags & BLOCKS_VIA_STORAGES and not tree.storage_may_block)
+        #: Header names this instance reads as an identity: a request carries each once.
+        self.single_headers = tree.single_headers
         #: Never reads a body (PH_TYPE_STREAMS_BODIES): bodies may stream past it.
         self.streams_bodies = bool(ptype.flags & STREAMS_BODIES)
         self.ptr = lib.rt_instance_new(getattr(lib, self.rt_kind), ptype.table, self_ptr,

@@ -161,7 +161,7 @@ class Runner:
             _fastpath = None  # type: ignore[assignment]
         #: What the one-call C paths need of this host (plughost._fastpath.Native): the
         #: runtime's entry points, read once here; a Pipeline makes one with routes too.
-        self.native = self.make_native({}, False, None, None, (), {}, _no_route) \
+        self.native = self.make_native({}, False, None, None, (), {}, _no_route, ()) \
             if _fastpath is not None else None
         #: serve_chain(chain, method, path, query, client, headers, body, params,
         #: release_gil) -> Response | PendingUpstream (bytes arguments; headers as pairs).
@@ -187,11 +187,13 @@ class Runner:
 
     def make_native(self, static_routes: dict[Any, Any], case_sensitive: bool,
                     live: str | None, ready: str | None, status_lines: tuple[bytes, ...],
-                    prefixes: dict[str, Any], route: Callable[[str, str], Any]) -> Any:
+                    prefixes: dict[str, Any], route: Callable[[str, str], Any],
+                    single_fields: tuple[bytes, ...]) -> Any:
         """A plughost._fastpath.Native for this host: its runtime's entry points (addresses
         taken here, once) with a gateway's route tables (``route``: RouteTable.inline_route),
-        health routes and status lines, and what its results are made of (Response,
-        PendingUpstream, log_failure)."""
+        health routes, status lines and the header fields a request may carry once (a
+        request with two of one goes to the Python steps, which answer 400), and what its
+        results are made of (Response, PendingUpstream, log_failure)."""
         from .._fastpath import Native
 
         ffi, lib = self._rt.ffi, self._rt.lib
@@ -203,7 +205,7 @@ class Runner:
                       address("rt_serve_upstream"), address("rt_serve_upstream_head"),
                       int(ffi.cast("uintptr_t", self._host)), static_routes, case_sensitive,
                       live, ready, status_lines, prefixes, Response, self.pending, log_failure,
-                      route)
+                      route, single_fields)
 
     def exchange(self, address: int) -> Any:
         """The exchange at ``address`` (a PendingUpstream's)."""

@@ -88,18 +88,23 @@ def _status_line(code: int) -> bytes:
 STATUS_LINES = tuple(_status_line(code) for code in range(600))
 
 
-#: Header fields a request may carry once. A second one is how a client slips an identity
-#: past a plugin that checked the first (a valid token, then an unsigned one the upstream
-#: reads): such a request gets 400, whichever path serves it.
+#: Header fields every request may carry once. A second one is how a client slips an
+#: identity past a plugin that checked the first (a valid token, then an unsigned one the
+#: upstream reads): such a request gets 400, whichever path serves it. A gateway adds the
+#: names its plugins read as an identity (ph_require_single_header: an API key, a session id).
 SINGLE_FIELDS = frozenset({b"host", b"authorization", b"proxy-authorization", b"x-request-id",
                            b"content-length"})
 
+#: The most names a gateway may require once (the one-call C paths keep one bit per name).
+MAX_SINGLE_FIELDS = 64
 
-def repeated_field(headers: Sequence[Header]) -> bytes | None:
-    """The first name of SINGLE_FIELDS that ``headers`` (lower-case names) hold twice."""
+
+def repeated_field(headers: Sequence[Header],
+                   single: frozenset[bytes] = SINGLE_FIELDS) -> bytes | None:
+    """The first name of ``single`` that ``headers`` (lower-case names) hold twice."""
     seen: set[bytes] = set()
     for name, _ in headers:
-        if name in SINGLE_FIELDS:
+        if name in single:
             if name in seen:
                 return name
             seen.add(name)
@@ -284,6 +289,10 @@ class Pipeline:
         self.runner = gateway.runner
         server = gateway.config.server if gateway.config else None
         self.rules = ServingRules.from_server(server)
+        #: Header fields a request may carry once: SINGLE_FIELDS and the names the
+        #: gateway's instances read as an identity.
+        self.single_fields = SINGLE_FIELDS.union(*(
+            getattr(instance, "single_headers", ()) for instance in gateway.instances.values()))
         #: Runs may-block chains (None: the event loop's default executor).
         self.executor: Executor | None = None
         #: Performs upstream requests (None: a client made for the request, in-process).
@@ -302,7 +311,8 @@ class Pipeline:
         rules, routes = self.rules, self.routes
         self.native = self.runner.make_native(routes.static, routes.case_sensitive,
                                               rules.live_route, rules.ready_route,
-                                              STATUS_LINES, routes.prefixes, routes.inline_route)
+                                              STATUS_LINES, routes.prefixes, routes.inline_route,
+                                              tuple(sorted(self.single_fields)))
         #: plain(method, target, headers, client, date lines): a plain request as
         #: plughost's protocol received it (no body, HTTP/1.1 keep-alive) -> the whole
         #: HTTP/1.1 response, the PendingUpstream of a proxied one, or None when the Python
@@ -315,7 +325,7 @@ class Pipeline:
     # ------------------------------------------------------------------ steps
     def early(self, request: Request) -> Response | None:
         """The answer of a serving rule that applies before routing, if one does."""
-        repeated = repeated_field(request.headers)
+        repeated = repeated_field(request.headers, self.single_fields)
         if repeated is not None:
             return json_response(400, b'{"error":"more than one %s header","status":400}'
                                  % repeated)

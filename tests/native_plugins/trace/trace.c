@@ -2,9 +2,10 @@
 ** trace: test-only plugin for the gateway's end-to-end tests.
 **
 ** TraceMiddleware {name, respond: status (0 = no), fail: "" | "request" | "response",
-**                  fault: "" | "crash" | "spin"}
+**                  fault: "" | "crash" | "spin", single: [header names]}
 **   request phase: appends name to the request header X-Trace ("a,b,c"), may respond or fail;
 **   fault (for the supervisor's tests): "crash" dereferences NULL, "spin" never returns;
+**   single: names passed as they are to ph_require_single_header at create;
 **   response phase: appends name to the response header X-Trace-Response, may fail.
 ** EchoAction: 200 with "method path query trace=<X-Trace> id=<:id> rest=<*> route=<name>
 **   body=<request body> local=<locals 'requestId'> ip=<client address>".
@@ -48,6 +49,14 @@ static ph_status trace_create(const ph_config *cfg, void **self) {
   t->spin = strcmp(fault, "spin") == 0;
   if (*fault && !t->crash && !t->spin)
     return ph_config_error(cfg, "fault", "must be \"crash\" or \"spin\", not '%s'", fault);
+  const ph_config *single = NULL;
+  if (ph_config_child(cfg, "single", &single) != PH_OK) return PH_ERROR;
+  for (size_t i = 0; single && i < ph_config_len(single); i++) {
+    const char *header;
+    if (ph_config_string(ph_config_at(single, i, NULL), NULL, "", &header) != PH_OK)
+      return PH_ERROR;
+    if (ph_require_single_header(cfg, header) != PH_OK) return PH_ERROR;
+  }
   return PH_OK;
 }
 
