@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from . import __version__
+from .errors import printable
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -63,9 +64,9 @@ def check(paths: tuple[str, ...], pattern: str, target: str, load: bool, timeout
                                    "problems": problems}, indent=2))
         else:
             for line in problems:
-                click.echo(line)
-            click.echo(f"{len(problems)} problem(s) in {config_path}" if problems
-                       else f"ok    {config_path}: the gateway builds with this configuration")
+                click.echo(printable(line))
+            click.echo(printable(f"{len(problems)} problem(s) in {config_path}" if problems else
+                                 f"ok    {config_path}: the gateway builds with this configuration"))
         sys.exit(EXIT_INCOMPATIBLE if problems else EXIT_OK)
 
     try:
@@ -85,10 +86,10 @@ def check(paths: tuple[str, ...], pattern: str, target: str, load: bool, timeout
     else:
         for verdict in verdicts:
             if verdict.ok:
-                click.echo(f"ok    {verdict.path}: {_describe(verdict)}")
+                click.echo(printable(f"ok    {verdict.path}: {_describe(verdict)}"))
             else:
                 for problem in verdict.problems:
-                    click.echo(f"FAIL  {verdict.path}: {problem.message}")
+                    click.echo(printable(f"FAIL  {verdict.path}: {problem.message}"))
         good = sum(v.ok for v in verdicts)
         what = "loadable" if load else "compatible"
         click.echo(f"{good} of {len(verdicts)} plugin(s) {what} with {platform.name}")

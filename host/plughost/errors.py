@@ -2,6 +2,23 @@
 
 from __future__ import annotations
 
+import re
+
+#: C0 and C1 control characters, DEL, and the lone surrogates undecodable bytes become.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def printable(text: str) -> str:
+    """``text`` with every control character and undecodable byte escaped (``\\x1b``,
+    ``\\x0a``, ``\\udcff``): a name read from an untrusted file (a symbol, a library, a
+    path) then cannot end a line, move the cursor or colour the terminal it is printed on."""
+    return _UNPRINTABLE.sub(_escape, text)
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match[0])
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
 
 class PlughostError(Exception):
     """Base class of every error plughost raises on purpose."""

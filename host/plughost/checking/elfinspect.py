@@ -312,14 +312,48 @@ def _dynsym(elf: ELFFile):
     return None
 
 
-def _version_names(elf: ELFFile) -> dict[int, str]:
-    """Version index -> version name, for the versions the file needs."""
+#: Elf32/Elf64 Verneed and Vernaux entries alike are 16 bytes.
+_VERNEED_ENTRY = 16
+
+
+def _version_names(elf: ELFFile, data: bytes) -> dict[int, str]:
+    """Version index -> version name, for the versions the file needs.
+
+    Walked here rather than with pyelftools' iterator, and bounded by the section's size:
+    a forged entry count or a ``vn_next`` leading back to an entry already read ends the
+    walk instead of looping (a 4-byte edit of ``sh_info`` once kept the checker busy for
+    2**31 rounds)."""
     names: dict[int, str] = {}
+    order = "<" if elf.little_endian else ">"
     for sec in elf.iter_sections():
-        if sec["sh_type"] == "SHT_GNU_verneed":
-            for _verneed, aux_iter in sec.iter_versions():
-                for aux in aux_iter:
-                    names[int(aux["vna_other"]) & 0x7FFF] = aux.name
+        if sec["sh_type"] != "SHT_GNU_verneed":
+            continue
+        strings = elf.get_section(sec["sh_link"])
+        start, size = sec["sh_offset"], sec["sh_size"]
+        blob = data[start:start + size]
+        budget = len(blob) // _VERNEED_ENTRY  # entries of either kind the section can hold
+        seen: set[int] = set()
+        offset = 0
+        for _ in range(min(sec["sh_info"], budget)):
+            if offset in seen or offset + _VERNEED_ENTRY > len(blob):
+                break
+            seen.add(offset)
+            _version, count, _file, aux, following = struct.unpack_from(
+                order + "HHIII", blob, offset)
+            at = offset + aux
+            for _ in range(min(count, budget)):
+                if at in seen or at + _VERNEED_ENTRY > len(blob):
+                    break
+                seen.add(at)
+                _hash, _flags, other, name, next_aux = struct.unpack_from(
+                    order + "IHHII", blob, at)
+                names[other & 0x7FFF] = strings.get_string(name)
+                if next_aux == 0:
+                    break
+                at += next_aux
+            if following == 0:
+                break
+            offset += following
     return names
 
 
@@ -482,11 +516,11 @@ def _inspect(p: Path, data: bytes, hdr: _RawHeader) -> ElfInfo:
         elf_type = "pie-executable"
 
     dynsym = _dynsym(elf)
+    version_names = _version_names(elf, data)
     undefined: list[str] = []
     versioned: dict[str, list[str]] = {}  # version name -> symbols needing it
     if dynsym is not None:
         count = dynsym.num_symbols()
-        version_names = _version_names(elf)
         indexes = _versym_indexes(elf, count)
         for i in range(1, count):
             sym = dynsym.get_symbol(i)
@@ -512,7 +546,7 @@ def _inspect(p: Path, data: bytes, hdr: _RawHeader) -> ElfInfo:
         elif parsed == glibc_required:
             glibc_names.extend(names)
     if glibc_required is None:  # versions needed without versioned undefined symbols
-        for name in _version_names(elf).values():
+        for name in version_names.values():
             parsed = _glibc_version(name)
             if parsed is not None and (glibc_required is None or parsed > glibc_required):
                 glibc_required = parsed

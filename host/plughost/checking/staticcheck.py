@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass, field
 
 from ..abi import ABI_MAJOR, ABI_MINOR, ENTRY_SYMBOL, HEADER_SIZE, PLUGIN_MAGIC, min_entry_size
+from ..errors import printable
 from .elfinspect import (
     ElfInfo,
     ElfInspectionError,
@@ -88,10 +89,14 @@ _MAX_SYMBOLS = 5
 
 @dataclass
 class Problem:
-    """One reason a file cannot be loaded: a stable ``code`` and a one-sentence message."""
+    """One reason a file cannot be loaded: a stable ``code`` and a one-sentence message.
+    Names the message quotes from the file arrive escaped (plughost.errors.printable)."""
 
     code: str
     message: str
+
+    def __post_init__(self) -> None:
+        self.message = printable(self.message)
 
 
 @dataclass
