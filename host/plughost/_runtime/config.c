@@ -27,6 +27,7 @@ ph_config *rt_config_new_root(rt_host *host, const char *label, const char *sour
 }
 
 ph_config *rt_config_add(ph_config *parent, const char *key, ph_config_kind kind, int line) {
+  if (!parent) return NULL; /* a failed add above: never dereferenced */
   if (parent->n == parent->cap) {
     size_t cap = parent->cap ? parent->cap * 2 : 4;
     ph_config **items = realloc(parent->items, cap * sizeof *items);

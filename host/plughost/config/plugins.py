@@ -35,7 +35,7 @@ import yaml
 
 from .fields import Field, as_str, describe, fields_of
 from .model import PluginSpec
-from .problems import Problems, Where
+from .problems import Problems
 from .yamlload import is_null, line_of
 
 PLUGIN_KEYS = ("path", "config", "sha256")
@@ -72,6 +72,10 @@ def read_plugin_list(f: Field, base_dir: Path, problems: Problems) -> list[Plugi
         if not text.strip():
             problems.add(entry["path"].value_where, f"the path of {what} is empty: write the "
                                                     "plugin's .so file")
+            continue
+        unusable = unusable_path(text)
+        if unusable:
+            problems.add(entry["path"].value_where, f"the path of {what} {unusable}")
             continue
         sha = None
         if "sha256" in entry:
@@ -124,9 +128,15 @@ def read_plugin_folder(f: Field, base_dir: Path, problems: Problems) -> list[Plu
     if folder_text is None:
         return []
     where = entry["folder"].value_where
+    unusable = unusable_path(folder_text)
+    if unusable:
+        problems.add(where, f"plugin.folder {unusable}")
+        return []
     folder = Path(os.path.abspath(base_dir / os.path.expanduser(folder_text)))
-    if not folder.is_dir():
-        why = "does not exist" if not folder.exists() else "is not a folder"
+    kind = _file_kind(folder)
+    if kind != "folder":
+        why = kind if kind.startswith("cannot") else (
+            "does not exist" if kind == "missing" else "is not a folder")
         problems.add(where, f"plugin folder {folder} {why}: create it or fix plugin.folder")
         return []
     wild = any(c in pattern for c in "*?[")
@@ -138,6 +148,35 @@ def read_plugin_folder(f: Field, base_dir: Path, problems: Problems) -> list[Plu
                             f"'{pattern}': build the plugins into it or fix plugin.pattern")
     return [PluginSpec(path=folder / n, config=None, sha256=None, where=where,
                        config_where=where, origin="folder") for n in names]
+
+
+#: The longest file name (one path component) Linux file systems take, in bytes.
+_NAME_MAX = 255
+
+
+def unusable_path(text: str) -> str | None:
+    """Why ``text`` cannot be a file path at all (the rest of a sentence), or None."""
+    if "\0" in text:
+        return "holds a NUL character, which no file path can: remove it"
+    encoded = os.fsencode(text)  # lone surrogates stand for the bytes they escape
+    longest = max(len(part) for part in encoded.split(b"/"))
+    if longest > _NAME_MAX:
+        return (f"has a name of {longest} bytes, longer than the {_NAME_MAX} a file system "
+                "takes: shorten it")
+    return None
+
+
+def _file_kind(path: Path) -> str:
+    """"file", "folder", "other", "missing", or "cannot be read (<reason>)"."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return "missing"
+    except (OSError, ValueError) as exc:
+        return f"cannot be read ({getattr(exc, 'strerror', None) or exc})"
+    if stat.S_ISREG(mode):
+        return "file"
+    return "folder" if stat.S_ISDIR(mode) else "other"
 
 
 def check_plugin_files(specs: list[PluginSpec], allow_insecure: bool,
@@ -153,11 +192,15 @@ def check_plugin_files(specs: list[PluginSpec], allow_insecure: bool,
                                      f"{other.file}:{other.line}): keep one registration")
             continue
         first[key] = spec
-        if not spec.path.exists():
+        kind = _file_kind(spec.path)
+        if kind.startswith("cannot"):
+            problems.add(spec.where, f"plugin file {spec.path} {kind}: fix the path")
+            continue
+        if kind == "missing":
             problems.add(spec.where, f"plugin file {spec.path} does not exist: build the plugin "
                                      "or fix the path")
             continue
-        if not spec.path.is_file():
+        if kind != "file":
             problems.add(spec.where, f"plugin path {spec.path} is not a file: give the path of "
                                      "the plugin's .so file")
             continue

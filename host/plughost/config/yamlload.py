@@ -6,6 +6,12 @@ was written on. On top of PyYAML this module:
 * turns syntax errors into one-sentence problems with the file and line;
 * reports duplicate keys (PyYAML would silently keep the last one);
 * applies YAML merge keys (``<<: *base``) as yaml.v3 does;
+* bounds what a file may build: nesting deeper than :data:`MAX_DEPTH`, an alias inside the
+  value it names (``a: &a [*a]``), and aliases expanding to more than
+  :data:`MAX_ALIAS_EXPANSION` values (a "billion laughs") are problems with a line, found
+  while composing, before anything is expanded;
+* refuses explicitly tagged scalars whose text is not of their tag (``!!bool maybe``,
+  ``!!int abc``), which PyYAML would read as something else;
 * substitutes environment variables in scalar *values* after parsing, so line numbers stay
   right: ``${VAR}``, ``${VAR:-default}`` (default when unset or empty), ``$${`` for a literal
   ``${``. Plain (unquoted) scalars are re-typed after substitution, so
@@ -34,6 +40,11 @@ FLOAT_TAG = "tag:yaml.org,2002:float"
 #: Tag given to a scalar whose ``${VAR}`` could not be substituted (already reported): checks
 #: skip such values instead of reporting them a second time.
 UNRESOLVED_TAG = "!plughost/unresolved"
+
+#: The deepest a value may be nested (maps and lists); real configurations use fewer than 10.
+MAX_DEPTH = 64
+#: How many more values than it holds a file may reach through aliases.
+MAX_ALIAS_EXPANSION = 100_000
 
 _VAR = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}")
 _ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
@@ -75,7 +86,14 @@ def read_yaml_text(text: str, display: str, environ: Mapping[str, str],
                    problems: Problems) -> yaml.Node | None:
     """Like :func:`read_yaml_file` for YAML already in memory."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=_BoundedLoader)
+    except _TooMuch as exc:
+        problems.add(Where(display, exc.line, exc.key), exc.message)
+        return None
+    except RecursionError:  # pragma: no cover - MAX_DEPTH keeps the composer shallow
+        problems.add(Where(display), f"values are nested too deeply: keep them under "
+                                     f"{MAX_DEPTH} levels")
+        return None
     except yaml.MarkedYAMLError as exc:
         problems.add(Where(display, _error_line(exc)), _syntax_message(exc))
         return None
@@ -86,8 +104,116 @@ def read_yaml_text(text: str, display: str, environ: Mapping[str, str],
         return None
     _check_duplicates(root, Where(display), problems, set())
     _flatten_merges(root, set())
+    _check_tags(root, Where(display), problems, set())
     _substitute(root, Where(display), environ, problems, set())
     return root
+
+
+class _TooMuch(Exception):
+    """A file exceeding one of the composer's bounds: ``message`` says which, ``line``
+    where."""
+
+    def __init__(self, mark: yaml.Mark, key: str, message: str) -> None:
+        super().__init__(message)
+        self.line = mark.line + 1
+        self.key = key
+        self.message = message
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe composer with bounds on depth and alias expansion, and no alias to a
+    value from inside that value. Composing never expands aliases (an alias is the same node
+    object again), so the bounds are checked before anything grows."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._open: set[str] = set()  # anchors of values being composed
+        self._composed = 0  # nodes composed so far (aliases not counted)
+        self._sizes: dict[int, int] = {}  # id(node) -> values it stands for, aliases expanded
+        self._keys: list[str | int] = []  # the key path of the value being composed
+
+    def _where(self, parent: yaml.Node | None, index: object) -> list[str | int]:
+        """The key path of a value composed under ``parent`` at ``index`` (a key node for
+        a map's value, a position in a list; a map's key itself adds nothing)."""
+        if isinstance(parent, yaml.SequenceNode) and isinstance(index, int):
+            return [*self._keys, index]
+        if isinstance(parent, yaml.MappingNode) and isinstance(index, yaml.ScalarNode):
+            return [*self._keys, str(index.value)]
+        return list(self._keys)
+
+    def _fail(self, mark: yaml.Mark, keys: list[str | int], message: str) -> _TooMuch:
+        where = Where("")
+        for key in keys[:8]:  # deeper than that, the start of the path tells where
+            where = where.child(key)
+        return _TooMuch(mark, where.key + ("…" if len(keys) > 8 else ""), message)
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node:
+        event = self.peek_event()
+        keys = self._where(parent, index)
+        if isinstance(event, yaml.AliasEvent):
+            if event.anchor in self._open:
+                raise self._fail(event.start_mark, keys,
+                                 f"the alias *{event.anchor} stands inside the value "
+                                 f"&{event.anchor} names, which would make it endless: refer "
+                                 "to another value, or write it out")
+            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+        if self._depth >= MAX_DEPTH:
+            raise self._fail(event.start_mark, keys, f"values are nested more than {MAX_DEPTH} "
+                                                     "levels deep here: flatten the structure")
+        anchor, outer = event.anchor, self._keys
+        self._depth += 1
+        self._keys = keys
+        if anchor is not None:
+            self._open.add(anchor)
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+            self._keys = outer
+            if anchor is not None:
+                self._open.discard(anchor)
+        self._composed += 1
+        size = 1
+        if isinstance(node, yaml.SequenceNode):
+            size += sum(self._sizes.get(id(child), 1) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            size += sum(self._sizes.get(id(k), 1) + self._sizes.get(id(v), 1)
+                        for k, v in node.value)
+        if size > self._composed + MAX_ALIAS_EXPANSION:
+            raise self._fail(node.start_mark, keys,
+                             f"this value grows to more than {MAX_ALIAS_EXPANSION} values "
+                             "through aliases (*name): write it out, or use fewer aliases")
+        self._sizes[id(node)] = size
+        return node  # type: ignore[no-any-return]
+
+
+#: Explicit tags whose text must read as that type, and what to call it.
+_TYPED_TAGS = {BOOL_TAG: "true or false", INT_TAG: "a whole number",
+               FLOAT_TAG: "a number", NULL_TAG: "null"}
+
+
+def _check_tags(node: yaml.Node, where: Where, problems: Problems, seen: set[int]) -> None:
+    """Scalars tagged ``!!bool``, ``!!int``, ``!!float`` or ``!!null`` whose text is not one
+    (``!!bool maybe``): a problem each, and the value is skipped by later checks."""
+    if id(node) in seen:
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.ScalarNode):
+        wanted = _TYPED_TAGS.get(node.tag)
+        if wanted is None:
+            return
+        implicit = _RESOLVER.resolve(yaml.ScalarNode, node.value, (True, False))
+        if implicit == node.tag or (node.tag == FLOAT_TAG and implicit == INT_TAG):
+            return
+        short = node.tag.rsplit(":", 1)[-1]
+        shown = node.value if len(node.value) <= 40 else node.value[:37] + "..."
+        problems.add(where, f"'{shown}' is tagged !!{short} but is not {wanted}: write "
+                            f"{wanted}, or drop the tag")
+        node.tag = UNRESOLVED_TAG
+        return
+    for _key, value, child in children(node, where):
+        _check_tags(value, child, problems, seen)
 
 
 def _error_line(exc: yaml.MarkedYAMLError) -> int:

@@ -60,23 +60,18 @@ class ConfigTree:
         if isinstance(value, yaml.Node):
             value = _plain_or_node(value)
         if isinstance(value, (yaml.MappingNode, dict)):
-            node = lib.rt_config_add(parent, ckey, lib.PH_CONFIG_MAP, line)
+            node = _added(ffi, lib.rt_config_add(parent, ckey, lib.PH_CONFIG_MAP, line))
             items = ((str(k.value), v, _line_of(k)) for k, v in value.value) if isinstance(
                 value, yaml.MappingNode) else ((str(k), v, 0) for k, v in value.items())
             for k, v, key_line in items:
                 self._add(node, k, v, key_line)
         elif isinstance(value, (yaml.SequenceNode, list, tuple)):
-            node = lib.rt_config_add(parent, ckey, lib.PH_CONFIG_LIST, line)
+            node = _added(ffi, lib.rt_config_add(parent, ckey, lib.PH_CONFIG_LIST, line))
             for v in (value.value if isinstance(value, yaml.SequenceNode) else value):
                 self._add(node, None, v)
         else:
-            node = lib.rt_config_add(parent, ckey, lib.PH_CONFIG_NULL, line)
-            if node == ffi.NULL:
-                raise MemoryError("cannot allocate a configuration node")
+            node = _added(ffi, lib.rt_config_add(parent, ckey, lib.PH_CONFIG_NULL, line))
             _set_scalar(self._rt, node, value)
-            return
-        if node == ffi.NULL:
-            raise MemoryError("cannot allocate a configuration node")
 
     @property
     def error(self) -> str | None:
@@ -109,6 +104,13 @@ class ConfigTree:
 
     def __del__(self) -> None:
         self.close()
+
+
+def _added(ffi: Any, node: Any) -> Any:
+    """``node`` from rt_config_add, checked before anything is added below it."""
+    if node == ffi.NULL:
+        raise MemoryError("the host is out of memory building a plugin's configuration")
+    return node
 
 
 def _c(ffi: Any, text: str | None) -> Any:

@@ -72,7 +72,7 @@ def validate_name(name: str) -> None:
     elif not NAME_RE.match(name):
         problem = ("is not a plugin name: use lowercase letters, digits and '_', starting "
                    "with a letter (it becomes the <plugin> part of type ids such as "
-                   f"plugins.<plugin>.middlewares.StampMiddleware, the file <plugin>.so and "
+                   "plugins.<plugin>.middlewares.StampMiddleware, the file <plugin>.so and "
                    "a C identifier)")
     elif name in RESERVED_NAMES:
         problem = "is a target name CMake reserves"

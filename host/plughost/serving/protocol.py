@@ -83,6 +83,9 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._header_count = self._head_size = 0
         self._connection_options = False  # the head has a Connection header
+        # What the connection does once the requests before it are answered: a 400 for a
+        # malformed request, or the switch to WebSocket (reading stops meanwhile).
+        self._after_answers: Callable[[], None] | None = None
 
     # ------------------------------------------------------------ request head limits
     def data_received(self, data: bytes) -> None:
@@ -97,20 +100,35 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         except httptools.HttpParserCallbackError as exc:
             if isinstance(exc.__context__, _HeadRefused):
                 return self._refuse(exc.__context__.status)
-            self.logger.warning("Invalid HTTP request received.")
-            return self.send_400_response("Invalid HTTP request received.")
+            return self._after_earlier_answers(self._invalid_request)
         except httptools.HttpParserError:
-            self.logger.warning("Invalid HTTP request received.")
-            return self.send_400_response("Invalid HTTP request received.")
+            return self._after_earlier_answers(self._invalid_request)
         except httptools.HttpParserUpgrade:
             if self._should_upgrade():
-                self.handle_websocket_upgrade()
+                self._after_earlier_answers(self.handle_websocket_upgrade)
             else:
                 self._unsupported_upgrade_warning()
             return
         if self._in_head and self._head_bytes > self._head_limit and \
                 not self.transport.is_closing():
             self._refuse(431)  # a head still incomplete past the limit
+
+    def _invalid_request(self) -> None:
+        self.logger.warning("Invalid HTTP request received.")
+        self.send_400_response("Invalid HTTP request received.")
+
+    def _after_earlier_answers(self, then: Callable[[], None]) -> None:
+        """Runs ``then`` (answering a malformed request, or switching to WebSocket) once
+        every request received before it on this connection is answered: on both paths a
+        pipelined request gets its answer, in order, whatever follows it. Reading stops
+        meanwhile."""
+        running = self._running is not None and not self._running.response_complete
+        if not (running or self.pipeline or
+                self.cycle is not None and not self.cycle.response_complete):
+            then()
+            return
+        self._after_answers = then
+        self.flow.pause_reading()
 
     def _refuse(self, status: int) -> None:
         """Answers a request over a limit with ``status`` and closes the connection (a
@@ -236,10 +254,16 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self.server_state.total_requests += 1
         if self.transport.is_closing():
             return
-        self.flow.resume_reading()
+        if self._after_answers is None:
+            self.flow.resume_reading()
         if self.pipeline:  # a pipelined request waited for this one
             cycle, app = self.pipeline.pop()
             self._start_asgi_task(cycle, app)
+            return
+        if self._after_answers is not None:  # every request before it is answered
+            then, self._after_answers = self._after_answers, None
+            self.flow.resume_reading()  # (a WebSocket session reads on from here)
+            then()
             return
         self._idle_since = now = self.loop.time()
         self._watch(now + self.timeout_keep_alive)
