@@ -191,3 +191,24 @@ def test_both_paths_answer_every_pipelined_request_in_order(
             assert found[:2] == [200, 200] and len(found) == 3, (server.proc.args, answer)
         assert statuses(exchange_raw(servers[0].port, GET + GET + UPGRADE, timeout=3)) == \
             statuses(exchange_raw(servers[1].port, GET + GET + UPGRADE, timeout=3))
+
+
+def test_a_client_that_half_closes_still_gets_every_answer(
+        tmp_path: Path, test_plugin_dir: Path) -> None:
+    """Requests, then the client shuts its sending side (as HTTP/1.0 clients and scripts
+    do): every request is answered before the connection closes, on both paths (the ASGI
+    path once dropped the second of two)."""
+    folder = write_config(tmp_path / "config", test_plugin_dir)
+    traced = b"GET /traced HTTP/1.1\r\nHost: x\r\n\r\n"
+    with both_paths(folder) as servers:
+        for server in servers:
+            for data, expected in ((GET, [200]), (GET + traced, [200, 200]),
+                                   (traced + GET + traced, [200, 200, 200]),
+                                   (b"GET / HTTP/1.0\r\n\r\n", [200])):
+                with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+                    sock.sendall(data)
+                    sock.shutdown(socket.SHUT_WR)
+                    answer = b""
+                    while chunk := sock.recv(65536):
+                        answer += chunk
+                assert statuses(answer) == expected, (server.proc.args, data, answer)

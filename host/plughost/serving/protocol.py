@@ -130,6 +130,15 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._after_answers = then
         self.flow.pause_reading()
 
+    def eof_received(self) -> bool:
+        """The client has sent all it will (a half-close, as HTTP/1.0 clients and scripts
+        do): every request it completed is still answered, in order, then the connection
+        closes. A request cut short by the end is dropped with the connection."""
+        if self._in_head and self._head_bytes == 0 and not self.transport.is_closing():
+            self._after_earlier_answers(self.transport.close)
+            return True  # keep the write side open until then
+        return False  # (asyncio closes the transport)
+
     def _refuse(self, status: int) -> None:
         """Answers a request over a limit with ``status`` and closes the connection (a
         response still under way on it is cut short)."""
