@@ -304,3 +304,26 @@ def test_a_garbage_tls_certificate_is_one_sentence(tmp_path: Path,
     assert serve.returncode == 1 and "Traceback" not in serve.stderr + serve.stdout
     assert "are not a usable TLS certificate and private key" in serve.stderr
     assert "serving on https" not in serve.stdout
+
+
+def test_a_crash_while_the_gateway_is_built_names_where_it_happened(
+        tmp_path: Path, test_plugin_dir: Path, badfiles: dict[str, Path]) -> None:
+    """A plugin whose init hook crashes is named; a crash outside any plugin hook is said to
+    be plughost's own (a 10^8-leaf configuration once crashed the host's runtime, and the
+    message blamed a plugin)."""
+    from plughost.checking.check import _crash_sentence
+
+    plugins = private_plugins(test_plugin_dir, tmp_path / "plugins")
+    folder = write_config(tmp_path / "config", plugins)
+    (plugins / "static.so").write_bytes(badfiles["segv"].read_bytes())
+    proc = check(folder)
+    assert proc.returncode == 1, proc.stdout
+    first = proc.stdout.splitlines()[0]
+    assert first == (f"{folder}: a plugin crashed with SIGSEGV while the gateway was built, in "
+                     "the init hook of plugin segv: fix or remove that plugin, or check it with "
+                     "`plughost check --load`"), proc.stdout
+    # the sentence for a crash report that names no hook
+    report = "plughost: worker 7 crashed with SIGSEGV outside any plugin hook: the worker ends"
+    sentence = _crash_sentence("cfg", 11, report)
+    assert sentence.startswith("cfg: plughost itself crashed with SIGSEGV") and \
+        "no plugin hook was running" in sentence

@@ -23,6 +23,10 @@ ph_config *rt_config_new_root(rt_host *host, const char *label, const char *sour
   root->kind = PH_CONFIG_MAP;
   root->line = line;
   root->path = rt_strdup(path ? path : "config");
+  if (!root->path) { /* out of memory */
+    rt_config_free(root);
+    return NULL;
+  }
   return root;
 }
 
@@ -39,15 +43,20 @@ ph_config *rt_config_add(ph_config *parent, const char *key, ph_config_kind kind
     parent->cap = cap;
   }
   ph_config *node = calloc(1, sizeof *node);
-  if (!node) return NULL;
+  char *copy = key ? rt_strdup(key) : NULL;
+  const char *above = parent->path ? parent->path : "config";
+  if (node)
+    node->path = key ? rt_format("%s.%s", above, key) : rt_format("%s[%zu]", above, parent->n);
+  if (!node || !node->path || (key && !copy)) { /* out of memory: nothing added */
+    if (node) free(node->path);
+    free(node);
+    free(copy);
+    return NULL;
+  }
   node->head = parent->head;
   node->kind = kind;
   node->line = line;
-  if (key)
-    node->path = rt_format("%s.%s", parent->path, key);
-  else
-    node->path = rt_format("%s[%zu]", parent->path, parent->n);
-  parent->keys[parent->n] = rt_strdup(key);
+  parent->keys[parent->n] = copy;
   parent->items[parent->n++] = node;
   return node;
 }
@@ -124,16 +133,18 @@ static ph_status record(const ph_config *node, const char *key, char *message) {
   rt_ctx *ctx = rt_ctx_of(node);
   const ph_config *target = lookup(node, key);
   int line = target && target->line ? target->line : node->line;
-  char *path = key && !target ? rt_format("%s.%s", node->path, key) : rt_strdup(
-                                                                            target ? target->path
-                                                                                   : node->path);
+  const char *at = node->path ? node->path : "config";
+  char *path = key && !target ? rt_format("%s.%s", at, key)
+                              : rt_strdup(target && target->path ? target->path : at);
+  /* out of memory: a shorter message rather than a NULL one */
+  const char *where = path ? path : at, *what = message ? message : "(out of memory)";
   char *full;
   if (ctx->source && line)
-    full = rt_format("%s:%d: %s: %s", ctx->source, line, path, message);
+    full = rt_format("%s:%d: %s: %s", ctx->source, line, where, what);
   else if (ctx->source)
-    full = rt_format("%s: %s: %s", ctx->source, path, message);
+    full = rt_format("%s: %s: %s", ctx->source, where, what);
   else
-    full = rt_format("%s: %s", path, message);
+    full = rt_format("%s: %s", where, what);
   free(path);
   free(message);
   rt_ctx_set_error(ctx, full);

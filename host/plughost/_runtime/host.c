@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "util.h"
+#include "watch.h"
 
 static const ph_host_api host_api = {
     .size = sizeof(ph_host_api),
@@ -155,23 +156,46 @@ void rt_host_free(rt_host *host) {
   free(host);
 }
 
+/* The plugin hooks outside the chain are marked for the crash report (watch.h), which then
+** names them instead of blaming plughost's own code. */
+
 ph_status rt_call_init(const ph_plugin *p, ph_config *config, void **state) {
   *state = NULL;
-  return p->init ? p->init(config, state) : PH_OK;
+  if (!p->init) return PH_OK;
+  char what[160];
+  snprintf(what, sizeof what, "the init hook of plugin %.100s", p->name ? p->name : "?");
+  void *mark = rt_watch_enter_hook(what);
+  ph_status st = p->init(config, state);
+  rt_watch_leave_hook(mark);
+  return st;
 }
 
 void rt_call_shutdown(const ph_plugin *p, void *state) {
-  if (p->shutdown) p->shutdown(state);
+  if (!p->shutdown) return;
+  char what[160];
+  snprintf(what, sizeof what, "the shutdown hook of plugin %.100s", p->name ? p->name : "?");
+  void *mark = rt_watch_enter_hook(what);
+  p->shutdown(state);
+  rt_watch_leave_hook(mark);
 }
 
 ph_status rt_call_create(ph_status (*create)(const ph_config *, void **), ph_config *config,
                          void **self) {
   *self = NULL;
-  return create(config, self);
+  const char *label = config ? rt_ctx_of(config)->label : NULL;
+  char what[320];
+  snprintf(what, sizeof what, "the create hook of %.280s", label ? label : "an instance");
+  void *mark = rt_watch_enter_hook(what);
+  ph_status st = create(config, self);
+  rt_watch_leave_hook(mark);
+  return st;
 }
 
 void rt_call_destroy(void (*destroy)(void *), void *self) {
-  if (destroy) destroy(self);
+  if (!destroy) return;
+  void *mark = rt_watch_enter_hook("a destroy hook");
+  destroy(self);
+  rt_watch_leave_hook(mark);
 }
 
 ph_next rt_middleware_request(const ph_middleware_type *t, void *self, ph_exchange *ex) {

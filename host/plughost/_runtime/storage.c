@@ -97,9 +97,10 @@ static void call_init(ph_call *call, ph_storage *st) {
 
 /* Takes the call's error (or a generic one) as a malloc'd message. */
 static char *call_take_error(ph_call *call, ph_storage *st, const char *op) {
+  const char *label = st->ctx.label ? st->ctx.label : "a storage";
   char *msg = call->ctx.error
-                  ? rt_format("%s: %s", st->ctx.label, call->ctx.error)
-                  : rt_format("%s: %s failed without saying why", st->ctx.label, op);
+                  ? rt_format("%s: %s", label, call->ctx.error)
+                  : rt_format("%s: %s failed without saying why", label, op);
   free(call->ctx.error);
   call->ctx.error = NULL;
   return msg;

@@ -24,6 +24,8 @@ typedef struct {
   _Atomic(pthread_t) owner;
   _Atomic(const rt_instance *) inst;   /* the element running, NULL between hooks */
   _Atomic(const ph_exchange *) ex;     /* its exchange (may be NULL) */
+  _Atomic(const char *) hook;          /* a plugin hook outside the chain (init, create,
+                                          destroy, shutdown) running: what it is, else NULL */
   atomic_ulong seq;                    /* bumped at every enter: the watchdog's progress */
 } slot;
 
@@ -37,6 +39,7 @@ static long hang_limit_ms;             /* written once before the watchdog start
 static void release_slot(void *p) {
   slot *s = p;
   atomic_store(&s->inst, NULL);
+  atomic_store(&s->hook, NULL);
   atomic_store(&s->claimed, 0);
 }
 
@@ -68,6 +71,17 @@ void *rt_watch_enter(const rt_instance *inst, const ph_exchange *ex) {
 
 void rt_watch_leave(void *mark) {
   if (mark) atomic_store_explicit(&((slot *)mark)->inst, NULL, memory_order_relaxed);
+}
+
+void *rt_watch_enter_hook(const char *what) {
+  slot *s = mine;
+  if (!s && !(s = mine = claim())) return NULL;
+  atomic_store_explicit(&s->hook, what, memory_order_release);
+  return s;
+}
+
+void rt_watch_leave_hook(void *mark) {
+  if (mark) atomic_store_explicit(&((slot *)mark)->hook, NULL, memory_order_relaxed);
 }
 
 void rt_instance_set_plugin(rt_instance *inst, const char *plugin) {
@@ -124,6 +138,12 @@ static const char *signal_name(int sig) {
 /* " in <element> of plugin <name> on route '<route>' (request id <id>)" */
 static void put_element(line *l, const slot *s) {
   const rt_instance *inst = s ? atomic_load(&s->inst) : NULL;
+  const char *hook = s ? atomic_load(&s->hook) : NULL;
+  if (!inst && hook) {
+    put(l, " in ");
+    put_clean(l, hook, strlen(hook), 300);
+    return;
+  }
   if (!inst) {
     put(l, " outside any plugin hook");
     return;

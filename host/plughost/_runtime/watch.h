@@ -21,6 +21,10 @@
 ** watched on it). */
 void *rt_watch_enter(const rt_instance *inst, const ph_exchange *ex);
 void rt_watch_leave(void *mark);
+/* The same around a plugin hook outside the chain (init, create, destroy, shutdown): `what`
+** ("the create hook of middleware 'A' (…)") must live until rt_watch_leave_hook. */
+void *rt_watch_enter_hook(const char *what);
+void rt_watch_leave_hook(void *mark);
 
 /* Installs the crash report for SIGSEGV, SIGBUS, SIGFPE, SIGILL and SIGABRT (with an
 ** alternate signal stack for this thread). Returns 0, or -1 when sigaction failed. */

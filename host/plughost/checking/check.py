@@ -10,6 +10,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -121,6 +122,25 @@ def _load_in_child(verdict: Verdict, timeout: float) -> None:
                                         str(result.get("message"))))
 
 
+_CRASH_LINE = re.compile(r"crashed with \S+ (in .+?|outside any plugin hook): the worker ends")
+
+
+def _crash_sentence(path: str, signal_number: int, stderr: str) -> str:
+    """What to say of a configuration check that died of a signal, from the crash report
+    the child wrote: the element and plugin whose hook was running, or plughost itself."""
+    name = _signal_name(signal_number)
+    match = _CRASH_LINE.search(stderr)
+    if match is None:
+        return (f"{path}: building the gateway crashed with {name}: run `plughost check "
+                "--load` on each plugin to find whether one of them is the cause")
+    if match[1] == "outside any plugin hook":
+        return (f"{path}: plughost itself crashed with {name} while building the gateway (no "
+                "plugin hook was running): this is a defect in plughost, please report it "
+                "with the configuration")
+    return (f"{path}: a plugin crashed with {name} while the gateway was built, {match[1]}: "
+            "fix or remove that plugin, or check it with `plughost check --load`")
+
+
 def _signal_name(number: int) -> str:
     try:
         return signal.Signals(number).name
@@ -154,8 +174,7 @@ def check_config(path: str, *, timeout: float = 60.0) -> list[str]:
         return [f"{path}: building the gateway did not finish within {timeout:g} s: a plugin's "
                 "init or create hook hangs"]
     if proc.returncode < 0:
-        return [f"{path}: a plugin crashed with {_signal_name(-proc.returncode)} while the "
-                "gateway was built: run `plughost check --load` on each plugin to find which"]
+        return [_crash_sentence(path, -proc.returncode, proc.stderr)]
     try:
         result = json.loads(proc.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):

@@ -36,6 +36,11 @@ def probe_config(path: str) -> dict[str, object]:
 
     from ..serving.listening import listen_problems
 
+    from ..loading.runtime import default_runtime
+
+    # A crash while building is reported on stderr with where it happened (a plugin's hook,
+    # named, or outside any: plughost's own code), for check_config to pass on.
+    default_runtime().lib.rt_watch_install_crash_report()
     try:
         gateway = Gateway.from_config(path)
     except ConfigErrors as exc:
