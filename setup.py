@@ -10,7 +10,7 @@ from setuptools import Extension, setup
 fastpath = Extension(
     "plughost._fastpath",
     sources=["host/plughost/_fast/fastpath.c"],
-    include_dirs=["abi", "host/plughost/_runtime"],
+    include_dirs=["host/plughost/include", "host/plughost/_runtime"],  # plugin.h: in sdists too
     extra_compile_args=["-std=c11", "-Wall", "-Wextra", "-Wno-missing-field-initializers",
                         "-Wno-cast-function-type"],
 )
