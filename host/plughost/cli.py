@@ -1,4 +1,4 @@
-"""The ``plughost`` command line: ``check`` and ``info``."""
+"""The ``plughost`` command line: ``check``, ``serve``, ``new`` and ``info``."""
 
 from __future__ import annotations
 

@@ -4,7 +4,8 @@
 #
 #   cmake_minimum_required(VERSION 3.16)
 #   project(myplugin C)
-#   find_package(plughost 1.0 REQUIRED)   # 1.0 = the plugin ABI version (PH_ABI_MAJOR.MINOR)
+#   find_package(plughost 1.2 REQUIRED)   # the oldest plugin ABI (PH_ABI_MAJOR.MINOR) the
+#                                         # plugin needs: here 1.2, for ph_require_single_header
 #   plughost_add_plugin(myplugin SOURCES myplugin.c [LIBRARIES ...] [INCLUDE_DIRS ...])
 #
 # and point CMake at the package with one of
@@ -21,7 +22,7 @@
 #   plughost::abi                   INTERFACE IMPORTED target carrying plugin.h's include dir
 #   plughost_add_plugin(<name> ...) a MODULE library <name>.so, see below
 #   PLUGHOST_INCLUDE_DIR            the folder holding plugin.h
-#   PLUGHOST_ABI_VERSION            "1.0", read from plugin.h
+#   PLUGHOST_ABI_VERSION            the header's ABI, e.g. "1.2", read from plugin.h
 #   PLUGHOST_PACKAGE_VERSION        the plughost release this package came with
 #   PLUGHOST_SANITIZE               cache option: build plugins with ASan + UBSan
 #   Threads::Threads                the platform's threads library, for LIBRARIES

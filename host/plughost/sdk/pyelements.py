@@ -1,8 +1,9 @@
 """Middlewares and actions written in Python, usable in the same chains as native ones.
 
-Subclass :class:`PythonMiddleware` or :class:`PythonAction`; register an instance with
-``Host.add_python_middleware(name, obj)`` / ``Host.add_python_action(name, obj)``. Inside a
-native chain the C runner calls back into Python for these elements only.
+Subclass :class:`PythonMiddleware` or :class:`PythonAction` and hand instances to
+``Gateway.from_config(config, python_elements={"Name": obj})``: routes then name them like
+native elements. Inside a native chain the C runner calls back into Python for these
+elements only.
 """
 
 from __future__ import annotations
