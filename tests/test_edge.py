@@ -57,6 +57,11 @@ def exchange(port: int, method: str, path: str, fields: list[tuple[str, str]],
     return int(status_line.split(" ", 2)[1]), answer_fields, answer
 
 
+def upstream_saw(body: bytes) -> dict[str, str]:
+    """The request headers the echoing upstream received (names lower-cased)."""
+    return {k.lower(): v for k, v in json.loads(body)["headers"].items()}
+
+
 def send(port: int, path: str, fields: list[tuple[str, str]]) -> tuple[int, bytes]:
     """A GET with exactly these header fields (Host first); (status, body)."""
     status, _, body = exchange(port, "GET", path, fields)
@@ -85,7 +90,7 @@ def test_one_of_each_is_forwarded(servers: tuple[Server, Server]) -> None:
                                                       ("Authorization", "Bearer good"),
                                                       ("X-Request-ID", "rid-1")])
         assert status == 201
-        seen = {k.lower(): v for k, v in json.loads(body)["headers"].items()}
+        seen = upstream_saw(body)
         assert seen["authorization"] == "Bearer good" and seen["x-request-id"] == "rid-1"
 
 
@@ -96,7 +101,7 @@ def test_header_names_with_underscores_are_dropped_on_both_paths(
                                                       ("X-User_Id", "admin"),
                                                       ("X-Kept", "yes")])
         assert status == 201
-        seen = {k.lower(): v for k, v in json.loads(body)["headers"].items()}
+        seen = upstream_saw(body)
         assert seen["x-kept"] == "yes"
         assert not [k for k in seen if "_" in k], seen
 
@@ -108,7 +113,7 @@ def test_underscores_can_be_allowed(tmp_path: Path, test_plugin_dir: Path,
     with Server("--config", str(folder)) as server:
         status, body = send(server.port, "/proxy/x", [("Host", "t"), ("X_Legacy", "1")])
         assert status == 201
-        seen = {k.lower(): v for k, v in json.loads(body)["headers"].items()}
+        seen = upstream_saw(body)
         assert seen.get("x_legacy") == "1"
 
 
@@ -207,7 +212,7 @@ def test_a_connection_header_cannot_remove_what_the_gateway_adds(
                 ("Connection", "keep-alive, X-Forwarded-For, X-Forwarded-Host, "
                                "X-Forwarded-Proto, X-Secret-Hop")])
             assert status == 201, body
-            seen = {k.lower(): v for k, v in json.loads(body)["headers"].items()}
+            seen = upstream_saw(body)
             assert seen["x-forwarded-for"] == "127.0.0.1", seen  # the gateway's, not gone
             assert seen["x-forwarded-host"] == "gw.example" and \
                 seen["x-forwarded-proto"] == "http"
@@ -217,7 +222,7 @@ def test_a_connection_header_cannot_remove_what_the_gateway_adds(
     with Gateway.from_config(folder) as gateway:  # in-process: the same rule
         response = gateway.handle("GET", "/fw/x", [("Connection", "X-Forwarded-For, X-Hop"),
                                                    ("X-Hop", "1")])
-        seen = {k.lower(): v for k, v in json.loads(response.body)["headers"].items()}
+        seen = upstream_saw(response.body)
         assert "x-forwarded-for" in seen and "x-hop" not in seen
 
 
@@ -331,7 +336,7 @@ def test_header_bytes_reach_the_upstream_as_received(servers: tuple[Server, Serv
             while chunk := sock.recv(65536):
                 data += chunk
         body = data.partition(b"\r\n\r\n")[2]
-        seen = {k.lower(): v for k, v in json.loads(body)["headers"].items()}
+        seen = upstream_saw(body)
         # the upstream (http.server) reads header bytes as latin-1: map them back
         assert seen["x-name"].encode("latin-1") == "café".encode()
         assert seen["x-raw"].encode("latin-1") == b"\xff\xfe"
@@ -433,10 +438,6 @@ def review(tmp_path_factory: pytest.TempPathFactory, test_plugin_dir: Path,
                            upstream.url, valkey.port)
     with both_paths(folder) as servers:
         yield servers
-
-
-def upstream_saw(body: bytes) -> dict[str, str]:
-    return {k.lower(): v for k, v in json.loads(body)["headers"].items()}
 
 
 def field(fields: list[tuple[str, str]], name: str) -> list[str]:
