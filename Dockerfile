@@ -6,13 +6,14 @@
 #   docker run --rm -p 8090:8090 -v "$PWD/myconf:/configs:ro" plughost
 #   docker compose up                                          # with Valkey: docker-compose.yaml
 #
-# Stage "builder" compiles plughost (its cffi runtime and the _fastpath extension) into the
-# virtualenv /opt/venv and every plugin of native_plugins/ into /plugins with CMake, then
-# `plughost check --target linux-<arch>-musl` refuses to go on unless every plugin is
-# loadable on the musl target it was built for. The runtime stage holds the venv, /plugins,
-# /configs and the C libraries the plugins link, and runs as an unprivileged user.
+# Stage "builder" builds plughost's wheel (its cffi runtime, the _fastpath extension and every
+# plugin of native_plugins/, built with CMake against musl) and installs it into the
+# virtualenv /opt/venv, then `plughost check --target linux-<arch>-musl` refuses to go on
+# unless every bundled plugin is loadable on the musl target it was built for. The runtime
+# stage holds the venv, /configs and the C libraries the plugins link, and runs as an
+# unprivileged user. Configurations name the bundled plugins (`- name: session`).
 # The same musl build can be reproduced outside Docker:
-#   python build_plugins.py --target linux-x86_64-musl     (cmake/toolchains/, musl-gcc or zig)
+#   python build_plugins.py --target linux-x86_64-musl     (host/plughost/cmake/toolchains/, musl-gcc or zig)
 
 ARG PYTHON_IMAGE=python:3.13-alpine3.22
 
@@ -41,21 +42,19 @@ RUN python -m venv /opt/venv
 
 WORKDIR /src
 
-# The host package first, so that a plugin change does not rebuild it.
-COPY pyproject.toml setup.py README.md ./
+# One wheel, as `pip install plughost` gets it: the host and every plugin of native_plugins/
+# (built by CMake during the wheel build, here against musl), installed into the venv; then
+# the static check of the bundled plugins for the musl target of this build's architecture
+# (linux-x86_64-musl on amd64, linux-aarch64-musl on arm64).
+COPY pyproject.toml setup.py MANIFEST.in README.md CMakeLists.txt build_plugins.py ./
 COPY abi/ abi/
-COPY host/ host/
-RUN pip install --no-cache-dir . \
- && plughost info
-
-# Every native plugin, against musl; then the static check for the musl target of this
-# build's architecture (linux-x86_64-musl on amd64, linux-aarch64-musl on arm64).
-COPY CMakeLists.txt build_plugins.py ./
-COPY cmake/ cmake/
 COPY tools/ tools/
+COPY host/ host/
 COPY native_plugins/ native_plugins/
-RUN python build_plugins.py --out /plugins \
- && plughost check --target "linux-$(uname -m)-musl" /plugins
+RUN pip wheel --no-deps --wheel-dir /wheels . \
+ && pip install --no-cache-dir /wheels/plughost-*.whl \
+ && plughost info \
+ && plughost check --target "linux-$(uname -m)-musl" "$(plughost info --plugins-dir)"
 
 # ---------------------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
@@ -77,18 +76,16 @@ RUN apk add --no-cache \
 ENV VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1 \
-    PLUGHOST_PLUGIN_DIR=/plugins
+    PYTHONUNBUFFERED=1
 
 # Owned by root and not writable by the gateway's user: plughost refuses plugin files and
 # folders that group or others can write.
 COPY --from=builder /opt/venv /opt/venv
-COPY --from=builder /plugins /plugins
 COPY docker/configs/ /configs/
 
 # Every plugin must load (and initialise) in this stage's C library and libraries, not only
 # pass the static check in the builder.
-RUN plughost check --load /plugins \
+RUN plughost check --load "$(plughost info --plugins-dir)" \
  && plughost check --config /configs
 
 USER 10001:10001

@@ -8,8 +8,8 @@
     python build_plugins.py --plugins-dir D  # more plugin folders laid out like native_plugins/
     python build_plugins.py --target linux-aarch64-musl   # cross build -> build/plugins-<target>/
 
---target builds for another platform with a toolchain file from cmake/toolchains/ (musl-gcc,
-aarch64-linux-gnu-gcc or zig from PyPI), each target in its own folders. A plugin whose
+--target builds for another platform with a toolchain file from host/plughost/cmake/toolchains/
+(musl-gcc, aarch64-linux-gnu-gcc or zig from PyPI), each target in its own folders. A plugin whose
 CMakeLists.txt looks up a third-party library (find_package, find_library, pkg-config) is
 skipped for a target, with the reason printed: this machine has those libraries only for
 itself. (CMake configures a view of the source tree without those folders, so their lookups
@@ -44,7 +44,7 @@ STAMP = ".build_plugins.json"  # in the build folder: the options it was configu
 OUT_STAMP = ".build_plugins-out.json"  # in the output folder: the files this script put there
 MANIFEST = "plughost-plugins.tsv"  # written by CMakeLists.txt: target, source folder, file
 TRUE_WORDS = {"1", "true", "yes", "on"}
-TOOLCHAINS = ROOT / "cmake" / "toolchains"
+TOOLCHAINS = ROOT / "host" / "plughost" / "cmake" / "toolchains"
 
 #: --target names (as `plughost check --target` spells them) -> CMake toolchain file.
 CROSS_TARGETS = {
@@ -107,7 +107,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--sanitize", action="store_true",
                    help="build with -fsanitize=address,undefined in separate folders")
     p.add_argument("--target", choices=sorted(CROSS_TARGETS), default=None,
-                   help="build for another platform with cmake/toolchains/ (default folders "
+                   help="build for another platform with plughost/cmake/toolchains/ (default folders "
                    "build/cmake-<target> and build/plugins-<target>); plugins that link a "
                    "third-party library are skipped, with the reason")
     p.add_argument("--build-type", default="RelWithDebInfo",

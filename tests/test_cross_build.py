@@ -1,4 +1,4 @@
-"""Cross builds: `build_plugins.py --target T` with the toolchain files in cmake/toolchains/.
+"""Cross builds: `build_plugins.py --target T` with the toolchain files in plughost/cmake/toolchains/.
 
 Every plugin without a third-party library is built for linux-x86_64-musl (musl-gcc, the
 Alpine image), linux-aarch64-musl (zig cc from PyPI) and linux-aarch64-gnu
@@ -218,7 +218,7 @@ def test_a_toolchain_file_builds_an_out_of_tree_plugin(tmp_path: Path) -> None:
     env["PLUGHOST_PYTHON"] = sys.executable
     cfg = subprocess.run(
         ["cmake", "-S", src, "-B", tmp_path / "build",
-         f"-DCMAKE_TOOLCHAIN_FILE={ROOT / 'cmake' / 'toolchains' / 'aarch64-linux-musl.cmake'}",
+         f"-DCMAKE_TOOLCHAIN_FILE={ROOT / 'host' / 'plughost' / 'cmake' / 'toolchains' / 'aarch64-linux-musl.cmake'}",
          f"-Dplughost_DIR={ROOT / 'host' / 'plughost' / 'cmake'}"],
         capture_output=True, text=True, env=env, timeout=600, check=False)
     assert cfg.returncode == 0, cfg.stdout + cfg.stderr

@@ -35,6 +35,7 @@ IMAGE_CONFIGS = ROOT / "docker" / "configs"
 COMPOSE_CONFIGS = ROOT / "docker" / "compose-configs"
 BIN = Path(sys.executable).parent
 PLUGHOST = BIN / "plughost"
+BUNDLED = '"$(plughost info --plugins-dir)"'  # the folder of the wheel's bundled plugins
 
 
 # --- reading the Dockerfile -----------------------------------------------------------------
@@ -175,14 +176,15 @@ def test_builder_has_the_toolchain_and_the_plugins_libraries() -> None:
             assert dev in packages, f"{lists.parent.name} needs Alpine {dev}; not installed"
 
 
-def test_builder_installs_plughost_builds_every_plugin_and_checks_them_for_musl() -> None:
+def test_builder_builds_the_wheel_installs_it_and_checks_its_plugins_for_musl() -> None:
     cmds = run_commands("builder")
-    assert "pip install --no-cache-dir ." in cmds, cmds
-    build = [c for c in cmds if "build_plugins.py" in c]
-    assert build == ["python build_plugins.py --out /plugins"], build
+    build = [c for c in cmds if c.startswith("pip wheel")]
+    assert build == ["pip wheel --no-deps --wheel-dir /wheels ."], cmds
+    install = [c for c in cmds if c.startswith("pip install")]
+    assert install == ["pip install --no-cache-dir /wheels/plughost-*.whl"], cmds
     check = [c for c in cmds if c.startswith("plughost check")]
-    assert check == ['plughost check --target "linux-$(uname -m)-musl" /plugins'], check
-    assert cmds.index(build[0]) < cmds.index(check[0])
+    assert check == [f'plughost check --target "linux-$(uname -m)-musl" {BUNDLED}'], check
+    assert cmds.index(build[0]) < cmds.index(install[0]) < cmds.index(check[0])
     # The target expression names a real musl target on both image architectures.
     for machine in ("x86_64", "aarch64"):
         target = parse_target(f"linux-{machine}-musl")
@@ -196,8 +198,14 @@ def test_the_builders_options_exist() -> None:
                                            check=True).stdout,
         "plughost check": subprocess.run([str(PLUGHOST), "check", "--help"],
                                          capture_output=True, text=True, check=True).stdout,
+        "plughost info": subprocess.run([str(PLUGHOST), "info", "--help"],
+                                        capture_output=True, text=True, check=True).stdout,
     }
+    commands = []
     for cmd in run_commands("builder") + run_commands("runtime"):
+        inner = re.findall(r"\$\(([^)]*)\)", cmd)  # command substitutions: their own tools
+        commands += [re.sub(r"\$\([^)]*\)", "", cmd), *inner]
+    for cmd in commands:
         for tool, text in helps.items():
             if cmd.startswith(f"python {tool}") or cmd.startswith(tool):
                 for option in re.findall(r"(?<!\S)(--[a-z][a-z-]*)", cmd):
@@ -207,7 +215,7 @@ def test_the_builders_options_exist() -> None:
 def test_the_builders_check_step_passes_on_the_same_musl_build(
         tmp_path: Path) -> None:
     """The builder's check command, run by a shell here on the plugins build_plugins.py
-    builds for linux-x86_64-musl (what the builder stage builds on amd64)."""
+    builds for linux-x86_64-musl (what the builder stage's wheel bundles on amd64)."""
     out = tmp_path / "plugins"
     res = subprocess.run([sys.executable, str(ROOT / "build_plugins.py"), "--quiet",
                           "--target", "linux-x86_64-musl", "--out", str(out)],
@@ -217,7 +225,7 @@ def test_the_builders_check_step_passes_on_the_same_musl_build(
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     if os.uname().machine != "x86_64":
         check = check.replace("$(uname -m)", "x86_64")
-    res = subprocess.run(["sh", "-c", check.replace("/plugins", str(out))], env=env,
+    res = subprocess.run(["sh", "-c", check.replace(BUNDLED, str(out))], env=env,
                          capture_output=True, text=True, timeout=120, check=False)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "compatible with linux-x86_64-musl" in res.stdout
@@ -229,11 +237,9 @@ def test_the_builders_check_step_passes_on_the_same_musl_build(
 
 def test_runtime_stage() -> None:
     copies = in_stage("runtime", "COPY")
-    assert "--from=builder /opt/venv /opt/venv" in copies, copies
-    assert "--from=builder /plugins /plugins" in copies, copies
-    assert "docker/configs/ /configs/" in copies, copies
+    assert copies == ["--from=builder /opt/venv /opt/venv", "docker/configs/ /configs/"], copies
     env = " ".join(in_stage("runtime", "ENV"))
-    assert "PATH=/opt/venv/bin:$PATH" in env and "PLUGHOST_PLUGIN_DIR=/plugins" in env, env
+    assert "PATH=/opt/venv/bin:$PATH" in env and "PLUGHOST_PLUGIN_DIR" not in env, env
 
     (user,) = in_stage("runtime", "USER")
     assert user.split(":")[0] not in ("root", "0"), user
@@ -254,7 +260,7 @@ def test_runtime_stage() -> None:
     assert [exec_form(c) for c in in_stage("runtime", "CMD")] == [
         ["plughost", "serve", "--config", "/configs"]]
     # The runtime stage proves the plugins load with its own libraries.
-    assert "plughost check --load /plugins" in run_commands("runtime")
+    assert f"plughost check --load {BUNDLED}" in run_commands("runtime")
     assert "plughost check --config /configs" in run_commands("runtime")
 
 
@@ -340,16 +346,14 @@ def test_compose_file() -> None:
 @pytest.mark.parametrize("folder", [IMAGE_CONFIGS, COMPOSE_CONFIGS], ids=lambda p: p.name)
 def test_sample_configuration_passes_check(folder: Path, plugin_dir: Path) -> None:
     for plugin in yaml.safe_load((folder / "plugins.yaml").read_text())["plugins"]:
-        assert plugin["path"].startswith("${PLUGHOST_PLUGIN_DIR:-/plugins}/"), plugin
+        assert set(plugin) == {"name"}, plugin  # the bundled plugins, by name
     res = subprocess.run([str(PLUGHOST), "check", "--config", str(folder)],
-                         env={**os.environ, "PLUGHOST_PLUGIN_DIR": str(plugin_dir)},
                          capture_output=True, text=True, timeout=120, check=False)
     assert res.returncode == 0, res.stdout + res.stderr
 
 
 def test_image_configuration_serves(plugin_dir: Path) -> None:
-    with Server("--config", str(IMAGE_CONFIGS),
-                env={"PLUGHOST_PLUGIN_DIR": str(plugin_dir)}) as server:
+    with Server("--config", str(IMAGE_CONFIGS)) as server:
         status, headers, body = server.get("/")
         assert status == 200, body
         assert yaml.safe_load(body) == {"message": "hello from plughost"}
@@ -361,7 +365,7 @@ def test_image_configuration_serves(plugin_dir: Path) -> None:
 def test_compose_configuration_serves_with_valkey(plugin_dir: Path, tmp_path: Path) -> None:
     with ValkeyServer(tmp_path / "valkey") as valkey, \
             Server("--config", str(COMPOSE_CONFIGS),
-                   env={"PLUGHOST_PLUGIN_DIR": str(plugin_dir), "VALKEY_HOST": "127.0.0.1",
+                   env={"VALKEY_HOST": "127.0.0.1",
                         "VALKEY_PORT": str(valkey.port)}) as server:
         status, headers, body = server.get("/")
         assert status == 200, body + server.output().encode()

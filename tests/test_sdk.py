@@ -177,12 +177,13 @@ def _copy_project_source(dest: Path) -> Path:
     """What a wheel is built from, out of the working tree (so the build leaves nothing
     in it): the packaging files, abi/ and host/ without build products."""
     dest.mkdir()
-    for name in ("pyproject.toml", "setup.py", "README.md", "MANIFEST.in", "LICENSE"):
+    for name in ("pyproject.toml", "setup.py", "README.md", "MANIFEST.in", "LICENSE",
+                 "CMakeLists.txt", "build_plugins.py"):
         if (ROOT / name).exists():
             shutil.copy2(ROOT / name, dest / name)
     ignore = shutil.ignore_patterns("__pycache__", "*.so", "*.egg-info", "build", "*.pyc")
-    shutil.copytree(ROOT / "abi", dest / "abi", symlinks=True, ignore=ignore)
-    shutil.copytree(ROOT / "host", dest / "host", symlinks=True, ignore=ignore)
+    for folder in ("abi", "host", "tools", "native_plugins"):
+        shutil.copytree(ROOT / folder, dest / folder, symlinks=True, ignore=ignore)
     return dest
 
 

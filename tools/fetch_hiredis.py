@@ -8,6 +8,8 @@ distribution of the `hiredis` Python package, which vendors the C library in
 vendor/hiredis/. The sdist is downloaded with pip (only PyPI needs to be reachable), checked
 against a pinned sha256, and only vendor/hiredis/*.c, *.h and COPYING are extracted. A second
 run with the sources in place does nothing and prints nothing. Prints the source folder.
+An sdist of plughost carries the extracted sources in third_party/ (setup.py puts them
+there), so a wheel builds from it without downloading anything.
 """
 
 from __future__ import annotations
@@ -47,6 +49,19 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _pip_command() -> list[str]:
+    """This Python's pip, else the first pip on PATH (a wheel build's isolated environment
+    has no pip of its own, the environment that started it usually has)."""
+    import importlib.util
+    if importlib.util.find_spec("pip") is not None:
+        return [sys.executable, "-m", "pip"]
+    for name in ("pip3", "pip"):
+        found = shutil.which(name)
+        if found:
+            return [found]
+    raise FetchError(f"no pip to download {SDIST} with (neither this Python's nor one on PATH)")
+
+
 def _download(dest: Path, quiet: bool) -> Path:
     sdist = dest / SDIST
     if sdist.is_file() and _sha256(sdist) == SDIST_SHA256:
@@ -54,7 +69,7 @@ def _download(dest: Path, quiet: bool) -> Path:
     sdist.unlink(missing_ok=True)
     if not quiet:
         print(f"  fetching hiredis {HIREDIS_VERSION} (PyPI sdist {SDIST})", flush=True)
-    cmd = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check",
+    cmd = [*_pip_command(), "download", "--disable-pip-version-check",
            "--no-binary", ":all:", "--no-deps", f"hiredis=={PYPI_VERSION}", "-d", str(dest)]
     res = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                          errors="replace", check=False)
@@ -96,15 +111,27 @@ def _extract(sdist: Path, target: Path) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def shipped_dir() -> Path:
+    """Where an sdist of plughost carries the sources (setup.py's sdist puts them there)."""
+    return ROOT / "third_party" / f"hiredis-{HIREDIS_VERSION}"
+
+
+def _complete(folder: Path) -> bool:
+    try:
+        return (folder / DONE).read_text().strip() == SDIST_SHA256
+    except OSError:
+        return False
+
+
 def ensure(dest: Path | None = None, quiet: bool = True) -> Path:
-    """Returns build/third_party/hiredis-<ver>/, fetching and extracting it if needed."""
+    """Returns the hiredis sources: third_party/hiredis-<ver>/ in an sdist of plughost, else
+    build/third_party/hiredis-<ver>/ (or under ``dest``), fetched and extracted if needed."""
+    if dest is None and _complete(shipped_dir()):
+        return shipped_dir()
     dest = (dest or default_dir()).resolve()
     target = dest / f"hiredis-{HIREDIS_VERSION}"
-    try:
-        if (target / DONE).read_text().strip() == SDIST_SHA256:
-            return target
-    except OSError:
-        pass
+    if _complete(target):
+        return target
     dest.mkdir(parents=True, exist_ok=True)
     _extract(_download(dest, quiet), target)
     return target

@@ -19,6 +19,8 @@ files), ``serving`` (the gateway, its request pipeline, the ASGI app and HTTP pr
 ``proxy`` (the upstream client) and ``sdk`` (for plugin authors).
 """
 
+__version__ = "0.1.0"  # first: the modules imported below read it
+
 from .errors import (ConfigError, DuplicateTypeError, PlughostError, PluginInitError,
                      PluginLoadError, StorageError, UnknownTypeError)
 from .loading.loader import Host, Plugin, load_plugin
@@ -27,8 +29,6 @@ from .sdk.exchange import Exchange
 from .sdk.pyelements import PythonAction, PythonMiddleware
 from .serving.chain import Response
 from .serving.gateway import Gateway
-
-__version__ = "0.1.0"
 
 __all__ = [
     "ConfigError", "DuplicateTypeError", "Exchange", "Gateway", "Host", "Next", "PlughostError", "Plugin",

@@ -1,4 +1,4 @@
-"""The ``plughost`` command line: ``check``, ``serve``, ``new`` and ``info``."""
+"""The ``plughost`` command line: ``check``, ``serve``, ``plugins``, ``new`` and ``info``."""
 
 from __future__ import annotations
 
@@ -127,6 +127,57 @@ def serve(config_path: str | None, address: str | None, workers: int | None, log
 
 
 @main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document for tools.")
+def plugins(as_json: bool) -> None:
+    """Lists the plugins a configuration can name (``- name: NAME``): bundled ones,
+    installed plugin wheels and $PLUGHOST_PLUGIN_DIR folders.
+
+    Shows each plugin's name, its own version and ABI (read from the file: no plugin code
+    runs), where it came from and its file; a plugin another one hides is marked. Exit
+    status: 0, or 1 when an entry point is broken, a name is ambiguous, or a file's plugin
+    calls itself by another name.
+    """
+    from .checking.elfinspect import ElfInspectionError, inspect_elf, read_plugin_identity
+    from .installed import PluginNameError, plugin_index
+
+    index = plugin_index()
+    rows, problems = [], list(index.problems)
+    for plugin in index.plugins:
+        try:
+            abi = (inspect_elf(plugin.file).note or {}).get("abi", "?")
+        except ElfInspectionError:
+            abi = "?"
+        identity = read_plugin_identity(plugin.file)
+        if identity.name is not None and identity.name != plugin.name:
+            problems.append(f"{plugin.file} ({plugin.origin}) is installed as '{plugin.name}' "
+                            f"but the plugin in it is named '{identity.name}': its types are "
+                            f"plugins.{identity.name}.*; rename the file or fix the plugin")
+        try:
+            resolves = index.find(plugin.name) == plugin
+        except PluginNameError as exc:
+            resolves = False
+            if str(exc) not in problems:
+                problems.append(str(exc))
+        rows.append({**plugin.to_json(), "version": identity.version or "", "abi": abi,
+                     "resolves": resolves})
+    if as_json:
+        click.echo(json.dumps({"plugins": rows, "problems": problems}, indent=2))
+    else:
+        table = [("NAME", "VERSION", "ABI", "FROM", "FILE")] + [
+            (r["name"] + ("" if r["resolves"] else " (hidden)"), r["version"] or "-", r["abi"],
+             r["origin"], r["file"]) for r in rows]
+        widths = [max(len(row[i]) for row in table) for i in range(4)]
+        for row in table:
+            click.echo(printable("  ".join(f"{cell:<{w}}" for cell, w in zip(row, widths))
+                                 + "  " + row[4]))
+        if not rows:
+            click.echo("no plugin is installed")
+        for problem in problems:
+            click.echo(printable(f"problem: {problem}"), err=True)
+    sys.exit(EXIT_INCOMPATIBLE if problems else EXIT_OK)
+
+
+@main.command()
 @click.argument("name")
 @click.option("--dir", "parent", default=".", show_default=True, type=click.Path(),
               help="Folder in which to create the project folder NAME.")
@@ -167,15 +218,22 @@ def _host_abi() -> tuple[int, int]:
 @main.command()
 @click.option("--cmake-dir", is_flag=True,
               help="Print only the directory to add to CMAKE_PREFIX_PATH for find_package(plughost).")
+@click.option("--plugins-dir", is_flag=True,
+              help="Print only the folder of the plugins bundled with plughost.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document for tools.")
-def info(cmake_dir: bool, as_json: bool) -> None:
-    """Prints the host's ABI version, platform, C library, and where the SDK lives."""
+def info(cmake_dir: bool, plugins_dir: bool, as_json: bool) -> None:
+    """Prints the host's ABI version, platform, C library, and where the SDK and the bundled
+    plugins live."""
     import cffi
 
     from .checking.targets import host_platform
+    from .installed import bundled_plugin_dir
 
     if cmake_dir:
         click.echo(PACKAGE_DIR / "cmake")
+        return
+    if plugins_dir:
+        click.echo(bundled_plugin_dir())
         return
     here = host_platform()
     major, minor = _host_abi()
@@ -193,6 +251,8 @@ def info(cmake_dir: bool, as_json: bool) -> None:
         "cffi": cffi.__version__,
         "header": str(PACKAGE_DIR / "include" / "plugin.h"),
         "cmake_dir": str(PACKAGE_DIR / "cmake"),
+        "toolchains": str(PACKAGE_DIR / "cmake" / "toolchains"),
+        "plugins_dir": str(bundled_plugin_dir()),
     }
     if as_json:
         click.echo(json.dumps(facts, indent=2))

@@ -587,6 +587,78 @@ def _inspect(p: Path, data: bytes, hdr: _RawHeader) -> ElfInfo:
     )
 
 
+#: Relocation types that store "load base + addend" (how a PIC plugin's entry points at its
+#: name and version strings), per machine.
+_RELATIVE_RELOCATIONS = {"EM_X86_64": 8, "EM_AARCH64": 1027, "EM_386": 8, "EM_ARM": 23,
+                         "EM_RISCV": 3, "EM_PPC64": 22, "EM_S390": 12}
+_MAX_IDENTITY = 128  # longest name or version string read
+
+
+@dataclass(frozen=True)
+class PluginIdentity:
+    """The ``name`` and ``version`` strings of a plugin's entry, read from the file."""
+
+    name: str | None
+    version: str | None
+
+
+def read_plugin_identity(path: str | os.PathLike[str]) -> PluginIdentity:
+    """The plugin's own name and version (``ph_plugin.name``/``.version``) without loading it.
+
+    The entry's two pointers are found through the relative relocations that fill them in
+    (or their in-place addends); anything unreadable gives None for that string.
+    """
+    p = Path(path)
+    try:
+        data = _read_bytes(p)
+        hdr = _raw_header(p, data)
+        _check_layout(p, data, hdr)
+        elf = ELFFile(io.BytesIO(data))
+        entry = _find_entry(elf, _dynsym(elf), relocatable=False)
+        if entry is None or elf.header["e_type"] != "ET_DYN":
+            return PluginIdentity(None, None)
+        word = hdr.bits // 8
+        order = "<" if elf.little_endian else ">"
+        base = entry["st_value"] + HEADER_SIZE
+        slots = {base: None, base + word: None}
+        kind = _RELATIVE_RELOCATIONS.get(elf.header["e_machine"])
+        for section in elf.iter_sections():
+            if section["sh_type"] != "SHT_RELA":
+                continue
+            for reloc in section.iter_relocations():
+                if reloc["r_offset"] in slots and reloc["r_info_type"] == kind:
+                    slots[reloc["r_offset"]] = reloc["r_addend"]
+        strings = []
+        for slot, addend in slots.items():
+            if addend is None:  # REL or RELR: the addend is stored in the slot itself
+                at = _file_offset(elf, slot)
+                addend = (struct.unpack_from(order + ("Q" if word == 8 else "I"), data, at)[0]
+                          if at is not None and at + word <= len(data) else 0)
+            strings.append(_c_string(elf, data, addend) if addend else None)
+        return PluginIdentity(*strings)
+    except Exception:  # noqa: BLE001 - a file pyelftools cannot walk has no readable identity
+        return PluginIdentity(None, None)
+
+
+def _file_offset(elf: ELFFile, vaddr: int) -> int | None:
+    for seg in elf.iter_segments():
+        if seg["p_type"] == "PT_LOAD" and seg["p_vaddr"] <= vaddr < seg["p_vaddr"] + seg["p_filesz"]:
+            return seg["p_offset"] + vaddr - seg["p_vaddr"]
+    return None
+
+
+def _c_string(elf: ELFFile, data: bytes, vaddr: int) -> str | None:
+    at = _file_offset(elf, vaddr)
+    if at is None:
+        return None
+    raw = data[at:at + _MAX_IDENTITY + 1]
+    end = raw.find(b"\0")
+    if end < 0:
+        return None
+    text = raw[:end].decode("ascii", "replace")
+    return text if text.isprintable() else None
+
+
 # ------------------------------------------------------- host library resolution ---
 
 

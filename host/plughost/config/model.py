@@ -27,8 +27,9 @@ ALL_METHODS = "ALL"
 class PluginSpec:
     """One plugin to load, in load order.
 
-    ``where`` points at the path as written (``plugins[0].path``, or ``plugin.folder`` for
-    plugins found by folder + pattern); ``config_where`` at its ``config:`` (or at the entry
+    ``where`` points at the path as written (``plugins[0].path``, ``plugins[0].name`` for a
+    plugin named rather than given by path, or ``plugin.folder`` for plugins found by folder
+    + pattern); ``config_where`` at its ``config:`` (or at the entry
     when there is none).
     """
 
@@ -37,7 +38,7 @@ class PluginSpec:
     sha256: str | None
     where: Where
     config_where: Where
-    origin: Literal["list", "folder"] = "list"
+    origin: Literal["list", "name", "folder"] = "list"
 
 
 @dataclass

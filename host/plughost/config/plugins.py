@@ -8,6 +8,7 @@ Seam (``plugins.yaml``)::
         sha256: 9f2c...            # plughost: optional, checked before loading
         config:
           storage: ValkeySessionStorage
+      - name: limiter              # plughost: a bundled or installed plugin, by name
 
 KrakenD style::
 
@@ -33,12 +34,13 @@ from pathlib import Path
 
 import yaml
 
+from ..installed import NAME_RE, PluginIndex, PluginNameError, plugin_index
 from .fields import Field, as_str, describe, fields_of
 from .model import PluginSpec
 from .problems import Problems
 from .yamlload import is_null, line_of
 
-PLUGIN_KEYS = ("path", "config", "sha256")
+PLUGIN_KEYS = ("path", "name", "config", "sha256")
 FOLDER_KEYS = ("folder", "pattern")
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 
@@ -54,6 +56,7 @@ def read_plugin_list(f: Field, base_dir: Path, problems: Problems) -> list[Plugi
                                     f"{describe(node)}")
         return []
     specs = []
+    index: PluginIndex | None = None  # looked up once, when an entry names a plugin
     for i, item in enumerate(node.value):
         w = f.where.child(i, line_of(item))
         what = f"plugin entry {i + 1}"
@@ -62,21 +65,26 @@ def read_plugin_list(f: Field, base_dir: Path, problems: Problems) -> list[Plugi
                             f"{describe(item)}: write '- path: {item.value}'")
             continue
         entry = fields_of(item, w, problems, what, PLUGIN_KEYS)
-        if "path" not in entry:
+        if "path" in entry and "name" in entry:
+            problems.add(entry["name"].where, f"{what} has both 'path' and 'name': keep one "
+                                              "('name' for an installed plugin, 'path' for a "
+                                              "file)")
+            continue
+        if "name" in entry:
+            if index is None:
+                index = plugin_index()
+            path = _named_plugin(entry["name"], index, problems, what)
+        elif "path" in entry:
+            path = _plugin_path(entry["path"], base_dir, problems, what)
+        else:
             if isinstance(item, yaml.MappingNode) or is_null(item):
-                problems.add(w, f"{what} has no 'path': add 'path: /plugins/<name>.so'")
+                problems.add(w, f"{what} has no 'path' or 'name': add 'path: "
+                                "/plugins/<name>.so', or 'name: <plugin>' for a bundled or "
+                                "installed plugin")
             continue
-        text = as_str(entry["path"], problems, f"the path of {what}")
-        if text is None:
+        if path is None:
             continue
-        if not text.strip():
-            problems.add(entry["path"].value_where, f"the path of {what} is empty: write the "
-                                                    "plugin's .so file")
-            continue
-        unusable = unusable_path(text)
-        if unusable:
-            problems.add(entry["path"].value_where, f"the path of {what} {unusable}")
-            continue
+        located = entry["name"] if "name" in entry else entry["path"]
         sha = None
         if "sha256" in entry:
             sha = as_str(entry["sha256"], problems, "sha256")
@@ -98,10 +106,42 @@ def read_plugin_list(f: Field, base_dir: Path, problems: Problems) -> list[Plugi
             else:
                 problems.add(cf.value_where, f"the config of {what} must be a map of options, "
                                              f"not {describe(cf.value)}")
-        path = Path(os.path.abspath(base_dir / os.path.expanduser(text)))
         specs.append(PluginSpec(path=path, config=config, sha256=sha,
-                                where=entry["path"].value_where, config_where=config_where))
+                                where=located.value_where, config_where=config_where,
+                                origin="name" if "name" in entry else "list"))
     return specs
+
+
+def _plugin_path(f: Field, base_dir: Path, problems: Problems, what: str) -> Path | None:
+    """The file a ``path:`` names (relative to ``base_dir``), or None after a problem."""
+    text = as_str(f, problems, f"the path of {what}")
+    if text is None:
+        return None
+    if not text.strip():
+        problems.add(f.value_where, f"the path of {what} is empty: write the plugin's .so file")
+        return None
+    unusable = unusable_path(text)
+    if unusable:
+        problems.add(f.value_where, f"the path of {what} {unusable}")
+        return None
+    return Path(os.path.abspath(base_dir / os.path.expanduser(text)))
+
+
+def _named_plugin(f: Field, index: PluginIndex, problems: Problems, what: str) -> Path | None:
+    """The file a ``name:`` resolves to (see :mod:`plughost.installed`), or None."""
+    name = as_str(f, problems, f"the name of {what}")
+    if name is None:
+        return None
+    if not NAME_RE.fullmatch(name):
+        problems.add(f.value_where, f"the name of {what}, '{name}', is not a plugin name: "
+                                    "write the <plugin> part of its type ids, such as "
+                                    "'session' (or give its file with 'path:')")
+        return None
+    try:
+        return index.find(name).file
+    except PluginNameError as exc:
+        problems.add(f.value_where, str(exc))
+        return None
 
 
 def read_plugin_folder(f: Field, base_dir: Path, problems: Problems) -> list[PluginSpec]:

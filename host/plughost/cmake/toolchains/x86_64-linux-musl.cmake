@@ -1,7 +1,7 @@
 # CMake toolchain file: plugins for x86_64 Linux with musl (the official Alpine image).
 #
 #   cmake -S . -B build/cmake-linux-x86_64-musl \
-#         -DCMAKE_TOOLCHAIN_FILE=cmake/toolchains/x86_64-linux-musl.cmake \
+#         -DCMAKE_TOOLCHAIN_FILE=host/plughost/cmake/toolchains/x86_64-linux-musl.cmake \
 #         -Dplughost_DIR="$PWD/host/plughost/cmake"
 #   (or: python build_plugins.py --target linux-x86_64-musl)
 #

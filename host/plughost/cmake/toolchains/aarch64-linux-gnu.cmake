@@ -1,7 +1,7 @@
 # CMake toolchain file: plugins for 64-bit ARM Linux with glibc (Debian, Ubuntu, ... on arm64).
 #
 #   cmake -S . -B build/cmake-linux-aarch64-gnu \
-#         -DCMAKE_TOOLCHAIN_FILE=cmake/toolchains/aarch64-linux-gnu.cmake \
+#         -DCMAKE_TOOLCHAIN_FILE=host/plughost/cmake/toolchains/aarch64-linux-gnu.cmake \
 #         -Dplughost_DIR="$PWD/host/plughost/cmake"
 #   (or: python build_plugins.py --target linux-aarch64-gnu)
 #

@@ -1,7 +1,7 @@
 # CMake toolchain file: plugins for 64-bit ARM Linux with musl (the Alpine image on arm64).
 #
 #   cmake -S . -B build/cmake-linux-aarch64-musl \
-#         -DCMAKE_TOOLCHAIN_FILE=cmake/toolchains/aarch64-linux-musl.cmake \
+#         -DCMAKE_TOOLCHAIN_FILE=host/plughost/cmake/toolchains/aarch64-linux-musl.cmake \
 #         -Dplughost_DIR="$PWD/host/plughost/cmake"
 #   (or: python build_plugins.py --target linux-aarch64-musl)
 #
