@@ -7,7 +7,11 @@ Python package), so it needs no plughost source tree::
       CMakeLists.txt   find_package(plughost) + plughost_add_plugin(NAME SOURCES NAME.c)
       NAME.c           a storage, a middleware and an action, documented like native_plugins/
       gateway.yaml     a Seam configuration using all three
-      README.md        build, check, run
+      pyproject.toml   `pip wheel .` builds a plugin wheel (scikit-build-core runs the CMake
+                       build); its entry point in plughost.plugins makes the installed
+                       plugin nameable ('- name: NAME')
+      plughost_NAME/__init__.py   the package folder the wheel puts NAME.so into
+      README.md        build, check, run, ship as a wheel
       .gitignore
 
 The templates are package data (``plughost/sdk/templates/plugin/*.in``) with ``@KEY@``
@@ -39,6 +43,8 @@ FILES = {
     "CMakeLists.txt.in": "CMakeLists.txt",
     "plugin.c.in": "{name}.c",
     "gateway.yaml.in": "gateway.yaml",
+    "pyproject.toml.in": "pyproject.toml",
+    "package/__init__.py.in": "plughost_{name}/__init__.py",
     "README.md.in": "README.md",
     "gitignore.in": ".gitignore",
 }
@@ -91,6 +97,7 @@ def substitutions(name: str) -> dict[str, str]:
     header = header_name(name)
     return {
         "PLUGIN": name,
+        "DIST_NAME": name.replace("_", "-"),
         "HEADER": header,
         "HEADER_LOWER": header.lower(),
         "ABI_VERSION": f"{abi.ABI_MAJOR}.{abi.ABI_MINOR}",
@@ -130,6 +137,7 @@ def create_project(name: str, parent: str | os.PathLike[str] = ".",
     written = []
     for filename, text in rendered.items():
         path = target / filename
+        path.parent.mkdir(exist_ok=True)
         path.write_text(text, encoding="utf-8")
         written.append(path)
     return Project(name=name, path=target, files=written)
@@ -148,10 +156,12 @@ def next_steps(project: Project) -> str:
         (f"plughost check --load build/{n}.so", "ABI, platform, then a load test"),
         ("plughost check --config gateway.yaml", "the example gateway's configuration"),
         ("plughost serve --config gateway.yaml", "then: curl -i http://127.0.0.1:8090/hello"),
+        ("pip wheel . -w dist", f"a plugin wheel; installed, '- name: {n}' names it"),
     ]
     width = max(len(cmd) for cmd, note in steps if note)
     return "\n".join([
-        f"created {where}/ with plugin '{n}': " + ", ".join(p.name for p in project.files),
+        f"created {where}/ with plugin '{n}': " + ", ".join(
+            str(p.relative_to(project.path)) for p in project.files),
         "",
         "next steps:",
         *(f"  {cmd:<{width}}  # {note}" if note else f"  {cmd}" for cmd, note in steps),
