@@ -77,11 +77,16 @@ def test_new_writes_the_project_and_prints_next_steps(tmp_path: Path) -> None:
     code, out = _new("my_plugin", "--dir", str(tmp_path))
     assert code == 0, out
     project = tmp_path / "my_plugin"
-    assert sorted(p.name for p in project.iterdir()) == sorted(
-        out_name.format(name="my_plugin") for out_name in FILES.values())
-    for path in project.iterdir():
-        text = path.read_text()
-        assert not re.search(r"@[A-Z_]+@", text), f"{path.name} kept a placeholder"
+    files = sorted(str(p.relative_to(project)) for p in project.rglob("*") if p.is_file())
+    assert files == sorted(out_name.format(name="my_plugin") for out_name in FILES.values())
+    for name in files:
+        text = (project / name).read_text()
+        assert not re.search(r"@[A-Z_]+@", text), f"{name} kept a placeholder"
+    pyproject = (project / "pyproject.toml").read_text()
+    assert '[project.entry-points."plughost.plugins"]\nmy_plugin = "plughost_my_plugin"' in pyproject
+    assert 'name = "plughost-my-plugin"' in pyproject
+    assert "install(TARGETS my_plugin LIBRARY DESTINATION plughost_my_plugin)" in (
+        project / "CMakeLists.txt").read_text()
     cmake = (project / "CMakeLists.txt").read_text()
     assert f"find_package(plughost {ABI_MAJOR}.{ABI_MINOR} REQUIRED" in cmake
     assert "plughost_add_plugin(my_plugin SOURCES my_plugin.c" in cmake
@@ -94,7 +99,8 @@ def test_new_writes_the_project_and_prints_next_steps(tmp_path: Path) -> None:
     assert '"X-My-Plugin"' in source
     # Next steps, in the order a user runs them.
     steps = ["cd ", "cmake -S . -B build", "cmake --build build", "plughost check --load",
-             "plughost check --config gateway.yaml", "plughost serve --config gateway.yaml"]
+             "plughost check --config gateway.yaml", "plughost serve --config gateway.yaml",
+             "pip wheel . -w dist"]
     positions = [out.find(step) for step in steps]
     assert -1 not in positions and positions == sorted(positions), out
 

@@ -185,7 +185,8 @@ def new(name: str, parent: str) -> None:
     """Scaffolds a plugin project NAME/ that builds against the installed SDK.
 
     It holds CMakeLists.txt (find_package(plughost) + plughost_add_plugin), NAME.c with a
-    storage, a middleware and an action, gateway.yaml using them, and a README. NAME is
+    storage, a middleware and an action, gateway.yaml using them, pyproject.toml that makes
+    `pip wheel .` build a plugin wheel (named '- name: NAME' once installed), and a README. NAME is
     made of lowercase letters, digits and '_', starting with a letter. An existing folder
     is never overwritten. Exit status: 0 created, 2 refused.
     """
