@@ -78,14 +78,18 @@ class Server:
     full pipe; ``output()`` reads it at any time, ``stop()`` returns all of it."""
 
     def __init__(self, *args: str, env: dict[str, str] | None = None, scheme: str = "http",
-                 timeout: float = 30.0) -> None:
+                 timeout: float = 30.0, executable: str = PLUGHOST,
+                 cwd: Path | None = None, inherit_environ: bool = True) -> None:
+        """``executable``: another installation's ``plughost``; with ``inherit_environ``
+        False, ``env`` is the whole environment instead of additions to this one's."""
         self.port = free_port()
         self.base = f"{scheme}://127.0.0.1:{self.port}"
         self.context = ssl._create_unverified_context() if scheme == "https" else None
         self.lines: list[str] = []
-        self.proc = subprocess.Popen([PLUGHOST, "serve", "--address", f"127.0.0.1:{self.port}",
+        environ = {**os.environ, **(env or {})} if inherit_environ else dict(env or {})
+        self.proc = subprocess.Popen([executable, "serve", "--address", f"127.0.0.1:{self.port}",
                                       *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True, env={**os.environ, **(env or {})})
+                                     text=True, env=environ, cwd=cwd)
         self._reader = threading.Thread(target=self._drain, daemon=True)
         self._reader.start()
         deadline = time.monotonic() + timeout

@@ -21,17 +21,15 @@ import filecmp
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tarfile
-import time
-import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from gateway_support import Server
 
 from plughost.checking.elfinspect import inspect_elf
 
@@ -70,17 +68,6 @@ def copy_project(dest: Path) -> Path:
     return dest
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def get(url: str) -> tuple[int, dict[str, str], bytes]:
-    with urllib.request.urlopen(url, timeout=10) as resp:  # noqa: S310 (local test server)
-        return resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read()
-
-
 @dataclass
 class Installed:
     """plughost installed from its repaired wheel into a fresh virtualenv."""
@@ -100,6 +87,11 @@ class Installed:
     def run(self, *args: str | Path, timeout: float = 120, cwd: Path | None = None
             ) -> subprocess.CompletedProcess[str]:
         return run([self.plughost, *args], env=self.env, cwd=cwd or self.work, timeout=timeout)
+
+    def serve(self, *args: str) -> Server:
+        """``plughost serve`` of this installation, in its environment, on a free port."""
+        return Server(*args, executable=self.plughost, env=self.env, cwd=self.work,
+                      inherit_environ=False)
 
     def pip_install(self, *wheels: Path) -> None:
         ok(run([sys.executable, "-m", "pip", "--python", self.venv / "bin" / "python", "install",
@@ -180,19 +172,12 @@ def test_it_runs_from_the_virtualenv_not_the_checkout(installed: Installed) -> N
 
 
 def test_serve_answers_the_embedded_default_over_http(installed: Installed) -> None:
-    port = free_port()
-    server = subprocess.Popen([installed.plughost, "serve", "--address", f"127.0.0.1:{port}"],
-                              env=installed.env, cwd=installed.work, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True)
-    try:
-        wait_ready(server, port)
-        status, headers, body = get(f"http://127.0.0.1:{port}/")
+    with installed.serve() as server:
+        status, headers, body = server.get("/")
         assert (status, body) == (200, b'{"message":"hello from plughost"}')
         assert headers["x-request-id"]  # the bundled requestid plugin ran
         for route in ("/health/live", "/health/ready"):
-            assert get(f"http://127.0.0.1:{port}{route}")[0] == 200
-    finally:
-        stop(server)
+            assert server.get(route)[0] == 200
 
 
 def test_check_load_passes_every_bundled_plugin(installed: Installed) -> None:
@@ -267,40 +252,47 @@ def test_a_new_plugin_ships_as_a_wheel_and_is_named(installed: Installed) -> Non
     text = config.read_text()
     assert "  - path: build/stamp.so" in text
     config.write_text(text.replace("  - path: build/stamp.so", "  - name: stamp"))
-    port = free_port()
-    server = subprocess.Popen([installed.plughost, "serve", "--config", str(config), "--address",
-                               f"127.0.0.1:{port}"], env=installed.env, cwd=installed.work,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        wait_ready(server, port)
+    with installed.serve("--config", str(config)) as server:
         for visit in (1, 2):
-            status, headers, body = get(f"http://127.0.0.1:{port}/hello")
+            status, headers, body = server.get("/hello")
             assert status == 200, body
             assert headers["x-stamp"] == "stamped" and headers["x-stamp-visits"] == str(visit)
             assert body == f"hello from stamp\nvisits: {visit}\n".encode()
-    finally:
-        stop(server)
 
 
-# --- helpers ------------------------------------------------------------------------------------
+# --- the documented build commands work from the wheel and from an editable install ------------
 
-def wait_ready(server: subprocess.Popen[str], port: int) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if get(f"http://127.0.0.1:{port}/health/ready")[0] == 200:
-                return
-        except OSError:
-            pass
-        assert server.poll() is None, f"plughost serve exited:\n{server.communicate()[0]}"
-        assert time.monotonic() < deadline, "plughost serve was not ready within 30 s"
-        time.sleep(0.1)
+DOCUMENTED_CONFIGURES = re.findall(r"^cmake -S \. -B (\S+)(.*)$",
+                                   (ROOT / "docs" / "building-plugins.md").read_text(), re.M)
+#: The target each documented build folder is for (plughost check --target).
+TARGETS = {"build-musl": "linux-x86_64-musl", "build-musl-toolchain": "linux-x86_64-musl",
+           "build-arm64": "linux-aarch64-gnu"}
 
 
-def stop(server: subprocess.Popen[str]) -> None:
-    server.terminate()
-    try:
-        server.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        server.kill()
-        server.wait()
+@pytest.mark.parametrize("where", ["installed-wheel", "editable-install"])
+def test_the_documented_cmake_commands_work(installed: Installed, tmp_path: Path,
+                                            where: str) -> None:
+    """Each ``cmake -S . -B ...`` line of docs/building-plugins.md, run on a new project with
+    plughost *not* on PATH (so the project's own look-up cannot help): the options as
+    written find the package and the toolchain files, and the result passes the check."""
+    assert len(DOCUMENTED_CONFIGURES) >= 5, DOCUMENTED_CONFIGURES
+    bin_dir = installed.venv / "bin" if where == "installed-wheel" else DEV_BIN
+    plughost = str(bin_dir / "plughost")
+    env = {k: v for k, v in installed.env.items()}
+    env["PATH"] = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep)
+                                  if p and Path(p).resolve() not in (
+                                      (installed.venv / "bin").resolve(), DEV_BIN.resolve()))
+    cmake_dir = Path(ok(run([plughost, "info", "--cmake-dir"], env=env), "info").strip())
+    assert cmake_dir.is_relative_to(installed.venv if where == "installed-wheel" else ROOT)
+    ok(run([plughost, "new", "docprobe"], cwd=tmp_path, env=env), "plughost new")
+    project = tmp_path / "docprobe"
+    for folder, options in dict(DOCUMENTED_CONFIGURES).items():
+        line = f"cmake -S . -B {folder}{options}".replace("$(plughost ", f"$({plughost} ")
+        ok(run(["sh", "-c", line], cwd=project, env=env), line)
+        ok(run(["cmake", "--build", folder], cwd=project, env=env), f"cmake --build {folder}")
+        so = project / folder / "docprobe.so"
+        cache = (project / folder / "CMakeCache.txt").read_text()
+        found = re.search(r"^plughost_DIR:\w+=(.*)$", cache, re.M)
+        assert found and Path(found.group(1)).resolve() == cmake_dir.resolve(), (line, found)
+        target = TARGETS.get(folder, "host")
+        ok(run([plughost, "check", "--target", target, so], env=env), f"check {line}")
