@@ -189,6 +189,74 @@ typedef struct ph_upstream_spec {
 /* The size of a 1.0 ph_upstream_spec: what a host reads of a spec this small. */
 #define PH_UPSTREAM_SPEC_SIZE_1_0 (offsetof(ph_upstream_spec, timeout_ms) + sizeof(int64_t))
 
+/* Option schemas (1.2). A type, and a plugin for its own `config:`, may declare the
+** options it takes. The host then checks every instance's config against the schema
+** before create runs: an unknown key (with the closest known one), a value of the wrong
+** kind, out of bounds or not among the choices, a required option left out, a key
+** written twice in different case. Every problem is reported with its file, line and
+** key, all at once, and create runs only on a config that passed. Keys match ignoring
+** case, as in Seam, and the getters look keys up ignoring case too. A type without a
+** schema (options == NULL, or a table built against 1.0 or 1.1) is checked as before: by
+** its create hook alone. `plughost describe` and `plughost schema` print the schemas.
+**
+** A schema is an array of ph_option in static storage, ended by an element whose name is
+** NULL (PH_OPTIONS_END). The host steps through the array by the `size` of its first
+** element, so ph_option can grow. The host only checks: it never fills in defaults, so
+** create reads an absent option with the getter's own default, which should be the one
+** default_text shows. */
+typedef enum ph_option_kind {
+  PH_OPTION_STRING = 1,   /* text; a number is taken as the text it was written as */
+  PH_OPTION_INT = 2,      /* a whole number (read with ph_config_int) */
+  PH_OPTION_FLOAT = 3,    /* a number (ph_config_float) */
+  PH_OPTION_BOOL = 4,     /* true or false (ph_config_bool) */
+  PH_OPTION_DURATION = 5, /* "500ms", "60s", "1h30m", or seconds (ph_config_duration_ms);
+                             bounds in seconds */
+  PH_OPTION_SIZE = 6,     /* bytes, or "64KB", "4MiB" (ph_config_size); bounds in bytes */
+  PH_OPTION_LIST = 7,     /* a list whose items are of kind `items` (0: any); bounds: how
+                             many items */
+  PH_OPTION_MAP = 8,      /* a map: the keys `fields` declares, or, with fields NULL, any
+                             keys whose values are of kind `items` (0: any) */
+  PH_OPTION_ENUM = 9      /* one of `choices`, matched ignoring case (ph_config_string) */
+} ph_option_kind;
+
+#define PH_OPTION_REQUIRED 0x1u   /* the key must be present, not null or empty */
+#define PH_OPTION_MIN 0x2u        /* `min` bounds the value from below (inclusive) */
+#define PH_OPTION_MAX 0x4u        /* `max` bounds the value from above (inclusive) */
+#define PH_OPTION_COMMA_LIST 0x8u /* LIST: one string of comma-separated items will do */
+#define PH_OPTION_OR_FALSE 0x10u  /* `false` is accepted as well: it turns the option off */
+
+typedef struct ph_option {
+  uint32_t size;             /* sizeof(ph_option) */
+  uint32_t kind;             /* ph_option_kind */
+  const char *name;          /* the key, spelt as documented; NULL ends the array */
+  const char *description;   /* one line, for describe and editors */
+  const char *default_text;  /* the default as a user would write it ("5", "60s", "Lax");
+                                NULL: none (absent means off, or the option is required) */
+  uint32_t flags;            /* PH_OPTION_* */
+  uint32_t items;            /* LIST and free MAP: the kind of every item (0: any); an
+                                ENUM item takes its values from `choices` */
+  double min;                /* with PH_OPTION_MIN */
+  double max;                /* with PH_OPTION_MAX */
+  const char *const *choices;     /* ENUM: the allowed values, NULL-terminated */
+  const struct ph_option *fields; /* MAP: the schema of its keys; NULL: any key */
+} ph_option;
+
+/* Writing a schema: PH_OPTION(kind, name, default_text, description, more fields...).
+**   static const char *const same_site[] = {"Lax", "Strict", "None", NULL};
+**   static const ph_option limiter_options[] = {
+**       PH_OPTION(PH_OPTION_STRING, "storage", NULL, "the storage that counts",
+**                 .flags = PH_OPTION_REQUIRED),
+**       PH_OPTION(PH_OPTION_INT, "maxConnections", "5", "requests per window",
+**                 .flags = PH_OPTION_MIN, .min = 1),
+**       PH_OPTION(PH_OPTION_ENUM, "sameSite", "Lax", "the cookie's SameSite",
+**                 .choices = same_site),
+**       PH_OPTIONS_END};
+** and point the type's (or PH_PLUGIN_DEFINE's) .options at the array. */
+#define PH_OPTION(kind_, name_, default_, description_, ...)                               \
+  {.size = sizeof(ph_option), .kind = (kind_), .name = (name_), .default_text = (default_), \
+   .description = (description_), __VA_ARGS__}
+#define PH_OPTIONS_END {.size = sizeof(ph_option), .name = NULL}
+
 /* =================================================================== plugin hooks === */
 
 /* A middleware type. Instances are created once per configured middleware (an entry of
@@ -215,6 +283,7 @@ typedef struct ph_middleware_type {
   void (*destroy)(void *self);
   ph_next (*on_request)(void *self, ph_exchange *ex);
   ph_status (*on_response)(void *self, ph_exchange *ex);
+  const ph_option *options; /* 1.2: the schema of an instance's config; NULL: none */
 } ph_middleware_type;
 
 /* An action type: the end of a route's chain. `handle` either sets the response and
@@ -228,6 +297,7 @@ typedef struct ph_action_type {
   ph_status (*create)(const ph_config *config, void **self);
   void (*destroy)(void *self);
   ph_next (*handle)(void *self, ph_exchange *ex);
+  const ph_option *options; /* 1.2: the schema of an instance's config; NULL: none */
 } ph_action_type;
 
 /* A storage type: a key-value store with expiry, shared by name between plugins.
@@ -262,6 +332,7 @@ typedef struct ph_storage_type {
   ph_status (*incr)(void *self, ph_call *call, const uint8_t *key, size_t key_len,
                     int64_t delta, int64_t ttl_ms, int64_t *value, int64_t *ttl_left_ms);
   ph_status (*reset)(void *self, ph_call *call);
+  const ph_option *options; /* 1.2: the schema of an instance's config; NULL: none */
 } ph_storage_type;
 
 /* The plugin's fixed header. Its layout never changes, in any ABI version: the host
@@ -286,6 +357,7 @@ typedef struct ph_plugin_header {
 ** middlewares, actions, storages
 **            NULL-terminated arrays of type tables in static storage (or NULL for
 **            none). Every id is unique across all plugins a host loads.
+** options    1.2: the schema of the plugin's `config:` (see ph_option); NULL: none.
 */
 typedef struct ph_plugin {
   ph_plugin_header header;
@@ -297,6 +369,7 @@ typedef struct ph_plugin {
   const ph_middleware_type *const *middlewares;
   const ph_action_type *const *actions;
   const ph_storage_type *const *storages;
+  const ph_option *options; /* 1.2: the schema of the plugin's own config; NULL: none */
 } ph_plugin;
 
 /* ============================================================== host functions === */
@@ -330,11 +403,14 @@ struct ph_host_api {
   void (*error)(const void *handle, const char *fmt, ...) PH__PRINTF(2, 3);
 
   /* --- 1.0: configuration ---------------------------------------------------------- */
-  /* `key` names an entry of the map `node`; NULL means `node` itself. Getters return
-  ** PH_OK and store the value, store `dflt` and return PH_OK when the key is missing or
-  ** null, and return PH_ERROR when the value has the wrong type (the host has then
-  ** recorded an error that names the file, line and key). Returned strings and nodes
-  ** live as long as the ph_config they came from. */
+  /* `key` names an entry of the map `node` (matched ignoring case since 1.2, as Seam
+  ** reads keys); NULL means `node` itself. Getters return PH_OK and store the value,
+  ** store `dflt` and return PH_OK when the key is missing or null, and return PH_ERROR
+  ** when the value has the wrong type (the host has then recorded an error that names the
+  ** file, line and key). config_string also takes a number, as the text it was written
+  ** as ("7", "1.50"): a value that came from ${VAR} is typed after substitution; a
+  ** boolean, list or map is the wrong type. Returned strings and nodes live as long as
+  ** the ph_config they came from. */
 
   ph_config_kind (*config_kind)(const ph_config *node, const char *key);
   ph_status (*config_string)(const ph_config *node, const char *key, const char *dflt,
@@ -433,6 +509,11 @@ struct ph_host_api {
   ** always single. `name` is copied (compared ignoring case). PH_ERROR, with a configuration
   ** error recorded, when `name` is not a header name. */
   ph_status (*require_single_header)(const ph_config *node, const char *name);
+
+  /* A size in bytes: a whole number, or a string such as "512", "64KB" (x1000), "64KiB"
+  ** (x1024), "4MB", "4MiB", "1GB", "1GiB". Like the 1.0 getters; negative is PH_ERROR. */
+  ph_status (*config_size)(const ph_config *node, const char *key, int64_t dflt,
+                           int64_t *out);
 };
 
 /* The minimum sizes a 1.0 host accepts; later minors only grow them. */
@@ -481,6 +562,8 @@ struct ph_host_api {
 #define ph_route_param_raw(ex, n) PH_API(ex)->route_param_raw((ex), (n))
 /* 1.2 (check with PH_HOST_HAS(cfg, require_single_header) when built for older hosts too). */
 #define ph_require_single_header(cfg, name) PH_API(cfg)->require_single_header((cfg), (name))
+/* 1.2 (check with PH_HOST_HAS(cfg, config_size) when built for older hosts too). */
+#define ph_config_size(n, k, d, o) PH_API(n)->config_size((n), (k), (d), (o))
 #define ph_client_ip(ex) PH_API(ex)->client_ip((ex))
 #define ph_route_name(ex) PH_API(ex)->route_name((ex))
 #define ph_header_get(ex, n) PH_API(ex)->header_get((ex), PH_REQUEST, (n))

@@ -49,12 +49,20 @@ typedef struct {
   int64_t ws_max_message_bytes; const char *ws_subprotocols; ...;
 } ph_upstream_spec;
 
+typedef struct ph_option {
+  uint32_t size; uint32_t kind; const char *name; const char *description;
+  const char *default_text; uint32_t flags; uint32_t items; double min; double max;
+  const char *const *choices; const struct ph_option *fields;
+  ...;
+} ph_option;
+
 typedef struct {
   uint32_t size; uint32_t flags; const char *id; const char *description;
   ph_status (*create)(const ph_config *, void **);
   void (*destroy)(void *);
   ph_next (*on_request)(void *, ph_exchange *);
   ph_status (*on_response)(void *, ph_exchange *);
+  const ph_option *options;
   ...;
 } ph_middleware_type;
 
@@ -63,6 +71,7 @@ typedef struct {
   ph_status (*create)(const ph_config *, void **);
   void (*destroy)(void *);
   ph_next (*handle)(void *, ph_exchange *);
+  const ph_option *options;
   ...;
 } ph_action_type;
 
@@ -76,6 +85,7 @@ typedef struct {
   ph_status (*incr)(void *, ph_call *, const uint8_t *, size_t, int64_t, int64_t, int64_t *,
                     int64_t *);
   ph_status (*reset)(void *, ph_call *);
+  const ph_option *options;
   ...;
 } ph_storage_type;
 
@@ -87,6 +97,7 @@ typedef struct {
   const ph_middleware_type *const *middlewares;
   const ph_action_type *const *actions;
   const ph_storage_type *const *storages;
+  const ph_option *options;
   ...;
 } ph_plugin;
 

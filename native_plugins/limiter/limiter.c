@@ -293,6 +293,31 @@ static ph_status lim_on_response(void *self, ph_exchange *ex) {
   return PH_OK;
 }
 
+/* The options of a LimiterMiddleware (Seam's names); the host checks every config
+** against them before lim_create runs. */
+static const ph_option limiter_options[] = {
+    PH_OPTION(PH_OPTION_STRING, "storage", NULL,
+              "the storage that keeps the counters (a name in storages.yaml)",
+              .flags = PH_OPTION_REQUIRED),
+    PH_OPTION(PH_OPTION_INT, "maxConnections", "5", "requests allowed per window and key",
+              .flags = PH_OPTION_MIN, .min = 1),
+    PH_OPTION(PH_OPTION_DURATION, "expiration", "60s", "the window's length",
+              .flags = PH_OPTION_MIN, .min = 0.001),
+    PH_OPTION(PH_OPTION_BOOL, "skipFailedRequests", "false",
+              "answers with status >= 400 do not count"),
+    PH_OPTION(PH_OPTION_BOOL, "skipSuccessfulRequests", "false",
+              "answers with status < 400 do not count"),
+    PH_OPTION(PH_OPTION_BOOL, "slidingWindow", "false",
+              "weigh the previous window in (a sliding window) instead of fixed windows"),
+    PH_OPTION(PH_OPTION_STRING, "key", "ip",
+              "what a client is: 'ip', or 'header:<Name>' for a header's value"),
+    PH_OPTION(PH_OPTION_STRING, "prefix", "", "prefix of the counters' keys in the storage"),
+    PH_OPTION(PH_OPTION_BOOL, "failOpen", "false",
+              "let requests through when the storage fails (else 503)"),
+    PH_OPTIONS_END};
+
+static const ph_option no_options[] = {PH_OPTIONS_END};
+
 static const ph_middleware_type limiter_middleware = {
     .size = sizeof(ph_middleware_type),
     .flags = PH_TYPE_THREAD_SAFE | PH_TYPE_MAY_BLOCK | PH_TYPE_BLOCKS_VIA_STORAGES | PH_TYPE_STREAMS_BODIES,
@@ -302,10 +327,11 @@ static const ph_middleware_type limiter_middleware = {
     .destroy = lim_destroy,
     .on_request = lim_on_request,
     .on_response = lim_on_response,
+    .options = limiter_options,
 };
 
 static const ph_middleware_type *const limiter_middlewares[] = {&limiter_middleware, NULL};
 
 PH_PLUGIN_DEFINE(.name = "limiter", .version = "1.0.0",
                  .description = "Rate limiting with 429 and Retry-After (Seam's limiter)",
-                 .middlewares = limiter_middlewares);
+                 .middlewares = limiter_middlewares, .options = no_options);

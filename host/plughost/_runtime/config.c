@@ -123,6 +123,9 @@ static const ph_config *lookup(const ph_config *node, const char *key) {
   if (node->kind != PH_CONFIG_MAP) return NULL;
   for (size_t i = 0; i < node->n; i++)
     if (node->keys[i] && strcmp(node->keys[i], key) == 0) return node->items[i];
+  /* Keys match ignoring case, as Seam reads them (an exact spelling wins). */
+  for (size_t i = 0; i < node->n; i++)
+    if (node->keys[i] && strcasecmp(node->keys[i], key) == 0) return node->items[i];
   return NULL;
 }
 
@@ -321,6 +324,60 @@ ph_status rt_api_config_duration_ms(const ph_config *node, const char *key, int6
     if (r == -1) return record(node, key, rt_strdup("a duration cannot be negative"));
   }
   return type_error(node, key, v, "a duration such as 500ms, 60s, 2m or 1h30m");
+}
+
+/* The largest size accepted, as the Python side's MAX_SIZE (2^62 bytes). */
+#define RT_MAX_SIZE 4611686018427387904.0
+
+/* "512", "64KB", "4 MiB", "1.5GB": 1 on success, 0 on a malformed or fractional text or
+** one beyond RT_MAX_SIZE. */
+static int parse_size(const char *s, int64_t *out) {
+  static const struct { const char *unit; double factor; } units[] = {
+      {"", 1},          {"b", 1},           {"kb", 1e3},        {"mb", 1e6},
+      {"gb", 1e9},      {"tb", 1e12},       {"kib", 1024.0},    {"mib", 1048576.0},
+      {"gib", 1073741824.0}, {"tib", 1099511627776.0}};
+  if (!s) return 0;
+  const char *p = s;
+  while (*p == ' ') p++;
+  if (!isdigit((unsigned char)*p)) return 0;
+  char *end;
+  errno = 0;
+  double x = strtod(p, &end);
+  if (errno || end == p) return 0;
+  while (*end == ' ') end++;
+  char unit[4] = {0};
+  size_t n = 0;
+  for (; end[n] && n < 3; n++) unit[n] = (char)tolower((unsigned char)end[n]);
+  if (end[n]) return 0;
+  for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+    if (strcmp(unit, units[i].unit) != 0) continue;
+    double bytes = x * units[i].factor;
+    if (!isfinite(bytes) || bytes > RT_MAX_SIZE || bytes != floor(bytes)) return 0;
+    *out = (int64_t)bytes;
+    return 1;
+  }
+  return 0;
+}
+
+ph_status rt_api_config_size(const ph_config *node, const char *key, int64_t dflt,
+                             int64_t *out) {
+  const ph_config *v = lookup(node, key);
+  if (absent(v)) {
+    *out = dflt;
+    return PH_OK;
+  }
+  if (v->kind == PH_CONFIG_INT || v->kind == PH_CONFIG_FLOAT) {
+    if (v->f < 0) return record(node, key, rt_strdup("a size cannot be negative"));
+    if (v->f == floor(v->f) && v->f <= RT_MAX_SIZE) {
+      *out = v->kind == PH_CONFIG_INT ? v->i : (int64_t)v->f;
+      return PH_OK;
+    }
+  }
+  if (v->kind == PH_CONFIG_STRING) {
+    if (v->str && v->str[0] == '-') return record(node, key, rt_strdup("a size cannot be negative"));
+    if (parse_size(v->str, out)) return PH_OK;
+  }
+  return type_error(node, key, v, "a size such as 4096, 64KB or 4MiB (whole bytes)");
 }
 
 ph_status rt_api_config_child(const ph_config *node, const char *key, const ph_config **out) {

@@ -51,6 +51,7 @@ static const ph_host_api host_api = {
     .upstream = rt_api_upstream,
     .route_param_raw = rt_api_route_param_raw,
     .require_single_header = rt_api_require_single_header,
+    .config_size = rt_api_config_size,
 };
 
 const ph_host_api *rt_host_api(void) { return &host_api; }

@@ -17,7 +17,11 @@ import cffi
 from .. import abi
 from ..errors import (ConfigError, DuplicateTypeError, PluginInitError, PluginLoadError,
                      UnknownTypeError)
+from ..config.options import Option, check_options
+from ..config.problems import ConfigErrors, Where
+from ..config.yamlload import line_of
 from .cconfig import ConfigTree
+from .optionschema import SchemaError, table_options
 from .plugintypes import (ActionInstance, ActionType, MiddlewareInstance, MiddlewareType,
                           PluginType, Storage, StorageType)
 from .runtime import Runtime, default_runtime
@@ -60,6 +64,8 @@ class Plugin:
         self.middlewares: dict[str, MiddlewareType] = {}
         self.actions: dict[str, ActionType] = {}
         self.storages: dict[str, StorageType] = {}
+        #: The options of the plugin's own config (ABI 1.2), or None.
+        self.options: tuple[Option, ...] | None = None
 
     @property
     def types(self) -> dict[str, PluginType]:
@@ -118,6 +124,10 @@ class Host:
             raise PluginLoadError(spath, "plugin-name",
                                   f"plugin name {plugin.name!r} is not [a-z0-9_]+: fix .name in "
                                   "PH_PLUGIN_DEFINE")
+        try:
+            plugin.options = table_options(self.runtime, entry, "ph_plugin")
+        except SchemaError as exc:
+            raise PluginLoadError(spath, "option-schema", f"plugin {plugin.name}: {exc}") from None
         self._read_types(plugin)
         self._init(plugin, config, source, config_path)
         with self._lock:
@@ -193,7 +203,11 @@ class Host:
                     raise PluginLoadError(plugin.path, "type-size", f"a {kind} table declares "
                                           f"a size of {int(table.size)} bytes, less than ABI "
                                           "1.0's: set .size = sizeof(ph_" + kind + "_type)")
-                ptype = cls(plugin, table)
+                try:
+                    ptype = cls(plugin, table)
+                except SchemaError as exc:
+                    raise PluginLoadError(plugin.path, "option-schema",
+                                          f"{kind} type {rt.string(table.id)}: {exc}") from None
                 self._validate_type(plugin, kind, ptype)
                 if ptype.id in into:
                     raise DuplicateTypeError(plugin.path, "duplicate-type",
@@ -222,6 +236,13 @@ class Host:
     def _init(self, plugin: Plugin, config: Any, source: str | None,
               config_path: str | None) -> None:
         rt = self.runtime
+        if plugin.options is not None:
+            where = Where(source or f"plugin {plugin.name}",
+                          line_of(config) if hasattr(config, "start_mark") else 0,
+                          config_path or f"plugins.{plugin.name}.config")
+            problems = check_options(config, plugin.options, where, f"plugin {plugin.name}")
+            if problems:
+                raise ConfigErrors(problems)
         tree = ConfigTree(rt, self.ptr, config, label=f"plugin {plugin.name}",
                           path=config_path or f"plugins.{plugin.name}.config", source=source)
         state = rt.ffi.new("void **")

@@ -6,6 +6,10 @@ import enum
 from typing import TYPE_CHECKING, Any
 
 from .cconfig import ConfigTree
+from .optionschema import table_options
+from ..config.options import Option, check_options
+from ..config.problems import ConfigErrors, Where
+from ..config.yamlload import line_of
 from ..errors import ConfigError, StorageError
 from ..sdk.exchange import Exchange
 
@@ -31,14 +35,18 @@ class PluginType:
     """A middleware, action or storage type declared by a loaded plugin."""
 
     kind: str = ""
+    ctype: str = ""  # the C type of its table
 
     def __init__(self, plugin: "Plugin", table: Any) -> None:
+        """Reads the table; a schema the host cannot use raises optionschema.SchemaError."""
         rt = plugin.host.runtime
         self.plugin = plugin
         self.table = table
         self.id: str = rt.string(table.id) or ""
         self.description: str = rt.string(table.description) or ""
         self.flags: int = int(table.flags)
+        #: The options the type declares (ABI 1.2), or None: its create alone checks.
+        self.options: tuple[Option, ...] | None = table_options(rt, table, self.ctype)
 
     @property
     def thread_safe(self) -> bool:
@@ -50,9 +58,17 @@ class PluginType:
 
     def _create(self, name: str, config: Any, source: str | None,
                 path: str | None) -> tuple[ConfigTree, Any]:
-        """Runs the create hook; returns the config tree (kept alive) and ``self``."""
+        """Checks ``config`` against the type's schema (ConfigErrors with every problem),
+        then runs the create hook; returns the config tree (kept alive) and ``self``."""
         host = self.plugin.host
         rt = host.runtime
+        if self.options is not None:
+            where = Where(source or f"{self.kind} '{name}'",
+                          line_of(config) if hasattr(config, "start_mark") else 0,
+                          path or f"{self.kind}s.{name}.config")
+            problems = check_options(config, self.options, where, self.id)
+            if problems:
+                raise ConfigErrors(problems)
         tree = ConfigTree(rt, host.ptr, config, label=f"{self.kind} '{name}' ({self.id})",
                           path=path or f"{self.kind}s.{name}.config", source=source)
         tree.set_plugin_state(self.plugin.state)
@@ -119,6 +135,7 @@ class _Instance:
 
 class MiddlewareType(PluginType):
     kind = "middleware"
+    ctype = "ph_middleware_type"
 
     def create(self, config: Any = None, *, name: str | None = None, source: str | None = None,
                path: str | None = None) -> "MiddlewareInstance":
@@ -144,6 +161,7 @@ class MiddlewareInstance(_Instance):
 
 class ActionType(PluginType):
     kind = "action"
+    ctype = "ph_action_type"
 
     def create(self, config: Any = None, *, name: str | None = None, source: str | None = None,
                path: str | None = None) -> "ActionInstance":
@@ -162,6 +180,7 @@ class ActionInstance(_Instance):
 
 class StorageType(PluginType):
     kind = "storage"
+    ctype = "ph_storage_type"
 
     def _destroy_hook(self) -> Any:
         return self.table.close

@@ -44,6 +44,10 @@ class GatewayBuilder:
             try:
                 plugin = self.gateway.load_plugin(spec.path, spec.config, source=spec.config_where.file,
                                           config_path=spec.config_where.key)
+            except ConfigErrors as exc:  # the plugin's own config, against its schema
+                problems.extend(_placed(exc.problems, spec.config_where))
+                self._failed_plugins.add(_plugin_stem(spec.path))
+                continue
             except PluginInitError as exc:
                 problems.append(_tree_problem(exc.reason.removeprefix("init failed: "),
                                               spec.where))
@@ -101,6 +105,9 @@ class GatewayBuilder:
                                     source=spec.config_where.file, path=spec.config_where.key)
             self.gateway._instances.append(instance)
             return instance
+        except ConfigErrors as exc:  # against the type's option schema
+            problems.extend(_placed(exc.problems, spec.config_where))
+            return None
         except ConfigError as exc:
             problems.append(_tree_problem(str(exc), spec.config_where))
             return None
@@ -167,6 +174,14 @@ def _plugin_stem(path: Path) -> str:
     """The plugin name a file most likely holds: "libtrace.so" -> "trace"."""
     stem = path.name.split(".", 1)[0]
     return stem[3:] if stem.startswith("lib") else stem
+
+
+def _placed(problems: list[ConfigProblem], config_where: Where) -> list[ConfigProblem]:
+    """Problems of a config block; one with no line (a required option missing from an
+    absent ``config:``) points at the block (or its entry)."""
+    return [p if p.where.line else ConfigProblem(Where(config_where.file, config_where.line,
+                                                       p.where.key), p.message)
+            for p in problems]
 
 
 def _tree_problem(message: str, fallback: Where) -> ConfigProblem:
