@@ -1,4 +1,5 @@
-"""The ``plughost`` command line: ``check``, ``serve``, ``plugins``, ``new`` and ``info``."""
+"""The ``plughost`` command line: ``check``, ``serve``, ``plugins``, ``describe``, ``new`` and
+``info``."""
 
 from __future__ import annotations
 
@@ -175,6 +176,48 @@ def plugins(as_json: bool) -> None:
         for problem in problems:
             click.echo(printable(f"problem: {problem}"), err=True)
     sys.exit(EXIT_INCOMPATIBLE if problems else EXIT_OK)
+
+
+@main.command()
+@click.argument("plugins", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document for tools.")
+def describe(plugins: tuple[str, ...], as_json: bool) -> None:
+    """Prints each plugin's types and the options every type takes: kind, default (or
+    required, with bounds) and description, from the schemas plugins declare.
+
+    PLUGINS are plugin files, or names of installed plugins (as `plughost plugins` lists
+    them). The plugin is checked and opened but not initialised. Exit status: 0, 1 when a
+    plugin cannot be described (the reason is printed), 2 usage error.
+    """
+    from .describe import describe_text, plugin_to_json
+    from .errors import PlughostError
+    from .installed import PluginNameError, find_plugin
+    from .loading.loader import Host
+
+    described, failed = [], False
+    with Host() as host:
+        for given in plugins:
+            path = given
+            if "/" not in given and not given.endswith(".so"):
+                try:
+                    path = str(find_plugin(given).file)
+                except PluginNameError as exc:
+                    click.echo(printable(f"plughost describe: {exc}"), err=True)
+                    failed = True
+                    continue
+            try:
+                described.append(host.describe_plugin(path))
+            except PlughostError as exc:
+                click.echo(printable(f"plughost describe: {path}: {getattr(exc, 'reason', exc)}"),
+                           err=True)
+                failed = True
+        if as_json:
+            click.echo(json.dumps({"plugins": [plugin_to_json(p) for p in described]}, indent=2))
+        else:
+            text = "\n\n".join(describe_text(p) for p in described)
+            for line in text.splitlines():
+                click.echo(printable(line))
+    sys.exit(EXIT_INCOMPATIBLE if failed else EXIT_OK)
 
 
 @main.command()

@@ -140,6 +140,23 @@ class Host:
             memory.create(None, name=DEFAULT_STORAGE)
         return plugin
 
+    def describe_plugin(self, path: str | os.PathLike[str]) -> Plugin:
+        """The plugin at ``path`` with its types and option schemas, after the same checks
+        as :meth:`load_plugin` but without running its init: for ``plughost describe``.
+        The plugin is neither initialised nor added to this host."""
+        spath = str(path)
+        if self._static_check:
+            self._check_statically(spath)
+        library, entry = self._open(spath)
+        self._verify_header(spath, entry)
+        plugin = Plugin(self, spath, entry, library)
+        try:
+            plugin.options = table_options(self.runtime, entry, "ph_plugin")
+        except SchemaError as exc:
+            raise PluginLoadError(spath, "option-schema", f"plugin {plugin.name}: {exc}") from None
+        self._read_types(plugin)
+        return plugin
+
     def _check_statically(self, path: str) -> None:
         from ..checking.staticcheck import static_check
         from ..checking.targets import host_platform

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from ..config import ConfigErrors, ConfigProblem, GatewayConfig, InstanceSpec, Where
 from ..config.instances import storage_references
+from ..config.options import check_options
+from ..config.yamlload import line_of
 from ..errors import ConfigError, PlughostError, PluginInitError
 from ..loading.plugintypes import ActionType, MiddlewareType, PluginType, StorageType
 from ..sdk.pyelements import PythonAction, PythonInstance, PythonMiddleware
@@ -31,6 +33,9 @@ class GatewayBuilder:
     def __init__(self, gateway: "Gateway") -> None:
         self.gateway = gateway
         self._failed_plugins: set[str] = set()  # stems of plugins that did not load
+        #: Types of plugins that opened but did not initialise: their instances' configs
+        #: are still checked against their schemas, so one run reports every problem.
+        self._unloaded_types: dict[str, PluginType] = {}
 
     def build(self, config: GatewayConfig,
               python_elements: Mapping[str, PythonMiddleware | PythonAction]) -> None:
@@ -47,11 +52,13 @@ class GatewayBuilder:
             except ConfigErrors as exc:  # the plugin's own config, against its schema
                 problems.extend(_placed(exc.problems, spec.config_where))
                 self._failed_plugins.add(_plugin_stem(spec.path))
+                self._keep_schemas(spec.path)
                 continue
             except PluginInitError as exc:
                 problems.append(_tree_problem(exc.reason.removeprefix("init failed: "),
                                               spec.where))
                 self._failed_plugins.add(_plugin_stem(spec.path))
+                self._keep_schemas(spec.path)
                 continue
             except PlughostError as exc:
                 problems.append(ConfigProblem(spec.where, getattr(exc, "reason", str(exc))))
@@ -88,6 +95,13 @@ class GatewayBuilder:
                          problems: list[ConfigProblem]) -> Any:
         """Creates one configured instance; a problem (and None) when it cannot be."""
         ptype = self.gateway.types.get(spec.use)
+        unloaded = self._unloaded_types.get(spec.use)
+        if ptype is None and unloaded is not None and unloaded.options is not None:
+            found = check_options(spec.config, unloaded.options, Where(
+                spec.config_where.file, line_of(spec.config) if spec.config is not None else 0,
+                spec.config_where.key), unloaded.id)
+            problems.extend(_placed(found, spec.config_where))
+            return None
         if ptype is None:
             owner = spec.use.split(".")[1] if spec.use.count(".") >= 3 else ""
             if owner not in self._failed_plugins:  # else its plugin's problem says it all
@@ -111,6 +125,14 @@ class GatewayBuilder:
         except ConfigError as exc:
             problems.append(_tree_problem(str(exc), spec.config_where))
             return None
+
+    def _keep_schemas(self, path: Path) -> None:
+        """The types of a plugin that did not initialise, read without running its init."""
+        try:
+            plugin = self.gateway.describe_plugin(path)
+        except PlughostError:
+            return
+        self._unloaded_types.update(plugin.types)
 
     def _check_plugin_order(self, config: GatewayConfig, provider: dict[str, int],
                             problems: list[ConfigProblem]) -> None:
