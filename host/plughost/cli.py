@@ -1,5 +1,5 @@
-"""The ``plughost`` command line: ``check``, ``serve``, ``plugins``, ``describe``, ``new`` and
-``info``."""
+"""The ``plughost`` command line: ``check``, ``serve``, ``plugins``, ``describe``, ``schema``,
+``new`` and ``info``."""
 
 from __future__ import annotations
 
@@ -217,6 +217,54 @@ def describe(plugins: tuple[str, ...], as_json: bool) -> None:
             text = "\n\n".join(describe_text(p) for p in described)
             for line in text.splitlines():
                 click.echo(printable(line))
+    sys.exit(EXIT_INCOMPATIBLE if failed else EXIT_OK)
+
+
+@main.command()
+@click.option("--config", "config_path", type=click.Path(exists=True),
+              help="Also describe the plugins this configuration lists by path.")
+def schema(config_path: str | None) -> None:
+    """Prints a JSON Schema of plughost's configuration files, for editors.
+
+    It covers Seam's folder layout and the one-file layout, and the options of every type
+    of every installed plugin (`plughost plugins`) and, with --config, of the plugins that
+    configuration lists. Point your editor's YAML language server at it (see the README).
+    Exit status: 0, 1 when a plugin could not be described (the schema leaves it out).
+    """
+    from .config import ConfigErrors, load_config
+    from .configschema import configuration_schema
+    from .errors import PlughostError
+    from .installed import plugin_index
+    from .loading.loader import Host
+
+    paths: dict[str, str] = {}
+    index = plugin_index()
+    for plugin in index.plugins:
+        try:
+            if index.find(plugin.name) == plugin:
+                paths.setdefault(str(plugin.file), plugin.name)
+        except LookupError:
+            pass
+    failed = False
+    if config_path is not None:
+        try:
+            for spec in load_config(config_path).plugins:
+                paths.setdefault(str(spec.path), spec.path.name)
+        except ConfigErrors as exc:
+            click.echo(printable(f"plughost schema: {config_path} has {len(exc.problems)} "
+                                 "problem(s) (plughost check --config shows them): its "
+                                 "plugins are left out"), err=True)
+            failed = True
+    described = []
+    with Host() as host:
+        for path in paths:
+            try:
+                described.append(host.describe_plugin(path))
+            except PlughostError as exc:
+                click.echo(printable(f"plughost schema: {path}: {getattr(exc, 'reason', exc)}"),
+                           err=True)
+                failed = True
+        click.echo(json.dumps(configuration_schema(described), indent=2))
     sys.exit(EXIT_INCOMPATIBLE if failed else EXIT_OK)
 
 
