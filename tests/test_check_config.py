@@ -323,3 +323,63 @@ def test_a_crash_while_the_gateway_is_built_names_where_it_happened(
     sentence = _crash_sentence("cfg", 11, report)
     assert sentence.startswith("cfg: plughost itself crashed with SIGSEGV") and \
         "no plugin hook was running" in sentence
+
+
+NINE_MISTAKES = """\
+plugins:
+  - path: {plugins}/memory.so
+  - path: {plugins}/limiter.so
+    config:
+      foo: 1
+  - path: {plugins}/static.so
+storages:
+  Mem:
+    use: plugins.memory.storages.MemoryStorage
+middlewares:
+  Limit:
+    use: plugins.limiter.middlewares.LimiterMiddlewar
+  Limit2:
+    use: plugins.limiter.middlewares.LimiterMiddleware
+    config:
+      storage: Mem
+      maxConnection: 10
+      expiration: -5s
+globalMiddlewares: [Limt]
+actions:
+  Hello:
+    use: plugins.static.actions.StaticAction
+routes:
+  Home:
+    gatewayPath: /
+    methods: [GETT]
+    middlewares: [Nope]
+    action: Helo
+server:
+  adress: 127.0.0.1:8090
+"""
+
+
+def test_nine_mistakes_in_one_run(tmp_path: Path, plugin_dir: Path) -> None:
+    """Structural mistakes (names, methods, server keys) and those only the plugins can
+    judge (their own config, type ids, every instance's options) in one run: check goes on
+    past the first kind with whatever can still be checked."""
+    config = tmp_path / "gateway.yaml"
+    config.write_text(NINE_MISTAKES.format(plugins=private_plugins(plugin_dir,
+                                                                   tmp_path / "plugins")))
+    res = check(config)
+    assert res.returncode == 1
+    lines = res.stdout.splitlines()
+    assert lines[-1] == f"9 problem(s) in {config}", res.stdout
+    where = [line.split(": ", 2)[:2] for line in lines[:-1]]
+    assert where == [
+        [f"{config}:5", "plugins[1].config.foo"],
+        [f"{config}:12", "middlewares.Limit.use"],
+        [f"{config}:17", "middlewares.Limit2.config.maxConnection"],
+        [f"{config}:18", "middlewares.Limit2.config.expiration"],
+        [f"{config}:19", "globalMiddlewares[0]"],
+        [f"{config}:26", "routes.Home.methods[0]"],
+        [f"{config}:27", "routes.Home.middlewares[0]"],
+        [f"{config}:28", "routes.Home.action"],
+        [f"{config}:30", "server.adress"]], res.stdout
+    assert "did you mean 'plugins.limiter.middlewares.LimiterMiddleware'?" in lines[1]
+    assert "did you mean 'maxConnections'?" in lines[2]

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import TYPE_CHECKING
 
 from ..errors import PlughostError
 from ..loading.loader import Host
+
+if TYPE_CHECKING:
+    from ..config import ConfigProblem, GatewayConfig
 
 
 def probe(path: str) -> dict[str, object]:
@@ -44,7 +48,12 @@ def probe_config(path: str) -> dict[str, object]:
     try:
         gateway = Gateway.from_config(path)
     except ConfigErrors as exc:
-        return {"ok": False, "problems": [str(p) for p in exc.problems]}
+        problems = list(exc.problems)
+        if exc.partial is not None:  # the files have problems: check what can still be
+            listed = not any(p.where.key.startswith("plugin") for p in problems)
+            problems += _partial_problems(exc.partial, listed)
+        problems.sort(key=lambda p: (p.where.file, p.where.line))
+        return {"ok": False, "problems": [str(p) for p in problems]}
     except PlughostError as exc:
         return {"ok": False, "problems": [str(exc)]}
     assert gateway.config is not None
@@ -53,6 +62,19 @@ def probe_config(path: str) -> dict[str, object]:
     # What the host allows: the address can be bound, the TLS files load (as serve will).
     problems = [str(p) for p in listen_problems(server)]
     return {"ok": not problems, "problems": problems}
+
+
+def _partial_problems(config: "GatewayConfig", all_plugins: bool) -> list["ConfigProblem"]:
+    """The problems of plugins and instances of a configuration that could be read only in
+    part (see GatewayBuilder.check_partial)."""
+    from ..serving.building import GatewayBuilder
+    from ..serving.gateway import Gateway
+
+    gateway = Gateway(config)
+    try:
+        return GatewayBuilder(gateway).check_partial(config, all_plugins)
+    finally:
+        gateway.close()
 
 
 def main(argv: list[str]) -> int:

@@ -19,7 +19,7 @@ from .instances import SECTION_OF, read_instances, storage_references
 from .model import (ALL_METHODS, HTTP_METHODS, EndpointSpec, GatewayConfig, InstanceSpec,
                     PluginSpec, RouteSpec, ServerSpec, ServiceSpec)
 from .plugins import check_plugin_files, read_plugin_folder, read_plugin_list
-from .problems import ConfigProblem, Problems, Where, suggest
+from .problems import ConfigErrors, ConfigProblem, Problems, Where, suggest
 from .routes import pattern_key, read_routes
 from .server import read_server
 from .services import read_services
@@ -255,13 +255,17 @@ def _build(source: Path, files: list[Path], roots: list[tuple[str, yaml.Node | N
     _check_chains(routes, services, globals_, globals_where, middlewares, problems)
     warnings: list[ConfigProblem] = []
     endpoints = _endpoints(routes, usable, services, server, problems, warnings)
-    problems.raise_if_any()
-    return GatewayConfig(source=source, files=files, plugins=plugins, storages=storages,
-                         middlewares=middlewares, actions=actions,
-                         global_middlewares=globals_, routes=routes, services=services,
-                         server=server, allow_insecure_permissions=allow_insecure,
-                         global_middlewares_where=globals_where, endpoints=endpoints,
-                         warnings=warnings)
+    config = GatewayConfig(source=source, files=files, plugins=plugins, storages=storages,
+                           middlewares=middlewares, actions=actions,
+                           global_middlewares=globals_, routes=routes, services=services,
+                           server=server, allow_insecure_permissions=allow_insecure,
+                           global_middlewares_where=globals_where, endpoints=endpoints,
+                           warnings=warnings)
+    if problems:
+        # What could be read despite the problems, so that `check --config` can go on
+        # checking plugins and instances (their options) in the same run.
+        raise ConfigErrors(problems.items, partial=config)
+    return config
 
 
 def _twice(problems: Problems, kind: str, name: str, where: Where, first: Where) -> None:

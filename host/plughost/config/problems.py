@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 from ..errors import ConfigError
 
@@ -55,8 +55,11 @@ class ConfigProblem:
 class ConfigErrors(ConfigError):
     """A configuration cannot be used; ``problems`` lists every problem found, in order."""
 
-    def __init__(self, problems: Iterable[ConfigProblem]) -> None:
+    def __init__(self, problems: Iterable[ConfigProblem], partial: Any = None) -> None:
         self.problems: list[ConfigProblem] = list(problems)
+        #: The configuration as far as it could be read (a GatewayConfig whose entries
+        #: with problems are left out), when the problems are in the files themselves.
+        self.partial = partial
         n = len(self.problems)
         head = f"{n} problem{'s' if n != 1 else ''} in the configuration"
         super().__init__(head + ":\n" + "\n".join(f"  {p}" for p in self.problems))

@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 from ..config import ConfigErrors, ConfigProblem, GatewayConfig, InstanceSpec, Where
+from ..config.model import PluginSpec
 from ..config.instances import storage_references
 from ..config.options import check_options
 from ..config.yamlload import line_of
 from ..errors import ConfigError, PlughostError, PluginInitError
+from ..loading.loader import Plugin
 from ..loading.plugintypes import ActionType, MiddlewareType, PluginType, StorageType
 from ..sdk.pyelements import PythonAction, PythonInstance, PythonMiddleware
 from .chain import Chain
@@ -46,23 +48,8 @@ class GatewayBuilder:
         provider: dict[str, int] = {}  # type id -> index of the plugin that declares it
         pending_storages = dict(config.storages)
         for index, spec in enumerate(config.plugins):
-            try:
-                plugin = self.gateway.load_plugin(spec.path, spec.config, source=spec.config_where.file,
-                                          config_path=spec.config_where.key)
-            except ConfigErrors as exc:  # the plugin's own config, against its schema
-                problems.extend(_placed(exc.problems, spec.config_where))
-                self._failed_plugins.add(_plugin_stem(spec.path))
-                self._keep_schemas(spec.path)
-                continue
-            except PluginInitError as exc:
-                problems.append(_tree_problem(exc.reason.removeprefix("init failed: "),
-                                              spec.where))
-                self._failed_plugins.add(_plugin_stem(spec.path))
-                self._keep_schemas(spec.path)
-                continue
-            except PlughostError as exc:
-                problems.append(ConfigProblem(spec.where, getattr(exc, "reason", str(exc))))
-                self._failed_plugins.add(_plugin_stem(spec.path))
+            plugin = self._load(spec, problems)
+            if plugin is None:
                 continue
             for type_id in plugin.types:
                 provider[type_id] = index
@@ -104,12 +91,11 @@ class GatewayBuilder:
             return None
         if ptype is None:
             owner = spec.use.split(".")[1] if spec.use.count(".") >= 3 else ""
-            if owner not in self._failed_plugins:  # else its plugin's problem says it all
+            if self._says_unknown(owner):
                 problems.append(ConfigProblem(spec.use_where, self._unknown_use(spec, expected)))
             return None
         if not isinstance(ptype, expected):
-            problems.append(ConfigProblem(spec.use_where, f"'{spec.use}' is a {ptype.kind}, not "
-                                          f"a {expected.kind}: use it under {ptype.kind}s.yaml"))
+            problems.append(ConfigProblem(spec.use_where, _wrong_kind(spec, ptype, expected)))
             return None
         try:
             if isinstance(ptype, StorageType):
@@ -125,6 +111,53 @@ class GatewayBuilder:
         except ConfigError as exc:
             problems.append(_tree_problem(str(exc), spec.config_where))
             return None
+
+    def check_partial(self, config: GatewayConfig, all_plugins: bool = True
+                      ) -> list[ConfigProblem]:
+        """What can still be checked of a configuration whose files have problems (the
+        ``partial`` of their ConfigErrors): every plugin loads and initialises with its own
+        config, and every instance names a type that exists, whose option schema its config
+        passes. No create hook runs: the references between instances may be broken.
+        ``all_plugins`` False: some plugin entries could not be read, so a type nobody
+        provides may be theirs and is not reported."""
+        problems: list[ConfigProblem] = []
+        for spec in config.plugins:
+            self._load(spec, problems)
+        for kind, table in ((StorageType, config.storages), (MiddlewareType, config.middlewares),
+                            (ActionType, config.actions)):
+            for spec in table.values():
+                ptype = self.gateway.types.get(spec.use) or self._unloaded_types.get(spec.use)
+                if ptype is None:
+                    owner = spec.use.split(".")[1] if spec.use.count(".") >= 3 else ""
+                    if all_plugins and self._says_unknown(owner):
+                        problems.append(ConfigProblem(spec.use_where,
+                                                      self._unknown_use(spec, kind)))
+                elif not isinstance(ptype, kind):
+                    problems.append(ConfigProblem(spec.use_where, _wrong_kind(spec, ptype, kind)))
+                elif ptype.options is not None:
+                    found = check_options(spec.config, ptype.options, Where(
+                        spec.config_where.file, line_of(spec.config) if spec.config is not None
+                        else 0, spec.config_where.key), ptype.id)
+                    problems.extend(_placed(found, spec.config_where))
+        return problems
+
+    def _load(self, spec: PluginSpec, problems: list[ConfigProblem]) -> Plugin | None:
+        """Loads and initialises one listed plugin; a problem (and None) when it cannot."""
+        try:
+            return self.gateway.load_plugin(spec.path, spec.config,
+                                            source=spec.config_where.file,
+                                            config_path=spec.config_where.key)
+        except ConfigErrors as exc:  # the plugin's own config, against its schema
+            problems.extend(_placed(exc.problems, spec.config_where))
+        except PluginInitError as exc:
+            problems.append(_tree_problem(exc.reason.removeprefix("init failed: "), spec.where))
+        except PlughostError as exc:
+            problems.append(ConfigProblem(spec.where, getattr(exc, "reason", str(exc))))
+            self._failed_plugins.add(_plugin_stem(spec.path))
+            return None
+        self._failed_plugins.add(_plugin_stem(spec.path))
+        self._keep_schemas(spec.path)
+        return None
 
     def _keep_schemas(self, path: Path) -> None:
         """The types of a plugin that did not initialise, read without running its init."""
@@ -150,8 +183,15 @@ class GatewayBuilder:
                         f"whose type comes from {dependency}, listed after it: move "
                         f"{dependency} before {spec.path.name} in the plugin list")))
 
+    def _says_unknown(self, owner: str) -> bool:
+        """Whether an unknown type id of plugin ``owner`` is worth a problem of its own: not
+        when the plugin did not load and its types are unknown (its problem says it all)."""
+        return owner not in self._failed_plugins or any(
+            tid.split(".")[1] == owner for tid in self._unloaded_types)
+
     def _unknown_use(self, spec: InstanceSpec, expected: type[PluginType]) -> str:
-        known = [tid for tid, t in self.gateway.types.items() if isinstance(t, expected)]
+        types = {**self._unloaded_types, **self.gateway.types}
+        known = [tid for tid, t in types.items() if isinstance(t, expected)]
         close = difflib.get_close_matches(spec.use, known, n=1, cutoff=0.85)
         if close:
             return f"no loaded plugin provides '{spec.use}': did you mean '{close[0]}'?"
@@ -196,6 +236,11 @@ def _plugin_stem(path: Path) -> str:
     """The plugin name a file most likely holds: "libtrace.so" -> "trace"."""
     stem = path.name.split(".", 1)[0]
     return stem[3:] if stem.startswith("lib") else stem
+
+
+def _wrong_kind(spec: InstanceSpec, ptype: PluginType, expected: type[PluginType]) -> str:
+    return (f"'{spec.use}' is a {ptype.kind}, not a {expected.kind}: use it under "
+            f"{ptype.kind}s.yaml")
 
 
 def _placed(problems: list[ConfigProblem], config_where: Where) -> list[ConfigProblem]:
