@@ -139,8 +139,10 @@ def test_a_valid_config_has_no_problem(schema: tuple[Option, ...]) -> None:
     ("name: x\nenabled: maybe", "2: actions.A.config.enabled: 'enabled' must be true or false, "
                                 "not 'maybe'"),
     ("name: x\ntimeout: 2h", "2: actions.A.config.timeout: 'timeout' is '2h': it must be at "
-                             "most 60s and at least 0.1s"),
-    ("name: x\ntimeout: soon", "2: actions.A.config.timeout: 'timeout':"),
+                             "most 60s and at least 100ms"),
+    ("name: x\ntimeout: soon", "2: actions.A.config.timeout: 'timeout' must be a duration "
+                               "such as 500ms, 60s or 1h30m, not 'soon'"),
+    ("name: x\ntimeout: -1s", "2: actions.A.config.timeout: 'timeout' cannot be negative"),
     ("name: x\nlimit: 2MiB", "2: actions.A.config.limit: 'limit' is '2MiB': it must be at most "
                              "1048576"),
     ("name: x\nlimit: [1]", "2: actions.A.config.limit: 'limit' must be a size such as 4096, "

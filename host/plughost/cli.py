@@ -8,6 +8,7 @@ import os
 import platform as pyplatform
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -185,18 +186,28 @@ def describe(plugins: tuple[str, ...], as_json: bool) -> None:
     """Prints each plugin's types and the options every type takes: kind, default (or
     required, with bounds) and description, from the schemas plugins declare.
 
-    PLUGINS are plugin files, or names of installed plugins (as `plughost plugins` lists
-    them). The plugin is checked and opened but not initialised. Exit status: 0, 1 when a
-    plugin cannot be described (the reason is printed), 2 usage error.
+    PLUGINS are plugin files, names of installed plugins (as `plughost plugins` lists
+    them), or Python modules declaring types, written module:pkg.mod. A plugin is checked and
+    opened but not initialised. Exit status: 0, 1 when a plugin cannot be described (the
+    reason is printed), 2 usage error.
     """
     from .describe import describe_text, plugin_to_json
     from .errors import PlughostError
     from .installed import PluginNameError, find_plugin
     from .loading.loader import Host
+    from .sdk.pymodules import ModuleError, load_module
 
-    described, failed = [], False
+    described: list[Any] = []
+    failed = False
     with Host() as host:
         for given in plugins:
+            if given.startswith("module:"):
+                try:
+                    described.append(load_module(given.removeprefix("module:"), Path.cwd()))
+                except ModuleError as exc:
+                    click.echo(printable(f"plughost describe: {exc}"), err=True)
+                    failed = True
+                continue
             path = given
             if "/" not in given and not given.endswith(".so"):
                 try:
@@ -236,8 +247,10 @@ def schema(config_path: str | None) -> None:
     from .errors import PlughostError
     from .installed import plugin_index
     from .loading.loader import Host
+    from .sdk.pymodules import ModuleError, load_module
 
     paths: dict[str, str] = {}
+    modules: list[Any] = []
     index = plugin_index()
     for plugin in index.plugins:
         try:
@@ -248,14 +261,22 @@ def schema(config_path: str | None) -> None:
     failed = False
     if config_path is not None:
         try:
-            for spec in load_config(config_path).plugins:
+            loaded = load_config(config_path)
+            for spec in loaded.plugins:
                 paths.setdefault(str(spec.path), spec.path.name)
+            folder = loaded.source if loaded.source.is_dir() else loaded.source.parent
+            for module in loaded.modules:
+                try:
+                    modules.append(load_module(module.module, folder))
+                except ModuleError as exc:
+                    click.echo(printable(f"plughost schema: {exc}"), err=True)
+                    failed = True
         except ConfigErrors as exc:
             click.echo(printable(f"plughost schema: {config_path} has {len(exc.problems)} "
                                  "problem(s) (plughost check --config shows them): its "
                                  "plugins are left out"), err=True)
             failed = True
-    described = []
+    described: list[Any] = []
     with Host() as host:
         for path in paths:
             try:
@@ -264,7 +285,7 @@ def schema(config_path: str | None) -> None:
                 click.echo(printable(f"plughost schema: {path}: {getattr(exc, 'reason', exc)}"),
                            err=True)
                 failed = True
-        click.echo(json.dumps(configuration_schema(described), indent=2))
+        click.echo(json.dumps(configuration_schema(described + modules), indent=2))
     sys.exit(EXIT_INCOMPATIBLE if failed else EXIT_OK)
 
 

@@ -164,10 +164,12 @@ def _plugin_entry(plugins: Iterable[Any]) -> dict[str, Any]:
             "name": {"description": "a bundled or installed plugin, by name",
                      "anyOf": [{"enum": names}, {"type": "string",
                                                  "pattern": "^[a-z][a-z0-9_]*$"}]},
+            "module": {"type": "string", "description": "a Python module declaring types",
+                       "pattern": r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"},
             "sha256": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"},
             "config": plugin_config,
         },
-        "oneOf": [{"required": ["path"]}, {"required": ["name"]}],
+        "oneOf": [{"required": ["path"]}, {"required": ["name"]}, {"required": ["module"]}],
     }
 
 

@@ -9,15 +9,17 @@ from __future__ import annotations
 from typing import Any
 
 from .config.options import Option
-from .loading.loader import Plugin, PluginType
+from .loading.loader import Plugin
+from .sdk.pymodules import LoadedModule
 
 NO_SCHEMA = "not declared (an older plugin: its create hook checks its config)"
 
 
-def plugin_to_json(plugin: Plugin) -> dict[str, Any]:
+def plugin_to_json(plugin: Plugin | LoadedModule) -> dict[str, Any]:
     """A plugin's description as ``describe --json`` prints it."""
     return {
-        "name": plugin.name, "version": plugin.version, "abi": "%d.%d" % plugin.abi,
+        "name": plugin.name, "version": plugin.version,
+        "abi": "%d.%d" % plugin.abi if plugin.abi else None,
         "file": plugin.path, "description": plugin.description,
         "options": _options_json(plugin.options),
         "types": [{"id": t.id, "kind": t.kind, "description": t.description,
@@ -25,10 +27,10 @@ def plugin_to_json(plugin: Plugin) -> dict[str, Any]:
     }
 
 
-def describe_text(plugin: Plugin) -> str:
+def describe_text(plugin: Plugin | LoadedModule) -> str:
     """A plugin's description for a terminal."""
-    lines = [f"plugin {plugin.name} {plugin.version} (ABI {plugin.abi[0]}.{plugin.abi[1]}) "
-             f"{plugin.path}".rstrip()]
+    made = f"ABI {plugin.abi[0]}.{plugin.abi[1]}" if plugin.abi else "Python"
+    lines = [f"plugin {plugin.name} {plugin.version} ({made}) {plugin.path}".replace("  ", " ")]
     if plugin.description:
         lines.append(f"  {plugin.description}")
     lines += _option_lines("  plugin config", plugin.options)
@@ -41,7 +43,7 @@ def describe_text(plugin: Plugin) -> str:
     return "\n".join(lines)
 
 
-def _types(plugin: Plugin) -> list[PluginType]:
+def _types(plugin: Plugin | LoadedModule) -> list[Any]:
     return [*plugin.middlewares.values(), *plugin.actions.values(), *plugin.storages.values()]
 
 

@@ -12,12 +12,12 @@ from .addresses import parse_address
 from .durations import parse_duration, parse_size
 from .load import CONFIG_FILES, config_from_text, load_config
 from .model import (ALL_METHODS, HTTP_METHODS, EndpointSpec, GatewayConfig, InstanceSpec,
-                    PluginSpec, RouteSpec, ServerSpec, ServiceSpec)
+                    ModuleSpec, PluginSpec, RouteSpec, ServerSpec, ServiceSpec)
 from .problems import ConfigErrors, ConfigProblem, Where
 
 __all__ = [
     "ALL_METHODS", "CONFIG_FILES", "ConfigErrors", "ConfigProblem", "EndpointSpec",
-    "GatewayConfig", "HTTP_METHODS", "InstanceSpec", "PluginSpec", "RouteSpec", "ServerSpec",
+    "GatewayConfig", "HTTP_METHODS", "InstanceSpec", "ModuleSpec", "PluginSpec", "RouteSpec", "ServerSpec",
     "ServiceSpec", "Where", "config_from_text", "load_config", "parse_address",
     "parse_duration", "parse_size",
 ]

@@ -17,7 +17,7 @@ from .durations import shown
 from .fields import Field, as_bool, as_str_list, describe, fields_of, unreadable_numbers
 from .instances import SECTION_OF, read_instances, storage_references
 from .model import (ALL_METHODS, HTTP_METHODS, EndpointSpec, GatewayConfig, InstanceSpec,
-                    PluginSpec, RouteSpec, ServerSpec, ServiceSpec)
+                    ModuleSpec, PluginSpec, RouteSpec, ServerSpec, ServiceSpec)
 from .plugins import check_plugin_files, read_plugin_folder, read_plugin_list
 from .problems import ConfigErrors, ConfigProblem, Problems, Where, suggest
 from .routes import pattern_key, read_routes
@@ -235,10 +235,11 @@ def _build(source: Path, files: list[Path], roots: list[tuple[str, yaml.Node | N
                 services[svc.name] = svc
 
     plugins: list[PluginSpec] = []
+    modules: list[ModuleSpec] = []
     if first["plugin"] is not None:
         plugins += read_plugin_folder(first["plugin"], base_dir, problems)
     if first["plugins"] is not None:
-        plugins += read_plugin_list(first["plugins"], base_dir, problems)
+        plugins += read_plugin_list(first["plugins"], base_dir, problems, modules)
     check_plugin_files(plugins, allow_insecure, problems)
     configs = [(spec.config, spec.config_where) for table in tables.values()
                for spec in table.values()] + [(p.config, p.config_where) for p in plugins]
@@ -260,7 +261,7 @@ def _build(source: Path, files: list[Path], roots: list[tuple[str, yaml.Node | N
                            global_middlewares=globals_, routes=routes, services=services,
                            server=server, allow_insecure_permissions=allow_insecure,
                            global_middlewares_where=globals_where, endpoints=endpoints,
-                           warnings=warnings)
+                           warnings=warnings, modules=modules)
     if problems:
         # What could be read despite the problems, so that `check --config` can go on
         # checking plugins and instances (their options) in the same run.

@@ -42,6 +42,17 @@ class PluginSpec:
 
 
 @dataclass
+class ModuleSpec:
+    """A Python module that declares middleware and action types (``- module: pkg.mod``);
+    ``where`` points at the module's name, ``config_where`` at its ``config:``."""
+
+    module: str
+    config: yaml.Node | None
+    where: Where
+    config_where: Where
+
+
+@dataclass
 class InstanceSpec:
     """A named storage, middleware or action: ``use`` is a type id a plugin registers."""
 
@@ -189,6 +200,8 @@ class GatewayConfig:
     endpoints: tuple[EndpointSpec, ...] = ()
     #: Things that are allowed but probably not meant (a route no service mounts ...).
     warnings: list[ConfigProblem] = field(default_factory=list)
+    #: Python modules declaring types (``- module:`` entries of ``plugins:``).
+    modules: list[ModuleSpec] = field(default_factory=list)
 
     def instance(self, kind: str, name: str) -> InstanceSpec | None:
         """The storage, middleware or action called ``name``."""

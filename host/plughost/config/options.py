@@ -18,7 +18,7 @@ from typing import Any, Iterator
 
 import yaml
 
-from .durations import parse_duration, parse_size
+from .durations import parse_size
 from .problems import ConfigProblem, Where, quoted_list
 from .yamlload import UNRESOLVED_TAG, line_of
 
@@ -238,6 +238,38 @@ def _check_value(check: _Check, node: Any, option: Option, at: Where) -> None:
         check.add(at, error)
 
 
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h|d)")
+_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0,
+                   "h": 3600.0, "d": 86400.0}
+#: The longest duration ph_config_duration_ms reads, in seconds (int64 milliseconds).
+MAX_OPTION_DURATION = 9.2e15
+
+
+def option_duration(value: Any) -> float | None:
+    """Seconds in a duration option, read as ph_config_duration_ms reads it: a number of
+    seconds, or Go-style text ("300ms", "1.5s", "2m", "1h30m", "7d"); negative values are
+    returned as such (the caller refuses them); None when it is not a duration."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        text = str(value).strip()
+        try:
+            seconds = float(text)
+        except ValueError:
+            if text.startswith("-"):
+                return -1.0 if option_duration(text[1:]) is not None else None
+            text = text.removeprefix("+")
+            parts = _DURATION_PART.findall(text)
+            if not text or "".join(n + u for n, u in parts) != text:
+                return None
+            seconds = sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
+    if not math.isfinite(seconds) or abs(seconds) > MAX_OPTION_DURATION:
+        return None
+    return seconds
+
+
 def _list_what(option: Option) -> str:
     items = f" of {option.items}s" if option.items and option.items != "enum" else ""
     return f"a list{items}" + (" or one comma-separated string" if option.comma_list else "")
@@ -294,12 +326,12 @@ def _scalar_problem(node: Any, option: Option) -> str | None:
     elif kind == "duration":
         if ykind == "bool":
             return wrong
-        try:
-            number = parse_duration(value)
-        except ValueError as exc:
-            return f"'{name}': {exc}"
-        if number < 0:
+        seconds = option_duration(value)
+        if seconds is None:
+            return wrong
+        if seconds < 0:
             return f"'{name}' cannot be negative"
+        number = seconds
     elif kind == "size":
         if ykind == "bool":
             return wrong
@@ -316,10 +348,12 @@ def _scalar_problem(node: Any, option: Option) -> str | None:
 
 def _bound_problem(number: float, option: Option, shown: str, unit: str = "") -> str | None:
     def fmt(x: float) -> str:
+        if option.kind == "duration" and not unit and 0 < abs(x) < 1:
+            x, suffix = x * 1000, "ms"
+        else:
+            suffix = "s" if option.kind == "duration" and not unit else ""
         text = f"{x:g}" if x != int(x) or abs(x) >= 1e15 else str(int(x))
-        if option.kind == "duration" and not unit:
-            return text + "s"
-        return text + (f" {unit}" if unit else "")
+        return text + suffix + (f" {unit}" if unit else "")
 
     low, high = option.minimum, option.maximum
     if low is not None and number < low:
@@ -335,3 +369,63 @@ def _check_bounds(check: _Check, count: int, option: Option, at: Where, unit: st
     problem = _bound_problem(count, option, f"a list of {count}", unit)
     if problem:
         check.add(at, problem)
+
+
+def typed_config(config: Any, options: tuple[Option, ...]) -> dict[str, Any]:
+    """A config that passed :func:`check_options` as Python values, for elements written in
+    Python: keys spelt as declared, every declared default filled in, durations in seconds
+    (float), sizes in bytes (int), comma-separated lists split, enum values spelt as their
+    choice. Options without a value or default are left out."""
+    if _is_null(config):
+        config = {}
+    written = {key.lower(): value for key, value, _ in _entries(config, Where(""))}
+    out: dict[str, Any] = {}
+    for option in options:
+        node = written.get(option.name.lower())
+        if _is_null(node):
+            if option.default is None:
+                continue
+            node = yaml.compose(option.default) if option.default else ""
+        out[option.name] = _typed(node, option)
+    return out
+
+
+def _typed(node: Any, option: Option) -> Any:
+    if option.or_false and _scalar(node) == ("bool", False):
+        return False
+    kind = option.kind
+    if kind == "list":
+        items = _list_items(node, option) or []
+        item_option = Option(option.name, option.items or "", choices=option.choices)
+        return [_typed(i, item_option) if option.items else _plain(i) for i in items]
+    if kind == "map":
+        if option.fields is not None:
+            return typed_config(node, option.fields)
+        return {key: (_typed(value, Option(key, option.items, choices=option.choices))
+                      if option.items else _plain(value))
+                for key, value, _ in _entries(node, Where(""))}
+    scalar = _scalar(node)
+    value = scalar[1] if scalar is not None else node
+    text = node.value if isinstance(node, yaml.ScalarNode) else str(value)
+    if kind == "string":
+        return text
+    if kind == "int":
+        return int(float(value)) if not isinstance(value, int) else value
+    if kind == "float":
+        return float(value)
+    if kind == "bool":
+        return value if isinstance(value, bool) else str(value).lower() == "true"
+    if kind == "duration":
+        return option_duration(value)
+    if kind == "size":
+        return parse_size(value)
+    if kind == "enum":
+        return next((c for c in option.choices if c.lower() == text.lower()), text)
+    return _plain(node)
+
+
+def _plain(node: Any) -> Any:
+    """A YAML node as plain Python values (what yaml.safe_load would give)."""
+    if isinstance(node, yaml.Node):
+        return yaml.SafeLoader("").construct_document(node)
+    return node

@@ -36,17 +36,20 @@ import yaml
 
 from ..installed import NAME_RE, PluginIndex, PluginNameError, plugin_index
 from .fields import Field, as_str, describe, fields_of
-from .model import PluginSpec
+from .model import ModuleSpec, PluginSpec
 from .problems import Problems
 from .yamlload import is_null, line_of
 
-PLUGIN_KEYS = ("path", "name", "config", "sha256")
+PLUGIN_KEYS = ("path", "name", "module", "config", "sha256")
+_MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 FOLDER_KEYS = ("folder", "pattern")
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 
 
-def read_plugin_list(f: Field, base_dir: Path, problems: Problems) -> list[PluginSpec]:
-    """The entries of ``plugins:`` in order (entries with problems are left out)."""
+def read_plugin_list(f: Field, base_dir: Path, problems: Problems,
+                     modules: list[ModuleSpec] | None = None) -> list[PluginSpec]:
+    """The entries of ``plugins:`` in order (entries with problems are left out); the
+    ``module:`` entries (Python modules declaring types) go to ``modules``."""
     node = f.value
     if is_null(node):
         return []
@@ -65,6 +68,11 @@ def read_plugin_list(f: Field, base_dir: Path, problems: Problems) -> list[Plugi
                             f"{describe(item)}: write '- path: {item.value}'")
             continue
         entry = fields_of(item, w, problems, what, PLUGIN_KEYS)
+        if "module" in entry:
+            spec = _module_entry(entry, what, problems)
+            if spec is not None and modules is not None:
+                modules.append(spec)
+            continue
         if "path" in entry and "name" in entry:
             problems.add(entry["name"].where, f"{what} has both 'path' and 'name': keep one "
                                               "('name' for an installed plugin, 'path' for a "
@@ -79,8 +87,8 @@ def read_plugin_list(f: Field, base_dir: Path, problems: Problems) -> list[Plugi
         else:
             if isinstance(item, yaml.MappingNode) or is_null(item):
                 problems.add(w, f"{what} has no 'path' or 'name': add 'path: "
-                                "/plugins/<name>.so', or 'name: <plugin>' for a bundled or "
-                                "installed plugin")
+                                "/plugins/<name>.so', 'name: <plugin>' for a bundled or "
+                                "installed plugin, or 'module: <python.module>'")
             continue
         if path is None:
             continue
@@ -110,6 +118,34 @@ def read_plugin_list(f: Field, base_dir: Path, problems: Problems) -> list[Plugi
                                 where=located.value_where, config_where=config_where,
                                 origin="name" if "name" in entry else "list"))
     return specs
+
+
+def _module_entry(entry: dict[str, Field], what: str, problems: Problems) -> ModuleSpec | None:
+    """A ``module:`` entry: a Python module declaring types (plughost.sdk.pymodules)."""
+    f = entry["module"]
+    others = [k for k in ("path", "name", "sha256") if k in entry]
+    if others:
+        problems.add(f.where, f"{what} has 'module' and '{others[0]}': a Python module is "
+                              "named alone (with its 'config:')")
+        return None
+    module = as_str(f, problems, f"the module of {what}")
+    if module is None:
+        return None
+    if not _MODULE.fullmatch(module):
+        problems.add(f.value_where, f"the module of {what}, '{module}', is not a Python "
+                                    "module name such as 'acme.gateway_elements'")
+        return None
+    config, config_where = None, f.where
+    if "config" in entry:
+        cf = entry["config"]
+        config_where = cf.where
+        if isinstance(cf.value, yaml.MappingNode):
+            config = cf.value
+        elif not is_null(cf.value):
+            problems.add(cf.value_where, f"the config of {what} must be a map of options, "
+                                         f"not {describe(cf.value)}")
+    return ModuleSpec(module=module, config=config, where=f.value_where,
+                      config_where=config_where)
 
 
 def _plugin_path(f: Field, base_dir: Path, problems: Problems, what: str) -> Path | None:

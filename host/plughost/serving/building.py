@@ -10,17 +10,21 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
+
+import yaml
 from typing import TYPE_CHECKING, Any, Mapping
 
 from ..config import ConfigErrors, ConfigProblem, GatewayConfig, InstanceSpec, Where
 from ..config.model import PluginSpec
 from ..config.instances import storage_references
-from ..config.options import check_options
+from ..config.model import ModuleSpec
+from ..config.options import check_options, typed_config
 from ..config.yamlload import line_of
 from ..errors import ConfigError, PlughostError, PluginInitError
 from ..loading.loader import Plugin
 from ..loading.plugintypes import ActionType, MiddlewareType, PluginType, StorageType
 from ..sdk.pyelements import PythonAction, PythonInstance, PythonMiddleware
+from ..sdk.pymodules import ModuleError, PythonType, create_element, load_module
 from .chain import Chain
 from .router import ANY_METHOD, RouteConflict
 from .routing import RouteTable, Unrouted
@@ -38,6 +42,9 @@ class GatewayBuilder:
         #: Types of plugins that opened but did not initialise: their instances' configs
         #: are still checked against their schemas, so one run reports every problem.
         self._unloaded_types: dict[str, PluginType] = {}
+        #: Middleware and action types of the Python modules the configuration lists.
+        self._python_types: dict[str, PythonType] = {}
+        self._failed_modules = False  # a listed Python module could not be imported
 
     def build(self, config: GatewayConfig,
               python_elements: Mapping[str, PythonMiddleware | PythonAction]) -> None:
@@ -60,6 +67,8 @@ class GatewayBuilder:
                     del pending_storages[name]
                     self._create_instance(st, StorageType, problems)
         self._check_plugin_order(config, provider, problems)
+        for module in config.modules:
+            self._load_module(module, config, problems)
         for name, obj in python_elements.items():
             self.gateway._add_python(name, obj)
 
@@ -81,6 +90,9 @@ class GatewayBuilder:
     def _create_instance(self, spec: InstanceSpec, expected: type[PluginType],
                          problems: list[ConfigProblem]) -> Any:
         """Creates one configured instance; a problem (and None) when it cannot be."""
+        pytype = self._python_types.get(spec.use)
+        if pytype is not None:
+            return self._create_python(spec, pytype, expected, problems)
         ptype = self.gateway.types.get(spec.use)
         unloaded = self._unloaded_types.get(spec.use)
         if ptype is None and unloaded is not None and unloaded.options is not None:
@@ -123,16 +135,19 @@ class GatewayBuilder:
         problems: list[ConfigProblem] = []
         for spec in config.plugins:
             self._load(spec, problems)
+        for module in config.modules:
+            self._load_module(module, config, problems)
         for kind, table in ((StorageType, config.storages), (MiddlewareType, config.middlewares),
                             (ActionType, config.actions)):
             for spec in table.values():
-                ptype = self.gateway.types.get(spec.use) or self._unloaded_types.get(spec.use)
+                ptype = (self.gateway.types.get(spec.use) or self._unloaded_types.get(spec.use)
+                         or self._python_types.get(spec.use))
                 if ptype is None:
                     owner = spec.use.split(".")[1] if spec.use.count(".") >= 3 else ""
                     if all_plugins and self._says_unknown(owner):
                         problems.append(ConfigProblem(spec.use_where,
                                                       self._unknown_use(spec, kind)))
-                elif not isinstance(ptype, kind):
+                elif ptype.kind != kind.kind:
                     problems.append(ConfigProblem(spec.use_where, _wrong_kind(spec, ptype, kind)))
                 elif ptype.options is not None:
                     found = check_options(spec.config, ptype.options, Where(
@@ -158,6 +173,64 @@ class GatewayBuilder:
         self._failed_plugins.add(_plugin_stem(spec.path))
         self._keep_schemas(spec.path)
         return None
+
+    def _load_module(self, spec: ModuleSpec, config: GatewayConfig,
+                     problems: list[ConfigProblem]) -> None:
+        """Imports a Python module's plugin, checks and hands it its own config."""
+        try:
+            loaded = load_module(spec.module, config.source if config.source.is_dir()
+                                 else config.source.parent)
+        except ModuleError as exc:
+            problems.append(ConfigProblem(spec.where, str(exc)))
+            self._failed_modules = True
+            return
+        clash = [tid for tid in loaded.types if tid in self.gateway.types]
+        if clash:
+            problems.append(ConfigProblem(spec.where, f"Python module '{spec.module}' declares "
+                                          f"{clash[0]}, which a loaded plugin declares too: "
+                                          "rename the plugin in PythonPlugin(name=...)"))
+            return
+        self._python_types.update(loaded.types)
+        declared = loaded.declared
+        settings = _plain_config(spec.config)
+        if declared.options is not None:
+            found = check_options(spec.config, declared.options, Where(
+                spec.config_where.file, line_of(spec.config) if spec.config is not None else 0,
+                spec.config_where.key), f"plugin {declared.name}")
+            if found:
+                problems.extend(_placed(found, spec.config_where))
+                return
+            settings = typed_config(spec.config, declared.options)
+        if declared.init is not None:
+            try:
+                declared.init(settings)
+            except Exception as exc:  # noqa: BLE001 - the module's own code failed
+                problems.append(ConfigProblem(spec.config_where, f"plugin {declared.name} "
+                                              f"refused its configuration: {exc}"))
+
+    def _create_python(self, spec: InstanceSpec, pytype: PythonType,
+                       expected: type[PluginType], problems: list[ConfigProblem]) -> Any:
+        """An instance of a type a Python module declares, with its checked config."""
+        if pytype.kind != expected.kind:
+            problems.append(ConfigProblem(spec.use_where, f"'{spec.use}' is a {pytype.kind}, "
+                                          f"not a {expected.kind}: use it under "
+                                          f"{pytype.kind}s.yaml"))
+            return None
+        settings: Any = _plain_config(spec.config)
+        if pytype.options is not None:
+            found = check_options(spec.config, pytype.options, Where(
+                spec.config_where.file, line_of(spec.config) if spec.config is not None else 0,
+                spec.config_where.key), pytype.id)
+            if found:
+                problems.extend(_placed(found, spec.config_where))
+                return None
+            settings = typed_config(spec.config, pytype.options)
+        try:
+            element = create_element(pytype, settings)
+        except ModuleError as exc:
+            problems.append(ConfigProblem(spec.config_where, str(exc)))
+            return None
+        return self.gateway._add_python(spec.name, element)
 
     def _keep_schemas(self, path: Path) -> None:
         """The types of a plugin that did not initialise, read without running its init."""
@@ -186,12 +259,16 @@ class GatewayBuilder:
     def _says_unknown(self, owner: str) -> bool:
         """Whether an unknown type id of plugin ``owner`` is worth a problem of its own: not
         when the plugin did not load and its types are unknown (its problem says it all)."""
-        return owner not in self._failed_plugins or any(
-            tid.split(".")[1] == owner for tid in self._unloaded_types)
+        known = {tid.split(".")[1] for tid in [*self.gateway.types, *self._unloaded_types,
+                                                *self._python_types]}
+        if self._failed_modules and owner not in known:
+            return False  # it may be the plugin of a module that could not be imported
+        return owner not in self._failed_plugins or owner in known
 
     def _unknown_use(self, spec: InstanceSpec, expected: type[PluginType]) -> str:
-        types = {**self._unloaded_types, **self.gateway.types}
-        known = [tid for tid, t in types.items() if isinstance(t, expected)]
+        types: dict[str, Any] = {**self._unloaded_types, **self._python_types,
+                                 **self.gateway.types}
+        known = [tid for tid, t in types.items() if t.kind == expected.kind]
         close = difflib.get_close_matches(spec.use, known, n=1, cutoff=0.85)
         if close:
             return f"no loaded plugin provides '{spec.use}': did you mean '{close[0]}'?"
@@ -238,7 +315,16 @@ def _plugin_stem(path: Path) -> str:
     return stem[3:] if stem.startswith("lib") else stem
 
 
-def _wrong_kind(spec: InstanceSpec, ptype: PluginType, expected: type[PluginType]) -> str:
+def _plain_config(node: Any) -> dict[str, Any]:
+    """A config block as plain Python values (an empty dict when there is none)."""
+    if node is None:
+        return {}
+    value = yaml.SafeLoader("").construct_document(node)
+    return value if isinstance(value, dict) else {}
+
+
+def _wrong_kind(spec: InstanceSpec, ptype: PluginType | PythonType,
+                expected: type[PluginType]) -> str:
     return (f"'{spec.use}' is a {ptype.kind}, not a {expected.kind}: use it under "
             f"{ptype.kind}s.yaml")
 
