@@ -300,6 +300,27 @@ def test_config_errors_name_the_key(gateway_factory: Any, cfg: dict[str, Any],
     assert f"middlewares.A.config.{key}:" in str(exc.value), str(exc.value)
 
 
+def test_options_are_checked_by_name_ignoring_case(gateway_factory: Any) -> None:
+    """A misspelt option is refused before create runs, at its file, line and key; an option
+    written in other case is Seam's option all the same."""
+    from plughost.config import ConfigErrors
+
+    with pytest.raises(ConfigErrors) as exc:
+        gateway_factory({"A": {"users": {"admin": "s3cret"}, "contextUsernameKy": "requestId"}})
+    (problem,) = exc.value.problems
+    # middlewares.yaml: line 4 is the instance's `config: {...}` (one line of JSON)
+    assert (Path(problem.where.file).name, problem.where.line, problem.where.key) == \
+        ("middlewares.yaml", 4, "middlewares.A.config.contextUsernameKy")
+    assert problem.message == (f"{BASICAUTH} has no option 'contextUsernameKy': did you mean "
+                               "'contextUsernameKey'?")
+
+    gw = gateway_factory({"A": {"USERS": {"admin": "s3cret"}, "Realm": "Other",
+                                "contextusernamekey": "requestId"}})
+    r = gw.handle("GET", "/A", headers={"Authorization": basic("admin", "s3cret")})
+    assert r.status == 200 and b"local=admin " in r.body
+    assert_401(gw.handle("GET", "/A"), 'Basic realm="Other", charset="UTF-8"')
+
+
 def test_unknown_hash_error_says_what_is_supported(gateway_factory: Any) -> None:
     with pytest.raises(Exception) as exc:
         gateway_factory({"A": {"users": {"admin": "$apr1$salt$0123456789abcdefghijkl"}}})

@@ -433,8 +433,11 @@ def test_credentials_with_every_origin_is_one_clear_error(make: Any) -> None:
     ({"allowOrigins": "https://a.*.example"}, "allowOrigins", "subdomain wildcard"),
     ({"allowOrigins": "https://*example.com"}, "allowOrigins", "subdomain wildcard"),
     ({"allowOrigins": "https://*.*.example.com"}, "allowOrigins", "subdomain wildcard"),
-    ({"allowOrigins": [{"url": APP}]}, "allowOrigins", "item 1 must be a string"),
-    ({"allowOrigins": True}, "allowOrigins", "expected a string"),
+    ({"allowOrigins": [{"url": APP}]}, "allowOrigins[0]",
+     "'allowOrigins' must be a string, not a map"),
+    ({"allowOrigins": True}, "allowOrigins",
+     "'allowOrigins' must be a list of strings or one comma-separated string, not the boolean "
+     "true"),
     ({"allowMethods": "GET, PO ST"}, "allowMethods", "is not an HTTP method"),
     ({"allowHeaders": ["X-Ok", "X Bad"]}, "allowHeaders", "is not a header name"),
     ({"exposeHeaders": "X-Ok, X\u00e9"}, "exposeHeaders", "is not a header name"),
@@ -446,15 +449,39 @@ def test_credentials_with_every_origin_is_one_clear_error(make: Any) -> None:
     ({"allowCredentials": True, "allowOrigins": APP, "exposeHeaders": "*"}, "exposeHeaders",
      "list the headers"),
     ({"allowOrigin": APP}, "allowOrigin", "did you mean 'allowOrigins'?"),
-    ({"credentials": True}, "credentials", "is not an option of CORSMiddleware"),
-    ({"allowOriginsFunc": "x"}, "allowOriginsFunc", "cannot be written in YAML"),
-    ({"maxAge": 1, "MaxAge": 2}, "MaxAge", "same option as 'maxAge'"),
+    ({"credentials": True}, "credentials",
+     f"{CORS} has no option 'credentials': did you mean 'allowCredentials'?"),
+    ({"allowOriginsFunc": "x"}, "allowOriginsFunc",
+     f"{CORS} has no option 'allowOriginsFunc': did you mean 'allowOrigins'?"),
+    ({"maxAge": 1, "MaxAge": 2}, "MaxAge",
+     "'MaxAge' is written twice (also as 'maxAge'): keys match ignoring case, keep one"),
 ])
 def test_config_errors_name_the_key(make: Any, cfg: dict[str, Any], key: str,
                                     words: str) -> None:
     message = config_error(make, cfg)
-    assert f"middlewares.Cors.config.{key}:" in message, message
+    assert f"middlewares.yaml:4: middlewares.Cors.config.{key}:" in message, message
     assert words in message, message
+
+
+def test_option_schema_refuses_a_misspelt_option_and_matches_names_ignoring_case(
+        make: Any) -> None:
+    """CORSMiddleware declares its options (ABI 1.2): a misspelt option is refused before
+    create runs, at its file, line and key, with the option it resembles (every problem at
+    once); an option written in another case is the option itself."""
+    message = config_error(make, {"alowOrigins": APP, "maxage": 5, "exposeHeader": "X-A"})
+    assert (f"middlewares.yaml:4: middlewares.Cors.config.alowOrigins: {CORS} has no option "
+            "'alowOrigins': did you mean 'allowOrigins'?" in message), message
+    assert (f"middlewares.yaml:4: middlewares.Cors.config.exposeHeader: {CORS} has no option "
+            "'exposeHeader': did you mean 'exposeHeaders'?" in message), message
+    assert message.startswith("2 problems in the configuration"), message  # maxage is fine
+
+    gw = make({"alloworigins": APP, "MAXAGE": "10m", "AllowMethods": ["GET", "PUT"]})
+    r = preflight(gw, method="PUT")
+    assert header(r, "Access-Control-Allow-Origin") == APP
+    assert header(r, "Access-Control-Max-Age") == "600"
+    assert header(r, "Access-Control-Allow-Methods") == "GET, PUT"
+    assert header(preflight(gw, origin="https://other.example"),
+                  "Access-Control-Allow-Origin") is None
 
 
 # ------------------------------------------------------------------------ hostile input

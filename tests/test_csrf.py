@@ -231,7 +231,8 @@ def test_cookie_attributes_and_other_lookups(make: Any) -> None:
 
 
 @pytest.mark.parametrize("config, words", [
-    ({}, ["storage", "is required"]),
+    ({}, ["middlewares.yaml:4: middlewares.CSRF.config.storage: 'storage' is missing, and "
+          f"{CSRF} needs it"]),
     ({"storage": "Nope"}, ["storage", "Nope"]),
     ({"storage": "Tokens", "keyLookup": "form:_csrf"}, ["keyLookup", "form:_csrf"]),
     ({"storage": "Tokens", "keyLookup": "header:"}, ["keyLookup", "valid name"]),
@@ -246,7 +247,9 @@ def test_cookie_attributes_and_other_lookups(make: Any) -> None:
     ({"storage": "Tokens", "cookieDomain": "ex ample.com"}, ["cookieDomain"]),
     ({"storage": "Tokens", "cookieSecure": "maybe"}, ["cookieSecure"]),
     ({"storage": "Tokens", "singleUseToken": "twice"}, ["singleUseToken"]),
-    ({"storage": "Tokens", "maxTokensPerClient": -1}, ["maxTokensPerClient", "0: no limit"]),
+    ({"storage": "Tokens", "maxTokensPerClient": -1},
+     ["middlewares.yaml:4: middlewares.CSRF.config.maxTokensPerClient: 'maxTokensPerClient' is "
+      "the number -1: it must be at least 0"]),
     ({"storage": "Tokens", "maxTokensPerClient": "many"}, ["maxTokensPerClient"]),
 ])
 def test_config_errors_name_the_key(make: Any, config: dict[str, Any], words: list[str]) -> None:
@@ -255,6 +258,23 @@ def test_config_errors_name_the_key(make: Any, config: dict[str, Any], words: li
     text = str(exc.value)
     for word in words:
         assert word in text, text
+
+
+def test_option_schema_refuses_a_misspelt_option_and_matches_names_ignoring_case(
+        make: Any) -> None:
+    """CSRFMiddleware declares its options (ABI 1.2): a misspelt option is refused before
+    create runs, at its file, line and key, with the option it resembles; an option written
+    in another case is the option itself."""
+    with pytest.raises(ConfigError) as exc:
+        make({"storage": "Tokens", "maxTokensPerClent": 1})
+    assert ("middlewares.yaml:4: middlewares.CSRF.config.maxTokensPerClent: "
+            f"{CSRF} has no option 'maxTokensPerClent': did you mean 'maxTokensPerClient'?"
+            in str(exc.value)), str(exc.value)
+
+    gw = make({"Storage": "Tokens", "maxtokensperclient": 1, "COOKIENAME": "xsrf"})
+    cookie_token(set_cookie(gw.handle("GET", "/form/x")), "xsrf")  # cookieName took effect
+    # maxTokensPerClient took effect: a second cookieless GET from the address gets no token
+    assert headers(gw.handle("GET", "/form/x"), "Set-Cookie") == []
 
 
 def test_valkey_storage(make: Any, tmp_path: Path) -> None:

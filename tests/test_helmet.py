@@ -258,6 +258,7 @@ def test_hsts_only_when_a_proxy_reports_https(make: Any) -> None:
 @pytest.mark.parametrize("cfg, value", [
     ({"hstsMaxAge": 60}, "max-age=60; includeSubDomains"),
     ({"hstsMaxAge": "8760h"}, "max-age=31536000; includeSubDomains"),
+    ({"hstsMaxAge": "365d"}, "max-age=31536000; includeSubDomains"),
     ({"hstsMaxAge": 60, "hstsExcludeSubdomains": True}, "max-age=60"),
     ({"hstsMaxAge": 63072000, "hstsPreloadEnabled": True},
      "max-age=63072000; includeSubDomains; preload"),
@@ -328,7 +329,8 @@ def test_headers_on_early_answers_failures_and_upstream_errors(make: Any) -> Non
     ({"xssProtection": "2"}, "xssProtection", "\"1; mode=block\""),
     ({"xssProtection": "1; mode=allow"}, "xssProtection", "is not a valid X-XSS-Protection value"),
     ({"xssProtection": "1; report="}, "xssProtection", "is not a valid X-XSS-Protection value"),
-    ({"contentTypeNosniff": "sniff"}, "contentTypeNosniff", "use \"nosniff\""),
+    ({"contentTypeNosniff": "sniff"}, "contentTypeNosniff",
+     "'contentTypeNosniff' is 'sniff', not one of 'nosniff', '': did you mean 'nosniff'?"),
     ({"xFrameOptions": "ALLOWALL"}, "xFrameOptions", "\"DENY\" or \"SAMEORIGIN\""),
     ({"xFrameOptions": "ALLOW-FROM "}, "xFrameOptions", "frame-ancestors"),
     ({"referrerPolicy": "ReferrerPolicy"}, "referrerPolicy", "\"no-referrer\""),
@@ -337,14 +339,23 @@ def test_headers_on_early_answers_failures_and_upstream_errors(make: Any) -> Non
      "\"credentialless\""),
     ({"crossOriginOpenerPolicy": "same"}, "crossOriginOpenerPolicy", "\"same-origin\""),
     ({"crossOriginResourcePolicy": "same-origin-allow"}, "crossOriginResourcePolicy",
-     "\"cross-origin\""),
-    ({"originAgentCluster": "?2"}, "originAgentCluster", "\"?1\" or \"?0\""),
-    ({"originAgentCluster": 1}, "originAgentCluster", "\"?1\""),
-    ({"xdnsPrefetchControl": "maybe"}, "xdnsPrefetchControl", "\"on\" or \"off\""),
-    ({"xDownloadOptions": "open"}, "xDownloadOptions", "\"noopen\""),
-    ({"xPermittedCrossDomain": "some"}, "xPermittedCrossDomain", "\"none-this-response\""),
-    ({"xFrameOptions": True}, "xFrameOptions", "or false to send no X-Frame-Options"),
-    ({"contentSecurityPolicy": ["default-src"]}, "contentSecurityPolicy", "expected a string"),
+     "'crossOriginResourcePolicy' is 'same-origin-allow', not one of 'same-site', 'same-origin', "
+     "'cross-origin', '': did you mean 'same-origin'?"),
+    ({"originAgentCluster": "?2"}, "originAgentCluster",
+     "'originAgentCluster' is '?2', not one of '?1', '?0', ''"),
+    ({"originAgentCluster": 1}, "originAgentCluster",
+     "'originAgentCluster' is '1', not one of '?1', '?0', '': did you mean '?1'?"),
+    ({"xdnsPrefetchControl": "maybe"}, "xdnsPrefetchControl",
+     "'xdnsPrefetchControl' is 'maybe', not one of 'on', 'off', ''"),
+    ({"xDownloadOptions": "open"}, "xDownloadOptions",
+     "'xDownloadOptions' is 'open', not one of 'noopen', '': did you mean 'noopen'?"),
+    ({"xPermittedCrossDomain": "some"}, "xPermittedCrossDomain",
+     "'xPermittedCrossDomain' is 'some', not one of 'none', 'master-only', 'by-content-type', "
+     "'by-ftp-filename', 'all', 'none-this-response', ''"),
+    ({"xFrameOptions": True}, "xFrameOptions",
+     "'xFrameOptions' must be a string, not the boolean true"),
+    ({"contentSecurityPolicy": ["default-src"]}, "contentSecurityPolicy",
+     "'contentSecurityPolicy' must be a string, not a list"),
     ({"hstsMaxAge": -1}, "hstsMaxAge", "positive number of seconds"),
     ({"hstsMaxAge": "1500ms"}, "hstsMaxAge", "whole number of seconds"),
     ({"hstsMaxAge": "a year"}, "hstsMaxAge", "duration"),
@@ -352,17 +363,50 @@ def test_headers_on_early_answers_failures_and_upstream_errors(make: Any) -> Non
     ({"cspReportOnly": 3}, "cspReportOnly", ""),
     ({"override": "never"}, "override", ""),
     ({"permissionsPolicy": "usb=()"}, "permissionsPolicy", "did you mean 'permissionPolicy'?"),
-    ({"hsts": 1}, "hsts", "is not an option of HelmetMiddleware"),
+    ({"hsts": 1}, "hsts", f"{HELMET} has no option 'hsts': its options are 'xssProtection', "),
     ({"xFrameOptions": "DENY", "XFRAMEOPTIONS": "DENY"}, "XFRAMEOPTIONS",
-     "same option as 'xFrameOptions'"),
+     "'XFRAMEOPTIONS' is written twice (also as 'xFrameOptions'): keys match ignoring case, "
+     "keep one"),
 ])
 def test_config_errors_name_the_key(make: Any, cfg: dict[str, Any], key: str,
                                     words: str) -> None:
     with pytest.raises(ConfigErrors) as exc:
         make(cfg)
     message = str(exc.value)
-    assert f"middlewares.Helmet.config.{key}:" in message, message
+    assert f"middlewares.yaml:4: middlewares.Helmet.config.{key}:" in message, message
     assert words in message, message
+
+
+def test_option_schema_refuses_a_misspelt_option_and_matches_names_ignoring_case(
+        make: Any) -> None:
+    """HelmetMiddleware declares its options (ABI 1.2): a misspelt option is refused before
+    create runs, at its file, line and key, with the option it resembles; an option written
+    in another case is the option itself."""
+    with pytest.raises(ConfigErrors) as exc:
+        make(raw=f"""\
+  Helmet:
+    use: {HELMET}
+    config:
+      xFrameOptions: DENY
+      xFrameOption: DENY
+""")
+    assert ("middlewares.yaml:6: middlewares.Helmet.config.xFrameOption: "
+            f"{HELMET} has no option 'xFrameOption': did you mean 'xFrameOptions'?"
+            in str(exc.value)), str(exc.value)
+    assert str(exc.value).startswith("1 problem"), str(exc.value)
+
+    gw = make(raw=f"""\
+  Helmet:
+    use: {HELMET}
+    config:
+      xframeoptions: DENY
+      HSTSMAXAGE: 600
+      ContentTypeNosniff: false
+""")
+    got = security_headers(gw.handle("GET", "/echo", HTTPS))
+    assert got["x-frame-options"] == "DENY"
+    assert got["strict-transport-security"] == "max-age=600; includeSubDomains"
+    assert "x-content-type-options" not in got
 
 
 # ------------------------------------------------------------------------ hostile input

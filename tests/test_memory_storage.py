@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 import plughost
+from gateway_support import gateways
+from plughost.config import ConfigErrors
 
 MEMORY = "plugins.memory.storages.MemoryStorage"
 
@@ -133,3 +135,42 @@ def test_wrong_kind_of_type_is_refused(host: plughost.Host, plugin_dir: Path) ->
         host.create_middleware(MEMORY)
     with pytest.raises(plughost.UnknownTypeError, match="did you mean 'plugins.memory.storages.MemoryStorage'"):
         host.create_storage("S", "plugins.memory.storages.MemStorage")
+
+
+# ------------------------------------------------------- options, from a YAML configuration
+
+
+def write_storage_config(folder: Path, plugin_dir: Path, config: str) -> Path:
+    """A Seam configuration folder whose storage Cache is a MemoryStorage with ``config``
+    (YAML lines, indented under `config:` from line 5 of storages.yaml)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "plugins.yaml").write_text("plugins:\n" + "".join(
+        f"  - path: {plugin_dir / name}.so\n" for name in ("memory", "static")))
+    (folder / "storages.yaml").write_text(
+        f"storages:\n  Cache:\n    use: {MEMORY}\n    config:\n{config}")
+    (folder / "actions.yaml").write_text(
+        "actions:\n  Hello:\n    use: plugins.static.actions.StaticAction\n")
+    (folder / "routes.yaml").write_text(
+        "routes:\n  Hello:\n    gatewayPath: /\n    methods: [GET]\n    action: Hello\n")
+    return folder
+
+
+def test_options_are_checked_by_name_ignoring_case(tmp_path: Path, plugin_dir: Path) -> None:
+    with gateways(tmp_path, lambda folder, config: write_storage_config(
+            folder, plugin_dir, config)) as gateway:
+        with pytest.raises(ConfigErrors) as exc:
+            gateway("      maxValueBytes: 16\n      maxEntrys: 2\n")
+        (problem,) = exc.value.problems
+        assert (Path(problem.where.file).name, problem.where.line, problem.where.key) == \
+            ("storages.yaml", 6, "storages.Cache.config.maxEntrys")
+        assert problem.message == (f"{MEMORY} has no option 'maxEntrys': did you mean "
+                                   "'maxEntries'?")
+
+        gw = gateway("      maxentries: 2\n      MAXVALUEBYTES: 4\n")
+        cache = gw.storage("Cache")
+        cache.set(b"a", b"1")
+        cache.set(b"b", b"1234")
+        with pytest.raises(plughost.StorageError, match="maxEntries=2"):
+            cache.set(b"c", b"3")
+        with pytest.raises(plughost.StorageError, match="maxValueBytes=4"):
+            cache.set(b"a", b"12345")

@@ -546,7 +546,9 @@ def test_logged_out_session_is_empty(make: Any) -> None:
     ({"storage": "Sessions", "cookieSameSite": "Sometimes"}, None,
      ["cookieSameSite", "Sometimes"]),
     ({"storage": "Sessions", "cookieSameSite": "None"}, None, ["cookieSameSite", "cookieSecure"]),
-    ({"storage": "Sessions", "cookieExpiration": 0}, None, ["cookieExpiration", "positive"]),
+    ({"storage": "Sessions", "cookieExpiration": 0}, None,
+     ["middlewares.yaml:4: middlewares.Load.config.cookieExpiration: 'cookieExpiration' is the "
+      "number 0: it must be at least 0.001s"]),
     ({"storage": "Sessions", "cookieExpiration": "soon"}, None, ["cookieExpiration"]),
     ({"storage": "Sessions", "cookiePath": "/a b"}, None, ["cookiePath"]),
     ({"storage": "Sessions", "cookieDomain": "ex ample.com"}, None, ["cookieDomain"]),
@@ -555,7 +557,9 @@ def test_logged_out_session_is_empty(make: Any) -> None:
      ["autoRenewAfter", "is 2h but must be shorter than cookieExpiration (2h)"]),
     ({"storage": "Sessions", "autoRenewAfter": "3h"}, None,
      ["autoRenewAfter", "shorter than cookieExpiration", "disableAutoRenew"]),
-    ({"storage": "Sessions", "autoRenewAfter": 0}, None, ["autoRenewAfter", "positive"]),
+    ({"storage": "Sessions", "autoRenewAfter": 0}, None,
+     ["middlewares.yaml:4: middlewares.Load.config.autoRenewAfter: 'autoRenewAfter' is the "
+      "number 0: it must be at least 0.001s"]),
     ({"storage": "Sessions", "autoRenewAfter": "-1m"}, None, ["autoRenewAfter", "negative"]),
     ({"storage": "Sessions", "autoRenewAfter": "5s", "autoRenewGracePeriod": "5s"}, None,
      ["autoRenewGracePeriod", "is 5s but must be shorter than autoRenewAfter (5s)"]),
@@ -564,9 +568,15 @@ def test_logged_out_session_is_empty(make: Any) -> None:
     ({"storage": "Sessions", "autoRenewGracePeriod": "-1s"}, None,
      ["autoRenewGracePeriod", "negative"]),
     ({"storage": "Sessions", "autoRenewGracePeriod": "later"}, None, ["autoRenewGracePeriod"]),
-    ({"storage": "Sessions"}, {}, ["headers", "is required"]),
+    ({"storage": "Sessions"}, {}, ["middlewares.yaml:7: middlewares.Map.config.headers: "
+                                   "'headers' is missing, and plugins.session.middlewares."
+                                   "MapSessionToHeaderMiddleware needs it"]),
+    ({"storage": "Sessions"}, {"headers": {}}, ["middlewares.Map.config.headers", "is required"]),
     ({"storage": "Sessions"}, {"headers": {"Bad Name": "x"}}, ["Bad Name", "header name"]),
-    ({"storage": "Sessions"}, {"headers": {"X-A": ["x"]}}, ["X-A", "session key"]),
+    ({"storage": "Sessions"}, {"headers": {"X-A": ["x"]}},
+     ["middlewares.yaml:7: middlewares.Map.config.headers.X-A: 'X-A' must be a string, not a "
+      "list"]),
+    ({"storage": "Sessions"}, {"headers": {"X-A": 7}}, ["headers.X-A", "session key"]),
 ])
 def test_config_errors_name_the_key(make: Any, load: dict[str, Any],
                                     mapping: dict[str, Any] | None, words: list[str]) -> None:
@@ -575,6 +585,33 @@ def test_config_errors_name_the_key(make: Any, load: dict[str, Any],
     text = str(exc.value)
     for word in words:
         assert word in text, text
+
+
+def test_option_schema_refuses_a_misspelt_option_and_matches_names_ignoring_case(
+        make: Any) -> None:
+    """Both types declare their options (ABI 1.2): a misspelt option is refused before create
+    runs, at its file, line and key, with the option it resembles; an option written in
+    another case is the option itself."""
+    with pytest.raises(ConfigError) as exc:
+        make({"storage": "Sessions", "cookieExpiraton": "10m"})
+    assert ("middlewares.yaml:4: middlewares.Load.config.cookieExpiraton: "
+            f"{LOAD} has no option 'cookieExpiraton': did you mean 'cookieExpiration'?"
+            in str(exc.value)), str(exc.value)
+    with pytest.raises(ConfigError) as exc:
+        make({"storage": "Sessions"}, mapping={"header": {"X-User-Id": "user_id"}})
+    assert ("middlewares.yaml:7: middlewares.Map.config.header: "
+            f"{MAP} has no option 'header': did you mean 'headers'?" in str(exc.value)), \
+        str(exc.value)
+
+    gw = make({"STORAGE": "Sessions", "cookieexpiration": "10m", "COOKIESAMESITE": "strict"},
+              mapping={"Headers": {"X-User-Id": "user_id"}})
+    cookie = set_cookie(gw.handle("GET", "/app/x"))
+    attrs = [a.strip() for a in cookie.split(";")[1:]]
+    assert "Max-Age=600" in attrs and "SameSite=Strict" in attrs, cookie
+    sid = cookie_id(cookie)
+    gw.storage("Sessions").set(f"session:{sid}".encode(), fresh(b"user_id=5"))
+    assert received(gw.handle("GET", "/app/x", {"Cookie": f"session_id={sid}"}))["x-user-id"] \
+        == "5"
 
 
 def test_disable_auto_renew_skips_rotation_checks(make: Any) -> None:

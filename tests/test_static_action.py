@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 
 import plughost
+from gateway_support import gateways
 from plughost import Next
+from plughost.config import ConfigErrors
 
 STATIC = "plugins.static.actions.StaticAction"
 
@@ -56,3 +58,33 @@ def test_content_type_header_wins_over_default(loaded: plughost.Host) -> None:
 def test_bad_config_names_the_key(loaded: plughost.Host, config: dict, key: str) -> None:
     with pytest.raises(plughost.ConfigError, match=f"actions.Hello.config.{key}"):
         loaded.create_action(STATIC, config, name="Hello")
+
+
+def write_config(folder: Path, plugin_dir: Path, config: str) -> Path:
+    """A Seam configuration folder whose action Hello (a StaticAction with ``config``, YAML
+    lines under `config:` from line 5 of actions.yaml) answers /."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "plugins.yaml").write_text(f"plugins:\n  - path: {plugin_dir / 'static.so'}\n")
+    (folder / "actions.yaml").write_text(
+        f"actions:\n  Hello:\n    use: {STATIC}\n    config:\n{config}")
+    (folder / "routes.yaml").write_text(
+        "routes:\n  Hello:\n    gatewayPath: /\n    methods: [GET]\n    action: Hello\n")
+    return folder
+
+
+def test_options_are_checked_by_name_ignoring_case(tmp_path: Path, plugin_dir: Path) -> None:
+    with gateways(tmp_path, lambda folder, config: write_config(
+            folder, plugin_dir, config)) as gateway:
+        with pytest.raises(ConfigErrors) as exc:
+            gateway("      body: '{}'\n      contentTpye: application/json\n")
+        (problem,) = exc.value.problems
+        assert (Path(problem.where.file).name, problem.where.line, problem.where.key) == \
+            ("actions.yaml", 6, "actions.Hello.config.contentTpye")
+        assert problem.message == (f"{STATIC} has no option 'contentTpye': did you mean "
+                                   "'contentType'?")
+
+        gw = gateway("      BODY: '{}'\n      contenttype: application/json\n      Status: 201\n")
+        r = gw.handle("GET", "/")
+        assert (r.status, r.body) == (201, b"{}")
+        types = [v for k, v in r.headers if k.lower() == b"content-type"]
+        assert types == [b"application/json"]

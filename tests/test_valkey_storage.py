@@ -12,6 +12,8 @@ from typing import Any, Iterator
 import pytest
 
 import plughost
+from gateway_support import gateways
+from plughost.config import ConfigErrors
 from plughost.errors import ConfigError
 from valkey_support import TlsFiles, ValkeyServer, command, make_tls_files, tls_command
 
@@ -176,6 +178,39 @@ def test_bad_config_names_the_key(host: plughost.Host, plugin_dir: Path, config:
     with pytest.raises(plughost.ConfigError, match=f"storages.Bad.config.{key}"):
         host.create_storage("Bad", VALKEY, config)
     assert "Bad" not in host.storages
+
+
+def write_storage_config(folder: Path, plugin_dir: Path, config: str) -> Path:
+    """A Seam configuration folder whose storage Shared is a ValkeyStorage with ``config``
+    (YAML lines under `config:` from line 5 of storages.yaml)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "plugins.yaml").write_text("plugins:\n" + "".join(
+        f"  - path: {plugin_dir / name}.so\n" for name in ("valkey", "static")))
+    (folder / "storages.yaml").write_text(
+        f"storages:\n  Shared:\n    use: {VALKEY}\n    config:\n{config}")
+    (folder / "actions.yaml").write_text(
+        "actions:\n  Hello:\n    use: plugins.static.actions.StaticAction\n")
+    (folder / "routes.yaml").write_text(
+        "routes:\n  Hello:\n    gatewayPath: /\n    methods: [GET]\n    action: Hello\n")
+    return folder
+
+
+def test_options_are_checked_by_name_ignoring_case(tmp_path: Path, plugin_dir: Path,
+                                                   server: ValkeyServer) -> None:
+    with gateways(tmp_path, lambda folder, config: write_storage_config(
+            folder, plugin_dir, config)) as gateway:
+        with pytest.raises(ConfigErrors) as exc:
+            gateway(f"      port: {server.port}\n      comandTimeout: 1s\n")
+        (problem,) = exc.value.problems
+        assert (Path(problem.where.file).name, problem.where.line, problem.where.key) == \
+            ("storages.yaml", 6, "storages.Shared.config.comandTimeout")
+        assert problem.message == (f"{VALKEY} has no option 'comandTimeout': did you mean "
+                                   "'commandTimeout'?")
+
+        gw = gateway(f"      PORT: {server.port}\n      Prefix: 'cased:'\n"
+                     "      commandtimeout: 1s\n")
+        gw.storage("Shared").set(b"k", b"v")
+        assert command(server.port, b"GET", b"cased:k") == b"$1\r\nv\r\n"
 
 
 def test_no_server_is_a_clear_error(host: plughost.Host, plugin_dir: Path,

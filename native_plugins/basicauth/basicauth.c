@@ -388,6 +388,26 @@ refuse:
   return ba_unauthorized(m, ex);
 }
 
+/* The options of a BasicAuthMiddleware (Seam's names); the host checks every config
+** against them before ba_create runs, which keeps its own checks (user names, hashes,
+** realm, at least one user). */
+static const ph_option basicauth_options[] = {
+    PH_OPTION(PH_OPTION_MAP, "users", NULL,
+              "user name -> plain password, or crypt(3) hash ($y$, $2b$, $6$, $5$); at least "
+              "one user",
+              .flags = PH_OPTION_REQUIRED, .items = PH_OPTION_STRING),
+    PH_OPTION(PH_OPTION_STRING, "realm", BA_DEFAULT_REALM,
+              "the realm the WWW-Authenticate challenge names (printable ASCII, no '\"' or "
+              "'\\')"),
+    PH_OPTION(PH_OPTION_STRING, "contextUsernameKey", BA_DEFAULT_USERNAME_KEY,
+              "the per-request local that receives the authenticated user name"),
+    PH_OPTION(PH_OPTION_STRING, "contextPasswordKey", NULL,
+              "the local that receives the password the client sent; none: not stored "
+              "(Seam's: basicAuthPassword)"),
+    PH_OPTIONS_END};
+
+static const ph_option no_options[] = {PH_OPTIONS_END};
+
 static const ph_middleware_type basicauth_middleware = {
     .size = sizeof(ph_middleware_type),
     .flags = PH_TYPE_THREAD_SAFE | PH_TYPE_MAY_BLOCK | PH_TYPE_STREAMS_BODIES,
@@ -396,10 +416,11 @@ static const ph_middleware_type basicauth_middleware = {
     .create = ba_create,
     .destroy = ba_destroy,
     .on_request = ba_on_request,
+    .options = basicauth_options,
 };
 
 static const ph_middleware_type *const basicauth_middlewares[] = {&basicauth_middleware, NULL};
 
 PH_PLUGIN_DEFINE(.name = "basicauth", .version = "1.0.0",
                  .description = "HTTP Basic authentication (Seam's basicauth)",
-                 .middlewares = basicauth_middlewares);
+                 .middlewares = basicauth_middlewares, .options = no_options);

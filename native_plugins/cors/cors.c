@@ -31,10 +31,11 @@
 **   allowPrivateNetwork  bool, default false (Fiber's AllowPrivateNetwork)
 **                        answer a preflight carrying Access-Control-Request-Private-Network:
 **                        true with Access-Control-Allow-Private-Network: true.
-**   Option names are matched without regard to case, as Seam's configuration decoder does
-**   (AllowOrigins works like allowOrigins). Unknown options are configuration errors (a
-**   misspelt allowOrigins must not silently mean "*"); allowOriginsFunc, a Go function in
-**   Fiber, cannot be written in YAML and is refused with what to use instead.
+**   The type declares these options (cors_options, ABI 1.2): the host checks every config
+**   against them before create runs. Option names are matched without regard to case, as
+**   Seam's configuration decoder does (AllowOrigins works like allowOrigins), and unknown
+**   options are configuration errors with the closest option (a misspelt allowOrigins must
+**   not silently mean "*"; Fiber's allowOriginsFunc, a Go function, is one too).
 **
 ** Request phase. A preflight (OPTIONS with a non-empty Origin and a non-empty
 ** Access-Control-Request-Method) is answered here with 204 and never reaches the action. It
@@ -72,40 +73,6 @@
 
 #define CORS_DEFAULT_METHODS "GET,POST,HEAD,PUT,DELETE,PATCH"
 #define CORS_MAX_ORIGIN 512
-
-/* ------------------------------------------------------------------- option names */
-
-enum {
-  K_ORIGINS,
-  K_METHODS,
-  K_HEADERS,
-  K_CREDENTIALS,
-  K_EXPOSE,
-  K_MAX_AGE,
-  K_PRIVATE_NETWORK,
-  K_COUNT
-};
-
-static const char *const cors_option_names[K_COUNT] = {
-    "allowOrigins",  "allowMethods", "allowHeaders",       "allowCredentials",
-    "exposeHeaders", "maxAge",       "allowPrivateNetwork",
-};
-
-/* Maps the config's keys to options, names matched ignoring case (as Seam decodes its
-** configuration); written[k] gets the key as written, NULL when absent. */
-static ph_status cors_resolve_keys(const ph_config *cfg, const char *written[K_COUNT]) {
-  const char *key = NULL;
-  ph_status r = phu_match_options(cfg, cors_option_names, K_COUNT, written, &key);
-  if (r != PH_NOT_FOUND) return r;
-  if (phu_ieq(key, "allowOriginsFunc"))
-    return ph_config_error(cfg, key,
-                           "is a Go function in Fiber and cannot be written in YAML: list "
-                           "the origins in allowOrigins, with patterns like "
-                           "\"https://*.example.com\" for subdomains");
-  return phu_unknown_option(cfg, key, "CORSMiddleware", cors_option_names, K_COUNT,
-                            "allowOrigins, allowMethods, allowHeaders, allowCredentials, "
-                            "exposeHeaders, maxAge or allowPrivateNetwork");
-}
 
 /* ---------------------------------------------------------------------- lists */
 
@@ -156,11 +123,11 @@ static int cors_split(cors_list *l, const char *text) {
   return 1;
 }
 
-/* Fills l from option `key` (NULL: absent), a comma-separated string or a list of them; an
-** absent or empty option gives the list of `dflt`. */
+/* Fills l from option `key`, a comma-separated string or a list of them; an absent or empty
+** option gives the list of `dflt`. */
 static ph_status cors_read_list(const ph_config *cfg, const char *key, const char *dflt,
                                 cors_list *l) {
-  ph_config_kind kind = key != NULL ? ph_config_kind(cfg, key) : PH_CONFIG_MISSING;
+  ph_config_kind kind = ph_config_kind(cfg, key);
   if (kind == PH_CONFIG_LIST) {
     const ph_config *list = NULL;
     if (ph_config_child(cfg, key, &list) != PH_OK) return PH_ERROR;
@@ -408,7 +375,6 @@ static int cors_origin_listed(const cors_mw *m, const char *origin) {
 
 static ph_status cors_read_max_age(const ph_config *cfg, const char *key, cors_mw *m) {
   m->max_age[0] = '\0';
-  if (key == NULL) return PH_OK;
   ph_config_kind kind = ph_config_kind(cfg, key);
   if (kind == PH_CONFIG_MISSING || kind == PH_CONFIG_NULL) return PH_OK;
   int64_t seconds;
@@ -432,42 +398,40 @@ static ph_status cors_create(const ph_config *cfg, void **self) {
   cors_mw *m = calloc(1, sizeof *m);
   if (m == NULL) return ph_config_error(cfg, NULL, "out of memory");
   *self = m;
-  const char *key[K_COUNT] = {0};
-  if (cors_resolve_keys(cfg, key) != PH_OK) return PH_ERROR;
-
+  /* Option names: the host checked them against cors_options, and the getters find a key
+  ** written in any case. */
   cors_list origins = {0};
-  ph_status st = cors_read_list(cfg, key[K_ORIGINS], "*", &origins);
-  if (st == PH_OK) st = cors_build_origins(cfg, key[K_ORIGINS], m, &origins);
+  ph_status st = cors_read_list(cfg, "allowOrigins", "*", &origins);
+  if (st == PH_OK) st = cors_build_origins(cfg, "allowOrigins", m, &origins);
   cors_list_free(&origins);
   if (st != PH_OK) return PH_ERROR;
 
-  if (cors_read_list(cfg, key[K_METHODS], CORS_DEFAULT_METHODS, &m->methods) != PH_OK ||
-      cors_check_tokens(cfg, key[K_METHODS], &m->methods, "an HTTP method") != PH_OK)
+  if (cors_read_list(cfg, "allowMethods", CORS_DEFAULT_METHODS, &m->methods) != PH_OK ||
+      cors_check_tokens(cfg, "allowMethods", &m->methods, "an HTTP method") != PH_OK)
     return PH_ERROR;
-  if (cors_read_list(cfg, key[K_HEADERS], NULL, &m->headers) != PH_OK ||
-      cors_check_tokens(cfg, key[K_HEADERS], &m->headers, "a header name") != PH_OK)
+  if (cors_read_list(cfg, "allowHeaders", NULL, &m->headers) != PH_OK ||
+      cors_check_tokens(cfg, "allowHeaders", &m->headers, "a header name") != PH_OK)
     return PH_ERROR;
   m->reflect_headers = m->headers.n == 0 || m->headers.any;
-  if (cors_read_list(cfg, key[K_EXPOSE], NULL, &m->expose) != PH_OK ||
-      cors_check_tokens(cfg, key[K_EXPOSE], &m->expose, "a header name") != PH_OK)
+  if (cors_read_list(cfg, "exposeHeaders", NULL, &m->expose) != PH_OK ||
+      cors_check_tokens(cfg, "exposeHeaders", &m->expose, "a header name") != PH_OK)
     return PH_ERROR;
-  if (key[K_CREDENTIALS] != NULL &&
-      ph_config_bool(cfg, key[K_CREDENTIALS], 0, &m->credentials) != PH_OK)
+  if (ph_config_bool(cfg, "allowCredentials", 0, &m->credentials) != PH_OK) return PH_ERROR;
+  if (ph_config_bool(cfg, "allowPrivateNetwork", 0, &m->private_network) != PH_OK)
     return PH_ERROR;
-  if (key[K_PRIVATE_NETWORK] != NULL &&
-      ph_config_bool(cfg, key[K_PRIVATE_NETWORK], 0, &m->private_network) != PH_OK)
-    return PH_ERROR;
-  if (cors_read_max_age(cfg, key[K_MAX_AGE], m) != PH_OK) return PH_ERROR;
+  if (cors_read_max_age(cfg, "maxAge", m) != PH_OK) return PH_ERROR;
 
   if (m->credentials && m->any_origin)
-    return ph_config_error(cfg, key[K_CREDENTIALS],
+    return ph_config_error(cfg, "allowCredentials",
                            "true cannot be combined with allowOrigins \"*\"%s, because browsers "
                            "refuse credentials for a wildcard origin: list the exact origins "
                            "allowed to send cookies in allowOrigins, or set allowCredentials: "
                            "false",
-                           key[K_ORIGINS] == NULL ? " (its default)" : "");
+                           ph_config_kind(cfg, "allowOrigins") == PH_CONFIG_MISSING
+                               ? " (its default)"
+                               : "");
   if (m->credentials && m->expose.any)
-    return ph_config_error(cfg, key[K_EXPOSE],
+    return ph_config_error(cfg, "exposeHeaders",
                            "\"*\" exposes nothing when allowCredentials is true (browsers then "
                            "read it as a header named '*'): list the headers to expose");
   return PH_OK;
@@ -626,6 +590,39 @@ static ph_status cors_on_response(void *self, ph_exchange *ex) {
   return PH_OK;
 }
 
+/* The options of a CORSMiddleware (Seam's names, as Fiber's cors middleware takes them). */
+static const ph_option cors_options[] = {
+    PH_OPTION(PH_OPTION_LIST, "allowOrigins", "*",
+              "origins allowed to read responses (scheme://host[:port], "
+              "https://*.example.com for subdomains, \"*\" for every origin)",
+              .flags = PH_OPTION_COMMA_LIST, .items = PH_OPTION_STRING),
+    PH_OPTION(PH_OPTION_LIST, "allowMethods", CORS_DEFAULT_METHODS,
+              "methods a preflight may ask for (\"*\": every method)",
+              .flags = PH_OPTION_COMMA_LIST, .items = PH_OPTION_STRING),
+    PH_OPTION(PH_OPTION_LIST, "allowHeaders", "",
+              "request headers a preflight may ask for (empty or \"*\": every requested "
+              "header)",
+              .flags = PH_OPTION_COMMA_LIST, .items = PH_OPTION_STRING),
+    PH_OPTION(PH_OPTION_BOOL, "allowCredentials", "false",
+              "let cookies and HTTP authentication go along "
+              "(Access-Control-Allow-Credentials: true; needs explicit origins)"),
+    PH_OPTION(PH_OPTION_LIST, "exposeHeaders", "",
+              "response headers, beyond the basic ones, that scripts may read "
+              "(Access-Control-Expose-Headers)",
+              .flags = PH_OPTION_COMMA_LIST, .items = PH_OPTION_STRING),
+    /* A string, not a duration: a negative integer is Fiber's "no caching" (sends 0), which
+    ** the duration kind refuses; cors_read_max_age checks the value. */
+    PH_OPTION(PH_OPTION_STRING, "maxAge", "0",
+              "how long browsers may cache a preflight answer: seconds or a duration like "
+              "\"10m\" (0: no Access-Control-Max-Age; negative: 0, no caching)"),
+    PH_OPTION(PH_OPTION_BOOL, "allowPrivateNetwork", "false",
+              "answer Private Network Access preflights with "
+              "Access-Control-Allow-Private-Network: true"),
+    PH_OPTIONS_END};
+
+/* The plugin's own config: it has no init, so it takes nothing. */
+static const ph_option no_options[] = {PH_OPTIONS_END};
+
 static const ph_middleware_type cors_middleware = {
     .size = sizeof(ph_middleware_type),
     .flags = PH_TYPE_THREAD_SAFE | PH_TYPE_STREAMS_BODIES,
@@ -636,10 +633,11 @@ static const ph_middleware_type cors_middleware = {
     .destroy = cors_destroy,
     .on_request = cors_on_request,
     .on_response = cors_on_response,
+    .options = cors_options,
 };
 
 static const ph_middleware_type *const cors_middlewares[] = {&cors_middleware, NULL};
 
 PH_PLUGIN_DEFINE(.name = "cors", .version = "1.0.0",
                  .description = "CORS preflights and response headers (Seam's cors)",
-                 .middlewares = cors_middlewares);
+                 .middlewares = cors_middlewares, .options = no_options);

@@ -416,6 +416,46 @@ static ph_status csrf_on_response(void *self, ph_exchange *ex) {
   return phu_cookie_set(ex, &m->cookie, m->cookie_name, token, m->expiration_ms, "csrf");
 }
 
+/* ------------------------------------------------------------------------- the schema */
+
+static const char *const csrf_same_site[] = {"Strict", "Lax", "None", NULL};
+
+/* The options of a CSRFMiddleware (Seam's names, plus maxTokensPerClient); the host checks
+** every config against them before csrf_create runs, which still checks what a schema cannot
+** say (keyLookup's forms, cookie and header names, SameSite=None without Secure). */
+static const ph_option csrf_options[] = {
+    PH_OPTION(PH_OPTION_STRING, "storage", NULL,
+              "the storage (a name in storages.yaml) that keeps the issued tokens",
+              .flags = PH_OPTION_REQUIRED),
+    PH_OPTION(PH_OPTION_STRING, "keyLookup", "header:X-Csrf-Token",
+              "where unsafe requests carry the second copy of the token: 'header:<Name>', "
+              "'query:<name>' or 'cookie:<name>'"),
+    PH_OPTION(PH_OPTION_STRING, "cookieName", "csrf_token", "name of the cookie holding the token"),
+    PH_OPTION(PH_OPTION_STRING, "cookieDomain", "",
+              "the cookie's Domain attribute (left out when empty)"),
+    PH_OPTION(PH_OPTION_STRING, "cookiePath", "/", "the cookie's Path attribute"),
+    PH_OPTION(PH_OPTION_BOOL, "cookieSecure", "false",
+              "adds Secure: the cookie travels over HTTPS only"),
+    PH_OPTION(PH_OPTION_BOOL, "cookieHTTPOnly", "false",
+              "adds HttpOnly: page scripts cannot read the cookie"),
+    PH_OPTION(PH_OPTION_ENUM, "cookieSameSite", "Lax",
+              "the cookie's SameSite attribute (None needs cookieSecure: true)",
+              .choices = csrf_same_site),
+    PH_OPTION(PH_OPTION_BOOL, "cookieSessionOnly", "false",
+              "no Max-Age/Expires: the browser forgets the cookie when it closes"),
+    PH_OPTION(PH_OPTION_DURATION, "cookieExpiration", "1h",
+              "token lifetime: its TTL in the storage and the cookie's Max-Age (0 also means "
+              "1h)"),
+    PH_OPTION(PH_OPTION_BOOL, "singleUseToken", "false",
+              "a token is deleted once an unsafe request used it, and a new one is issued"),
+    PH_OPTION(PH_OPTION_INT, "maxTokensPerClient", "1000",
+              "most tokens issued to one client address per cookieExpiration (0: no limit)",
+              .flags = PH_OPTION_MIN, .min = 0),
+    PH_OPTIONS_END};
+
+/* The plugin's own config: it has no init, so it takes nothing. */
+static const ph_option no_options[] = {PH_OPTIONS_END};
+
 /* ------------------------------------------------------------------------- the entry */
 
 static const ph_middleware_type csrf_middleware = {
@@ -427,10 +467,11 @@ static const ph_middleware_type csrf_middleware = {
     .destroy = csrf_destroy,
     .on_request = csrf_on_request,
     .on_response = csrf_on_response,
+    .options = csrf_options,
 };
 
 static const ph_middleware_type *const csrf_middlewares[] = {&csrf_middleware, NULL};
 
 PH_PLUGIN_DEFINE(.name = "csrf", .version = "1.0.0",
                  .description = "CSRF protection with tokens in a storage (Seam's csrf plugin)",
-                 .middlewares = csrf_middlewares);
+                 .middlewares = csrf_middlewares, .options = no_options);

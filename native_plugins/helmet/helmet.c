@@ -46,8 +46,10 @@
 ** originAgentCluster "?1" or "?0"; xdnsPrefetchControl "on" or "off"; xDownloadOptions
 ** "noopen"; xPermittedCrossDomain "none", "master-only", "by-content-type", "by-ftp-filename",
 ** "all" or "none-this-response". hstsMaxAge is whole seconds, an integer or a duration
-** ("365d", "8760h"), >= 0. Option names match without regard to case, as Seam's decoder does;
-** unknown options are configuration errors naming the key (with a suggestion).
+** ("365d", "8760h"), >= 0. The type declares its options (helmet_options, ABI 1.2): the host
+** checks every config against them before create runs, so option names match without regard
+** to case, as Seam's decoder does, and unknown options are configuration errors naming the key
+** (with a suggestion).
 **
 ** HSTS. As Fiber, Strict-Transport-Security ("max-age=N; includeSubDomains; preload") is sent
 ** only when hstsMaxAge > 0 and the request came over HTTPS. The exchange does not tell
@@ -158,40 +160,6 @@ static const helmet_header helmet_headers[H_COUNT] = {
     [H_XPCDP] = {"xPermittedCrossDomain", "X-Permitted-Cross-Domain-Policies", "none", HC_ENUM,
                  helmet_xpcdp, NULL},
 };
-
-/* Options that are not a header value of their own, after the H_COUNT header options. */
-enum {
-  O_HSTS_MAX_AGE = H_COUNT,
-  O_HSTS_EXCLUDE,
-  O_HSTS_PRELOAD,
-  O_CSP_REPORT_ONLY,
-  O_HSTS_ALWAYS,
-  O_OVERRIDE,
-  O_COUNT
-};
-
-static const char *const helmet_other_names[O_COUNT - H_COUNT] = {
-    "hstsMaxAge", "hstsExcludeSubdomains", "hstsPreloadEnabled",
-    "cspReportOnly", "hstsAlways", "override",
-};
-
-static const char *helmet_option_name(size_t k) {
-  return k < H_COUNT ? helmet_headers[k].key : helmet_other_names[k - H_COUNT];
-}
-
-/* ------------------------------------------------------------------- option names */
-
-/* Maps the config's keys to options, names matched ignoring case (as Seam decodes its
-** configuration); written[k] gets the key as written, NULL when absent. */
-static ph_status helmet_resolve_keys(const ph_config *cfg, const char *written[O_COUNT]) {
-  const char *names[O_COUNT], *key = NULL;
-  for (size_t k = 0; k < O_COUNT; k++) names[k] = helmet_option_name(k);
-  ph_status r = phu_match_options(cfg, names, O_COUNT, written, &key);
-  if (r != PH_NOT_FOUND) return r;
-  return phu_unknown_option(cfg, key, "HelmetMiddleware", names, O_COUNT,
-                            "one of the plugin's options (xssProtection, xFrameOptions, "
-                            "hstsMaxAge, contentSecurityPolicy, referrerPolicy, ...)");
-}
 
 /* ------------------------------------------------------------------- validation */
 
@@ -329,11 +297,11 @@ static void helmet_destroy(void *self) {
 }
 
 /* Reads header option i into m->values[i] (NULL: not sent). */
-static ph_status helmet_read_header(const ph_config *cfg, const char *key, size_t i,
-                                    helmet_mw *m) {
+static ph_status helmet_read_header(const ph_config *cfg, size_t i, helmet_mw *m) {
   const helmet_header *h = &helmet_headers[i];
+  const char *key = h->key;
   const char *value = h->dflt;
-  ph_config_kind kind = key != NULL ? ph_config_kind(cfg, key) : PH_CONFIG_MISSING;
+  ph_config_kind kind = ph_config_kind(cfg, key);
   if (kind == PH_CONFIG_BOOL) {
     int on = 0;
     if (ph_config_bool(cfg, key, 0, &on) != PH_OK) return PH_ERROR;
@@ -371,15 +339,13 @@ static ph_status helmet_read_header(const ph_config *cfg, const char *key, size_
 }
 
 static ph_status helmet_read_bool(const ph_config *cfg, const char *key, int *out) {
-  *out = 0;
-  return key == NULL ? PH_OK : ph_config_bool(cfg, key, 0, out);
+  return ph_config_bool(cfg, key, 0, out);
 }
 
-static ph_status helmet_read_hsts(const ph_config *cfg, const char *const key[O_COUNT],
-                                  helmet_mw *m) {
+static ph_status helmet_read_hsts(const ph_config *cfg, helmet_mw *m) {
   int64_t seconds = 0;
-  const char *k = key[O_HSTS_MAX_AGE];
-  ph_config_kind kind = k != NULL ? ph_config_kind(cfg, k) : PH_CONFIG_MISSING;
+  const char *k = "hstsMaxAge";
+  ph_config_kind kind = ph_config_kind(cfg, k);
   if (kind == PH_CONFIG_INT) {
     if (ph_config_int(cfg, k, 0, &seconds) != PH_OK) return PH_ERROR;
     if (seconds < 0)
@@ -396,9 +362,9 @@ static ph_status helmet_read_hsts(const ph_config *cfg, const char *const key[O_
     seconds = ms / 1000;
   }
   int exclude, preload;
-  if (helmet_read_bool(cfg, key[O_HSTS_EXCLUDE], &exclude) != PH_OK ||
-      helmet_read_bool(cfg, key[O_HSTS_PRELOAD], &preload) != PH_OK ||
-      helmet_read_bool(cfg, key[O_HSTS_ALWAYS], &m->hsts_always) != PH_OK)
+  if (helmet_read_bool(cfg, "hstsExcludeSubdomains", &exclude) != PH_OK ||
+      helmet_read_bool(cfg, "hstsPreloadEnabled", &preload) != PH_OK ||
+      helmet_read_bool(cfg, "hstsAlways", &m->hsts_always) != PH_OK)
     return PH_ERROR;
   if (seconds == 0) return PH_OK;
   char buf[96];
@@ -418,15 +384,15 @@ static ph_status helmet_create(const ph_config *cfg, void **self) {
   helmet_mw *m = calloc(1, sizeof *m);
   if (m == NULL) return ph_config_error(cfg, NULL, "out of memory");
   *self = m;
-  const char *key[O_COUNT] = {0};
-  if (helmet_resolve_keys(cfg, key) != PH_OK) return PH_ERROR;
+  /* Option names: the host checked them against helmet_options, and the getters find a key
+  ** written in any case. */
   int report_only;
-  if (helmet_read_bool(cfg, key[O_CSP_REPORT_ONLY], &report_only) != PH_OK ||
-      helmet_read_bool(cfg, key[O_OVERRIDE], &m->override) != PH_OK)
+  if (helmet_read_bool(cfg, "cspReportOnly", &report_only) != PH_OK ||
+      helmet_read_bool(cfg, "override", &m->override) != PH_OK)
     return PH_ERROR;
   for (size_t i = 0; i < H_COUNT; i++) {
     m->names[i] = helmet_headers[i].header;
-    if (helmet_read_header(cfg, key[i], i, m) != PH_OK) return PH_ERROR;
+    if (helmet_read_header(cfg, i, m) != PH_OK) return PH_ERROR;
   }
   if (report_only) {
     m->names[H_CSP] = "Content-Security-Policy-Report-Only";
@@ -435,7 +401,7 @@ static ph_status helmet_create(const ph_config *cfg, void **self) {
              "helmet: cspReportOnly is true but contentSecurityPolicy is not set: no policy is "
              "sent");
   }
-  return helmet_read_hsts(cfg, key, m);
+  return helmet_read_hsts(cfg, m);
 }
 
 /* ------------------------------------------------------------------------ hooks */
@@ -497,6 +463,76 @@ static ph_status helmet_on_response(void *self, ph_exchange *ex) {
   return PH_OK;
 }
 
+/* ---------------------------------------------------------------------- schema */
+
+/* The values of an enumerated header option: its header's values, and "" (as in Seam, an
+** empty string means the default). helmet_check_value checks them again. */
+static const char *const helmet_nosniff_choices[] = {"nosniff", "", NULL};
+static const char *const helmet_corp_choices[] = {"same-site", "same-origin", "cross-origin", "",
+                                                  NULL};
+static const char *const helmet_oac_choices[] = {"?1", "?0", "", NULL};
+static const char *const helmet_dns_choices[] = {"on", "off", "", NULL};
+static const char *const helmet_download_choices[] = {"noopen", "", NULL};
+static const char *const helmet_xpcdp_choices[] = {"none", "master-only", "by-content-type",
+                                                   "by-ftp-filename", "all",
+                                                   "none-this-response", "", NULL};
+
+/* A header option: text (or one of `choices`); false sends no such header, "" the default. */
+#define HELMET_HEADER(name, dflt, description) \
+  PH_OPTION(PH_OPTION_STRING, name, dflt, description, .flags = PH_OPTION_OR_FALSE)
+#define HELMET_ENUM_HEADER(name, dflt, description, values)                        \
+  PH_OPTION(PH_OPTION_ENUM, name, dflt, description, .flags = PH_OPTION_OR_FALSE, \
+            .choices = values)
+
+/* The options of a HelmetMiddleware (Seam's names, plus hstsAlways and override). */
+static const ph_option helmet_options[] = {
+    HELMET_HEADER("xssProtection", "0",
+                  "X-XSS-Protection: \"0\", \"1\", \"1; mode=block\" or \"1; report=<uri>\""),
+    HELMET_ENUM_HEADER("contentTypeNosniff", "nosniff", "X-Content-Type-Options",
+                       helmet_nosniff_choices),
+    HELMET_HEADER("xFrameOptions", "SAMEORIGIN", "X-Frame-Options: \"DENY\" or \"SAMEORIGIN\""),
+    /* A string, not a duration: HSTS ages run to two years and more (63072000) and are
+    ** written in days ("365d"), beyond what the duration kind accepts; helmet_read_hsts
+    ** checks the value (whole seconds, >= 0). */
+    PH_OPTION(PH_OPTION_STRING, "hstsMaxAge", "0",
+              "Strict-Transport-Security max-age: seconds or a duration like \"365d\" (0: no "
+              "header); sent on HTTPS requests"),
+    PH_OPTION(PH_OPTION_BOOL, "hstsExcludeSubdomains", "false",
+              "leave includeSubDomains out of Strict-Transport-Security"),
+    PH_OPTION(PH_OPTION_BOOL, "hstsPreloadEnabled", "false",
+              "add preload to Strict-Transport-Security"),
+    HELMET_HEADER("contentSecurityPolicy", NULL, "Content-Security-Policy (none when unset)"),
+    PH_OPTION(PH_OPTION_BOOL, "cspReportOnly", "false",
+              "send the policy as Content-Security-Policy-Report-Only"),
+    HELMET_HEADER("referrerPolicy", "no-referrer",
+                  "Referrer-Policy: a policy, or a comma-separated list of them"),
+    HELMET_HEADER("permissionPolicy", NULL, "Permissions-Policy (none when unset)"),
+    HELMET_HEADER("crossOriginEmbedderPolicy", "require-corp",
+                  "Cross-Origin-Embedder-Policy: unsafe-none, require-corp or credentialless, "
+                  "optionally with \"; report-to=...\""),
+    HELMET_HEADER("crossOriginOpenerPolicy", "same-origin",
+                  "Cross-Origin-Opener-Policy: unsafe-none, same-origin-allow-popups, "
+                  "same-origin or noopener-allow-popups, optionally with \"; report-to=...\""),
+    HELMET_ENUM_HEADER("crossOriginResourcePolicy", "same-origin", "Cross-Origin-Resource-Policy",
+                       helmet_corp_choices),
+    HELMET_ENUM_HEADER("originAgentCluster", "?1", "Origin-Agent-Cluster", helmet_oac_choices),
+    HELMET_ENUM_HEADER("xdnsPrefetchControl", "off", "X-DNS-Prefetch-Control",
+                       helmet_dns_choices),
+    HELMET_ENUM_HEADER("xDownloadOptions", "noopen", "X-Download-Options",
+                       helmet_download_choices),
+    HELMET_ENUM_HEADER("xPermittedCrossDomain", "none", "X-Permitted-Cross-Domain-Policies",
+                       helmet_xpcdp_choices),
+    PH_OPTION(PH_OPTION_BOOL, "hstsAlways", "false",
+              "send Strict-Transport-Security on every response, not only on HTTPS requests "
+              "(when plughost terminates TLS itself)"),
+    PH_OPTION(PH_OPTION_BOOL, "override", "false",
+              "replace a header the action or upstream already set (by default theirs is "
+              "kept)"),
+    PH_OPTIONS_END};
+
+/* The plugin's own config: it has no init, so it takes nothing. */
+static const ph_option no_options[] = {PH_OPTIONS_END};
+
 static const ph_middleware_type helmet_middleware = {
     .size = sizeof(ph_middleware_type),
     .flags = PH_TYPE_THREAD_SAFE | PH_TYPE_STREAMS_BODIES,
@@ -505,10 +541,11 @@ static const ph_middleware_type helmet_middleware = {
     .create = helmet_create,
     .destroy = helmet_destroy,
     .on_response = helmet_on_response,
+    .options = helmet_options,
 };
 
 static const ph_middleware_type *const helmet_middlewares[] = {&helmet_middleware, NULL};
 
 PH_PLUGIN_DEFINE(.name = "helmet", .version = "1.0.0",
                  .description = "Security response headers (Seam's helmet)",
-                 .middlewares = helmet_middlewares);
+                 .middlewares = helmet_middlewares, .options = no_options);

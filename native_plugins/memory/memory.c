@@ -547,6 +547,18 @@ static ph_status mem_reset(void *self, ph_call *call) {
   return PH_OK;
 }
 
+/* The options of a MemoryStorage; the host checks every config against them before
+** mem_create runs (which keeps its own range checks). */
+static const ph_option memory_options[] = {
+    PH_OPTION(PH_OPTION_INT, "maxEntries", "100000",
+              "most keys held at once; when full, new keys are refused, live ones never evicted",
+              .flags = PH_OPTION_MIN, .min = 1),
+    PH_OPTION(PH_OPTION_INT, "maxValueBytes", "1048576",
+              "largest value a set accepts, in bytes", .flags = PH_OPTION_MIN, .min = 1),
+    PH_OPTIONS_END};
+
+static const ph_option no_options[] = {PH_OPTIONS_END};
+
 static const ph_storage_type memory_storage = {
     .size = sizeof(ph_storage_type),
     .flags = PH_TYPE_THREAD_SAFE,
@@ -559,6 +571,7 @@ static const ph_storage_type memory_storage = {
     .del = mem_del,
     .incr = mem_incr,
     .reset = mem_reset,
+    .options = memory_options,
 };
 
 static const ph_storage_type *const memory_storages[] = {&memory_storage, NULL};
@@ -566,4 +579,4 @@ static const ph_storage_type *const memory_storages[] = {&memory_storage, NULL};
 PH_PLUGIN_DEFINE(.name = "memory", .version = "1.0.0",
                  .description = "In-process key-value storage with TTLs, bounded size and "
                                 "atomic increments",
-                 .storages = memory_storages);
+                 .storages = memory_storages, .options = no_options);

@@ -138,6 +138,17 @@ static ph_status rid_on_response(void *self, ph_exchange *ex) {
   return ph_resp_header_set(ex, m->header_name, buf) == PH_OK ? PH_OK : PH_ERROR;
 }
 
+/* The options of a RequestIdMiddleware (Seam's names); the host checks every config
+** against them before rid_create runs (which keeps its own checks of the values). */
+static const ph_option requestid_options[] = {
+    PH_OPTION(PH_OPTION_STRING, "headerName", "X-Request-ID",
+              "the request and response header that carries the id"),
+    PH_OPTION(PH_OPTION_STRING, "contextKey", "requestId",
+              "the per-request local the id is stored under"),
+    PH_OPTIONS_END};
+
+static const ph_option no_options[] = {PH_OPTIONS_END};
+
 static const ph_middleware_type requestid_middleware = {
     .size = sizeof(ph_middleware_type),
     .flags = PH_TYPE_THREAD_SAFE | PH_TYPE_STREAMS_BODIES,
@@ -147,6 +158,7 @@ static const ph_middleware_type requestid_middleware = {
     .destroy = rid_destroy,
     .on_request = rid_on_request,
     .on_response = rid_on_response,
+    .options = requestid_options,
 };
 
 static const ph_middleware_type *const requestid_middlewares[] = {&requestid_middleware, NULL};
@@ -154,4 +166,4 @@ static const ph_middleware_type *const requestid_middlewares[] = {&requestid_mid
 PH_PLUGIN_DEFINE(.name = "requestid", .version = "1.0.0",
                  .description = "Request ids in a header and the per-request locals "
                                 "(Seam's requestid)",
-                 .middlewares = requestid_middlewares);
+                 .middlewares = requestid_middlewares, .options = no_options);

@@ -818,6 +818,60 @@ static ph_next ses_map_on_request(void *self, ph_exchange *ex) {
   return PH_NEXT_CONTINUE;
 }
 
+/* ------------------------------------------------------------------------- the schemas */
+
+static const char *const ses_same_site[] = {"Strict", "Lax", "None", NULL};
+
+/* The options of a LoadSessionMiddleware (Seam's names, plus autoRenewGracePeriod); the host
+** checks every config against them before ses_load_create runs, which still checks what a
+** schema cannot say (keyLookup's forms, the cookie attributes' characters, the durations'
+** order). */
+static const ph_option load_session_options[] = {
+    PH_OPTION(PH_OPTION_STRING, "storage", "",
+              "the storage (a name in storages.yaml) that keeps the sessions; empty: the "
+              "host's default storage, this process's memory"),
+    PH_OPTION(PH_OPTION_STRING, "keyLookup", "cookie:session_id",
+              "where the session id travels: 'cookie:<name>' or 'header:<Name>'"),
+    PH_OPTION(PH_OPTION_STRING, "cookieDomain", "",
+              "the cookie's Domain attribute (left out when empty)"),
+    PH_OPTION(PH_OPTION_STRING, "cookiePath", "/", "the cookie's Path attribute"),
+    PH_OPTION(PH_OPTION_BOOL, "cookieSecure", "false",
+              "adds Secure: the browser sends the cookie over HTTPS only"),
+    PH_OPTION(PH_OPTION_BOOL, "cookieHTTPOnly", "false",
+              "adds HttpOnly: page scripts cannot read the cookie"),
+    PH_OPTION(PH_OPTION_ENUM, "cookieSameSite", "Lax",
+              "the cookie's SameSite attribute (None needs cookieSecure: true)",
+              .choices = ses_same_site),
+    PH_OPTION(PH_OPTION_BOOL, "cookieSessionOnly", "false",
+              "no Max-Age/Expires: the browser forgets the cookie when it closes"),
+    PH_OPTION(PH_OPTION_DURATION, "cookieExpiration", "2h",
+              "lifetime of one session id from when it was issued: the storage TTL and the "
+              "cookie's Max-Age",
+              .flags = PH_OPTION_MIN, .min = 0.001),
+    PH_OPTION(PH_OPTION_BOOL, "disableAutoRenew", "false",
+              "never rotate the session id: a session ends cookieExpiration after it began"),
+    PH_OPTION(PH_OPTION_DURATION, "autoRenewAfter", "30m",
+              "age of an id from which the next request rotates it (shorter than "
+              "cookieExpiration)",
+              .flags = PH_OPTION_MIN, .min = 0.001),
+    PH_OPTION(PH_OPTION_DURATION, "autoRenewGracePeriod", "10s",
+              "how long a rotated-away id still leads to the session (0: deleted at once; "
+              "shorter than autoRenewAfter)"),
+    PH_OPTION(PH_OPTION_BOOL, "disableSessionForward", "false",
+              "do not put the session data into the locals (only sessionId)"),
+    PH_OPTIONS_END};
+
+/* The options of a MapSessionToHeaderMiddleware. */
+static const ph_option map_session_options[] = {
+    PH_OPTION(PH_OPTION_MAP, "headers", NULL,
+              "{Header-Name: session_key}: request header Header-Name gets the local "
+              "session.<session_key>",
+              .flags = PH_OPTION_REQUIRED, .items = PH_OPTION_STRING),
+    PH_OPTIONS_END};
+
+/* The plugin's own config: it has no init, so it takes nothing. */
+static const ph_option no_options[] = {PH_OPTIONS_END};
+
 /* ------------------------------------------------------------------------- the entry */
 
 static const ph_middleware_type load_session_middleware = {
@@ -829,6 +883,7 @@ static const ph_middleware_type load_session_middleware = {
     .destroy = ses_load_destroy,
     .on_request = ses_load_on_request,
     .on_response = ses_load_on_response,
+    .options = load_session_options,
 };
 
 static const ph_middleware_type map_session_middleware = {
@@ -840,6 +895,7 @@ static const ph_middleware_type map_session_middleware = {
     .destroy = ses_map_destroy,
     .on_request = ses_map_on_request,
     .on_response = NULL,
+    .options = map_session_options,
 };
 
 static const ph_middleware_type *const session_middlewares[] = {&load_session_middleware,
@@ -847,4 +903,4 @@ static const ph_middleware_type *const session_middlewares[] = {&load_session_mi
 
 PH_PLUGIN_DEFINE(.name = "session", .version = "1.0.0",
                  .description = "Server-side sessions in a storage (Seam's session plugin)",
-                 .middlewares = session_middlewares);
+                 .middlewares = session_middlewares, .options = no_options);

@@ -201,6 +201,21 @@ static ph_next st_handle(void *self, ph_exchange *ex) {
   return PH_NEXT_RESPOND;
 }
 
+/* The options of a StaticAction; the host checks every config against them before
+** st_create runs (which keeps its own checks of the values and header names). */
+static const ph_option static_options[] = {
+    PH_OPTION(PH_OPTION_INT, "status", "200", "the response's HTTP status code",
+              .flags = PH_OPTION_MIN | PH_OPTION_MAX, .min = 100, .max = 599),
+    PH_OPTION(PH_OPTION_MAP, "headers", NULL,
+              "response headers: header name -> value (a string or a whole number)",
+              .items = PH_OPTION_STRING),
+    PH_OPTION(PH_OPTION_STRING, "body", "", "the response body"),
+    PH_OPTION(PH_OPTION_STRING, "contentType", "text/plain; charset=utf-8",
+              "sent as Content-Type unless headers has one; empty: none"),
+    PH_OPTIONS_END};
+
+static const ph_option no_options[] = {PH_OPTIONS_END};
+
 static const ph_action_type static_action = {
     .size = sizeof(ph_action_type),
     .flags = PH_TYPE_THREAD_SAFE | PH_TYPE_STREAMS_BODIES,
@@ -209,10 +224,11 @@ static const ph_action_type static_action = {
     .create = st_create,
     .destroy = st_destroy,
     .handle = st_handle,
+    .options = static_options,
 };
 
 static const ph_action_type *const static_actions[] = {&static_action, NULL};
 
 PH_PLUGIN_DEFINE(.name = "static", .version = "1.0.0",
                  .description = "A fixed response: status, headers and body from the config",
-                 .actions = static_actions);
+                 .actions = static_actions, .options = no_options);

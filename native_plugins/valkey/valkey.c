@@ -1204,6 +1204,47 @@ static ph_status vk_reset(void *self, ph_call *call) {
   return rc;
 }
 
+/* The options of a ValkeyStorage (Seam's prefix, host and port, and plughost's own); the
+** host checks every config against them before vk_create runs, which keeps its own checks
+** (ranges, and how the tls* options go together). */
+static const ph_option valkey_options[] = {
+    PH_OPTION(PH_OPTION_STRING, "prefix", "plughost:", "put in front of every key"),
+    PH_OPTION(PH_OPTION_STRING, "host", VK_DEFAULT_HOST,
+              "the server's host name or IP address"),
+    PH_OPTION(PH_OPTION_INT, "port", "6379",
+              "the server's TCP port (for TLS: the server's tls-port)",
+              .flags = PH_OPTION_MIN | PH_OPTION_MAX, .min = 1, .max = 65535),
+    PH_OPTION(PH_OPTION_STRING, "username", NULL,
+              "ACL user name; needs password (AUTH username password)"),
+    PH_OPTION(PH_OPTION_STRING, "password", NULL,
+              "password (AUTH password, or with username); better from ${VALKEY_PASSWORD}"),
+    PH_OPTION(PH_OPTION_INT, "db", "0", "database number, selected on every new connection",
+              .flags = PH_OPTION_MIN | PH_OPTION_MAX, .min = 0, .max = INT32_MAX),
+    PH_OPTION(PH_OPTION_DURATION, "connectTimeout", "2s",
+              "longest wait for a TCP connection to open", .flags = PH_OPTION_MIN,
+              .min = 0.001),
+    PH_OPTION(PH_OPTION_DURATION, "commandTimeout", "2s",
+              "longest wait for each reply (and each step of the TLS handshake); not retried",
+              .flags = PH_OPTION_MIN, .min = 0.001),
+    PH_OPTION(PH_OPTION_INT, "poolSize", "4", "most connections this storage keeps open at once",
+              .flags = PH_OPTION_MIN | PH_OPTION_MAX, .min = 1, .max = VK_MAX_POOL),
+    PH_OPTION(PH_OPTION_BOOL, "tls", "false", "talk to the server over TLS"),
+    PH_OPTION(PH_OPTION_STRING, "tlsCaCert", NULL,
+              "PEM file of the CA(s) that signed the server's certificate; none: the "
+              "system's trust store (tls only)"),
+    PH_OPTION(PH_OPTION_STRING, "tlsCert", NULL,
+              "PEM client certificate (chain), with tlsKey, for mutual TLS (tls only)"),
+    PH_OPTION(PH_OPTION_STRING, "tlsKey", NULL,
+              "PEM private key of tlsCert: both or neither (tls only)"),
+    PH_OPTION(PH_OPTION_STRING, "tlsServerName", NULL,
+              "the name the server's certificate must carry, sent as SNI; none: host "
+              "(tls only)"),
+    PH_OPTION(PH_OPTION_BOOL, "tlsSkipVerify", "false",
+              "FOR TESTS ONLY: accept any certificate from whoever answers (tls only)"),
+    PH_OPTIONS_END};
+
+static const ph_option no_options[] = {PH_OPTIONS_END};
+
 static const ph_storage_type valkey_storage = {
     .size = sizeof(ph_storage_type),
     .flags = PH_TYPE_THREAD_SAFE | PH_TYPE_MAY_BLOCK,
@@ -1217,6 +1258,7 @@ static const ph_storage_type valkey_storage = {
     .del = vk_del,
     .incr = vk_incr,
     .reset = vk_reset,
+    .options = valkey_options,
 };
 
 static const ph_storage_type *const valkey_storages[] = {&valkey_storage, NULL};
@@ -1224,4 +1266,4 @@ static const ph_storage_type *const valkey_storages[] = {&valkey_storage, NULL};
 PH_PLUGIN_DEFINE(.name = "valkey", .version = "1.0.0",
                  .description = "Key-value storage on a Valkey (or Redis) server, through a "
                                 "pool of hiredis connections",
-                 .storages = valkey_storages);
+                 .storages = valkey_storages, .options = no_options);
