@@ -54,7 +54,8 @@ CASES = [
      "actions.yaml", 12, "actions.Forward.config.timeout", "expected a duration"),
     ("storage-config-type", write("storages.yaml", "storages:\n  Memory:\n    use: plugins.memory."
                                   "storages.MemoryStorage\n    config:\n      maxEntries: lots\n"),
-     "storages.yaml", 5, "storages.Memory.config.maxEntries", "expected an integer"),
+     "storages.yaml", 5, "storages.Memory.config.maxEntries",
+     "'maxEntries' must be a whole number, not 'lots'"),
     ("required-option-missing", edit("actions.yaml", "      url: http://127.0.0.1:9\n", ""),
      "actions.yaml", None, "actions.Forward.config.url", "is required"),
     ("undefined-middleware", edit("routes.yaml", "middlewares: [A, B]", "middlewares: [A, Bee]"),
