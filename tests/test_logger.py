@@ -553,6 +553,28 @@ def test_config_errors_name_the_key(gateway_factory: Any, cfg: dict[str, Any],
     assert f"middlewares.L.config.{key}:" in str(exc.value), str(exc.value)
 
 
+def test_option_names_are_checked_by_the_schema_and_ignore_case(
+        gateway_factory: Any, tmp_path: Path, test_plugin_dir: Path) -> None:
+    from plughost import Gateway
+
+    # a misspelt option: refused before create runs, at its own file, line and key
+    folder = write_config(tmp_path / "typo", test_plugin_dir, {"L": {"timeZome": "+02:00"}})
+    with pytest.raises(Exception) as exc:
+        Gateway.from_config(folder)
+    path = folder / "middlewares.yaml"
+    line = next(n for n, text in enumerate(path.read_text().splitlines(), 1)
+                if "timeZome" in text)
+    assert (f"{path}:{line}: middlewares.L.config.timeZome: {LOGGER} has no option "
+            "'timeZome': did you mean 'timeZone'?") in str(exc.value), str(exc.value)
+
+    # the same options written in other case are accepted and take effect
+    lines = run(gateway_factory, {"TIMEZONE": "+02:00", "Format": "${time} ${status}",
+                                  "timeformat": "RFC3339Milli"}, tmp_path,
+                [("GET", "/L/echo", {})])
+    assert len(lines) == 1 and re.fullmatch(
+        r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+02:00 200", lines[0]), lines
+
+
 def test_unknown_zone_error_explains_the_supported_forms(gateway_factory: Any) -> None:
     with pytest.raises(Exception) as exc:
         gateway_factory({"L": {"timeZone": "America/Gotham"}})

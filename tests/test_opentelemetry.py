@@ -538,14 +538,17 @@ def test_seams_configuration_is_accepted(gateway_factory: Any, collector: Collec
 
 
 @pytest.mark.parametrize("provider, plugin_extra, middleware, key, words", [
-    ({"batchSize": 0}, {}, {}, "providerConfig.batchSize", "between 1 and"),
+    ({"batchSize": 0}, {}, {}, "providerConfig.batchSize",
+     "'batchSize' is the number 0: it must be at least 1"),
     ({"batchSize": 10, "queueSize": 5}, {}, {}, "providerConfig.batchSize", "between 1 and 5"),
-    ({"queueSize": 2_000_000}, {}, {}, "providerConfig.queueSize", "between 1 and"),
+    ({"queueSize": 2_000_000}, {}, {}, "providerConfig.queueSize",
+     "it must be at most 1000000"),
     ({"batchSize": "many"}, {}, {}, "providerConfig.batchSize", ""),
     ({"timeout": "0s"}, {}, {}, "providerConfig.timeout", "at least"),
     ({"exportInterval": "soon"}, {}, {}, "providerConfig.exportInterval", ""),
     ({"shutdownTimeout": "-1s"}, {}, {}, "providerConfig.shutdownTimeout", ""),
-    ({"samplingRatio": 1.5}, {}, {}, "providerConfig.samplingRatio", "between 0 and 1"),
+    ({"samplingRatio": 1.5}, {}, {}, "providerConfig.samplingRatio",
+     "it must be at most 1 and at least 0"),
     ({"samplingRatio": "half"}, {}, {}, "providerConfig.samplingRatio", ""),
     ({"endpoint": "localhost:4318"}, {}, {}, "providerConfig.endpoint", "http(s)://"),
     ({"endpoint": "http://x:4318", "useOTLP": False}, {}, {}, "providerConfig.endpoint",
@@ -555,13 +558,15 @@ def test_seams_configuration_is_accepted(gateway_factory: Any, collector: Collec
     ({"headers": {"Bad Name": "x"}}, {}, {}, "providerConfig.headers.Bad Name", "header name"),
     ({"headers": {"Content-Type": "x"}}, {}, {}, "providerConfig.headers.Content-Type",
      "set by the exporter"),
-    ({"endpoit": "http://x"}, {}, {}, "providerConfig.endpoit", "did you mean 'endpoint'"),
+    ({"endpoit": "http://x"}, {}, {}, "providerConfig.endpoit",
+     "'providerConfig' has no key 'endpoit': did you mean 'endpoint'?"),
     ({"serviceName": "a", "servicename": "b"}, {}, {}, "providerConfig.servicename",
-     "same option"),
-    (None, {"provider": "jaeger"}, {}, "provider", "only the default"),
+     "written twice (also as 'serviceName')"),
+    (None, {"provider": "jaeger"}, {}, "provider", "'provider' is 'jaeger', not one of"),
     (None, {"providerConfig": [1]}, {}, "providerConfig", "must be a map"),
-    (None, {"tracer": "x"}, {}, "tracer", "not an option"),
-    ({}, {}, {"endpoint": "http://x"}, "middlewares.Otel.config.endpoint", "providerConfig"),
+    (None, {"tracer": "x"}, {}, "tracer", "plugin opentelemetry has no option 'tracer'"),
+    ({}, {}, {"endpoint": "http://x"}, "middlewares.Otel.config.endpoint",
+     f"{OTEL} has no option 'endpoint': its options are 'tracerName'"),
 ])
 def test_config_errors_name_the_key(gateway_factory: Any, provider: Any, plugin_extra: Any,
                                     middleware: Any, key: str, words: str) -> None:
@@ -570,6 +575,42 @@ def test_config_errors_name_the_key(gateway_factory: Any, provider: Any, plugin_
     text = str(exc.value)
     prefix = "" if key.startswith("middlewares.") else "plugins[0].config."
     assert f"{prefix}{key}:" in text and words in text, text
+
+
+def test_option_names_are_checked_by_the_schema_and_ignore_case(
+        tmp_path: Path, test_plugin_dir: Path, gateway_factory: Any,
+        collector: Collector) -> None:
+    # misspelt options, the middleware's and the plugin's: refused before init and create
+    # run, each at its own file, line and key
+    path = write_config(tmp_path / "typo", test_plugin_dir, {"sampligRatio": 0.5},
+                        {"tracerNmae": "edge"})
+    with pytest.raises(Exception) as exc:
+        Gateway.from_config(path, python_elements={"Show": Show()})
+    lines = path.read_text().splitlines()
+    provider_line = next(n for n, t in enumerate(lines, 1) if '"sampligRatio"' in t)
+    assert (f"{path}:{provider_line}: plugins[0].config.providerConfig.sampligRatio: "
+            "'providerConfig' has no key 'sampligRatio': did you mean 'samplingRatio'?"
+            ) in str(exc.value), str(exc.value)
+    path = write_config(tmp_path / "typo2", test_plugin_dir, {}, {"tracerNmae": "edge"})
+    with pytest.raises(Exception) as exc:
+        Gateway.from_config(path, python_elements={"Show": Show()})
+    line = next(n for n, t in enumerate(path.read_text().splitlines(), 1) if "tracerNmae" in t)
+    assert (f"{path}:{line}: middlewares.Otel.config.tracerNmae: {OTEL} has no option "
+            "'tracerNmae': did you mean 'tracerName'?") in str(exc.value), str(exc.value)
+
+    # the same options written in other case are accepted and take effect
+    gw = gateway_factory({"ENDPOINT": collector.url, "exportinterval": "1h",
+                          "SamplingRatio": 0.0},
+                         {"TRACERNAME": "edge"}, plugin_extra={"CONTEXTTRACERKEY": "tr"})
+    unsampled = show(gw)  # ratio 0: a new trace is not recorded
+    assert unsampled["locals"]["otel.traceFlags"] == "00"
+    assert unsampled["locals"]["tr"] == unsampled["headers"]["traceparent"]
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    show(gw, {"traceparent": parent})  # a sampled parent is recorded
+    gw.close()
+    (span,) = collector.wait_spans(1)
+    assert span["_scope"] == "edge"
+    assert span["traceId"] == "0af7651916cd43dd8448eb211c80319c"
 
 
 # -------------------------------------------------------------- real HTTP server

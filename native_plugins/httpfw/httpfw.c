@@ -10,7 +10,8 @@
 ** X-Forwarded-* headers and hands the request to the host with ph_upstream(); the host
 ** performs it asynchronously (502 when the upstream cannot be reached, 504 on timeout) and
 ** drops hop-by-hop headers both ways. Options, the URL rule and the health checks are
-** described in docs/plugins/httpfw.md.
+** described in docs/plugins/httpfw.md and declared below (http_options, balancer_options;
+** ABI 1.2): the host refuses unknown options and wrong kinds before create runs.
 **
 ** Upstream URL: Seam's rule (libs/helpers GetTargetUrl), in phu_forward.h.
 */
@@ -62,33 +63,13 @@ static const char *const fw_names[O_COUNT] = {
     "upstreamEndpoint", "upstreamEndpoints",     "timeout",             "connectTimeout",
     "forwardedProto",   "trustForwardedHeaders", "healthCheckInterval", "healthCheckTimeout"};
 
-/* Maps the instance's keys to options (ignoring case, as Seam does); refuses unknown ones
-** and options of the other action. */
-static ph_status fw_options(const ph_config *cfg, int balancer, const char *w[O_COUNT]) {
-  const char *key = NULL;
-  const char *type = balancer ? "BalancerHttpAction" : "HttpAction";
-  for (size_t k = 0; k < O_COUNT; k++) w[k] = NULL;
-  ph_status r = phu_match_options(cfg, fw_names, O_COUNT, w, &key);
-  if (r == PH_ERROR) return r;
-  if (r == PH_NOT_FOUND)
-    return phu_unknown_option(cfg, key, type, fw_names, O_COUNT,
-                              balancer ? "upstreamEndpoints, timeout, connectTimeout, "
-                                         "forwardedProto, trustForwardedHeaders, "
-                                         "healthCheckInterval or healthCheckTimeout"
-                                       : "upstreamEndpoint, timeout, connectTimeout, "
-                                         "forwardedProto or trustForwardedHeaders");
-  if (!balancer && w[O_ENDPOINTS])
-    return ph_config_error(cfg, w[O_ENDPOINTS],
-                           "is an option of BalancerHttpAction: HttpAction forwards to one "
-                           "upstreamEndpoint");
-  if (balancer && w[O_ENDPOINT])
-    return ph_config_error(cfg, w[O_ENDPOINT],
-                           "is an option of HttpAction: BalancerHttpAction takes a list, "
-                           "upstreamEndpoints");
-  if (!balancer && (w[O_HC_INTERVAL] || w[O_HC_TIMEOUT]))
-    return ph_config_error(cfg, w[O_HC_INTERVAL] ? w[O_HC_INTERVAL] : w[O_HC_TIMEOUT],
-                           "is an option of BalancerHttpAction only");
-  return PH_OK;
+/* w[k] = fw_names[k] when the instance's config holds that option, written in any case (the
+** getters look keys up ignoring case, as Seam does), else NULL. Unknown options, and options
+** of the other action, never get here: each type's schema (http_options, balancer_options)
+** has refused them. */
+static void fw_options(const ph_config *cfg, const char *w[O_COUNT]) {
+  for (size_t k = 0; k < O_COUNT; k++)
+    w[k] = ph_config_kind(cfg, fw_names[k]) != PH_CONFIG_MISSING ? fw_names[k] : NULL;
 }
 
 static ph_status fw_positive_duration(const ph_config *cfg, const char *key, int64_t dflt,
@@ -151,8 +132,8 @@ static ph_status http_create(const ph_config *cfg, void **self) {
   fw_http *h = calloc(1, sizeof *h);
   if (!h) return ph_config_error(cfg, NULL, "out of memory");
   *self = h;
-  if (fw_options(cfg, 0, w) != PH_OK || fw_common_parse(cfg, w, &h->c) != PH_OK)
-    return PH_ERROR;
+  fw_options(cfg, w);
+  if (fw_common_parse(cfg, w, &h->c) != PH_OK) return PH_ERROR;
   if (w[O_ENDPOINT] && ph_config_string(cfg, w[O_ENDPOINT], NULL, &url) != PH_OK)
     return PH_ERROR;
   if (!url || !*url)
@@ -270,8 +251,8 @@ static ph_status balancer_create(const ph_config *cfg, void **self) {
   fw_balancer *b = calloc(1, sizeof *b);
   if (!b) return ph_config_error(cfg, NULL, "out of memory");
   *self = b;
-  if (fw_options(cfg, 1, w) != PH_OK || fw_common_parse(cfg, w, &b->c) != PH_OK)
-    return PH_ERROR;
+  fw_options(cfg, w);
+  if (fw_common_parse(cfg, w, &b->c) != PH_OK) return PH_ERROR;
   const char *key = w[O_ENDPOINTS] ? w[O_ENDPOINTS] : "upstreamEndpoints";
   if (w[O_ENDPOINTS] && ph_config_kind(cfg, key) != PH_CONFIG_NULL &&
       ph_config_kind(cfg, key) != PH_CONFIG_LIST)
@@ -376,6 +357,47 @@ static ph_next balancer_handle(void *self, ph_exchange *ex) {
 
 /* ------------------------------------------------------------------ the plugin */
 
+/* The options of each action (Seam's names, and plughost's timeouts and health checks); the
+** host checks every config against them before create runs, which keeps its own checks (the
+** URL rule, positive timeouts, at most 64 endpoints). */
+static const char *const fw_protos[] = {"http", "https", NULL};
+
+#define FW_COMMON_OPTIONS                                                                   \
+  PH_OPTION(PH_OPTION_DURATION, "timeout", "30s",                                           \
+            "the longest the whole upstream exchange may take (504 past it)",               \
+            .flags = PH_OPTION_MIN, .min = 0.001),                                          \
+      PH_OPTION(PH_OPTION_DURATION, "connectTimeout", "5s",                                 \
+                "the longest the TCP (and TLS) connection to the upstream may take",        \
+                .flags = PH_OPTION_MIN, .min = 0.001),                                      \
+      PH_OPTION(PH_OPTION_ENUM, "forwardedProto", "http",                                   \
+                "the value of X-Forwarded-Proto: the scheme clients use to reach the gateway", \
+                .choices = fw_protos),                                                      \
+      PH_OPTION(PH_OPTION_BOOL, "trustForwardedHeaders", "false",                           \
+                "keep the X-Forwarded-Proto and X-Forwarded-Host a request already carries")
+
+static const ph_option http_options[] = {
+    PH_OPTION(PH_OPTION_STRING, "upstreamEndpoint", NULL,
+              "the upstream's absolute http:// or https:// URL",
+              .flags = PH_OPTION_REQUIRED),
+    FW_COMMON_OPTIONS,
+    PH_OPTIONS_END};
+
+static const ph_option balancer_options[] = {
+    PH_OPTION(PH_OPTION_LIST, "upstreamEndpoints", NULL,
+              "the upstreams' URLs, each following upstreamEndpoint's rules",
+              .flags = PH_OPTION_REQUIRED | PH_OPTION_MIN | PH_OPTION_MAX, .min = 1,
+              .max = FW_MAX_ENDPOINTS, .items = PH_OPTION_STRING),
+    FW_COMMON_OPTIONS,
+    PH_OPTION(PH_OPTION_DURATION, "healthCheckInterval", "1s",
+              "how often the health-check thread probes every endpoint (0: no checks)"),
+    PH_OPTION(PH_OPTION_DURATION, "healthCheckTimeout", "500ms",
+              "how long one probe waits for a TCP connection before it marks the endpoint "
+              "down",
+              .flags = PH_OPTION_MIN, .min = 0.001),
+    PH_OPTIONS_END};
+
+static const ph_option no_options[] = {PH_OPTIONS_END};
+
 static const ph_action_type http_action = {
     .size = sizeof(ph_action_type),
     .flags = PH_TYPE_THREAD_SAFE | PH_TYPE_STREAMS_BODIES,
@@ -383,7 +405,8 @@ static const ph_action_type http_action = {
     .description = "forwards the request to upstreamEndpoint",
     .create = http_create,
     .destroy = http_destroy,
-    .handle = http_handle};
+    .handle = http_handle,
+    .options = http_options};
 static const ph_action_type balancer_action = {
     .size = sizeof(ph_action_type),
     .flags = PH_TYPE_THREAD_SAFE | PH_TYPE_STREAMS_BODIES,
@@ -391,9 +414,10 @@ static const ph_action_type balancer_action = {
     .description = "round-robin over the healthy upstreamEndpoints",
     .create = balancer_create,
     .destroy = balancer_destroy,
-    .handle = balancer_handle};
+    .handle = balancer_handle,
+    .options = balancer_options};
 static const ph_action_type *const fw_actions[] = {&http_action, &balancer_action, NULL};
 
 PH_PLUGIN_DEFINE(.name = "httpfw", .version = "1.0.0",
                  .description = "HTTP forwarding: HttpAction and BalancerHttpAction",
-                 .actions = fw_actions);
+                 .actions = fw_actions, .options = no_options);

@@ -26,8 +26,9 @@
 **                                                  hold one of these
 **   maxTokenSize             int, default 8192     bytes of the Authorization header value
 **                                                  beyond which a token is refused (256..65536)
-** At least one of signingKey and jwkUrls is required. Option names are case-sensitive and
-** an unknown option is a configuration error.
+** At least one of signingKey and jwkUrls is required. The options are declared in
+** jwt_options (ABI 1.2): the host refuses unknown names and wrong kinds before create runs,
+** and names match ignoring case, as in Seam.
 **
 ** The token is read from "Authorization: Bearer <token>" (the scheme matched without regard
 ** to case). A token is accepted when: it is three base64url parts (no padding) joined by
@@ -84,10 +85,6 @@ typedef struct jwt_mw {
   size_t max_token;
 } jwt_mw;
 
-static const char *const OPTIONS[] = {
-    "signingKey", "jwkUrls", "jwkRefreshInterval", "jwkMinRefreshInterval", "jwkTimeout",
-    "leeway", "issuer", "audience", "maxTokenSize", NULL};
-
 /* ------------------------------------------------------------------ configuration --- */
 
 static void jwt_destroy(void *self) {
@@ -101,30 +98,6 @@ static void jwt_destroy(void *self) {
   free(m);
 }
 
-/* Unknown option names are errors (a typo must not silently disable a check). */
-static ph_status check_option_names(const ph_config *cfg) {
-  size_t n = ph_config_len(cfg);
-  for (size_t i = 0; i < n; i++) {
-    const char *name = NULL;
-    if (ph_config_at(cfg, i, &name) == NULL || name == NULL) continue;
-    int known = 0;
-    const char *near = NULL;
-    for (const char *const *o = OPTIONS; *o != NULL; o++) {
-      if (strcmp(name, *o) == 0) known = 1;
-      else if (strcasecmp(name, *o) == 0) near = *o;
-    }
-    if (known) continue;
-    if (near != NULL)
-      return ph_config_error(cfg, name, "is not an option: names are case-sensitive, write "
-                             "'%s'", near);
-    return ph_config_error(cfg, name,
-                           "is not an option of JWTValidationMiddleware: use signingKey, "
-                           "jwkUrls, jwkRefreshInterval, jwkMinRefreshInterval, jwkTimeout, "
-                           "leeway, issuer, audience or maxTokenSize");
-  }
-  return PH_OK;
-}
-
 static ph_status config_signing_key(const ph_config *cfg, jwt_mw *m) {
   const ph_config *sk = NULL;
   if (ph_config_child(cfg, "signingKey", &sk) != PH_OK) return PH_ERROR;
@@ -134,14 +107,6 @@ static ph_status config_signing_key(const ph_config *cfg, jwt_mw *m) {
   const char *alg_name = NULL, *key = NULL;
   if (ph_config_string(sk, "algorithm", NULL, &alg_name) != PH_OK) return PH_ERROR;
   if (ph_config_string(sk, "key", NULL, &key) != PH_OK) return PH_ERROR;
-  size_t n = ph_config_len(sk);
-  for (size_t i = 0; i < n; i++) {
-    const char *name = NULL;
-    ph_config_at(sk, i, &name);
-    if (name != NULL && strcmp(name, "algorithm") != 0 && strcmp(name, "key") != 0)
-      return ph_config_error(sk, name, "is not an option of signingKey: it has only "
-                             "algorithm and key");
-  }
   if (alg_name == NULL || *alg_name == '\0')
     return ph_config_error(sk, "algorithm", "is required: one of %s", jwt_alg_list());
   jwt_alg alg = jwt_alg_parse(alg_name);
@@ -288,7 +253,6 @@ static ph_status jwt_create(const ph_config *cfg, void **self) {
   jwt_mw *m = calloc(1, sizeof *m);
   if (m == NULL) return ph_config_error(cfg, NULL, "out of memory");
   *self = m;
-  if (check_option_names(cfg) != PH_OK) return PH_ERROR;
   if (config_signing_key(cfg, m) != PH_OK) return PH_ERROR;
 
   int64_t leeway_ms = 0, max_token = 0;
@@ -516,6 +480,52 @@ static void jwt_shutdown(void *state) {
   jwt_jwks_global_cleanup();
 }
 
+/* The options of a JWTValidationMiddleware; the host checks every config against them
+** before jwt_create runs (which keeps its own checks: key material, URLs, the one-of rule). */
+static const char *const jwt_algorithms[] = {"HS256", "HS384", "HS512", "RS256", "RS384",
+                                             "RS512", "ES256", "ES384", "ES512", "EdDSA",
+                                             NULL};
+
+static const ph_option jwt_signing_key_options[] = {
+    PH_OPTION(PH_OPTION_ENUM, "algorithm", NULL,
+              "the algorithm tokens are signed with; a token must carry exactly this alg "
+              "(case-sensitive)",
+              .flags = PH_OPTION_REQUIRED, .choices = jwt_algorithms),
+    PH_OPTION(PH_OPTION_STRING, "key", NULL,
+              "HS*: the shared secret; others: PEM text of the public key or certificate",
+              .flags = PH_OPTION_REQUIRED),
+    PH_OPTIONS_END};
+
+static const ph_option jwt_options[] = {
+    PH_OPTION(PH_OPTION_MAP, "signingKey", NULL,
+              "the key tokens are signed with: algorithm and key (this or jwkUrls is needed)",
+              .fields = jwt_signing_key_options),
+    PH_OPTION(PH_OPTION_LIST, "jwkUrls", NULL,
+              "http(s):// URLs of JWK sets; keys are selected by the token's kid",
+              .items = PH_OPTION_STRING, .flags = PH_OPTION_MIN, .min = 1),
+    PH_OPTION(PH_OPTION_DURATION, "jwkRefreshInterval", "1h",
+              "how often the JWK sets are fetched again",
+              .flags = PH_OPTION_MIN, .min = 1),
+    PH_OPTION(PH_OPTION_DURATION, "jwkMinRefreshInterval", "10s",
+              "tokens with an unknown kid trigger an early refresh at most this often"),
+    PH_OPTION(PH_OPTION_DURATION, "jwkTimeout", "5s",
+              "limit for one JWK set fetch, connecting included",
+              .flags = PH_OPTION_MIN, .min = 0.001),
+    PH_OPTION(PH_OPTION_DURATION, "leeway", "0s",
+              "clock skew allowed on exp, nbf and iat"),
+    PH_OPTION(PH_OPTION_STRING, "issuer", NULL, "when set, a token's iss must equal it"),
+    PH_OPTION(PH_OPTION_LIST, "audience", NULL,
+              "when set, a token's aud must hold one of these (one audience, or a list)",
+              .items = PH_OPTION_STRING, .flags = PH_OPTION_COMMA_LIST | PH_OPTION_MIN,
+              .min = 1),
+    PH_OPTION(PH_OPTION_INT, "maxTokenSize", "8192",
+              "longest Authorization value (after Bearer) accepted, in bytes",
+              .flags = PH_OPTION_MIN | PH_OPTION_MAX, .min = JWT_MIN_MAX_TOKEN,
+              .max = JWT_MAX_MAX_TOKEN),
+    PH_OPTIONS_END};
+
+static const ph_option no_options[] = {PH_OPTIONS_END};
+
 static const ph_middleware_type jwt_middleware = {
     .size = sizeof(ph_middleware_type),
     .flags = PH_TYPE_THREAD_SAFE | PH_TYPE_STREAMS_BODIES,
@@ -525,10 +535,12 @@ static const ph_middleware_type jwt_middleware = {
     .create = jwt_create,
     .destroy = jwt_destroy,
     .on_request = jwt_on_request,
+    .options = jwt_options,
 };
 
 static const ph_middleware_type *const jwt_middlewares[] = {&jwt_middleware, NULL};
 
 PH_PLUGIN_DEFINE(.name = "jwt", .version = "1.0.0",
                  .description = "JSON Web Token validation (Seam's jwt plugin)",
-                 .init = jwt_init, .shutdown = jwt_shutdown, .middlewares = jwt_middlewares);
+                 .init = jwt_init, .shutdown = jwt_shutdown, .middlewares = jwt_middlewares,
+                 .options = no_options);

@@ -25,6 +25,8 @@
 **   queueSize      int, default 10000         lines waiting for the writer (1..1000000)
 **   flushTimeout   duration, default 5s       at shutdown, how long the writer may wait for a
 **                                             file or FIFO that does not take the lines
+** The options are declared in logger_options (ABI 1.2): the host refuses unknown or
+** misspelt names and wrong kinds before create runs; names match ignoring case.
 **
 ** Placeholders: pid, time (when the request reached this middleware), status, latency
 ** (request phase to response phase: "1.234ms" in text, milliseconds as a number in JSON),
@@ -1471,6 +1473,37 @@ static ph_status lg_on_response(void *self, ph_exchange *ex) {
   return PH_OK;
 }
 
+/* The options of a LoggerMiddleware (Seam's names, and plughost's output, queueSize and
+** flushTimeout); the host checks every config against them before lg_create runs, which
+** keeps its own checks (placeholders, zones, time formats, the output file). */
+static const ph_option logger_options[] = {
+    PH_OPTION(PH_OPTION_STRING, "format",
+              "${pid} | ${time} | ${status} | ${latency} | ${ip} | ${method} | ${path} | "
+              "${error}",
+              "the line: text with ${placeholders}; a line without a newline at its end gets "
+              "one"),
+    PH_OPTION(PH_OPTION_BOOL, "json", "false",
+              "every line is a JSON object whose members are the format's placeholders"),
+    PH_OPTION(PH_OPTION_STRING, "timeZone", "UTC",
+              "the zone of ${time}: an IANA name, UTC, Local or a fixed offset like +01:00"),
+    PH_OPTION(PH_OPTION_STRING, "timeFormat", "RFC3339",
+              "RFC3339, RFC3339Milli, RFC3339Nano, Unix, UnixMilli or a strftime pattern"),
+    PH_OPTION(PH_OPTION_DURATION, "timeInterval", "1ms",
+              "accepted for Seam compatibility (Fiber's time cache); no effect"),
+    PH_OPTION(PH_OPTION_BOOL, "disableColors", "false",
+              "true: the colour placeholders print nothing"),
+    PH_OPTION(PH_OPTION_STRING, "output", "stdout",
+              "where lines go: stdout, stderr or a file path (appended to)"),
+    PH_OPTION(PH_OPTION_INT, "queueSize", "10000",
+              "lines that may wait for the writer; beyond it lines are dropped and counted",
+              .flags = PH_OPTION_MIN | PH_OPTION_MAX, .min = 1, .max = LG_MAX_QUEUE),
+    PH_OPTION(PH_OPTION_DURATION, "flushTimeout", "5s",
+              "at shutdown, how long the writer may wait for a file or FIFO that does not "
+              "take the lines"),
+    PH_OPTIONS_END};
+
+static const ph_option no_options[] = {PH_OPTIONS_END};
+
 static const ph_middleware_type logger_middleware = {
     .size = sizeof(ph_middleware_type),
     .flags = PH_TYPE_THREAD_SAFE,
@@ -1481,10 +1514,11 @@ static const ph_middleware_type logger_middleware = {
     .destroy = lg_destroy,
     .on_request = lg_on_request,
     .on_response = lg_on_response,
+    .options = logger_options,
 };
 
 static const ph_middleware_type *const logger_middlewares[] = {&logger_middleware, NULL};
 
 PH_PLUGIN_DEFINE(.name = "logger", .version = "1.0.0",
                  .description = "Access logging with ${placeholders} (Seam's logger)",
-                 .middlewares = logger_middlewares);
+                 .middlewares = logger_middlewares, .options = no_options);

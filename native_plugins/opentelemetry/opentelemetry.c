@@ -2,7 +2,9 @@
 ** opentelemetry: W3C Trace Context propagation and one SERVER span per request, exported
 ** over OTLP/HTTP with JSON encoding, like Seam's opentelemetry plugin.
 **
-** Plugin configuration (plugins.yaml `config:`), Seam's names; option names ignore case:
+** Plugin configuration (plugins.yaml `config:`), Seam's names; option names ignore case. The
+** options of both are declared (ABI 1.2: ot_plugin_options, ot_middleware_options), so the
+** host refuses unknown names and wrong kinds before init and create run:
 **   provider          string, default ""           "" or "default": the only provider
 **   contextTracerKey  string, default              locals key that receives the span's
 **                     "openTelemetryTracer"        traceparent (Seam stores its tracer there)
@@ -444,6 +446,14 @@ enum {
   PC_COUNT
 };
 
+/* w[k] = names[k] when cfg (NULL: none) holds that option, written in any case (the getters
+** look keys up ignoring case), else NULL. The schema has refused every other key. */
+static void ot_present(const ph_config *cfg, const char *const *names, size_t count,
+                       const char **w) {
+  for (size_t k = 0; k < count; k++)
+    w[k] = cfg != NULL && ph_config_kind(cfg, names[k]) != PH_CONFIG_MISSING ? names[k] : NULL;
+}
+
 static void ot_provider_free(ot_provider *p) {
   if (p == NULL) return;
   if (p->mu_ready && p->cv_ready) ot_stop_exporter(p);
@@ -549,16 +559,8 @@ static ph_status ot_headers(const ph_config *pc, const ph_config *at, const char
 /* pc: providerConfig (NULL when absent: every option takes its default); at: the node
 ** errors without a key are reported on. */
 static ph_status ot_provider_config(const ph_config *pc, const ph_config *at, ot_provider *p) {
-  const char *w[PC_COUNT] = {0}, *unknown = NULL;
-  if (pc != NULL) {
-    ph_status rc = phu_match_options(pc, PROVIDER_OPTIONS, PC_COUNT, w, &unknown);
-    if (rc == PH_ERROR) return PH_ERROR;
-    if (rc == PH_NOT_FOUND)
-      return phu_unknown_option(pc, unknown, "providerConfig", PROVIDER_OPTIONS, PC_COUNT,
-                                "serviceName, useOTLP, disableTraces, disableMetrics, "
-                                "disableLogs, endpoint, headers, timeout, batchSize, "
-                                "exportInterval, queueSize, samplingRatio or shutdownTimeout");
-  }
+  const char *w[PC_COUNT];
+  ot_present(pc, PROVIDER_OPTIONS, PC_COUNT, w);
   const char *service = NULL, *endpoint = NULL;
   int ignored = 0;
   if (w[PC_SERVICE] && ph_config_string(pc, w[PC_SERVICE], NULL, &service) != PH_OK)
@@ -637,12 +639,8 @@ static ph_status ot_configure(const ph_config *cfg, ot_provider *p) {
   if (rc != 0) return ph_config_error(cfg, NULL, "no condition variable");
   p->cv_ready = 1;
 
-  const char *w[PO_COUNT] = {0}, *unknown = NULL;
-  ph_status st = phu_match_options(cfg, PLUGIN_OPTIONS, PO_COUNT, w, &unknown);
-  if (st == PH_ERROR) return PH_ERROR;
-  if (st == PH_NOT_FOUND)
-    return phu_unknown_option(cfg, unknown, "the opentelemetry plugin", PLUGIN_OPTIONS,
-                              PO_COUNT, "provider, providerConfig or contextTracerKey");
+  const char *w[PO_COUNT];
+  ot_present(cfg, PLUGIN_OPTIONS, PO_COUNT, w);
   const char *provider = NULL, *ctx_key = NULL;
   if (w[PO_PROVIDER] && ph_config_string(cfg, w[PO_PROVIDER], "", &provider) != PH_OK)
     return PH_ERROR;
@@ -728,13 +726,8 @@ static ph_status ot_mw_create(const ph_config *cfg, void **self) {
   if (m == NULL) return ph_config_error(cfg, NULL, "out of memory");
   m->p = p;
   snprintf(m->local_key, sizeof m->local_key, "otel.span.%p", (void *)m);
-  const char *w[1] = {0}, *unknown = NULL;
-  ph_status st = phu_match_options(cfg, MW_OPTIONS, 1, w, &unknown);
-  if (st == PH_ERROR) return PH_ERROR;
-  if (st == PH_NOT_FOUND)
-    return phu_unknown_option(cfg, unknown, "OpenTelemetryMiddleware", MW_OPTIONS, 1,
-                              "tracerName (the exporter's options go in the plugin's "
-                              "providerConfig, in plugins.yaml)");
+  const char *w[1];
+  ot_present(cfg, MW_OPTIONS, 1, w);
   const char *name = NULL;
   if (w[0] && ph_config_string(cfg, w[0], NULL, &name) != PH_OK) return PH_ERROR;
   if (name == NULL || *name == '\0') name = OT_DEFAULT_SCOPE;
@@ -982,6 +975,63 @@ static ph_status ot_on_response(void *self, ph_exchange *ex) {
   return PH_OK;
 }
 
+/* The options of the plugin's config and of an OpenTelemetryMiddleware (Seam's names); the
+** host checks every config against them before ot_init and ot_mw_create run, which keep their
+** own checks (URLs, header names, batchSize within queueSize, endpoint with useOTLP). */
+static const char *const ot_providers[] = {"", "default", NULL};
+
+static const ph_option ot_provider_options[] = {
+    PH_OPTION(PH_OPTION_STRING, "serviceName", "plughost",
+              "the resource's service.name ($OTEL_SERVICE_NAME when unset)"),
+    PH_OPTION(PH_OPTION_BOOL, "useOTLP", "false",
+              "true: spans are POSTed to the collector (the default when endpoint is set); "
+              "false: one OTLP JSON line per batch on stdout"),
+    PH_OPTION(PH_OPTION_BOOL, "disableTraces", "false", "true: the middleware does nothing"),
+    PH_OPTION(PH_OPTION_BOOL, "disableMetrics", "false",
+              "accepted for Seam compatibility; no metrics are exported"),
+    PH_OPTION(PH_OPTION_BOOL, "disableLogs", "false",
+              "accepted for Seam compatibility; no logs are exported"),
+    PH_OPTION(PH_OPTION_STRING, "endpoint", OT_DEFAULT_ENDPOINT,
+              "the collector's base http(s):// URL; /v1/traces is appended "
+              "($OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, $OTEL_EXPORTER_OTLP_ENDPOINT when unset)"),
+    PH_OPTION(PH_OPTION_MAP, "headers", NULL,
+              "extra headers on every export (header name -> value)",
+              .items = PH_OPTION_STRING),
+    PH_OPTION(PH_OPTION_DURATION, "timeout", "10s", "one export, connecting included",
+              .flags = PH_OPTION_MIN, .min = 0.001),
+    PH_OPTION(PH_OPTION_INT, "batchSize", "512",
+              "spans sent in one request (at most queueSize; queueSize when smaller)",
+              .flags = PH_OPTION_MIN | PH_OPTION_MAX, .min = 1, .max = OT_MAX_QUEUE),
+    PH_OPTION(PH_OPTION_DURATION, "exportInterval", "5s",
+              "how long a partial batch waits before it is sent",
+              .flags = PH_OPTION_MIN, .min = 0.001),
+    PH_OPTION(PH_OPTION_INT, "queueSize", "2048",
+              "spans that may wait for the exporter; beyond it spans are dropped and counted",
+              .flags = PH_OPTION_MIN | PH_OPTION_MAX, .min = 1, .max = OT_MAX_QUEUE),
+    PH_OPTION(PH_OPTION_FLOAT, "samplingRatio", "1.0",
+              "share of new traces recorded, decided from the trace id (a parent's sampled "
+              "flag wins)",
+              .flags = PH_OPTION_MIN | PH_OPTION_MAX, .min = 0, .max = 1),
+    PH_OPTION(PH_OPTION_DURATION, "shutdownTimeout", "5s",
+              "at shutdown, how long the queued spans may take to be exported"),
+    PH_OPTIONS_END};
+
+static const ph_option ot_plugin_options[] = {
+    PH_OPTION(PH_OPTION_ENUM, "provider", "",
+              "the tracer provider: only the default one exists (\"\" or default)",
+              .choices = ot_providers),
+    PH_OPTION(PH_OPTION_STRING, "contextTracerKey", OT_DEFAULT_CTX_KEY,
+              "the per-request local that receives the request span's traceparent"),
+    PH_OPTION(PH_OPTION_MAP, "providerConfig", "{}", "the default provider's options",
+              .fields = ot_provider_options),
+    PH_OPTIONS_END};
+
+static const ph_option ot_middleware_options[] = {
+    PH_OPTION(PH_OPTION_STRING, "tracerName", OT_DEFAULT_SCOPE,
+              "the instrumentation scope name of this middleware's spans (the exporter's "
+              "options go in the plugin's providerConfig)"),
+    PH_OPTIONS_END};
+
 static const ph_middleware_type ot_middleware = {
     .size = sizeof(ph_middleware_type),
     .flags = PH_TYPE_THREAD_SAFE,
@@ -992,6 +1042,7 @@ static const ph_middleware_type ot_middleware = {
     .destroy = ot_mw_destroy,
     .on_request = ot_on_request,
     .on_response = ot_on_response,
+    .options = ot_middleware_options,
 };
 
 static const ph_middleware_type *const ot_middlewares[] = {&ot_middleware, NULL};
@@ -999,4 +1050,5 @@ static const ph_middleware_type *const ot_middlewares[] = {&ot_middleware, NULL}
 PH_PLUGIN_DEFINE(.name = "opentelemetry", .version = OT_VERSION,
                  .description = "OpenTelemetry tracing: W3C Trace Context and OTLP/HTTP "
                                 "export (Seam's opentelemetry plugin)",
-                 .init = ot_init, .shutdown = ot_shutdown, .middlewares = ot_middlewares);
+                 .init = ot_init, .shutdown = ot_shutdown, .middlewares = ot_middlewares,
+                 .options = ot_plugin_options);

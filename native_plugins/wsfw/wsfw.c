@@ -13,7 +13,8 @@
 **     handshake asynchronously and relays frames.
 **
 ** Options, the upstream URL rule (the same as httpfw's) and the close codes are described
-** in docs/plugins/wsfw.md.
+** in docs/plugins/wsfw.md; the options are declared below (ABI 1.2: websocket_options, and
+** no_options for the check), so the host refuses unknown names and wrong kinds before create.
 */
 #define _POSIX_C_SOURCE 200809L
 #include "plugin.h"
@@ -73,14 +74,10 @@ static int ws_valid_key(const char *key) {
   return strchr("AQgw", key[21]) != NULL; /* the last 4 bits of 16 bytes are zero */
 }
 
+/* It takes no options: its empty schema (no_options) has the host refuse any. */
 static ph_status check_create(const ph_config *cfg, void **self) {
+  (void)cfg;
   *self = NULL;
-  if (ph_config_len(cfg) > 0) {
-    const char *key = NULL;
-    ph_config_at(cfg, 0, &key);
-    return ph_config_error(cfg, key, "is not an option: CheckWebSocketUpgradeMiddleware "
-                                     "takes no configuration");
-  }
   return PH_OK;
 }
 
@@ -219,18 +216,15 @@ static ph_status ws_origins(const ph_config *cfg, const char *key, ws_action *a)
 }
 
 static ph_status action_create(const ph_config *cfg, void **self) {
-  const char *w[O_COUNT] = {0}, *unknown = NULL, *url = NULL;
+  const char *w[O_COUNT], *url = NULL;
   ws_action *a = calloc(1, sizeof *a);
   if (!a) return ph_config_error(cfg, NULL, "out of memory");
   *self = a;
   a->any_origin = 1;
-  ph_status r = phu_match_options(cfg, ws_names, O_COUNT, w, &unknown);
-  if (r == PH_ERROR) return r;
-  if (r == PH_NOT_FOUND)
-    return phu_unknown_option(cfg, unknown, "WebSocketAction", ws_names, O_COUNT,
-                              "upstreamEndpoint, pingInterval, pongTimeout, maxInactivity, "
-                              "handshakeTimeout, subprotocols, origins, maxMessageSize, "
-                              "forwardedProto or trustForwardedHeaders");
+  /* w[k] = ws_names[k] when the config holds that option, written in any case (the getters
+  ** look keys up ignoring case, as Seam does); the schema has refused every other key. */
+  for (size_t k = 0; k < O_COUNT; k++)
+    w[k] = ph_config_kind(cfg, ws_names[k]) != PH_CONFIG_MISSING ? ws_names[k] : NULL;
   if (w[O_PING] && w[O_PING_SEAM])
     return ph_config_error(cfg, w[O_PING_SEAM],
                            "and pingInterval both set the ping interval: keep pingInterval");
@@ -311,13 +305,58 @@ static ph_next action_handle(void *self, ph_exchange *ex) {
 
 /* ------------------------------------------------------------------ the plugin */
 
+/* The options of a WebSocketAction (Seam's names, its code's pongInterval too, and
+** plughost's maxMessageSize); the host checks every config against them before
+** action_create runs, which keeps its own checks (the URL rule, tokens, pongTimeout needing
+** pingInterval, not both ping keys). */
+static const char *const ws_protos[] = {"http", "https", NULL};
+
+static const ph_option websocket_options[] = {
+    PH_OPTION(PH_OPTION_STRING, "upstreamEndpoint", NULL,
+              "the upstream's absolute ws:// or wss:// URL",
+              .flags = PH_OPTION_REQUIRED),
+    PH_OPTION(PH_OPTION_DURATION, "pingInterval", "0",
+              "how often the gateway pings the upstream (0: no pings)"),
+    PH_OPTION(PH_OPTION_DURATION, "pongInterval", "0",
+              "the key Seam's code reads for pingInterval (not both)"),
+    PH_OPTION(PH_OPTION_DURATION, "pongTimeout", "0",
+              "how long the gateway waits for the upstream's pong after a ping (0: no limit)"),
+    PH_OPTION(PH_OPTION_DURATION, "maxInactivity", "0",
+              "the session is closed after this long without a message (0: no limit)"),
+    PH_OPTION(PH_OPTION_DURATION, "handshakeTimeout", "5s",
+              "the longest the upstream's TCP connection and handshake may take",
+              .flags = PH_OPTION_MIN, .min = 0.001),
+    PH_OPTION(PH_OPTION_LIST, "subprotocols", NULL,
+              "the subprotocols to offer the upstream (absent: the client's offer)",
+              .items = PH_OPTION_STRING),
+    PH_OPTION(PH_OPTION_LIST, "origins", NULL,
+              "when set, only handshakes whose Origin is one of these (\"*\": every origin)",
+              .items = PH_OPTION_STRING),
+    PH_OPTION(PH_OPTION_INT, "maxMessageSize", "16777216",
+              "the largest message accepted from either side, in bytes",
+              .flags = PH_OPTION_MIN, .min = 1),
+    PH_OPTION(PH_OPTION_ENUM, "forwardedProto", "http", "the value of X-Forwarded-Proto",
+              .choices = ws_protos),
+    PH_OPTION(PH_OPTION_BOOL, "trustForwardedHeaders", "false",
+              "keep the X-Forwarded-Proto and X-Forwarded-Host a request already carries"),
+    PH_OPTION(PH_OPTION_INT, "readBufferSize", NULL,
+              "Seam's option for its WebSocket library: accepted, no effect"),
+    PH_OPTION(PH_OPTION_INT, "writeBufferSize", NULL,
+              "Seam's option for its WebSocket library: accepted, no effect"),
+    PH_OPTION(PH_OPTION_BOOL, "enableCompression", NULL,
+              "Seam's option for its WebSocket library: accepted, no effect"),
+    PH_OPTIONS_END};
+
+static const ph_option no_options[] = {PH_OPTIONS_END};
+
 static const ph_middleware_type check_middleware = {
     .size = sizeof(ph_middleware_type),
     .flags = PH_TYPE_THREAD_SAFE | PH_TYPE_STREAMS_BODIES,
     .id = "plugins.wsfw.middlewares.CheckWebSocketUpgradeMiddleware",
     .description = "lets only WebSocket handshakes through (426 Upgrade Required otherwise)",
     .create = check_create,
-    .on_request = check_on_request};
+    .on_request = check_on_request,
+    .options = no_options};
 
 static const ph_action_type websocket_action = {
     .size = sizeof(ph_action_type),
@@ -326,11 +365,13 @@ static const ph_action_type websocket_action = {
     .description = "relays a WebSocket session to upstreamEndpoint",
     .create = action_create,
     .destroy = action_destroy,
-    .handle = action_handle};
+    .handle = action_handle,
+    .options = websocket_options};
 
 static const ph_middleware_type *const ws_middlewares[] = {&check_middleware, NULL};
 static const ph_action_type *const ws_actions[] = {&websocket_action, NULL};
 
 PH_PLUGIN_DEFINE(.name = "wsfw", .version = "1.0.0",
                  .description = "WebSocket forwarding: upgrade check and WebSocketAction",
-                 .middlewares = ws_middlewares, .actions = ws_actions);
+                 .middlewares = ws_middlewares, .actions = ws_actions,
+                 .options = no_options);
