@@ -74,9 +74,12 @@ def test_min_entry_size_values() -> None:
 
 
 _SIZE_PROBE = """
+#include <stddef.h>
 #include "plugin.h"
 _Static_assert(sizeof(ph_plugin_header) == {header}, "ph_plugin_header size");
-_Static_assert(sizeof(ph_plugin) == {entry}, "ph_plugin size");
+/* ABI 1.0's entry ends where 1.2's options begin; 1.2 appended that one pointer. */
+_Static_assert(offsetof(ph_plugin, options) == {entry}, "ph_plugin size of ABI 1.0");
+_Static_assert(sizeof(ph_plugin) == {entry} + sizeof(void *), "ph_plugin size");
 """
 
 
@@ -93,7 +96,8 @@ def _compilers() -> list[tuple[str, list[str], int]]:
 def test_min_entry_size_matches_compiler(
     tmp_path: Path, label: str, compiler: list[str], bits: int
 ) -> None:
-    """sizeof(ph_plugin) as a real compiler for a 32/64-bit target sees it."""
+    """sizeof(ph_plugin) of ABI 1.0 (the least the checker accepts) as a real compiler for a
+    32/64-bit target sees it: where 1.2's appended options field begins."""
     if compiler[0] != sys.executable:
         assert shutil.which(compiler[0]), f"{compiler[0]} is not installed"
     probe = tmp_path / "probe.c"
