@@ -26,7 +26,8 @@ def _assert_valid_plugin_entry(info, bits: int = 64) -> None:
     header = info.entry_header
     assert header is not None
     assert (header.magic, header.abi_major, header.abi_minor) == (PLUGIN_MAGIC, ABI_MAJOR, ABI_MINOR)
-    assert header.size == min_entry_size(bits) == info.entry_symbol_size
+    # ABI 1.2's entry: 1.0's fields, then the options pointer it appended.
+    assert header.size == min_entry_size(bits) + bits // 8 == info.entry_symbol_size
     assert header.reserved == 0
 
 
@@ -139,7 +140,7 @@ def test_smallsize(badfiles: dict[str, Path]) -> None:
     info = inspect_elf(badfiles["smallsize"])
     assert info.entry_header.magic == PLUGIN_MAGIC
     assert info.entry_header.size == 8
-    assert info.entry_symbol_size == min_entry_size(64)
+    assert info.entry_symbol_size == min_entry_size(64) + 8
 
 
 def test_unresolved(badfiles: dict[str, Path]) -> None:

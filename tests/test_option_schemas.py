@@ -129,17 +129,17 @@ def test_a_valid_config_has_no_problem(schema: tuple[Option, ...]) -> None:
     ("name: x\ncount: 0", "2: actions.A.config.count: 'count' is the number 0: it must be at "
                           "least 1 and at most 10"),
     ("name: x\ncount: 11", "2: actions.A.config.count: 'count' is the number 11: it must be at "
-                           "most 10 and at least 1"),
+                           "least 1 and at most 10"),
     ("name: x\ncount: 2.5", "2: actions.A.config.count: 'count' must be a whole number, not the "
                             "number 2.5"),
     ("name: x\ncount: many", "2: actions.A.config.count: 'count' must be a whole number, not "
                              "'many'"),
     ("name: x\nratio: 2", "2: actions.A.config.ratio: 'ratio' is the number 2: it must be at "
-                          "most 1 and at least 0"),
+                          "least 0 and at most 1"),
     ("name: x\nenabled: maybe", "2: actions.A.config.enabled: 'enabled' must be true or false, "
                                 "not 'maybe'"),
     ("name: x\ntimeout: 2h", "2: actions.A.config.timeout: 'timeout' is '2h': it must be at "
-                             "most 60s and at least 100ms"),
+                             "least 100ms and at most 60s"),
     ("name: x\ntimeout: soon", "2: actions.A.config.timeout: 'timeout' must be a duration "
                                "such as 500ms, 60s or 1h30m, not 'soon'"),
     ("name: x\ntimeout: -1s", "2: actions.A.config.timeout: 'timeout' cannot be negative"),
@@ -147,16 +147,16 @@ def test_a_valid_config_has_no_problem(schema: tuple[Option, ...]) -> None:
                              "1048576"),
     ("name: x\nlimit: [1]", "2: actions.A.config.limit: 'limit' must be a size such as 4096, "
                             "64KB or 4MiB, not a list"),
-    ("name: x\ntags: [a, b, c, d]", "2: actions.A.config.tags: 'tags' is a list of 4: it must "
-                                    "be at most 3 items"),
+    ("name: x\ntags: [a, b, c, d]", "2: actions.A.config.tags: 'tags' has 4 items: it must have "
+                                    "at most 3"),
     ("name: x\ntags: [a, [b]]", "2: actions.A.config.tags[1]: 'tags' must be a string, not a "
                                 "list"),
     ("name: x\ntags: {a: 1}", "2: actions.A.config.tags: 'tags' must be a list of strings or "
                               "one comma-separated string, not a map"),
-    ("name: x\nmode: fsat", "2: actions.A.config.mode: 'mode' is 'fsat', not one of 'fast', "
+    ("name: x\nmode: fsat", "2: actions.A.config.mode: 'mode' is 'fsat', not one of 'fast' or "
                             "'safe': did you mean 'fast'?"),
-    ("name: x\nretries: true", "2: actions.A.config.retries: 'retries' must be a whole number, "
-                               "not the boolean true"),
+    ("name: x\nretries: true", "2: actions.A.config.retries: 'retries' must be a whole number "
+                               "(or false to turn it off), not the boolean true"),
     ("name: x\nheaders: {X-A: [1]}", "2: actions.A.config.headers.X-A: 'X-A' must be a string, "
                                      "not a list"),
     ("name: x\nheaders: [a]", "2: actions.A.config.headers: 'headers' must be a map, not a list"),
@@ -168,6 +168,9 @@ def test_a_valid_config_has_no_problem(schema: tuple[Option, ...]) -> None:
     ("name: true", "1: actions.A.config.name: 'name' must be a string, not the boolean true: "
                    "quote it if it is text"),
     ("name:\ncount: 2", "1: actions.A.config.name: 'name' is empty: give it a string"),
+    ("name: ''\ncount: 2", "1: actions.A.config.name: 'name' is empty: give it a string"),
+    ("name: x\nauth: {}", "2: actions.A.config.auth.user: 'user' is missing, and it is "
+                          "required here: who"),
     ("count: 2", "1: actions.A.config.name: 'name' is missing, and T needs it: a name"),
     ("name: x\ncuont: 2", "2: actions.A.config.cuont: T has no option 'cuont': did you mean "
                           "'count'?"),
@@ -315,3 +318,18 @@ def test_a_1_1_plugin_without_schema_is_checked_as_before(tmp_path: Path) -> Non
         exchange = host.exchange("GET", "/")
         instance.handle(exchange)
         assert exchange.response_body == b"howdy"
+
+
+def test_a_bare_on_or_off_for_a_choice_spelt_so_is_caught() -> None:
+    """YAML 1.1 reads a bare `off` as the boolean false; for an option whose choices hold
+    "off" (helmet's X-DNS-Prefetch-Control) that would silently turn the header off."""
+    options = (Option("dns", "enum", choices=("on", "off", ""), or_false=True),
+               Option("mode", "enum", choices=("yes", "no")))
+    assert problems_of("dns: off", options) == [
+        "1: actions.A.config.dns: 'dns' is off, which YAML reads as the boolean false: write "
+        "'off' in quotes for the value off, or false to turn it off"]
+    assert problems_of("mode: yes", options) == [
+        "1: actions.A.config.mode: 'mode' is yes, which YAML reads as the boolean true: write "
+        "'yes' in quotes for the value yes"]
+    assert problems_of("dns: 'off'\nmode: 'no'", options) == []
+    assert problems_of("dns: false", options) == []

@@ -141,7 +141,7 @@ def test_serve_runs_python_and_native_elements_in_one_chain(folder: Path) -> Non
     (("message: from python", "mesage: from python"), ":18: actions.Hello.config.mesage",
      "plugins.acme.actions.Hello has no option 'mesage': did you mean 'message'?"),
     (("tier: PAID", "tier: gold"), ":13: middlewares.Tenant.config.tier",
-     "'tier' is 'gold', not one of 'free', 'paid'"),
+     "'tier' is 'gold', not one of 'free' or 'paid'"),
     (("greeting: hello", "greting: hello"), ":6: plugins[2].config.greting",
      "plugin acme has no option 'greting': did you mean 'greeting'?"),
     (("module: acme_elements", "module: acme_elemnts"), ":4: plugins[2].module",

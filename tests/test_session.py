@@ -548,7 +548,7 @@ def test_logged_out_session_is_empty(make: Any) -> None:
     ({"storage": "Sessions", "cookieSameSite": "None"}, None, ["cookieSameSite", "cookieSecure"]),
     ({"storage": "Sessions", "cookieExpiration": 0}, None,
      ["middlewares.yaml:4: middlewares.Load.config.cookieExpiration: 'cookieExpiration' is the "
-      "number 0: it must be at least 0.001s"]),
+      "number 0: it must be at least 1ms"]),
     ({"storage": "Sessions", "cookieExpiration": "soon"}, None, ["cookieExpiration"]),
     ({"storage": "Sessions", "cookiePath": "/a b"}, None, ["cookiePath"]),
     ({"storage": "Sessions", "cookieDomain": "ex ample.com"}, None, ["cookieDomain"]),
@@ -559,7 +559,7 @@ def test_logged_out_session_is_empty(make: Any) -> None:
      ["autoRenewAfter", "shorter than cookieExpiration", "disableAutoRenew"]),
     ({"storage": "Sessions", "autoRenewAfter": 0}, None,
      ["middlewares.yaml:4: middlewares.Load.config.autoRenewAfter: 'autoRenewAfter' is the "
-      "number 0: it must be at least 0.001s"]),
+      "number 0: it must be at least 1ms"]),
     ({"storage": "Sessions", "autoRenewAfter": "-1m"}, None, ["autoRenewAfter", "negative"]),
     ({"storage": "Sessions", "autoRenewAfter": "5s", "autoRenewGracePeriod": "5s"}, None,
      ["autoRenewGracePeriod", "is 5s but must be shorter than autoRenewAfter (5s)"]),
@@ -571,7 +571,7 @@ def test_logged_out_session_is_empty(make: Any) -> None:
     ({"storage": "Sessions"}, {}, ["middlewares.yaml:7: middlewares.Map.config.headers: "
                                    "'headers' is missing, and plugins.session.middlewares."
                                    "MapSessionToHeaderMiddleware needs it"]),
-    ({"storage": "Sessions"}, {"headers": {}}, ["middlewares.Map.config.headers", "is required"]),
+    ({"storage": "Sessions"}, {"headers": {}}, ["middlewares.Map.config.headers", "is empty: give it a map with at least one entry"]),
     ({"storage": "Sessions"}, {"headers": {"Bad Name": "x"}}, ["Bad Name", "header name"]),
     ({"storage": "Sessions"}, {"headers": {"X-A": ["x"]}},
      ["middlewares.yaml:7: middlewares.Map.config.headers.X-A: 'X-A' must be a string, not a "

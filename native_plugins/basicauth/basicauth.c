@@ -401,7 +401,7 @@ static const ph_option basicauth_options[] = {
               "'\\')"),
     PH_OPTION(PH_OPTION_STRING, "contextUsernameKey", BA_DEFAULT_USERNAME_KEY,
               "the per-request local that receives the authenticated user name"),
-    PH_OPTION(PH_OPTION_STRING, "contextPasswordKey", NULL,
+    PH_OPTION(PH_OPTION_STRING, "contextPasswordKey", "",
               "the local that receives the password the client sent; none: not stored "
               "(Seam's: basicAuthPassword)"),
     PH_OPTIONS_END};

@@ -158,6 +158,16 @@ def _is_null(node: Any) -> bool:
     return node is None or (isinstance(node, yaml.ScalarNode) and node.tag == _TAG + "null")
 
 
+def _is_empty(node: Any) -> bool:
+    """An empty map, list or string (what a required option must not be)."""
+    if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
+        return not node.value
+    if isinstance(node, (dict, list, tuple)):
+        return not node
+    scalar = _scalar(node)
+    return scalar is not None and scalar[0] == "str" and not str(scalar[1]).strip()
+
+
 def _scalar(node: Any) -> tuple[str, Any] | None:
     """(yaml kind, value) of a scalar: ("int", 5), ("str", "5s"), ...; None for a list/map."""
     if isinstance(node, yaml.ScalarNode):
@@ -203,9 +213,21 @@ def _described(node: Any) -> str:
 def _check_value(check: _Check, node: Any, option: Option, at: Where) -> None:
     if isinstance(node, yaml.Node) and node.tag == UNRESOLVED_TAG:
         return  # its ${VAR} problem is already reported
-    if _is_null(node):
+    if _is_null(node) or (option.required and _is_empty(node)):
         if option.required:
-            check.add(at, f"'{option.name}' is empty: give it {_WHAT[option.kind]}")
+            check.add(at, f"'{option.name}' is empty: give it {_WHAT[option.kind]}"
+                          + (" with at least one entry" if option.kind in ("list", "map")
+                             else ""))
+        return
+    word = node.value if isinstance(node, yaml.ScalarNode) and node.tag == _TAG + "bool" \
+        else ""
+    if word.lower() not in ("", "true", "false") and \
+            word.lower() in (c.lower() for c in option.choices):
+        # YAML 1.1 reads a bare on/off/yes/no as a boolean, not as the choice it spells.
+        value = "true" if _scalar(node) == ("bool", True) else "false"
+        check.add(at, f"'{option.name}' is {word}, which YAML reads as the boolean {value}: "
+                      f"write '{word}' in quotes for the value {word}"
+                      + (", or false to turn it off" if option.or_false else ""))
         return
     if option.or_false and _scalar(node) == ("bool", False):
         return
@@ -270,6 +292,12 @@ def option_duration(value: Any) -> float | None:
     return seconds
 
 
+def _choices(choices: tuple[str, ...]) -> str:
+    """'a', 'b' or 'c' (an empty choice, "use the default", last)."""
+    shown = [f"'{c}'" for c in choices if c] + (["'' (the default)"] if "" in choices else [])
+    return ", ".join(shown[:-1]) + " or " + shown[-1] if len(shown) > 1 else "".join(shown)
+
+
 def _list_what(option: Option) -> str:
     items = f" of {option.items}s" if option.items and option.items != "enum" else ""
     return f"a list{items}" + (" or one comma-separated string" if option.comma_list else "")
@@ -293,9 +321,16 @@ def _scalar_problem(node: Any, option: Option) -> str | None:
     if scalar is None:
         return f"'{name}' must be {_WHAT[kind]}, not {_described(node)}"
     ykind, value = scalar
-    wrong = f"'{name}' must be {_WHAT[kind]}, not {_described(node)}"
+    what = _WHAT[kind]
+    if kind == "enum":
+        what = "one of " + _choices(option.choices)
+    if option.or_false:
+        what += " (or false to turn it off)"
+    wrong = f"'{name}' must be {what}, not {_described(node)}"
     if kind == "string":
-        return None if ykind in ("str", "int", "float") else wrong + ": quote it if it is text"
+        if ykind in ("str", "int", "float"):
+            return None
+        return wrong + ("" if option.or_false else ": quote it if it is text")
     if kind == "bool":
         if ykind == "bool" or (ykind == "str" and str(value).lower() in ("true", "false")):
             return None
@@ -307,7 +342,7 @@ def _scalar_problem(node: Any, option: Option) -> str | None:
         if text.lower() in (c.lower() for c in option.choices):
             return None
         hint = closest(text, option.choices)
-        return (f"'{name}' is '{text}', not one of {quoted_list(option.choices)}"
+        return (f"'{name}' is '{text}', not one of {_choices(option.choices)}"
                 + (f": did you mean '{hint}'?" if hint else ""))
     number: float
     if kind in ("int", "float"):
@@ -353,14 +388,17 @@ def _bound_problem(number: float, option: Option, shown: str, unit: str = "") ->
         else:
             suffix = "s" if option.kind == "duration" and not unit else ""
         text = f"{x:g}" if x != int(x) or abs(x) >= 1e15 else str(int(x))
-        return text + suffix + (f" {unit}" if unit else "")
+        return text + suffix
 
     low, high = option.minimum, option.maximum
-    if low is not None and number < low:
-        what = f"at least {fmt(low)}" + (f" and at most {fmt(high)}" if high is not None else "")
-        return f"'{option.name}' is {shown}: it must be {what}"
-    if high is not None and number > high:
-        what = f"at most {fmt(high)}" + (f" and at least {fmt(low)}" if low is not None else "")
+    if (low is not None and number < low) or (high is not None and number > high):
+        what = " and ".join(part for part in (
+            f"at least {fmt(low)}" if low is not None else "",
+            f"at most {fmt(high)}" if high is not None else "") if part)
+        if unit:  # a list: how many items
+            count = int(number)
+            return (f"'{option.name}' has {count} {unit if count != 1 else unit[:-1]}: it must "
+                    f"have {what}")
         return f"'{option.name}' is {shown}: it must be {what}"
     return None
 

@@ -1,9 +1,11 @@
 """Middlewares and actions written in Python, usable in the same chains as native ones.
 
-Subclass :class:`PythonMiddleware` or :class:`PythonAction` and hand instances to
-``Gateway.from_config(config, python_elements={"Name": obj})``: routes then name them like
-native elements. Inside a native chain the C runner calls back into Python for these
-elements only.
+Subclass :class:`PythonMiddleware` or :class:`PythonAction`, then either declare the classes
+in a module the configuration lists (``- module: pkg.mod``, see :mod:`plughost.sdk.pymodules`:
+their instances are configured in middlewares.yaml/actions.yaml like native ones), or, from a
+script, hand instances to ``Gateway.from_config(config, python_elements={"Name": obj})``.
+Routes name them like native elements. Inside a native chain the C runner calls back into
+Python for these elements only.
 """
 
 from __future__ import annotations
