@@ -333,3 +333,55 @@ def test_a_bare_on_or_off_for_a_choice_spelt_so_is_caught() -> None:
         "'yes' in quotes for the value yes"]
     assert problems_of("dns: 'off'\nmode: 'no'", options) == []
     assert problems_of("dns: false", options) == []
+
+
+# --- every first-party type -------------------------------------------------------------------
+
+def _first_party_types(plugin_dir: Path) -> list[tuple[str, str]]:
+    with Host() as host:
+        return [(so.name, type_id) for so in sorted(plugin_dir.glob("*.so"))
+                for type_id in host.describe_plugin(so).types]
+
+
+def _mistakes(options: tuple[Option, ...]) -> list[tuple[str, object, str]]:
+    """(option, bad value, words of the problem): a wrong kind and, where an option has a
+    lower bound, a value under it."""
+    out: list[tuple[str, object, str]] = []
+    wrong = next((o for o in options if o.kind in ("int", "float", "bool", "duration", "size",
+                                                   "enum")), None)
+    if wrong is not None:
+        out.append((wrong.name, ["a", "list"], f"'{wrong.name}' must be "))
+    low = next((o for o in options if o.minimum is not None and o.kind in ("int", "float")),
+               None)
+    if low is not None:
+        out.append((low.name, low.minimum - 1, f"'{low.name}' is the number "))
+    return out
+
+
+@pytest.mark.parametrize("so, type_id", [
+    pytest.param(so, tid, id=tid.rsplit(".", 1)[-1])
+    for so, tid in _first_party_types(Path(__file__).resolve().parent.parent / "build" / "plugins")])
+def test_every_first_party_type_refuses_misspelt_wrong_and_out_of_range_options(
+        plugin_dir: Path, tmp_path: Path, so: str, type_id: str) -> None:
+    with Host() as host:
+        plugin = host.describe_plugin(plugin_dir / so)
+        options = plugin.types[type_id].options
+    assert options is not None, f"{type_id} declares no options"
+    cases: list[tuple[str, object, str]] = []
+    if options:
+        first = options[0].name
+        cases.append((first + "x", "1", f"has no option '{first}x': did you mean '{first}'?"))
+    else:
+        cases.append(("anything", "1", "has no option 'anything': it takes no options"))
+    cases += _mistakes(options)
+    kind = type_id.split(".")[2]
+    for key, value, words in cases:
+        config = tmp_path / f"{key}.yaml"
+        config.write_text(yaml.safe_dump({
+            "plugins": [{"path": str(plugin_dir / so)}],
+            f"{kind}": {"X": {"use": type_id, "config": {key: value}}}}, sort_keys=False))
+        with pytest.raises(ConfigErrors) as exc:
+            Gateway.from_config(config)
+        mine = [p for p in exc.value.problems if p.where.key == f"{kind}.X.config.{key}"]
+        assert mine, "\n".join(map(str, exc.value.problems))
+        assert words in mine[0].message and mine[0].where.line == 7, str(mine[0])
