@@ -253,7 +253,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{'handle, median':>15}")
     slopes: dict[str, float] = {}
     for kind in KINDS:
-        def slope(table: dict[str, list[float]], pick: Callable[[list[float]], float]) -> float:
+        def slope(table: dict[str, list[float]], pick: Callable[[list[float]], float],
+                  kind: str = kind) -> float:
             return (pick(table[f"{kind} {hi}"]) - pick(table[f"{kind} {lo}"])) / (hi - lo)
 
         med = statistics.median

@@ -301,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
                 g.wait_ready()
             for name, (server, url) in targets.items():
                 check(name, url, gateway=server is not upstream)
-            for server, url in targets.values():
+            for _server, url in targets.values():
                 run_wrk(wrk, url, threads=1, connections=args.connections, duration=warmup,
                         core="1")
             for rnd in range(rounds):

@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
             for s in (upstream, *gateways):
                 s.wait_ready()
             check_same(gateways, "/api/items?page=2", headers)
-            for name, (_, url) in targets.items():  # warm-up
+            for _name, (_, url) in targets.items():  # warm-up
                 run_wrk(wrk, url, threads=1, connections=args.connections, duration="2s",
                         core="1", headers=headers)
             for rnd in range(rounds):

@@ -94,7 +94,8 @@ def _exchange(port: int, data: bytes) -> list[bytes]:
         except ConnectionResetError:
             pass
         except socket.timeout:
-            raise AssertionError(f"no end of the answer within 5 s; so far: {got[:300]!r}")
+            raise AssertionError(f"no end of the answer within 5 s; so far: {got[:300]!r}") \
+                from None
     return STATUS.findall(got)
 
 

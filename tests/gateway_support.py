@@ -64,9 +64,9 @@ def wait_for_http(url: str, proc: "subprocess.Popen[str]", timeout: float = 30.0
         except OSError:
             if proc.poll() is not None:
                 raise AssertionError(f"server exited with {proc.returncode}: "
-                                     f"{proc.stdout.read() if proc.stdout else ''}")
+                                     f"{proc.stdout.read() if proc.stdout else ''}") from None
             if time.monotonic() > deadline:
-                raise AssertionError(f"no answer from {url} within {timeout:g} s")
+                raise AssertionError(f"no answer from {url} within {timeout:g} s") from None
             time.sleep(0.1)
 
 

@@ -613,11 +613,11 @@ def test_jwks_periodic_refresh_and_failures_keep_the_last_good_set(
                          (200, {"keys": "no"})):
         jwks.status, jwks.body = status, body
         hits = jwks.hits
-        wait_until(lambda: jwks.hits >= hits + 2)
+        wait_until(lambda hits=hits: jwks.hits >= hits + 2)
         assert_accepted(call(gw, "/J", new))
     jwks.status, jwks.body = 200, b'{"keys":' + b"[" * 5000 + b"]" * 5000 + b"}"
     hits = jwks.hits
-    wait_until(lambda: jwks.hits >= hits + 2)
+    wait_until(lambda hits=hits: jwks.hits >= hits + 2)
     assert_accepted(call(gw, "/J", new))
     assert "fetching the JWK set" in caplog.text and "keeping its last good keys" in caplog.text
     assert "nested more than 64 deep" in caplog.text

@@ -118,8 +118,8 @@ def test_every_placeholder(gateway_factory: Any, tmp_path: Path) -> None:
                              "query": "name=J%C3%BCrgen+X&other=1", "client_ip": "9.9.9.9"})])
     assert len(lines) == 1
     line = lines[0]
-    body_len = len(f"POST /L/echo name=J%C3%BCrgen+X&other=1 trace= id= rest= route=L_echo "
-                   f"body=12345 local=req-123 ip=9.9.9.9")
+    body_len = len("POST /L/echo name=J%C3%BCrgen+X&other=1 trace= id= rest= route=L_echo "
+                   "body=12345 local=req-123 ip=9.9.9.9")
     assert line == (
         f"pid={os.getpid()} status=200 ip=9.9.9.9 ips=1.1.1.1, 2.2.2.2 method=POST "
         "path=/L/echo url=/L/echo?name=J%C3%BCrgen+X&other=1 route=L_echo "
@@ -555,7 +555,6 @@ def test_config_errors_name_the_key(gateway_factory: Any, cfg: dict[str, Any],
 
 def test_option_names_are_checked_by_the_schema_and_ignore_case(
         gateway_factory: Any, tmp_path: Path, test_plugin_dir: Path) -> None:
-    from plughost import Gateway
 
     # a misspelt option: refused before create runs, at its own file, line and key
     folder = write_config(tmp_path / "typo", test_plugin_dir, {"L": {"timeZome": "+02:00"}})

@@ -312,10 +312,10 @@ def new(name: str, parent: str) -> None:
     click.echo(next_steps(project))
 
 
-def _describe(verdict: "object") -> str:
-    note = getattr(verdict, "info").note or {}
+def _describe(verdict: Any) -> str:
+    note = verdict.info.note or {}
     parts = [f"ABI {note.get('abi', '?')}", note.get("arch", "?"), note.get("libc", "?")]
-    loaded = getattr(verdict, "loaded")
+    loaded = verdict.loaded
     if loaded:
         parts.insert(0, f"plugin {loaded['name']} {loaded.get('version') or ''}".rstrip())
         parts.append(f"{len(loaded['types'])} type(s) loaded and initialised")

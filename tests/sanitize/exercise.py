@@ -552,7 +552,8 @@ def exercise_opentelemetry(runtime, plugin_dir: Path, workdir: Path) -> None:
             with Gateway.from_config(path, runtime=runtime) as gw:
                 errors: list[BaseException] = []
 
-                def requests(n: int) -> None:  # two threads at once: the type is thread-safe
+                def requests(n: int, errors: list[BaseException] = errors) -> None:
+                    # two threads at once: the type is thread-safe
                     try:
                         run(n)
                     except BaseException as exc:  # noqa: BLE001 - reported below
