@@ -55,11 +55,20 @@ CROSS_TARGETS = {
 
 # How a plugin's CMakeLists.txt asks for a third-party library; packages that are build tools
 # or plughost's own are not libraries a plugin links.
-_LOOKUP = re.compile(r"\b(find_package|find_library|pkg_check_modules|pkg_search_module)"
-                     r"\s*\(([^)]*)\)", re.I)
+_LOOKUP = re.compile(
+    r"\b(find_package|find_library|pkg_check_modules|pkg_search_module)"
+    r"\s*\(([^)]*)\)",
+    re.I,
+)
 _NOT_LIBRARIES = {"plughost", "threads", "python", "python3", "pythoninterp", "pkgconfig"}
-_PKG_KEYWORDS = {"REQUIRED", "QUIET", "NO_CMAKE_PATH", "NO_CMAKE_ENVIRONMENT_PATH",
-                 "IMPORTED_TARGET", "GLOBAL"}
+_PKG_KEYWORDS = {
+    "REQUIRED",
+    "QUIET",
+    "NO_CMAKE_PATH",
+    "NO_CMAKE_ENVIRONMENT_PATH",
+    "IMPORTED_TARGET",
+    "GLOBAL",
+}
 
 
 class BuildError(Exception):
@@ -94,31 +103,62 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "compiler (e.g. CC=musl-gcc, with its own --build-dir); CMAKE_GENERATOR overrides "
         "the generator (default Ninja when installed, else Unix Makefiles).",
     )
-    p.add_argument("--build-dir", type=Path, default=None,
-                   help="CMake build folder (default build/cmake, or build/cmake-sanitize)")
-    p.add_argument("--out", type=Path, default=None,
-                   help="folder that receives the .so files (default build/plugins, or "
-                   "build/plugins-sanitize)")
-    p.add_argument("--only", nargs="+", metavar="NAME", default=None,
-                   help="build only these plugins")
-    p.add_argument("--plugins-dir", type=Path, action="append", default=[], metavar="DIR",
-                   help="another folder holding <name>/CMakeLists.txt plugin folders "
-                   "(repeatable)")
-    p.add_argument("--sanitize", action="store_true",
-                   help="build with -fsanitize=address,undefined in separate folders")
-    p.add_argument("--target", choices=sorted(CROSS_TARGETS), default=None,
-                   help="build for another platform with plughost/cmake/toolchains/ (default folders "
-                   "build/cmake-<target> and build/plugins-<target>); plugins that link a "
-                   "third-party library are skipped, with the reason")
-    p.add_argument("--build-type", default="RelWithDebInfo",
-                   help="CMAKE_BUILD_TYPE (default RelWithDebInfo)")
-    p.add_argument("--clean", action="store_true",
-                   help="delete the build folder (and the .so files this script put in the "
-                   "output folder) first")
-    p.add_argument("--quiet", "-q", action="store_true",
-                   help="print nothing unless something fails")
-    p.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 2,
-                   help="parallel compile jobs (default: number of CPUs)")
+    p.add_argument(
+        "--build-dir",
+        type=Path,
+        default=None,
+        help="CMake build folder (default build/cmake, or build/cmake-sanitize)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="folder that receives the .so files (default build/plugins, or "
+        "build/plugins-sanitize)",
+    )
+    p.add_argument(
+        "--only", nargs="+", metavar="NAME", default=None, help="build only these plugins"
+    )
+    p.add_argument(
+        "--plugins-dir",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="another folder holding <name>/CMakeLists.txt plugin folders (repeatable)",
+    )
+    p.add_argument(
+        "--sanitize",
+        action="store_true",
+        help="build with -fsanitize=address,undefined in separate folders",
+    )
+    p.add_argument(
+        "--target",
+        choices=sorted(CROSS_TARGETS),
+        default=None,
+        help="build for another platform with plughost/cmake/toolchains/ (default folders "
+        "build/cmake-<target> and build/plugins-<target>); plugins that link a "
+        "third-party library are skipped, with the reason",
+    )
+    p.add_argument(
+        "--build-type", default="RelWithDebInfo", help="CMAKE_BUILD_TYPE (default RelWithDebInfo)"
+    )
+    p.add_argument(
+        "--clean",
+        action="store_true",
+        help="delete the build folder (and the .so files this script put in the "
+        "output folder) first",
+    )
+    p.add_argument(
+        "--quiet", "-q", action="store_true", help="print nothing unless something fails"
+    )
+    p.add_argument(
+        "-j",
+        "--jobs",
+        type=int,
+        default=os.cpu_count() or 2,
+        help="parallel compile jobs (default: number of CPUs)",
+    )
     args = p.parse_args(argv)
     if os.environ.get("PLUGHOST_SANITIZE", "").strip().lower() in TRUE_WORDS:
         args.sanitize = True
@@ -210,12 +250,14 @@ def find_skipped(args: argparse.Namespace) -> dict[str, tuple[Path, str]]:
                 folder,
                 f"it links third-party libraries ({', '.join(libs)}) that this machine has "
                 f"only for itself, not for {args.target}: build it natively (e.g. in the "
-                "Dockerfile's builder stage)")
+                "Dockerfile's builder stage)",
+            )
     return skipped
 
 
-def _link_tree(view: Path, source: Path, leave_out: set[str],
-               own: frozenset[str] = frozenset()) -> None:
+def _link_tree(
+    view: Path, source: Path, leave_out: set[str], own: frozenset[str] = frozenset()
+) -> None:
     """Makes view/ hold a symlink to every entry of source/ but leave_out (and own: real
     folders the caller fills), removing anything else, so a plugin folder that appears or
     goes away in source/ does the same in view/."""
@@ -253,6 +295,7 @@ def source_view(args: argparse.Namespace) -> tuple[Path, list[Path]]:
 def _pypi_zig() -> str | None:
     """The zig program of this Python's ziglang package (PyPI), for the zig toolchains."""
     import importlib.util
+
     spec = importlib.util.find_spec("ziglang")
     if spec is None or not spec.origin:
         return None
@@ -261,15 +304,23 @@ def _pypi_zig() -> str | None:
 
 
 def _run(cmd: list[str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          errors="replace", check=False)
+    return subprocess.run(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+        check=False,
+    )
 
 
 def fetch_third_party(args: argparse.Namespace) -> None:
     """The C sources plugins compile in (tools/fetch_hiredis.py: hiredis for valkey)."""
     import importlib.util
-    spec = importlib.util.spec_from_file_location("fetch_hiredis",
-                                                  ROOT / "tools" / "fetch_hiredis.py")
+
+    spec = importlib.util.spec_from_file_location(
+        "fetch_hiredis", ROOT / "tools" / "fetch_hiredis.py"
+    )
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
@@ -300,7 +351,13 @@ def configure(args: argparse.Namespace, force: bool = False) -> None:
     stamp.unlink(missing_ok=True)
     extra_dirs = args.extra_dirs if args.target else args.plugins_dir
     cmd = [
-        "cmake", "-S", str(want["source"]), "-B", str(build), "-G", str(want["generator"]),
+        "cmake",
+        "-S",
+        str(want["source"]),
+        "-B",
+        str(build),
+        "-G",
+        str(want["generator"]),
         f"-DCMAKE_BUILD_TYPE={args.build_type}",
         f"-DPLUGHOST_SANITIZE={'ON' if args.sanitize else 'OFF'}",
         "-DPLUGHOST_EXTRA_PLUGIN_DIRS=" + ";".join(str(d) for d in extra_dirs),
@@ -347,8 +404,9 @@ _PROGRESS = re.compile(r"^(\[\d+/\d+\] |\[\s*\d+%\] )")
 _TARGET_DIR = re.compile(r"CMakeFiles/([^/\s]+)\.dir/")
 
 
-def build(args: argparse.Namespace, plugins: dict[str, Plugin],
-          names: list[str]) -> tuple[set[str], str]:
+def build(
+    args: argparse.Namespace, plugins: dict[str, Plugin], names: list[str]
+) -> tuple[set[str], str]:
     """Runs the build; returns the names of the plugins that failed and the tool output."""
     cmd = ["cmake", "--build", str(args.build_dir), "--parallel", str(max(1, args.jobs))]
     if args.only:
@@ -362,8 +420,11 @@ def build(args: argparse.Namespace, plugins: dict[str, Plugin],
     if res.returncode == 0:
         return set(), res.stdout
     failed: set[str] = set()
-    by_file = {str(p.file.relative_to(args.build_dir)): n for n, p in plugins.items()
-               if p.file.is_relative_to(args.build_dir)}
+    by_file = {
+        str(p.file.relative_to(args.build_dir)): n
+        for n, p in plugins.items()
+        if p.file.is_relative_to(args.build_dir)
+    }
     for line in res.stdout.splitlines():
         if line.startswith("FAILED:") or "Error" in line or "error:" in line:
             failed.update(m for m in _TARGET_DIR.findall(line) if m in plugins)
@@ -461,9 +522,13 @@ def _main(args: argparse.Namespace, started: float) -> int:
         if "valkey" not in args.skipped:  # (a --target build leaves valkey out: no fetch)
             fetch_third_party(args)
         if args.only and any(n in args.skipped for n in args.only):
-            raise BuildError("; ".join(f"{n} cannot be built for {args.target}: "
-                                       f"{args.skipped[n][1]}"
-                                       for n in dict.fromkeys(args.only) if n in args.skipped))
+            raise BuildError(
+                "; ".join(
+                    f"{n} cannot be built for {args.target}: {args.skipped[n][1]}"
+                    for n in dict.fromkeys(args.only)
+                    if n in args.skipped
+                )
+            )
         if args.target:
             args.source, args.extra_dirs = source_view(args)
         configure(args)
@@ -475,8 +540,10 @@ def _main(args: argparse.Namespace, started: float) -> int:
                 plugins = read_manifest(args.build_dir)
                 unknown = [n for n in args.only if n not in plugins]
             if unknown:
-                raise BuildError(f"no plugin named {', '.join(unknown)} "
-                                 f"(known: {', '.join(sorted(plugins)) or 'none'})")
+                raise BuildError(
+                    f"no plugin named {', '.join(unknown)} "
+                    f"(known: {', '.join(sorted(plugins)) or 'none'})"
+                )
         names = list(dict.fromkeys(args.only)) if args.only else sorted(plugins)
         before = {n: _mtime(plugins[n].file) for n in names}
 
@@ -485,8 +552,11 @@ def _main(args: argparse.Namespace, started: float) -> int:
         plugins = read_manifest(args.build_dir)
         if not args.only:
             names = sorted(plugins)
-        ok = [plugins[n] for n in names
-              if n in plugins and n not in failed and plugins[n].file.is_file()]
+        ok = [
+            plugins[n]
+            for n in names
+            if n in plugins and n not in failed and plugins[n].file.is_file()
+        ]
         collect(args, ok, full=not args.only and not failed)
     except BuildError as e:
         print(f"build_plugins: {e}", file=sys.stderr)
@@ -509,16 +579,19 @@ def _main(args: argparse.Namespace, started: float) -> int:
         if known:
             what = ", ".join(f"{n} ({plugins[n].shown_dir})" for n in known)
             noun = "plugin" if len(known) == 1 else "plugins"
-            print(f"build_plugins: FAILED to build {noun} {what}; the compiler's output is "
-                  "above", file=sys.stderr)
+            print(
+                f"build_plugins: FAILED to build {noun} {what}; the compiler's output is above",
+                file=sys.stderr,
+            )
         else:
-            print("build_plugins: FAILED: the build stopped; its output is above",
-                  file=sys.stderr)
+            print("build_plugins: FAILED: the build stopped; its output is above", file=sys.stderr)
         return 1
     if not args.quiet:
         target = f" for {args.target}" if args.target else ""
-        print(f"build_plugins: {len(ok)} plugin{'s' if len(ok) != 1 else ''}{target} in "
-              f"{_shown(args.out)}  ({time.monotonic() - started:.1f} s)")
+        print(
+            f"build_plugins: {len(ok)} plugin{'s' if len(ok) != 1 else ''}{target} in "
+            f"{_shown(args.out)}  ({time.monotonic() - started:.1f} s)"
+        )
         if args.sanitize:
             hint = _sanitizer_hint(args.build_dir)
             if hint:

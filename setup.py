@@ -29,8 +29,13 @@ fastpath = Extension(
     "plughost._fastpath",
     sources=["host/plughost/_fast/fastpath.c"],
     include_dirs=["host/plughost/include", "host/plughost/_runtime"],  # plugin.h: in sdists too
-    extra_compile_args=["-std=c11", "-Wall", "-Wextra", "-Wno-missing-field-initializers",
-                        "-Wno-cast-function-type"],
+    extra_compile_args=[
+        "-std=c11",
+        "-Wall",
+        "-Wextra",
+        "-Wno-missing-field-initializers",
+        "-Wno-cast-function-type",
+    ],
 )
 
 
@@ -43,9 +48,17 @@ class BuildPyWithPlugins(build_py):
             return
         out = Path(self.build_lib) / "plughost" / "plugins"
         build_temp = Path(self.get_finalized_command("build").build_temp)
-        command = [sys.executable, str(ROOT / "build_plugins.py"), "--quiet",
-                   "--build-type", "Release", "--build-dir", str(build_temp / "plugins-cmake"),
-                   "--out", str(out)]
+        command = [
+            sys.executable,
+            str(ROOT / "build_plugins.py"),
+            "--quiet",
+            "--build-type",
+            "Release",
+            "--build-dir",
+            str(build_temp / "plugins-cmake"),
+            "--out",
+            str(out),
+        ]
         self.announce("building the bundled plugins: " + " ".join(command), level=2)
         result = subprocess.run(command, cwd=ROOT, env={**os.environ, "PLUGHOST_SANITIZE": "0"})
         if result.returncode != 0:
@@ -53,7 +66,8 @@ class BuildPyWithPlugins(build_py):
                 "plughost: building the bundled plugins failed (see CMake's output above); "
                 "the wheel needs CMake >= 3.16, a C compiler and the development files of "
                 "OpenSSL, jansson, libcurl and libxcrypt (Debian: cmake libssl-dev "
-                "libjansson-dev libcurl4-openssl-dev libcrypt-dev)")
+                "libjansson-dev libcurl4-openssl-dev libcrypt-dev)"
+            )
         (out / ".build_plugins-out.json").unlink(missing_ok=True)  # build_plugins.py's own record
 
 
@@ -62,8 +76,9 @@ class SdistWithHiredis(sdist):
 
     def make_release_tree(self, base_dir: str, files: list[str]) -> None:
         super().make_release_tree(base_dir, files)
-        spec = importlib.util.spec_from_file_location("fetch_hiredis",
-                                                      ROOT / "tools" / "fetch_hiredis.py")
+        spec = importlib.util.spec_from_file_location(
+            "fetch_hiredis", ROOT / "tools" / "fetch_hiredis.py"
+        )
         assert spec is not None and spec.loader is not None
         fetch = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(fetch)
@@ -74,5 +89,8 @@ class SdistWithHiredis(sdist):
         shutil.copytree(sources, Path(base_dir) / "third_party" / sources.name)
 
 
-setup(cffi_modules=["host/plughost/_build_runtime.py:ffibuilder"], ext_modules=[fastpath],
-      cmdclass={"build_py": BuildPyWithPlugins, "sdist": SdistWithHiredis})
+setup(
+    cffi_modules=["host/plughost/_build_runtime.py:ffibuilder"],
+    ext_modules=[fastpath],
+    cmdclass={"build_py": BuildPyWithPlugins, "sdist": SdistWithHiredis},
+)

@@ -45,16 +45,27 @@ async def bare(scope: Scope, receive: Receive, send: Send) -> None:
             elif message["type"] == "lifespan.shutdown":
                 await send({"type": "lifespan.shutdown.complete"})
                 return
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", b"text/plain"),
-                            (b"content-length", str(len(BODY)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [
+                (b"content-type", b"text/plain"),
+                (b"content-length", str(len(BODY)).encode()),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": BODY})
 
 
 def _sane(value: bytes) -> bool:
     """requestid's rule: 1..200 printable ASCII characters, no leading/trailing space."""
-    return (0 < len(value) <= 200 and value[:1] != b" " and value[-1:] != b" "
-            and all(0x20 <= c <= 0x7E for c in value))
+    return (
+        0 < len(value) <= 200
+        and value[:1] != b" "
+        and value[-1:] != b" "
+        and all(0x20 <= c <= 0x7E for c in value)
+    )
 
 
 def _set(headers: list[tuple[bytes, bytes]], name: bytes, value: bytes) -> None:
@@ -76,8 +87,9 @@ def _get(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
 class RequestIdMiddleware:
     """Pure ASGI: X-Request-ID on the request, in scope["state"] and on the response."""
 
-    def __init__(self, app: ASGIApp, header: str = "x-request-id",
-                 context_key: str = "requestId") -> None:
+    def __init__(
+        self, app: ASGIApp, header: str = "x-request-id", context_key: str = "requestId"
+    ) -> None:
         self.app = app
         self.header = header.lower().encode()
         self.context_key = context_key
@@ -141,24 +153,44 @@ def _make_starlette() -> Any:
     async def hello(request: Request) -> Response:
         return Response(BODY, headers={"content-type": "text/plain"})
 
-    return Starlette(routes=[Route("/", hello, methods=["GET"])],
-                     middleware=[Middleware(RequestIdMiddleware),
-                                 *(Middleware(TraceMiddleware, name=n) for n in TRACE_NAMES)])
+    return Starlette(
+        routes=[Route("/", hello, methods=["GET"])],
+        middleware=[
+            Middleware(RequestIdMiddleware),
+            *(Middleware(TraceMiddleware, name=n) for n in TRACE_NAMES),
+        ],
+    )
 
 
 #: Seam's default HelmetMiddleware headers (docs/plugins/helmet.md), as plughost sends them.
-HELMET = [(b"x-xss-protection", b"0"), (b"x-content-type-options", b"nosniff"),
-          (b"x-frame-options", b"SAMEORIGIN"), (b"referrer-policy", b"no-referrer"),
-          (b"cross-origin-embedder-policy", b"require-corp"),
-          (b"cross-origin-opener-policy", b"same-origin"),
-          (b"cross-origin-resource-policy", b"same-origin"), (b"origin-agent-cluster", b"?1"),
-          (b"x-dns-prefetch-control", b"off"), (b"x-download-options", b"noopen"),
-          (b"x-permitted-cross-domain-policies", b"none")]
+HELMET = [
+    (b"x-xss-protection", b"0"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"SAMEORIGIN"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cross-origin-embedder-policy", b"require-corp"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+    (b"cross-origin-resource-policy", b"same-origin"),
+    (b"origin-agent-cluster", b"?1"),
+    (b"x-dns-prefetch-control", b"off"),
+    (b"x-download-options", b"noopen"),
+    (b"x-permitted-cross-domain-policies", b"none"),
+]
 JWT_SECRET = "bench-secret-0123456789abcdef0123"
 ORIGIN = "https://app.example"
-HOP_BY_HOP = {b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer",
-              b"transfer-encoding", b"upgrade", b"proxy-authenticate", b"proxy-authorization",
-              b"host", b"content-length"}
+HOP_BY_HOP = {
+    b"connection",
+    b"keep-alive",
+    b"proxy-connection",
+    b"te",
+    b"trailer",
+    b"transfer-encoding",
+    b"upgrade",
+    b"proxy-authenticate",
+    b"proxy-authorization",
+    b"host",
+    b"content-length",
+}
 
 
 class AccessLogMiddleware:
@@ -196,10 +228,16 @@ class AccessLogMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_logged)
-        self.log.info("%d | %s | %d | %.3fms | %s | %s | %s", os.getpid(),
-                      time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), status,
-                      (time.perf_counter() - start) * 1000, scope["client"][0],
-                      scope["method"], scope["path"])
+        self.log.info(
+            "%d | %s | %d | %.3fms | %s | %s | %s",
+            os.getpid(),
+            time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            status,
+            (time.perf_counter() - start) * 1000,
+            scope["client"][0],
+            scope["method"],
+            scope["path"],
+        )
 
 
 class HelmetMiddleware:
@@ -238,9 +276,16 @@ class JWTMiddleware:
             claims = self.decode(auth[7:].decode(), JWT_SECRET, algorithms=["HS256"])
         except (ValueError, self.error):
             body = b'{"error":"unauthorized","status":401}'
-            await send({"type": "http.response.start", "status": 401,
-                        "headers": [(b"content-type", b"application/json"),
-                                    (b"content-length", str(len(body)).encode())]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 401,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                    ],
+                }
+            )
             await send({"type": "http.response.body", "body": body})
             return
         scope.setdefault("state", {})["claims"] = claims
@@ -265,36 +310,56 @@ def _make_starlette_proxy() -> Any:
         client = session.get("s")
         if client is None:
             client = session["s"] = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=256), auto_decompress=False,
-                skip_auto_headers=("Accept", "Accept-Encoding", "User-Agent", "Content-Type"))
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]
-                   if k not in HOP_BY_HOP]
+                connector=aiohttp.TCPConnector(limit=256),
+                auto_decompress=False,
+                skip_auto_headers=("Accept", "Accept-Encoding", "User-Agent", "Content-Type"),
+            )
+        headers = [
+            (k.decode("latin-1"), v.decode("latin-1"))
+            for k, v in request.scope["headers"]
+            if k not in HOP_BY_HOP
+        ]
         peer = request.client.host if request.client else ""
-        headers += [("X-Forwarded-For", peer), ("X-Forwarded-Proto", "http"),
-                    ("X-Forwarded-Host", request.headers.get("host", ""))]
+        headers += [
+            ("X-Forwarded-For", peer),
+            ("X-Forwarded-Proto", "http"),
+            ("X-Forwarded-Host", request.headers.get("host", "")),
+        ]
         url = upstream + "/" + request.path_params.get("rest", "")
         if request.url.query:
             url += "?" + request.url.query
-        async with client.request(request.method, url, headers=headers,
-                                  data=await request.body() or None) as resp:
+        async with client.request(
+            request.method, url, headers=headers, data=await request.body() or None
+        ) as resp:
             body = await resp.read()
-            out = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in resp.raw_headers
-                   if k.lower() not in HOP_BY_HOP]
+            out = [
+                (k.decode("latin-1"), v.decode("latin-1"))
+                for k, v in resp.raw_headers
+                if k.lower() not in HOP_BY_HOP
+            ]
         response = Response(body, status_code=resp.status)
-        response.raw_headers = [(k.lower().encode(), v.encode()) for k, v in out] + \
-            [(b"content-length", str(len(body)).encode())]
+        response.raw_headers = [(k.lower().encode(), v.encode()) for k, v in out] + [
+            (b"content-length", str(len(body)).encode())
+        ]
         return response
 
     async def ready(request: Request) -> Response:
         return Response(b"ready")
 
     log_path = os.environ.get("BENCH_ACCESS_LOG", os.devnull)
-    return Starlette(routes=[Route("/api/{rest:path}", forward, methods=["GET", "POST"]),
-                             Route("/ready", ready)],
-                     middleware=[Middleware(RequestIdMiddleware),
-                                 Middleware(AccessLogMiddleware, path=log_path),
-                                 Middleware(CORSMiddleware, allow_origins=[ORIGIN]),
-                                 Middleware(HelmetMiddleware), Middleware(JWTMiddleware)])
+    return Starlette(
+        routes=[
+            Route("/api/{rest:path}", forward, methods=["GET", "POST"]),
+            Route("/ready", ready),
+        ],
+        middleware=[
+            Middleware(RequestIdMiddleware),
+            Middleware(AccessLogMiddleware, path=log_path),
+            Middleware(CORSMiddleware, allow_origins=[ORIGIN]),
+            Middleware(HelmetMiddleware),
+            Middleware(JWTMiddleware),
+        ],
+    )
 
 
 _BUILDERS = {"starlette": _make_starlette, "starlette_proxy": _make_starlette_proxy}

@@ -35,8 +35,10 @@ def require(*modules: str, install: str | None = None) -> None:
             missing.append(name)
     if missing:
         what = install or " ".join(missing)
-        sys.exit(f"{Path(sys.argv[0]).name}: missing Python module(s) {', '.join(missing)}: "
-                 f"run `{sys.executable} -m pip install {what}`")
+        sys.exit(
+            f"{Path(sys.argv[0]).name}: missing Python module(s) {', '.join(missing)}: "
+            f"run `{sys.executable} -m pip install {what}`"
+        )
 
 
 def plugin_dir(path: str | None) -> Path:
@@ -53,27 +55,46 @@ def plugin_dir(path: str | None) -> Path:
         return folder
     folder = DEFAULT_PLUGIN_DIR
     done = subprocess.run(
-        [sys.executable, str(REPO / "build_plugins.py"),
-         "--plugins-dir", str(REPO / "tests" / "native_plugins"),
-         "--plugins-dir", str(REPO / "bench" / "plugins"),
-         "--build-dir", str(REPO / "build" / "cmake-bench"), "--out", str(folder)],
-        cwd=REPO, capture_output=True, text=True)
+        [
+            sys.executable,
+            str(REPO / "build_plugins.py"),
+            "--plugins-dir",
+            str(REPO / "tests" / "native_plugins"),
+            "--plugins-dir",
+            str(REPO / "bench" / "plugins"),
+            "--build-dir",
+            str(REPO / "build" / "cmake-bench"),
+            "--out",
+            str(folder),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     if done.returncode != 0:
         sys.exit(f"building the plugins failed:\n{done.stdout}{done.stderr}")
     return folder
 
 
-def write_config(folder: Path, plugins: Path, *, chains: dict[str, list[str]],
-                 middlewares: dict[str, tuple[str, str]], action: str = "Hello") -> Path:
+def write_config(
+    folder: Path,
+    plugins: Path,
+    *,
+    chains: dict[str, list[str]],
+    middlewares: dict[str, tuple[str, str]],
+    action: str = "Hello",
+) -> Path:
     """A Seam configuration folder loading the five plugins, with a Memory storage, the
     given middlewares (name -> (type id, inline YAML config or "")), the static Hello action
     (200 text/plain HELLO_BODY), the Echo action, and one GET/POST route per ``chains``
     entry (path -> middleware names) ending in ``action``."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "plugins.yaml").write_text("plugins:\n" + "".join(
-        f"  - path: {plugins / name}.so\n" for name in PLUGINS))
+    (folder / "plugins.yaml").write_text(
+        "plugins:\n" + "".join(f"  - path: {plugins / name}.so\n" for name in PLUGINS)
+    )
     (folder / "storages.yaml").write_text(
-        "storages:\n  Memory:\n    use: plugins.memory.storages.MemoryStorage\n")
+        "storages:\n  Memory:\n    use: plugins.memory.storages.MemoryStorage\n"
+    )
     lines = ["middlewares:"]
     for name, (use, config) in middlewares.items():
         lines += [f"  {name}:", f"    use: {use}"] + ([f"    config: {config}"] if config else [])
@@ -91,8 +112,13 @@ actions:
 """)
     routes = ["routes:"]
     for i, (path, names) in enumerate(chains.items()):
-        routes += [f"  R{i}:", f"    gatewayPath: {path}", "    methods: [GET, POST]",
-                   f"    middlewares: [{', '.join(names)}]", f"    action: {action}"]
+        routes += [
+            f"  R{i}:",
+            f"    gatewayPath: {path}",
+            "    methods: [GET, POST]",
+            f"    middlewares: [{', '.join(names)}]",
+            f"    action: {action}",
+        ]
     (folder / "routes.yaml").write_text("\n".join(routes) + "\n")
     return folder
 
@@ -138,5 +164,7 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return (f"{cpu}, {os.cpu_count()} CPU(s), Python {platform.python_version()} "
-            f"({sys.implementation.name}), {platform.system()} {platform.release()}")
+    return (
+        f"{cpu}, {os.cpu_count()} CPU(s), Python {platform.python_version()} "
+        f"({sys.implementation.name}), {platform.system()} {platform.release()}"
+    )

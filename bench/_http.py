@@ -42,17 +42,23 @@ class Server:
     def start(self, logdir: Path, core: str) -> None:
         self.log = logdir / f"{self.name}.log"
         with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen(["taskset", "-c", core, *self.argv], stdout=out,
-                                         stderr=subprocess.STDOUT, cwd=BENCH,
-                                         env={**os.environ, **self.env})
+            self.proc = subprocess.Popen(
+                ["taskset", "-c", core, *self.argv],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=BENCH,
+                env={**os.environ, **self.env},
+            )
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.proc is not None
             if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with status {self.proc.returncode}:\n"
-                                   f"{self.log.read_text() if self.log else ''}")
+                raise RuntimeError(
+                    f"{self.name} exited with status {self.proc.returncode}:\n"
+                    f"{self.log.read_text() if self.log else ''}"
+                )
             try:
                 with urllib.request.urlopen(self.ready_url, timeout=1) as r:
                     if r.status == 200:
@@ -141,11 +147,27 @@ def _ms(text: str) -> float:
     return float(m.group(1)) * _UNITS[m.group(2)]
 
 
-def run_wrk(wrk: str, url: str, *, threads: int, connections: int, duration: str,
-            core: str, headers: dict[str, str] | None = None) -> WrkResult:
+def run_wrk(
+    wrk: str,
+    url: str,
+    *,
+    threads: int,
+    connections: int,
+    duration: str,
+    core: str,
+    headers: dict[str, str] | None = None,
+) -> WrkResult:
     """``wrk --latency`` pinned to ``core`` (taskset), with extra request ``headers``."""
-    cmd = ["taskset", "-c", core, wrk, f"-t{threads}", f"-c{connections}", f"-d{duration}",
-           "--latency"]
+    cmd = [
+        "taskset",
+        "-c",
+        core,
+        wrk,
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{duration}",
+        "--latency",
+    ]
     for name, value in (headers or {}).items():
         cmd += ["-H", f"{name}: {value}"]
     cmd.append(url)
@@ -159,5 +181,3 @@ def run_wrk(wrk: str, url: str, *, threads: int, connections: int, duration: str
     if m := re.search(r"Socket errors: (.*)", out):
         errors.append(f"socket errors: {m.group(1)}")
     return WrkResult(rps, _ms(pct["50"]), _ms(pct["99"]), total, "; ".join(errors))
-
-

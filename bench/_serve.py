@@ -20,6 +20,15 @@ if __name__ == "__main__":
     gc.collect()
     gc.freeze()  # what plughost does at start-up: the imports stay out of the collector's way
     app, port = sys.argv[1], int(sys.argv[2])
-    uvicorn.run(app, host="127.0.0.1", port=port, loop="uvloop", http=GatewayHttpProtocol,
-                workers=1, access_log=False, server_header=False, log_level="warning",
-                lifespan="on")
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=port,
+        loop="uvloop",
+        http=GatewayHttpProtocol,
+        workers=1,
+        access_log=False,
+        server_header=False,
+        log_level="warning",
+        lifespan="on",
+    )

@@ -86,9 +86,12 @@ def build(plugins: Path, folder: Path, lengths: list[int]) -> tuple[Gateway, dic
         for n in lengths:
             chains[f"/{kind}/{n}"] = names[kind][:n]
             routes[f"{kind} {n}"] = f"/{kind}/{n}"
-    middlewares = {**_common.traces(names["trace"]), **_common.noops(names["noop"]),
-                   **_common.header_ops(names["get"], "get"),
-                   **_common.header_ops(names["set"], "set")}
+    middlewares = {
+        **_common.traces(names["trace"]),
+        **_common.noops(names["noop"]),
+        **_common.header_ops(names["get"], "get"),
+        **_common.header_ops(names["set"], "set"),
+    }
     _common.write_config(folder, plugins, chains=chains, middlewares=middlewares)
     return Gateway.from_config(folder), routes
 
@@ -127,8 +130,9 @@ def run_only(gateway: Gateway, path: str, n: int) -> float:
     return (clock() - start) / n
 
 
-def timings(gateway: Gateway, routes: dict[str, str], requests: int,
-            repeats: int) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+def timings(
+    gateway: Gateway, routes: dict[str, str], requests: int, repeats: int
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """({label: [ns per handle]}, {label: [ns per chain run]}), one entry per repetition."""
     whole: dict[str, list[float]] = {label: [] for label in routes}
     chain: dict[str, list[float]] = {label: [] for label in routes}
@@ -192,8 +196,9 @@ def breakdown(gateway: Gateway, path: str, n: int) -> dict[str, float]:
             t0 = clock()
             chain, params = gateway.route("GET", path)  # type: ignore[misc]
             t1 = clock()
-            gateway.runner.serve_chain(chain, b"GET", encoded, b"", b"127.0.0.1", headers,
-                                       b"", params, False)
+            gateway.runner.serve_chain(
+                chain, b"GET", encoded, b"", b"127.0.0.1", headers, b"", params, False
+            )
             t2 = clock()
             spent["route (Gateway.route)"] += t1 - t0
             spent["the C call: exchange, chain, Response, free"] += t2 - t1
@@ -204,16 +209,25 @@ def breakdown(gateway: Gateway, path: str, n: int) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--quick", action="store_true", help="a few seconds' smoke run")
-    p.add_argument("--requests", type=int, help="requests per timed batch "
-                   "(default 20000; 2000 with --quick)")
+    p.add_argument(
+        "--requests", type=int, help="requests per timed batch (default 20000; 2000 with --quick)"
+    )
     p.add_argument("--repeats", type=int, help="timed batches per route (default 7; 3 quick)")
-    p.add_argument("--lengths", type=int, nargs="+", default=[1, 5, 20],
-                   help="chain lengths (default 1 5 20; first and last give the slope)")
-    p.add_argument("--plugins-dir", help="folder with the plugins (default: build them into "
-                   "build/bench-plugins)")
+    p.add_argument(
+        "--lengths",
+        type=int,
+        nargs="+",
+        default=[1, 5, 20],
+        help="chain lengths (default 1 5 20; first and last give the slope)",
+    )
+    p.add_argument(
+        "--plugins-dir",
+        help="folder with the plugins (default: build them into build/bench-plugins)",
+    )
     args = p.parse_args(argv)
     requests = args.requests or (2000 if args.quick else 20000)
     repeats = args.repeats or (3 if args.quick else 7)
@@ -230,8 +244,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"timing {len(routes)} routes: {repeats} x {requests} requests each")
             whole, chain = timings(gateway, routes, requests, repeats)
             counted = crossings(gateway, routes, 1000 if not args.quick else 200)
-            parts = breakdown(gateway, routes[f"trace {lengths[len(lengths) // 2]}"],
-                              requests)
+            parts = breakdown(gateway, routes[f"trace {lengths[len(lengths) // 2]}"], requests)
         finally:
             gateway.close()
 
@@ -244,38 +257,49 @@ def main(argv: list[str] | None = None) -> int:
     for label in routes:
         per_req[label] = sum(counted[label].values()) / ncount
         w, c = whole[label], chain[label]
-        print(f"{label:<9} {min(w):>10.0f} {statistics.median(w):>11.0f} {min(c):>10.0f} "
-              f"{statistics.median(c):>11.0f} {per_req[label]:>10.2f}")
+        print(
+            f"{label:<9} {min(w):>10.0f} {statistics.median(w):>11.0f} {min(c):>10.0f} "
+            f"{statistics.median(c):>11.0f} {per_req[label]:>10.2f}"
+        )
     print()
-    print(f"per extra middleware, (t{hi} - t{lo}) / {hi - lo}, in ns "
-          f"(goal <= {GOAL_NS:.0f} ns):")
-    print(f"{'kind':<7} {'chain run, best':>16} {'chain run, median':>18} {'handle, best':>13} "
-          f"{'handle, median':>15}")
+    print(f"per extra middleware, (t{hi} - t{lo}) / {hi - lo}, in ns (goal <= {GOAL_NS:.0f} ns):")
+    print(
+        f"{'kind':<7} {'chain run, best':>16} {'chain run, median':>18} {'handle, best':>13} "
+        f"{'handle, median':>15}"
+    )
     slopes: dict[str, float] = {}
     for kind in KINDS:
-        def slope(table: dict[str, list[float]], pick: Callable[[list[float]], float],
-                  kind: str = kind) -> float:
+
+        def slope(
+            table: dict[str, list[float]], pick: Callable[[list[float]], float], kind: str = kind
+        ) -> float:
             return (pick(table[f"{kind} {hi}"]) - pick(table[f"{kind} {lo}"])) / (hi - lo)
 
         med = statistics.median
         slopes[kind] = slope(chain, min)
-        print(f"{kind:<7} {slopes[kind]:>16.1f} {slope(chain, med):>18.1f} "
-              f"{slope(whole, min):>13.1f} {slope(whole, med):>15.1f}")
-    print("  noop = the chain runner alone; get/set = runner + one host-table header call per "
-          "phase;")
-    print("  trace = runner + 2 header gets + 2 header sets + copies of the growing trace "
-          "list")
+        print(
+            f"{kind:<7} {slopes[kind]:>16.1f} {slope(chain, med):>18.1f} "
+            f"{slope(whole, min):>13.1f} {slope(whole, med):>15.1f}"
+        )
+    print(
+        "  noop = the chain runner alone; get/set = runner + one host-table header call per phase;"
+    )
+    print("  trace = runner + 2 header gets + 2 header sets + copies of the growing trace list")
     for kind in ("noop", "trace"):
         verdict = "meets" if slopes[kind] <= GOAL_NS else "MISSES"
-        print(f"  {kind}: {slopes[kind]:.1f} ns per extra middleware (chain run, best): "
-              f"{verdict} the <= {GOAL_NS:.0f} ns goal")
+        print(
+            f"  {kind}: {slopes[kind]:.1f} ns per extra middleware (chain run, best): "
+            f"{verdict} the <= {GOAL_NS:.0f} ns goal"
+        )
     print()
     first = counted[f"trace {lo}"]
     same = all(counted[label] == first for label in routes)
     calls = ", ".join(f"{name} {c / ncount:g}" for name, c in sorted(first.items()))
-    print(f"crossings per request (Python -> C calls into the runtime's lib): "
-          f"{per_req[f'trace {lo}']:g}, the same for every chain length and kind: "
-          f"{'yes' if same else 'NO'}")
+    print(
+        f"crossings per request (Python -> C calls into the runtime's lib): "
+        f"{per_req[f'trace {lo}']:g}, the same for every chain length and kind: "
+        f"{'yes' if same else 'NO'}"
+    )
     print(f"  {calls}")
     if not same:
         for label in routes:

@@ -85,8 +85,12 @@ def nginx_server(tmp: Path, port: int) -> Server:
     folder.mkdir()
     conf = folder / "nginx.conf"
     conf.write_text(NGINX_CONF.format(folder=folder, port=port, body=_common.HELLO_BODY))
-    return Server("nginx", [shutil.which("nginx") or "nginx", "-e", "stderr", "-p", str(folder),
-                            "-c", str(conf)], port)
+    return Server(
+        "nginx",
+        [shutil.which("nginx") or "nginx", "-e", "stderr", "-p", str(folder), "-c", str(conf)],
+        port,
+    )
+
 
 def fetch(url: str) -> tuple[dict[str, str], bytes]:
     with urllib.request.urlopen(url, timeout=5) as r:
@@ -106,16 +110,18 @@ def check_same(servers: list[Server]) -> None:
             continue
         headers = seen[name][0]
         if headers.get("x-trace-response") != want or not headers.get("x-request-id"):
-            raise SystemExit(f"{name} did not run the five middlewares: "
-                             f"x-trace-response={headers.get('x-trace-response')!r}, "
-                             f"x-request-id={headers.get('x-request-id')!r}")
+            raise SystemExit(
+                f"{name} did not run the five middlewares: "
+                f"x-trace-response={headers.get('x-trace-response')!r}, "
+                f"x-request-id={headers.get('x-request-id')!r}"
+            )
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true",
-                   help="smoke run: 1 s warm-up, one 2 s round")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--quick", action="store_true", help="smoke run: 1 s warm-up, one 2 s round")
     p.add_argument("--duration", help="wrk -d per measured run (default 10s; 2s quick)")
     p.add_argument("--warmup", help="wrk -d of the warm-up per server (default 3s; 1s quick)")
     p.add_argument("--rounds", type=int, help="measured rounds per server (default 5; 1 quick)")
@@ -123,11 +129,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="wrk -t (default 1)")
     p.add_argument("--server-core", default="0", help="taskset core list for the servers")
     p.add_argument("--wrk-core", default="1", help="taskset core list for wrk")
-    p.add_argument("--only", nargs="+", choices=["bare", "plughost", "plughost-asgi",
-                                                 "starlette", "nginx"],
-                   help="measure only these servers (ratios need bare/starlette too)")
-    p.add_argument("--plugins-dir", help="folder with the plugins (default: build them into "
-                   "build/bench-plugins)")
+    p.add_argument(
+        "--only",
+        nargs="+",
+        choices=["bare", "plughost", "plughost-asgi", "starlette", "nginx"],
+        help="measure only these servers (ratios need bare/starlette too)",
+    )
+    p.add_argument(
+        "--plugins-dir",
+        help="folder with the plugins (default: build them into build/bench-plugins)",
+    )
     args = p.parse_args(argv)
     duration = args.duration or ("2s" if args.quick else "10s")
     warmup = args.warmup or ("1s" if args.quick else "3s")
@@ -140,37 +151,49 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit("http_throughput.py: taskset is not installed: run `apt-get install util-linux`")
     names = args.only or ["bare", "plughost", "plughost-asgi", "starlette", "nginx"]
     if "nginx" in names and shutil.which("nginx") is None:
-        sys.exit("http_throughput.py: nginx is not installed: run ./dev setup (it installs "
-                 "nginx-light), or leave it out with --only")
+        sys.exit(
+            "http_throughput.py: nginx is not installed: run ./dev setup (it installs "
+            "nginx-light), or leave it out with --only"
+        )
     _common.require("uvicorn", "uvloop", "httptools", install="uvicorn uvloop httptools")
     if "starlette" in names:
         _common.require("starlette")
     plughost_bin = Path(sys.executable).parent / "plughost"
     if "plughost" in names and not plughost_bin.exists():
-        sys.exit(f"http_throughput.py: no {plughost_bin}: run `{sys.executable} -m pip "
-                 "install -e .` in the repository")
+        sys.exit(
+            f"http_throughput.py: no {plughost_bin}: run `{sys.executable} -m pip "
+            "install -e .` in the repository"
+        )
 
     print(f"http_throughput: {_common.machine()}")
-    print(f"servers on core {args.server_core}, wrk on core {args.wrk_core}: "
-          f"wrk -t{args.threads} -c{args.connections} -d{duration} --latency "
-          f"(warm-up -d{warmup}, {rounds} round(s))")
+    print(
+        f"servers on core {args.server_core}, wrk on core {args.wrk_core}: "
+        f"wrk -t{args.threads} -c{args.connections} -d{duration} --latency "
+        f"(warm-up -d{warmup}, {rounds} round(s))"
+    )
     plugins = _common.plugin_dir(args.plugins_dir)
     with tempfile.TemporaryDirectory(prefix="plughost-bench-") as tmp:
         folder = _common.write_config(
-            Path(tmp) / "config", plugins, chains={"/": ["RequestID", *TRACE_NAMES]},
-            middlewares={**_common.requestid(), **_common.traces(TRACE_NAMES)})
+            Path(tmp) / "config",
+            plugins,
+            chains={"/": ["RequestID", *TRACE_NAMES]},
+            middlewares={**_common.requestid(), **_common.traces(TRACE_NAMES)},
+        )
         serve_app = [sys.executable, str(BENCH / "_serve.py")]
-        gateway = [str(plughost_bin), "serve", "--config", str(folder), "--log-level",
-                   "warning"]
+        gateway = [str(plughost_bin), "serve", "--config", str(folder), "--log-level", "warning"]
         candidates = {
             "bare": lambda port: Server("bare", [*serve_app, "_apps:bare", str(port)], port),
             "plughost": lambda port: Server(
-                "plughost", [*gateway, "--address", f"127.0.0.1:{port}"], port),
+                "plughost", [*gateway, "--address", f"127.0.0.1:{port}"], port
+            ),
             "plughost-asgi": lambda port: Server(
-                "plughost-asgi", [*gateway, "--address", f"127.0.0.1:{port}",
-                                  "--no-direct-path"], port),
+                "plughost-asgi",
+                [*gateway, "--address", f"127.0.0.1:{port}", "--no-direct-path"],
+                port,
+            ),
             "starlette": lambda port: Server(
-                "starlette", [*serve_app, "_apps:starlette", str(port)], port),
+                "starlette", [*serve_app, "_apps:starlette", str(port)], port
+            ),
             "nginx": lambda port: nginx_server(Path(tmp), port),
         }
         servers = [candidates[n](_common.free_port()) for n in names]
@@ -180,60 +203,88 @@ def main(argv: list[str] | None = None) -> int:
                 s.start(Path(tmp), args.server_core)
             for s in servers:
                 s.wait_ready()
-                print(f"  {s.name:<10} pid {s.proc.pid if s.proc else '?'} on {s.url}: "
-                      f"{' '.join(s.argv)}")
+                print(
+                    f"  {s.name:<10} pid {s.proc.pid if s.proc else '?'} on {s.url}: "
+                    f"{' '.join(s.argv)}"
+                )
             check_same(servers)
             for s in servers:
-                run_wrk(wrk, s.url, threads=args.threads, connections=args.connections,
-                        duration=warmup, core=args.wrk_core)
+                run_wrk(
+                    wrk,
+                    s.url,
+                    threads=args.threads,
+                    connections=args.connections,
+                    duration=warmup,
+                    core=args.wrk_core,
+                )
             for rnd in range(rounds):
                 for s in servers:
                     cpu0, t0 = s.cpu_seconds(), time.monotonic()
-                    r = run_wrk(wrk, s.url, threads=args.threads,
-                                connections=args.connections, duration=duration,
-                                core=args.wrk_core)
+                    r = run_wrk(
+                        wrk,
+                        s.url,
+                        threads=args.threads,
+                        connections=args.connections,
+                        duration=duration,
+                        core=args.wrk_core,
+                    )
                     used = s.cpu_seconds() - cpu0
                     r.cpu = used / (time.monotonic() - t0)
                     r.cpu_us = used * 1e6 / max(r.requests, 1)
                     results[s.name].append(r)
-                    print(f"  round {rnd + 1}/{rounds} {s.name:<10} {r.rps:>9.0f} req/s"
-                          f"{'  ' + r.errors if r.errors else ''}", flush=True)
+                    print(
+                        f"  round {rnd + 1}/{rounds} {s.name:<10} {r.rps:>9.0f} req/s"
+                        f"{'  ' + r.errors if r.errors else ''}",
+                        flush=True,
+                    )
         finally:
             for s in servers:
                 s.stop()
 
     med = statistics.median
     print()
-    print(f"{'server':<11} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'server CPU':>11} "
-          f"{'CPU us/req':>11} {'requests':>10}  errors")
+    print(
+        f"{'server':<11} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'server CPU':>11} "
+        f"{'CPU us/req':>11} {'requests':>10}  errors"
+    )
     for name, rs in results.items():
-        print(f"{name:<11} {med(r.rps for r in rs):>9.0f} {med(r.p50_ms for r in rs):>8.2f} "
-              f"{med(r.p99_ms for r in rs):>8.2f} {med(r.cpu for r in rs):>10.0%} "
-              f"{med(r.cpu_us for r in rs):>11.1f} {sum(r.requests for r in rs):>10}  "
-              f"{'; '.join(r.errors for r in rs if r.errors) or '-'}")
-    print("  (medians over rounds; server CPU = its CPU seconds per wall second: 100% means "
-          "the pinned core was saturated;\n   CPU us/req = the server's CPU time per answered "
-          "request, which time stolen by the VM's neighbours does not inflate)")
+        print(
+            f"{name:<11} {med(r.rps for r in rs):>9.0f} {med(r.p50_ms for r in rs):>8.2f} "
+            f"{med(r.p99_ms for r in rs):>8.2f} {med(r.cpu for r in rs):>10.0%} "
+            f"{med(r.cpu_us for r in rs):>11.1f} {sum(r.requests for r in rs):>10}  "
+            f"{'; '.join(r.errors for r in rs if r.errors) or '-'}"
+        )
+    print(
+        "  (medians over rounds; server CPU = its CPU seconds per wall second: 100% means "
+        "the pinned core was saturated;\n   CPU us/req = the server's CPU time per answered "
+        "request, which time stolen by the VM's neighbours does not inflate)"
+    )
     failed = any(r.errors for rs in results.values() for r in rs)
     rps = {name: med(r.rps for r in rs) for name, rs in results.items()}
     for mine in ("plughost", "plughost-asgi"):
         if mine not in rps:
             continue
         print()
-        for other, goal in (("bare", GOAL_BARE), ("starlette", GOAL_STARLETTE),
-                            ("nginx", GOAL_NGINX)):
+        for other, goal in (
+            ("bare", GOAL_BARE),
+            ("starlette", GOAL_STARLETTE),
+            ("nginx", GOAL_NGINX),
+        ):
             if other not in rps:
                 continue
             ratio = rps[mine] / rps[other]
             rounds_ratio = [a.rps / b.rps for a, b in zip(results[mine], results[other])]
-            print(f"{mine} / {other:<9} = {ratio:5.2f} of the medians, "
-                  f"{med(rounds_ratio):.2f} median of the rounds' ratios (goal >= {goal:.2f}: "
-                  f"{'meets' if ratio >= goal else 'MISSES'}; per round: "
-                  f"{', '.join(f'{x:.2f}' for x in rounds_ratio)})")
-            cpu_ratio = med(r.cpu_us for r in results[other]) / \
-                med(r.cpu_us for r in results[mine])
-            print(f"{'':<{len(mine) + 13}}   {cpu_ratio:5.2f} by CPU time per request "
-                  f"({other}'s / {mine}'s)")
+            print(
+                f"{mine} / {other:<9} = {ratio:5.2f} of the medians, "
+                f"{med(rounds_ratio):.2f} median of the rounds' ratios (goal >= {goal:.2f}: "
+                f"{'meets' if ratio >= goal else 'MISSES'}; per round: "
+                f"{', '.join(f'{x:.2f}' for x in rounds_ratio)})"
+            )
+            cpu_ratio = med(r.cpu_us for r in results[other]) / med(r.cpu_us for r in results[mine])
+            print(
+                f"{'':<{len(mine) + 13}}   {cpu_ratio:5.2f} by CPU time per request "
+                f"({other}'s / {mine}'s)"
+            )
     return 1 if failed else 0
 
 

@@ -66,13 +66,16 @@ def rss_after_gc() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--quick", action="store_true", help="50,000 requests (a few seconds)")
     p.add_argument("--requests", type=int, help="measured requests (default 1,000,000)")
     p.add_argument("--warmup", type=int, default=10_000, help="warm-up requests (10,000)")
-    p.add_argument("--plugins-dir", help="folder with the plugins (default: build them into "
-                   "build/bench-plugins)")
+    p.add_argument(
+        "--plugins-dir",
+        help="folder with the plugins (default: build them into build/bench-plugins)",
+    )
     args = p.parse_args(argv)
     total = args.requests or (50_000 if args.quick else 1_000_000)
 
@@ -81,15 +84,20 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="plughost-bench-") as tmp:
         chain = ["RequestID", *TRACE_NAMES]
         folder = _common.write_config(
-            Path(tmp), plugins, action="Echo",
+            Path(tmp),
+            plugins,
+            action="Echo",
             chains={"/users/:id": chain, "/echo": chain},
-            middlewares={**_common.requestid(), **_common.traces(TRACE_NAMES)})
+            middlewares={**_common.requestid(), **_common.traces(TRACE_NAMES)},
+        )
         before_build = rss_after_gc()
         gateway = Gateway.from_config(folder)
         try:
             start = rss_after_gc()
-            print(f"RSS before any request: {start / 1024:.1f} MB "
-                  f"(gateway built: +{(start - before_build) / 1024:.1f} MB)")
+            print(
+                f"RSS before any request: {start / 1024:.1f} MB "
+                f"(gateway built: +{(start - before_build) / 1024:.1f} MB)"
+            )
             requests(gateway, args.warmup)
             warm = rss_after_gc()
             print(f"RSS after {args.warmup:,} warm-up requests: {warm / 1024:.1f} MB", flush=True)
@@ -104,8 +112,10 @@ def main(argv: list[str] | None = None) -> int:
                 rss = rss_after_gc()
                 samples.append(rss)
                 rate = done / (time.perf_counter() - t0)
-                print(f"  {done:>9,} requests  RSS {rss / 1024:7.1f} MB  "
-                      f"({rate:,.0f} req/s)", flush=True)
+                print(
+                    f"  {done:>9,} requests  RSS {rss / 1024:7.1f} MB  ({rate:,.0f} req/s)",
+                    flush=True,
+                )
             end = rss_after_gc()
         finally:
             gateway.close()
@@ -116,10 +126,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'RSS before':<30} {start / 1024:8.1f} MB")
     print(f"{'RSS after warm-up':<30} {warm / 1024:8.1f} MB  (+{(warm - start) / 1024:.1f} MB)")
     print(f"{f'RSS after {total:,} requests':<30} {end / 1024:8.1f} MB")
-    print(f"growth after the warm-up: {growth_kib / 1024:+.2f} MB over {total:,} requests = "
-          f"{growth_kib * 1024 / total:+.2f} bytes/request "
-          f"(second half alone: {(end - half) * 1024 / max(1, total - total // 2):+.2f} "
-          "bytes/request)")
+    print(
+        f"growth after the warm-up: {growth_kib / 1024:+.2f} MB over {total:,} requests = "
+        f"{growth_kib * 1024 / total:+.2f} bytes/request "
+        f"(second half alone: {(end - half) * 1024 / max(1, total - total // 2):+.2f} "
+        "bytes/request)"
+    )
     return 0
 
 

@@ -64,8 +64,10 @@ SECURITY = [(k.decode(), v.decode()) for k, v in HELMET]
 
 def find_tool(name: str) -> str | None:
     """``name`` on $PATH or in the sbin folders a non-root $PATH often lacks."""
-    return shutil.which(name, path=os.pathsep.join(
-        [os.environ.get("PATH", ""), "/usr/local/sbin", "/usr/sbin", "/sbin"]))
+    return shutil.which(
+        name,
+        path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/local/sbin", "/usr/sbin", "/sbin"]),
+    )
 
 
 def version(argv: list[str]) -> str:
@@ -77,13 +79,15 @@ def nginx_conf(folder: Path, port: int, server: str) -> Path:
     """A self-contained nginx.conf: one worker, no daemon, everything in ``folder``."""
     folder.mkdir()
     user = f"user {pwd.getpwuid(os.geteuid()).pw_name};\n" if os.geteuid() == 0 else ""
-    temps = "".join(f"    {kind}_temp_path {folder / kind};\n"
-                    for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    temps = "".join(
+        f"    {kind}_temp_path {folder / kind};\n"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
     conf = folder / "nginx.conf"
     conf.write_text(f"""{user}worker_processes 1;
 daemon off;
-pid {folder / 'nginx.pid'};
-lock_file {folder / 'nginx.lock'};
+pid {folder / "nginx.pid"};
+lock_file {folder / "nginx.lock"};
 error_log stderr warn;
 events {{ worker_connections 4096; }}
 http {{
@@ -103,8 +107,10 @@ def upstream_server(port: int) -> str:
 
 
 def nginx_gateway(port: int, upstream: int) -> str:
-    added = "".join(f'            add_header {name} "{value}" always;\n'
-                    for name, value in [("X-Request-ID", "$request_id"), *SECURITY])
+    added = "".join(
+        f'            add_header {name} "{value}" always;\n'
+        for name, value in [("X-Request-ID", "$request_id"), *SECURITY]
+    )
     return f"""    upstream backend {{
         server 127.0.0.1:{upstream};
         keepalive 64;
@@ -155,8 +161,9 @@ backend upstream
 def plughost_config(folder: Path, plugins: Path, upstream: str) -> Path:
     """A Seam configuration folder: /api/* = RequestID, Helmet, then httpfw to ``upstream``."""
     folder.mkdir()
-    (folder / "plugins.yaml").write_text("plugins:\n" + "".join(
-        f"  - path: {plugins / name}.so\n" for name in PLUGINS))
+    (folder / "plugins.yaml").write_text(
+        "plugins:\n" + "".join(f"  - path: {plugins / name}.so\n" for name in PLUGINS)
+    )
     (folder / "middlewares.yaml").write_text("""middlewares:
   RequestID:
     use: plugins.requestid.middlewares.RequestIdMiddleware
@@ -190,29 +197,38 @@ def check(name: str, url: str, gateway: bool) -> None:
     if gateway and not headers.get("x-request-id"):
         wrong.insert(0, "X-Request-ID")
     if status != 200 or body != _common.HELLO_BODY.encode() or wrong:
-        raise SystemExit(f"proxy_compare.py: {name} answered {url} with {status} "
-                         f"{body[:60]!r}, missing or wrong headers: {', '.join(wrong) or 'none'}")
-    print(f"  {name:<9} 200 {body!r}, {len(headers)} headers"
-          f"{', request id ' + headers['x-request-id'] if gateway else ''}")
+        raise SystemExit(
+            f"proxy_compare.py: {name} answered {url} with {status} "
+            f"{body[:60]!r}, missing or wrong headers: {', '.join(wrong) or 'none'}"
+        )
+    print(
+        f"  {name:<9} 200 {body!r}, {len(headers)} headers"
+        f"{', request id ' + headers['x-request-id'] if gateway else ''}"
+    )
 
 
 def spread(values: list[float], fmt: str) -> str:
-    return (f"{format(statistics.median(values), fmt)} "
-            f"({format(min(values), fmt)}–{format(max(values), fmt)})")
+    return (
+        f"{format(statistics.median(values), fmt)} "
+        f"({format(min(values), fmt)}–{format(max(values), fmt)})"
+    )
 
 
 def report(results: dict[str, list[WrkResult]]) -> None:
     med = statistics.median
-    print(f"\n{'target':<9} {'req/s':>24} {'p50 ms':>21} {'p99 ms':>21} "
-          f"{'CPU us/req':>21}  errors")
+    print(f"\n{'target':<9} {'req/s':>24} {'p50 ms':>21} {'p99 ms':>21} {'CPU us/req':>21}  errors")
     for name, rs in results.items():
-        print(f"{name:<9} {spread([r.rps for r in rs], ',.0f'):>24} "
-              f"{spread([r.p50_ms for r in rs], '.2f'):>21} "
-              f"{spread([r.p99_ms for r in rs], '.2f'):>21} "
-              f"{spread([r.cpu_us for r in rs], '.1f'):>21}  "
-              f"{'; '.join(r.errors for r in rs if r.errors) or '-'}")
-    print("  (median (min–max) over rounds; CPU us/req: the process tree's CPU time per "
-          "request —\n   the upstream's for direct, the gateway's otherwise)")
+        print(
+            f"{name:<9} {spread([r.rps for r in rs], ',.0f'):>24} "
+            f"{spread([r.p50_ms for r in rs], '.2f'):>21} "
+            f"{spread([r.p99_ms for r in rs], '.2f'):>21} "
+            f"{spread([r.cpu_us for r in rs], '.1f'):>21}  "
+            f"{'; '.join(r.errors for r in rs if r.errors) or '-'}"
+        )
+    print(
+        "  (median (min–max) over rounds; CPU us/req: the process tree's CPU time per "
+        "request —\n   the upstream's for direct, the gateway's otherwise)"
+    )
     if "plughost" not in results:
         return
     mine = results["plughost"]
@@ -228,23 +244,32 @@ def report(results: dict[str, list[WrkResult]]) -> None:
         if other == "nginx":
             rps_goal = f"goal >= {GOAL_RPS}: {'meets' if rps >= GOAL_RPS else 'MISSES'}; "
             p99_goal = f"goal <= {GOAL_P99}: {'meets' if p99 <= GOAL_P99 else 'MISSES'}; "
-        print(f"\nplughost / {other:<7} req/s {rps:5.2f} of the medians ({rps_goal}"
-              f"per round: {rps_rounds})")
+        print(
+            f"\nplughost / {other:<7} req/s {rps:5.2f} of the medians ({rps_goal}"
+            f"per round: {rps_rounds})"
+        )
         print(f"{'':<18} p99   {p99:5.2f} of the medians ({p99_goal}per round: {p99_rounds})")
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--quick", action="store_true", help="smoke run: 1 s warm-up, one 2 s round")
     p.add_argument("--duration", help="wrk -d per measured run (default 10s; 2s quick)")
     p.add_argument("--warmup", help="wrk -d of the warm-up per target (default 3s; 1s quick)")
     p.add_argument("--rounds", type=int, help="measured rounds (default 5; 1 quick)")
     p.add_argument("--connections", type=int, default=64, help="wrk -c (default 64)")
-    p.add_argument("--only", nargs="+", choices=TARGETS,
-                   help="measure only these targets (the ratios need plughost and nginx/haproxy)")
-    p.add_argument("--plugins-dir", help="folder with the plugins (default: build them into "
-                   "build/bench-plugins)")
+    p.add_argument(
+        "--only",
+        nargs="+",
+        choices=TARGETS,
+        help="measure only these targets (the ratios need plughost and nginx/haproxy)",
+    )
+    p.add_argument(
+        "--plugins-dir",
+        help="folder with the plugins (default: build them into build/bench-plugins)",
+    )
     args = p.parse_args(argv)
     duration = args.duration or ("2s" if args.quick else "10s")
     warmup = args.warmup or ("1s" if args.quick else "3s")
@@ -268,29 +293,59 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"proxy_compare: {_common.machine()}")
     print(f"{version([nginx, '-v'])}; {version([haproxy, '-v'])}")
-    print(f"gateways on core 0; upstream (nginx) and wrk on core 1: wrk -t1 "
-          f"-c{args.connections} -d{duration} --latency (warm-up -d{warmup}, {rounds} round(s))")
+    print(
+        f"gateways on core 0; upstream (nginx) and wrk on core 1: wrk -t1 "
+        f"-c{args.connections} -d{duration} --latency (warm-up -d{warmup}, {rounds} round(s))"
+    )
     with tempfile.TemporaryDirectory(prefix="plughost-bench-") as tmp_name:
         tmp = Path(tmp_name)
         up_port = _common.free_port()
         up_conf = nginx_conf(tmp / "upstream", up_port, upstream_server(up_port))
-        upstream = Server("upstream", [nginx, "-e", "stderr", "-p", str(tmp / "upstream"),
-                                     "-c", str(up_conf)], up_port, ready_path="/items")
+        upstream = Server(
+            "upstream",
+            [nginx, "-e", "stderr", "-p", str(tmp / "upstream"), "-c", str(up_conf)],
+            up_port,
+            ready_path="/items",
+        )
         ports = {n: _common.free_port() for n in ("nginx", "haproxy", "plughost")}
         argvs = {
-            "nginx": [nginx, "-e", "stderr", "-p", str(tmp / "nginx"), "-c", str(nginx_conf(
-                tmp / "nginx", ports["nginx"], nginx_gateway(ports["nginx"], up_port)))],
-            "haproxy": [haproxy, "-db", "-f",
-                        str(haproxy_cfg(tmp / "haproxy.cfg", ports["haproxy"], up_port))],
-            "plughost": [str(plughost_bin), "serve", "--config",
-                         str(plughost_config(tmp / "plughost", plugins,
-                                             f"http://127.0.0.1:{up_port}")),
-                         "--address", f"127.0.0.1:{ports['plughost']}", "--log-level",
-                         "warning"],
+            "nginx": [
+                nginx,
+                "-e",
+                "stderr",
+                "-p",
+                str(tmp / "nginx"),
+                "-c",
+                str(
+                    nginx_conf(
+                        tmp / "nginx", ports["nginx"], nginx_gateway(ports["nginx"], up_port)
+                    )
+                ),
+            ],
+            "haproxy": [
+                haproxy,
+                "-db",
+                "-f",
+                str(haproxy_cfg(tmp / "haproxy.cfg", ports["haproxy"], up_port)),
+            ],
+            "plughost": [
+                str(plughost_bin),
+                "serve",
+                "--config",
+                str(plughost_config(tmp / "plughost", plugins, f"http://127.0.0.1:{up_port}")),
+                "--address",
+                f"127.0.0.1:{ports['plughost']}",
+                "--log-level",
+                "warning",
+            ],
         }
         gateways = [Server(n, argvs[n], ports[n], ready_path=PATH) for n in names if n in argvs]
-        targets = {n: (upstream, upstream.url + PATH[len("/api/"):]) if n == "direct" else
-                   next((g, g.url + PATH[1:]) for g in gateways if g.name == n) for n in names}
+        targets = {
+            n: (upstream, upstream.url + PATH[len("/api/") :])
+            if n == "direct"
+            else next((g, g.url + PATH[1:]) for g in gateways if g.name == n)
+            for n in names
+        }
         results: dict[str, list[WrkResult]] = {n: [] for n in names}
         try:
             upstream.start(tmp, "1")
@@ -302,26 +357,37 @@ def main(argv: list[str] | None = None) -> int:
             for name, (server, url) in targets.items():
                 check(name, url, gateway=server is not upstream)
             for _server, url in targets.values():
-                run_wrk(wrk, url, threads=1, connections=args.connections, duration=warmup,
-                        core="1")
+                run_wrk(
+                    wrk, url, threads=1, connections=args.connections, duration=warmup, core="1"
+                )
             for rnd in range(rounds):
                 for name, (server, url) in targets.items():
                     cpu0, t0 = server.cpu_seconds(), time.monotonic()
-                    r = run_wrk(wrk, url, threads=1, connections=args.connections,
-                                duration=duration, core="1")
+                    r = run_wrk(
+                        wrk,
+                        url,
+                        threads=1,
+                        connections=args.connections,
+                        duration=duration,
+                        core="1",
+                    )
                     used = server.cpu_seconds() - cpu0
                     r.cpu = used / (time.monotonic() - t0)
                     r.cpu_us = used * 1e6 / max(r.requests, 1)
                     results[name].append(r)
-                    print(f"  round {rnd + 1}/{rounds} {name:<9} {r.rps:>9,.0f} req/s "
-                          f"p99 {r.p99_ms:6.2f} ms{'  ' + r.errors if r.errors else ''}",
-                          flush=True)
+                    print(
+                        f"  round {rnd + 1}/{rounds} {name:<9} {r.rps:>9,.0f} req/s "
+                        f"p99 {r.p99_ms:6.2f} ms{'  ' + r.errors if r.errors else ''}",
+                        flush=True,
+                    )
         finally:
             for s in (*gateways, upstream):
                 s.stop()
     report(results)
-    print(f"\ngoals: plughost req/s >= {GOAL_RPS} x nginx's; plughost p99 <= {GOAL_P99} x "
-          "nginx's (HAProxy: for reference)")
+    print(
+        f"\ngoals: plughost req/s >= {GOAL_RPS} x nginx's; plughost p99 <= {GOAL_P99} x "
+        "nginx's (HAProxy: for reference)"
+    )
     return 1 if any(r.errors for rs in results.values() for r in rs) else 0
 
 

@@ -43,15 +43,25 @@ from _apps import HELMET, JWT_SECRET, ORIGIN
 from _http import Server, WrkResult, run_wrk
 
 BENCH = Path(__file__).resolve().parent
-UVICORN = ["--loop", "uvloop", "--http", "httptools", "--workers", "1", "--no-access-log",
-           "--no-server-header", "--log-level", "warning"]
+UVICORN = [
+    "--loop",
+    "uvloop",
+    "--http",
+    "httptools",
+    "--workers",
+    "1",
+    "--no-access-log",
+    "--no-server-header",
+    "--log-level",
+    "warning",
+]
 PLUGINS = ("requestid", "logger", "cors", "helmet", "jwt", "httpfw")
 
 
 def write_config(path: Path, plugins: Path, upstream: str, access_log: Path) -> Path:
     path.write_text(f"""\
 plugins:
-{''.join(f'  - path: {plugins / name}.so{chr(10)}' for name in PLUGINS)}\
+{"".join(f"  - path: {plugins / name}.so{chr(10)}" for name in PLUGINS)}\
 middlewares:
   RequestID:
     use: plugins.requestid.middlewares.RequestIdMiddleware
@@ -82,8 +92,7 @@ routes:
 
 def fetch(url: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers=headers),
-                                    timeout=5) as r:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=5) as r:
             return r.status, {k.lower(): v for k, v in r.headers.items()}, r.read()
     except urllib.error.HTTPError as e:
         return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read()
@@ -93,8 +102,15 @@ def check_same(gateways: list[Server], path: str, headers: dict[str, str]) -> No
     """Both gateways forward the upstream's answer through the whole chain."""
     for s in gateways:
         status, got, body = fetch(s.url.rstrip("/") + path, headers)
-        missing = [n for n in ("x-request-id", "access-control-allow-origin",
-                               *(k.decode() for k, _ in HELMET)) if n not in got]
+        missing = [
+            n
+            for n in (
+                "x-request-id",
+                "access-control-allow-origin",
+                *(k.decode() for k, _ in HELMET),
+            )
+            if n not in got
+        ]
         if status != 200 or body != _common.HELLO_BODY.encode() or missing:
             raise SystemExit(f"{s.name} answered {status} {body[:80]!r}, missing {missing}")
         denied = fetch(s.url.rstrip("/") + path, {"Origin": ORIGIN})[0]
@@ -104,8 +120,9 @@ def check_same(gateways: list[Server], path: str, headers: dict[str, str]) -> No
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--quick", action="store_true", help="smoke run: one 2 s round")
     p.add_argument("--duration", help="wrk -d per measured run (default 10s; 2s quick)")
     p.add_argument("--rounds", type=int, help="measured rounds (default 5; 1 quick)")
@@ -117,38 +134,63 @@ def main(argv: list[str] | None = None) -> int:
     wrk = shutil.which("wrk")
     if wrk is None or shutil.which("taskset") is None:
         sys.exit("realistic_chain.py: needs wrk and taskset: apt-get install wrk util-linux")
-    _common.require("uvicorn", "uvloop", "httptools", "starlette", "jwt", "aiohttp",
-                    install="'plughost[bench]'")
+    _common.require(
+        "uvicorn", "uvloop", "httptools", "starlette", "jwt", "aiohttp", install="'plughost[bench]'"
+    )
     import jwt
 
-    token = jwt.encode({"sub": "bench", "exp": int(time.time()) + 86400}, JWT_SECRET,
-                       algorithm="HS256")
+    token = jwt.encode(
+        {"sub": "bench", "exp": int(time.time()) + 86400}, JWT_SECRET, algorithm="HS256"
+    )
     headers = {"Authorization": f"Bearer {token}", "Origin": ORIGIN}
     plugins = _common.plugin_dir(args.plugins_dir)
     plughost_bin = Path(sys.executable).parent / "plughost"
     print(f"realistic_chain: {_common.machine()}")
-    print(f"gateways on core 0; upstream and wrk on core 1: wrk -t1 -c{args.connections} "
-          f"-d{duration} --latency, {rounds} round(s)")
+    print(
+        f"gateways on core 0; upstream and wrk on core 1: wrk -t1 -c{args.connections} "
+        f"-d{duration} --latency, {rounds} round(s)"
+    )
     with tempfile.TemporaryDirectory(prefix="plughost-bench-") as tmp:
         py = sys.executable
         uv = [py, "-m", "uvicorn", "--app-dir", str(BENCH), "--host", "127.0.0.1", *UVICORN]
         up_port = _common.free_port()
         upstream = Server("upstream", [*uv, "--port", str(up_port), "_apps:bare"], up_port)
         up_url = f"http://127.0.0.1:{up_port}"
-        config = write_config(Path(tmp) / "gateway.yaml", plugins, up_url,
-                              Path(tmp) / "plughost-access.log")
+        config = write_config(
+            Path(tmp) / "gateway.yaml", plugins, up_url, Path(tmp) / "plughost-access.log"
+        )
         gw_port, st_port = _common.free_port(), _common.free_port()
         gateways = [
-            Server("plughost", [str(plughost_bin), "serve", "--config", str(config),
-                                "--address", f"127.0.0.1:{gw_port}", "--log-level", "warning"],
-                   gw_port, ready_path="/health/live"),
-            Server("starlette", [*uv, "--port", str(st_port), "_apps:starlette_proxy"],
-                   st_port, env={"BENCH_UPSTREAM": up_url,
-                                 "BENCH_ACCESS_LOG": str(Path(tmp) / "starlette-access.log")},
-                   ready_path="/ready"),
+            Server(
+                "plughost",
+                [
+                    str(plughost_bin),
+                    "serve",
+                    "--config",
+                    str(config),
+                    "--address",
+                    f"127.0.0.1:{gw_port}",
+                    "--log-level",
+                    "warning",
+                ],
+                gw_port,
+                ready_path="/health/live",
+            ),
+            Server(
+                "starlette",
+                [*uv, "--port", str(st_port), "_apps:starlette_proxy"],
+                st_port,
+                env={
+                    "BENCH_UPSTREAM": up_url,
+                    "BENCH_ACCESS_LOG": str(Path(tmp) / "starlette-access.log"),
+                },
+                ready_path="/ready",
+            ),
         ]
-        targets = {"direct": (upstream, up_url + "/items?page=2"),
-                   **{g.name: (g, g.url + "api/items?page=2") for g in gateways}}
+        targets = {
+            "direct": (upstream, up_url + "/items?page=2"),
+            **{g.name: (g, g.url + "api/items?page=2") for g in gateways},
+        }
         results: dict[str, list[WrkResult]] = {name: [] for name in targets}
         try:
             upstream.start(Path(tmp), "1")
@@ -158,19 +200,36 @@ def main(argv: list[str] | None = None) -> int:
                 s.wait_ready()
             check_same(gateways, "/api/items?page=2", headers)
             for _name, (_, url) in targets.items():  # warm-up
-                run_wrk(wrk, url, threads=1, connections=args.connections, duration="2s",
-                        core="1", headers=headers)
+                run_wrk(
+                    wrk,
+                    url,
+                    threads=1,
+                    connections=args.connections,
+                    duration="2s",
+                    core="1",
+                    headers=headers,
+                )
             for rnd in range(rounds):
                 for name, (server, url) in targets.items():
                     cpu0, t0 = server.cpu_seconds(), time.monotonic()
-                    r = run_wrk(wrk, url, threads=1, connections=args.connections,
-                                duration=duration, core="1", headers=headers)
+                    r = run_wrk(
+                        wrk,
+                        url,
+                        threads=1,
+                        connections=args.connections,
+                        duration=duration,
+                        core="1",
+                        headers=headers,
+                    )
                     used = server.cpu_seconds() - cpu0
                     r.cpu = used / (time.monotonic() - t0)
                     r.cpu_us = used * 1e6 / max(r.requests, 1)
                     results[name].append(r)
-                    print(f"  round {rnd + 1}/{rounds} {name:<10} {r.rps:>9.0f} req/s"
-                          f"{'  ' + r.errors if r.errors else ''}", flush=True)
+                    print(
+                        f"  round {rnd + 1}/{rounds} {name:<10} {r.rps:>9.0f} req/s"
+                        f"{'  ' + r.errors if r.errors else ''}",
+                        flush=True,
+                    )
         finally:
             for s in (*gateways, upstream):
                 s.stop()
@@ -179,17 +238,23 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(f"{'target':<11} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'CPU us/req':>11}  errors")
     for name, rs in results.items():
-        print(f"{name:<11} {med(r.rps for r in rs):>9.0f} {med(r.p50_ms for r in rs):>8.2f} "
-              f"{med(r.p99_ms for r in rs):>8.2f} {med(r.cpu_us for r in rs):>11.1f}  "
-              f"{'; '.join(r.errors for r in rs if r.errors) or '-'}")
-    print("  (medians over rounds; CPU us/req: the measured process's CPU time per request —"
-          " the upstream's for direct, the gateway's otherwise)")
+        print(
+            f"{name:<11} {med(r.rps for r in rs):>9.0f} {med(r.p50_ms for r in rs):>8.2f} "
+            f"{med(r.p99_ms for r in rs):>8.2f} {med(r.cpu_us for r in rs):>11.1f}  "
+            f"{'; '.join(r.errors for r in rs if r.errors) or '-'}"
+        )
+    print(
+        "  (medians over rounds; CPU us/req: the measured process's CPU time per request —"
+        " the upstream's for direct, the gateway's otherwise)"
+    )
     rps = {name: med(r.rps for r in rs) for name, rs in results.items()}
     print()
     for other in ("direct", "starlette"):
         per_round = [a.rps / b.rps for a, b in zip(results["plughost"], results[other])]
-        print(f"plughost / {other:<9} = {rps['plughost'] / rps[other]:5.2f} of the medians "
-              f"(per round: {', '.join(f'{x:.2f}' for x in per_round)})")
+        print(
+            f"plughost / {other:<9} = {rps['plughost'] / rps[other]:5.2f} of the medians "
+            f"(per round: {', '.join(f'{x:.2f}' for x in per_round)})"
+        )
     added = med(r.p50_ms for r in results["plughost"]) - med(r.p50_ms for r in results["direct"])
     print(f"p50 latency plughost adds over direct: {added:+.2f} ms")
     return 1 if any(r.errors for rs in results.values() for r in rs) else 0

@@ -45,9 +45,13 @@ LIMIT = 1_000_000_000  # never reached: every request must be answered 200
 def write_config(folder: Path, plugins: Path, valkey_port: int) -> Path:
     """The Seam configuration of the three routes."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "plugins.yaml").write_text("plugins:\n" + "".join(
-        f"  - path: {plugins / name}.so\n"
-        for name in ("memory", "valkey", "static", "session", "limiter")))
+    (folder / "plugins.yaml").write_text(
+        "plugins:\n"
+        + "".join(
+            f"  - path: {plugins / name}.so\n"
+            for name in ("memory", "valkey", "static", "session", "limiter")
+        )
+    )
     (folder / "storages.yaml").write_text(f"""\
 storages:
   Memory:
@@ -58,10 +62,14 @@ storages:
 """)
     lines = ["middlewares:"]
     for store in ("Memory", "Valkey"):
-        lines += [f"  Session{store}:", "    use: plugins.session.middlewares.LoadSessionMiddleware",
-                  f"    config: {{storage: {store}}}",
-                  f"  Limit{store}:", "    use: plugins.limiter.middlewares.LimiterMiddleware",
-                  f"    config: {{storage: {store}, maxConnections: {LIMIT}, expiration: 60s}}"]
+        lines += [
+            f"  Session{store}:",
+            "    use: plugins.session.middlewares.LoadSessionMiddleware",
+            f"    config: {{storage: {store}}}",
+            f"  Limit{store}:",
+            "    use: plugins.limiter.middlewares.LimiterMiddleware",
+            f"    config: {{storage: {store}, maxConnections: {LIMIT}, expiration: 60s}}",
+        ]
     (folder / "middlewares.yaml").write_text("\n".join(lines) + "\n")
     (folder / "actions.yaml").write_text(f"""\
 actions:
@@ -89,16 +97,19 @@ def session_cookie(url: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--quick", action="store_true", help="smoke run: one 2 s round")
     p.add_argument("--duration", help="wrk -d per measured run (default 10s; 2s quick)")
     p.add_argument("--rounds", type=int, help="measured rounds per route (default 5; 1 quick)")
     p.add_argument("--connections", type=int, default=64, help="wrk -c (default 64)")
     p.add_argument("--server-core", default="0", help="taskset core list for plughost")
     p.add_argument("--load-core", default="1", help="core list for wrk and valkey-server")
-    p.add_argument("--plugins-dir", help="folder with the plugins (default: build them into "
-                   "build/bench-plugins)")
+    p.add_argument(
+        "--plugins-dir",
+        help="folder with the plugins (default: build them into build/bench-plugins)",
+    )
     args = p.parse_args(argv)
     duration = args.duration or ("2s" if args.quick else "10s")
     rounds = args.rounds or (1 if args.quick else 5)
@@ -109,60 +120,103 @@ def main(argv: list[str] | None = None) -> int:
     plughost_bin = Path(sys.executable).parent / "plughost"
 
     print(f"stateful_storage: {_common.machine()}")
-    print(f"plughost on core {args.server_core}; wrk and valkey-server on core "
-          f"{args.load_core}: wrk -t1 -c{args.connections} -d{duration} --latency, "
-          f"{rounds} round(s), a session cookie on every request")
+    print(
+        f"plughost on core {args.server_core}; wrk and valkey-server on core "
+        f"{args.load_core}: wrk -t1 -c{args.connections} -d{duration} --latency, "
+        f"{rounds} round(s), a session cookie on every request"
+    )
     plugins = _common.plugin_dir(args.plugins_dir)
-    with tempfile.TemporaryDirectory(prefix="plughost-bench-") as tmp, \
-            ValkeyServer(Path(tmp) / "valkey") as valkey:
+    with (
+        tempfile.TemporaryDirectory(prefix="plughost-bench-") as tmp,
+        ValkeyServer(Path(tmp) / "valkey") as valkey,
+    ):
         assert valkey.proc is not None
         os.sched_setaffinity(valkey.proc.pid, {int(c) for c in args.load_core.split(",")})
         folder = write_config(Path(tmp) / "config", plugins, valkey.port)
         port = _common.free_port()
-        server = Server("plughost", [str(plughost_bin), "serve", "--config", str(folder),
-                                     "--address", f"127.0.0.1:{port}", "--log-level",
-                                     "warning"], port, ready_path="/health/ready")
+        server = Server(
+            "plughost",
+            [
+                str(plughost_bin),
+                "serve",
+                "--config",
+                str(folder),
+                "--address",
+                f"127.0.0.1:{port}",
+                "--log-level",
+                "warning",
+            ],
+            port,
+            ready_path="/health/ready",
+        )
         results: dict[str, list[WrkResult]] = {r: [] for r in ROUTES}
         try:
             server.start(Path(tmp), args.server_core)
             server.wait_ready()
-            headers = {r: ({"Cookie": session_cookie(f"{server.url}{r}")} if r != "plain"
-                           else {}) for r in ROUTES}
-            print(f"  plughost pid {server.proc.pid if server.proc else '?'} on {server.url}; "
-                  f"valkey-server pid {valkey.proc.pid} on port {valkey.port}")
+            headers = {
+                r: ({"Cookie": session_cookie(f"{server.url}{r}")} if r != "plain" else {})
+                for r in ROUTES
+            }
+            print(
+                f"  plughost pid {server.proc.pid if server.proc else '?'} on {server.url}; "
+                f"valkey-server pid {valkey.proc.pid} on port {valkey.port}"
+            )
             for r in ROUTES:  # warm-up
-                run_wrk(wrk, f"{server.url}{r}", threads=1, connections=args.connections,
-                        duration="1s" if args.quick else "3s", core=args.load_core,
-                        headers=headers[r])
+                run_wrk(
+                    wrk,
+                    f"{server.url}{r}",
+                    threads=1,
+                    connections=args.connections,
+                    duration="1s" if args.quick else "3s",
+                    core=args.load_core,
+                    headers=headers[r],
+                )
             for rnd in range(rounds):
                 for r in ROUTES:
                     cpu0 = server.cpu_seconds()
-                    res = run_wrk(wrk, f"{server.url}{r}", threads=1,
-                                  connections=args.connections, duration=duration,
-                                  core=args.load_core, headers=headers[r])
+                    res = run_wrk(
+                        wrk,
+                        f"{server.url}{r}",
+                        threads=1,
+                        connections=args.connections,
+                        duration=duration,
+                        core=args.load_core,
+                        headers=headers[r],
+                    )
                     res.cpu_us = (server.cpu_seconds() - cpu0) * 1e6 / max(res.requests, 1)
                     results[r].append(res)
-                    print(f"  round {rnd + 1}/{rounds} /{r:<7} {res.rps:>9.0f} req/s"
-                          f"{'  ' + res.errors if res.errors else ''}", flush=True)
+                    print(
+                        f"  round {rnd + 1}/{rounds} /{r:<7} {res.rps:>9.0f} req/s"
+                        f"{'  ' + res.errors if res.errors else ''}",
+                        flush=True,
+                    )
         finally:
             server.stop()
 
     med = statistics.median
     print()
-    print(f"{'route':<9} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'CPU us/req':>11} "
-          f"{'requests':>10}  errors")
+    print(
+        f"{'route':<9} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'CPU us/req':>11} "
+        f"{'requests':>10}  errors"
+    )
     for r, rs in results.items():
-        print(f"/{r:<8} {med(x.rps for x in rs):>9.0f} {med(x.p50_ms for x in rs):>8.2f} "
-              f"{med(x.p99_ms for x in rs):>8.2f} {med(x.cpu_us for x in rs):>11.1f} "
-              f"{sum(x.requests for x in rs):>10}  "
-              f"{'; '.join(x.errors for x in rs if x.errors) or '-'}")
+        print(
+            f"/{r:<8} {med(x.rps for x in rs):>9.0f} {med(x.p50_ms for x in rs):>8.2f} "
+            f"{med(x.p99_ms for x in rs):>8.2f} {med(x.cpu_us for x in rs):>11.1f} "
+            f"{sum(x.requests for x in rs):>10}  "
+            f"{'; '.join(x.errors for x in rs if x.errors) or '-'}"
+        )
     rps = {r: med(x.rps for x in rs) for r, rs in results.items()}
     p99 = {r: med(x.p99_ms for x in rs) for r, rs in results.items()}
     print()
-    print(f"valkey / memory  = {rps['valkey'] / rps['memory']:5.2f} of req/s, "
-          f"p99 {p99['valkey']:.2f} ms vs {p99['memory']:.2f} ms")
-    print(f"memory / plain   = {rps['memory'] / rps['plain']:5.2f} of req/s "
-          "(the cost of a session read and a limiter increment in process memory)")
+    print(
+        f"valkey / memory  = {rps['valkey'] / rps['memory']:5.2f} of req/s, "
+        f"p99 {p99['valkey']:.2f} ms vs {p99['memory']:.2f} ms"
+    )
+    print(
+        f"memory / plain   = {rps['memory'] / rps['plain']:5.2f} of req/s "
+        "(the cost of a session read and a limiter increment in process memory)"
+    )
     failed = any(x.errors for rs in results.values() for x in rs)
     return 1 if failed else 0
 

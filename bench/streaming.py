@@ -67,8 +67,11 @@ def read_head(sock: socket.socket, buf: bytes = b"") -> Head | None:
         buf += data
     head, rest = buf.split(b"\r\n\r\n", 1)
     lines = head.split(b"\r\n")
-    return lines, {k.strip().lower(): v.strip() for k, _, v in
-                   (x.partition(b":") for x in lines[1:])}, rest
+    return (
+        lines,
+        {k.strip().lower(): v.strip() for k, _, v in (x.partition(b":") for x in lines[1:])},
+        rest,
+    )
 
 
 def _serve(sock: socket.socket, stats: Stats) -> None:
@@ -81,19 +84,23 @@ def _serve(sock: socket.socket, stats: Stats) -> None:
         target = lines[0].split(b" ")[1]
         if target.startswith(b"/big/"):
             left = int(target[5:])
-            sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
-                         b"Content-Length: %d\r\n\r\n" % left)
+            sock.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+                b"Content-Length: %d\r\n\r\n" % left
+            )
             stats["written"].value, stats["sending"].value = 0, 1
             try:
                 while left:
-                    n = sock.send(piece[:min(MiB, left)])
+                    n = sock.send(piece[: min(MiB, left)])
                     left -= n
                     stats["written"].value += n
             finally:
                 stats["sending"].value = 0
         elif target == b"/sse":
-            sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
-                         b"Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n")
+            sock.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                b"Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n"
+            )
             for i in range(EVENTS):
                 event = b"id: %d\ndata: %.6f\n\n" % (i, time.monotonic())
                 sock.sendall(b"%x\r\n%s\r\n" % (len(event), event))
@@ -108,14 +115,17 @@ def _serve(sock: socket.socket, stats: Stats) -> None:
                 size += n
             stats["uploaded"].value = size
             answer = b"got %d" % size
-            sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
-                         b"Content-Length: %d\r\n\r\n%s" % (len(answer), answer))
+            sock.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (len(answer), answer)
+            )
 
 
 def _upstream(listener: socket.socket, stats: Stats) -> None:
     def one(conn: socket.socket) -> None:
         with contextlib.suppress(OSError), conn:  # OSError: the gateway dropped it mid-answer
             _serve(conn, stats)
+
     while True:
         threading.Thread(target=one, args=(listener.accept()[0],), daemon=True).start()
 
@@ -159,6 +169,7 @@ def peak_rss(pid: int) -> Iterator[list[int]]:
     def sample() -> None:
         while not done.wait(0.02):
             seen[1] = max(seen[1], tree_rss(pid))
+
     thread = threading.Thread(target=sample, daemon=True)
     thread.start()
     try:
@@ -174,8 +185,12 @@ def request(port: int, head: bytes) -> tuple[socket.socket, dict[bytes, bytes], 
     sock = socket.create_connection(("127.0.0.1", port), timeout=300)
     sock.sendall(head)
     got = read_head(sock)
-    if got is None or not got[0][0].startswith(b"HTTP/1.1 200") or \
-            b"x-request-id" not in got[1] or b"x-frame-options" not in got[1]:
+    if (
+        got is None
+        or not got[0][0].startswith(b"HTTP/1.1 200")
+        or b"x-request-id" not in got[1]
+        or b"x-frame-options" not in got[1]
+    ):
         sock.close()
         raise ConnectionError(f"not a 200 with X-Request-ID and helmet's headers: {got!r:.200}")
     return sock, got[1], got[2]
@@ -201,23 +216,29 @@ def upload(port: int, size: int, stats: Stats) -> float:
     piece = memoryview(b"u" * MiB)
     t0 = time.monotonic()
     with socket.create_connection(("127.0.0.1", port), timeout=300) as sock:
-        sock.sendall(b"POST /api/upload HTTP/1.1\r\nHost: b\r\nContent-Type: application/"
-                     b"octet-stream\r\nContent-Length: %d\r\n\r\n" % size)
+        sock.sendall(
+            b"POST /api/upload HTTP/1.1\r\nHost: b\r\nContent-Type: application/"
+            b"octet-stream\r\nContent-Length: %d\r\n\r\n" % size
+        )
         for off in range(0, size, MiB):
-            sock.sendall(piece[:min(MiB, size - off)])
+            sock.sendall(piece[: min(MiB, size - off)])
         got = read_head(sock)
     if got is None or not got[0][0].startswith(b"HTTP/1.1 200") or stats["uploaded"].value != size:
-        raise ConnectionError(f"{got[0][0].decode() if got else 'no answer'}; the upstream "
-                              f"counted {stats['uploaded'].value} of {size} bytes")
+        raise ConnectionError(
+            f"{got[0][0].decode() if got else 'no answer'}; the upstream "
+            f"counted {stats['uploaded'].value} of {size} bytes"
+        )
     return time.monotonic() - t0
 
 
 def chunks(sock: socket.socket, buf: bytes) -> Iterator[bytes]:
     """Decodes a chunked body as it arrives: each chunk's data as soon as it is whole."""
+
     def more() -> bytes:
         if not (data := sock.recv(65536)):
             raise ConnectionError("closed mid-stream")
         return data
+
     while True:
         while b"\r\n" not in buf:
             buf += more()
@@ -228,13 +249,14 @@ def chunks(sock: socket.socket, buf: bytes) -> Iterator[bytes]:
         if not size:
             return
         yield buf[:size]
-        buf = buf[size + 2:]
+        buf = buf[size + 2 :]
 
 
 def sse(port: int) -> list[float]:
     """Seconds from the upstream sending each event to this client having it whole."""
-    sock, fields, rest = request(port, b"GET /api/sse HTTP/1.1\r\nHost: b\r\n"
-                                       b"Accept: text/event-stream\r\n\r\n")
+    sock, fields, rest = request(
+        port, b"GET /api/sse HTTP/1.1\r\nHost: b\r\nAccept: text/event-stream\r\n\r\n"
+    )
     delays, text = [], b""
     with sock:
         if fields.get(b"transfer-encoding") != b"chunked":
@@ -243,8 +265,7 @@ def sse(port: int) -> list[float]:
             now, text = time.monotonic(), text + data
             while b"\n\n" in text:
                 event, text = text.split(b"\n\n", 1)
-                delays += [now - float(x[5:]) for x in event.split(b"\n")
-                           if x.startswith(b"data:")]
+                delays += [now - float(x[5:]) for x in event.split(b"\n") if x.startswith(b"data:")]
     if len(delays) != EVENTS:
         raise ConnectionError(f"{len(delays)} of {EVENTS} events arrived")
     return delays
@@ -282,6 +303,7 @@ def slow_reader(port: int, size: int, stats: Stats) -> tuple[int, int, int, int,
 
 def measure(mode: str, port: int, pid: int, stats: Stats, big: int, up: int) -> list[Row]:
     """The four measurements on one gateway, the first after a 16 MiB warm-up each way."""
+
     def meets(ok: bool, goal: str) -> str:
         return f"{goal}: {'meets' if ok else 'MISSES'}"
 
@@ -299,25 +321,45 @@ def measure(mode: str, port: int, pid: int, stats: Stats, big: int, up: int) -> 
                     got = [("throughput", f"{up / upload(port, up, stats) / 1e6:,.0f} MB/s", "-")]
                 elif name.startswith("sse"):
                     d = sse(port)
-                    got = [("delay median", f"{statistics.median(d) * 1e3:.2f} ms", "-"),
-                           ("delay max", f"{max(d) * 1e3:.2f} ms",
-                            meets(max(d) <= GOAL_SSE_MAX, "<= 50 ms"))]
+                    got = [
+                        ("delay median", f"{statistics.median(d) * 1e3:.2f} ms", "-"),
+                        (
+                            "delay max",
+                            f"{max(d) * 1e3:.2f} ms",
+                            meets(max(d) <= GOAL_SSE_MAX, "<= 50 ms"),
+                        ),
+                    ]
                 else:
                     written, read, up_q, client_q, stopped = slow_reader(port, big, stats)
                     held = written - read
-                    got = [("upstream wrote - client read",
+                    got = [
+                        (
+                            "upstream wrote - client read",
                             f"{held / MiB:.1f} MiB ({written / MiB:.1f} - {read / MiB:.1f})",
-                            meets(held < GOAL_HELD, "< 16 MiB")),
-                           ("  in upstream connection queues", f"{up_q / MiB:.1f} MiB", "-"),
-                           ("  in client connection queues", f"{client_q / MiB:.1f} MiB", "-"),
-                           ("  in the gateway (the rest)",
-                            f"{(held - up_q - client_q) / MiB:.1f} MiB", "-"),
-                           ("upstream stopped after the drop", f"{stopped:.2f} s"
-                            if stopped < 10 else "not within 10 s", "-")]
+                            meets(held < GOAL_HELD, "< 16 MiB"),
+                        ),
+                        ("  in upstream connection queues", f"{up_q / MiB:.1f} MiB", "-"),
+                        ("  in client connection queues", f"{client_q / MiB:.1f} MiB", "-"),
+                        (
+                            "  in the gateway (the rest)",
+                            f"{(held - up_q - client_q) / MiB:.1f} MiB",
+                            "-",
+                        ),
+                        (
+                            "upstream stopped after the drop",
+                            f"{stopped:.2f} s" if stopped < 10 else "not within 10 s",
+                            "-",
+                        ),
+                    ]
             if not name.startswith("sse"):
                 grew = seen[1] - seen[0]
-                got.append(("peak RSS growth", f"+{grew / MiB:.1f} MiB (over {seen[0] / MiB:.0f})",
-                            meets(grew <= GOAL_RSS, "<= 32 MiB")))
+                got.append(
+                    (
+                        "peak RSS growth",
+                        f"+{grew / MiB:.1f} MiB (over {seen[0] / MiB:.0f})",
+                        meets(grew <= GOAL_RSS, "<= 32 MiB"),
+                    )
+                )
             rows += [(f"{name}: {what}", mode, figure, goal) for what, figure, goal in got]
         except (OSError, ValueError) as e:
             rows.append((name, mode, f"FAILED: {e}"[:90], "-"))
@@ -326,21 +368,26 @@ def measure(mode: str, port: int, pid: int, stats: Stats, big: int, up: int) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true",
-                   help="smoke run: a 256 MiB download and a 64 MiB upload")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="smoke run: a 256 MiB download and a 64 MiB upload"
+    )
     p.add_argument("--only", nargs="+", choices=MODES, help="measure only these paths")
-    p.add_argument("--plugins-dir", help="folder with the plugins (default: build them into "
-                   "build/bench-plugins)")
+    p.add_argument(
+        "--plugins-dir",
+        help="folder with the plugins (default: build them into build/bench-plugins)",
+    )
     args = p.parse_args(argv)
     big, up = (256 * MiB, 64 * MiB) if args.quick else (1024 * MiB, 256 * MiB)
     modes = [m for m in MODES if m in (args.only or MODES)]
 
     plughost_bin = Path(sys.executable).parent / "plughost"
     if not shutil.which("taskset") or not plughost_bin.exists() or not Path("/proc/self").is_dir():
-        print(f"streaming.py: needs taskset, /proc, {plughost_bin}: run ./dev setup",
-              file=sys.stderr)
+        print(
+            f"streaming.py: needs taskset, /proc, {plughost_bin}: run ./dev setup", file=sys.stderr
+        )
         return 2
     try:
         plugins = _common.plugin_dir(args.plugins_dir)
@@ -354,9 +401,12 @@ def main(argv: list[str] | None = None) -> int:
     os.sched_setaffinity(0, {my_core})  # the client, and the upstream forked below
 
     print(f"streaming: {_common.machine()}")
-    print(f"gateway (plughost serve, 1 worker) on core 0, client and upstream on core {my_core}; "
-          f"download {big // MiB} MiB, upload {up // MiB} MiB, {EVENTS} events {GAP * 1e3:.0f} "
-          f"ms apart, slow reader {SLOW_RATE // MiB} MiB/s for {SLOW_SECONDS:.0f} s", flush=True)
+    print(
+        f"gateway (plughost serve, 1 worker) on core 0, client and upstream on core {my_core}; "
+        f"download {big // MiB} MiB, upload {up // MiB} MiB, {EVENTS} events {GAP * 1e3:.0f} "
+        f"ms apart, slow reader {SLOW_RATE // MiB} MiB/s for {SLOW_SECONDS:.0f} s",
+        flush=True,
+    )
     ctx = multiprocessing.get_context("fork")
     stats = {k: ctx.Value("q", 0, lock=False) for k in ("written", "sending", "uploaded", "port")}
     listener = socket.socket()
@@ -367,18 +417,30 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="plughost-bench-") as tmp_name:
         tmp = Path(tmp_name)
-        conf = config(tmp / "gateway.yaml", plugins,
-                      f"http://127.0.0.1:{listener.getsockname()[1]}")
+        conf = config(
+            tmp / "gateway.yaml", plugins, f"http://127.0.0.1:{listener.getsockname()[1]}"
+        )
         try:
             upstream.start()
             listener.close()
             for mode in modes:
                 port = _common.free_port()
-                gateway = Server(f"plughost-{mode}", [
-                    str(plughost_bin), "serve", "--config", str(conf), "--address",
-                    f"127.0.0.1:{port}", "--log-level", "warning",
-                    *(["--no-direct-path"] if mode == "asgi" else [])], port,
-                    ready_path="/api/ready")
+                gateway = Server(
+                    f"plughost-{mode}",
+                    [
+                        str(plughost_bin),
+                        "serve",
+                        "--config",
+                        str(conf),
+                        "--address",
+                        f"127.0.0.1:{port}",
+                        "--log-level",
+                        "warning",
+                        *(["--no-direct-path"] if mode == "asgi" else []),
+                    ],
+                    port,
+                    ready_path="/api/ready",
+                )
                 try:
                     gateway.start(tmp, "0")
                     gateway.wait_ready()
@@ -397,9 +459,11 @@ def main(argv: list[str] | None = None) -> int:
     print()
     for r in table:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
-    print("\nMB = 10^6 bytes. RSS: VmRSS of the gateway's process tree, sampled every 20 ms, "
-          "over its value just\nbefore the request. sse delay: upstream's send -> the client "
-          "has the event (time.monotonic).")
+    print(
+        "\nMB = 10^6 bytes. RSS: VmRSS of the gateway's process tree, sampled every 20 ms, "
+        "over its value just\nbefore the request. sse delay: upstream's send -> the client "
+        "has the event (time.monotonic)."
+    )
     return 1 if any(r[2].startswith("FAILED") for r in rows) else 0
 
 

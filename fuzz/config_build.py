@@ -31,21 +31,31 @@ with atheris.instrument_imports(include=["plughost", "yaml"]):
     from plughost.errors import PlughostError
 
 #: Plugins a fuzzed configuration may build (copied into a folder of their own).
-SAFE = ("memory", "requestid", "static", "cors", "helmet", "basicauth", "session", "csrf",
-        "limiter", "wsfw")
+SAFE = (
+    "memory",
+    "requestid",
+    "static",
+    "cors",
+    "helmet",
+    "basicauth",
+    "session",
+    "csrf",
+    "limiter",
+    "wsfw",
+)
 ROOT = Path(__file__).resolve().parents[1]
 FOLDER = Path(tempfile.mkdtemp(prefix="plughost-fuzz-config-"))
 PLUGINS = FOLDER / "plugins"
 FILE = FOLDER / "gateway.yaml"
-ENVIRON = {"PLUGHOST_PLUGIN_DIR": str(PLUGINS), "VALKEY_HOST": "127.0.0.1",
-           "VALKEY_PORT": "1"}
+ENVIRON = {"PLUGHOST_PLUGIN_DIR": str(PLUGINS), "VALKEY_HOST": "127.0.0.1", "VALKEY_PORT": "1"}
 
 
 def _prepare() -> None:
     PLUGINS.mkdir()
     for name in SAFE:
-        (PLUGINS / f"{name}.so").write_bytes((ROOT / "build" / "plugins" / f"{name}.so")
-                                             .read_bytes())
+        (PLUGINS / f"{name}.so").write_bytes(
+            (ROOT / "build" / "plugins" / f"{name}.so").read_bytes()
+        )
     os.chdir(FOLDER)  # relative paths a configuration names land here
 
 

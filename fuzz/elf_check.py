@@ -22,8 +22,9 @@ with atheris.instrument_imports(include=["plughost", "elftools"]):
     from plughost.errors import printable
 
 TARGETS = (host_platform(), parse_target("linux-x86_64-musl"), parse_target("linux-aarch64-gnu"))
-FOLDER = tempfile.mkdtemp(prefix="plughost-fuzz-elf-", dir="/dev/shm" if os.path.isdir(
-    "/dev/shm") else None)
+FOLDER = tempfile.mkdtemp(
+    prefix="plughost-fuzz-elf-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None
+)
 FILE = os.path.join(FOLDER, "plugin.so")
 
 

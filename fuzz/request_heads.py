@@ -58,9 +58,16 @@ def _serve(protocol: type, config_file: Path) -> int:
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(GatewayApp(gateway=gateway), http=protocol, loop="asyncio",
-                            lifespan="off", log_level="critical", access_log=False,
-                            server_header=False, timeout_keep_alive=2)
+    config = uvicorn.Config(
+        GatewayApp(gateway=gateway),
+        http=protocol,
+        loop="asyncio",
+        lifespan="off",
+        log_level="critical",
+        access_log=False,
+        server_header=False,
+        timeout_keep_alive=2,
+    )
     server = uvicorn.Server(config)
     started = threading.Event()
 
@@ -71,6 +78,7 @@ def _serve(protocol: type, config_file: Path) -> int:
                 await asyncio.sleep(0.01)
             started.set()
             await task
+
         asyncio.run(main())
 
     threading.Thread(target=run, daemon=True).start()
@@ -94,8 +102,9 @@ def _exchange(port: int, data: bytes) -> list[bytes]:
         except ConnectionResetError:
             pass
         except socket.timeout:
-            raise AssertionError(f"no end of the answer within 5 s; so far: {got[:300]!r}") \
-                from None
+            raise AssertionError(
+                f"no end of the answer within 5 s; so far: {got[:300]!r}"
+            ) from None
     return STATUS.findall(got)
 
 
@@ -112,8 +121,10 @@ def main() -> None:
     global PORTS
     folder = Path(tempfile.mkdtemp(prefix="plughost-fuzz-heads-"))
     (folder / "gateway.yaml").write_text(CONFIG.format(plugins=ROOT / "build" / "plugins"))
-    PORTS = (_serve(GatewayHttpProtocol, folder / "gateway.yaml"),
-             _serve(AsgiHttpProtocol, folder / "gateway.yaml"))
+    PORTS = (
+        _serve(GatewayHttpProtocol, folder / "gateway.yaml"),
+        _serve(AsgiHttpProtocol, folder / "gateway.yaml"),
+    )
     atheris.Setup(sys.argv, test_one_input)
     atheris.Fuzz()
 

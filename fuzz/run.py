@@ -32,14 +32,14 @@ HEADS = {
     "pipelined": b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET /users/7?a=1 HTTP/1.1\r\nHost: x\r\n\r\n",
     "post": b"POST /submit HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello",
     "chunked": b"POST /submit HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-               b"5\r\nhello\r\n0\r\n\r\n",
+    b"5\r\nhello\r\n0\r\n\r\n",
     "http10": b"GET /files/a/b HTTP/1.0\r\n\r\n",
     "upgrade": b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
-               b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
     "expect": b"PUT /submit HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n"
-              b"\r\nok",
+    b"\r\nok",
     "headers": b"HEAD / HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, X-A\r\nX-A: 1\r\n"
-               b"X_B: 2\r\nAuthorization: a\r\n\r\n",
+    b"X_B: 2\r\nAuthorization: a\r\n\r\n",
 }
 
 #: The largest plugin file the ELF harness starts from (bigger ones slow every mutation).
@@ -53,8 +53,9 @@ def seeds_elf(folder: Path) -> None:
 
 
 def seeds_config(folder: Path) -> None:
-    (folder / "default.yaml").write_bytes((ROOT / "host" / "plughost" / "default.yaml")
-                                          .read_bytes())
+    (folder / "default.yaml").write_bytes(
+        (ROOT / "host" / "plughost" / "default.yaml").read_bytes()
+    )
     for sample in ("configs", "compose-configs"):  # a folder's files, as one document
         parts = sorted((ROOT / "docker" / sample).glob("*.yaml"))
         (folder / f"{sample}.yaml").write_bytes(b"\n".join(p.read_bytes() for p in parts))
@@ -68,8 +69,9 @@ def seeds_heads(folder: Path) -> None:
 def seeds_runtime(folder: Path) -> None:
     # a configuration step and an exchange step, to start from both halves of the harness
     (folder / "config").write_bytes(b"\x00\x00\x03key\x01\x03key\x05value\x00\x03\x03key\x01d")
-    (folder / "exchange").write_bytes(b"\x01\x03GET\x01/\x00\x09127.0.0.1\x08x-a\x001\x00"
-                                      b"\x00\x00\x00\x03x-b\x011\xff\x00")
+    (folder / "exchange").write_bytes(
+        b"\x01\x03GET\x01/\x00\x09127.0.0.1\x08x-a\x001\x00\x00\x00\x00\x03x-b\x011\xff\x00"
+    )
 
 
 def build_runtime() -> list[str]:
@@ -81,11 +83,29 @@ def build_runtime() -> list[str]:
     if not binary.exists() or binary.stat().st_mtime < newest:
         if shutil.which(CLANG) is None:
             raise SystemExit(f"fuzz: {CLANG} is not installed: run ./dev setup")
-        subprocess.run([CLANG, "-std=c11", "-g", "-O1", "-Wall", "-Wextra", "-Werror",
-                        "-D_GNU_SOURCE", "-fsanitize=fuzzer,address,undefined",
-                        "-fno-sanitize-recover=undefined", "-I", str(ROOT / "abi"),
-                        "-I", str(RUNTIME), *map(str, sources), "-lpthread",
-                        "-o", str(binary)], check=True)
+        subprocess.run(
+            [
+                CLANG,
+                "-std=c11",
+                "-g",
+                "-O1",
+                "-Wall",
+                "-Wextra",
+                "-Werror",
+                "-D_GNU_SOURCE",
+                "-fsanitize=fuzzer,address,undefined",
+                "-fno-sanitize-recover=undefined",
+                "-I",
+                str(ROOT / "abi"),
+                "-I",
+                str(RUNTIME),
+                *map(str, sources),
+                "-lpthread",
+                "-o",
+                str(binary),
+            ],
+            check=True,
+        )
     return [str(binary)]
 
 
@@ -120,25 +140,40 @@ def run(name: str, seconds: int) -> bool:
         folder.mkdir(parents=True, exist_ok=True)
     make_seeds(seeds)
     before = _artifacts(home)
-    argv = [*command(), f"-max_total_time={seconds}", "-timeout=25", "-rss_limit_mb=3072",
-            f"-artifact_prefix={home}/", "-print_final_stats=1", str(corpus), str(seeds)]
+    argv = [
+        *command(),
+        f"-max_total_time={seconds}",
+        "-timeout=25",
+        "-rss_limit_mb=3072",
+        f"-artifact_prefix={home}/",
+        "-print_final_stats=1",
+        str(corpus),
+        str(seeds),
+    ]
     log = home / "last-run.log"
     started = time.monotonic()
     with log.open("wb") as out:
-        done = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
-                              env={**os.environ, "PYTHONPATH": str(ROOT / "host")},
-                              timeout=seconds + 300)
+        done = subprocess.run(
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT / "host")},
+            timeout=seconds + 300,
+        )
     text = log.read_text(errors="replace")
     found = sorted(_artifacts(home) - before)
     stats = _DONE.search(text)
-    summary = (f"{stats[1]} inputs, {stats[3]}/s, coverage {stats[2]}" if stats else
-               f"exit status {done.returncode}")
+    summary = (
+        f"{stats[1]} inputs, {stats[3]}/s, coverage {stats[2]}"
+        if stats
+        else f"exit status {done.returncode}"
+    )
     took = time.monotonic() - started
     if done.returncode == 0 and not found:
         print(f"fuzz: {name}: nothing found in {took:.0f} s ({summary})", flush=True)
         return True
-    print(f"fuzz: {name}: FOUND something (exit status {done.returncode}); log: {log}",
-          flush=True)
+    print(f"fuzz: {name}: FOUND something (exit status {done.returncode}); log: {log}", flush=True)
     for artifact in found:
         replay = " ".join([*command(), str(artifact)])
         print(f"fuzz: {name}: {artifact}\n      replay: {replay}", flush=True)
@@ -152,8 +187,12 @@ def main() -> None:
     when = parser.add_mutually_exclusive_group()
     when.add_argument("--minutes", type=float, help="per harness (default 1)")
     when.add_argument("--seconds", type=int, help="per harness")
-    parser.add_argument("harness", nargs="*", choices=[[], *HARNESSES],
-                        help=f"which ones (default: all of {', '.join(HARNESSES)})")
+    parser.add_argument(
+        "harness",
+        nargs="*",
+        choices=[[], *HARNESSES],
+        help=f"which ones (default: all of {', '.join(HARNESSES)})",
+    )
     args = parser.parse_args()
     seconds = args.seconds if args.seconds is not None else round((args.minutes or 1) * 60)
     names = args.harness or list(HARNESSES)

@@ -19,8 +19,9 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="session")
 def plugin_dir() -> Path:
     """build/plugins/, (re)built by build_plugins.py: every plugin in native_plugins/."""
-    subprocess.run([sys.executable, str(ROOT / "build_plugins.py"), "--quiet"], check=True,
-                   cwd=ROOT)
+    subprocess.run(
+        [sys.executable, str(ROOT / "build_plugins.py"), "--quiet"], check=True, cwd=ROOT
+    )
     return ROOT / "build" / "plugins"
 
 
@@ -28,10 +29,21 @@ def plugin_dir() -> Path:
 def test_plugin_dir() -> Path:
     """build/test-plugins/: every native plugin plus the test-only ones in
     tests/native_plugins/ (trace: tracing middlewares, echo and forward actions)."""
-    subprocess.run([sys.executable, str(ROOT / "build_plugins.py"), "--quiet",
-                    "--plugins-dir", str(ROOT / "tests" / "native_plugins"),
-                    "--build-dir", str(ROOT / "build" / "cmake-tests"),
-                    "--out", str(ROOT / "build" / "test-plugins")], check=True, cwd=ROOT)
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "build_plugins.py"),
+            "--quiet",
+            "--plugins-dir",
+            str(ROOT / "tests" / "native_plugins"),
+            "--build-dir",
+            str(ROOT / "build" / "cmake-tests"),
+            "--out",
+            str(ROOT / "build" / "test-plugins"),
+        ],
+        check=True,
+        cwd=ROOT,
+    )
     return ROOT / "build" / "test-plugins"
 
 

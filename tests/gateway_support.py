@@ -63,8 +63,10 @@ def wait_for_http(url: str, proc: "subprocess.Popen[str]", timeout: float = 30.0
             raise
         except OSError:
             if proc.poll() is not None:
-                raise AssertionError(f"server exited with {proc.returncode}: "
-                                     f"{proc.stdout.read() if proc.stdout else ''}") from None
+                raise AssertionError(
+                    f"server exited with {proc.returncode}: "
+                    f"{proc.stdout.read() if proc.stdout else ''}"
+                ) from None
             if time.monotonic() > deadline:
                 raise AssertionError(f"no answer from {url} within {timeout:g} s") from None
             time.sleep(0.1)
@@ -77,9 +79,16 @@ class Server:
     server that logs a lot (a storage outage logs every failed request) never blocks on a
     full pipe; ``output()`` reads it at any time, ``stop()`` returns all of it."""
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None, scheme: str = "http",
-                 timeout: float = 30.0, executable: str = PLUGHOST,
-                 cwd: Path | None = None, inherit_environ: bool = True) -> None:
+    def __init__(
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        scheme: str = "http",
+        timeout: float = 30.0,
+        executable: str = PLUGHOST,
+        cwd: Path | None = None,
+        inherit_environ: bool = True,
+    ) -> None:
         """``executable``: another installation's ``plughost``; with ``inherit_environ``
         False, ``env`` is the whole environment instead of additions to this one's."""
         self.port = free_port()
@@ -87,17 +96,21 @@ class Server:
         self.context = ssl._create_unverified_context() if scheme == "https" else None
         self.lines: list[str] = []
         environ = {**os.environ, **(env or {})} if inherit_environ else dict(env or {})
-        self.proc = subprocess.Popen([executable, "serve", "--address", f"127.0.0.1:{self.port}",
-                                      *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True, env=environ, cwd=cwd)
+        self.proc = subprocess.Popen(
+            [executable, "serve", "--address", f"127.0.0.1:{self.port}", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=environ,
+            cwd=cwd,
+        )
         self._reader = threading.Thread(target=self._drain, daemon=True)
         self._reader.start()
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
                 self._reader.join(5)
-                raise AssertionError(f"server exited with {self.proc.returncode}: "
-                                     f"{self.output()}")
+                raise AssertionError(f"server exited with {self.proc.returncode}: {self.output()}")
             try:
                 if self.get("/health/live", timeout=2)[0] == 200:
                     return
@@ -129,13 +142,19 @@ class Server:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def request(self, method: str, path: str, body: bytes | None = None,
-                headers: dict[str, str] | None = None,
-                timeout: float = 10.0) -> tuple[int, Any, bytes]:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        timeout: float = 10.0,
+    ) -> tuple[int, Any, bytes]:
         """(status, headers, body); the headers are case-insensitive (``get_all`` for
         repeated ones such as Set-Cookie). Error statuses are returned, not raised."""
-        req = urllib.request.Request(self.base + path, data=body, method=method,
-                                     headers=headers or {})
+        req = urllib.request.Request(
+            self.base + path, data=body, method=method, headers=headers or {}
+        )
         try:
             with urllib.request.urlopen(req, timeout=timeout, context=self.context) as resp:
                 return resp.status, resp.headers, resp.read()
@@ -169,19 +188,24 @@ class Server:
 def both_paths(config: Path) -> Iterator[tuple["Server", "Server"]]:
     """`plughost serve` twice on one configuration: with the direct path, and with every
     request on the ASGI path (--no-direct-path)."""
-    with Server("--config", str(config)) as direct, \
-            Server("--config", str(config), "--no-direct-path") as asgi:
+    with (
+        Server("--config", str(config)) as direct,
+        Server("--config", str(config), "--no-direct-path") as asgi,
+    ):
         yield direct, asgi
 
 
-def write_config(folder: Path, plugin_dir: Path, *, upstream: str = "http://127.0.0.1:9",
-                 extra_routes: str = "") -> Path:
+def write_config(
+    folder: Path, plugin_dir: Path, *, upstream: str = "http://127.0.0.1:9", extra_routes: str = ""
+) -> Path:
     """A Seam configuration folder using the native plugins and the trace test plugin."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "plugins.yaml").write_text("plugins:\n" + "".join(
-        f"  - path: {plugin_dir / name}.so\n" for name in PLUGINS))
+    (folder / "plugins.yaml").write_text(
+        "plugins:\n" + "".join(f"  - path: {plugin_dir / name}.so\n" for name in PLUGINS)
+    )
     (folder / "storages.yaml").write_text(
-        "storages:\n  Memory:\n    use: plugins.memory.storages.MemoryStorage\n")
+        "storages:\n  Memory:\n    use: plugins.memory.storages.MemoryStorage\n"
+    )
     (folder / "middlewares.yaml").write_text("""\
 middlewares:
   RequestID:
@@ -224,7 +248,8 @@ actions:
       url: {upstream}
       timeout: 1s
 """)
-    (folder / "routes.yaml").write_text("""\
+    (folder / "routes.yaml").write_text(
+        """\
 routes:
   Hello:
     gatewayPath: /
@@ -269,7 +294,9 @@ routes:
     methods: [GET, POST]
     middlewares: [A]
     action: Forward
-""" + extra_routes)
+"""
+        + extra_routes
+    )
     return folder
 
 
@@ -283,9 +310,14 @@ class _Upstream(http.server.BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         if self.path.startswith("/proxy/slow"):
             time.sleep(3)
-        payload = json.dumps({"method": self.command, "path": self.path,
-                              "headers": dict(self.headers.items()),
-                              "body": body.decode("latin-1")}).encode()
+        payload = json.dumps(
+            {
+                "method": self.command,
+                "path": self.path,
+                "headers": dict(self.headers.items()),
+                "body": body.decode("latin-1"),
+            }
+        ).encode()
         self.send_response(201)
         self.send_header("Content-Type", "application/json")
         self.send_header("X-Upstream", "yes")

@@ -35,9 +35,11 @@ def newer_header(minor: int) -> str:
     text = (ROOT / "abi" / "plugin.h").read_text()
     assert f"#define PH_ABI_MINOR {ABI_MINOR} " in text and LAST_FUNCTION in text
     text = text.replace(f"#define PH_ABI_MINOR {ABI_MINOR} ", f"#define PH_ABI_MINOR {minor} ")
-    return text.replace(LAST_FUNCTION, LAST_FUNCTION +
-                        f"\n  /* --- 1.{minor}: a function this test pretends was added --- */\n"
-                        "  int (*added_later)(const ph_exchange *ex);\n")
+    return text.replace(
+        LAST_FUNCTION,
+        LAST_FUNCTION + f"\n  /* --- 1.{minor}: a function this test pretends was added --- */\n"
+        "  int (*added_later)(const ph_exchange *ex);\n",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +64,9 @@ def test_simulated_host_really_is_newer(newer_runtime: Runtime) -> None:
     assert newer_runtime.lib.rt_host_api_size() > default.lib.rt_host_api_size()
 
 
-def test_todays_plugins_load_and_work_on_the_next_host(newer_runtime: Runtime,
-                                                      plugin_dir: Path) -> None:
+def test_todays_plugins_load_and_work_on_the_next_host(
+    newer_runtime: Runtime, plugin_dir: Path
+) -> None:
     with plughost.Host(newer_runtime) as host:
         plugin = host.load_plugin(plugin_dir / "memory.so")
         assert plugin.abi == (ABI_MAJOR, ABI_MINOR)
@@ -86,12 +89,27 @@ def test_a_plugin_for_a_newer_minor_is_refused(tmp_path: Path) -> None:
         "static const ph_middleware_type t = { .size = sizeof t, .id = "
         '"plugins.newer.middlewares.M", .create = create };\n'
         "static const ph_middleware_type *const all[] = { &t, 0 };\n"
-        'PH_PLUGIN_DEFINE(.name = "newer", .middlewares = all);\n')
+        'PH_PLUGIN_DEFINE(.name = "newer", .middlewares = all);\n'
+    )
     import subprocess
 
     target = tmp_path / "newer.so"
-    subprocess.run(["cc", "-std=c11", "-Wall", "-Werror", "-fPIC", "-shared", "-Wl,--no-undefined",
-                    f"-I{include}", str(source), "-o", str(target)], check=True)
+    subprocess.run(
+        [
+            "cc",
+            "-std=c11",
+            "-Wall",
+            "-Werror",
+            "-fPIC",
+            "-shared",
+            "-Wl,--no-undefined",
+            f"-I{include}",
+            str(source),
+            "-o",
+            str(target),
+        ],
+        check=True,
+    )
     with plughost.Host() as host, pytest.raises(plughost.PluginLoadError) as info:
         host.load_plugin(target)
     assert info.value.code == "abi-minor-newer"
@@ -133,9 +151,23 @@ def build_against(release: str, source: str, tmp_path: Path) -> Path:
     (include / "plugin.h").write_text((HISTORY / f"plugin-{release}.h").read_text())
     (tmp_path / "old.c").write_text(source)
     target = tmp_path / "old.so"
-    subprocess.run(["cc", "-std=c11", "-Wall", "-Wextra", "-Werror", "-fPIC", "-shared",
-                    "-Wl,--no-undefined", f"-I{include}", str(tmp_path / "old.c"), "-o",
-                    str(target)], check=True)
+    subprocess.run(
+        [
+            "cc",
+            "-std=c11",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-fPIC",
+            "-shared",
+            "-Wl,--no-undefined",
+            f"-I{include}",
+            str(tmp_path / "old.c"),
+            "-o",
+            str(target),
+        ],
+        check=True,
+    )
     return target
 
 
@@ -200,8 +232,13 @@ routes:
             upstream = pending.directive()
             pending.discard()
             assert upstream.timeout == 2.0 and upstream.websocket is False
-            assert (upstream.ping_interval, upstream.pong_timeout, upstream.max_inactivity,
-                    upstream.max_message, upstream.subprotocols) == (None,) * 5
+            assert (
+                upstream.ping_interval,
+                upstream.pong_timeout,
+                upstream.max_inactivity,
+                upstream.max_message,
+                upstream.subprotocols,
+            ) == (None,) * 5
     finally:
         server.shutdown()
         server.server_close()

@@ -53,7 +53,9 @@ def test_note_section_and_owner(header_text: str) -> None:
 
 
 def test_header_layout(header_text: str) -> None:
-    body = re.search(r"typedef struct ph_plugin_header \{(.*?)\} ph_plugin_header;", header_text, re.S)
+    body = re.search(
+        r"typedef struct ph_plugin_header \{(.*?)\} ph_plugin_header;", header_text, re.S
+    )
     assert body is not None
     fields = re.findall(r"^\s*(uint\d+_t) (\w+);", body[1], re.M)
     assert fields == [
@@ -103,7 +105,15 @@ def test_min_entry_size_matches_compiler(
     probe = tmp_path / "probe.c"
     probe.write_text(_SIZE_PROBE.format(header=abi.HEADER_SIZE, entry=abi.min_entry_size(bits)))
     proc = subprocess.run(
-        [*compiler, "-std=c11", "-c", f"-I{HEADER.parent}", str(probe), "-o", str(tmp_path / "probe.o")],
+        [
+            *compiler,
+            "-std=c11",
+            "-c",
+            f"-I{HEADER.parent}",
+            str(probe),
+            "-o",
+            str(tmp_path / "probe.o"),
+        ],
         capture_output=True,
         text=True,
         check=False,

@@ -43,8 +43,11 @@ def salt(method: str) -> str:
 
 
 def basic(user: str | bytes, password: str | bytes) -> str:
-    raw = (user.encode() if isinstance(user, str) else user) + b":" + (
-        password.encode() if isinstance(password, str) else password)
+    raw = (
+        (user.encode() if isinstance(user, str) else user)
+        + b":"
+        + (password.encode() if isinstance(password, str) else password)
+    )
     return "Basic " + base64.b64encode(raw).decode()
 
 
@@ -55,37 +58,53 @@ def header(response: Any, name: str) -> str | None:
     return None
 
 
-def write_config(folder: Path, plugin_dir: Path, auths: dict[str, dict[str, Any]],
-                 *, logger: dict[str, Any] | None = None) -> Path:
+def write_config(
+    folder: Path,
+    plugin_dir: Path,
+    auths: dict[str, dict[str, Any]],
+    *,
+    logger: dict[str, Any] | None = None,
+) -> Path:
     """A Seam config folder: one BasicAuthMiddleware per entry of ``auths`` guarding
     /<name> (EchoAction: shows the local 'requestId'), optionally a LoggerMiddleware before
     it."""
     folder.mkdir(parents=True, exist_ok=True)
     plugins = ["static", "trace", "basicauth", "logger"]
-    (folder / "plugins.yaml").write_text("plugins:\n" + "".join(
-        f"  - path: {plugin_dir / name}.so\n" for name in plugins))
+    (folder / "plugins.yaml").write_text(
+        "plugins:\n" + "".join(f"  - path: {plugin_dir / name}.so\n" for name in plugins)
+    )
     middlewares = "middlewares:\n" + "".join(
         f"  {name}:\n    use: {BASICAUTH}\n    config: {json.dumps(cfg)}\n"
-        for name, cfg in auths.items())
+        for name, cfg in auths.items()
+    )
     chain_head = []
     if logger is not None:
-        middlewares += ("  Log:\n    use: plugins.logger.middlewares.LoggerMiddleware\n"
-                        f"    config: {json.dumps(logger)}\n")
+        middlewares += (
+            "  Log:\n    use: plugins.logger.middlewares.LoggerMiddleware\n"
+            f"    config: {json.dumps(logger)}\n"
+        )
         chain_head = ["Log"]
     (folder / "middlewares.yaml").write_text(middlewares)
     (folder / "actions.yaml").write_text(
-        "actions:\n  Echo:\n    use: plugins.trace.actions.EchoAction\n")
-    (folder / "routes.yaml").write_text("routes:\n" + "".join(
-        f"  {name}:\n    gatewayPath: /{name}\n    methods: [GET, POST]\n"
-        f"    middlewares: {json.dumps(chain_head + [name])}\n    action: Echo\n"
-        for name in auths))
+        "actions:\n  Echo:\n    use: plugins.trace.actions.EchoAction\n"
+    )
+    (folder / "routes.yaml").write_text(
+        "routes:\n"
+        + "".join(
+            f"  {name}:\n    gatewayPath: /{name}\n    methods: [GET, POST]\n"
+            f"    middlewares: {json.dumps(chain_head + [name])}\n    action: Echo\n"
+            for name in auths
+        )
+    )
     return folder
 
 
 @pytest.fixture
 def gateway_factory(tmp_path: Path, test_plugin_dir: Path) -> Iterator[Any]:
-    with gateways(tmp_path, lambda folder, *args, **kwargs: write_config(
-            folder, test_plugin_dir, *args, **kwargs)) as make:
+    with gateways(
+        tmp_path,
+        lambda folder, *args, **kwargs: write_config(folder, test_plugin_dir, *args, **kwargs),
+    ) as make:
         yield make
 
 
@@ -100,8 +119,9 @@ def assert_401(response: Any, challenge: str = CHALLENGE) -> None:
 
 
 def test_plain_password_lets_the_user_in_and_sets_the_local(gateway_factory: Any) -> None:
-    gw = gateway_factory({"A": {"users": {"admin": "s3cret", "bob": "hunter2"},
-                                "contextUsernameKey": "requestId"}})
+    gw = gateway_factory(
+        {"A": {"users": {"admin": "s3cret", "bob": "hunter2"}, "contextUsernameKey": "requestId"}}
+    )
     r = gw.handle("GET", "/A", headers={"Authorization": basic("admin", "s3cret")})
     assert r.status == 200, r.body
     assert b"local=admin " in r.body  # EchoAction prints the local 'requestId'
@@ -120,11 +140,20 @@ def test_custom_realm(gateway_factory: Any) -> None:
     assert_401(gw.handle("GET", "/A"), 'Basic realm="Admin area (v2)", charset="UTF-8"')
 
 
-@pytest.mark.parametrize("user, password", [
-    ("admin", "wrong"), ("admin", ""), ("admin", "s3cret "), ("admin", "S3CRET"),
-    ("Admin", "s3cret"), ("nobody", "s3cret"), ("", "s3cret"), ("admin", "s3cre"),
-    ("admin", "s3cret" * 100),
-])
+@pytest.mark.parametrize(
+    "user, password",
+    [
+        ("admin", "wrong"),
+        ("admin", ""),
+        ("admin", "s3cret "),
+        ("admin", "S3CRET"),
+        ("Admin", "s3cret"),
+        ("nobody", "s3cret"),
+        ("", "s3cret"),
+        ("admin", "s3cre"),
+        ("admin", "s3cret" * 100),
+    ],
+)
 def test_wrong_credentials(gateway_factory: Any, user: str, password: str) -> None:
     gw = gateway_factory({"A": {"users": {"admin": "s3cret"}}})
     assert_401(gw.handle("GET", "/A", headers={"Authorization": basic(user, password)}))
@@ -133,8 +162,9 @@ def test_wrong_credentials(gateway_factory: Any, user: str, password: str) -> No
 @pytest.mark.parametrize("method", ["yescrypt", "bcrypt", "sha512", "sha256"])
 def test_crypt_hashes(gateway_factory: Any, method: str) -> None:
     hashed = make_hash("pa:ss wörd", salt(method))
-    gw = gateway_factory({"A": {"users": {"carol": hashed, "plain": "x"},
-                                "contextUsernameKey": "requestId"}})
+    gw = gateway_factory(
+        {"A": {"users": {"carol": hashed, "plain": "x"}, "contextUsernameKey": "requestId"}}
+    )
     r = gw.handle("GET", "/A", headers={"Authorization": basic("carol", "pa:ss wörd")})
     assert r.status == 200 and b"local=carol " in r.body
     for wrong in ("pa:ss word", "", "pa:ss wörd!", hashed):
@@ -145,8 +175,7 @@ def test_crypt_hashes(gateway_factory: Any, method: str) -> None:
 
 
 def test_password_with_colon_and_utf8_user(gateway_factory: Any) -> None:
-    gw = gateway_factory({"A": {"users": {"jürgen": "a:b:c"},
-                                "contextUsernameKey": "requestId"}})
+    gw = gateway_factory({"A": {"users": {"jürgen": "a:b:c"}, "contextUsernameKey": "requestId"}})
     r = gw.handle("GET", "/A", headers={"Authorization": basic("jürgen", "a:b:c")})
     assert r.status == 200
     assert "local=jürgen ".encode() in r.body
@@ -162,60 +191,63 @@ def test_scheme_is_case_insensitive_and_spaces_are_tolerated(gateway_factory: An
 B64 = base64.b64encode
 
 
-@pytest.mark.parametrize("value", [
-    "",
-    "Basic",
-    "Basic ",
-    "Basic    ",
-    "Bearer " + B64(b"admin:s3cret").decode(),
-    "Digest username=admin",
-    "Basicx " + B64(b"admin:s3cret").decode(),
-    "Basic" + B64(b"admin:s3cret").decode(),                 # no space after the scheme
-    "Basic !!!!" + B64(b"admin:s3cret").decode(),           # not base64
-    "Basic cGFkOnMzY3I",                                      # "pad:s3cr", padding missing
-    "Basic cGFkOnMzY3I==",                                    # too much padding
-    "Basic cGFkOnMzY3J=",                                     # non-canonical padding bits
-    "Basic cGFk=OnMzY3I=",                                    # padding inside
-    "Basic " + B64(b"admin:s3cret").decode() + " x",        # trailing garbage
-    "Basic " + B64(b"admins3cret").decode(),                 # no colon
-    "Basic " + B64(b":s3cret").decode(),                     # empty user
-    "Basic " + B64(b"adm\x00in:s3cret").decode(),            # NUL in the user
-    "Basic " + B64(b"admin:s3c\x00ret").decode(),            # NUL in the password
-    "Basic " + B64(b"adm\x01in:s3cret").decode(),            # control character in the user
-    "Basic " + B64(b"admin\xff:s3cret").decode(),            # invalid UTF-8 in the user
-    "Basic " + B64(b"admin:s3cret\xc3").decode(),            # truncated UTF-8 in the password
-    "Basic " + B64(b"admin:\xed\xa0\x80").decode(),          # a surrogate
-    "Basic " + B64(b"admin:\xc0\xaf").decode(),              # overlong
-    "Basic " + B64(b"admin:" + b"x" * 5000).decode(),        # over 4096 bytes
-    "Basic " + "A" * 100_000,                                  # huge header
-    "Basic " + B64(b"\n:s3cret").decode(),
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "",
+        "Basic",
+        "Basic ",
+        "Basic    ",
+        "Bearer " + B64(b"admin:s3cret").decode(),
+        "Digest username=admin",
+        "Basicx " + B64(b"admin:s3cret").decode(),
+        "Basic" + B64(b"admin:s3cret").decode(),  # no space after the scheme
+        "Basic !!!!" + B64(b"admin:s3cret").decode(),  # not base64
+        "Basic cGFkOnMzY3I",  # "pad:s3cr", padding missing
+        "Basic cGFkOnMzY3I==",  # too much padding
+        "Basic cGFkOnMzY3J=",  # non-canonical padding bits
+        "Basic cGFk=OnMzY3I=",  # padding inside
+        "Basic " + B64(b"admin:s3cret").decode() + " x",  # trailing garbage
+        "Basic " + B64(b"admins3cret").decode(),  # no colon
+        "Basic " + B64(b":s3cret").decode(),  # empty user
+        "Basic " + B64(b"adm\x00in:s3cret").decode(),  # NUL in the user
+        "Basic " + B64(b"admin:s3c\x00ret").decode(),  # NUL in the password
+        "Basic " + B64(b"adm\x01in:s3cret").decode(),  # control character in the user
+        "Basic " + B64(b"admin\xff:s3cret").decode(),  # invalid UTF-8 in the user
+        "Basic " + B64(b"admin:s3cret\xc3").decode(),  # truncated UTF-8 in the password
+        "Basic " + B64(b"admin:\xed\xa0\x80").decode(),  # a surrogate
+        "Basic " + B64(b"admin:\xc0\xaf").decode(),  # overlong
+        "Basic " + B64(b"admin:" + b"x" * 5000).decode(),  # over 4096 bytes
+        "Basic " + "A" * 100_000,  # huge header
+        "Basic " + B64(b"\n:s3cret").decode(),
+    ],
+)
 def test_malformed_authorization_answers_401(gateway_factory: Any, value: str) -> None:
     gw = gateway_factory({"A": {"users": {"admin": "s3cret", "pad": "s3cr"}}})
     assert_401(gw.handle("GET", "/A", headers={"Authorization": value}))
     # and the gateway still works, also with a padded value
-    assert gw.handle("GET", "/A", headers={"Authorization": basic("admin", "s3cret")}).status \
-        == 200
-    assert gw.handle("GET", "/A", headers={"Authorization": "Basic cGFkOnMzY3I="}).status \
-        == 200
+    assert gw.handle("GET", "/A", headers={"Authorization": basic("admin", "s3cret")}).status == 200
+    assert gw.handle("GET", "/A", headers={"Authorization": "Basic cGFkOnMzY3I="}).status == 200
 
 
 def test_password_local_is_opt_in(gateway_factory: Any, tmp_path: Path) -> None:
     log = tmp_path / "access.log"
     fmt = "u=${locals:basicAuthUsername} p=${locals:basicAuthPassword} q=${locals:pw}"
-    gw = gateway_factory({"A": {"users": {"admin": "s3cret"}},
-                          "B": {"users": {"admin": "s3cret"}, "contextPasswordKey": "pw"}},
-                         logger={"format": fmt, "output": str(log)})
-    assert gw.handle("GET", "/A", headers={"Authorization": basic("admin", "s3cret")}).status \
-        == 200
-    assert gw.handle("GET", "/B", headers={"Authorization": basic("admin", "s3cret")}).status \
-        == 200
+    gw = gateway_factory(
+        {
+            "A": {"users": {"admin": "s3cret"}},
+            "B": {"users": {"admin": "s3cret"}, "contextPasswordKey": "pw"},
+        },
+        logger={"format": fmt, "output": str(log)},
+    )
+    assert gw.handle("GET", "/A", headers={"Authorization": basic("admin", "s3cret")}).status == 200
+    assert gw.handle("GET", "/B", headers={"Authorization": basic("admin", "s3cret")}).status == 200
     assert gw.handle("GET", "/A").status == 401
     gw.close()  # the logger's destroy flushes the file
     assert log.read_text().splitlines() == [
-        "u=admin p= q=",          # Seam's default username key; no password local by default
-        "u=admin p= q=s3cret",    # contextPasswordKey names the password's local
-        "u= p= q=",               # refused: nothing set
+        "u=admin p= q=",  # Seam's default username key; no password local by default
+        "u=admin p= q=s3cret",  # contextPasswordKey names the password's local
+        "u= p= q=",  # refused: nothing set
     ]
 
 
@@ -250,8 +282,11 @@ def test_concurrent_requests_with_hashes(gateway_factory: Any) -> None:
     def worker(i: int) -> None:
         for j in range(10):
             good = (i + j) % 2 == 0
-            auth = basic("u1", "pw" if good else "nope") if i % 2 else \
-                basic("u2", "plain" if good else "nope")
+            auth = (
+                basic("u1", "pw" if good else "nope")
+                if i % 2
+                else basic("u2", "plain" if good else "nope")
+            )
             status = gw.handle("GET", "/A", headers={"Authorization": auth}).status
             with lock:
                 results.append((200 if good else 401, status))
@@ -268,33 +303,37 @@ def test_concurrent_requests_with_hashes(gateway_factory: Any) -> None:
 # -------------------------------------------------------------------- configuration
 
 
-@pytest.mark.parametrize("cfg, key", [
-    ({}, "users"),
-    ({"users": {}}, "users"),
-    ({"users": None}, "users"),
-    ({"users": ["admin", "s3cret"]}, "users"),
-    ({"users": "admin:s3cret"}, "users"),
-    ({"users": {"admin": ""}}, "users.admin"),
-    ({"users": {"admin": None}}, "users.admin"),
-    ({"users": {"admin": ["x"]}}, "users.admin"),
-    ({"users": {"ad:min": "x"}}, "users.ad:min"),
-    ({"users": {"admin": "$apr1$salt$0123456789abcdefghijkl"}}, "users.admin"),
-    ({"users": {"admin": "$7$whatever"}}, "users.admin"),
-    ({"users": {"admin": "$y$j9T$broken"}}, "users.admin"),
-    ({"users": {"admin": "$2b$05$tooshort"}}, "users.admin"),
-    ({"users": {"admin": "$1$abc$OGyl6dDvZCDiGmIVbeuCq/"}}, "users.admin"),  # MD5: broken
-    ({"users": {"admin": "$"}}, "users.admin"),
-    ({"users": {"admin": "x"}, "realm": 'say "hi"'}, "realm"),
-    ({"users": {"admin": "x"}, "realm": "a\r\nSet-Cookie: x=y"}, "realm"),
-    ({"users": {"admin": "x"}, "realm": "back\\slash"}, "realm"),
-    ({"users": {"admin": "x"}, "realm": "tab\there"}, "realm"),
-    ({"users": {"admin": "x"}, "realm": ["list"]}, "realm"),
-    ({"users": {"admin": "x"}, "contextUsernameKey": ""}, "contextUsernameKey"),
-    ({"users": {"admin": "x"}, "contextPasswordKey": "basicAuthUsername"},
-     "contextPasswordKey"),
-])
-def test_config_errors_name_the_key(gateway_factory: Any, cfg: dict[str, Any],
-                                    key: str) -> None:
+@pytest.mark.parametrize(
+    "cfg, key",
+    [
+        ({}, "users"),
+        ({"users": {}}, "users"),
+        ({"users": None}, "users"),
+        ({"users": ["admin", "s3cret"]}, "users"),
+        ({"users": "admin:s3cret"}, "users"),
+        ({"users": {"admin": ""}}, "users.admin"),
+        ({"users": {"admin": None}}, "users.admin"),
+        ({"users": {"admin": ["x"]}}, "users.admin"),
+        ({"users": {"ad:min": "x"}}, "users.ad:min"),
+        ({"users": {"admin": "$apr1$salt$0123456789abcdefghijkl"}}, "users.admin"),
+        ({"users": {"admin": "$7$whatever"}}, "users.admin"),
+        ({"users": {"admin": "$y$j9T$broken"}}, "users.admin"),
+        ({"users": {"admin": "$2b$05$tooshort"}}, "users.admin"),
+        ({"users": {"admin": "$1$abc$OGyl6dDvZCDiGmIVbeuCq/"}}, "users.admin"),  # MD5: broken
+        ({"users": {"admin": "$"}}, "users.admin"),
+        ({"users": {"admin": "x"}, "realm": 'say "hi"'}, "realm"),
+        ({"users": {"admin": "x"}, "realm": "a\r\nSet-Cookie: x=y"}, "realm"),
+        ({"users": {"admin": "x"}, "realm": "back\\slash"}, "realm"),
+        ({"users": {"admin": "x"}, "realm": "tab\there"}, "realm"),
+        ({"users": {"admin": "x"}, "realm": ["list"]}, "realm"),
+        ({"users": {"admin": "x"}, "contextUsernameKey": ""}, "contextUsernameKey"),
+        (
+            {"users": {"admin": "x"}, "contextPasswordKey": "basicAuthUsername"},
+            "contextPasswordKey",
+        ),
+    ],
+)
+def test_config_errors_name_the_key(gateway_factory: Any, cfg: dict[str, Any], key: str) -> None:
     with pytest.raises(Exception) as exc:
         gateway_factory({"A": cfg})
     assert f"middlewares.A.config.{key}:" in str(exc.value), str(exc.value)
@@ -309,13 +348,18 @@ def test_options_are_checked_by_name_ignoring_case(gateway_factory: Any) -> None
         gateway_factory({"A": {"users": {"admin": "s3cret"}, "contextUsernameKy": "requestId"}})
     (problem,) = exc.value.problems
     # middlewares.yaml: line 4 is the instance's `config: {...}` (one line of JSON)
-    assert (Path(problem.where.file).name, problem.where.line, problem.where.key) == \
-        ("middlewares.yaml", 4, "middlewares.A.config.contextUsernameKy")
-    assert problem.message == (f"{BASICAUTH} has no option 'contextUsernameKy': did you mean "
-                               "'contextUsernameKey'?")
+    assert (Path(problem.where.file).name, problem.where.line, problem.where.key) == (
+        "middlewares.yaml",
+        4,
+        "middlewares.A.config.contextUsernameKy",
+    )
+    assert problem.message == (
+        f"{BASICAUTH} has no option 'contextUsernameKy': did you mean 'contextUsernameKey'?"
+    )
 
-    gw = gateway_factory({"A": {"USERS": {"admin": "s3cret"}, "Realm": "Other",
-                                "contextusernamekey": "requestId"}})
+    gw = gateway_factory(
+        {"A": {"USERS": {"admin": "s3cret"}, "Realm": "Other", "contextusernamekey": "requestId"}}
+    )
     r = gw.handle("GET", "/A", headers={"Authorization": basic("admin", "s3cret")})
     assert r.status == 200 and b"local=admin " in r.body
     assert_401(gw.handle("GET", "/A"), 'Basic realm="Other", charset="UTF-8"')
@@ -330,8 +374,7 @@ def test_unknown_hash_error_says_what_is_supported(gateway_factory: Any) -> None
 
 def test_numeric_password_is_a_string(gateway_factory: Any, tmp_path: Path) -> None:
     gw = gateway_factory({"A": {"users": {"admin": 1234}}})
-    assert gw.handle("GET", "/A", headers={"Authorization": basic("admin", "1234")}).status \
-        == 200
+    assert gw.handle("GET", "/A", headers={"Authorization": basic("admin", "1234")}).status == 200
 
 
 # ---------------------------------------------------------------- real HTTP server
@@ -339,9 +382,11 @@ def test_numeric_password_is_a_string(gateway_factory: Any, tmp_path: Path) -> N
 
 def test_serve_end_to_end(tmp_path: Path, test_plugin_dir: Path) -> None:
     hashed = make_hash("open sesame", salt("yescrypt"))
-    folder = write_config(tmp_path / "cfg", test_plugin_dir,
-                          {"secure": {"users": {"ali": hashed}, "realm": "Cave",
-                                      "contextUsernameKey": "requestId"}})
+    folder = write_config(
+        tmp_path / "cfg",
+        test_plugin_dir,
+        {"secure": {"users": {"ali": hashed}, "realm": "Cave", "contextUsernameKey": "requestId"}},
+    )
     with Server("--config", str(folder)) as srv:
         status, headers, body = srv.get("/secure")
         assert status == 401
@@ -349,24 +394,34 @@ def test_serve_end_to_end(tmp_path: Path, test_plugin_dir: Path) -> None:
         assert json.loads(body) == BODY_401
         status, _, body = srv.get("/secure", headers={"Authorization": basic("ali", "x")})
         assert status == 401
-        status, _, body = srv.get("/secure",
-                                  headers={"Authorization": basic("ali", "open sesame")})
+        status, _, body = srv.get("/secure", headers={"Authorization": basic("ali", "open sesame")})
         assert status == 200 and b"local=ali " in body
         assert srv.alive()
 
 
 def test_mixed_credential_kinds_are_warned_about_at_start_up(
-        gateway_factory: Any, caplog: pytest.LogCaptureFixture) -> None:
+    gateway_factory: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     """Plain and hashed credentials (or two crypt methods) take different times to check,
     which tells user names apart: the gateway says so when it starts."""
     mixed = {"admin": make_hash("s3cret", salt("sha512")), "bob": "plain-password"}
     with caplog.at_level("WARNING", logger="plughost.plugin"):
         gw = gateway_factory({"A": {"users": mixed}})
     assert "users mix credential kinds ($6$ and plain)" in caplog.text, caplog.text
-    assert gw.handle("GET", "/A", headers={"Authorization": basic("bob", "plain-password")}) \
-        .status == 200
+    assert (
+        gw.handle("GET", "/A", headers={"Authorization": basic("bob", "plain-password")}).status
+        == 200
+    )
     caplog.clear()
     with caplog.at_level("WARNING", logger="plughost.plugin"):
-        gateway_factory({"B": {"users": {"a": make_hash("x", salt("sha512")),
-                                         "b": make_hash("y", salt("sha512"))}}})
+        gateway_factory(
+            {
+                "B": {
+                    "users": {
+                        "a": make_hash("x", salt("sha512")),
+                        "b": make_hash("y", salt("sha512")),
+                    }
+                }
+            }
+        )
     assert "mix credential kinds" not in caplog.text

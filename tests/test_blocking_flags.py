@@ -79,4 +79,3 @@ def test_network_storages_run_in_a_worker_thread(gateway) -> None:
 def test_a_type_without_the_flag_stays_may_block(gateway) -> None:
     assert gateway.instances["Blocking"].may_block is True
     assert gateway.route("GET", "/blocking")[0].may_block
-

@@ -26,10 +26,15 @@ NOTE_TYPE = 0x50480001
 ALLOWED_EXPORTS = {"plughost_plugin_entry", "_init", "_fini"}
 
 
-
 def run_build(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(BUILD), *map(str, args)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=600, check=False)
+    return subprocess.run(
+        [sys.executable, str(BUILD), *map(str, args)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
 
 
 def plugin_folders() -> list[Path]:
@@ -42,8 +47,10 @@ def exported_symbols(path: Path) -> set[str]:
         dynsym = elf.get_section_by_name(".dynsym")
         assert isinstance(dynsym, SymbolTableSection), f"{path} has no .dynsym"
         return {
-            s.name for s in dynsym.iter_symbols()
-            if s.name and s["st_shndx"] != "SHN_UNDEF"
+            s.name
+            for s in dynsym.iter_symbols()
+            if s.name
+            and s["st_shndx"] != "SHN_UNDEF"
             and s["st_info"]["bind"] in ("STB_GLOBAL", "STB_WEAK")
         }
 
@@ -78,8 +85,9 @@ def test_every_native_plugin_is_built(built: tuple[Path, str]) -> None:
     for folder in folders:
         so = out / f"{folder.name}.so"
         assert so.is_file(), f"{folder} produced no {so.name}"
-        assert re.search(rf"^  (built|up to date) {so.name}  \(native_plugins/{folder.name}\)$",
-                         stdout, re.M), stdout
+        assert re.search(
+            rf"^  (built|up to date) {so.name}  \(native_plugins/{folder.name}\)$", stdout, re.M
+        ), stdout
 
 
 def test_plugins_export_only_the_entry(built: tuple[Path, str]) -> None:
@@ -118,13 +126,23 @@ def test_broken_plugin_fails_with_the_compiler_message(tmp_path: Path) -> None:
     extra = tmp_path / "more_plugins"
     (extra / "broken").mkdir(parents=True)
     (extra / "broken" / "CMakeLists.txt").write_text(
-        "plughost_add_plugin(broken SOURCES broken.c)\n")
+        "plughost_add_plugin(broken SOURCES broken.c)\n"
+    )
     (extra / "broken" / "broken.c").write_text(
         '#include "plugin.h"\n'
         "int broken_value(void) { return no_such_identifier_42; }\n"
-        'PH_PLUGIN_DEFINE(.name = "broken");\n')
-    res = run_build("--plugins-dir", extra, "--only", "broken",
-                    "--build-dir", tmp_path / "build", "--out", tmp_path / "out")
+        'PH_PLUGIN_DEFINE(.name = "broken");\n'
+    )
+    res = run_build(
+        "--plugins-dir",
+        extra,
+        "--only",
+        "broken",
+        "--build-dir",
+        tmp_path / "build",
+        "--out",
+        tmp_path / "out",
+    )
     assert res.returncode == 1, res.stdout + res.stderr
     assert "no_such_identifier_42" in res.stderr  # the compiler's own output is shown
     last = res.stderr.strip().splitlines()[-1]
@@ -136,16 +154,24 @@ def test_unresolved_symbol_fails_at_link_time(tmp_path: Path) -> None:
     """-Wl,--no-undefined: a plugin may not depend on a host symbol."""
     extra = tmp_path / "more_plugins"
     (extra / "needy").mkdir(parents=True)
-    (extra / "needy" / "CMakeLists.txt").write_text(
-        "plughost_add_plugin(needy SOURCES needy.c)\n")
+    (extra / "needy" / "CMakeLists.txt").write_text("plughost_add_plugin(needy SOURCES needy.c)\n")
     (extra / "needy" / "needy.c").write_text(
         '#include "plugin.h"\n'
         "extern int some_host_function(void);\n"
         "static ph_status init(const ph_config *c, void **s) {\n"
         "  (void)c; (void)s; return some_host_function() ? PH_OK : PH_ERROR;\n}\n"
-        'PH_PLUGIN_DEFINE(.name = "needy", .init = init);\n')
-    res = run_build("--plugins-dir", extra, "--only", "needy",
-                    "--build-dir", tmp_path / "build", "--out", tmp_path / "out")
+        'PH_PLUGIN_DEFINE(.name = "needy", .init = init);\n'
+    )
+    res = run_build(
+        "--plugins-dir",
+        extra,
+        "--only",
+        "needy",
+        "--build-dir",
+        tmp_path / "build",
+        "--out",
+        tmp_path / "out",
+    )
     assert res.returncode == 1, res.stdout + res.stderr
     assert "some_host_function" in res.stderr
     assert "needy" in res.stderr.strip().splitlines()[-1]
@@ -158,17 +184,21 @@ def test_out_of_tree_plugin_uses_the_cmake_package(tmp_path: Path) -> None:
         "cmake_minimum_required(VERSION 3.16)\n"
         "project(hello C)\n"
         "find_package(plughost 1.0 REQUIRED)\n"
-        "plughost_add_plugin(hello SOURCES hello.c)\n")
+        "plughost_add_plugin(hello SOURCES hello.c)\n"
+    )
     (src / "hello.c").write_text(
-        '#include "plugin.h"\n'
-        'PH_PLUGIN_DEFINE(.name = "hello", .version = "0.0.1");\n')
+        '#include "plugin.h"\nPH_PLUGIN_DEFINE(.name = "hello", .version = "0.0.1");\n'
+    )
     build = tmp_path / "build"
     # <prefix>/plughost/cmake/ is on find_package's search path for prefix = host/.
-    cfg = subprocess.run(["cmake", "-S", src, "-B", build, f"-DCMAKE_PREFIX_PATH={ROOT / 'host'}"],
-                         capture_output=True, text=True, check=False)
+    cfg = subprocess.run(
+        ["cmake", "-S", src, "-B", build, f"-DCMAKE_PREFIX_PATH={ROOT / 'host'}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert cfg.returncode == 0, cfg.stdout + cfg.stderr
-    bld = subprocess.run(["cmake", "--build", build], capture_output=True, text=True,
-                         check=False)
+    bld = subprocess.run(["cmake", "--build", build], capture_output=True, text=True, check=False)
     assert bld.returncode == 0, bld.stdout + bld.stderr
     so = build / "hello.so"
     assert so.is_file()
@@ -182,10 +212,21 @@ def test_cmake_package_refuses_another_abi_major(tmp_path: Path) -> None:
     (src / "CMakeLists.txt").write_text(
         "cmake_minimum_required(VERSION 3.16)\n"
         "project(future C)\n"
-        "find_package(plughost 2.0 REQUIRED)\n")
-    cfg = subprocess.run(["cmake", "-S", src, "-B", tmp_path / "build",
-                          f"-Dplughost_DIR={ROOT / 'host' / 'plughost' / 'cmake'}"],
-                         capture_output=True, text=True, check=False)
+        "find_package(plughost 2.0 REQUIRED)\n"
+    )
+    cfg = subprocess.run(
+        [
+            "cmake",
+            "-S",
+            src,
+            "-B",
+            tmp_path / "build",
+            f"-Dplughost_DIR={ROOT / 'host' / 'plughost' / 'cmake'}",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert cfg.returncode != 0
     assert "plughost" in cfg.stderr and f"{ABI_MAJOR}.{ABI_MINOR}" in cfg.stderr, cfg.stderr
 
@@ -195,5 +236,6 @@ def test_cmake_package_version_matches_the_project() -> None:
     config = (ROOT / "host" / "plughost" / "cmake" / "plughostConfig.cmake").read_text()
     m = re.search(r'set\(PLUGHOST_PACKAGE_VERSION "([^"]+)"\)', config)
     assert m and m.group(1) == project
-    assert (ROOT / "host" / "plughost" / "include" / "plugin.h").resolve() == \
-        (ROOT / "abi" / "plugin.h").resolve()
+    assert (ROOT / "host" / "plughost" / "include" / "plugin.h").resolve() == (
+        ROOT / "abi" / "plugin.h"
+    ).resolve()

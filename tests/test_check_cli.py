@@ -17,16 +17,24 @@ PLUGHOST = str(Path(sys.executable).with_name("plughost"))
 
 
 def plughost(*args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([PLUGHOST, *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        [PLUGHOST, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
     assert "Traceback" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
     return proc
 
 
 def test_every_native_plugin_passes_check_and_load(plugin_dir: Path) -> None:
     plugins = sorted(p.name for p in plugin_dir.glob("*.so"))
-    native = sorted(p.name + ".so" for p in (plugin_dir.parent.parent / "native_plugins")
-                    .iterdir() if (p / "CMakeLists.txt").exists())
+    native = sorted(
+        p.name + ".so"
+        for p in (plugin_dir.parent.parent / "native_plugins").iterdir()
+        if (p / "CMakeLists.txt").exists()
+    )
     assert plugins == native
     static = plughost("check", plugin_dir)
     assert static.returncode == 0, static.stdout
@@ -59,8 +67,9 @@ BAD_FILES = [
 
 
 @pytest.mark.parametrize("name, words", BAD_FILES, ids=[b[0] for b in BAD_FILES])
-def test_bad_file_gets_exit_1_and_one_clear_sentence(badfiles: dict[str, Path], name: str,
-                                                     words: list[str]) -> None:
+def test_bad_file_gets_exit_1_and_one_clear_sentence(
+    badfiles: dict[str, Path], name: str, words: list[str]
+) -> None:
     proc = plughost("check", badfiles[name])
     assert proc.returncode == 1, proc.stdout + proc.stderr
     fail_lines = [line for line in proc.stdout.splitlines() if line.startswith("FAIL")]
@@ -99,8 +108,9 @@ def test_duplicate_type_ids_across_plugins(badfiles: dict[str, Path]) -> None:
     assert f"already declared by {badfiles['dup_a']}" in proc.stdout
 
 
-def test_musl_target_rejects_glibc_build_and_accepts_musl_build(badfiles: dict[str, Path],
-                                                                plugin_dir: Path) -> None:
+def test_musl_target_rejects_glibc_build_and_accepts_musl_build(
+    badfiles: dict[str, Path], plugin_dir: Path
+) -> None:
     glibc = plughost("check", "--target", "linux-x86_64-musl", plugin_dir / "memory.so")
     assert glibc.returncode == 1
     assert "glibc" in glibc.stdout and "musl" in glibc.stdout
@@ -134,16 +144,18 @@ def test_json_output_for_tools(badfiles: dict[str, Path]) -> None:
     assert not arm["compatible"] and arm["problems"][0]["code"] == "arch"
 
 
-@pytest.mark.parametrize("args, message", [
-    ((), "nothing to check"),
-    (("/nonexistent/plugin.so",), "no such file or folder"),
-    (("--target", "windows-x86", "x.so"), "linux-x86_64-musl"),
-    (("--load", "--target", "linux-aarch64-gnu", "x.so"), "cannot be combined"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ((), "nothing to check"),
+        (("/nonexistent/plugin.so",), "no such file or folder"),
+        (("--target", "windows-x86", "x.so"), "linux-x86_64-musl"),
+        (("--load", "--target", "linux-aarch64-gnu", "x.so"), "cannot be combined"),
+    ],
+)
 def test_usage_errors_exit_2(args: tuple[str, ...], message: str, tmp_path: Path) -> None:
     (tmp_path / "x.so").write_bytes(b"")
-    proc = subprocess.run([PLUGHOST, "check", *args], capture_output=True, text=True,
-                          cwd=tmp_path)
+    proc = subprocess.run([PLUGHOST, "check", *args], capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 2
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -17,8 +17,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from plughost.config import (ConfigErrors, GatewayConfig, config_from_text, load_config,
-                             parse_address, parse_duration, parse_size)
+from plughost.config import (
+    ConfigErrors,
+    GatewayConfig,
+    config_from_text,
+    load_config,
+    parse_address,
+    parse_duration,
+    parse_size,
+)
 
 DATA = Path(__file__).parent / "data" / "seam"
 
@@ -63,26 +70,40 @@ def test_seam_sample_configuration(tmp_path: Path) -> None:
     cfg = install("sample", tmp_path)
     c = load_config(cfg, environ={})
     assert isinstance(c, GatewayConfig)
-    assert [p.name for p in c.files] == ["plugins.yaml", "storages.yaml", "middlewares.yaml",
-                                         "actions.yaml", "routes.yaml", "services.yaml",
-                                         "server.yaml"]
+    assert [p.name for p in c.files] == [
+        "plugins.yaml",
+        "storages.yaml",
+        "middlewares.yaml",
+        "actions.yaml",
+        "routes.yaml",
+        "services.yaml",
+        "server.yaml",
+    ]
     assert [p.path for p in c.plugins] == [tmp_path / "plugins" / "httpfw.so"]
     assert c.plugins[0].where.key == "plugins[0].path" and c.plugins[0].where.line == 3
     assert c.storages == {} and c.middlewares == {} and c.global_middlewares == ()
     home = c.actions["HomeAction"]
     assert home.kind == "action" and home.use == "plugins.httpfw.actions.HttpAction"
     assert (home.use_where.file, home.use_where.line, home.use_where.key) == (
-        str(cfg / "actions.yaml"), 5, "actions.HomeAction.use")
+        str(cfg / "actions.yaml"),
+        5,
+        "actions.HomeAction.use",
+    )
     assert isinstance(home.config, yaml.MappingNode)
     assert home.config.value[0][1].value == "https://seam.sauloalvarenga.dev.br"
     assert home.config_where.line == 6 and home.config_where.key == "actions.HomeAction.config"
     route = c.routes["HomeRoute"]
     assert (route.path, route.methods, route.middlewares, route.action) == (
-        "/", ("GET",), (), "HomeAction")
+        "/",
+        ("GET",),
+        (),
+        "HomeAction",
+    )
     assert route.where.line == 4 and route.where.key == "routes.HomeRoute"
     assert c.services["HelloWorldService"].routes == ("HomeRoute",)
     assert [(e.path, e.methods, e.route, e.service) for e in c.endpoints] == [
-        ("/", ("GET",), "HomeRoute", "HelloWorldService")]
+        ("/", ("GET",), "HomeRoute", "HelloWorldService")
+    ]
     assert (c.server.host, c.server.port, c.server.address) == ("0.0.0.0", 8090, "0.0.0.0:8090")
     assert c.server.disable_startup_message is True
     assert c.server.key_where["address"].line == 3
@@ -94,7 +115,10 @@ def test_seam_sample_as_shipped_only_lacks_the_plugin_file() -> None:
         load_config(DATA / "sample", environ={})
     [p] = exc.value.problems
     assert (p.where.file, p.where.line, p.where.key) == (
-        str(DATA / "sample" / "plugins.yaml"), 3, "plugins[0].path")
+        str(DATA / "sample" / "plugins.yaml"),
+        3,
+        "plugins[0].path",
+    )
     assert "/plugins/httpfw.so does not exist" in p.message
 
 
@@ -121,15 +145,23 @@ def test_seam_limiter_page_names_an_action_it_never_defines(tmp_path: Path) -> N
         load_config(cfg, environ={})
     [p] = exc.value.problems
     assert (p.where.file, p.where.line, p.where.key) == (
-        str(cfg / "routes.yaml"), 8, "routes[0].action")
+        str(cfg / "routes.yaml"),
+        8,
+        "routes[0].action",
+    )
     assert "action 'HttpForwardToInternalService'" in p.message and "not defined" in p.message
-    write(cfg, {"actions.yaml": """
+    write(
+        cfg,
+        {
+            "actions.yaml": """
         actions:
           HttpForwardToInternalService:
             use: plugins.httpfw.actions.HttpAction
             config:
               upstreamEndpoint: http://internal:8080
-        """})
+        """
+        },
+    )
     c = load_config(cfg, environ={})
     route = c.routes["GET /api/resource"]
     assert route.middlewares == ("LimiterMiddleware",)
@@ -138,17 +170,25 @@ def test_seam_limiter_page_names_an_action_it_never_defines(tmp_path: Path) -> N
     assert [(e.path, e.methods) for e in c.endpoints] == [("/api/resource", ("GET",))]
 
 
-@pytest.mark.parametrize("name,path,method,action", [
-    ("httpfw", "/api/resource", "GET", "ForwardToService"),
-    ("httpfw-balancer", "/api/scale", "POST", "LoadBalancedForward"),
-    ("wsfw", "/ws/chat", "GET", "ForwardWebSocket"),
-])
-def test_seam_plugin_pages_list_form_routes(tmp_path: Path, name: str, path: str, method: str,
-                                            action: str) -> None:
+@pytest.mark.parametrize(
+    "name,path,method,action",
+    [
+        ("httpfw", "/api/resource", "GET", "ForwardToService"),
+        ("httpfw-balancer", "/api/scale", "POST", "LoadBalancedForward"),
+        ("wsfw", "/ws/chat", "GET", "ForwardWebSocket"),
+    ],
+)
+def test_seam_plugin_pages_list_form_routes(
+    tmp_path: Path, name: str, path: str, method: str, action: str
+) -> None:
     c = load_config(install(name, tmp_path), environ={})
     [route] = c.routes.values()
     assert (route.name, route.path, route.methods, route.action) == (
-        f"{method} {path}", path, (method,), action)
+        f"{method} {path}",
+        path,
+        (method,),
+        action,
+    )
     assert route.path_where.key == "routes[0].path" and route.path_where.line == 4
     assert route.methods_where.key == "routes[0].method"
     assert action in c.actions
@@ -158,8 +198,12 @@ def test_seam_wsfw_example_middleware_and_action_config(tmp_path: Path) -> None:
     c = load_config(install("wsfw", tmp_path), environ={})
     assert c.routes["GET /ws/chat"].middlewares == ("CheckWebSocketUpgrade",)
     conf = {k.value: v.value for k, v in c.actions["ForwardWebSocket"].config.value}
-    assert conf == {"pongTimeout": "30s", "pingInterval": "10s", "maxInactivity": "60s",
-                    "upstreamEndpoint": "ws://localhost:8080/ws"}
+    assert conf == {
+        "pongTimeout": "30s",
+        "pingInterval": "10s",
+        "maxInactivity": "60s",
+        "upstreamEndpoint": "ws://localhost:8080/ws",
+    }
 
 
 def test_seam_routes_and_services_pages_map_form(tmp_path: Path) -> None:
@@ -167,12 +211,17 @@ def test_seam_routes_and_services_pages_map_form(tmp_path: Path) -> None:
     c = load_config(cfg, environ={})
     route = c.routes["RouteName"]
     assert (route.path, route.methods, route.middlewares, route.action) == (
-        "/api/v1/path", ("GET", "POST"), ("MiddlewareName",), "ActionName")
+        "/api/v1/path",
+        ("GET", "POST"),
+        ("MiddlewareName",),
+        "ActionName",
+    )
     assert route.methods_where.line == 7
     assert route.methods_where.key == "routes.RouteName.methods"
     assert c.services["ServiceName"].routes_where[0].file == str(cfg / "routes.yaml")
     assert [(e.path, e.service, e.middlewares) for e in c.endpoints] == [
-        ("/api/v1/path", "ServiceName", ("MiddlewareName",))]
+        ("/api/v1/path", "ServiceName", ("MiddlewareName",))
+    ]
     assert [p.path.name for p in c.plugins] == ["jwt.so", "httpfw.so"]
 
 
@@ -201,13 +250,16 @@ def test_seam_logger_page_example_has_a_yaml_error(tmp_path: Path) -> None:
     [p] = exc.value.problems  # the page lists RequestIdMiddleware, defined on another page
     assert (p.where.line, p.where.key) == (12, "globalMiddlewares[0]")
     assert "middleware 'RequestIdMiddleware'" in p.message
-    text = mw.read_text().replace("globalMiddlewares:\n  - RequestIdMiddleware\n",
-                                  "globalMiddlewares:\n")
+    text = mw.read_text().replace(
+        "globalMiddlewares:\n  - RequestIdMiddleware\n", "globalMiddlewares:\n"
+    )
     mw.write_text(text)
     c = load_config(cfg, environ={"pid": "1", "time": "2"})
     fmt = {k.value: v.value for k, v in c.middlewares["LoggerMiddleware"].config.value}["format"]
-    assert fmt == ("${pid} | ${locals:requestid} | ${time} | ${status} | ${ip} | ${method} | "
-                   "${path} | ${error}\n")
+    assert fmt == (
+        "${pid} | ${locals:requestid} | ${time} | ${status} | ${ip} | ${method} | "
+        "${path} | ${error}\n"
+    )
     assert c.global_middlewares == ("LoggerMiddleware",)
 
 
@@ -296,39 +348,45 @@ def test_single_file_form(tmp_path: Path) -> None:
 def test_config_from_text_embedded(tmp_path: Path) -> None:
     plugin_file(tmp_path / "plugins" / "requestid.so")
     os.chmod(tmp_path / "plugins", 0o755)
-    c = config_from_text(textwrap.dedent(SINGLE), name="<default>", base_dir=tmp_path,
-                         environ={})
+    c = config_from_text(textwrap.dedent(SINGLE), name="<default>", base_dir=tmp_path, environ={})
     assert c.source == Path("<default>") and c.files == []
     assert c.actions["Hello"].where.file == "<default>"
     assert c.actions["Hello"].where.line == 12  # the text starts with a blank line
 
 
-@pytest.mark.parametrize("text,line,why", [("", 1, "only comments and white space"),
-                                           ("# soon\n{}\n", 2, "only an empty map '{}'")])
-def test_config_from_text_refuses_an_empty_text(tmp_path: Path, text: str, line: int,
-                                                why: str) -> None:
+@pytest.mark.parametrize(
+    "text,line,why",
+    [("", 1, "only comments and white space"), ("# soon\n{}\n", 2, "only an empty map '{}'")],
+)
+def test_config_from_text_refuses_an_empty_text(
+    tmp_path: Path, text: str, line: int, why: str
+) -> None:
     with pytest.raises(ConfigErrors) as exc:
         config_from_text(text, name="<default>", base_dir=tmp_path, environ={})
     [p] = exc.value.problems
-    assert str(p) == (f"<default>:{line}: the configuration is empty ({why}): write the "
-                      "gateway's plugins, actions and routes in it")
+    assert str(p) == (
+        f"<default>:{line}: the configuration is empty ({why}): write the "
+        "gateway's plugins, actions and routes in it"
+    )
 
 
 def test_both_route_forms_in_one_configuration(tmp_path: Path) -> None:
-    write(tmp_path, {
-        "actions.yaml": """
+    write(
+        tmp_path,
+        {
+            "actions.yaml": """
             actions:
               A: {use: plugins.static.actions.StaticAction}
             """,
-        "routes.yaml": """
+            "routes.yaml": """
             routes:
               Users:
                 gatewayPath: /users/:id
                 methods: [GET, POST]
                 action: A
             """,
-        # a second file may hold more routes, here in the list form
-        "services.yaml": """
+            # a second file may hold more routes, here in the list form
+            "services.yaml": """
             routes:
               - path: /files/*
                 method: GET
@@ -338,7 +396,8 @@ def test_both_route_forms_in_one_configuration(tmp_path: Path) -> None:
                 methods: ALL
                 action: A
             """,
-    })
+        },
+    )
     c = load_config(tmp_path, environ={})
     assert list(c.routes) == ["Users", "GET /files/*", "Health"]
     assert c.routes["Users"].params == ("id",)
@@ -354,7 +413,10 @@ def test_yml_extension_and_absent_files(tmp_path: Path) -> None:
 
 
 def test_services_base_path_and_middlewares(tmp_path: Path) -> None:
-    write(tmp_path, {"gateway.yaml": """
+    write(
+        tmp_path,
+        {
+            "gateway.yaml": """
         middlewares:
           Auth: {use: plugins.jwt.middlewares.JWTValidationMiddleware}
           Log: {use: plugins.logger.middlewares.LoggerMiddleware}
@@ -369,17 +431,24 @@ def test_services_base_path_and_middlewares(tmp_path: Path) -> None:
             gatewayBasePath: /api/users
             middlewares: [Auth]
             routes: [List, One]
-        """})
+        """
+        },
+    )
     c = load_config(tmp_path / "gateway.yaml", environ={})
     assert [(e.path, e.middlewares) for e in c.endpoints] == [
-        ("/api/users", ("Auth", "Log")), ("/api/users/:id", ("Auth",))]
+        ("/api/users", ("Auth", "Log")),
+        ("/api/users/:id", ("Auth",)),
+    ]
     assert c.services["Users"].base_path == "/api/users"
     [w] = c.warnings
     assert w.where.key == "routes.Orphan" and "not listed by any service" in w.message
 
 
 def test_yaml_merge_keys_and_x_keys_for_anchors(tmp_path: Path) -> None:
-    write(tmp_path, {"gateway.yaml": """
+    write(
+        tmp_path,
+        {
+            "gateway.yaml": """
         x-upstream: &upstream ${UPSTREAM:-http://c}
         actions:
           Third:
@@ -391,7 +460,9 @@ def test_yaml_merge_keys_and_x_keys_for_anchors(tmp_path: Path) -> None:
           Other:
             <<: *base
             config: {upstreamEndpoint: http://b}
-        """})
+        """
+        },
+    )
     c = load_config(tmp_path / "gateway.yaml", environ={})
     other = c.actions["Other"]
     assert other.use == "plugins.httpfw.actions.HttpAction"
@@ -424,8 +495,10 @@ def _conf(c: GatewayConfig) -> dict[str, yaml.ScalarNode]:
 
 def test_env_substitution_set_and_defaults(tmp_path: Path) -> None:
     write(tmp_path, {"gateway.yaml": ENV_CONFIG})
-    c = load_config(tmp_path / "gateway.yaml",
-                    environ={"VALKEY_HOST": "valkey.internal", "ADDRESS": "127.0.0.1:7000"})
+    c = load_config(
+        tmp_path / "gateway.yaml",
+        environ={"VALKEY_HOST": "valkey.internal", "ADDRESS": "127.0.0.1:7000"},
+    )
     conf = _conf(c)
     assert conf["host"].value == "valkey.internal" and conf["host"].start_mark.line + 1 == 5
     assert conf["port"].value == "6379" and conf["port"].tag == "tag:yaml.org,2002:int"
@@ -438,8 +511,10 @@ def test_env_substitution_set_and_defaults(tmp_path: Path) -> None:
 
 def test_env_substitution_set_value_wins_over_default(tmp_path: Path) -> None:
     write(tmp_path, {"gateway.yaml": ENV_CONFIG})
-    c = load_config(tmp_path / "gateway.yaml",
-                    environ={"VALKEY_HOST": "h", "VALKEY_PORT": "6380", "PREFIX": "p"})
+    c = load_config(
+        tmp_path / "gateway.yaml",
+        environ={"VALKEY_HOST": "h", "VALKEY_PORT": "6380", "PREFIX": "p"},
+    )
     conf = _conf(c)
     assert (conf["port"].value, conf["prefix"].value) == ("6380", "p:")
 
@@ -450,7 +525,10 @@ def test_env_substitution_missing_variable(tmp_path: Path) -> None:
         load_config(tmp_path / "gateway.yaml", environ={})
     [p] = exc.value.problems
     assert (p.where.file, p.where.line, p.where.key) == (
-        str(tmp_path / "gateway.yaml"), 5, "storages.Valkey.config.host")
+        str(tmp_path / "gateway.yaml"),
+        5,
+        "storages.Valkey.config.host",
+    )
     assert "environment variable 'VALKEY_HOST' is not set" in p.message
 
 
@@ -469,14 +547,22 @@ def test_krakend_folder_registration(tmp_path: Path) -> None:
         plugin_file(plugins / name)
     os.chmod(plugins, 0o755)
     os.chmod(tmp_path, 0o755)
-    cfg = write(tmp_path / "cfg", {"plugins.yaml": """
+    cfg = write(
+        tmp_path / "cfg",
+        {
+            "plugins.yaml": """
         plugin:
           folder: ../plugins
           pattern: ".so"
-        """})
+        """
+        },
+    )
     c = load_config(cfg, environ={})
-    assert [p.path for p in c.plugins] == [plugins / "cors.so", plugins / "limiter.so",
-                                           plugins / "valkey.so"]
+    assert [p.path for p in c.plugins] == [
+        plugins / "cors.so",
+        plugins / "limiter.so",
+        plugins / "valkey.so",
+    ]
     assert all(p.origin == "folder" and p.config is None for p in c.plugins)
     assert c.plugins[0].where.key == "plugin.folder" and c.plugins[0].where.line == 2
     write(cfg, {"plugins.yaml": "plugin: {folder: ../plugins, pattern: 'l*.so'}\n"})
@@ -489,17 +575,24 @@ def test_krakend_folder_then_list(tmp_path: Path) -> None:
     plugin_file(tmp_path / "extra" / "session.so")
     os.chmod(tmp_path / "plugins", 0o755)
     os.chmod(tmp_path / "extra", 0o755)
-    write(tmp_path, {"plugins.yaml": """
+    write(
+        tmp_path,
+        {
+            "plugins.yaml": """
         plugin: {folder: plugins}
         plugins:
           - path: extra/session.so
             config: {storage: S}
         storages:
           S: {use: plugins.valkey.storages.ValkeyStorage}
-        """})
+        """
+        },
+    )
     c = load_config(tmp_path, environ={})
-    assert [(p.path.name, p.origin) for p in c.plugins] == [("valkey.so", "folder"),
-                                                            ("session.so", "list")]
+    assert [(p.path.name, p.origin) for p in c.plugins] == [
+        ("valkey.so", "folder"),
+        ("session.so", "list"),
+    ]
 
 
 def test_sha256_ok(tmp_path: Path) -> None:
@@ -525,13 +618,17 @@ def test_sha256_mismatch(tmp_path: Path) -> None:
     assert "rebuild the plugin or update the hash" in p.message
 
 
-@pytest.mark.parametrize("file_mode,dir_mode,what", [
-    (0o666, 0o755, "plugin file"),
-    (0o644, 0o777, "plugin folder"),
-    (0o664, 0o755, "plugin file"),
-])
-def test_insecure_permissions_refused_then_allowed(tmp_path: Path, file_mode: int,
-                                                   dir_mode: int, what: str) -> None:
+@pytest.mark.parametrize(
+    "file_mode,dir_mode,what",
+    [
+        (0o666, 0o755, "plugin file"),
+        (0o644, 0o777, "plugin folder"),
+        (0o664, 0o755, "plugin file"),
+    ],
+)
+def test_insecure_permissions_refused_then_allowed(
+    tmp_path: Path, file_mode: int, dir_mode: int, what: str
+) -> None:
     so = plugin_file(tmp_path / "p" / "a.so", mode=file_mode)
     os.chmod(tmp_path / "p", dir_mode)
     write(tmp_path, {"plugins.yaml": "plugins:\n  - path: p/a.so\n"})
@@ -543,8 +640,9 @@ def test_insecure_permissions_refused_then_allowed(tmp_path: Path, file_mode: in
     assert (p.where.line, p.where.key) == (2, "plugins[0].path")
     assert p.message.startswith(f"{what} {target} is writable by")
     assert f"mode {mode:04o}" in p.message and f"chmod go-w {target}" in p.message
-    write(tmp_path, {"plugins.yaml": "allowInsecurePermissions: true\nplugins:\n"
-                                     "  - path: p/a.so\n"})
+    write(
+        tmp_path, {"plugins.yaml": "allowInsecurePermissions: true\nplugins:\n  - path: p/a.so\n"}
+    )
     c = load_config(tmp_path, environ={})
     assert c.allow_insecure_permissions is True and c.plugins[0].path == so
 
@@ -565,10 +663,21 @@ def test_insecure_folder_of_krakend_plugins(tmp_path: Path) -> None:
 # --- value helpers -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("text,seconds", [
-    ("30s", 30.0), ("1m30s", 90.0), ("250ms", 0.25), ("1.5h", 5400.0), ("0", 0.0),
-    ("2h45m", 9900.0), ("10us", 1e-5), ("-1s", -1.0), (5, 5.0), (0.5, 0.5),
-])
+@pytest.mark.parametrize(
+    "text,seconds",
+    [
+        ("30s", 30.0),
+        ("1m30s", 90.0),
+        ("250ms", 0.25),
+        ("1.5h", 5400.0),
+        ("0", 0.0),
+        ("2h45m", 9900.0),
+        ("10us", 1e-5),
+        ("-1s", -1.0),
+        (5, 5.0),
+        (0.5, 0.5),
+    ],
+)
 def test_parse_duration(text: str | float, seconds: float) -> None:
     assert parse_duration(text) == pytest.approx(seconds)
 
@@ -579,29 +688,37 @@ def test_parse_duration_rejects(text: str) -> None:
         parse_duration(text)
 
 
-@pytest.mark.parametrize("value,words", [
-    (float("inf"), "'.inf' (infinity) is not a duration"),
-    (float("-inf"), "'-.inf' (infinity) is not a duration"),
-    (float("nan"), "'.nan' (not a number) is not a duration"),
-    (10**400, "a 401-digit number is out of range"),
-    (31536001, "'31536001' is out of range: a duration is at most a year (8760h)"),
-    ("8761h", "'8761h' is out of range"),
-    ("9" * 400 + "s", "(401 characters) is out of range"),
-], ids=lambda v: str(v)[:16])
+@pytest.mark.parametrize(
+    "value,words",
+    [
+        (float("inf"), "'.inf' (infinity) is not a duration"),
+        (float("-inf"), "'-.inf' (infinity) is not a duration"),
+        (float("nan"), "'.nan' (not a number) is not a duration"),
+        (10**400, "a 401-digit number is out of range"),
+        (31536001, "'31536001' is out of range: a duration is at most a year (8760h)"),
+        ("8761h", "'8761h' is out of range"),
+        ("9" * 400 + "s", "(401 characters) is out of range"),
+    ],
+    ids=lambda v: str(v)[:16],
+)
 def test_parse_duration_refuses_infinite_nan_and_absurd(value: object, words: str) -> None:
     with pytest.raises(ValueError) as exc:
         parse_duration(value)  # type: ignore[arg-type]
     assert words in str(exc.value)
 
 
-@pytest.mark.parametrize("value,words", [
-    (float("inf"), "'.inf' (infinity) is not a size"),
-    (float("nan"), "'.nan' (not a number) is not a size"),
-    (2**62 + 1, "'4611686018427387905' is out of range: a size is at most 2^62 bytes"),
-    (-(10**400), "a negative 401-digit number is out of range"),
-    ("4194305TiB", "'4194305TiB' is out of range"),
-    ("9" * 400, "(400 characters) is out of range"),
-], ids=lambda v: str(v)[:16])
+@pytest.mark.parametrize(
+    "value,words",
+    [
+        (float("inf"), "'.inf' (infinity) is not a size"),
+        (float("nan"), "'.nan' (not a number) is not a size"),
+        (2**62 + 1, "'4611686018427387905' is out of range: a size is at most 2^62 bytes"),
+        (-(10**400), "a negative 401-digit number is out of range"),
+        ("4194305TiB", "'4194305TiB' is out of range"),
+        ("9" * 400, "(400 characters) is out of range"),
+    ],
+    ids=lambda v: str(v)[:16],
+)
 def test_parse_size_refuses_infinite_nan_and_absurd(value: object, words: str) -> None:
     with pytest.raises(ValueError) as exc:
         parse_size(value)  # type: ignore[arg-type]
@@ -614,25 +731,51 @@ def test_parse_size_and_duration_limits() -> None:
     assert parse_duration("8760h") == parse_duration(31536000) == 31536000.0
 
 
-@pytest.mark.parametrize("text,size", [
-    (4194304, 4194304), ("4MB", 4_000_000), ("10MiB", 10 * 2**20), ("512KB", 512_000),
-    ("64 KiB", 65536), ("100B", 100), ("1.5GB", 1_500_000_000), ("123", 123),
-])
+@pytest.mark.parametrize(
+    "text,size",
+    [
+        (4194304, 4194304),
+        ("4MB", 4_000_000),
+        ("10MiB", 10 * 2**20),
+        ("512KB", 512_000),
+        ("64 KiB", 65536),
+        ("100B", 100),
+        ("1.5GB", 1_500_000_000),
+        ("123", 123),
+    ],
+)
 def test_parse_size(text: str | int, size: int) -> None:
     assert parse_size(text) == size
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("0.0.0.0:8090", ("0.0.0.0", 8090)), ("localhost:80", ("localhost", 80)),
-    ("[::1]:8443", ("::1", 8443)), (":9000", ("0.0.0.0", 9000)), (8080, ("0.0.0.0", 8080)),
-    ("gw.example.com:443", ("gw.example.com", 443)),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("0.0.0.0:8090", ("0.0.0.0", 8090)),
+        ("localhost:80", ("localhost", 80)),
+        ("[::1]:8443", ("::1", 8443)),
+        (":9000", ("0.0.0.0", 9000)),
+        (8080, ("0.0.0.0", 8080)),
+        ("gw.example.com:443", ("gw.example.com", 443)),
+    ],
+)
 def test_parse_address(text: str | int, expected: tuple[str, int]) -> None:
     assert parse_address(text) == expected
 
 
-@pytest.mark.parametrize("text", ["0.0.0.0", "0.0.0.0:0", "host:70000", "::1:80", "a b:80",
-                                  "300.1.1.1:80", "[::1]80", "host:http"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "0.0.0.0",
+        "0.0.0.0:0",
+        "host:70000",
+        "::1:80",
+        "a b:80",
+        "300.1.1.1:80",
+        "[::1]80",
+        "host:http",
+    ],
+)
 def test_parse_address_rejects(text: str) -> None:
     with pytest.raises(ValueError):
         parse_address(text)

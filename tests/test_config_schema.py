@@ -21,8 +21,7 @@ LIMITER = "plugins.limiter.middlewares.LimiterMiddleware"
 
 
 def schema_of(*args: str) -> dict[str, Any]:
-    res = subprocess.run([PLUGHOST, "schema", *args], capture_output=True, text=True,
-                         timeout=120)
+    res = subprocess.run([PLUGHOST, "schema", *args], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     schema = json.loads(res.stdout)
     jsonschema.Draft7Validator.check_schema(schema)
@@ -35,8 +34,10 @@ def validator(plugin_dir: Path) -> jsonschema.Draft7Validator:
 
 
 def errors(validator: jsonschema.Draft7Validator, document: Any) -> list[str]:
-    return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
-            for e in validator.iter_errors(document)]
+    return [
+        f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+        for e in validator.iter_errors(document)
+    ]
 
 
 def sample_documents() -> list[tuple[str, Any]]:
@@ -46,21 +47,28 @@ def sample_documents() -> list[tuple[str, Any]]:
     for page in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]:
         for i, block in enumerate(re.findall(r"```yaml\n(.*?)```", page.read_text(), re.S)):
             document = yaml.safe_load(block)
-            if isinstance(document, dict) and document.keys() & {"plugins", "middlewares",
-                                                                  "actions", "storages"}:
+            if isinstance(document, dict) and document.keys() & {
+                "plugins",
+                "middlewares",
+                "actions",
+                "storages",
+            }:
                 out.append((f"{page.relative_to(ROOT)} yaml block {i + 1}", document))
     return out
 
 
-@pytest.mark.parametrize("name, document", sample_documents(), ids=lambda v: v
-                         if isinstance(v, str) else "")
-def test_the_repositorys_configurations_validate(validator: jsonschema.Draft7Validator,
-                                                 name: str, document: Any) -> None:
+@pytest.mark.parametrize(
+    "name, document", sample_documents(), ids=lambda v: v if isinstance(v, str) else ""
+)
+def test_the_repositorys_configurations_validate(
+    validator: jsonschema.Draft7Validator, name: str, document: Any
+) -> None:
     assert errors(validator, document) == [], name
 
 
 def test_a_misspelt_option_is_flagged_as_the_user_types(
-        validator: jsonschema.Draft7Validator) -> None:
+    validator: jsonschema.Draft7Validator,
+) -> None:
     def limiter(**config: Any) -> dict[str, Any]:
         return {"middlewares": {"L": {"use": LIMITER, "config": {"storage": "M", **config}}}}
 
@@ -70,8 +78,13 @@ def test_a_misspelt_option_is_flagged_as_the_user_types(
     assert errors(validator, limiter(maxConnections=0))  # below the minimum of 1
     assert errors(validator, {"middlewares": {"L": {"use": LIMITER, "config": {}}}})  # storage
     # What the host accepts, the schema accepts: any case, ${VAR}, text for numbers.
-    assert errors(validator, limiter(MAXCONNECTIONS=3, expiration="${WINDOW:-60s}",
-                                     skipFailedRequests="true")) == []
+    assert (
+        errors(
+            validator,
+            limiter(MAXCONNECTIONS=3, expiration="${WINDOW:-60s}", skipFailedRequests="true"),
+        )
+        == []
+    )
     assert errors(validator, limiter(expiration="1m30s", maxConnections="10")) == []
     # A mistake in the structure around it.
     assert errors(validator, {"middlewares": {"L": {"uses": LIMITER}}})
@@ -83,8 +96,7 @@ def test_the_schema_carries_descriptions_defaults_and_choices(plugin_dir: Path) 
     schema = schema_of()
     middleware = schema["properties"]["middlewares"]["additionalProperties"]
     assert LIMITER in middleware["properties"]["use"]["anyOf"][0]["enum"]
-    (branch,) = [b for b in middleware["allOf"]
-                 if b["if"]["properties"]["use"]["const"] == LIMITER]
+    (branch,) = [b for b in middleware["allOf"] if b["if"]["properties"]["use"]["const"] == LIMITER]
     config = branch["then"]["properties"]["config"]
     assert config["required"] == ["storage"]
     max_connections = config["properties"]["maxConnections"]
@@ -92,13 +104,16 @@ def test_the_schema_carries_descriptions_defaults_and_choices(plugin_dir: Path) 
     assert max_connections["anyOf"][0] == {"type": "integer", "minimum": 1}
 
 
-def test_with_config_a_plugin_given_by_path_is_described(test_plugin_dir: Path,
-                                                         tmp_path: Path) -> None:
+def test_with_config_a_plugin_given_by_path_is_described(
+    test_plugin_dir: Path, tmp_path: Path
+) -> None:
     config = tmp_path / "gateway.yaml"
-    config.write_text(f"plugins:\n  - path: {test_plugin_dir / 'optiondemo.so'}\n"
-                      "actions:\n  Echo:\n    use: plugins.optiondemo.actions.EchoOptionsAction\n"
-                      "    config: {name: x}\n"
-                      "routes:\n  E:\n    gatewayPath: /\n    methods: [GET]\n    action: Echo\n")
+    config.write_text(
+        f"plugins:\n  - path: {test_plugin_dir / 'optiondemo.so'}\n"
+        "actions:\n  Echo:\n    use: plugins.optiondemo.actions.EchoOptionsAction\n"
+        "    config: {name: x}\n"
+        "routes:\n  E:\n    gatewayPath: /\n    methods: [GET]\n    action: Echo\n"
+    )
     validator = jsonschema.Draft7Validator(schema_of("--config", str(config)))
     document = yaml.safe_load(config.read_text())
     assert errors(validator, document) == []

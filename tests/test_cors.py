@@ -32,33 +32,51 @@ def header(response: Any, name: str) -> str | None:
 
 
 def cors_headers(response: Any) -> dict[str, str]:
-    return {k.decode().lower(): v.decode("latin-1") for k, v in response.headers
-            if k.lower().startswith(b"access-control-")}
+    return {
+        k.decode().lower(): v.decode("latin-1")
+        for k, v in response.headers
+        if k.lower().startswith(b"access-control-")
+    }
 
 
 def vary(response: Any) -> list[str]:
     return [t.strip().lower() for v in values(response, "Vary") for t in v.split(",") if t.strip()]
 
 
-def preflight(gw: Gateway, path: str = "/api", origin: str = APP, method: str = "POST",
-              headers: str | None = None, **extra: str) -> Any:
+def preflight(
+    gw: Gateway,
+    path: str = "/api",
+    origin: str = APP,
+    method: str = "POST",
+    headers: str | None = None,
+    **extra: str,
+) -> Any:
     h = {"Origin": origin, "Access-Control-Request-Method": method, **extra}
     if headers is not None:
         h["Access-Control-Request-Headers"] = headers
     return gw.handle("OPTIONS", path, h)
 
 
-def write_gateway(folder: Path, plugin_dir: Path, middlewares: str,
-                  global_mws: tuple[str, ...] = (), route_mw: str = "Cors") -> Path:
+def write_gateway(
+    folder: Path,
+    plugin_dir: Path,
+    middlewares: str,
+    global_mws: tuple[str, ...] = (),
+    route_mw: str = "Cors",
+) -> Path:
     """A Seam config folder: middlewares.yaml as given (YAML text under `middlewares:`), and
     routes behind `route_mw`: /api (GET, POST, OPTIONS; echo), /plain (GET, POST only),
     /all (ALL), /static (a static answer that sets Vary and its own CORS headers)."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "plugins.yaml").write_text("plugins:\n" + "".join(
-        f"  - path: {plugin_dir / name}.so\n" for name in ("cors", "static", "trace")))
+    (folder / "plugins.yaml").write_text(
+        "plugins:\n"
+        + "".join(f"  - path: {plugin_dir / name}.so\n" for name in ("cors", "static", "trace"))
+    )
     (folder / "middlewares.yaml").write_text(
-        "middlewares:\n" + middlewares +
-        ("globalMiddlewares:\n" + "".join(f"  - {n}\n" for n in global_mws) if global_mws else ""))
+        "middlewares:\n"
+        + middlewares
+        + ("globalMiddlewares:\n" + "".join(f"  - {n}\n" for n in global_mws) if global_mws else "")
+    )
     (folder / "actions.yaml").write_text("""\
 actions:
   Echo:
@@ -109,10 +127,12 @@ def mw_yaml(cfg: dict[str, Any] | None, name: str = "Cors") -> str:
 
 @pytest.fixture
 def make(tmp_path: Path, test_plugin_dir: Path) -> Iterator[Any]:
-    def write(folder: Path, cfg: dict[str, Any] | None = None, *, raw: str | None = None,
-              **kwargs: Any) -> Path:
-        return write_gateway(folder, test_plugin_dir, raw if raw is not None else mw_yaml(cfg),
-                             **kwargs)
+    def write(
+        folder: Path, cfg: dict[str, Any] | None = None, *, raw: str | None = None, **kwargs: Any
+    ) -> Path:
+        return write_gateway(
+            folder, test_plugin_dir, raw if raw is not None else mw_yaml(cfg), **kwargs
+        )
 
     with gateways(tmp_path, write) as build:
         yield build
@@ -141,8 +161,7 @@ def test_defaults_allow_every_origin_without_credentials(make: Any) -> None:
         "access-control-allow-methods": DEFAULT_METHODS,
         "access-control-allow-headers": "x-anything, content-type",
     }
-    assert vary(r) == ["origin", "access-control-request-method",
-                       "access-control-request-headers"]
+    assert vary(r) == ["origin", "access-control-request-method", "access-control-request-headers"]
     for method in ("OPTIONS", "CONNECT", "PROPFIND"):  # not among the default methods
         r = preflight(gw, method=method)
         assert r.status == 204 and cors_headers(r) == {}, method
@@ -191,8 +210,9 @@ SEAM_GLOBAL_EXAMPLE = f"""\
 
 def test_seam_page_example_as_written(make: Any) -> None:
     gw = make(raw=SEAM_PAGE_EXAMPLE, route_mw="CORSMiddleware")
-    r = preflight(gw, origin="https://anotherdomain.com", method="PUT",
-                  headers="content-type,authorization")
+    r = preflight(
+        gw, origin="https://anotherdomain.com", method="PUT", headers="content-type,authorization"
+    )
     assert r.status == 204 and r.body == b""
     assert cors_headers(r) == {
         "access-control-allow-origin": "https://anotherdomain.com",
@@ -216,8 +236,9 @@ def test_seam_page_example_as_written(make: Any) -> None:
 
 def test_seam_global_middleware_example(make: Any) -> None:
     gw = make(raw=SEAM_GLOBAL_EXAMPLE, global_mws=("CORSMiddleware",), route_mw="")
-    r = preflight(gw, path="/all/7", origin="https://example.com", method="GET",
-                  headers="Content-Type")
+    r = preflight(
+        gw, path="/all/7", origin="https://example.com", method="GET", headers="Content-Type"
+    )
     assert r.status == 204
     assert cors_headers(r) == {
         "access-control-allow-origin": "https://example.com",
@@ -226,8 +247,10 @@ def test_seam_global_middleware_example(make: Any) -> None:
         "access-control-max-age": "1800",
     }
     r = gw.handle("GET", "/api", {"Origin": "https://example.com"})
-    assert cors_headers(r) == {"access-control-allow-origin": "https://example.com",
-                               "access-control-expose-headers": "X-Custom-Header"}
+    assert cors_headers(r) == {
+        "access-control-allow-origin": "https://example.com",
+        "access-control-expose-headers": "X-Custom-Header",
+    }
 
 
 # ------------------------------------------------------------------------ preflights
@@ -241,31 +264,44 @@ def test_preflight_never_reaches_the_action(make: Any) -> None:
         assert header(r, "X-Trace-Response") is None
 
 
-@pytest.mark.parametrize("change", [
-    {"origin": "https://evil.example"},
-    {"origin": "https://app.example.com.evil.example"},
-    {"origin": "http://app.example.com"},  # another scheme is another origin
-    {"origin": "https://app.example.com:8443"},
-    {"method": "DELETE"},
-    {"method": "GET, POST"},  # not a method
-    {"headers": "content-type, x-other"},
-    {"headers": "content-type; x-api-key"},  # not a list of names
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"origin": "https://evil.example"},
+        {"origin": "https://app.example.com.evil.example"},
+        {"origin": "http://app.example.com"},  # another scheme is another origin
+        {"origin": "https://app.example.com:8443"},
+        {"method": "DELETE"},
+        {"method": "GET, POST"},  # not a method
+        {"headers": "content-type, x-other"},
+        {"headers": "content-type; x-api-key"},  # not a list of names
+    ],
+)
 def test_preflight_refused(make: Any, change: dict[str, str]) -> None:
-    gw = make({"allowOrigins": [APP], "allowMethods": "GET,POST",
-               "allowHeaders": ["Content-Type", "X-Api-Key"], "maxAge": 600})
+    gw = make(
+        {
+            "allowOrigins": [APP],
+            "allowMethods": "GET,POST",
+            "allowHeaders": ["Content-Type", "X-Api-Key"],
+            "maxAge": 600,
+        }
+    )
     args = {"origin": APP, "method": "POST", "headers": "content-type", **change}
     r = preflight(gw, **args)
     assert r.status == 204 and r.body == b""
     assert cors_headers(r) == {}  # the browser blocks the request
-    assert vary(r) == ["origin", "access-control-request-method",
-                       "access-control-request-headers"]
+    assert vary(r) == ["origin", "access-control-request-method", "access-control-request-headers"]
 
 
 def test_requested_headers_compared_without_case(make: Any) -> None:
     gw = make({"allowOrigins": APP, "allowHeaders": "Content-Type, X-Api-Key"})
-    for requested in ("content-type,x-api-key", "X-API-KEY", " Content-Type , x-Api-key ",
-                      "content-type,,x-api-key", ""):
+    for requested in (
+        "content-type,x-api-key",
+        "X-API-KEY",
+        " Content-Type , x-Api-key ",
+        "content-type,,x-api-key",
+        "",
+    ):
         r = preflight(gw, headers=requested)
         assert header(r, "Access-Control-Allow-Origin") == APP, requested
         assert header(r, "Access-Control-Allow-Headers") == "Content-Type, X-Api-Key"
@@ -275,8 +311,9 @@ def test_requested_headers_compared_without_case(make: Any) -> None:
 def test_methods_compared_without_case_and_star(make: Any) -> None:
     gw = make({"allowOrigins": APP, "allowMethods": ["get", "Post"]})
     assert header(preflight(gw, method="POST"), "Access-Control-Allow-Methods") == "get, Post"
-    gw = make({"allowOrigins": APP, "allowMethods": "*", "allowHeaders": "*",
-               "allowCredentials": True})
+    gw = make(
+        {"allowOrigins": APP, "allowMethods": "*", "allowHeaders": "*", "allowCredentials": True}
+    )
     r = preflight(gw, method="PROPFIND", headers="x-a, authorization")
     # "*" is echoed as the request asked: a literal "*" means nothing to a browser when
     # credentials are allowed, and never covers Authorization
@@ -286,8 +323,14 @@ def test_methods_compared_without_case_and_star(make: Any) -> None:
 
 
 def test_max_age_forms(make: Any) -> None:
-    for value, sent in ((600, "600"), ("10m", "600"), ("1h30m", "5400"), (-1, "0"), (0, None),
-                        ("0s", None)):
+    for value, sent in (
+        (600, "600"),
+        ("10m", "600"),
+        ("1h30m", "5400"),
+        (-1, "0"),
+        (0, None),
+        ("0s", None),
+    ):
         gw = make({"maxAge": value})
         assert header(preflight(gw), "Access-Control-Max-Age") == sent, value
         # only preflights carry it
@@ -308,12 +351,18 @@ def test_allow_private_network(make: Any) -> None:
 
 
 def test_actual_requests_allowed_and_refused_origins(make: Any) -> None:
-    gw = make({"allowOrigins": "https://app.example.com, https://admin.example.com",
-               "exposeHeaders": ["X-Total-Count"]})
+    gw = make(
+        {
+            "allowOrigins": "https://app.example.com, https://admin.example.com",
+            "exposeHeaders": ["X-Total-Count"],
+        }
+    )
     r = gw.handle("POST", "/api", {"Origin": "https://admin.example.com"}, body=b"hi")
     assert r.status == 200 and b"body=hi" in r.body
-    assert cors_headers(r) == {"access-control-allow-origin": "https://admin.example.com",
-                               "access-control-expose-headers": "X-Total-Count"}
+    assert cors_headers(r) == {
+        "access-control-allow-origin": "https://admin.example.com",
+        "access-control-expose-headers": "X-Total-Count",
+    }
     assert vary(r) == ["origin"]
     # a refused origin: the request still runs (browsers enforce), without CORS headers
     r = gw.handle("POST", "/api", {"Origin": "https://evil.example"}, body=b"hi")
@@ -347,8 +396,10 @@ def test_gateway_owns_the_access_control_headers(make: Any) -> None:
 def test_credentials_on_actual_and_preflight(make: Any) -> None:
     gw = make({"allowOrigins": [APP], "allowCredentials": True})
     r = gw.handle("GET", "/api", {"Origin": APP, "Cookie": "a=b"})
-    assert cors_headers(r) == {"access-control-allow-origin": APP,
-                               "access-control-allow-credentials": "true"}
+    assert cors_headers(r) == {
+        "access-control-allow-origin": APP,
+        "access-control-allow-credentials": "true",
+    }
     assert header(preflight(gw), "Access-Control-Allow-Credentials") == "true"
     assert cors_headers(gw.handle("GET", "/api", {"Origin": "https://evil.example"})) == {}
 
@@ -363,17 +414,26 @@ def test_origin_list_forms_are_equivalent(make: Any) -> None:
     ]
     for form in forms:
         gw = make({"allowOrigins": form})
-        for origin, allowed in (("https://a.example", True), ("https://b.example:8443", True),
-                                ("https://b.example", False), ("https://c.example", False)):
-            got = header(gw.handle("GET", "/api", {"Origin": origin}),
-                         "Access-Control-Allow-Origin")
+        for origin, allowed in (
+            ("https://a.example", True),
+            ("https://b.example:8443", True),
+            ("https://b.example", False),
+            ("https://c.example", False),
+        ):
+            got = header(
+                gw.handle("GET", "/api", {"Origin": origin}), "Access-Control-Allow-Origin"
+            )
             assert got == (origin if allowed else None), (form, origin)
 
 
 def test_star_anywhere_in_the_list_allows_every_origin(make: Any) -> None:
     gw = make({"allowOrigins": "https://a.example, *"})  # Fiber's reading
-    assert header(gw.handle("GET", "/api", {"Origin": "https://z.example"}),
-                  "Access-Control-Allow-Origin") == "*"
+    assert (
+        header(
+            gw.handle("GET", "/api", {"Origin": "https://z.example"}), "Access-Control-Allow-Origin"
+        )
+        == "*"
+    )
 
 
 def test_subdomain_patterns(make: Any) -> None:
@@ -413,8 +473,11 @@ def test_option_names_ignore_case_as_seam(make: Any) -> None:
 
 
 def test_credentials_with_every_origin_is_one_clear_error(make: Any) -> None:
-    for cfg in ({"allowCredentials": True}, {"allowCredentials": True, "allowOrigins": "*"},
-                {"allowCredentials": True, "allowOrigins": [APP, "*"]}):
+    for cfg in (
+        {"allowCredentials": True},
+        {"allowCredentials": True, "allowOrigins": "*"},
+        {"allowCredentials": True, "allowOrigins": [APP, "*"]},
+    ):
         message = config_error(make, cfg)
         line = next(s for s in message.splitlines() if "allowCredentials" in s)
         assert "middlewares.Cors.config.allowCredentials:" in line, message
@@ -424,55 +487,78 @@ def test_credentials_with_every_origin_is_one_clear_error(make: Any) -> None:
     assert "(its default)" in config_error(make, {"allowCredentials": True})
 
 
-@pytest.mark.parametrize("cfg, key, words", [
-    ({"allowOrigins": "https://a.example/path"}, "allowOrigins", "is not an origin"),
-    ({"allowOrigins": "app.example.com"}, "allowOrigins", "scheme://host"),
-    ({"allowOrigins": "https://a.example:99999"}, "allowOrigins", "is not an origin"),
-    ({"allowOrigins": "https://a b.example"}, "allowOrigins", "is not an origin"),
-    ({"allowOrigins": ["null"]}, "allowOrigins", "'null' must not be allowed"),
-    ({"allowOrigins": "https://a.*.example"}, "allowOrigins", "subdomain wildcard"),
-    ({"allowOrigins": "https://*example.com"}, "allowOrigins", "subdomain wildcard"),
-    ({"allowOrigins": "https://*.*.example.com"}, "allowOrigins", "subdomain wildcard"),
-    ({"allowOrigins": [{"url": APP}]}, "allowOrigins[0]",
-     "'allowOrigins' must be a string, not a map"),
-    ({"allowOrigins": True}, "allowOrigins",
-     "'allowOrigins' must be a list of strings or one comma-separated string, not the boolean "
-     "true"),
-    ({"allowMethods": "GET, PO ST"}, "allowMethods", "is not an HTTP method"),
-    ({"allowHeaders": ["X-Ok", "X Bad"]}, "allowHeaders", "is not a header name"),
-    ({"exposeHeaders": "X-Ok, X\u00e9"}, "exposeHeaders", "is not a header name"),
-    ({"allowCredentials": "sometimes"}, "allowCredentials", ""),
-    ({"allowPrivateNetwork": [1]}, "allowPrivateNetwork", ""),
-    ({"maxAge": "soon"}, "maxAge", ""),
-    ({"maxAge": "1500ms"}, "maxAge", "whole number of seconds"),
-    ({"maxAge": "-5s"}, "maxAge", "negative"),
-    ({"allowCredentials": True, "allowOrigins": APP, "exposeHeaders": "*"}, "exposeHeaders",
-     "list the headers"),
-    ({"allowOrigin": APP}, "allowOrigin", "did you mean 'allowOrigins'?"),
-    ({"credentials": True}, "credentials",
-     f"{CORS} has no option 'credentials': did you mean 'allowCredentials'?"),
-    ({"allowOriginsFunc": "x"}, "allowOriginsFunc",
-     f"{CORS} has no option 'allowOriginsFunc': did you mean 'allowOrigins'?"),
-    ({"maxAge": 1, "MaxAge": 2}, "MaxAge",
-     "'MaxAge' is written twice (also as 'maxAge'): keys match ignoring case, keep one"),
-])
-def test_config_errors_name_the_key(make: Any, cfg: dict[str, Any], key: str,
-                                    words: str) -> None:
+@pytest.mark.parametrize(
+    "cfg, key, words",
+    [
+        ({"allowOrigins": "https://a.example/path"}, "allowOrigins", "is not an origin"),
+        ({"allowOrigins": "app.example.com"}, "allowOrigins", "scheme://host"),
+        ({"allowOrigins": "https://a.example:99999"}, "allowOrigins", "is not an origin"),
+        ({"allowOrigins": "https://a b.example"}, "allowOrigins", "is not an origin"),
+        ({"allowOrigins": ["null"]}, "allowOrigins", "'null' must not be allowed"),
+        ({"allowOrigins": "https://a.*.example"}, "allowOrigins", "subdomain wildcard"),
+        ({"allowOrigins": "https://*example.com"}, "allowOrigins", "subdomain wildcard"),
+        ({"allowOrigins": "https://*.*.example.com"}, "allowOrigins", "subdomain wildcard"),
+        (
+            {"allowOrigins": [{"url": APP}]},
+            "allowOrigins[0]",
+            "'allowOrigins' must be a string, not a map",
+        ),
+        (
+            {"allowOrigins": True},
+            "allowOrigins",
+            "'allowOrigins' must be a list of strings or one comma-separated string, not the boolean "
+            "true",
+        ),
+        ({"allowMethods": "GET, PO ST"}, "allowMethods", "is not an HTTP method"),
+        ({"allowHeaders": ["X-Ok", "X Bad"]}, "allowHeaders", "is not a header name"),
+        ({"exposeHeaders": "X-Ok, X\u00e9"}, "exposeHeaders", "is not a header name"),
+        ({"allowCredentials": "sometimes"}, "allowCredentials", ""),
+        ({"allowPrivateNetwork": [1]}, "allowPrivateNetwork", ""),
+        ({"maxAge": "soon"}, "maxAge", ""),
+        ({"maxAge": "1500ms"}, "maxAge", "whole number of seconds"),
+        ({"maxAge": "-5s"}, "maxAge", "negative"),
+        (
+            {"allowCredentials": True, "allowOrigins": APP, "exposeHeaders": "*"},
+            "exposeHeaders",
+            "list the headers",
+        ),
+        ({"allowOrigin": APP}, "allowOrigin", "did you mean 'allowOrigins'?"),
+        (
+            {"credentials": True},
+            "credentials",
+            f"{CORS} has no option 'credentials': did you mean 'allowCredentials'?",
+        ),
+        (
+            {"allowOriginsFunc": "x"},
+            "allowOriginsFunc",
+            f"{CORS} has no option 'allowOriginsFunc': did you mean 'allowOrigins'?",
+        ),
+        (
+            {"maxAge": 1, "MaxAge": 2},
+            "MaxAge",
+            "'MaxAge' is written twice (also as 'maxAge'): keys match ignoring case, keep one",
+        ),
+    ],
+)
+def test_config_errors_name_the_key(make: Any, cfg: dict[str, Any], key: str, words: str) -> None:
     message = config_error(make, cfg)
     assert f"middlewares.yaml:4: middlewares.Cors.config.{key}:" in message, message
     assert words in message, message
 
 
-def test_option_schema_refuses_a_misspelt_option_and_matches_names_ignoring_case(
-        make: Any) -> None:
+def test_option_schema_refuses_a_misspelt_option_and_matches_names_ignoring_case(make: Any) -> None:
     """CORSMiddleware declares its options (ABI 1.2): a misspelt option is refused before
     create runs, at its file, line and key, with the option it resembles (every problem at
     once); an option written in another case is the option itself."""
     message = config_error(make, {"alowOrigins": APP, "maxage": 5, "exposeHeader": "X-A"})
-    assert (f"middlewares.yaml:4: middlewares.Cors.config.alowOrigins: {CORS} has no option "
-            "'alowOrigins': did you mean 'allowOrigins'?" in message), message
-    assert (f"middlewares.yaml:4: middlewares.Cors.config.exposeHeader: {CORS} has no option "
-            "'exposeHeader': did you mean 'exposeHeaders'?" in message), message
+    assert (
+        f"middlewares.yaml:4: middlewares.Cors.config.alowOrigins: {CORS} has no option "
+        "'alowOrigins': did you mean 'allowOrigins'?" in message
+    ), message
+    assert (
+        f"middlewares.yaml:4: middlewares.Cors.config.exposeHeader: {CORS} has no option "
+        "'exposeHeader': did you mean 'exposeHeaders'?" in message
+    ), message
     assert message.startswith("2 problems in the configuration"), message  # maxage is fine
 
     gw = make({"alloworigins": APP, "MAXAGE": "10m", "AllowMethods": ["GET", "PUT"]})
@@ -480,21 +566,38 @@ def test_option_schema_refuses_a_misspelt_option_and_matches_names_ignoring_case
     assert header(r, "Access-Control-Allow-Origin") == APP
     assert header(r, "Access-Control-Max-Age") == "600"
     assert header(r, "Access-Control-Allow-Methods") == "GET, PUT"
-    assert header(preflight(gw, origin="https://other.example"),
-                  "Access-Control-Allow-Origin") is None
+    assert (
+        header(preflight(gw, origin="https://other.example"), "Access-Control-Allow-Origin") is None
+    )
 
 
 # ------------------------------------------------------------------------ hostile input
 
 
 def test_hostile_headers_get_clean_answers(make: Any) -> None:
-    built = [make({"allowOrigins": [APP, "https://*.example.com"]}), make(None),
-                make({"allowOrigins": APP, "allowHeaders": "X-A"})]
+    built = [
+        make({"allowOrigins": [APP, "https://*.example.com"]}),
+        make(None),
+        make({"allowOrigins": APP, "allowHeaders": "X-A"}),
+    ]
     long = "https://" + "a" * 100_000 + ".example.com"
-    origins = ["garbage", "", " ", "null", "*", "https://", "https://:443", "https://[zz]",
-               "https://app.example.com\tx", "https://app.example.com, https://evil",
-               "https://\xff\xfe.example.com", "https://app.example.com\xc3", long,
-               "https://" + "a." * 300 + "example.com", "\x80" * 5000]
+    origins = [
+        "garbage",
+        "",
+        " ",
+        "null",
+        "*",
+        "https://",
+        "https://:443",
+        "https://[zz]",
+        "https://app.example.com\tx",
+        "https://app.example.com, https://evil",
+        "https://\xff\xfe.example.com",
+        "https://app.example.com\xc3",
+        long,
+        "https://" + "a." * 300 + "example.com",
+        "\x80" * 5000,
+    ]
     for gw in built:
         for origin in origins:
             for method in ("GET", "POST"):
@@ -558,23 +661,39 @@ def test_global_cors_answers_preflights_for_every_route(make: Any) -> None:
 
 
 def test_cors_over_real_http(tmp_path: Path, test_plugin_dir: Path) -> None:
-    folder = write_gateway(tmp_path / "config", test_plugin_dir,
-                           mw_yaml({"allowOrigins": [APP], "allowCredentials": True,
-                                    "allowHeaders": "Content-Type", "maxAge": "10m",
-                                    "exposeHeaders": "X-Trace-Response"}),
-                           global_mws=("Cors",), route_mw="")
+    folder = write_gateway(
+        tmp_path / "config",
+        test_plugin_dir,
+        mw_yaml(
+            {
+                "allowOrigins": [APP],
+                "allowCredentials": True,
+                "allowHeaders": "Content-Type",
+                "maxAge": "10m",
+                "exposeHeaders": "X-Trace-Response",
+            }
+        ),
+        global_mws=("Cors",),
+        route_mw="",
+    )
     with Server("--config", str(folder)) as server:
         status, headers, body = server.request(
-            "OPTIONS", "/api", headers={"Origin": APP, "Access-Control-Request-Method": "POST",
-                                        "Access-Control-Request-Headers": "content-type"})
+            "OPTIONS",
+            "/api",
+            headers={
+                "Origin": APP,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "content-type",
+            },
+        )
         assert status == 204 and body == b""
         assert headers["Access-Control-Allow-Origin"] == APP
         assert headers["Access-Control-Allow-Credentials"] == "true"
         assert headers["Access-Control-Allow-Headers"] == "Content-Type"
         assert headers["Access-Control-Max-Age"] == "600"
-        status, headers, body = server.request("POST", "/api", body=b"{}",
-                                               headers={"Origin": APP,
-                                                        "Content-Type": "application/json"})
+        status, headers, body = server.request(
+            "POST", "/api", body=b"{}", headers={"Origin": APP, "Content-Type": "application/json"}
+        )
         assert status == 200 and body.startswith(b"POST /api")
         assert headers["Access-Control-Allow-Origin"] == APP
         assert headers["Access-Control-Expose-Headers"] == "X-Trace-Response"
@@ -582,20 +701,25 @@ def test_cors_over_real_http(tmp_path: Path, test_plugin_dir: Path) -> None:
         status, headers, _ = server.request("GET", "/api", headers={"Origin": "https://x.test"})
         assert status == 200 and "Access-Control-Allow-Origin" not in headers
         status, headers, _ = server.request(
-            "OPTIONS", "/api", headers={"Origin": "https://x.test",
-                                        "Access-Control-Request-Method": "POST"})
+            "OPTIONS",
+            "/api",
+            headers={"Origin": "https://x.test", "Access-Control-Request-Method": "POST"},
+        )
         assert status == 204 and "Access-Control-Allow-Origin" not in headers
         # global: also the preflight of a route that lists no OPTIONS
-        status, headers, _ = server.request("OPTIONS", "/plain", headers={
-            "Origin": APP, "Access-Control-Request-Method": "POST"})
+        status, headers, _ = server.request(
+            "OPTIONS", "/plain", headers={"Origin": APP, "Access-Control-Request-Method": "POST"}
+        )
         assert status == 204 and headers["Access-Control-Allow-Origin"] == APP
         # hostile Origins over the wire: invalid UTF-8 bytes, 8 KB of garbage
         for origin in ("https://\xff\xfe\xc3(.example", "x" * 8192, APP + "\x80"):
             status, headers, _ = server.request("GET", "/api", headers={"Origin": origin})
             assert status == 200 and "Access-Control-Allow-Origin" not in headers
             status, headers, _ = server.request(
-                "OPTIONS", "/api", headers={"Origin": origin,
-                                            "Access-Control-Request-Method": "\xff" * 4096})
+                "OPTIONS",
+                "/api",
+                headers={"Origin": origin, "Access-Control-Request-Method": "\xff" * 4096},
+            )
             assert status == 204 and "Access-Control-Allow-Origin" not in headers
         assert server.alive()
     out = server.output()

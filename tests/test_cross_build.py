@@ -45,13 +45,25 @@ build_plugins = _build_plugins_module()
 
 
 def run_build(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(BUILD), *map(str, args)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=900, check=False)
+    return subprocess.run(
+        [sys.executable, str(BUILD), *map(str, args)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
 
 
 def run_check(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(PLUGHOST), "check", *map(str, args)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run(
+        [str(PLUGHOST), "check", *map(str, args)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def note_fields(path: Path) -> dict[str, str]:
@@ -72,8 +84,9 @@ def native_plugin_folders() -> list[Path]:
 
 
 @pytest.fixture(scope="session", params=TARGETS)
-def cross_build(request: pytest.FixtureRequest,
-                tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path, str]:
+def cross_build(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[str, Path, str]:
     """(target, folder of its .so files, build_plugins.py's output), once per target."""
     target = request.param
     out = tmp_path_factory.mktemp(f"plugins-{target}")
@@ -83,22 +96,31 @@ def cross_build(request: pytest.FixtureRequest,
 
 
 def test_every_plugin_without_third_party_libraries_is_built(
-        cross_build: tuple[str, Path, str]) -> None:
+    cross_build: tuple[str, Path, str],
+) -> None:
     target, out, stdout = cross_build
     for folder in native_plugin_folders():
         libs = build_plugins.third_party_libraries(folder)
         so = out / f"{folder.name}.so"
         if libs:
             assert not so.exists(), f"{so.name} was built for {target} though it links {libs}"
-            line = re.search(rf"^  skipped {folder.name}  \(native_plugins/{folder.name}\): "
-                             r"(.*)$", stdout, re.M)
+            line = re.search(
+                rf"^  skipped {folder.name}  \(native_plugins/{folder.name}\): "
+                r"(.*)$",
+                stdout,
+                re.M,
+            )
             assert line, stdout
             assert f"third-party libraries ({', '.join(libs)})" in line[1], line[1]
             assert target in line[1], line[1]
         else:
             assert so.is_file(), f"native_plugins/{folder.name} gave no {so.name}\n{stdout}"
-            assert re.search(rf"^  (built|up to date) {so.name}  \(native_plugins/"
-                             rf"{folder.name}\)$", stdout, re.M), stdout
+            assert re.search(
+                rf"^  (built|up to date) {so.name}  \(native_plugins/"
+                rf"{folder.name}\)$",
+                stdout,
+                re.M,
+            ), stdout
     for name in PLAIN_PLUGINS:
         assert (out / f"{name}.so").is_file(), f"{name}.so must be built for {target}"
     assert "valkey" not in {p.stem for p in out.glob("*.so")}, "valkey links OpenSSL"
@@ -127,8 +149,12 @@ def test_check_accepts_them_for_their_target(cross_build: tuple[str, Path, str])
     want = parse_target(target)
     libc = "musl" if want.libc == "musl" else "gnu-2."
     for so in files:
-        assert re.search(rf"^ok +{re.escape(str(so))}: compatible \(ABI \d+\.\d+, "
-                         rf"{want.arch}, {libc}", res.stdout, re.M), res.stdout
+        assert re.search(
+            rf"^ok +{re.escape(str(so))}: compatible \(ABI \d+\.\d+, "
+            rf"{want.arch}, {libc}",
+            res.stdout,
+            re.M,
+        ), res.stdout
     assert f"{len(files)} of {len(files)} plugin(s) compatible with {target}" in res.stdout
 
 
@@ -138,12 +164,16 @@ def test_check_refuses_them_on_this_host(cross_build: tuple[str, Path, str]) -> 
     assert (want.arch, want.libc) != (host.arch, host.libc), "the target is this host"
     sentences = []
     if want.arch != host.arch:
-        sentences.append(f"built for {want.arch}, this host is {host.arch}: rebuild on an "
-                         f"{host.arch} machine or with the {host.arch} toolchain")
+        sentences.append(
+            f"built for {want.arch}, this host is {host.arch}: rebuild on an "
+            f"{host.arch} machine or with the {host.arch} toolchain"
+        )
     if want.libc == "musl" and host.libc == "gnu":
-        sentences.append(f"linked against musl, this host uses {host.libc_label}: build it "
-                         f"with this host's toolchain, or check with --target "
-                         f"linux-{want.arch}-musl for the Alpine image")
+        sentences.append(
+            f"linked against musl, this host uses {host.libc_label}: build it "
+            f"with this host's toolchain, or check with --target "
+            f"linux-{want.arch}-musl for the Alpine image"
+        )
     res = run_check(out)
     assert res.returncode == 1, res.stdout + res.stderr
     files = sorted(out.glob("*.so"))
@@ -177,9 +207,9 @@ def test_third_party_lookups_are_found(tmp_path: Path) -> None:
         'find_library(FOO_LIBRARY NAMES "foo" foo2)\n'
         "find_library(BAR_LIBRARY bar)\n"
         "pkg_check_modules(Z REQUIRED IMPORTED_TARGET zlib)\n"
-        "find_package(Python3 COMPONENTS Interpreter)\n")
-    assert build_plugins.third_party_libraries(tmp_path) == [
-        "OpenSSL", "libfoo", "libbar", "zlib"]
+        "find_package(Python3 COMPONENTS Interpreter)\n"
+    )
+    assert build_plugins.third_party_libraries(tmp_path) == ["OpenSSL", "libfoo", "libbar", "zlib"]
     (tmp_path / "CMakeLists.txt").write_text("plughost_add_plugin(x SOURCES x.c)\n")
     assert build_plugins.third_party_libraries(tmp_path) == []
 
@@ -189,18 +219,29 @@ def test_extra_plugin_folders_are_cross_built_too(tmp_path: Path) -> None:
     for name, lookup in (("plain", ""), ("needz", "find_package(ZLIB REQUIRED)\n")):
         (extra / name).mkdir(parents=True)
         (extra / name / "CMakeLists.txt").write_text(
-            f"{lookup}plughost_add_plugin({name} SOURCES {name}.c)\n")
+            f"{lookup}plughost_add_plugin({name} SOURCES {name}.c)\n"
+        )
         (extra / name / f"{name}.c").write_text(
-            f'#include "plugin.h"\nPH_PLUGIN_DEFINE(.name = "{name}");\n')
+            f'#include "plugin.h"\nPH_PLUGIN_DEFINE(.name = "{name}");\n'
+        )
     out = tmp_path / "out"
-    res = run_build("--target", "linux-x86_64-musl", "--plugins-dir", extra,
-                    "--build-dir", tmp_path / "build", "--out", out)
+    res = run_build(
+        "--target",
+        "linux-x86_64-musl",
+        "--plugins-dir",
+        extra,
+        "--build-dir",
+        tmp_path / "build",
+        "--out",
+        out,
+    )
     assert res.returncode == 0, res.stdout + res.stderr
     assert (out / "plain.so").is_file()
     assert note_fields(out / "plain.so")["libc"] == "musl"
     assert not (out / "needz.so").exists()
-    assert re.search(r"^  skipped needz  \(.*needz\): it links third-party libraries \(ZLIB\)",
-                     res.stdout, re.M), res.stdout
+    assert re.search(
+        r"^  skipped needz  \(.*needz\): it links third-party libraries \(ZLIB\)", res.stdout, re.M
+    ), res.stdout
 
 
 def test_a_toolchain_file_builds_an_out_of_tree_plugin(tmp_path: Path) -> None:
@@ -212,18 +253,36 @@ def test_a_toolchain_file_builds_an_out_of_tree_plugin(tmp_path: Path) -> None:
         "cmake_minimum_required(VERSION 3.16)\n"
         "project(hello C)\n"
         "find_package(plughost 1.0 REQUIRED)\n"
-        "plughost_add_plugin(hello SOURCES hello.c LIBRARIES Threads::Threads)\n")
+        "plughost_add_plugin(hello SOURCES hello.c LIBRARIES Threads::Threads)\n"
+    )
     (src / "hello.c").write_text('#include "plugin.h"\nPH_PLUGIN_DEFINE(.name = "hello");\n')
     env = {k: v for k, v in os.environ.items() if k not in ("ZIG", "CC")}
     env["PLUGHOST_PYTHON"] = sys.executable
     cfg = subprocess.run(
-        ["cmake", "-S", src, "-B", tmp_path / "build",
-         f"-DCMAKE_TOOLCHAIN_FILE={ROOT / 'host' / 'plughost' / 'cmake' / 'toolchains' / 'aarch64-linux-musl.cmake'}",
-         f"-Dplughost_DIR={ROOT / 'host' / 'plughost' / 'cmake'}"],
-        capture_output=True, text=True, env=env, timeout=600, check=False)
+        [
+            "cmake",
+            "-S",
+            src,
+            "-B",
+            tmp_path / "build",
+            f"-DCMAKE_TOOLCHAIN_FILE={ROOT / 'host' / 'plughost' / 'cmake' / 'toolchains' / 'aarch64-linux-musl.cmake'}",
+            f"-Dplughost_DIR={ROOT / 'host' / 'plughost' / 'cmake'}",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+    )
     assert cfg.returncode == 0, cfg.stdout + cfg.stderr
-    bld = subprocess.run(["cmake", "--build", tmp_path / "build"], capture_output=True,
-                         text=True, env=env, timeout=600, check=False)
+    bld = subprocess.run(
+        ["cmake", "--build", tmp_path / "build"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+    )
     assert bld.returncode == 0, bld.stdout + bld.stderr
     fields = note_fields(tmp_path / "build" / "hello.so")
     assert (fields["arch"], fields["libc"]) == ("aarch64", "musl"), fields

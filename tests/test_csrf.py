@@ -40,23 +40,37 @@ def cookie_token(cookie: str, name: str = "csrf_token") -> str:
     return value
 
 
-def csrf_config(folder: Path, plugin_dir: Path, config: dict[str, Any], *,
-                valkey_port: int | None = None, memory: dict[str, Any] | None = None) -> Path:
+def csrf_config(
+    folder: Path,
+    plugin_dir: Path,
+    config: dict[str, Any],
+    *,
+    valkey_port: int | None = None,
+    memory: dict[str, Any] | None = None,
+) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "plugins.yaml").write_text("plugins:\n" + "".join(
-        f"  - path: {plugin_dir / name}.so\n" for name in ["memory", "valkey", "trace", "csrf"]))
+    (folder / "plugins.yaml").write_text(
+        "plugins:\n"
+        + "".join(
+            f"  - path: {plugin_dir / name}.so\n" for name in ["memory", "valkey", "trace", "csrf"]
+        )
+    )
     storages = "storages:\n  Tokens:\n    use: plugins.memory.storages.MemoryStorage\n"
     if memory is not None:
         storages += f"    config: {json.dumps(memory)}\n"
     if valkey_port is not None:
-        storages += ("  Valkey:\n    use: plugins.valkey.storages.ValkeyStorage\n"
-                     f"    config: {{port: {valkey_port}, prefix: 'st:', "
-                     "connectTimeout: 500ms, commandTimeout: 500ms}\n")
+        storages += (
+            "  Valkey:\n    use: plugins.valkey.storages.ValkeyStorage\n"
+            f"    config: {{port: {valkey_port}, prefix: 'st:', "
+            "connectTimeout: 500ms, commandTimeout: 500ms}\n"
+        )
     (folder / "storages.yaml").write_text(storages)
     (folder / "middlewares.yaml").write_text(
-        f"middlewares:\n  CSRF:\n    use: {CSRF}\n    config: {json.dumps(config)}\n")
+        f"middlewares:\n  CSRF:\n    use: {CSRF}\n    config: {json.dumps(config)}\n"
+    )
     (folder / "actions.yaml").write_text(
-        "actions:\n  Echo:\n    use: plugins.trace.actions.EchoAction\n")
+        "actions:\n  Echo:\n    use: plugins.trace.actions.EchoAction\n"
+    )
     (folder / "routes.yaml").write_text("""\
 routes:
   Form:
@@ -70,8 +84,10 @@ routes:
 
 @pytest.fixture
 def make(tmp_path: Path, test_plugin_dir: Path) -> Iterator[Any]:
-    with gateways(tmp_path, lambda folder, *args, **kwargs: csrf_config(
-            folder, test_plugin_dir, *args, **kwargs)) as build:
+    with gateways(
+        tmp_path,
+        lambda folder, *args, **kwargs: csrf_config(folder, test_plugin_dir, *args, **kwargs),
+    ) as build:
         yield build
 
 
@@ -169,8 +185,9 @@ def test_matching_token_in_storage_passes(make: Any) -> None:
     gw = make({"storage": "Tokens"})
     token = cookie_token(set_cookie(gw.handle("GET", "/form/x")))
     for method in ("POST", "PUT", "DELETE", "PATCH"):
-        r = gw.handle(method, "/form/x", {"Cookie": f"csrf_token={token}",
-                                          "X-Csrf-Token": token}, b"a=1")
+        r = gw.handle(
+            method, "/form/x", {"Cookie": f"csrf_token={token}", "X-Csrf-Token": token}, b"a=1"
+        )
         assert r.status == 200, (method, r.body)
         assert r.body.startswith(method.encode())
         assert cookie_token(set_cookie(r)) == token  # reusable, cookie slides
@@ -208,14 +225,30 @@ def test_single_use_token(make: Any) -> None:
 
 
 def test_cookie_attributes_and_other_lookups(make: Any) -> None:
-    gw = make({"storage": "Tokens", "keyLookup": "query:_csrf", "cookieName": "xsrf",
-               "cookieDomain": "example.com", "cookiePath": "/form", "cookieSecure": True,
-               "cookieHTTPOnly": True, "cookieSameSite": "strict", "cookieExpiration": 86400})
+    gw = make(
+        {
+            "storage": "Tokens",
+            "keyLookup": "query:_csrf",
+            "cookieName": "xsrf",
+            "cookieDomain": "example.com",
+            "cookiePath": "/form",
+            "cookieSecure": True,
+            "cookieHTTPOnly": True,
+            "cookieSameSite": "strict",
+            "cookieExpiration": 86400,
+        }
+    )
     cookie = set_cookie(gw.handle("GET", "/form/x"))
     token = cookie_token(cookie, "xsrf")
     attrs = [a.strip() for a in cookie.split(";")[1:]]
-    for a in ("Max-Age=86400", "Domain=example.com", "Path=/form", "Secure", "HttpOnly",
-              "SameSite=Strict"):
+    for a in (
+        "Max-Age=86400",
+        "Domain=example.com",
+        "Path=/form",
+        "Secure",
+        "HttpOnly",
+        "SameSite=Strict",
+    ):
         assert a in attrs, (a, cookie)
     hdrs = {"Cookie": f"xsrf={token}"}
     assert gw.handle("POST", "/form/x", hdrs, query=f"a=1&_csrf={token}").status == 200
@@ -230,28 +263,40 @@ def test_cookie_attributes_and_other_lookups(make: Any) -> None:
     assert ok.status == 200
 
 
-@pytest.mark.parametrize("config, words", [
-    ({}, ["middlewares.yaml:4: middlewares.CSRF.config.storage: 'storage' is missing, and "
-          f"{CSRF} needs it"]),
-    ({"storage": "Nope"}, ["storage", "Nope"]),
-    ({"storage": "Tokens", "keyLookup": "form:_csrf"}, ["keyLookup", "form:_csrf"]),
-    ({"storage": "Tokens", "keyLookup": "header:"}, ["keyLookup", "valid name"]),
-    ({"storage": "Tokens", "keyLookup": "header:bad name"}, ["keyLookup", "bad name"]),
-    ({"storage": "Tokens", "keyLookup": "cookie:csrf_token"}, ["keyLookup", "cookieName"]),
-    ({"storage": "Tokens", "cookieName": "a;b"}, ["cookieName", "a;b"]),
-    ({"storage": "Tokens", "cookieSameSite": "Sometimes"}, ["cookieSameSite", "Sometimes"]),
-    ({"storage": "Tokens", "cookieSameSite": "None"}, ["cookieSameSite", "cookieSecure"]),
-    ({"storage": "Tokens", "cookieExpiration": -5}, ["cookieExpiration"]),
-    ({"storage": "Tokens", "cookieExpiration": "soon"}, ["cookieExpiration"]),
-    ({"storage": "Tokens", "cookiePath": "/a b"}, ["cookiePath"]),
-    ({"storage": "Tokens", "cookieDomain": "ex ample.com"}, ["cookieDomain"]),
-    ({"storage": "Tokens", "cookieSecure": "maybe"}, ["cookieSecure"]),
-    ({"storage": "Tokens", "singleUseToken": "twice"}, ["singleUseToken"]),
-    ({"storage": "Tokens", "maxTokensPerClient": -1},
-     ["middlewares.yaml:4: middlewares.CSRF.config.maxTokensPerClient: 'maxTokensPerClient' is "
-      "the number -1: it must be at least 0"]),
-    ({"storage": "Tokens", "maxTokensPerClient": "many"}, ["maxTokensPerClient"]),
-])
+@pytest.mark.parametrize(
+    "config, words",
+    [
+        (
+            {},
+            [
+                "middlewares.yaml:4: middlewares.CSRF.config.storage: 'storage' is missing, and "
+                f"{CSRF} needs it"
+            ],
+        ),
+        ({"storage": "Nope"}, ["storage", "Nope"]),
+        ({"storage": "Tokens", "keyLookup": "form:_csrf"}, ["keyLookup", "form:_csrf"]),
+        ({"storage": "Tokens", "keyLookup": "header:"}, ["keyLookup", "valid name"]),
+        ({"storage": "Tokens", "keyLookup": "header:bad name"}, ["keyLookup", "bad name"]),
+        ({"storage": "Tokens", "keyLookup": "cookie:csrf_token"}, ["keyLookup", "cookieName"]),
+        ({"storage": "Tokens", "cookieName": "a;b"}, ["cookieName", "a;b"]),
+        ({"storage": "Tokens", "cookieSameSite": "Sometimes"}, ["cookieSameSite", "Sometimes"]),
+        ({"storage": "Tokens", "cookieSameSite": "None"}, ["cookieSameSite", "cookieSecure"]),
+        ({"storage": "Tokens", "cookieExpiration": -5}, ["cookieExpiration"]),
+        ({"storage": "Tokens", "cookieExpiration": "soon"}, ["cookieExpiration"]),
+        ({"storage": "Tokens", "cookiePath": "/a b"}, ["cookiePath"]),
+        ({"storage": "Tokens", "cookieDomain": "ex ample.com"}, ["cookieDomain"]),
+        ({"storage": "Tokens", "cookieSecure": "maybe"}, ["cookieSecure"]),
+        ({"storage": "Tokens", "singleUseToken": "twice"}, ["singleUseToken"]),
+        (
+            {"storage": "Tokens", "maxTokensPerClient": -1},
+            [
+                "middlewares.yaml:4: middlewares.CSRF.config.maxTokensPerClient: 'maxTokensPerClient' is "
+                "the number -1: it must be at least 0"
+            ],
+        ),
+        ({"storage": "Tokens", "maxTokensPerClient": "many"}, ["maxTokensPerClient"]),
+    ],
+)
 def test_config_errors_name_the_key(make: Any, config: dict[str, Any], words: list[str]) -> None:
     with pytest.raises(ConfigError) as exc:
         make(config)
@@ -260,16 +305,17 @@ def test_config_errors_name_the_key(make: Any, config: dict[str, Any], words: li
         assert word in text, text
 
 
-def test_option_schema_refuses_a_misspelt_option_and_matches_names_ignoring_case(
-        make: Any) -> None:
+def test_option_schema_refuses_a_misspelt_option_and_matches_names_ignoring_case(make: Any) -> None:
     """CSRFMiddleware declares its options (ABI 1.2): a misspelt option is refused before
     create runs, at its file, line and key, with the option it resembles; an option written
     in another case is the option itself."""
     with pytest.raises(ConfigError) as exc:
         make({"storage": "Tokens", "maxTokensPerClent": 1})
-    assert ("middlewares.yaml:4: middlewares.CSRF.config.maxTokensPerClent: "
-            f"{CSRF} has no option 'maxTokensPerClent': did you mean 'maxTokensPerClient'?"
-            in str(exc.value)), str(exc.value)
+    assert (
+        "middlewares.yaml:4: middlewares.CSRF.config.maxTokensPerClent: "
+        f"{CSRF} has no option 'maxTokensPerClent': did you mean 'maxTokensPerClient'?"
+        in str(exc.value)
+    ), str(exc.value)
 
     gw = make({"Storage": "Tokens", "maxtokensperclient": 1, "COOKIENAME": "xsrf"})
     cookie_token(set_cookie(gw.handle("GET", "/form/x")), "xsrf")  # cookieName took effect
@@ -279,8 +325,10 @@ def test_option_schema_refuses_a_misspelt_option_and_matches_names_ignoring_case
 
 def test_valkey_storage(make: Any, tmp_path: Path) -> None:
     with ValkeyServer(tmp_path / "valkey") as valkey:
-        gw = make({"storage": "Valkey", "singleUseToken": True, "cookieExpiration": "10m"},
-                  valkey_port=valkey.port)
+        gw = make(
+            {"storage": "Valkey", "singleUseToken": True, "cookieExpiration": "10m"},
+            valkey_port=valkey.port,
+        )
         token = cookie_token(set_cookie(gw.handle("GET", "/form/x")))
         ttl = int(command(valkey.port, b"TTL", f"st:csrf:{token}".encode())[1:])
         assert 590 < ttl <= 600

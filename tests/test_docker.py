@@ -40,6 +40,7 @@ BUNDLED = '"$(plughost info --plugins-dir)"'  # the folder of the wheel's bundle
 
 # --- reading the Dockerfile -----------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Instruction:
     keyword: str  # upper case: FROM, RUN, COPY, ...
@@ -76,8 +77,11 @@ def parse_dockerfile(text: str) -> list[Instruction]:
 
 INSTRUCTIONS = parse_dockerfile(DOCKERFILE.read_text())
 GLOBAL_ARGS = {
-    m[1]: m[2] for ins in INSTRUCTIONS if ins.keyword == "ARG" and ins.stage == ""
-    for m in [re.fullmatch(r"(\w+)=(\S+)", ins.args)] if m
+    m[1]: m[2]
+    for ins in INSTRUCTIONS
+    if ins.keyword == "ARG" and ins.stage == ""
+    for m in [re.fullmatch(r"(\w+)=(\S+)", ins.args)]
+    if m
 }
 
 
@@ -131,10 +135,16 @@ def hadolint() -> Path:
 
 # --- hadolint -----------------------------------------------------------------------------
 
+
 def test_hadolint_passes() -> None:
-    res = subprocess.run([str(hadolint()), "--config", str(ROOT / ".hadolint.yaml"),
-                          str(DOCKERFILE)], cwd=ROOT, capture_output=True, text=True,
-                         timeout=60, check=False)
+    res = subprocess.run(
+        [str(hadolint()), "--config", str(ROOT / ".hadolint.yaml"), str(DOCKERFILE)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert res.returncode == 0, res.stdout + res.stderr
     assert res.stdout.strip() == "", res.stdout
 
@@ -143,8 +153,13 @@ def test_hadolint_is_really_run(tmp_path: Path) -> None:
     """The same command refuses a bad Dockerfile: the linter and its config are live."""
     bad = tmp_path / "Dockerfile"
     bad.write_text("FROM python\nRUN cd /tmp && pip install requests\n")
-    res = subprocess.run([str(hadolint()), "--config", str(ROOT / ".hadolint.yaml"), str(bad)],
-                         capture_output=True, text=True, timeout=60, check=False)
+    res = subprocess.run(
+        [str(hadolint()), "--config", str(ROOT / ".hadolint.yaml"), str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert res.returncode != 0
     for rule in ("DL3006", "DL3003", "DL3013"):  # untagged image, cd, unpinned pip
         assert rule in res.stdout, res.stdout
@@ -158,6 +173,7 @@ def test_hadolint_config_ignores_only_dl3018_and_says_why() -> None:
 
 
 # --- the stages ---------------------------------------------------------------------------
+
 
 def test_two_stages_on_a_pinned_python_alpine_image() -> None:
     assert stage_names() == ["builder", "runtime"]
@@ -193,13 +209,18 @@ def test_builder_builds_the_wheel_installs_it_and_checks_its_plugins_for_musl() 
 
 def test_the_builders_options_exist() -> None:
     helps = {
-        "build_plugins.py": subprocess.run([sys.executable, str(ROOT / "build_plugins.py"),
-                                            "--help"], capture_output=True, text=True,
-                                           check=True).stdout,
-        "plughost check": subprocess.run([str(PLUGHOST), "check", "--help"],
-                                         capture_output=True, text=True, check=True).stdout,
-        "plughost info": subprocess.run([str(PLUGHOST), "info", "--help"],
-                                        capture_output=True, text=True, check=True).stdout,
+        "build_plugins.py": subprocess.run(
+            [sys.executable, str(ROOT / "build_plugins.py"), "--help"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout,
+        "plughost check": subprocess.run(
+            [str(PLUGHOST), "check", "--help"], capture_output=True, text=True, check=True
+        ).stdout,
+        "plughost info": subprocess.run(
+            [str(PLUGHOST), "info", "--help"], capture_output=True, text=True, check=True
+        ).stdout,
     }
     commands = []
     for cmd in run_commands("builder") + run_commands("runtime"):
@@ -212,21 +233,38 @@ def test_the_builders_options_exist() -> None:
                     assert option in text, f"{tool} has no {option} (in: {cmd})"
 
 
-def test_the_builders_check_step_passes_on_the_same_musl_build(
-        tmp_path: Path) -> None:
+def test_the_builders_check_step_passes_on_the_same_musl_build(tmp_path: Path) -> None:
     """The builder's check command, run by a shell here on the plugins build_plugins.py
     builds for linux-x86_64-musl (what the builder stage's wheel bundles on amd64)."""
     out = tmp_path / "plugins"
-    res = subprocess.run([sys.executable, str(ROOT / "build_plugins.py"), "--quiet",
-                          "--target", "linux-x86_64-musl", "--out", str(out)],
-                         capture_output=True, text=True, timeout=900, check=False)
+    res = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "build_plugins.py"),
+            "--quiet",
+            "--target",
+            "linux-x86_64-musl",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
     assert res.returncode == 0, res.stdout + res.stderr
     (check,) = [c for c in run_commands("builder") if c.startswith("plughost check")]
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     if os.uname().machine != "x86_64":
         check = check.replace("$(uname -m)", "x86_64")
-    res = subprocess.run(["sh", "-c", check.replace(BUNDLED, str(out))], env=env,
-                         capture_output=True, text=True, timeout=120, check=False)
+    res = subprocess.run(
+        ["sh", "-c", check.replace(BUNDLED, str(out))],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert res.returncode == 0, res.stdout + res.stderr
     assert "compatible with linux-x86_64-musl" in res.stdout
     files = sorted(out.glob("*.so"))
@@ -258,7 +296,8 @@ def test_runtime_stage() -> None:
     assert probe_cmd[-1] == f"http://127.0.0.1:{port}{server['healthCheckLiveRoute']}"
 
     assert [exec_form(c) for c in in_stage("runtime", "CMD")] == [
-        ["plughost", "serve", "--config", "/configs"]]
+        ["plughost", "serve", "--config", "/configs"]
+    ]
     # The runtime stage proves the plugins load with its own libraries.
     assert f"plughost check --load {BUNDLED}" in run_commands("runtime")
     assert "plughost check --config /configs" in run_commands("runtime")
@@ -268,8 +307,9 @@ def _glob_regex(pattern: str) -> str:
     """A .dockerignore pattern as a regex: ``**/`` any folders, ``*`` and ``?`` within one."""
     out = ""
     for token in re.split(r"(\*\*/|\*\*|\*|\?)", pattern):
-        out += {"**/": "(?:.*/)?", "**": ".*", "*": "[^/]*", "?": "[^/]"}.get(token,
-                                                                          re.escape(token))
+        out += {"**/": "(?:.*/)?", "**": ".*", "*": "[^/]*", "?": "[^/]"}.get(
+            token, re.escape(token)
+        )
     return out
 
 
@@ -308,6 +348,7 @@ def test_every_copied_path_exists_and_is_in_the_build_context() -> None:
 
 # --- docker-compose.yaml ------------------------------------------------------------------
 
+
 def test_compose_file() -> None:
     compose = yaml.safe_load(COMPOSE.read_text())
     services = compose["services"]
@@ -329,26 +370,35 @@ def test_compose_file() -> None:
 
     # The gateway reaches Valkey by its service name.
     storages = yaml.safe_load((COMPOSE_CONFIGS / "storages.yaml").read_text())["storages"]
-    (valkey_storage,) = [s for s in storages.values()
-                         if s["use"] == "plugins.valkey.storages.ValkeyStorage"]
+    (valkey_storage,) = [
+        s for s in storages.values() if s["use"] == "plugins.valkey.storages.ValkeyStorage"
+    ]
     host = valkey_storage["config"]["host"]
     m = re.fullmatch(r"\$\{(\w+):-(\w+)\}", host)
     assert m, host
     assert gateway["environment"][m[1]] == "valkey" and m[2] == "valkey"
     middlewares = yaml.safe_load((COMPOSE_CONFIGS / "middlewares.yaml").read_text())
     uses = {m["use"] for m in middlewares["middlewares"].values()}
-    assert {"plugins.session.middlewares.LoadSessionMiddleware",
-            "plugins.limiter.middlewares.LimiterMiddleware"} <= uses
+    assert {
+        "plugins.session.middlewares.LoadSessionMiddleware",
+        "plugins.limiter.middlewares.LimiterMiddleware",
+    } <= uses
 
 
 # --- the sample configurations --------------------------------------------------------------
+
 
 @pytest.mark.parametrize("folder", [IMAGE_CONFIGS, COMPOSE_CONFIGS], ids=lambda p: p.name)
 def test_sample_configuration_passes_check(folder: Path, plugin_dir: Path) -> None:
     for plugin in yaml.safe_load((folder / "plugins.yaml").read_text())["plugins"]:
         assert set(plugin) == {"name"}, plugin  # the bundled plugins, by name
-    res = subprocess.run([str(PLUGHOST), "check", "--config", str(folder)],
-                         capture_output=True, text=True, timeout=120, check=False)
+    res = subprocess.run(
+        [str(PLUGHOST), "check", "--config", str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert res.returncode == 0, res.stdout + res.stderr
 
 
@@ -363,10 +413,14 @@ def test_image_configuration_serves(plugin_dir: Path) -> None:
 
 
 def test_compose_configuration_serves_with_valkey(plugin_dir: Path, tmp_path: Path) -> None:
-    with ValkeyServer(tmp_path / "valkey") as valkey, \
-            Server("--config", str(COMPOSE_CONFIGS),
-                   env={"VALKEY_HOST": "127.0.0.1",
-                        "VALKEY_PORT": str(valkey.port)}) as server:
+    with (
+        ValkeyServer(tmp_path / "valkey") as valkey,
+        Server(
+            "--config",
+            str(COMPOSE_CONFIGS),
+            env={"VALKEY_HOST": "127.0.0.1", "VALKEY_PORT": str(valkey.port)},
+        ) as server,
+    ):
         status, headers, body = server.get("/")
         assert status == 200, body + server.output().encode()
         assert headers["x-request-id"]

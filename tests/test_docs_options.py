@@ -17,9 +17,17 @@ ROOT = Path(__file__).resolve().parent.parent
 PAGES = sorted((ROOT / "docs" / "plugins").glob("*.md"))
 
 #: Words a page's type column uses for each kind.
-KIND_WORDS = {"string": ("string",), "int": ("int",), "float": ("float", "number"),
-              "bool": ("bool",), "duration": ("duration",), "size": ("size",),
-              "list": ("list",), "map": ("map",), "enum": ("enum", "one of")}
+KIND_WORDS = {
+    "string": ("string",),
+    "int": ("int",),
+    "float": ("float", "number"),
+    "bool": ("bool",),
+    "duration": ("duration",),
+    "size": ("size",),
+    "list": ("list",),
+    "map": ("map",),
+    "enum": ("enum", "one of"),
+}
 
 
 def documented(page: Path) -> dict[str, tuple[str, str]]:
@@ -35,8 +43,9 @@ def documented(page: Path) -> dict[str, tuple[str, str]]:
             if line.strip():
                 last_text = line.strip()
             continue
-        cells = [c.strip().replace("\\|", "|")
-                 for c in re.split(r"(?<!\\)\|", line.strip().strip("|"))]
+        cells = [
+            c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line.strip().strip("|"))
+        ]
         if cells and cells[0] == "option":
             header = cells
             owner = re.fullmatch(r"`(\w+)`:", last_text)
@@ -87,8 +96,7 @@ def default_problem(cell: str, option: Option) -> str | None:
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.stem)
-def test_the_page_documents_every_declared_option_as_declared(page: Path,
-                                                              plugin_dir: Path) -> None:
+def test_the_page_documents_every_declared_option_as_declared(page: Path, plugin_dir: Path) -> None:
     docs = documented(page)
     schema = declared(plugin_dir, page.stem)
     assert sorted(docs) == sorted(schema), page.name
@@ -103,8 +111,9 @@ def test_the_page_documents_every_declared_option_as_declared(page: Path,
     assert not wrong, f"{page.name}:\n" + "\n".join(wrong)
 
 
-NATIVE = sorted(p.name for p in (ROOT / "native_plugins").iterdir()
-                if (p / "CMakeLists.txt").is_file())
+NATIVE = sorted(
+    p.name for p in (ROOT / "native_plugins").iterdir() if (p / "CMakeLists.txt").is_file()
+)
 
 
 @pytest.mark.parametrize("name", NATIVE)
@@ -112,6 +121,9 @@ def test_the_readme_row_names_every_option(name: str, plugin_dir: Path) -> None:
     """The README's plugin table names each plugin's options (its page has the details)."""
     readme = (ROOT / "README.md").read_text()
     (row,) = [line for line in readme.splitlines() if line.startswith(f"| `{name}` |")]
-    missing = [option for option in declared(plugin_dir, name)
-               if "." not in option and f"`{option}`" not in row]
+    missing = [
+        option
+        for option in declared(plugin_dir, name)
+        if "." not in option and f"`{option}`" not in row
+    ]
     assert not missing, f"README's {name} row leaves out {missing}"

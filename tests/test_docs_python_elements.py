@@ -35,11 +35,17 @@ def test_the_page_runs_as_written(tmp_path: Path, plugin_dir: Path) -> None:
     (tmp_path / "tenant_elements.py").write_text(blocks("python")[0])
     config = tmp_path / "gateway.yaml"
     config.write_text(blocks("yaml")[0])
-    check = subprocess.run([PLUGHOST, "check", "--config", str(config)], capture_output=True,
-                           text=True, timeout=120)
+    check = subprocess.run(
+        [PLUGHOST, "check", "--config", str(config)], capture_output=True, text=True, timeout=120
+    )
     assert check.returncode == 0, check.stdout + check.stderr
-    described = subprocess.run([PLUGHOST, "describe", "module:tenant_elements"], cwd=tmp_path,
-                               capture_output=True, text=True, timeout=60)
+    described = subprocess.run(
+        [PLUGHOST, "describe", "module:tenant_elements"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert described.returncode == 0 and "plugins.tenants.actions.WhoAmI" in described.stdout
 
     expected = blocks("")[-2].strip()  # the answer the page shows
@@ -49,9 +55,11 @@ def test_the_page_runs_as_written(tmp_path: Path, plugin_dir: Path) -> None:
         assert body.decode().strip() == expected
         assert headers["x-request-id"]
 
-    config.write_text(config.read_text().replace("      header: X-Org\nactions:",
-                                                 "      heder: X-Org\nactions:"))
-    check = subprocess.run([PLUGHOST, "check", "--config", str(config)], capture_output=True,
-                           text=True, timeout=120)
+    config.write_text(
+        config.read_text().replace("      header: X-Org\nactions:", "      heder: X-Org\nactions:")
+    )
+    check = subprocess.run(
+        [PLUGHOST, "check", "--config", str(config)], capture_output=True, text=True, timeout=120
+    )
     quoted = blocks("")[-1].strip()
     assert f"{tmp_path}/{quoted}" in check.stdout, check.stdout

@@ -25,7 +25,11 @@ def _assert_valid_plugin_entry(info, bits: int = 64) -> None:
     assert info.has_entry
     header = info.entry_header
     assert header is not None
-    assert (header.magic, header.abi_major, header.abi_minor) == (PLUGIN_MAGIC, ABI_MAJOR, ABI_MINOR)
+    assert (header.magic, header.abi_major, header.abi_minor) == (
+        PLUGIN_MAGIC,
+        ABI_MAJOR,
+        ABI_MINOR,
+    )
     # ABI 1.2's entry: 1.0's fields, then the options pointer it appended.
     assert header.size == min_entry_size(bits) + bits // 8 == info.entry_symbol_size
     assert header.reserved == 0
@@ -233,7 +237,9 @@ def test_bad_identification(badfiles: dict[str, Path], tmp_path: Path) -> None:
     assert "static library archive" in info.value.message
 
 
-def test_corrupt_files_only_raise_inspection_errors(badfiles: dict[str, Path], tmp_path: Path) -> None:
+def test_corrupt_files_only_raise_inspection_errors(
+    badfiles: dict[str, Path], tmp_path: Path
+) -> None:
     """Random damage to a real plugin never escapes as a pyelftools exception."""
     original = badfiles["good"].read_bytes()
     rng = random.Random(20261125)
@@ -265,15 +271,30 @@ def test_missing_library_and_search_dirs(tmp_path: Path) -> None:
         "int phtest_dep_value(void);\nint phtest_user(void) { return phtest_dep_value(); }\n"
     )
     subprocess.run(
-        [gcc, "-shared", "-fPIC", "-Wl,-soname,libphtestdep.so.1", str(tmp_path / "dep.c"),
-         "-o", str(libdir / "libphtestdep.so.1")],
+        [
+            gcc,
+            "-shared",
+            "-fPIC",
+            "-Wl,-soname,libphtestdep.so.1",
+            str(tmp_path / "dep.c"),
+            "-o",
+            str(libdir / "libphtestdep.so.1"),
+        ],
         check=True,
     )
     (libdir / "libphtestdep.so").symlink_to("libphtestdep.so.1")
     user = tmp_path / "user.so"
     subprocess.run(
-        [gcc, "-shared", "-fPIC", str(tmp_path / "user.c"), f"-L{libdir}", "-lphtestdep",
-         "-o", str(user)],
+        [
+            gcc,
+            "-shared",
+            "-fPIC",
+            str(tmp_path / "user.c"),
+            f"-L{libdir}",
+            "-lphtestdep",
+            "-o",
+            str(user),
+        ],
         check=True,
     )
     info = inspect_elf(user)

@@ -14,8 +14,9 @@ from plughost.loading.loader import Host
 @pytest.fixture
 def exchange() -> Iterator[Exchange]:
     host = Host()
-    with Exchange(host.runtime, host.ptr, headers=[("host", "example"),
-                                                  ("x-trace", "a"), ("accept", "*/*")]) as ex:
+    with Exchange(
+        host.runtime, host.ptr, headers=[("host", "example"), ("x-trace", "a"), ("accept", "*/*")]
+    ) as ex:
         yield ex
     host.close()
 

@@ -43,10 +43,11 @@ def header(response: plughost.Response, name: str) -> str | None:
 def test_static_route_through_global_and_route_middlewares(gateway: Gateway) -> None:
     r = gateway.handle("GET", "/traced", {"X-Request-ID": "rid-1"}, query="q=1")
     assert r.status == 200
-    assert r.body == b"GET /traced q=1 trace=A,B id= rest= route=Traced body= local=rid-1 " \
-                     b"ip=127.0.0.1"
+    assert (
+        r.body == b"GET /traced q=1 trace=A,B id= rest= route=Traced body= local=rid-1 ip=127.0.0.1"
+    )
     assert header(r, "X-Trace-Response") == "B,A"  # response phase in reverse
-    assert header(r, "X-Request-ID") == "rid-1"   # the global middleware ran
+    assert header(r, "X-Request-ID") == "rid-1"  # the global middleware ran
 
 
 def test_embedded_style_hello(gateway: Gateway) -> None:
@@ -79,13 +80,16 @@ def test_early_response_runs_response_phase_of_passed_middlewares(gateway: Gatew
 
 
 def test_failing_middleware_answers_500_with_request_id_and_keeps_serving(
-        gateway: Gateway, caplog: pytest.LogCaptureFixture) -> None:
+    gateway: Gateway, caplog: pytest.LogCaptureFixture
+) -> None:
     r = gateway.handle("GET", "/broken", {"X-Request-ID": "rid-broken"})
     assert r.status == 500
     body = json.loads(r.body)
     assert body == {"error": "internal error", "status": 500, "requestId": "rid-broken"}
     assert header(r, "X-Trace-Response") == "A"  # passed middlewares still answered
-    assert "FailRequest" in caplog.text and "plugins.trace.middlewares.TraceMiddleware" in caplog.text
+    assert (
+        "FailRequest" in caplog.text and "plugins.trace.middlewares.TraceMiddleware" in caplog.text
+    )
     assert "was told to fail" in caplog.text
     assert gateway.handle("GET", "/traced").status == 200
 
@@ -106,19 +110,25 @@ class PyTrace(PythonMiddleware):
         ex.set_request_header("X-Trace", (ex.request_header("X-Trace") or "") + ",py")
 
     def on_response(self, ex: Exchange) -> None:
-        ex.set_response_header("X-Trace-Response",
-                               (ex.response_header("X-Trace-Response") or "") + ",py")
+        ex.set_response_header(
+            "X-Trace-Response", (ex.response_header("X-Trace-Response") or "") + ",py"
+        )
 
 
 def test_ten_thousand_requests_with_a_python_middleware_in_a_native_chain(
-        tmp_path: Path, test_plugin_dir: Path) -> None:
-    folder = write_config(tmp_path / "config", test_plugin_dir, extra_routes="""\
+    tmp_path: Path, test_plugin_dir: Path
+) -> None:
+    folder = write_config(
+        tmp_path / "config",
+        test_plugin_dir,
+        extra_routes="""\
   Mixed:
     gatewayPath: /mixed
     methods: [GET]
     middlewares: [A, Py, B]
     action: Echo
-""")
+""",
+    )
     py = PyTrace()
     with Gateway.from_config(folder, python_elements={"Py": py}) as gw:
         for i in range(10_000):
@@ -141,8 +151,12 @@ class PyHello(PythonAction):
 
 
 def test_python_elements_fail_cleanly_and_python_actions_respond(
-        tmp_path: Path, test_plugin_dir: Path) -> None:
-    folder = write_config(tmp_path / "config", test_plugin_dir, extra_routes="""\
+    tmp_path: Path, test_plugin_dir: Path
+) -> None:
+    folder = write_config(
+        tmp_path / "config",
+        test_plugin_dir,
+        extra_routes="""\
   Boom:
     gatewayPath: /boom
     methods: [GET]
@@ -153,7 +167,8 @@ def test_python_elements_fail_cleanly_and_python_actions_respond(
     methods: [GET]
     middlewares: [A]
     action: PyHello
-""")
+""",
+    )
     elements = {"Explodes": Explodes(), "PyHello": PyHello()}
     with Gateway.from_config(folder, python_elements=elements) as gw:
         r = gw.handle("GET", "/boom")
@@ -180,6 +195,7 @@ def test_may_block_chains_run_off_the_event_loop_thread(gateway: Gateway) -> Non
         r = await gateway.handle_async("GET", "/blocking")
         assert b"trace=A,Blocking" in r.body
         await gateway.handle_async("GET", "/traced")
+
     asyncio.run(go())
     assert seen[0] != threading.main_thread().name  # may-block chain: a worker thread
     assert seen[1] == threading.main_thread().name  # others inline
@@ -210,8 +226,18 @@ def test_asgi_runs_may_block_static_routes_in_its_worker_threads(gateway: Gatewa
         async def receive() -> dict[str, object]:
             return {"type": "http.request", "body": b""}
 
-        await app({"type": "http", "method": "GET", "path": path, "headers": [],
-                   "query_string": b"", "client": ("127.0.0.1", 1)}, receive, send)
+        await app(
+            {
+                "type": "http",
+                "method": "GET",
+                "path": path,
+                "headers": [],
+                "query_string": b"",
+                "client": ("127.0.0.1", 1),
+            },
+            receive,
+            send,
+        )
         return sent[0]["status"], sent[1]["body"]  # type: ignore[return-value]
 
     async def go() -> None:
@@ -232,8 +258,9 @@ def test_asgi_scope_fast_path_answers_like_the_general_path(gateway: Gateway) ->
     falls back to the general path."""
     from plughost.asgi import GatewayApp
 
-    async def call(app: Any, method: str, path: str,
-                   headers: list[tuple[bytes, bytes]]) -> tuple[int, dict[bytes, bytes], bytes]:
+    async def call(
+        app: Any, method: str, path: str, headers: list[tuple[bytes, bytes]]
+    ) -> tuple[int, dict[bytes, bytes], bytes]:
         sent: list[dict[str, Any]] = []
 
         async def send(message: dict[str, Any]) -> None:
@@ -242,8 +269,18 @@ def test_asgi_scope_fast_path_answers_like_the_general_path(gateway: Gateway) ->
         async def receive() -> dict[str, Any]:
             return {"type": "http.request", "body": b"x", "more_body": False}
 
-        await app({"type": "http", "method": method, "path": path, "headers": headers,
-                   "query_string": b"q=1", "client": ("10.0.0.9", 1)}, receive, send)
+        await app(
+            {
+                "type": "http",
+                "method": method,
+                "path": path,
+                "headers": headers,
+                "query_string": b"q=1",
+                "client": ("10.0.0.9", 1),
+            },
+            receive,
+            send,
+        )
         return sent[0]["status"], dict(sent[0]["headers"]), sent[1]["body"]
 
     fast = GatewayApp(gateway=gateway)
@@ -254,9 +291,13 @@ def test_asgi_scope_fast_path_answers_like_the_general_path(gateway: Gateway) ->
     real = fast._scope_fast
     fast._scope_fast = lambda *a: calls.append(1) or real(*a)  # type: ignore[assignment]
     rid = [(b"x-request-id", b"rid-7")]
-    for method, path, headers in (("GET", "/traced", rid), ("HEAD", "/traced", rid),
-                                  ("GET", "/TRACED", rid), ("GET", "/nowhere", rid),
-                                  ("POST", "/traced", [*rid, (b"content-length", b"1")])):
+    for method, path, headers in (
+        ("GET", "/traced", rid),
+        ("HEAD", "/traced", rid),
+        ("GET", "/TRACED", rid),
+        ("GET", "/nowhere", rid),
+        ("POST", "/traced", [*rid, (b"content-length", b"1")]),
+    ):
         a = asyncio.run(call(fast, method, path, headers))
         b = asyncio.run(call(slow, method, path, headers))
         a[1].pop(b"x-request-id", None), b[1].pop(b"x-request-id", None)
@@ -264,18 +305,29 @@ def test_asgi_scope_fast_path_answers_like_the_general_path(gateway: Gateway) ->
     assert asyncio.run(call(fast, "HEAD", "/traced", rid))[2] == b""
     assert b"local=rid-7 ip=10.0.0.9" in asyncio.run(call(fast, "GET", "/traced", rid))[2]
     assert len(calls) == 7  # every request asked serve_scope first
-    scope = {"type": "http", "method": "GET", "path": "/traced", "headers": rid,
-             "query_string": b"", "client": ("10.0.0.9", 1)}
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/traced",
+        "headers": rid,
+        "query_string": b"",
+        "client": ("10.0.0.9", 1),
+    }
     assert real(scope)[0]["status"] == 200  # answered in C
-    for other in ({"path": "/nowhere"}, {"headers": [(b"content-length", b"1")]},
-                  {"path": "/health/live"}, {"path": "/blocking"}):
+    for other in (
+        {"path": "/nowhere"},
+        {"headers": [(b"content-length", b"1")]},
+        {"path": "/health/live"},
+        {"path": "/blocking"},
+    ):
         assert real({**scope, **other}) is None, other  # general path
     fast._blocking.shutdown()
     slow._blocking.shutdown()
 
 
-def test_upstream_request_is_performed_and_response_phase_runs(gateway: Gateway,
-                                                                upstream: UpstreamServer) -> None:
+def test_upstream_request_is_performed_and_response_phase_runs(
+    gateway: Gateway, upstream: UpstreamServer
+) -> None:
     r = gateway.handle("POST", "/proxy/items", {"X-Custom": "1"}, body=b"data", query="x=y")
     assert r.status == 201
     sent = json.loads(r.body)
@@ -288,7 +340,9 @@ def test_upstream_request_is_performed_and_response_phase_runs(gateway: Gateway,
 
 
 def test_upstream_refusing_connections_is_502(tmp_path: Path, test_plugin_dir: Path) -> None:
-    folder = write_config(tmp_path / "c", test_plugin_dir, upstream=f"http://127.0.0.1:{free_port()}")
+    folder = write_config(
+        tmp_path / "c", test_plugin_dir, upstream=f"http://127.0.0.1:{free_port()}"
+    )
     with Gateway.from_config(folder) as gw:
         r = gw.handle("GET", "/proxy/x")
         assert r.status == 502 and json.loads(r.body)["error"] == "bad gateway"
@@ -320,15 +374,20 @@ class Slow(PythonMiddleware):
         if self.inside > 1:
             self.overlaps += 1
         import time
+
         time.sleep(0.001)
         self.inside -= 1
 
 
 def test_unsafe_python_element_shared_by_blocking_and_inline_chains(
-        tmp_path: Path, test_plugin_dir: Path) -> None:
+    tmp_path: Path, test_plugin_dir: Path
+) -> None:
     """A non-thread-safe Python middleware in a may-block chain (worker threads, GIL
     released) and an inline chain (event loop) at once: serialised, and no deadlock."""
-    folder = write_config(tmp_path / "config", test_plugin_dir, extra_routes="""\
+    folder = write_config(
+        tmp_path / "config",
+        test_plugin_dir,
+        extra_routes="""\
   SlowBlocking:
     gatewayPath: /slow-blocking
     methods: [GET]
@@ -339,22 +398,31 @@ def test_unsafe_python_element_shared_by_blocking_and_inline_chains(
     methods: [GET]
     middlewares: [Slow]
     action: Echo
-""")
+""",
+    )
     slow = Slow()
     with Gateway.from_config(folder, python_elements={"Slow": slow}) as gw:
+
         async def go() -> list[int]:
-            calls = [gw.handle_async("GET", "/slow-blocking" if i % 2 else "/slow-inline")
-                     for i in range(200)]
+            calls = [
+                gw.handle_async("GET", "/slow-blocking" if i % 2 else "/slow-inline")
+                for i in range(200)
+            ]
             return [r.status for r in await asyncio.wait_for(asyncio.gather(*calls), 60)]
+
         assert asyncio.run(go()) == [200] * 200
     assert slow.overlaps == 0
 
 
 def test_unsafe_native_element_that_logs_shared_by_blocking_and_inline_chains(
-        tmp_path: Path, test_plugin_dir: Path) -> None:
+    tmp_path: Path, test_plugin_dir: Path
+) -> None:
     """A native middleware that is not thread-safe and logs (a call into Python) from a
     may-block chain's worker thread and from inline chains at once: no deadlock."""
-    folder = write_config(tmp_path / "config", test_plugin_dir, extra_routes="""\
+    folder = write_config(
+        tmp_path / "config",
+        test_plugin_dir,
+        extra_routes="""\
   UnsafeBlocking:
     gatewayPath: /unsafe-blocking
     methods: [GET]
@@ -365,20 +433,30 @@ def test_unsafe_native_element_that_logs_shared_by_blocking_and_inline_chains(
     methods: [GET]
     middlewares: [Unsafe]
     action: Echo
-""")
+""",
+    )
     middlewares = folder / "middlewares.yaml"
-    middlewares.write_text(middlewares.read_text().replace("globalMiddlewares:", """\
+    middlewares.write_text(
+        middlewares.read_text().replace(
+            "globalMiddlewares:",
+            """\
   Unsafe:
     use: plugins.trace.middlewares.UnsafeTraceMiddleware
     config: {name: U}
-globalMiddlewares:"""))
+globalMiddlewares:""",
+        )
+    )
     import logging
 
     logging.getLogger("plughost.plugin").setLevel(logging.DEBUG)
     with Gateway.from_config(folder) as gw:
         assert gw.router.match("GET", "/unsafe-inline").target.release_gil
+
         async def go() -> list[int]:
-            calls = [gw.handle_async("GET", "/unsafe-blocking" if i % 2 else "/unsafe-inline")
-                     for i in range(200)]
+            calls = [
+                gw.handle_async("GET", "/unsafe-blocking" if i % 2 else "/unsafe-inline")
+                for i in range(200)
+            ]
             return [r.status for r in await asyncio.gather(*calls)]
+
         assert asyncio.run(go()) == [200] * 200

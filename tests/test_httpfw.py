@@ -41,8 +41,13 @@ class _Recorder(http.server.BaseHTTPRequestHandler):
     def _answer(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
-        seen = {"name": self.server.name, "method": self.command, "target": self.path,
-                "headers": [[k, v] for k, v in self.headers.items()], "body": body.hex()}
+        seen = {
+            "name": self.server.name,
+            "method": self.command,
+            "target": self.path,
+            "headers": [[k, v] for k, v in self.headers.items()],
+            "body": body.hex(),
+        }
         self.server.seen.append(seen)
         if self.path.startswith("/slow"):
             time.sleep(2)
@@ -89,8 +94,9 @@ class Upstream:
     def start(self) -> None:
         self._server = _RecordingHTTPServer(self.port, self.name, self.seen)
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:
@@ -124,10 +130,16 @@ def write_gateway(folder: Path, plugin_dir: Path, actions: dict[str, Any]) -> Pa
     routes: dict[str, Any] = {}
     for name in actions:
         routes[f"{name}Wild"] = {"gatewayPath": f"/{name}/*", "methods": ["ALL"], "action": name}
-        routes[f"{name}Exact"] = {"gatewayPath": f"/{name}-exact", "methods": ["GET", "POST"],
-                                  "action": name}
-        routes[f"{name}User"] = {"gatewayPath": f"/{name}-user/:id", "methods": ["GET"],
-                                 "action": name}
+        routes[f"{name}Exact"] = {
+            "gatewayPath": f"/{name}-exact",
+            "methods": ["GET", "POST"],
+            "action": name,
+        }
+        routes[f"{name}User"] = {
+            "gatewayPath": f"/{name}-user/:id",
+            "methods": ["GET"],
+            "action": name,
+        }
     (folder / "routes.yaml").write_text(json.dumps({"routes": routes}))
     return folder
 
@@ -175,13 +187,23 @@ def config_error(make: Any, action: dict[str, Any]) -> str:
 # ------------------------------------------------------------------ HttpAction
 
 
-def test_method_path_query_headers_and_body_are_forwarded(make: Any,
-                                                          upstreams: list[Upstream]) -> None:
+def test_method_path_query_headers_and_body_are_forwarded(
+    make: Any, upstreams: list[Upstream]
+) -> None:
     gw = make({"Fw": http_action(upstreams[0].url + "/base/")})
     body = bytes(range(256))
-    r = gw.handle("PUT", "/Fw/users/42", [("X-Custom", "one"), ("X-Multi", "a"),
-                                          ("X-Multi", "b"), ("Content-Type", "application/x")],
-                  body=body, query="a=1&b=%20x&a=2")
+    r = gw.handle(
+        "PUT",
+        "/Fw/users/42",
+        [
+            ("X-Custom", "one"),
+            ("X-Multi", "a"),
+            ("X-Multi", "b"),
+            ("Content-Type", "application/x"),
+        ],
+        body=body,
+        query="a=1&b=%20x&a=2",
+    )
     seen = sent(r)
     assert seen["method"] == "PUT"
     assert seen["target"] == "/base/users/42?a=1&b=%20x&a=2"
@@ -220,15 +242,33 @@ def test_upstream_url_follows_seams_rule(make: Any, upstreams: list[Upstream]) -
 
 def test_hop_by_hop_headers_are_dropped_both_ways(make: Any, upstreams: list[Upstream]) -> None:
     gw = make({"Fw": http_action(upstreams[0].url)})
-    r = gw.handle("GET", "/Fw/x", [("Connection", "X-Hop, keep-alive"), ("X-Hop", "secret"),
-                                   ("Keep-Alive", "300"), ("TE", "trailers"),
-                                   ("Upgrade", "h2c"), ("Proxy-Authorization", "Basic eA=="),
-                                   ("Proxy-Connection", "keep-alive"), ("Trailer", "X-T"),
-                                   ("X-Kept", "yes")])
+    r = gw.handle(
+        "GET",
+        "/Fw/x",
+        [
+            ("Connection", "X-Hop, keep-alive"),
+            ("X-Hop", "secret"),
+            ("Keep-Alive", "300"),
+            ("TE", "trailers"),
+            ("Upgrade", "h2c"),
+            ("Proxy-Authorization", "Basic eA=="),
+            ("Proxy-Connection", "keep-alive"),
+            ("Trailer", "X-T"),
+            ("X-Kept", "yes"),
+        ],
+    )
     h = hdrs(sent(r))
     assert h["x-kept"] == ["yes"]
-    for name in ("connection", "x-hop", "keep-alive", "te", "upgrade", "proxy-authorization",
-                 "proxy-connection", "trailer"):
+    for name in (
+        "connection",
+        "x-hop",
+        "keep-alive",
+        "te",
+        "upgrade",
+        "proxy-authorization",
+        "proxy-connection",
+        "trailer",
+    ):
         assert name not in h, name
     # the upstream's Connection header, the header it names and Keep-Alive stay behind
     for name in ("Connection", "X-Upstream-Hop", "Keep-Alive"):
@@ -236,19 +276,26 @@ def test_hop_by_hop_headers_are_dropped_both_ways(make: Any, upstreams: list[Ups
 
 
 def test_x_forwarded_headers(make: Any, upstreams: list[Upstream]) -> None:
-    gw = make({"Fw": http_action(upstreams[0].url),
-               "Tls": http_action(upstreams[0].url, forwardedProto="https"),
-               "Trust": http_action(upstreams[0].url, trustForwardedHeaders=True)})
-    h = hdrs(sent(gw.handle("GET", "/Fw/x", {"Host": "gw.example:8090"},
-                            client_ip="203.0.113.7")))
+    gw = make(
+        {
+            "Fw": http_action(upstreams[0].url),
+            "Tls": http_action(upstreams[0].url, forwardedProto="https"),
+            "Trust": http_action(upstreams[0].url, trustForwardedHeaders=True),
+        }
+    )
+    h = hdrs(sent(gw.handle("GET", "/Fw/x", {"Host": "gw.example:8090"}, client_ip="203.0.113.7")))
     assert h["x-forwarded-for"] == ["203.0.113.7"]
     assert h["x-forwarded-proto"] == ["http"]
     assert h["x-forwarded-host"] == ["gw.example:8090"]
     # an existing chain is appended to (every value of every X-Forwarded-For header); the
     # client's X-Forwarded-Proto/-Host are replaced unless trustForwardedHeaders
-    spoofed = [("Host", "gw.example"), ("X-Forwarded-For", "198.51.100.1, 10.0.0.1"),
-               ("X-Forwarded-For", "10.0.0.2"), ("X-Forwarded-Proto", "https"),
-               ("X-Forwarded-Host", "evil.example")]
+    spoofed = [
+        ("Host", "gw.example"),
+        ("X-Forwarded-For", "198.51.100.1, 10.0.0.1"),
+        ("X-Forwarded-For", "10.0.0.2"),
+        ("X-Forwarded-Proto", "https"),
+        ("X-Forwarded-Host", "evil.example"),
+    ]
     h = hdrs(sent(gw.handle("GET", "/Fw/x", spoofed, client_ip="10.0.0.3")))
     assert h["x-forwarded-for"] == ["198.51.100.1, 10.0.0.1, 10.0.0.2, 10.0.0.3"]
     assert h["x-forwarded-proto"] == ["http"] and h["x-forwarded-host"] == ["gw.example"]
@@ -265,8 +312,12 @@ def test_x_forwarded_headers(make: Any, upstreams: list[Upstream]) -> None:
 
 
 def test_refused_is_502_and_timeout_is_504(make: Any, upstreams: list[Upstream]) -> None:
-    gw = make({"Closed": http_action(f"http://127.0.0.1:{free_port()}"),
-               "Slow": http_action(upstreams[0].url, timeout="300ms", connectTimeout="1s")})
+    gw = make(
+        {
+            "Closed": http_action(f"http://127.0.0.1:{free_port()}"),
+            "Slow": http_action(upstreams[0].url, timeout="300ms", connectTimeout="1s"),
+        }
+    )
     r = gw.handle("GET", "/Closed/x")
     assert r.status == 502 and json.loads(r.body)["error"] == "bad gateway"
     start = time.monotonic()
@@ -302,10 +353,16 @@ def wait_until(cond: Any, timeout: float = 5.0) -> None:
 
 
 def test_balancer_skips_a_closed_upstream_and_uses_it_again(
-        make: Any, upstreams: list[Upstream], caplog: pytest.LogCaptureFixture) -> None:
+    make: Any, upstreams: list[Upstream], caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO, logger="plughost")
-    gw = make({"Lb": balancer([u.url for u in upstreams], healthCheckInterval="100ms",
-                              healthCheckTimeout="200ms")})
+    gw = make(
+        {
+            "Lb": balancer(
+                [u.url for u in upstreams], healthCheckInterval="100ms", healthCheckTimeout="200ms"
+            )
+        }
+    )
     assert sorted(names(gw, 3)) == ["u1", "u2", "u3"]
     upstreams[1].stop()
     # within a few health-check intervals, the closed one is skipped: no more 502
@@ -315,14 +372,14 @@ def test_balancer_skips_a_closed_upstream_and_uses_it_again(
     assert f"upstream {upstreams[1].url} is down, skipped" in caplog.text
     upstreams[1].start()
     before = len(upstreams[1].seen)
-    wait_until(lambda: (gw.handle("GET", "/Lb/x").status == 207 and
-                        len(upstreams[1].seen) > before))
+    wait_until(lambda: gw.handle("GET", "/Lb/x").status == 207 and len(upstreams[1].seen) > before)
     assert sorted(names(gw, 6)) == ["u1", "u1", "u2", "u2", "u3", "u3"]
     assert f"upstream {upstreams[1].url} is up again" in caplog.text
 
 
-def test_balancer_with_every_upstream_down_still_tries_them(make: Any,
-                                                           upstreams: list[Upstream]) -> None:
+def test_balancer_with_every_upstream_down_still_tries_them(
+    make: Any, upstreams: list[Upstream]
+) -> None:
     gw = make({"Lb": balancer([u.url for u in upstreams], healthCheckInterval="100ms")})
     for u in upstreams:
         u.stop()
@@ -357,20 +414,23 @@ def test_seam_examples_as_written(make: Any) -> None:
 # ------------------------------------------------------------------ configuration errors
 
 
-@pytest.mark.parametrize("url, why", [
-    ("ftp://example.com", "absolute http:// or https:// URL"),
-    ("localhost:8080", "absolute http:// or https:// URL"),
-    ("http://", "has no host"),
-    ("http://:8080", "has no host"),
-    ("http://example.com:99999", "invalid port"),
-    ("http://example.com:http", "invalid port"),
-    ("http://example.com/p?x=1", "must not have a query"),
-    ("http://user:pw@example.com", "credentials"),
-    ("http://exa mple.com", "without spaces"),
-    ("http://[::1", "malformed IPv6"),
-    ("http://example.com/100%", "percent-encode"),
-    ("http://example.com/{id}", "percent-encode"),
-])
+@pytest.mark.parametrize(
+    "url, why",
+    [
+        ("ftp://example.com", "absolute http:// or https:// URL"),
+        ("localhost:8080", "absolute http:// or https:// URL"),
+        ("http://", "has no host"),
+        ("http://:8080", "has no host"),
+        ("http://example.com:99999", "invalid port"),
+        ("http://example.com:http", "invalid port"),
+        ("http://example.com/p?x=1", "must not have a query"),
+        ("http://user:pw@example.com", "credentials"),
+        ("http://exa mple.com", "without spaces"),
+        ("http://[::1", "malformed IPv6"),
+        ("http://example.com/100%", "percent-encode"),
+        ("http://example.com/{id}", "percent-encode"),
+    ],
+)
 def test_bad_upstream_endpoint(make: Any, url: str, why: str) -> None:
     msg = config_error(make, http_action(url))
     assert "upstreamEndpoint" in msg and why in msg, msg
@@ -378,8 +438,10 @@ def test_bad_upstream_endpoint(make: Any, url: str, why: str) -> None:
 
 def test_config_errors_name_the_key(make: Any) -> None:
     msg = config_error(make, {"use": HTTP})
-    assert f"actions.Fw.config.upstreamEndpoint: 'upstreamEndpoint' is missing, and {HTTP} " \
-        "needs it" in msg, msg
+    assert (
+        f"actions.Fw.config.upstreamEndpoint: 'upstreamEndpoint' is missing, and {HTTP} "
+        "needs it" in msg
+    ), msg
     msg = config_error(make, {"use": HTTP, "config": {"upstreamEndpoint": ""}})
     assert "upstreamEndpoint" in msg and "is empty: give it a string" in msg
     msg = config_error(make, {"use": BALANCER, "config": {"upstreamEndpoints": []}})
@@ -411,36 +473,53 @@ def test_config_errors_name_the_key(make: Any) -> None:
     assert "upstreamEndpoints" in msg and "at most 64" in msg
 
 
-def test_option_names_ignore_case_and_urls_are_normalised(make: Any,
-                                                        upstreams: list[Upstream]) -> None:
+def test_option_names_ignore_case_and_urls_are_normalised(
+    make: Any, upstreams: list[Upstream]
+) -> None:
     url = upstreams[0].url.replace("http://", "HTTP://")
-    gw = make({"Fw": {"use": HTTP, "config": {"UpstreamEndpoint": url + "/p%20q/",
-                                               "Timeout": "5s"}}})
+    gw = make(
+        {"Fw": {"use": HTTP, "config": {"UpstreamEndpoint": url + "/p%20q/", "Timeout": "5s"}}}
+    )
     assert sent(gw.handle("GET", "/Fw/x"))["target"] == "/p%20q/x"
 
 
 def test_option_names_are_checked_by_the_schema_and_ignore_case(
-        make: Any, tmp_path: Path, plugin_dir: Path, upstreams: list[Upstream]) -> None:
+    make: Any, tmp_path: Path, plugin_dir: Path, upstreams: list[Upstream]
+) -> None:
     from plughost import Gateway
 
     # a misspelt option: refused before create runs, at its own file, line and key
-    folder = write_gateway(tmp_path / "typo", plugin_dir, {"Lb": balancer(
-        ["http://a:1"], healthCheckIntervall="5s")})
+    folder = write_gateway(
+        tmp_path / "typo", plugin_dir, {"Lb": balancer(["http://a:1"], healthCheckIntervall="5s")}
+    )
     with pytest.raises(ConfigErrors) as exc:
         Gateway.from_config(folder)
     path = folder / "actions.yaml"
-    line = next(n for n, t in enumerate(path.read_text().splitlines(), 1)
-                if "healthCheckIntervall" in t)
-    assert (f"{path}:{line}: actions.Lb.config.healthCheckIntervall: {BALANCER} has no "
-            "option 'healthCheckIntervall': did you mean 'healthCheckInterval'?"
-            ) in str(exc.value), str(exc.value)
+    line = next(
+        n for n, t in enumerate(path.read_text().splitlines(), 1) if "healthCheckIntervall" in t
+    )
+    assert (
+        f"{path}:{line}: actions.Lb.config.healthCheckIntervall: {BALANCER} has no "
+        "option 'healthCheckIntervall': did you mean 'healthCheckInterval'?"
+    ) in str(exc.value), str(exc.value)
 
     # the same options written in other case are accepted and take effect
-    gw = make({"Fw": {"use": HTTP, "config": {"UPSTREAMENDPOINT": upstreams[0].url,
-                                               "forwardedproto": "HTTPS",
-                                               "TrustForwardedHeaders": False}},
-               "Lb": {"use": BALANCER, "config": {"UpstreamEndpoints": [upstreams[1].url],
-                                                   "HEALTHCHECKINTERVAL": 0}}})
+    gw = make(
+        {
+            "Fw": {
+                "use": HTTP,
+                "config": {
+                    "UPSTREAMENDPOINT": upstreams[0].url,
+                    "forwardedproto": "HTTPS",
+                    "TrustForwardedHeaders": False,
+                },
+            },
+            "Lb": {
+                "use": BALANCER,
+                "config": {"UpstreamEndpoints": [upstreams[1].url], "HEALTHCHECKINTERVAL": 0},
+            },
+        }
+    )
     assert hdrs(sent(gw.handle("GET", "/Fw/x")))["x-forwarded-proto"] == ["https"]
     assert sent(gw.handle("GET", "/Lb/x"))["target"] == "/x"
 
@@ -449,16 +528,29 @@ def test_option_names_are_checked_by_the_schema_and_ignore_case(
 
 
 def test_served_over_http(tmp_path: Path, plugin_dir: Path, upstreams: list[Upstream]) -> None:
-    folder = write_gateway(tmp_path / "config", plugin_dir, {
-        "Fw": http_action(upstreams[0].url + "/api"),
-        "Lb": balancer([u.url for u in upstreams]),
-        "Closed": http_action(f"http://127.0.0.1:{free_port()}")})
+    folder = write_gateway(
+        tmp_path / "config",
+        plugin_dir,
+        {
+            "Fw": http_action(upstreams[0].url + "/api"),
+            "Lb": balancer([u.url for u in upstreams]),
+            "Closed": http_action(f"http://127.0.0.1:{free_port()}"),
+        },
+    )
     with Server("--config", str(folder)) as server:
         conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
         try:
-            conn.request("POST", "/Fw/items?x=%2F", body=b"payload",
-                         headers={"Connection": "X-Hop", "X-Hop": "secret", "X-Custom": "1",
-                                  "X-Forwarded-For": "198.51.100.9"})
+            conn.request(
+                "POST",
+                "/Fw/items?x=%2F",
+                body=b"payload",
+                headers={
+                    "Connection": "X-Hop",
+                    "X-Hop": "secret",
+                    "X-Custom": "1",
+                    "X-Forwarded-For": "198.51.100.9",
+                },
+            )
             resp = conn.getresponse()
             payload = resp.read()
             assert resp.status == 207, payload

@@ -32,8 +32,9 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
-def fake_install(site: Path, dist: str, version: str, package: str,
-                 plugins: dict[str, Path]) -> None:
+def fake_install(
+    site: Path, dist: str, version: str, package: str, plugins: dict[str, Path]
+) -> None:
     """What pip leaves for a plugin wheel: ``<package>/<name>.so`` and a dist-info folder
     whose entry points name each plugin (name = package)."""
     (site / package).mkdir(parents=True)
@@ -41,19 +42,31 @@ def fake_install(site: Path, dist: str, version: str, package: str,
         shutil.copy2(source, site / package / f"{name}.so")
     info = site / f"{dist.replace('-', '_')}-{version}.dist-info"
     write(info / "METADATA", f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
-    write(info / "entry_points.txt", "[plughost.plugins]\n" + "".join(
-        f"{name} = {package}\n" for name in plugins))
+    write(
+        info / "entry_points.txt",
+        "[plughost.plugins]\n" + "".join(f"{name} = {package}\n" for name in plugins),
+    )
 
 
 def run_plughost(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([PLUGHOST, *args], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [PLUGHOST, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def one_file_config(folder: Path, plugins: str) -> Path:
     """A one-file configuration whose ``plugins:`` list is ``plugins`` (entries from line 2)."""
     entries = textwrap.indent(textwrap.dedent(plugins).strip("\n"), "  ")
-    return write(folder / "gateway.yaml", "plugins:\n" + entries + "\n" + textwrap.dedent("""
+    return write(
+        folder / "gateway.yaml",
+        "plugins:\n"
+        + entries
+        + "\n"
+        + textwrap.dedent("""
         storages:
           Memory:
             use: plugins.memory.storages.MemoryStorage
@@ -67,10 +80,12 @@ def one_file_config(folder: Path, plugins: str) -> Path:
             gatewayPath: /
             methods: [GET]
             action: Hello
-        """))
+        """),
+    )
 
 
 # --- resolution -----------------------------------------------------------------------------
+
 
 def test_a_checkout_bundles_build_plugins(plugin_dir: Path) -> None:
     assert bundled_plugin_dir() == plugin_dir
@@ -78,8 +93,11 @@ def test_a_checkout_bundles_build_plugins(plugin_dir: Path) -> None:
     assert (session.file, session.source) == (plugin_dir / "session.so", "bundled")
     assert session.origin.startswith("plughost ") and session.origin.endswith("(bundled)")
     names = {p.name for p in plugin_index(environ={}).plugins}
-    assert names == {p.stem for p in (plugin_dir.parent.parent / "native_plugins").iterdir()
-                     if (p / "CMakeLists.txt").is_file()}
+    assert names == {
+        p.stem
+        for p in (plugin_dir.parent.parent / "native_plugins").iterdir()
+        if (p / "CMakeLists.txt").is_file()
+    }
 
 
 def test_plugin_dir_folders_come_first(plugin_dir: Path, tmp_path: Path) -> None:
@@ -101,35 +119,57 @@ def test_unknown_name_lists_what_is_installed(plugin_dir: Path) -> None:
 
 # --- configurations ---------------------------------------------------------------------------
 
+
 def test_named_plugins_build_a_gateway_that_answers(plugin_dir: Path, tmp_path: Path) -> None:
     from plughost import Gateway
 
-    path = one_file_config(tmp_path, """
+    path = one_file_config(
+        tmp_path,
+        """
         - name: memory
         - name: static
-        """)
+        """,
+    )
     config = load_config(path, environ={})
     assert [p.path for p in config.plugins] == [plugin_dir / "memory.so", plugin_dir / "static.so"]
     assert [(p.where.line, p.where.key) for p in config.plugins] == [
-        (2, "plugins[0].name"), (3, "plugins[1].name")]
+        (2, "plugins[0].name"),
+        (3, "plugins[1].name"),
+    ]
     with Gateway.from_config(path) as gateway:
         response = gateway.handle("GET", "/")
         assert (response.status, response.body) == (200, b"hello")
 
 
-@pytest.mark.parametrize("entries, line, key, words", [
-    ("- name: memroy\n- name: static", 2, "plugins[0].name",
-     ["no installed plugin is named 'memroy'", "memory"]),
-    ("- name: memory\n- name: Static.so", 3, "plugins[1].name",
-     ["'Static.so', is not a plugin name", "path:"]),
-    ("- name: memory\n  path: /x/memory.so\n- name: static", 2, "plugins[0].name",
-     ["both 'path' and 'name'", "keep one"]),
-    ("- name: [memory]\n- name: static", 2, "plugins[0].name", ["must be"]),
-    ("- config: {}\n- name: static", 2, "plugins[0]", ["has no 'path' or 'name'"]),
-], ids=["misspelt", "file-name", "both", "list", "neither"])
-def test_bad_names_get_one_sentence_with_file_line_key(plugin_dir: Path, tmp_path: Path,
-                                                       entries: str, line: int, key: str,
-                                                       words: list[str]) -> None:
+@pytest.mark.parametrize(
+    "entries, line, key, words",
+    [
+        (
+            "- name: memroy\n- name: static",
+            2,
+            "plugins[0].name",
+            ["no installed plugin is named 'memroy'", "memory"],
+        ),
+        (
+            "- name: memory\n- name: Static.so",
+            3,
+            "plugins[1].name",
+            ["'Static.so', is not a plugin name", "path:"],
+        ),
+        (
+            "- name: memory\n  path: /x/memory.so\n- name: static",
+            2,
+            "plugins[0].name",
+            ["both 'path' and 'name'", "keep one"],
+        ),
+        ("- name: [memory]\n- name: static", 2, "plugins[0].name", ["must be"]),
+        ("- config: {}\n- name: static", 2, "plugins[0]", ["has no 'path' or 'name'"]),
+    ],
+    ids=["misspelt", "file-name", "both", "list", "neither"],
+)
+def test_bad_names_get_one_sentence_with_file_line_key(
+    plugin_dir: Path, tmp_path: Path, entries: str, line: int, key: str, words: list[str]
+) -> None:
     path = one_file_config(tmp_path, entries)
     with pytest.raises(ConfigErrors) as exc:
         load_config(path, environ={})
@@ -151,8 +191,10 @@ def test_check_config_reports_a_misspelt_name(plugin_dir: Path, tmp_path: Path) 
 
 # --- installed plugin wheels (entry points) -------------------------------------------------
 
-def test_entry_point_plugins_are_named_and_listed(plugin_dir: Path, test_plugin_dir: Path,
-                                                 tmp_path: Path) -> None:
+
+def test_entry_point_plugins_are_named_and_listed(
+    plugin_dir: Path, test_plugin_dir: Path, tmp_path: Path
+) -> None:
     site = tmp_path / "site"
     fake_install(site, "acme-trace", "2.3.0", "acme_trace", {"trace": test_plugin_dir / "trace.so"})
     env = {"PYTHONPATH": str(site)}
@@ -162,7 +204,10 @@ def test_entry_point_plugins_are_named_and_listed(plugin_dir: Path, test_plugin_
     trace = rows["trace"]
     assert trace["file"] == str(site / "acme_trace" / "trace.so")
     assert (trace["source"], trace["package_version"], trace["origin"]) == (
-        "wheel", "2.3.0", "acme-trace 2.3.0")
+        "wheel",
+        "2.3.0",
+        "acme-trace 2.3.0",
+    )
     assert trace["abi"] == "1.2" and trace["version"] and trace["resolves"]
     assert rows["session"]["source"] == "bundled" and rows["session"]["version"] == "1.0.0"
 
@@ -172,13 +217,16 @@ def test_entry_point_plugins_are_named_and_listed(plugin_dir: Path, test_plugin_
     assert "acme-trace 2.3.0" in line and line.endswith(str(site / "acme_trace" / "trace.so"))
 
     # A configuration names it, and check --config builds the gateway with it.
-    path = one_file_config(tmp_path / "cfg", """
+    path = one_file_config(
+        tmp_path / "cfg",
+        """
         - name: memory
         - name: trace
           config:
             storage: Memory
         - name: static
-        """)
+        """,
+    )
     res = run_plughost("check", "--config", str(path), env=env)
     assert res.returncode == 0, res.stdout + res.stderr
 
@@ -202,15 +250,19 @@ def test_broken_entry_points_are_reported_not_fatal(plugin_dir: Path, tmp_path: 
     fake_install(site, "acme-gone", "1.0", "acme_gone", {"gone": plugin_dir / "static.so"})
     (site / "acme_gone" / "gone.so").unlink()
     fake_install(site, "acme-misnamed", "1.0", "acme_misnamed", {"other": plugin_dir / "cors.so"})
-    write(site / "acme_bad-1.0.dist-info" / "METADATA", "Metadata-Version: 2.1\nName: acme-bad\n"
-          "Version: 1.0\n")
-    write(site / "acme_bad-1.0.dist-info" / "entry_points.txt",
-          "[plughost.plugins]\nBad-Name = acme_bad\nnopkg = acme_nowhere\n")
+    write(
+        site / "acme_bad-1.0.dist-info" / "METADATA",
+        "Metadata-Version: 2.1\nName: acme-bad\nVersion: 1.0\n",
+    )
+    write(
+        site / "acme_bad-1.0.dist-info" / "entry_points.txt",
+        "[plughost.plugins]\nBad-Name = acme_bad\nnopkg = acme_nowhere\n",
+    )
     res = run_plughost("plugins", env={"PYTHONPATH": str(site)})
     assert res.returncode == 1
     assert "Traceback" not in res.stderr
     assert f"{site / 'acme_gone' / 'gone.so'} does not exist: reinstall acme-gone 1.0" in res.stderr
     assert "'Bad-Name' is not a plugin name" in res.stderr
     assert "there is no Python package 'acme_nowhere'" in res.stderr
-    assert ("is installed as 'other' but the plugin in it is named 'cors'" in res.stderr)
+    assert "is installed as 'other' but the plugin in it is named 'cors'" in res.stderr
     assert any(line.startswith("session ") for line in res.stdout.splitlines())

@@ -26,23 +26,35 @@ def header(response: Any, name: str) -> str | None:
     return None
 
 
-def limiter_config(folder: Path, plugin_dir: Path, limiters: dict[str, dict[str, Any]], *,
-                   valkey_port: int | None = None) -> Path:
+def limiter_config(
+    folder: Path,
+    plugin_dir: Path,
+    limiters: dict[str, dict[str, Any]],
+    *,
+    valkey_port: int | None = None,
+) -> Path:
     """A Seam config folder: storage Memory (and Valkey), one middleware per entry of
     ``limiters`` and routes /<name>/ok (200) and /<name>/fail (500) behind it."""
     folder.mkdir(parents=True, exist_ok=True)
     plugins = ["memory", "valkey", "static", "limiter"]
-    (folder / "plugins.yaml").write_text("plugins:\n" + "".join(
-        f"  - path: {plugin_dir / name}.so\n" for name in plugins))
+    (folder / "plugins.yaml").write_text(
+        "plugins:\n" + "".join(f"  - path: {plugin_dir / name}.so\n" for name in plugins)
+    )
     storages = "storages:\n  Memory:\n    use: plugins.memory.storages.MemoryStorage\n"
     if valkey_port is not None:
-        storages += ("  Valkey:\n    use: plugins.valkey.storages.ValkeyStorage\n"
-                     f"    config: {{port: {valkey_port}, prefix: 'lt:', "
-                     "connectTimeout: 500ms, commandTimeout: 500ms}\n")
+        storages += (
+            "  Valkey:\n    use: plugins.valkey.storages.ValkeyStorage\n"
+            f"    config: {{port: {valkey_port}, prefix: 'lt:', "
+            "connectTimeout: 500ms, commandTimeout: 500ms}\n"
+        )
     (folder / "storages.yaml").write_text(storages)
-    (folder / "middlewares.yaml").write_text("middlewares:\n" + "".join(
-        f"  {name}:\n    use: {LIMITER}\n    config: {json.dumps(cfg)}\n"
-        for name, cfg in limiters.items()))
+    (folder / "middlewares.yaml").write_text(
+        "middlewares:\n"
+        + "".join(
+            f"  {name}:\n    use: {LIMITER}\n    config: {json.dumps(cfg)}\n"
+            for name, cfg in limiters.items()
+        )
+    )
     (folder / "actions.yaml").write_text("""\
 actions:
   Ok:
@@ -52,12 +64,16 @@ actions:
     use: plugins.static.actions.StaticAction
     config: {status: 500, body: fail}
 """)
-    (folder / "routes.yaml").write_text("routes:\n" + "".join(
-        f"  {name}Ok:\n    gatewayPath: /{name}/ok\n    methods: [GET]\n"
-        f"    middlewares: [{name}]\n    action: Ok\n"
-        f"  {name}Fail:\n    gatewayPath: /{name}/fail\n    methods: [GET]\n"
-        f"    middlewares: [{name}]\n    action: Fail\n"
-        for name in limiters))
+    (folder / "routes.yaml").write_text(
+        "routes:\n"
+        + "".join(
+            f"  {name}Ok:\n    gatewayPath: /{name}/ok\n    methods: [GET]\n"
+            f"    middlewares: [{name}]\n    action: Ok\n"
+            f"  {name}Fail:\n    gatewayPath: /{name}/fail\n    methods: [GET]\n"
+            f"    middlewares: [{name}]\n    action: Fail\n"
+            for name in limiters
+        )
+    )
     return folder
 
 
@@ -74,8 +90,10 @@ def window_start(seconds: float, *, margin: float = 3.0, offset: float = 0.05) -
 
 @pytest.fixture
 def gateway_factory(tmp_path: Path, test_plugin_dir: Path) -> Iterator[Any]:
-    with gateways(tmp_path, lambda folder, *args, **kwargs: limiter_config(
-            folder, test_plugin_dir, *args, **kwargs)) as make:
+    with gateways(
+        tmp_path,
+        lambda folder, *args, **kwargs: limiter_config(folder, test_plugin_dir, *args, **kwargs),
+    ) as make:
         yield make
 
 
@@ -102,8 +120,7 @@ def check_exact(gw: Gateway, path: str, n: int, **kw: Any) -> None:
 
 def test_exact_limit_then_429(gateway_factory: Any) -> None:
     window_start(3600)
-    gw = gateway_factory({"L": {"storage": "Memory", "maxConnections": 3,
-                                "expiration": "1h"}})
+    gw = gateway_factory({"L": {"storage": "Memory", "maxConnections": 3, "expiration": "1h"}})
     check_exact(gw, "/L/ok", 3)
     # another client address has its own counter
     assert gw.handle("GET", "/L/ok", client_ip="10.0.0.2").status == 200
@@ -120,8 +137,16 @@ def test_seam_defaults_five_per_minute(gateway_factory: Any) -> None:
 
 def test_skip_failed_requests(gateway_factory: Any) -> None:
     window_start(3600)
-    gw = gateway_factory({"L": {"storage": "Memory", "maxConnections": 2, "expiration": "1h",
-                                "skipFailedRequests": True}})
+    gw = gateway_factory(
+        {
+            "L": {
+                "storage": "Memory",
+                "maxConnections": 2,
+                "expiration": "1h",
+                "skipFailedRequests": True,
+            }
+        }
+    )
     for _ in range(5):
         r = gw.handle("GET", "/L/fail")
         assert r.status == 500
@@ -137,8 +162,16 @@ def test_failed_requests_count_by_default(gateway_factory: Any) -> None:
 
 def test_skip_successful_requests(gateway_factory: Any) -> None:
     window_start(3600)
-    gw = gateway_factory({"L": {"storage": "Memory", "maxConnections": 2, "expiration": "1h",
-                                "skipSuccessfulRequests": True}})
+    gw = gateway_factory(
+        {
+            "L": {
+                "storage": "Memory",
+                "maxConnections": 2,
+                "expiration": "1h",
+                "skipSuccessfulRequests": True,
+            }
+        }
+    )
     for _ in range(5):
         assert gw.handle("GET", "/L/ok").status == 200
     assert [gw.handle("GET", "/L/fail").status for _ in range(3)] == [500, 500, 429]
@@ -147,8 +180,16 @@ def test_skip_successful_requests(gateway_factory: Any) -> None:
 
 def test_key_by_header(gateway_factory: Any) -> None:
     window_start(3600)
-    gw = gateway_factory({"L": {"storage": "Memory", "maxConnections": 2, "expiration": "1h",
-                                "key": "header:X-API-Key"}})
+    gw = gateway_factory(
+        {
+            "L": {
+                "storage": "Memory",
+                "maxConnections": 2,
+                "expiration": "1h",
+                "key": "header:X-API-Key",
+            }
+        }
+    )
     check_exact(gw, "/L/ok", 2, headers={"X-API-Key": "alice"})
     check_exact(gw, "/L/ok", 2, headers={"X-API-Key": "bob"})
     # without the header, the client address is the key
@@ -156,8 +197,7 @@ def test_key_by_header(gateway_factory: Any) -> None:
 
 
 def test_expiry_resets_the_window(gateway_factory: Any) -> None:
-    gw = gateway_factory({"L": {"storage": "Memory", "maxConnections": 2,
-                                "expiration": "1s"}})
+    gw = gateway_factory({"L": {"storage": "Memory", "maxConnections": 2, "expiration": "1s"}})
     window_start(1.0)
     assert [gw.handle("GET", "/L/ok").status for _ in range(3)] == [200, 200, 429]
     window_start(1.0)
@@ -165,8 +205,9 @@ def test_expiry_resets_the_window(gateway_factory: Any) -> None:
 
 
 def test_sliding_window_weighs_the_previous_window(gateway_factory: Any) -> None:
-    gw = gateway_factory({"L": {"storage": "Memory", "maxConnections": 4, "expiration": "2s",
-                                "slidingWindow": True}})
+    gw = gateway_factory(
+        {"L": {"storage": "Memory", "maxConnections": 4, "expiration": "2s", "slidingWindow": True}}
+    )
     window_start(2.0)
     assert [gw.handle("GET", "/L/ok").status for _ in range(5)] == [200] * 4 + [429]
     window_start(2.0, offset=0.1)
@@ -177,19 +218,21 @@ def test_sliding_window_weighs_the_previous_window(gateway_factory: Any) -> None
     assert [gw.handle("GET", "/L/ok").status for _ in range(3)] == [200, 200, 429]
 
 
-@pytest.mark.parametrize("cfg, key", [
-    ({}, "storage"),
-    ({"storage": "Nope"}, "storage"),
-    ({"storage": "Memory", "maxConnections": 0}, "maxConnections"),
-    ({"storage": "Memory", "maxConnections": "many"}, "maxConnections"),
-    ({"storage": "Memory", "expiration": "-5s"}, "expiration"),
-    ({"storage": "Memory", "expiration": 0}, "expiration"),
-    ({"storage": "Memory", "slidingWindow": "sometimes"}, "slidingWindow"),
-    ({"storage": "Memory", "key": "cookie:x"}, "key"),
-    ({"storage": "Memory", "key": "header:"}, "key"),
-])
-def test_config_errors_name_the_key(gateway_factory: Any, cfg: dict[str, Any],
-                                    key: str) -> None:
+@pytest.mark.parametrize(
+    "cfg, key",
+    [
+        ({}, "storage"),
+        ({"storage": "Nope"}, "storage"),
+        ({"storage": "Memory", "maxConnections": 0}, "maxConnections"),
+        ({"storage": "Memory", "maxConnections": "many"}, "maxConnections"),
+        ({"storage": "Memory", "expiration": "-5s"}, "expiration"),
+        ({"storage": "Memory", "expiration": 0}, "expiration"),
+        ({"storage": "Memory", "slidingWindow": "sometimes"}, "slidingWindow"),
+        ({"storage": "Memory", "key": "cookie:x"}, "key"),
+        ({"storage": "Memory", "key": "header:"}, "key"),
+    ],
+)
+def test_config_errors_name_the_key(gateway_factory: Any, cfg: dict[str, Any], key: str) -> None:
     with pytest.raises(Exception) as exc:
         gateway_factory({"L": cfg})
     assert f"middlewares.L.config.{key}:" in str(exc.value), str(exc.value)
@@ -209,20 +252,35 @@ def valkey(tmp_path: Path) -> Iterator[ValkeyServer]:
 
 def test_valkey_exact_limit(gateway_factory: Any, valkey: ValkeyServer) -> None:
     window_start(3600)
-    gw = gateway_factory({"L": {"storage": "Valkey", "maxConnections": 4, "expiration": "1h"}},
-                         valkey_port=valkey.port)
+    gw = gateway_factory(
+        {"L": {"storage": "Valkey", "maxConnections": 4, "expiration": "1h"}},
+        valkey_port=valkey.port,
+    )
     check_exact(gw, "/L/ok", 4)
 
 
-def test_valkey_down_fail_closed_or_open_then_recovers(gateway_factory: Any,
-                                                       valkey: ValkeyServer) -> None:
+def test_valkey_down_fail_closed_or_open_then_recovers(
+    gateway_factory: Any, valkey: ValkeyServer
+) -> None:
     window_start(3600)
-    gw = gateway_factory({
-        "Closed": {"storage": "Valkey", "maxConnections": 2, "expiration": "1h",
-                   "prefix": "closed"},
-        "Open": {"storage": "Valkey", "maxConnections": 2, "expiration": "1h",
-                 "prefix": "open", "failOpen": True},
-    }, valkey_port=valkey.port)
+    gw = gateway_factory(
+        {
+            "Closed": {
+                "storage": "Valkey",
+                "maxConnections": 2,
+                "expiration": "1h",
+                "prefix": "closed",
+            },
+            "Open": {
+                "storage": "Valkey",
+                "maxConnections": 2,
+                "expiration": "1h",
+                "prefix": "open",
+                "failOpen": True,
+            },
+        },
+        valkey_port=valkey.port,
+    )
     assert gw.handle("GET", "/Closed/ok").status == 200
     valkey.kill()
     for _ in range(3):
@@ -240,14 +298,18 @@ def test_valkey_down_fail_closed_or_open_then_recovers(gateway_factory: Any,
 # ------------------------------------------------- two `plughost serve` processes, one Valkey
 
 
-def test_two_processes_share_one_limit(tmp_path: Path, test_plugin_dir: Path,
-                                       valkey: ValkeyServer) -> None:
+def test_two_processes_share_one_limit(
+    tmp_path: Path, test_plugin_dir: Path, valkey: ValkeyServer
+) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     n = 10
-    folder = limiter_config(tmp_path / "config", test_plugin_dir,
-                            {"L": {"storage": "Valkey", "maxConnections": n,
-                                   "expiration": "1h"}}, valkey_port=valkey.port)
+    folder = limiter_config(
+        tmp_path / "config",
+        test_plugin_dir,
+        {"L": {"storage": "Valkey", "maxConnections": n, "expiration": "1h"}},
+        valkey_port=valkey.port,
+    )
     servers = [Server("--config", str(folder)) for _ in range(2)]
     try:
         window_start(3600)
@@ -268,12 +330,21 @@ def test_two_processes_share_one_limit(tmp_path: Path, test_plugin_dir: Path,
 def test_header_keys_have_their_own_namespace(gateway_factory: Any) -> None:
     """key: header:X-API-Key: three requests whose API key is the address 127.0.0.1 do not
     use up the budget of the client at 127.0.0.1 (once they shared one counter)."""
-    gw = gateway_factory({"L": {"storage": "Memory", "maxConnections": 3, "expiration": "1h",
-                                "key": "header:X-API-Key"}})
+    gw = gateway_factory(
+        {
+            "L": {
+                "storage": "Memory",
+                "maxConnections": 3,
+                "expiration": "1h",
+                "key": "header:X-API-Key",
+            }
+        }
+    )
     for _ in range(3):
-        assert gw.handle("GET", "/L/ok", {"X-API-Key": "127.0.0.1"}, client_ip="10.9.9.9").status \
+        assert (
+            gw.handle("GET", "/L/ok", {"X-API-Key": "127.0.0.1"}, client_ip="10.9.9.9").status
             == 200
-    assert gw.handle("GET", "/L/ok", {"X-API-Key": "127.0.0.1"}, client_ip="10.9.9.9").status \
-        == 429
+        )
+    assert gw.handle("GET", "/L/ok", {"X-API-Key": "127.0.0.1"}, client_ip="10.9.9.9").status == 429
     # the client at 127.0.0.1, without a key, is counted by its address: untouched
     assert gw.handle("GET", "/L/ok", client_ip="127.0.0.1").status == 200

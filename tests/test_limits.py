@@ -54,8 +54,9 @@ def ask(port: int, head: bytes, timeout: float = 10.0) -> bytes:
 
 
 def without_date(answer: bytes) -> bytes:
-    return b"\r\n".join(line for line in answer.split(b"\r\n")
-                        if not line.lower().startswith(b"date:"))
+    return b"\r\n".join(
+        line for line in answer.split(b"\r\n") if not line.lower().startswith(b"date:")
+    )
 
 
 def rss_kib(pid: int) -> int:
@@ -87,15 +88,17 @@ def test_a_long_request_target_gets_414_on_both_paths(servers: tuple[Server, Ser
 def test_a_one_megabyte_header_gets_431_on_both_paths(servers: tuple[Server, Server]) -> None:
     answers = []
     for server in servers:
-        big = ask(server.port, b"GET / HTTP/1.1\r\nHost: t\r\nX-Big: " + b"b" * 1_000_000 +
-                  b"\r\n\r\n")
+        big = ask(
+            server.port, b"GET / HTTP/1.1\r\nHost: t\r\nX-Big: " + b"b" * 1_000_000 + b"\r\n\r\n"
+        )
         assert big.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n"), big[:200]
         assert big.endswith(b'{"error":"request header fields too large","status":431}')
         answers.append(without_date(big))
         # many headers summing over 32 KiB, each small, sent at once
         many = b"".join(b"X-H%d: %s\r\n" % (i, b"v" * 400) for i in range(90))
-        assert ask(server.port, b"GET / HTTP/1.1\r\nHost: t\r\n" + many + b"\r\n") \
-            .startswith(b"HTTP/1.1 431 ")
+        assert ask(server.port, b"GET / HTTP/1.1\r\nHost: t\r\n" + many + b"\r\n").startswith(
+            b"HTTP/1.1 431 "
+        )
         assert server.get("/")[0] == 200
     assert answers[0] == answers[1]
 
@@ -105,20 +108,22 @@ def test_too_many_header_fields_get_431(servers: tuple[Server, Server]) -> None:
         fields = lambda n: b"".join(b"X-%d: 1\r\n" % i for i in range(n))  # noqa: E731
         ok = ask(server.port, b"GET / HTTP/1.1\r\nHost: t\r\n" + fields(99) + b"\r\n")
         assert ok.startswith(b"HTTP/1.1 200 "), ok[:100]  # 99 + Host = 100
-        assert ask(server.port, b"GET / HTTP/1.1\r\nHost: t\r\n" + fields(100) + b"\r\n") \
-            .startswith(b"HTTP/1.1 431 ")
-        assert ask(server.port, b"GET / HTTP/1.1\r\nHost: t\r\n" + fields(10_000) + b"\r\n") \
-            .startswith(b"HTTP/1.1 431 ")
+        assert ask(
+            server.port, b"GET / HTTP/1.1\r\nHost: t\r\n" + fields(100) + b"\r\n"
+        ).startswith(b"HTTP/1.1 431 ")
+        assert ask(
+            server.port, b"GET / HTTP/1.1\r\nHost: t\r\n" + fields(10_000) + b"\r\n"
+        ).startswith(b"HTTP/1.1 431 ")
 
 
 def test_a_head_that_never_ends_costs_no_more_than_the_limit(
-        servers: tuple[Server, Server]) -> None:
+    servers: tuple[Server, Server],
+) -> None:
     """8 connections each streaming an endless header: every one is answered 431 and closed
     once the limit is passed, and the server's memory does not follow what was sent."""
     direct = servers[0]
     before = rss_kib(direct.proc.pid)
-    socks = [socket.create_connection(("127.0.0.1", direct.port), timeout=10)
-             for _ in range(8)]
+    socks = [socket.create_connection(("127.0.0.1", direct.port), timeout=10) for _ in range(8)]
     sent = [0] * len(socks)
     refused = [b""] * len(socks)
     try:
@@ -156,24 +161,33 @@ def test_a_head_that_never_ends_costs_no_more_than_the_limit(
     assert direct.get("/")[0] == 200
 
 
-def test_read_buffer_size_bounds_the_head_as_in_fiber(tmp_path: Path,
-                                                       test_plugin_dir: Path) -> None:
+def test_read_buffer_size_bounds_the_head_as_in_fiber(
+    tmp_path: Path, test_plugin_dir: Path
+) -> None:
     folder = write_config(tmp_path / "config", test_plugin_dir)
     (folder / "server.yaml").write_text(
-        "server:\n  readBufferSize: 4096\n  uriLimit: 1024\n  headerCountLimit: 5\n")
+        "server:\n  readBufferSize: 4096\n  uriLimit: 1024\n  headerCountLimit: 5\n"
+    )
     with Server("--config", str(folder)) as server:
-        assert ask(server.port, b"GET / HTTP/1.1\r\nHost: t\r\nX-A: " + b"a" * 3000 +
-                   b"\r\n\r\n").startswith(b"HTTP/1.1 200 ")
-        assert ask(server.port, b"GET / HTTP/1.1\r\nHost: t\r\nX-A: " + b"a" * 5000 +
-                   b"\r\n\r\n").startswith(b"HTTP/1.1 431 ")
-        assert ask(server.port, b"GET /" + b"a" * 1100 + b" HTTP/1.1\r\nHost: t\r\n\r\n") \
-            .startswith(b"HTTP/1.1 414 ")
+        assert ask(
+            server.port, b"GET / HTTP/1.1\r\nHost: t\r\nX-A: " + b"a" * 3000 + b"\r\n\r\n"
+        ).startswith(b"HTTP/1.1 200 ")
+        assert ask(
+            server.port, b"GET / HTTP/1.1\r\nHost: t\r\nX-A: " + b"a" * 5000 + b"\r\n\r\n"
+        ).startswith(b"HTTP/1.1 431 ")
+        assert ask(
+            server.port, b"GET /" + b"a" * 1100 + b" HTTP/1.1\r\nHost: t\r\n\r\n"
+        ).startswith(b"HTTP/1.1 414 ")
         six = b"".join(b"X-%d: 1\r\n" % i for i in range(5))
-        assert ask(server.port, b"GET / HTTP/1.1\r\nHost: t\r\n" + six + b"\r\n") \
-            .startswith(b"HTTP/1.1 431 ")
+        assert ask(server.port, b"GET / HTTP/1.1\r\nHost: t\r\n" + six + b"\r\n").startswith(
+            b"HTTP/1.1 431 "
+        )
         # a pipelined request after an answered one is bounded too
-        pair = ask(server.port, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
-                   b"GET / HTTP/1.1\r\nHost: t\r\nX-A: " + b"a" * 5000 + b"\r\n\r\n")
+        pair = ask(
+            server.port,
+            b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
+            b"GET / HTTP/1.1\r\nHost: t\r\nX-A: " + b"a" * 5000 + b"\r\n\r\n",
+        )
         assert pair.startswith(b"HTTP/1.1 200 ") and b"HTTP/1.1 431 " in pair
 
 
@@ -189,16 +203,19 @@ def test_limits_are_checked_in_the_configuration(tmp_path: Path, test_plugin_dir
 
 
 def test_slow_clients_are_closed_after_read_timeout_while_others_are_served(
-        tmp_path: Path, test_plugin_dir: Path) -> None:
+    tmp_path: Path, test_plugin_dir: Path
+) -> None:
     """200 slowloris connections (a header byte a second) and 20 silent ones are closed once
     readTimeout / the idle timeout pass; ordinary requests get 200 meanwhile."""
     folder = write_config(tmp_path / "config", test_plugin_dir)
     (folder / "server.yaml").write_text("server:\n  readTimeout: 2s\n  idleTimeout: 2s\n")
     with Server("--config", str(folder)) as server:
-        slow = [socket.create_connection(("127.0.0.1", server.port), timeout=10)
-                for _ in range(200)]
-        silent = [socket.create_connection(("127.0.0.1", server.port), timeout=10)
-                  for _ in range(20)]
+        slow = [
+            socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(200)
+        ]
+        silent = [
+            socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(20)
+        ]
         try:
             for sock in slow:
                 sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n")
@@ -232,7 +249,8 @@ def test_slow_clients_are_closed_after_read_timeout_while_others_are_served(
 
 
 def test_a_client_that_reads_nothing_is_dropped_after_write_timeout(
-        tmp_path: Path, test_plugin_dir: Path) -> None:
+    tmp_path: Path, test_plugin_dir: Path
+) -> None:
     """A client that asks for responses and never reads them: once the socket buffers are
     full, writeTimeout closes the connection instead of holding the answers."""
     folder = write_config(tmp_path / "config", test_plugin_dir)

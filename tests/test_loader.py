@@ -12,15 +12,27 @@ from plughost.abi import ABI_MAJOR, ABI_MINOR
 import plughost
 
 
-@pytest.mark.parametrize("name, code", [
-    ("empty", "empty"), ("text", "not-elf"), ("truncated", "truncated"),
-    ("aarch64", "arch"), ("musl", "libc-flavor"), ("newglibc", "glibc-too-new"),
-    ("noentry", "no-entry"), ("nonote", "no-note"), ("abi2", "abi-major"),
-    ("abiminor", "abi-minor-newer"), ("smallsize", "entry-size"),
-    ("unresolved", "unresolved-symbol"), ("executable", "not-shared-object"),
-])
-def test_refused_before_any_plugin_code_runs(host: plughost.Host, badfiles: dict[str, Path],
-                                            name: str, code: str) -> None:
+@pytest.mark.parametrize(
+    "name, code",
+    [
+        ("empty", "empty"),
+        ("text", "not-elf"),
+        ("truncated", "truncated"),
+        ("aarch64", "arch"),
+        ("musl", "libc-flavor"),
+        ("newglibc", "glibc-too-new"),
+        ("noentry", "no-entry"),
+        ("nonote", "no-note"),
+        ("abi2", "abi-major"),
+        ("abiminor", "abi-minor-newer"),
+        ("smallsize", "entry-size"),
+        ("unresolved", "unresolved-symbol"),
+        ("executable", "not-shared-object"),
+    ],
+)
+def test_refused_before_any_plugin_code_runs(
+    host: plughost.Host, badfiles: dict[str, Path], name: str, code: str
+) -> None:
     with pytest.raises(plughost.PluginLoadError) as info:
         host.load_plugin(badfiles[name])
     assert info.value.code == code
@@ -40,8 +52,12 @@ def test_dlopen_refusal_without_static_check(badfiles: dict[str, Path]) -> None:
 
 def test_header_checks_hold_without_static_check(badfiles: dict[str, Path]) -> None:
     with plughost.Host(static_check=False) as host:
-        for name, code in [("abi2", "abi-major"), ("abiminor", "abi-minor-newer"),
-                           ("smallsize", "entry-size"), ("noentry", "no-entry")]:
+        for name, code in [
+            ("abi2", "abi-major"),
+            ("abiminor", "abi-minor-newer"),
+            ("smallsize", "entry-size"),
+            ("noentry", "no-entry"),
+        ]:
             with pytest.raises(plughost.PluginLoadError) as info:
                 host.load_plugin(badfiles[name])
             assert info.value.code == code, name

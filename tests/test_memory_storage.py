@@ -110,13 +110,17 @@ def test_expired_entries_make_room(host: plughost.Host, plugin_dir: Path) -> Non
     assert small.get(b"c") == b"3"
 
 
-@pytest.mark.parametrize("config, key", [
-    ({"maxEntries": "lots"}, "maxEntries"),
-    ({"maxEntries": 0}, "maxEntries"),
-    ({"maxValueBytes": -1}, "maxValueBytes"),
-])
-def test_bad_config_names_the_key(host: plughost.Host, plugin_dir: Path, config: dict,
-                                  key: str) -> None:
+@pytest.mark.parametrize(
+    "config, key",
+    [
+        ({"maxEntries": "lots"}, "maxEntries"),
+        ({"maxEntries": 0}, "maxEntries"),
+        ({"maxValueBytes": -1}, "maxValueBytes"),
+    ],
+)
+def test_bad_config_names_the_key(
+    host: plughost.Host, plugin_dir: Path, config: dict, key: str
+) -> None:
     host.load_plugin(plugin_dir / "memory.so")
     with pytest.raises(plughost.ConfigError, match=f"storages.Bad.config.{key}"):
         host.create_storage("Bad", MEMORY, config)
@@ -133,7 +137,9 @@ def test_wrong_kind_of_type_is_refused(host: plughost.Host, plugin_dir: Path) ->
     host.load_plugin(plugin_dir / "memory.so")
     with pytest.raises(plughost.ConfigError, match="is a storage, not a middleware"):
         host.create_middleware(MEMORY)
-    with pytest.raises(plughost.UnknownTypeError, match="did you mean 'plugins.memory.storages.MemoryStorage'"):
+    with pytest.raises(
+        plughost.UnknownTypeError, match="did you mean 'plugins.memory.storages.MemoryStorage'"
+    ):
         host.create_storage("S", "plugins.memory.storages.MemStorage")
 
 
@@ -144,27 +150,37 @@ def write_storage_config(folder: Path, plugin_dir: Path, config: str) -> Path:
     """A Seam configuration folder whose storage Cache is a MemoryStorage with ``config``
     (YAML lines, indented under `config:` from line 5 of storages.yaml)."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "plugins.yaml").write_text("plugins:\n" + "".join(
-        f"  - path: {plugin_dir / name}.so\n" for name in ("memory", "static")))
+    (folder / "plugins.yaml").write_text(
+        "plugins:\n"
+        + "".join(f"  - path: {plugin_dir / name}.so\n" for name in ("memory", "static"))
+    )
     (folder / "storages.yaml").write_text(
-        f"storages:\n  Cache:\n    use: {MEMORY}\n    config:\n{config}")
+        f"storages:\n  Cache:\n    use: {MEMORY}\n    config:\n{config}"
+    )
     (folder / "actions.yaml").write_text(
-        "actions:\n  Hello:\n    use: plugins.static.actions.StaticAction\n")
+        "actions:\n  Hello:\n    use: plugins.static.actions.StaticAction\n"
+    )
     (folder / "routes.yaml").write_text(
-        "routes:\n  Hello:\n    gatewayPath: /\n    methods: [GET]\n    action: Hello\n")
+        "routes:\n  Hello:\n    gatewayPath: /\n    methods: [GET]\n    action: Hello\n"
+    )
     return folder
 
 
 def test_options_are_checked_by_name_ignoring_case(tmp_path: Path, plugin_dir: Path) -> None:
-    with gateways(tmp_path, lambda folder, config: write_storage_config(
-            folder, plugin_dir, config)) as gateway:
+    with gateways(
+        tmp_path, lambda folder, config: write_storage_config(folder, plugin_dir, config)
+    ) as gateway:
         with pytest.raises(ConfigErrors) as exc:
             gateway("      maxValueBytes: 16\n      maxEntrys: 2\n")
         (problem,) = exc.value.problems
-        assert (Path(problem.where.file).name, problem.where.line, problem.where.key) == \
-            ("storages.yaml", 6, "storages.Cache.config.maxEntrys")
-        assert problem.message == (f"{MEMORY} has no option 'maxEntrys': did you mean "
-                                   "'maxEntries'?")
+        assert (Path(problem.where.file).name, problem.where.line, problem.where.key) == (
+            "storages.yaml",
+            6,
+            "storages.Cache.config.maxEntrys",
+        )
+        assert problem.message == (
+            f"{MEMORY} has no option 'maxEntrys': did you mean 'maxEntries'?"
+        )
 
         gw = gateway("      maxentries: 2\n      MAXVALUEBYTES: 4\n")
         cache = gw.storage("Cache")

@@ -24,8 +24,18 @@ from elftools.elf.elffile import ELFFile
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / "tests" / "musl_driver"
 BUILD = ROOT / "build" / "musl-driver"  # private to this test: not build_plugins.py's folders
-PLUGINS = ("memory", "requestid", "static", "session", "limiter", "csrf", "cors", "helmet",
-           "logger", "httpfw")  # every plugin without a third-party library
+PLUGINS = (
+    "memory",
+    "requestid",
+    "static",
+    "session",
+    "limiter",
+    "csrf",
+    "cors",
+    "helmet",
+    "logger",
+    "httpfw",
+)  # every plugin without a third-party library
 MUSL_LOADER = f"/lib/ld-musl-{platform.machine()}.so.1"
 
 # One line per check the driver must pass, by name.
@@ -56,10 +66,17 @@ EXPECTED_CHECKS = [
 ]
 
 
-
-def _run(cmd: list[str | Path], timeout: float = 300, **kwargs: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(c) for c in cmd], capture_output=True, text=True,
-                          timeout=timeout, check=False, **kwargs)  # type: ignore[call-overload]
+def _run(
+    cmd: list[str | Path], timeout: float = 300, **kwargs: object
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(c) for c in cmd],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        **kwargs,
+    )  # type: ignore[call-overload]
 
 
 @pytest.fixture(scope="module")
@@ -67,11 +84,23 @@ def driver() -> Path:
     """Builds the driver and the plugins with musl-gcc (incrementally, in build/musl-driver)."""
     if shutil.which("musl-gcc") is None:
         pytest.fail("musl-gcc not found: `./dev setup` installs Debian's musl-tools")
-    generator = ["-G", "Ninja"] if shutil.which("ninja") and not (BUILD / "Makefile").exists() \
-        else []
+    generator = (
+        ["-G", "Ninja"] if shutil.which("ninja") and not (BUILD / "Makefile").exists() else []
+    )
     env = {k: v for k, v in os.environ.items() if k not in ("CC", "CFLAGS", "LDFLAGS")}
-    cfg = _run(["cmake", "-S", SOURCE, "-B", BUILD, *generator, "-DCMAKE_C_COMPILER=musl-gcc",
-                "-DCMAKE_BUILD_TYPE=RelWithDebInfo"], env=env)
+    cfg = _run(
+        [
+            "cmake",
+            "-S",
+            SOURCE,
+            "-B",
+            BUILD,
+            *generator,
+            "-DCMAKE_C_COMPILER=musl-gcc",
+            "-DCMAKE_BUILD_TYPE=RelWithDebInfo",
+        ],
+        env=env,
+    )
     assert cfg.returncode == 0, f"configuring the musl driver failed:\n{cfg.stdout}{cfg.stderr}"
     bld = _run(["cmake", "--build", BUILD, "-j", "2"], env=env)
     assert bld.returncode == 0, f"building the musl driver failed:\n{bld.stdout}{bld.stderr}"
@@ -131,8 +160,11 @@ def test_driver_runs_every_check_on_musl(driver: Path) -> None:
     assert not missing, f"checks missing or failed: {missing}\n{res.stdout}"
     assert "libc=musl" in res.stdout
     assert re.search(r"generated X-Request-ID [0-9a-f-]{36} \(36 chars\)", res.stdout)
-    assert res.stdout.rstrip().splitlines()[-1].startswith(
-        f"musl driver: all {len(checks)} checks passed")
+    assert (
+        res.stdout.rstrip()
+        .splitlines()[-1]
+        .startswith(f"musl driver: all {len(checks)} checks passed")
+    )
 
 
 def test_driver_is_clean_under_valgrind(driver: Path) -> None:
@@ -143,9 +175,18 @@ def test_driver_is_clean_under_valgrind(driver: Path) -> None:
     # (/lib/ld-musl-*.so.1) has no soname at all, so tell valgrind that the allocator lives
     # in the object without one. Without this, musl's malloc runs unseen while free is
     # replaced, and every free is reported as invalid.
-    res = _run([valgrind, "--soname-synonyms=somalloc=NONE", "--error-exitcode=1",
-                "--leak-check=full", "--errors-for-leak-kinds=definite,indirect,possible",
-                driver, BUILD / "plugins"], timeout=300)
+    res = _run(
+        [
+            valgrind,
+            "--soname-synonyms=somalloc=NONE",
+            "--error-exitcode=1",
+            "--leak-check=full",
+            "--errors-for-leak-kinds=definite,indirect,possible",
+            driver,
+            BUILD / "plugins",
+        ],
+        timeout=300,
+    )
     assert res.returncode == 0, f"valgrind found errors:\n{res.stdout}\n{res.stderr}"
     assert "ERROR SUMMARY: 0 errors" in res.stderr, res.stderr
     usage = re.search(r"total heap usage: ([\d,]+) allocs, ([\d,]+) frees", res.stderr)
@@ -158,8 +199,9 @@ def test_driver_is_clean_under_valgrind(driver: Path) -> None:
 def test_driver_says_clearly_what_went_wrong(driver: Path, tmp_path: Path) -> None:
     res = _run([driver, tmp_path], timeout=60)
     assert res.returncode == 1
-    assert re.search(r"^FAIL  load memory\.so: the dynamic loader refused it: .*memory\.so",
-                     res.stdout, re.M), res.stdout
+    assert re.search(
+        r"^FAIL  load memory\.so: the dynamic loader refused it: .*memory\.so", res.stdout, re.M
+    ), res.stdout
     assert "musl driver: stopped after 1 of 2 check(s) failed" in res.stdout
     usage = _run([driver], timeout=60)
     assert usage.returncode == 2 and "usage:" in usage.stderr

@@ -51,8 +51,13 @@ class Collector:
                 if outer.delay:
                     time.sleep(outer.delay)
                 with outer.cond:
-                    outer.posts.append({"path": self.path, "headers": dict(self.headers.items()),
-                                        "body": json.loads(body)})
+                    outer.posts.append(
+                        {
+                            "path": self.path,
+                            "headers": dict(self.headers.items()),
+                            "body": json.loads(body),
+                        }
+                    )
                     outer.cond.notify_all()
                 answer = b"{}" if outer.status == 200 else b'{"message":"collector says no"}'
                 self.send_response(outer.status)
@@ -79,8 +84,9 @@ class Collector:
                     resource = attrs(rs["resource"])
                     for ss in rs["scopeSpans"]:
                         for span in ss["spans"]:
-                            out.append({**span, "_scope": ss["scope"]["name"],
-                                        "_resource": resource})
+                            out.append(
+                                {**span, "_scope": ss["scope"]["name"], "_resource": resource}
+                            )
         return out
 
     def wait_spans(self, n: int, timeout: float = 10.0) -> list[dict[str, Any]]:
@@ -106,7 +112,7 @@ def attrs(obj: dict[str, Any]) -> dict[str, Any]:
     """OTLP attributes as a plain dict (intValue as int)."""
     out: dict[str, Any] = {}
     for a in obj.get("attributes", []):
-        (kind, value), = a["value"].items()
+        ((kind, value),) = a["value"].items()
         out[a["key"]] = int(value) if kind == "intValue" else value
     return out
 
@@ -115,14 +121,23 @@ class Show(PythonAction):
     """Answers 200 with the request headers the upstream would get and the locals."""
 
     def handle(self, ex: Any) -> None:
-        body = {"headers": {k.lower(): v for k, v in ex.request_headers},
-                "locals": {k: v.decode("latin-1") for k, v in ex.locals.items()}}
+        body = {
+            "headers": {k.lower(): v for k, v in ex.request_headers},
+            "locals": {k: v.decode("latin-1") for k, v in ex.locals.items()},
+        }
         ex.respond(200, json.dumps(body).encode(), "application/json")
 
 
-def write_config(folder: Path, plugin_dir: Path, provider: dict[str, Any] | None,
-                 middleware: dict[str, Any] | None = None, *, plugin_extra: dict[str, Any]
-                 | None = None, global_otel: bool = False, upstream: str = "") -> Path:
+def write_config(
+    folder: Path,
+    plugin_dir: Path,
+    provider: dict[str, Any] | None,
+    middleware: dict[str, Any] | None = None,
+    *,
+    plugin_extra: dict[str, Any] | None = None,
+    global_otel: bool = False,
+    upstream: str = "",
+) -> Path:
     """gateway.yaml: opentelemetry (providerConfig ``provider``), static and trace; the
     middleware Otel on routes /show (Python Show), /echo (EchoAction), /boom (503),
     /teapot (418) and, with ``upstream``, /proxy/* (ForwardAction)."""
@@ -132,32 +147,60 @@ def write_config(folder: Path, plugin_dir: Path, provider: dict[str, Any] | None
         plugin_cfg["providerConfig"] = provider
     actions = {
         "Echo": {"use": "plugins.trace.actions.EchoAction"},
-        "Boom": {"use": "plugins.static.actions.StaticAction",
-                 "config": {"status": 503, "body": "down"}},
-        "Teapot": {"use": "plugins.static.actions.StaticAction",
-                   "config": {"status": 418, "body": "tea"}},
+        "Boom": {
+            "use": "plugins.static.actions.StaticAction",
+            "config": {"status": 503, "body": "down"},
+        },
+        "Teapot": {
+            "use": "plugins.static.actions.StaticAction",
+            "config": {"status": 418, "body": "tea"},
+        },
     }
     if upstream:
-        actions["Forward"] = {"use": "plugins.trace.actions.ForwardAction",
-                              "config": {"url": upstream}}
+        actions["Forward"] = {
+            "use": "plugins.trace.actions.ForwardAction",
+            "config": {"url": upstream},
+        }
     chain = [] if global_otel else ["Otel"]
     routes = {
-        "ShowRoute": {"gatewayPath": "/show", "methods": ["ALL"],
-                      "middlewares": chain, "action": "Show"},
-        "EchoRoute": {"gatewayPath": "/echo/:id", "methods": ["GET"], "middlewares": chain,
-                      "action": "Echo"},
-        "BoomRoute": {"gatewayPath": "/boom", "methods": ["GET"], "middlewares": chain,
-                      "action": "Boom"},
-        "TeapotRoute": {"gatewayPath": "/teapot", "methods": ["GET"], "middlewares": chain,
-                        "action": "Teapot"},
+        "ShowRoute": {
+            "gatewayPath": "/show",
+            "methods": ["ALL"],
+            "middlewares": chain,
+            "action": "Show",
+        },
+        "EchoRoute": {
+            "gatewayPath": "/echo/:id",
+            "methods": ["GET"],
+            "middlewares": chain,
+            "action": "Echo",
+        },
+        "BoomRoute": {
+            "gatewayPath": "/boom",
+            "methods": ["GET"],
+            "middlewares": chain,
+            "action": "Boom",
+        },
+        "TeapotRoute": {
+            "gatewayPath": "/teapot",
+            "methods": ["GET"],
+            "middlewares": chain,
+            "action": "Teapot",
+        },
     }
     if upstream:
-        routes["ProxyRoute"] = {"gatewayPath": "/proxy/*", "methods": ["GET"],
-                                "middlewares": chain, "action": "Forward"}
+        routes["ProxyRoute"] = {
+            "gatewayPath": "/proxy/*",
+            "methods": ["GET"],
+            "middlewares": chain,
+            "action": "Forward",
+        }
     text: dict[str, Any] = {
-        "plugins": [{"path": str(plugin_dir / "opentelemetry.so"), "config": plugin_cfg},
-                    {"path": str(plugin_dir / "static.so")},
-                    {"path": str(plugin_dir / "trace.so")}],
+        "plugins": [
+            {"path": str(plugin_dir / "opentelemetry.so"), "config": plugin_cfg},
+            {"path": str(plugin_dir / "static.so")},
+            {"path": str(plugin_dir / "trace.so")},
+        ],
         "middlewares": {"Otel": {"use": OTEL, "config": middleware or {}}},
         "actions": actions,
         "routes": routes,
@@ -173,10 +216,12 @@ def write_config(folder: Path, plugin_dir: Path, provider: dict[str, Any] | None
 def gateway_factory(tmp_path: Path, test_plugin_dir: Path) -> Iterator[Any]:
     opened: list[Gateway] = []
 
-    def make(provider: dict[str, Any] | None, middleware: dict[str, Any] | None = None,
-             **kwargs: Any) -> Gateway:
-        path = write_config(tmp_path / f"config{len(opened)}", test_plugin_dir, provider,
-                            middleware, **kwargs)
+    def make(
+        provider: dict[str, Any] | None, middleware: dict[str, Any] | None = None, **kwargs: Any
+    ) -> Gateway:
+        path = write_config(
+            tmp_path / f"config{len(opened)}", test_plugin_dir, provider, middleware, **kwargs
+        )
         gw = Gateway.from_config(path, python_elements={"Show": Show()})
         opened.append(gw)
         return gw
@@ -200,8 +245,7 @@ def show(gw: Gateway, headers: dict[str, str] | None = None, **kw: Any) -> dict[
 # --------------------------------------------------------------------- propagation
 
 
-def test_a_new_trace_starts_without_traceparent(gateway_factory: Any,
-                                                collector: Collector) -> None:
+def test_a_new_trace_starts_without_traceparent(gateway_factory: Any, collector: Collector) -> None:
     gw = gateway_factory(otlp(collector))
     seen = show(gw, {"tracestate": "orphan=1"})
     m = TRACEPARENT.fullmatch(seen["headers"]["traceparent"])
@@ -211,7 +255,10 @@ def test_a_new_trace_starts_without_traceparent(gateway_factory: Any,
     assert "tracestate" not in seen["headers"]  # no valid context: its state goes too
     loc = seen["locals"]
     assert (loc["otel.traceId"], loc["otel.spanId"], loc["otel.traceFlags"]) == (
-        trace_id, span_id, "01")
+        trace_id,
+        span_id,
+        "01",
+    )
     assert loc["openTelemetryTracer"] == seen["headers"]["traceparent"]
     other = show(gw)["locals"]
     assert other["otel.traceId"] != trace_id and other["otel.spanId"] != span_id
@@ -236,8 +283,9 @@ def test_a_valid_traceparent_is_continued(gateway_factory: Any, collector: Colle
 
 
 @pytest.mark.parametrize("later", [f"01-{TID}-{PID}-01", f"cc-{TID}-{PID}-03-what-ever"])
-def test_a_later_version_is_read_as_version_00(gateway_factory: Any, collector: Collector,
-                                               later: str) -> None:
+def test_a_later_version_is_read_as_version_00(
+    gateway_factory: Any, collector: Collector, later: str
+) -> None:
     gw = gateway_factory(otlp(collector))
     seen = show(gw, {"traceparent": later, "tracestate": "k=v"})
     trace_id, span_id, flags = TRACEPARENT.fullmatch(seen["headers"]["traceparent"]).groups()
@@ -247,24 +295,28 @@ def test_a_later_version_is_read_as_version_00(gateway_factory: Any, collector: 
     assert span["parentSpanId"] == PID
 
 
-@pytest.mark.parametrize("bad", [
-    f"00-{TID.upper()}-{PID}-01",              # upper-case hex
-    f"00-{'0' * 32}-{PID}-01",                 # all-zero trace id
-    f"00-{TID}-{'0' * 16}-01",                 # all-zero parent id
-    f"ff-{TID}-{PID}-01",                      # version ff is forbidden
-    f"0g-{TID}-{PID}-01",                      # version not hex
-    f"01-{TID}-{PID}-01x",                     # a later version needs '-' after 55 chars
-    f"00-{TID[:-1]}-{PID}-01",                 # short trace id
-    f"00-{TID}-{PID}-01-extra",                # trailing data
-    f"00_{TID}_{PID}_01",                      # wrong separators
-    f"00-{TID}-{PID}-0g",                      # flags not hex
-    f"00-{TID}-{PID[:-1]}x-01",                # parent id not hex
-    " " + f"00-{TID}-{PID}-01"[1:],            # garbage at the start
-    "",
-    "garbage",
-])
-def test_a_malformed_traceparent_starts_a_new_trace(gateway_factory: Any, collector: Collector,
-                                                    bad: str) -> None:
+@pytest.mark.parametrize(
+    "bad",
+    [
+        f"00-{TID.upper()}-{PID}-01",  # upper-case hex
+        f"00-{'0' * 32}-{PID}-01",  # all-zero trace id
+        f"00-{TID}-{'0' * 16}-01",  # all-zero parent id
+        f"ff-{TID}-{PID}-01",  # version ff is forbidden
+        f"0g-{TID}-{PID}-01",  # version not hex
+        f"01-{TID}-{PID}-01x",  # a later version needs '-' after 55 chars
+        f"00-{TID[:-1]}-{PID}-01",  # short trace id
+        f"00-{TID}-{PID}-01-extra",  # trailing data
+        f"00_{TID}_{PID}_01",  # wrong separators
+        f"00-{TID}-{PID}-0g",  # flags not hex
+        f"00-{TID}-{PID[:-1]}x-01",  # parent id not hex
+        " " + f"00-{TID}-{PID}-01"[1:],  # garbage at the start
+        "",
+        "garbage",
+    ],
+)
+def test_a_malformed_traceparent_starts_a_new_trace(
+    gateway_factory: Any, collector: Collector, bad: str
+) -> None:
     gw = gateway_factory(otlp(collector))
     seen = show(gw, {"traceparent": bad, "tracestate": "k=v"})
     trace_id, span_id, flags = TRACEPARENT.fullmatch(seen["headers"]["traceparent"]).groups()
@@ -276,15 +328,16 @@ def test_a_malformed_traceparent_starts_a_new_trace(gateway_factory: Any, collec
     assert "traceState" not in span
 
 
-def test_the_upstream_gets_the_new_traceparent(tmp_path: Path, test_plugin_dir: Path,
-                                               collector: Collector) -> None:
+def test_the_upstream_gets_the_new_traceparent(
+    tmp_path: Path, test_plugin_dir: Path, collector: Collector
+) -> None:
     with UpstreamServer() as up:
-        path = write_config(tmp_path / "c", test_plugin_dir, otlp(collector),
-                            upstream=up.url)
+        path = write_config(tmp_path / "c", test_plugin_dir, otlp(collector), upstream=up.url)
         gw = Gateway.from_config(path, python_elements={"Show": Show()})
         try:
-            r = gw.handle("GET", "/proxy/x", {"traceparent": f"00-{TID}-{PID}-01",
-                                              "tracestate": "a=b"})
+            r = gw.handle(
+                "GET", "/proxy/x", {"traceparent": f"00-{TID}-{PID}-01", "tracestate": "a=b"}
+            )
             assert r.status == 201, r.body
             got = {k.lower(): v for k, v in json.loads(r.body)["headers"].items()}
         finally:
@@ -295,8 +348,9 @@ def test_the_upstream_gets_the_new_traceparent(tmp_path: Path, test_plugin_dir: 
     assert span["spanId"] == span_id and attrs(span)["http.response.status_code"] == 201
 
 
-def test_an_unsampled_parent_is_propagated_but_not_recorded(gateway_factory: Any,
-                                                            collector: Collector) -> None:
+def test_an_unsampled_parent_is_propagated_but_not_recorded(
+    gateway_factory: Any, collector: Collector
+) -> None:
     gw = gateway_factory(otlp(collector))
     seen = show(gw, {"traceparent": f"00-{TID}-{PID}-00"})
     assert TRACEPARENT.fullmatch(seen["headers"]["traceparent"]).group(3) == "00"
@@ -307,8 +361,9 @@ def test_an_unsampled_parent_is_propagated_but_not_recorded(gateway_factory: Any
     assert len(spans) == 1 and spans[0]["traceId"] != TID
 
 
-def test_sampling_ratio_zero_records_only_sampled_parents(gateway_factory: Any,
-                                                          collector: Collector) -> None:
+def test_sampling_ratio_zero_records_only_sampled_parents(
+    gateway_factory: Any, collector: Collector
+) -> None:
     gw = gateway_factory(otlp(collector, samplingRatio=0))
     for _ in range(5):
         seen = show(gw)
@@ -318,8 +373,7 @@ def test_sampling_ratio_zero_records_only_sampled_parents(gateway_factory: Any,
     assert [s["traceId"] for s in collector.spans()] == [TID]
 
 
-def test_sampling_ratio_half_records_about_half(gateway_factory: Any,
-                                                collector: Collector) -> None:
+def test_sampling_ratio_half_records_about_half(gateway_factory: Any, collector: Collector) -> None:
     gw = gateway_factory(otlp(collector, samplingRatio=0.5))
     flags = [show(gw)["locals"]["otel.traceFlags"] for _ in range(400)]
     gw.close()
@@ -328,8 +382,9 @@ def test_sampling_ratio_half_records_about_half(gateway_factory: Any,
     assert len(collector.wait_spans(sampled)) == sampled
 
 
-def test_nested_middlewares_make_a_parent_and_a_child(tmp_path: Path, test_plugin_dir: Path,
-                                                      collector: Collector) -> None:
+def test_nested_middlewares_make_a_parent_and_a_child(
+    tmp_path: Path, test_plugin_dir: Path, collector: Collector
+) -> None:
     path = write_config(tmp_path / "c", test_plugin_dir, otlp(collector), global_otel=True)
     text = json.loads(path.read_text())
     text["middlewares"]["Inner"] = {"use": OTEL, "config": {"tracerName": "inner"}}
@@ -352,11 +407,14 @@ def test_nested_middlewares_make_a_parent_and_a_child(tmp_path: Path, test_plugi
 
 
 def test_span_attributes_kind_and_timing(gateway_factory: Any, collector: Collector) -> None:
-    gw = gateway_factory(otlp(collector, serviceName="edge", headers={"X-Api-Key": "k1"}),
-                         {"tracerName": "edge-tracer"})
+    gw = gateway_factory(
+        otlp(collector, serviceName="edge", headers={"X-Api-Key": "k1"}),
+        {"tracerName": "edge-tracer"},
+    )
     before = time.time_ns()
-    r = gw.handle("GET", "/echo/42", {"Host": "api.example:8443", "User-Agent": "t/1"},
-                  client_ip="10.1.2.3")
+    r = gw.handle(
+        "GET", "/echo/42", {"Host": "api.example:8443", "User-Agent": "t/1"}, client_ip="10.1.2.3"
+    )
     after = time.time_ns()
     assert r.status == 200
     gw.close()
@@ -372,10 +430,16 @@ def test_span_attributes_kind_and_timing(gateway_factory: Any, collector: Collec
     assert isinstance(span["startTimeUnixNano"], str)
     assert before <= start <= end <= after
     assert attrs(span) == {
-        "http.request.method": "GET", "url.path": "/echo/42", "plughost.route": "EchoRoute",
-        "http.response.status_code": 200, "client.address": "10.1.2.3",
-        "server.address": "api.example", "server.port": 8443, "user_agent.original": "t/1",
-        "http.response.body.size": len(r.body)}
+        "http.request.method": "GET",
+        "url.path": "/echo/42",
+        "plughost.route": "EchoRoute",
+        "http.response.status_code": 200,
+        "client.address": "10.1.2.3",
+        "server.address": "api.example",
+        "server.port": 8443,
+        "user_agent.original": "t/1",
+        "http.response.body.size": len(r.body),
+    }
     assert span["status"] == {}
 
 
@@ -398,29 +462,30 @@ def test_server_errors_set_status_error(gateway_factory: Any, collector: Collect
 
 def test_long_and_odd_paths_stay_valid_json(gateway_factory: Any, collector: Collector) -> None:
     gw = gateway_factory(otlp(collector))
-    assert gw.handle("GET", "/echo/" + "é\"\\" * 50).status == 200
+    assert gw.handle("GET", "/echo/" + 'é"\\' * 50).status == 200
     gw.close()
     (span,) = collector.wait_spans(1)
-    assert attrs(span)["url.path"] == "/echo/" + "é\"\\" * 50
+    assert attrs(span)["url.path"] == "/echo/" + 'é"\\' * 50
 
 
 # ------------------------------------------------------------------------- exporting
 
 
-def test_full_batches_are_sent_without_waiting(gateway_factory: Any,
-                                               collector: Collector) -> None:
+def test_full_batches_are_sent_without_waiting(gateway_factory: Any, collector: Collector) -> None:
     gw = gateway_factory(otlp(collector, batchSize=3))
     for _ in range(7):
         show(gw)
     spans = collector.wait_spans(6)
-    assert len(spans) == 6 and [len(p["body"]["resourceSpans"][0]["scopeSpans"][0]["spans"])
-                                for p in collector.posts] == [3, 3]
+    assert len(spans) == 6 and [
+        len(p["body"]["resourceSpans"][0]["scopeSpans"][0]["spans"]) for p in collector.posts
+    ] == [3, 3]
     gw.close()  # the 7th goes at destroy
     assert len(collector.wait_spans(7)) == 7 and len(collector.posts) == 3
 
 
-def test_a_partial_batch_goes_after_the_export_interval(gateway_factory: Any,
-                                                        collector: Collector) -> None:
+def test_a_partial_batch_goes_after_the_export_interval(
+    gateway_factory: Any, collector: Collector
+) -> None:
     gw = gateway_factory(otlp(collector, exportInterval="200ms"))
     show(gw)
     t0 = time.monotonic()
@@ -437,8 +502,9 @@ def test_destroy_flushes_every_queued_span(gateway_factory: Any, collector: Coll
     assert {s["spanId"] for s in collector.wait_spans(25)} == ids
 
 
-def test_an_unreachable_collector_never_slows_requests(gateway_factory: Any,
-                                                       caplog: pytest.LogCaptureFixture) -> None:
+def test_an_unreachable_collector_never_slows_requests(
+    gateway_factory: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO, logger="plughost")
     # A listening socket that never accepts: connections hang until the export timeout.
     hole = socket.socket()
@@ -446,8 +512,9 @@ def test_an_unreachable_collector_never_slows_requests(gateway_factory: Any,
     hole.listen(0)
     try:
         url = f"http://127.0.0.1:{hole.getsockname()[1]}"
-        gw = gateway_factory({"endpoint": url, "batchSize": 1, "timeout": "2s",
-                              "shutdownTimeout": "1s"})
+        gw = gateway_factory(
+            {"endpoint": url, "batchSize": 1, "timeout": "2s", "shutdownTimeout": "1s"}
+        )
         t0 = time.monotonic()
         for _ in range(50):
             show(gw)
@@ -462,8 +529,9 @@ def test_an_unreachable_collector_never_slows_requests(gateway_factory: Any,
     assert url in caplog.text and "shutdownTimeout passed" in caplog.text
 
 
-def test_refused_and_failing_collectors_are_logged(gateway_factory: Any,
-                                                   caplog: pytest.LogCaptureFixture) -> None:
+def test_refused_and_failing_collectors_are_logged(
+    gateway_factory: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO, logger="plughost")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -477,14 +545,15 @@ def test_refused_and_failing_collectors_are_logged(gateway_factory: Any,
         gw = gateway_factory(otlp(failing))
         show(gw)
         gw.close()
-        assert "the collector answered 500: {\"message\":\"collector says no\"}" in caplog.text
+        assert 'the collector answered 500: {"message":"collector says no"}' in caplog.text
         assert "1 span lost so far" in caplog.text
     finally:
         failing.close()
 
 
-def test_a_full_queue_drops_and_counts(gateway_factory: Any,
-                                       caplog: pytest.LogCaptureFixture) -> None:
+def test_a_full_queue_drops_and_counts(
+    gateway_factory: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO, logger="plughost")
     slow = Collector(delay=1.0)
     try:
@@ -500,8 +569,9 @@ def test_a_full_queue_drops_and_counts(gateway_factory: Any,
         slow.close()
 
 
-def test_stdout_exporter_when_otlp_is_off(gateway_factory: Any,
-                                          capfd: pytest.CaptureFixture[str]) -> None:
+def test_stdout_exporter_when_otlp_is_off(
+    gateway_factory: Any, capfd: pytest.CaptureFixture[str]
+) -> None:
     gw = gateway_factory({"serviceName": "dev", "exportInterval": "1h"})
     span_id = show(gw)["locals"]["otel.spanId"]
     gw.close()
@@ -522,10 +592,16 @@ def test_disable_traces_does_nothing(gateway_factory: Any, collector: Collector)
 
 def test_seams_configuration_is_accepted(gateway_factory: Any, collector: Collector) -> None:
     gw = gateway_factory(
-        {"ServiceName": "example-service", "UseOTLP": True, "disableMetrics": False,
-         "DisableLogs": True, "endpoint": collector.url},
+        {
+            "ServiceName": "example-service",
+            "UseOTLP": True,
+            "disableMetrics": False,
+            "DisableLogs": True,
+            "endpoint": collector.url,
+        },
         {"tracerName": "internal-service-endpoint"},
-        plugin_extra={"provider": "", "contextTracerKey": "tracer"})
+        plugin_extra={"provider": "", "contextTracerKey": "tracer"},
+    )
     seen = show(gw)
     assert seen["locals"]["tracer"] == seen["headers"]["traceparent"]
     gw.close()
@@ -537,39 +613,83 @@ def test_seams_configuration_is_accepted(gateway_factory: Any, collector: Collec
 # ----------------------------------------------------------------- configuration
 
 
-@pytest.mark.parametrize("provider, plugin_extra, middleware, key, words", [
-    ({"batchSize": 0}, {}, {}, "providerConfig.batchSize",
-     "'batchSize' is the number 0: it must be at least 1"),
-    ({"batchSize": 10, "queueSize": 5}, {}, {}, "providerConfig.batchSize", "between 1 and 5"),
-    ({"queueSize": 2_000_000}, {}, {}, "providerConfig.queueSize",
-     "it must be at least 1 and at most 1000000"),
-    ({"batchSize": "many"}, {}, {}, "providerConfig.batchSize", ""),
-    ({"timeout": "0s"}, {}, {}, "providerConfig.timeout", "at least"),
-    ({"exportInterval": "soon"}, {}, {}, "providerConfig.exportInterval", ""),
-    ({"shutdownTimeout": "-1s"}, {}, {}, "providerConfig.shutdownTimeout", ""),
-    ({"samplingRatio": 1.5}, {}, {}, "providerConfig.samplingRatio",
-     "it must be at least 0 and at most 1"),
-    ({"samplingRatio": "half"}, {}, {}, "providerConfig.samplingRatio", ""),
-    ({"endpoint": "localhost:4318"}, {}, {}, "providerConfig.endpoint", "http(s)://"),
-    ({"endpoint": "http://x:4318", "useOTLP": False}, {}, {}, "providerConfig.endpoint",
-     "useOTLP"),
-    ({"useOTLP": "sometimes"}, {}, {}, "providerConfig.useOTLP", ""),
-    ({"headers": ["a"]}, {}, {}, "providerConfig.headers", "map"),
-    ({"headers": {"Bad Name": "x"}}, {}, {}, "providerConfig.headers.Bad Name", "header name"),
-    ({"headers": {"Content-Type": "x"}}, {}, {}, "providerConfig.headers.Content-Type",
-     "set by the exporter"),
-    ({"endpoit": "http://x"}, {}, {}, "providerConfig.endpoit",
-     "'providerConfig' has no key 'endpoit': did you mean 'endpoint'?"),
-    ({"serviceName": "a", "servicename": "b"}, {}, {}, "providerConfig.servicename",
-     "written twice (also as 'serviceName')"),
-    (None, {"provider": "jaeger"}, {}, "provider", "'provider' is 'jaeger', not one of"),
-    (None, {"providerConfig": [1]}, {}, "providerConfig", "must be a map"),
-    (None, {"tracer": "x"}, {}, "tracer", "plugin opentelemetry has no option 'tracer'"),
-    ({}, {}, {"endpoint": "http://x"}, "middlewares.Otel.config.endpoint",
-     f"{OTEL} has no option 'endpoint': its options are 'tracerName'"),
-])
-def test_config_errors_name_the_key(gateway_factory: Any, provider: Any, plugin_extra: Any,
-                                    middleware: Any, key: str, words: str) -> None:
+@pytest.mark.parametrize(
+    "provider, plugin_extra, middleware, key, words",
+    [
+        (
+            {"batchSize": 0},
+            {},
+            {},
+            "providerConfig.batchSize",
+            "'batchSize' is the number 0: it must be at least 1",
+        ),
+        ({"batchSize": 10, "queueSize": 5}, {}, {}, "providerConfig.batchSize", "between 1 and 5"),
+        (
+            {"queueSize": 2_000_000},
+            {},
+            {},
+            "providerConfig.queueSize",
+            "it must be at least 1 and at most 1000000",
+        ),
+        ({"batchSize": "many"}, {}, {}, "providerConfig.batchSize", ""),
+        ({"timeout": "0s"}, {}, {}, "providerConfig.timeout", "at least"),
+        ({"exportInterval": "soon"}, {}, {}, "providerConfig.exportInterval", ""),
+        ({"shutdownTimeout": "-1s"}, {}, {}, "providerConfig.shutdownTimeout", ""),
+        (
+            {"samplingRatio": 1.5},
+            {},
+            {},
+            "providerConfig.samplingRatio",
+            "it must be at least 0 and at most 1",
+        ),
+        ({"samplingRatio": "half"}, {}, {}, "providerConfig.samplingRatio", ""),
+        ({"endpoint": "localhost:4318"}, {}, {}, "providerConfig.endpoint", "http(s)://"),
+        (
+            {"endpoint": "http://x:4318", "useOTLP": False},
+            {},
+            {},
+            "providerConfig.endpoint",
+            "useOTLP",
+        ),
+        ({"useOTLP": "sometimes"}, {}, {}, "providerConfig.useOTLP", ""),
+        ({"headers": ["a"]}, {}, {}, "providerConfig.headers", "map"),
+        ({"headers": {"Bad Name": "x"}}, {}, {}, "providerConfig.headers.Bad Name", "header name"),
+        (
+            {"headers": {"Content-Type": "x"}},
+            {},
+            {},
+            "providerConfig.headers.Content-Type",
+            "set by the exporter",
+        ),
+        (
+            {"endpoit": "http://x"},
+            {},
+            {},
+            "providerConfig.endpoit",
+            "'providerConfig' has no key 'endpoit': did you mean 'endpoint'?",
+        ),
+        (
+            {"serviceName": "a", "servicename": "b"},
+            {},
+            {},
+            "providerConfig.servicename",
+            "written twice (also as 'serviceName')",
+        ),
+        (None, {"provider": "jaeger"}, {}, "provider", "'provider' is 'jaeger', not one of"),
+        (None, {"providerConfig": [1]}, {}, "providerConfig", "must be a map"),
+        (None, {"tracer": "x"}, {}, "tracer", "plugin opentelemetry has no option 'tracer'"),
+        (
+            {},
+            {},
+            {"endpoint": "http://x"},
+            "middlewares.Otel.config.endpoint",
+            f"{OTEL} has no option 'endpoint': its options are 'tracerName'",
+        ),
+    ],
+)
+def test_config_errors_name_the_key(
+    gateway_factory: Any, provider: Any, plugin_extra: Any, middleware: Any, key: str, words: str
+) -> None:
     with pytest.raises(Exception) as exc:
         gateway_factory(provider, middleware, plugin_extra=plugin_extra)
     text = str(exc.value)
@@ -578,30 +698,36 @@ def test_config_errors_name_the_key(gateway_factory: Any, provider: Any, plugin_
 
 
 def test_option_names_are_checked_by_the_schema_and_ignore_case(
-        tmp_path: Path, test_plugin_dir: Path, gateway_factory: Any,
-        collector: Collector) -> None:
+    tmp_path: Path, test_plugin_dir: Path, gateway_factory: Any, collector: Collector
+) -> None:
     # misspelt options, the middleware's and the plugin's: refused before init and create
     # run, each at its own file, line and key
-    path = write_config(tmp_path / "typo", test_plugin_dir, {"sampligRatio": 0.5},
-                        {"tracerNmae": "edge"})
+    path = write_config(
+        tmp_path / "typo", test_plugin_dir, {"sampligRatio": 0.5}, {"tracerNmae": "edge"}
+    )
     with pytest.raises(Exception) as exc:
         Gateway.from_config(path, python_elements={"Show": Show()})
     lines = path.read_text().splitlines()
     provider_line = next(n for n, t in enumerate(lines, 1) if '"sampligRatio"' in t)
-    assert (f"{path}:{provider_line}: plugins[0].config.providerConfig.sampligRatio: "
-            "'providerConfig' has no key 'sampligRatio': did you mean 'samplingRatio'?"
-            ) in str(exc.value), str(exc.value)
+    assert (
+        f"{path}:{provider_line}: plugins[0].config.providerConfig.sampligRatio: "
+        "'providerConfig' has no key 'sampligRatio': did you mean 'samplingRatio'?"
+    ) in str(exc.value), str(exc.value)
     path = write_config(tmp_path / "typo2", test_plugin_dir, {}, {"tracerNmae": "edge"})
     with pytest.raises(Exception) as exc:
         Gateway.from_config(path, python_elements={"Show": Show()})
     line = next(n for n, t in enumerate(path.read_text().splitlines(), 1) if "tracerNmae" in t)
-    assert (f"{path}:{line}: middlewares.Otel.config.tracerNmae: {OTEL} has no option "
-            "'tracerNmae': did you mean 'tracerName'?") in str(exc.value), str(exc.value)
+    assert (
+        f"{path}:{line}: middlewares.Otel.config.tracerNmae: {OTEL} has no option "
+        "'tracerNmae': did you mean 'tracerName'?"
+    ) in str(exc.value), str(exc.value)
 
     # the same options written in other case are accepted and take effect
-    gw = gateway_factory({"ENDPOINT": collector.url, "exportinterval": "1h",
-                          "SamplingRatio": 0.0},
-                         {"TRACERNAME": "edge"}, plugin_extra={"CONTEXTTRACERKEY": "tr"})
+    gw = gateway_factory(
+        {"ENDPOINT": collector.url, "exportinterval": "1h", "SamplingRatio": 0.0},
+        {"TRACERNAME": "edge"},
+        plugin_extra={"CONTEXTTRACERKEY": "tr"},
+    )
     unsampled = show(gw)  # ratio 0: a new trace is not recorded
     assert unsampled["locals"]["otel.traceFlags"] == "00"
     assert unsampled["locals"]["tr"] == unsampled["headers"]["traceparent"]
@@ -616,20 +742,21 @@ def test_option_names_are_checked_by_the_schema_and_ignore_case(
 # -------------------------------------------------------------- real HTTP server
 
 
-def test_serve_end_to_end_with_logger(tmp_path: Path, test_plugin_dir: Path,
-                                      collector: Collector) -> None:
+def test_serve_end_to_end_with_logger(
+    tmp_path: Path, test_plugin_dir: Path, collector: Collector
+) -> None:
     folder = tmp_path / "config"
     folder.mkdir()
     (folder / "plugins.yaml").write_text(f"""\
 plugins:
-  - path: {test_plugin_dir / 'opentelemetry.so'}
+  - path: {test_plugin_dir / "opentelemetry.so"}
     config:
       providerConfig:
         serviceName: e2e
         useOTLP: true
         exportInterval: 100ms
-  - path: {test_plugin_dir / 'logger.so'}
-  - path: {test_plugin_dir / 'trace.so'}
+  - path: {test_plugin_dir / "logger.so"}
+  - path: {test_plugin_dir / "trace.so"}
 """)
     (folder / "middlewares.yaml").write_text(f"""\
 middlewares:
@@ -644,7 +771,8 @@ middlewares:
 globalMiddlewares: [Tracing, Access]
 """)
     (folder / "actions.yaml").write_text(
-        "actions:\n  Echo:\n    use: plugins.trace.actions.EchoAction\n")
+        "actions:\n  Echo:\n    use: plugins.trace.actions.EchoAction\n"
+    )
     (folder / "routes.yaml").write_text("""\
 routes:
   Hello:
@@ -653,9 +781,14 @@ routes:
     action: Echo
 """)
     # The endpoint comes from the standard variable, as with Seam (OTel SDK).
-    server = Server("--config", str(folder),
-                    env={"OTEL_EXPORTER_OTLP_ENDPOINT": collector.url,
-                         "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": ""})  # unset: would win
+    server = Server(
+        "--config",
+        str(folder),
+        env={
+            "OTEL_EXPORTER_OTLP_ENDPOINT": collector.url,
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "",
+        },
+    )  # unset: would win
     try:
         status, _, _ = server.get("/hello/1", headers={"traceparent": f"00-{TID}-{PID}-01"})
         assert status == 200
@@ -676,8 +809,9 @@ routes:
     assert len(collector.spans()) == 1
 
 
-def test_a_failed_upstream_is_a_server_error(tmp_path: Path, test_plugin_dir: Path,
-                                             collector: Collector) -> None:
+def test_a_failed_upstream_is_a_server_error(
+    tmp_path: Path, test_plugin_dir: Path, collector: Collector
+) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         refused = f"http://127.0.0.1:{s.getsockname()[1]}"

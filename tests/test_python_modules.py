@@ -121,8 +121,9 @@ def folder(tmp_path: Path, plugin_dir: Path) -> Path:
 
 
 def check(path: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([PLUGHOST, "check", "--config", str(path)], capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [PLUGHOST, "check", "--config", str(path)], capture_output=True, text=True, timeout=120
+    )
 
 
 def test_serve_runs_python_and_native_elements_in_one_chain(folder: Path) -> None:
@@ -137,20 +138,40 @@ def test_serve_runs_python_and_native_elements_in_one_chain(folder: Path) -> Non
     assert check(folder / "gateway.yaml").returncode == 0
 
 
-@pytest.mark.parametrize("edit, where, words", [
-    (("message: from python", "mesage: from python"), ":18: actions.Hello.config.mesage",
-     "plugins.acme.actions.Hello has no option 'mesage': did you mean 'message'?"),
-    (("tier: PAID", "tier: gold"), ":13: middlewares.Tenant.config.tier",
-     "'tier' is 'gold', not one of 'free' or 'paid'"),
-    (("greeting: hello", "greting: hello"), ":6: plugins[2].config.greting",
-     "plugin acme has no option 'greting': did you mean 'greeting'?"),
-    (("module: acme_elements", "module: acme_elemnts"), ":4: plugins[2].module",
-     "there is no Python module 'acme_elemnts': install it, or put it on PYTHONPATH"),
-    (("use: plugins.acme.actions.Hello", "use: plugins.acme.middlewares.Tenant2"),
-     ":16: actions.Hello.use", "no loaded plugin provides 'plugins.acme.middlewares.Tenant2'"),
-], ids=["option", "enum", "plugin-option", "module", "type-id"])
+@pytest.mark.parametrize(
+    "edit, where, words",
+    [
+        (
+            ("message: from python", "mesage: from python"),
+            ":18: actions.Hello.config.mesage",
+            "plugins.acme.actions.Hello has no option 'mesage': did you mean 'message'?",
+        ),
+        (
+            ("tier: PAID", "tier: gold"),
+            ":13: middlewares.Tenant.config.tier",
+            "'tier' is 'gold', not one of 'free' or 'paid'",
+        ),
+        (
+            ("greeting: hello", "greting: hello"),
+            ":6: plugins[2].config.greting",
+            "plugin acme has no option 'greting': did you mean 'greeting'?",
+        ),
+        (
+            ("module: acme_elements", "module: acme_elemnts"),
+            ":4: plugins[2].module",
+            "there is no Python module 'acme_elemnts': install it, or put it on PYTHONPATH",
+        ),
+        (
+            ("use: plugins.acme.actions.Hello", "use: plugins.acme.middlewares.Tenant2"),
+            ":16: actions.Hello.use",
+            "no loaded plugin provides 'plugins.acme.middlewares.Tenant2'",
+        ),
+    ],
+    ids=["option", "enum", "plugin-option", "module", "type-id"],
+)
 def test_check_config_reports_python_mistakes_with_file_line_key(
-        folder: Path, edit: tuple[str, str], where: str, words: str) -> None:
+    folder: Path, edit: tuple[str, str], where: str, words: str
+) -> None:
     config = folder / "gateway.yaml"
     config.write_text(config.read_text().replace(*edit))
     res = check(config)
@@ -165,24 +186,40 @@ def test_a_module_that_fails_to_import_is_one_sentence(folder: Path) -> None:
     (folder / "acme_elements.py").write_text("x = 1\nraise RuntimeError('no licence key')\n")
     res = check(folder / "gateway.yaml")
     assert res.returncode == 1
-    assert ("plugins[2].module: importing Python module 'acme_elements' failed: RuntimeError: "
-            "no licence key (acme_elements.py:2)") in res.stdout, res.stdout
+    assert (
+        "plugins[2].module: importing Python module 'acme_elements' failed: RuntimeError: "
+        "no licence key (acme_elements.py:2)"
+    ) in res.stdout, res.stdout
 
 
 def test_describe_and_schema_treat_them_like_native_types(folder: Path) -> None:
-    res = subprocess.run([PLUGHOST, "describe", "--json", "module:acme_elements"],
-                         capture_output=True, text=True, cwd=folder, timeout=60)
+    res = subprocess.run(
+        [PLUGHOST, "describe", "--json", "module:acme_elements"],
+        capture_output=True,
+        text=True,
+        cwd=folder,
+        timeout=60,
+    )
     assert res.returncode == 0, res.stderr
     (plugin,) = json.loads(res.stdout)["plugins"]
     assert (plugin["name"], plugin["version"], plugin["abi"]) == ("acme", "2.0.0", None)
     types = {t["id"]: t for t in plugin["types"]}
     assert types["plugins.acme.actions.Hello"]["options"][0] == {
-        "name": "message", "kind": "string", "description": "what to say", "required": True}
+        "name": "message",
+        "kind": "string",
+        "description": "what to say",
+        "required": True,
+    }
     assert types["plugins.acme.middlewares.Tenant"]["description"] == (
-        "Puts the tenant in a request header and tags the response.")
+        "Puts the tenant in a request header and tags the response."
+    )
 
-    res = subprocess.run([PLUGHOST, "schema", "--config", str(folder / "gateway.yaml")],
-                         capture_output=True, text=True, timeout=60)
+    res = subprocess.run(
+        [PLUGHOST, "schema", "--config", str(folder / "gateway.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert res.returncode == 0, res.stderr
     validator = jsonschema.Draft7Validator(json.loads(res.stdout))
     document = yaml.safe_load((folder / "gateway.yaml").read_text())

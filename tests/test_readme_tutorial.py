@@ -35,16 +35,18 @@ def test_tutorial_builds_checks_configures_and_serves(tmp_path: Path, plugin_dir
     shutil.copy(plugin_dir / "static.so", tmp_path / "build" / "plugins" / "static.so")
 
     cmake_dir = run(PLUGHOST, "info", "--cmake-dir", cwd=tmp_path).stdout.strip()
-    configure = run("cmake", "-S", "hello", "-B", "hello/build", f"-Dplughost_DIR={cmake_dir}",
-                    cwd=tmp_path)
+    configure = run(
+        "cmake", "-S", "hello", "-B", "hello/build", f"-Dplughost_DIR={cmake_dir}", cwd=tmp_path
+    )
     assert configure.returncode == 0, configure.stdout + configure.stderr
     build = run("cmake", "--build", "hello/build", cwd=tmp_path)
     assert build.returncode == 0, build.stdout + build.stderr
     assert (hello / "build" / "hello.so").is_file()
 
     assert run(PLUGHOST, "check", "--load", "hello/build/hello.so", cwd=tmp_path).returncode == 0
-    musl = run(PLUGHOST, "check", "--target", "linux-x86_64-musl", "hello/build/hello.so",
-               cwd=tmp_path)
+    musl = run(
+        PLUGHOST, "check", "--target", "linux-x86_64-musl", "hello/build/hello.so", cwd=tmp_path
+    )
     assert musl.returncode == 1
     assert musl.stdout.splitlines()[0] in (ROOT / "README.md").read_text()  # the quoted output
 
@@ -53,9 +55,13 @@ def test_tutorial_builds_checks_configures_and_serves(tmp_path: Path, plugin_dir
     assert checked.returncode == 0, checked.stdout
 
     port = free_port()
-    server = subprocess.Popen([PLUGHOST, "serve", "--config", "gateway.yaml", "--address",
-                               f"127.0.0.1:{port}"], cwd=tmp_path, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True)
+    server = subprocess.Popen(
+        [PLUGHOST, "serve", "--config", "gateway.yaml", "--address", f"127.0.0.1:{port}"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         with wait_for_http(f"http://127.0.0.1:{port}/ping", server) as resp:
             assert resp.status == 200

@@ -64,11 +64,14 @@ def test_header_and_context_key_are_configurable(loaded: plughost.Host) -> None:
         assert ex.response_header("X-Request-ID") is None
 
 
-@pytest.mark.parametrize("config, key", [
-    ({"headerName": "Bad Header"}, "headerName"),
-    ({"headerName": ["a"]}, "headerName"),
-    ({"contextKey": ""}, "contextKey"),
-])
+@pytest.mark.parametrize(
+    "config, key",
+    [
+        ({"headerName": "Bad Header"}, "headerName"),
+        ({"headerName": ["a"]}, "headerName"),
+        ({"contextKey": ""}, "contextKey"),
+    ],
+)
 def test_bad_config_names_the_key(loaded: plughost.Host, config: dict, key: str) -> None:
     with pytest.raises(plughost.ConfigError, match=f"middlewares.ReqID.config.{key}: "):
         loaded.create_middleware(REQUEST_ID, config, name="ReqID")
@@ -78,28 +81,38 @@ def write_config(folder: Path, plugin_dir: Path, config: str) -> Path:
     """A Seam configuration folder whose middleware ReqID (a RequestIdMiddleware with
     ``config``, YAML lines under `config:` from line 5 of middlewares.yaml) guards /."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "plugins.yaml").write_text("plugins:\n" + "".join(
-        f"  - path: {plugin_dir / name}.so\n" for name in ("requestid", "static")))
+    (folder / "plugins.yaml").write_text(
+        "plugins:\n"
+        + "".join(f"  - path: {plugin_dir / name}.so\n" for name in ("requestid", "static"))
+    )
     (folder / "middlewares.yaml").write_text(
-        f"middlewares:\n  ReqID:\n    use: {REQUEST_ID}\n    config:\n{config}")
+        f"middlewares:\n  ReqID:\n    use: {REQUEST_ID}\n    config:\n{config}"
+    )
     (folder / "actions.yaml").write_text(
-        "actions:\n  Hello:\n    use: plugins.static.actions.StaticAction\n")
+        "actions:\n  Hello:\n    use: plugins.static.actions.StaticAction\n"
+    )
     (folder / "routes.yaml").write_text(
         "routes:\n  Hello:\n    gatewayPath: /\n    methods: [GET]\n"
-        "    middlewares: [ReqID]\n    action: Hello\n")
+        "    middlewares: [ReqID]\n    action: Hello\n"
+    )
     return folder
 
 
 def test_options_are_checked_by_name_ignoring_case(tmp_path: Path, plugin_dir: Path) -> None:
-    with gateways(tmp_path, lambda folder, config: write_config(
-            folder, plugin_dir, config)) as gateway:
+    with gateways(
+        tmp_path, lambda folder, config: write_config(folder, plugin_dir, config)
+    ) as gateway:
         with pytest.raises(ConfigErrors) as exc:
             gateway("      contextKey: trace\n      headerNmae: X-Trace\n")
         (problem,) = exc.value.problems
-        assert (Path(problem.where.file).name, problem.where.line, problem.where.key) == \
-            ("middlewares.yaml", 6, "middlewares.ReqID.config.headerNmae")
-        assert problem.message == (f"{REQUEST_ID} has no option 'headerNmae': did you mean "
-                                   "'headerName'?")
+        assert (Path(problem.where.file).name, problem.where.line, problem.where.key) == (
+            "middlewares.yaml",
+            6,
+            "middlewares.ReqID.config.headerNmae",
+        )
+        assert problem.message == (
+            f"{REQUEST_ID} has no option 'headerNmae': did you mean 'headerName'?"
+        )
 
         gw = gateway("      headername: X-Trace\n")
         r = gw.handle("GET", "/", headers={"X-Trace": "t-1"})

@@ -21,25 +21,49 @@ SANITIZE = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer"]
 # (loaded by the ssl module) and the type objects of cryptography's Rust extension (PyJWT's
 # keys in exercise_jwt). Stacks are cut to 4 frames (malloc_context_size) so that a
 # frame of the interpreter deep below one of our allocations can never hide it.
-LSAN_SUPPRESSIONS = "\n".join([
-    "leak:_PyObject_Malloc", "leak:_PyMem_RawMalloc", "leak:_PyObject_Realloc",
-    "leak:PyMem_RawRealloc", "leak:_PyMem_RawRealloc", "leak:PyMem_Realloc", "leak:list_resize",
-    "leak:_PyList_AppendTakeRef", "leak:resize_compact", "leak:_PyBytes_Resize", "leak:PyThread_allocate_lock",
-    "leak:libcrypto.so", "leak:libssl.so", "leak:_rust.abi3.so", ""])
+LSAN_SUPPRESSIONS = "\n".join(
+    [
+        "leak:_PyObject_Malloc",
+        "leak:_PyMem_RawMalloc",
+        "leak:_PyObject_Realloc",
+        "leak:PyMem_RawRealloc",
+        "leak:_PyMem_RawRealloc",
+        "leak:PyMem_Realloc",
+        "leak:list_resize",
+        "leak:_PyList_AppendTakeRef",
+        "leak:resize_compact",
+        "leak:_PyBytes_Resize",
+        "leak:PyThread_allocate_lock",
+        "leak:libcrypto.so",
+        "leak:libssl.so",
+        "leak:_rust.abi3.so",
+        "",
+    ]
+)
 
 
 def sanitizer_library(name: str) -> str:
-    path = subprocess.run(["gcc", f"-print-file-name={name}"], capture_output=True, text=True,
-                          check=True).stdout.strip()
+    path = subprocess.run(
+        ["gcc", f"-print-file-name={name}"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert os.path.isabs(path), f"{name} not found: install gcc's sanitizer runtime"
     return path
 
 
 @pytest.fixture(scope="module")
 def sanitized_plugins() -> Path:
-    subprocess.run([sys.executable, str(ROOT / "build_plugins.py"), "--sanitize", "--quiet",
-                    "--plugins-dir", str(ROOT / "tests" / "native_plugins")],
-                   check=True, cwd=ROOT)
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "build_plugins.py"),
+            "--sanitize",
+            "--quiet",
+            "--plugins-dir",
+            str(ROOT / "tests" / "native_plugins"),
+        ],
+        check=True,
+        cwd=ROOT,
+    )
     return ROOT / "build" / "plugins-sanitize"
 
 
@@ -47,17 +71,29 @@ def test_runtime_and_plugins_are_asan_ubsan_clean(tmp_path: Path, sanitized_plug
     builder = make_builder("plughost_runtime_asan", extra_cflags=SANITIZE, extra_ldflags=SANITIZE)
     runtime = builder.compile(tmpdir=str(tmp_path))
     (tmp_path / "lsan.supp").write_text(LSAN_SUPPRESSIONS)
-    env = dict(os.environ,
-               LD_PRELOAD=f"{sanitizer_library('libasan.so')} {sanitizer_library('libubsan.so')}",
-               ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:exitcode=86:malloc_context_size=4",
-               LSAN_OPTIONS=f"suppressions={tmp_path / 'lsan.supp'}:exitcode=86",
-               UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:exitcode=87")
+    env = dict(
+        os.environ,
+        LD_PRELOAD=f"{sanitizer_library('libasan.so')} {sanitizer_library('libubsan.so')}",
+        ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:exitcode=86:malloc_context_size=4",
+        LSAN_OPTIONS=f"suppressions={tmp_path / 'lsan.supp'}:exitcode=86",
+        UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:exitcode=87",
+    )
     with ValkeyServer(tmp_path / "valkey") as valkey:  # started without the preload
         assert valkey.proc is not None
-        proc = subprocess.run([sys.executable, str(ROOT / "tests" / "sanitize" / "exercise.py"),
-                               runtime, str(sanitized_plugins), str(valkey.port),
-                               str(valkey.proc.pid)], capture_output=True, text=True,
-                              env=env, timeout=300)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "tests" / "sanitize" / "exercise.py"),
+                runtime,
+                str(sanitized_plugins),
+                str(valkey.port),
+                str(valkey.proc.pid),
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+        )
     report = proc.stdout + proc.stderr
     assert proc.returncode == 0, report
     assert "sanitizers: clean" in proc.stdout

@@ -27,10 +27,17 @@ SOURCE_CMAKE_DIR = ROOT / "host" / "plughost" / "cmake"
 EXPORTS = {"plughost_plugin_entry", "_init", "_fini"}
 
 
-def _run(cmd: list[str | Path], timeout: float = 300, **kwargs: object
-         ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(c) for c in cmd], capture_output=True, text=True,
-                          timeout=timeout, check=False, **kwargs)  # type: ignore[call-overload]
+def _run(
+    cmd: list[str | Path], timeout: float = 300, **kwargs: object
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(c) for c in cmd],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        **kwargs,
+    )  # type: ignore[call-overload]
 
 
 def _new(*args: str) -> tuple[int, str]:
@@ -40,14 +47,18 @@ def _new(*args: str) -> tuple[int, str]:
 
 # ---------------------------------------------------------------- plughost new itself
 
-@pytest.mark.parametrize("name, why", [
-    ("My-Plugin", "try 'my_plugin'"),
-    ("9lives", "starting with a letter"),
-    ("hello world", "try 'hello_world'"),
-    ("x" * 49, "longer than 48"),
-    ("test", "CMake reserves"),
-    ("", "is empty"),
-])
+
+@pytest.mark.parametrize(
+    "name, why",
+    [
+        ("My-Plugin", "try 'my_plugin'"),
+        ("9lives", "starting with a letter"),
+        ("hello world", "try 'hello_world'"),
+        ("x" * 49, "longer than 48"),
+        ("test", "CMake reserves"),
+        ("", "is empty"),
+    ],
+)
 def test_new_refuses_bad_names(tmp_path: Path, name: str, why: str) -> None:
     code, out = _new(name, "--dir", str(tmp_path))
     assert code == 2, out
@@ -83,24 +94,36 @@ def test_new_writes_the_project_and_prints_next_steps(tmp_path: Path) -> None:
         text = (project / name).read_text()
         assert not re.search(r"@[A-Z_]+@", text), f"{name} kept a placeholder"
     pyproject = (project / "pyproject.toml").read_text()
-    assert '[project.entry-points."plughost.plugins"]\nmy_plugin = "plughost_my_plugin"' in pyproject
+    assert (
+        '[project.entry-points."plughost.plugins"]\nmy_plugin = "plughost_my_plugin"' in pyproject
+    )
     assert 'name = "plughost-my-plugin"' in pyproject
-    assert "install(TARGETS my_plugin LIBRARY DESTINATION plughost_my_plugin)" in (
-        project / "CMakeLists.txt").read_text()
+    assert (
+        "install(TARGETS my_plugin LIBRARY DESTINATION plughost_my_plugin)"
+        in (project / "CMakeLists.txt").read_text()
+    )
     cmake = (project / "CMakeLists.txt").read_text()
     assert f"find_package(plughost {ABI_MAJOR}.{ABI_MINOR} REQUIRED" in cmake
     assert "plughost_add_plugin(my_plugin SOURCES my_plugin.c" in cmake
     source = (project / "my_plugin.c").read_text()
-    for type_id in ("plugins.my_plugin.storages.TableStorage",
-                    "plugins.my_plugin.middlewares.StampMiddleware",
-                    "plugins.my_plugin.actions.HelloAction"):
+    for type_id in (
+        "plugins.my_plugin.storages.TableStorage",
+        "plugins.my_plugin.middlewares.StampMiddleware",
+        "plugins.my_plugin.actions.HelloAction",
+    ):
         assert f'"{type_id}"' in source and type_id in (project / "gateway.yaml").read_text()
     assert 'PH_PLUGIN_DEFINE(.name = "my_plugin"' in source
     assert '"X-My-Plugin"' in source
     # Next steps, in the order a user runs them.
-    steps = ["cd ", "cmake -S . -B build", "cmake --build build", "plughost check --load",
-             "plughost check --config gateway.yaml", "plughost serve --config gateway.yaml",
-             "pip wheel . -w dist"]
+    steps = [
+        "cd ",
+        "cmake -S . -B build",
+        "cmake --build build",
+        "plughost check --load",
+        "plughost check --config gateway.yaml",
+        "plughost serve --config gateway.yaml",
+        "pip wheel . -w dist",
+    ]
     positions = [out.find(step) for step in steps]
     assert -1 not in positions and positions == sorted(positions), out
 
@@ -114,6 +137,7 @@ def test_create_project_into_an_explicit_folder(tmp_path: Path) -> None:
 
 
 # ------------------------------------------- the scaffold builds and runs (source tree)
+
 
 def _build(project: Path, build: Path, *extra: str, env: dict[str, str] | None = None) -> Path:
     cfg = _run(["cmake", "-S", project, "-B", build, *extra], env=env)
@@ -134,8 +158,13 @@ def test_scaffold_builds_warning_free_and_serves_in_process(tmp_path: Path) -> N
     _build(project, project / "build", f"-Dplughost_DIR={SOURCE_CMAKE_DIR}")
     if shutil.which("musl-gcc"):
         env = {k: v for k, v in os.environ.items() if k != "CC"}
-        _build(project, project / "build-musl", f"-Dplughost_DIR={SOURCE_CMAKE_DIR}",
-               "-DCMAKE_C_COMPILER=musl-gcc", env=env)
+        _build(
+            project,
+            project / "build-musl",
+            f"-Dplughost_DIR={SOURCE_CMAKE_DIR}",
+            "-DCMAKE_C_COMPILER=musl-gcc",
+            env=env,
+        )
     with Gateway.from_config(project / "gateway.yaml") as gateway:
         for visit in (1, 2):
             response = gateway.handle("GET", "/hello")
@@ -164,8 +193,8 @@ def test_scaffold_config_errors_name_the_key(tmp_path: Path) -> None:
         with pytest.raises(ConfigError, match=r"status.*between 200 and 599"):
             host.create_action("plugins.stamp.actions.HelloAction", {"status": 99})
         with pytest.raises(ConfigError, match=r"header.*not an HTTP header name"):
-            host.create_middleware("plugins.stamp.middlewares.StampMiddleware",
-                                   {"header": "bad header"})
+            host.create_middleware(
+                "plugins.stamp.middlewares.StampMiddleware", {"header": "bad header"}
+            )
         with pytest.raises(ConfigError, match=r"storage.*no storage named 'Nope'"):
-            host.create_middleware("plugins.stamp.middlewares.StampMiddleware",
-                                   {"storage": "Nope"})
+            host.create_middleware("plugins.stamp.middlewares.StampMiddleware", {"storage": "Nope"})

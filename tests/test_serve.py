@@ -47,18 +47,23 @@ def test_embedded_default_listens_on_8090_by_default() -> None:
     assert (server.host, server.port) == ("127.0.0.1", 8090)
 
 
-def test_config_folder_routes_over_http_and_graceful_shutdown(config_dir: Path,
-                                                              tmp_path: Path) -> None:
+def test_config_folder_routes_over_http_and_graceful_shutdown(
+    config_dir: Path, tmp_path: Path
+) -> None:
     marker = tmp_path / "marker"
     plugins = config_dir / "plugins.yaml"
-    plugins.write_text(plugins.read_text().replace(
-        "trace.so\n", f"trace.so\n    config:\n      marker: {marker}\n"))
+    plugins.write_text(
+        plugins.read_text().replace(
+            "trace.so\n", f"trace.so\n    config:\n      marker: {marker}\n"
+        )
+    )
     server = Server("--config", str(config_dir))
     try:
         status, headers, body = server.get("/users/7?x=1", headers={"X-Request-ID": "abc"})
         assert status == 200
-        assert body == b"GET /users/7 x=1 trace=A id=7 rest= route=User body= local=abc " \
-                       b"ip=127.0.0.1"
+        assert (
+            body == b"GET /users/7 x=1 trace=A id=7 rest= route=User body= local=abc ip=127.0.0.1"
+        )
         assert headers["X-Trace-Response"] == "A" and headers["X-Request-ID"] == "abc"
         status, _, body = server.request("POST", "/traced", body=b"hello body")
         assert status == 200 and b"body=hello body" in body
@@ -89,11 +94,29 @@ def test_body_limit_413(config_dir: Path) -> None:
 
 def test_tls_from_server_yaml(config_dir: Path, tmp_path: Path) -> None:
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
     (config_dir / "server.yaml").write_text(
-        f"server:\n  tls: true\n  certFile: {cert}\n  keyFile: {key}\n")
+        f"server:\n  tls: true\n  certFile: {cert}\n  keyFile: {key}\n"
+    )
     server = Server("--config", str(config_dir), scheme="https")
     try:
         status, _, body = server.get("/")
@@ -132,29 +155,43 @@ def test_prefork_runs_one_worker_per_core(config_dir: Path) -> None:
 
 def test_bad_configuration_refuses_to_start_with_every_problem(config_dir: Path) -> None:
     (config_dir / "middlewares.yaml").write_text(
-        (config_dir / "middlewares.yaml").read_text()
-        .replace("plugins.requestid.middlewares.RequestIdMiddleware",
-                 "plugins.requestid.middlewares.RequestIDMiddleware")
-        .replace("config: {name: B}", "config: {name: B, fail: sometimes}"))
-    proc = subprocess.run([PLUGHOST, "serve", "--config", str(config_dir), "--address",
-                           f"127.0.0.1:{free_port()}"], capture_output=True, text=True, timeout=60)
+        (config_dir / "middlewares.yaml")
+        .read_text()
+        .replace(
+            "plugins.requestid.middlewares.RequestIdMiddleware",
+            "plugins.requestid.middlewares.RequestIDMiddleware",
+        )
+        .replace("config: {name: B}", "config: {name: B, fail: sometimes}")
+    )
+    proc = subprocess.run(
+        [PLUGHOST, "serve", "--config", str(config_dir), "--address", f"127.0.0.1:{free_port()}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 1
     err = proc.stderr
-    assert "middlewares.yaml:3: middlewares.RequestID.use: no loaded plugin provides " \
-           "'plugins.requestid.middlewares.RequestIDMiddleware': did you mean " \
-           "'plugins.requestid.middlewares.RequestIdMiddleware'?" in err
-    assert "middlewares.yaml:9: middlewares.B.config.fail: must be \"request\" or \"response\"" in err
+    assert (
+        "middlewares.yaml:3: middlewares.RequestID.use: no loaded plugin provides "
+        "'plugins.requestid.middlewares.RequestIDMiddleware': did you mean "
+        "'plugins.requestid.middlewares.RequestIdMiddleware'?" in err
+    )
+    assert 'middlewares.yaml:9: middlewares.B.config.fail: must be "request" or "response"' in err
     assert "2 problem(s) in the configuration; nothing was started" in err
     assert "Traceback" not in err
 
 
 def test_server_header_and_disabled_health_checks(config_dir: Path) -> None:
-    (config_dir / "server.yaml").write_text("server:\n  serverHeader: plughost-test\n"
-                                            "  disableHealthCheck: true\n")
+    (config_dir / "server.yaml").write_text(
+        "server:\n  serverHeader: plughost-test\n  disableHealthCheck: true\n"
+    )
     port = free_port()
-    proc = subprocess.Popen([PLUGHOST, "serve", "--config", str(config_dir), "--address",
-                             f"127.0.0.1:{port}"], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [PLUGHOST, "serve", "--config", str(config_dir), "--address", f"127.0.0.1:{port}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         with wait_for_http(f"http://127.0.0.1:{port}/", proc) as resp:
             assert resp.headers["Server"] == "plughost-test"
@@ -167,7 +204,8 @@ def test_server_header_and_disabled_health_checks(config_dir: Path) -> None:
 
 
 def test_krakend_folder_env_list_routes_services_and_upstream_over_http(
-        tmp_path: Path, test_plugin_dir: Path) -> None:
+    tmp_path: Path, test_plugin_dir: Path
+) -> None:
     """One Seam configuration using the alternative forms at once, served for real."""
     from gateway_support import UpstreamServer, private_plugins
 
@@ -209,17 +247,21 @@ services:
     routes: ["GET /users/:id", "GET,POST /proxy/*"]
 """)
     with UpstreamServer() as upstream:
-        server = Server("--config", str(tmp_path / "gateway.yaml"),
-                        env={"UPSTREAM_URL": upstream.url})
+        server = Server(
+            "--config", str(tmp_path / "gateway.yaml"), env={"UPSTREAM_URL": upstream.url}
+        )
         try:
             status, headers, body = server.get("/api/v1/users/5")
             assert status == 200, body
             assert b"/api/v1/users/5" in body and b"trace=service,A id=5" in body
             assert headers["X-Trace-Response"] == "A,service"
             assert server.get("/users/5")[0] == 404  # only as the service mounts it
-            status, headers, body = server.request("POST", "/api/v1/proxy/things?a=b",
-                                                   body=b"payload",
-                                                   headers={"Content-Type": "text/plain"})
+            status, headers, body = server.request(
+                "POST",
+                "/api/v1/proxy/things?a=b",
+                body=b"payload",
+                headers={"Content-Type": "text/plain"},
+            )
             assert status == 201 and headers["X-Upstream"] == "yes"
             sent = json.loads(body)
             assert sent["path"] == "/api/v1/proxy/things?a=b" and sent["body"] == "payload"
@@ -233,10 +275,16 @@ def test_chunked_request_bodies_and_their_limit(config_dir: Path) -> None:
     (config_dir / "server.yaml").write_text("server:\n  bodyLimit: 100\n")
     server = Server("--config", str(config_dir))
     try:
+
         def post_chunked(chunks: list[bytes]) -> tuple[int, bytes]:
             conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
-            conn.request("POST", "/traced", body=iter(chunks), encode_chunked=True,
-                         headers={"Transfer-Encoding": "chunked"})
+            conn.request(
+                "POST",
+                "/traced",
+                body=iter(chunks),
+                encode_chunked=True,
+                headers={"Transfer-Encoding": "chunked"},
+            )
             resp = conn.getresponse()
             out = resp.status, resp.read()
             conn.close()
@@ -254,12 +302,15 @@ def test_seam_routing_and_proxy_options_over_http(config_dir: Path) -> None:
     """caseSensitive (off by default), strictRouting, getOnly, proxyHeader with
     enableTrustedProxyCheck/trustedProxies, as Seam's server.yaml documents them."""
     routes = config_dir / "routes.yaml"
-    routes.write_text(routes.read_text() + """\
+    routes.write_text(
+        routes.read_text()
+        + """\
   Ip:
     gatewayPath: /ip
     methods: [GET, POST]
     action: Echo
-""")
+"""
+    )
     server = Server("--config", str(config_dir))
     try:  # defaults: case-insensitive, trailing slash ignored, any method, no proxy header
         assert server.get("/TRACED")[0] == 200
@@ -303,11 +354,13 @@ server:
 
 def test_proxy_header_ignored_from_untrusted_peers(config_dir: Path) -> None:
     routes = config_dir / "routes.yaml"
-    routes.write_text(routes.read_text() + "  Ip:\n    gatewayPath: /ip\n    methods: [GET]\n"
-                                           "    action: Echo\n")
+    routes.write_text(
+        routes.read_text() + "  Ip:\n    gatewayPath: /ip\n    methods: [GET]\n    action: Echo\n"
+    )
     (config_dir / "server.yaml").write_text(
         "server:\n  proxyHeader: X-Forwarded-For\n  enableTrustedProxyCheck: true\n"
-        "  trustedProxies: [10.0.0.0/8]\n")
+        "  trustedProxies: [10.0.0.0/8]\n"
+    )
     server = Server("--config", str(config_dir))
     try:
         _, _, body = server.get("/ip", headers={"X-Forwarded-For": "203.0.113.9"})

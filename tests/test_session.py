@@ -43,7 +43,7 @@ def assert_issued_now(value: bytes | None, data: bytes = b"") -> None:
     m = ISSUED.match(value)
     assert m, value
     assert abs(int(m.group(1)) - time.time() * 1000) < 5000, value
-    assert value[m.end(1):] == (b"&" + data if data else b""), value
+    assert value[m.end(1) :] == (b"&" + data if data else b""), value
 
 
 def headers(response: Any, name: str) -> list[str]:
@@ -64,30 +64,43 @@ def cookie_id(cookie: str, name: str = "session_id") -> str:
     return value
 
 
-def session_config(folder: Path, plugin_dir: Path, upstream: str, load: dict[str, Any], *,
-                   mapping: dict[str, Any] | None = None, valkey_port: int | None = None,
-                   memory: dict[str, Any] | None = None,
-                   plugins: tuple[str, ...] = ("memory", "valkey", "trace", "session")) -> Path:
+def session_config(
+    folder: Path,
+    plugin_dir: Path,
+    upstream: str,
+    load: dict[str, Any],
+    *,
+    mapping: dict[str, Any] | None = None,
+    valkey_port: int | None = None,
+    memory: dict[str, Any] | None = None,
+    plugins: tuple[str, ...] = ("memory", "valkey", "trace", "session"),
+) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "plugins.yaml").write_text("plugins:\n" + "".join(
-        f"  - path: {plugin_dir / name}.so\n" for name in plugins))
+    (folder / "plugins.yaml").write_text(
+        "plugins:\n" + "".join(f"  - path: {plugin_dir / name}.so\n" for name in plugins)
+    )
     storages = "storages:\n  Sessions:\n    use: plugins.memory.storages.MemoryStorage\n"
     if memory is not None:
         storages += f"    config: {json.dumps(memory)}\n"
     if valkey_port is not None:
-        storages += ("  Valkey:\n    use: plugins.valkey.storages.ValkeyStorage\n"
-                     f"    config: {{port: {valkey_port}, prefix: 'st:', "
-                     "connectTimeout: 500ms, commandTimeout: 500ms}\n")
+        storages += (
+            "  Valkey:\n    use: plugins.valkey.storages.ValkeyStorage\n"
+            f"    config: {{port: {valkey_port}, prefix: 'st:', "
+            "connectTimeout: 500ms, commandTimeout: 500ms}\n"
+        )
     (folder / "storages.yaml").write_text(storages)
-    mapping = mapping if mapping is not None else {"headers": {"X-User-Id": "user_id",
-                                                               "X-Role": "role"}}
+    mapping = (
+        mapping if mapping is not None else {"headers": {"X-User-Id": "user_id", "X-Role": "role"}}
+    )
     (folder / "middlewares.yaml").write_text(
         "middlewares:\n"
         f"  Load:\n    use: {LOAD}\n    config: {json.dumps(load)}\n"
-        f"  Map:\n    use: {MAP}\n    config: {json.dumps(mapping)}\n")
+        f"  Map:\n    use: {MAP}\n    config: {json.dumps(mapping)}\n"
+    )
     (folder / "actions.yaml").write_text(
         f"actions:\n  Forward:\n    use: plugins.trace.actions.ForwardAction\n"
-        f"    config: {{url: '{upstream}', timeout: 2s}}\n")
+        f"    config: {{url: '{upstream}', timeout: 2s}}\n"
+    )
     (folder / "routes.yaml").write_text("""\
 routes:
   App:
@@ -107,8 +120,12 @@ def upstream() -> Iterator[UpstreamServer]:
 
 @pytest.fixture
 def make(tmp_path: Path, test_plugin_dir: Path, upstream: UpstreamServer) -> Iterator[Any]:
-    with gateways(tmp_path, lambda folder, *args, **kwargs: session_config(
-            folder, test_plugin_dir, upstream.url, *args, **kwargs)) as build:
+    with gateways(
+        tmp_path,
+        lambda folder, *args, **kwargs: session_config(
+            folder, test_plugin_dir, upstream.url, *args, **kwargs
+        ),
+    ) as build:
         yield build
 
 
@@ -171,14 +188,30 @@ def test_data_written_under_a_client_id_rotates_it(make: Any) -> None:
 
 
 def test_cookie_attributes(make: Any) -> None:
-    gw = make({"storage": "Sessions", "keyLookup": "cookie:sid", "cookieDomain": "example.com",
-               "cookiePath": "/app", "cookieSecure": True, "cookieHTTPOnly": True,
-               "cookieSameSite": "strict", "cookieExpiration": "90s", "autoRenewAfter": "60s"})
+    gw = make(
+        {
+            "storage": "Sessions",
+            "keyLookup": "cookie:sid",
+            "cookieDomain": "example.com",
+            "cookiePath": "/app",
+            "cookieSecure": True,
+            "cookieHTTPOnly": True,
+            "cookieSameSite": "strict",
+            "cookieExpiration": "90s",
+            "autoRenewAfter": "60s",
+        }
+    )
     cookie = set_cookie(gw.handle("GET", "/app/x"))
     cookie_id(cookie, "sid")
     attrs = [a.strip() for a in cookie.split(";")[1:]]
-    for a in ("Max-Age=90", "Domain=example.com", "Path=/app", "Secure", "HttpOnly",
-              "SameSite=Strict"):
+    for a in (
+        "Max-Age=90",
+        "Domain=example.com",
+        "Path=/app",
+        "Secure",
+        "HttpOnly",
+        "SameSite=Strict",
+    ):
         assert a in attrs, (a, cookie)
 
 
@@ -194,8 +227,7 @@ def test_same_session_is_loaded_and_mapped_to_headers(make: Any) -> None:
     store = gw.storage("Sessions")
     value = fresh(b"user_id=42&role=admin+user&note=a%26b%3Dc")
     store.set(f"session:{sid}".encode(), value)
-    r = gw.handle("GET", "/app/y", {"Cookie": f"theme=dark; session_id={sid}",
-                                    "X-Role": "forged"})
+    r = gw.handle("GET", "/app/y", {"Cookie": f"theme=dark; session_id={sid}", "X-Role": "forged"})
     got = received(r)
     assert got["x-user-id"] == "42"
     assert got["x-role"] == "admin user"
@@ -208,20 +240,25 @@ def test_missing_session_key_removes_client_header(make: Any) -> None:
     gw = make({"storage": "Sessions"})
     sid = cookie_id(set_cookie(gw.handle("GET", "/app/x")))
     gw.storage("Sessions").set(f"session:{sid}".encode(), fresh(b"user_id=7"))
-    got = received(gw.handle("GET", "/app/y", {"Cookie": f"session_id={sid}",
-                                               "X-Role": "forged"}))
+    got = received(gw.handle("GET", "/app/y", {"Cookie": f"session_id={sid}", "X-Role": "forged"}))
     assert got["x-user-id"] == "7"
     assert "x-role" not in got
     # without a session, nothing the client sent gets through either
     got = received(gw.handle("GET", "/app/y", {"X-User-Id": "1"}))
     assert "x-user-id" not in got
     # nor under another spelling a CGI-style upstream reads as X-User-Id
-    got = received(gw.handle("GET", "/app/y", [("X_User_Id", "1"), ("x-user_id", "2"),
-                                                ("X_USER-ID", "3"), ("X-Other_Name", "kept")]))
+    got = received(
+        gw.handle(
+            "GET",
+            "/app/y",
+            [("X_User_Id", "1"), ("x-user_id", "2"), ("X_USER-ID", "3"), ("X-Other_Name", "kept")],
+        )
+    )
     assert not [k for k in got if k.replace("_", "-") == "x-user-id"], got
     assert got["x-other_name"] == "kept"
-    got = received(gw.handle("GET", "/app/y", [("Cookie", f"session_id={sid}"),
-                                                ("X_User_Id", "forged")]))
+    got = received(
+        gw.handle("GET", "/app/y", [("Cookie", f"session_id={sid}"), ("X_User_Id", "forged")])
+    )
     assert got["x-user-id"] == "7" and "x_user_id" not in got
 
 
@@ -307,8 +344,12 @@ def test_header_key_lookup(make: Any) -> None:
 
 # ------------------------------------------------------------------------ id rotation
 
-ROTATE = {"storage": "Sessions", "cookieExpiration": "10s", "autoRenewAfter": "1s",
-          "autoRenewGracePeriod": "800ms"}
+ROTATE = {
+    "storage": "Sessions",
+    "cookieExpiration": "10s",
+    "autoRenewAfter": "1s",
+    "autoRenewGracePeriod": "800ms",
+}
 
 
 def test_fresh_session_is_not_written(make: Any) -> None:
@@ -327,13 +368,16 @@ def test_fresh_session_is_not_written(make: Any) -> None:
 
 
 def test_no_storage_named_keeps_sessions_in_the_default_memory_storage(
-        make: Any, caplog: Any) -> None:
+    make: Any, caplog: Any
+) -> None:
     """As Seam: without `storage`, sessions live in this process's memory (the host's
     default storage, a MemoryStorage), with a warning that says what that means."""
     with caplog.at_level(logging.WARNING, logger="plughost.plugin"):
         gw = make({})
-    assert any("no storage named" in r.getMessage() and "ValkeyStorage" in r.getMessage()
-               for r in caplog.records), caplog.records
+    assert any(
+        "no storage named" in r.getMessage() and "ValkeyStorage" in r.getMessage()
+        for r in caplog.records
+    ), caplog.records
     sid = cookie_id(set_cookie(gw.handle("GET", "/app/x")))
     default = gw.storage("(default)")
     default.set(f"session:{sid}".encode(), fresh(b"user_id=6"))
@@ -343,13 +387,20 @@ def test_no_storage_named_keeps_sessions_in_the_default_memory_storage(
     assert gw.storage("Sessions").get(f"session:{sid}".encode()) is None
 
 
-def test_no_storage_and_no_memory_plugin_is_a_clear_error(tmp_path: Path,
-                                                          test_plugin_dir: Path,
-                                                          upstream: UpstreamServer) -> None:
-    folder = session_config(tmp_path / "config", test_plugin_dir, upstream.url, {},
-                            plugins=("memory", "valkey", "trace", "session"))
-    (folder / "plugins.yaml").write_text("plugins:\n" + "".join(
-        f"  - path: {test_plugin_dir / name}.so\n" for name in ("trace", "session")))
+def test_no_storage_and_no_memory_plugin_is_a_clear_error(
+    tmp_path: Path, test_plugin_dir: Path, upstream: UpstreamServer
+) -> None:
+    folder = session_config(
+        tmp_path / "config",
+        test_plugin_dir,
+        upstream.url,
+        {},
+        plugins=("memory", "valkey", "trace", "session"),
+    )
+    (folder / "plugins.yaml").write_text(
+        "plugins:\n"
+        + "".join(f"  - path: {test_plugin_dir / name}.so\n" for name in ("trace", "session"))
+    )
     (folder / "storages.yaml").write_text("storages: {}\n")
     with pytest.raises(ConfigErrors) as info:
         Gateway.from_config(folder)
@@ -413,8 +464,9 @@ def test_rotation_after_auto_renew_after(make: Any) -> None:
     assert "x-user-id" not in received(r)
     assert headers(r, "Set-Cookie") == []  # an empty session; the browser keeps the new id
     # while the new one still works
-    assert received(gw.handle("GET", "/app/x", {"Cookie": f"session_id={new}"}))["x-user-id"] \
-        == "42"
+    assert (
+        received(gw.handle("GET", "/app/x", {"Cookie": f"session_id={new}"}))["x-user-id"] == "42"
+    )
 
 
 def test_rotation_with_header_lookup_answers_new_id(make: Any) -> None:
@@ -473,10 +525,16 @@ def test_legacy_value_without_timestamp_loads_and_rotates(make: Any) -> None:
     assert received(r)["x-user-id"] == "42" and headers(r, "Set-Cookie") == []
 
 
-@pytest.mark.parametrize("value", [b"__issued=soon&user_id=6", b"__issued=&user_id=6",
-                                   b"user_id=6&__issued=99999999999999999999",
-                                   b"__issued=99999999999999&user_id=6",
-                                   b"user_id=6&%5F%5Fissued=1"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        b"__issued=soon&user_id=6",
+        b"__issued=&user_id=6",
+        b"user_id=6&__issued=99999999999999999999",
+        b"__issued=99999999999999&user_id=6",
+        b"user_id=6&%5F%5Fissued=1",
+    ],
+)
 def test_malformed_or_far_future_timestamp_counts_as_due(make: Any, value: bytes) -> None:
     gw = make({"storage": "Sessions"})
     store = gw.storage("Sessions")
@@ -488,12 +546,15 @@ def test_malformed_or_far_future_timestamp_counts_as_due(make: Any, value: bytes
 
 
 def test_reserved_entries_are_not_forwarded(make: Any) -> None:
-    gw = make({"storage": "Sessions"},
-              mapping={"headers": {"X-Issued": "__issued", "X-User-Id": "user_id"}})
+    gw = make(
+        {"storage": "Sessions"},
+        mapping={"headers": {"X-Issued": "__issued", "X-User-Id": "user_id"}},
+    )
     sid = "2" * 32
     gw.storage("Sessions").set(f"session:{sid}".encode(), fresh(b"user_id=12"), ttl=60)
-    got = received(gw.handle("GET", "/app/x", {"Cookie": f"session_id={sid}",
-                                                "X-Issued": "forged"}))
+    got = received(
+        gw.handle("GET", "/app/x", {"Cookie": f"session_id={sid}", "X-Issued": "forged"})
+    )
     assert got["x-user-id"] == "12" and "x-issued" not in got
 
 
@@ -510,8 +571,9 @@ def test_failed_store_of_new_id_keeps_old_id(make: Any, caplog: Any) -> None:
     assert headers(r, "Set-Cookie") == []
     assert store.get(f"session:{old}".encode()) == b"user_id=13"  # untouched, still valid
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert any("middleware 'Load'" in m and "maxEntries" in m and "status 503" in m
-               for m in warned), warned
+    assert any(
+        "middleware 'Load'" in m and "maxEntries" in m and "status 503" in m for m in warned
+    ), warned
 
 
 def test_failed_marker_write_keeps_old_id(make: Any) -> None:
@@ -538,48 +600,99 @@ def test_logged_out_session_is_empty(make: Any) -> None:
     assert gw.storage("Sessions").get(f"session:{sid}".encode()) is None
 
 
-@pytest.mark.parametrize("load, mapping, words", [
-    ({"storage": "Nope"}, None, ["storage", "Nope"]),
-    ({"storage": "Sessions", "keyLookup": "query:sid"}, None, ["keyLookup", "query:sid"]),
-    ({"storage": "Sessions", "keyLookup": "cookie:"}, None, ["keyLookup", "cookie name"]),
-    ({"storage": "Sessions", "keyLookup": "header:bad name"}, None, ["keyLookup", "header"]),
-    ({"storage": "Sessions", "cookieSameSite": "Sometimes"}, None,
-     ["cookieSameSite", "Sometimes"]),
-    ({"storage": "Sessions", "cookieSameSite": "None"}, None, ["cookieSameSite", "cookieSecure"]),
-    ({"storage": "Sessions", "cookieExpiration": 0}, None,
-     ["middlewares.yaml:4: middlewares.Load.config.cookieExpiration: 'cookieExpiration' is the "
-      "number 0: it must be at least 1ms"]),
-    ({"storage": "Sessions", "cookieExpiration": "soon"}, None, ["cookieExpiration"]),
-    ({"storage": "Sessions", "cookiePath": "/a b"}, None, ["cookiePath"]),
-    ({"storage": "Sessions", "cookieDomain": "ex ample.com"}, None, ["cookieDomain"]),
-    ({"storage": "Sessions", "cookieSecure": "maybe"}, None, ["cookieSecure"]),
-    ({"storage": "Sessions", "autoRenewAfter": "2h"}, None,
-     ["autoRenewAfter", "is 2h but must be shorter than cookieExpiration (2h)"]),
-    ({"storage": "Sessions", "autoRenewAfter": "3h"}, None,
-     ["autoRenewAfter", "shorter than cookieExpiration", "disableAutoRenew"]),
-    ({"storage": "Sessions", "autoRenewAfter": 0}, None,
-     ["middlewares.yaml:4: middlewares.Load.config.autoRenewAfter: 'autoRenewAfter' is the "
-      "number 0: it must be at least 1ms"]),
-    ({"storage": "Sessions", "autoRenewAfter": "-1m"}, None, ["autoRenewAfter", "negative"]),
-    ({"storage": "Sessions", "autoRenewAfter": "5s", "autoRenewGracePeriod": "5s"}, None,
-     ["autoRenewGracePeriod", "is 5s but must be shorter than autoRenewAfter (5s)"]),
-    ({"storage": "Sessions", "autoRenewGracePeriod": "30m"}, None,
-     ["autoRenewGracePeriod", "shorter than autoRenewAfter (30m)"]),
-    ({"storage": "Sessions", "autoRenewGracePeriod": "-1s"}, None,
-     ["autoRenewGracePeriod", "negative"]),
-    ({"storage": "Sessions", "autoRenewGracePeriod": "later"}, None, ["autoRenewGracePeriod"]),
-    ({"storage": "Sessions"}, {}, ["middlewares.yaml:7: middlewares.Map.config.headers: "
-                                   "'headers' is missing, and plugins.session.middlewares."
-                                   "MapSessionToHeaderMiddleware needs it"]),
-    ({"storage": "Sessions"}, {"headers": {}}, ["middlewares.Map.config.headers", "is empty: give it a map with at least one entry"]),
-    ({"storage": "Sessions"}, {"headers": {"Bad Name": "x"}}, ["Bad Name", "header name"]),
-    ({"storage": "Sessions"}, {"headers": {"X-A": ["x"]}},
-     ["middlewares.yaml:7: middlewares.Map.config.headers.X-A: 'X-A' must be a string, not a "
-      "list"]),
-    ({"storage": "Sessions"}, {"headers": {"X-A": 7}}, ["headers.X-A", "session key"]),
-])
-def test_config_errors_name_the_key(make: Any, load: dict[str, Any],
-                                    mapping: dict[str, Any] | None, words: list[str]) -> None:
+@pytest.mark.parametrize(
+    "load, mapping, words",
+    [
+        ({"storage": "Nope"}, None, ["storage", "Nope"]),
+        ({"storage": "Sessions", "keyLookup": "query:sid"}, None, ["keyLookup", "query:sid"]),
+        ({"storage": "Sessions", "keyLookup": "cookie:"}, None, ["keyLookup", "cookie name"]),
+        ({"storage": "Sessions", "keyLookup": "header:bad name"}, None, ["keyLookup", "header"]),
+        (
+            {"storage": "Sessions", "cookieSameSite": "Sometimes"},
+            None,
+            ["cookieSameSite", "Sometimes"],
+        ),
+        (
+            {"storage": "Sessions", "cookieSameSite": "None"},
+            None,
+            ["cookieSameSite", "cookieSecure"],
+        ),
+        (
+            {"storage": "Sessions", "cookieExpiration": 0},
+            None,
+            [
+                "middlewares.yaml:4: middlewares.Load.config.cookieExpiration: 'cookieExpiration' is the "
+                "number 0: it must be at least 1ms"
+            ],
+        ),
+        ({"storage": "Sessions", "cookieExpiration": "soon"}, None, ["cookieExpiration"]),
+        ({"storage": "Sessions", "cookiePath": "/a b"}, None, ["cookiePath"]),
+        ({"storage": "Sessions", "cookieDomain": "ex ample.com"}, None, ["cookieDomain"]),
+        ({"storage": "Sessions", "cookieSecure": "maybe"}, None, ["cookieSecure"]),
+        (
+            {"storage": "Sessions", "autoRenewAfter": "2h"},
+            None,
+            ["autoRenewAfter", "is 2h but must be shorter than cookieExpiration (2h)"],
+        ),
+        (
+            {"storage": "Sessions", "autoRenewAfter": "3h"},
+            None,
+            ["autoRenewAfter", "shorter than cookieExpiration", "disableAutoRenew"],
+        ),
+        (
+            {"storage": "Sessions", "autoRenewAfter": 0},
+            None,
+            [
+                "middlewares.yaml:4: middlewares.Load.config.autoRenewAfter: 'autoRenewAfter' is the "
+                "number 0: it must be at least 1ms"
+            ],
+        ),
+        ({"storage": "Sessions", "autoRenewAfter": "-1m"}, None, ["autoRenewAfter", "negative"]),
+        (
+            {"storage": "Sessions", "autoRenewAfter": "5s", "autoRenewGracePeriod": "5s"},
+            None,
+            ["autoRenewGracePeriod", "is 5s but must be shorter than autoRenewAfter (5s)"],
+        ),
+        (
+            {"storage": "Sessions", "autoRenewGracePeriod": "30m"},
+            None,
+            ["autoRenewGracePeriod", "shorter than autoRenewAfter (30m)"],
+        ),
+        (
+            {"storage": "Sessions", "autoRenewGracePeriod": "-1s"},
+            None,
+            ["autoRenewGracePeriod", "negative"],
+        ),
+        ({"storage": "Sessions", "autoRenewGracePeriod": "later"}, None, ["autoRenewGracePeriod"]),
+        (
+            {"storage": "Sessions"},
+            {},
+            [
+                "middlewares.yaml:7: middlewares.Map.config.headers: "
+                "'headers' is missing, and plugins.session.middlewares."
+                "MapSessionToHeaderMiddleware needs it"
+            ],
+        ),
+        (
+            {"storage": "Sessions"},
+            {"headers": {}},
+            ["middlewares.Map.config.headers", "is empty: give it a map with at least one entry"],
+        ),
+        ({"storage": "Sessions"}, {"headers": {"Bad Name": "x"}}, ["Bad Name", "header name"]),
+        (
+            {"storage": "Sessions"},
+            {"headers": {"X-A": ["x"]}},
+            [
+                "middlewares.yaml:7: middlewares.Map.config.headers.X-A: 'X-A' must be a string, not a "
+                "list"
+            ],
+        ),
+        ({"storage": "Sessions"}, {"headers": {"X-A": 7}}, ["headers.X-A", "session key"]),
+    ],
+)
+def test_config_errors_name_the_key(
+    make: Any, load: dict[str, Any], mapping: dict[str, Any] | None, words: list[str]
+) -> None:
     with pytest.raises(ConfigError) as exc:
         make(load, mapping=mapping)
     text = str(exc.value)
@@ -587,36 +700,46 @@ def test_config_errors_name_the_key(make: Any, load: dict[str, Any],
         assert word in text, text
 
 
-def test_option_schema_refuses_a_misspelt_option_and_matches_names_ignoring_case(
-        make: Any) -> None:
+def test_option_schema_refuses_a_misspelt_option_and_matches_names_ignoring_case(make: Any) -> None:
     """Both types declare their options (ABI 1.2): a misspelt option is refused before create
     runs, at its file, line and key, with the option it resembles; an option written in
     another case is the option itself."""
     with pytest.raises(ConfigError) as exc:
         make({"storage": "Sessions", "cookieExpiraton": "10m"})
-    assert ("middlewares.yaml:4: middlewares.Load.config.cookieExpiraton: "
-            f"{LOAD} has no option 'cookieExpiraton': did you mean 'cookieExpiration'?"
-            in str(exc.value)), str(exc.value)
+    assert (
+        "middlewares.yaml:4: middlewares.Load.config.cookieExpiraton: "
+        f"{LOAD} has no option 'cookieExpiraton': did you mean 'cookieExpiration'?"
+        in str(exc.value)
+    ), str(exc.value)
     with pytest.raises(ConfigError) as exc:
         make({"storage": "Sessions"}, mapping={"header": {"X-User-Id": "user_id"}})
-    assert ("middlewares.yaml:7: middlewares.Map.config.header: "
-            f"{MAP} has no option 'header': did you mean 'headers'?" in str(exc.value)), \
-        str(exc.value)
+    assert (
+        "middlewares.yaml:7: middlewares.Map.config.header: "
+        f"{MAP} has no option 'header': did you mean 'headers'?" in str(exc.value)
+    ), str(exc.value)
 
-    gw = make({"STORAGE": "Sessions", "cookieexpiration": "10m", "COOKIESAMESITE": "strict"},
-              mapping={"Headers": {"X-User-Id": "user_id"}})
+    gw = make(
+        {"STORAGE": "Sessions", "cookieexpiration": "10m", "COOKIESAMESITE": "strict"},
+        mapping={"Headers": {"X-User-Id": "user_id"}},
+    )
     cookie = set_cookie(gw.handle("GET", "/app/x"))
     attrs = [a.strip() for a in cookie.split(";")[1:]]
     assert "Max-Age=600" in attrs and "SameSite=Strict" in attrs, cookie
     sid = cookie_id(cookie)
     gw.storage("Sessions").set(f"session:{sid}".encode(), fresh(b"user_id=5"))
-    assert received(gw.handle("GET", "/app/x", {"Cookie": f"session_id={sid}"}))["x-user-id"] \
-        == "5"
+    assert received(gw.handle("GET", "/app/x", {"Cookie": f"session_id={sid}"}))["x-user-id"] == "5"
 
 
 def test_disable_auto_renew_skips_rotation_checks(make: Any) -> None:
-    make({"storage": "Sessions", "disableAutoRenew": True, "cookieExpiration": "10m",
-          "autoRenewAfter": "1h", "autoRenewGracePeriod": "2h"})
+    make(
+        {
+            "storage": "Sessions",
+            "disableAutoRenew": True,
+            "cookieExpiration": "10m",
+            "autoRenewAfter": "1h",
+            "autoRenewGracePeriod": "2h",
+        }
+    )
 
 
 # ------------------------------------------------------------------------ valkey storage
@@ -625,8 +748,7 @@ def test_disable_auto_renew_skips_rotation_checks(make: Any) -> None:
 def commandstats(port: int) -> dict[str, int]:
     """Calls per command since the last CONFIG RESETSTAT, from INFO commandstats."""
     reply = command(port, b"INFO", b"commandstats").decode()
-    return {m.group(1): int(m.group(2))
-            for m in re.finditer(r"cmdstat_(\w+):calls=(\d+)", reply)}
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"cmdstat_(\w+):calls=(\d+)", reply)}
 
 
 def pttl(port: int, key: str) -> int:
@@ -665,8 +787,10 @@ def test_valkey_storage(make: Any, tmp_path: Path) -> None:
 
 def test_valkey_rotation(make: Any, tmp_path: Path) -> None:
     with ValkeyServer(tmp_path / "valkey") as valkey:
-        gw = make({"storage": "Valkey", "autoRenewAfter": "10s", "autoRenewGracePeriod": "5s"},
-                  valkey_port=valkey.port)
+        gw = make(
+            {"storage": "Valkey", "autoRenewAfter": "10s", "autoRenewGracePeriod": "5s"},
+            valkey_port=valkey.port,
+        )
         store = gw.storage("Valkey")
         old = "9" * 32
         # issued 10.1 s ago: due for rotation on its next use
@@ -683,8 +807,10 @@ def test_valkey_rotation(make: Any, tmp_path: Path) -> None:
         assert store.get(f"session:{old}".encode()) == f"__movedTo={new}".encode()
         assert 0 < pttl(valkey.port, f"st:session:{old}") <= 5000
         # another gateway, a request in flight with the old id: same session, new id
-        gw2 = make({"storage": "Valkey", "autoRenewAfter": "10s", "autoRenewGracePeriod": "5s"},
-                   valkey_port=valkey.port)
+        gw2 = make(
+            {"storage": "Valkey", "autoRenewAfter": "10s", "autoRenewGracePeriod": "5s"},
+            valkey_port=valkey.port,
+        )
         r = gw2.handle("GET", "/app/x", {"Cookie": f"session_id={old}"})
         assert received(r)["x-user-id"] == "77"
         assert cookie_id(set_cookie(r)) == new

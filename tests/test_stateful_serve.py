@@ -68,8 +68,9 @@ def _reply(f: Any) -> Any:
     raise ValueError(f"unexpected RESP line {line!r}")
 
 
-def vk(port: int, *commands: tuple[str | bytes | int, ...], auth: tuple[str, ...] = (),
-       db: int = 0) -> list[Any]:
+def vk(
+    port: int, *commands: tuple[str | bytes | int, ...], auth: tuple[str, ...] = (), db: int = 0
+) -> list[Any]:
     """Runs ``commands`` on one connection (after AUTH ``auth`` and SELECT ``db``) and returns
     their replies. (valkey_support.command sends a single command per connection.)"""
     setup: list[tuple[str | bytes | int, ...]] = []
@@ -80,15 +81,16 @@ def vk(port: int, *commands: tuple[str | bytes | int, ...], auth: tuple[str, ...
     out = []
     for cmd in setup + list(commands):
         parts = [p if isinstance(p, bytes) else str(p).encode() for p in cmd]
-        out.append(b"*%d\r\n" % len(parts) +
-                   b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts))
+        out.append(
+            b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts)
+        )
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
         s.sendall(b"".join(out))
         f = s.makefile("rb")
         replies = [_reply(f) for _ in out]
     for cmd, reply in zip(setup, replies):
         assert not isinstance(reply, ReplyError), (cmd[0], reply)
-    return replies[len(setup):]
+    return replies[len(setup) :]
 
 
 def vk1(port: int, *parts: str | bytes | int, **kw: Any) -> Any:
@@ -103,28 +105,54 @@ def storages(valkey: int, auth: int, backlog: int) -> dict[str, dict[str, Any]]:
     return {
         "Memory": {"use": "plugins.memory.storages.MemoryStorage"},
         # the main one: every fault test runs on it
-        "Valkey": {"use": v, "config": {
-            "host": "127.0.0.1", "port": valkey, "prefix": PREFIX, "connectTimeout": "200ms",
-            "commandTimeout": f"{int(COMMAND_TIMEOUT_S * 1000)}ms", "poolSize": 3}},
+        "Valkey": {
+            "use": v,
+            "config": {
+                "host": "127.0.0.1",
+                "port": valkey,
+                "prefix": PREFIX,
+                "connectTimeout": "200ms",
+                "commandTimeout": f"{int(COMMAND_TIMEOUT_S * 1000)}ms",
+                "poolSize": 3,
+            },
+        },
         # every option at its default but the port: prefix "plughost:", db 0, 2 s timeouts
         "ValkeyDefaults": {"use": v, "config": {"port": valkey}},
-        "ValkeyDb": {"use": v, "config": {"port": valkey, "prefix": "db:", "db": 5,
-                                          "poolSize": 2}},
-        "ValkeyUser": {"use": v, "config": {"port": auth, "prefix": "user:", "username": USER,
-                                            "password": USER_PASSWORD}},
-        "ValkeyPassword": {"use": v, "config": {"port": auth, "prefix": "pw:",
-                                                "password": PASSWORD}},
+        "ValkeyDb": {"use": v, "config": {"port": valkey, "prefix": "db:", "db": 5, "poolSize": 2}},
+        "ValkeyUser": {
+            "use": v,
+            "config": {
+                "port": auth,
+                "prefix": "user:",
+                "username": USER,
+                "password": USER_PASSWORD,
+            },
+        },
+        "ValkeyPassword": {
+            "use": v,
+            "config": {"port": auth, "prefix": "pw:", "password": PASSWORD},
+        },
         # its password is changed on the server while the gateway runs
-        "ValkeyRevoked": {"use": v, "config": {"port": auth, "prefix": "rv:",
-                                               "username": REVOKED_USER,
-                                               "password": USER_PASSWORD,
-                                               "commandTimeout": "500ms"}},
+        "ValkeyRevoked": {
+            "use": v,
+            "config": {
+                "port": auth,
+                "prefix": "rv:",
+                "username": REVOKED_USER,
+                "password": USER_PASSWORD,
+                "commandTimeout": "500ms",
+            },
+        },
         # nothing listens there: the host option is really used
-        "ValkeyWrongHost": {"use": v, "config": {"host": "127.0.0.2", "port": valkey,
-                                                 "connectTimeout": "200ms"}},
+        "ValkeyWrongHost": {
+            "use": v,
+            "config": {"host": "127.0.0.2", "port": valkey, "connectTimeout": "200ms"},
+        },
         # a listener whose accept queue is full: connect() hangs until connectTimeout
-        "ValkeySlowConnect": {"use": v, "config": {"port": backlog, "connectTimeout": "250ms",
-                                                   "commandTimeout": "5s"}},
+        "ValkeySlowConnect": {
+            "use": v,
+            "config": {"port": backlog, "connectTimeout": "250ms", "commandTimeout": "5s"},
+        },
     }
 
 
@@ -142,16 +170,24 @@ def middlewares() -> dict[str, dict[str, Any]]:
     return {
         # session
         "SessDefault": load(storage="Valkey"),
-        "SessAttrs": load(storage="ValkeyDefaults", keyLookup="cookie:sid",
-                          cookieDomain="example.com", cookiePath="/s/attrs", cookieSecure=True,
-                          cookieHTTPOnly=True, cookieSameSite="None", cookieExpiration="10m",
-                          autoRenewAfter="5m", autoRenewGracePeriod="0s"),
+        "SessAttrs": load(
+            storage="ValkeyDefaults",
+            keyLookup="cookie:sid",
+            cookieDomain="example.com",
+            cookiePath="/s/attrs",
+            cookieSecure=True,
+            cookieHTTPOnly=True,
+            cookieSameSite="None",
+            cookieExpiration="10m",
+            autoRenewAfter="5m",
+            autoRenewGracePeriod="0s",
+        ),
         "SessStrict": load(storage="Memory", cookieSameSite="Strict", cookieSessionOnly=True),
         "SessHeader": load(storage="Valkey", keyLookup="header:X-Session-Id"),
-        "SessNoRenew": load(storage="Valkey", keyLookup="cookie:nr", cookieExpiration="1h",
-                            disableAutoRenew=True),
-        "SessNoForward": load(storage="Valkey", keyLookup="cookie:nf",
-                              disableSessionForward=True),
+        "SessNoRenew": load(
+            storage="Valkey", keyLookup="cookie:nr", cookieExpiration="1h", disableAutoRenew=True
+        ),
+        "SessNoForward": load(storage="Valkey", keyLookup="cookie:nf", disableSessionForward=True),
         "SessDb": load(storage="ValkeyDb"),
         "SessUser": load(storage="ValkeyUser"),
         "SessPassword": load(storage="ValkeyPassword"),
@@ -159,40 +195,57 @@ def middlewares() -> dict[str, dict[str, Any]]:
         "SessWrongHost": load(storage="ValkeyWrongHost"),
         "SessSlowConnect": load(storage="ValkeySlowConnect"),
         "SessMemory": load(storage="Memory"),
-        "MapUser": {"use": MAP, "config": {"headers": {"X-User-Id": "user_id",
-                                                       "X-Role": "role"}}},
+        "MapUser": {"use": MAP, "config": {"headers": {"X-User-Id": "user_id", "X-Role": "role"}}},
         # limiter
         "LimDefault": limiter(storage="Valkey", prefix="dflt"),
         "LimExact": limiter(storage="Valkey", maxConnections=3, prefix="exact", **hour),
         "LimMemory": limiter(storage="Memory", maxConnections=2, **hour),
         "LimMemoryBig": limiter(storage="Memory", maxConnections=100000, **hour),
-        "LimSkipFailed": limiter(storage="Valkey", maxConnections=2, skipFailedRequests=True,
-                                 prefix="sf", **hour),
-        "LimSkipOk": limiter(storage="Valkey", maxConnections=2, skipSuccessfulRequests=True,
-                             prefix="ss", **hour),
-        "LimSliding": limiter(storage="Valkey", maxConnections=10, slidingWindow=True,
-                              prefix="slide", **hour),
-        "LimSecond": limiter(storage="Valkey", maxConnections=1, expiration="1s",
-                             prefix="sec"),
-        "LimHeader": limiter(storage="Valkey", maxConnections=2, key="header:X-API-Key",
-                             prefix="hdr", **hour),
+        "LimSkipFailed": limiter(
+            storage="Valkey", maxConnections=2, skipFailedRequests=True, prefix="sf", **hour
+        ),
+        "LimSkipOk": limiter(
+            storage="Valkey", maxConnections=2, skipSuccessfulRequests=True, prefix="ss", **hour
+        ),
+        "LimSliding": limiter(
+            storage="Valkey", maxConnections=10, slidingWindow=True, prefix="slide", **hour
+        ),
+        "LimSecond": limiter(storage="Valkey", maxConnections=1, expiration="1s", prefix="sec"),
+        "LimHeader": limiter(
+            storage="Valkey", maxConnections=2, key="header:X-API-Key", prefix="hdr", **hour
+        ),
         "LimIp": limiter(storage="Valkey", maxConnections=1, key="ip", prefix="ip", **hour),
         "LimShareA": limiter(storage="Valkey", maxConnections=3, prefix="shared", **hour),
         "LimShareB": limiter(storage="Valkey", maxConnections=3, prefix="shared", **hour),
         "LimPool": limiter(storage="ValkeyDb", maxConnections=100000, **hour),  # no prefix
         "LimClosed": limiter(storage="Valkey", maxConnections=100000, prefix="closed", **hour),
-        "LimOpen": limiter(storage="Valkey", maxConnections=100000, prefix="open",
-                           failOpen=True, **hour),
+        "LimOpen": limiter(
+            storage="Valkey", maxConnections=100000, prefix="open", failOpen=True, **hour
+        ),
         # csrf
         "CsrfDefault": csrf(storage="Valkey"),
-        "CsrfCustom": csrf(storage="Memory", keyLookup="query:_csrf", cookieName="xsrf",
-                           cookieDomain="example.org", cookiePath="/c/custom",
-                           cookieSecure=True, cookieHTTPOnly=True, cookieSameSite="Strict",
-                           cookieExpiration="90s", singleUseToken=True),
-        "CsrfCookie": csrf(storage="Valkey", keyLookup="cookie:csrf_copy",
-                           cookieSessionOnly=True, cookieSecure=True, cookieSameSite="None"),
-        "CsrfHeader": csrf(storage="ValkeyDb", keyLookup="header:X-XSRF-Token",
-                           cookieExpiration=120),  # Seam style: an integer of seconds
+        "CsrfCustom": csrf(
+            storage="Memory",
+            keyLookup="query:_csrf",
+            cookieName="xsrf",
+            cookieDomain="example.org",
+            cookiePath="/c/custom",
+            cookieSecure=True,
+            cookieHTTPOnly=True,
+            cookieSameSite="Strict",
+            cookieExpiration="90s",
+            singleUseToken=True,
+        ),
+        "CsrfCookie": csrf(
+            storage="Valkey",
+            keyLookup="cookie:csrf_copy",
+            cookieSessionOnly=True,
+            cookieSecure=True,
+            cookieSameSite="None",
+        ),
+        "CsrfHeader": csrf(
+            storage="ValkeyDb", keyLookup="header:X-XSRF-Token", cookieExpiration=120
+        ),  # Seam style: an integer of seconds
     }
 
 
@@ -239,34 +292,59 @@ ROUTES: list[tuple[str, str, list[str], str]] = [
 ]
 
 
-def write_stateful_config(folder: Path, plugin_dir: Path, *, valkey: int, auth: int,
-                          backlog: int, upstream: str) -> Path:
+def write_stateful_config(
+    folder: Path, plugin_dir: Path, *, valkey: int, auth: int, backlog: int, upstream: str
+) -> Path:
     """The Seam configuration folder of the shared server (JSON is valid YAML)."""
     folder.mkdir(parents=True, exist_ok=True)
     plugins = ["memory", "valkey", "static", "trace", "session", "limiter", "csrf"]
-    (folder / "plugins.yaml").write_text(json.dumps(
-        {"plugins": [{"path": str(plugin_dir / f"{name}.so")} for name in plugins]}))
-    (folder / "storages.yaml").write_text(json.dumps(
-        {"storages": storages(valkey, auth, backlog)}, indent=1))
-    (folder / "middlewares.yaml").write_text(json.dumps({"middlewares": middlewares()},
-                                                        indent=1))
-    (folder / "actions.yaml").write_text(json.dumps({"actions": {
-        "Echo": {"use": "plugins.trace.actions.EchoAction"},
-        "Ok": {"use": "plugins.static.actions.StaticAction", "config": {"body": "ok"}},
-        "Fail": {"use": "plugins.static.actions.StaticAction",
-                 "config": {"status": 500, "body": "fail"}},
-        "Forward": {"use": "plugins.trace.actions.ForwardAction",
-                    "config": {"url": upstream, "timeout": "2s"}},
-    }}, indent=1))
+    (folder / "plugins.yaml").write_text(
+        json.dumps({"plugins": [{"path": str(plugin_dir / f"{name}.so")} for name in plugins]})
+    )
+    (folder / "storages.yaml").write_text(
+        json.dumps({"storages": storages(valkey, auth, backlog)}, indent=1)
+    )
+    (folder / "middlewares.yaml").write_text(json.dumps({"middlewares": middlewares()}, indent=1))
+    (folder / "actions.yaml").write_text(
+        json.dumps(
+            {
+                "actions": {
+                    "Echo": {"use": "plugins.trace.actions.EchoAction"},
+                    "Ok": {"use": "plugins.static.actions.StaticAction", "config": {"body": "ok"}},
+                    "Fail": {
+                        "use": "plugins.static.actions.StaticAction",
+                        "config": {"status": 500, "body": "fail"},
+                    },
+                    "Forward": {
+                        "use": "plugins.trace.actions.ForwardAction",
+                        "config": {"url": upstream, "timeout": "2s"},
+                    },
+                }
+            },
+            indent=1,
+        )
+    )
     routes = {}
     for i, (path, methods, mws, action) in enumerate(ROUTES):
-        routes[f"R{i}"] = {"gatewayPath": path, "methods": methods.split(", "),
-                           "middlewares": mws, "action": action}
+        routes[f"R{i}"] = {
+            "gatewayPath": path,
+            "methods": methods.split(", "),
+            "middlewares": mws,
+            "action": action,
+        }
     (folder / "routes.yaml").write_text(json.dumps({"routes": routes}, indent=1))
     # the client address may come from X-Forwarded-For, set by the test (a trusted peer)
-    (folder / "server.yaml").write_text(json.dumps({"server": {
-        "proxyHeader": "X-Forwarded-For", "enableTrustedProxyCheck": True,
-        "trustedProxies": ["127.0.0.0/8"]}}))
+    (folder / "server.yaml").write_text(
+        json.dumps(
+            {
+                "server": {
+                    "proxyHeader": "X-Forwarded-For",
+                    "enableTrustedProxyCheck": True,
+                    "trustedProxies": ["127.0.0.0/8"],
+                }
+            }
+        )
+    )
     return folder
 
 
@@ -290,10 +368,21 @@ def auth_valkey(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ValkeyServ
     srv = ValkeyServer(tmp_path_factory.mktemp("valkey-auth")).start()
     try:
         for user in (USER, REVOKED_USER):
-            assert command(srv.port, b"ACL", b"SETUSER", user.encode(), b"on",
-                           b">" + USER_PASSWORD.encode(), b"~*", b"&*", b"+@all") == b"+OK\r\n"
-        assert command(srv.port, b"CONFIG", b"SET", b"requirepass",
-                       PASSWORD.encode()) == b"+OK\r\n"
+            assert (
+                command(
+                    srv.port,
+                    b"ACL",
+                    b"SETUSER",
+                    user.encode(),
+                    b"on",
+                    b">" + USER_PASSWORD.encode(),
+                    b"~*",
+                    b"&*",
+                    b"+@all",
+                )
+                == b"+OK\r\n"
+            )
+        assert command(srv.port, b"CONFIG", b"SET", b"requirepass", PASSWORD.encode()) == b"+OK\r\n"
         yield srv
     finally:
         srv.stop()
@@ -317,8 +406,10 @@ def backlog_port() -> Iterator[int]:
         except OSError:
             break
     else:  # Linux drops SYNs to a full queue; a system that does not cannot run these tests
-        pytest.fail("could not fill a listener's accept queue (listen(0) accepted 8 "
-                    "connections): the connect-timeout tests need a system that drops them")
+        pytest.fail(
+            "could not fill a listener's accept queue (listen(0) accepted 8 "
+            "connections): the connect-timeout tests need a system that drops them"
+        )
     try:
         yield port
     finally:
@@ -334,12 +425,22 @@ def upstream() -> Iterator[UpstreamServer]:
 
 
 @pytest.fixture(scope="module")
-def gw(tmp_path_factory: pytest.TempPathFactory, test_plugin_dir: Path, valkey: ValkeyServer,
-       auth_valkey: ValkeyServer, backlog_port: int,
-       upstream: UpstreamServer) -> Iterator[Server]:
-    folder = write_stateful_config(tmp_path_factory.mktemp("config"), test_plugin_dir,
-                                   valkey=valkey.port, auth=auth_valkey.port,
-                                   backlog=backlog_port, upstream=upstream.url)
+def gw(
+    tmp_path_factory: pytest.TempPathFactory,
+    test_plugin_dir: Path,
+    valkey: ValkeyServer,
+    auth_valkey: ValkeyServer,
+    backlog_port: int,
+    upstream: UpstreamServer,
+) -> Iterator[Server]:
+    folder = write_stateful_config(
+        tmp_path_factory.mktemp("config"),
+        test_plugin_dir,
+        valkey=valkey.port,
+        auth=auth_valkey.port,
+        backlog=backlog_port,
+        upstream=upstream.url,
+    )
     server = Server("--config", str(folder))
     try:
         yield server
@@ -385,8 +486,9 @@ def check_expires(attrs: dict[str, str], seconds: int) -> None:
 RETURNING = {"Cookie": "; ".join(f"{name}={'7' * 32}" for name in ("session_id", "sid", "nr"))}
 
 
-def log_in(gw: Server, port: int, path: str, key_prefix: str, cookie: str = "session_id",
-           **kw: Any) -> str:
+def log_in(
+    gw: Server, port: int, path: str, key_prefix: str, cookie: str = "session_id", **kw: Any
+) -> str:
     """Logs a visitor in as an application would: session data (without an issue time)
     written to Valkey under the id the visitor holds, at ``key_prefix`` (``kw``: db, auth).
     The gateway must find it there and rotate it to a new id stored beside it; returns the
@@ -434,8 +536,11 @@ def window(seconds: float) -> int:
 
 
 def rate_headers(headers: Any) -> tuple[int, int, int]:
-    return (int(headers["X-RateLimit-Limit"]), int(headers["X-RateLimit-Remaining"]),
-            int(headers["X-RateLimit-Reset"]))
+    return (
+        int(headers["X-RateLimit-Limit"]),
+        int(headers["X-RateLimit-Remaining"]),
+        int(headers["X-RateLimit-Reset"]),
+    )
 
 
 def check_limit(gw: Server, path: str, n: int, window_s: int, **kw: Any) -> None:
@@ -465,8 +570,10 @@ def pttl(port: int, key: str, **kw: Any) -> int:
 def test_valkey_prefix_host_port_db_and_defaults(gw: Server, valkey: ValkeyServer) -> None:
     # prefix "e2e:" on the main storage, db 0
     sid = log_in(gw, valkey.port, "/s/default/x", PREFIX)
-    assert vk(valkey.port, ("EXISTS", f"plughost:session:{sid}"),
-              ("EXISTS", f"session:{sid}")) == [0, 0]
+    assert vk(valkey.port, ("EXISTS", f"plughost:session:{sid}"), ("EXISTS", f"session:{sid}")) == [
+        0,
+        0,
+    ]
     # every option left at its default but the port: prefix "plughost:"
     log_in(gw, valkey.port, "/s/attrs", "plughost:", cookie="sid")
     # db 5 with prefix "db:": nothing in db 0
@@ -501,13 +608,15 @@ def test_valkey_username_and_password(gw: Server, auth_valkey: ValkeyServer) -> 
 
 def revoke(port: int) -> None:
     """Changes REVOKED_USER's password on the server and drops its connections."""
-    assert vk1(port, "ACL", "SETUSER", REVOKED_USER, "resetpass", ">changed",
-               auth=(PASSWORD,)) == "OK"
+    assert (
+        vk1(port, "ACL", "SETUSER", REVOKED_USER, "resetpass", ">changed", auth=(PASSWORD,)) == "OK"
+    )
     vk1(port, "CLIENT", "KILL", "USER", REVOKED_USER, auth=(PASSWORD,))
 
 
 def test_valkey_password_changed_under_the_gateway_is_a_clear_503(
-        gw: Server, auth_valkey: ValkeyServer) -> None:
+    gw: Server, auth_valkey: ValkeyServer
+) -> None:
     """The gateway started with the right password; the server then changes it: the next
     requests get a clean 503, and the log says AUTH was refused (never the password)."""
     assert gw.get("/s/revoked", headers=RETURNING)[0] == 200
@@ -521,8 +630,9 @@ def test_valkey_password_changed_under_the_gateway_is_a_clear_503(
     assert USER_PASSWORD not in log
 
 
-def test_storage_failure_reason_is_logged(gw: Server, valkey: ValkeyServer,
-                                          backlog_port: int) -> None:
+def test_storage_failure_reason_is_logged(
+    gw: Server, valkey: ValkeyServer, backlog_port: int
+) -> None:
     """When a middleware answers 503 because its storage failed, the log must say why (the
     storage's error: which server, refused / timed out), not only that it failed: an
     operator cannot tell a wrong address from a dead server otherwise."""
@@ -536,31 +646,56 @@ def test_storage_failure_reason_is_logged(gw: Server, valkey: ValkeyServer,
     assert not missing, f"not in the log: {missing}; the log has:\n{log}"
 
 
-@pytest.mark.parametrize("auth, reply", [
-    ({"password": WRONG_PASSWORD}, "WRONGPASS"),
-    ({}, "NOAUTH"),
-    ({"password": PASSWORD, "db": 99999}, "DB index is out of range"),
-], ids=["wrong-password", "no-password", "bad-db"])
+@pytest.mark.parametrize(
+    "auth, reply",
+    [
+        ({"password": WRONG_PASSWORD}, "WRONGPASS"),
+        ({}, "NOAUTH"),
+        ({"password": PASSWORD, "db": 99999}, "DB index is out of range"),
+    ],
+    ids=["wrong-password", "no-password", "bad-db"],
+)
 def test_valkey_refusing_the_storage_settings_stops_the_start(
-        tmp_path: Path, test_plugin_dir: Path, auth_valkey: ValkeyServer,
-        auth: dict[str, Any], reply: str) -> None:
+    tmp_path: Path,
+    test_plugin_dir: Path,
+    auth_valkey: ValkeyServer,
+    auth: dict[str, Any],
+    reply: str,
+) -> None:
     """A server that answers but refuses the password or db is a configuration error found
     at start (one connection at create); an unreachable server is only a warning."""
     folder = tmp_path / "config"
     folder.mkdir()
-    (folder / "plugins.yaml").write_text(json.dumps({"plugins": [
-        {"path": str(test_plugin_dir / f"{n}.so")} for n in ("valkey", "static")]}))
-    (folder / "storages.yaml").write_text(json.dumps({"storages": {
-        "V": {"use": "plugins.valkey.storages.ValkeyStorage",
-              "config": {"port": auth_valkey.port, **auth}},
-        "Later": {"use": "plugins.valkey.storages.ValkeyStorage",
-                  "config": {"port": free_port(), "connectTimeout": "200ms"}}}}))
-    (folder / "actions.yaml").write_text(json.dumps({"actions": {
-        "Ok": {"use": "plugins.static.actions.StaticAction"}}}))
-    (folder / "routes.yaml").write_text(json.dumps({"routes": {
-        "R": {"gatewayPath": "/", "methods": ["GET"], "action": "Ok"}}}))
-    done = subprocess.run([PLUGHOST, "check", "--config", str(folder)], capture_output=True,
-                          text=True, timeout=60)
+    (folder / "plugins.yaml").write_text(
+        json.dumps(
+            {"plugins": [{"path": str(test_plugin_dir / f"{n}.so")} for n in ("valkey", "static")]}
+        )
+    )
+    (folder / "storages.yaml").write_text(
+        json.dumps(
+            {
+                "storages": {
+                    "V": {
+                        "use": "plugins.valkey.storages.ValkeyStorage",
+                        "config": {"port": auth_valkey.port, **auth},
+                    },
+                    "Later": {
+                        "use": "plugins.valkey.storages.ValkeyStorage",
+                        "config": {"port": free_port(), "connectTimeout": "200ms"},
+                    },
+                }
+            }
+        )
+    )
+    (folder / "actions.yaml").write_text(
+        json.dumps({"actions": {"Ok": {"use": "plugins.static.actions.StaticAction"}}})
+    )
+    (folder / "routes.yaml").write_text(
+        json.dumps({"routes": {"R": {"gatewayPath": "/", "methods": ["GET"], "action": "Ok"}}})
+    )
+    done = subprocess.run(
+        [PLUGHOST, "check", "--config", str(folder)], capture_output=True, text=True, timeout=60
+    )
     out = done.stdout + done.stderr
     assert done.returncode == 1, out
     assert "storages.V" in out and reply in out and "Traceback" not in out, out
@@ -602,8 +737,9 @@ def test_session_cookie_defaults_forward_and_rotation(gw: Server, valkey: Valkey
     # forwarded, nothing is written back, no Set-Cookie, the TTL is left alone
     data = f"{issued_now()}&user_id=42&role=admin+user&x=%26"
     assert vk1(valkey.port, "SET", key, data, "PX", 50_000) == "OK"
-    status, headers, body = gw.get("/s/default/b", headers={
-        "Cookie": f"theme=dark; session_id={sid}", "X-Role": "spoofed"})
+    status, headers, body = gw.get(
+        "/s/default/b", headers={"Cookie": f"theme=dark; session_id={sid}", "X-Role": "spoofed"}
+    )
     sent = received(status, body)
     assert (sent["x-user-id"], sent["x-role"]) == ("42", "admin user")
     assert "__issued" not in json.dumps(sent)  # reserved entries are never forwarded
@@ -632,8 +768,7 @@ def test_session_cookie_defaults_forward_and_rotation(gw: Server, valkey: Valkey
     # a malformed id gets a new, random one; an unknown well-formed one is an empty session
     # (nothing stored, nothing sent)
     for claimed in ("../etc", sid.upper()):
-        status, headers, body = gw.get("/s/default/e",
-                                       headers={"Cookie": f"session_id={claimed}"})
+        status, headers, body = gw.get("/s/default/e", headers={"Cookie": f"session_id={claimed}"})
         fresh, _ = one_cookie(headers, "session_id")
         assert fresh not in (claimed, sid, new)
         assert "x-user-id" not in received(status, body)
@@ -642,14 +777,22 @@ def test_session_cookie_defaults_forward_and_rotation(gw: Server, valkey: Valkey
     assert vk1(valkey.port, "EXISTS", f"{PREFIX}session:{'ab' * 16}") == 0
 
 
-def test_session_cookie_attributes_and_rotation_without_grace(gw: Server,
-                                                              valkey: ValkeyServer) -> None:
+def test_session_cookie_attributes_and_rotation_without_grace(
+    gw: Server, valkey: ValkeyServer
+) -> None:
     status, headers, body = gw.get("/s/attrs")
     assert status == 200, body
     sid, attrs = one_cookie(headers, "sid")
     check_expires(attrs, 600)
-    assert attrs == {"Max-Age": "600", "Expires": attrs["Expires"], "Domain": "example.com",
-                     "Path": "/s/attrs", "Secure": "", "HttpOnly": "", "SameSite": "None"}
+    assert attrs == {
+        "Max-Age": "600",
+        "Expires": attrs["Expires"],
+        "Domain": "example.com",
+        "Path": "/s/attrs",
+        "Secure": "",
+        "HttpOnly": "",
+        "SameSite": "None",
+    }
     key = f"plughost:session:{sid}"
     assert vk1(valkey.port, "EXISTS", key) == 0  # not stored until it holds data
     vk1(valkey.port, "SET", key, f"{issued_now()}&a=0", "PX", 600_000)
@@ -658,8 +801,7 @@ def test_session_cookie_attributes_and_rotation_without_grace(gw: Server,
     assert status == 200 and "Set-Cookie" not in headers
     # issued 6 minutes ago: older than autoRenewAfter (5m), so the id rotates; with
     # autoRenewGracePeriod 0 the old id is deleted at once
-    vk1(valkey.port, "SET", key, f"__issued={int(time.time() * 1000) - 360_000}&a=1",
-        "PX", 240_000)
+    vk1(valkey.port, "SET", key, f"__issued={int(time.time() * 1000) - 360_000}&a=1", "PX", 240_000)
     status, headers, _ = gw.get("/s/attrs", headers={"Cookie": f"sid={sid}"})
     new, attrs = one_cookie(headers, "sid")
     assert new != sid and attrs["Max-Age"] == "600"
@@ -685,8 +827,9 @@ def test_session_header_lookup(gw: Server, valkey: ValkeyServer) -> None:
     assert HEX32.match(sid) and "Set-Cookie" not in headers
     key = f"{PREFIX}session:{sid}"
     vk1(valkey.port, "SET", key, f"{issued_now()}&user_id=7", "PX", 60_000)
-    status, headers, body = gw.get("/s/header/y", headers={"X-Session-Id": sid,
-                                                           "Cookie": "session_id=" + "0" * 32})
+    status, headers, body = gw.get(
+        "/s/header/y", headers={"X-Session-Id": sid, "Cookie": "session_id=" + "0" * 32}
+    )
     sent = received(status, body)
     assert sent["x-user-id"] == "7" and "x-role" not in sent
     assert "X-Session-Id" not in headers and "Set-Cookie" not in headers  # young: unchanged
@@ -718,10 +861,17 @@ def test_session_disable_forward(gw: Server, valkey: ValkeyServer) -> None:
     status, headers, body = gw.get("/s/noforward/x")
     received(status, body)
     sid, _ = one_cookie(headers, "nf")
-    vk1(valkey.port, "SET", f"{PREFIX}session:{sid}", f"{issued_now()}&user_id=9&role=admin",
-        "PX", 60_000)
-    status, headers, body = gw.get("/s/noforward/y", headers={"Cookie": f"nf={sid}",
-                                                              "X-User-Id": "spoofed"})
+    vk1(
+        valkey.port,
+        "SET",
+        f"{PREFIX}session:{sid}",
+        f"{issued_now()}&user_id=9&role=admin",
+        "PX",
+        60_000,
+    )
+    status, headers, body = gw.get(
+        "/s/noforward/y", headers={"Cookie": f"nf={sid}", "X-User-Id": "spoofed"}
+    )
     sent = received(status, body)
     assert "x-user-id" not in sent and "x-role" not in sent
     assert "Set-Cookie" not in headers  # the session itself was found
@@ -832,8 +982,10 @@ def test_limiter_key_by_client_address(gw: Server, valkey: ValkeyServer) -> None
     first = {"X-Forwarded-For": "203.0.113.7"}
     check_limit(gw, "/l/ip/ok", 1, 3600, headers=first)
     assert gw.get("/l/ip/ok", headers={"X-Forwarded-For": "203.0.113.8"})[0] == 200
-    assert gw.get("/l/ip/ok", headers={"X-Forwarded-For": "203.0.113.7",
-                                       "X-API-Key": "other"})[0] == 429
+    assert (
+        gw.get("/l/ip/ok", headers={"X-Forwarded-For": "203.0.113.7", "X-API-Key": "other"})[0]
+        == 429
+    )
     assert vk1(valkey.port, "GET", f"{PREFIX}limiter:ip:ip:203.0.113.7:{w}") == b"3"
 
 
@@ -885,13 +1037,24 @@ def test_csrf_query_lookup_cookie_attributes_single_use_memory(gw: Server) -> No
     assert status == 200, body
     token, attrs = one_cookie(headers, "xsrf")
     check_expires(attrs, 90)
-    assert attrs == {"Max-Age": "90", "Expires": attrs["Expires"], "Domain": "example.org",
-                     "Path": "/c/custom", "Secure": "", "HttpOnly": "", "SameSite": "Strict"}
+    assert attrs == {
+        "Max-Age": "90",
+        "Expires": attrs["Expires"],
+        "Domain": "example.org",
+        "Path": "/c/custom",
+        "Secure": "",
+        "HttpOnly": "",
+        "SameSite": "Strict",
+    }
 
     def post(query_token: str | None, cookie_token: str, **extra: str) -> tuple[int, Any, bytes]:
         query = f"?_csrf={query_token}" if query_token else ""
-        return gw.request("POST", "/c/custom" + query, body=b"",
-                          headers={"Cookie": f"xsrf={cookie_token}", **extra})
+        return gw.request(
+            "POST",
+            "/c/custom" + query,
+            body=b"",
+            headers={"Cookie": f"xsrf={cookie_token}", **extra},
+        )
 
     assert post(None, token, **{"X-Csrf-Token": token})[0] == 403  # the header is not looked at
     status, headers, body = post(token, token)
@@ -908,12 +1071,19 @@ def test_csrf_cookie_lookup_session_only(gw: Server, valkey: ValkeyServer) -> No
     token, attrs = one_cookie(headers, "csrf_token")
     assert attrs == {"Path": "/", "Secure": "", "SameSite": "None"}  # no Max-Age/Expires
     assert 3_500_000 < pttl(valkey.port, f"{PREFIX}csrf:{token}") <= 3_600_000  # still 1 h
-    status, _, body = gw.request("POST", "/c/cookie", body=b"",
-                                 headers={"Cookie": f"csrf_token={token}; csrf_copy={token}"})
+    status, _, body = gw.request(
+        "POST", "/c/cookie", body=b"", headers={"Cookie": f"csrf_token={token}; csrf_copy={token}"}
+    )
     assert status == 200, body
-    assert gw.request("POST", "/c/cookie", body=b"",
-                      headers={"Cookie": f"csrf_token={token}",
-                               "X-Csrf-Token": token})[0] == 403
+    assert (
+        gw.request(
+            "POST",
+            "/c/cookie",
+            body=b"",
+            headers={"Cookie": f"csrf_token={token}", "X-Csrf-Token": token},
+        )[0]
+        == 403
+    )
 
 
 def test_csrf_header_name_and_integer_expiration(gw: Server, valkey: ValkeyServer) -> None:
@@ -923,10 +1093,12 @@ def test_csrf_header_name_and_integer_expiration(gw: Server, valkey: ValkeyServe
     check_expires(attrs, 120)
     assert 110_000 < pttl(valkey.port, f"db:csrf:{token}", db=5) <= 120_000
     jar = {"Cookie": f"csrf_token={token}"}
-    assert gw.request("POST", "/c/header", body=b"", headers={**jar, "X-Csrf-Token": token}
-                      )[0] == 403
-    status, _, body = gw.request("POST", "/c/header", body=b"",
-                                 headers={**jar, "X-XSRF-Token": token})
+    assert (
+        gw.request("POST", "/c/header", body=b"", headers={**jar, "X-Csrf-Token": token})[0] == 403
+    )
+    status, _, body = gw.request(
+        "POST", "/c/header", body=b"", headers={**jar, "X-XSRF-Token": token}
+    )
     assert status == 200, body
 
 
@@ -961,8 +1133,7 @@ class Traffic(threading.Thread):
             for path in FAULT_PATHS:
                 t0 = time.monotonic()
                 try:
-                    status, headers, body = self.server.get(path, headers=RETURNING,
-                                                            timeout=10)
+                    status, headers, body = self.server.get(path, headers=RETURNING, timeout=10)
                 except OSError as exc:
                     status, headers, body = -1, {}, repr(exc).encode()
                 self.results.append(Result(path, t0, time.monotonic(), status, headers, body))
@@ -980,8 +1151,10 @@ class Traffic(threading.Thread):
             time.sleep(0.02)
 
     def summary(self) -> str:
-        return "\n".join(f"{r.start:.3f} +{r.end - r.start:.3f} {r.path} {r.status} "
-                         f"{r.body[:80]!r}" for r in self.results[-40:])
+        return "\n".join(
+            f"{r.start:.3f} +{r.end - r.start:.3f} {r.path} {r.status} {r.body[:80]!r}"
+            for r in self.results[-40:]
+        )
 
     def __enter__(self) -> "Traffic":
         self.start()
@@ -1036,8 +1209,9 @@ def test_fault_valkey_killed_then_restarted(gw: Server, valkey: ValkeyServer) ->
     assert status == 200 and int(headers["X-RateLimit-Remaining"]) > 99_990
 
 
-def test_fault_valkey_frozen_answers_within_command_timeout(gw: Server,
-                                                            valkey: ValkeyServer) -> None:
+def test_fault_valkey_frozen_answers_within_command_timeout(
+    gw: Server, valkey: ValkeyServer
+) -> None:
     """A Valkey that accepts connections but does not answer (SIGSTOP): every request that
     needs it fails after commandTimeout (300 ms), requests that do not need it are not
     held up, and everything works again once it resumes."""
@@ -1088,8 +1262,9 @@ def test_fault_idle_pooled_connection_after_restart(gw: Server, valkey: ValkeySe
     assert gw.get("/s/attrs", headers=RETURNING)[0] == 200
 
 
-def test_valkey_over_mutual_tls_through_plughost_serve(tmp_path: Path,
-                                                      test_plugin_dir: Path) -> None:
+def test_valkey_over_mutual_tls_through_plughost_serve(
+    tmp_path: Path, test_plugin_dir: Path
+) -> None:
     """tls, tlsCaCert, tlsCert/tlsKey, tlsServerName over real HTTP: sessions and a rate
     limit kept in a Valkey (Debian's redis-server) that only speaks TLS and wants a client
     certificate."""
@@ -1097,32 +1272,69 @@ def test_valkey_over_mutual_tls_through_plughost_serve(tmp_path: Path,
 
     pki = make_tls_files(tmp_path / "pki")
     with ValkeyServer(tmp_path / "tls", tls=pki, tls_auth_clients=True) as srv:
-        tls = {"port": srv.port, "prefix": "tls:", "tls": True, "tlsCaCert": str(pki.ca),
-               "tlsCert": str(pki.client_cert), "tlsKey": str(pki.client_key),
-               "tlsServerName": "localhost"}
+        tls = {
+            "port": srv.port,
+            "prefix": "tls:",
+            "tls": True,
+            "tlsCaCert": str(pki.ca),
+            "tlsCert": str(pki.client_cert),
+            "tlsKey": str(pki.client_key),
+            "tlsServerName": "localhost",
+        }
         folder = tmp_path / "config"
         folder.mkdir()
-        (folder / "gateway.yaml").write_text(json.dumps({
-            "plugins": [{"path": str(test_plugin_dir / f"{n}.so")}
-                        for n in ("valkey", "session", "limiter", "static")],
-            "storages": {"Tls": {"use": "plugins.valkey.storages.ValkeyStorage",
-                                 "config": tls}},
-            "middlewares": {
-                "Session": {"use": LOAD, "config": {"storage": "Tls"}},
-                "Limit": {"use": "plugins.limiter.middlewares.LimiterMiddleware",
-                          "config": {"storage": "Tls", "maxConnections": 2}}},
-            "actions": {"Ok": {"use": "plugins.static.actions.StaticAction",
-                               "config": {"body": "ok"}}},
-            "routes": {"R": {"gatewayPath": "/", "methods": ["GET"],
-                             "middlewares": ["Session", "Limit"], "action": "Ok"}}}))
+        (folder / "gateway.yaml").write_text(
+            json.dumps(
+                {
+                    "plugins": [
+                        {"path": str(test_plugin_dir / f"{n}.so")}
+                        for n in ("valkey", "session", "limiter", "static")
+                    ],
+                    "storages": {
+                        "Tls": {"use": "plugins.valkey.storages.ValkeyStorage", "config": tls}
+                    },
+                    "middlewares": {
+                        "Session": {"use": LOAD, "config": {"storage": "Tls"}},
+                        "Limit": {
+                            "use": "plugins.limiter.middlewares.LimiterMiddleware",
+                            "config": {"storage": "Tls", "maxConnections": 2},
+                        },
+                    },
+                    "actions": {
+                        "Ok": {
+                            "use": "plugins.static.actions.StaticAction",
+                            "config": {"body": "ok"},
+                        }
+                    },
+                    "routes": {
+                        "R": {
+                            "gatewayPath": "/",
+                            "methods": ["GET"],
+                            "middlewares": ["Session", "Limit"],
+                            "action": "Ok",
+                        }
+                    },
+                }
+            )
+        )
         with Server("--config", str(folder / "gateway.yaml")) as gw:
             status, headers, body = gw.get("/")
             assert status == 200 and body == b"ok", body
             sid, _ = one_cookie(headers, "session_id")
             client = {"ca": pki.ca, "cert": pki.client_cert, "key": pki.client_key}
             # the application logs the visitor in: found in the TLS Valkey, rotated there
-            assert tls_command(srv.port, b"SET", f"tls:session:{sid}".encode(), b"user_id=1",
-                               b"EX", b"600", **client) == b"+OK\r\n"
+            assert (
+                tls_command(
+                    srv.port,
+                    b"SET",
+                    f"tls:session:{sid}".encode(),
+                    b"user_id=1",
+                    b"EX",
+                    b"600",
+                    **client,
+                )
+                == b"+OK\r\n"
+            )
             status, headers, _ = gw.get("/", headers={"Cookie": f"session_id={sid}"})
             assert status == 200
             new, _ = one_cookie(headers, "session_id")

@@ -21,8 +21,14 @@ def loaded(host: plughost.Host, plugin_dir: Path) -> plughost.Host:
 
 
 def test_answers_its_configured_response(loaded: plughost.Host) -> None:
-    action = loaded.create_action(STATIC, {"status": 201, "body": "created\n",
-                                           "headers": {"X-Kind": "demo", "Cache-Control": "no-store"}})
+    action = loaded.create_action(
+        STATIC,
+        {
+            "status": 201,
+            "body": "created\n",
+            "headers": {"X-Kind": "demo", "Cache-Control": "no-store"},
+        },
+    )
     with loaded.exchange("POST", "/things") as ex:
         assert action.handle(ex) == Next.RESPOND
         assert ex.status == 201
@@ -41,20 +47,25 @@ def test_defaults(loaded: plughost.Host) -> None:
 
 
 def test_content_type_header_wins_over_default(loaded: plughost.Host) -> None:
-    action = loaded.create_action(STATIC, {"body": "{}", "headers": {"Content-Type": "application/json"}})
+    action = loaded.create_action(
+        STATIC, {"body": "{}", "headers": {"Content-Type": "application/json"}}
+    )
     with loaded.exchange() as ex:
         action.handle(ex)
         types = [v for k, v in ex.response_headers if k.lower() == "content-type"]
         assert types == ["application/json"]
 
 
-@pytest.mark.parametrize("config, key", [
-    ({"status": 99}, "status"),
-    ({"status": "ok"}, "status"),
-    ({"headers": ["X-A"]}, "headers"),
-    ({"headers": {"X-A": "a\r\nInjected: 1"}}, "headers.X-A"),
-    ({"headers": {"Bad Name": "x"}}, "headers"),
-])
+@pytest.mark.parametrize(
+    "config, key",
+    [
+        ({"status": 99}, "status"),
+        ({"status": "ok"}, "status"),
+        ({"headers": ["X-A"]}, "headers"),
+        ({"headers": {"X-A": "a\r\nInjected: 1"}}, "headers.X-A"),
+        ({"headers": {"Bad Name": "x"}}, "headers"),
+    ],
+)
 def test_bad_config_names_the_key(loaded: plughost.Host, config: dict, key: str) -> None:
     with pytest.raises(plughost.ConfigError, match=f"actions.Hello.config.{key}"):
         loaded.create_action(STATIC, config, name="Hello")
@@ -66,22 +77,29 @@ def write_config(folder: Path, plugin_dir: Path, config: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "plugins.yaml").write_text(f"plugins:\n  - path: {plugin_dir / 'static.so'}\n")
     (folder / "actions.yaml").write_text(
-        f"actions:\n  Hello:\n    use: {STATIC}\n    config:\n{config}")
+        f"actions:\n  Hello:\n    use: {STATIC}\n    config:\n{config}"
+    )
     (folder / "routes.yaml").write_text(
-        "routes:\n  Hello:\n    gatewayPath: /\n    methods: [GET]\n    action: Hello\n")
+        "routes:\n  Hello:\n    gatewayPath: /\n    methods: [GET]\n    action: Hello\n"
+    )
     return folder
 
 
 def test_options_are_checked_by_name_ignoring_case(tmp_path: Path, plugin_dir: Path) -> None:
-    with gateways(tmp_path, lambda folder, config: write_config(
-            folder, plugin_dir, config)) as gateway:
+    with gateways(
+        tmp_path, lambda folder, config: write_config(folder, plugin_dir, config)
+    ) as gateway:
         with pytest.raises(ConfigErrors) as exc:
             gateway("      body: '{}'\n      contentTpye: application/json\n")
         (problem,) = exc.value.problems
-        assert (Path(problem.where.file).name, problem.where.line, problem.where.key) == \
-            ("actions.yaml", 6, "actions.Hello.config.contentTpye")
-        assert problem.message == (f"{STATIC} has no option 'contentTpye': did you mean "
-                                   "'contentType'?")
+        assert (Path(problem.where.file).name, problem.where.line, problem.where.key) == (
+            "actions.yaml",
+            6,
+            "actions.Hello.config.contentTpye",
+        )
+        assert problem.message == (
+            f"{STATIC} has no option 'contentTpye': did you mean 'contentType'?"
+        )
 
         gw = gateway("      BODY: '{}'\n      contenttype: application/json\n      Status: 201\n")
         r = gw.handle("GET", "/")

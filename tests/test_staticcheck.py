@@ -46,9 +46,7 @@ def _host_is_x86_64_glibc() -> None:
 # --- good files ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "name", ["good", "dup_a", "dup_b", "initfail", "segv", "hang"]
-)
+@pytest.mark.parametrize("name", ["good", "dup_a", "dup_b", "initfail", "segv", "hang"])
 def test_valid_plugins_have_no_problems_on_the_host(badfiles: dict[str, Path], name: str) -> None:
     report = check(badfiles[name])
     assert report.problems == []
@@ -155,8 +153,16 @@ def test_executable(badfiles: dict[str, Path]) -> None:
 def test_object_file(badfiles: dict[str, Path], tmp_path: Path) -> None:
     obj = tmp_path / "good.o"
     subprocess.run(
-        ["gcc", "-std=c11", "-fPIC", f"-I{ROOT / 'abi'}", "-c",
-         str(ROOT / "tests" / "badfiles" / "good.c"), "-o", str(obj)],
+        [
+            "gcc",
+            "-std=c11",
+            "-fPIC",
+            f"-I{ROOT / 'abi'}",
+            "-c",
+            str(ROOT / "tests" / "badfiles" / "good.c"),
+            "-o",
+            str(obj),
+        ],
         check=True,
     )
     report = check(obj)
@@ -290,11 +296,32 @@ def test_missing_library(tmp_path: Path) -> None:
         " return phtest_dep() ? PH_OK : PH_ERROR; }\n"
         'PH_PLUGIN_DEFINE(.name = "needsdep", .init = init);\n'
     )
-    subprocess.run([gcc, "-shared", "-fPIC", str(tmp_path / "dep.c"), "-o",
-                    str(tmp_path / "libphtestdep2.so")], check=True)
+    subprocess.run(
+        [
+            gcc,
+            "-shared",
+            "-fPIC",
+            str(tmp_path / "dep.c"),
+            "-o",
+            str(tmp_path / "libphtestdep2.so"),
+        ],
+        check=True,
+    )
     plugin = tmp_path / "needsdep.so"
-    subprocess.run([gcc, "-shared", "-fPIC", f"-I{ROOT / 'abi'}", str(tmp_path / "plugin.c"),
-                    f"-L{tmp_path}", "-lphtestdep2", "-o", str(plugin)], check=True)
+    subprocess.run(
+        [
+            gcc,
+            "-shared",
+            "-fPIC",
+            f"-I{ROOT / 'abi'}",
+            str(tmp_path / "plugin.c"),
+            f"-L{tmp_path}",
+            "-lphtestdep2",
+            "-o",
+            str(plugin),
+        ],
+        check=True,
+    )
     report = check(plugin)
     assert report.codes == ["missing-library"]
     assert "libphtestdep2.so" in message(report, "missing-library")

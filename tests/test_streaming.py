@@ -33,8 +33,10 @@ class _Upstream(socketserver.BaseRequestHandler):
             head, buf = got
             method, path = head.split(b" ")[:2]
             if path.startswith(b"/sse"):
-                sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
-                             b"Transfer-Encoding: chunked\r\n\r\n")
+                sock.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                    b"Transfer-Encoding: chunked\r\n\r\n"
+                )
                 for i in range(3):
                     event = b"data: event %d\n\n" % i
                     self.server.sent.append(time.monotonic())
@@ -42,8 +44,10 @@ class _Upstream(socketserver.BaseRequestHandler):
                     time.sleep(0.3)
                 sock.sendall(b"0\r\n\r\n")
             elif path.startswith(b"/big"):
-                sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
-                             b"Content-Length: %d\r\n\r\n" % BIG)
+                sock.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+                    b"Content-Length: %d\r\n\r\n" % BIG
+                )
                 if method == b"HEAD":
                     continue
                 piece = b"b" * 65536
@@ -51,26 +55,28 @@ class _Upstream(socketserver.BaseRequestHandler):
                     sock.sendall(piece)
                     self.server.written += len(piece)
             elif path.startswith(b"/upload"):
-                fields = {k.strip().lower(): v.strip() for k, _, v in
-                          (line.partition(b":") for line in head.split(b"\r\n")[1:])}
+                fields = {
+                    k.strip().lower(): v.strip()
+                    for k, _, v in (line.partition(b":") for line in head.split(b"\r\n")[1:])
+                }
                 size, buf = self._drain_body(sock, buf, fields)
                 if size < 0:
                     return  # the body never arrived whole: nothing recorded, no answer
                 self.server.uploads.append(size)
                 answer = b"got %d" % size
-                sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s"
-                             % (len(answer), answer))
+                sock.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(answer), answer)
+                )
             elif path.startswith(b"/break"):
-                sock.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-                             b"5\r\nhello\r\n")
+                sock.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
                 time.sleep(0.2)
                 return
             else:
                 sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
 
-
-    def _drain_body(self, sock: socket.socket, buf: bytes,
-                    fields: dict[bytes, bytes]) -> tuple[int, bytes]:
+    def _drain_body(
+        self, sock: socket.socket, buf: bytes, fields: dict[bytes, bytes]
+    ) -> tuple[int, bytes]:
         """Reads a Content-Length or chunked body without keeping it: (size, what follows),
         size -1 when the connection closed first."""
         if b"content-length" in fields:
@@ -81,7 +87,7 @@ class _Upstream(socketserver.BaseRequestHandler):
                 buf = sock.recv(1 << 20)
                 if not buf:
                     return -1, b""
-            return need, buf[need - size:]
+            return need, buf[need - size :]
         size = 0
         while True:
             while b"\r\n" not in buf:
@@ -96,7 +102,7 @@ class _Upstream(socketserver.BaseRequestHandler):
                 if not more:
                     return -1, b""
                 buf += more
-            buf = buf[n + 2:]
+            buf = buf[n + 2 :]
             size += n
             if n == 0:
                 return size, buf
@@ -123,14 +129,16 @@ def upstream() -> Iterator[StreamingUpstream]:
     server.server_close()
 
 
-def write_gateway(path: Path, plugin_dir: Path, upstream: str, options: str = "",
-                  extra: str = "") -> None:
+def write_gateway(
+    path: Path, plugin_dir: Path, upstream: str, options: str = "", extra: str = ""
+) -> None:
     """/api/* = requestid, helmet, httpfw to ``upstream``: every element streams bodies."""
-    path.write_text(f"""\
+    path.write_text(
+        f"""\
 plugins:
-  - path: {plugin_dir / 'requestid.so'}
-  - path: {plugin_dir / 'helmet.so'}
-  - path: {plugin_dir / 'httpfw.so'}
+  - path: {plugin_dir / "requestid.so"}
+  - path: {plugin_dir / "helmet.so"}
+  - path: {plugin_dir / "httpfw.so"}
 middlewares:
   RequestID:
     use: plugins.requestid.middlewares.RequestIdMiddleware
@@ -146,15 +154,26 @@ routes:
     methods: [GET, HEAD, POST]
     middlewares: [RequestID, Helmet]
     action: Forward
-""" + extra)
+"""
+        + extra
+    )
 
 
 @pytest.fixture(scope="module", params=["direct", "asgi"])
-def gateway(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-            plugin_dir: Path, upstream: StreamingUpstream) -> Iterator[Server]:
+def gateway(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    plugin_dir: Path,
+    upstream: StreamingUpstream,
+) -> Iterator[Server]:
     folder = tmp_path_factory.mktemp("streaming")
-    write_gateway(folder / "gateway.yaml", plugin_dir, upstream.url, "timeout: 2s",
-                  "server:\n  bodyLimit: 256MB\n")
+    write_gateway(
+        folder / "gateway.yaml",
+        plugin_dir,
+        upstream.url,
+        "timeout: 2s",
+        "server:\n  bodyLimit: 256MB\n",
+    )
     extra = ["--no-direct-path"] if request.param == "asgi" else []
     with Server("--config", str(folder / "gateway.yaml"), *extra) as server:
         yield server
@@ -177,8 +196,9 @@ def rss_kib(pid: int) -> int:
     raise AssertionError("no VmRSS")
 
 
-def test_server_sent_events_arrive_as_they_are_sent(gateway: Server,
-                                                    upstream: StreamingUpstream) -> None:
+def test_server_sent_events_arrive_as_they_are_sent(
+    gateway: Server, upstream: StreamingUpstream
+) -> None:
     with socket.create_connection(("127.0.0.1", gateway.port), timeout=10) as sock:
         sock.sendall(b"GET /api/sse HTTP/1.1\r\nHost: t\r\n\r\n")
         head, rest = read_head(sock)
@@ -198,7 +218,8 @@ def test_server_sent_events_arrive_as_they_are_sent(gateway: Server,
 
 
 def test_a_slow_reader_holds_the_upstream_back_and_memory_stays_flat(
-        gateway: Server, upstream: StreamingUpstream) -> None:
+    gateway: Server, upstream: StreamingUpstream
+) -> None:
     before = rss_kib(gateway.proc.pid)
     upstream.written = 0
     with socket.create_connection(("127.0.0.1", gateway.port), timeout=10) as sock:
@@ -238,8 +259,9 @@ def test_a_break_mid_body_reaches_the_client_as_a_break(gateway: Server) -> None
 
 def test_head_and_lengths_pass_through(gateway: Server) -> None:
     with socket.create_connection(("127.0.0.1", gateway.port), timeout=10) as sock:
-        sock.sendall(b"HEAD /api/big HTTP/1.1\r\nHost: t\r\n\r\n"
-                     b"GET /api/small HTTP/1.1\r\nHost: t\r\n\r\n")
+        sock.sendall(
+            b"HEAD /api/big HTTP/1.1\r\nHost: t\r\n\r\nGET /api/small HTTP/1.1\r\nHost: t\r\n\r\n"
+        )
         head, rest = read_head(sock)
         assert b"content-length: %d" % BIG in head
         while rest.count(b"hello") < 1:
@@ -248,14 +270,18 @@ def test_head_and_lengths_pass_through(gateway: Server) -> None:
 
 
 @pytest.mark.parametrize("framing", ["length", "chunked"])
-def test_uploads_stream_to_the_upstream(gateway: Server, upstream: StreamingUpstream,
-                                        framing: str) -> None:
+def test_uploads_stream_to_the_upstream(
+    gateway: Server, upstream: StreamingUpstream, framing: str
+) -> None:
     size = 48 * 1024 * 1024
     before = rss_kib(gateway.proc.pid)
     piece = b"u" * (1 << 20)
     with socket.create_connection(("127.0.0.1", gateway.port), timeout=20) as sock:
-        head = b"Content-Length: %d\r\n" % size if framing == "length" \
+        head = (
+            b"Content-Length: %d\r\n" % size
+            if framing == "length"
             else b"Transfer-Encoding: chunked\r\n"
+        )
         sock.sendall(b"POST /api/upload HTTP/1.1\r\nHost: t\r\n" + head + b"\r\n")
         peak = 0
         for i in range(size // len(piece)):
@@ -273,20 +299,24 @@ def test_uploads_stream_to_the_upstream(gateway: Server, upstream: StreamingUpst
     assert peak - before < 32 * 1024, (before, peak)
 
 
-def test_an_upload_cut_short_never_reaches_the_upstream_whole(gateway: Server,
-                                                              upstream: StreamingUpstream) -> None:
+def test_an_upload_cut_short_never_reaches_the_upstream_whole(
+    gateway: Server, upstream: StreamingUpstream
+) -> None:
     count = len(upstream.uploads)
     with socket.create_connection(("127.0.0.1", gateway.port), timeout=10) as sock:
-        sock.sendall(b"POST /api/upload HTTP/1.1\r\nHost: t\r\nContent-Length: 10000000\r\n"
-                     b"\r\n" + b"x" * 3_000_000)
+        sock.sendall(
+            b"POST /api/upload HTTP/1.1\r\nHost: t\r\nContent-Length: 10000000\r\n"
+            b"\r\n" + b"x" * 3_000_000
+        )
         time.sleep(0.3)
     time.sleep(0.5)
     assert len(upstream.uploads) == count
     assert gateway.get("/api/small")[0] == 200
 
 
-def test_a_body_over_the_limit_is_413_and_not_forwarded_whole(gateway: Server,
-                                                              upstream: StreamingUpstream) -> None:
+def test_a_body_over_the_limit_is_413_and_not_forwarded_whole(
+    gateway: Server, upstream: StreamingUpstream
+) -> None:
     count = len(upstream.uploads)
     with socket.create_connection(("127.0.0.1", gateway.port), timeout=10) as sock:
         sock.sendall(b"POST /api/upload HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
@@ -301,13 +331,14 @@ def test_a_body_over_the_limit_is_413_and_not_forwarded_whole(gateway: Server,
     assert len(upstream.uploads) == count
 
 
-def test_a_static_route_streams_on_both_paths(tmp_path: Path, plugin_dir: Path,
-                                              upstream: StreamingUpstream) -> None:
+def test_a_static_route_streams_on_both_paths(
+    tmp_path: Path, plugin_dir: Path, upstream: StreamingUpstream
+) -> None:
     """A route without '*' is served by the one-call paths first (serve_raw, serve_scope):
     its upstream answer streams there too."""
     (tmp_path / "gateway.yaml").write_text(f"""\
 plugins:
-  - path: {plugin_dir / 'httpfw.so'}
+  - path: {plugin_dir / "httpfw.so"}
 actions:
   Events:
     use: plugins.httpfw.actions.HttpAction
@@ -319,8 +350,10 @@ routes:
     action: Events
 """)
     for extra in ([], ["--no-direct-path"]):
-        with Server("--config", str(tmp_path / "gateway.yaml"), *extra) as server, \
-                socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        with (
+            Server("--config", str(tmp_path / "gateway.yaml"), *extra) as server,
+            socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock,
+        ):
             sock.sendall(b"GET /events HTTP/1.1\r\nHost: t\r\n\r\n")
             head, data = read_head(sock)
             assert b"transfer-encoding: chunked" in head, extra
@@ -330,8 +363,9 @@ routes:
             assert time.monotonic() - start < 0.2  # the first event, not the whole stream
 
 
-def test_a_client_leaving_mid_download_closes_the_upstream(gateway: Server,
-                                                           upstream: StreamingUpstream) -> None:
+def test_a_client_leaving_mid_download_closes_the_upstream(
+    gateway: Server, upstream: StreamingUpstream
+) -> None:
     upstream.written = 0
     with socket.create_connection(("127.0.0.1", gateway.port), timeout=10) as sock:
         sock.sendall(b"GET /api/big HTTP/1.1\r\nHost: t\r\n\r\n")
@@ -344,11 +378,14 @@ def test_a_client_leaving_mid_download_closes_the_upstream(gateway: Server,
     assert gateway.get("/api/small")[0] == 200
 
 
-def test_expect_100_continue_on_a_streaming_route(gateway: Server,
-                                                  upstream: StreamingUpstream) -> None:
+def test_expect_100_continue_on_a_streaming_route(
+    gateway: Server, upstream: StreamingUpstream
+) -> None:
     with socket.create_connection(("127.0.0.1", gateway.port), timeout=10) as sock:
-        sock.sendall(b"POST /api/upload HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n"
-                     b"Expect: 100-continue\r\n\r\n")
+        sock.sendall(
+            b"POST /api/upload HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n"
+            b"Expect: 100-continue\r\n\r\n"
+        )
         assert sock.recv(1024).startswith(b"HTTP/1.1 100 Continue\r\n")
         sock.sendall(b"hello")
         head, rest = read_head(sock)
@@ -359,8 +396,9 @@ def test_expect_100_continue_on_a_streaming_route(gateway: Server,
     assert head.startswith(b"http/1.1 200") and upstream.uploads[-1] == 5
 
 
-def test_both_paths_frame_streamed_answers_alike(tmp_path: Path, plugin_dir: Path,
-                                                 upstream: StreamingUpstream) -> None:
+def test_both_paths_frame_streamed_answers_alike(
+    tmp_path: Path, plugin_dir: Path, upstream: StreamingUpstream
+) -> None:
     """The same streamed answers from the direct path and the ASGI path: header names in
     order, values (the Date and the request id aside), framing and body bytes."""
     write_gateway(tmp_path / "gateway.yaml", plugin_dir, upstream.url)
@@ -368,8 +406,9 @@ def test_both_paths_frame_streamed_answers_alike(tmp_path: Path, plugin_dir: Pat
     def answer(server: Server, path: bytes, method: bytes = b"GET") -> tuple[list, bytes]:
         """A keep-alive request (the direct path takes those), read to its framing's end."""
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-            sock.sendall(b"%s %s HTTP/1.1\r\nHost: t\r\nX-Request-ID: fixed\r\n\r\n"
-                         % (method, path))
+            sock.sendall(
+                b"%s %s HTTP/1.1\r\nHost: t\r\nX-Request-ID: fixed\r\n\r\n" % (method, path)
+            )
             head, body = read_head(sock)
             if method == b"HEAD":
                 pass
@@ -384,9 +423,14 @@ def test_both_paths_frame_streamed_answers_alike(tmp_path: Path, plugin_dir: Pat
         return lines, body
 
     config = str(tmp_path / "gateway.yaml")
-    with Server("--config", config) as direct, \
-            Server("--config", config, "--no-direct-path") as asgi:
-        for path, method in ((b"/api/small", b"GET"), (b"/api/sse", b"GET"),
-                             (b"/api/big", b"HEAD")):
+    with (
+        Server("--config", config) as direct,
+        Server("--config", config, "--no-direct-path") as asgi,
+    ):
+        for path, method in (
+            (b"/api/small", b"GET"),
+            (b"/api/sse", b"GET"),
+            (b"/api/big", b"HEAD"),
+        ):
             mine, theirs = answer(direct, path, method), answer(asgi, path, method)
             assert mine == theirs, path

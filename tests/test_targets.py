@@ -8,7 +8,13 @@ import struct
 
 import pytest
 
-from plughost.checking.targets import KNOWN_TARGETS, Platform, UnknownTargetError, host_platform, parse_target
+from plughost.checking.targets import (
+    KNOWN_TARGETS,
+    Platform,
+    UnknownTargetError,
+    host_platform,
+    parse_target,
+)
 
 
 def test_host_platform_describes_this_machine() -> None:

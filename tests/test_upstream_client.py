@@ -100,9 +100,14 @@ class Sink:
         return [v for k, v in self.headers if k.lower() == name]
 
 
-async def fetch(pool: UpstreamPool, url: str, method: str = "GET",
-                headers: list[tuple[bytes, bytes]] | None = None, body: bytes | None = b"",
-                **kw: Any) -> Sink:
+async def fetch(
+    pool: UpstreamPool,
+    url: str,
+    method: str = "GET",
+    headers: list[tuple[bytes, bytes]] | None = None,
+    body: bytes | None = b"",
+    **kw: Any,
+) -> Sink:
     sink = Sink()
     pool.call(method, parse_target(url), headers or [], body, sink, **kw)
     await asyncio.wait_for(sink.finished, 10)
@@ -135,6 +140,7 @@ def test_keep_alive_connections_are_reused() -> None:
             assert up.connections == 1 and len(heads) == 5
             assert pool.idle_connections == 1
             await pool.close()
+
     run(main())
 
 
@@ -143,14 +149,24 @@ def test_the_request_target_is_sent_as_written() -> None:
         heads: list[bytes] = []
         async with Upstream(lambda c: answer_each(c, into=heads)) as up:
             pool = UpstreamPool()
-            for path in ("/api/a%00b/c", "/a%2Fb%ff?q=%2F%00&x", "/p#fragment", "?only=query",
-                         "/caf\u00e9 x"):
+            for path in (
+                "/api/a%00b/c",
+                "/a%2Fb%ff?q=%2F%00&x",
+                "/p#fragment",
+                "?only=query",
+                "/caf\u00e9 x",
+            ):
                 await fetch(pool, up.url + path)
             lines = [h.split(b"\r\n", 1)[0] for h in heads]
-            assert lines == [b"GET /api/a%00b/c HTTP/1.1", b"GET /a%2Fb%ff?q=%2F%00&x HTTP/1.1",
-                             b"GET /p HTTP/1.1", b"GET /?only=query HTTP/1.1",
-                             b"GET /caf%C3%A9%20x HTTP/1.1"]
+            assert lines == [
+                b"GET /api/a%00b/c HTTP/1.1",
+                b"GET /a%2Fb%ff?q=%2F%00&x HTTP/1.1",
+                b"GET /p HTTP/1.1",
+                b"GET /?only=query HTTP/1.1",
+                b"GET /caf%C3%A9%20x HTTP/1.1",
+            ]
             await pool.close()
+
     run(main())
 
 
@@ -159,10 +175,18 @@ def test_request_headers_the_gateway_writes_itself() -> None:
         heads: list[bytes] = []
         async with Upstream(lambda c: answer_each(c, into=heads)) as up:
             pool = UpstreamPool()
-            sent = [(b"Host", b"client.example"), (b"Connection", b"keep-alive, X-Secret"),
-                    (b"X-Secret", b"1"), (b"Keep-Alive", b"300"), (b"TE", b"trailers"),
-                    (b"Expect", b"100-continue"), (b"Content-Length", b"999"),
-                    (b"Transfer-Encoding", b"chunked"), (b"X-Kept", b"a"), (b"x-kept", b"b")]
+            sent = [
+                (b"Host", b"client.example"),
+                (b"Connection", b"keep-alive, X-Secret"),
+                (b"X-Secret", b"1"),
+                (b"Keep-Alive", b"300"),
+                (b"TE", b"trailers"),
+                (b"Expect", b"100-continue"),
+                (b"Content-Length", b"999"),
+                (b"Transfer-Encoding", b"chunked"),
+                (b"X-Kept", b"a"),
+                (b"x-kept", b"b"),
+            ]
             await fetch(pool, up.url + "/p", "POST", sent, b"abc")
             head = heads[0].decode().lower().split("\r\n")
             port = up.url.rsplit(":", 1)[1]
@@ -170,24 +194,32 @@ def test_request_headers_the_gateway_writes_itself() -> None:
             # X-Secret, named by the client's Connection header, is dropped when the request
             # arrives (drop_connection_options, tests/test_edge.py), not here: at this point
             # every field is the chain's, and what an action added must go through.
-            assert sorted(head[2:-2]) == ["content-length: 3", "x-kept: a", "x-kept: b",
-                                          "x-secret: 1"]
+            assert sorted(head[2:-2]) == [
+                "content-length: 3",
+                "x-kept: a",
+                "x-kept: b",
+                "x-secret: 1",
+            ]
             await pool.close()
+
     run(main())
 
 
 def test_response_framing_and_date_are_the_gateways() -> None:
     async def main() -> None:
-        chunked = (b"HTTP/1.1 200 OK\r\nDate: Mon, 01 Jan 2024 00:00:00 GMT\r\n"
-                   b"Transfer-Encoding: chunked\r\nConnection: keep-alive, X-Hop\r\n"
-                   b"X-Hop: 1\r\nKeep-Alive: timeout=5\r\nX-App: yes\r\n\r\n"
-                   b"3\r\nabc\r\n4\r\ndefg\r\n0\r\n\r\n")
+        chunked = (
+            b"HTTP/1.1 200 OK\r\nDate: Mon, 01 Jan 2024 00:00:00 GMT\r\n"
+            b"Transfer-Encoding: chunked\r\nConnection: keep-alive, X-Hop\r\n"
+            b"X-Hop: 1\r\nKeep-Alive: timeout=5\r\nX-App: yes\r\n\r\n"
+            b"3\r\nabc\r\n4\r\ndefg\r\n0\r\n\r\n"
+        )
         async with Upstream(lambda c: answer_each(c, chunked)) as up:
             pool = UpstreamPool()
             sink = await fetch(pool, up.url)
             assert sink.body == b"abcdefg"
             assert sink.headers == [(b"X-App", b"yes")]
             await pool.close()
+
     run(main())
 
 
@@ -198,13 +230,18 @@ def test_a_body_without_length_ends_with_the_connection() -> None:
             await c.send(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\npart one, ")
             await asyncio.sleep(0.05)
             await c.send(b"part two")
+
         async with Upstream(handler) as up:
             pool = UpstreamPool()
             sink = await fetch(pool, up.url)
-            assert (sink.status, sink.body, sink.events) == (200, b"part one, part two",
-                                                             ["head", "end"])
+            assert (sink.status, sink.body, sink.events) == (
+                200,
+                b"part one, part two",
+                ["head", "end"],
+            )
             assert pool.idle_connections == 0
             await pool.close()
+
     run(main())
 
 
@@ -217,6 +254,7 @@ def test_head_answers_have_no_body_and_the_connection_is_reused() -> None:
                     await c.send(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
                 else:
                     await c.send(OK)
+
         async with Upstream(handler) as up:
             pool = UpstreamPool()
             sink = await fetch(pool, up.url, "HEAD")
@@ -225,6 +263,7 @@ def test_head_answers_have_no_body_and_the_connection_is_reused() -> None:
             assert (sink.status, sink.body) == (200, b"hello")
             assert up.connections == 1
             await pool.close()
+
     run(main())
 
 
@@ -236,6 +275,7 @@ def test_interim_answers_are_not_passed_on() -> None:
             sink = await fetch(pool, up.url, "POST", body=b"x")
             assert (sink.status, sink.body, sink.headers) == (200, b"hello", [])
             await pool.close()
+
     run(main())
 
 
@@ -244,6 +284,7 @@ def test_an_upstream_dying_mid_response_is_a_failure_after_the_head() -> None:
         async def handler(c: Conn) -> None:
             await c.head()
             await c.send(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly part")
+
         async with Upstream(handler) as up:
             pool = UpstreamPool()
             sink = await fetch(pool, up.url)
@@ -251,6 +292,7 @@ def test_an_upstream_dying_mid_response_is_a_failure_after_the_head() -> None:
             assert sink.failure is not None and sink.failure[0] == 502
             assert "mid-response" in sink.failure[1]
             await pool.close()
+
     run(main())
 
 
@@ -260,6 +302,7 @@ def test_stale_pooled_connection_idempotent_requests_are_sent_again() -> None:
             await c.head()
             await c.send(OK)
             await asyncio.sleep(0.05)
+
         async with Upstream(once) as up:
             pool = UpstreamPool()
             await fetch(pool, up.url)
@@ -267,6 +310,7 @@ def test_stale_pooled_connection_idempotent_requests_are_sent_again() -> None:
             sink = await fetch(pool, up.url)
             assert (sink.status, sink.body) == (200, b"hello")
             await pool.close()
+
     run(main())
 
 
@@ -279,6 +323,7 @@ def test_stale_pooled_connection_a_post_is_not_sent_twice() -> None:
             if len(heads) == 1:
                 await c.send(OK)
                 heads.append(await c.head())  # the POST arrives; close without answering
+
         async with Upstream(once_then_swallow) as up:
             pool = UpstreamPool()
             await fetch(pool, up.url)
@@ -287,6 +332,7 @@ def test_stale_pooled_connection_a_post_is_not_sent_twice() -> None:
             assert "before answering" in sink.failure[1]
             assert sum(h.startswith(b"POST") for h in heads) == 1
             await pool.close()
+
     run(main())
 
 
@@ -301,6 +347,7 @@ def test_refused_is_502_and_silence_is_504() -> None:
         assert sink.failure is not None and sink.failure[0] == 502
         assert "could not connect to 127.0.0.1" in sink.failure[1]
         await pool.close()
+
     run(main())
 
 
@@ -308,14 +355,18 @@ def test_invalid_or_oversized_answers_are_502() -> None:
     async def main() -> None:
         huge = b"HTTP/1.1 200 OK\r\n" + b"X-Big: " + b"a" * 70000 + b"\r\n\r\n"
         many = b"HTTP/1.1 200 OK\r\n" + b"X-N: 1\r\n" * 101 + b"\r\n"
-        for reply, why in ((b"SSH-2.0-OpenSSH\r\n\r\n", "not valid HTTP/1.1"),
-                           (huge, "larger than 65536 bytes"), (many, "or 100 lines")):
+        for reply, why in (
+            (b"SSH-2.0-OpenSSH\r\n\r\n", "not valid HTTP/1.1"),
+            (huge, "larger than 65536 bytes"),
+            (many, "or 100 lines"),
+        ):
             async with Upstream(lambda c, r=reply: answer_each(c, r)) as up:
                 pool = UpstreamPool()
                 sink = await fetch(pool, up.url)
                 assert sink.failure is not None and sink.failure[0] == 502, reply[:20]
                 assert why in sink.failure[1]
                 await pool.close()
+
     run(main())
 
 
@@ -334,6 +385,7 @@ def test_streamed_request_body_chunked_and_with_length() -> None:
                     data = await c.reader.readexactly(10)
                 got.append(head + data)
                 await c.send(OK)
+
         async with Upstream(handler) as up:
             pool = UpstreamPool()
             for length in (None, 10):
@@ -348,6 +400,7 @@ def test_streamed_request_body_chunked_and_with_length() -> None:
             assert got[0].endswith(b"\r\n\r\n5\r\n01234\r\n5\r\n56789\r\n0\r\n\r\n")
             assert got[1].endswith(b"content-length: 10\r\n\r\n0123456789")
             await pool.close()
+
     run(main())
 
 
@@ -360,6 +413,7 @@ def test_an_aborted_upload_never_reaches_the_upstream_whole(length: int | None) 
             await c.head()
             data = await c.reader.read()  # until the gateway closes the connection
             received.set_result(data)
+
         async with Upstream(handler) as up:
             pool = UpstreamPool()
             sink = Sink()
@@ -372,6 +426,7 @@ def test_an_aborted_upload_never_reaches_the_upstream_whole(length: int | None) 
             assert len(data) < 1000 and not data.endswith(b"0\r\n\r\n")
             assert sink.events == []
             await pool.close()
+
     run(main())
 
 
@@ -389,6 +444,7 @@ def test_a_paused_reader_stops_reading_from_the_upstream() -> None:
                 await c.writer.drain()
                 written[0] += len(piece)
             await answer_each(c)  # then small answers on the same connection
+
         async with Upstream(handler) as up:
             pool = UpstreamPool()
 
@@ -416,6 +472,7 @@ def test_a_paused_reader_stops_reading_from_the_upstream() -> None:
             again = await fetch(pool, up.url, timeout=2)
             assert (again.status, again.body, up.connections) == (200, b"hello", 1)
             await pool.close()
+
     run(main())
 
 
@@ -428,15 +485,19 @@ def test_idle_connections_are_closed_after_the_idle_timeout() -> None:
             await asyncio.sleep(0.5)
             assert pool.idle_connections == 0
             await pool.close()
+
     run(main())
 
 
-@pytest.mark.parametrize("url, why", [
-    ("ftp://host/x", "not an absolute http:// or https:// URL"),
-    ("http:///x", "names no host"),
-    ("http://host:99999/", "invalid port"),
-    ("http://[::1/", "malformed IPv6"),
-])
+@pytest.mark.parametrize(
+    "url, why",
+    [
+        ("ftp://host/x", "not an absolute http:// or https:// URL"),
+        ("http:///x", "names no host"),
+        ("http://host:99999/", "invalid port"),
+        ("http://[::1/", "malformed IPv6"),
+    ],
+)
 def test_bad_upstream_urls(url: str, why: str) -> None:
     with pytest.raises(ValueError, match=why):
         parse_target(url)
@@ -444,7 +505,11 @@ def test_bad_upstream_urls(url: str, why: str) -> None:
 
 def test_targets_keep_what_the_url_wrote() -> None:
     t = parse_target("http://user:pw@[::1]:8080?x=%41")
-    assert (t.origin.host, t.origin.port, t.origin.authority, t.path) == \
-        ("::1", 8080, b"[::1]:8080", b"/?x=%41")
+    assert (t.origin.host, t.origin.port, t.origin.authority, t.path) == (
+        "::1",
+        8080,
+        b"[::1]:8080",
+        b"/?x=%41",
+    )
     t = parse_target("HTTPS://example.com/a/../b#frag")
     assert (t.origin.scheme, t.origin.port, t.path) == ("https", 443, b"/a/../b")

@@ -77,8 +77,9 @@ def test_incr_starts_at_zero_and_keeps_its_expiry(storage: plughost.Storage) -> 
     assert storage.incr_with_ttl(b"forever", 2)[1] is None  # no ttl: none
 
 
-def test_incr_script_is_cached_on_the_server(storage: plughost.Storage,
-                                             server: ValkeyServer) -> None:
+def test_incr_script_is_cached_on_the_server(
+    storage: plughost.Storage, server: ValkeyServer
+) -> None:
     storage.incr(b"c")
     storage.incr(b"c")  # the second call goes through EVALSHA
     assert storage.get(b"c") == b"2"
@@ -93,8 +94,9 @@ def test_incr_on_text_is_a_clear_error(storage: plughost.Storage) -> None:
     assert storage.get(b"name") == b"alice"
 
 
-def test_incr_from_two_threads_loses_no_update(host: plughost.Host, plugin_dir: Path,
-                                               server: ValkeyServer) -> None:
+def test_incr_from_two_threads_loses_no_update(
+    host: plughost.Host, plugin_dir: Path, server: ValkeyServer
+) -> None:
     host.load_plugin(plugin_dir / "valkey.so")
     st = host.create_storage("Pool", VALKEY, {"port": server.port, "poolSize": 2})
     rounds = 5_000
@@ -116,12 +118,14 @@ def test_incr_from_two_threads_loses_no_update(host: plughost.Host, plugin_dir: 
     assert st.get(b"counter") == str(2 * rounds).encode()
 
 
-def test_pool_of_one_serialises_callers(host: plughost.Host, plugin_dir: Path,
-                                        server: ValkeyServer) -> None:
+def test_pool_of_one_serialises_callers(
+    host: plughost.Host, plugin_dir: Path, server: ValkeyServer
+) -> None:
     host.load_plugin(plugin_dir / "valkey.so")
     st = host.create_storage("One", VALKEY, {"port": server.port, "poolSize": 1})
-    threads = [threading.Thread(target=lambda: [st.incr(b"n") for _ in range(500)])
-               for _ in range(4)]
+    threads = [
+        threading.Thread(target=lambda: [st.incr(b"n") for _ in range(500)]) for _ in range(4)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -142,8 +146,9 @@ def test_reset_removes_only_its_prefix(storage: plughost.Storage, server: Valkey
     assert command(server.port, b"GET", b"other:keep") == b"$1\r\n1\r\n"
 
 
-def test_glob_characters_in_the_prefix_are_literal(host: plughost.Host, plugin_dir: Path,
-                                                   server: ValkeyServer) -> None:
+def test_glob_characters_in_the_prefix_are_literal(
+    host: plughost.Host, plugin_dir: Path, server: ValkeyServer
+) -> None:
     host.load_plugin(plugin_dir / "valkey.so")
     st = host.create_storage("Glob", VALKEY, {"port": server.port, "prefix": "a*"})
     st.set(b"x", b"1")
@@ -153,8 +158,9 @@ def test_glob_characters_in_the_prefix_are_literal(host: plughost.Host, plugin_d
     assert command(server.port, b"GET", b"abc") == b"$1\r\n1\r\n"
 
 
-def test_db_option_selects_the_database(host: plughost.Host, plugin_dir: Path,
-                                        server: ValkeyServer) -> None:
+def test_db_option_selects_the_database(
+    host: plughost.Host, plugin_dir: Path, server: ValkeyServer
+) -> None:
     host.load_plugin(plugin_dir / "valkey.so")
     st = host.create_storage("Db", VALKEY, {"port": server.port, "db": 3})
     st.set(b"k", b"v")
@@ -162,18 +168,22 @@ def test_db_option_selects_the_database(host: plughost.Host, plugin_dir: Path,
     assert command(server.port, b"DBSIZE") == b":0\r\n"
 
 
-@pytest.mark.parametrize("config, key", [
-    ({"port": "lots"}, "port"),
-    ({"port": 70000}, "port"),
-    ({"poolSize": 0}, "poolSize"),
-    ({"db": -1}, "db"),
-    ({"connectTimeout": "soon"}, "connectTimeout"),
-    ({"commandTimeout": 0}, "commandTimeout"),
-    ({"host": ""}, "host"),
-    ({"username": "bob"}, "password"),
-])
-def test_bad_config_names_the_key(host: plughost.Host, plugin_dir: Path, config: dict,
-                                  key: str) -> None:
+@pytest.mark.parametrize(
+    "config, key",
+    [
+        ({"port": "lots"}, "port"),
+        ({"port": 70000}, "port"),
+        ({"poolSize": 0}, "poolSize"),
+        ({"db": -1}, "db"),
+        ({"connectTimeout": "soon"}, "connectTimeout"),
+        ({"commandTimeout": 0}, "commandTimeout"),
+        ({"host": ""}, "host"),
+        ({"username": "bob"}, "password"),
+    ],
+)
+def test_bad_config_names_the_key(
+    host: plughost.Host, plugin_dir: Path, config: dict, key: str
+) -> None:
     host.load_plugin(plugin_dir / "valkey.so")
     with pytest.raises(plughost.ConfigError, match=f"storages.Bad.config.{key}"):
         host.create_storage("Bad", VALKEY, config)
@@ -184,54 +194,74 @@ def write_storage_config(folder: Path, plugin_dir: Path, config: str) -> Path:
     """A Seam configuration folder whose storage Shared is a ValkeyStorage with ``config``
     (YAML lines under `config:` from line 5 of storages.yaml)."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "plugins.yaml").write_text("plugins:\n" + "".join(
-        f"  - path: {plugin_dir / name}.so\n" for name in ("valkey", "static")))
+    (folder / "plugins.yaml").write_text(
+        "plugins:\n"
+        + "".join(f"  - path: {plugin_dir / name}.so\n" for name in ("valkey", "static"))
+    )
     (folder / "storages.yaml").write_text(
-        f"storages:\n  Shared:\n    use: {VALKEY}\n    config:\n{config}")
+        f"storages:\n  Shared:\n    use: {VALKEY}\n    config:\n{config}"
+    )
     (folder / "actions.yaml").write_text(
-        "actions:\n  Hello:\n    use: plugins.static.actions.StaticAction\n")
+        "actions:\n  Hello:\n    use: plugins.static.actions.StaticAction\n"
+    )
     (folder / "routes.yaml").write_text(
-        "routes:\n  Hello:\n    gatewayPath: /\n    methods: [GET]\n    action: Hello\n")
+        "routes:\n  Hello:\n    gatewayPath: /\n    methods: [GET]\n    action: Hello\n"
+    )
     return folder
 
 
-def test_options_are_checked_by_name_ignoring_case(tmp_path: Path, plugin_dir: Path,
-                                                   server: ValkeyServer) -> None:
-    with gateways(tmp_path, lambda folder, config: write_storage_config(
-            folder, plugin_dir, config)) as gateway:
+def test_options_are_checked_by_name_ignoring_case(
+    tmp_path: Path, plugin_dir: Path, server: ValkeyServer
+) -> None:
+    with gateways(
+        tmp_path, lambda folder, config: write_storage_config(folder, plugin_dir, config)
+    ) as gateway:
         with pytest.raises(ConfigErrors) as exc:
             gateway(f"      port: {server.port}\n      comandTimeout: 1s\n")
         (problem,) = exc.value.problems
-        assert (Path(problem.where.file).name, problem.where.line, problem.where.key) == \
-            ("storages.yaml", 6, "storages.Shared.config.comandTimeout")
-        assert problem.message == (f"{VALKEY} has no option 'comandTimeout': did you mean "
-                                   "'commandTimeout'?")
+        assert (Path(problem.where.file).name, problem.where.line, problem.where.key) == (
+            "storages.yaml",
+            6,
+            "storages.Shared.config.comandTimeout",
+        )
+        assert problem.message == (
+            f"{VALKEY} has no option 'comandTimeout': did you mean 'commandTimeout'?"
+        )
 
-        gw = gateway(f"      PORT: {server.port}\n      Prefix: 'cased:'\n"
-                     "      commandtimeout: 1s\n")
+        gw = gateway(
+            f"      PORT: {server.port}\n      Prefix: 'cased:'\n      commandtimeout: 1s\n"
+        )
         gw.storage("Shared").set(b"k", b"v")
         assert command(server.port, b"GET", b"cased:k") == b"$1\r\nv\r\n"
 
 
-def test_no_server_is_a_clear_error(host: plughost.Host, plugin_dir: Path,
-                                    tmp_path: Path) -> None:
+def test_no_server_is_a_clear_error(host: plughost.Host, plugin_dir: Path, tmp_path: Path) -> None:
     host.load_plugin(plugin_dir / "valkey.so")
     port = ValkeyServer(tmp_path).port  # free, nobody listening
     st = host.create_storage("Down", VALKEY, {"port": port, "connectTimeout": "500ms"})
-    with pytest.raises(plughost.StorageError,
-                       match=rf"valkey 127\.0\.0\.1:{port}: .*is the server running\?"):
+    with pytest.raises(
+        plughost.StorageError, match=rf"valkey 127\.0\.0\.1:{port}: .*is the server running\?"
+    ):
         st.get(b"k")
 
 
-def test_server_restart_recovers_without_recreating(storage: plughost.Storage,
-                                                    server: ValkeyServer) -> None:
+def test_server_restart_recovers_without_recreating(
+    storage: plughost.Storage, server: ValkeyServer
+) -> None:
     storage.set(b"k", b"v")
     assert storage.incr(b"n") == 1
     server.kill()
-    for op in (lambda: storage.get(b"k"), lambda: storage.set(b"k", b"w"),
-               lambda: storage.incr(b"n"), lambda: storage.delete(b"k"), storage.reset):
-        with pytest.raises(plughost.StorageError,
-                           match=rf"valkey 127\.0\.0\.1:{server.port}: .*is the server running\?"):
+    for op in (
+        lambda: storage.get(b"k"),
+        lambda: storage.set(b"k", b"w"),
+        lambda: storage.incr(b"n"),
+        lambda: storage.delete(b"k"),
+        storage.reset,
+    ):
+        with pytest.raises(
+            plughost.StorageError,
+            match=rf"valkey 127\.0\.0\.1:{server.port}: .*is the server running\?",
+        ):
             op()
     server.start()  # same port, empty (no persistence)
     assert storage.get(b"k") is None
@@ -240,8 +270,9 @@ def test_server_restart_recovers_without_recreating(storage: plughost.Storage,
     assert storage.incr(b"n") == 1
 
 
-def test_password_authenticates(host: plughost.Host, plugin_dir: Path,
-                                server: ValkeyServer) -> None:
+def test_password_authenticates(
+    host: plughost.Host, plugin_dir: Path, server: ValkeyServer
+) -> None:
     host.load_plugin(plugin_dir / "valkey.so")
     assert command(server.port, b"CONFIG", b"SET", b"requirepass", b"s3cret") == b"+OK\r\n"
     good = host.create_storage("Good", VALKEY, {"port": server.port, "password": "s3cret"})
@@ -249,16 +280,19 @@ def test_password_authenticates(host: plughost.Host, plugin_dir: Path,
     assert good.get(b"k") == b"v"
     # create() connects once: a server refusing the password stops the start, with the
     # server's reason and what to check (never the password itself)
-    with pytest.raises(ConfigError, match="AUTH failed: WRONGPASS.*check the storage's "
-                                          "password") as info:
+    with pytest.raises(
+        ConfigError, match="AUTH failed: WRONGPASS.*check the storage's password"
+    ) as info:
         host.create_storage("Wrong", VALKEY, {"port": server.port, "password": "nope"})
     assert "nope" not in str(info.value)
     with pytest.raises(ConfigError, match="PING failed: NOAUTH"):
         host.create_storage("Anon", VALKEY, {"port": server.port})
     # the password changed on the server while running: calls fail with the reason
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
-        s.sendall(b"AUTH s3cret\r\nCONFIG SET requirepass changed\r\n"
-                  b"CLIENT KILL TYPE normal SKIPME yes\r\n")
+        s.sendall(
+            b"AUTH s3cret\r\nCONFIG SET requirepass changed\r\n"
+            b"CLIENT KILL TYPE normal SKIPME yes\r\n"
+        )
         time.sleep(0.2)
         assert s.recv(4096).startswith(b"+OK\r\n+OK\r\n:")
     with pytest.raises(plughost.StorageError, match="AUTH failed: WRONGPASS"):
@@ -267,12 +301,19 @@ def test_password_authenticates(host: plughost.Host, plugin_dir: Path,
 
 # --------------------------------------------------------------- reconnect and retry ---
 
-def test_first_calls_after_a_restart_succeed(storage: plughost.Storage,
-                                             server: ValkeyServer) -> None:
+
+def test_first_calls_after_a_restart_succeed(
+    storage: plughost.Storage, server: ValkeyServer
+) -> None:
     storage.set(b"k", b"v")
     assert storage.incr(b"n") == 1
-    for op in (lambda: storage.get(b"k"), lambda: storage.set(b"k", b"w"),
-               lambda: storage.incr(b"n"), lambda: storage.delete(b"k"), storage.reset):
+    for op in (
+        lambda: storage.get(b"k"),
+        lambda: storage.set(b"k", b"w"),
+        lambda: storage.incr(b"n"),
+        lambda: storage.delete(b"k"),
+        storage.reset,
+    ):
         server.kill()
         server.start()  # same port, empty; the pooled connection points at the dead one
         op()  # no error: the dead idle connection is replaced before anything is sent
@@ -287,12 +328,14 @@ def test_first_calls_after_a_restart_succeed(storage: plughost.Storage,
     assert storage.incr(b"n") == 1  # the new server never saw an increment: counted once
 
 
-def test_connections_killed_by_the_server_are_replaced(host: plughost.Host, plugin_dir: Path,
-                                                       server: ValkeyServer) -> None:
+def test_connections_killed_by_the_server_are_replaced(
+    host: plughost.Host, plugin_dir: Path, server: ValkeyServer
+) -> None:
     host.load_plugin(plugin_dir / "valkey.so")
     st = host.create_storage("Killed", VALKEY, {"port": server.port, "poolSize": 3})
-    threads = [threading.Thread(target=lambda: [st.incr(b"n") for _ in range(50)])
-               for _ in range(3)]
+    threads = [
+        threading.Thread(target=lambda: [st.incr(b"n") for _ in range(50)]) for _ in range(3)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -304,17 +347,20 @@ def test_connections_killed_by_the_server_are_replaced(host: plughost.Host, plug
     assert st.get(b"n") == b"151"
 
 
-def test_timeout_is_not_retried_and_is_a_clear_error(host: plughost.Host, plugin_dir: Path,
-                                                     server: ValkeyServer) -> None:
+def test_timeout_is_not_retried_and_is_a_clear_error(
+    host: plughost.Host, plugin_dir: Path, server: ValkeyServer
+) -> None:
     host.load_plugin(plugin_dir / "valkey.so")
     st = host.create_storage("Slow", VALKEY, {"port": server.port, "commandTimeout": "300ms"})
     assert st.incr(b"n") == 1
     server.pause()
     try:
         started = time.monotonic()
-        with pytest.raises(plughost.StorageError,
-                           match=rf"valkey 127\.0\.0\.1:{server.port}: no reply to INCR within "
-                                 r"commandTimeout \(300 ms\).* not retried"):
+        with pytest.raises(
+            plughost.StorageError,
+            match=rf"valkey 127\.0\.0\.1:{server.port}: no reply to INCR within "
+            r"commandTimeout \(300 ms\).* not retried",
+        ):
             st.incr(b"n")
         assert time.monotonic() - started < 0.9  # one timeout, no second attempt
         with pytest.raises(plughost.StorageError, match="no reply to GET within commandTimeout"):
@@ -351,8 +397,15 @@ class FakeValkey:
         self.thread = threading.Thread(target=self._accept, daemon=True)
         self.thread.start()
 
-    def drop(self, name: bytes, *, applied: bool, partial: bytes = b"", times: int = 1,
-             fresh_too: bool = False) -> None:
+    def drop(
+        self,
+        name: bytes,
+        *,
+        applied: bool,
+        partial: bytes = b"",
+        times: int = 1,
+        fresh_too: bool = False,
+    ) -> None:
         """``times``: drop that many; ``fresh_too``: also on new connections."""
         with self.lock:
             self.drop_name, self.apply_dropped, self.partial = name, applied, partial
@@ -417,8 +470,11 @@ class FakeValkey:
                     return
                 with self.lock:
                     self.seen.append(cmd[0].upper())
-                    dropping = ((served > 0 or self.drop_fresh) and self.drops > 0
-                                and cmd[0].upper() == self.drop_name)
+                    dropping = (
+                        (served > 0 or self.drop_fresh)
+                        and self.drops > 0
+                        and cmd[0].upper() == self.drop_name
+                    )
                     if dropping:
                         self.drops -= 1
                         if self.apply_dropped:
@@ -451,37 +507,46 @@ def fake_storage(host: plughost.Host, plugin_dir: Path, fake: FakeValkey) -> plu
     return st
 
 
-@pytest.mark.parametrize("name, op, expected", [
-    (b"GET", lambda st: st.get(b"k"), b"v"),
-    (b"SET", lambda st: st.set(b"k", b"w"), None),
-    (b"DEL", lambda st: st.delete(b"k"), True),
-])
+@pytest.mark.parametrize(
+    "name, op, expected",
+    [
+        (b"GET", lambda st: st.get(b"k"), b"v"),
+        (b"SET", lambda st: st.set(b"k", b"w"), None),
+        (b"DEL", lambda st: st.delete(b"k"), True),
+    ],
+)
 def test_idempotent_command_is_retried_once_when_the_connection_dies_unanswered(
-        fake_storage: plughost.Storage, fake: FakeValkey, name: bytes, op: Any,
-        expected: Any) -> None:
+    fake_storage: plughost.Storage, fake: FakeValkey, name: bytes, op: Any, expected: Any
+) -> None:
     before = fake.seen.count(name)
     fake.drop(name, applied=False)
     assert op(fake_storage) == expected
     assert fake.seen.count(name) == before + 2  # sent, lost with its connection, sent again
 
 
-def test_no_retry_once_part_of_the_reply_arrived(fake_storage: plughost.Storage,
-                                                  fake: FakeValkey) -> None:
+def test_no_retry_once_part_of_the_reply_arrived(
+    fake_storage: plughost.Storage, fake: FakeValkey
+) -> None:
     fake.drop(b"GET", applied=False, partial=b"$1\r\n")
-    with pytest.raises(plughost.StorageError,
-                       match=rf"valkey 127\.0\.0\.1:{fake.port}: the server closed the "
-                             r"connection during GET: is the server running\?"):
+    with pytest.raises(
+        plughost.StorageError,
+        match=rf"valkey 127\.0\.0\.1:{fake.port}: the server closed the "
+        r"connection during GET: is the server running\?",
+    ):
         fake_storage.get(b"k")
     assert fake.seen.count(b"GET") == 1
     assert fake_storage.get(b"k") == b"v"  # the next call simply uses a new connection
 
 
-def test_idempotent_retry_happens_only_once(fake_storage: plughost.Storage,
-                                            fake: FakeValkey) -> None:
+def test_idempotent_retry_happens_only_once(
+    fake_storage: plughost.Storage, fake: FakeValkey
+) -> None:
     fake.drop(b"GET", applied=False, times=2, fresh_too=True)  # the retry dies as well
-    with pytest.raises(plughost.StorageError,
-                       match=rf"valkey 127\.0\.0\.1:{fake.port}: the server closed the "
-                             r"connection during GET: is the server running\?"):
+    with pytest.raises(
+        plughost.StorageError,
+        match=rf"valkey 127\.0\.0\.1:{fake.port}: the server closed the "
+        r"connection during GET: is the server running\?",
+    ):
         fake_storage.get(b"k")
     assert fake.seen.count(b"GET") == 2
     assert fake_storage.get(b"k") == b"v"
@@ -489,18 +554,22 @@ def test_idempotent_retry_happens_only_once(fake_storage: plughost.Storage,
 
 
 def test_incr_is_not_retried_once_the_server_may_have_applied_it(
-        fake_storage: plughost.Storage, fake: FakeValkey) -> None:
+    fake_storage: plughost.Storage, fake: FakeValkey
+) -> None:
     assert fake_storage.incr(b"n") == 1
     fake.drop(b"EVALSHA", applied=True)  # ran the script, then died before answering
-    with pytest.raises(plughost.StorageError,
-                       match=rf"valkey 127\.0\.0\.1:{fake.port}: the server closed the "
-                             r"connection before answering INCR, which was not retried"):
+    with pytest.raises(
+        plughost.StorageError,
+        match=rf"valkey 127\.0\.0\.1:{fake.port}: the server closed the "
+        r"connection before answering INCR, which was not retried",
+    ):
         fake_storage.incr(b"n")
     assert fake.seen.count(b"EVALSHA") == 2  # the first incr and the dropped one: no retry
     assert fake_storage.incr(b"n") == 3  # counted once each: 1, (2, unanswered), 3
 
 
 # ------------------------------------------------------------------------------- TLS ---
+
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
@@ -525,18 +594,21 @@ def mtls_server(tmp_path: Path, pki: TlsFiles) -> Iterator[ValkeyServer]:
         srv.stop()
 
 
-def tls_storage(host: plughost.Host, plugin_dir: Path, name: str, **config: Any
-                ) -> plughost.Storage:
+def tls_storage(
+    host: plughost.Host, plugin_dir: Path, name: str, **config: Any
+) -> plughost.Storage:
     if VALKEY not in host.types:
         host.load_plugin(plugin_dir / "valkey.so")
     return host.create_storage(name, VALKEY, {"tls": True, **config})
 
 
-def test_tls_round_trip(host: plughost.Host, plugin_dir: Path, tls_server: ValkeyServer,
-                        pki: TlsFiles) -> None:
+def test_tls_round_trip(
+    host: plughost.Host, plugin_dir: Path, tls_server: ValkeyServer, pki: TlsFiles
+) -> None:
     # The server listens with TLS only (--port 0): every answer below came through TLS.
-    st = tls_storage(host, plugin_dir, "Tls", port=tls_server.port, tlsCaCert=str(pki.ca),
-                     prefix="t:")
+    st = tls_storage(
+        host, plugin_dir, "Tls", port=tls_server.port, tlsCaCert=str(pki.ca), prefix="t:"
+    )
     st.set(b"k", b"v\x00binary", ttl=60)
     assert st.get(b"k") == b"v\x00binary"
     assert st.incr_with_ttl(b"n", 2, ttl=60)[0] == 2
@@ -547,83 +619,125 @@ def test_tls_round_trip(host: plughost.Host, plugin_dir: Path, tls_server: Valke
     assert tls_command(tls_server.port, b"DBSIZE", ca=pki.ca) == b":0\r\n"
 
 
-def test_tls_checks_the_server_name(host: plughost.Host, plugin_dir: Path,
-                                    tls_server: ValkeyServer, pki: TlsFiles) -> None:
+def test_tls_checks_the_server_name(
+    host: plughost.Host, plugin_dir: Path, tls_server: ValkeyServer, pki: TlsFiles
+) -> None:
     # The certificate names localhost and 127.0.0.1; the default name is `host`.
-    good = tls_storage(host, plugin_dir, "ByName", port=tls_server.port, tlsCaCert=str(pki.ca),
-                       tlsServerName="localhost")
+    good = tls_storage(
+        host,
+        plugin_dir,
+        "ByName",
+        port=tls_server.port,
+        tlsCaCert=str(pki.ca),
+        tlsServerName="localhost",
+    )
     assert good.incr(b"n") == 1
-    with pytest.raises(ConfigError,
-                       match=rf"valkey 127\.0\.0\.1:{tls_server.port}: TLS handshake failed: "
-                             r"certificate verify failed: .*check tlsCaCert and tlsServerName"
-                             r".*name: valkey\.example\.com"):
-        tls_storage(host, plugin_dir, "OtherName", port=tls_server.port,
-                    tlsCaCert=str(pki.ca), tlsServerName="valkey.example.com")
+    with pytest.raises(
+        ConfigError,
+        match=rf"valkey 127\.0\.0\.1:{tls_server.port}: TLS handshake failed: "
+        r"certificate verify failed: .*check tlsCaCert and tlsServerName"
+        r".*name: valkey\.example\.com",
+    ):
+        tls_storage(
+            host,
+            plugin_dir,
+            "OtherName",
+            port=tls_server.port,
+            tlsCaCert=str(pki.ca),
+            tlsServerName="valkey.example.com",
+        )
 
 
-def test_tls_with_the_wrong_ca_is_a_clear_error(host: plughost.Host, plugin_dir: Path,
-                                                tls_server: ValkeyServer,
-                                                pki: TlsFiles) -> None:
-    with pytest.raises(ConfigError,
-                       match=rf"valkey 127\.0\.0\.1:{tls_server.port}: TLS handshake failed: "
-                             r"certificate verify failed: the server's certificate was not "
-                             r"accepted: check tlsCaCert and tlsServerName \(tlsCaCert: "
-                             rf"{re.escape(str(pki.other_ca))}; name: 127\.0\.0\.1\)"):
-        tls_storage(host, plugin_dir, "WrongCa", port=tls_server.port,
-                    tlsCaCert=str(pki.other_ca))
+def test_tls_with_the_wrong_ca_is_a_clear_error(
+    host: plughost.Host, plugin_dir: Path, tls_server: ValkeyServer, pki: TlsFiles
+) -> None:
+    with pytest.raises(
+        ConfigError,
+        match=rf"valkey 127\.0\.0\.1:{tls_server.port}: TLS handshake failed: "
+        r"certificate verify failed: the server's certificate was not "
+        r"accepted: check tlsCaCert and tlsServerName \(tlsCaCert: "
+        rf"{re.escape(str(pki.other_ca))}; name: 127\.0\.0\.1\)",
+    ):
+        tls_storage(host, plugin_dir, "WrongCa", port=tls_server.port, tlsCaCert=str(pki.other_ca))
     # No tlsCaCert: the system's trust store, which does not know the test CA either.
     with pytest.raises(ConfigError, match=r"certificate verify failed.*system trust"):
         tls_storage(host, plugin_dir, "SystemCa", port=tls_server.port)
 
 
-def test_tls_skip_verify_accepts_any_certificate(host: plughost.Host, plugin_dir: Path,
-                                                 tls_server: ValkeyServer,
-                                                 caplog: pytest.LogCaptureFixture) -> None:
+def test_tls_skip_verify_accepts_any_certificate(
+    host: plughost.Host,
+    plugin_dir: Path,
+    tls_server: ValkeyServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     st = tls_storage(host, plugin_dir, "Insecure", port=tls_server.port, tlsSkipVerify=True)
     assert "tlsSkipVerify is true" in caplog.text and "testing only" in caplog.text
     assert st.incr(b"n") == 1
 
 
-def test_mutual_tls(host: plughost.Host, plugin_dir: Path, mtls_server: ValkeyServer,
-                    pki: TlsFiles) -> None:
-    st = tls_storage(host, plugin_dir, "Mutual", port=mtls_server.port, tlsCaCert=str(pki.ca),
-                     tlsCert=str(pki.client_cert), tlsKey=str(pki.client_key))
+def test_mutual_tls(
+    host: plughost.Host, plugin_dir: Path, mtls_server: ValkeyServer, pki: TlsFiles
+) -> None:
+    st = tls_storage(
+        host,
+        plugin_dir,
+        "Mutual",
+        port=mtls_server.port,
+        tlsCaCert=str(pki.ca),
+        tlsCert=str(pki.client_cert),
+        tlsKey=str(pki.client_key),
+    )
     st.set(b"k", b"v")
     assert st.get(b"k") == b"v"
     assert st.incr(b"n") == 1
     # TLS 1.3: the server checks the client's certificate after the client's handshake is
     # done, so the refusal shows on the first command (create's PING): as the server's
     # alert, or as a reset when the alert is lost because the command was already sent.
-    with pytest.raises(ConfigError,
-                       match=rf"valkey 127\.0\.0\.1:{mtls_server.port}: .*(certificate required"
-                             r".*set tlsCert and tlsKey|refuse the client certificate "
-                             r"\(tlsCert, tlsKey\))"):
+    with pytest.raises(
+        ConfigError,
+        match=rf"valkey 127\.0\.0\.1:{mtls_server.port}: .*(certificate required"
+        r".*set tlsCert and tlsKey|refuse the client certificate "
+        r"\(tlsCert, tlsKey\))",
+    ):
         tls_storage(host, plugin_dir, "NoCert", port=mtls_server.port, tlsCaCert=str(pki.ca))
 
 
-def test_plain_client_on_a_tls_port_is_told_to_use_tls(host: plughost.Host, plugin_dir: Path,
-                                                       tls_server: ValkeyServer) -> None:
+def test_plain_client_on_a_tls_port_is_told_to_use_tls(
+    host: plughost.Host, plugin_dir: Path, tls_server: ValkeyServer
+) -> None:
     host.load_plugin(plugin_dir / "valkey.so")
-    with pytest.raises(ConfigError,
-                       match=rf"valkey 127\.0\.0\.1:{tls_server.port}: .*new connection: is the "
-                             r"server expecting TLS on this port \(then set tls: true\)\?"):
+    with pytest.raises(
+        ConfigError,
+        match=rf"valkey 127\.0\.0\.1:{tls_server.port}: .*new connection: is the "
+        r"server expecting TLS on this port \(then set tls: true\)\?",
+    ):
         host.create_storage("Plain", VALKEY, {"port": tls_server.port})
 
 
-def test_tls_client_on_a_plain_port_is_a_clear_error(host: plughost.Host, plugin_dir: Path,
-                                                     server: ValkeyServer,
-                                                     pki: TlsFiles) -> None:
-    with pytest.raises(ConfigError,
-                       match=rf"valkey 127\.0\.0\.1:{server.port}: TLS handshake failed: .*is "
-                             r"the server using TLS on this port\?"):
-        tls_storage(host, plugin_dir, "TlsToPlain", port=server.port, tlsCaCert=str(pki.ca),
-                    commandTimeout="500ms")
+def test_tls_client_on_a_plain_port_is_a_clear_error(
+    host: plughost.Host, plugin_dir: Path, server: ValkeyServer, pki: TlsFiles
+) -> None:
+    with pytest.raises(
+        ConfigError,
+        match=rf"valkey 127\.0\.0\.1:{server.port}: TLS handshake failed: .*is "
+        r"the server using TLS on this port\?",
+    ):
+        tls_storage(
+            host,
+            plugin_dir,
+            "TlsToPlain",
+            port=server.port,
+            tlsCaCert=str(pki.ca),
+            commandTimeout="500ms",
+        )
 
 
-def test_tls_restart_recovers_on_the_next_call(host: plughost.Host, plugin_dir: Path,
-                                               tls_server: ValkeyServer, pki: TlsFiles) -> None:
-    st = tls_storage(host, plugin_dir, "TlsRestart", port=tls_server.port,
-                     tlsCaCert=str(pki.ca), poolSize=2)
+def test_tls_restart_recovers_on_the_next_call(
+    host: plughost.Host, plugin_dir: Path, tls_server: ValkeyServer, pki: TlsFiles
+) -> None:
+    st = tls_storage(
+        host, plugin_dir, "TlsRestart", port=tls_server.port, tlsCaCert=str(pki.ca), poolSize=2
+    )
     assert st.incr(b"n") == 1
     tls_server.kill()
     tls_server.start()
@@ -631,37 +745,61 @@ def test_tls_restart_recovers_on_the_next_call(host: plughost.Host, plugin_dir: 
     assert st.get(b"n") == b"1"
 
 
-@pytest.mark.parametrize("config, key, message", [
-    ({"tlsCaCert": "/nonexistent/ca.pem"}, "tlsCaCert",
-     r"cannot read '/nonexistent/ca\.pem': No such file or directory"),
-    ({"tlsCaCert": "{dir}"}, "tlsCaCert", r"'.*' is not a file"),
-    ({"tlsCaCert": "{client_key}"}, "tlsCaCert", r"'.*client\.key' holds no CA certificate"),
-    ({"tlsCert": "{client_cert}"}, "tlsKey", r"is required with tlsCert"),
-    ({"tlsKey": "{client_key}"}, "tlsCert", r"is required with tlsKey"),
-    ({"tlsCert": "{client_cert}", "tlsKey": "{server_key}"}, "tlsKey",
-     r"'.*server\.key' is not a private key OpenSSL can load, or not the one of tlsCert"),
-    ({"tlsCert": "{client_key}", "tlsKey": "{client_key}"}, "tlsCert",
-     r"'.*client\.key' holds no certificate"),
-    ({"tlsCaCert": "{ca}", "tlsSkipVerify": True}, "tlsCaCert",
-     r"has no effect with tlsSkipVerify"),
-    ({"tls": False, "tlsCaCert": "{ca}"}, "tlsCaCert", r"only applies with tls: true"),
-    ({"tls": False, "tlsSkipVerify": True}, "tlsSkipVerify", r"only applies with tls: true"),
-    ({"tls": "yes please"}, "tls", r""),
-])
-def test_bad_tls_config_names_the_key(host: plughost.Host, plugin_dir: Path, pki: TlsFiles,
-                                      config: dict, key: str, message: str) -> None:
+@pytest.mark.parametrize(
+    "config, key, message",
+    [
+        (
+            {"tlsCaCert": "/nonexistent/ca.pem"},
+            "tlsCaCert",
+            r"cannot read '/nonexistent/ca\.pem': No such file or directory",
+        ),
+        ({"tlsCaCert": "{dir}"}, "tlsCaCert", r"'.*' is not a file"),
+        ({"tlsCaCert": "{client_key}"}, "tlsCaCert", r"'.*client\.key' holds no CA certificate"),
+        ({"tlsCert": "{client_cert}"}, "tlsKey", r"is required with tlsCert"),
+        ({"tlsKey": "{client_key}"}, "tlsCert", r"is required with tlsKey"),
+        (
+            {"tlsCert": "{client_cert}", "tlsKey": "{server_key}"},
+            "tlsKey",
+            r"'.*server\.key' is not a private key OpenSSL can load, or not the one of tlsCert",
+        ),
+        (
+            {"tlsCert": "{client_key}", "tlsKey": "{client_key}"},
+            "tlsCert",
+            r"'.*client\.key' holds no certificate",
+        ),
+        (
+            {"tlsCaCert": "{ca}", "tlsSkipVerify": True},
+            "tlsCaCert",
+            r"has no effect with tlsSkipVerify",
+        ),
+        ({"tls": False, "tlsCaCert": "{ca}"}, "tlsCaCert", r"only applies with tls: true"),
+        ({"tls": False, "tlsSkipVerify": True}, "tlsSkipVerify", r"only applies with tls: true"),
+        ({"tls": "yes please"}, "tls", r""),
+    ],
+)
+def test_bad_tls_config_names_the_key(
+    host: plughost.Host, plugin_dir: Path, pki: TlsFiles, config: dict, key: str, message: str
+) -> None:
     host.load_plugin(plugin_dir / "valkey.so")
-    files = {"dir": str(pki.ca.parent), "ca": str(pki.ca), "client_key": str(pki.client_key),
-             "client_cert": str(pki.client_cert), "server_key": str(pki.server_key)}
-    config = {"tls": True, **{k: v.format(**files) if isinstance(v, str) else v
-                              for k, v in config.items()}}
+    files = {
+        "dir": str(pki.ca.parent),
+        "ca": str(pki.ca),
+        "client_key": str(pki.client_key),
+        "client_cert": str(pki.client_cert),
+        "server_key": str(pki.server_key),
+    }
+    config = {
+        "tls": True,
+        **{k: v.format(**files) if isinstance(v, str) else v for k, v in config.items()},
+    }
     with pytest.raises(plughost.ConfigError, match=rf"storages\.BadTls\.config\.{key}: {message}"):
         host.create_storage("BadTls", VALKEY, config)
     assert "BadTls" not in host.storages
 
 
-def test_a_server_closing_new_connections_gets_no_tls_hint(host: plughost.Host,
-                                                           plugin_dir: Path) -> None:
+def test_a_server_closing_new_connections_gets_no_tls_hint(
+    host: plughost.Host, plugin_dir: Path
+) -> None:
     """A server that accepts and closes (as one does while it stops or restarts) is not a
     TLS server: the message asks whether it is running, not whether it expects TLS."""
     listener = socket.create_server(("127.0.0.1", 0))

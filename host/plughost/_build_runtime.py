@@ -287,9 +287,13 @@ def find_abi_include() -> Path:
     raise FileNotFoundError("plugin.h not found next to the plughost package or in abi/")
 
 
-def make_builder(module_name: str = "plughost._runtime", abi_include: Path | None = None,
-                 extra_cflags: list[str] | None = None, relative_paths: bool = False,
-                 extra_ldflags: list[str] | None = None) -> FFI:
+def make_builder(
+    module_name: str = "plughost._runtime",
+    abi_include: Path | None = None,
+    extra_cflags: list[str] | None = None,
+    relative_paths: bool = False,
+    extra_ldflags: list[str] | None = None,
+) -> FFI:
     """An FFI builder for the runtime, against the header in ``abi_include``.
 
     setuptools wants source paths relative to setup.py (``relative_paths``); a builder
@@ -301,13 +305,20 @@ def make_builder(module_name: str = "plughost._runtime", abi_include: Path | Non
     builder.set_source(
         module_name,
         SOURCE_PRELUDE,
-        sources=[_relative(RUNTIME_DIR / name) if relative_paths else str(RUNTIME_DIR / name)
-                 for name in RUNTIME_SOURCES],
+        sources=[
+            _relative(RUNTIME_DIR / name) if relative_paths else str(RUNTIME_DIR / name)
+            for name in RUNTIME_SOURCES
+        ],
         include_dirs=[str(include), str(RUNTIME_DIR)],
         define_macros=[("_GNU_SOURCE", "1")],
-        extra_compile_args=["-std=c11", "-Wall", "-Wextra", "-Wno-unused-parameter",
-                            "-Werror=implicit-function-declaration",
-                            *(extra_cflags or [])],
+        extra_compile_args=[
+            "-std=c11",
+            "-Wall",
+            "-Wextra",
+            "-Wno-unused-parameter",
+            "-Werror=implicit-function-declaration",
+            *(extra_cflags or []),
+        ],
         libraries=["pthread", "m"],
         extra_link_args=list(extra_ldflags or []),
     )

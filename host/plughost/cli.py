@@ -29,21 +29,46 @@ def main() -> None:
 
 @main.command()
 @click.argument("paths", nargs=-1)
-@click.option("--pattern", default=".so", show_default=True,
-              help="In folders, check files whose name ends with this (or matches it, with * ?).")
-@click.option("--target", default="host", show_default=True,
-              help="Platform to check against: host, linux-x86_64-gnu[-2.NN], linux-x86_64-musl "
-                   "(the Alpine image), linux-aarch64-gnu[-2.NN], linux-aarch64-musl.")
-@click.option("--load", is_flag=True,
-              help="Also load and initialise each plugin, in a child process.")
-@click.option("--timeout", default=10.0, show_default=True, type=float,
-              help="Seconds the --load test may take per plugin.")
+@click.option(
+    "--pattern",
+    default=".so",
+    show_default=True,
+    help="In folders, check files whose name ends with this (or matches it, with * ?).",
+)
+@click.option(
+    "--target",
+    default="host",
+    show_default=True,
+    help="Platform to check against: host, linux-x86_64-gnu[-2.NN], linux-x86_64-musl "
+    "(the Alpine image), linux-aarch64-gnu[-2.NN], linux-aarch64-musl.",
+)
+@click.option(
+    "--load", is_flag=True, help="Also load and initialise each plugin, in a child process."
+)
+@click.option(
+    "--timeout",
+    default=10.0,
+    show_default=True,
+    type=float,
+    help="Seconds the --load test may take per plugin.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document for tools.")
-@click.option("--config", "config_path", type=click.Path(),
-              help="Check a whole Seam configuration (folder or file) instead: plugins, names, "
-                   "routes and every instance's config; all problems at once.")
-def check(paths: tuple[str, ...], pattern: str, target: str, load: bool, timeout: float,
-          as_json: bool, config_path: str | None) -> None:
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(),
+    help="Check a whole Seam configuration (folder or file) instead: plugins, names, "
+    "routes and every instance's config; all problems at once.",
+)
+def check(
+    paths: tuple[str, ...],
+    pattern: str,
+    target: str,
+    load: bool,
+    timeout: float,
+    as_json: bool,
+    config_path: str | None,
+) -> None:
     """Tells whether each plugin file is loadable on this host (or --target), and why not.
 
     PATHS are plugin files or folders (KrakenD style, with --pattern). With --config, checks
@@ -62,29 +87,46 @@ def check(paths: tuple[str, ...], pattern: str, target: str, load: bool, timeout
             sys.exit(EXIT_USAGE)
         problems = check_config(config_path, timeout=max(timeout, 60.0))
         if as_json:
-            click.echo(json.dumps({"config": config_path, "ok": not problems,
-                                   "problems": problems}, indent=2))
+            click.echo(
+                json.dumps(
+                    {"config": config_path, "ok": not problems, "problems": problems}, indent=2
+                )
+            )
         else:
             for line in problems:
                 click.echo(printable(line))
-            click.echo(printable(f"{len(problems)} problem(s) in {config_path}" if problems else
-                                 f"ok    {config_path}: the gateway builds with this configuration"))
+            click.echo(
+                printable(
+                    f"{len(problems)} problem(s) in {config_path}"
+                    if problems
+                    else f"ok    {config_path}: the gateway builds with this configuration"
+                )
+            )
         sys.exit(EXIT_INCOMPATIBLE if problems else EXIT_OK)
 
     try:
         platform = parse_target(target)
         if load and target != "host":
-            raise UsageError(f"--load runs plugins on this host, so it cannot be combined with "
-                             f"--target {target}")
+            raise UsageError(
+                f"--load runs plugins on this host, so it cannot be combined with --target {target}"
+            )
         files = expand_paths(list(paths), pattern)
     except (UsageError, UnknownTargetError) as exc:
         click.echo(f"plughost check: {exc}", err=True)
         sys.exit(EXIT_USAGE)
     verdicts = check_files(files, platform, host_abi=_host_abi(), load=load, timeout=timeout)
     if as_json:
-        click.echo(json.dumps({"target": platform.name, "abi": "%d.%d" % _host_abi(),
-                               "compatible": all(v.ok for v in verdicts),
-                               "plugins": [v.to_json() for v in verdicts]}, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "target": platform.name,
+                    "abi": "%d.%d" % _host_abi(),
+                    "compatible": all(v.ok for v in verdicts),
+                    "plugins": [v.to_json() for v in verdicts],
+                },
+                indent=2,
+            )
+        )
     else:
         for verdict in verdicts:
             if verdict.ok:
@@ -99,19 +141,38 @@ def check(paths: tuple[str, ...], pattern: str, target: str, load: bool, timeout
 
 
 @main.command()
-@click.option("--config", "config_path", type=click.Path(exists=True),
-              help="A Seam configuration folder or file (default: the embedded configuration).")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True),
+    help="A Seam configuration folder or file (default: the embedded configuration).",
+)
 @click.option("--address", help="HOST:PORT to listen on (default: server.address of the config).")
-@click.option("--workers", type=click.IntRange(1, 256),
-              help="Worker processes; each loads the plugins itself (default: one per core "
-                   "when server.prefork is true, as in Seam, else 1).")
-@click.option("--log-level", default="info", show_default=True,
-              type=click.Choice(["critical", "error", "warning", "info", "debug"]))
-@click.option("--no-direct-path", is_flag=True,
-              help="Serve every request through the ASGI app, also the plain requests "
-                   "plughost's HTTP protocol answers directly (same answers, slower).")
-def serve(config_path: str | None, address: str | None, workers: int | None, log_level: str,
-          no_direct_path: bool) -> None:
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 256),
+    help="Worker processes; each loads the plugins itself (default: one per core "
+    "when server.prefork is true, as in Seam, else 1).",
+)
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+)
+@click.option(
+    "--no-direct-path",
+    is_flag=True,
+    help="Serve every request through the ASGI app, also the plain requests "
+    "plughost's HTTP protocol answers directly (same answers, slower).",
+)
+def serve(
+    config_path: str | None,
+    address: str | None,
+    workers: int | None,
+    log_level: str,
+    no_direct_path: bool,
+) -> None:
     """Runs the gateway (uvicorn with uvloop and httptools).
 
     The configuration is validated first; every problem is printed with its file, line and
@@ -120,8 +181,13 @@ def serve(config_path: str | None, address: str | None, workers: int | None, log
     from .serving.server import ServeError, serve as run_server
 
     try:
-        run_server(config_path, address=address, workers=workers, log_level=log_level,
-                   direct_path=not no_direct_path)
+        run_server(
+            config_path,
+            address=address,
+            workers=workers,
+            log_level=log_level,
+            direct_path=not no_direct_path,
+        )
     except ServeError as exc:
         for line in exc.lines:
             click.echo(line, err=True)
@@ -151,27 +217,43 @@ def plugins(as_json: bool) -> None:
             abi = "?"
         identity = read_plugin_identity(plugin.file)
         if identity.name is not None and identity.name != plugin.name:
-            problems.append(f"{plugin.file} ({plugin.origin}) is installed as '{plugin.name}' "
-                            f"but the plugin in it is named '{identity.name}': its types are "
-                            f"plugins.{identity.name}.*; rename the file or fix the plugin")
+            problems.append(
+                f"{plugin.file} ({plugin.origin}) is installed as '{plugin.name}' "
+                f"but the plugin in it is named '{identity.name}': its types are "
+                f"plugins.{identity.name}.*; rename the file or fix the plugin"
+            )
         try:
             resolves = index.find(plugin.name) == plugin
         except PluginNameError as exc:
             resolves = False
             if str(exc) not in problems:
                 problems.append(str(exc))
-        rows.append({**plugin.to_json(), "version": identity.version or "", "abi": abi,
-                     "resolves": resolves})
+        rows.append(
+            {
+                **plugin.to_json(),
+                "version": identity.version or "",
+                "abi": abi,
+                "resolves": resolves,
+            }
+        )
     if as_json:
         click.echo(json.dumps({"plugins": rows, "problems": problems}, indent=2))
     else:
         table = [("NAME", "VERSION", "ABI", "FROM", "FILE")] + [
-            (r["name"] + ("" if r["resolves"] else " (hidden)"), r["version"] or "-", r["abi"],
-             r["origin"], r["file"]) for r in rows]
+            (
+                r["name"] + ("" if r["resolves"] else " (hidden)"),
+                r["version"] or "-",
+                r["abi"],
+                r["origin"],
+                r["file"],
+            )
+            for r in rows
+        ]
         widths = [max(len(row[i]) for row in table) for i in range(4)]
         for row in table:
-            click.echo(printable("  ".join(f"{cell:<{w}}" for cell, w in zip(row, widths))
-                                 + "  " + row[4]))
+            click.echo(
+                printable("  ".join(f"{cell:<{w}}" for cell, w in zip(row, widths)) + "  " + row[4])
+            )
         if not rows:
             click.echo("no plugin is installed")
         for problem in problems:
@@ -219,8 +301,9 @@ def describe(plugins: tuple[str, ...], as_json: bool) -> None:
             try:
                 described.append(host.describe_plugin(path))
             except PlughostError as exc:
-                click.echo(printable(f"plughost describe: {path}: {getattr(exc, 'reason', exc)}"),
-                           err=True)
+                click.echo(
+                    printable(f"plughost describe: {path}: {getattr(exc, 'reason', exc)}"), err=True
+                )
                 failed = True
         if as_json:
             click.echo(json.dumps({"plugins": [plugin_to_json(p) for p in described]}, indent=2))
@@ -232,8 +315,12 @@ def describe(plugins: tuple[str, ...], as_json: bool) -> None:
 
 
 @main.command()
-@click.option("--config", "config_path", type=click.Path(exists=True),
-              help="Also describe the plugins this configuration lists by path.")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True),
+    help="Also describe the plugins this configuration lists by path.",
+)
 def schema(config_path: str | None) -> None:
     """Prints a JSON Schema of plughost's configuration files, for editors.
 
@@ -272,9 +359,14 @@ def schema(config_path: str | None) -> None:
                     click.echo(printable(f"plughost schema: {exc}"), err=True)
                     failed = True
         except ConfigErrors as exc:
-            click.echo(printable(f"plughost schema: {config_path} has {len(exc.problems)} "
-                                 "problem(s) (plughost check --config shows them): its "
-                                 "plugins are left out"), err=True)
+            click.echo(
+                printable(
+                    f"plughost schema: {config_path} has {len(exc.problems)} "
+                    "problem(s) (plughost check --config shows them): its "
+                    "plugins are left out"
+                ),
+                err=True,
+            )
             failed = True
     described: list[Any] = []
     with Host() as host:
@@ -282,8 +374,9 @@ def schema(config_path: str | None) -> None:
             try:
                 described.append(host.describe_plugin(path))
             except PlughostError as exc:
-                click.echo(printable(f"plughost schema: {path}: {getattr(exc, 'reason', exc)}"),
-                           err=True)
+                click.echo(
+                    printable(f"plughost schema: {path}: {getattr(exc, 'reason', exc)}"), err=True
+                )
                 failed = True
         click.echo(json.dumps(configuration_schema(described + modules), indent=2))
     sys.exit(EXIT_INCOMPATIBLE if failed else EXIT_OK)
@@ -291,8 +384,14 @@ def schema(config_path: str | None) -> None:
 
 @main.command()
 @click.argument("name")
-@click.option("--dir", "parent", default=".", show_default=True, type=click.Path(),
-              help="Folder in which to create the project folder NAME.")
+@click.option(
+    "--dir",
+    "parent",
+    default=".",
+    show_default=True,
+    type=click.Path(),
+    help="Folder in which to create the project folder NAME.",
+)
 def new(name: str, parent: str) -> None:
     """Scaffolds a plugin project NAME/ that builds against the installed SDK.
 
@@ -329,10 +428,16 @@ def _host_abi() -> tuple[int, int]:
 
 
 @main.command()
-@click.option("--cmake-dir", is_flag=True,
-              help="Print only the directory to add to CMAKE_PREFIX_PATH for find_package(plughost).")
-@click.option("--plugins-dir", is_flag=True,
-              help="Print only the folder of the plugins bundled with plughost.")
+@click.option(
+    "--cmake-dir",
+    is_flag=True,
+    help="Print only the directory to add to CMAKE_PREFIX_PATH for find_package(plughost).",
+)
+@click.option(
+    "--plugins-dir",
+    is_flag=True,
+    help="Print only the folder of the plugins bundled with plughost.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document for tools.")
 def info(cmake_dir: bool, plugins_dir: bool, as_json: bool) -> None:
     """Prints the host's ABI version, platform, C library, and where the SDK and the bundled
@@ -350,8 +455,9 @@ def info(cmake_dir: bool, plugins_dir: bool, as_json: bool) -> None:
         return
     here = host_platform()
     major, minor = _host_abi()
-    libc = here.libc + (f" {here.libc_version[0]}.{here.libc_version[1]}"
-                        if here.libc_version else "")
+    libc = here.libc + (
+        f" {here.libc_version[0]}.{here.libc_version[1]}" if here.libc_version else ""
+    )
     facts = {
         "plughost": __version__,
         "abi": f"{major}.{minor}",

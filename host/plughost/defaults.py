@@ -17,5 +17,6 @@ def default_config(environ: Mapping[str, str] | None = None) -> GatewayConfig:
     route, health routes); its plugins are named, so they come from plughost's bundle
     (see :mod:`plughost.installed`)."""
     env = dict(os.environ if environ is None else environ)
-    return config_from_text(DEFAULT_CONFIG.read_text(), name=str(DEFAULT_CONFIG),
-                            base_dir=PACKAGE_DIR, environ=env)
+    return config_from_text(
+        DEFAULT_CONFIG.read_text(), name=str(DEFAULT_CONFIG), base_dir=PACKAGE_DIR, environ=env
+    )

@@ -18,12 +18,21 @@ NO_SCHEMA = "not declared (an older plugin: its create hook checks its config)"
 def plugin_to_json(plugin: Plugin | LoadedModule) -> dict[str, Any]:
     """A plugin's description as ``describe --json`` prints it."""
     return {
-        "name": plugin.name, "version": plugin.version,
+        "name": plugin.name,
+        "version": plugin.version,
         "abi": "%d.%d" % plugin.abi if plugin.abi else None,
-        "file": plugin.path, "description": plugin.description,
+        "file": plugin.path,
+        "description": plugin.description,
         "options": _options_json(plugin.options),
-        "types": [{"id": t.id, "kind": t.kind, "description": t.description,
-                   "options": _options_json(t.options)} for t in _types(plugin)],
+        "types": [
+            {
+                "id": t.id,
+                "kind": t.kind,
+                "description": t.description,
+                "options": _options_json(t.options),
+            }
+            for t in _types(plugin)
+        ],
     }
 
 

@@ -49,8 +49,13 @@ class InstalledPlugin:
     origin: str  # where it came from, for people: "plughost 0.1.0 (bundled)", ...
 
     def to_json(self) -> dict[str, str]:
-        return {"name": self.name, "file": str(self.file), "package_version": self.package_version,
-                "source": self.source, "origin": self.origin}
+        return {
+            "name": self.name,
+            "file": str(self.file),
+            "package_version": self.package_version,
+            "source": self.source,
+            "origin": self.origin,
+        }
 
 
 @dataclass
@@ -73,15 +78,18 @@ class PluginIndex:
             return found[0]
         if found:
             who = " and ".join(p.origin for p in found)
-            raise PluginNameError(f"plugin name '{name}' is provided by {who}: name one of "
-                                  f"them by 'path:' ({', '.join(str(p.file) for p in found)}) "
-                                  "or uninstall the other")
+            raise PluginNameError(
+                f"plugin name '{name}' is provided by {who}: name one of "
+                f"them by 'path:' ({', '.join(str(p.file) for p in found)}) "
+                "or uninstall the other"
+            )
         known = sorted({p.name for p in self.plugins})
-        hint = (f"installed plugins are: {', '.join(known)}" if known
-                else "no plugin is installed")
-        raise PluginNameError(f"no installed plugin is named '{name}' ({hint}; 'plughost "
-                              "plugins' lists them): install its wheel, or give its file "
-                              "with 'path:'")
+        hint = f"installed plugins are: {', '.join(known)}" if known else "no plugin is installed"
+        raise PluginNameError(
+            f"no installed plugin is named '{name}' ({hint}; 'plughost "
+            "plugins' lists them): install its wheel, or give its file "
+            "with 'path:'"
+        )
 
 
 class PluginNameError(LookupError):
@@ -103,11 +111,13 @@ def plugin_index(environ: dict[str, str] | None = None) -> PluginIndex:
     for text in env.get(PLUGIN_DIR_VARIABLE, "").split(os.pathsep):
         if text.strip():
             folder = Path(os.path.abspath(Path(text).expanduser()))
-            index.plugins += _folder_plugins(folder, "", "folder",
-                                             f"{PLUGIN_DIR_VARIABLE} folder {folder}")
+            index.plugins += _folder_plugins(
+                folder, "", "folder", f"{PLUGIN_DIR_VARIABLE} folder {folder}"
+            )
     _add_entry_points(index)
-    index.plugins += _folder_plugins(bundled_plugin_dir(), __version__, "bundled",
-                                     f"plughost {__version__} (bundled)")
+    index.plugins += _folder_plugins(
+        bundled_plugin_dir(), __version__, "bundled", f"plughost {__version__} (bundled)"
+    )
     return index
 
 
@@ -116,14 +126,18 @@ def find_plugin(name: str, environ: dict[str, str] | None = None) -> InstalledPl
     return plugin_index(environ).find(name)
 
 
-def _folder_plugins(folder: Path, version: str, source: Source,
-                    origin: str) -> list[InstalledPlugin]:
+def _folder_plugins(
+    folder: Path, version: str, source: Source, origin: str
+) -> list[InstalledPlugin]:
     try:
         names = sorted(os.listdir(folder))
     except OSError:
         return []
-    return [InstalledPlugin(n[:-3], folder / n, version, source, origin) for n in names
-            if n.endswith(".so") and NAME_RE.fullmatch(n[:-3]) and (folder / n).is_file()]
+    return [
+        InstalledPlugin(n[:-3], folder / n, version, source, origin)
+        for n in names
+        if n.endswith(".so") and NAME_RE.fullmatch(n[:-3]) and (folder / n).is_file()
+    ]
 
 
 def _add_entry_points(index: PluginIndex) -> None:
@@ -133,13 +147,17 @@ def _add_entry_points(index: PluginIndex) -> None:
         label = f"{dist.name} {version}" if dist is not None else f"entry point {ep.value}"
         where = f"{label} (entry point {ep.name} = {ep.value!r} in group {ENTRY_POINT_GROUP})"
         if not NAME_RE.fullmatch(ep.name):
-            index.problems.append(f"{where}: '{ep.name}' is not a plugin name (lowercase "
-                                  "letters, digits and '_', starting with a letter)")
+            index.problems.append(
+                f"{where}: '{ep.name}' is not a plugin name (lowercase "
+                "letters, digits and '_', starting with a letter)"
+            )
             continue
         folder = _package_folder(ep.value)
         if folder is None:
-            index.problems.append(f"{where}: there is no Python package '{ep.value}' holding "
-                                  f"{ep.name}.so: reinstall {label}")
+            index.problems.append(
+                f"{where}: there is no Python package '{ep.value}' holding "
+                f"{ep.name}.so: reinstall {label}"
+            )
             continue
         file = folder / f"{ep.name}.so"
         if not file.is_file():

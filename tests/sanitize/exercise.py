@@ -41,8 +41,9 @@ def exercise(host: plughost.Host, plugin_dir: Path) -> None:
             pass
     for _ in range(3):
         store.get(b"k1"), store.delete(b"k3"), store.get(b"absent")
-    workers = [threading.Thread(target=lambda: [store.incr(b"c") for _ in range(5000)])
-               for _ in range(2)]
+    workers = [
+        threading.Thread(target=lambda: [store.incr(b"c") for _ in range(5000)]) for _ in range(2)
+    ]
     for w in workers:
         w.start()
     for w in workers:
@@ -50,10 +51,13 @@ def exercise(host: plughost.Host, plugin_dir: Path) -> None:
     assert store.get(b"c") == b"10000"
     store.reset()
 
-    rid = host.create_middleware("plugins.requestid.middlewares.RequestIdMiddleware",
-                                 {"headerName": "X-Id"})
-    action = host.create_action("plugins.static.actions.StaticAction",
-                                {"status": 201, "headers": {"A": "b"}, "body": "x" * 1000})
+    rid = host.create_middleware(
+        "plugins.requestid.middlewares.RequestIdMiddleware", {"headerName": "X-Id"}
+    )
+    action = host.create_action(
+        "plugins.static.actions.StaticAction",
+        {"status": 201, "headers": {"A": "b"}, "body": "x" * 1000},
+    )
     for i in range(2000):
         with host.exchange("GET", "/", headers={"X-Id": "a" * (i % 300)}) as ex:
             rid.on_request(ex)
@@ -88,14 +92,18 @@ def exercise_gateway(runtime: Runtime, plugin_dir: Path, workdir: Path) -> None:
     import logging
 
     logging.getLogger("plughost").setLevel(logging.CRITICAL)  # failures here are on purpose
-    folder = write_config(workdir / "config", plugin_dir,
-                          upstream=f"http://127.0.0.1:{free_port()}", extra_routes="""\
+    folder = write_config(
+        workdir / "config",
+        plugin_dir,
+        upstream=f"http://127.0.0.1:{free_port()}",
+        extra_routes="""\
   Mixed:
     gatewayPath: /mixed/:id
     methods: [GET]
     middlewares: [A, Py, B]
     action: Echo
-""")
+""",
+    )
     with Gateway.from_config(folder, python_elements={"Py": Py()}, runtime=runtime) as gw:
         for i in range(3000):
             assert gw.handle("GET", f"/mixed/{i}", {"X-Request-ID": "r" * (i % 250)}).status == 200
@@ -153,16 +161,23 @@ routes:
             set_cookies = [v.decode() for k, v in r.headers if k.lower() == b"set-cookie"]
             if set_cookies and i % 3 == 0:
                 cookies = "; ".join(c.split(";", 1)[0] for c in set_cookies)
-            sid = next((c.split("=", 1)[1] for c in cookies.split("; ")
-                        if c.startswith("session_id=")), "")
+            sid = next(
+                (c.split("=", 1)[1] for c in cookies.split("; ") if c.startswith("session_id=")), ""
+            )
             if sid and i % 9 == 0:  # the application fills the session: it rotates next
                 gw.storage("Mem").set(b"session:" + sid.encode(), b"u=%d&n=a%%26b" % i, ttl=60)
-            token = next((c.split("=", 1)[1] for c in cookies.split("; ")
-                          if c.startswith("csrf_token=")), "bad")
-            allowed += gw.handle("POST", "/", {"Cookie": cookies, "X-Csrf-Token": token},
-                                 body=b"x").status == 200
-            refused += gw.handle("POST", "/", {"Cookie": cookies,
-                                               "X-Csrf-Token": "0" * (i % 50)}).status == 403
+            token = next(
+                (c.split("=", 1)[1] for c in cookies.split("; ") if c.startswith("csrf_token=")),
+                "bad",
+            )
+            allowed += (
+                gw.handle("POST", "/", {"Cookie": cookies, "X-Csrf-Token": token}, body=b"x").status
+                == 200
+            )
+            refused += (
+                gw.handle("POST", "/", {"Cookie": cookies, "X-Csrf-Token": "0" * (i % 50)}).status
+                == 403
+            )
         assert allowed > 1000 and refused == 1500, (allowed, refused)
 
 
@@ -192,8 +207,13 @@ def exercise_jwt(runtime, plugin_dir: Path, workdir: Path) -> None:
     ed_key = ed25519.Ed25519PrivateKey.generate()
 
     def pem(k):  # type: ignore[no-untyped-def]
-        return k.public_key().public_bytes(serialization.Encoding.PEM,
-                                           serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+        return (
+            k.public_key()
+            .public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+            .decode()
+        )
 
     def b64(b: bytes) -> str:
         return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
@@ -203,37 +223,74 @@ def exercise_jwt(runtime, plugin_dir: Path, workdir: Path) -> None:
     ec_jwk = {**ECAlgorithm.to_jwk(ec_key.public_key(), as_dict=True), "kid": "e"}
     server.set_keys(rsa_jwk, {"kty": "oct", "k": "AAAA"}, {"kty": "RSA", "n": "!"})
     mws = {
-        "Hs": {"signingKey": {"algorithm": "HS256", "key": secret}, "leeway": "5s",
-               "issuer": "i", "audience": ["a", "b"]},
+        "Hs": {
+            "signingKey": {"algorithm": "HS256", "key": secret},
+            "leeway": "5s",
+            "issuer": "i",
+            "audience": ["a", "b"],
+        },
         "Es": {"signingKey": {"algorithm": "ES256", "key": pem(ec_key)}},
         "Ed": {"signingKey": {"algorithm": "EdDSA", "key": pem(ed_key)}},
-        "Jwks": {"jwkUrls": [server.url], "jwkRefreshInterval": "1s",
-                 "jwkMinRefreshInterval": "0s", "maxTokenSize": 65536},
+        "Jwks": {
+            "jwkUrls": [server.url],
+            "jwkRefreshInterval": "1s",
+            "jwkMinRefreshInterval": "0s",
+            "maxTokenSize": 65536,
+        },
     }
     folder = workdir / "jwt"
     folder.mkdir()
-    (folder / "gateway.yaml").write_text(json.dumps({
-        "plugins": [{"path": str(plugin_dir / "jwt.so")}, {"path": str(plugin_dir / "static.so")}],
-        "middlewares": {n: {"use": "plugins.jwt.middlewares.JWTValidationMiddleware",
-                            "config": c} for n, c in mws.items()},
-        "actions": {"Ok": {"use": "plugins.static.actions.StaticAction",
-                           "config": {"body": "ok"}}},
-        "routes": {n: {"gatewayPath": f"/{n}", "methods": ["GET"], "middlewares": [n],
-                       "action": "Ok"} for n in mws},
-    }))
+    (folder / "gateway.yaml").write_text(
+        json.dumps(
+            {
+                "plugins": [
+                    {"path": str(plugin_dir / "jwt.so")},
+                    {"path": str(plugin_dir / "static.so")},
+                ],
+                "middlewares": {
+                    n: {"use": "plugins.jwt.middlewares.JWTValidationMiddleware", "config": c}
+                    for n, c in mws.items()
+                },
+                "actions": {
+                    "Ok": {"use": "plugins.static.actions.StaticAction", "config": {"body": "ok"}}
+                },
+                "routes": {
+                    n: {
+                        "gatewayPath": f"/{n}",
+                        "methods": ["GET"],
+                        "middlewares": [n],
+                        "action": "Ok",
+                    }
+                    for n in mws
+                },
+            }
+        )
+    )
     claims = {"sub": "x", "iss": "i", "aud": ["z", "b"], "exp": time.time() + 60}
-    good = {"/Hs": pyjwt.encode(claims, secret, algorithm="HS256"),
-            "/Es": pyjwt.encode(claims, ec_key, algorithm="ES256"),
-            "/Ed": pyjwt.encode(claims, ed_key, algorithm="EdDSA"),
-            "/Jwks": pyjwt.encode(claims, rsa_key, algorithm="RS256", headers={"kid": "r"})}
+    good = {
+        "/Hs": pyjwt.encode(claims, secret, algorithm="HS256"),
+        "/Es": pyjwt.encode(claims, ec_key, algorithm="ES256"),
+        "/Ed": pyjwt.encode(claims, ed_key, algorithm="EdDSA"),
+        "/Jwks": pyjwt.encode(claims, rsa_key, algorithm="RS256", headers={"kid": "r"}),
+    }
     h, p, s = good["/Hs"].split(".")
     hdr_kid = b64(json.dumps({"alg": "HS256", "kid": "nope"}).encode())
     hdr_es = b64(json.dumps({"alg": "ES256", "kid": "e"}).encode())
     hdr_none = b64(json.dumps({"alg": "none"}).encode())
     bomb = b64(b"[" * 3000 + b"]" * 3000)
-    bad = ["", "a.b.c", f"{h}.{p}.{s}=", f"{h}.{p}", f"{h}.{p}.{s[:-1]}", "A" * 70000,
-           f"{bomb}.{p}.{s}", f"{hdr_kid}.{p}.{s}", f"{hdr_es}.{p}.{b64(b'x' * 64)}",
-           f"{hdr_none}.{p}.", f"{b64(bytes(range(256)))}.{p}.{s}"]
+    bad = [
+        "",
+        "a.b.c",
+        f"{h}.{p}.{s}=",
+        f"{h}.{p}",
+        f"{h}.{p}.{s[:-1]}",
+        "A" * 70000,
+        f"{bomb}.{p}.{s}",
+        f"{hdr_kid}.{p}.{s}",
+        f"{hdr_es}.{p}.{b64(b'x' * 64)}",
+        f"{hdr_none}.{p}.",
+        f"{b64(bytes(range(256)))}.{p}.{s}",
+    ]
     with Gateway.from_config(folder / "gateway.yaml", runtime=runtime) as gw:
         stop = threading.Event()
 
@@ -256,10 +313,15 @@ def exercise_jwt(runtime, plugin_dir: Path, workdir: Path) -> None:
                         r = gw.handle("GET", path, {"Authorization": f"Bearer {token}"})
                         ok += r.status == 200
                     for token in bad:
-                        assert gw.handle("GET", "/Jwks" if i % 2 else "/Hs",
-                                         {"Authorization": f"Bearer {token}"}).status == 401
-                    ec_tok = pyjwt.encode(claims, ec_key, algorithm="ES256",
-                                          headers={"kid": "e"})
+                        assert (
+                            gw.handle(
+                                "GET",
+                                "/Jwks" if i % 2 else "/Hs",
+                                {"Authorization": f"Bearer {token}"},
+                            ).status
+                            == 401
+                        )
+                    ec_tok = pyjwt.encode(claims, ec_key, algorithm="ES256", headers={"kid": "e"})
                     gw.handle("GET", "/Jwks", {"Authorization": f"Bearer {ec_tok}"})
                 counts.append(ok)
 
@@ -272,14 +334,27 @@ def exercise_jwt(runtime, plugin_dir: Path, workdir: Path) -> None:
         finally:
             stop.set()
             rotator.join()
-    for cfg in ({}, {"signingKey": {"algorithm": "RS256", "key": pem(ec_key)}},
-                {"signingKey": {"algorithm": "RS256", "key": "junk"}},
-                {"signingKey": {"algorithm": "none", "key": "x"}},
-                {"jwkUrls": ["ftp://x"]}, {"audience": [1], "jwkUrls": [server.url]}):
-        (folder / "gateway.yaml").write_text(json.dumps({
-            "plugins": [{"path": str(plugin_dir / "jwt.so")}],
-            "middlewares": {"J": {"use": "plugins.jwt.middlewares.JWTValidationMiddleware",
-                                  "config": cfg}}}))
+    for cfg in (
+        {},
+        {"signingKey": {"algorithm": "RS256", "key": pem(ec_key)}},
+        {"signingKey": {"algorithm": "RS256", "key": "junk"}},
+        {"signingKey": {"algorithm": "none", "key": "x"}},
+        {"jwkUrls": ["ftp://x"]},
+        {"audience": [1], "jwkUrls": [server.url]},
+    ):
+        (folder / "gateway.yaml").write_text(
+            json.dumps(
+                {
+                    "plugins": [{"path": str(plugin_dir / "jwt.so")}],
+                    "middlewares": {
+                        "J": {
+                            "use": "plugins.jwt.middlewares.JWTValidationMiddleware",
+                            "config": cfg,
+                        }
+                    },
+                }
+            )
+        )
         try:
             Gateway.from_config(folder / "gateway.yaml", runtime=runtime).close()
         except Exception:
@@ -289,8 +364,7 @@ def exercise_jwt(runtime, plugin_dir: Path, workdir: Path) -> None:
     server.close()
 
 
-def exercise_valkey(runtime: Runtime, plugin_dir: Path, workdir: Path, port: int,
-                    pid: int) -> None:
+def exercise_valkey(runtime: Runtime, plugin_dir: Path, workdir: Path, port: int, pid: int) -> None:
     """valkey against the real server the test started (port, pid): the storage API from
     threads, session (with id rotation), limiter and csrf on it, connections the server
     kills (replaced before use), a paused server (timeouts), an unreachable one."""
@@ -379,11 +453,14 @@ routes:
             if sets:
                 cookie = "; ".join(c.split(";", 1)[0] for c in sets)
             if i == 0:  # the application fills the session: rotated on the next request
-                sid = next(c.split("=", 1)[1] for c in cookie.split("; ")
-                           if c.startswith("session_id="))
+                sid = next(
+                    c.split("=", 1)[1] for c in cookie.split("; ") if c.startswith("session_id=")
+                )
                 store.set(b"session:" + sid.encode(), b"u=1", ttl=60)
-            token = next((c.split("=", 1)[1] for c in cookie.split("; ")
-                          if c.startswith("csrf_token=")), "bad")
+            token = next(
+                (c.split("=", 1)[1] for c in cookie.split("; ") if c.startswith("csrf_token=")),
+                "bad",
+            )
             gw.handle("POST", "/", {"Cookie": cookie, "X-Csrf-Token": token}, body=b"x")
         os.kill(pid, signal.SIGSTOP)  # no answers: every call times out
         try:
@@ -409,10 +486,12 @@ def exercise_auth_and_logging(runtime: Runtime, plugin_dir: Path, workdir: Path)
     log, fifo, read_fifo = folder / "access.jsonl", folder / "log.fifo", folder / "read.fifo"
     os.mkfifo(fifo)
     os.mkfifo(read_fifo)
-    fmt = ("${pid} ${time} ${status} ${latency} ${ip} ${ips} ${method} ${path} ${url} ${route} "
-           "${host} ${ua} ${referer} ${queryParams} ${query:q} ${cookie:c} ${bytesSent} "
-           "${bytesReceived} ${error} ${locals:basicAuthUsername} ${header:X-A} "
-           "${respHeader:Content-Type} ${red}${reset}")
+    fmt = (
+        "${pid} ${time} ${status} ${latency} ${ip} ${ips} ${method} ${path} ${url} ${route} "
+        "${host} ${ua} ${referer} ${queryParams} ${query:q} ${cookie:c} ${bytesSent} "
+        "${bytesReceived} ${error} ${locals:basicAuthUsername} ${header:X-A} "
+        "${respHeader:Content-Type} ${red}${reset}"
+    )
 
     def gateway_yaml(auth: dict, logger: dict, fifo_logger: dict) -> str:
         return f"""\
@@ -432,8 +511,17 @@ middlewares:
     config: {json.dumps(fifo_logger)}
   Read:
     use: plugins.logger.middlewares.LoggerMiddleware
-    config: {json.dumps({"format": "${status} ${time}", "output": str(read_fifo), "queueSize": 8,
-                         "timeZone": "America/Sao_Paulo", "timeFormat": "%c %Z %:z %f"})}
+    config: {
+            json.dumps(
+                {
+                    "format": "${status} ${time}",
+                    "output": str(read_fifo),
+                    "queueSize": 8,
+                    "timeZone": "America/Sao_Paulo",
+                    "timeFormat": "%c %Z %:z %f",
+                }
+            )
+        }
 actions:
   Ok:
     use: plugins.static.actions.StaticAction
@@ -447,12 +535,27 @@ routes:
 """
 
     good = {"users": {"plain": "pw", "bc": bcrypt, "yes": yescrypt}, "realm": "R"}
-    (folder / "gateway.yaml").write_text(gateway_yaml(
-        good, {"json": True, "format": fmt, "output": str(log), "timeZone": "Europe/Paris"},
-        {"format": fmt, "output": str(fifo), "queueSize": 3, "flushTimeout": "200ms"}))
-    auths = [base64.b64encode(raw).decode() for raw in (
-        b"plain:pw", b"bc:pw", b"yes:pw", b"plain:no", b"bc:no", b"ghost:pw", b"no-colon",
-        b"\xff:\x00", b"a:" + b"x" * 3000)] + ["!!!", "A" * 9000, ""]
+    (folder / "gateway.yaml").write_text(
+        gateway_yaml(
+            good,
+            {"json": True, "format": fmt, "output": str(log), "timeZone": "Europe/Paris"},
+            {"format": fmt, "output": str(fifo), "queueSize": 3, "flushTimeout": "200ms"},
+        )
+    )
+    auths = [
+        base64.b64encode(raw).decode()
+        for raw in (
+            b"plain:pw",
+            b"bc:pw",
+            b"yes:pw",
+            b"plain:no",
+            b"bc:no",
+            b"ghost:pw",
+            b"no-colon",
+            b"\xff:\x00",
+            b"a:" + b"x" * 3000,
+        )
+    ] + ["!!!", "A" * 9000, ""]
     got: list[bytes] = []
 
     def reader() -> None:  # comes and goes: the writer reopens the FIFO for the next one
@@ -463,12 +566,23 @@ routes:
     r = threading.Thread(target=reader)
     r.start()
     with Gateway.from_config(folder / "gateway.yaml", runtime=runtime) as gw:
+
         def worker(k: int) -> None:
             for i in range(120):
                 value = auths[(i + k) % len(auths)]
-                gw.handle("POST", "/", {"Authorization": f"Basic {value}", "X-A": "\x01\"\\",
-                                        "Cookie": "c=1; d=2", "User-Agent": "\xff"},
-                          body=b"b" * (i % 7), query=f"q=%{i:02x}%ZZ&x")
+                gw.handle(
+                    "POST",
+                    "/",
+                    {
+                        "Authorization": f"Basic {value}",
+                        "X-A": '\x01"\\',
+                        "Cookie": "c=1; d=2",
+                        "User-Agent": "\xff",
+                    },
+                    body=b"b" * (i % 7),
+                    query=f"q=%{i:02x}%ZZ&x",
+                )
+
         threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
         for t in threads:
             t.start()
@@ -477,8 +591,14 @@ routes:
     r.join(30)
     assert len(log.read_text().splitlines()) == 480 and got
     # refused configurations: create fails half-way, destroy still frees what it made
-    for auth in ({}, {"users": {}}, {"users": {"a": "$apr1$x$y"}}, {"users": {"a": "$1$x$y"}},
-                 {"users": {"a": "x"}, "realm": "\""}, {"users": {"a": "x", "b": ""}}):
+    for auth in (
+        {},
+        {"users": {}},
+        {"users": {"a": "$apr1$x$y"}},
+        {"users": {"a": "$1$x$y"}},
+        {"users": {"a": "x"}, "realm": '"'},
+        {"users": {"a": "x", "b": ""}},
+    ):
         (folder / "bad.yaml").write_text(gateway_yaml(auth, {}, {"format": "${status}"}))
         try:
             Gateway.from_config(folder / "bad.yaml", runtime=runtime).close()
@@ -486,9 +606,16 @@ routes:
             pass
         else:
             raise AssertionError(auth)
-    for logger in ({"format": "${nope}"}, {"format": "a ${status} ${"}, {"timeZone": "X/Y"},
-                   {"timeZone": "../x"}, {"timeFormat": "x"}, {"queueSize": 0},
-                   {"output": str(folder)}, {"json": True, "format": "none"}):
+    for logger in (
+        {"format": "${nope}"},
+        {"format": "a ${status} ${"},
+        {"timeZone": "X/Y"},
+        {"timeZone": "../x"},
+        {"timeFormat": "x"},
+        {"queueSize": 0},
+        {"output": str(folder)},
+        {"json": True, "format": "none"},
+    ):
         (folder / "bad.yaml").write_text(gateway_yaml(good, logger, {"format": "${status}"}))
         try:
             Gateway.from_config(folder / "bad.yaml", runtime=runtime).close()
@@ -521,34 +648,67 @@ def exercise_opentelemetry(runtime, plugin_dir: Path, workdir: Path) -> None:
 
     def write(plugin_cfg: dict, mws: dict) -> Path:
         path = folder / "gateway.yaml"
-        path.write_text(json.dumps({
-            "plugins": [{"path": str(plugin_dir / "opentelemetry.so"), "config": plugin_cfg},
-                        {"path": str(plugin_dir / "static.so")}],
-            "middlewares": {n: {"use": otel, "config": c} for n, c in mws.items()},
-            "globalMiddlewares": ["G"] if "G" in mws else [],
-            "actions": {"Ok": {"use": "plugins.static.actions.StaticAction",
-                               "config": {"body": "ok"}},
-                        "Bad": {"use": "plugins.static.actions.StaticAction",
-                                "config": {"status": 502}}},
-            "routes": {"R": {"gatewayPath": "/r/:id", "methods": ["ALL"],
-                             "middlewares": [n for n in mws if n != "G"], "action": "Ok"},
-                       "B": {"gatewayPath": "/b", "methods": ["GET"], "action": "Bad"}},
-        }))
+        path.write_text(
+            json.dumps(
+                {
+                    "plugins": [
+                        {"path": str(plugin_dir / "opentelemetry.so"), "config": plugin_cfg},
+                        {"path": str(plugin_dir / "static.so")},
+                    ],
+                    "middlewares": {n: {"use": otel, "config": c} for n, c in mws.items()},
+                    "globalMiddlewares": ["G"] if "G" in mws else [],
+                    "actions": {
+                        "Ok": {
+                            "use": "plugins.static.actions.StaticAction",
+                            "config": {"body": "ok"},
+                        },
+                        "Bad": {
+                            "use": "plugins.static.actions.StaticAction",
+                            "config": {"status": 502},
+                        },
+                    },
+                    "routes": {
+                        "R": {
+                            "gatewayPath": "/r/:id",
+                            "methods": ["ALL"],
+                            "middlewares": [n for n in mws if n != "G"],
+                            "action": "Ok",
+                        },
+                        "B": {"gatewayPath": "/b", "methods": ["GET"], "action": "Bad"},
+                    },
+                }
+            )
+        )
         return path
 
     tid, pid = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
-    parents = [f"00-{tid}-{pid}-01", f"00-{tid}-{pid}-00", f"00-{tid.upper()}-{pid}-01",
-               f"00-{'0' * 32}-{pid}-01", "ff-" + "1" * 32 + "-" + "2" * 16 + "-01", "", "x" * 300,
-               f"00-{tid}-{pid}-01-more", "00-" + "é" * 16 + "-" + pid + "-01"]
+    parents = [
+        f"00-{tid}-{pid}-01",
+        f"00-{tid}-{pid}-00",
+        f"00-{tid.upper()}-{pid}-01",
+        f"00-{'0' * 32}-{pid}-01",
+        "ff-" + "1" * 32 + "-" + "2" * 16 + "-01",
+        "",
+        "x" * 300,
+        f"00-{tid}-{pid}-01-more",
+        "00-" + "é" * 16 + "-" + pid + "-01",
+    ]
     collector = Collector()
     try:
         for provider in (
-                {"endpoint": collector.url, "batchSize": 7, "exportInterval": "50ms",
-                 "headers": {"Authorization": "Bearer x"}, "samplingRatio": 0.5},
-                {"endpoint": collector.url, "queueSize": 3, "batchSize": 1,
-                 "exportInterval": "1h"}):
-            path = write({"providerConfig": provider, "contextTracerKey": "ctx"},
-                         {"G": {"tracerName": "outer"}, "A": {"tracerName": "inner"}, "C": {}})
+            {
+                "endpoint": collector.url,
+                "batchSize": 7,
+                "exportInterval": "50ms",
+                "headers": {"Authorization": "Bearer x"},
+                "samplingRatio": 0.5,
+            },
+            {"endpoint": collector.url, "queueSize": 3, "batchSize": 1, "exportInterval": "1h"},
+        ):
+            path = write(
+                {"providerConfig": provider, "contextTracerKey": "ctx"},
+                {"G": {"tracerName": "outer"}, "A": {"tracerName": "inner"}, "C": {}},
+            )
             with Gateway.from_config(path, runtime=runtime) as gw:
                 errors: list[BaseException] = []
 
@@ -561,13 +721,20 @@ def exercise_opentelemetry(runtime, plugin_dir: Path, workdir: Path) -> None:
 
                 def run(n: int) -> None:
                     for i in range(n):
-                        headers = {"Host": ["h:1", "[::1]:8080", "x:99999", "a:b:c"][i % 4],
-                                   "User-Agent": "u" * (i % 50), "tracestate": "k=v"}
+                        headers = {
+                            "Host": ["h:1", "[::1]:8080", "x:99999", "a:b:c"][i % 4],
+                            "User-Agent": "u" * (i % 50),
+                            "tracestate": "k=v",
+                        }
                         if parents[i % len(parents)]:
                             headers["traceparent"] = parents[i % len(parents)]
                         method = ["GET", "POST", "BREW"][i % 3]
-                        assert gw.handle(method, "/r/x" + "é\\\"" * (i % 20), headers,
-                                         body=b"b" * (i % 5)).status == 200
+                        assert (
+                            gw.handle(
+                                method, "/r/x" + 'é\\"' * (i % 20), headers, body=b"b" * (i % 5)
+                            ).status
+                            == 200
+                        )
                         assert gw.handle("GET", "/b").status == 502
                         gw.handle("GET", "/nowhere")
 
@@ -584,9 +751,13 @@ def exercise_opentelemetry(runtime, plugin_dir: Path, workdir: Path) -> None:
     with socket.socket() as s:  # a refused collector: failures are logged and counted
         s.bind(("127.0.0.1", 0))
         refused = f"http://127.0.0.1:{s.getsockname()[1]}"
-    with Gateway.from_config(write({"providerConfig": {"endpoint": refused, "timeout": "1s",
-                                                       "shutdownTimeout": "2s"}},
-                                   {"A": {}}), runtime=runtime) as gw:
+    with Gateway.from_config(
+        write(
+            {"providerConfig": {"endpoint": refused, "timeout": "1s", "shutdownTimeout": "2s"}},
+            {"A": {}},
+        ),
+        runtime=runtime,
+    ) as gw:
         for _ in range(20):
             gw.handle("GET", "/r/1")
 
@@ -594,24 +765,29 @@ def exercise_opentelemetry(runtime, plugin_dir: Path, workdir: Path) -> None:
     saved = os.dup(1)
     os.dup2(devnull, 1)
     try:
-        with Gateway.from_config(write({"providerConfig": {"serviceName": "s"}}, {"A": {}}),
-                                 runtime=runtime) as gw:
+        with Gateway.from_config(
+            write({"providerConfig": {"serviceName": "s"}}, {"A": {}}), runtime=runtime
+        ) as gw:
             for _ in range(50):
                 gw.handle("GET", "/r/1")
-        with Gateway.from_config(write({"providerConfig": {"disableTraces": True}}, {"A": {}}),
-                                 runtime=runtime) as gw:
+        with Gateway.from_config(
+            write({"providerConfig": {"disableTraces": True}}, {"A": {}}), runtime=runtime
+        ) as gw:
             gw.handle("GET", "/r/1", {"traceparent": parents[0]})
     finally:
         os.dup2(saved, 1)
         os.close(saved)
         os.close(devnull)
 
-    for plugin_cfg, mw in (({"provider": "x"}, {}), ({"providerConfig": {"batchSize": 0}}, {}),
-                           ({"providerConfig": {"endpoint": "ftp://x"}}, {}),
-                           ({"providerConfig": {"headers": {"A B": "x"}}}, {}),
-                           ({"providerConfig": {"samplingRatio": 2}}, {}),
-                           ({"providerConfig": {"endpoint": refused}}, {"nope": 1}),
-                           ({"providerConfig": {"endpoint": refused}}, {"tracerName": [1]})):
+    for plugin_cfg, mw in (
+        ({"provider": "x"}, {}),
+        ({"providerConfig": {"batchSize": 0}}, {}),
+        ({"providerConfig": {"endpoint": "ftp://x"}}, {}),
+        ({"providerConfig": {"headers": {"A B": "x"}}}, {}),
+        ({"providerConfig": {"samplingRatio": 2}}, {}),
+        ({"providerConfig": {"endpoint": refused}}, {"nope": 1}),
+        ({"providerConfig": {"endpoint": refused}}, {"tracerName": [1]}),
+    ):
         try:
             Gateway.from_config(write(plugin_cfg, {"A": mw}), runtime=runtime).close()
         except Exception:
@@ -690,15 +866,25 @@ routes:
         with Gateway.from_config(folder / "gateway.yaml", runtime=runtime) as gw:
             for i in range(300):
                 rest = "/".join(["a b", "..", "\u00fc%", ".", "x" * (i % 40)] * (1 + i % 30))
-                r = gw.handle("POST" if i % 2 else "GET", f"/fw/{rest}",
-                              [("Host", "h" * (i % 100)),
-                               ("X-Forwarded-For", "1.2.3.4"),
-                               ("X-Forwarded-For", "5.6.7.8," * (i % 20))],
-                              body=b"b" * (i % 3000), query="q=" + "%2F" * (i % 200),
-                              client_ip="203.0.113.%d" % (i % 256))
+                r = gw.handle(
+                    "POST" if i % 2 else "GET",
+                    f"/fw/{rest}",
+                    [
+                        ("Host", "h" * (i % 100)),
+                        ("X-Forwarded-For", "1.2.3.4"),
+                        ("X-Forwarded-For", "5.6.7.8," * (i % 20)),
+                    ],
+                    body=b"b" * (i % 3000),
+                    query="q=" + "%2F" * (i % 200),
+                    client_ip="203.0.113.%d" % (i % 256),
+                )
                 assert r.status == 200, r.status
-                assert gw.handle("GET", "/trust", {"X-Forwarded-Proto": "https",
-                                                   "X-Forwarded-Host": "x"}).status == 200
+                assert (
+                    gw.handle(
+                        "GET", "/trust", {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "x"}
+                    ).status
+                    == 200
+                )
 
             statuses: list[int] = []
 
@@ -719,17 +905,25 @@ routes:
         server.shutdown()
         server.server_close()
 
-    for bad in ({"upstreamEndpoint": "ftp://x"}, {"upstreamEndpoint": "http://[::1"},
-                {"upstreamEndpoint": "http://a:1", "timeout": 0}, {"timout": 1}, {}):
+    for bad in (
+        {"upstreamEndpoint": "ftp://x"},
+        {"upstreamEndpoint": "http://[::1"},
+        {"upstreamEndpoint": "http://a:1", "timeout": 0},
+        {"timout": 1},
+        {},
+    ):
         with plughost.Host(runtime, static_check=False) as host:
             host.load_plugin(plugin_dir / "httpfw.so")
             try:
                 host.create_action("plugins.httpfw.actions.HttpAction", bad)
             except plughost.ConfigError:
                 pass
-    for bad in ({"upstreamEndpoints": []}, {"upstreamEndpoints": ["http://a:1", 5]},
-                {"upstreamEndpoints": ["http://a:1"], "healthCheckTimeout": 0},
-                {"upstreamEndpoints": [f"http://a:{i + 1}" for i in range(65)]}):
+    for bad in (
+        {"upstreamEndpoints": []},
+        {"upstreamEndpoints": ["http://a:1", 5]},
+        {"upstreamEndpoints": ["http://a:1"], "healthCheckTimeout": 0},
+        {"upstreamEndpoints": [f"http://a:{i + 1}" for i in range(65)]},
+    ):
         with plughost.Host(runtime, static_check=False) as host:
             host.load_plugin(plugin_dir / "httpfw.so")
             try:
@@ -740,8 +934,9 @@ routes:
     with plughost.Host(runtime, static_check=False) as host:
         host.load_plugin(plugin_dir / "httpfw.so")
         for _ in range(20):
-            host.create_action("plugins.httpfw.actions.BalancerHttpAction",
-                               {"upstreamEndpoints": [live, dead]})
+            host.create_action(
+                "plugins.httpfw.actions.BalancerHttpAction", {"upstreamEndpoints": [live, dead]}
+            )
 
 
 def exercise_wsfw(runtime: Runtime, plugin_dir: Path, workdir: Path) -> None:
@@ -786,17 +981,22 @@ routes:
     action: Open
 """)
     key = "dGhlIHNhbXBsZSBub25jZQ=="
-    good = [(b"connection", b"keep-alive, Upgrade"), (b"upgrade", b"websocket"),
-            (b"sec-websocket-version", b"13"), (b"sec-websocket-key", key.encode()),
-            (b"origin", b"https://b.example")]
+    good = [
+        (b"connection", b"keep-alive, Upgrade"),
+        (b"upgrade", b"websocket"),
+        (b"sec-websocket-version", b"13"),
+        (b"sec-websocket-key", key.encode()),
+        (b"origin", b"https://b.example"),
+    ]
     odd = [b"", b",", b" , ,upgrade,", b"Upgrade" * 500, b"\xff\xfe", b"up grade", b"upgrade\t"]
     with Gateway.from_config(folder / "gateway.yaml", runtime=runtime) as gw:
         chain, params = gw.route("GET", "/ws/a/../b c/%")
         for i in range(400):
             headers = list(good)
             headers[i % 5] = (headers[i % 5][0], odd[i % len(odd)])
-            result = gw.pipeline.run(chain, params,
-                                     Request("GET", "/ws/x", headers, b"q=1", b"::1"))
+            result = gw.pipeline.run(
+                chain, params, Request("GET", "/ws/x", headers, b"q=1", b"::1")
+            )
             if isinstance(result, PendingUpstream):
                 result.discard()
             else:
@@ -805,8 +1005,9 @@ routes:
 
         def handshake() -> None:
             for _ in range(100):
-                pending = gw.pipeline.run(chain, params, Request("GET", "/ws/x", good, b"a=%2F",
-                                                                 b"10.0.0.1"))
+                pending = gw.pipeline.run(
+                    chain, params, Request("GET", "/ws/x", good, b"a=%2F", b"10.0.0.1")
+                )
                 specs.append(pending.directive())
                 pending.discard()
 
@@ -817,13 +1018,19 @@ routes:
             w.join()
         assert len(specs) == 300 and all(
             s.websocket and s.subprotocols == ("chat", "json.v2") and s.max_message == 4096
-            for s in specs), specs[0]
+            for s in specs
+        ), specs[0]
         assert specs[0].url.startswith("wss://[::1]:8443/base/"), specs[0].url
         assert gw.handle("GET", "/open").status == 426  # no upgrade: the host answers
-    for bad in ({"upstreamEndpoint": "http://x"}, {"upstreamEndpoint": "ws://x", "pongTimeout": 1},
-                {"upstreamEndpoint": "ws://x", "subprotocols": ["a b"]},
-                {"upstreamEndpoint": "ws://x", "origins": ["", 3]},
-                {"upstreamEndpoint": "ws://x", "origins": "x"}, {"pingIntervall": 1}, {}):
+    for bad in (
+        {"upstreamEndpoint": "http://x"},
+        {"upstreamEndpoint": "ws://x", "pongTimeout": 1},
+        {"upstreamEndpoint": "ws://x", "subprotocols": ["a b"]},
+        {"upstreamEndpoint": "ws://x", "origins": ["", 3]},
+        {"upstreamEndpoint": "ws://x", "origins": "x"},
+        {"pingIntervall": 1},
+        {},
+    ):
         with plughost.Host(runtime, static_check=False) as host:
             host.load_plugin(plugin_dir / "wsfw.so")
             try:
@@ -848,6 +1055,5 @@ if __name__ == "__main__":
         exercise_opentelemetry(runtime, Path(sys.argv[2]), Path(tmp))
         exercise_httpfw(runtime, Path(sys.argv[2]), Path(tmp))
         exercise_wsfw(runtime, Path(sys.argv[2]), Path(tmp))
-        exercise_valkey(runtime, Path(sys.argv[2]), Path(tmp), int(sys.argv[3]),
-                        int(sys.argv[4]))
+        exercise_valkey(runtime, Path(sys.argv[2]), Path(tmp), int(sys.argv[3]), int(sys.argv[4]))
     print("sanitizers: clean")

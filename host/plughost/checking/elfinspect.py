@@ -166,7 +166,9 @@ def _raw_header(path: Path, data: bytes) -> _RawHeader:
     """Checks the identification bytes and reads the ELF header with struct."""
     size = len(data)
     if size == 0:
-        raise _error(path, "empty", "is empty (0 bytes): build the plugin again or copy the real .so")
+        raise _error(
+            path, "empty", "is empty (0 bytes): build the plugin again or copy the real .so"
+        )
     if data[: min(size, 4)] != _ELF_MAGIC[: min(size, 4)] or size < 4:
         raise _error(
             path,
@@ -191,8 +193,21 @@ def _raw_header(path: Path, data: bytes) -> _RawHeader:
         raise _truncated(path, "ELF header would", ehsize, size)
     word = "I" if bits == 32 else "Q"
     fmt = f"{endian}16xHHI{word}{word}{word}IHHHHHH"
-    (_type, _mach, _ver, _entry, phoff, shoff, _flags, _ehsize, phentsize, phnum,
-     shentsize, shnum, _shstrndx) = struct.unpack_from(fmt, data, 0)
+    (
+        _type,
+        _mach,
+        _ver,
+        _entry,
+        phoff,
+        shoff,
+        _flags,
+        _ehsize,
+        phentsize,
+        phnum,
+        shentsize,
+        shnum,
+        _shstrndx,
+    ) = struct.unpack_from(fmt, data, 0)
     return _RawHeader(bits, endian, phoff, phentsize, phnum, shoff, shentsize, shnum)
 
 
@@ -330,7 +345,7 @@ def _version_names(elf: ELFFile, data: bytes) -> dict[int, str]:
             continue
         strings = elf.get_section(sec["sh_link"])
         start, size = sec["sh_offset"], sec["sh_size"]
-        blob = data[start:start + size]
+        blob = data[start : start + size]
         budget = len(blob) // _VERNEED_ENTRY  # entries of either kind the section can hold
         seen: set[int] = set()
         offset = 0
@@ -339,14 +354,14 @@ def _version_names(elf: ELFFile, data: bytes) -> dict[int, str]:
                 break
             seen.add(offset)
             _version, count, _file, aux, following = struct.unpack_from(
-                order + "HHIII", blob, offset)
+                order + "HHIII", blob, offset
+            )
             at = offset + aux
             for _ in range(min(count, budget)):
                 if at in seen or at + _VERNEED_ENTRY > len(blob):
                     break
                 seen.add(at)
-                _hash, _flags, other, name, next_aux = struct.unpack_from(
-                    order + "IHHII", blob, at)
+                _hash, _flags, other, name, next_aux = struct.unpack_from(order + "IHHII", blob, at)
                 names[other & 0x7FFF] = strings.get_string(name)
                 if next_aux == 0:
                     break
@@ -589,8 +604,15 @@ def _inspect(p: Path, data: bytes, hdr: _RawHeader) -> ElfInfo:
 
 #: Relocation types that store "load base + addend" (how a PIC plugin's entry points at its
 #: name and version strings), per machine.
-_RELATIVE_RELOCATIONS = {"EM_X86_64": 8, "EM_AARCH64": 1027, "EM_386": 8, "EM_ARM": 23,
-                         "EM_RISCV": 3, "EM_PPC64": 22, "EM_S390": 12}
+_RELATIVE_RELOCATIONS = {
+    "EM_X86_64": 8,
+    "EM_AARCH64": 1027,
+    "EM_386": 8,
+    "EM_ARM": 23,
+    "EM_RISCV": 3,
+    "EM_PPC64": 22,
+    "EM_S390": 12,
+}
 _MAX_IDENTITY = 128  # longest name or version string read
 
 
@@ -632,8 +654,11 @@ def read_plugin_identity(path: str | os.PathLike[str]) -> PluginIdentity:
         for slot, addend in slots.items():
             if addend is None:  # REL or RELR: the addend is stored in the slot itself
                 at = _file_offset(elf, slot)
-                addend = (struct.unpack_from(order + ("Q" if word == 8 else "I"), data, at)[0]
-                          if at is not None and at + word <= len(data) else 0)
+                addend = (
+                    struct.unpack_from(order + ("Q" if word == 8 else "I"), data, at)[0]
+                    if at is not None and at + word <= len(data)
+                    else 0
+                )
             strings.append(_c_string(elf, data, addend) if addend else None)
         return PluginIdentity(*strings)
     except Exception:  # noqa: BLE001 - a file pyelftools cannot walk has no readable identity
@@ -642,7 +667,10 @@ def read_plugin_identity(path: str | os.PathLike[str]) -> PluginIdentity:
 
 def _file_offset(elf: ELFFile, vaddr: int) -> int | None:
     for seg in elf.iter_segments():
-        if seg["p_type"] == "PT_LOAD" and seg["p_vaddr"] <= vaddr < seg["p_vaddr"] + seg["p_filesz"]:
+        if (
+            seg["p_type"] == "PT_LOAD"
+            and seg["p_vaddr"] <= vaddr < seg["p_vaddr"] + seg["p_filesz"]
+        ):
             return seg["p_offset"] + vaddr - seg["p_vaddr"]
     return None
 
@@ -651,7 +679,7 @@ def _c_string(elf: ELFFile, data: bytes, vaddr: int) -> str | None:
     at = _file_offset(elf, vaddr)
     if at is None:
         return None
-    raw = data[at:at + _MAX_IDENTITY + 1]
+    raw = data[at : at + _MAX_IDENTITY + 1]
     end = raw.find(b"\0")
     if end < 0:
         return None
@@ -781,9 +809,7 @@ def _needed_closure(
     return list(found.values()), missing
 
 
-def find_missing_libraries(
-    info: ElfInfo, search_dirs: Iterable[str] | None = None
-) -> list[str]:
+def find_missing_libraries(info: ElfInfo, search_dirs: Iterable[str] | None = None) -> list[str]:
     """Return the ``DT_NEEDED`` names of ``info`` that no library on this host provides.
 
     Libraries are looked up by name in the file's RPATH/RUNPATH, ``LD_LIBRARY_PATH``,

@@ -24,11 +24,18 @@ def probe(path: str) -> dict[str, object]:
     try:
         plugin = host.load_plugin(path)
     except PlughostError as exc:
-        return {"ok": False, "code": getattr(exc, "code", "load"),
-                "message": getattr(exc, "reason", str(exc))}
-    result = {"ok": True, "name": plugin.name, "version": plugin.version,
-              "abi": f"{plugin.abi[0]}.{plugin.abi[1]}",
-              "types": {ptype.id: ptype.kind for ptype in plugin.types.values()}}
+        return {
+            "ok": False,
+            "code": getattr(exc, "code", "load"),
+            "message": getattr(exc, "reason", str(exc)),
+        }
+    result = {
+        "ok": True,
+        "name": plugin.name,
+        "version": plugin.version,
+        "abi": f"{plugin.abi[0]}.{plugin.abi[1]}",
+        "types": {ptype.id: ptype.kind for ptype in plugin.types.values()},
+    }
     host.close()
     return result
 

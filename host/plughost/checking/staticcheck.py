@@ -168,7 +168,7 @@ def _note_libc(note: dict[str, str] | None) -> tuple[str | None, str | None]:
 
 
 def _toolchain_hint(target: Platform) -> str:
-    """" (zig cc -target ...)" naming a cross compiler for target, or "" for x86_64 glibc."""
+    """ " (zig cc -target ...)" naming a cross compiler for target, or "" for x86_64 glibc."""
     if target.libc == "musl":
         return f" (musl-gcc, or zig cc -target {target.arch}-linux-musl)"
     if target.arch == "aarch64":
@@ -325,8 +325,7 @@ class _Checker:
                 detail = f"no exported {ENTRY_SYMBOL}"
             self.add(
                 "no-entry",
-                f"no plughost entry ({detail}): define one with PH_PLUGIN_DEFINE from"
-                " abi/plugin.h",
+                f"no plughost entry ({detail}): define one with PH_PLUGIN_DEFINE from abi/plugin.h",
             )
         elif info.note is None:
             self.add(
@@ -439,7 +438,7 @@ class _Checker:
             self.add(
                 "entry-magic",
                 f"its entry header starts with 0x{header.magic:08X} instead of the plughost"
-                f" magic 0x{PLUGIN_MAGIC:08X} (\"PLGH\"): {_USE_DEFINE}",
+                f' magic 0x{PLUGIN_MAGIC:08X} ("PLGH"): {_USE_DEFINE}',
             )
 
     # --- host symbols -----------------------------------------------------------------

@@ -11,13 +11,38 @@ not load plugins or the C runtime.
 from .addresses import parse_address
 from .durations import parse_duration, parse_size
 from .load import CONFIG_FILES, config_from_text, load_config
-from .model import (ALL_METHODS, HTTP_METHODS, EndpointSpec, GatewayConfig, InstanceSpec,
-                    ModuleSpec, PluginSpec, RouteSpec, ServerSpec, ServiceSpec)
+from .model import (
+    ALL_METHODS,
+    HTTP_METHODS,
+    EndpointSpec,
+    GatewayConfig,
+    InstanceSpec,
+    ModuleSpec,
+    PluginSpec,
+    RouteSpec,
+    ServerSpec,
+    ServiceSpec,
+)
 from .problems import ConfigErrors, ConfigProblem, Where
 
 __all__ = [
-    "ALL_METHODS", "CONFIG_FILES", "ConfigErrors", "ConfigProblem", "EndpointSpec",
-    "GatewayConfig", "HTTP_METHODS", "InstanceSpec", "ModuleSpec", "PluginSpec", "RouteSpec", "ServerSpec",
-    "ServiceSpec", "Where", "config_from_text", "load_config", "parse_address",
-    "parse_duration", "parse_size",
+    "ALL_METHODS",
+    "CONFIG_FILES",
+    "ConfigErrors",
+    "ConfigProblem",
+    "EndpointSpec",
+    "GatewayConfig",
+    "HTTP_METHODS",
+    "InstanceSpec",
+    "ModuleSpec",
+    "PluginSpec",
+    "RouteSpec",
+    "ServerSpec",
+    "ServiceSpec",
+    "Where",
+    "config_from_text",
+    "load_config",
+    "parse_address",
+    "parse_duration",
+    "parse_size",
 ]

@@ -5,8 +5,10 @@ from __future__ import annotations
 import ipaddress
 import re
 
-_HOSTNAME = re.compile(r"(?=.{1,253}$)([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)"
-                       r"(\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?")
+_HOSTNAME = re.compile(
+    r"(?=.{1,253}$)([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)"
+    r"(\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?"
+)
 
 
 def parse_address(value: str | int) -> tuple[str, int]:
@@ -21,10 +23,9 @@ def parse_address(value: str | int) -> tuple[str, int]:
         return "0.0.0.0", _port(text, text)
     if text.startswith("["):
         end = text.find("]")
-        if end < 0 or text[end + 1:end + 2] != ":":
-            raise ValueError(f"'{text}' is not an address: write an IPv6 address as "
-                             "'[::1]:8090'")
-        host, port = text[1:end], text[end + 2:]
+        if end < 0 or text[end + 1 : end + 2] != ":":
+            raise ValueError(f"'{text}' is not an address: write an IPv6 address as '[::1]:8090'")
+        host, port = text[1:end], text[end + 2 :]
         try:
             ipaddress.IPv6Address(host)
         except ValueError:
@@ -32,8 +33,9 @@ def parse_address(value: str | int) -> tuple[str, int]:
         return host, _port(port, text)
     if text.count(":") != 1:
         if text.count(":") > 1:
-            raise ValueError(f"'{text}' is not an address: write an IPv6 address in brackets, "
-                             "as '[::1]:8090'")
+            raise ValueError(
+                f"'{text}' is not an address: write an IPv6 address in brackets, as '[::1]:8090'"
+            )
         raise ValueError(f"'{text}' is not an address: write host:port, e.g. '0.0.0.0:8090'")
     host, port = text.split(":")
     if host and not _valid_host(host):
@@ -54,8 +56,9 @@ def _valid_host(host: str) -> bool:
 
 def _port(text: str, whole: str) -> int:
     if not text.isdigit():
-        raise ValueError(f"'{whole}' has no valid port: write host:port with a port number "
-                         "from 1 to 65535")
+        raise ValueError(
+            f"'{whole}' has no valid port: write host:port with a port number from 1 to 65535"
+        )
     port = int(text)
     if not 1 <= port <= 65535:
         raise ValueError(f"port {port} in '{whole}' is out of range: use a port from 1 to 65535")

@@ -11,12 +11,30 @@ import math
 import re
 from decimal import Decimal, InvalidOperation, localcontext
 
-_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0,
-          "h": 3600.0}
+_UNITS = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "μs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+}
 _PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([A-Za-z]*)")
-_SIZE_UNITS = {"": 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4,
-               "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4}
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 1000,
+    "mb": 1000**2,
+    "gb": 1000**3,
+    "tb": 1000**4,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+    "tib": 1024**4,
+}
 
 #: The longest duration accepted, in seconds: a year (8760h).
 MAX_DURATION = 365 * 24 * 3600.0
@@ -66,8 +84,10 @@ def parse_duration(value: str | int | float, written: str | None = None) -> floa
     if isinstance(value, float):
         if not math.isfinite(value):
             what = "not a number" if math.isnan(value) else "infinity"
-            raise ValueError(f"{shown(value, written)} ({what}) is not a duration: write a "
-                             "number of seconds or a text such as '30s' or '1m30s'")
+            raise ValueError(
+                f"{shown(value, written)} ({what}) is not a duration: write a "
+                "number of seconds or a text such as '30s' or '1m30s'"
+            )
         if abs(value) > MAX_DURATION:
             raise _too_long(shown(value, written))
         return value
@@ -83,9 +103,11 @@ def parse_duration(value: str | int | float, written: str | None = None) -> floa
     while pos < len(body):
         m = _PART.match(body, pos)
         if m is None:
-            raise ValueError(f"{shown(text, written)} is not a duration: write a number with "
-                             "a unit, such as '30s', '250ms', '1m30s' or '2h' (units ns, us, "
-                             "ms, s, m, h)")
+            raise ValueError(
+                f"{shown(text, written)} is not a duration: write a number with "
+                "a unit, such as '30s', '250ms', '1m30s' or '2h' (units ns, us, "
+                "ms, s, m, h)"
+            )
         total += float(m.group(1)) * _UNITS[m.group(2)]
         pos = m.end()
     if not body:
@@ -96,8 +118,9 @@ def parse_duration(value: str | int | float, written: str | None = None) -> floa
 
 
 def _too_long(what: str) -> ValueError:
-    return ValueError(f"{what} is out of range: a duration is at most a year (8760h); write "
-                      "e.g. '30s' or '2h'")
+    return ValueError(
+        f"{what} is out of range: a duration is at most a year (8760h); write e.g. '30s' or '2h'"
+    )
 
 
 def parse_size(value: str | int | float, written: str | None = None) -> int:
@@ -110,8 +133,10 @@ def parse_size(value: str | int | float, written: str | None = None) -> int:
     if isinstance(value, float):
         if not math.isfinite(value):
             what = "not a number" if math.isnan(value) else "infinity"
-            raise ValueError(f"{shown(value, written)} ({what}) is not a size: write a number "
-                             "of bytes such as 4194304, or a size such as '4MiB'")
+            raise ValueError(
+                f"{shown(value, written)} ({what}) is not a size: write a number "
+                "of bytes such as 4194304, or a size such as '4MiB'"
+            )
         if value != int(value):
             raise ValueError(f"{shown(value, written)} is not a whole number of bytes")
         value = int(value)
@@ -123,9 +148,11 @@ def parse_size(value: str | int | float, written: str | None = None) -> int:
     m = _SIZE.fullmatch(text)
     unit = m.group(2).lower() if m else None
     if m is None or unit not in _SIZE_UNITS:
-        raise ValueError(f"{shown(text, written)} is not a size: write a number of bytes, or "
-                         "a number with a unit such as '4MB', '512KB' (powers of 1000) or "
-                         "'10MiB', '64KiB' (powers of 1024)")
+        raise ValueError(
+            f"{shown(text, written)} is not a size: write a number of bytes, or "
+            "a number with a unit such as '4MB', '512KB' (powers of 1000) or "
+            "'10MiB', '64KiB' (powers of 1024)"
+        )
     try:
         with localcontext() as ctx:
             ctx.prec = len(m.group(1)) + 20  # exact, so '0.1KB' is 100 bytes
@@ -140,5 +167,7 @@ def parse_size(value: str | int | float, written: str | None = None) -> int:
 
 
 def _too_large(what: str) -> ValueError:
-    return ValueError(f"{what} is out of range: a size is at most 2^62 bytes (4 EiB); write "
-                      "e.g. 4194304 or '4MiB'")
+    return ValueError(
+        f"{what} is out of range: a size is at most 2^62 bytes (4 EiB); write "
+        "e.g. 4194304 or '4MiB'"
+    )

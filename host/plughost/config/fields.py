@@ -9,8 +9,16 @@ from typing import Iterable
 import yaml
 
 from .problems import Problems, Where, quoted_list, suggest
-from .yamlload import (BOOL_TAG, FLOAT_TAG, INT_TAG, NULL_TAG, children, is_null,
-                       is_unresolved, line_of)
+from .yamlload import (
+    BOOL_TAG,
+    FLOAT_TAG,
+    INT_TAG,
+    NULL_TAG,
+    children,
+    is_null,
+    is_unresolved,
+    line_of,
+)
 
 
 @dataclass
@@ -47,16 +55,23 @@ def describe(node: yaml.Node | None) -> str:
     return f"the text '{text}'{length}"
 
 
-def fields_of(node: yaml.Node | None, where: Where, problems: Problems, what: str,
-              allowed: Iterable[str] | None = None) -> dict[str, Field]:
+def fields_of(
+    node: yaml.Node | None,
+    where: Where,
+    problems: Problems,
+    what: str,
+    allowed: Iterable[str] | None = None,
+) -> dict[str, Field]:
     """The entries of map ``node`` by key (first one wins; duplicates are reported by the
     YAML reader). ``what`` names the map in messages ("route 'Users'"). Keys not in
     ``allowed`` are reported with the closest allowed key."""
     if is_null(node):
         return {}
     if not isinstance(node, yaml.MappingNode):
-        problems.add(Where(where.file, line_of(node), where.key),
-                     f"{what} must be a map of keys, not {describe(node)}")
+        problems.add(
+            Where(where.file, line_of(node), where.key),
+            f"{what} must be a map of keys, not {describe(node)}",
+        )
         return {}
     allowed = list(allowed) if allowed is not None else None
     out: dict[str, Field] = {}
@@ -158,8 +173,9 @@ def _number(node: yaml.ScalarNode) -> int | float | str:
             return str(node.value)
 
 
-def as_str_list(f: Field, problems: Problems, what: str,
-                allow_scalar: bool = False) -> list[tuple[str, Where]]:
+def as_str_list(
+    f: Field, problems: Problems, what: str, allow_scalar: bool = False
+) -> list[tuple[str, Where]]:
     """The texts of a list of scalars with their Wheres; ``allow_scalar`` also takes a single
     text (and splits it at commas). Wrong items are reported and skipped."""
     node = f.value
@@ -170,8 +186,9 @@ def as_str_list(f: Field, problems: Problems, what: str,
         return [(p, f.value_where) for p in parts if p]
     if not isinstance(node, yaml.SequenceNode):
         example = "[A, B]" if not allow_scalar else "[GET, POST]"
-        problems.add(f.value_where, f"{what} must be a list such as {example}, not "
-                                    f"{describe(node)}")
+        problems.add(
+            f.value_where, f"{what} must be a list such as {example}, not {describe(node)}"
+        )
         return []
     out = []
     for i, item in enumerate(node.value):

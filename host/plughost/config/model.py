@@ -18,8 +18,17 @@ from .problems import ConfigProblem, Where
 InstanceKind = Literal["storage", "middleware", "action"]
 
 #: Methods a route may list; ``ALL`` (as in Seam) means every method.
-HTTP_METHODS: tuple[str, ...] = ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS",
-                                 "TRACE", "PATCH")
+HTTP_METHODS: tuple[str, ...] = (
+    "GET",
+    "HEAD",
+    "POST",
+    "PUT",
+    "DELETE",
+    "CONNECT",
+    "OPTIONS",
+    "TRACE",
+    "PATCH",
+)
 ALL_METHODS = "ALL"
 
 
@@ -205,6 +214,7 @@ class GatewayConfig:
 
     def instance(self, kind: str, name: str) -> InstanceSpec | None:
         """The storage, middleware or action called ``name``."""
-        table = {"storage": self.storages, "middleware": self.middlewares,
-                 "action": self.actions}[kind]
+        table = {"storage": self.storages, "middleware": self.middlewares, "action": self.actions}[
+            kind
+        ]
         return table.get(name)

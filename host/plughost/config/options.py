@@ -23,17 +23,33 @@ from .problems import ConfigProblem, Where, quoted_list
 from .yamlload import UNRESOLVED_TAG, line_of
 
 #: ph_option_kind values, by name.
-KINDS = {1: "string", 2: "int", 3: "float", 4: "bool", 5: "duration", 6: "size", 7: "list",
-         8: "map", 9: "enum"}
+KINDS = {
+    1: "string",
+    2: "int",
+    3: "float",
+    4: "bool",
+    5: "duration",
+    6: "size",
+    7: "list",
+    8: "map",
+    9: "enum",
+}
 
 #: ph_option flags.
 REQUIRED, MINIMUM, MAXIMUM, COMMA_LIST, OR_FALSE = 0x1, 0x2, 0x4, 0x8, 0x10
 
 _TAG = "tag:yaml.org,2002:"
-_WHAT = {"string": "a string", "int": "a whole number", "float": "a number",
-         "bool": "true or false", "duration": "a duration such as 500ms, 60s or 1h30m",
-         "size": "a size such as 4096, 64KB or 4MiB", "list": "a list", "map": "a map",
-         "enum": "one of the choices"}
+_WHAT = {
+    "string": "a string",
+    "int": "a whole number",
+    "float": "a number",
+    "bool": "true or false",
+    "duration": "a duration such as 500ms, 60s or 1h30m",
+    "size": "a size such as 4096, 64KB or 4MiB",
+    "list": "a list",
+    "map": "a map",
+    "enum": "one of the choices",
+}
 
 
 @dataclass(frozen=True)
@@ -55,12 +71,19 @@ class Option:
 
     def to_json(self) -> dict[str, Any]:
         """The option as ``plughost describe --json`` prints it."""
-        out: dict[str, Any] = {"name": self.name, "kind": self.kind,
-                               "description": self.description, "required": self.required}
+        out: dict[str, Any] = {
+            "name": self.name,
+            "kind": self.kind,
+            "description": self.description,
+            "required": self.required,
+        }
         if self.default is not None:
             out["default"] = self.default
-        for key, value in (("minimum", self.minimum), ("maximum", self.maximum),
-                           ("items", self.items)):
+        for key, value in (
+            ("minimum", self.minimum),
+            ("maximum", self.maximum),
+            ("items", self.items),
+        ):
             if value is not None:
                 out[key] = value
         if self.comma_list:
@@ -77,8 +100,11 @@ class Option:
     def shown_kind(self) -> str:
         """The kind for people: ``list of string``, ``enum (Lax, Strict, None)``."""
         if self.kind == "enum" or (self.items == "enum" and self.choices):
-            kind = f"{self.kind} ({', '.join(self.choices)})" if self.kind == "enum" else \
-                f"list of {', '.join(self.choices)}"
+            kind = (
+                f"{self.kind} ({', '.join(self.choices)})"
+                if self.kind == "enum"
+                else f"list of {', '.join(self.choices)}"
+            )
         elif self.kind in ("list", "map") and self.items:
             kind = f"{self.kind} of {self.items}"
         else:
@@ -104,8 +130,9 @@ class _Check:
         self.problems.append(ConfigProblem(where, message))
 
 
-def check_options(config: Any, options: tuple[Option, ...], where: Where,
-                  owner: str) -> list[ConfigProblem]:
+def check_options(
+    config: Any, options: tuple[Option, ...], where: Where, owner: str
+) -> list[ConfigProblem]:
     """Every problem of ``config`` (a ``yaml.MappingNode``, a dict, or None) against
     ``options``; ``where`` is the place of the config itself (``middlewares.X.config``)."""
     check = _Check(owner)
@@ -124,8 +151,9 @@ def _entries(node: Any, where: Where) -> Iterator[tuple[str, Any, Where]]:
             yield str(key), value, where.child(str(key))
 
 
-def _check_map(check: _Check, node: Any, options: tuple[Option, ...], where: Where,
-               top: bool = False) -> None:
+def _check_map(
+    check: _Check, node: Any, options: tuple[Option, ...], where: Where, top: bool = False
+) -> None:
     by_name = {o.name.lower(): o for o in options}
     seen: dict[str, str] = {}
     for key, value, at in _entries(node, where):
@@ -133,16 +161,26 @@ def _check_map(check: _Check, node: Any, options: tuple[Option, ...], where: Whe
         if option is None:
             names = [o.name for o in options]
             hint = closest(key, names)
-            what = f"{check.owner} has no option '{key}'" if top else \
-                f"'{where.key.rsplit('.', 1)[-1]}' has no key '{key}'"
-            tail = (f": did you mean '{hint}'?" if hint else
-                    f": its options are {quoted_list(names)}" if names else
-                    ": it takes no options")
+            what = (
+                f"{check.owner} has no option '{key}'"
+                if top
+                else f"'{where.key.rsplit('.', 1)[-1]}' has no key '{key}'"
+            )
+            tail = (
+                f": did you mean '{hint}'?"
+                if hint
+                else f": its options are {quoted_list(names)}"
+                if names
+                else ": it takes no options"
+            )
             check.add(at, what + tail)
             continue
         if option.name.lower() in seen:
-            check.add(at, f"'{key}' is written twice (also as '{seen[option.name.lower()]}'): "
-                          "keys match ignoring case, keep one")
+            check.add(
+                at,
+                f"'{key}' is written twice (also as '{seen[option.name.lower()]}'): "
+                "keys match ignoring case, keep one",
+            )
             continue
         seen[option.name.lower()] = key
         _check_value(check, value, option, at)
@@ -150,8 +188,10 @@ def _check_map(check: _Check, node: Any, options: tuple[Option, ...], where: Whe
         if option.required and option.name.lower() not in seen:
             what = f": {option.description}" if option.description else ""
             owner = f"{check.owner} needs it" if top else "it is required here"
-            check.add(where.child(option.name, where.line),
-                      f"'{option.name}' is missing, and {owner}{what}")
+            check.add(
+                where.child(option.name, where.line),
+                f"'{option.name}' is missing, and {owner}{what}",
+            )
 
 
 def _is_null(node: Any) -> bool:
@@ -204,10 +244,18 @@ def _described(node: Any) -> str:
     scalar = _scalar(node)
     assert scalar is not None
     kind, value = scalar
-    text = node.value if isinstance(node, yaml.ScalarNode) else str(value).lower() \
-        if kind == "bool" else str(value)
-    return {"bool": f"the boolean {text}", "int": f"the number {text}",
-            "float": f"the number {text}"}.get(kind, f"'{text}'")
+    text = (
+        node.value
+        if isinstance(node, yaml.ScalarNode)
+        else str(value).lower()
+        if kind == "bool"
+        else str(value)
+    )
+    return {
+        "bool": f"the boolean {text}",
+        "int": f"the number {text}",
+        "float": f"the number {text}",
+    }.get(kind, f"'{text}'")
 
 
 def _check_value(check: _Check, node: Any, option: Option, at: Where) -> None:
@@ -215,19 +263,24 @@ def _check_value(check: _Check, node: Any, option: Option, at: Where) -> None:
         return  # its ${VAR} problem is already reported
     if _is_null(node) or (option.required and _is_empty(node)):
         if option.required:
-            check.add(at, f"'{option.name}' is empty: give it {_WHAT[option.kind]}"
-                          + (" with at least one entry" if option.kind in ("list", "map")
-                             else ""))
+            check.add(
+                at,
+                f"'{option.name}' is empty: give it {_WHAT[option.kind]}"
+                + (" with at least one entry" if option.kind in ("list", "map") else ""),
+            )
         return
-    word = node.value if isinstance(node, yaml.ScalarNode) and node.tag == _TAG + "bool" \
-        else ""
-    if word.lower() not in ("", "true", "false") and \
-            word.lower() in (c.lower() for c in option.choices):
+    word = node.value if isinstance(node, yaml.ScalarNode) and node.tag == _TAG + "bool" else ""
+    if word.lower() not in ("", "true", "false") and word.lower() in (
+        c.lower() for c in option.choices
+    ):
         # YAML 1.1 reads a bare on/off/yes/no as a boolean, not as the choice it spells.
         value = "true" if _scalar(node) == ("bool", True) else "false"
-        check.add(at, f"'{option.name}' is {word}, which YAML reads as the boolean {value}: "
-                      f"write '{word}' in quotes for the value {word}"
-                      + (", or false to turn it off" if option.or_false else ""))
+        check.add(
+            at,
+            f"'{option.name}' is {word}, which YAML reads as the boolean {value}: "
+            f"write '{word}' in quotes for the value {word}"
+            + (", or false to turn it off" if option.or_false else ""),
+        )
         return
     if option.or_false and _scalar(node) == ("bool", False):
         return
@@ -252,8 +305,7 @@ def _check_value(check: _Check, node: Any, option: Option, at: Where) -> None:
             _check_map(check, node, option.fields, at)
         elif option.items:
             for key, value, where in _entries(node, at):
-                _check_value(check, value, Option(key, option.items, choices=option.choices),
-                             where)
+                _check_value(check, value, Option(key, option.items, choices=option.choices), where)
         return
     error = _scalar_problem(node, option)
     if error:
@@ -261,8 +313,16 @@ def _check_value(check: _Check, node: Any, option: Option, at: Where) -> None:
 
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h|d)")
-_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0,
-                   "h": 3600.0, "d": 86400.0}
+_DURATION_UNITS = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+    "d": 86400.0,
+}
 #: The longest duration ph_config_duration_ms reads, in seconds (int64 milliseconds).
 MAX_OPTION_DURATION = 9.2e15
 
@@ -342,8 +402,9 @@ def _scalar_problem(node: Any, option: Option) -> str | None:
         if text.lower() in (c.lower() for c in option.choices):
             return None
         hint = closest(text, option.choices)
-        return (f"'{name}' is '{text}', not one of {_choices(option.choices)}"
-                + (f": did you mean '{hint}'?" if hint else ""))
+        return f"'{name}' is '{text}', not one of {_choices(option.choices)}" + (
+            f": did you mean '{hint}'?" if hint else ""
+        )
     number: float
     if kind in ("int", "float"):
         if ykind == "bool":
@@ -392,13 +453,20 @@ def _bound_problem(number: float, option: Option, shown: str, unit: str = "") ->
 
     low, high = option.minimum, option.maximum
     if (low is not None and number < low) or (high is not None and number > high):
-        what = " and ".join(part for part in (
-            f"at least {fmt(low)}" if low is not None else "",
-            f"at most {fmt(high)}" if high is not None else "") if part)
+        what = " and ".join(
+            part
+            for part in (
+                f"at least {fmt(low)}" if low is not None else "",
+                f"at most {fmt(high)}" if high is not None else "",
+            )
+            if part
+        )
         if unit:  # a list: how many items
             count = int(number)
-            return (f"'{option.name}' has {count} {unit if count != 1 else unit[:-1]}: it must "
-                    f"have {what}")
+            return (
+                f"'{option.name}' has {count} {unit if count != 1 else unit[:-1]}: it must "
+                f"have {what}"
+            )
         return f"'{option.name}' is {shown}: it must be {what}"
     return None
 
@@ -439,9 +507,14 @@ def _typed(node: Any, option: Option) -> Any:
     if kind == "map":
         if option.fields is not None:
             return typed_config(node, option.fields)
-        return {key: (_typed(value, Option(key, option.items, choices=option.choices))
-                      if option.items else _plain(value))
-                for key, value, _ in _entries(node, Where(""))}
+        return {
+            key: (
+                _typed(value, Option(key, option.items, choices=option.choices))
+                if option.items
+                else _plain(value)
+            )
+            for key, value, _ in _entries(node, Where(""))
+        }
     scalar = _scalar(node)
     value = scalar[1] if scalar is not None else node
     text = node.value if isinstance(node, yaml.ScalarNode) else str(value)

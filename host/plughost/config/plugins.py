@@ -46,17 +46,21 @@ FOLDER_KEYS = ("folder", "pattern")
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 
 
-def read_plugin_list(f: Field, base_dir: Path, problems: Problems,
-                     modules: list[ModuleSpec] | None = None) -> list[PluginSpec]:
+def read_plugin_list(
+    f: Field, base_dir: Path, problems: Problems, modules: list[ModuleSpec] | None = None
+) -> list[PluginSpec]:
     """The entries of ``plugins:`` in order (entries with problems are left out); the
     ``module:`` entries (Python modules declaring types) go to ``modules``."""
     node = f.value
     if is_null(node):
         return []
     if not isinstance(node, yaml.SequenceNode):
-        problems.add(f.value_where, "plugins must be a list of entries such as "
-                                    "'- path: /plugins/valkey.so', in load order, not "
-                                    f"{describe(node)}")
+        problems.add(
+            f.value_where,
+            "plugins must be a list of entries such as "
+            "'- path: /plugins/valkey.so', in load order, not "
+            f"{describe(node)}",
+        )
         return []
     specs = []
     index: PluginIndex | None = None  # looked up once, when an entry names a plugin
@@ -64,8 +68,11 @@ def read_plugin_list(f: Field, base_dir: Path, problems: Problems,
         w = f.where.child(i, line_of(item))
         what = f"plugin entry {i + 1}"
         if isinstance(item, yaml.ScalarNode) and not is_null(item):
-            problems.add(w, f"{what} must be a map such as 'path: {item.value}', not "
-                            f"{describe(item)}: write '- path: {item.value}'")
+            problems.add(
+                w,
+                f"{what} must be a map such as 'path: {item.value}', not "
+                f"{describe(item)}: write '- path: {item.value}'",
+            )
             continue
         entry = fields_of(item, w, problems, what, PLUGIN_KEYS)
         if "module" in entry:
@@ -74,9 +81,12 @@ def read_plugin_list(f: Field, base_dir: Path, problems: Problems,
                 modules.append(spec)
             continue
         if "path" in entry and "name" in entry:
-            problems.add(entry["name"].where, f"{what} has both 'path' and 'name': keep one "
-                                              "('name' for an installed plugin, 'path' for a "
-                                              "file)")
+            problems.add(
+                entry["name"].where,
+                f"{what} has both 'path' and 'name': keep one "
+                "('name' for an installed plugin, 'path' for a "
+                "file)",
+            )
             continue
         if "name" in entry:
             if index is None:
@@ -86,9 +96,12 @@ def read_plugin_list(f: Field, base_dir: Path, problems: Problems,
             path = _plugin_path(entry["path"], base_dir, problems, what)
         else:
             if isinstance(item, yaml.MappingNode) or is_null(item):
-                problems.add(w, f"{what} has no 'path' or 'name': add 'path: "
-                                "/plugins/<name>.so', 'name: <plugin>' for a bundled or "
-                                "installed plugin, or 'module: <python.module>'")
+                problems.add(
+                    w,
+                    f"{what} has no 'path' or 'name': add 'path: "
+                    "/plugins/<name>.so', 'name: <plugin>' for a bundled or "
+                    "installed plugin, or 'module: <python.module>'",
+                )
             continue
         if path is None:
             continue
@@ -97,9 +110,11 @@ def read_plugin_list(f: Field, base_dir: Path, problems: Problems,
         if "sha256" in entry:
             sha = as_str(entry["sha256"], problems, "sha256")
             if sha is not None and not _SHA256.fullmatch(sha):
-                problems.add(entry["sha256"].value_where,
-                             f"sha256 '{sha}' is not a SHA-256 digest: write the 64 hex digits "
-                             "that 'sha256sum' prints for the plugin file")
+                problems.add(
+                    entry["sha256"].value_where,
+                    f"sha256 '{sha}' is not a SHA-256 digest: write the 64 hex digits "
+                    "that 'sha256sum' prints for the plugin file",
+                )
                 sha = None
             elif sha is not None:
                 sha = sha.lower()
@@ -112,11 +127,20 @@ def read_plugin_list(f: Field, base_dir: Path, problems: Problems,
             elif isinstance(cf.value, yaml.MappingNode):
                 config = cf.value
             else:
-                problems.add(cf.value_where, f"the config of {what} must be a map of options, "
-                                             f"not {describe(cf.value)}")
-        specs.append(PluginSpec(path=path, config=config, sha256=sha,
-                                where=located.value_where, config_where=config_where,
-                                origin="name" if "name" in entry else "list"))
+                problems.add(
+                    cf.value_where,
+                    f"the config of {what} must be a map of options, not {describe(cf.value)}",
+                )
+        specs.append(
+            PluginSpec(
+                path=path,
+                config=config,
+                sha256=sha,
+                where=located.value_where,
+                config_where=config_where,
+                origin="name" if "name" in entry else "list",
+            )
+        )
     return specs
 
 
@@ -125,15 +149,21 @@ def _module_entry(entry: dict[str, Field], what: str, problems: Problems) -> Mod
     f = entry["module"]
     others = [k for k in ("path", "name", "sha256") if k in entry]
     if others:
-        problems.add(f.where, f"{what} has 'module' and '{others[0]}': a Python module is "
-                              "named alone (with its 'config:')")
+        problems.add(
+            f.where,
+            f"{what} has 'module' and '{others[0]}': a Python module is "
+            "named alone (with its 'config:')",
+        )
         return None
     module = as_str(f, problems, f"the module of {what}")
     if module is None:
         return None
     if not _MODULE.fullmatch(module):
-        problems.add(f.value_where, f"the module of {what}, '{module}', is not a Python "
-                                    "module name such as 'acme.gateway_elements'")
+        problems.add(
+            f.value_where,
+            f"the module of {what}, '{module}', is not a Python "
+            "module name such as 'acme.gateway_elements'",
+        )
         return None
     config, config_where = None, f.where
     if "config" in entry:
@@ -142,10 +172,11 @@ def _module_entry(entry: dict[str, Field], what: str, problems: Problems) -> Mod
         if isinstance(cf.value, yaml.MappingNode):
             config = cf.value
         elif not is_null(cf.value):
-            problems.add(cf.value_where, f"the config of {what} must be a map of options, "
-                                         f"not {describe(cf.value)}")
-    return ModuleSpec(module=module, config=config, where=f.value_where,
-                      config_where=config_where)
+            problems.add(
+                cf.value_where,
+                f"the config of {what} must be a map of options, not {describe(cf.value)}",
+            )
+    return ModuleSpec(module=module, config=config, where=f.value_where, config_where=config_where)
 
 
 def _plugin_path(f: Field, base_dir: Path, problems: Problems, what: str) -> Path | None:
@@ -169,9 +200,12 @@ def _named_plugin(f: Field, index: PluginIndex, problems: Problems, what: str) -
     if name is None:
         return None
     if not NAME_RE.fullmatch(name):
-        problems.add(f.value_where, f"the name of {what}, '{name}', is not a plugin name: "
-                                    "write the <plugin> part of its type ids, such as "
-                                    "'session' (or give its file with 'path:')")
+        problems.add(
+            f.value_where,
+            f"the name of {what}, '{name}', is not a plugin name: "
+            "write the <plugin> part of its type ids, such as "
+            "'session' (or give its file with 'path:')",
+        )
         return None
     try:
         return index.find(name).file
@@ -185,21 +219,29 @@ def read_plugin_folder(f: Field, base_dir: Path, problems: Problems) -> list[Plu
     entry = fields_of(f.value, f.where, problems, "plugin", FOLDER_KEYS)
     if not entry:
         if isinstance(f.value, yaml.MappingNode) or is_null(f.value):
-            problems.add(f.where, "plugin needs 'folder:' (and optionally 'pattern:', default "
-                                  "'.so'): write e.g. 'plugin: {folder: ./plugins, pattern: .so}'")
+            problems.add(
+                f.where,
+                "plugin needs 'folder:' (and optionally 'pattern:', default "
+                "'.so'): write e.g. 'plugin: {folder: ./plugins, pattern: .so}'",
+            )
         return []
     if "folder" not in entry:
-        problems.add(f.where, "plugin has no 'folder': add 'folder: ./plugins' (the folder "
-                              "holding the plugin files)")
+        problems.add(
+            f.where,
+            "plugin has no 'folder': add 'folder: ./plugins' (the folder holding the plugin files)",
+        )
         return []
     folder_text = as_str(entry["folder"], problems, "plugin.folder")
     pattern = ".so"
     if "pattern" in entry:
         pattern = as_str(entry["pattern"], problems, "plugin.pattern") or ""
         if not pattern:
-            problems.add(entry["pattern"].value_where, "plugin.pattern is empty: write a name "
-                                                       "ending such as '.so' or a wildcard "
-                                                       "pattern such as 'ph_*.so'")
+            problems.add(
+                entry["pattern"].value_where,
+                "plugin.pattern is empty: write a name "
+                "ending such as '.so' or a wildcard "
+                "pattern such as 'ph_*.so'",
+            )
             return []
     if folder_text is None:
         return []
@@ -211,19 +253,37 @@ def read_plugin_folder(f: Field, base_dir: Path, problems: Problems) -> list[Plu
     folder = Path(os.path.abspath(base_dir / os.path.expanduser(folder_text)))
     kind = _file_kind(folder)
     if kind != "folder":
-        why = kind if kind.startswith("cannot") else (
-            "does not exist" if kind == "missing" else "is not a folder")
+        why = (
+            kind
+            if kind.startswith("cannot")
+            else ("does not exist" if kind == "missing" else "is not a folder")
+        )
         problems.add(where, f"plugin folder {folder} {why}: create it or fix plugin.folder")
         return []
     wild = any(c in pattern for c in "*?[")
-    names = sorted(n for n in os.listdir(folder)
-                   if (fnmatch.fnmatchcase(n, pattern) if wild else n.endswith(pattern))
-                   and (folder / n).is_file())
+    names = sorted(
+        n
+        for n in os.listdir(folder)
+        if (fnmatch.fnmatchcase(n, pattern) if wild else n.endswith(pattern))
+        and (folder / n).is_file()
+    )
     if not names:
-        problems.add(where, f"no file in plugin folder {folder} matches the pattern "
-                            f"'{pattern}': build the plugins into it or fix plugin.pattern")
-    return [PluginSpec(path=folder / n, config=None, sha256=None, where=where,
-                       config_where=where, origin="folder") for n in names]
+        problems.add(
+            where,
+            f"no file in plugin folder {folder} matches the pattern "
+            f"'{pattern}': build the plugins into it or fix plugin.pattern",
+        )
+    return [
+        PluginSpec(
+            path=folder / n,
+            config=None,
+            sha256=None,
+            where=where,
+            config_where=where,
+            origin="folder",
+        )
+        for n in names
+    ]
 
 
 #: The longest file name (one path component) Linux file systems take, in bytes.
@@ -237,13 +297,15 @@ def unusable_path(text: str) -> str | None:
     encoded = os.fsencode(text)  # lone surrogates stand for the bytes they escape
     longest = max(len(part) for part in encoded.split(b"/"))
     if longest > _NAME_MAX:
-        return (f"has a name of {longest} bytes, longer than the {_NAME_MAX} a file system "
-                "takes: shorten it")
+        return (
+            f"has a name of {longest} bytes, longer than the {_NAME_MAX} a file system "
+            "takes: shorten it"
+        )
     return None
 
 
 def _file_kind(path: Path) -> str:
-    """"file", "folder", "other", "missing", or "cannot be read (<reason>)"."""
+    """ "file", "folder", "other", "missing", or "cannot be read (<reason>)"."""
     try:
         mode = path.stat().st_mode
     except FileNotFoundError:
@@ -255,8 +317,7 @@ def _file_kind(path: Path) -> str:
     return "folder" if stat.S_ISDIR(mode) else "other"
 
 
-def check_plugin_files(specs: list[PluginSpec], allow_insecure: bool,
-                       problems: Problems) -> None:
+def check_plugin_files(specs: list[PluginSpec], allow_insecure: bool, problems: Problems) -> None:
     """Existence, duplicates, sha256 and permissions of every plugin file."""
     first: dict[str, PluginSpec] = {}
     checked: set[str] = set()
@@ -264,8 +325,11 @@ def check_plugin_files(specs: list[PluginSpec], allow_insecure: bool,
         key = os.path.realpath(spec.path)
         if key in first:
             other = first[key].where
-            problems.add(spec.where, f"plugin {spec.path} is registered twice (also at "
-                                     f"{other.file}:{other.line}): keep one registration")
+            problems.add(
+                spec.where,
+                f"plugin {spec.path} is registered twice (also at "
+                f"{other.file}:{other.line}): keep one registration",
+            )
             continue
         first[key] = spec
         kind = _file_kind(spec.path)
@@ -273,19 +337,26 @@ def check_plugin_files(specs: list[PluginSpec], allow_insecure: bool,
             problems.add(spec.where, f"plugin file {spec.path} {kind}: fix the path")
             continue
         if kind == "missing":
-            problems.add(spec.where, f"plugin file {spec.path} does not exist: build the plugin "
-                                     "or fix the path")
+            problems.add(
+                spec.where,
+                f"plugin file {spec.path} does not exist: build the plugin or fix the path",
+            )
             continue
         if kind != "file":
-            problems.add(spec.where, f"plugin path {spec.path} is not a file: give the path of "
-                                     "the plugin's .so file")
+            problems.add(
+                spec.where,
+                f"plugin path {spec.path} is not a file: give the path of the plugin's .so file",
+            )
             continue
         if spec.sha256 is not None:
             actual = _sha256(spec.path)
             if actual != spec.sha256:
-                problems.add(spec.where, f"plugin file {spec.path} has SHA-256 {actual} but "
-                                         f"the configuration expects {spec.sha256}: rebuild "
-                                         "the plugin or update the hash")
+                problems.add(
+                    spec.where,
+                    f"plugin file {spec.path} has SHA-256 {actual} but "
+                    f"the configuration expects {spec.sha256}: rebuild "
+                    "the plugin or update the hash",
+                )
         if not allow_insecure:
             _check_permissions(spec, checked, problems)
 
@@ -325,13 +396,16 @@ def _check_permissions(spec: PluginSpec, checked: set[str], problems: Problems) 
                 whose = f"belongs to {_user(st.st_uid)}"
             else:
                 whose = f"its entry {entry} belongs to {_user(owner)}"
-            problems.add(spec.where, f"{what} is writable by {_who(st.st_mode)} (mode "
-                                     f"{stat.S_IMODE(st.st_mode):04o}, sticky) and {whose}, who "
-                                     "could replace the code the gateway runs: move the plugin "
-                                     "to a folder that only root or the user running plughost "
-                                     "can write, or set "
-                                     "'allowInsecurePermissions: true' at the top level to "
-                                     "accept it")
+            problems.add(
+                spec.where,
+                f"{what} is writable by {_who(st.st_mode)} (mode "
+                f"{stat.S_IMODE(st.st_mode):04o}, sticky) and {whose}, who "
+                "could replace the code the gateway runs: move the plugin "
+                "to a folder that only root or the user running plughost "
+                "can write, or set "
+                "'allowInsecurePermissions: true' at the top level to "
+                "accept it",
+            )
             continue
         checked.add(folder)
         problems.add(spec.where, _writable(what, folder, st.st_mode))
@@ -393,14 +467,17 @@ def _label(plugin: Path, folder: str) -> str:
 
 
 def _who(mode: int) -> str:
-    return " and ".join(w for w, bit in (("group", stat.S_IWGRP), ("others", stat.S_IWOTH))
-                        if mode & bit)
+    return " and ".join(
+        w for w, bit in (("group", stat.S_IWGRP), ("others", stat.S_IWOTH)) if mode & bit
+    )
 
 
 def _writable(what: str, path: str, mode: int) -> str:
-    return (f"{what} is writable by {_who(mode)} (mode {stat.S_IMODE(mode):04o}), so anyone "
-            f"in that set could replace the code the gateway runs: run 'chmod go-w {path}', "
-            "or set 'allowInsecurePermissions: true' at the top level to accept it")
+    return (
+        f"{what} is writable by {_who(mode)} (mode {stat.S_IMODE(mode):04o}), so anyone "
+        f"in that set could replace the code the gateway runs: run 'chmod go-w {path}', "
+        "or set 'allowInsecurePermissions: true' at the top level to accept it"
+    )
 
 
 def _user(uid: int) -> str:

@@ -79,15 +79,19 @@ SERVER_KEYS: dict[str, tuple[str, str]] = {
 }
 
 
-def read_server(f: Field | None, base_dir: Path, problems: Problems,
-                default_file: str) -> ServerSpec:
+def read_server(
+    f: Field | None, base_dir: Path, problems: Problems, default_file: str
+) -> ServerSpec:
     """The server settings; ``f`` is the ``server:`` field (None when absent)."""
     spec = ServerSpec(where=f.where if f is not None else Where(default_file, 0, "server"))
     if f is None or is_null(f.value):
         return spec
     if not isinstance(f.value, yaml.MappingNode):
-        problems.add(f.value_where, f"server must be a map of settings such as 'address: "
-                                    f"0.0.0.0:8090', not {describe(f.value)}")
+        problems.add(
+            f.value_where,
+            f"server must be a map of settings such as 'address: "
+            f"0.0.0.0:8090', not {describe(f.value)}",
+        )
         return spec
     entry = fields_of(f.value, f.where, problems, "server", SERVER_KEYS)
     files: dict[str, str] = {}
@@ -101,28 +105,35 @@ def read_server(f: Field | None, base_dir: Path, problems: Problems,
             continue
         if kind == "address":
             spec.host, spec.port = value
-            spec.address = f"[{spec.host}]:{spec.port}" if ":" in spec.host else \
-                f"{spec.host}:{spec.port}"
+            spec.address = (
+                f"[{spec.host}]:{spec.port}" if ":" in spec.host else f"{spec.host}:{spec.port}"
+            )
         elif kind == "file":
             files[key] = value
         else:
             setattr(spec, attr, value)
     if spec.tls:
-        for key, attr, default in (("certFile", "cert_file", DEFAULT_CERT_FILE),
-                                   ("keyFile", "key_file", DEFAULT_KEY_FILE)):
+        for key, attr, default in (
+            ("certFile", "cert_file", DEFAULT_CERT_FILE),
+            ("keyFile", "key_file", DEFAULT_KEY_FILE),
+        ):
             text = files.get(key)
             where = spec.key_where.get(key) or entry["tls"].value_where
             path = Path(os.path.abspath(base_dir / os.path.expanduser(text or default)))
             if not path.is_file():
                 what = "certificate" if key == "certFile" else "private key"
                 if text is None:
-                    problems.add(where, f"tls is true but {key} is not set and Seam's default "
-                                        f"{default} does not exist: set {key} to the TLS "
-                                        f"{what} file")
+                    problems.add(
+                        where,
+                        f"tls is true but {key} is not set and Seam's default "
+                        f"{default} does not exist: set {key} to the TLS "
+                        f"{what} file",
+                    )
                 else:
                     why = "does not exist" if not path.exists() else "is not a file"
-                    problems.add(where, f"the TLS {what} file {path} {why}: fix {key} or "
-                                        "create the file")
+                    problems.add(
+                        where, f"the TLS {what} file {path} {why}: fix {key} or create the file"
+                    )
             setattr(spec, attr, path)
     else:
         for key, attr in (("certFile", "cert_file"), ("keyFile", "key_file")):
@@ -142,8 +153,11 @@ def _bool(f: Field, problems: Problems, key: str) -> bool | None:
 def _posint(f: Field, problems: Problems, key: str) -> int | None:
     value = as_int(f, problems, key)
     if value is not None and not 0 < value <= MAX_SIZE:
-        problems.add(f.value_where, f"{key} must be a positive number of at most 2^62, not "
-                                    f"{shown(value, str(f.value.value))}")
+        problems.add(
+            f.value_where,
+            f"{key} must be a positive number of at most 2^62, not "
+            f"{shown(value, str(f.value.value))}",
+        )
         return None
     return value
 
@@ -151,8 +165,10 @@ def _posint(f: Field, problems: Problems, key: str) -> int | None:
 def _size(f: Field, problems: Problems, key: str) -> int | None:
     raw = scalar_value(f.value)
     if isinstance(raw, yaml.Node) or raw is None or isinstance(raw, bool):
-        problems.add(f.value_where, f"{key} must be a number of bytes or a size such as '4MB', "
-                                    f"not {describe(f.value)}")
+        problems.add(
+            f.value_where,
+            f"{key} must be a number of bytes or a size such as '4MB', not {describe(f.value)}",
+        )
         return None
     try:
         value = parse_size(raw, _written(f))  # type: ignore[arg-type]
@@ -160,8 +176,11 @@ def _size(f: Field, problems: Problems, key: str) -> int | None:
         problems.add(f.value_where, str(exc))
         return None
     if value <= 0:
-        problems.add(f.value_where, f"{key} must be a positive size, not {shown(raw, _written(f))}"
-                                    ": write e.g. 4194304 or '4MiB'")
+        problems.add(
+            f.value_where,
+            f"{key} must be a positive size, not {shown(raw, _written(f))}"
+            ": write e.g. 4194304 or '4MiB'",
+        )
         return None
     return value
 
@@ -169,8 +188,9 @@ def _size(f: Field, problems: Problems, key: str) -> int | None:
 def _duration(f: Field, problems: Problems, key: str) -> float | None:
     raw = scalar_value(f.value)
     if isinstance(raw, yaml.Node) or raw is None or isinstance(raw, bool):
-        problems.add(f.value_where, f"{key} must be a duration such as '30s', not "
-                                    f"{describe(f.value)}")
+        problems.add(
+            f.value_where, f"{key} must be a duration such as '30s', not {describe(f.value)}"
+        )
         return None
     try:
         value = parse_duration(raw, _written(f))  # type: ignore[arg-type]
@@ -178,8 +198,11 @@ def _duration(f: Field, problems: Problems, key: str) -> float | None:
         problems.add(f.value_where, str(exc))
         return None
     if value < 0:
-        problems.add(f.value_where, f"{key} must not be negative ({shown(raw, _written(f))}): "
-                                    "write a duration such as '30s', or 0 for the default")
+        problems.add(
+            f.value_where,
+            f"{key} must not be negative ({shown(raw, _written(f))}): "
+            "write a duration such as '30s', or 0 for the default",
+        )
         return None
     return value
 
@@ -192,8 +215,10 @@ def _written(f: Field) -> str | None:
 def _address(f: Field, problems: Problems, key: str) -> tuple[str, int] | None:
     raw = scalar_value(f.value)
     if isinstance(raw, yaml.Node) or raw is None or isinstance(raw, (bool, float)):
-        problems.add(f.value_where, f"{key} must be host:port such as '0.0.0.0:8090', not "
-                                    f"{describe(f.value)}")
+        problems.add(
+            f.value_where,
+            f"{key} must be host:port such as '0.0.0.0:8090', not {describe(f.value)}",
+        )
         return None
     try:
         return parse_address(raw)  # type: ignore[arg-type]
@@ -215,8 +240,11 @@ def _route(f: Field, problems: Problems, key: str) -> str | None:
 def _network(f: Field, problems: Problems, key: str) -> str | None:
     text = as_str(f, problems, key)
     if text is not None and text not in NETWORKS:
-        problems.add(f.value_where, f"network '{text}' is not supported: use tcp4 (IPv4, "
-                                    "Seam's default), tcp6 (IPv6) or tcp (both)")
+        problems.add(
+            f.value_where,
+            f"network '{text}' is not supported: use tcp4 (IPv4, "
+            "Seam's default), tcp6 (IPv6) or tcp (both)",
+        )
         return None
     return text
 
@@ -230,15 +258,25 @@ def _ip_list(f: Field, problems: Problems, key: str) -> tuple[str, ...] | None:
             else:
                 ipaddress.ip_address(text)
         except ValueError:
-            problems.add(w, f"'{text}' in {key} is neither an IP address nor a CIDR block: "
-                            "write e.g. '10.0.0.1' or '10.0.0.0/8'")
+            problems.add(
+                w,
+                f"'{text}' in {key} is neither an IP address nor a CIDR block: "
+                "write e.g. '10.0.0.1' or '10.0.0.0/8'",
+            )
             continue
         out.append(text)
     return tuple(out)
 
 
 _READERS: dict[str, Callable[[Field, Problems, str], object]] = {
-    "str": _str, "file": _str, "bool": _bool, "posint": _posint, "size": _size,
-    "duration": _duration, "address": _address, "route": _route, "network": _network,
+    "str": _str,
+    "file": _str,
+    "bool": _bool,
+    "posint": _posint,
+    "size": _size,
+    "duration": _duration,
+    "address": _address,
+    "route": _route,
+    "network": _network,
     "ip_list": _ip_list,
 }

@@ -61,8 +61,9 @@ def is_null(node: yaml.Node | None) -> bool:
     return node is None or (isinstance(node, yaml.ScalarNode) and node.tag == NULL_TAG)
 
 
-def read_yaml_file(path: Path, display: str, environ: Mapping[str, str],
-                   problems: Problems) -> yaml.Node | None:
+def read_yaml_file(
+    path: Path, display: str, environ: Mapping[str, str], problems: Problems
+) -> yaml.Node | None:
     """The composed root of the YAML file ``path`` (None if empty or unreadable).
 
     ``display`` is the file name used in problems (the path as the user gave it).
@@ -75,15 +76,18 @@ def read_yaml_file(path: Path, display: str, environ: Mapping[str, str],
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        line = data[:exc.start].count(b"\n") + 1
-        problems.add(Where(display, line),
-                     f"the file is not UTF-8 text (byte 0x{data[exc.start]:02x}): save it as UTF-8")
+        line = data[: exc.start].count(b"\n") + 1
+        problems.add(
+            Where(display, line),
+            f"the file is not UTF-8 text (byte 0x{data[exc.start]:02x}): save it as UTF-8",
+        )
         return None
     return read_yaml_text(text, display, environ, problems)
 
 
-def read_yaml_text(text: str, display: str, environ: Mapping[str, str],
-                   problems: Problems) -> yaml.Node | None:
+def read_yaml_text(
+    text: str, display: str, environ: Mapping[str, str], problems: Problems
+) -> yaml.Node | None:
     """Like :func:`read_yaml_file` for YAML already in memory."""
     try:
         root = yaml.compose(text, Loader=_BoundedLoader)
@@ -91,8 +95,9 @@ def read_yaml_text(text: str, display: str, environ: Mapping[str, str],
         problems.add(Where(display, exc.line, exc.key), exc.message)
         return None
     except RecursionError:  # pragma: no cover - MAX_DEPTH keeps the composer shallow
-        problems.add(Where(display), f"values are nested too deeply: keep them under "
-                                     f"{MAX_DEPTH} levels")
+        problems.add(
+            Where(display), f"values are nested too deeply: keep them under {MAX_DEPTH} levels"
+        )
         return None
     except yaml.MarkedYAMLError as exc:
         problems.add(Where(display, _error_line(exc)), _syntax_message(exc))
@@ -153,14 +158,20 @@ class _BoundedLoader(yaml.SafeLoader):
         keys = self._where(parent, index)
         if isinstance(event, yaml.AliasEvent):
             if event.anchor in self._open:
-                raise self._fail(event.start_mark, keys,
-                                 f"the alias *{event.anchor} stands inside the value "
-                                 f"&{event.anchor} names, which would make it endless: refer "
-                                 "to another value, or write it out")
+                raise self._fail(
+                    event.start_mark,
+                    keys,
+                    f"the alias *{event.anchor} stands inside the value "
+                    f"&{event.anchor} names, which would make it endless: refer "
+                    "to another value, or write it out",
+                )
             return super().compose_node(parent, index)  # type: ignore[no-any-return]
         if self._depth >= MAX_DEPTH:
-            raise self._fail(event.start_mark, keys, f"values are nested more than {MAX_DEPTH} "
-                                                     "levels deep here: flatten the structure")
+            raise self._fail(
+                event.start_mark,
+                keys,
+                f"values are nested more than {MAX_DEPTH} levels deep here: flatten the structure",
+            )
         anchor, outer = event.anchor, self._keys
         self._depth += 1
         self._keys = keys
@@ -178,19 +189,27 @@ class _BoundedLoader(yaml.SafeLoader):
         if isinstance(node, yaml.SequenceNode):
             size += sum(self._sizes.get(id(child), 1) for child in node.value)
         elif isinstance(node, yaml.MappingNode):
-            size += sum(self._sizes.get(id(k), 1) + self._sizes.get(id(v), 1)
-                        for k, v in node.value)
+            size += sum(
+                self._sizes.get(id(k), 1) + self._sizes.get(id(v), 1) for k, v in node.value
+            )
         if size > self._composed + MAX_ALIAS_EXPANSION:
-            raise self._fail(node.start_mark, keys,
-                             f"this value grows to more than {MAX_ALIAS_EXPANSION} values "
-                             "through aliases (*name): write it out, or use fewer aliases")
+            raise self._fail(
+                node.start_mark,
+                keys,
+                f"this value grows to more than {MAX_ALIAS_EXPANSION} values "
+                "through aliases (*name): write it out, or use fewer aliases",
+            )
         self._sizes[id(node)] = size
         return node  # type: ignore[no-any-return]
 
 
 #: Explicit tags whose text must read as that type, and what to call it.
-_TYPED_TAGS = {BOOL_TAG: "true or false", INT_TAG: "a whole number",
-               FLOAT_TAG: "a number", NULL_TAG: "null"}
+_TYPED_TAGS = {
+    BOOL_TAG: "true or false",
+    INT_TAG: "a whole number",
+    FLOAT_TAG: "a number",
+    NULL_TAG: "null",
+}
 
 
 def _check_tags(node: yaml.Node, where: Where, problems: Problems, seen: set[int]) -> None:
@@ -208,8 +227,10 @@ def _check_tags(node: yaml.Node, where: Where, problems: Problems, seen: set[int
             return
         short = node.tag.rsplit(":", 1)[-1]
         shown = node.value if len(node.value) <= 40 else node.value[:37] + "..."
-        problems.add(where, f"'{shown}' is tagged !!{short} but is not {wanted}: write "
-                            f"{wanted}, or drop the tag")
+        problems.add(
+            where,
+            f"'{shown}' is tagged !!{short} but is not {wanted}: write {wanted}, or drop the tag",
+        )
         node.tag = UNRESOLVED_TAG
         return
     for _key, value, child in children(node, where):
@@ -226,13 +247,18 @@ def _syntax_message(exc: yaml.MarkedYAMLError) -> str:
     mark = exc.problem_mark
     column = f" at column {mark.column + 1}" if mark is not None else ""
     context = ""
-    if exc.context and exc.context_mark is not None and (
-            mark is None or exc.context_mark.line != mark.line):
+    if (
+        exc.context
+        and exc.context_mark is not None
+        and (mark is None or exc.context_mark.line != mark.line)
+    ):
         context = f" ({exc.context.strip()} that starts on line {exc.context_mark.line + 1})"
     hint = "fix the YAML there"
     if "another document" in problem:
-        return ("a configuration file holds one YAML document, but a second one starts here: "
-                "remove the '---' line or move that part to its own file")
+        return (
+            "a configuration file holds one YAML document, but a second one starts here: "
+            "remove the '---' line or move that part to its own file"
+        )
     if "'\\t'" in problem or "\\t" in problem:
         hint = "indent with spaces: YAML does not allow tabs"
     elif "found ','" in problem:
@@ -270,9 +296,11 @@ def _check_duplicates(node: yaml.Node, where: Where, problems: Problems, seen: s
             text = str(key.value)
             if text in first:
                 what = where.key or "the top level"
-                problems.add(where.child(text, line_of(key)),
-                             f"'{text}' is written twice in {what} (first on line "
-                             f"{first[text]}): keep one of them, or rename one")
+                problems.add(
+                    where.child(text, line_of(key)),
+                    f"'{text}' is written twice in {what} (first on line "
+                    f"{first[text]}): keep one of them, or rename one",
+                )
             else:
                 first[text] = line_of(key)
     for _key, value, child in children(node, where):
@@ -306,8 +334,9 @@ def is_unresolved(node: yaml.Node | None) -> bool:
     return node is not None and node.tag == UNRESOLVED_TAG
 
 
-def _substitute(node: yaml.Node, where: Where, environ: Mapping[str, str], problems: Problems,
-                seen: set[int]) -> None:
+def _substitute(
+    node: yaml.Node, where: Where, environ: Mapping[str, str], problems: Problems, seen: set[int]
+) -> None:
     if id(node) in seen:
         return
     seen.add(id(node))
@@ -326,8 +355,7 @@ def _substitute(node: yaml.Node, where: Where, environ: Mapping[str, str], probl
         _substitute(value, child, environ, problems, seen)
 
 
-def substitute_text(text: str, environ: Mapping[str, str], where: Where,
-                    problems: Problems) -> str:
+def substitute_text(text: str, environ: Mapping[str, str], where: Where, problems: Problems) -> str:
     """``text`` with ``${VAR}`` / ``${VAR:-default}`` replaced; unset variables are problems."""
 
     def repl(m: re.Match[str]) -> str:
@@ -340,8 +368,11 @@ def substitute_text(text: str, environ: Mapping[str, str], where: Where,
         if has_default and not value:
             return default or ""
         if value is None:
-            problems.add(where, f"environment variable '{name}' is not set: set it, or write "
-                                f"${{{name}:-default}} to give a default")
+            problems.add(
+                where,
+                f"environment variable '{name}' is not set: set it, or write "
+                f"${{{name}:-default}} to give a default",
+            )
             return m.group(0)
         return value
 

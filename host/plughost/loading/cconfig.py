@@ -26,13 +26,22 @@ class ConfigTree:
     root as the user wrote it (``middlewares.Limiter.config``), ``source`` the file.
     """
 
-    def __init__(self, runtime: Runtime, host_ptr: Any, value: Any, *, label: str,
-                 path: str = "config", source: str | None = None) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        host_ptr: Any,
+        value: Any,
+        *,
+        label: str,
+        path: str = "config",
+        source: str | None = None,
+    ) -> None:
         self._rt = runtime
         ffi, lib = runtime.ffi, runtime.lib
         line = _line_of(value)
-        root = lib.rt_config_new_root(host_ptr, label.encode(), _c(ffi, source), path.encode(),
-                                      line)
+        root = lib.rt_config_new_root(
+            host_ptr, label.encode(), _c(ffi, source), path.encode(), line
+        )
         if root == ffi.NULL:
             raise MemoryError("cannot allocate a configuration tree")
         self.ptr = root
@@ -61,13 +70,16 @@ class ConfigTree:
             value = _plain_or_node(value)
         if isinstance(value, (yaml.MappingNode, dict)):
             node = _added(ffi, lib.rt_config_add(parent, ckey, lib.PH_CONFIG_MAP, line))
-            items = ((str(k.value), v, _line_of(k)) for k, v in value.value) if isinstance(
-                value, yaml.MappingNode) else ((str(k), v, 0) for k, v in value.items())
+            items = (
+                ((str(k.value), v, _line_of(k)) for k, v in value.value)
+                if isinstance(value, yaml.MappingNode)
+                else ((str(k), v, 0) for k, v in value.items())
+            )
             for k, v, key_line in items:
                 self._add(node, k, v, key_line)
         elif isinstance(value, (yaml.SequenceNode, list, tuple)):
             node = _added(ffi, lib.rt_config_add(parent, ckey, lib.PH_CONFIG_LIST, line))
-            for v in (value.value if isinstance(value, yaml.SequenceNode) else value):
+            for v in value.value if isinstance(value, yaml.SequenceNode) else value:
                 self._add(node, None, v)
         else:
             node = _added(ffi, lib.rt_config_add(parent, ckey, lib.PH_CONFIG_NULL, line))

@@ -15,15 +15,27 @@ from typing import Any, Iterator
 import cffi
 
 from .. import abi
-from ..errors import (ConfigError, DuplicateTypeError, PluginInitError, PluginLoadError,
-                     UnknownTypeError)
+from ..errors import (
+    ConfigError,
+    DuplicateTypeError,
+    PluginInitError,
+    PluginLoadError,
+    UnknownTypeError,
+)
 from ..config.options import Option, check_options
 from ..config.problems import ConfigErrors, Where
 from ..config.yamlload import line_of
 from .cconfig import ConfigTree
 from .optionschema import SchemaError, table_options
-from .plugintypes import (ActionInstance, ActionType, MiddlewareInstance, MiddlewareType,
-                          PluginType, Storage, StorageType)
+from .plugintypes import (
+    ActionInstance,
+    ActionType,
+    MiddlewareInstance,
+    MiddlewareType,
+    PluginType,
+    Storage,
+    StorageType,
+)
 from .runtime import Runtime, default_runtime
 
 _dl_ffi = cffi.FFI()
@@ -107,8 +119,14 @@ class Host:
         return Gateway.from_config(source, **kwargs)
 
     # ------------------------------------------------------------------ loading
-    def load_plugin(self, path: str | os.PathLike[str], config: Any = None, *,
-                    source: str | None = None, config_path: str | None = None) -> Plugin:
+    def load_plugin(
+        self,
+        path: str | os.PathLike[str],
+        config: Any = None,
+        *,
+        source: str | None = None,
+        config_path: str | None = None,
+    ) -> Plugin:
         """Checks, loads and initialises the plugin at ``path`` with its ``config``.
 
         Raises PluginLoadError (or PluginInitError, DuplicateTypeError) whose message says
@@ -121,9 +139,11 @@ class Host:
         self._verify_header(spath, entry)
         plugin = Plugin(self, spath, entry, library)
         if not PLUGIN_NAME.match(plugin.name):
-            raise PluginLoadError(spath, "plugin-name",
-                                  f"plugin name {plugin.name!r} is not [a-z0-9_]+: fix .name in "
-                                  "PH_PLUGIN_DEFINE")
+            raise PluginLoadError(
+                spath,
+                "plugin-name",
+                f"plugin name {plugin.name!r} is not [a-z0-9_]+: fix .name in PH_PLUGIN_DEFINE",
+            )
         try:
             plugin.options = table_options(self.runtime, entry, "ph_plugin")
         except SchemaError as exc:
@@ -174,14 +194,21 @@ class Host:
         except OSError as exc:
             detail = str(exc).split(": ", 1)[-1] if "undefined symbol" in str(exc) else str(exc)
             code = "unresolved-symbol" if "undefined symbol" in str(exc) else "dlopen"
-            raise PluginLoadError(path, code, f"the dynamic loader refused it ({detail}): "
-                                  "link the libraries it needs, or rebuild it on this host") \
-                from None
+            raise PluginLoadError(
+                path,
+                code,
+                f"the dynamic loader refused it ({detail}): "
+                "link the libraries it needs, or rebuild it on this host",
+            ) from None
         try:
             address = _dl_ffi.cast("uintptr_t", getattr(library, abi.ENTRY_SYMBOL))
         except (AttributeError, KeyError, OSError):
-            raise PluginLoadError(path, "no-entry", f"no {abi.ENTRY_SYMBOL} symbol: define the "
-                                  "entry with PH_PLUGIN_DEFINE from abi/plugin.h") from None
+            raise PluginLoadError(
+                path,
+                "no-entry",
+                f"no {abi.ENTRY_SYMBOL} symbol: define the "
+                "entry with PH_PLUGIN_DEFINE from abi/plugin.h",
+            ) from None
         entry = self.runtime.ffi.cast("const ph_plugin *", int(address))
         return library, entry
 
@@ -189,83 +216,133 @@ class Host:
         header = entry.header
         host_major, host_minor = self.abi
         if header.magic != abi.PLUGIN_MAGIC:
-            raise PluginLoadError(path, "entry-magic", f"the entry's magic is "
-                                  f"{int(header.magic):#010x}, not {abi.PLUGIN_MAGIC:#010x}: "
-                                  "define the entry with PH_PLUGIN_DEFINE")
+            raise PluginLoadError(
+                path,
+                "entry-magic",
+                f"the entry's magic is "
+                f"{int(header.magic):#010x}, not {abi.PLUGIN_MAGIC:#010x}: "
+                "define the entry with PH_PLUGIN_DEFINE",
+            )
         major, minor = int(header.abi_major), int(header.abi_minor)
         if major != host_major:
-            raise PluginLoadError(path, "abi-major", f"built for ABI {major}.{minor}, this host "
-                                  f"implements ABI {host_major}.{host_minor}: rebuild the plugin "
-                                  f"against the ABI {host_major} header (plughost info "
-                                  "--cmake-dir)")
+            raise PluginLoadError(
+                path,
+                "abi-major",
+                f"built for ABI {major}.{minor}, this host "
+                f"implements ABI {host_major}.{host_minor}: rebuild the plugin "
+                f"against the ABI {host_major} header (plughost info "
+                "--cmake-dir)",
+            )
         if minor > host_minor:
-            raise PluginLoadError(path, "abi-minor-newer", f"built for ABI {major}.{minor}, this "
-                                  f"host implements {host_major}.{host_minor}: upgrade plughost "
-                                  f"or rebuild against the {host_major}.{host_minor} header")
+            raise PluginLoadError(
+                path,
+                "abi-minor-newer",
+                f"built for ABI {major}.{minor}, this "
+                f"host implements {host_major}.{host_minor}: upgrade plughost "
+                f"or rebuild against the {host_major}.{host_minor} header",
+            )
         minimum = self.runtime.lib.rt_offsetof_plugin_storages() + _dl_ffi.sizeof("void *")
         if header.size < minimum:
-            raise PluginLoadError(path, "entry-size", f"the entry declares a size of "
-                                  f"{int(header.size)} bytes, less than the {minimum} of every "
-                                  "ABI 1.x entry: the file is corrupt or its entry was not "
-                                  "defined with PH_PLUGIN_DEFINE")
+            raise PluginLoadError(
+                path,
+                "entry-size",
+                f"the entry declares a size of "
+                f"{int(header.size)} bytes, less than the {minimum} of every "
+                "ABI 1.x entry: the file is corrupt or its entry was not "
+                "defined with PH_PLUGIN_DEFINE",
+            )
 
     def _read_types(self, plugin: Plugin) -> None:
         rt = self.runtime
-        tables = ((plugin.entry.middlewares, "middleware", MiddlewareType, plugin.middlewares),
-                  (plugin.entry.actions, "action", ActionType, plugin.actions),
-                  (plugin.entry.storages, "storage", StorageType, plugin.storages))
+        tables = (
+            (plugin.entry.middlewares, "middleware", MiddlewareType, plugin.middlewares),
+            (plugin.entry.actions, "action", ActionType, plugin.actions),
+            (plugin.entry.storages, "storage", StorageType, plugin.storages),
+        )
         for array, kind, cls, into in tables:
             for table in _null_terminated(rt, array):
                 if table.size < _min_table_size(kind):
-                    raise PluginLoadError(plugin.path, "type-size", f"a {kind} table declares "
-                                          f"a size of {int(table.size)} bytes, less than ABI "
-                                          "1.0's: set .size = sizeof(ph_" + kind + "_type)")
+                    raise PluginLoadError(
+                        plugin.path,
+                        "type-size",
+                        f"a {kind} table declares "
+                        f"a size of {int(table.size)} bytes, less than ABI "
+                        "1.0's: set .size = sizeof(ph_" + kind + "_type)",
+                    )
                 try:
                     ptype = cls(plugin, table)
                 except SchemaError as exc:
-                    raise PluginLoadError(plugin.path, "option-schema",
-                                          f"{kind} type {rt.string(table.id)}: {exc}") from None
+                    raise PluginLoadError(
+                        plugin.path, "option-schema", f"{kind} type {rt.string(table.id)}: {exc}"
+                    ) from None
                 self._validate_type(plugin, kind, ptype)
                 if ptype.id in into:
-                    raise DuplicateTypeError(plugin.path, "duplicate-type",
-                                             f"declares type id '{ptype.id}' twice: give each "
-                                             "type its own id")
+                    raise DuplicateTypeError(
+                        plugin.path,
+                        "duplicate-type",
+                        f"declares type id '{ptype.id}' twice: give each type its own id",
+                    )
                 into[ptype.id] = ptype
 
     def _validate_type(self, plugin: Plugin, kind: str, ptype: PluginType) -> None:
         match = TYPE_ID.match(ptype.id)
         if not match or match.group(1) != kind + "s":
-            raise PluginLoadError(plugin.path, "type-id", f"{kind} type id {ptype.id!r} does not "
-                                  f"look like plugins.{plugin.name}.{kind}s.<Name>: fix its .id")
+            raise PluginLoadError(
+                plugin.path,
+                "type-id",
+                f"{kind} type id {ptype.id!r} does not "
+                f"look like plugins.{plugin.name}.{kind}s.<Name>: fix its .id",
+            )
         table = ptype.table
-        missing = [hook for hook in _required_hooks(kind) if getattr(table, hook) ==
-                   self.runtime.ffi.NULL]
+        missing = [
+            hook for hook in _required_hooks(kind) if getattr(table, hook) == self.runtime.ffi.NULL
+        ]
         if missing:
-            raise PluginLoadError(plugin.path, "missing-hook", f"{kind} type {ptype.id} has no "
-                                  f"{', '.join(missing)} hook: every {kind} must provide it")
+            raise PluginLoadError(
+                plugin.path,
+                "missing-hook",
+                f"{kind} type {ptype.id} has no "
+                f"{', '.join(missing)} hook: every {kind} must provide it",
+            )
         with self._lock:
             owner = self.types.get(ptype.id)
         if owner is not None:
-            raise DuplicateTypeError(plugin.path, "duplicate-type", f"declares type id "
-                                     f"'{ptype.id}', already declared by {owner.plugin.path}: "
-                                     "load only one of the two plugins, or rename the type")
+            raise DuplicateTypeError(
+                plugin.path,
+                "duplicate-type",
+                f"declares type id "
+                f"'{ptype.id}', already declared by {owner.plugin.path}: "
+                "load only one of the two plugins, or rename the type",
+            )
 
-    def _init(self, plugin: Plugin, config: Any, source: str | None,
-              config_path: str | None) -> None:
+    def _init(
+        self, plugin: Plugin, config: Any, source: str | None, config_path: str | None
+    ) -> None:
         rt = self.runtime
         if plugin.options is not None:
-            where = Where(source or f"plugin {plugin.name}",
-                          line_of(config) if hasattr(config, "start_mark") else 0,
-                          config_path or f"plugins.{plugin.name}.config")
+            where = Where(
+                source or f"plugin {plugin.name}",
+                line_of(config) if hasattr(config, "start_mark") else 0,
+                config_path or f"plugins.{plugin.name}.config",
+            )
             problems = check_options(config, plugin.options, where, f"plugin {plugin.name}")
             if problems:
                 raise ConfigErrors(problems)
-        tree = ConfigTree(rt, self.ptr, config, label=f"plugin {plugin.name}",
-                          path=config_path or f"plugins.{plugin.name}.config", source=source)
+        tree = ConfigTree(
+            rt,
+            self.ptr,
+            config,
+            label=f"plugin {plugin.name}",
+            path=config_path or f"plugins.{plugin.name}.config",
+            source=source,
+        )
         state = rt.ffi.new("void **")
         if rt.lib.rt_call_init(plugin.entry, tree.ptr, state) != rt.lib.PH_OK:
-            message = tree.error or "init failed without saying why (a plugin bug: call " \
-                                    "ph_config_error before returning PH_ERROR)"
+            message = (
+                tree.error
+                or "init failed without saying why (a plugin bug: call "
+                "ph_config_error before returning PH_ERROR)"
+            )
             tree.close()
             raise PluginInitError(plugin.path, "init-failed", f"init failed: {message}")
         plugin.state = state[0]
@@ -280,8 +357,11 @@ class Host:
             import difflib
 
             close = difflib.get_close_matches(type_id, self.types, n=1)
-            hint = f": did you mean '{close[0]}'?" if close else \
-                ": load the plugin that provides it first"
+            hint = (
+                f": did you mean '{close[0]}'?"
+                if close
+                else ": load the plugin that provides it first"
+            )
             raise UnknownTypeError(f"no loaded plugin provides '{type_id}'{hint}") from None
 
     def _typed(self, type_id: str, cls: type[PluginType]) -> Any:
@@ -290,22 +370,23 @@ class Host:
             raise ConfigError(f"'{type_id}' is a {ptype.kind}, not a {cls.kind}")
         return ptype
 
-    def create_middleware(self, type_id: str, config: Any = None, *, name: str | None = None,
-                          **kwargs: Any) -> MiddlewareInstance:
+    def create_middleware(
+        self, type_id: str, config: Any = None, *, name: str | None = None, **kwargs: Any
+    ) -> MiddlewareInstance:
         """A configured instance of middleware ``type_id``, destroyed when the host closes."""
         instance = self._typed(type_id, MiddlewareType).create(config, name=name, **kwargs)
         self._instances.append(instance)
         return instance
 
-    def create_action(self, type_id: str, config: Any = None, *, name: str | None = None,
-                      **kwargs: Any) -> ActionInstance:
+    def create_action(
+        self, type_id: str, config: Any = None, *, name: str | None = None, **kwargs: Any
+    ) -> ActionInstance:
         """A configured instance of action ``type_id``, destroyed when the host closes."""
         instance = self._typed(type_id, ActionType).create(config, name=name, **kwargs)
         self._instances.append(instance)
         return instance
 
-    def create_storage(self, name: str, type_id: str, config: Any = None,
-                       **kwargs: Any) -> Storage:
+    def create_storage(self, name: str, type_id: str, config: Any = None, **kwargs: Any) -> Storage:
         """A storage of type ``type_id`` registered as ``name``, closed when the host closes."""
         return self._typed(type_id, StorageType).create(config, name=name, **kwargs)
 
@@ -346,8 +427,11 @@ class Host:
 
 
 def _required_hooks(kind: str) -> tuple[str, ...]:
-    return {"middleware": ("create",), "action": ("create", "handle"),
-            "storage": ("create", "close", "get", "set", "del", "incr", "reset")}[kind]
+    return {
+        "middleware": ("create",),
+        "action": ("create", "handle"),
+        "storage": ("create", "close", "get", "set", "del", "incr", "reset"),
+    }[kind]
 
 
 def _null_terminated(rt: Runtime, array: Any) -> Iterator[Any]:
@@ -359,8 +443,9 @@ def _null_terminated(rt: Runtime, array: Any) -> Iterator[Any]:
         i += 1
 
 
-def load_plugin(path: str | os.PathLike[str], config: Any = None, *,
-                host: Host | None = None) -> Plugin:
+def load_plugin(
+    path: str | os.PathLike[str], config: Any = None, *, host: Host | None = None
+) -> Plugin:
     """Loads one plugin into ``host`` (a new Host when None) and returns it."""
     return (host or Host()).load_plugin(path, config)
 

@@ -34,8 +34,9 @@ def table_options(rt: Runtime, table: Any, ctype: str) -> tuple[Option, ...] | N
     return read_options(rt, table.options)
 
 
-def read_options(rt: Runtime, array: Any, depth: int = 0, where: str = "") -> \
-        tuple[Option, ...] | None:
+def read_options(
+    rt: Runtime, array: Any, depth: int = 0, where: str = ""
+) -> tuple[Option, ...] | None:
     """The options of a NULL-name-terminated ``ph_option`` array (None for NULL)."""
     ffi = rt.ffi
     if array == ffi.NULL:
@@ -44,9 +45,11 @@ def read_options(rt: Runtime, array: Any, depth: int = 0, where: str = "") -> \
         raise SchemaError(f"option schema nests maps deeper than {MAX_DEPTH} levels at {where}")
     stride = int(array[0].size)
     if stride < ffi.sizeof("ph_option"):
-        raise SchemaError(f"option schema{' of ' + where if where else ''} declares ph_option "
-                          f"size {stride}, less than ABI 1.2's {ffi.sizeof('ph_option')}: set "
-                          ".size = sizeof(ph_option) (PH_OPTION does)")
+        raise SchemaError(
+            f"option schema{' of ' + where if where else ''} declares ph_option "
+            f"size {stride}, less than ABI 1.2's {ffi.sizeof('ph_option')}: set "
+            ".size = sizeof(ph_option) (PH_OPTION does)"
+        )
     base = ffi.cast("char *", array)
     options: list[Option] = []
     seen: set[str] = set()
@@ -58,12 +61,16 @@ def read_options(rt: Runtime, array: Any, depth: int = 0, where: str = "") -> \
             break
         option = _option(rt, raw, depth, where)
         if option.name.lower() in seen:
-            raise SchemaError(f"option '{_path(where, option.name)}' is declared twice (names "
-                              "match ignoring case)")
+            raise SchemaError(
+                f"option '{_path(where, option.name)}' is declared twice (names "
+                "match ignoring case)"
+            )
         seen.add(option.name.lower())
         options.append(option)
-    raise SchemaError(f"option schema{' of ' + where if where else ''} has more than "
-                      f"{MAX_OPTIONS} options, or no end: finish it with PH_OPTIONS_END")
+    raise SchemaError(
+        f"option schema{' of ' + where if where else ''} has more than "
+        f"{MAX_OPTIONS} options, or no end: finish it with PH_OPTIONS_END"
+    )
 
 
 def _text(rt: Runtime, ptr: Any) -> str | None:
@@ -84,22 +91,25 @@ def _option(rt: Runtime, raw: Any, depth: int, where: str) -> Option:
         raise SchemaError(f"option name {name!r} is not a key a configuration can hold")
     kind = KINDS.get(int(raw.kind))
     if kind is None:
-        raise SchemaError(f"option '{path}' has kind {int(raw.kind)}, which is no "
-                          "ph_option_kind")
+        raise SchemaError(f"option '{path}' has kind {int(raw.kind)}, which is no ph_option_kind")
     items = None
     if int(raw.items):
         items = KINDS.get(int(raw.items))
         if items is None or items in ("list", "map") or kind not in ("list", "map"):
-            raise SchemaError(f"option '{path}' has items {int(raw.items)}: only a list or a "
-                              "map without fields takes items, of a scalar kind")
+            raise SchemaError(
+                f"option '{path}' has items {int(raw.items)}: only a list or a "
+                "map without fields takes items, of a scalar kind"
+            )
     choices: list[str] = []
     if raw.choices != ffi.NULL:
         for j in range(MAX_OPTIONS + 1):
             if raw.choices[j] == ffi.NULL:
                 break
             if j == MAX_OPTIONS:
-                raise SchemaError(f"option '{path}' has more than {MAX_OPTIONS} choices, or "
-                                  "no NULL after the last")
+                raise SchemaError(
+                    f"option '{path}' has more than {MAX_OPTIONS} choices, or "
+                    "no NULL after the last"
+                )
             choices.append(_text(rt, raw.choices[j]) or "")
     if (kind == "enum" or items == "enum") and not choices:
         raise SchemaError(f"option '{path}' is an enum without choices: set .choices")
@@ -108,9 +118,16 @@ def _option(rt: Runtime, raw: Any, depth: int, where: str) -> Option:
     if fields is not None and kind != "map":
         raise SchemaError(f"option '{path}' has fields but is a {kind}: only a map has fields")
     return Option(
-        name=name, kind=kind, description=_text(rt, raw.description) or "",
-        default=_text(rt, raw.default_text), required=bool(flags & REQUIRED),
+        name=name,
+        kind=kind,
+        description=_text(rt, raw.description) or "",
+        default=_text(rt, raw.default_text),
+        required=bool(flags & REQUIRED),
         minimum=float(raw.min) if flags & MINIMUM else None,
         maximum=float(raw.max) if flags & MAXIMUM else None,
-        comma_list=bool(flags & COMMA_LIST), or_false=bool(flags & OR_FALSE), items=items,
-        choices=tuple(choices), fields=fields)
+        comma_list=bool(flags & COMMA_LIST),
+        or_false=bool(flags & OR_FALSE),
+        items=items,
+        choices=tuple(choices),
+        fields=fields,
+    )

@@ -56,27 +56,38 @@ class PluginType:
     def may_block(self) -> bool:
         return bool(self.flags & MAY_BLOCK)
 
-    def _create(self, name: str, config: Any, source: str | None,
-                path: str | None) -> tuple[ConfigTree, Any]:
+    def _create(
+        self, name: str, config: Any, source: str | None, path: str | None
+    ) -> tuple[ConfigTree, Any]:
         """Checks ``config`` against the type's schema (ConfigErrors with every problem),
         then runs the create hook; returns the config tree (kept alive) and ``self``."""
         host = self.plugin.host
         rt = host.runtime
         if self.options is not None:
-            where = Where(source or f"{self.kind} '{name}'",
-                          line_of(config) if hasattr(config, "start_mark") else 0,
-                          path or f"{self.kind}s.{name}.config")
+            where = Where(
+                source or f"{self.kind} '{name}'",
+                line_of(config) if hasattr(config, "start_mark") else 0,
+                path or f"{self.kind}s.{name}.config",
+            )
             problems = check_options(config, self.options, where, self.id)
             if problems:
                 raise ConfigErrors(problems)
-        tree = ConfigTree(rt, host.ptr, config, label=f"{self.kind} '{name}' ({self.id})",
-                          path=path or f"{self.kind}s.{name}.config", source=source)
+        tree = ConfigTree(
+            rt,
+            host.ptr,
+            config,
+            label=f"{self.kind} '{name}' ({self.id})",
+            path=path or f"{self.kind}s.{name}.config",
+            source=source,
+        )
         tree.set_plugin_state(self.plugin.state)
         self_out = rt.ffi.new("void **")
         status = rt.lib.rt_call_create(self.table.create, tree.ptr, self_out)
         if status != rt.lib.PH_OK:
-            message = tree.error or (f"{self.id} refused its configuration without saying why "
-                                     "(a plugin bug: call ph_config_error before failing)")
+            message = tree.error or (
+                f"{self.id} refused its configuration without saying why "
+                "(a plugin bug: call ph_config_error before failing)"
+            )
             rt.lib.rt_call_destroy(self._destroy_hook(), self_out[0])
             tree.close()
             raise ConfigError(message)
@@ -106,21 +117,28 @@ class _Instance:
         # A type that blocks only inside the storages it looked up is may-block only when
         # one of them is (a session on a MemoryStorage runs on the event loop).
         self.may_block = ptype.may_block and not (
-            ptype.flags & BLOCKS_VIA_STORAGES and not tree.storage_may_block)
+            ptype.flags & BLOCKS_VIA_STORAGES and not tree.storage_may_block
+        )
         #: Header names this instance reads as an identity: a request carries each once.
         self.single_headers = tree.single_headers
         #: Never reads a body (PH_TYPE_STREAMS_BODIES): bodies may stream past it.
         self.streams_bodies = bool(ptype.flags & STREAMS_BODIES)
-        self.ptr = lib.rt_instance_new(getattr(lib, self.rt_kind), ptype.table, self_ptr,
-                                       self.label.encode(), int(ptype.thread_safe),
-                                       int(self.may_block))
+        self.ptr = lib.rt_instance_new(
+            getattr(lib, self.rt_kind),
+            ptype.table,
+            self_ptr,
+            self.label.encode(),
+            int(ptype.thread_safe),
+            int(self.may_block),
+        )
         if self.ptr == self._rt.ffi.NULL:
             lib.rt_call_destroy(ptype._destroy_hook(), self_ptr)
             tree.close()
             raise MemoryError("cannot allocate an instance")
         plugin = ptype.plugin
-        lib.rt_instance_set_plugin(self.ptr, f"{plugin.name} ({plugin.path})".encode(
-            "utf-8", "surrogateescape"))
+        lib.rt_instance_set_plugin(
+            self.ptr, f"{plugin.name} ({plugin.path})".encode("utf-8", "surrogateescape")
+        )
         self.closed = False
 
     def close(self) -> None:
@@ -137,8 +155,14 @@ class MiddlewareType(PluginType):
     kind = "middleware"
     ctype = "ph_middleware_type"
 
-    def create(self, config: Any = None, *, name: str | None = None, source: str | None = None,
-               path: str | None = None) -> "MiddlewareInstance":
+    def create(
+        self,
+        config: Any = None,
+        *,
+        name: str | None = None,
+        source: str | None = None,
+        path: str | None = None,
+    ) -> "MiddlewareInstance":
         """Creates an instance with ``config`` (a map); raises ConfigError with the
         plugin's message when it refuses the configuration."""
         name = name or self.id.rsplit(".", 1)[-1]
@@ -163,8 +187,14 @@ class ActionType(PluginType):
     kind = "action"
     ctype = "ph_action_type"
 
-    def create(self, config: Any = None, *, name: str | None = None, source: str | None = None,
-               path: str | None = None) -> "ActionInstance":
+    def create(
+        self,
+        config: Any = None,
+        *,
+        name: str | None = None,
+        source: str | None = None,
+        path: str | None = None,
+    ) -> "ActionInstance":
         name = name or self.id.rsplit(".", 1)[-1]
         tree, self_ptr = self._create(name, config, source, path)
         return ActionInstance(self, name, tree, self_ptr)
@@ -185,17 +215,18 @@ class StorageType(PluginType):
     def _destroy_hook(self) -> Any:
         return self.table.close
 
-    def create(self, config: Any = None, *, name: str, source: str | None = None,
-               path: str | None = None) -> "Storage":
+    def create(
+        self, config: Any = None, *, name: str, source: str | None = None, path: str | None = None
+    ) -> "Storage":
         """Creates a storage instance registered under ``name`` (what other plugins look
         up with ph_storage_lookup)."""
         host = self.plugin.host
         if name in host.storages:
-            raise ConfigError(f"a storage named '{name}' already exists: give this one "
-                              "another name")
+            raise ConfigError(
+                f"a storage named '{name}' already exists: give this one another name"
+            )
         tree, self_ptr = self._create(name, config, source, path)
-        handle = host.runtime.lib.rt_storage_register(host.ptr, name.encode(), self.table,
-                                                      self_ptr)
+        handle = host.runtime.lib.rt_storage_register(host.ptr, name.encode(), self.table, self_ptr)
         if handle == host.runtime.ffi.NULL:
             host.runtime.lib.rt_call_destroy(self.table.close, self_ptr)
             tree.close()
@@ -247,8 +278,12 @@ class Storage:
         self._check()
         ffi, lib = self._rt.ffi, self._rt.lib
         err = ffi.new("char **")
-        if lib.rt_storage_set(self._handle, key, len(key), value, len(value), self._ttl_ms(ttl),
-                              err) != lib.PH_OK:
+        if (
+            lib.rt_storage_set(
+                self._handle, key, len(key), value, len(value), self._ttl_ms(ttl), err
+            )
+            != lib.PH_OK
+        ):
             raise StorageError(self._rt.take_error(err))
 
     def delete(self, key: bytes) -> bool:
@@ -261,14 +296,19 @@ class Storage:
             raise StorageError(self._rt.take_error(err))
         return status == lib.PH_OK
 
-    def incr_with_ttl(self, key: bytes, delta: int = 1,
-                      ttl: float | None = None) -> tuple[int, float | None]:
+    def incr_with_ttl(
+        self, key: bytes, delta: int = 1, ttl: float | None = None
+    ) -> tuple[int, float | None]:
         """Atomically adds ``delta``; returns (new value, seconds left or None)."""
         self._check()
         ffi, lib = self._rt.ffi, self._rt.lib
         value, left, err = ffi.new("int64_t *"), ffi.new("int64_t *"), ffi.new("char **")
-        if lib.rt_storage_incr(self._handle, key, len(key), delta, self._ttl_ms(ttl), value, left,
-                               err) != lib.PH_OK:
+        if (
+            lib.rt_storage_incr(
+                self._handle, key, len(key), delta, self._ttl_ms(ttl), value, left, err
+            )
+            != lib.PH_OK
+        ):
             raise StorageError(self._rt.take_error(err))
         return int(value[0]), (None if left[0] < 0 else left[0] / 1000.0)
 

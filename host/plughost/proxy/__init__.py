@@ -10,5 +10,12 @@ as they arrive.
 from .client import ResponseSink, UpstreamCall, UpstreamPool
 from .message import Target, parse_target, request_head, response_headers
 
-__all__ = ["ResponseSink", "Target", "UpstreamCall", "UpstreamPool", "parse_target",
-           "request_head", "response_headers"]
+__all__ = [
+    "ResponseSink",
+    "Target",
+    "UpstreamCall",
+    "UpstreamPool",
+    "parse_target",
+    "request_head",
+    "response_headers",
+]

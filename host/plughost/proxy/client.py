@@ -124,8 +124,11 @@ class _Connection(asyncio.Protocol):
                 return
             if self._too_large or isinstance(exc, _HeadTooLarge):
                 limits = self.pool.limits
-                call.fail(502, f"the upstream's response head is larger than "
-                               f"{limits.max_head_bytes} bytes or {limits.max_headers} lines")
+                call.fail(
+                    502,
+                    f"the upstream's response head is larger than "
+                    f"{limits.max_head_bytes} bytes or {limits.max_headers} lines",
+                )
             else:
                 call.fail(502, f"the upstream's response is not valid HTTP/1.1 ({exc})")
         except Exception:  # a sink's own bug: the call ends, the process goes on
@@ -196,8 +199,7 @@ class _Connection(asyncio.Protocol):
         if call is None:
             return
         headers, length, chunked = response_headers(self._headers)
-        self.close_delimited = (length is None and not chunked and status != 204
-                                and status != 304)
+        self.close_delimited = length is None and not chunked and status != 204 and status != 304
         call.content_length = length
         call.head(status, headers)
         if call.method == "HEAD" and self.call is call:
@@ -242,14 +244,45 @@ class UpstreamCall:
     closes the upstream connection so that the upstream never sees the request as whole.
     """
 
-    __slots__ = ("pool", "origin", "method", "sink", "timeout", "connect_timeout", "_head",
-                 "_body", "_chunked", "_pending", "_ended", "conn", "reused", "retried",
-                 "responding", "done", "request_sent", "_deadline", "_attached", "content_length",
-                 "_last_read", "_paused", "__weakref__")
+    __slots__ = (
+        "pool",
+        "origin",
+        "method",
+        "sink",
+        "timeout",
+        "connect_timeout",
+        "_head",
+        "_body",
+        "_chunked",
+        "_pending",
+        "_ended",
+        "conn",
+        "reused",
+        "retried",
+        "responding",
+        "done",
+        "request_sent",
+        "_deadline",
+        "_attached",
+        "content_length",
+        "_last_read",
+        "_paused",
+        "__weakref__",
+    )
 
-    def __init__(self, pool: "UpstreamPool", method: str, origin: Origin, head: bytes,
-                 body: bytes | None, sink: ResponseSink, *, chunked: bool = False,
-                 connect_timeout: float | None = None, timeout: float | None = None) -> None:
+    def __init__(
+        self,
+        pool: "UpstreamPool",
+        method: str,
+        origin: Origin,
+        head: bytes,
+        body: bytes | None,
+        sink: ResponseSink,
+        *,
+        chunked: bool = False,
+        connect_timeout: float | None = None,
+        timeout: float | None = None,
+    ) -> None:
         self.pool = pool
         self.origin = origin
         self.method = method
@@ -376,8 +409,7 @@ class UpstreamCall:
         """Ends the call with 504 when its time is up (the pool's clock calls it)."""
         if self._last_read >= 0:
             if not self._paused and now - self._last_read >= self.timeout:
-                self.fail(504, f"the upstream sent nothing for {self.timeout:g} s "
-                               "mid-response")
+                self.fail(504, f"the upstream sent nothing for {self.timeout:g} s mid-response")
         elif now >= self._deadline:
             what = "finish its answer" if self.responding else "answer"
             self.fail(504, f"the upstream did not {what} within {self.timeout:g} s")
@@ -408,8 +440,13 @@ class UpstreamCall:
         if self.done:
             return
         self.conn = None
-        if (not self.responding and self.reused and not self.retried
-                and self._body is not None and self.method in IDEMPOTENT):
+        if (
+            not self.responding
+            and self.reused
+            and not self.retried
+            and self._body is not None
+            and self.method in IDEMPOTENT
+        ):
             self.retried = True  # a stale pooled connection: once more on another one
             self.pool._acquire(self)
             return
@@ -463,23 +500,57 @@ class UpstreamPool:
             self._loop = asyncio.get_running_loop()
         return self._loop
 
-    def call(self, method: str, target: Target, headers: list[Header], body: bytes | None,
-             sink: ResponseSink, *, body_length: int | None = None,
-             connect_timeout: float | None = None, timeout: float | None = None) -> UpstreamCall:
+    def call(
+        self,
+        method: str,
+        target: Target,
+        headers: list[Header],
+        body: bytes | None,
+        sink: ResponseSink,
+        *,
+        body_length: int | None = None,
+        connect_timeout: float | None = None,
+        timeout: float | None = None,
+    ) -> UpstreamCall:
         """Starts a request; its answer goes to ``sink``. ``body=None`` streams the body
         (``body_length`` when known, else chunked)."""
         length = len(body) if body is not None else body_length
-        return self.send(method, target.origin, request_head(method, target, headers, length),
-                         body, sink, chunked=length is None, connect_timeout=connect_timeout,
-                         timeout=timeout)
+        return self.send(
+            method,
+            target.origin,
+            request_head(method, target, headers, length),
+            body,
+            sink,
+            chunked=length is None,
+            connect_timeout=connect_timeout,
+            timeout=timeout,
+        )
 
-    def send(self, method: str, origin: Origin, head: bytes, body: bytes | None,
-             sink: ResponseSink, *, chunked: bool = False, connect_timeout: float | None = None,
-             timeout: float | None = None) -> UpstreamCall:
+    def send(
+        self,
+        method: str,
+        origin: Origin,
+        head: bytes,
+        body: bytes | None,
+        sink: ResponseSink,
+        *,
+        chunked: bool = False,
+        connect_timeout: float | None = None,
+        timeout: float | None = None,
+    ) -> UpstreamCall:
         """Starts a request whose head the caller built (its framing says whether a
         streamed body goes ``chunked``)."""
-        call = UpstreamCall(self, method, origin, head, body, sink, chunked=chunked,
-                            connect_timeout=connect_timeout, timeout=timeout)
+        call = UpstreamCall(
+            self,
+            method,
+            origin,
+            head,
+            body,
+            sink,
+            chunked=chunked,
+            connect_timeout=connect_timeout,
+            timeout=timeout,
+        )
         call.start()
         return call
 
@@ -507,11 +578,18 @@ class UpstreamPool:
         try:
             async with asyncio.timeout(call.connect_timeout):
                 _, conn = await self.loop.create_connection(
-                    lambda: _Connection(self, target.endpoint), target.host, target.port,
-                    ssl=context, server_hostname=target.host if context else None)
+                    lambda: _Connection(self, target.endpoint),
+                    target.host,
+                    target.port,
+                    ssl=context,
+                    server_hostname=target.host if context else None,
+                )
         except TimeoutError:
-            call.fail(504, f"could not connect to {target.host}:{target.port} within "
-                           f"{call.connect_timeout:g} s")
+            call.fail(
+                504,
+                f"could not connect to {target.host}:{target.port} within "
+                f"{call.connect_timeout:g} s",
+            )
             return
         except (OSError, ssl.SSLError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)

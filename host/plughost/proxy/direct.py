@@ -30,12 +30,30 @@ class DirectUpstreamRequest:
     """One proxied request of the direct path, from the pending exchange to the response
     written on the client's transport. Started by :meth:`start`."""
 
-    __slots__ = ("protocol", "native", "pending", "chain", "head", "keep_alive", "call",
-                 "status", "headers", "chunks", "response_complete", "disconnected",
-                 "more_body", "body", "_streaming", "_chunked", "_out", "_timed")
+    __slots__ = (
+        "protocol",
+        "native",
+        "pending",
+        "chain",
+        "head",
+        "keep_alive",
+        "call",
+        "status",
+        "headers",
+        "chunks",
+        "response_complete",
+        "disconnected",
+        "more_body",
+        "body",
+        "_streaming",
+        "_chunked",
+        "_out",
+        "_timed",
+    )
 
-    def __init__(self, protocol: Any, native: Any, pending: PendingUpstream,
-                 head: bool, keep_alive: bool) -> None:
+    def __init__(
+        self, protocol: Any, native: Any, pending: PendingUpstream, head: bool, keep_alive: bool
+    ) -> None:
         self.protocol = protocol
         self.native = native
         self.pending = pending
@@ -47,9 +65,9 @@ class DirectUpstreamRequest:
         self.headers: list[Header] = []
         self.chunks: list[bytes] = []
         self._streaming = False  # the head went out; the body follows as it arrives
-        self._chunked = False    # ... in chunked framing
+        self._chunked = False  # ... in chunked framing
         self._out: list[bytes] = []  # what the current upstream read gave, not yet written
-        self._timed = False      # the body's waits are timed by idleness
+        self._timed = False  # the body's waits are timed by idleness
         # What uvicorn's protocol reads and writes of the cycle it is running.
         self.response_complete = False
         self.disconnected = False
@@ -64,8 +82,9 @@ class DirectUpstreamRequest:
     def start(self, pool: UpstreamPool) -> None:
         """Sends the upstream request (one C call reads it off the exchange)."""
         try:
-            (origin_text, path, method, lines, body, connect_ms, timeout_ms, websocket,
-             url) = _fastpath.upstream_request(self.pending)
+            (origin_text, path, method, lines, body, connect_ms, timeout_ms, websocket, url) = (
+                _fastpath.upstream_request(self.pending)
+            )
         except Exception:
             self.pending.discard()
             raise
@@ -74,18 +93,32 @@ class DirectUpstreamRequest:
             self._respond(answer.status, list(answer.headers), answer.body, "")
             return
         try:
-            origin = pool.origin(origin_text) if origin_text else \
-                parse_origin(url.decode("utf-8", "replace"))
+            origin = (
+                pool.origin(origin_text)
+                if origin_text
+                else parse_origin(url.decode("utf-8", "replace"))
+            )
         except ValueError as exc:
             log.warning("%s", exc)
             self._respond(502, [], b"", str(exc))
             return
         name = method.decode("ascii", "replace")
         head = b"%s %s HTTP/1.1\r\nhost: %s\r\n%s%s\r\n" % (
-            method, path, origin.authority, lines, framing(name, len(body)))
-        self.call = pool.send(name, origin, head, body, self,
-                              connect_timeout=connect_ms / 1000 if connect_ms > 0 else None,
-                              timeout=timeout_ms / 1000 if timeout_ms > 0 else None)
+            method,
+            path,
+            origin.authority,
+            lines,
+            framing(name, len(body)),
+        )
+        self.call = pool.send(
+            name,
+            origin,
+            head,
+            body,
+            self,
+            connect_timeout=connect_ms / 1000 if connect_ms > 0 else None,
+            timeout=timeout_ms / 1000 if timeout_ms > 0 else None,
+        )
 
     # ------------------------------------------------------- the upstream's answer
     def on_head(self, status: int, headers: list[Header]) -> None:
@@ -97,8 +130,9 @@ class DirectUpstreamRequest:
         if length is not None:
             headers.append((b"content-length", b"%d" % length))
         if self.head or status == 204 or status == 304:
-            framing = b"content-length: %d\r\n" % length \
-                if length is not None and status != 204 else b""
+            framing = (
+                b"content-length: %d\r\n" % length if length is not None and status != 204 else b""
+            )
         elif length is not None:
             framing = b"content-length: %d\r\n" % length
         else:
@@ -106,9 +140,17 @@ class DirectUpstreamRequest:
             self._chunked = True
         protocol = self.protocol
         pending = self.pending
-        streaming, data = _fastpath.finish_head(self.native, self.chain, pending.take(),
-                                                pending.passed, status, headers, framing,
-                                                protocol._date(), self.head)
+        streaming, data = _fastpath.finish_head(
+            self.native,
+            self.chain,
+            pending.take(),
+            pending.passed,
+            status,
+            headers,
+            framing,
+            protocol._date(),
+            self.head,
+        )
         if not streaming:  # a response hook answered instead: the upstream's body is not needed
             self._chunked = False
             call.abort()
@@ -191,9 +233,18 @@ class DirectUpstreamRequest:
         self.call = None
         protocol = self.protocol
         pending = self.pending
-        data = _fastpath.finish_raw(self.native, self.chain, pending.take(), pending.passed,
-                                    status, headers, body, reason.encode("utf-8", "replace"),
-                                    protocol._date(), self.head)
+        data = _fastpath.finish_raw(
+            self.native,
+            self.chain,
+            pending.take(),
+            pending.passed,
+            status,
+            headers,
+            body,
+            reason.encode("utf-8", "replace"),
+            protocol._date(),
+            self.head,
+        )
         self._complete(data)
 
     def _complete(self, data: bytes) -> None:

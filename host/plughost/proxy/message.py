@@ -20,9 +20,19 @@ from typing import Iterable, Sequence
 
 Header = tuple[bytes, bytes]
 
-HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer",
-                        b"transfer-encoding", b"upgrade", b"proxy-authenticate",
-                        b"proxy-authorization"})
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+    }
+)
 #: Request headers the gateway writes itself for the upstream request.
 _REQUEST_OWN = frozenset({b"host", b"content-length", b"expect"})
 #: Response headers the gateway writes itself for the client.
@@ -35,13 +45,18 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 def connection_options(headers: Iterable[Sequence[bytes]]) -> frozenset[bytes]:
     """The header names a message's Connection header lists (lower case): hop-by-hop too
     (RFC 9110 section 7.6.1), so they are dropped with it."""
-    return frozenset(token.strip().lower() for name, value in headers
-                     if name.lower() == b"connection" for token in value.split(b",")
-                     if token.strip())
+    return frozenset(
+        token.strip().lower()
+        for name, value in headers
+        if name.lower() == b"connection"
+        for token in value.split(b",")
+        if token.strip()
+    )
 
 
-def forwardable(headers: Sequence[Sequence[bytes]],
-                drop: frozenset[bytes] = frozenset()) -> list[Header]:
+def forwardable(
+    headers: Sequence[Sequence[bytes]], drop: frozenset[bytes] = frozenset()
+) -> list[Header]:
     """A request's ``headers`` without the hop-by-hop ones and ``drop`` (lower-case names).
     The fields the client's Connection header named were dropped when the request arrived
     (plughost.serving.pipeline.drop_connection_options): what an action added stays."""
@@ -56,8 +71,7 @@ def forwardable(headers: Sequence[Sequence[bytes]],
 _NOT_PASSED_ON = HOP_BY_HOP | _RESPONSE_OWN
 
 
-def response_headers(headers: Sequence[Sequence[bytes]]
-                     ) -> tuple[list[Header], int | None, bool]:
+def response_headers(headers: Sequence[Sequence[bytes]]) -> tuple[list[Header], int | None, bool]:
     """An upstream's response headers as the gateway passes them to the client, with what
     frames the body: (headers, Content-Length or None, whether it is chunked). One pass
     over the headers: this runs for every proxied response."""
@@ -85,10 +99,10 @@ def response_headers(headers: Sequence[Sequence[bytes]]
 class Origin:
     """An upstream's ``scheme://authority``: what pooled connections are shared by."""
 
-    scheme: str        # "http" or "https"
-    host: str          # name or address to connect to (IPv6 without brackets)
+    scheme: str  # "http" or "https"
+    host: str  # name or address to connect to (IPv6 without brackets)
     port: int
-    authority: bytes   # the Host header: host[:port] as the URL wrote it, userinfo removed
+    authority: bytes  # the Host header: host[:port] as the URL wrote it, userinfo removed
 
     @property
     def endpoint(self) -> tuple[str, str, int]:
@@ -100,7 +114,7 @@ class Target:
     """Where an upstream request goes: the origin and the request target."""
 
     origin: Origin
-    path: bytes        # origin-form request target (path and query), never decoded
+    path: bytes  # origin-form request target (path and query), never decoded
 
 
 def _escape(text: str) -> bytes:
@@ -119,8 +133,9 @@ def parse_origin(url: str) -> Origin:
     scheme = scheme.lower()
     if not sep or scheme not in _DEFAULT_PORTS:
         raise ValueError(f"upstream URL {url!r} is not an absolute http:// or https:// URL")
-    cut = min((i for i in (rest.find("/"), rest.find("?"), rest.find("#")) if i >= 0),
-              default=len(rest))
+    cut = min(
+        (i for i in (rest.find("/"), rest.find("?"), rest.find("#")) if i >= 0), default=len(rest)
+    )
     authority = rest[:cut].rpartition("@")[2]
     if authority.startswith("["):
         host, bracket, port_text = authority[1:].partition("]")
@@ -160,12 +175,15 @@ def framing(method: str, body_length: int | None) -> bytes:
     return b""
 
 
-def request_head(method: str, target: Target, headers: Sequence[Sequence[bytes]],
-                 body_length: int | None) -> bytes:
+def request_head(
+    method: str, target: Target, headers: Sequence[Sequence[bytes]], body_length: int | None
+) -> bytes:
     """The HTTP/1.1 request head for the upstream: the request line, ``Host``, the
     forwardable headers and the body's framing (see :func:`framing`)."""
-    lines = [b"%s %s HTTP/1.1\r\nhost: %s\r\n" % (method.encode("ascii"), target.path,
-                                                  target.origin.authority)]
+    lines = [
+        b"%s %s HTTP/1.1\r\nhost: %s\r\n"
+        % (method.encode("ascii"), target.path, target.origin.authority)
+    ]
     for name, value in forwardable(headers, _REQUEST_OWN):
         lines.append(b"%s: %s\r\n" % (name, value))
     lines.append(framing(method, body_length))

@@ -47,8 +47,9 @@ class PendingUpstream:
 
     def _exchange(self) -> Any:
         if self._address is None:
-            raise RuntimeError(f"the exchange of route {self.chain.route_name!r} was "
-                               "already finished or discarded")
+            raise RuntimeError(
+                f"the exchange of route {self.chain.route_name!r} was already finished or discarded"
+            )
         return self.runner.exchange(self._address)
 
     def directive(self) -> Upstream:
@@ -70,7 +71,8 @@ class PendingUpstream:
         alone, then frees the exchange. (True, the head to send before the upstream's
         body), or (False, the whole response a hook set instead); see Runner.finish_head."""
         streaming, response, failure = self.runner.finish_head(
-            self.chain, self._exchange(), self.passed, status, headers)
+            self.chain, self._exchange(), self.passed, status, headers
+        )
         self._address = None
         if failure is not None:
             log_failure(self.chain, failure)

@@ -33,6 +33,8 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 #: Pieces of the upstream's body waiting for the client before the upstream is paused.
 QUEUED_PIECES = 8
+
+
 class BrokenOff(Exception):
     """The upstream's answer broke off after its head went to the client: raised out of the
     ASGI app so that the server closes the connection instead of ending the response."""
@@ -69,8 +71,9 @@ class AsgiUpstreamRelay:
         pass  # the events queue is the batch
 
     # ------------------------------------------------------------------ serving
-    async def run(self, receive: Receive, send: Send, body_length: int | None,
-                  has_body: bool, limit: int) -> None:
+    async def run(
+        self, receive: Receive, send: Send, body_length: int | None, has_body: bool, limit: int
+    ) -> None:
         try:
             upstream = self.pending.directive()
         except BaseException:
@@ -83,10 +86,16 @@ class AsgiUpstreamRelay:
         except ValueError as exc:
             log.warning("%s", exc)
             return await self._error(send, 502, str(exc))
-        self.call = self.pool.call(upstream.method, target, upstream.headers,
-                                   None if has_body else b"", self, body_length=body_length,
-                                   connect_timeout=upstream.connect_timeout,
-                                   timeout=upstream.timeout)
+        self.call = self.pool.call(
+            upstream.method,
+            target,
+            upstream.headers,
+            None if has_body else b"",
+            self,
+            body_length=body_length,
+            connect_timeout=upstream.connect_timeout,
+            timeout=upstream.timeout,
+        )
         try:
             if has_body and not await self._send_body(receive, limit):
                 return
@@ -146,8 +155,9 @@ class AsgiUpstreamRelay:
             return await self._send_whole(send, response)
         if length is not None:
             response.headers.append((b"content-length", b"%d" % length))
-        await send({"type": "http.response.start", "status": response.status,
-                    "headers": response.headers})
+        await send(
+            {"type": "http.response.start", "status": response.status, "headers": response.headers}
+        )
         while True:
             kind, value = await self.events.get()
             if kind == "body":
@@ -161,8 +171,9 @@ class AsgiUpstreamRelay:
             elif kind == "gone":
                 return
             else:
-                log.warning("upstream %s: %s", self.call.origin.authority.decode("latin-1"),
-                            value[1])
+                log.warning(
+                    "upstream %s: %s", self.call.origin.authority.decode("latin-1"), value[1]
+                )
                 raise BrokenOff(value[1])
 
     async def _error(self, send: Send, status: int, reason: str) -> None:
@@ -173,7 +184,7 @@ class AsgiUpstreamRelay:
         await self._send_whole(send, self.pending.finish(UpstreamAnswer(status, error=reason)))
 
     async def _send_whole(self, send: Send, response: Response) -> None:
-        await send({"type": "http.response.start", "status": response.status,
-                    "headers": response.headers})
-        await send({"type": "http.response.body",
-                    "body": b"" if self.head else response.body})
+        await send(
+            {"type": "http.response.start", "status": response.status, "headers": response.headers}
+        )
+        await send({"type": "http.response.body", "body": b"" if self.head else response.body})

@@ -30,8 +30,9 @@ class UpstreamClient:
         """The aiohttp session WebSocket sessions open their upstreams with."""
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(limit=256, ttl_dns_cache=60)
-            self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False,
-                                                  cookie_jar=aiohttp.DummyCookieJar())
+            self._session = aiohttp.ClientSession(
+                connector=connector, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar()
+            )
         return self._session
 
     async def perform(self, upstream: Upstream) -> UpstreamAnswer:
@@ -45,9 +46,15 @@ class UpstreamClient:
             log.warning("%s", exc)
             return UpstreamAnswer(502, error=str(exc))
         future: asyncio.Future[tuple] = asyncio.get_running_loop().create_future()
-        call = self.pool.call(upstream.method, target, list(upstream.headers), upstream.body,
-                              BufferedAnswer(future), connect_timeout=upstream.connect_timeout,
-                              timeout=upstream.timeout)
+        call = self.pool.call(
+            upstream.method,
+            target,
+            list(upstream.headers),
+            upstream.body,
+            BufferedAnswer(future),
+            connect_timeout=upstream.connect_timeout,
+            timeout=upstream.timeout,
+        )
         try:
             status, headers, body, error = await future
         except asyncio.CancelledError:

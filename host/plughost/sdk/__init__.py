@@ -16,11 +16,14 @@ def __getattr__(name: str) -> Any:
     # pyelements imports plughost.loading.
     if name == "Option":
         from ..config.options import Option
+
         return Option
     if name in ("PythonAction", "PythonMiddleware"):
         from . import pyelements
+
         return getattr(pyelements, name)
     if name == "PythonPlugin":
         from .pymodules import PythonPlugin
+
         return PythonPlugin
     raise AttributeError(f"module 'plughost.sdk' has no attribute {name!r}")

@@ -16,20 +16,35 @@ class Exchange:
     through the properties below. Close it (or use ``with``) to free it.
     """
 
-    def __init__(self, runtime: Runtime, host_ptr: Any, method: str = "GET", path: str = "/",
-                 *, query: str = "", headers: Mapping[str, str] | Iterable[tuple[str, str]] = (),
-                 body: bytes = b"", client_ip: str = "", route: str = "",
-                 params: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        host_ptr: Any,
+        method: str = "GET",
+        path: str = "/",
+        *,
+        query: str = "",
+        headers: Mapping[str, str] | Iterable[tuple[str, str]] = (),
+        body: bytes = b"",
+        client_ip: str = "",
+        route: str = "",
+        params: Mapping[str, str] | None = None,
+    ) -> None:
         self._rt = runtime
         ffi, lib = runtime.ffi, runtime.lib
-        self.ptr = lib.rt_exchange_new(host_ptr, method.encode(), path.encode(), query.encode(),
-                                       client_ip.encode())
+        self.ptr = lib.rt_exchange_new(
+            host_ptr, method.encode(), path.encode(), query.encode(), client_ip.encode()
+        )
         if self.ptr == ffi.NULL:
             raise MemoryError("cannot allocate an exchange")
         pairs = headers.items() if isinstance(headers, Mapping) else headers
         for name, value in pairs:
-            if lib.rt_api_header_add(self.ptr, lib.PH_REQUEST, name.encode(),
-                                     value.encode("latin-1")) != lib.PH_OK:
+            if (
+                lib.rt_api_header_add(
+                    self.ptr, lib.PH_REQUEST, name.encode(), value.encode("latin-1")
+                )
+                != lib.PH_OK
+            ):
                 raise ValueError(self.error or f"invalid header {name!r}")
         if body:
             lib.rt_api_body_set(self.ptr, lib.PH_REQUEST, body, len(body))
@@ -57,20 +72,26 @@ class Exchange:
 
     def set_request_header(self, name: str, value: str) -> None:
         lib = self._rt.lib
-        if lib.rt_api_header_set(self.ptr, lib.PH_REQUEST, name.encode(),
-                                 value.encode("latin-1")) != lib.PH_OK:
+        if (
+            lib.rt_api_header_set(self.ptr, lib.PH_REQUEST, name.encode(), value.encode("latin-1"))
+            != lib.PH_OK
+        ):
             raise ValueError(self.error or f"invalid header {name!r}")
 
     def set_response_header(self, name: str, value: str) -> None:
         lib = self._rt.lib
-        if lib.rt_api_header_set(self.ptr, lib.PH_RESPONSE, name.encode(),
-                                 value.encode("latin-1")) != lib.PH_OK:
+        if (
+            lib.rt_api_header_set(self.ptr, lib.PH_RESPONSE, name.encode(), value.encode("latin-1"))
+            != lib.PH_OK
+        ):
             raise ValueError(self.error or f"invalid header {name!r}")
 
     def add_response_header(self, name: str, value: str) -> None:
         lib = self._rt.lib
-        if lib.rt_api_header_add(self.ptr, lib.PH_RESPONSE, name.encode(),
-                                 value.encode("latin-1")) != lib.PH_OK:
+        if (
+            lib.rt_api_header_add(self.ptr, lib.PH_RESPONSE, name.encode(), value.encode("latin-1"))
+            != lib.PH_OK
+        ):
             raise ValueError(self.error or f"invalid header {name!r}")
 
     def respond(self, status: int, body: bytes = b"", content_type: str | None = None) -> None:
@@ -92,8 +113,9 @@ class Exchange:
         out = []
         for i in range(lib.rt_api_header_count(self.ptr, side)):
             lib.rt_api_header_at(self.ptr, side, i, name, value)
-            out.append((ffi.string(name[0]).decode("latin-1"),
-                        ffi.string(value[0]).decode("latin-1")))
+            out.append(
+                (ffi.string(name[0]).decode("latin-1"), ffi.string(value[0]).decode("latin-1"))
+            )
         return out
 
     def _body(self, side: int) -> bytes:
@@ -152,9 +174,13 @@ class Exchange:
         spec = self._rt.lib.rt_exchange_upstream(self.ptr)
         if spec == self._rt.ffi.NULL:
             return None
-        return {"url": self._rt.string(spec.url), "method": self._rt.string(spec.method),
-                "flags": int(spec.flags), "connect_timeout_ms": int(spec.connect_timeout_ms),
-                "timeout_ms": int(spec.timeout_ms)}
+        return {
+            "url": self._rt.string(spec.url),
+            "method": self._rt.string(spec.method),
+            "flags": int(spec.flags),
+            "connect_timeout_ms": int(spec.connect_timeout_ms),
+            "timeout_ms": int(spec.timeout_ms),
+        }
 
     @property
     def error(self) -> str | None:

@@ -32,7 +32,7 @@ class PythonMiddleware:
     """
 
     thread_safe: bool = True  # False: the host never runs two of its calls at once
-    may_block: bool = False   # True: chains containing it run off the event loop
+    may_block: bool = False  # True: chains containing it run off the event loop
 
     def on_request(self, ex: Exchange) -> Next | None:
         return None
@@ -54,8 +54,9 @@ class PythonAction:
 class PythonInstance:
     """A Python element registered with the runtime (an rt_instance with a cffi handle)."""
 
-    def __init__(self, runtime: "Runtime", name: str, obj: PythonMiddleware | PythonAction,
-                 kind: str) -> None:
+    def __init__(
+        self, runtime: "Runtime", name: str, obj: PythonMiddleware | PythonAction, kind: str
+    ) -> None:
         self.name = name
         self.obj = obj
         self.kind = kind
@@ -70,8 +71,9 @@ class PythonInstance:
         self._lock = None if getattr(obj, "thread_safe", True) else threading.Lock()
         lib = runtime.lib
         rt_kind = lib.RT_PY_ACTION if kind == "action" else lib.RT_PY_MIDDLEWARE
-        self.ptr = lib.rt_instance_new(rt_kind, runtime.ffi.NULL, self._handle,
-                                       self.label.encode(), 1, int(self.may_block))
+        self.ptr = lib.rt_instance_new(
+            rt_kind, runtime.ffi.NULL, self._handle, self.label.encode(), 1, int(self.may_block)
+        )
         self.closed = False
 
     def call(self, phase: int, ex_ptr: Any) -> int:
@@ -95,8 +97,12 @@ class PythonInstance:
             return lib.PH_OK
         except Exception as exc:
             log.exception("%s failed", self.label)
-            lib.rt_exchange_fail(ex_ptr, 500, self.label.encode(),
-                                 f"{type(exc).__name__}: {exc}".encode("utf-8", "replace"))
+            lib.rt_exchange_fail(
+                ex_ptr,
+                500,
+                self.label.encode(),
+                f"{type(exc).__name__}: {exc}".encode("utf-8", "replace"),
+            )
             return int(Next.ERROR)
 
     def close(self) -> None:

@@ -126,8 +126,10 @@ def load_module(module: str, search_dir: Path | None = None) -> LoadedModule:
         mod = importlib.import_module(module)
     except ModuleNotFoundError as exc:
         if exc.name and module.startswith(exc.name):
-            raise ModuleError(f"there is no Python module '{module}': install it, or put it "
-                              "on PYTHONPATH or in the configuration's folder") from None
+            raise ModuleError(
+                f"there is no Python module '{module}': install it, or put it "
+                "on PYTHONPATH or in the configuration's folder"
+            ) from None
         raise ModuleError(f"importing Python module '{module}' failed: {_where(exc)}") from None
     except Exception as exc:  # noqa: BLE001 - the module's own code failed
         raise ModuleError(f"importing Python module '{module}' failed: {_where(exc)}") from None
@@ -136,30 +138,44 @@ def load_module(module: str, search_dir: Path | None = None) -> LoadedModule:
             sys.path.remove(str(search_dir))
     declared = getattr(mod, ATTRIBUTE, None)
     if not isinstance(declared, PythonPlugin):
-        raise ModuleError(f"Python module '{module}' declares no plugin: define {ATTRIBUTE} = "
-                          "PythonPlugin(name, middlewares=[...], actions=[...]) in it")
-    if not declared.name or not declared.name.replace("_", "a").isalnum() or \
-            not declared.name[0].isalpha() or declared.name != declared.name.lower():
-        raise ModuleError(f"Python module '{module}': plugin name {declared.name!r} is not "
-                          "[a-z][a-z0-9_]*")
+        raise ModuleError(
+            f"Python module '{module}' declares no plugin: define {ATTRIBUTE} = "
+            "PythonPlugin(name, middlewares=[...], actions=[...]) in it"
+        )
+    if (
+        not declared.name
+        or not declared.name.replace("_", "a").isalnum()
+        or not declared.name[0].isalpha()
+        or declared.name != declared.name.lower()
+    ):
+        raise ModuleError(
+            f"Python module '{module}': plugin name {declared.name!r} is not [a-z][a-z0-9_]*"
+        )
     _check_declared(declared.options, f"Python module '{module}'")
     loaded = LoadedModule(module, declared)
-    for kind, classes, base, into in (("middleware", declared.middlewares, PythonMiddleware,
-                                       loaded.middlewares),
-                                      ("action", declared.actions, PythonAction, loaded.actions)):
+    for kind, classes, base, into in (
+        ("middleware", declared.middlewares, PythonMiddleware, loaded.middlewares),
+        ("action", declared.actions, PythonAction, loaded.actions),
+    ):
         for cls in classes:
             if not (isinstance(cls, type) and issubclass(cls, base)):
-                raise ModuleError(f"Python module '{module}': {kind}s must be subclasses of "
-                                  f"{base.__name__}, not {cls!r}")
+                raise ModuleError(
+                    f"Python module '{module}': {kind}s must be subclasses of "
+                    f"{base.__name__}, not {cls!r}"
+                )
             name = getattr(cls, "type_name", None) or cls.__name__
             type_id = f"plugins.{declared.name}.{kind}s.{name}"
             if type_id in loaded.types:
                 raise ModuleError(f"Python module '{module}' declares {type_id} twice")
             _check_declared(getattr(cls, "options", None), f"{module}: {type_id}")
             doc = (cls.__doc__ or "").strip().splitlines()
-            into[type_id] = PythonType(kind, type_id, cls,
-                                       getattr(cls, "description", "") or (doc[0] if doc else ""),
-                                       getattr(cls, "options", None))
+            into[type_id] = PythonType(
+                kind,
+                type_id,
+                cls,
+                getattr(cls, "description", "") or (doc[0] if doc else ""),
+                getattr(cls, "options", None),
+            )
     return loaded
 
 
@@ -167,13 +183,14 @@ def _check_declared(options: Any, where: str) -> None:
     """A module's option declarations are the host's own Option objects, of known kinds."""
     if options is None:
         return
-    if not isinstance(options, (tuple, list)) or not all(isinstance(o, Option)
-                                                          for o in options):
+    if not isinstance(options, (tuple, list)) or not all(isinstance(o, Option) for o in options):
         raise ModuleError(f"{where}: options must be a tuple of plughost.sdk.Option")
     for option in options:
         if option.kind not in KINDS.values():
-            raise ModuleError(f"{where}: option '{option.name}' has kind {option.kind!r}, not "
-                              f"one of {', '.join(KINDS.values())}")
+            raise ModuleError(
+                f"{where}: option '{option.name}' has kind {option.kind!r}, not "
+                f"one of {', '.join(KINDS.values())}"
+            )
         if (option.kind == "enum" or option.items == "enum") and not option.choices:
             raise ModuleError(f"{where}: option '{option.name}' is an enum without choices")
         if option.fields is not None:

@@ -34,9 +34,23 @@ NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 MAX_NAME_LENGTH = 48
 
 #: Target names CMake reserves (policy CMP0037) or that clash with its generated targets.
-RESERVED_NAMES = frozenset({"all", "clean", "depend", "edit_cache", "help", "install",
-                            "install_local", "install_strip", "list_install_components",
-                            "package", "package_source", "rebuild_cache", "test"})
+RESERVED_NAMES = frozenset(
+    {
+        "all",
+        "clean",
+        "depend",
+        "edit_cache",
+        "help",
+        "install",
+        "install_local",
+        "install_strip",
+        "list_install_components",
+        "package",
+        "package_source",
+        "rebuild_cache",
+        "test",
+    }
+)
 
 #: template file -> file written into the project ({name} is the plugin's name).
 FILES = {
@@ -76,16 +90,19 @@ def validate_name(name: str) -> None:
     elif len(name) > MAX_NAME_LENGTH:
         problem = f"is longer than {MAX_NAME_LENGTH} characters"
     elif not NAME_RE.match(name):
-        problem = ("is not a plugin name: use lowercase letters, digits and '_', starting "
-                   "with a letter (it becomes the <plugin> part of type ids such as "
-                   "plugins.<plugin>.middlewares.StampMiddleware, the file <plugin>.so and "
-                   "a C identifier)")
+        problem = (
+            "is not a plugin name: use lowercase letters, digits and '_', starting "
+            "with a letter (it becomes the <plugin> part of type ids such as "
+            "plugins.<plugin>.middlewares.StampMiddleware, the file <plugin>.so and "
+            "a C identifier)"
+        )
     elif name in RESERVED_NAMES:
         problem = "is a target name CMake reserves"
     if problem:
         hint = suggest_name(name)
-        raise ScaffoldError(f"'{name}' {problem}" + (f"; try '{hint}'" if hint and hint != name
-                                                     else ""))
+        raise ScaffoldError(
+            f"'{name}' {problem}" + (f"; try '{hint}'" if hint and hint != name else "")
+        )
 
 
 def header_name(name: str) -> str:
@@ -109,6 +126,7 @@ def substitutions(name: str) -> dict[str, str]:
 
 def render(template: str, values: dict[str, str]) -> str:
     """Replaces every ``@KEY@``; a placeholder without a value is a bug in the template."""
+
     def one(match: re.Match[str]) -> str:
         key = match.group(1)
         if key not in values:
@@ -118,21 +136,26 @@ def render(template: str, values: dict[str, str]) -> str:
     return re.sub(r"@([A-Z][A-Z0-9_]*)@", one, template)
 
 
-def create_project(name: str, parent: str | os.PathLike[str] = ".",
-                   directory: str | os.PathLike[str] | None = None) -> Project:
+def create_project(
+    name: str, parent: str | os.PathLike[str] = ".", directory: str | os.PathLike[str] | None = None
+) -> Project:
     """Writes the project for plugin ``name`` into ``directory`` (default ``parent/name``),
     which must not exist yet. Raises ScaffoldError for a bad name or an existing folder."""
     validate_name(name)
     target = Path(directory) if directory is not None else Path(parent) / name
     if target.exists() or target.is_symlink():
-        raise ScaffoldError(f"{target} already exists: choose another name or folder (plughost "
-                            "new never overwrites anything)")
+        raise ScaffoldError(
+            f"{target} already exists: choose another name or folder (plughost "
+            "new never overwrites anything)"
+        )
     if not target.parent.is_dir():
         raise ScaffoldError(f"{target.parent} is not a folder: create it first")
     values = substitutions(name)
     templates = resources.files("plughost.sdk") / "templates" / "plugin"
-    rendered = {out.format(name=name): render(templates.joinpath(src).read_text("utf-8"), values)
-                for src, out in FILES.items()}
+    rendered = {
+        out.format(name=name): render(templates.joinpath(src).read_text("utf-8"), values)
+        for src, out in FILES.items()
+    }
     target.mkdir()
     written = []
     for filename, text in rendered.items():
@@ -159,12 +182,14 @@ def next_steps(project: Project) -> str:
         ("pip wheel . -w dist", f"a plugin wheel; installed, '- name: {n}' names it"),
     ]
     width = max(len(cmd) for cmd, note in steps if note)
-    return "\n".join([
-        f"created {where}/ with plugin '{n}': " + ", ".join(
-            str(p.relative_to(project.path)) for p in project.files),
-        "",
-        "next steps:",
-        *(f"  {cmd:<{width}}  # {note}" if note else f"  {cmd}" for cmd, note in steps),
-        "",
-        f"{n}.c's header comment documents its three types; plugin.h documents the ABI.",
-    ])
+    return "\n".join(
+        [
+            f"created {where}/ with plugin '{n}': "
+            + ", ".join(str(p.relative_to(project.path)) for p in project.files),
+            "",
+            "next steps:",
+            *(f"  {cmd:<{width}}  # {note}" if note else f"  {cmd}" for cmd, note in steps),
+            "",
+            f"{n}.c's header comment documents its three types; plugin.h documents the ABI.",
+        ]
+    )

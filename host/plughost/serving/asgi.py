@@ -27,8 +27,17 @@ from ..proxy.relay import AsgiUpstreamRelay
 from ..proxy.upstream import UpstreamClient
 from .chain import Response
 from .gateway import Gateway
-from .pipeline import (TOO_LARGE, BodyTooLarge, ClientGone, Pipeline, Request, ServingRules,
-                       body_framing, drop_connection_options, for_method)
+from .pipeline import (
+    TOO_LARGE,
+    BodyTooLarge,
+    ClientGone,
+    Pipeline,
+    Request,
+    ServingRules,
+    body_framing,
+    drop_connection_options,
+    for_method,
+)
 from . import logflood
 from .supervisor import watch_worker
 from .websocket import WebSocketProxy
@@ -53,8 +62,9 @@ class GatewayApp:
     when the server runs without lifespan).
     """
 
-    def __init__(self, factory: Callable[[], Gateway] | None = None, *,
-                 gateway: Gateway | None = None) -> None:
+    def __init__(
+        self, factory: Callable[[], Gateway] | None = None, *, gateway: Gateway | None = None
+    ) -> None:
         self._factory = factory
         self.gateway = gateway
         self._client = UpstreamClient()
@@ -63,8 +73,9 @@ class GatewayApp:
         # Worker threads for chains holding a may-block element (a storage on the network):
         # they spend their time in C with the GIL released, waiting on I/O, so there are
         # more of them than cores.
-        self._blocking = ThreadPoolExecutor(max_workers=BLOCKING_THREADS,
-                                            thread_name_prefix="plughost-blocking")
+        self._blocking = ThreadPoolExecutor(
+            max_workers=BLOCKING_THREADS, thread_name_prefix="plughost-blocking"
+        )
         #: The gateway's pipeline, once the gateway is built.
         self.pipeline: Pipeline | None = None
         self._scope_fast: Callable[..., Any] | None = None  # Pipeline.scope, when it may
@@ -94,8 +105,9 @@ class GatewayApp:
         """The pooled upstream connections of this process."""
         return self._client.pool
 
-    def direct_upstream(self, protocol: Any, pending: PendingUpstream, head: bool,
-                        keep_alive: bool) -> DirectUpstreamRequest:
+    def direct_upstream(
+        self, protocol: Any, pending: PendingUpstream, head: bool, keep_alive: bool
+    ) -> DirectUpstreamRequest:
         """For plughost's HTTP protocol: the request that performs the upstream request a
         plain request left pending and answers on ``protocol``'s transport; the caller
         starts it."""
@@ -167,10 +179,14 @@ class GatewayApp:
         client = scope.get("client")
         headers = drop_connection_options(scope["headers"])
         peer = client[0].encode() if client else b""
-        return Request(scope.get("method", "GET"), scope["path"], headers,
-                       scope.get("query_string", b""),
-                       self.pipeline.rules.client_address(headers, peer),  # type: ignore[union-attr]
-                       scope.get("raw_path"))
+        return Request(
+            scope.get("method", "GET"),
+            scope["path"],
+            headers,
+            scope.get("query_string", b""),
+            self.pipeline.rules.client_address(headers, peer),  # type: ignore[union-attr]
+            scope.get("raw_path"),
+        )
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.gateway is None:
@@ -191,8 +207,9 @@ class GatewayApp:
             return await _send(send, for_method(outcome, request.method))
         await self._upstream(outcome, scope, receive, send)  # type: ignore[arg-type]
 
-    async def _upstream(self, pending: PendingUpstream, scope: Scope, receive: Receive,
-                        send: Send) -> None:
+    async def _upstream(
+        self, pending: PendingUpstream, scope: Scope, receive: Receive, send: Send
+    ) -> None:
         """Step 4 on the ASGI path: streamed both ways when the chain streams bodies
         (plughost.proxy.relay), else held whole."""
         pipeline = self.pipeline
@@ -202,8 +219,7 @@ class GatewayApp:
             has_body, length = body_framing(scope["headers"])
             relay = AsgiUpstreamRelay(self._client.pool, pending, method == "HEAD")
             try:
-                return await relay.run(receive, send, length, has_body,
-                                       pipeline.rules.body_limit)
+                return await relay.run(receive, send, length, has_body, pipeline.rules.body_limit)
             except BodyTooLarge:
                 return await _send(send, TOO_LARGE)
         try:
@@ -217,8 +233,7 @@ class GatewayApp:
             await self._ensure_gateway()
         assert self.pipeline is not None
         try:
-            await self._websockets.serve(self.pipeline, self._request(scope), scope, receive,
-                                         send)
+            await self._websockets.serve(self.pipeline, self._request(scope), scope, receive, send)
         except Exception:
             log.exception("unexpected error in the WebSocket session of %s", scope["path"])
             raise
@@ -229,6 +244,7 @@ def _with_headers(send: Send, extra: tuple[tuple[bytes, bytes], ...]) -> Send:
         if message["type"] == "http.response.start":
             message = {**message, "headers": [*message["headers"], *extra]}
         await send(message)
+
     return wrapped
 
 
@@ -256,8 +272,9 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
 async def _send(send: Send, response: Response) -> None:
     # Every response carries content-length already: the C runtime adds it to chain
     # responses, json_response to the host's own.
-    await send({"type": "http.response.start", "status": response.status,
-                "headers": response.headers})
+    await send(
+        {"type": "http.response.start", "status": response.status, "headers": response.headers}
+    )
     await send({"type": "http.response.body", "body": response.body})
 
 

@@ -46,8 +46,9 @@ class GatewayBuilder:
         self._python_types: dict[str, PythonType] = {}
         self._failed_modules = False  # a listed Python module could not be imported
 
-    def build(self, config: GatewayConfig,
-              python_elements: Mapping[str, PythonMiddleware | PythonAction]) -> None:
+    def build(
+        self, config: GatewayConfig, python_elements: Mapping[str, PythonMiddleware | PythonAction]
+    ) -> None:
         """Loads the plugins in their listed order, creates the storages (each as soon as
         its plugin is loaded), the Python elements, middlewares and actions, then compiles
         the routes; ConfigErrors with every problem found."""
@@ -87,8 +88,9 @@ class GatewayBuilder:
         if problems:
             raise ConfigErrors(problems)
 
-    def _create_instance(self, spec: InstanceSpec, expected: type[PluginType],
-                         problems: list[ConfigProblem]) -> Any:
+    def _create_instance(
+        self, spec: InstanceSpec, expected: type[PluginType], problems: list[ConfigProblem]
+    ) -> Any:
         """Creates one configured instance; a problem (and None) when it cannot be."""
         pytype = self._python_types.get(spec.use)
         if pytype is not None:
@@ -96,9 +98,16 @@ class GatewayBuilder:
         ptype = self.gateway.types.get(spec.use)
         unloaded = self._unloaded_types.get(spec.use)
         if ptype is None and unloaded is not None and unloaded.options is not None:
-            found = check_options(spec.config, unloaded.options, Where(
-                spec.config_where.file, line_of(spec.config) if spec.config is not None else 0,
-                spec.config_where.key), unloaded.id)
+            found = check_options(
+                spec.config,
+                unloaded.options,
+                Where(
+                    spec.config_where.file,
+                    line_of(spec.config) if spec.config is not None else 0,
+                    spec.config_where.key,
+                ),
+                unloaded.id,
+            )
             problems.extend(_placed(found, spec.config_where))
             return None
         if ptype is None:
@@ -111,10 +120,18 @@ class GatewayBuilder:
             return None
         try:
             if isinstance(ptype, StorageType):
-                return ptype.create(spec.config, name=spec.name, source=spec.config_where.file,
-                                    path=spec.config_where.key)
-            instance = ptype.create(spec.config, name=spec.name,  # type: ignore[attr-defined]
-                                    source=spec.config_where.file, path=spec.config_where.key)
+                return ptype.create(
+                    spec.config,
+                    name=spec.name,
+                    source=spec.config_where.file,
+                    path=spec.config_where.key,
+                )
+            instance = ptype.create(
+                spec.config,
+                name=spec.name,  # type: ignore[attr-defined]
+                source=spec.config_where.file,
+                path=spec.config_where.key,
+            )
             self.gateway._instances.append(instance)
             return instance
         except ConfigErrors as exc:  # against the type's option schema
@@ -124,8 +141,7 @@ class GatewayBuilder:
             problems.append(_tree_problem(str(exc), spec.config_where))
             return None
 
-    def check_partial(self, config: GatewayConfig, all_plugins: bool = True
-                      ) -> list[ConfigProblem]:
+    def check_partial(self, config: GatewayConfig, all_plugins: bool = True) -> list[ConfigProblem]:
         """What can still be checked of a configuration whose files have problems (the
         ``partial`` of their ConfigErrors): every plugin loads and initialises with its own
         config, and every instance names a type that exists, whose option schema its config
@@ -137,31 +153,48 @@ class GatewayBuilder:
             self._load(spec, problems)
         for module in config.modules:
             self._load_module(module, config, problems)
-        for kind, table in ((StorageType, config.storages), (MiddlewareType, config.middlewares),
-                            (ActionType, config.actions)):
+        for kind, table in (
+            (StorageType, config.storages),
+            (MiddlewareType, config.middlewares),
+            (ActionType, config.actions),
+        ):
             for spec in table.values():
-                ptype = (self.gateway.types.get(spec.use) or self._unloaded_types.get(spec.use)
-                         or self._python_types.get(spec.use))
+                ptype = (
+                    self.gateway.types.get(spec.use)
+                    or self._unloaded_types.get(spec.use)
+                    or self._python_types.get(spec.use)
+                )
                 if ptype is None:
                     owner = spec.use.split(".")[1] if spec.use.count(".") >= 3 else ""
                     if all_plugins and self._says_unknown(owner):
-                        problems.append(ConfigProblem(spec.use_where,
-                                                      self._unknown_use(spec, kind)))
+                        problems.append(
+                            ConfigProblem(spec.use_where, self._unknown_use(spec, kind))
+                        )
                 elif ptype.kind != kind.kind:
                     problems.append(ConfigProblem(spec.use_where, _wrong_kind(spec, ptype, kind)))
                 elif ptype.options is not None:
-                    found = check_options(spec.config, ptype.options, Where(
-                        spec.config_where.file, line_of(spec.config) if spec.config is not None
-                        else 0, spec.config_where.key), ptype.id)
+                    found = check_options(
+                        spec.config,
+                        ptype.options,
+                        Where(
+                            spec.config_where.file,
+                            line_of(spec.config) if spec.config is not None else 0,
+                            spec.config_where.key,
+                        ),
+                        ptype.id,
+                    )
                     problems.extend(_placed(found, spec.config_where))
         return problems
 
     def _load(self, spec: PluginSpec, problems: list[ConfigProblem]) -> Plugin | None:
         """Loads and initialises one listed plugin; a problem (and None) when it cannot."""
         try:
-            return self.gateway.load_plugin(spec.path, spec.config,
-                                            source=spec.config_where.file,
-                                            config_path=spec.config_where.key)
+            return self.gateway.load_plugin(
+                spec.path,
+                spec.config,
+                source=spec.config_where.file,
+                config_path=spec.config_where.key,
+            )
         except ConfigErrors as exc:  # the plugin's own config, against its schema
             problems.extend(_placed(exc.problems, spec.config_where))
         except PluginInitError as exc:
@@ -174,29 +207,43 @@ class GatewayBuilder:
         self._keep_schemas(spec.path)
         return None
 
-    def _load_module(self, spec: ModuleSpec, config: GatewayConfig,
-                     problems: list[ConfigProblem]) -> None:
+    def _load_module(
+        self, spec: ModuleSpec, config: GatewayConfig, problems: list[ConfigProblem]
+    ) -> None:
         """Imports a Python module's plugin, checks and hands it its own config."""
         try:
-            loaded = load_module(spec.module, config.source if config.source.is_dir()
-                                 else config.source.parent)
+            loaded = load_module(
+                spec.module, config.source if config.source.is_dir() else config.source.parent
+            )
         except ModuleError as exc:
             problems.append(ConfigProblem(spec.where, str(exc)))
             self._failed_modules = True
             return
         clash = [tid for tid in loaded.types if tid in self.gateway.types]
         if clash:
-            problems.append(ConfigProblem(spec.where, f"Python module '{spec.module}' declares "
-                                          f"{clash[0]}, which a loaded plugin declares too: "
-                                          "rename the plugin in PythonPlugin(name=...)"))
+            problems.append(
+                ConfigProblem(
+                    spec.where,
+                    f"Python module '{spec.module}' declares "
+                    f"{clash[0]}, which a loaded plugin declares too: "
+                    "rename the plugin in PythonPlugin(name=...)",
+                )
+            )
             return
         self._python_types.update(loaded.types)
         declared = loaded.declared
         settings = _plain_config(spec.config)
         if declared.options is not None:
-            found = check_options(spec.config, declared.options, Where(
-                spec.config_where.file, line_of(spec.config) if spec.config is not None else 0,
-                spec.config_where.key), f"plugin {declared.name}")
+            found = check_options(
+                spec.config,
+                declared.options,
+                Where(
+                    spec.config_where.file,
+                    line_of(spec.config) if spec.config is not None else 0,
+                    spec.config_where.key,
+                ),
+                f"plugin {declared.name}",
+            )
             if found:
                 problems.extend(_placed(found, spec.config_where))
                 return
@@ -205,22 +252,43 @@ class GatewayBuilder:
             try:
                 declared.init(settings)
             except Exception as exc:  # noqa: BLE001 - the module's own code failed
-                problems.append(ConfigProblem(spec.config_where, f"plugin {declared.name} "
-                                              f"refused its configuration: {exc}"))
+                problems.append(
+                    ConfigProblem(
+                        spec.config_where,
+                        f"plugin {declared.name} refused its configuration: {exc}",
+                    )
+                )
 
-    def _create_python(self, spec: InstanceSpec, pytype: PythonType,
-                       expected: type[PluginType], problems: list[ConfigProblem]) -> Any:
+    def _create_python(
+        self,
+        spec: InstanceSpec,
+        pytype: PythonType,
+        expected: type[PluginType],
+        problems: list[ConfigProblem],
+    ) -> Any:
         """An instance of a type a Python module declares, with its checked config."""
         if pytype.kind != expected.kind:
-            problems.append(ConfigProblem(spec.use_where, f"'{spec.use}' is a {pytype.kind}, "
-                                          f"not a {expected.kind}: use it under "
-                                          f"{pytype.kind}s.yaml"))
+            problems.append(
+                ConfigProblem(
+                    spec.use_where,
+                    f"'{spec.use}' is a {pytype.kind}, "
+                    f"not a {expected.kind}: use it under "
+                    f"{pytype.kind}s.yaml",
+                )
+            )
             return None
         settings: Any = _plain_config(spec.config)
         if pytype.options is not None:
-            found = check_options(spec.config, pytype.options, Where(
-                spec.config_where.file, line_of(spec.config) if spec.config is not None else 0,
-                spec.config_where.key), pytype.id)
+            found = check_options(
+                spec.config,
+                pytype.options,
+                Where(
+                    spec.config_where.file,
+                    line_of(spec.config) if spec.config is not None else 0,
+                    spec.config_where.key,
+                ),
+                pytype.id,
+            )
             if found:
                 problems.extend(_placed(found, spec.config_where))
                 return None
@@ -240,8 +308,9 @@ class GatewayBuilder:
             return
         self._unloaded_types.update(plugin.types)
 
-    def _check_plugin_order(self, config: GatewayConfig, provider: dict[str, int],
-                            problems: list[ConfigProblem]) -> None:
+    def _check_plugin_order(
+        self, config: GatewayConfig, provider: dict[str, int], problems: list[ConfigProblem]
+    ) -> None:
         """A plugin whose own config names a storage whose type comes from a plugin listed
         after it: say which plugin to move (this replaces the lookup failure it causes)."""
         for index, spec in enumerate(config.plugins):
@@ -251,51 +320,71 @@ class GatewayBuilder:
                 if later > index:
                     dependency = config.plugins[later].path.name
                     problems[:] = [p for p in problems if p.where != where]
-                    problems.append(ConfigProblem(where, (
-                        f"plugin {spec.path.name} uses storage '{name}' ({storage.use}), "
-                        f"whose type comes from {dependency}, listed after it: move "
-                        f"{dependency} before {spec.path.name} in the plugin list")))
+                    problems.append(
+                        ConfigProblem(
+                            where,
+                            (
+                                f"plugin {spec.path.name} uses storage '{name}' ({storage.use}), "
+                                f"whose type comes from {dependency}, listed after it: move "
+                                f"{dependency} before {spec.path.name} in the plugin list"
+                            ),
+                        )
+                    )
 
     def _says_unknown(self, owner: str) -> bool:
         """Whether an unknown type id of plugin ``owner`` is worth a problem of its own: not
         when the plugin did not load and its types are unknown (its problem says it all)."""
-        known = {tid.split(".")[1] for tid in [*self.gateway.types, *self._unloaded_types,
-                                                *self._python_types]}
+        known = {
+            tid.split(".")[1]
+            for tid in [*self.gateway.types, *self._unloaded_types, *self._python_types]
+        }
         if self._failed_modules and owner not in known:
             return False  # it may be the plugin of a module that could not be imported
         return owner not in self._failed_plugins or owner in known
 
     def _unknown_use(self, spec: InstanceSpec, expected: type[PluginType]) -> str:
-        types: dict[str, Any] = {**self._unloaded_types, **self._python_types,
-                                 **self.gateway.types}
+        types: dict[str, Any] = {**self._unloaded_types, **self._python_types, **self.gateway.types}
         known = [tid for tid, t in types.items() if t.kind == expected.kind]
         close = difflib.get_close_matches(spec.use, known, n=1, cutoff=0.85)
         if close:
             return f"no loaded plugin provides '{spec.use}': did you mean '{close[0]}'?"
         if known:
-            return (f"no loaded plugin provides '{spec.use}': list the plugin that declares it in "
-                    f"plugins.yaml (loaded {expected.kind}s: {', '.join(sorted(known))})")
-        return (f"no loaded plugin provides '{spec.use}': list the plugin that declares it in "
-                "plugins.yaml")
+            return (
+                f"no loaded plugin provides '{spec.use}': list the plugin that declares it in "
+                f"plugins.yaml (loaded {expected.kind}s: {', '.join(sorted(known))})"
+            )
+        return (
+            f"no loaded plugin provides '{spec.use}': list the plugin that declares it in "
+            "plugins.yaml"
+        )
 
     def _compile_routes(self, config: GatewayConfig, problems: list[ConfigProblem]) -> None:
         """One chain per endpoint (a route as a service mounts it): global middlewares,
         then the service's and the route's, then the action."""
-        self.gateway.routes = RouteTable(case_sensitive=config.server.case_sensitive,
-                                 strict_routing=config.server.strict_routing)
-        global_mws = [self.gateway.instances[name] for name in config.global_middlewares
-                      if name in self.gateway.instances]
+        self.gateway.routes = RouteTable(
+            case_sensitive=config.server.case_sensitive, strict_routing=config.server.strict_routing
+        )
+        global_mws = [
+            self.gateway.instances[name]
+            for name in config.global_middlewares
+            if name in self.gateway.instances
+        ]
         if global_mws:
             # As Fiber runs app.Use middlewares for every request, a request no route takes
             # still passes the global middlewares (a global CORS answers its preflight,
             # helmet's headers reach the 404), then gets its 404 or 405.
             ending = PythonInstance(self.gateway.runtime, "unrouted", Unrouted(), "action")
             self.gateway._instances.append(ending)  # type: ignore[arg-type]
-            self.gateway.routes.unrouted = Chain(self.gateway.runtime, global_mws, ending, "(no route)")
+            self.gateway.routes.unrouted = Chain(
+                self.gateway.runtime, global_mws, ending, "(no route)"
+            )
             self.gateway.chains.append(self.gateway.routes.unrouted)
         for endpoint in config.endpoints:
-            mws = global_mws + [self.gateway.instances[name] for name in endpoint.middlewares
-                                if name in self.gateway.instances]
+            mws = global_mws + [
+                self.gateway.instances[name]
+                for name in endpoint.middlewares
+                if name in self.gateway.instances
+            ]
             action = self.gateway.instances.get(endpoint.action)
             if action is None:
                 continue  # reported by the config loader
@@ -323,18 +412,21 @@ def _plain_config(node: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _wrong_kind(spec: InstanceSpec, ptype: PluginType | PythonType,
-                expected: type[PluginType]) -> str:
-    return (f"'{spec.use}' is a {ptype.kind}, not a {expected.kind}: use it under "
-            f"{ptype.kind}s.yaml")
+def _wrong_kind(
+    spec: InstanceSpec, ptype: PluginType | PythonType, expected: type[PluginType]
+) -> str:
+    return f"'{spec.use}' is a {ptype.kind}, not a {expected.kind}: use it under {ptype.kind}s.yaml"
 
 
 def _placed(problems: list[ConfigProblem], config_where: Where) -> list[ConfigProblem]:
     """Problems of a config block; one with no line (a required option missing from an
     absent ``config:``) points at the block (or its entry)."""
-    return [p if p.where.line else ConfigProblem(Where(config_where.file, config_where.line,
-                                                       p.where.key), p.message)
-            for p in problems]
+    return [
+        p
+        if p.where.line
+        else ConfigProblem(Where(config_where.file, config_where.line, p.where.key), p.message)
+        for p in problems
+    ]
 
 
 def _tree_problem(message: str, fallback: Where) -> ConfigProblem:

@@ -63,27 +63,36 @@ class UpstreamAnswer:
 
 
 #: The answer to a WebSocket directive on a plain HTTP request (426 Upgrade Required).
-UPGRADE_REQUIRED = UpstreamAnswer(426, [(b"upgrade", b"websocket"),
-                                        (b"content-type", b"application/json")],
-                                  b'{"error":"upgrade required","status":426}')
+UPGRADE_REQUIRED = UpstreamAnswer(
+    426,
+    [(b"upgrade", b"websocket"), (b"content-type", b"application/json")],
+    b'{"error":"upgrade required","status":426}',
+)
 
 
 def _seconds(ms: int) -> float | None:
     return ms / 1000 if ms > 0 else None
 
 
-def json_response(status: int, body: bytes,
-                  extra: Sequence[tuple[bytes, bytes]] = ()) -> Response:
+def json_response(status: int, body: bytes, extra: Sequence[tuple[bytes, bytes]] = ()) -> Response:
     """A host-made JSON answer (404, 405, 413, health), with its content-length."""
-    return Response(status, [(b"content-type", b"application/json"), *extra,
-                             (b"content-length", str(len(body)).encode())], body)
+    return Response(
+        status,
+        [
+            (b"content-type", b"application/json"),
+            *extra,
+            (b"content-length", str(len(body)).encode()),
+        ],
+        body,
+    )
 
 
 class Chain:
     """A compiled chain. ``middlewares`` and ``action`` are instances with a ``ptr``."""
 
-    def __init__(self, runtime: Runtime, middlewares: Sequence[Any], action: Any,
-                 route_name: str = "") -> None:
+    def __init__(
+        self, runtime: Runtime, middlewares: Sequence[Any], action: Any, route_name: str = ""
+    ) -> None:
         self._rt = runtime
         ffi, lib = runtime.ffi, runtime.lib
         self.middlewares = list(middlewares)
@@ -101,8 +110,7 @@ class Chain:
         self.route_name = route_name
         #: Every element declares PH_TYPE_STREAMS_BODIES: bodies stream between the client
         #: and the upstream instead of being held whole.
-        self.streams = all(getattr(e, "streams_bodies", False)
-                           for e in (*self.middlewares, action))
+        self.streams = all(getattr(e, "streams_bodies", False) for e in (*self.middlewares, action))
         self.pattern = ""  # the route's path pattern, set by the gateway
         self.address = int(ffi.cast("uintptr_t", self.ptr))
 
@@ -119,8 +127,7 @@ def _no_route(method: str, path: str) -> None:
 
 def log_failure(chain: "Chain", failure: tuple[str, str]) -> None:
     """Logs why an element failed (the client got a JSON error with the request id)."""
-    log.error("route %s: %s failed: %s", chain.route_name, failure[0] or "the chain",
-              failure[1])
+    log.error("route %s: %s failed: %s", chain.route_name, failure[0] or "the chain", failure[1])
 
 
 def pack(headers: Sequence[Sequence[bytes]]) -> bytes:
@@ -161,34 +168,55 @@ class Runner:
             _fastpath = None  # type: ignore[assignment]
         #: What the one-call C paths need of this host (plughost._fastpath.Native): the
         #: runtime's entry points, read once here; a Pipeline makes one with routes too.
-        self.native = self.make_native({}, False, None, None, (), {}, _no_route, ()) \
-            if _fastpath is not None else None
+        self.native = (
+            self.make_native({}, False, None, None, (), {}, _no_route, ())
+            if _fastpath is not None
+            else None
+        )
         #: serve_chain(chain, method, path, query, client, headers, body, params,
         #: release_gil) -> Response | PendingUpstream (bytes arguments; headers as pairs).
-        self.serve_chain: Callable[..., Any] = functools.partial(_fastpath.serve, self.native) \
-            if _fastpath is not None else self._serve_cffi
+        self.serve_chain: Callable[..., Any] = (
+            functools.partial(_fastpath.serve, self.native)
+            if _fastpath is not None
+            else self._serve_cffi
+        )
         self._local = threading.local()
         self._serve = runtime.lib.rt_serve
         self._free = runtime.lib.rt_exchange_free
         self._unpack = runtime.ffi.unpack
         self.UPSTREAM = runtime.lib.RT_UPSTREAM
 
-    def _serve_cffi(self, chain: Chain, method: bytes, path: bytes, query: bytes,
-                    client: bytes, headers: Sequence[Sequence[bytes]], body: bytes,
-                    params: bytes, release_gil: bool = False) -> Any:  # pragma: no cover
+    def _serve_cffi(
+        self,
+        chain: Chain,
+        method: bytes,
+        path: bytes,
+        query: bytes,
+        client: bytes,
+        headers: Sequence[Sequence[bytes]],
+        body: bytes,
+        params: bytes,
+        release_gil: bool = False,
+    ) -> Any:  # pragma: no cover
         out = self.serve(chain, method, path, query, client, pack(headers), body, params)
         if out.outcome == self.UPSTREAM:
-            return self.pending(chain, int(self._rt.ffi.cast("uintptr_t", out.ex)),
-                                int(out.passed))
+            return self.pending(chain, int(self._rt.ffi.cast("uintptr_t", out.ex)), int(out.passed))
         response, failure = self.read(out)
         if failure is not None:
             log_failure(chain, failure)
         return response
 
-    def make_native(self, static_routes: dict[Any, Any], case_sensitive: bool,
-                    live: str | None, ready: str | None, status_lines: tuple[bytes, ...],
-                    prefixes: dict[str, Any], route: Callable[[str, str], Any],
-                    single_fields: tuple[bytes, ...]) -> Any:
+    def make_native(
+        self,
+        static_routes: dict[Any, Any],
+        case_sensitive: bool,
+        live: str | None,
+        ready: str | None,
+        status_lines: tuple[bytes, ...],
+        prefixes: dict[str, Any],
+        route: Callable[[str, str], Any],
+        single_fields: tuple[bytes, ...],
+    ) -> Any:
         """A plughost._fastpath.Native for this host: its runtime's entry points (addresses
         taken here, once) with a gateway's route tables (``route``: RouteTable.inline_route),
         health routes, status lines and the header fields a request may carry once (a
@@ -201,11 +229,24 @@ class Runner:
         def address(symbol: str) -> int:
             return int(ffi.cast("uintptr_t", ffi.addressof(lib, symbol)))
 
-        return Native(address("rt_serve"), address("rt_exchange_free"),
-                      address("rt_serve_upstream"), address("rt_serve_upstream_head"),
-                      int(ffi.cast("uintptr_t", self._host)), static_routes, case_sensitive,
-                      live, ready, status_lines, prefixes, Response, self.pending, log_failure,
-                      route, single_fields)
+        return Native(
+            address("rt_serve"),
+            address("rt_exchange_free"),
+            address("rt_serve_upstream"),
+            address("rt_serve_upstream_head"),
+            int(ffi.cast("uintptr_t", self._host)),
+            static_routes,
+            case_sensitive,
+            live,
+            ready,
+            status_lines,
+            prefixes,
+            Response,
+            self.pending,
+            log_failure,
+            route,
+            single_fields,
+        )
 
     def exchange(self, address: int) -> Any:
         """The exchange at ``address`` (a PendingUpstream's)."""
@@ -218,12 +259,34 @@ class Runner:
             out = self._local.out = self._rt.ffi.new("rt_result *")
         return out
 
-    def serve(self, chain: Chain, method: bytes, path: bytes, query: bytes, client: bytes,
-              headers: bytes, body: bytes, params: bytes) -> Any:
+    def serve(
+        self,
+        chain: Chain,
+        method: bytes,
+        path: bytes,
+        query: bytes,
+        client: bytes,
+        headers: bytes,
+        body: bytes,
+        params: bytes,
+    ) -> Any:
         """Runs the chain; returns the filled result struct (outcome RT_DONE or RT_UPSTREAM)."""
         out = self.result()
-        self._serve(self._host, chain.ptr, method, path, query, client, headers, len(headers),
-                    body, len(body), params, len(params), out)
+        self._serve(
+            self._host,
+            chain.ptr,
+            method,
+            path,
+            query,
+            client,
+            headers,
+            len(headers),
+            body,
+            len(body),
+            params,
+            len(params),
+            out,
+        )
         return out
 
     def read(self, out: Any) -> tuple[Response, tuple[str, str] | None]:
@@ -232,12 +295,13 @@ class Runner:
         try:
             self._rt.lib.rt_result_pack(out)
             parts = iter(unpack(out.headers, out.headers_len).split(b"\0"))
-            response = Response(out.status, list(zip(parts, parts)),
-                                unpack(out.body, out.body_len))
+            response = Response(out.status, list(zip(parts, parts)), unpack(out.body, out.body_len))
             failure = None
             if out.failure_len:
-                failure = (self._rt.ffi.string(out.failure_label).decode("utf-8", "replace"),
-                           unpack(out.failure, out.failure_len).decode("utf-8", "replace"))
+                failure = (
+                    self._rt.ffi.string(out.failure_label).decode("utf-8", "replace"),
+                    unpack(out.failure, out.failure_len).decode("utf-8", "replace"),
+                )
             return response, failure
         finally:
             self._free(out.ex)
@@ -262,23 +326,42 @@ class Runner:
             pong_timeout=_seconds(spec.ws_pong_timeout_ms),
             max_inactivity=_seconds(spec.ws_max_inactivity_ms),
             max_message=spec.ws_max_message_bytes if spec.ws_max_message_bytes > 0 else None,
-            subprotocols=None if spec.ws_subprotocols == ffi.NULL else tuple(
-                p.strip() for p in ffi.string(spec.ws_subprotocols).decode(
-                    "utf-8", "replace").split(",") if p.strip()))
+            subprotocols=None
+            if spec.ws_subprotocols == ffi.NULL
+            else tuple(
+                p.strip()
+                for p in ffi.string(spec.ws_subprotocols).decode("utf-8", "replace").split(",")
+                if p.strip()
+            ),
+        )
 
     def finish_upstream(self, chain: Chain, ex: Any, passed: int, answer: UpstreamAnswer) -> Any:
         """Puts the upstream's answer (or its failure) into ``ex`` and runs the response
         phase; returns the filled result struct."""
         out = self.result()
         blob = pack(answer.headers)
-        self._rt.lib.rt_serve_upstream(chain.ptr, ex, passed, answer.status, blob, len(blob),
-                                       answer.body, len(answer.body),
-                                       answer.error.encode("utf-8", "replace"), out)
+        self._rt.lib.rt_serve_upstream(
+            chain.ptr,
+            ex,
+            passed,
+            answer.status,
+            blob,
+            len(blob),
+            answer.body,
+            len(answer.body),
+            answer.error.encode("utf-8", "replace"),
+            out,
+        )
         return out
 
-    def finish_head(self, chain: Chain, ex: Any, passed: int, status: int,
-                    headers: Sequence[tuple[bytes, bytes]]
-                    ) -> tuple[bool, Response, tuple[str, str] | None]:
+    def finish_head(
+        self,
+        chain: Chain,
+        ex: Any,
+        passed: int,
+        status: int,
+        headers: Sequence[tuple[bytes, bytes]],
+    ) -> tuple[bool, Response, tuple[str, str] | None]:
         """Runs the response phase of a streamed answer on the upstream's status and headers
         alone and frees ``ex``: (True, the head to send before the upstream's body, failure),
         or (False, the whole response that replaces the upstream's, failure) when a hook set
@@ -289,9 +372,11 @@ class Runner:
         streaming = out.outcome == self._rt.lib.RT_STREAM
         response, failure = self.read(out)
         if streaming:
-            response.headers = [(k, v) for k, v in response.headers
-                                if k.lower() != b"content-length"
-                                and k.lower() != b"transfer-encoding"]
+            response.headers = [
+                (k, v)
+                for k, v in response.headers
+                if k.lower() != b"content-length" and k.lower() != b"transfer-encoding"
+            ]
         return streaming, response, failure
 
     def discard(self, ex: Any) -> None:

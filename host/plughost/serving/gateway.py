@@ -26,6 +26,7 @@ from .routing import RouteTable
 
 log = logging.getLogger("plughost.gateway")
 
+
 class Gateway(Host):
     """A configured gateway: plugins, instances, chains and the router."""
 
@@ -41,21 +42,32 @@ class Gateway(Host):
 
     # ------------------------------------------------------------------ building
     @classmethod
-    def from_config(cls, source: str | os.PathLike[str] | GatewayConfig, *,
-                    environ: Mapping[str, str] | None = None,
-                    python_elements: Mapping[str, PythonMiddleware | PythonAction] | None = None,
-                    **kwargs: Any) -> "Gateway":
+    def from_config(
+        cls,
+        source: str | os.PathLike[str] | GatewayConfig,
+        *,
+        environ: Mapping[str, str] | None = None,
+        python_elements: Mapping[str, PythonMiddleware | PythonAction] | None = None,
+        **kwargs: Any,
+    ) -> "Gateway":
         """Builds a gateway from a configuration directory, file or loaded config.
 
         ``python_elements`` registers Python middlewares/actions by name before the routes
         are compiled, so routes can name them like native ones.
         """
-        extra = {"action": [n for n, o in (python_elements or {}).items()
-                            if isinstance(o, PythonAction)],
-                 "middleware": [n for n, o in (python_elements or {}).items()
-                                if not isinstance(o, PythonAction)]}
-        config = source if isinstance(source, GatewayConfig) else load_config(
-            Path(source), environ=environ, extra_names=extra)
+        extra = {
+            "action": [
+                n for n, o in (python_elements or {}).items() if isinstance(o, PythonAction)
+            ],
+            "middleware": [
+                n for n, o in (python_elements or {}).items() if not isinstance(o, PythonAction)
+            ],
+        }
+        config = (
+            source
+            if isinstance(source, GatewayConfig)
+            else load_config(Path(source), environ=environ, extra_names=extra)
+        )
         gateway = cls(config, **kwargs)
         try:
             GatewayBuilder(gateway).build(config, python_elements or {})
@@ -75,8 +87,15 @@ class Gateway(Host):
         self._instances.append(instance)  # type: ignore[arg-type]
         return instance
 
-    def add_route(self, path: str, action: str, *, methods: Sequence[str] = ("GET",),
-                  middlewares: Sequence[str] = (), name: str = "") -> Chain:
+    def add_route(
+        self,
+        path: str,
+        action: str,
+        *,
+        methods: Sequence[str] = ("GET",),
+        middlewares: Sequence[str] = (),
+        name: str = "",
+    ) -> Chain:
         """Adds a route at run time (scripting and tests): names refer to instances."""
         assert self.config is not None
         mws = [self.instances[n] for n in (*self.config.global_middlewares, *middlewares)]
@@ -99,30 +118,58 @@ class Gateway(Host):
             self._pipeline = Pipeline(self)
         return self._pipeline
 
-    def route(self, method: str, path: str,
-              raw_path: bytes | None = None) -> tuple[Chain, bytes] | Response:
+    def route(
+        self, method: str, path: str, raw_path: bytes | None = None
+    ) -> tuple[Chain, bytes] | Response:
         """The chain for a request and its packed route parameters, or a ready 404/405
         (see RouteTable.route)."""
         return self.routes.route(method, path, raw_path)
 
-    async def handle_async(self, method: str, path: str,
-                           headers: Sequence[tuple[bytes, bytes]] = (), body: bytes = b"", *,
-                           query: str = "", client_ip: str = "") -> Response:
+    async def handle_async(
+        self,
+        method: str,
+        path: str,
+        headers: Sequence[tuple[bytes, bytes]] = (),
+        body: bytes = b"",
+        *,
+        query: str = "",
+        client_ip: str = "",
+    ) -> Response:
         """Serves one request through the pipeline, as the HTTP server would (headers as
         lower-case bytes pairs); may-block chains run in a worker thread."""
-        request = Request(method.upper(), path, drop_connection_options(list(headers)),
-                          query.encode("latin-1"), client_ip.encode())
+        request = Request(
+            method.upper(),
+            path,
+            drop_connection_options(list(headers)),
+            query.encode("latin-1"),
+            client_ip.encode(),
+        )
         return await self.pipeline.serve(request, body)
 
-    def handle(self, method: str, path: str, headers: Mapping[str, str] |
-               Sequence[tuple[str, str]] = (), body: bytes = b"", *, query: str = "",
-               client_ip: str = "127.0.0.1") -> Response:
+    def handle(
+        self,
+        method: str,
+        path: str,
+        headers: Mapping[str, str] | Sequence[tuple[str, str]] = (),
+        body: bytes = b"",
+        *,
+        query: str = "",
+        client_ip: str = "127.0.0.1",
+    ) -> Response:
         """Serves one request in-process, without HTTP (scripting and tests), through the
         same pipeline as the HTTP server; an upstream request runs on a loop of its own."""
         pairs = headers.items() if isinstance(headers, Mapping) else headers
         raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in pairs]
-        return self.pipeline.serve_now(Request(method.upper(), path, drop_connection_options(raw),
-                                               query.encode("latin-1"), client_ip.encode()), body)
+        return self.pipeline.serve_now(
+            Request(
+                method.upper(),
+                path,
+                drop_connection_options(raw),
+                query.encode("latin-1"),
+                client_ip.encode(),
+            ),
+            body,
+        )
 
     def close(self) -> None:
         if self.closed:

@@ -35,11 +35,11 @@ def address_problem(host: str, port: int, where: Where) -> ConfigProblem | None:
         shown = f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
         reason = {
             errno.EADDRINUSE: "is in use by another process (a gateway already serving on it, "
-                              "say): stop it or choose another port",
+            "say): stop it or choose another port",
             errno.EADDRNOTAVAIL: "is not an address of this host: use one of its addresses, "
-                                 "127.0.0.1 or 0.0.0.0",
+            "127.0.0.1 or 0.0.0.0",
             errno.EACCES: "needs privileges this user lacks (ports below 1024): choose a port "
-                          "from 1024 up",
+            "from 1024 up",
         }.get(exc.errno, f"cannot be listened on ({exc.strerror})")
         return ConfigProblem(where, f"{shown} {reason}")
     finally:
@@ -58,14 +58,22 @@ def tls_problem(server: ServerSpec) -> ConfigProblem | None:
         context.load_cert_chain(str(server.cert_file), str(server.key_file))
     except ssl.SSLError as exc:
         detail = exc.reason or exc.strerror or str(exc)
-        return ConfigProblem(_where(server, "certFile"), (
-            f"{server.cert_file} and {server.key_file} are not a usable TLS certificate and "
-            f"private key ({str(detail).lower().replace('_', ' ')}): give PEM files of one "
-            "certificate and its unencrypted key"))
+        return ConfigProblem(
+            _where(server, "certFile"),
+            (
+                f"{server.cert_file} and {server.key_file} are not a usable TLS certificate and "
+                f"private key ({str(detail).lower().replace('_', ' ')}): give PEM files of one "
+                "certificate and its unencrypted key"
+            ),
+        )
     except OSError as exc:
-        return ConfigProblem(_where(server, "certFile"), (
-            f"{server.cert_file} or {server.key_file} cannot be read ({exc.strerror}): check "
-            "the files' permissions"))
+        return ConfigProblem(
+            _where(server, "certFile"),
+            (
+                f"{server.cert_file} or {server.key_file} cannot be read ({exc.strerror}): check "
+                "the files' permissions"
+            ),
+        )
     return None
 
 

@@ -18,15 +18,25 @@ from dataclasses import dataclass
 from typing import Callable
 
 #: The loggers the gateway writes request-time failures to.
-LOGGERS = ("plughost.gateway", "plughost.plugin", "plughost.proxy", "plughost.asgi",
-           "plughost.protocol", "plughost.python", "plughost.upstream", "plughost.websocket")
+LOGGERS = (
+    "plughost.gateway",
+    "plughost.plugin",
+    "plughost.proxy",
+    "plughost.asgi",
+    "plughost.protocol",
+    "plughost.python",
+    "plughost.upstream",
+    "plughost.websocket",
+)
 #: Seconds during which records like one just logged are only counted.
 WINDOW = 10.0
 #: Kinds of records remembered at once (the oldest are forgotten first).
 MAX_KINDS = 1024
 
-_VOLATILE = re.compile(r"[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}"
-                       r"|\b[0-9a-fA-F]{16,}\b")
+_VOLATILE = re.compile(
+    r"[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}"
+    r"|\b[0-9a-fA-F]{16,}\b"
+)
 
 
 @dataclass
@@ -38,8 +48,7 @@ class _Kind:
 class RepeatFilter(logging.Filter):
     """Lets the first record of a kind through per window; see the module's docstring."""
 
-    def __init__(self, window: float = WINDOW,
-                 clock: Callable[[], float] | None = None) -> None:
+    def __init__(self, window: float = WINDOW, clock: Callable[[], float] | None = None) -> None:
         super().__init__()
         self.window = window
         self._clock = clock or time.monotonic
@@ -67,7 +76,10 @@ class RepeatFilter(logging.Filter):
             self._kinds[key] = self._kinds.pop(key)  # most recent last
         if held:
             record.msg = "%s (%s more like this in the last %g s)" % (
-                text, f"{held:,}", self.window)
+                text,
+                f"{held:,}",
+                self.window,
+            )
             record.args = None
         return True
 

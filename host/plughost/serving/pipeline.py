@@ -92,15 +92,17 @@ STATUS_LINES = tuple(_status_line(code) for code in range(600))
 #: identity past a plugin that checked the first (a valid token, then an unsigned one the
 #: upstream reads): such a request gets 400, whichever path serves it. A gateway adds the
 #: names its plugins read as an identity (ph_require_single_header: an API key, a session id).
-SINGLE_FIELDS = frozenset({b"host", b"authorization", b"proxy-authorization", b"x-request-id",
-                           b"content-length"})
+SINGLE_FIELDS = frozenset(
+    {b"host", b"authorization", b"proxy-authorization", b"x-request-id", b"content-length"}
+)
 
 #: The most names a gateway may require once (the one-call C paths keep one bit per name).
 MAX_SINGLE_FIELDS = 64
 
 
-def repeated_field(headers: Sequence[Header],
-                   single: frozenset[bytes] = SINGLE_FIELDS) -> bytes | None:
+def repeated_field(
+    headers: Sequence[Header], single: frozenset[bytes] = SINGLE_FIELDS
+) -> bytes | None:
     """The first name of ``single`` that ``headers`` (lower-case names) hold twice."""
     seen: set[bytes] = set()
     for name, _ in headers:
@@ -212,21 +214,29 @@ class ServingRules:
         if server.disable_health_check:
             live = ready = None
         return cls(
-            live_route=live, ready_route=ready, get_only=bool(server.get_only),
+            live_route=live,
+            ready_route=ready,
+            get_only=bool(server.get_only),
             body_limit=server.body_limit,
             server_headers=((b"server", server.server_header.encode("latin-1")),)
-            if server.server_header else (),
+            if server.server_header
+            else (),
             proxy_header=server.proxy_header.lower().encode() if server.proxy_header else b"",
-            trusted_proxies=tuple(ipaddress.ip_network(p, strict=False)
-                                  for p in server.trusted_proxies)
-            if server.enable_trusted_proxy_check else None,
+            trusted_proxies=tuple(
+                ipaddress.ip_network(p, strict=False) for p in server.trusted_proxies
+            )
+            if server.enable_trusted_proxy_check
+            else None,
             validate_ip=bool(server.enable_ip_validation),
-            head_limit=server.read_buffer_size if "readBufferSize" in server.key_where
+            head_limit=server.read_buffer_size
+            if "readBufferSize" in server.key_where
             else DEFAULT_HEAD_LIMIT,
-            uri_limit=server.uri_limit, header_count_limit=server.header_count_limit,
+            uri_limit=server.uri_limit,
+            header_count_limit=server.header_count_limit,
             allow_underscores=server.allow_underscores_in_headers,
             read_timeout=server.read_timeout or DEFAULT_TIMEOUT,
-            write_timeout=server.write_timeout or DEFAULT_TIMEOUT)
+            write_timeout=server.write_timeout or DEFAULT_TIMEOUT,
+        )
 
     @property
     def native_ok(self) -> bool:
@@ -245,8 +255,13 @@ class ServingRules:
         trusted = self.trusted_proxies
         if trusted is not None and not _within(peer, trusted):
             return peer
-        entries = [entry.strip() for name, value in headers if name == self.proxy_header
-                   for entry in value.split(b",") if entry.strip()]
+        entries = [
+            entry.strip()
+            for name, value in headers
+            if name == self.proxy_header
+            for entry in value.split(b",")
+            if entry.strip()
+        ]
         if not entries:
             return peer
         if trusted is None:
@@ -291,8 +306,9 @@ class Pipeline:
         self.rules = ServingRules.from_server(server)
         #: Header fields a request may carry once: SINGLE_FIELDS and the names the
         #: gateway's instances read as an identity.
-        self.single_fields = SINGLE_FIELDS.union(*(
-            getattr(instance, "single_headers", ()) for instance in gateway.instances.values()))
+        self.single_fields = SINGLE_FIELDS.union(
+            *(getattr(instance, "single_headers", ()) for instance in gateway.instances.values())
+        )
         #: Runs may-block chains (None: the event loop's default executor).
         self.executor: Executor | None = None
         #: Performs upstream requests (None: a client made for the request, in-process).
@@ -309,10 +325,16 @@ class Pipeline:
         from .. import _fastpath
 
         rules, routes = self.rules, self.routes
-        self.native = self.runner.make_native(routes.static, routes.case_sensitive,
-                                              rules.live_route, rules.ready_route,
-                                              STATUS_LINES, routes.prefixes, routes.inline_route,
-                                              tuple(sorted(self.single_fields)))
+        self.native = self.runner.make_native(
+            routes.static,
+            routes.case_sensitive,
+            rules.live_route,
+            rules.ready_route,
+            STATUS_LINES,
+            routes.prefixes,
+            routes.inline_route,
+            tuple(sorted(self.single_fields)),
+        )
         #: plain(method, target, headers, client, date lines): a plain request as
         #: plughost's protocol received it (no body, HTTP/1.1 keep-alive) -> the whole
         #: HTTP/1.1 response, the PendingUpstream of a proxied one, or None when the Python
@@ -327,8 +349,9 @@ class Pipeline:
         """The answer of a serving rule that applies before routing, if one does."""
         repeated = repeated_field(request.headers, self.single_fields)
         if repeated is not None:
-            return json_response(400, b'{"error":"more than one %s header","status":400}'
-                                 % repeated)
+            return json_response(
+                400, b'{"error":"more than one %s header","status":400}' % repeated
+            )
         rules, path = self.rules, request.path
         if path == rules.live_route:
             return json_response(200, b'{"status":"live"}')
@@ -337,33 +360,50 @@ class Pipeline:
                 return json_response(200, b'{"status":"ready"}')
             return json_response(503, b'{"status":"starting"}')
         if rules.get_only and request.method != "GET" and request.method != "HEAD":
-            return json_response(405, b'{"error":"method not allowed","status":405}',
-                                 [(b"allow", b"GET, HEAD")])
+            return json_response(
+                405, b'{"error":"method not allowed","status":405}', [(b"allow", b"GET, HEAD")]
+            )
         return None
 
     def route(self, request: Request) -> tuple[Chain, bytes] | Response:
         """The request's chain and packed route parameters, or the router's 404/405."""
         return self.routes.route(request.method, request.path, request.raw_path)
 
-    def run(self, chain: Chain, params: bytes, request: Request, body: bytes = b"",
-            release_gil: bool | None = None) -> Outcome:
+    def run(
+        self,
+        chain: Chain,
+        params: bytes,
+        request: Request,
+        body: bytes = b"",
+        release_gil: bool | None = None,
+    ) -> Outcome:
         """Runs ``chain`` on this thread (one C call)."""
-        return self._serve(chain, request.method.encode(),
-                           request.path.encode("utf-8", "surrogateescape"), request.query,
-                           request.client, request.headers, body, params,
-                           chain.release_gil if release_gil is None else release_gil)
+        return self._serve(
+            chain,
+            request.method.encode(),
+            request.path.encode("utf-8", "surrogateescape"),
+            request.query,
+            request.client,
+            request.headers,
+            body,
+            params,
+            chain.release_gil if release_gil is None else release_gil,
+        )
 
-    async def run_async(self, chain: Chain, params: bytes, request: Request,
-                        body: bytes = b"") -> Outcome:
+    async def run_async(
+        self, chain: Chain, params: bytes, request: Request, body: bytes = b""
+    ) -> Outcome:
         """Runs ``chain``: inline, or in a worker thread with the GIL released when an
         element may block."""
         if not chain.may_block:
             return self.run(chain, params, request, body)
         return await asyncio.get_running_loop().run_in_executor(
-            self.executor, self.run, chain, params, request, body, True)
+            self.executor, self.run, chain, params, request, body, True
+        )
 
-    def prepare(self, request: Request, body: bytes | BodyReader) -> Response | tuple[
-            Chain, bytes, bool]:
+    def prepare(
+        self, request: Request, body: bytes | BodyReader
+    ) -> Response | tuple[Chain, bytes, bool]:
         """Steps 1-2: the answer of a serving rule or of the router, else the chain, its
         route parameters and whether the body must be read whole first."""
         answer = self.early(request)
@@ -461,6 +501,18 @@ class Pipeline:
         return await self.start(replace(request, method="GET"), b"")
 
 
-__all__ = ["BodyReader", "BodyTooLarge", "ClientGone", "INTERNAL_ERROR", "Outcome", "Pipeline",
-           "Request", "ServingRules", "STATUS_LINES", "TOO_LARGE", "body_framing",
-           "for_method", "log_failure"]
+__all__ = [
+    "BodyReader",
+    "BodyTooLarge",
+    "ClientGone",
+    "INTERNAL_ERROR",
+    "Outcome",
+    "Pipeline",
+    "Request",
+    "ServingRules",
+    "STATUS_LINES",
+    "TOO_LARGE",
+    "body_framing",
+    "for_method",
+    "log_failure",
+]

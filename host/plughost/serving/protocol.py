@@ -37,8 +37,10 @@ MAX_DIRECT_TARGET = 65535
 _REFUSALS = {
     408: (b"HTTP/1.1 408 Request Timeout\r\n", b'{"error":"request timeout","status":408}'),
     414: (b"HTTP/1.1 414 URI Too Long\r\n", b'{"error":"uri too long","status":414}'),
-    431: (b"HTTP/1.1 431 Request Header Fields Too Large\r\n",
-          b'{"error":"request header fields too large","status":431}'),
+    431: (
+        b"HTTP/1.1 431 Request Header Fields Too Large\r\n",
+        b'{"error":"request header fields too large","status":431}',
+    ),
 }
 
 
@@ -48,6 +50,7 @@ class _HeadRefused(Exception):
     def __init__(self, status: int) -> None:
         super().__init__(status)
         self.status = status
+
 
 #: What an app offers the protocol (``GatewayApp.raw_handler``, its pipeline's ``plain``):
 #: (method, target, headers, client, date lines) -> the response bytes, the PendingUpstream
@@ -109,8 +112,11 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             else:
                 self._unsupported_upgrade_warning()
             return
-        if self._in_head and self._head_bytes > self._head_limit and \
-                not self.transport.is_closing():
+        if (
+            self._in_head
+            and self._head_bytes > self._head_limit
+            and not self.transport.is_closing()
+        ):
             self._refuse(431)  # a head still incomplete past the limit
 
     def _invalid_request(self) -> None:
@@ -123,8 +129,9 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         pipelined request gets its answer, in order, whatever follows it. Reading stops
         meanwhile."""
         running = self._running is not None and not self._running.response_complete
-        if not (running or self.pipeline or
-                self.cycle is not None and not self.cycle.response_complete):
+        if not (
+            running or self.pipeline or self.cycle is not None and not self.cycle.response_complete
+        ):
             then()
             return
         self._after_answers = then
@@ -145,15 +152,27 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         if self.transport.is_closing():
             return
         running = self._running
-        if running is not None and not running.response_complete or \
-                self.cycle is not None and not self.cycle.response_complete:
+        if (
+            running is not None
+            and not running.response_complete
+            or self.cycle is not None
+            and not self.cycle.response_complete
+        ):
             self._disconnect_cycles()  # no room for an answer: the connection just ends
             self.transport.abort()
             return
         line, body = _REFUSALS[status]
-        self.transport.write(b"".join((
-            line, self._date(), b"content-type: application/json\r\n",
-            b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body), body)))
+        self.transport.write(
+            b"".join(
+                (
+                    line,
+                    self._date(),
+                    b"content-type: application/json\r\n",
+                    b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body),
+                    body,
+                )
+            )
+        )
         self.transport.close()
 
     def on_url(self, url: bytes) -> None:
@@ -169,8 +188,10 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         # else dropped: X_User_Id would reach a CGI-style upstream as X-User-Id
         self._header_count += 1
         self._head_size += len(name) + len(value) + 4  # "name: value\r\n"
-        if self._header_count > self._header_count_limit or \
-                len(self.url) + self._head_size > self._head_limit:
+        if (
+            self._header_count > self._header_count_limit
+            or len(self.url) + self._head_size > self._head_limit
+        ):
             raise _HeadRefused(431)
 
     # ------------------------------------------------------------------ timeouts
@@ -181,9 +202,9 @@ class GatewayHttpProtocol(HttpToolsProtocol):
     # connection opened, which uvicorn does not time at all), how long the client has taken
     # nothing we wrote (writeTimeout). uvicorn arms a timer after every response and cancels
     # it on the next request (1.8 us per request).
-    _idle_since: float | None = None     # waiting for a request's first byte since
+    _idle_since: float | None = None  # waiting for a request's first byte since
     _reading_since: float | None = None  # the first byte of the request being received
-    _paused_since: float | None = None   # the client stopped taking what we write
+    _paused_since: float | None = None  # the client stopped taking what we write
     _watchdog: Any = None
 
     def connection_made(self, transport: Any) -> None:  # type: ignore[override]
@@ -209,15 +230,15 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         now = self.loop.time()
         next_check = None
         for since, limit, ended in (
-                (self._idle_since, self.timeout_keep_alive, self._idle_ended),
-                (self._reading_since, self._read_timeout, self._read_ended),
-                (self._paused_since, self._write_timeout, self._write_ended)):
+            (self._idle_since, self.timeout_keep_alive, self._idle_ended),
+            (self._reading_since, self._read_timeout, self._read_ended),
+            (self._paused_since, self._write_timeout, self._write_ended),
+        ):
             if since is None:
                 continue
             if now >= since + limit:
                 return ended()
-            next_check = since + limit if next_check is None else min(next_check,
-                                                                        since + limit)
+            next_check = since + limit if next_check is None else min(next_check, since + limit)
         if next_check is not None:
             self._watchdog = self.loop.call_at(next_check, self._check_clocks)
 
@@ -359,8 +380,9 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         """The chain ran and its action wants an upstream request: the app's pooled client
         performs it in callbacks and answers on this connection, with no ASGI cycle; the
         request stands in for the cycle meanwhile (a pipelined request waits for it)."""
-        request = self.app.direct_upstream(self, pending, self.parser.get_method() == b"HEAD",
-                                           self.parser.should_keep_alive())
+        request = self.app.direct_upstream(
+            self, pending, self.parser.get_method() == b"HEAD", self.parser.should_keep_alive()
+        )
         self.cycle = request
         self._answered = True
         request.start(self.app.upstream_pool)

@@ -86,8 +86,11 @@ class Router(Generic[T]):
         key = path if path == "/" else path.rstrip("/")
         exact = self._exact.get(self._fold(key))
         if exact is not None:
-            target = exact.get(method) or exact.get(ANY_METHOD) or (
-                exact.get("GET") if method == "HEAD" else None)
+            target = (
+                exact.get(method)
+                or exact.get(ANY_METHOD)
+                or (exact.get("GET") if method == "HEAD" else None)
+            )
             if target is not None:
                 return Match(target, {})
         params: dict[str, str] = {}
@@ -105,8 +108,9 @@ class Router(Generic[T]):
             return Match(None, {}, tuple(sorted(allowed)))
         return Match(target, params)
 
-    def _find(self, node: _Node[T], parts: list[str], i: int, params: dict[str, str],
-              original: list[str]) -> dict[str, T] | None:
+    def _find(
+        self, node: _Node[T], parts: list[str], i: int, params: dict[str, str], original: list[str]
+    ) -> dict[str, T] | None:
         if i == len(parts):
             if node.targets:
                 return node.targets
@@ -129,5 +133,3 @@ class Router(Generic[T]):
             params["*"] = "/".join(original[i:])
             return node.wildcard
         return None
-
-

@@ -24,6 +24,7 @@ ALLOW_PARAM = b"plughost.allow"
 _NOT_FOUND = b'{"error":"not found","status":404}'
 _NOT_ALLOWED = b'{"error":"method not allowed","status":405}'
 
+
 class RouteEntry(NamedTuple):
     """A static or "/prefix/*" route's entry for one method, as the one-call C paths read
     it (by position: plughost/_fast/fastpath.c)."""
@@ -62,14 +63,16 @@ class RouteTable:
             self.prefixes.clear()
         elif parts and parts[-1] == "*" and not self._has_params:
             prefix = "/" + "/".join(parts[:-1]) if len(parts) > 1 else ""
-            table = self.prefixes.setdefault(prefix if self.case_sensitive else prefix.lower(),
-                                             {})
+            table = self.prefixes.setdefault(prefix if self.case_sensitive else prefix.lower(), {})
             for method in methods:
                 table.setdefault(method, entry)
         if ":" in pattern or "*" in pattern or ANY_METHOD in methods:
             return
-        variants = {pattern} if self.strict_routing else \
-            {pattern, pattern.rstrip("/") or "/", (pattern.rstrip("/") or "") + "/"}
+        variants = (
+            {pattern}
+            if self.strict_routing
+            else {pattern, pattern.rstrip("/") or "/", (pattern.rstrip("/") or "") + "/"}
+        )
         for variant in variants:
             key = variant if self.case_sensitive else variant.lower()
             for method in methods:
@@ -77,8 +80,9 @@ class RouteTable:
             if "GET" in methods and "HEAD" not in methods:
                 self.static.setdefault(("HEAD", key), entry)
 
-    def route(self, method: str, path: str,
-              raw_path: bytes | None = None) -> tuple[Chain, bytes] | Response:
+    def route(
+        self, method: str, path: str, raw_path: bytes | None = None
+    ) -> tuple[Chain, bytes] | Response:
         """The chain for a request and its packed route parameters, or a ready 404/405.
         ``raw_path`` (the path as the client wrote it) gives the parameters their raw form
         too, for ph_route_param_raw, when it holds percent-escapes."""
@@ -86,8 +90,12 @@ class RouteTable:
         if hit is not None:
             return hit.chain, b""
         match = self.router.match(method, path)
-        if match.target is not None and self.strict_routing and path != "/" and \
-                path.endswith("/") != match.target.pattern.endswith("/"):
+        if (
+            match.target is not None
+            and self.strict_routing
+            and path != "/"
+            and path.endswith("/") != match.target.pattern.endswith("/")
+        ):
             match = Match(None, {})  # strictRouting: "/users/" is not "/users"
         if match.target is None:
             allow = ", ".join(match.allowed).encode()
@@ -104,7 +112,6 @@ class RouteTable:
             pairs = [(k, v.split(b"\0", 1)[0]) for k, v in pairs]
             pairs += raw_params(match.target.pattern, raw_path)
         return match.target, pack(pairs)
-
 
     def inline_route(self, method: str, path: str) -> tuple[Chain, bytes] | None:
         """For the one-call C path (``_fastpath.serve_raw``, when its own tables miss): the
@@ -147,7 +154,9 @@ class Unrouted(PythonAction):
             ex.respond(404, _NOT_FOUND, "application/json")
 
 
-def _json_response(status: int, message: str,
-                   extra: list[tuple[bytes, bytes]] | None = None) -> Response:
-    return json_response(status, b'{"error":"%s","status":%d}' % (message.encode(), status),
-                         extra or ())
+def _json_response(
+    status: int, message: str, extra: list[tuple[bytes, bytes]] | None = None
+) -> Response:
+    return json_response(
+        status, b'{"error":"%s","status":%d}' % (message.encode(), status), extra or ()
+    )

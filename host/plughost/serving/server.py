@@ -41,9 +41,13 @@ def validate(config_path: str | None) -> GatewayConfig:
         config = load(config_path)
         Gateway.from_config(config).close()
     except ConfigErrors as exc:
-        raise ServeError([str(p) for p in exc.problems] +
-                         [f"plughost: {len(exc.problems)} problem(s) in the configuration; "
-                          "nothing was started"]) from None
+        raise ServeError(
+            [str(p) for p in exc.problems]
+            + [
+                f"plughost: {len(exc.problems)} problem(s) in the configuration; "
+                "nothing was started"
+            ]
+        ) from None
     except PlughostError as exc:
         raise ServeError([f"plughost: {exc}"]) from None
     return config
@@ -56,8 +60,14 @@ def parse_address(address: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
-def serve(config_path: str | None, *, address: str | None = None, workers: int | None = None,
-          log_level: str = "info", direct_path: bool = True) -> None:
+def serve(
+    config_path: str | None,
+    *,
+    address: str | None = None,
+    workers: int | None = None,
+    log_level: str = "info",
+    direct_path: bool = True,
+) -> None:
     """Validates, then serves until interrupted; shuts every plugin down on exit.
 
     ``workers``: worker processes (None: one per core with ``server.prefork``, else one).
@@ -77,8 +87,10 @@ def serve(config_path: str | None, *, address: str | None = None, workers: int |
         if taken is not None:
             problems.insert(0, f"plughost: --address: {taken.message}")
     if problems:
-        raise ServeError(problems + [f"plughost: {len(problems)} problem(s) with the listener; "
-                                     "nothing was started"])
+        raise ServeError(
+            problems
+            + [f"plughost: {len(problems)} problem(s) with the listener; nothing was started"]
+        )
     if config_path:
         os.environ["PLUGHOST_CONFIG"] = str(Path(config_path).resolve())
     else:
@@ -102,18 +114,32 @@ def serve(config_path: str | None, *, address: str | None = None, workers: int |
     # over elementTimeout is reported by name and the worker replaced.
     os.environ[WATCH_VARIABLE] = repr(server.element_timeout)
     uv_config = uvicorn.Config(
-        "plughost.asgi:app", host=host, port=port, workers=workers, loop="uvloop", http=http,
-        lifespan="on", log_level=log_level, log_config=logging_config(log_level),
+        "plughost.asgi:app",
+        host=host,
+        port=port,
+        workers=workers,
+        loop="uvloop",
+        http=http,
+        lifespan="on",
+        log_level=log_level,
+        log_config=logging_config(log_level),
         access_log=False,
         proxy_headers=False,  # the client address follows server.proxyHeader only
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN, **options)  # type: ignore[arg-type]
-    sock = bind(uv_config, Where("--address") if address else
-                server.key_where.get("address", server.where))
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN,
+        **options,
+    )  # type: ignore[arg-type]
+    sock = bind(
+        uv_config, Where("--address") if address else server.key_where.get("address", server.where)
+    )
     scheme = "https" if server.tls else "http"
     print(f"plughost: serving on {scheme}://{host}:{port} with {workers} worker(s)", flush=True)
     try:
-        Supervisor(uv_config, [sock], grace=GRACEFUL_SHUTDOWN + 5,
-                   health_timeout=(server.element_timeout or 60.0) + 5).run()
+        Supervisor(
+            uv_config,
+            [sock],
+            grace=GRACEFUL_SHUTDOWN + 5,
+            health_timeout=(server.element_timeout or 60.0) + 5,
+        ).run()
     finally:
         sock.close()
 
@@ -127,8 +153,11 @@ def logging_config(level: str) -> dict[str, Any]:
     from uvicorn.config import LOGGING_CONFIG
 
     config = copy.deepcopy(LOGGING_CONFIG)
-    config["loggers"]["plughost"] = {"handlers": ["default"], "level": level.upper(),
-                                     "propagate": False}
+    config["loggers"]["plughost"] = {
+        "handlers": ["default"],
+        "level": level.upper(),
+        "propagate": False,
+    }
     return config
 
 
@@ -144,6 +173,12 @@ def bind(uv_config: Any, where: Any) -> Any:
     except SystemExit:  # uvicorn logged the OSError and exits: say it our way instead
         pass
     problem = address_problem(uv_config.host, uv_config.port, where)
-    raise ServeError([f"plughost: {problem.where.file}: {problem.message}" if problem and
-                      problem.where.file == "--address" else f"plughost: {problem}" if problem
-                      else f"plughost: cannot listen on {uv_config.host}:{uv_config.port}"])
+    raise ServeError(
+        [
+            f"plughost: {problem.where.file}: {problem.message}"
+            if problem and problem.where.file == "--address"
+            else f"plughost: {problem}"
+            if problem
+            else f"plughost: cannot listen on {uv_config.host}:{uv_config.port}"
+        ]
+    )

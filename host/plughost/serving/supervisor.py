@@ -79,8 +79,9 @@ def why_it_ended(exitcode: int | None, killed_by_us: bool) -> tuple[str, str]:
 class Supervisor(Multiprocess):
     """uvicorn's multiprocess supervisor with plughost's reports and a bounded shutdown."""
 
-    def __init__(self, config: Any, sockets: list[Any], *, grace: float,
-                 health_timeout: float) -> None:
+    def __init__(
+        self, config: Any, sockets: list[Any], *, grace: float, health_timeout: float
+    ) -> None:
         super().__init__(config, sockets)
         self.grace = grace
         self.health_timeout = health_timeout
@@ -88,16 +89,20 @@ class Supervisor(Multiprocess):
         self._pinged: dict[int | None, float] = {}  # pid -> when its pending ping was sent
 
     def run(self) -> None:
-        log.info("plughost: supervisor [%d] starts %d worker(s)", os.getpid(),
-                 self.processes_num)
+        log.info("plughost: supervisor [%d] starts %d worker(s)", os.getpid(), self.processes_num)
         self.init_processes()
         while not self.should_exit.wait(0.5):
             self.handle_signals()
             self.keep_subprocess_alive()
         self.stop_all()
-        log.info("plughost: supervisor [%d] stopped (%d worker replacement(s): %d crash(es), "
-                 "%d hang(s))", os.getpid(), self.counts.replacements, self.counts.crashes,
-                 self.counts.hangs)
+        log.info(
+            "plughost: supervisor [%d] stopped (%d worker replacement(s): %d crash(es), "
+            "%d hang(s))",
+            os.getpid(),
+            self.counts.replacements,
+            self.counts.crashes,
+            self.counts.hangs,
+        )
 
     def _health(self, process: Process) -> str:
         """Whether a worker is "well" (it answered its last ping, or the ping is younger
@@ -130,8 +135,11 @@ class Supervisor(Multiprocess):
             process.process.join(max(0.0, deadline - time.monotonic()))
         for process in self.processes:
             if process.process.is_alive():
-                log.error("plughost: worker [%s] did not stop within %g s and was killed",
-                          process.pid, self.grace)
+                log.error(
+                    "plughost: worker [%s] did not stop within %g s and was killed",
+                    process.pid,
+                    self.grace,
+                )
                 process.kill()
                 process.process.join()
 
@@ -150,8 +158,9 @@ class Supervisor(Multiprocess):
             process.process.join()
             self._pinged.pop(process.pid, None)
             if process.exitcode == STARTUP_FAILURE:
-                log.error("plughost: worker [%s] failed to start; the supervisor stops",
-                          process.pid)
+                log.error(
+                    "plughost: worker [%s] failed to start; the supervisor stops", process.pid
+                )
                 self.should_exit.set()
                 return
             if self.should_exit.is_set():
@@ -162,6 +171,13 @@ class Supervisor(Multiprocess):
             replacement.start()
             self.processes[idx] = replacement
             counts = self.counts
-            log.error("plughost: worker [%s] %s; replaced by worker [%s] (%d replacement(s) "
-                      "since start: %d crash(es), %d hang(s))", process.pid, sentence,
-                      replacement.pid, counts.replacements, counts.crashes, counts.hangs)
+            log.error(
+                "plughost: worker [%s] %s; replaced by worker [%s] (%d replacement(s) "
+                "since start: %d crash(es), %d hang(s))",
+                process.pid,
+                sentence,
+                replacement.pid,
+                counts.replacements,
+                counts.crashes,
+                counts.hangs,
+            )

@@ -32,9 +32,17 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 DEFAULT_MAX_MESSAGE = 16 * 1024 * 1024
 DEFAULT_HANDSHAKE_TIMEOUT = 5.0
 #: Headers of the client's handshake the upstream handshake makes itself.
-_HANDSHAKE_HEADERS = frozenset({b"host", b"content-length", b"sec-websocket-key",
-                                b"sec-websocket-version", b"sec-websocket-extensions",
-                                b"sec-websocket-protocol", b"sec-websocket-accept"})
+_HANDSHAKE_HEADERS = frozenset(
+    {
+        b"host",
+        b"content-length",
+        b"sec-websocket-key",
+        b"sec-websocket-version",
+        b"sec-websocket-extensions",
+        b"sec-websocket-protocol",
+        b"sec-websocket-accept",
+    }
+)
 #: Close codes an endpoint may send in a close frame (RFC 6455 section 7.4).
 _SENDABLE = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014})
 
@@ -57,8 +65,13 @@ def target(url: str) -> URL | str:
 
 def offered_subprotocols(headers: list[tuple[bytes, bytes]]) -> tuple[str, ...]:
     """The subprotocols the client offered (Sec-WebSocket-Protocol), in order."""
-    return tuple(p.strip() for name, value in headers if name == b"sec-websocket-protocol"
-                 for p in value.decode("latin-1").split(",") if p.strip())
+    return tuple(
+        p.strip()
+        for name, value in headers
+        if name == b"sec-websocket-protocol"
+        for p in value.decode("latin-1").split(",")
+        if p.strip()
+    )
 
 
 class _Closed(Exception):
@@ -75,8 +88,14 @@ class WebSocketProxy:
     def __init__(self, session: Callable[[], aiohttp.ClientSession]) -> None:
         self._session = session
 
-    async def serve(self, pipeline: Pipeline, request: Request, scope: dict[str, Any],
-                    receive: Receive, send: Send) -> None:
+    async def serve(
+        self,
+        pipeline: Pipeline,
+        request: Request,
+        scope: dict[str, Any],
+        receive: Receive,
+        send: Send,
+    ) -> None:
         """One WebSocket request, from the client's handshake to the end of its session:
         the handshake goes through the pipeline (``request`` is the scope's view)."""
         if (await receive())["type"] != "websocket.connect":
@@ -104,37 +123,63 @@ class WebSocketProxy:
                 await ws.close(code=1001, message=b"the gateway refused the client")
             return await _deny(scope, send, response)
         offered = offered_subprotocols(headers)
-        accept = [(k, v) for k, v in response.headers
-                  if k.lower() not in HOP_BY_HOP and k.lower() not in _HANDSHAKE_HEADERS
-                  and k.lower() != b"content-type"]
-        await send({"type": "websocket.accept",
-                    "subprotocol": ws.protocol if ws.protocol in offered else None,
-                    "headers": accept})
+        accept = [
+            (k, v)
+            for k, v in response.headers
+            if k.lower() not in HOP_BY_HOP
+            and k.lower() not in _HANDSHAKE_HEADERS
+            and k.lower() != b"content-type"
+        ]
+        await send(
+            {
+                "type": "websocket.accept",
+                "subprotocol": ws.protocol if ws.protocol in offered else None,
+                "headers": accept,
+            }
+        )
         await _Session(ws, upstream, receive, send).run()
 
-    async def _connect(self, upstream: Upstream, headers: list[tuple[bytes, bytes]]
-                       ) -> tuple[aiohttp.ClientWebSocketResponse | None, UpstreamAnswer]:
+    async def _connect(
+        self, upstream: Upstream, headers: list[tuple[bytes, bytes]]
+    ) -> tuple[aiohttp.ClientWebSocketResponse | None, UpstreamAnswer]:
         """Opens the upstream WebSocket: (ws, 101), or (None, the refusal as an answer)."""
-        forward = [(k.decode("latin-1"), v.decode("latin-1"))
-                   for k, v in forwardable(upstream.headers, _HANDSHAKE_HEADERS)]
-        protocols = upstream.subprotocols if upstream.subprotocols is not None \
+        forward = [
+            (k.decode("latin-1"), v.decode("latin-1"))
+            for k, v in forwardable(upstream.headers, _HANDSHAKE_HEADERS)
+        ]
+        protocols = (
+            upstream.subprotocols
+            if upstream.subprotocols is not None
             else offered_subprotocols(headers)
+        )
         limit = upstream.connect_timeout or upstream.timeout or DEFAULT_HANDSHAKE_TIMEOUT
         try:
-            ws = await asyncio.wait_for(self._session().ws_connect(
-                target(upstream.url), protocols=protocols, headers=forward, autoping=False,
-                max_msg_size=upstream.max_message or DEFAULT_MAX_MESSAGE,
-                timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=2.0)), limit)
+            ws = await asyncio.wait_for(
+                self._session().ws_connect(
+                    target(upstream.url),
+                    protocols=protocols,
+                    headers=forward,
+                    autoping=False,
+                    max_msg_size=upstream.max_message or DEFAULT_MAX_MESSAGE,
+                    timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=2.0),
+                ),
+                limit,
+            )
         except asyncio.TimeoutError:
             log.warning("websocket upstream %s did not answer the handshake", upstream.url)
-            return None, UpstreamAnswer(504, error=f"upstream {upstream.url} did not answer "
-                                                   f"the WebSocket handshake within {limit:g} s")
+            return None, UpstreamAnswer(
+                504,
+                error=f"upstream {upstream.url} did not answer "
+                f"the WebSocket handshake within {limit:g} s",
+            )
         except aiohttp.WSServerHandshakeError as exc:
             if exc.status >= 400:  # the upstream's own refusal (401, 403, 404 ...)
                 log.info("websocket upstream %s refused: HTTP %s", upstream.url, exc.status)
                 return None, UpstreamAnswer(exc.status, error="")
-            return None, UpstreamAnswer(502, error=f"upstream {upstream.url} answered HTTP "
-                                                   f"{exc.status} instead of a WebSocket")
+            return None, UpstreamAnswer(
+                502,
+                error=f"upstream {upstream.url} answered HTTP {exc.status} instead of a WebSocket",
+            )
         except (aiohttp.ClientError, OSError, ValueError) as exc:
             log.warning("websocket upstream %s failed: %s", upstream.url, exc)
             return None, UpstreamAnswer(502, error=f"upstream {upstream.url} failed: {exc}")
@@ -145,27 +190,34 @@ async def _deny(scope: dict[str, Any], send: Send, response: Response) -> None:
     """Refuses the client's handshake with ``response`` when the server can send one
     (the ASGI ``websocket.http.response`` extension), else with a close."""
     if "websocket.http.response" in (scope.get("extensions") or {}):
-        await send({"type": "websocket.http.response.start", "status": response.status,
-                    "headers": response.headers})
+        await send(
+            {
+                "type": "websocket.http.response.start",
+                "status": response.status,
+                "headers": response.headers,
+            }
+        )
         await send({"type": "websocket.http.response.body", "body": response.body})
     else:
-        await send({"type": "websocket.close", "code": 1011 if response.status >= 500
-                    else 1008})
+        await send({"type": "websocket.close", "code": 1011 if response.status >= 500 else 1008})
 
 
 class _Session:
     """The relay of one accepted session, with its ping and inactivity limits."""
 
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse, upstream: Upstream,
-                 receive: Receive, send: Send) -> None:
+    def __init__(
+        self, ws: aiohttp.ClientWebSocketResponse, upstream: Upstream, receive: Receive, send: Send
+    ) -> None:
         self.ws, self.upstream, self.receive, self.send = ws, upstream, receive, send
         self.max_message = upstream.max_message or DEFAULT_MAX_MESSAGE
         self.last_message = time.monotonic()
         self.pong = asyncio.Event()
 
     async def run(self) -> None:
-        tasks = [asyncio.create_task(self._client_to_upstream()),
-                 asyncio.create_task(self._upstream_to_client())]
+        tasks = [
+            asyncio.create_task(self._client_to_upstream()),
+            asyncio.create_task(self._upstream_to_client()),
+        ]
         if self.upstream.ping_interval:
             tasks.append(asyncio.create_task(self._ping()))
         if self.upstream.max_inactivity:
@@ -180,8 +232,13 @@ class _Session:
         if not isinstance(ended, _Closed):
             log.warning("websocket session %s ended by an error: %r", self.upstream.url, ended)
             ended = _Closed("gateway", 1011, "gateway error")
-        log.debug("websocket session %s closed by %s: %s %s", self.upstream.url, ended.side,
-                  ended.code, ended.reason)
+        log.debug(
+            "websocket session %s closed by %s: %s %s",
+            self.upstream.url,
+            ended.side,
+            ended.code,
+            ended.reason,
+        )
         await self._close(ended)
 
     async def _close(self, ended: _Closed) -> None:
@@ -230,8 +287,11 @@ class _Session:
                 raise _Closed("upstream", msg.data, msg.extra or "")
             elif msg.type is kinds.ERROR:
                 code = getattr(msg.data, "code", None) or self.ws.close_code
-                raise _Closed("gateway", code if code == 1009 else 1011,
-                              "message too big" if code == 1009 else "upstream error")
+                raise _Closed(
+                    "gateway",
+                    code if code == 1009 else 1011,
+                    "message too big" if code == 1009 else "upstream error",
+                )
             else:  # CLOSING / CLOSED: the connection is gone without a close frame
                 raise _Closed("upstream", 1011, "upstream connection lost")
 
@@ -256,4 +316,3 @@ class _Session:
             if left <= 0:
                 raise _Closed("gateway", 1001, "inactive")
             await asyncio.sleep(left)
-
