@@ -209,7 +209,8 @@ def plugins(as_json: bool) -> None:
     from .installed import PluginNameError, plugin_index
 
     index = plugin_index()
-    rows, problems = [], list(index.problems)
+    rows: list[dict[str, Any]] = []
+    problems = list(index.problems)
     for plugin in index.plugins:
         try:
             abi = (inspect_elf(plugin.file).note or {}).get("abi", "?")

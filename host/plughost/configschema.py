@@ -264,7 +264,7 @@ def _instances(types: dict[str, Any], kind: str, any_request: bool) -> dict[str,
 def _routes() -> dict[str, Any]:
     methods = {"anyOf": [{"type": "array", "items": {"type": "string"}}, {"type": "string"}]}
     names = {"type": "array", "items": {"type": "string"}}
-    by_name = {
+    by_name: dict[str, Any] = {
         "type": "object",
         "additionalProperties": False,
         "required": ["action"],

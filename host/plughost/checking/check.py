@@ -7,6 +7,8 @@ crashes or hangs is reported instead of taking the checker down.
 
 from __future__ import annotations
 
+from typing import Any
+
 import fnmatch
 import json
 import os
@@ -32,7 +34,7 @@ class Verdict:
     path: str
     problems: list[Problem] = field(default_factory=list)
     info: ElfInfo | None = None
-    loaded: dict[str, object] | None = None  # what the load test learnt (name, types ...)
+    loaded: dict[str, Any] | None = None  # what the load test learnt (name, types ...)
 
     @property
     def ok(self) -> bool:
@@ -185,7 +187,7 @@ def _check_duplicate_types(verdicts: list[Verdict]) -> None:
     for verdict in verdicts:
         if not verdict.loaded:
             continue
-        for type_id in verdict.loaded.get("types", {}):  # type: ignore[union-attr]
+        for type_id in verdict.loaded.get("types", {}):
             if type_id in owners:
                 verdict.problems.append(
                     Problem(

@@ -67,8 +67,8 @@ def probe_config(path: str) -> dict[str, object]:
     server = gateway.config.server
     gateway.close()
     # What the host allows: the address can be bound, the TLS files load (as serve will).
-    problems = [str(p) for p in listen_problems(server)]
-    return {"ok": not problems, "problems": problems}
+    refused = [str(p) for p in listen_problems(server)]
+    return {"ok": not refused, "problems": refused}
 
 
 def _partial_problems(config: "GatewayConfig", all_plugins: bool) -> list["ConfigProblem"]:

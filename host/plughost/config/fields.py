@@ -165,7 +165,7 @@ def _number(node: yaml.ScalarNode) -> int | float | str:
     """The int or float a plain scalar resolved as such holds. An integer of more than 4300
     digits, which Python will not convert from text, is read exactly through Decimal."""
     try:
-        return yaml.safe_load(node.value)  # type: ignore[no-any-return]
+        return yaml.safe_load(node.value)
     except ValueError:
         try:
             return int(Decimal(str(node.value).replace("_", "")))

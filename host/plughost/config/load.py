@@ -138,7 +138,7 @@ def _emptiness(root: yaml.Node | None, path: Path | None) -> str | None:
     if isinstance(root, yaml.MappingNode) and not root.value:
         return "only an empty map '{}'"
     if is_null(root):
-        return f"only a null document ('{root.value or '---'}')"  # type: ignore[union-attr]
+        return f"only a null document ('{getattr(root, 'value', '') or '---'}')"
     return None
 
 
@@ -301,14 +301,14 @@ def _build(
     routes: dict[str, RouteSpec] = {}
     usable: set[str] = set()
     for f in sections["routes"]:
-        for spec, ok in read_routes(f, problems):
-            if spec.name in routes:
-                _twice(problems, "route", spec.name, spec.where, routes[spec.name].where)
+        for route, ok in read_routes(f, problems):
+            if route.name in routes:
+                _twice(problems, "route", route.name, route.where, routes[route.name].where)
                 continue
-            routes[spec.name] = spec
-            declared["route"].add(spec.name)
+            routes[route.name] = route
+            declared["route"].add(route.name)
             if ok:
-                usable.add(spec.name)
+                usable.add(route.name)
     services: dict[str, ServiceSpec] = {}
     for f in sections["services"]:
         for svc in read_services(f, problems):
@@ -327,8 +327,8 @@ def _build(
     configs = [
         (spec.config, spec.config_where) for table in tables.values() for spec in table.values()
     ] + [(p.config, p.config_where) for p in plugins]
-    for config, where in configs:
-        for w, text in unreadable_numbers(config, where):
+    for block, where in configs:
+        for w, text in unreadable_numbers(block, where):
             problems.add(
                 w,
                 f"{shown(text, text)} is out of range: a number in a config has at "

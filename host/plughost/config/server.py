@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import yaml
 
@@ -268,7 +268,7 @@ def _ip_list(f: Field, problems: Problems, key: str) -> tuple[str, ...] | None:
     return tuple(out)
 
 
-_READERS: dict[str, Callable[[Field, Problems, str], object]] = {
+_READERS: dict[str, Callable[[Field, Problems, str], Any]] = {
     "str": _str,
     "file": _str,
     "bool": _bool,

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import Any, Iterator, Mapping, cast
 
 import yaml
 
@@ -147,13 +147,13 @@ class _BoundedLoader(yaml.SafeLoader):
             return [*self._keys, str(index.value)]
         return list(self._keys)
 
-    def _fail(self, mark: yaml.Mark, keys: list[str | int], message: str) -> _TooMuch:
+    def _fail(self, mark: Any, keys: list[str | int], message: str) -> _TooMuch:
         where = Where("")
         for key in keys[:8]:  # deeper than that, the start of the path tells where
             where = where.child(key)
         return _TooMuch(mark, where.key + ("…" if len(keys) > 8 else ""), message)
 
-    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node:
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
         event = self.peek_event()
         keys = self._where(parent, index)
         if isinstance(event, yaml.AliasEvent):
@@ -165,7 +165,7 @@ class _BoundedLoader(yaml.SafeLoader):
                     f"&{event.anchor} names, which would make it endless: refer "
                     "to another value, or write it out",
                 )
-            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+            return cast(yaml.Node, super().compose_node(parent, index))
         if self._depth >= MAX_DEPTH:
             raise self._fail(
                 event.start_mark,
@@ -178,7 +178,7 @@ class _BoundedLoader(yaml.SafeLoader):
         if anchor is not None:
             self._open.add(anchor)
         try:
-            node = super().compose_node(parent, index)
+            node = cast(yaml.Node, super().compose_node(parent, index))
         finally:
             self._depth -= 1
             self._keys = outer
@@ -200,7 +200,7 @@ class _BoundedLoader(yaml.SafeLoader):
                 "through aliases (*name): write it out, or use fewer aliases",
             )
         self._sizes[id(node)] = size
-        return node  # type: ignore[no-any-return]
+        return node
 
 
 #: Explicit tags whose text must read as that type, and what to call it.
@@ -351,8 +351,8 @@ def _substitute(
                 if node.style is None:  # plain scalar: type it again (int, bool, null ...)
                     node.tag = _RESOLVER.resolve(yaml.ScalarNode, value, (True, False))
         return
-    for _key, value, child in children(node, where):
-        _substitute(value, child, environ, problems, seen)
+    for _key, item, child in children(node, where):
+        _substitute(item, child, environ, problems, seen)
 
 
 def substitute_text(text: str, environ: Mapping[str, str], where: Where, problems: Problems) -> str:

@@ -7,6 +7,7 @@ built for another ABI major or a newer minor than its own.
 
 from __future__ import annotations
 
+import builtins
 import os
 import re
 import threading
@@ -254,7 +255,7 @@ class Host:
 
     def _read_types(self, plugin: Plugin) -> None:
         rt = self.runtime
-        tables = (
+        tables: tuple[tuple[Any, str, type[PluginType], dict[str, Any]], ...] = (
             (plugin.entry.middlewares, "middleware", MiddlewareType, plugin.middlewares),
             (plugin.entry.actions, "action", ActionType, plugin.actions),
             (plugin.entry.storages, "storage", StorageType, plugin.storages),
@@ -364,7 +365,7 @@ class Host:
             )
             raise UnknownTypeError(f"no loaded plugin provides '{type_id}'{hint}") from None
 
-    def _typed(self, type_id: str, cls: type[PluginType]) -> Any:
+    def _typed(self, type_id: str, cls: "builtins.type[PluginType]") -> Any:
         ptype = self.type(type_id)
         if not isinstance(ptype, cls):
             raise ConfigError(f"'{type_id}' is a {ptype.kind}, not a {cls.kind}")

@@ -73,16 +73,13 @@ class GatewayBuilder:
         for name, obj in python_elements.items():
             self.gateway._add_python(name, obj)
 
-        for spec in pending_storages.values():
-            self._create_instance(spec, StorageType, problems)
-        for spec in config.middlewares.values():
-            instance = self._create_instance(spec, MiddlewareType, problems)
-            if instance is not None:
-                self.gateway.instances[spec.name] = instance
-        for spec in config.actions.values():
-            instance = self._create_instance(spec, ActionType, problems)
-            if instance is not None:
-                self.gateway.instances[spec.name] = instance
+        for storage in pending_storages.values():
+            self._create_instance(storage, StorageType, problems)
+        for kind, table in ((MiddlewareType, config.middlewares), (ActionType, config.actions)):
+            for element in table.values():
+                instance = self._create_instance(element, kind, problems)
+                if instance is not None:
+                    self.gateway.instances[element.name] = instance
         if not problems:
             self._compile_routes(config, problems)
         if problems:
@@ -126,9 +123,10 @@ class GatewayBuilder:
                     source=spec.config_where.file,
                     path=spec.config_where.key,
                 )
-            instance = ptype.create(
+            creatable: Any = ptype  # a MiddlewareType or ActionType
+            instance = creatable.create(
                 spec.config,
-                name=spec.name,  # type: ignore[attr-defined]
+                name=spec.name,
                 source=spec.config_where.file,
                 path=spec.config_where.key,
             )
@@ -158,32 +156,34 @@ class GatewayBuilder:
             (MiddlewareType, config.middlewares),
             (ActionType, config.actions),
         ):
-            for spec in table.values():
+            for element in table.values():
                 ptype = (
-                    self.gateway.types.get(spec.use)
-                    or self._unloaded_types.get(spec.use)
-                    or self._python_types.get(spec.use)
+                    self.gateway.types.get(element.use)
+                    or self._unloaded_types.get(element.use)
+                    or self._python_types.get(element.use)
                 )
                 if ptype is None:
-                    owner = spec.use.split(".")[1] if spec.use.count(".") >= 3 else ""
+                    owner = element.use.split(".")[1] if element.use.count(".") >= 3 else ""
                     if all_plugins and self._says_unknown(owner):
                         problems.append(
-                            ConfigProblem(spec.use_where, self._unknown_use(spec, kind))
+                            ConfigProblem(element.use_where, self._unknown_use(element, kind))
                         )
                 elif ptype.kind != kind.kind:
-                    problems.append(ConfigProblem(spec.use_where, _wrong_kind(spec, ptype, kind)))
+                    problems.append(
+                        ConfigProblem(element.use_where, _wrong_kind(element, ptype, kind))
+                    )
                 elif ptype.options is not None:
                     found = check_options(
-                        spec.config,
+                        element.config,
                         ptype.options,
                         Where(
-                            spec.config_where.file,
-                            line_of(spec.config) if spec.config is not None else 0,
-                            spec.config_where.key,
+                            element.config_where.file,
+                            line_of(element.config) if element.config is not None else 0,
+                            element.config_where.key,
                         ),
                         ptype.id,
                     )
-                    problems.extend(_placed(found, spec.config_where))
+                    problems.extend(_placed(found, element.config_where))
         return problems
 
     def _load(self, spec: PluginSpec, problems: list[ConfigProblem]) -> Plugin | None:
@@ -317,7 +317,7 @@ class GatewayBuilder:
             for name, where in storage_references(spec.config, spec.config_where):
                 storage = config.storages.get(name)
                 later = provider.get(storage.use, -1) if storage else -1
-                if later > index:
+                if storage is not None and later > index:
                     dependency = config.plugins[later].path.name
                     problems[:] = [p for p in problems if p.where != where]
                     problems.append(

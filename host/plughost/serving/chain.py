@@ -165,7 +165,7 @@ class Runner:
         try:
             from .. import _fastpath
         except ImportError:  # pragma: no cover - always built by setup.py
-            _fastpath = None  # type: ignore[assignment]
+            _fastpath = None
         #: What the one-call C paths need of this host (plughost._fastpath.Native): the
         #: runtime's entry points, read once here; a Pipeline makes one with routes too.
         self.native = (

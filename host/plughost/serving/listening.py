@@ -40,7 +40,7 @@ def address_problem(host: str, port: int, where: Where) -> ConfigProblem | None:
             "127.0.0.1 or 0.0.0.0",
             errno.EACCES: "needs privileges this user lacks (ports below 1024): choose a port "
             "from 1024 up",
-        }.get(exc.errno, f"cannot be listened on ({exc.strerror})")
+        }.get(exc.errno or 0, f"cannot be listened on ({exc.strerror})")
         return ConfigProblem(where, f"{shown} {reason}")
     finally:
         probe.close()

@@ -40,7 +40,7 @@ from ..proxy.pending import PendingUpstream
 from .chain import Chain, Response, json_response, log_failure
 
 if TYPE_CHECKING:
-    from ..config.server import ServerConfig
+    from ..config.model import ServerSpec as ServerConfig
     from ..proxy.upstream import UpstreamClient
     from .gateway import Gateway
 
@@ -210,7 +210,8 @@ class ServingRules:
     def from_server(cls, server: "ServerConfig | None") -> "ServingRules":
         if server is None:
             return cls()
-        live, ready = server.health_live_route, server.health_ready_route
+        live: str | None = server.health_live_route
+        ready: str | None = server.health_ready_route
         if server.disable_health_check:
             live = ready = None
         return cls(
@@ -436,7 +437,7 @@ class Pipeline:
                 return TOO_LARGE
         elif not isinstance(body, bytes):
             body = b""
-        return await self.run_async(chain, params, request, body)  # type: ignore[arg-type]
+        return await self.run_async(chain, params, request, body)
 
     async def complete(self, pending: PendingUpstream) -> Response:
         """Step 4, held whole: performs the upstream request and runs the response phase on
@@ -469,7 +470,7 @@ class Pipeline:
             raise
         except Exception:
             outcome = self.failed(request)
-        return for_method(outcome, request.method)  # type: ignore[arg-type]
+        return for_method(outcome, request.method)
 
     def serve_now(self, request: Request, body: bytes = b"") -> Response:
         """:meth:`serve` for a caller without an event loop (in-process): the chain runs on

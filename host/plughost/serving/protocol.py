@@ -137,7 +137,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._after_answers = then
         self.flow.pause_reading()
 
-    def eof_received(self) -> bool:
+    def eof_received(self) -> bool:  # type: ignore[override]
         """The client has sent all it will (a half-close, as HTTP/1.0 clients and scripts
         do): every request it completed is still answered, in order, then the connection
         closes. A request cut short by the end is dropped with the connection."""
@@ -207,7 +207,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
     _paused_since: float | None = None  # the client stopped taking what we write
     _watchdog: Any = None
 
-    def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+    def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
         # The first request's clock starts with the connection, as nginx's
         # client_header_timeout: a client that connects and sends nothing is closed too.

@@ -95,7 +95,7 @@ def serve(
         os.environ["PLUGHOST_CONFIG"] = str(Path(config_path).resolve())
     else:
         os.environ.pop("PLUGHOST_CONFIG", None)
-    options: dict[str, object] = {}
+    options: dict[str, Any] = {}
     if server.tls:
         options.update(ssl_certfile=str(server.cert_file), ssl_keyfile=str(server.key_file))
     # As Fiber (Seam's server), no Server header unless server.serverHeader names one;
@@ -127,7 +127,7 @@ def serve(
         proxy_headers=False,  # the client address follows server.proxyHeader only
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN,
         **options,
-    )  # type: ignore[arg-type]
+    )
     sock = bind(
         uv_config, Where("--address") if address else server.key_where.get("address", server.where)
     )

@@ -102,7 +102,7 @@ class WebSocketProxy:
             return
         headers = scope["headers"]
         result = await pipeline.handshake(request)
-        if type(result) is Response:
+        if isinstance(result, Response):
             return await _deny(scope, send, result)
         pending = result
         try:
