@@ -23,6 +23,16 @@ PLUGINS = ("memory", "requestid", "static", "trace")
 PLUGHOST = str(Path(sys.executable).with_name("plughost"))
 
 
+def header(response: Any, name: str) -> str | None:
+    """The first value of header ``name`` of a gateway Response (Response.header)."""
+    return response.header(name)  # type: ignore[no-any-return]
+
+
+def header_values(response: Any, name: str) -> list[str]:
+    """Every value of header ``name`` of a gateway Response."""
+    return response.header_values(name)  # type: ignore[no-any-return]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

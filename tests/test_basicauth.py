@@ -15,7 +15,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from gateway_support import Server, gateways
+from gateway_support import Server, gateways, header
 
 with warnings.catch_warnings():  # deprecated in 3.11, removed in 3.13: only to make hashes
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -49,13 +49,6 @@ def basic(user: str | bytes, password: str | bytes) -> str:
         + (password.encode() if isinstance(password, str) else password)
     )
     return "Basic " + base64.b64encode(raw).decode()
-
-
-def header(response: Any, name: str) -> str | None:
-    for key, value in response.headers:
-        if key.lower() == name.lower().encode():
-            return value.decode("latin-1")
-    return None
 
 
 def write_config(

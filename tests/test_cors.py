@@ -15,20 +15,11 @@ import pytest
 from plughost.config import ConfigErrors
 from plughost import Gateway
 
-from gateway_support import Server, gateways
+from gateway_support import Server, gateways, header, header_values
 
 CORS = "plugins.cors.middlewares.CORSMiddleware"
 APP = "https://app.example.com"
 DEFAULT_METHODS = "GET, POST, HEAD, PUT, DELETE, PATCH"
-
-
-def values(response: Any, name: str) -> list[str]:
-    return [v.decode("latin-1") for k, v in response.headers if k.lower() == name.lower().encode()]
-
-
-def header(response: Any, name: str) -> str | None:
-    found = values(response, name)
-    return found[0] if found else None
 
 
 def cors_headers(response: Any) -> dict[str, str]:
@@ -40,7 +31,12 @@ def cors_headers(response: Any) -> dict[str, str]:
 
 
 def vary(response: Any) -> list[str]:
-    return [t.strip().lower() for v in values(response, "Vary") for t in v.split(",") if t.strip()]
+    return [
+        t.strip().lower()
+        for v in header_values(response, "Vary")
+        for t in v.split(",")
+        if t.strip()
+    ]
 
 
 def preflight(
@@ -376,9 +372,9 @@ def test_actual_requests_allowed_and_refused_origins(make: Any) -> None:
 def test_vary_joins_the_actions_vary(make: Any) -> None:
     gw = make({"allowOrigins": APP})
     r = gw.handle("GET", "/static", {"Origin": APP})
-    assert values(r, "Vary") == ["Accept-Encoding, Origin"]
+    assert header_values(r, "Vary") == ["Accept-Encoding, Origin"]
     r = gw.handle("GET", "/static")
-    assert values(r, "Vary") == ["Accept-Encoding, Origin"]
+    assert header_values(r, "Vary") == ["Accept-Encoding, Origin"]
 
 
 def test_gateway_owns_the_access_control_headers(make: Any) -> None:

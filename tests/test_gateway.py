@@ -12,12 +12,11 @@ from typing import Any, Iterator
 
 import pytest
 
-import plughost
 from plughost.sdk.exchange import Exchange
 from plughost import Gateway
 from plughost.sdk.pyelements import PythonAction, PythonMiddleware
 
-from gateway_support import UpstreamServer, free_port, write_config
+from gateway_support import UpstreamServer, free_port, header, write_config
 
 
 @pytest.fixture(scope="module")
@@ -31,13 +30,6 @@ def gateway(tmp_path: Path, test_plugin_dir: Path, upstream: UpstreamServer) -> 
     folder = write_config(tmp_path / "config", test_plugin_dir, upstream=upstream.url)
     with Gateway.from_config(folder) as gw:
         yield gw
-
-
-def header(response: plughost.Response, name: str) -> str | None:
-    for key, value in response.headers:
-        if key.lower() == name.lower().encode():
-            return value.decode("latin-1")
-    return None
 
 
 def test_static_route_through_global_and_route_middlewares(gateway: Gateway) -> None:

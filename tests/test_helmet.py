@@ -16,7 +16,7 @@ import pytest
 from plughost.config import ConfigErrors
 from plughost import Gateway
 
-from gateway_support import Server, free_port, gateways
+from gateway_support import Server, free_port, gateways, header
 
 HELMET = "plugins.helmet.middlewares.HelmetMiddleware"
 
@@ -42,13 +42,6 @@ HELMET_HEADERS = set(SEAM_DEFAULTS) | {
     "strict-transport-security",
 }
 HTTPS = {"X-Forwarded-Proto": "https"}
-
-
-def header(response: Any, name: str) -> str | None:
-    for key, value in response.headers:
-        if key.lower() == name.lower().encode():
-            return value.decode("latin-1")
-    return None
 
 
 def security_headers(response: Any) -> dict[str, str]:

@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from plughost import Gateway
 from plughost.sdk.pyelements import PythonAction
 
-from gateway_support import Server
+from gateway_support import Server, header
 
 JWT = "plugins.jwt.middlewares.JWTValidationMiddleware"
 SECRET = "a-shared-secret-of-at-least-64-bytes-for-hs512-0123456789abcdef0123456789"
@@ -45,13 +45,6 @@ def pem(public_key: Any) -> str:
     return public_key.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     ).decode()
-
-
-def header(response: Any, name: str) -> str | None:
-    for key, value in response.headers:
-        if key.lower() == name.lower().encode():
-            return value.decode("latin-1")
-    return None
 
 
 class Keys:

@@ -13,17 +13,10 @@ import pytest
 
 from plughost import Gateway
 
-from gateway_support import Server, gateways
+from gateway_support import Server, gateways, header
 from valkey_support import ValkeyServer
 
 LIMITER = "plugins.limiter.middlewares.LimiterMiddleware"
-
-
-def header(response: Any, name: str) -> str | None:
-    for key, value in response.headers:
-        if key.lower() == name.lower().encode():
-            return value.decode("latin-1")
-    return None
 
 
 def limiter_config(

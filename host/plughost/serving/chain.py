@@ -30,6 +30,16 @@ class Response:
     headers: list[tuple[bytes, bytes]]
     body: bytes
 
+    def header_values(self, name: str) -> list[str]:
+        """Every value of header ``name`` (any case), in order, decoded as Latin-1."""
+        wanted = name.lower().encode("latin-1")
+        return [v.decode("latin-1") for k, v in self.headers if k.lower() == wanted]
+
+    def header(self, name: str) -> str | None:
+        """The first value of header ``name`` (any case), or None."""
+        found = self.header_values(name)
+        return found[0] if found else None
+
 
 @dataclass(slots=True)
 class Upstream:
