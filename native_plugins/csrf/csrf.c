@@ -215,37 +215,6 @@ static ph_status csrf_create(const ph_config *cfg, void **self) {
 
 /* ------------------------------------------------------------------------- request phase */
 
-/* The value of cookie <name> the client sent (any Cookie header), or NULL. *len gets its
-** length. */
-static const char *csrf_cookie_value(const ph_exchange *ex, const char *cname, size_t *len) {
-  size_t nlen = strlen(cname);
-  size_t count = PH_API(ex)->header_count(ex, PH_REQUEST);
-  for (size_t i = 0; i < count; i++) {
-    const char *name, *value;
-    if (PH_API(ex)->header_at(ex, PH_REQUEST, i, &name, &value) != PH_OK) break;
-    if (strcasecmp(name, "Cookie") != 0) continue;
-    const char *p = value;
-    while (*p != '\0') {
-      while (*p == ' ' || *p == '\t' || *p == ';') p++;
-      const char *start = p;
-      while (*p != '\0' && *p != ';') p++;
-      const char *end = p;
-      while (end > start && (end[-1] == ' ' || end[-1] == '\t')) end--;
-      const char *eq = memchr(start, '=', (size_t)(end - start));
-      if (eq != NULL && (size_t)(eq - start) == nlen && memcmp(start, cname, nlen) == 0) {
-        const char *v = eq + 1;
-        size_t vl = (size_t)(end - v);
-        if (vl >= 2 && v[0] == '"' && v[vl - 1] == '"') {
-          v++;
-          vl -= 2;
-        }
-        *len = vl;
-        return v;
-      }
-    }
-  }
-  return NULL;
-}
 
 /* The raw value of query parameter <name> (first occurrence), or NULL. */
 static const char *csrf_query_value(const ph_exchange *ex, const char *qname, size_t *len) {
@@ -341,7 +310,7 @@ static int csrf_client_may_have_one_more(const csrf_mw *m, ph_exchange *ex, ph_n
 static ph_next csrf_on_request(void *self, ph_exchange *ex) {
   const csrf_mw *m = self;
   size_t clen = 0;
-  const char *cookie = csrf_cookie_value(ex, m->cookie_name, &clen);
+  const char *cookie = phu_request_cookie(ex, m->cookie_name, &clen);
   int cookie_ok = csrf_valid_token(cookie, clen);
   char key[sizeof CSRF_KEY_PREFIX + CSRF_TOKEN_HEX];
 
@@ -375,7 +344,7 @@ static ph_next csrf_on_request(void *self, ph_exchange *ex) {
   } else if (m->source == CSRF_FROM_QUERY) {
     sent = csrf_query_value(ex, m->lookup_name, &slen);
   } else {
-    sent = csrf_cookie_value(ex, m->lookup_name, &slen);
+    sent = phu_request_cookie(ex, m->lookup_name, &slen);
   }
   if (!csrf_valid_token(sent, slen)) return csrf_forbidden(ex, "no valid token at keyLookup");
   if (!csrf_tokens_equal(cookie, sent))

@@ -120,10 +120,9 @@ static inline int phu_valid_utf8(const uint8_t *s, size_t n) {
   return 1;
 }
 
-/* ---------------------------------------------------------------- option names
-** Seam decodes a plugin's configuration ignoring the case of option names (`AllowOrigins`
-** is `allowOrigins`); these helpers let a plugin do the same, and refuse a misspelt option
-** instead of silently using its default. */
+/* ---------------------------------------------------------- comparing ignoring case
+** (Option names need none of this: the host checks them against each type's schema and
+** its getters look keys up ignoring case.) */
 
 /* ASCII lower case, whatever the locale. */
 static inline unsigned char phu_lower(unsigned char c) {
@@ -146,69 +145,48 @@ static inline int phu_ieqn(const char *a, size_t n, const char *b) {
   return *b == '\0';
 }
 
-/* Case-insensitive edit distance of two short strings ((size_t)-1 when one has 64 bytes or
-** more). */
-static inline size_t phu_distance(const char *a, const char *b) {
-  size_t la = strlen(a), lb = strlen(b), row[64];
-  if (la >= 64 || lb >= 64) return (size_t)-1;
-  for (size_t j = 0; j <= lb; j++) row[j] = j;
-  for (size_t i = 1; i <= la; i++) {
-    size_t diag = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= lb; j++) {
-      size_t up = row[j];
-      size_t best = diag + (phu_lower((unsigned char)a[i - 1]) != phu_lower((unsigned char)b[j - 1]));
-      if (row[j] + 1 < best) best = row[j] + 1;
-      if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
-      row[j] = best;
-      diag = up;
+/* --------------------------------------------------------------- reading cookies */
+
+/* The value of cookie `name` in one Cookie header value `h` (RFC 6265 cookie-string:
+** "a=1; b=2"; blanks around pairs ignored, a value's surrounding quotes removed), or NULL.
+** Points into `h`; *len gets its length. Names match exactly, as browsers send them. */
+static inline const char *phu_cookie_in(const char *h, const char *name, size_t *len) {
+  size_t nlen = strlen(name);
+  const char *p = h;
+  while (*p != '\0') {
+    while (*p == ' ' || *p == '\t' || *p == ';') p++;
+    const char *start = p;
+    while (*p != '\0' && *p != ';') p++;
+    const char *end = p;
+    while (end > start && (end[-1] == ' ' || end[-1] == '\t')) end--;
+    const char *eq = memchr(start, '=', (size_t)(end - start));
+    if (eq != NULL && (size_t)(eq - start) == nlen && memcmp(start, name, nlen) == 0) {
+      const char *v = eq + 1;
+      size_t vl = (size_t)(end - v);
+      if (vl >= 2 && v[0] == '"' && v[vl - 1] == '"') {
+        v++;
+        vl -= 2;
+      }
+      *len = vl;
+      return v;
     }
   }
-  return row[lb];
+  return NULL;
 }
 
-/* Maps every key of the config map cfg to one of names[0..count), ignoring case: written[k]
-** receives the key as the user wrote it (host-owned, lives as long as cfg) or stays NULL
-** when option k is absent (the caller zeroes written first). Two keys naming one option are
-** a config error (PH_ERROR). The first key that is no option is left in *unknown and
-** PH_NOT_FOUND returned: report it with phu_unknown_option(), after any special case. */
-static inline ph_status phu_match_options(const ph_config *cfg, const char *const *names,
-                                          size_t count, const char **written,
-                                          const char **unknown) {
-  size_t n = ph_config_len(cfg);
-  for (size_t i = 0; i < n; i++) {
-    const char *key = NULL;
-    if (ph_config_at(cfg, i, &key) == NULL || key == NULL) continue;
-    size_t k = 0;
-    while (k < count && !phu_ieq(key, names[k])) k++;
-    if (k == count) {
-      *unknown = key;
-      return PH_NOT_FOUND;
-    }
-    if (written[k] != NULL)
-      return ph_config_error(cfg, key,
-                             "is the same option as '%s' (option names ignore case): keep one "
-                             "of them",
-                             written[k]);
-    written[k] = key;
+/* The value of cookie `name` the client sent, from the first of its Cookie headers that
+** holds it, or NULL. Points into the request (valid during the hook); *len gets its length. */
+static inline const char *phu_request_cookie(const ph_exchange *ex, const char *name,
+                                             size_t *len) {
+  size_t count = PH_API(ex)->header_count(ex, PH_REQUEST);
+  for (size_t i = 0; i < count; i++) {
+    const char *hname, *value;
+    if (PH_API(ex)->header_at(ex, PH_REQUEST, i, &hname, &value) != PH_OK) break;
+    if (!phu_ieq(hname, "Cookie")) continue;
+    const char *found = phu_cookie_in(value, name, len);
+    if (found != NULL) return found;
   }
-  return PH_OK;
-}
-
-/* Refuses key, no option of the type called `type`: suggests the closest of names[0..count)
-** when it is near (a typo), else lists `all` (e.g. "a, b or c"). Returns PH_ERROR. */
-static inline ph_status phu_unknown_option(const ph_config *cfg, const char *key,
-                                           const char *type, const char *const *names,
-                                           size_t count, const char *all) {
-  size_t best = (size_t)-1, which = 0;
-  for (size_t j = 0; j < count; j++) {
-    size_t d = phu_distance(key, names[j]);
-    if (d < best) best = d, which = j;
-  }
-  if (best <= 3)
-    return ph_config_error(cfg, key, "is not an option of %s: did you mean '%s'?", type,
-                           names[which]);
-  return ph_config_error(cfg, key, "is not an option of %s: use %s", type, all);
+  return NULL;
 }
 
 /* ---------------------------------------------------------------------- cookies

@@ -1312,30 +1312,6 @@ static char *lg_query_value(const char *q, const char *name, size_t *len) {
   return NULL;
 }
 
-/* The value of cookie `name` in a Cookie header; points into the header. */
-static const char *lg_cookie_value(const char *h, const char *name, size_t *len) {
-  size_t nl = strlen(name);
-  const char *p = h;
-  while (*p != '\0') {
-    while (*p == ' ' || *p == ';') p++;
-    const char *semi = strchr(p, ';');
-    size_t seg = semi != NULL ? (size_t)(semi - p) : strlen(p);
-    if (seg > nl && strncmp(p, name, nl) == 0 && p[nl] == '=') {
-      const char *v = p + nl + 1;
-      size_t vl = seg - nl - 1;
-      while (vl > 0 && v[vl - 1] == ' ') vl--;
-      if (vl >= 2 && v[0] == '"' && v[vl - 1] == '"') {
-        v++;
-        vl -= 2;
-      }
-      *len = vl;
-      return v;
-    }
-    if (semi == NULL) break;
-    p = semi + 1;
-  }
-  return NULL;
-}
 
 /* A string value: quoted in JSON, null when s is NULL. */
 static void lg_put_str(lg_buf *b, const void *s, size_t n, int json) {
@@ -1454,7 +1430,7 @@ static ph_status lg_on_response(void *self, ph_exchange *ex) {
     case LG_COOKIE: {
       const char *h = ph_header_get(ex, "Cookie");
       size_t n = 0;
-      const char *v = h != NULL ? lg_cookie_value(h, t->arg, &n) : NULL;
+      const char *v = h != NULL ? phu_cookie_in(h, t->arg, &n) : NULL;
       lg_put_str(&b, v, n, json);
       break;
     }

@@ -459,36 +459,6 @@ static ph_status ses_load_create(const ph_config *cfg, void **self) {
   return PH_OK;
 }
 
-/* The id the client sent in cookie <name> (any Cookie header), or NULL. *len gets its length. */
-static const char *ses_cookie_value(const ses_load *m, const ph_exchange *ex, size_t *len) {
-  size_t nlen = strlen(m->cookie_name);
-  size_t count = PH_API(ex)->header_count(ex, PH_REQUEST);
-  for (size_t i = 0; i < count; i++) {
-    const char *name, *value;
-    if (PH_API(ex)->header_at(ex, PH_REQUEST, i, &name, &value) != PH_OK) break;
-    if (strcasecmp(name, "Cookie") != 0) continue;
-    const char *p = value;
-    while (*p != '\0') {
-      while (*p == ' ' || *p == '\t' || *p == ';') p++;
-      const char *start = p;
-      while (*p != '\0' && *p != ';') p++;
-      const char *end = p;
-      while (end > start && (end[-1] == ' ' || end[-1] == '\t')) end--;
-      const char *eq = memchr(start, '=', (size_t)(end - start));
-      if (eq != NULL && (size_t)(eq - start) == nlen && memcmp(start, m->cookie_name, nlen) == 0) {
-        const char *v = eq + 1;
-        size_t vl = (size_t)(end - v);
-        if (vl >= 2 && v[0] == '"' && v[vl - 1] == '"') {
-          v++;
-          vl -= 2;
-        }
-        *len = vl;
-        return v;
-      }
-    }
-  }
-  return NULL;
-}
 
 static ph_next ses_storage_failed(ph_exchange *ex) {
   ph_log(ex, PH_LOG_ERROR, "session: the session storage failed, answering 503");
@@ -649,7 +619,7 @@ static ph_next ses_load_on_request(void *self, ph_exchange *ex) {
   const char *sent = NULL;
   size_t sent_len = 0;
   if (m->cookie_name != NULL) {
-    sent = ses_cookie_value(m, ex, &sent_len);
+    sent = phu_request_cookie(ex, m->cookie_name, &sent_len);
   } else {
     sent = ph_header_get(ex, m->header_name);
     if (sent != NULL) sent_len = strlen(sent);
