@@ -194,6 +194,35 @@ class Server:
         self.stop()
 
 
+def write_instance_config(
+    folder: Path, plugin_dir: Path, kind: str, name: str, type_id: str, config: str
+) -> Path:
+    """A Seam configuration folder with one instance under test: ``name``, a ``type_id``
+    of ``kind`` ("storage", "middleware" or "action") whose ``config`` (YAML lines indented
+    under `config:`) starts on line 5 of ``<kind>s.yaml``, and a route GET / that answers
+    with a StaticAction (the instance itself when it is an action) after the middleware."""
+    folder.mkdir(parents=True, exist_ok=True)
+    plugin = type_id.split(".")[1]
+    names = [plugin] + (["static"] if plugin != "static" else [])
+    (folder / "plugins.yaml").write_text(
+        "plugins:\n" + "".join(f"  - path: {plugin_dir / n}.so\n" for n in names)
+    )
+    (folder / f"{kind}s.yaml").write_text(
+        f"{kind}s:\n  {name}:\n    use: {type_id}\n    config:\n{config}"
+    )
+    action = name if kind == "action" else "Hello"
+    if kind != "action":
+        (folder / "actions.yaml").write_text(
+            "actions:\n  Hello:\n    use: plugins.static.actions.StaticAction\n"
+        )
+    middlewares = f"    middlewares: [{name}]\n" if kind == "middleware" else ""
+    (folder / "routes.yaml").write_text(
+        f"routes:\n  Hello:\n    gatewayPath: /\n    methods: [GET]\n{middlewares}"
+        f"    action: {action}\n"
+    )
+    return folder
+
+
 @contextlib.contextmanager
 def both_paths(config: Path) -> Iterator[tuple["Server", "Server"]]:
     """`plughost serve` twice on one configuration: with the direct path, and with every

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import plughost
-from gateway_support import gateways
+from gateway_support import gateways, write_instance_config
 from plughost.config import ConfigErrors
 
 MEMORY = "plugins.memory.storages.MemoryStorage"
@@ -147,23 +147,7 @@ def test_wrong_kind_of_type_is_refused(host: plughost.Host, plugin_dir: Path) ->
 
 
 def write_storage_config(folder: Path, plugin_dir: Path, config: str) -> Path:
-    """A Seam configuration folder whose storage Cache is a MemoryStorage with ``config``
-    (YAML lines, indented under `config:` from line 5 of storages.yaml)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "plugins.yaml").write_text(
-        "plugins:\n"
-        + "".join(f"  - path: {plugin_dir / name}.so\n" for name in ("memory", "static"))
-    )
-    (folder / "storages.yaml").write_text(
-        f"storages:\n  Cache:\n    use: {MEMORY}\n    config:\n{config}"
-    )
-    (folder / "actions.yaml").write_text(
-        "actions:\n  Hello:\n    use: plugins.static.actions.StaticAction\n"
-    )
-    (folder / "routes.yaml").write_text(
-        "routes:\n  Hello:\n    gatewayPath: /\n    methods: [GET]\n    action: Hello\n"
-    )
-    return folder
+    return write_instance_config(folder, plugin_dir, "storage", "Cache", MEMORY, config)
 
 
 def test_options_are_checked_by_name_ignoring_case(tmp_path: Path, plugin_dir: Path) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import plughost
-from gateway_support import gateways
+from gateway_support import gateways, write_instance_config
 from plughost import Next
 from plughost.config import ConfigErrors
 
@@ -78,24 +78,7 @@ def test_bad_config_names_the_key(loaded: plughost.Host, config: dict, key: str)
 
 
 def write_config(folder: Path, plugin_dir: Path, config: str) -> Path:
-    """A Seam configuration folder whose middleware ReqID (a RequestIdMiddleware with
-    ``config``, YAML lines under `config:` from line 5 of middlewares.yaml) guards /."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "plugins.yaml").write_text(
-        "plugins:\n"
-        + "".join(f"  - path: {plugin_dir / name}.so\n" for name in ("requestid", "static"))
-    )
-    (folder / "middlewares.yaml").write_text(
-        f"middlewares:\n  ReqID:\n    use: {REQUEST_ID}\n    config:\n{config}"
-    )
-    (folder / "actions.yaml").write_text(
-        "actions:\n  Hello:\n    use: plugins.static.actions.StaticAction\n"
-    )
-    (folder / "routes.yaml").write_text(
-        "routes:\n  Hello:\n    gatewayPath: /\n    methods: [GET]\n"
-        "    middlewares: [ReqID]\n    action: Hello\n"
-    )
-    return folder
+    return write_instance_config(folder, plugin_dir, "middleware", "ReqID", REQUEST_ID, config)
 
 
 def test_options_are_checked_by_name_ignoring_case(tmp_path: Path, plugin_dir: Path) -> None:

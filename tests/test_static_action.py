@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import plughost
-from gateway_support import gateways
+from gateway_support import gateways, write_instance_config
 from plughost import Next
 from plughost.config import ConfigErrors
 
@@ -72,17 +72,7 @@ def test_bad_config_names_the_key(loaded: plughost.Host, config: dict, key: str)
 
 
 def write_config(folder: Path, plugin_dir: Path, config: str) -> Path:
-    """A Seam configuration folder whose action Hello (a StaticAction with ``config``, YAML
-    lines under `config:` from line 5 of actions.yaml) answers /."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "plugins.yaml").write_text(f"plugins:\n  - path: {plugin_dir / 'static.so'}\n")
-    (folder / "actions.yaml").write_text(
-        f"actions:\n  Hello:\n    use: {STATIC}\n    config:\n{config}"
-    )
-    (folder / "routes.yaml").write_text(
-        "routes:\n  Hello:\n    gatewayPath: /\n    methods: [GET]\n    action: Hello\n"
-    )
-    return folder
+    return write_instance_config(folder, plugin_dir, "action", "Hello", STATIC, config)
 
 
 def test_options_are_checked_by_name_ignoring_case(tmp_path: Path, plugin_dir: Path) -> None:

@@ -12,7 +12,7 @@ from typing import Any, Iterator
 import pytest
 
 import plughost
-from gateway_support import gateways
+from gateway_support import gateways, write_instance_config
 from plughost.config import ConfigErrors
 from plughost.errors import ConfigError
 from valkey_support import TlsFiles, ValkeyServer, command, make_tls_files, tls_command
@@ -191,23 +191,7 @@ def test_bad_config_names_the_key(
 
 
 def write_storage_config(folder: Path, plugin_dir: Path, config: str) -> Path:
-    """A Seam configuration folder whose storage Shared is a ValkeyStorage with ``config``
-    (YAML lines under `config:` from line 5 of storages.yaml)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "plugins.yaml").write_text(
-        "plugins:\n"
-        + "".join(f"  - path: {plugin_dir / name}.so\n" for name in ("valkey", "static"))
-    )
-    (folder / "storages.yaml").write_text(
-        f"storages:\n  Shared:\n    use: {VALKEY}\n    config:\n{config}"
-    )
-    (folder / "actions.yaml").write_text(
-        "actions:\n  Hello:\n    use: plugins.static.actions.StaticAction\n"
-    )
-    (folder / "routes.yaml").write_text(
-        "routes:\n  Hello:\n    gatewayPath: /\n    methods: [GET]\n    action: Hello\n"
-    )
-    return folder
+    return write_instance_config(folder, plugin_dir, "storage", "Shared", VALKEY, config)
 
 
 def test_options_are_checked_by_name_ignoring_case(

@@ -387,8 +387,6 @@ static ph_status csrf_on_response(void *self, ph_exchange *ex) {
 
 /* ------------------------------------------------------------------------- the schema */
 
-static const char *const csrf_same_site[] = {"Strict", "Lax", "None", NULL};
-
 /* The options of a CSRFMiddleware (Seam's names, plus maxTokensPerClient); the host checks
 ** every config against them before csrf_create runs, which still checks what a schema cannot
 ** say (keyLookup's forms, cookie and header names, SameSite=None without Secure). */
@@ -400,18 +398,7 @@ static const ph_option csrf_options[] = {
               "where unsafe requests carry the second copy of the token: 'header:<Name>', "
               "'query:<name>' or 'cookie:<name>'"),
     PH_OPTION(PH_OPTION_STRING, "cookieName", "csrf_token", "name of the cookie holding the token"),
-    PH_OPTION(PH_OPTION_STRING, "cookieDomain", "",
-              "the cookie's Domain attribute (left out when empty)"),
-    PH_OPTION(PH_OPTION_STRING, "cookiePath", "/", "the cookie's Path attribute"),
-    PH_OPTION(PH_OPTION_BOOL, "cookieSecure", "false",
-              "adds Secure: the cookie travels over HTTPS only"),
-    PH_OPTION(PH_OPTION_BOOL, "cookieHTTPOnly", "false",
-              "adds HttpOnly: page scripts cannot read the cookie"),
-    PH_OPTION(PH_OPTION_ENUM, "cookieSameSite", "Lax",
-              "the cookie's SameSite attribute (None needs cookieSecure: true)",
-              .choices = csrf_same_site),
-    PH_OPTION(PH_OPTION_BOOL, "cookieSessionOnly", "false",
-              "no Max-Age/Expires: the browser forgets the cookie when it closes"),
+    PHU_COOKIE_OPTIONS,
     PH_OPTION(PH_OPTION_DURATION, "cookieExpiration", "1h",
               "token lifetime: its TTL in the storage and the cookie's Max-Age (0 also means "
               "1h)"),

@@ -360,8 +360,6 @@ static ph_next balancer_handle(void *self, ph_exchange *ex) {
 /* The options of each action (Seam's names, and plughost's timeouts and health checks); the
 ** host checks every config against them before create runs, which keeps its own checks (the
 ** URL rule, positive timeouts, at most 64 endpoints). */
-static const char *const fw_protos[] = {"http", "https", NULL};
-
 #define FW_COMMON_OPTIONS                                                                   \
   PH_OPTION(PH_OPTION_DURATION, "timeout", "30s",                                           \
             "the longest the whole upstream exchange may take (504 past it)",               \
@@ -369,11 +367,7 @@ static const char *const fw_protos[] = {"http", "https", NULL};
       PH_OPTION(PH_OPTION_DURATION, "connectTimeout", "5s",                                 \
                 "the longest the TCP (and TLS) connection to the upstream may take",        \
                 .flags = PH_OPTION_MIN, .min = 0.001),                                      \
-      PH_OPTION(PH_OPTION_ENUM, "forwardedProto", "http",                                   \
-                "the value of X-Forwarded-Proto: the scheme clients use to reach the gateway", \
-                .choices = fw_protos),                                                      \
-      PH_OPTION(PH_OPTION_BOOL, "trustForwardedHeaders", "false",                           \
-                "keep the X-Forwarded-Proto and X-Forwarded-Host a request already carries")
+      PHU_FORWARDED_OPTIONS
 
 static const ph_option http_options[] = {
     PH_OPTION(PH_OPTION_STRING, "upstreamEndpoint", NULL,

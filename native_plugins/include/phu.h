@@ -189,6 +189,23 @@ static inline const char *phu_request_cookie(const ph_exchange *ex, const char *
   return NULL;
 }
 
+/* The schema entries of the shared cookie attributes below (ABI 1.2 option schemas), for a
+** type's ph_option array; the choices of cookieSameSite come with them. */
+static const char *const phu_same_site_choices[] = {"Strict", "Lax", "None", NULL};
+#define PHU_COOKIE_OPTIONS                                                                 \
+  PH_OPTION(PH_OPTION_STRING, "cookieDomain", "",                                          \
+            "the cookie's Domain attribute (left out when empty)"),                        \
+      PH_OPTION(PH_OPTION_STRING, "cookiePath", "/", "the cookie's Path attribute"),       \
+      PH_OPTION(PH_OPTION_BOOL, "cookieSecure", "false",                                   \
+                "adds Secure: the browser sends the cookie over HTTPS only"),              \
+      PH_OPTION(PH_OPTION_BOOL, "cookieHTTPOnly", "false",                                 \
+                "adds HttpOnly: page scripts cannot read the cookie"),                     \
+      PH_OPTION(PH_OPTION_ENUM, "cookieSameSite", "Lax",                                   \
+                "the cookie's SameSite attribute (None needs cookieSecure: true)",         \
+                .choices = phu_same_site_choices),                                         \
+      PH_OPTION(PH_OPTION_BOOL, "cookieSessionOnly", "false",                              \
+                "no Max-Age/Expires: the browser forgets the cookie when it closes")
+
 /* ---------------------------------------------------------------------- cookies
 ** The cookie attributes Seam's session and csrf plugins share: cookieDomain (""),
 ** cookiePath ("/"), cookieSecure, cookieHTTPOnly, cookieSessionOnly (false) and

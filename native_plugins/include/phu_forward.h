@@ -310,4 +310,13 @@ static ph_status phu_forwarded_proto(const ph_config *cfg, const char *key, cons
   return PH_OK;
 }
 
+/* The schema entries (ABI 1.2) of the X-Forwarded-* options both forwarding plugins take. */
+static const char *const phu_forwarded_protos[] = {"http", "https", NULL};
+#define PHU_FORWARDED_OPTIONS                                                              \
+  PH_OPTION(PH_OPTION_ENUM, "forwardedProto", "http",                                      \
+            "the value of X-Forwarded-Proto: the scheme clients use to reach the gateway", \
+            .choices = phu_forwarded_protos),                                              \
+      PH_OPTION(PH_OPTION_BOOL, "trustForwardedHeaders", "false",                          \
+                "keep the X-Forwarded-Proto and X-Forwarded-Host a request already carries")
+
 #endif /* PLUGHOST_PHU_FORWARD_H */

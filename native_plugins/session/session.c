@@ -790,8 +790,6 @@ static ph_next ses_map_on_request(void *self, ph_exchange *ex) {
 
 /* ------------------------------------------------------------------------- the schemas */
 
-static const char *const ses_same_site[] = {"Strict", "Lax", "None", NULL};
-
 /* The options of a LoadSessionMiddleware (Seam's names, plus autoRenewGracePeriod); the host
 ** checks every config against them before ses_load_create runs, which still checks what a
 ** schema cannot say (keyLookup's forms, the cookie attributes' characters, the durations'
@@ -802,18 +800,7 @@ static const ph_option load_session_options[] = {
               "host's default storage, this process's memory"),
     PH_OPTION(PH_OPTION_STRING, "keyLookup", "cookie:session_id",
               "where the session id travels: 'cookie:<name>' or 'header:<Name>'"),
-    PH_OPTION(PH_OPTION_STRING, "cookieDomain", "",
-              "the cookie's Domain attribute (left out when empty)"),
-    PH_OPTION(PH_OPTION_STRING, "cookiePath", "/", "the cookie's Path attribute"),
-    PH_OPTION(PH_OPTION_BOOL, "cookieSecure", "false",
-              "adds Secure: the browser sends the cookie over HTTPS only"),
-    PH_OPTION(PH_OPTION_BOOL, "cookieHTTPOnly", "false",
-              "adds HttpOnly: page scripts cannot read the cookie"),
-    PH_OPTION(PH_OPTION_ENUM, "cookieSameSite", "Lax",
-              "the cookie's SameSite attribute (None needs cookieSecure: true)",
-              .choices = ses_same_site),
-    PH_OPTION(PH_OPTION_BOOL, "cookieSessionOnly", "false",
-              "no Max-Age/Expires: the browser forgets the cookie when it closes"),
+    PHU_COOKIE_OPTIONS,
     PH_OPTION(PH_OPTION_DURATION, "cookieExpiration", "2h",
               "lifetime of one session id from when it was issued: the storage TTL and the "
               "cookie's Max-Age",

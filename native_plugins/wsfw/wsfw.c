@@ -309,7 +309,6 @@ static ph_next action_handle(void *self, ph_exchange *ex) {
 ** plughost's maxMessageSize); the host checks every config against them before
 ** action_create runs, which keeps its own checks (the URL rule, tokens, pongTimeout needing
 ** pingInterval, not both ping keys). */
-static const char *const ws_protos[] = {"http", "https", NULL};
 
 static const ph_option websocket_options[] = {
     PH_OPTION(PH_OPTION_STRING, "upstreamEndpoint", NULL,
@@ -335,10 +334,7 @@ static const ph_option websocket_options[] = {
     PH_OPTION(PH_OPTION_INT, "maxMessageSize", "16777216",
               "the largest message accepted from either side, in bytes",
               .flags = PH_OPTION_MIN, .min = 1),
-    PH_OPTION(PH_OPTION_ENUM, "forwardedProto", "http", "the value of X-Forwarded-Proto",
-              .choices = ws_protos),
-    PH_OPTION(PH_OPTION_BOOL, "trustForwardedHeaders", "false",
-              "keep the X-Forwarded-Proto and X-Forwarded-Host a request already carries"),
+    PHU_FORWARDED_OPTIONS,
     PH_OPTION(PH_OPTION_INT, "readBufferSize", NULL,
               "Seam's option for its WebSocket library: accepted, no effect"),
     PH_OPTION(PH_OPTION_INT, "writeBufferSize", NULL,

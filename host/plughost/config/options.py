@@ -142,6 +142,15 @@ def check_options(
     return check.problems
 
 
+def check_block(
+    config: Any, options: tuple[Option, ...], file: str, key: str, owner: str
+) -> list[ConfigProblem]:
+    """:func:`check_options` of a ``config:`` block written in ``file`` at key path ``key``
+    (its line is where the block's YAML starts; 0 for plain Python values)."""
+    where = Where(file, line_of(config) if isinstance(config, yaml.Node) else 0, key)
+    return check_options(config, options, where, owner)
+
+
 def _entries(node: Any, where: Where) -> Iterator[tuple[str, Any, Where]]:
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
@@ -503,7 +512,7 @@ def _typed(node: Any, option: Option) -> Any:
     if kind == "list":
         items = _list_items(node, option) or []
         item_option = Option(option.name, option.items or "", choices=option.choices)
-        return [_typed(i, item_option) if option.items else _plain(i) for i in items]
+        return [_typed(i, item_option) if option.items else plain_value(i) for i in items]
     if kind == "map":
         if option.fields is not None:
             return typed_config(node, option.fields)
@@ -511,7 +520,7 @@ def _typed(node: Any, option: Option) -> Any:
             key: (
                 _typed(value, Option(key, option.items, choices=option.choices))
                 if option.items
-                else _plain(value)
+                else plain_value(value)
             )
             for key, value, _ in _entries(node, Where(""))
         }
@@ -532,10 +541,10 @@ def _typed(node: Any, option: Option) -> Any:
         return parse_size(value)
     if kind == "enum":
         return next((c for c in option.choices if c.lower() == text.lower()), text)
-    return _plain(node)
+    return plain_value(node)
 
 
-def _plain(node: Any) -> Any:
+def plain_value(node: Any) -> Any:
     """A YAML node as plain Python values (what yaml.safe_load would give)."""
     if isinstance(node, yaml.Node):
         return yaml.SafeLoader("").construct_document(node)

@@ -23,9 +23,8 @@ from ..errors import (
     PluginLoadError,
     UnknownTypeError,
 )
-from ..config.options import Option, check_options
-from ..config.problems import ConfigErrors, Where
-from ..config.yamlload import line_of
+from ..config.options import Option, check_block
+from ..config.problems import ConfigErrors
 from .cconfig import ConfigTree
 from .optionschema import SchemaError, table_options
 from .plugintypes import (
@@ -321,12 +320,13 @@ class Host:
     ) -> None:
         rt = self.runtime
         if plugin.options is not None:
-            where = Where(
+            problems = check_block(
+                config,
+                plugin.options,
                 source or f"plugin {plugin.name}",
-                line_of(config) if hasattr(config, "start_mark") else 0,
                 config_path or f"plugins.{plugin.name}.config",
+                f"plugin {plugin.name}",
             )
-            problems = check_options(config, plugin.options, where, f"plugin {plugin.name}")
             if problems:
                 raise ConfigErrors(problems)
         tree = ConfigTree(

@@ -7,9 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from .cconfig import ConfigTree
 from .optionschema import table_options
-from ..config.options import Option, check_options
-from ..config.problems import ConfigErrors, Where
-from ..config.yamlload import line_of
+from ..config.options import Option, check_block
+from ..config.problems import ConfigErrors
 from ..errors import ConfigError, StorageError
 from ..sdk.exchange import Exchange
 
@@ -64,12 +63,13 @@ class PluginType:
         host = self.plugin.host
         rt = host.runtime
         if self.options is not None:
-            where = Where(
+            problems = check_block(
+                config,
+                self.options,
                 source or f"{self.kind} '{name}'",
-                line_of(config) if hasattr(config, "start_mark") else 0,
                 path or f"{self.kind}s.{name}.config",
+                self.id,
             )
-            problems = check_options(config, self.options, where, self.id)
             if problems:
                 raise ConfigErrors(problems)
         tree = ConfigTree(

@@ -11,15 +11,13 @@ from __future__ import annotations
 import difflib
 from pathlib import Path
 
-import yaml
 from typing import TYPE_CHECKING, Any, Mapping
 
 from ..config import ConfigErrors, ConfigProblem, GatewayConfig, InstanceSpec, Where
 from ..config.model import PluginSpec
 from ..config.instances import storage_references
 from ..config.model import ModuleSpec
-from ..config.options import check_options, typed_config
-from ..config.yamlload import line_of
+from ..config.options import Option, check_block, plain_value, typed_config
 from ..errors import ConfigError, PlughostError, PluginInitError
 from ..loading.loader import Plugin
 from ..loading.plugintypes import ActionType, MiddlewareType, PluginType, StorageType
@@ -95,17 +93,7 @@ class GatewayBuilder:
         ptype = self.gateway.types.get(spec.use)
         unloaded = self._unloaded_types.get(spec.use)
         if ptype is None and unloaded is not None and unloaded.options is not None:
-            found = check_options(
-                spec.config,
-                unloaded.options,
-                Where(
-                    spec.config_where.file,
-                    line_of(spec.config) if spec.config is not None else 0,
-                    spec.config_where.key,
-                ),
-                unloaded.id,
-            )
-            problems.extend(_placed(found, spec.config_where))
+            problems.extend(_schema_problems(spec, unloaded.options, unloaded.id))
             return None
         if ptype is None:
             owner = spec.use.split(".")[1] if spec.use.count(".") >= 3 else ""
@@ -173,17 +161,7 @@ class GatewayBuilder:
                         ConfigProblem(element.use_where, _wrong_kind(element, ptype, kind))
                     )
                 elif ptype.options is not None:
-                    found = check_options(
-                        element.config,
-                        ptype.options,
-                        Where(
-                            element.config_where.file,
-                            line_of(element.config) if element.config is not None else 0,
-                            element.config_where.key,
-                        ),
-                        ptype.id,
-                    )
-                    problems.extend(_placed(found, element.config_where))
+                    problems.extend(_schema_problems(element, ptype.options, ptype.id))
         return problems
 
     def _load(self, spec: PluginSpec, problems: list[ConfigProblem]) -> Plugin | None:
@@ -234,18 +212,9 @@ class GatewayBuilder:
         declared = loaded.declared
         settings = _plain_config(spec.config)
         if declared.options is not None:
-            found = check_options(
-                spec.config,
-                declared.options,
-                Where(
-                    spec.config_where.file,
-                    line_of(spec.config) if spec.config is not None else 0,
-                    spec.config_where.key,
-                ),
-                f"plugin {declared.name}",
-            )
+            found = _schema_problems(spec, declared.options, f"plugin {declared.name}")
             if found:
-                problems.extend(_placed(found, spec.config_where))
+                problems.extend(found)
                 return
             settings = typed_config(spec.config, declared.options)
         if declared.init is not None:
@@ -279,18 +248,9 @@ class GatewayBuilder:
             return None
         settings: Any = _plain_config(spec.config)
         if pytype.options is not None:
-            found = check_options(
-                spec.config,
-                pytype.options,
-                Where(
-                    spec.config_where.file,
-                    line_of(spec.config) if spec.config is not None else 0,
-                    spec.config_where.key,
-                ),
-                pytype.id,
-            )
+            found = _schema_problems(spec, pytype.options, pytype.id)
             if found:
-                problems.extend(_placed(found, spec.config_where))
+                problems.extend(found)
                 return None
             settings = typed_config(spec.config, pytype.options)
         try:
@@ -404,11 +364,17 @@ def _plugin_stem(path: Path) -> str:
     return stem[3:] if stem.startswith("lib") else stem
 
 
+def _schema_problems(
+    spec: InstanceSpec | ModuleSpec, options: tuple[Option, ...], owner: str
+) -> list[ConfigProblem]:
+    """The problems of a ``config:`` block against ``options``, placed in its file."""
+    found = check_block(spec.config, options, spec.config_where.file, spec.config_where.key, owner)
+    return _placed(found, spec.config_where)
+
+
 def _plain_config(node: Any) -> dict[str, Any]:
     """A config block as plain Python values (an empty dict when there is none)."""
-    if node is None:
-        return {}
-    value = yaml.SafeLoader("").construct_document(node)
+    value = plain_value(node)
     return value if isinstance(value, dict) else {}
 
 
