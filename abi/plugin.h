@@ -252,9 +252,13 @@ typedef struct ph_option {
 **                 .choices = same_site),
 **       PH_OPTIONS_END};
 ** and point the type's (or PH_PLUGIN_DEFINE's) .options at the array. */
-#define PH_OPTION(kind_, name_, default_, description_, ...)                               \
-  {.size = sizeof(ph_option), .kind = (kind_), .name = (name_), .default_text = (default_), \
-   .description = (description_), __VA_ARGS__}
+#define PH_OPTION(kind_, name_, default_, description_, ...) \
+  {.size = sizeof(ph_option),                                \
+   .kind = (kind_),                                          \
+   .name = (name_),                                          \
+   .default_text = (default_),                               \
+   .description = (description_),                            \
+   __VA_ARGS__}
 #define PH_OPTIONS_END {.size = sizeof(ph_option), .name = NULL}
 
 /* =================================================================== plugin hooks === */
@@ -329,8 +333,8 @@ typedef struct ph_storage_type {
   ph_status (*set)(void *self, ph_call *call, const uint8_t *key, size_t key_len,
                    const uint8_t *value, size_t value_len, int64_t ttl_ms);
   ph_status (*del)(void *self, ph_call *call, const uint8_t *key, size_t key_len);
-  ph_status (*incr)(void *self, ph_call *call, const uint8_t *key, size_t key_len,
-                    int64_t delta, int64_t ttl_ms, int64_t *value, int64_t *ttl_left_ms);
+  ph_status (*incr)(void *self, ph_call *call, const uint8_t *key, size_t key_len, int64_t delta,
+                    int64_t ttl_ms, int64_t *value, int64_t *ttl_left_ms);
   ph_status (*reset)(void *self, ph_call *call);
   const ph_option *options; /* 1.2: the schema of an instance's config; NULL: none */
 } ph_storage_type;
@@ -451,9 +455,8 @@ struct ph_host_api {
   ph_status (*storage_set)(ph_storage *st, const void *who, const uint8_t *key, size_t key_len,
                            const uint8_t *value, size_t value_len, int64_t ttl_ms);
   ph_status (*storage_del)(ph_storage *st, const void *who, const uint8_t *key, size_t key_len);
-  ph_status (*storage_incr)(ph_storage *st, const void *who, const uint8_t *key,
-                            size_t key_len, int64_t delta, int64_t ttl_ms, int64_t *value,
-                            int64_t *ttl_left_ms);
+  ph_status (*storage_incr)(ph_storage *st, const void *who, const uint8_t *key, size_t key_len,
+                            int64_t delta, int64_t ttl_ms, int64_t *value, int64_t *ttl_left_ms);
   void (*free_value)(uint8_t *value);
   /* Storage hook side: hands `len` bytes at `data` to the host as the result of get.
   ** The host only copies them (it never calls back into the storage), so a storage may
@@ -512,8 +515,7 @@ struct ph_host_api {
 
   /* A size in bytes: a whole number, or a string such as "512", "64KB" (x1000), "64KiB"
   ** (x1024), "4MB", "4MiB", "1GB", "1GiB". Like the 1.0 getters; negative is PH_ERROR. */
-  ph_status (*config_size)(const ph_config *node, const char *key, int64_t dflt,
-                           int64_t *out);
+  ph_status (*config_size)(const ph_config *node, const char *key, int64_t dflt, int64_t *out);
 };
 
 /* The minimum sizes a 1.0 host accepts; later minors only grow them. */
@@ -525,8 +527,7 @@ struct ph_host_api {
 #define PH_API(handle) (((const ph_handle_head *)(const void *)(handle))->api)
 
 /* Whether the host that gave `handle` provides function `fn` (one added after 1.0). */
-#define PH_HOST_HAS(handle, fn)                                                            \
-  (offsetof(ph_host_api, fn) + sizeof(void *) <= PH_API(handle)->size)
+#define PH_HOST_HAS(handle, fn) (offsetof(ph_host_api, fn) + sizeof(void *) <= PH_API(handle)->size)
 
 /* Plain-call wrappers: ph_log(ex, PH_LOG_INFO, "x=%d", x) ... */
 #define ph_log(h, level, ...) PH_API(h)->log((h), (level), __VA_ARGS__)
@@ -545,11 +546,12 @@ struct ph_host_api {
 #define ph_plugin_state(n) PH_API(n)->plugin_state((n))
 #define ph_storage_lookup(n, k, name) PH_API(n)->storage_lookup((n), (k), (name))
 
-#define ph_storage_get(st, who, k, kl, v, vl) PH_API(st)->storage_get((st), (who), (k), (kl), (v), (vl))
-#define ph_storage_set(st, who, k, kl, v, vl, ttl)                                         \
+#define ph_storage_get(st, who, k, kl, v, vl) \
+  PH_API(st)->storage_get((st), (who), (k), (kl), (v), (vl))
+#define ph_storage_set(st, who, k, kl, v, vl, ttl) \
   PH_API(st)->storage_set((st), (who), (k), (kl), (v), (vl), (ttl))
 #define ph_storage_del(st, who, k, kl) PH_API(st)->storage_del((st), (who), (k), (kl))
-#define ph_storage_incr(st, who, k, kl, d, ttl, v, left)                                   \
+#define ph_storage_incr(st, who, k, kl, d, ttl, v, left) \
   PH_API(st)->storage_incr((st), (who), (k), (kl), (d), (ttl), (v), (left))
 #define ph_free_value(st, v) PH_API(st)->free_value((v))
 #define ph_call_value(c, d, l) PH_API(c)->call_value((c), (d), (l))
@@ -633,9 +635,10 @@ struct ph_host_api {
 #else
 #define PH__BITS "32"
 #endif
-#define PH__NOTE_TEXT                                                                      \
-  "abi=" PH__STR(PH_ABI_MAJOR) "." PH__STR(PH_ABI_MINOR) " arch=" PH__ARCH " bits=" PH__BITS \
-  " endian=" PH__ENDIAN " libc=" PH__LIBC " os=" PH__OS
+#define PH__NOTE_TEXT                                                                            \
+  "abi=" PH__STR(PH_ABI_MAJOR) "." PH__STR(PH_ABI_MINOR) " arch=" PH__ARCH " bits=" PH__BITS     \
+                                                         " endian=" PH__ENDIAN " libc=" PH__LIBC \
+                                                         " os=" PH__OS
 #if defined(__has_attribute)
 #if __has_attribute(retain)
 #define PH__RETAIN __attribute__((retain))
@@ -657,14 +660,13 @@ struct ph__note {
 **   PH_PLUGIN_DEFINE(.name = "memory", .version = "1.0.0",
 **                    .storages = memory_storages);
 */
-#define PH_PLUGIN_DEFINE(...)                                                              \
-  __attribute__((section(".note.plughost"), aligned(4), used)) PH__RETAIN                 \
-  static const struct ph__note ph__plugin_note = {9, sizeof(PH__NOTE_TEXT), PH_NOTE_TYPE,   \
-                                                  "plughost", PH__NOTE_TEXT};              \
-  __attribute__((visibility("default"))) extern const ph_plugin plughost_plugin_entry;     \
-  __attribute__((visibility("default"))) const ph_plugin plughost_plugin_entry = {         \
-      .header = {PH_PLUGIN_MAGIC, PH_ABI_MAJOR, PH_ABI_MINOR, sizeof(ph_plugin), 0},       \
-      __VA_ARGS__}
+#define PH_PLUGIN_DEFINE(...)                                                          \
+  __attribute__((section(".note.plughost"), aligned(4),                                \
+                 used)) PH__RETAIN static const struct ph__note ph__plugin_note = {    \
+      9, sizeof(PH__NOTE_TEXT), PH_NOTE_TYPE, "plughost", PH__NOTE_TEXT};              \
+  __attribute__((visibility("default"))) extern const ph_plugin plughost_plugin_entry; \
+  __attribute__((visibility("default"))) const ph_plugin plughost_plugin_entry = {     \
+      .header = {PH_PLUGIN_MAGIC, PH_ABI_MAJOR, PH_ABI_MINOR, sizeof(ph_plugin), 0}, __VA_ARGS__}
 
 #ifdef __cplusplus
 }

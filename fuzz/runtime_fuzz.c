@@ -22,9 +22,13 @@ typedef struct reader {
   const uint8_t *p, *end;
 } reader;
 
-static int left(const reader *r) { return r->p < r->end; }
+static int left(const reader *r) {
+  return r->p < r->end;
+}
 
-static uint8_t byte(reader *r) { return left(r) ? *r->p++ : 0; }
+static uint8_t byte(reader *r) {
+  return left(r) ? *r->p++ : 0;
+}
 
 /* A NUL-terminated copy of the next string (length byte, bytes); freed by the caller. */
 static char *text(reader *r, size_t *len_out) {
@@ -63,15 +67,23 @@ static void fuzz_config(rt_host *host, reader *r) {
         break;
       }
       case 1: { /* a scalar below */
-        ph_config *child = rt_config_add(at, at->kind == PH_CONFIG_MAP ? key : NULL,
-                                         PH_CONFIG_NULL, steps);
+        ph_config *child =
+            rt_config_add(at, at->kind == PH_CONFIG_MAP ? key : NULL, PH_CONFIG_NULL, steps);
         char *value = text(r, NULL);
         if (child) {
           switch (byte(r) % 4) {
-            case 0: rt_config_set_string(child, value); break;
-            case 1: rt_config_set_int(child, (int64_t)strtoll(value, NULL, 10), value); break;
-            case 2: rt_config_set_float(child, strtod(value, NULL), value); break;
-            default: rt_config_set_bool(child, value[0] & 1, value); break;
+            case 0:
+              rt_config_set_string(child, value);
+              break;
+            case 1:
+              rt_config_set_int(child, (int64_t)strtoll(value, NULL, 10), value);
+              break;
+            case 2:
+              rt_config_set_float(child, strtod(value, NULL), value);
+              break;
+            default:
+              rt_config_set_bool(child, value[0] & 1, value);
+              break;
           }
         }
         free(value);
@@ -277,8 +289,8 @@ static void fuzz_exchange(rt_host *host, reader *r) {
   program = r;
   rt_result out;
   memset(&out, 0, sizeof out);
-  rt_serve(host, chain, method, path, query, client, headers, headers_len,
-           (const uint8_t *)body, body_len, params, params_len, &out);
+  rt_serve(host, chain, method, path, query, client, headers, headers_len, (const uint8_t *)body,
+           body_len, params, params_len, &out);
   if (out.ex && out.outcome == RT_UPSTREAM) {
     size_t uh_len, ub_len;
     char *upstream_headers = text(r, &uh_len), *upstream_body = text(r, &ub_len);

@@ -112,8 +112,8 @@ static long ba_b64_decode(const char *in, size_t n, uint8_t *out) {
       v[k] = ba_b64_value(c);
       if (v[k] < 0) return -1;
     }
-    uint32_t w = ((uint32_t)v[0] << 18) | ((uint32_t)v[1] << 12) | ((uint32_t)v[2] << 6) |
-                 (uint32_t)v[3];
+    uint32_t w =
+        ((uint32_t)v[0] << 18) | ((uint32_t)v[1] << 12) | ((uint32_t)v[2] << 6) | (uint32_t)v[3];
     /* canonical: the bits dropped by the padding are zero */
     if ((pad == 1 && (w & 0xff) != 0) || (pad == 2 && (w & 0xffff) != 0)) return -1;
     out[j++] = (uint8_t)(w >> 16);
@@ -155,8 +155,7 @@ static int ba_crypt_verify(const char *password, const char *hash,
 /* Checks a configured hash at create: libxcrypt must know the method and verify it. */
 static ph_status ba_check_hash(const ph_config *users, const char *user, const char *hash) {
   /* libxcrypt verifies them, but they are broken: MD5-crypt, Sun MD5, NT hash. */
-  if (strncmp(hash, "$1$", 3) == 0 || strncmp(hash, "$md5", 4) == 0 ||
-      strncmp(hash, "$3$", 3) == 0)
+  if (strncmp(hash, "$1$", 3) == 0 || strncmp(hash, "$md5", 4) == 0 || strncmp(hash, "$3$", 3) == 0)
     return ph_config_error(users, user,
                            "is a hash of a broken method (MD5-crypt or NT hash): hash the "
                            "password again with yescrypt ($y$), bcrypt ($2b$) or SHA-512 "
@@ -164,10 +163,9 @@ static ph_status ba_check_hash(const ph_config *users, const char *user, const c
   int salt = crypt_checksalt(hash);
   struct crypt_data *data = calloc(1, sizeof *data);
   if (data == NULL) return ph_config_error(users, user, "out of memory");
-  const char *out =
-      salt != CRYPT_SALT_INVALID ? crypt_rn("", hash, data, (int)sizeof *data) : NULL;
-  int ok = out != NULL && out[0] != '*' && strlen(out) == strlen(hash) &&
-           strncmp(out, hash, 3) == 0;
+  const char *out = salt != CRYPT_SALT_INVALID ? crypt_rn("", hash, data, (int)sizeof *data) : NULL;
+  int ok =
+      out != NULL && out[0] != '*' && strlen(out) == strlen(hash) && strncmp(out, hash, 3) == 0;
   free(data);
   if (!ok) {
     char prefix[8] = {0};
@@ -227,8 +225,7 @@ static ph_status ba_create(const ph_config *cfg, void **self) {
   if (m->challenge == NULL) return ph_config_error(cfg, NULL, "out of memory");
   snprintf(m->challenge, cap, fmt, realm);
 
-  if (ph_config_string(cfg, "contextUsernameKey", BA_DEFAULT_USERNAME_KEY, &username_key) !=
-      PH_OK)
+  if (ph_config_string(cfg, "contextUsernameKey", BA_DEFAULT_USERNAME_KEY, &username_key) != PH_OK)
     return PH_ERROR;
   if (username_key[0] == '\0')
     return ph_config_error(cfg, "contextUsernameKey",

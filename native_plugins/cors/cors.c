@@ -141,8 +141,8 @@ static ph_status cors_read_list(const ph_config *cfg, const char *key, const cha
                                "item %zu must be a string, not a %s: write a list of strings "
                                "or one comma-separated string",
                                i + 1,
-                               ik == PH_CONFIG_LIST ? "list"
-                               : ik == PH_CONFIG_MAP ? "map"
+                               ik == PH_CONFIG_LIST   ? "list"
+                               : ik == PH_CONFIG_MAP  ? "map"
                                : ik == PH_CONFIG_BOOL ? "boolean"
                                                       : "number");
       const char *text = NULL;
@@ -201,7 +201,9 @@ static int cors_list_has_n(const cors_list *l, const char *s, size_t n) {
 static int cors_is_alpha(unsigned char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
 }
-static int cors_is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
+static int cors_is_digit(unsigned char c) {
+  return c >= '0' && c <= '9';
+}
 static int cors_is_hex(unsigned char c) {
   return cors_is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 }
@@ -417,19 +419,17 @@ static ph_status cors_create(const ph_config *cfg, void **self) {
       cors_check_tokens(cfg, "exposeHeaders", &m->expose, "a header name") != PH_OK)
     return PH_ERROR;
   if (ph_config_bool(cfg, "allowCredentials", 0, &m->credentials) != PH_OK) return PH_ERROR;
-  if (ph_config_bool(cfg, "allowPrivateNetwork", 0, &m->private_network) != PH_OK)
-    return PH_ERROR;
+  if (ph_config_bool(cfg, "allowPrivateNetwork", 0, &m->private_network) != PH_OK) return PH_ERROR;
   if (cors_read_max_age(cfg, "maxAge", m) != PH_OK) return PH_ERROR;
 
   if (m->credentials && m->any_origin)
-    return ph_config_error(cfg, "allowCredentials",
-                           "true cannot be combined with allowOrigins \"*\"%s, because browsers "
-                           "refuse credentials for a wildcard origin: list the exact origins "
-                           "allowed to send cookies in allowOrigins, or set allowCredentials: "
-                           "false",
-                           ph_config_kind(cfg, "allowOrigins") == PH_CONFIG_MISSING
-                               ? " (its default)"
-                               : "");
+    return ph_config_error(
+        cfg, "allowCredentials",
+        "true cannot be combined with allowOrigins \"*\"%s, because browsers "
+        "refuse credentials for a wildcard origin: list the exact origins "
+        "allowed to send cookies in allowOrigins, or set allowCredentials: "
+        "false",
+        ph_config_kind(cfg, "allowOrigins") == PH_CONFIG_MISSING ? " (its default)" : "");
   if (m->credentials && m->expose.any)
     return ph_config_error(cfg, "exposeHeaders",
                            "\"*\" exposes nothing when allowCredentials is true (browsers then "
@@ -627,8 +627,9 @@ static const ph_middleware_type cors_middleware = {
     .size = sizeof(ph_middleware_type),
     .flags = PH_TYPE_THREAD_SAFE | PH_TYPE_STREAMS_BODIES,
     .id = "plugins.cors.middlewares.CORSMiddleware",
-    .description = "Cross-Origin Resource Sharing: preflight answers and Access-Control-* "
-                   "headers",
+    .description =
+        "Cross-Origin Resource Sharing: preflight answers and Access-Control-* "
+        "headers",
     .create = cors_create,
     .destroy = cors_destroy,
     .on_request = cors_on_request,

@@ -103,7 +103,6 @@ static int csrf_tokens_equal(const char *a, const char *b) {
   return diff == 0;
 }
 
-
 static int csrf_new_token(char out[CSRF_TOKEN_HEX + 1]) {
   static const char hex[] = "0123456789abcdef";
   uint8_t b[CSRF_TOKEN_BYTES];
@@ -152,8 +151,7 @@ static ph_status csrf_create(const ph_config *cfg, void **self) {
   m->cookie_name = phu_strdup(cookie_name);
   if (m->cookie_name == NULL) return ph_config_error(cfg, NULL, "out of memory");
 
-  if (ph_config_string(cfg, "keyLookup", "header:X-Csrf-Token", &lookup) != PH_OK)
-    return PH_ERROR;
+  if (ph_config_string(cfg, "keyLookup", "header:X-Csrf-Token", &lookup) != PH_OK) return PH_ERROR;
   const char *name;
   if (strncmp(lookup, "header:", 7) == 0) {
     m->source = CSRF_FROM_HEADER;
@@ -167,16 +165,19 @@ static ph_status csrf_create(const ph_config *cfg, void **self) {
   } else {
     return ph_config_error(cfg, "keyLookup",
                            "must be \"header:<Name>\", \"query:<name>\" or \"cookie:<name>\", "
-                           "not '%s'", lookup);
+                           "not '%s'",
+                           lookup);
   }
   if (!phu_valid_token(name))
     return ph_config_error(cfg, "keyLookup",
                            "'%s' has no valid name after the colon, like "
-                           "\"header:X-Csrf-Token\"", lookup);
+                           "\"header:X-Csrf-Token\"",
+                           lookup);
   if (m->source == CSRF_FROM_COOKIE && strcmp(name, m->cookie_name) == 0)
     return ph_config_error(cfg, "keyLookup",
                            "'%s' names the cookieName cookie itself: the token must come a "
-                           "second way (a header like \"header:X-Csrf-Token\")", lookup);
+                           "second way (a header like \"header:X-Csrf-Token\")",
+                           lookup);
   m->lookup_name = phu_strdup(name);
   if (m->lookup_name == NULL) return ph_config_error(cfg, NULL, "out of memory");
   if (m->source == CSRF_FROM_HEADER && ph_require_single_header(cfg, name) != PH_OK)
@@ -200,8 +201,8 @@ static ph_status csrf_create(const ph_config *cfg, void **self) {
   if (m->expiration_ms == 0) m->expiration_ms = CSRF_DEFAULT_EXPIRATION_MS;
 
   if (ph_config_bool(cfg, "singleUseToken", 0, &m->single_use) != PH_OK) return PH_ERROR;
-  if (ph_config_int(cfg, "maxTokensPerClient", CSRF_DEFAULT_MAX_PER_CLIENT,
-                    &m->max_per_client) != PH_OK)
+  if (ph_config_int(cfg, "maxTokensPerClient", CSRF_DEFAULT_MAX_PER_CLIENT, &m->max_per_client) !=
+      PH_OK)
     return PH_ERROR;
   if (m->max_per_client < 0)
     return ph_config_error(cfg, "maxTokensPerClient",
@@ -214,7 +215,6 @@ static ph_status csrf_create(const ph_config *cfg, void **self) {
 }
 
 /* ------------------------------------------------------------------------- request phase */
-
 
 /* The raw value of query parameter <name> (first occurrence), or NULL. */
 static const char *csrf_query_value(const ph_exchange *ex, const char *qname, size_t *len) {
@@ -238,8 +238,9 @@ static const char *csrf_query_value(const ph_exchange *ex, const char *qname, si
 
 static ph_next csrf_forbidden(ph_exchange *ex, const char *why) {
   ph_log(ex, PH_LOG_INFO, "csrf: request refused: %s", why);
-  static const char body[] = "{\"error\":\"forbidden: missing or invalid CSRF token\","
-                             "\"status\":403}";
+  static const char body[] =
+      "{\"error\":\"forbidden: missing or invalid CSRF token\","
+      "\"status\":403}";
   ph_status_set(ex, 403);
   ph_resp_header_set(ex, "Content-Type", "application/json");
   ph_resp_body_set(ex, body, sizeof body - 1);
@@ -267,8 +268,8 @@ static void csrf_key(char key[sizeof CSRF_KEY_PREFIX + CSRF_TOKEN_HEX], const ch
 static ph_next csrf_keep(const csrf_mw *m, ph_exchange *ex, const char *token) {
   char key[sizeof CSRF_KEY_PREFIX + CSRF_TOKEN_HEX];
   csrf_key(key, token);
-  if (ph_storage_set(m->storage, ex, (const uint8_t *)key, CSRF_KEY_LEN, (const uint8_t *)"1",
-                     1, m->expiration_ms) != PH_OK)
+  if (ph_storage_set(m->storage, ex, (const uint8_t *)key, CSRF_KEY_LEN, (const uint8_t *)"1", 1,
+                     m->expiration_ms) != PH_OK)
     return csrf_storage_failed(ex);
   if (ph_local_set(ex, m->local_key, token, CSRF_TOKEN_HEX) != PH_OK) return PH_NEXT_ERROR;
   return PH_NEXT_CONTINUE;
@@ -292,14 +293,15 @@ static int csrf_client_may_have_one_more(const csrf_mw *m, ph_exchange *ex, ph_n
   char key[sizeof CSRF_COUNT_PREFIX + CSRF_MAX_ADDRESS];
   int n = snprintf(key, sizeof key, CSRF_COUNT_PREFIX "%.*s", CSRF_MAX_ADDRESS, client);
   int64_t count = 0, left = 0;
-  if (ph_storage_incr(m->storage, ex, (const uint8_t *)key, (size_t)n, 1, m->expiration_ms,
-                      &count, &left) != PH_OK) {
+  if (ph_storage_incr(m->storage, ex, (const uint8_t *)key, (size_t)n, 1, m->expiration_ms, &count,
+                      &left) != PH_OK) {
     *fail = csrf_storage_failed(ex);
     return 0;
   }
   if (count <= m->max_per_client) return 1;
   ph_log(ex, PH_LOG_WARNING,
-         "csrf: %s was issued maxTokensPerClient (%" PRId64 ") tokens within cookieExpiration; "
+         "csrf: %s was issued maxTokensPerClient (%" PRId64
+         ") tokens within cookieExpiration; "
          "no new token until the window ends (raise maxTokensPerClient if many users share "
          "this address)",
          client, m->max_per_client);
@@ -319,8 +321,8 @@ static ph_next csrf_on_request(void *self, ph_exchange *ex) {
       csrf_key(key, cookie);
       uint8_t *value = NULL;
       size_t value_len = 0;
-      ph_status st = ph_storage_get(m->storage, ex, (const uint8_t *)key, CSRF_KEY_LEN, &value,
-                                    &value_len);
+      ph_status st =
+          ph_storage_get(m->storage, ex, (const uint8_t *)key, CSRF_KEY_LEN, &value, &value_len);
       if (st == PH_ERROR) return csrf_storage_failed(ex);
       if (value != NULL) ph_free_value(m->storage, value);
       if (st == PH_OK) {
@@ -360,8 +362,8 @@ static ph_next csrf_on_request(void *self, ph_exchange *ex) {
   }
   uint8_t *value = NULL;
   size_t value_len = 0;
-  ph_status st = ph_storage_get(m->storage, ex, (const uint8_t *)key, CSRF_KEY_LEN, &value,
-                                &value_len);
+  ph_status st =
+      ph_storage_get(m->storage, ex, (const uint8_t *)key, CSRF_KEY_LEN, &value, &value_len);
   if (st == PH_ERROR) return csrf_storage_failed(ex);
   if (value != NULL) ph_free_value(m->storage, value);
   if (st != PH_OK) return csrf_forbidden(ex, "unknown or expired token");
@@ -416,7 +418,8 @@ static const ph_option no_options[] = {PH_OPTIONS_END};
 
 static const ph_middleware_type csrf_middleware = {
     .size = sizeof(ph_middleware_type),
-    .flags = PH_TYPE_THREAD_SAFE | PH_TYPE_MAY_BLOCK | PH_TYPE_BLOCKS_VIA_STORAGES | PH_TYPE_STREAMS_BODIES,
+    .flags = PH_TYPE_THREAD_SAFE | PH_TYPE_MAY_BLOCK | PH_TYPE_BLOCKS_VIA_STORAGES |
+             PH_TYPE_STREAMS_BODIES,
     .id = "plugins.csrf.middlewares.CSRFMiddleware",
     .description = "Refuses unsafe requests without a valid CSRF token (cookie + keyLookup)",
     .create = csrf_create,

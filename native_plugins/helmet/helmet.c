@@ -108,15 +108,14 @@ static const char *const helmet_referrer[] = {"no-referrer",
                                               "unsafe-url",
                                               NULL};
 static const char *const helmet_coep[] = {"unsafe-none", "require-corp", "credentialless", NULL};
-static const char *const helmet_coop[] = {"unsafe-none", "same-origin-allow-popups",
-                                          "same-origin", "noopener-allow-popups", NULL};
+static const char *const helmet_coop[] = {"unsafe-none", "same-origin-allow-popups", "same-origin",
+                                          "noopener-allow-popups", NULL};
 static const char *const helmet_corp[] = {"same-site", "same-origin", "cross-origin", NULL};
 static const char *const helmet_oac[] = {"?1", "?0", NULL};
 static const char *const helmet_dns[] = {"on", "off", NULL};
 static const char *const helmet_download[] = {"noopen", NULL};
-static const char *const helmet_xpcdp[] = {"none", "master-only", "by-content-type",
-                                           "by-ftp-filename", "all", "none-this-response",
-                                           NULL};
+static const char *const helmet_xpcdp[] = {
+    "none", "master-only", "by-content-type", "by-ftp-filename", "all", "none-this-response", NULL};
 
 enum {
   H_XSS,
@@ -151,8 +150,8 @@ static const helmet_header helmet_headers[H_COUNT] = {
                 HC_PARAMS, helmet_coep, NULL},
     [H_COOP] = {"crossOriginOpenerPolicy", "Cross-Origin-Opener-Policy", "same-origin", HC_PARAMS,
                 helmet_coop, NULL},
-    [H_CORP] = {"crossOriginResourcePolicy", "Cross-Origin-Resource-Policy", "same-origin",
-                HC_ENUM, helmet_corp, NULL},
+    [H_CORP] = {"crossOriginResourcePolicy", "Cross-Origin-Resource-Policy", "same-origin", HC_ENUM,
+                helmet_corp, NULL},
     [H_OAC] = {"originAgentCluster", "Origin-Agent-Cluster", "?1", HC_ENUM, helmet_oac, NULL},
     [H_DNS] = {"xdnsPrefetchControl", "X-DNS-Prefetch-Control", "off", HC_ENUM, helmet_dns, NULL},
     [H_DOWNLOAD] = {"xDownloadOptions", "X-Download-Options", "noopen", HC_ENUM, helmet_download,
@@ -163,7 +162,9 @@ static const helmet_header helmet_headers[H_COUNT] = {
 
 /* ------------------------------------------------------------------- validation */
 
-static int helmet_is_space(char c) { return c == ' ' || c == '\t'; }
+static int helmet_is_space(char c) {
+  return c == ' ' || c == '\t';
+}
 
 /* Whether s[0..n) is one of `allowed` (case-insensitive). */
 static int helmet_one_of(const char *s, size_t n, const char *const *allowed) {
@@ -179,7 +180,10 @@ static const char *helmet_choices(const char *const *allowed, char *buf, size_t 
   buf[0] = '\0';
   for (size_t i = 0; i < count && at < cap; i++) {
     int n = snprintf(buf + at, cap - at, "%s\"%s\"",
-                     i == 0 ? "" : i + 1 == count ? " or " : ", ", allowed[i]);
+                     i == 0           ? ""
+                     : i + 1 == count ? " or "
+                                      : ", ",
+                     allowed[i]);
     if (n < 0) break;
     at += (size_t)n;
   }
@@ -222,58 +226,59 @@ static ph_status helmet_check_value(const ph_config *cfg, const char *key, const
   }
   size_t len = strlen(value);
   switch (h->check) {
-  case HC_FREE:
-    return PH_OK;
-  case HC_ENUM:
-    if (helmet_one_of(value, len, h->allowed)) return PH_OK;
-    break;
-  case HC_PARAMS: {
-    size_t n = strcspn(value, ";");
-    while (n > 0 && helmet_is_space(value[n - 1])) n--;
-    if (helmet_one_of(value, n, h->allowed)) return PH_OK;
-    break;
-  }
-  case HC_LIST: {
-    const char *p = value;
-    int any = 0;
-    for (;;) {
-      while (helmet_is_space(*p)) p++;
-      const char *start = p;
-      while (*p != '\0' && *p != ',' && !helmet_is_space(*p)) p++;
-      size_t n = (size_t)(p - start);
-      while (helmet_is_space(*p)) p++;
-      if (n == 0 || !helmet_one_of(start, n, h->allowed) || (*p != ',' && *p != '\0')) {
-        any = -1;
-        break;
-      }
-      any = 1;
-      if (*p == '\0') break;
-      p++;
-    }
-    if (any == 1) return PH_OK;
-    return ph_config_error(cfg, key,
-                           "'%s' is not a valid %s value: use one of %s, or a comma-separated "
-                           "list of them (fallbacks for older browsers)",
-                           value, h->header, helmet_choices(h->allowed, choices, sizeof choices));
-  }
-  case HC_XSS:
-    if (helmet_valid_xss(value)) return PH_OK;
-    return ph_config_error(cfg, key,
-                           "'%s' is not a valid %s value: use \"0\" (recommended: the browsers' "
-                           "XSS filter is gone or harmful), \"1\", \"1; mode=block\" or "
-                           "\"1; report=<uri>\"",
-                           value, h->header);
-  case HC_FRAME:
-    if (phu_ieq(value, "DENY") || phu_ieq(value, "SAMEORIGIN")) return PH_OK;
-    if (len > 11 && phu_ieqn(value, 11, "ALLOW-FROM ")) {
-      *warned = 1;
+    case HC_FREE:
       return PH_OK;
+    case HC_ENUM:
+      if (helmet_one_of(value, len, h->allowed)) return PH_OK;
+      break;
+    case HC_PARAMS: {
+      size_t n = strcspn(value, ";");
+      while (n > 0 && helmet_is_space(value[n - 1])) n--;
+      if (helmet_one_of(value, n, h->allowed)) return PH_OK;
+      break;
     }
-    return ph_config_error(cfg, key,
-                           "'%s' is not a valid %s value: use \"DENY\" or \"SAMEORIGIN\" (to allow "
-                           "chosen sites to frame pages, use contentSecurityPolicy "
-                           "\"frame-ancestors ...\")",
-                           value, h->header);
+    case HC_LIST: {
+      const char *p = value;
+      int any = 0;
+      for (;;) {
+        while (helmet_is_space(*p)) p++;
+        const char *start = p;
+        while (*p != '\0' && *p != ',' && !helmet_is_space(*p)) p++;
+        size_t n = (size_t)(p - start);
+        while (helmet_is_space(*p)) p++;
+        if (n == 0 || !helmet_one_of(start, n, h->allowed) || (*p != ',' && *p != '\0')) {
+          any = -1;
+          break;
+        }
+        any = 1;
+        if (*p == '\0') break;
+        p++;
+      }
+      if (any == 1) return PH_OK;
+      return ph_config_error(cfg, key,
+                             "'%s' is not a valid %s value: use one of %s, or a comma-separated "
+                             "list of them (fallbacks for older browsers)",
+                             value, h->header, helmet_choices(h->allowed, choices, sizeof choices));
+    }
+    case HC_XSS:
+      if (helmet_valid_xss(value)) return PH_OK;
+      return ph_config_error(cfg, key,
+                             "'%s' is not a valid %s value: use \"0\" (recommended: the browsers' "
+                             "XSS filter is gone or harmful), \"1\", \"1; mode=block\" or "
+                             "\"1; report=<uri>\"",
+                             value, h->header);
+    case HC_FRAME:
+      if (phu_ieq(value, "DENY") || phu_ieq(value, "SAMEORIGIN")) return PH_OK;
+      if (len > 11 && phu_ieqn(value, 11, "ALLOW-FROM ")) {
+        *warned = 1;
+        return PH_OK;
+      }
+      return ph_config_error(
+          cfg, key,
+          "'%s' is not a valid %s value: use \"DENY\" or \"SAMEORIGIN\" (to allow "
+          "chosen sites to frame pages, use contentSecurityPolicy "
+          "\"frame-ancestors ...\")",
+          value, h->header);
   }
   return ph_config_error(cfg, key, "'%s' is not a valid %s value: use %s", value, h->header,
                          helmet_choices(h->allowed, choices, sizeof choices));
@@ -425,8 +430,7 @@ static int helmet_forwarded_https(const char *value) {
       if (quoted) p++;
       if (!phu_ieqn(p, 5, "https")) return 0;
       char end = p[5];
-      return quoted ? end == '"'
-                    : end == '\0' || end == ';' || end == ',' || helmet_is_space(end);
+      return quoted ? end == '"' : end == '\0' || end == ';' || end == ',' || helmet_is_space(end);
     }
     while (*p != '\0' && *p != ';' && *p != ',') p++;
   }
@@ -436,8 +440,7 @@ static int helmet_forwarded_https(const char *value) {
 /* Whether a TLS-terminating proxy says the client's request was HTTPS. */
 static int helmet_https(const ph_exchange *ex) {
   const char *v;
-  if ((v = ph_header_get(ex, "X-Forwarded-Proto")) != NULL && helmet_first_is(v, "https"))
-    return 1;
+  if ((v = ph_header_get(ex, "X-Forwarded-Proto")) != NULL && helmet_first_is(v, "https")) return 1;
   if ((v = ph_header_get(ex, "X-Forwarded-Protocol")) != NULL && helmet_first_is(v, "https"))
     return 1;
   if ((v = ph_header_get(ex, "X-Forwarded-Ssl")) != NULL && helmet_first_is(v, "on")) return 1;
@@ -473,16 +476,15 @@ static const char *const helmet_corp_choices[] = {"same-site", "same-origin", "c
 static const char *const helmet_oac_choices[] = {"?1", "?0", "", NULL};
 static const char *const helmet_dns_choices[] = {"on", "off", "", NULL};
 static const char *const helmet_download_choices[] = {"noopen", "", NULL};
-static const char *const helmet_xpcdp_choices[] = {"none", "master-only", "by-content-type",
-                                                   "by-ftp-filename", "all",
-                                                   "none-this-response", "", NULL};
+static const char *const helmet_xpcdp_choices[] = {
+    "none", "master-only", "by-content-type", "by-ftp-filename", "all", "none-this-response",
+    "",     NULL};
 
 /* A header option: text (or one of `choices`); false sends no such header, "" the default. */
 #define HELMET_HEADER(name, dflt, description) \
   PH_OPTION(PH_OPTION_STRING, name, dflt, description, .flags = PH_OPTION_OR_FALSE)
-#define HELMET_ENUM_HEADER(name, dflt, description, values)                        \
-  PH_OPTION(PH_OPTION_ENUM, name, dflt, description, .flags = PH_OPTION_OR_FALSE, \
-            .choices = values)
+#define HELMET_ENUM_HEADER(name, dflt, description, values) \
+  PH_OPTION(PH_OPTION_ENUM, name, dflt, description, .flags = PH_OPTION_OR_FALSE, .choices = values)
 
 /* The options of a HelmetMiddleware (Seam's names, plus hstsAlways and override). */
 static const ph_option helmet_options[] = {
@@ -516,10 +518,8 @@ static const ph_option helmet_options[] = {
     HELMET_ENUM_HEADER("crossOriginResourcePolicy", "same-origin", "Cross-Origin-Resource-Policy",
                        helmet_corp_choices),
     HELMET_ENUM_HEADER("originAgentCluster", "?1", "Origin-Agent-Cluster", helmet_oac_choices),
-    HELMET_ENUM_HEADER("xdnsPrefetchControl", "off", "X-DNS-Prefetch-Control",
-                       helmet_dns_choices),
-    HELMET_ENUM_HEADER("xDownloadOptions", "noopen", "X-Download-Options",
-                       helmet_download_choices),
+    HELMET_ENUM_HEADER("xdnsPrefetchControl", "off", "X-DNS-Prefetch-Control", helmet_dns_choices),
+    HELMET_ENUM_HEADER("xDownloadOptions", "noopen", "X-Download-Options", helmet_download_choices),
     HELMET_ENUM_HEADER("xPermittedCrossDomain", "none", "X-Permitted-Cross-Domain-Policies",
                        helmet_xpcdp_choices),
     PH_OPTION(PH_OPTION_BOOL, "hstsAlways", "false",

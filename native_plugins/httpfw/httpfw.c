@@ -60,8 +60,9 @@ enum {
   O_COUNT
 };
 static const char *const fw_names[O_COUNT] = {
-    "upstreamEndpoint", "upstreamEndpoints",     "timeout",             "connectTimeout",
-    "forwardedProto",   "trustForwardedHeaders", "healthCheckInterval", "healthCheckTimeout"};
+    "upstreamEndpoint",    "upstreamEndpoints", "timeout",
+    "connectTimeout",      "forwardedProto",    "trustForwardedHeaders",
+    "healthCheckInterval", "healthCheckTimeout"};
 
 /* w[k] = fw_names[k] when the instance's config holds that option, written in any case (the
 ** getters look keys up ignoring case, as Seam does), else NULL. Unknown options, and options
@@ -134,8 +135,7 @@ static ph_status http_create(const ph_config *cfg, void **self) {
   *self = h;
   fw_options(cfg, w);
   if (fw_common_parse(cfg, w, &h->c) != PH_OK) return PH_ERROR;
-  if (w[O_ENDPOINT] && ph_config_string(cfg, w[O_ENDPOINT], NULL, &url) != PH_OK)
-    return PH_ERROR;
+  if (w[O_ENDPOINT] && ph_config_string(cfg, w[O_ENDPOINT], NULL, &url) != PH_OK) return PH_ERROR;
   if (!url || !*url)
     return ph_config_error(cfg, w[O_ENDPOINT] ? w[O_ENDPOINT] : "upstreamEndpoint",
                            "is required: the upstream's URL, e.g. http://localhost:8080");
@@ -175,8 +175,7 @@ static int fw_probe(const phu_endpoint *e, int64_t timeout_ms) {
     int fd = socket(a->ai_family, a->ai_socktype, a->ai_protocol);
     if (fd < 0) continue;
     int fl = fcntl(fd, F_GETFL, 0);
-    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 ||
-        fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) {
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 || fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) {
       close(fd);
       continue;
     }
@@ -220,8 +219,7 @@ static void *fw_checker_main(void *arg) {
     struct timespec until;
     fw_deadline(&until, b->interval_ms);
     pthread_mutex_lock(&b->mu);
-    while (!b->stopping && pthread_cond_timedwait(&b->cv, &b->mu, &until) != ETIMEDOUT) {
-    }
+    while (!b->stopping && pthread_cond_timedwait(&b->cv, &b->mu, &until) != ETIMEDOUT) {}
   }
   pthread_mutex_unlock(&b->mu);
   return NULL;
@@ -256,8 +254,9 @@ static ph_status balancer_create(const ph_config *cfg, void **self) {
   const char *key = w[O_ENDPOINTS] ? w[O_ENDPOINTS] : "upstreamEndpoints";
   if (w[O_ENDPOINTS] && ph_config_kind(cfg, key) != PH_CONFIG_NULL &&
       ph_config_kind(cfg, key) != PH_CONFIG_LIST)
-    return ph_config_error(cfg, key, "must be a list of URLs, e.g. [http://a:8080, "
-                                     "http://b:8080]");
+    return ph_config_error(cfg, key,
+                           "must be a list of URLs, e.g. [http://a:8080, "
+                           "http://b:8080]");
   if (w[O_ENDPOINTS] && ph_config_child(cfg, key, &list) != PH_OK) return PH_ERROR;
   size_t n = list ? ph_config_len(list) : 0;
   if (n == 0)
@@ -281,8 +280,8 @@ static ph_status balancer_create(const ph_config *cfg, void **self) {
     if (phu_endpoint_parse(cfg, key, what, url, 0, &b->e[i]) != PH_OK) return PH_ERROR;
   }
   if (w[O_HC_INTERVAL]) {
-    if (ph_config_duration_ms(cfg, w[O_HC_INTERVAL], FW_DEFAULT_HC_INTERVAL_MS,
-                              &b->interval_ms) != PH_OK)
+    if (ph_config_duration_ms(cfg, w[O_HC_INTERVAL], FW_DEFAULT_HC_INTERVAL_MS, &b->interval_ms) !=
+        PH_OK)
       return PH_ERROR;
   } else {
     b->interval_ms = FW_DEFAULT_HC_INTERVAL_MS;
@@ -332,8 +331,9 @@ static void balancer_report(fw_balancer *b, ph_exchange *ex, uint64_t now) {
              (now & bit) ? "is up again" : "is down, skipped", b->e[i].host, b->e[i].port);
   }
   if (now == 0)
-    ph_log(ex, PH_LOG_WARNING, "every upstream endpoint failed its health check: trying all "
-                               "of them in turn");
+    ph_log(ex, PH_LOG_WARNING,
+           "every upstream endpoint failed its health check: trying all "
+           "of them in turn");
 }
 
 static ph_next balancer_handle(void *self, ph_exchange *ex) {
@@ -360,21 +360,19 @@ static ph_next balancer_handle(void *self, ph_exchange *ex) {
 /* The options of each action (Seam's names, and plughost's timeouts and health checks); the
 ** host checks every config against them before create runs, which keeps its own checks (the
 ** URL rule, positive timeouts, at most 64 endpoints). */
-#define FW_COMMON_OPTIONS                                                                   \
-  PH_OPTION(PH_OPTION_DURATION, "timeout", "30s",                                           \
-            "the longest the whole upstream exchange may take (504 past it)",               \
-            .flags = PH_OPTION_MIN, .min = 0.001),                                          \
-      PH_OPTION(PH_OPTION_DURATION, "connectTimeout", "5s",                                 \
-                "the longest the TCP (and TLS) connection to the upstream may take",        \
-                .flags = PH_OPTION_MIN, .min = 0.001),                                      \
+#define FW_COMMON_OPTIONS                                                            \
+  PH_OPTION(PH_OPTION_DURATION, "timeout", "30s",                                    \
+            "the longest the whole upstream exchange may take (504 past it)",        \
+            .flags = PH_OPTION_MIN, .min = 0.001),                                   \
+      PH_OPTION(PH_OPTION_DURATION, "connectTimeout", "5s",                          \
+                "the longest the TCP (and TLS) connection to the upstream may take", \
+                .flags = PH_OPTION_MIN, .min = 0.001),                               \
       PHU_FORWARDED_OPTIONS
 
 static const ph_option http_options[] = {
     PH_OPTION(PH_OPTION_STRING, "upstreamEndpoint", NULL,
-              "the upstream's absolute http:// or https:// URL",
-              .flags = PH_OPTION_REQUIRED),
-    FW_COMMON_OPTIONS,
-    PH_OPTIONS_END};
+              "the upstream's absolute http:// or https:// URL", .flags = PH_OPTION_REQUIRED),
+    FW_COMMON_OPTIONS, PH_OPTIONS_END};
 
 static const ph_option balancer_options[] = {
     PH_OPTION(PH_OPTION_LIST, "upstreamEndpoints", NULL,

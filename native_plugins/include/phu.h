@@ -47,8 +47,8 @@ static inline int phu_valid_cookie_attr(const char *s) {
 static inline int phu_valid_domain(const char *s) {
   for (; *s != '\0'; s++) {
     char c = *s;
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-          c == '.' || c == '-'))
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+          c == '-'))
       return 0;
   }
   return 1;
@@ -176,8 +176,7 @@ static inline const char *phu_cookie_in(const char *h, const char *name, size_t 
 
 /* The value of cookie `name` the client sent, from the first of its Cookie headers that
 ** holds it, or NULL. Points into the request (valid during the hook); *len gets its length. */
-static inline const char *phu_request_cookie(const ph_exchange *ex, const char *name,
-                                             size_t *len) {
+static inline const char *phu_request_cookie(const ph_exchange *ex, const char *name, size_t *len) {
   size_t count = PH_API(ex)->header_count(ex, PH_REQUEST);
   for (size_t i = 0; i < count; i++) {
     const char *hname, *value;
@@ -192,18 +191,18 @@ static inline const char *phu_request_cookie(const ph_exchange *ex, const char *
 /* The schema entries of the shared cookie attributes below (ABI 1.2 option schemas), for a
 ** type's ph_option array; the choices of cookieSameSite come with them. */
 static const char *const phu_same_site_choices[] = {"Strict", "Lax", "None", NULL};
-#define PHU_COOKIE_OPTIONS                                                                 \
-  PH_OPTION(PH_OPTION_STRING, "cookieDomain", "",                                          \
-            "the cookie's Domain attribute (left out when empty)"),                        \
-      PH_OPTION(PH_OPTION_STRING, "cookiePath", "/", "the cookie's Path attribute"),       \
-      PH_OPTION(PH_OPTION_BOOL, "cookieSecure", "false",                                   \
-                "adds Secure: the browser sends the cookie over HTTPS only"),              \
-      PH_OPTION(PH_OPTION_BOOL, "cookieHTTPOnly", "false",                                 \
-                "adds HttpOnly: page scripts cannot read the cookie"),                     \
-      PH_OPTION(PH_OPTION_ENUM, "cookieSameSite", "Lax",                                   \
-                "the cookie's SameSite attribute (None needs cookieSecure: true)",         \
-                .choices = phu_same_site_choices),                                         \
-      PH_OPTION(PH_OPTION_BOOL, "cookieSessionOnly", "false",                              \
+#define PHU_COOKIE_OPTIONS                                                           \
+  PH_OPTION(PH_OPTION_STRING, "cookieDomain", "",                                    \
+            "the cookie's Domain attribute (left out when empty)"),                  \
+      PH_OPTION(PH_OPTION_STRING, "cookiePath", "/", "the cookie's Path attribute"), \
+      PH_OPTION(PH_OPTION_BOOL, "cookieSecure", "false",                             \
+                "adds Secure: the browser sends the cookie over HTTPS only"),        \
+      PH_OPTION(PH_OPTION_BOOL, "cookieHTTPOnly", "false",                           \
+                "adds HttpOnly: page scripts cannot read the cookie"),               \
+      PH_OPTION(PH_OPTION_ENUM, "cookieSameSite", "Lax",                             \
+                "the cookie's SameSite attribute (None needs cookieSecure: true)",   \
+                .choices = phu_same_site_choices),                                   \
+      PH_OPTION(PH_OPTION_BOOL, "cookieSessionOnly", "false",                        \
                 "no Max-Age/Expires: the browser forgets the cookie when it closes")
 
 /* ---------------------------------------------------------------------- cookies
@@ -227,8 +226,8 @@ static inline ph_status phu_cookie_read(const ph_config *cfg, phu_cookie *c) {
   const char *domain, *path, *same_site;
   if (ph_config_string(cfg, "cookieDomain", "", &domain) != PH_OK) return PH_ERROR;
   if (!phu_valid_domain(domain))
-    return ph_config_error(cfg, "cookieDomain",
-                           "'%s' is not a domain name like \"example.com\"", domain);
+    return ph_config_error(cfg, "cookieDomain", "'%s' is not a domain name like \"example.com\"",
+                           domain);
   if (ph_config_string(cfg, "cookiePath", "/", &path) != PH_OK) return PH_ERROR;
   if (*path == '\0' || !phu_valid_cookie_attr(path))
     return ph_config_error(cfg, "cookiePath",

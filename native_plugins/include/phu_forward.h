@@ -40,7 +40,9 @@ static void phu_put(phu_buf *b, const char *s, size_t n) {
   b->p[b->len] = '\0';
 }
 
-static void phu_puts(phu_buf *b, const char *s) { phu_put(b, s, strlen(s)); }
+static void phu_puts(phu_buf *b, const char *s) {
+  phu_put(b, s, strlen(s));
+}
 
 /* ------------------------------------------------------------------ upstream endpoints */
 
@@ -57,7 +59,9 @@ static void phu_endpoint_free(phu_endpoint *e) {
   e->base = e->host = NULL;
 }
 
-static int phu_is_digit(char c) { return c >= '0' && c <= '9'; }
+static int phu_is_digit(char c) {
+  return c >= '0' && c <= '9';
+}
 
 /* RFC 3986 pchar without '%': may appear unescaped in a path segment. */
 static int phu_unreserved_or_pchar(unsigned char c) {
@@ -68,7 +72,7 @@ static int phu_unreserved_or_pchar(unsigned char c) {
 /* Parses an absolute http(s) URL into e; on failure reports why about `key` of cfg
 ** (`what` names the entry, e.g. "" or "entry 2 "). */
 static ph_status phu_endpoint_parse(const ph_config *cfg, const char *key, const char *what,
-                                   const char *url, int websocket, phu_endpoint *e) {
+                                    const char *url, int websocket, phu_endpoint *e) {
   const char *plain = websocket ? "ws" : "http", *secure = websocket ? "wss" : "https";
   const char *scheme, *rest;
   const char *dflt_port;
@@ -92,8 +96,7 @@ static ph_status phu_endpoint_parse(const ph_config *cfg, const char *key, const
   rest = url + slen + 3;
   size_t alen = strcspn(rest, "/?#");
   const char *path = rest + alen;
-  if (alen == 0)
-    return ph_config_error(cfg, key, "%shas no host: '%s'", what, url);
+  if (alen == 0) return ph_config_error(cfg, key, "%shas no host: '%s'", what, url);
   if (memchr(rest, '@', alen))
     return ph_config_error(cfg, key,
                            "%smust not hold credentials (user@host): '%s'; set an "
@@ -122,8 +125,8 @@ static ph_status phu_endpoint_parse(const ph_config *cfg, const char *key, const
     if (colon) port = colon + 1, port_len = (size_t)(rest + alen - port);
     if (host_end == host) return ph_config_error(cfg, key, "%shas no host: '%s'", what, url);
     for (const char *c = host; c < host_end; c++)
-      if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || phu_is_digit(*c) ||
-            *c == '.' || *c == '-' || *c == '_'))
+      if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || phu_is_digit(*c) || *c == '.' ||
+            *c == '-' || *c == '_'))
         return ph_config_error(cfg, key, "%shas an invalid host name: '%s'", what, url);
   }
   if (port) {

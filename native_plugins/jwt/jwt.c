@@ -112,20 +112,25 @@ static ph_status config_signing_key(const ph_config *cfg, jwt_mw *m) {
   jwt_alg alg = jwt_alg_parse(alg_name);
   if (alg == JWT_ALG_UNKNOWN) {
     if (strcasecmp(alg_name, "none") == 0)
-      return ph_config_error(sk, "algorithm", "'none' (unsigned tokens) is never accepted: "
-                             "use one of %s", jwt_alg_list());
-    return ph_config_error(sk, "algorithm", "'%s' is not supported: use one of %s (the "
-                           "names are case-sensitive)", alg_name, jwt_alg_list());
+      return ph_config_error(sk, "algorithm",
+                             "'none' (unsigned tokens) is never accepted: "
+                             "use one of %s",
+                             jwt_alg_list());
+    return ph_config_error(sk, "algorithm",
+                           "'%s' is not supported: use one of %s (the "
+                           "names are case-sensitive)",
+                           alg_name, jwt_alg_list());
   }
   if (key == NULL || *key == '\0')
-    return ph_config_error(sk, "key", "is required: the shared secret for %s",
-                           jwt_alg_name(alg));
+    return ph_config_error(sk, "key", "is required: the shared secret for %s", jwt_alg_name(alg));
   size_t hash_len = jwt_alg_hash_len(alg);
   if (hash_len > 0) { /* HMAC: the secret's bytes as written */
     size_t len = strlen(key);
     if (strstr(key, "-----BEGIN ") != NULL)
-      return ph_config_error(sk, "key", "is PEM text, but %s takes a shared secret: use "
-                             "RS*/ES*/EdDSA for a public key", alg_name);
+      return ph_config_error(sk, "key",
+                             "is PEM text, but %s takes a shared secret: use "
+                             "RS*/ES*/EdDSA for a public key",
+                             alg_name);
     m->static_key.secret = malloc(len);
     if (m->static_key.secret == NULL) return ph_config_error(cfg, NULL, "out of memory");
     memcpy(m->static_key.secret, key, len);
@@ -133,7 +138,8 @@ static ph_status config_signing_key(const ph_config *cfg, jwt_mw *m) {
     if (len < hash_len)
       ph_log(cfg, PH_LOG_WARNING,
              "jwt: the %s secret is %zu bytes, shorter than the %zu that RFC 7518 asks for: "
-             "use a longer random secret", alg_name, len, hash_len);
+             "use a longer random secret",
+             alg_name, len, hash_len);
   } else {
     char why[256];
     EVP_PKEY *pkey = jwt_pem_public_key(key, why, sizeof why);
@@ -142,9 +148,10 @@ static ph_status config_signing_key(const ph_config *cfg, jwt_mw *m) {
     char desc[96];
     unsigned algs = jwt_pkey_algs(pkey, desc, sizeof desc);
     if (!(algs & JWT_ALG_BIT(alg)))
-      return ph_config_error(sk, "key", "is %s, which cannot verify %s: give the public key "
-                             "that matches the algorithm, or fix the algorithm", desc,
-                             alg_name);
+      return ph_config_error(sk, "key",
+                             "is %s, which cannot verify %s: give the public key "
+                             "that matches the algorithm, or fix the algorithm",
+                             desc, alg_name);
     if (EVP_PKEY_get_base_id(pkey) == EVP_PKEY_RSA && EVP_PKEY_get_bits(pkey) < JWT_MIN_RSA_BITS)
       return ph_config_error(sk, "key", "is %s: RSA keys need at least %d bits", desc,
                              JWT_MIN_RSA_BITS);
@@ -158,8 +165,11 @@ static ph_status config_duration(const ph_config *cfg, const char *key, int64_t 
   if (ph_config_duration_ms(cfg, key, dflt, out) != PH_OK) return PH_ERROR;
   if (*out < min_ms)
     return min_ms == 0 ? ph_config_error(cfg, key, "must not be negative")
-                       : ph_config_error(cfg, key, "must be at least %" PRId64 " ms, like "
-                                         "\"%" PRId64 "s\"", min_ms, (min_ms + 999) / 1000);
+                       : ph_config_error(cfg, key,
+                                         "must be at least %" PRId64
+                                         " ms, like "
+                                         "\"%" PRId64 "s\"",
+                                         min_ms, (min_ms + 999) / 1000);
   return PH_OK;
 }
 
@@ -167,15 +177,19 @@ static ph_status config_jwk_urls(const ph_config *cfg, jwt_mw *m) {
   ph_config_kind kind = ph_config_kind(cfg, "jwkUrls");
   if (kind == PH_CONFIG_MISSING || kind == PH_CONFIG_NULL) return PH_OK;
   if (kind != PH_CONFIG_LIST)
-    return ph_config_error(cfg, "jwkUrls", "must be a list of URLs, like "
+    return ph_config_error(cfg, "jwkUrls",
+                           "must be a list of URLs, like "
                            "[\"https://issuer.example/.well-known/jwks.json\"]");
   const ph_config *list = NULL;
   if (ph_config_child(cfg, "jwkUrls", &list) != PH_OK || list == NULL) return PH_ERROR;
   size_t n = ph_config_len(list);
-  if (n == 0) return ph_config_error(cfg, "jwkUrls", "is empty: list at least one URL, or "
-                                     "leave it out");
+  if (n == 0)
+    return ph_config_error(cfg, "jwkUrls",
+                           "is empty: list at least one URL, or "
+                           "leave it out");
   if (!jwt_jwks_supported())
-    return ph_config_error(cfg, "jwkUrls", "cannot be used: this jwt.so was built without "
+    return ph_config_error(cfg, "jwkUrls",
+                           "cannot be used: this jwt.so was built without "
                            "libcurl (-DPLUGHOST_JWT_JWKS=OFF); use signingKey");
   const char **urls = calloc(n, sizeof *urls);
   if (urls == NULL) return ph_config_error(cfg, NULL, "out of memory");
@@ -192,13 +206,16 @@ static ph_status config_jwk_urls(const ph_config *cfg, jwt_mw *m) {
       if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f) ok = 0;
     if (!ok) {
       free(urls);
-      return ph_config_error(list, NULL, "entry %zu, '%s', is not an http(s):// URL without "
-                             "spaces", i + 1, url);
+      return ph_config_error(list, NULL,
+                             "entry %zu, '%s', is not an http(s):// URL without "
+                             "spaces",
+                             i + 1, url);
     }
     if (strncmp(url, "http://", 7) == 0)
       ph_log(cfg, PH_LOG_WARNING,
              "jwt: %s is fetched over plain http: anyone on the path can swap the keys; use "
-             "https outside tests", url);
+             "https outside tests",
+             url);
     urls[i] = url;
   }
   jwt_jwks_options opt;
@@ -223,8 +240,10 @@ static ph_status config_audience(const ph_config *cfg, jwt_mw *m) {
   if (kind == PH_CONFIG_LIST) {
     if (ph_config_child(cfg, "audience", &list) != PH_OK || list == NULL) return PH_ERROR;
     n = ph_config_len(list);
-    if (n == 0) return ph_config_error(cfg, "audience", "is an empty list: name at least one "
-                                       "audience, or leave it out");
+    if (n == 0)
+      return ph_config_error(cfg, "audience",
+                             "is an empty list: name at least one "
+                             "audience, or leave it out");
   } else if (kind != PH_CONFIG_STRING) {
     return ph_config_error(cfg, "audience", "must be a string or a list of strings");
   }
@@ -240,8 +259,7 @@ static ph_status config_audience(const ph_config *cfg, jwt_mw *m) {
           ph_config_string(item, NULL, NULL, &aud) != PH_OK)
         return ph_config_error(cfg, "audience", "entry %zu must be a string", i + 1);
     }
-    if (aud == NULL || *aud == '\0')
-      return ph_config_error(cfg, "audience", "must not be empty");
+    if (aud == NULL || *aud == '\0') return ph_config_error(cfg, "audience", "must not be empty");
     if ((m->audiences[i] = phu_strdup(aud)) == NULL)
       return ph_config_error(cfg, NULL, "out of memory");
     m->n_audiences = i + 1;
@@ -276,7 +294,8 @@ static ph_status jwt_create(const ph_config *cfg, void **self) {
   /* Last: it fetches the JWK sets, which only makes sense once everything else is valid. */
   if (config_jwk_urls(cfg, m) != PH_OK) return PH_ERROR;
   if (m->static_key.algs == 0 && m->jwks == NULL)
-    return ph_config_error(cfg, NULL, "needs signingKey {algorithm, key} or jwkUrls (or "
+    return ph_config_error(cfg, NULL,
+                           "needs signingKey {algorithm, key} or jwkUrls (or "
                            "both): nothing to verify tokens with");
   return PH_OK;
 }
@@ -290,14 +309,16 @@ static ph_next refuse(ph_exchange *ex, int missing, const char *reason) {
   ph_status_set(ex, 401);
   ph_resp_header_set(ex, "WWW-Authenticate", missing ? "Bearer" : "Bearer error=\"invalid_token\"");
   ph_resp_header_set(ex, "Content-Type", "application/json");
-  if (missing) ph_resp_body_set(ex, missing_body, sizeof missing_body - 1);
-  else ph_resp_body_set(ex, invalid_body, sizeof invalid_body - 1);
+  if (missing)
+    ph_resp_body_set(ex, missing_body, sizeof missing_body - 1);
+  else
+    ph_resp_body_set(ex, invalid_body, sizeof invalid_body - 1);
   return PH_NEXT_RESPOND;
 }
 
 static int is_b64url_or_dot(unsigned char c) {
-  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-         c == '-' || c == '_' || c == '.';
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+         c == '_' || c == '.';
 }
 
 /* A JSON object from base64url text: NULL when either layer is invalid. *text receives the
@@ -390,9 +411,12 @@ static const char *validate(jwt_mw *m, const char *token, size_t len, request_st
     unsigned char c = (unsigned char)token[i];
     if (!is_b64url_or_dot(c)) return "characters outside base64url in the token";
     if (c != '.') continue;
-    if (dot1 == NULL) dot1 = token + i;
-    else if (dot2 == NULL) dot2 = token + i;
-    else return "more than three parts (a JWE, or garbage)";
+    if (dot1 == NULL)
+      dot1 = token + i;
+    else if (dot2 == NULL)
+      dot2 = token + i;
+    else
+      return "more than three parts (a JWE, or garbage)";
   }
   if (dot2 == NULL) return "not three dot-separated parts";
   size_t h_len = (size_t)(dot1 - token), p_len = (size_t)(dot2 - dot1 - 1);
@@ -405,7 +429,8 @@ static const char *validate(jwt_mw *m, const char *token, size_t len, request_st
   if (!json_is_string(alg_v)) return "no \"alg\" in the header";
   jwt_alg alg = jwt_alg_parse(json_string_value(alg_v));
   if (alg == JWT_ALG_UNKNOWN) return "unsupported or \"none\" alg";
-  if (json_object_get(st->header, "crit") != NULL) return "\"crit\" header (no extension is supported)";
+  if (json_object_get(st->header, "crit") != NULL)
+    return "\"crit\" header (no extension is supported)";
   json_t *kid_v = json_object_get(st->header, "kid");
   if (kid_v != NULL && !json_is_string(kid_v)) return "\"kid\" is not a string";
   const char *kid = json_string_value(kid_v);
@@ -421,7 +446,8 @@ static const char *validate(jwt_mw *m, const char *token, size_t len, request_st
   }
   if (key == NULL && m->static_key.algs != 0) key = &m->static_key;
   if (key == NULL && kid == NULL && st->ks != NULL && st->ks->count == 1) key = &st->ks->keys[0];
-  if (key == NULL) return st->ks == NULL ? "no JWK set loaded yet" : "no kid, and more than one key";
+  if (key == NULL)
+    return st->ks == NULL ? "no JWK set loaded yet" : "no kid, and more than one key";
   if (!(key->algs & JWT_ALG_BIT(alg))) return "the token's alg does not fit the key";
 
   size_t sig_len = 0;
@@ -482,9 +508,8 @@ static void jwt_shutdown(void *state) {
 
 /* The options of a JWTValidationMiddleware; the host checks every config against them
 ** before jwt_create runs (which keeps its own checks: key material, URLs, the one-of rule). */
-static const char *const jwt_algorithms[] = {"HS256", "HS384", "HS512", "RS256", "RS384",
-                                             "RS512", "ES256", "ES384", "ES512", "EdDSA",
-                                             NULL};
+static const char *const jwt_algorithms[] = {"HS256", "HS384", "HS512", "RS256", "RS384", "RS512",
+                                             "ES256", "ES384", "ES512", "EdDSA", NULL};
 
 static const ph_option jwt_signing_key_options[] = {
     PH_OPTION(PH_OPTION_ENUM, "algorithm", NULL,
@@ -504,20 +529,17 @@ static const ph_option jwt_options[] = {
               "http(s):// URLs of JWK sets; keys are selected by the token's kid",
               .items = PH_OPTION_STRING, .flags = PH_OPTION_MIN, .min = 1),
     PH_OPTION(PH_OPTION_DURATION, "jwkRefreshInterval", "1h",
-              "how often the JWK sets are fetched again",
-              .flags = PH_OPTION_MIN, .min = 1),
+              "how often the JWK sets are fetched again", .flags = PH_OPTION_MIN, .min = 1),
     PH_OPTION(PH_OPTION_DURATION, "jwkMinRefreshInterval", "10s",
               "tokens with an unknown kid trigger an early refresh at most this often"),
     PH_OPTION(PH_OPTION_DURATION, "jwkTimeout", "5s",
-              "limit for one JWK set fetch, connecting included",
-              .flags = PH_OPTION_MIN, .min = 0.001),
-    PH_OPTION(PH_OPTION_DURATION, "leeway", "0s",
-              "clock skew allowed on exp, nbf and iat"),
+              "limit for one JWK set fetch, connecting included", .flags = PH_OPTION_MIN,
+              .min = 0.001),
+    PH_OPTION(PH_OPTION_DURATION, "leeway", "0s", "clock skew allowed on exp, nbf and iat"),
     PH_OPTION(PH_OPTION_STRING, "issuer", NULL, "when set, a token's iss must equal it"),
     PH_OPTION(PH_OPTION_LIST, "audience", NULL,
               "when set, a token's aud must hold one of these (one audience, or a list)",
-              .items = PH_OPTION_STRING, .flags = PH_OPTION_COMMA_LIST | PH_OPTION_MIN,
-              .min = 1),
+              .items = PH_OPTION_STRING, .flags = PH_OPTION_COMMA_LIST | PH_OPTION_MIN, .min = 1),
     PH_OPTION(PH_OPTION_INT, "maxTokenSize", "8192",
               "longest Authorization value (after Bearer) accepted, in bytes",
               .flags = PH_OPTION_MIN | PH_OPTION_MAX, .min = JWT_MIN_MAX_TOKEN,
@@ -530,8 +552,9 @@ static const ph_middleware_type jwt_middleware = {
     .size = sizeof(ph_middleware_type),
     .flags = PH_TYPE_THREAD_SAFE | PH_TYPE_STREAMS_BODIES,
     .id = "plugins.jwt.middlewares.JWTValidationMiddleware",
-    .description = "Validates a Bearer JWT (HS/RS/ES/EdDSA, JWK sets) and puts its claims in "
-                   "the locals",
+    .description =
+        "Validates a Bearer JWT (HS/RS/ES/EdDSA, JWK sets) and puts its claims in "
+        "the locals",
     .create = jwt_create,
     .destroy = jwt_destroy,
     .on_request = jwt_on_request,
@@ -541,6 +564,5 @@ static const ph_middleware_type jwt_middleware = {
 static const ph_middleware_type *const jwt_middlewares[] = {&jwt_middleware, NULL};
 
 PH_PLUGIN_DEFINE(.name = "jwt", .version = "1.0.0",
-                 .description = "JSON Web Token validation (Seam's jwt plugin)",
-                 .init = jwt_init, .shutdown = jwt_shutdown, .middlewares = jwt_middlewares,
-                 .options = no_options);
+                 .description = "JSON Web Token validation (Seam's jwt plugin)", .init = jwt_init,
+                 .shutdown = jwt_shutdown, .middlewares = jwt_middlewares, .options = no_options);

@@ -18,9 +18,15 @@
 /* ------------------------------------------------------------------- algorithms --- */
 
 typedef enum jwt_alg {
-  JWT_HS256, JWT_HS384, JWT_HS512,
-  JWT_RS256, JWT_RS384, JWT_RS512,
-  JWT_ES256, JWT_ES384, JWT_ES512,
+  JWT_HS256,
+  JWT_HS384,
+  JWT_HS512,
+  JWT_RS256,
+  JWT_RS384,
+  JWT_RS512,
+  JWT_ES256,
+  JWT_ES384,
+  JWT_ES512,
   JWT_EDDSA,
   JWT_ALG_COUNT,
   JWT_ALG_UNKNOWN = -1

@@ -75,8 +75,8 @@ static int64_t mono_ms(void) {
 
 /* A JWK set document to a key set; NULL with why[] when the document is unusable. Keys
 ** that cannot be used are skipped, each logged once with its position and reason. */
-static jwt_keyset *jwks_parse(jwt_jwks *j, const char *url, const char *text, size_t len,
-                              char *why, size_t why_len) {
+static jwt_keyset *jwks_parse(jwt_jwks *j, const char *url, const char *text, size_t len, char *why,
+                              size_t why_len) {
   if (!jwt_json_depth_ok(text, len, JWT_MAX_JSON_DEPTH)) {
     snprintf(why, why_len, "JSON nested more than %d deep", JWT_MAX_JSON_DEPTH);
     return NULL;
@@ -95,8 +95,8 @@ static jwt_keyset *jwks_parse(jwt_jwks *j, const char *url, const char *text, si
   }
   size_t n = json_array_size(keys);
   if (n > JWKS_MAX_KEYS) {
-    ph_log(j->cfg, PH_LOG_WARNING, "jwt: %s holds %zu keys: only the first %d are used", url,
-           n, JWKS_MAX_KEYS);
+    ph_log(j->cfg, PH_LOG_WARNING, "jwt: %s holds %zu keys: only the first %d are used", url, n,
+           JWKS_MAX_KEYS);
     n = JWKS_MAX_KEYS;
   }
   jwt_keyset *ks = calloc(1, sizeof *ks);
@@ -109,8 +109,7 @@ static jwt_keyset *jwks_parse(jwt_jwks *j, const char *url, const char *text, si
   atomic_init(&ks->refs, 1);
   for (size_t i = 0; i < n; i++) {
     char reason[160];
-    if (jwt_key_from_jwk(json_array_get(keys, i), &ks->keys[ks->count], reason,
-                         sizeof reason) == 0)
+    if (jwt_key_from_jwk(json_array_get(keys, i), &ks->keys[ks->count], reason, sizeof reason) == 0)
       ks->count++;
     else
       ph_log(j->cfg, PH_LOG_WARNING, "jwt: %s: key #%zu skipped: %s", url, i, reason);
@@ -209,8 +208,7 @@ static int jwks_get(jwt_jwks *j, const char *url, body_buf *out, char *why, size
   struct curl_slist *hdrs = curl_slist_append(NULL, "Accept: application/json");
   curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
   CURLcode rc = curl_easy_perform(c);
-  if (rc != CURLE_OK)
-    snprintf(why, why_len, "%s", errbuf[0] ? errbuf : curl_easy_strerror(rc));
+  if (rc != CURLE_OK) snprintf(why, why_len, "%s", errbuf[0] ? errbuf : curl_easy_strerror(rc));
   curl_slist_free_all(hdrs);
   curl_easy_cleanup(c);
   return rc == CURLE_OK ? 0 : -1;
@@ -238,8 +236,8 @@ static size_t jwks_fetch_all(jwt_jwks *j) {
     }
     if (ks == NULL) {
       failed++;
-      ph_log(j->cfg, PH_LOG_ERROR, "jwt: fetching the JWK set %s failed: %s; %s", j->urls[u],
-             why, j->per_url[u] ? "keeping its last good keys" : "no keys from it yet");
+      ph_log(j->cfg, PH_LOG_ERROR, "jwt: fetching the JWK set %s failed: %s; %s", j->urls[u], why,
+             j->per_url[u] ? "keeping its last good keys" : "no keys from it yet");
       continue;
     }
     ph_log(j->cfg, PH_LOG_DEBUG, "jwt: %s: %zu usable key(s)", j->urls[u], ks->count);
@@ -279,7 +277,8 @@ static void *jwks_thread(void *arg) {
         if (early < due) due = early;
       }
       if (j->stop || mono_ms() >= due) break;
-      struct timespec ts = {.tv_sec = (time_t)(due / 1000), .tv_nsec = (long)(due % 1000) * 1000000L};
+      struct timespec ts = {.tv_sec = (time_t)(due / 1000),
+                            .tv_nsec = (long)(due % 1000) * 1000000L};
       int rc = pthread_cond_timedwait(&j->cond, &j->lock, &ts);
       if (rc != 0 && rc != ETIMEDOUT && rc != EINTR) break;
     }
@@ -318,11 +317,11 @@ jwt_jwks *jwt_jwks_start(const ph_config *cfg, const char *const *urls, size_t n
 
   size_t failed = jwks_fetch_all(j);
   if (failed == n_urls)
-    ph_log(cfg, PH_LOG_ERROR,
-           "jwt: no JWK set could be loaded yet: tokens checked against jwkUrls are refused "
-           "until a retry succeeds (every %lld ms)",
-           (long long)(opt->refresh_ms < JWKS_FAIL_RETRY_MS ? opt->refresh_ms
-                                                            : JWKS_FAIL_RETRY_MS));
+    ph_log(
+        cfg, PH_LOG_ERROR,
+        "jwt: no JWK set could be loaded yet: tokens checked against jwkUrls are refused "
+        "until a retry succeeds (every %lld ms)",
+        (long long)(opt->refresh_ms < JWKS_FAIL_RETRY_MS ? opt->refresh_ms : JWKS_FAIL_RETRY_MS));
   /* A stack of our own size: musl's default (128 KiB) is small for TLS handshakes. */
   pthread_attr_t tattr;
   if (pthread_attr_init(&tattr) != 0) goto oom;

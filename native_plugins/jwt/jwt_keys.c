@@ -63,10 +63,14 @@ size_t jwt_alg_hash_len(jwt_alg alg) {
 
 static const EVP_MD *jwt_md(jwt_alg alg) {
   switch (ALGS[alg].hash_bits) {
-    case 256: return EVP_sha256();
-    case 384: return EVP_sha384();
-    case 512: return EVP_sha512();
-    default: return NULL;
+    case 256:
+      return EVP_sha256();
+    case 384:
+      return EVP_sha384();
+    case 512:
+      return EVP_sha512();
+    default:
+      return NULL;
   }
 }
 
@@ -81,8 +85,7 @@ static int b64url_value(unsigned char c) {
   return -1;
 }
 
-unsigned char *jwt_b64url_decode(const char *in, size_t len, size_t *out_len,
-                                 int allow_padding) {
+unsigned char *jwt_b64url_decode(const char *in, size_t len, size_t *out_len, int allow_padding) {
   if (allow_padding && len % 4 == 0) {
     size_t pads = 0;
     while (len > 0 && pads < 2 && in[len - 1] == '=') {
@@ -126,8 +129,10 @@ int jwt_json_depth_ok(const char *text, size_t len, int limit) {
   for (size_t i = 0; i < len; i++) {
     char c = text[i];
     if (in_string) {
-      if (c == '\\') i++; /* the escaped character cannot end the string */
-      else if (c == '"') in_string = 0;
+      if (c == '\\')
+        i++; /* the escaped character cannot end the string */
+      else if (c == '"')
+        in_string = 0;
     } else if (c == '"') {
       in_string = 1;
     } else if (c == '[' || c == '{') {
@@ -223,7 +228,8 @@ unsigned jwt_pkey_algs(EVP_PKEY *pkey, char *desc, size_t desc_len) {
       snprintf(desc, desc_len, "an Ed448 key");
       return JWT_ALG_BIT(JWT_EDDSA);
     default:
-      snprintf(desc, desc_len, "a %s key", EVP_PKEY_get0_type_name(pkey) ? EVP_PKEY_get0_type_name(pkey) : "unknown");
+      snprintf(desc, desc_len, "a %s key",
+               EVP_PKEY_get0_type_name(pkey) ? EVP_PKEY_get0_type_name(pkey) : "unknown");
       return 0;
   }
 }
@@ -273,8 +279,10 @@ done:
 }
 
 static EVP_PKEY *jwk_ec(json_t *jwk, char *why, size_t why_len) {
-  static const struct { const char *crv; jwt_alg alg; } curves[] = {
-      {"P-256", JWT_ES256}, {"P-384", JWT_ES384}, {"P-521", JWT_ES512}};
+  static const struct {
+    const char *crv;
+    jwt_alg alg;
+  } curves[] = {{"P-256", JWT_ES256}, {"P-384", JWT_ES384}, {"P-521", JWT_ES512}};
   const char *crv = json_string_value(json_object_get(jwk, "crv"));
   int found = -1;
   for (size_t i = 0; crv != NULL && i < sizeof curves / sizeof curves[0]; i++)
@@ -468,8 +476,8 @@ int jwt_verify(const jwt_key *key, jwt_alg alg, const unsigned char *data, size_
       unsigned char mac[EVP_MAX_MD_SIZE];
       unsigned int mac_len = 0;
       if (key->secret == NULL || key->secret_len == 0 || key->secret_len > INT_MAX) break;
-      if (HMAC(jwt_md(alg), key->secret, (int)key->secret_len, data, data_len, mac,
-               &mac_len) == NULL)
+      if (HMAC(jwt_md(alg), key->secret, (int)key->secret_len, data, data_len, mac, &mac_len) ==
+          NULL)
         break;
       ok = sig_len == mac_len && CRYPTO_memcmp(mac, sig, mac_len) == 0;
       OPENSSL_cleanse(mac, sizeof mac);

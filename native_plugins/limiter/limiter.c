@@ -78,12 +78,13 @@ static ph_status lim_create(const ph_config *cfg, void **self) {
     return ph_config_error(cfg, "storage",
                            "is required: name a storage of storages.yaml that keeps the "
                            "counters, like a ValkeyStorage shared by every gateway");
-  if (ph_config_int(cfg, "maxConnections", LIM_DEFAULT_MAX, &m->max) != PH_OK)
-    return PH_ERROR;
+  if (ph_config_int(cfg, "maxConnections", LIM_DEFAULT_MAX, &m->max) != PH_OK) return PH_ERROR;
   if (m->max < 1)
     return ph_config_error(cfg, "maxConnections",
-                           "must be at least 1, not %" PRId64 ": the requests allowed per "
-                           "window", m->max);
+                           "must be at least 1, not %" PRId64
+                           ": the requests allowed per "
+                           "window",
+                           m->max);
   if (ph_config_kind(cfg, "expiration") == PH_CONFIG_INT) {
     int64_t secs;
     if (ph_config_int(cfg, "expiration", 0, &secs) != PH_OK) return PH_ERROR;
@@ -111,14 +112,14 @@ static ph_status lim_create(const ph_config *cfg, void **self) {
     if (!ok)
       return ph_config_error(cfg, "key",
                              "'%s' has no valid header name after \"header:\", like "
-                             "\"header:X-API-Key\"", key);
+                             "\"header:X-API-Key\"",
+                             key);
     m->header = phu_strdup(name);
     if (m->header == NULL) return ph_config_error(cfg, NULL, "out of memory");
     /* the key names whose budget a request spends: one value per request */
     if (ph_require_single_header(cfg, name) != PH_OK) return PH_ERROR;
   } else if (strcmp(key, "ip") != 0) {
-    return ph_config_error(cfg, "key",
-                           "must be \"ip\" or \"header:<Name>\", not '%s'", key);
+    return ph_config_error(cfg, "key", "must be \"ip\" or \"header:<Name>\", not '%s'", key);
   }
   if (ph_config_string(cfg, "prefix", "", &prefix) != PH_OK) return PH_ERROR;
   m->prefix = phu_strdup(prefix);
@@ -138,8 +139,8 @@ static int64_t lim_now_ms(void) {
 /* "limiter:<prefix>:<kind>:<client>:<window>" in a malloc'd buffer (NULL: out of memory).
 ** kind is "ip" for a client address, "h" for a header's value: a client cannot spend another
 ** client's budget by sending its address as the header. */
-static char *lim_key(const lim_middleware *m, const char *kind, const char *client,
-                     int64_t window, size_t *len) {
+static char *lim_key(const lim_middleware *m, const char *kind, const char *client, int64_t window,
+                     size_t *len) {
   int n = snprintf(NULL, 0, "limiter:%s:%s:%s:%" PRId64, m->prefix, kind, client, window);
   if (n < 0) return NULL;
   char *k = malloc((size_t)n + 1);
@@ -185,8 +186,7 @@ static ph_next lim_on_request(void *self, ph_exchange *ex) {
     return PH_NEXT_ERROR;
   }
   int64_t value = 0, left = 0;
-  if (ph_storage_incr(m->storage, ex, (const uint8_t *)key, klen, 1, ttl, &value, &left) !=
-      PH_OK) {
+  if (ph_storage_incr(m->storage, ex, (const uint8_t *)key, klen, 1, ttl, &value, &left) != PH_OK) {
     free(key);
     return lim_storage_failed(m, ex);
   }
@@ -232,8 +232,7 @@ static ph_next lim_on_request(void *self, ph_exchange *ex) {
     ph_error(ex, "limiter: out of memory");
     return PH_NEXT_ERROR;
   }
-  int n = snprintf(state, cap, "%d %" PRId64 " %" PRId64 " %s", counted, remaining, reset_s,
-                   key);
+  int n = snprintf(state, cap, "%d %" PRId64 " %" PRId64 " %s", counted, remaining, reset_s, key);
   free(key);
   ph_status st = ph_local_set(ex, m->local_key, state, (size_t)n);
   free(state);
@@ -266,8 +265,7 @@ static ph_status lim_on_response(void *self, ph_exchange *ex) {
   state[len] = '\0';
   int counted = 0, off = 0;
   int64_t remaining = 0, reset_s = 0;
-  if (sscanf(state, "%d %" SCNd64 " %" SCNd64 " %n", &counted, &remaining, &reset_s, &off) <
-      3) {
+  if (sscanf(state, "%d %" SCNd64 " %" SCNd64 " %n", &counted, &remaining, &reset_s, &off) < 3) {
     free(state);
     return PH_OK; /* someone else changed our local */
   }
@@ -320,7 +318,8 @@ static const ph_option no_options[] = {PH_OPTIONS_END};
 
 static const ph_middleware_type limiter_middleware = {
     .size = sizeof(ph_middleware_type),
-    .flags = PH_TYPE_THREAD_SAFE | PH_TYPE_MAY_BLOCK | PH_TYPE_BLOCKS_VIA_STORAGES | PH_TYPE_STREAMS_BODIES,
+    .flags = PH_TYPE_THREAD_SAFE | PH_TYPE_MAY_BLOCK | PH_TYPE_BLOCKS_VIA_STORAGES |
+             PH_TYPE_STREAMS_BODIES,
     .id = "plugins.limiter.middlewares.LimiterMiddleware",
     .description = "Rate limiting per client over fixed or sliding windows in a storage",
     .create = lim_create,

@@ -79,7 +79,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define LG_DEFAULT_FORMAT                                                                  \
+#define LG_DEFAULT_FORMAT \
   "${pid} | ${time} | ${status} | ${latency} | ${ip} | ${method} | ${path} | ${error}\n"
 #define LG_DEFAULT_QUEUE 10000
 #define LG_MAX_QUEUE 1000000
@@ -112,7 +112,9 @@ static void lg_put(lg_buf *b, const void *data, size_t n) {
   b->p[b->len] = '\0';
 }
 
-static void lg_puts(lg_buf *b, const char *s) { lg_put(b, s, strlen(s)); }
+static void lg_puts(lg_buf *b, const char *s) {
+  lg_put(b, s, strlen(s));
+}
 
 static void lg_putf(lg_buf *b, const char *fmt, ...) PH__PRINTF(2, 3);
 static void lg_putf(lg_buf *b, const char *fmt, ...) {
@@ -134,8 +136,7 @@ static void lg_put_value(lg_buf *b, const void *data, size_t n, int json) {
   while (i < n) {
     size_t run = i;
     /* a run of plain printable ASCII is copied at once */
-    while (run < n && s[run] >= 0x20 && s[run] < 0x7f && s[run] != '\\' &&
-           (!json || s[run] != '"'))
+    while (run < n && s[run] >= 0x20 && s[run] < 0x7f && s[run] != '\\' && (!json || s[run] != '"'))
       run++;
     if (run > i) {
       lg_put(b, s + i, run - i);
@@ -156,12 +157,24 @@ static void lg_put_value(lg_buf *b, const void *data, size_t n, int json) {
     }
     if (json) {
       switch (c) {
-      case '"': lg_puts(b, "\\\""); break;
-      case '\\': lg_puts(b, "\\\\"); break;
-      case '\n': lg_puts(b, "\\n"); break;
-      case '\r': lg_puts(b, "\\r"); break;
-      case '\t': lg_puts(b, "\\t"); break;
-      default: lg_putf(b, "\\u%04x", c); break;
+        case '"':
+          lg_puts(b, "\\\"");
+          break;
+        case '\\':
+          lg_puts(b, "\\\\");
+          break;
+        case '\n':
+          lg_puts(b, "\\n");
+          break;
+        case '\r':
+          lg_puts(b, "\\r");
+          break;
+        case '\t':
+          lg_puts(b, "\\t");
+          break;
+        default:
+          lg_putf(b, "\\u%04x", c);
+          break;
       }
     } else if (c == '\\') {
       lg_puts(b, "\\\\");
@@ -229,7 +242,7 @@ static const struct {
   const char *prefix;
   lg_tag tag;
 } lg_prefixed[] = {
-    {"locals:", LG_LOCALS},         {"header:", LG_REQ_HEADER}, {"reqHeader:", LG_REQ_HEADER},
+    {"locals:", LG_LOCALS},          {"header:", LG_REQ_HEADER}, {"reqHeader:", LG_REQ_HEADER},
     {"respHeader:", LG_RESP_HEADER}, {"query:", LG_QUERY},       {"cookie:", LG_COOKIE},
 };
 
@@ -237,9 +250,9 @@ static const struct {
   const char *name;
   const char *seq;
 } lg_colors[] = {
-    {"black", "\x1b[90m"}, {"red", "\x1b[91m"},     {"green", "\x1b[92m"},
-    {"yellow", "\x1b[93m"}, {"blue", "\x1b[94m"},   {"magenta", "\x1b[95m"},
-    {"cyan", "\x1b[96m"},  {"white", "\x1b[97m"},   {"reset", "\x1b[0m"},
+    {"black", "\x1b[90m"},  {"red", "\x1b[91m"},   {"green", "\x1b[92m"},
+    {"yellow", "\x1b[93m"}, {"blue", "\x1b[94m"},  {"magenta", "\x1b[95m"},
+    {"cyan", "\x1b[96m"},   {"white", "\x1b[97m"}, {"reset", "\x1b[0m"},
 };
 
 typedef struct lg_token {
@@ -375,8 +388,8 @@ static int lg_tz_date(const char **s, lg_tzdate *d) {
   if (*p == 'M') {
     p++;
     d->kind = 'M';
-    if (lg_tz_num(&p, 1, 12, &d->m) || *p++ != '.' || lg_tz_num(&p, 1, 5, &d->w) ||
-        *p++ != '.' || lg_tz_num(&p, 0, 6, &d->d))
+    if (lg_tz_num(&p, 1, 12, &d->m) || *p++ != '.' || lg_tz_num(&p, 1, 5, &d->w) || *p++ != '.' ||
+        lg_tz_num(&p, 0, 6, &d->d))
       return -1;
   } else if (*p == 'J') {
     p++;
@@ -415,7 +428,9 @@ static int lg_tz_parse_rule(const char *s, lg_tzrule *r) {
   return *s == '\0' ? 0 : -1;
 }
 
-static int lg_leap(int64_t y) { return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0; }
+static int lg_leap(int64_t y) {
+  return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+}
 
 /* Days from 1970-01-01 to y-m-d (proleptic Gregorian; H. Hinnant's algorithm). */
 static int64_t lg_days_from_civil(int64_t y, int m, int d) {
@@ -505,8 +520,8 @@ static int lg_tz_valid_name(const char *s) {
   if (n == 0 || n > 200 || s[0] == '/' || s[0] == '.' || strstr(s, "..") != NULL) return 0;
   for (; *s != '\0'; s++) {
     char c = *s;
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-          c == '/' || c == '_' || c == '-' || c == '+'))
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '/' ||
+          c == '_' || c == '-' || c == '+'))
       return 0;
   }
   return 1;
@@ -556,8 +571,7 @@ static lg_tz *lg_tz_load(const char *path, const char **why) {
     if (cnt[i] < 0 || cnt[i] > 100000) goto bad;
   int64_t isut = cnt[0], isstd = cnt[1], leap = cnt[2], timecnt = cnt[3], typecnt = cnt[4],
           charcnt = cnt[5];
-  int64_t body = timecnt * (tsize + 1) + typecnt * 6 + charcnt + leap * (tsize + 4) + isstd +
-                 isut;
+  int64_t body = timecnt * (tsize + 1) + typecnt * 6 + charcnt + leap * (tsize + 4) + isstd + isut;
   p += 44;
   if (typecnt < 1 || charcnt < 1 || body > end - p) goto bad;
   z->n_trans = (size_t)timecnt;
@@ -687,7 +701,8 @@ static ph_status lg_parse_format(lg_logger *l, const ph_config *cfg, const char 
     if (end == NULL)
       return ph_config_error(cfg, "format",
                              "has a '${' without its '}' at \"%.20s\": write placeholders like "
-                             "${status}", p);
+                             "${status}",
+                             p);
     size_t n = (size_t)(end - name);
     int found = 0;
     for (size_t i = 0; !found && i < sizeof lg_simple / sizeof lg_simple[0]; i++)
@@ -698,20 +713,18 @@ static ph_status lg_parse_format(lg_logger *l, const ph_config *cfg, const char 
     for (size_t i = 0; !found && i < sizeof lg_prefixed / sizeof lg_prefixed[0]; i++) {
       size_t pl = strlen(lg_prefixed[i].prefix);
       if (n > pl && strncmp(name, lg_prefixed[i].prefix, pl) == 0) {
-        if (lg_add_token(l, cfg, lg_prefixed[i].tag, name, n, pl, NULL) != PH_OK)
-          return PH_ERROR;
+        if (lg_add_token(l, cfg, lg_prefixed[i].tag, name, n, pl, NULL) != PH_OK) return PH_ERROR;
         found = 1;
       }
     }
     for (size_t i = 0; !found && i < sizeof lg_colors / sizeof lg_colors[0]; i++)
       if (strlen(lg_colors[i].name) == n && strncmp(name, lg_colors[i].name, n) == 0) {
-        if (lg_add_token(l, cfg, LG_COLOR, name, n, 0, lg_colors[i].seq) != PH_OK)
-          return PH_ERROR;
+        if (lg_add_token(l, cfg, LG_COLOR, name, n, 0, lg_colors[i].seq) != PH_OK) return PH_ERROR;
         found = 1;
       }
     if (!found) {
-      static const char *const refused[] = {"body", "resBody", "reqHeaders", "form:",
-                                            "protocol", "port"};
+      static const char *const refused[] = {"body",  "resBody",  "reqHeaders",
+                                            "form:", "protocol", "port"};
       for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++)
         if (strncmp(name, refused[i], strlen(refused[i])) == 0 &&
             (refused[i][strlen(refused[i]) - 1] == ':' || strlen(refused[i]) == n))
@@ -753,9 +766,9 @@ static ph_status lg_parse_format(lg_logger *l, const ph_config *cfg, const char 
                              "holds no placeholder: with json: true the line's members are "
                              "the format's placeholders, like \"${time} ${status}\"");
   } else {
-    l->newline = !(l->n_tokens > 0 && l->tokens[l->n_tokens - 1].tag == LG_LITERAL &&
-                   l->tokens[l->n_tokens - 1].text[strlen(l->tokens[l->n_tokens - 1].text) - 1] ==
-                       '\n');
+    l->newline =
+        !(l->n_tokens > 0 && l->tokens[l->n_tokens - 1].tag == LG_LITERAL &&
+          l->tokens[l->n_tokens - 1].text[strlen(l->tokens[l->n_tokens - 1].text) - 1] == '\n');
   }
   return PH_OK;
 }
@@ -821,8 +834,7 @@ static ph_status lg_create(const ph_config *cfg, void **self) {
   if (ph_config_bool(cfg, "json", 0, &l->json) != PH_OK) return PH_ERROR;
   if (ph_config_string(cfg, "format", LG_DEFAULT_FORMAT, &format) != PH_OK) return PH_ERROR;
   if (format[0] == '\0')
-    return ph_config_error(cfg, "format",
-                           "must not be empty (leave it out for the default \"%s\")",
+    return ph_config_error(cfg, "format", "must not be empty (leave it out for the default \"%s\")",
                            "${pid} | ${time} | ${status} | ${latency} | ${ip} | ${method} | "
                            "${path} | ${error}");
   if (lg_parse_format(l, cfg, format) != PH_OK) return PH_ERROR;
@@ -865,11 +877,16 @@ static ph_status lg_create(const ph_config *cfg, void **self) {
   }
 
   if (ph_config_string(cfg, "timeFormat", "RFC3339", &tf) != PH_OK) return PH_ERROR;
-  if (strcmp(tf, "RFC3339") == 0) l->time_format = LG_TF_RFC3339;
-  else if (strcmp(tf, "RFC3339Milli") == 0) l->time_format = LG_TF_RFC3339_MILLI;
-  else if (strcmp(tf, "RFC3339Nano") == 0) l->time_format = LG_TF_RFC3339_NANO;
-  else if (strcmp(tf, "Unix") == 0) l->time_format = LG_TF_UNIX;
-  else if (strcmp(tf, "UnixMilli") == 0) l->time_format = LG_TF_UNIX_MILLI;
+  if (strcmp(tf, "RFC3339") == 0)
+    l->time_format = LG_TF_RFC3339;
+  else if (strcmp(tf, "RFC3339Milli") == 0)
+    l->time_format = LG_TF_RFC3339_MILLI;
+  else if (strcmp(tf, "RFC3339Nano") == 0)
+    l->time_format = LG_TF_RFC3339_NANO;
+  else if (strcmp(tf, "Unix") == 0)
+    l->time_format = LG_TF_UNIX;
+  else if (strcmp(tf, "UnixMilli") == 0)
+    l->time_format = LG_TF_UNIX_MILLI;
   else if (strchr(tf, '%') != NULL && strlen(tf) <= 200) {
     l->time_format = LG_TF_STRFTIME;
     l->strftime_pattern = phu_strdup(tf);
@@ -883,19 +900,17 @@ static ph_status lg_create(const ph_config *cfg, void **self) {
   }
 
   if (ph_config_duration_ms(cfg, "timeInterval", 1, &interval) != PH_OK) return PH_ERROR;
-  if (interval < 0)
-    return ph_config_error(cfg, "timeInterval", "must not be negative");
+  if (interval < 0) return ph_config_error(cfg, "timeInterval", "must not be negative");
   if (ph_config_bool(cfg, "disableColors", 0, &disable_colors) != PH_OK) return PH_ERROR;
   l->colors = !disable_colors && !l->json;
   if (ph_config_int(cfg, "queueSize", LG_DEFAULT_QUEUE, &queue) != PH_OK) return PH_ERROR;
   if (queue < 1 || queue > LG_MAX_QUEUE)
-    return ph_config_error(cfg, "queueSize",
-                           "must be between 1 and %d lines, not %" PRId64, LG_MAX_QUEUE, queue);
+    return ph_config_error(cfg, "queueSize", "must be between 1 and %d lines, not %" PRId64,
+                           LG_MAX_QUEUE, queue);
   if (ph_config_duration_ms(cfg, "flushTimeout", LG_DEFAULT_FLUSH_MS, &l->flush_timeout_ms) !=
       PH_OK)
     return PH_ERROR;
-  if (l->flush_timeout_ms < 0)
-    return ph_config_error(cfg, "flushTimeout", "must not be negative");
+  if (l->flush_timeout_ms < 0) return ph_config_error(cfg, "flushTimeout", "must not be negative");
 
   if (ph_config_string(cfg, "output", "stdout", &output) != PH_OK) return PH_ERROR;
   if (strcmp(output, "stdout") == 0) {
@@ -1046,8 +1061,7 @@ static void *lg_writer_main(void *arg) {
     until.tv_nsec += LG_BATCH_MS * 1000000L;
     if (until.tv_nsec >= 1000000000L) until.tv_sec++, until.tv_nsec -= 1000000000L;
     while (!l->stopping && l->count < l->cap / 2 &&
-           pthread_cond_timedwait(&l->cv, &l->mu, &until) == 0) {
-    }
+           pthread_cond_timedwait(&l->cv, &l->mu, &until) == 0) {}
     size_t n = l->count;
     for (size_t i = 0; i < n; i++) l->batch[i] = l->ring[(l->head + i) % l->cap];
     l->head = (l->head + n) % l->cap;
@@ -1064,21 +1078,23 @@ static void *lg_writer_main(void *arg) {
     if (dropped > 0) {
       if (l->json)
         lg_putf(&out,
-                "{\"logger\":\"%" PRIu64 " line%s dropped: the output did not keep up\","
+                "{\"logger\":\"%" PRIu64
+                " line%s dropped: the output did not keep up\","
                 "\"dropped\":%" PRIu64 "}\n",
                 dropped, dropped == 1 ? "" : "s", dropped);
       else
-        lg_putf(&out, "logger: %" PRIu64 " line%s dropped: the output did not keep up\n",
-                dropped, dropped == 1 ? "" : "s");
+        lg_putf(&out, "logger: %" PRIu64 " line%s dropped: the output did not keep up\n", dropped,
+                dropped == 1 ? "" : "s");
     }
     if (out.oom) {
       lg_complain(l, "out of memory", (uint64_t)n);
       out.oom = 0;
     } else if (out.len > 0 && lg_write_all(l, out.p, out.len) != 0) {
       char why[256];
-      snprintf(why, sizeof why, "%s", errno == ETIMEDOUT ? "not writable before the "
-                                                           "flushTimeout at shutdown"
-                                                         : strerror(errno));
+      snprintf(why, sizeof why, "%s",
+               errno == ETIMEDOUT ? "not writable before the "
+                                    "flushTimeout at shutdown"
+                                  : strerror(errno));
       lg_complain(l, why, (uint64_t)n + dropped);
     }
     pthread_mutex_lock(&l->mu);
@@ -1131,39 +1147,65 @@ static ph_next lg_on_request(void *self, ph_exchange *ex) {
   clock_gettime(CLOCK_REALTIME, &real);
   lg_start st = {(int64_t)mono.tv_sec * 1000000000 + mono.tv_nsec, (int64_t)real.tv_sec,
                  (int64_t)real.tv_nsec};
-  return ph_local_set(ex, l->local_key, &st, sizeof st) == PH_OK ? PH_NEXT_CONTINUE
-                                                                 : PH_NEXT_ERROR;
+  return ph_local_set(ex, l->local_key, &st, sizeof st) == PH_OK ? PH_NEXT_CONTINUE : PH_NEXT_ERROR;
 }
 
 static const char *lg_reason(int status) {
   switch (status) {
-  case 400: return "Bad Request";
-  case 401: return "Unauthorized";
-  case 402: return "Payment Required";
-  case 403: return "Forbidden";
-  case 404: return "Not Found";
-  case 405: return "Method Not Allowed";
-  case 406: return "Not Acceptable";
-  case 408: return "Request Timeout";
-  case 409: return "Conflict";
-  case 410: return "Gone";
-  case 411: return "Length Required";
-  case 412: return "Precondition Failed";
-  case 413: return "Content Too Large";
-  case 414: return "URI Too Long";
-  case 415: return "Unsupported Media Type";
-  case 418: return "I'm a teapot";
-  case 422: return "Unprocessable Content";
-  case 426: return "Upgrade Required";
-  case 428: return "Precondition Required";
-  case 429: return "Too Many Requests";
-  case 431: return "Request Header Fields Too Large";
-  case 500: return "Internal Server Error";
-  case 501: return "Not Implemented";
-  case 502: return "Bad Gateway";
-  case 503: return "Service Unavailable";
-  case 504: return "Gateway Timeout";
-  default: return status >= 500 ? "Server Error" : "Client Error";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 402:
+      return "Payment Required";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 406:
+      return "Not Acceptable";
+    case 408:
+      return "Request Timeout";
+    case 409:
+      return "Conflict";
+    case 410:
+      return "Gone";
+    case 411:
+      return "Length Required";
+    case 412:
+      return "Precondition Failed";
+    case 413:
+      return "Content Too Large";
+    case 414:
+      return "URI Too Long";
+    case 415:
+      return "Unsupported Media Type";
+    case 418:
+      return "I'm a teapot";
+    case 422:
+      return "Unprocessable Content";
+    case 426:
+      return "Upgrade Required";
+    case 428:
+      return "Precondition Required";
+    case 429:
+      return "Too Many Requests";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 500:
+      return "Internal Server Error";
+    case 501:
+      return "Not Implemented";
+    case 502:
+      return "Bad Gateway";
+    case 503:
+      return "Service Unavailable";
+    case 504:
+      return "Gateway Timeout";
+    default:
+      return status >= 500 ? "Server Error" : "Client Error";
   }
 }
 
@@ -1258,7 +1300,10 @@ static void lg_put_latency(lg_buf *b, int64_t ns) {
       div = 1000000000;
     }
     int n = snprintf(tmp, sizeof tmp, "%" PRId64 ".%0*" PRId64, ns / div,
-                     div == 1000 ? 3 : div == 1000000 ? 6 : 9, ns % div);
+                     div == 1000      ? 3
+                     : div == 1000000 ? 6
+                                      : 9,
+                     ns % div);
     /* trim trailing zeros and a lone '.' */
     while (n > 0 && tmp[n - 1] == '0') n--;
     if (n > 0 && tmp[n - 1] == '.') n--;
@@ -1312,7 +1357,6 @@ static char *lg_query_value(const char *q, const char *name, size_t *len) {
   return NULL;
 }
 
-
 /* A string value: quoted in JSON, null when s is NULL. */
 static void lg_put_str(lg_buf *b, const void *s, size_t n, int json) {
   if (s == NULL) {
@@ -1356,84 +1400,112 @@ static ph_status lg_on_response(void *self, ph_exchange *ex) {
       lg_puts(&b, ":");
     }
     switch (t->tag) {
-    case LG_LITERAL: lg_puts(&b, t->text); break;
-    case LG_COLOR:
-      if (l->colors) lg_puts(&b, t->arg);
-      break;
-    case LG_PID: lg_putf(&b, "%ld", l->pid); break;
-    case LG_TIME:
-      if (json) lg_puts(&b, "\"");
-      lg_put_time(l, &b, st.real_s, st.real_ns);
-      if (json) lg_puts(&b, "\"");
-      break;
-    case LG_STATUS: lg_putf(&b, "%d", status); break;
-    case LG_LATENCY: {
-      int64_t ns = st.mono_ns < 0 ? -1
-                                  : ((int64_t)now_mono.tv_sec * 1000000000 + now_mono.tv_nsec) -
-                                        st.mono_ns;
-      if (ns < 0)
-        lg_puts(&b, json ? "null" : "-");
-      else if (json)
-        lg_putf(&b, "%.3f", (double)ns / 1e6);
-      else
-        lg_put_latency(&b, ns);
-      break;
-    }
-    case LG_IP: lg_put_cstr(&b, ph_client_ip(ex), json); break;
-    case LG_IPS: lg_put_cstr(&b, ph_header_get(ex, "X-Forwarded-For"), json); break;
-    case LG_METHOD: lg_put_cstr(&b, ph_method(ex), json); break;
-    case LG_PATH: lg_put_cstr(&b, ph_path(ex), json); break;
-    case LG_URL: {
-      const char *path = ph_path(ex), *q = ph_query(ex);
-      if (json) lg_puts(&b, "\"");
-      lg_put_value(&b, path, strlen(path), json);
-      if (q != NULL && *q != '\0') {
-        lg_puts(&b, "?");
-        lg_put_value(&b, q, strlen(q), json);
+      case LG_LITERAL:
+        lg_puts(&b, t->text);
+        break;
+      case LG_COLOR:
+        if (l->colors) lg_puts(&b, t->arg);
+        break;
+      case LG_PID:
+        lg_putf(&b, "%ld", l->pid);
+        break;
+      case LG_TIME:
+        if (json) lg_puts(&b, "\"");
+        lg_put_time(l, &b, st.real_s, st.real_ns);
+        if (json) lg_puts(&b, "\"");
+        break;
+      case LG_STATUS:
+        lg_putf(&b, "%d", status);
+        break;
+      case LG_LATENCY: {
+        int64_t ns = st.mono_ns < 0
+                         ? -1
+                         : ((int64_t)now_mono.tv_sec * 1000000000 + now_mono.tv_nsec) - st.mono_ns;
+        if (ns < 0)
+          lg_puts(&b, json ? "null" : "-");
+        else if (json)
+          lg_putf(&b, "%.3f", (double)ns / 1e6);
+        else
+          lg_put_latency(&b, ns);
+        break;
       }
-      if (json) lg_puts(&b, "\"");
-      break;
-    }
-    case LG_ROUTE: lg_put_cstr(&b, ph_route_name(ex), json); break;
-    case LG_HOST: lg_put_cstr(&b, ph_header_get(ex, "Host"), json); break;
-    case LG_UA: lg_put_cstr(&b, ph_header_get(ex, "User-Agent"), json); break;
-    case LG_REFERER: lg_put_cstr(&b, ph_header_get(ex, "Referer"), json); break;
-    case LG_QUERY_PARAMS: lg_put_cstr(&b, ph_query(ex), json); break;
-    case LG_BYTES_SENT:
-    case LG_BYTES_RECEIVED: {
-      size_t n = 0;
-      PH_API(ex)->body(ex, t->tag == LG_BYTES_SENT ? PH_RESPONSE : PH_REQUEST, &n);
-      lg_putf(&b, "%zu", n);
-      break;
-    }
-    case LG_ERROR:
-      if (status >= 400)
-        lg_put_cstr(&b, lg_reason(status), json);
-      else if (json)
-        lg_puts(&b, "null");
-      break;
-    case LG_LOCALS: {
-      size_t n = 0;
-      const uint8_t *v = ph_local_get(ex, t->arg, &n);
-      lg_put_str(&b, v, n, json);
-      break;
-    }
-    case LG_REQ_HEADER: lg_put_cstr(&b, ph_header_get(ex, t->arg), json); break;
-    case LG_RESP_HEADER: lg_put_cstr(&b, ph_resp_header_get(ex, t->arg), json); break;
-    case LG_QUERY: {
-      size_t n = 0;
-      char *v = lg_query_value(ph_query(ex), t->arg, &n);
-      lg_put_str(&b, v, n, json);
-      free(v);
-      break;
-    }
-    case LG_COOKIE: {
-      const char *h = ph_header_get(ex, "Cookie");
-      size_t n = 0;
-      const char *v = h != NULL ? phu_cookie_in(h, t->arg, &n) : NULL;
-      lg_put_str(&b, v, n, json);
-      break;
-    }
+      case LG_IP:
+        lg_put_cstr(&b, ph_client_ip(ex), json);
+        break;
+      case LG_IPS:
+        lg_put_cstr(&b, ph_header_get(ex, "X-Forwarded-For"), json);
+        break;
+      case LG_METHOD:
+        lg_put_cstr(&b, ph_method(ex), json);
+        break;
+      case LG_PATH:
+        lg_put_cstr(&b, ph_path(ex), json);
+        break;
+      case LG_URL: {
+        const char *path = ph_path(ex), *q = ph_query(ex);
+        if (json) lg_puts(&b, "\"");
+        lg_put_value(&b, path, strlen(path), json);
+        if (q != NULL && *q != '\0') {
+          lg_puts(&b, "?");
+          lg_put_value(&b, q, strlen(q), json);
+        }
+        if (json) lg_puts(&b, "\"");
+        break;
+      }
+      case LG_ROUTE:
+        lg_put_cstr(&b, ph_route_name(ex), json);
+        break;
+      case LG_HOST:
+        lg_put_cstr(&b, ph_header_get(ex, "Host"), json);
+        break;
+      case LG_UA:
+        lg_put_cstr(&b, ph_header_get(ex, "User-Agent"), json);
+        break;
+      case LG_REFERER:
+        lg_put_cstr(&b, ph_header_get(ex, "Referer"), json);
+        break;
+      case LG_QUERY_PARAMS:
+        lg_put_cstr(&b, ph_query(ex), json);
+        break;
+      case LG_BYTES_SENT:
+      case LG_BYTES_RECEIVED: {
+        size_t n = 0;
+        PH_API(ex)->body(ex, t->tag == LG_BYTES_SENT ? PH_RESPONSE : PH_REQUEST, &n);
+        lg_putf(&b, "%zu", n);
+        break;
+      }
+      case LG_ERROR:
+        if (status >= 400)
+          lg_put_cstr(&b, lg_reason(status), json);
+        else if (json)
+          lg_puts(&b, "null");
+        break;
+      case LG_LOCALS: {
+        size_t n = 0;
+        const uint8_t *v = ph_local_get(ex, t->arg, &n);
+        lg_put_str(&b, v, n, json);
+        break;
+      }
+      case LG_REQ_HEADER:
+        lg_put_cstr(&b, ph_header_get(ex, t->arg), json);
+        break;
+      case LG_RESP_HEADER:
+        lg_put_cstr(&b, ph_resp_header_get(ex, t->arg), json);
+        break;
+      case LG_QUERY: {
+        size_t n = 0;
+        char *v = lg_query_value(ph_query(ex), t->arg, &n);
+        lg_put_str(&b, v, n, json);
+        free(v);
+        break;
+      }
+      case LG_COOKIE: {
+        const char *h = ph_header_get(ex, "Cookie");
+        size_t n = 0;
+        const char *v = h != NULL ? phu_cookie_in(h, t->arg, &n) : NULL;
+        lg_put_str(&b, v, n, json);
+        break;
+      }
     }
   }
   if (json)
@@ -1484,8 +1556,9 @@ static const ph_middleware_type logger_middleware = {
     .size = sizeof(ph_middleware_type),
     .flags = PH_TYPE_THREAD_SAFE,
     .id = "plugins.logger.middlewares.LoggerMiddleware",
-    .description = "One access-log line per request (text or JSON), written by a "
-                   "background thread",
+    .description =
+        "One access-log line per request (text or JSON), written by a "
+        "background thread",
     .create = lg_create,
     .destroy = lg_destroy,
     .on_request = lg_on_request,

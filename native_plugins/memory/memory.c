@@ -58,28 +58,27 @@ typedef struct mem_store {
 /* ------------------------------------------------------------------- SipHash-2-4 --- */
 
 #define MEM_ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
-#define MEM_SIPROUND                                                                       \
-  do {                                                                                     \
-    v0 += v1;                                                                              \
-    v1 = MEM_ROTL(v1, 13);                                                                 \
-    v1 ^= v0;                                                                              \
-    v0 = MEM_ROTL(v0, 32);                                                                 \
-    v2 += v3;                                                                              \
-    v3 = MEM_ROTL(v3, 16);                                                                 \
-    v3 ^= v2;                                                                              \
-    v0 += v3;                                                                              \
-    v3 = MEM_ROTL(v3, 21);                                                                 \
-    v3 ^= v0;                                                                              \
-    v2 += v1;                                                                              \
-    v1 = MEM_ROTL(v1, 17);                                                                 \
-    v1 ^= v2;                                                                              \
-    v2 = MEM_ROTL(v2, 32);                                                                 \
+#define MEM_SIPROUND       \
+  do {                     \
+    v0 += v1;              \
+    v1 = MEM_ROTL(v1, 13); \
+    v1 ^= v0;              \
+    v0 = MEM_ROTL(v0, 32); \
+    v2 += v3;              \
+    v3 = MEM_ROTL(v3, 16); \
+    v3 ^= v2;              \
+    v0 += v3;              \
+    v3 = MEM_ROTL(v3, 21); \
+    v3 ^= v0;              \
+    v2 += v1;              \
+    v1 = MEM_ROTL(v1, 17); \
+    v1 ^= v2;              \
+    v2 = MEM_ROTL(v2, 32); \
   } while (0)
 
 static uint64_t mem_load_le64(const uint8_t *p) {
   return (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16 | (uint64_t)p[3] << 24 |
-         (uint64_t)p[4] << 32 | (uint64_t)p[5] << 40 | (uint64_t)p[6] << 48 |
-         (uint64_t)p[7] << 56;
+         (uint64_t)p[4] << 32 | (uint64_t)p[5] << 40 | (uint64_t)p[6] << 48 | (uint64_t)p[7] << 56;
 }
 
 static uint64_t mem_siphash(uint64_t k0, uint64_t k1, const uint8_t *in, size_t len) {
@@ -97,14 +96,23 @@ static uint64_t mem_siphash(uint64_t k0, uint64_t k1, const uint8_t *in, size_t 
   }
   uint64_t b = (uint64_t)len << 56;
   switch (len & 7) {
-  case 7: b |= (uint64_t)in[6] << 48; /* fall through */
-  case 6: b |= (uint64_t)in[5] << 40; /* fall through */
-  case 5: b |= (uint64_t)in[4] << 32; /* fall through */
-  case 4: b |= (uint64_t)in[3] << 24; /* fall through */
-  case 3: b |= (uint64_t)in[2] << 16; /* fall through */
-  case 2: b |= (uint64_t)in[1] << 8;  /* fall through */
-  case 1: b |= (uint64_t)in[0]; break;
-  default: break;
+    case 7:
+      b |= (uint64_t)in[6] << 48; /* fall through */
+    case 6:
+      b |= (uint64_t)in[5] << 40; /* fall through */
+    case 5:
+      b |= (uint64_t)in[4] << 32; /* fall through */
+    case 4:
+      b |= (uint64_t)in[3] << 24; /* fall through */
+    case 3:
+      b |= (uint64_t)in[2] << 16; /* fall through */
+    case 2:
+      b |= (uint64_t)in[1] << 8;  /* fall through */
+    case 1:
+      b |= (uint64_t)in[0];
+      break;
+    default:
+      break;
   }
   v3 ^= b;
   MEM_SIPROUND;
@@ -132,7 +140,9 @@ static int64_t mem_deadline(int64_t now, int64_t ttl_ms) {
   return now + ttl_ms;
 }
 
-static int mem_expired(const mem_entry *e, int64_t now) { return now >= e->expires_at; }
+static int mem_expired(const mem_entry *e, int64_t now) {
+  return now >= e->expires_at;
+}
 
 /* Parses a decimal int64 the way Valkey's INCR does: optional '-', digits, no leading
 ** zeros, no spaces. Returns 1 on success. */
@@ -339,14 +349,12 @@ static ph_status mem_create(const ph_config *cfg, void **self) {
   if (ph_config_int(cfg, "maxEntries", MEM_DEFAULT_MAX_ENTRIES, &max_entries) != PH_OK)
     return PH_ERROR;
   if (max_entries < 1 || (uint64_t)max_entries > SIZE_MAX / 2)
-    return ph_config_error(cfg, "maxEntries",
-                           "must be a positive number of entries, got %" PRId64, max_entries);
-  if (ph_config_int(cfg, "maxValueBytes", MEM_DEFAULT_MAX_VALUE_BYTES, &max_value_bytes) !=
-      PH_OK)
+    return ph_config_error(cfg, "maxEntries", "must be a positive number of entries, got %" PRId64,
+                           max_entries);
+  if (ph_config_int(cfg, "maxValueBytes", MEM_DEFAULT_MAX_VALUE_BYTES, &max_value_bytes) != PH_OK)
     return PH_ERROR;
   if (max_value_bytes < 1 || (uint64_t)max_value_bytes > SIZE_MAX / 2)
-    return ph_config_error(cfg, "maxValueBytes",
-                           "must be a positive number of bytes, got %" PRId64,
+    return ph_config_error(cfg, "maxValueBytes", "must be a positive number of bytes, got %" PRId64,
                            max_value_bytes);
 
   mem_store *st = calloc(1, sizeof *st);
@@ -492,10 +500,9 @@ static ph_status mem_incr(void *self, ph_call *call, const uint8_t *key, size_t 
     if (!mem_parse_i64(e->value, e->value_len, &cur)) {
       ph_error(call, "value under key is not an integer");
       rc = PH_ERROR;
-    } else if ((delta > 0 && cur > INT64_MAX - delta) ||
-               (delta < 0 && cur < INT64_MIN - delta)) {
-      ph_error(call, "increment would overflow a 64-bit integer (value %" PRId64
-                     ", delta %" PRId64 ")",
+    } else if ((delta > 0 && cur > INT64_MAX - delta) || (delta < 0 && cur < INT64_MIN - delta)) {
+      ph_error(call,
+               "increment would overflow a 64-bit integer (value %" PRId64 ", delta %" PRId64 ")",
                cur, delta);
       rc = PH_ERROR;
     } else {
@@ -553,8 +560,8 @@ static const ph_option memory_options[] = {
     PH_OPTION(PH_OPTION_INT, "maxEntries", "100000",
               "most keys held at once; when full, new keys are refused, live ones never evicted",
               .flags = PH_OPTION_MIN, .min = 1),
-    PH_OPTION(PH_OPTION_INT, "maxValueBytes", "1048576",
-              "largest value a set accepts, in bytes", .flags = PH_OPTION_MIN, .min = 1),
+    PH_OPTION(PH_OPTION_INT, "maxValueBytes", "1048576", "largest value a set accepts, in bytes",
+              .flags = PH_OPTION_MIN, .min = 1),
     PH_OPTIONS_END};
 
 static const ph_option no_options[] = {PH_OPTIONS_END};
@@ -577,6 +584,7 @@ static const ph_storage_type memory_storage = {
 static const ph_storage_type *const memory_storages[] = {&memory_storage, NULL};
 
 PH_PLUGIN_DEFINE(.name = "memory", .version = "1.0.0",
-                 .description = "In-process key-value storage with TTLs, bounded size and "
-                                "atomic increments",
+                 .description =
+                     "In-process key-value storage with TTLs, bounded size and "
+                     "atomic increments",
                  .storages = memory_storages, .options = no_options);

@@ -197,9 +197,8 @@ static json_t *ot_document(ot_provider *p, ot_item *items, size_t n) {
     pthread_mutex_lock(&p->mu);
     const char *name = p->scopes[s]; /* scopes are only appended: the string stays */
     pthread_mutex_unlock(&p->mu);
-    json_array_append_new(scope_spans,
-                          json_pack("{s:{s:s,s:s},s:o}", "scope", "name", name, "version",
-                                    OT_VERSION, "spans", spans));
+    json_array_append_new(scope_spans, json_pack("{s:{s:s,s:s},s:o}", "scope", "name", name,
+                                                 "version", OT_VERSION, "spans", spans));
   }
   return json_pack("{s:[{s:{s:o},s:o}]}", "resourceSpans", "resource", "attributes", rattrs,
                    "scopeSpans", scope_spans);
@@ -221,8 +220,8 @@ static size_t ot_on_body(char *ptr, size_t size, size_t nmemb, void *userdata) {
 
 /* Cuts a transfer that runs past the shutdown deadline (curl calls it several times a
 ** second, also while connecting). */
-static int ot_on_progress(void *clientp, curl_off_t dltotal, curl_off_t dlnow,
-                          curl_off_t ultotal, curl_off_t ulnow) {
+static int ot_on_progress(void *clientp, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                          curl_off_t ulnow) {
   (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
   const ot_provider *p = clientp;
   long long at = atomic_load(&p->abort_at_ms);
@@ -273,8 +272,8 @@ static int ot_send(ot_provider *p, CURL *c, const char *body, int64_t timeout_ms
   if (status < 200 || status > 299) {
     for (size_t i = 0; i < reply.len; i++)
       if ((unsigned char)reply.text[i] < 0x20) reply.text[i] = ' ';
-    snprintf(why, why_len, "the collector answered %ld%s%.200s", status,
-             reply.len ? ": " : "", reply.text);
+    snprintf(why, why_len, "the collector answered %ld%s%.200s", status, reply.len ? ": " : "",
+             reply.text);
     return -1;
   }
   return 0;
@@ -305,7 +304,8 @@ static void ot_export(ot_provider *p, CURL *c, ot_item *items, size_t n, int64_t
   pthread_mutex_unlock(&p->mu);
   if (ok != 0)
     ph_log(p->cfg, PH_LOG_ERROR,
-           "opentelemetry: exporting %zu span%s to %s failed: %s (%" PRIu64 " span%s lost so "
+           "opentelemetry: exporting %zu span%s to %s failed: %s (%" PRIu64
+           " span%s lost so "
            "far)",
            n, n == 1 ? "" : "s", p->use_otlp ? p->url : "stdout", why, failed,
            failed == 1 ? "" : "s");
@@ -346,7 +346,8 @@ static void *ot_exporter_main(void *arg) {
     pthread_mutex_unlock(&p->mu);
     if (dropped > reported_drops) {
       ph_log(p->cfg, PH_LOG_WARNING,
-             "opentelemetry: %" PRIu64 " span%s dropped so far: the export queue (queueSize "
+             "opentelemetry: %" PRIu64
+             " span%s dropped so far: the export queue (queueSize "
              "%zu) was full",
              dropped, dropped == 1 ? "" : "s", p->cap);
       reported_drops = dropped;
@@ -359,7 +360,8 @@ static void *ot_exporter_main(void *arg) {
   pthread_mutex_unlock(&p->mu);
   if (dropped > reported_drops)
     ph_log(p->cfg, PH_LOG_WARNING,
-           "opentelemetry: %" PRIu64 " span%s dropped in all: the export queue (queueSize "
+           "opentelemetry: %" PRIu64
+           " span%s dropped in all: the export queue (queueSize "
            "%zu) was full",
            dropped, dropped == 1 ? "" : "s", p->cap);
   free(batch);
@@ -388,8 +390,8 @@ static void ot_stop_exporter(ot_provider *p) {
   uint64_t exported = p->exported, failed = p->failed, dropped = p->dropped;
   pthread_mutex_unlock(&p->mu);
   ph_log(p->cfg, PH_LOG_DEBUG,
-         "opentelemetry: exporter stopped: %" PRIu64 " spans exported, %" PRIu64
-         " failed, %" PRIu64 " dropped",
+         "opentelemetry: exporter stopped: %" PRIu64 " spans exported, %" PRIu64 " failed, %" PRIu64
+         " dropped",
          exported, failed, dropped);
 }
 
@@ -426,8 +428,8 @@ static const char *const PLUGIN_OPTIONS[] = {"provider", "providerConfig", "cont
 enum { PO_PROVIDER, PO_PROVIDER_CONFIG, PO_CTX_KEY, PO_COUNT };
 
 static const char *const PROVIDER_OPTIONS[] = {
-    "serviceName", "useOTLP",   "disableTraces", "disableMetrics", "disableLogs",
-    "endpoint",    "headers",   "timeout",       "batchSize",      "exportInterval",
+    "serviceName", "useOTLP",       "disableTraces",  "disableMetrics", "disableLogs",
+    "endpoint",    "headers",       "timeout",        "batchSize",      "exportInterval",
     "queueSize",   "samplingRatio", "shutdownTimeout"};
 enum {
   PC_SERVICE,
@@ -500,8 +502,7 @@ static ph_status ot_duration(const ph_config *cfg, const char *key, int64_t dflt
     return PH_OK;
   }
   if (ph_config_duration_ms(cfg, key, dflt, out) != PH_OK) return PH_ERROR;
-  if (*out < min_ms)
-    return ph_config_error(cfg, key, "must be at least %" PRId64 "ms", min_ms);
+  if (*out < min_ms) return ph_config_error(cfg, key, "must be at least %" PRId64 "ms", min_ms);
   return PH_OK;
 }
 
@@ -525,7 +526,8 @@ static ph_status ot_headers(const ph_config *pc, const ph_config *at, const char
   const ph_config *map = NULL;
   if (ph_config_kind(pc, key) == PH_CONFIG_NULL) return PH_OK;
   if (ph_config_kind(pc, key) != PH_CONFIG_MAP)
-    return ph_config_error(pc, key, "must be a map of header name to value, like "
+    return ph_config_error(pc, key,
+                           "must be a map of header name to value, like "
                            "{Authorization: \"Bearer ...\"}");
   if (ph_config_child(pc, key, &map) != PH_OK || map == NULL) return PH_ERROR;
   size_t n = ph_config_len(map);
@@ -533,10 +535,8 @@ static ph_status ot_headers(const ph_config *pc, const ph_config *at, const char
     const char *name = NULL, *value = NULL;
     const ph_config *item = ph_config_at(map, i, &name);
     if (item == NULL || name == NULL) continue;
-    if (!phu_valid_token(name))
-      return ph_config_error(map, name, "is not a valid header name");
-    if (phu_ieq(name, "Content-Type") || phu_ieq(name, "Content-Length") ||
-        phu_ieq(name, "Host"))
+    if (!phu_valid_token(name)) return ph_config_error(map, name, "is not a valid header name");
+    if (phu_ieq(name, "Content-Type") || phu_ieq(name, "Content-Length") || phu_ieq(name, "Host"))
       return ph_config_error(map, name, "is set by the exporter: remove it");
     if (ph_config_kind(map, name) != PH_CONFIG_STRING ||
         ph_config_string(map, name, NULL, &value) != PH_OK || value == NULL)
@@ -576,12 +576,12 @@ static ph_status ot_provider_config(const ph_config *pc, const ph_config *at, ot
   if (w[PC_USE_OTLP] && ph_config_bool(pc, w[PC_USE_OTLP], p->use_otlp, &p->use_otlp) != PH_OK)
     return PH_ERROR;
   if (endpoint != NULL && !p->use_otlp)
-    return ph_config_error(pc, w[PC_ENDPOINT], "is set but useOTLP is false (spans would go "
+    return ph_config_error(pc, w[PC_ENDPOINT],
+                           "is set but useOTLP is false (spans would go "
                            "to stdout): set useOTLP: true, or remove endpoint");
   if ((w[PC_DISABLE_TRACES] &&
        ph_config_bool(pc, w[PC_DISABLE_TRACES], 0, &p->disabled) != PH_OK) ||
-      (w[PC_DISABLE_METRICS] &&
-       ph_config_bool(pc, w[PC_DISABLE_METRICS], 0, &ignored) != PH_OK) ||
+      (w[PC_DISABLE_METRICS] && ph_config_bool(pc, w[PC_DISABLE_METRICS], 0, &ignored) != PH_OK) ||
       (w[PC_DISABLE_LOGS] && ph_config_bool(pc, w[PC_DISABLE_LOGS], 0, &ignored) != PH_OK))
     return PH_ERROR;
   if (p->use_otlp) {
@@ -589,20 +589,26 @@ static ph_status ot_provider_config(const ph_config *pc, const ph_config *at, ot
     const char *key = w[PC_ENDPOINT];
     if (endpoint == NULL && env != NULL && *env != '\0') {
       if (!ot_url_ok(env))
-        return ph_config_error(at, NULL, "$OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, '%s', is not "
-                               "an http(s):// URL", env);
+        return ph_config_error(at, NULL,
+                               "$OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, '%s', is not "
+                               "an http(s):// URL",
+                               env);
       p->url = phu_strdup(env); /* the signal's own variable is used as it is */
     } else {
       if (endpoint == NULL) {
         endpoint = getenv("OTEL_EXPORTER_OTLP_ENDPOINT");
         if (endpoint != NULL && *endpoint != '\0' && !ot_url_ok(endpoint))
-          return ph_config_error(at, NULL, "$OTEL_EXPORTER_OTLP_ENDPOINT, '%s', is not an "
-                                 "http(s):// URL", endpoint);
+          return ph_config_error(at, NULL,
+                                 "$OTEL_EXPORTER_OTLP_ENDPOINT, '%s', is not an "
+                                 "http(s):// URL",
+                                 endpoint);
       }
       if (endpoint == NULL || *endpoint == '\0') endpoint = OT_DEFAULT_ENDPOINT;
       if (!ot_url_ok(endpoint))
-        return ph_config_error(at, key, "'%s' is not an http(s):// URL, like "
-                               "http://otel-collector:4318", endpoint);
+        return ph_config_error(at, key,
+                               "'%s' is not an http(s):// URL, like "
+                               "http://otel-collector:4318",
+                               endpoint);
       p->url = ot_traces_url(endpoint);
     }
     if (p->url == NULL) return ph_config_error(at, NULL, "out of memory");
@@ -613,8 +619,8 @@ static ph_status ot_provider_config(const ph_config *pc, const ph_config *at, ot
       ot_duration(pc != NULL ? pc : at, w[PC_SHUTDOWN], 5000, 0, &p->shutdown_ms) != PH_OK ||
       ot_count(pc != NULL ? pc : at, w[PC_QUEUE], 2048, OT_MAX_QUEUE, &p->cap) != PH_OK)
     return PH_ERROR;
-  if (ot_count(pc != NULL ? pc : at, w[PC_BATCH], p->cap < 512 ? (int64_t)p->cap : 512, (int64_t)p->cap,
-               &p->batch) != PH_OK)
+  if (ot_count(pc != NULL ? pc : at, w[PC_BATCH], p->cap < 512 ? (int64_t)p->cap : 512,
+               (int64_t)p->cap, &p->batch) != PH_OK)
     return PH_ERROR;
   p->ratio = 1.0;
   if (w[PC_RATIO] && ph_config_float(pc, w[PC_RATIO], 1.0, &p->ratio) != PH_OK) return PH_ERROR;
@@ -645,18 +651,21 @@ static ph_status ot_configure(const ph_config *cfg, ot_provider *p) {
   if (w[PO_PROVIDER] && ph_config_string(cfg, w[PO_PROVIDER], "", &provider) != PH_OK)
     return PH_ERROR;
   if (provider != NULL && *provider != '\0' && !phu_ieq(provider, "default"))
-    return ph_config_error(cfg, w[PO_PROVIDER], "'%s' is not a provider: only the default "
+    return ph_config_error(cfg, w[PO_PROVIDER],
+                           "'%s' is not a provider: only the default "
                            "one exists (leave provider empty, or write \"default\")",
                            provider);
   if (w[PO_CTX_KEY] && ph_config_string(cfg, w[PO_CTX_KEY], NULL, &ctx_key) != PH_OK)
     return PH_ERROR;
   if (ctx_key == NULL || *ctx_key == '\0') ctx_key = OT_DEFAULT_CTX_KEY;
-  if ((p->ctx_key = phu_strdup(ctx_key)) == NULL) return ph_config_error(cfg, NULL, "out of memory");
+  if ((p->ctx_key = phu_strdup(ctx_key)) == NULL)
+    return ph_config_error(cfg, NULL, "out of memory");
   const ph_config *pc = NULL;
   if (w[PO_PROVIDER_CONFIG]) {
     ph_config_kind kind = ph_config_kind(cfg, w[PO_PROVIDER_CONFIG]);
     if (kind != PH_CONFIG_NULL && kind != PH_CONFIG_MAP)
-      return ph_config_error(cfg, w[PO_PROVIDER_CONFIG], "must be a map, like {serviceName: "
+      return ph_config_error(cfg, w[PO_PROVIDER_CONFIG],
+                             "must be a map, like {serviceName: "
                              "my-gateway, useOTLP: true}");
     if (ph_config_child(cfg, w[PO_PROVIDER_CONFIG], &pc) != PH_OK) return PH_ERROR;
   }
@@ -767,11 +776,16 @@ static int ot_unhex(const char *s, size_t n, uint8_t *out) {
   for (size_t i = 0; i < n; i++) {
     char c = s[i];
     int v;
-    if (c >= '0' && c <= '9') v = c - '0';
-    else if (c >= 'a' && c <= 'f') v = c - 'a' + 10;
-    else return -1; /* W3C: lower-case hex only */
-    if (i % 2 == 0) out[i / 2] = (uint8_t)(v << 4);
-    else out[i / 2] |= (uint8_t)v;
+    if (c >= '0' && c <= '9')
+      v = c - '0';
+    else if (c >= 'a' && c <= 'f')
+      v = c - 'a' + 10;
+    else
+      return -1; /* W3C: lower-case hex only */
+    if (i % 2 == 0)
+      out[i / 2] = (uint8_t)(v << 4);
+    else
+      out[i / 2] |= (uint8_t)v;
     nonzero |= v;
   }
   return nonzero ? 0 : -1; /* all zero ids are invalid */
@@ -789,10 +803,11 @@ static int ot_parse_traceparent(const char *h, ot_start *st) {
   if (version[0] == 0xff) return -1;
   if (version[0] == 0 ? len != 55 : len > 55 && h[55] != '-') return -1;
   uint8_t flags[1];
-  if (ot_unhex(h + 3, 32, st->trace_id) != 0 || ot_unhex(h + 36, 16, st->parent_id) != 0)
+  if (ot_unhex(h + 3, 32, st->trace_id) != 0 || ot_unhex(h + 36, 16, st->parent_id) != 0) return -1;
+  if (h[53] == '0' && h[54] == '0')
+    flags[0] = 0; /* ot_unhex refuses all zero */
+  else if (ot_unhex(h + 53, 2, flags) != 0)
     return -1;
-  if (h[53] == '0' && h[54] == '0') flags[0] = 0; /* ot_unhex refuses all zero */
-  else if (ot_unhex(h + 53, 2, flags) != 0) return -1;
   st->has_parent = 1;
   st->sampled = flags[0] & 1;
   return 0;
@@ -819,8 +834,10 @@ static ph_next ot_on_request(void *self, ph_exchange *ex) {
     uint64_t low = 0;
     for (int i = 8; i < 16; i++) low = (low << 8) | st.trace_id[i];
     st.sampled = p->ratio >= 1.0 || (low >> 1) < p->ratio_bound;
-    if (incoming != NULL) ph_log(ex, PH_LOG_DEBUG, "opentelemetry: invalid traceparent "
-                                 "ignored: a new trace starts");
+    if (incoming != NULL)
+      ph_log(ex, PH_LOG_DEBUG,
+             "opentelemetry: invalid traceparent "
+             "ignored: a new trace starts");
     ph_header_remove(ex, "tracestate"); /* belongs to the context we could not parse */
   }
   do {
@@ -858,7 +875,7 @@ no_random:
   return PH_NEXT_ERROR;
 }
 
-static const char *const KNOWN_METHODS[] = {"GET",     "HEAD",  "POST",  "PUT",  "DELETE",
+static const char *const KNOWN_METHODS[] = {"GET",     "HEAD",    "POST",  "PUT",   "DELETE",
                                             "CONNECT", "OPTIONS", "TRACE", "PATCH", "QUERY"};
 
 /* server.address and server.port from a Host header ("name", "name:port", "[v6]:port"). */
@@ -995,16 +1012,15 @@ static const ph_option ot_provider_options[] = {
               "the collector's base http(s):// URL; /v1/traces is appended "
               "($OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, $OTEL_EXPORTER_OTLP_ENDPOINT when unset)"),
     PH_OPTION(PH_OPTION_MAP, "headers", NULL,
-              "extra headers on every export (header name -> value)",
-              .items = PH_OPTION_STRING),
+              "extra headers on every export (header name -> value)", .items = PH_OPTION_STRING),
     PH_OPTION(PH_OPTION_DURATION, "timeout", "10s", "one export, connecting included",
               .flags = PH_OPTION_MIN, .min = 0.001),
     PH_OPTION(PH_OPTION_INT, "batchSize", "512",
               "spans sent in one request (at most queueSize; queueSize when smaller)",
               .flags = PH_OPTION_MIN | PH_OPTION_MAX, .min = 1, .max = OT_MAX_QUEUE),
     PH_OPTION(PH_OPTION_DURATION, "exportInterval", "5s",
-              "how long a partial batch waits before it is sent",
-              .flags = PH_OPTION_MIN, .min = 0.001),
+              "how long a partial batch waits before it is sent", .flags = PH_OPTION_MIN,
+              .min = 0.001),
     PH_OPTION(PH_OPTION_INT, "queueSize", "2048",
               "spans that may wait for the exporter; beyond it spans are dropped and counted",
               .flags = PH_OPTION_MIN | PH_OPTION_MAX, .min = 1, .max = OT_MAX_QUEUE),
@@ -1036,8 +1052,9 @@ static const ph_middleware_type ot_middleware = {
     .size = sizeof(ph_middleware_type),
     .flags = PH_TYPE_THREAD_SAFE,
     .id = "plugins.opentelemetry.middlewares.OpenTelemetryMiddleware",
-    .description = "W3C traceparent propagation and one SERVER span per request, exported "
-                   "over OTLP/HTTP JSON by a background thread",
+    .description =
+        "W3C traceparent propagation and one SERVER span per request, exported "
+        "over OTLP/HTTP JSON by a background thread",
     .create = ot_mw_create,
     .destroy = ot_mw_destroy,
     .on_request = ot_on_request,
@@ -1048,7 +1065,8 @@ static const ph_middleware_type ot_middleware = {
 static const ph_middleware_type *const ot_middlewares[] = {&ot_middleware, NULL};
 
 PH_PLUGIN_DEFINE(.name = "opentelemetry", .version = OT_VERSION,
-                 .description = "OpenTelemetry tracing: W3C Trace Context and OTLP/HTTP "
-                                "export (Seam's opentelemetry plugin)",
+                 .description =
+                     "OpenTelemetry tracing: W3C Trace Context and OTLP/HTTP "
+                     "export (Seam's opentelemetry plugin)",
                  .init = ot_init, .shutdown = ot_shutdown, .middlewares = ot_middlewares,
                  .options = ot_plugin_options);

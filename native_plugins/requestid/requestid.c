@@ -164,6 +164,7 @@ static const ph_middleware_type requestid_middleware = {
 static const ph_middleware_type *const requestid_middlewares[] = {&requestid_middleware, NULL};
 
 PH_PLUGIN_DEFINE(.name = "requestid", .version = "1.0.0",
-                 .description = "Request ids in a header and the per-request locals "
-                                "(Seam's requestid)",
+                 .description =
+                     "Request ids in a header and the per-request locals "
+                     "(Seam's requestid)",
                  .middlewares = requestid_middlewares, .options = no_options);

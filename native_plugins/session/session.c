@@ -177,7 +177,6 @@ static int ses_valid_id(const char *s, size_t len) {
   return 1;
 }
 
-
 static int ses_new_id(char out[SES_ID_HEX + 1]) {
   static const char hex[] = "0123456789abcdef";
   uint8_t b[SES_ID_BYTES];
@@ -316,8 +315,10 @@ static void ses_scan(const uint8_t *data, size_t len, ses_meta *meta) {
       int ok = vl > 0 && vl <= SES_MAX_MS_DIGITS;
       int64_t ms = 0;
       for (size_t i = 0; ok && i < vl; i++) {
-        if (v[i] < '0' || v[i] > '9') ok = 0;
-        else ms = ms * 10 + (v[i] - '0');
+        if (v[i] < '0' || v[i] > '9')
+          ok = 0;
+        else
+          ms = ms * 10 + (v[i] - '0');
       }
       meta->has_issued = ok;
       meta->issued_ms = ok ? ms : 0;
@@ -391,20 +392,21 @@ static ph_status ses_load_create(const ph_config *cfg, void **self) {
            "storage), lost on restart and not shared with other gateway processes; name a "
            "ValkeyStorage for production");
 
-  if (ph_config_string(cfg, "keyLookup", "cookie:session_id", &lookup) != PH_OK)
-    return PH_ERROR;
+  if (ph_config_string(cfg, "keyLookup", "cookie:session_id", &lookup) != PH_OK) return PH_ERROR;
   if (strncmp(lookup, "cookie:", 7) == 0) {
     if (!phu_valid_token(lookup + 7))
       return ph_config_error(cfg, "keyLookup",
                              "'%s' has no valid cookie name after \"cookie:\", like "
-                             "\"cookie:session_id\"", lookup);
+                             "\"cookie:session_id\"",
+                             lookup);
     m->cookie_name = phu_strdup(lookup + 7);
     if (m->cookie_name == NULL) return ph_config_error(cfg, NULL, "out of memory");
   } else if (strncmp(lookup, "header:", 7) == 0) {
     if (!phu_valid_token(lookup + 7))
       return ph_config_error(cfg, "keyLookup",
                              "'%s' has no valid header name after \"header:\", like "
-                             "\"header:X-Session-Id\"", lookup);
+                             "\"header:X-Session-Id\"",
+                             lookup);
     m->header_name = phu_strdup(lookup + 7);
     if (m->header_name == NULL) return ph_config_error(cfg, NULL, "out of memory");
     if (ph_require_single_header(cfg, m->header_name) != PH_OK) return PH_ERROR;
@@ -421,8 +423,8 @@ static ph_status ses_load_create(const ph_config *cfg, void **self) {
   if (ses_positive_duration(cfg, "autoRenewAfter", SES_DEFAULT_RENEW_AFTER_MS,
                             &m->renew_after_ms) != PH_OK)
     return PH_ERROR;
-  if (ph_config_duration_ms(cfg, "autoRenewGracePeriod", SES_DEFAULT_GRACE_MS,
-                            &m->grace_ms) != PH_OK)
+  if (ph_config_duration_ms(cfg, "autoRenewGracePeriod", SES_DEFAULT_GRACE_MS, &m->grace_ms) !=
+      PH_OK)
     return PH_ERROR;
   if (!m->no_renew) {
     /* Only rotation reads these two, so disableAutoRenew: true leaves them unchecked. */
@@ -451,14 +453,12 @@ static ph_status ses_load_create(const ph_config *cfg, void **self) {
                              "a browser has in flight)",
                              grace, grace_default ? " (the default)" : "", renew);
   }
-  if (ph_config_bool(cfg, "disableSessionForward", 0, &m->no_forward) != PH_OK)
-    return PH_ERROR;
+  if (ph_config_bool(cfg, "disableSessionForward", 0, &m->no_forward) != PH_OK) return PH_ERROR;
   snprintf(m->local_key, sizeof m->local_key, "session-mw.%p", (void *)m);
   m->storage = ph_storage_lookup(cfg, "storage", storage);
   if (m->storage == NULL) return PH_ERROR;
   return PH_OK;
 }
-
 
 static ph_next ses_storage_failed(ph_exchange *ex) {
   ph_log(ex, PH_LOG_ERROR, "session: the session storage failed, answering 503");
@@ -468,7 +468,6 @@ static ph_next ses_storage_failed(ph_exchange *ex) {
   ph_resp_body_set(ex, body, sizeof body - 1);
   return PH_NEXT_RESPOND;
 }
-
 
 /* Puts every user entry of the URL-encoded map `data` into the locals as "session.<key>"
 ** (reserved entries stay out). Malformed entries are skipped with a warning. Returns PH_ERROR
@@ -533,8 +532,8 @@ static int ses_store_new(const ses_load *m, ph_exchange *ex, const char *value, 
   }
   char key[SES_KEY_LEN + 1];
   ses_key(key, id_out);
-  if (ph_storage_set(m->storage, ex, (const uint8_t *)key, SES_KEY_LEN, (const uint8_t *)value,
-                     len, m->expiration_ms) != PH_OK) {
+  if (ph_storage_set(m->storage, ex, (const uint8_t *)key, SES_KEY_LEN, (const uint8_t *)value, len,
+                     m->expiration_ms) != PH_OK) {
     *fail = ses_storage_failed(ex);
     return 0;
   }
@@ -587,8 +586,8 @@ static int ses_known(const ses_load *m, ph_exchange *ex, const char *id, const c
     ses_key(to_key, meta.moved_to);
     uint8_t *to = NULL;
     size_t to_len = 0;
-    ph_status st = ph_storage_get(m->storage, ex, (const uint8_t *)to_key, SES_KEY_LEN, &to,
-                                  &to_len);
+    ph_status st =
+        ph_storage_get(m->storage, ex, (const uint8_t *)to_key, SES_KEY_LEN, &to, &to_len);
     if (st == PH_ERROR) {
       *next = ses_storage_failed(ex);
       return 1;
@@ -633,8 +632,8 @@ static ph_next ses_load_on_request(void *self, ph_exchange *ex) {
     ses_key(key, id);
     uint8_t *value = NULL;
     size_t value_len = 0;
-    ph_status st = ph_storage_get(m->storage, ex, (const uint8_t *)key, SES_KEY_LEN, &value,
-                                  &value_len);
+    ph_status st =
+        ph_storage_get(m->storage, ex, (const uint8_t *)key, SES_KEY_LEN, &value, &value_len);
     if (st == PH_ERROR) return ses_storage_failed(ex);
     if (st != PH_OK) /* nothing stored under it yet: an empty session, still not stored */
       return ses_use(m, ex, id, NULL, 0, 0);
@@ -667,7 +666,6 @@ static ph_status ses_load_on_response(void *self, ph_exchange *ex) {
 
   return phu_cookie_set(ex, &m->cookie, m->cookie_name, id, m->expiration_ms, "session");
 }
-
 
 /* ---------------------------------------------------------- MapSessionToHeaderMiddleware */
 
@@ -833,7 +831,8 @@ static const ph_option no_options[] = {PH_OPTIONS_END};
 
 static const ph_middleware_type load_session_middleware = {
     .size = sizeof(ph_middleware_type),
-    .flags = PH_TYPE_THREAD_SAFE | PH_TYPE_MAY_BLOCK | PH_TYPE_BLOCKS_VIA_STORAGES | PH_TYPE_STREAMS_BODIES,
+    .flags = PH_TYPE_THREAD_SAFE | PH_TYPE_MAY_BLOCK | PH_TYPE_BLOCKS_VIA_STORAGES |
+             PH_TYPE_STREAMS_BODIES,
     .id = "plugins.session.middlewares.LoadSessionMiddleware",
     .description = "Loads the session named by a cookie or header from a storage into locals",
     .create = ses_load_create,

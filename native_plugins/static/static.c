@@ -128,23 +128,22 @@ static ph_status st_read_headers(const ph_config *cfg, st_action *a, int *has_co
                                "case-insensitive, keep one",
                                name, a->headers[j].name);
     switch (ph_config_kind(headers, name)) {
-    case PH_CONFIG_STRING:
-      if (ph_config_string(node, NULL, "", &value) != PH_OK) return PH_ERROR;
-      break;
-    case PH_CONFIG_INT: {
-      int64_t v;
-      if (ph_config_int(node, NULL, 0, &v) != PH_OK) return PH_ERROR;
-      snprintf(number, sizeof number, "%" PRId64, v);
-      value = number;
-      break;
-    }
-    case PH_CONFIG_NULL:
-      value = "";
-      break;
-    default:
-      return ph_config_error(headers, name,
-                             "the value of header '%s' must be a string (quote it in YAML)",
-                             name);
+      case PH_CONFIG_STRING:
+        if (ph_config_string(node, NULL, "", &value) != PH_OK) return PH_ERROR;
+        break;
+      case PH_CONFIG_INT: {
+        int64_t v;
+        if (ph_config_int(node, NULL, 0, &v) != PH_OK) return PH_ERROR;
+        snprintf(number, sizeof number, "%" PRId64, v);
+        value = number;
+        break;
+      }
+      case PH_CONFIG_NULL:
+        value = "";
+        break;
+      default:
+        return ph_config_error(
+            headers, name, "the value of header '%s' must be a string (quote it in YAML)", name);
     }
     if (!st_valid_value(value))
       return ph_config_error(headers, name,
@@ -182,8 +181,7 @@ static ph_status st_create(const ph_config *cfg, void **self) {
     a->headers = calloc(1, sizeof *a->headers);
     if (a->headers == NULL) return ph_config_error(cfg, NULL, "out of memory");
   }
-  if (!has_content_type && content_type[0] != '\0' &&
-      !st_push(a, "Content-Type", content_type))
+  if (!has_content_type && content_type[0] != '\0' && !st_push(a, "Content-Type", content_type))
     return ph_config_error(cfg, NULL, "out of memory");
   a->body_len = strlen(body);
   a->body = st_strdup(body);

@@ -230,8 +230,7 @@ static void vk_sigpipe_restore(vk_sigpipe *s) {
       sigemptyset(&set);
       sigaddset(&set, SIGPIPE);
       struct timespec zero = {0, 0};
-      while (sigtimedwait(&set, NULL, &zero) < 0 && errno == EINTR) {
-      }
+      while (sigtimedwait(&set, NULL, &zero) < 0 && errno == EINTR) {}
     }
   }
   pthread_sigmask(SIG_SETMASK, &s->old, NULL);
@@ -247,7 +246,9 @@ static void vk_io_error(vk_store *st, const void *call, const char *what) {
 #ifdef VK_HAVE_TLS
 static pthread_once_t vk_openssl_once = PTHREAD_ONCE_INIT;
 
-static void vk_openssl_init(void) { (void)redisInitOpenSSL(); }
+static void vk_openssl_init(void) {
+  (void)redisInitOpenSSL();
+}
 
 /* The newest OpenSSL error of this thread as text ("certificate verify failed", with the
 ** detail OpenSSL attached, if any) into buf; 0 when the queue is empty. */
@@ -292,8 +293,7 @@ static const char *vk_tls_hint(const char *reason) {
        strstr(reason, "certificate unknown") != NULL))
     return "the server did not accept the client certificate (tlsCert): is it signed by a CA "
            "the server trusts?";
-  if (strstr(reason, "alert") != NULL)
-    return "the server refused the TLS session";
+  if (strstr(reason, "alert") != NULL) return "the server refused the TLS session";
   return "is the server using TLS on this port?";
 }
 
@@ -331,8 +331,7 @@ static redisReply *vk_send(vk_store *st, redisContext *c, int argc, const char *
   f->unsent = c->obuf != NULL && sdslen(c->obuf) > 0;
   f->reset = 0;
   f->kind = VK_FAIL_OTHER;
-  snprintf(f->reason, sizeof f->reason, "%s",
-           c->errstr[0] != '\0' ? c->errstr : "unknown error");
+  snprintf(f->reason, sizeof f->reason, "%s", c->errstr[0] != '\0' ? c->errstr : "unknown error");
   int tls_error = 0;
 #ifdef VK_HAVE_TLS
   /* hiredis turns OpenSSL failures into REDIS_ERR_IO with a stale errno: ask OpenSSL. */
@@ -383,7 +382,8 @@ static void vk_report(vk_store *st, const void *call, const char *what, const vk
   switch (f->kind) {
     case VK_FAIL_TIMEOUT:
       ph_error(call,
-               "valkey %s:%d: no reply to %s within commandTimeout (%" PRId64 " ms); the "
+               "valkey %s:%d: no reply to %s within commandTimeout (%" PRId64
+               " ms); the "
                "connection was dropped and %s was not retried, as the server may still apply "
                "it: is the server overloaded, paused or unreachable?",
                h, p, what, st->command_ms, what);
@@ -405,8 +405,7 @@ static void vk_report(vk_store *st, const void *call, const char *what, const vk
                  "server may have applied it: is the server running (restarting)?",
                  h, p, f->reason, what);
       else
-        ph_error(call, "valkey %s:%d: %s during %s: is the server running?", h, p, f->reason,
-                 what);
+        ph_error(call, "valkey %s:%d: %s during %s: is the server running?", h, p, f->reason, what);
       break;
     case VK_FAIL_TLS:
       ph_error(call, "valkey %s:%d: TLS error during %s: %s: %s", h, p, what, f->reason,
@@ -461,19 +460,16 @@ static int vk_handshake(vk_store *st, const void *call, redisContext *c) {
     else if (err_no == 0 || strstr(c->errstr, "Success") != NULL)
       snprintf(reason, sizeof reason, "the server closed the connection");
     else
-      snprintf(reason, sizeof reason, "%s",
-               c->errstr[0] != '\0' ? c->errstr : strerror(err_no));
+      snprintf(reason, sizeof reason, "%s", c->errstr[0] != '\0' ? c->errstr : strerror(err_no));
   }
   ERR_clear_error();
   const char *hint = vk_tls_hint(reason);
   if (strstr(reason, "certificate verify failed") != NULL)
-    ph_error(call, "valkey %s:%d: TLS handshake failed: %s: %s (tlsCaCert: %s; name: %s)",
-             st->host, st->port, reason, hint,
-             st->tls_ca != NULL ? st->tls_ca : "system trust store",
+    ph_error(call, "valkey %s:%d: TLS handshake failed: %s: %s (tlsCaCert: %s; name: %s)", st->host,
+             st->port, reason, hint, st->tls_ca != NULL ? st->tls_ca : "system trust store",
              st->tls_name != NULL ? st->tls_name : "-");
   else
-    ph_error(call, "valkey %s:%d: TLS handshake failed: %s: %s", st->host, st->port, reason,
-             hint);
+    ph_error(call, "valkey %s:%d: TLS handshake failed: %s: %s", st->host, st->port, reason, hint);
   return 0;
 }
 #endif
@@ -495,8 +491,8 @@ static redisContext *vk_connect_ex(vk_store *st, const void *call, int probe, in
   if (c->err) {
     if (probe)
       ph_log(call, PH_LOG_WARNING,
-             "valkey %s:%d: %s: not reachable now; the storage connects on first use",
-             st->host, st->port, c->errstr[0] != '\0' ? c->errstr : "connection failed");
+             "valkey %s:%d: %s: not reachable now; the storage connects on first use", st->host,
+             st->port, c->errstr[0] != '\0' ? c->errstr : "connection failed");
     else
       vk_io_error(st, call, c->errstr);
     redisFree(c);
@@ -587,8 +583,7 @@ static int vk_acquire(vk_store *st, ph_call *call, vk_conn *k) {
   for (;;) {
     redisContext *c = NULL;
     pthread_mutex_lock(&st->lock);
-    while (st->n_idle == 0 && st->n_open >= st->pool_size)
-      pthread_cond_wait(&st->cond, &st->lock);
+    while (st->n_idle == 0 && st->n_open >= st->pool_size) pthread_cond_wait(&st->cond, &st->lock);
     if (st->n_idle > 0) {
       c = st->idle[--st->n_idle];
     } else {
@@ -642,9 +637,8 @@ static void vk_release(vk_store *st, redisContext *c) {
 ** header comment). Returns the reply - which may be an error reply - or NULL after
 ** reporting the failure; k->c is then NULL when reconnecting failed. The caller releases
 ** k->c when it is not NULL. */
-static redisReply *vk_exec(vk_store *st, ph_call *call, vk_conn *k, vk_retry rule,
-                           const char *what, int argc, const char **argv,
-                           const size_t *argvlen) {
+static redisReply *vk_exec(vk_store *st, ph_call *call, vk_conn *k, vk_retry rule, const char *what,
+                           int argc, const char **argv, const size_t *argvlen) {
   for (int attempt = 0;; attempt++) {
     int pooled_first = k->pooled && k->first;
     int fresh_first = attempt == 0 && !k->pooled && k->first; /* for the TLS hints */
@@ -702,11 +696,13 @@ static void vk_key_free(char *k, char *buf) {
   if (k != buf) free(k);
 }
 
-static void vk_no_memory(ph_call *call) { ph_error(call, "valkey: out of memory"); }
+static void vk_no_memory(ph_call *call) {
+  ph_error(call, "valkey: out of memory");
+}
 
 static void vk_unexpected(vk_store *st, ph_call *call, const char *cmd, const redisReply *r) {
-  ph_error(call, "valkey %s:%d: unexpected reply of type %d to %s", st->host, st->port,
-           r->type, cmd);
+  ph_error(call, "valkey %s:%d: unexpected reply of type %d to %s", st->host, st->port, r->type,
+           cmd);
 }
 
 /* ----------------------------------------------------------------------- the hooks --- */
@@ -747,9 +743,8 @@ static ph_status vk_check_file(const ph_config *cfg, const char *key, const char
 
 /* The storage's SSL context from the tls* options (already validated); PH_ERROR after a
 ** configuration error naming the key at fault. */
-static ph_status vk_make_ssl(const ph_config *cfg, vk_store *st, const char *ca,
-                             const char *cert, const char *key, const char *name,
-                             int skip_verify) {
+static ph_status vk_make_ssl(const ph_config *cfg, vk_store *st, const char *ca, const char *cert,
+                             const char *key, const char *name, int skip_verify) {
   pthread_once(&vk_openssl_once, vk_openssl_init);
   redisSSLOptions o;
   memset(&o, 0, sizeof o);
@@ -777,8 +772,8 @@ static ph_status vk_make_ssl(const ph_config *cfg, vk_store *st, const char *ca,
                              "to the CA file of the server's certificate",
                              why);
     case REDIS_SSL_CTX_CLIENT_CERT_LOAD_FAILED:
-      return ph_config_error(cfg, "tlsCert", "'%s' holds no certificate OpenSSL can load: %s",
-                             cert, why);
+      return ph_config_error(cfg, "tlsCert", "'%s' holds no certificate OpenSSL can load: %s", cert,
+                             why);
     case REDIS_SSL_CTX_PRIVATE_KEY_LOAD_FAILED:
       return ph_config_error(cfg, "tlsKey",
                              "'%s' is not a private key OpenSSL can load, or not the one of "
@@ -1180,8 +1175,8 @@ static ph_status vk_reset(void *self, ph_call *call) {
         uargv[i + 1] = keys->element[i]->str;
         ulen[i + 1] = keys->element[i]->len;
       }
-      redisReply *u = vk_exec(st, call, &conn, VK_RETRY_IF_UNANSWERED, "UNLINK", (int)n, uargv,
-                              ulen);
+      redisReply *u =
+          vk_exec(st, call, &conn, VK_RETRY_IF_UNANSWERED, "UNLINK", (int)n, uargv, ulen);
       free(uargv);
       free(ulen);
       if (u == NULL) {
@@ -1209,8 +1204,7 @@ static ph_status vk_reset(void *self, ph_call *call) {
 ** (ranges, and how the tls* options go together). */
 static const ph_option valkey_options[] = {
     PH_OPTION(PH_OPTION_STRING, "prefix", "plughost:", "put in front of every key"),
-    PH_OPTION(PH_OPTION_STRING, "host", VK_DEFAULT_HOST,
-              "the server's host name or IP address"),
+    PH_OPTION(PH_OPTION_STRING, "host", VK_DEFAULT_HOST, "the server's host name or IP address"),
     PH_OPTION(PH_OPTION_INT, "port", "6379",
               "the server's TCP port (for TLS: the server's tls-port)",
               .flags = PH_OPTION_MIN | PH_OPTION_MAX, .min = 1, .max = 65535),
@@ -1221,8 +1215,7 @@ static const ph_option valkey_options[] = {
     PH_OPTION(PH_OPTION_INT, "db", "0", "database number, selected on every new connection",
               .flags = PH_OPTION_MIN | PH_OPTION_MAX, .min = 0, .max = INT32_MAX),
     PH_OPTION(PH_OPTION_DURATION, "connectTimeout", "2s",
-              "longest wait for a TCP connection to open", .flags = PH_OPTION_MIN,
-              .min = 0.001),
+              "longest wait for a TCP connection to open", .flags = PH_OPTION_MIN, .min = 0.001),
     PH_OPTION(PH_OPTION_DURATION, "commandTimeout", "2s",
               "longest wait for each reply (and each step of the TLS handshake); not retried",
               .flags = PH_OPTION_MIN, .min = 0.001),
@@ -1249,8 +1242,9 @@ static const ph_storage_type valkey_storage = {
     .size = sizeof(ph_storage_type),
     .flags = PH_TYPE_THREAD_SAFE | PH_TYPE_MAY_BLOCK,
     .id = "plugins.valkey.storages.ValkeyStorage",
-    .description = "Valkey/Redis server storage with TTLs and atomic counters shared by "
-                   "every gateway instance",
+    .description =
+        "Valkey/Redis server storage with TTLs and atomic counters shared by "
+        "every gateway instance",
     .create = vk_create,
     .close = vk_close,
     .get = vk_get,
@@ -1264,6 +1258,7 @@ static const ph_storage_type valkey_storage = {
 static const ph_storage_type *const valkey_storages[] = {&valkey_storage, NULL};
 
 PH_PLUGIN_DEFINE(.name = "valkey", .version = "1.0.0",
-                 .description = "Key-value storage on a Valkey (or Redis) server, through a "
-                                "pool of hiredis connections",
+                 .description =
+                     "Key-value storage on a Valkey (or Redis) server, through a "
+                     "pool of hiredis connections",
                  .storages = valkey_storages, .options = no_options);

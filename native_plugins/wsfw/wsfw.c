@@ -67,8 +67,8 @@ static int ws_valid_key(const char *key) {
   if (!key || strlen(key) != 24 || strcmp(key + 22, "==") != 0) return 0;
   for (int i = 0; i < 22; i++) {
     char c = key[i];
-    if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-          c == '+' || c == '/'))
+    if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
+          c == '/'))
       return 0;
   }
   return strchr("AQgw", key[21]) != NULL; /* the last 4 bits of 16 bytes are zero */
@@ -120,9 +120,9 @@ enum {
   O_COUNT
 };
 static const char *const ws_names[O_COUNT] = {
-    "upstreamEndpoint", "pingInterval",   "pongInterval",    "pongTimeout",
-    "maxInactivity",    "handshakeTimeout", "subprotocols",  "origins",
-    "maxMessageSize",   "forwardedProto", "trustForwardedHeaders", "readBufferSize",
+    "upstreamEndpoint", "pingInterval",     "pongInterval",          "pongTimeout",
+    "maxInactivity",    "handshakeTimeout", "subprotocols",          "origins",
+    "maxMessageSize",   "forwardedProto",   "trustForwardedHeaders", "readBufferSize",
     "writeBufferSize",  "enableCompression"};
 
 typedef struct ws_action {
@@ -203,8 +203,9 @@ static ph_status ws_origins(const ph_config *cfg, const char *key, ws_action *a)
     if (ph_config_string(ph_config_at(list, i, NULL), NULL, NULL, &origin) != PH_OK)
       return PH_ERROR;
     if (!origin || !*origin)
-      return ph_config_error(cfg, key, "entry %zu is empty: write an origin such as "
-                                       "https://app.example.com, or \"*\"",
+      return ph_config_error(cfg, key,
+                             "entry %zu is empty: write an origin such as "
+                             "https://app.example.com, or \"*\"",
                              i + 1);
     if (strcmp(origin, "*") == 0) a->any_origin = 1;
     if (!(a->origins[a->n_origins] = phu_strdup(origin)))
@@ -228,8 +229,7 @@ static ph_status action_create(const ph_config *cfg, void **self) {
   if (w[O_PING] && w[O_PING_SEAM])
     return ph_config_error(cfg, w[O_PING_SEAM],
                            "and pingInterval both set the ping interval: keep pingInterval");
-  if (w[O_ENDPOINT] && ph_config_string(cfg, w[O_ENDPOINT], NULL, &url) != PH_OK)
-    return PH_ERROR;
+  if (w[O_ENDPOINT] && ph_config_string(cfg, w[O_ENDPOINT], NULL, &url) != PH_OK) return PH_ERROR;
   if (!url || !*url)
     return ph_config_error(cfg, w[O_ENDPOINT] ? w[O_ENDPOINT] : "upstreamEndpoint",
                            "is required: the upstream WebSocket's URL, e.g. "
@@ -281,7 +281,8 @@ static int ws_origin_allowed(const ws_action *a, const ph_exchange *ex) {
 
 static ph_next action_handle(void *self, ph_exchange *ex) {
   ws_action *a = self;
-  if (!ws_origin_allowed(a, ex)) return ws_refuse(ex, 403, ws_origin_body, sizeof ws_origin_body - 1);
+  if (!ws_origin_allowed(a, ex))
+    return ws_refuse(ex, 403, ws_origin_body, sizeof ws_origin_body - 1);
   if (phu_forwarded(ex, a->proto, a->trust) != PH_OK) return PH_NEXT_ERROR;
   phu_buf url = {0};
   if (phu_target_url(&a->endpoint, ex, &url) != PH_OK) {
@@ -312,8 +313,7 @@ static ph_next action_handle(void *self, ph_exchange *ex) {
 
 static const ph_option websocket_options[] = {
     PH_OPTION(PH_OPTION_STRING, "upstreamEndpoint", NULL,
-              "the upstream's absolute ws:// or wss:// URL",
-              .flags = PH_OPTION_REQUIRED),
+              "the upstream's absolute ws:// or wss:// URL", .flags = PH_OPTION_REQUIRED),
     PH_OPTION(PH_OPTION_DURATION, "pingInterval", "0",
               "how often the gateway pings the upstream (0: no pings)"),
     PH_OPTION(PH_OPTION_DURATION, "pongInterval", "0",
@@ -332,8 +332,8 @@ static const ph_option websocket_options[] = {
               "when set, only handshakes whose Origin is one of these (\"*\": every origin)",
               .items = PH_OPTION_STRING),
     PH_OPTION(PH_OPTION_INT, "maxMessageSize", "16777216",
-              "the largest message accepted from either side, in bytes",
-              .flags = PH_OPTION_MIN, .min = 1),
+              "the largest message accepted from either side, in bytes", .flags = PH_OPTION_MIN,
+              .min = 1),
     PHU_FORWARDED_OPTIONS,
     PH_OPTION(PH_OPTION_INT, "readBufferSize", NULL,
               "Seam's option for its WebSocket library: accepted, no effect"),
@@ -369,5 +369,4 @@ static const ph_action_type *const ws_actions[] = {&websocket_action, NULL};
 
 PH_PLUGIN_DEFINE(.name = "wsfw", .version = "1.0.0",
                  .description = "WebSocket forwarding: upgrade check and WebSocketAction",
-                 .middlewares = ws_middlewares, .actions = ws_actions,
-                 .options = no_options);
+                 .middlewares = ws_middlewares, .actions = ws_actions, .options = no_options);

@@ -33,5 +33,4 @@ static const ph_middleware_type hello = {
 static const ph_middleware_type *const middlewares[] = {&hello, NULL};
 
 PH_PLUGIN_DEFINE(.name = "good", .version = "1.0.0",
-                 .description = "a small valid plugin for the tests",
-                 .middlewares = middlewares);
+                 .description = "a small valid plugin for the tests", .middlewares = middlewares);

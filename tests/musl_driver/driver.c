@@ -95,7 +95,9 @@ static void fatal(const char *what, const char *fmt, ...) {
   exit(1);
 }
 
-static int streq(const char *a, const char *b) { return a != NULL && b != NULL && !strcmp(a, b); }
+static int streq(const char *a, const char *b) {
+  return a != NULL && b != NULL && !strcmp(a, b);
+}
 
 /* ------------------------------------------- stand-ins for the cffi (Python) side --- */
 /* _build_runtime.py gives the runtime two callbacks written in Python: the log sink passed
@@ -122,8 +124,7 @@ static int plughost_py_call(void *handle, int phase, ph_exchange *ex) {
       rt_api_error(ex, "the python element was asked to fail");
       return PH_NEXT_ERROR;
     }
-    return rt_api_local_set(ex, "py.seen", "yes", 3) == PH_OK ? PH_NEXT_CONTINUE
-                                                               : PH_NEXT_ERROR;
+    return rt_api_local_set(ex, "py.seen", "yes", 3) == PH_OK ? PH_NEXT_CONTINUE : PH_NEXT_ERROR;
   }
   el->responses++;
   size_t len = 0;
@@ -279,14 +280,13 @@ static plugin *load_plugin(rt_host *host, const char *dir, const char *file) {
   }
   for (size_t i = 0; p->actions && p->actions[i]; i++) {
     const ph_action_type *t = p->actions[i];
-    if (t->size < sizeof *t || !check_id(t->id, p->name, "actions") || !t->create ||
-        !t->handle)
+    if (t->size < sizeof *t || !check_id(t->id, p->name, "actions") || !t->create || !t->handle)
       fatal(what, "bad action table %s", t->id ? t->id : "(no id)");
   }
   for (size_t i = 0; p->storages && p->storages[i]; i++) {
     const ph_storage_type *t = p->storages[i];
-    if (t->size < sizeof *t || !check_id(t->id, p->name, "storages") || !t->create ||
-        !t->close || !t->get || !t->set || !t->del || !t->incr || !t->reset)
+    if (t->size < sizeof *t || !check_id(t->id, p->name, "storages") || !t->create || !t->close ||
+        !t->get || !t->set || !t->del || !t->incr || !t->reset)
       fatal(what, "bad storage table %s", t->id ? t->id : "(no id)");
   }
 
@@ -300,11 +300,11 @@ static plugin *load_plugin(rt_host *host, const char *dir, const char *file) {
   pl->config = cfg_root(host, label, cpath);
   if (rt_call_init(p, pl->config, &pl->state) != PH_OK)
     fatal(what, "init failed: %s", rt_config_error(pl->config));
-  ok(what, "plugin %s %s, ABI %u.%u, note \"%s\", %zu middleware(s) %zu action(s) "
+  ok(what,
+     "plugin %s %s, ABI %u.%u, note \"%s\", %zu middleware(s) %zu action(s) "
      "%zu storage(s), initialised",
      p->name, p->version ? p->version : "", p->header.abi_major, p->header.abi_minor, ns.text,
-     count_types((const void *const *)p->middlewares),
-     count_types((const void *const *)p->actions),
+     count_types((const void *const *)p->middlewares), count_types((const void *const *)p->actions),
      count_types((const void *const *)p->storages));
   return pl;
 }
@@ -371,24 +371,24 @@ static rt_instance *create_instance(rt_host *host, const char *kind, const char 
   rt_config_set_plugin_state(config, owner->state);
   void *self = NULL;
   if (rt_call_create(create, config, &self) != PH_OK) {
-    snprintf(error, error_cap, "%s", rt_config_error(config) ? rt_config_error(config)
-                                                             : "create failed without a reason");
+    snprintf(error, error_cap, "%s",
+             rt_config_error(config) ? rt_config_error(config) : "create failed without a reason");
     rt_call_destroy(destroy, self);
     rt_config_free(config);
     return NULL;
   }
   char label[256];
   snprintf(label, sizeof label, "%s '%s' (%s)", kind, name, id);
-  rt_instance *inst = rt_instance_new(!strcmp(kind, "middleware") ? RT_MIDDLEWARE : RT_ACTION,
-                                      type, self, label, (flags & PH_TYPE_THREAD_SAFE) != 0,
-                                      (flags & PH_TYPE_MAY_BLOCK) != 0);
+  rt_instance *inst =
+      rt_instance_new(!strcmp(kind, "middleware") ? RT_MIDDLEWARE : RT_ACTION, type, self, label,
+                      (flags & PH_TYPE_THREAD_SAFE) != 0, (flags & PH_TYPE_MAY_BLOCK) != 0);
   if (inst == NULL || n_instances == MAX_INSTANCES) fatal(label, "cannot allocate an instance");
   instances[n_instances++] = (instance){inst, destroy, self, config};
   return inst;
 }
 
-static rt_instance *must_create(rt_host *host, const char *kind, const char *id,
-                                const char *name, ph_config *config) {
+static rt_instance *must_create(rt_host *host, const char *kind, const char *id, const char *name,
+                                ph_config *config) {
   char error[512];
   rt_instance *inst = create_instance(host, kind, id, name, config, error, sizeof error);
   char what[128];
@@ -405,8 +405,8 @@ static ph_storage *create_storage(rt_host *host, const char *id, const char *nam
   rt_config_set_plugin_state(config, owner->state);
   void *self = NULL;
   if (rt_call_create(t->create, config, &self) != PH_OK) {
-    snprintf(error, error_cap, "%s", rt_config_error(config) ? rt_config_error(config)
-                                                             : "create failed without a reason");
+    snprintf(error, error_cap, "%s",
+             rt_config_error(config) ? rt_config_error(config) : "create failed without a reason");
     rt_call_destroy(t->close, self);
     rt_config_free(config);
     return NULL;
@@ -459,8 +459,7 @@ static const char *resp(const rt_result *r, const char *name) {
 }
 
 /* The value of cookie `name` in a Set-Cookie header, copied into out ("" if absent). */
-static const char *cookie_value(const char *set_cookie, const char *name, char *out,
-                                size_t cap) {
+static const char *cookie_value(const char *set_cookie, const char *name, char *out, size_t cap) {
   size_t n = strlen(name);
   out[0] = '\0';
   if (set_cookie && !strncmp(set_cookie, name, n) && set_cookie[n] == '=')
@@ -479,8 +478,7 @@ static int is_uuid(const char *s) {
 
 static void sleep_ms(long ms) {
   struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-  while (nanosleep(&ts, &ts) != 0) {
-  }
+  while (nanosleep(&ts, &ts) != 0) {}
 }
 
 /* ---------------------------------------------------------------------- checks --- */
@@ -516,15 +514,20 @@ static void check_memory_storage(rt_host *host, ph_storage *st) {
   if (s1 != PH_OK || s2 != PH_OK || s3 != PH_OK)
     fail("storage incr with TTL", "incr failed: %s", err ? err : "?");
   else if (n1 != 1 || n2 != 6 || left1 <= 0 || left1 > 150 || left2 <= 0 || left2 > left1)
-    fail("storage incr with TTL", "got %" PRId64 " (ttl %" PRId64 "ms) then %" PRId64
-         " (ttl %" PRId64 "ms); want 1 then 6 with a TTL counting down from 150ms",
+    fail("storage incr with TTL",
+         "got %" PRId64 " (ttl %" PRId64 "ms) then %" PRId64 " (ttl %" PRId64
+         "ms); want 1 then 6 with a TTL counting down from 150ms",
          n1, left1, n2, left2);
   else if (n3 != 1 || left3 != -1)
-    fail("storage incr with TTL", "after expiry incr gave %" PRId64 " (ttl %" PRId64
-         "), want 1 without TTL (-1)", n3, left3);
+    fail("storage incr with TTL",
+         "after expiry incr gave %" PRId64 " (ttl %" PRId64 "), want 1 without TTL (-1)", n3,
+         left3);
   else
-    ok("storage incr with TTL", "1 then 6 (ttl %" PRId64 "ms, %" PRId64 "ms), expired, "
-       "then 1 without TTL", left1, left2);
+    ok("storage incr with TTL",
+       "1 then 6 (ttl %" PRId64 "ms, %" PRId64
+       "ms), expired, "
+       "then 1 without TTL",
+       left1, left2);
   if (s4 == PH_NOT_FOUND)
     ok("storage set with TTL", "the key expired after 100ms");
   else
@@ -576,13 +579,13 @@ static void check_requestid_static(rt_host *host) {
   cfg_str(c, "body", "hello from musl");
   ph_config *hs = cfg_add(c, "headers", PH_CONFIG_MAP);
   cfg_str(hs, "X-Static", "yes");
-  rt_instance *hello = must_create(host, "action", "plugins.static.actions.StaticAction", "Hello",
-                                   c);
+  rt_instance *hello =
+      must_create(host, "action", "plugins.static.actions.StaticAction", "Hello", c);
 
   /* A "Python" element between the native ones. */
   static py_element py;
-  rt_instance *pyinst = rt_instance_new(RT_PY_MIDDLEWARE, NULL, &py,
-                                        "middleware 'Py' (python stand-in)", 1, 0);
+  rt_instance *pyinst =
+      rt_instance_new(RT_PY_MIDDLEWARE, NULL, &py, "middleware 'Py' (python stand-in)", 1, 0);
   rt_instance *mws[] = {rid, pyinst};
   rt_chain *chain = rt_chain_new(mws, 2, hello);
   rt_chain_set_route(chain, "HelloRoute");
@@ -597,29 +600,35 @@ static void check_requestid_static(rt_host *host) {
   else
     fail("static action", "status %d body '%.*s'", r.status, (int)r.body_len, r.body);
   if (is_uuid(id) && streq(id, req_id))
-    ok("requestid middleware", "generated X-Request-ID %s (%zu chars) on request and response",
-       id, strlen(id));
+    ok("requestid middleware", "generated X-Request-ID %s (%zu chars) on request and response", id,
+       strlen(id));
   else
-    fail("requestid middleware", "X-Request-ID response '%s' request '%s': want one UUIDv4 "
-         "(36 chars) on both", id ? id : "(none)", req_id ? req_id : "(none)");
+    fail("requestid middleware",
+         "X-Request-ID response '%s' request '%s': want one UUIDv4 "
+         "(36 chars) on both",
+         id ? id : "(none)", req_id ? req_id : "(none)");
   const char *pyh = resp(&r, "X-Py-Element");
   size_t sl = 0;
   const uint8_t *seen = rt_api_local_get(r.ex, "py.seen", &sl);
   if (py.requests == 1 && py.responses == 1 && streq(pyh, id) && seen && sl == 3)
-    ok("python element stand-in", "called through plughost_py_call in both phases, read the "
+    ok("python element stand-in",
+       "called through plughost_py_call in both phases, read the "
        "requestid local");
   else
     fail("python element stand-in", "requests %d responses %d header '%s'", py.requests,
          py.responses, pyh ? pyh : "(none)");
   rt_result_pack(&r);
-  if (r.headers_len > 0 && memmem(r.headers, r.headers_len, "content-length\0" "15", 18))
+  if (r.headers_len > 0 && memmem(r.headers, r.headers_len,
+                                  "content-length\0"
+                                  "15",
+                                  18))
     ok("packed response", "%zu bytes of packed headers, content-length 15", r.headers_len);
   else
     fail("packed response", "no content-length 15 in %zu packed bytes", r.headers_len);
   rt_exchange_free(r.ex);
 
-  serve(host, chain, "GET", "/hello", (const header[]){{"x-request-id", "client-id-42"}, {NULL, NULL}},
-        &r);
+  serve(host, chain, "GET", "/hello",
+        (const header[]){{"x-request-id", "client-id-42"}, {NULL, NULL}}, &r);
   if (streq(resp(&r, "X-Request-ID"), "client-id-42"))
     ok("requestid keeps a sane id", "client-id-42 echoed");
   else
@@ -636,8 +645,8 @@ static void check_requestid_static(rt_host *host) {
       streq(resp(&r, "X-Request-ID"), "failing-1") && strstr(why, "asked to fail"))
     ok("failing element", "500 %.*s (%s: %s)", (int)r.body_len, r.body, label, why);
   else
-    fail("failing element", "status %d body '%.*s' failure '%s'", r.status, (int)r.body_len,
-         r.body, why);
+    fail("failing element", "status %d body '%.*s' failure '%s'", r.status, (int)r.body_len, r.body,
+         why);
   rt_exchange_free(r.ex);
 
   rt_chain_free(chain);
@@ -651,8 +660,8 @@ static void check_session(rt_host *host, ph_storage *st) {
                                  "plugins.session.middlewares.LoadSessionMiddleware", "Session", c);
   c = cfg_root(host, "action 'Ok'", "actions.Ok.config");
   cfg_str(c, "body", "ok");
-  rt_instance *okact = must_create(host, "action", "plugins.static.actions.StaticAction",
-                                   "SessionOk", c);
+  rt_instance *okact =
+      must_create(host, "action", "plugins.static.actions.StaticAction", "SessionOk", c);
   rt_chain *chain = rt_chain_new(&ses, 1, okact);
   rt_result r;
   /* a new session: an id sent back, nothing stored */
@@ -670,8 +679,8 @@ static void check_session(rt_host *host, ph_storage *st) {
   rt_exchange_free(r.ex);
   /* the application logs the user in: data under that id; the next request rotates it */
   err = NULL;
-  ph_status s = rt_storage_set(st, (const uint8_t *)key, strlen(key), (const uint8_t *)"u=1", 3,
-                               60000, &err);
+  ph_status s =
+      rt_storage_set(st, (const uint8_t *)key, strlen(key), (const uint8_t *)"u=1", 3, 60000, &err);
   rt_free(err);
   snprintf(cookie, sizeof cookie, "session_id=%s", id);
   serve(host, chain, "GET", "/session", (const header[]){{"Cookie", cookie}, {NULL, NULL}}, &r);
@@ -680,12 +689,13 @@ static void check_session(rt_host *host, ph_storage *st) {
   snprintf(new_key, sizeof new_key, "session:%s", moved);
   value = NULL;
   err = NULL;
-  ph_status g2 = rt_storage_get(st, (const uint8_t *)new_key, strlen(new_key), &value, &len,
-                                &err);
+  ph_status g2 = rt_storage_get(st, (const uint8_t *)new_key, strlen(new_key), &value, &len, &err);
   if (new_ok && s == PH_OK && r.status == 200 && strlen(moved) == 32 && strcmp(moved, id) != 0 &&
       g2 == PH_OK)
-    ok("session middleware", "new session %s sent and not stored; after a login rotated to %s, "
-       "stored as %zu byte(s)", id, moved, len);
+    ok("session middleware",
+       "new session %s sent and not stored; after a login rotated to %s, "
+       "stored as %zu byte(s)",
+       id, moved, len);
   else
     fail("session middleware", "new %d (get %d), set %d, status %d Set-Cookie '%s', get %d %s",
          new_ok, g, s, r.status, resp(&r, "Set-Cookie") ? resp(&r, "Set-Cookie") : "(none)", g2,
@@ -712,24 +722,24 @@ static void check_limiter(rt_host *host) {
     statuses[i] = r.status;
     const char *rem = resp(&r, "X-RateLimit-Remaining");
     snprintf(remaining[i], sizeof remaining[i], "%s", rem ? rem : "-");
-    if (i == 2 && resp(&r, "Retry-After")) snprintf(retry, sizeof retry, "%s", resp(&r, "Retry-After"));
+    if (i == 2 && resp(&r, "Retry-After"))
+      snprintf(retry, sizeof retry, "%s", resp(&r, "Retry-After"));
     rt_exchange_free(r.ex);
   }
   if (statuses[0] == 200 && statuses[1] == 200 && statuses[2] == 429 && *retry &&
       streq(remaining[0], "1") && streq(remaining[1], "0"))
-    ok("limiter middleware", "200, 200, 429 (Retry-After %s), X-RateLimit-Remaining 1, 0",
-       retry);
+    ok("limiter middleware", "200, 200, 429 (Retry-After %s), X-RateLimit-Remaining 1, 0", retry);
   else
-    fail("limiter middleware", "statuses %d %d %d, remaining %s %s, Retry-After '%s'",
-         statuses[0], statuses[1], statuses[2], remaining[0], remaining[1], retry);
+    fail("limiter middleware", "statuses %d %d %d, remaining %s %s, Retry-After '%s'", statuses[0],
+         statuses[1], statuses[2], remaining[0], remaining[1], retry);
   rt_chain_free(chain);
 }
 
 static void check_csrf(rt_host *host) {
   ph_config *c = cfg_root(host, "middleware 'Csrf'", "middlewares.Csrf.config");
   cfg_str(c, "storage", "Store");
-  rt_instance *csrf = must_create(host, "middleware", "plugins.csrf.middlewares.CSRFMiddleware",
-                                  "Csrf", c);
+  rt_instance *csrf =
+      must_create(host, "middleware", "plugins.csrf.middlewares.CSRFMiddleware", "Csrf", c);
   rt_chain *chain = then_ok(host, csrf, "CsrfOk");
   rt_result r;
   serve(host, chain, "GET", "/form", (const header[]){{NULL, NULL}}, &r);
@@ -758,8 +768,8 @@ static void check_csrf(rt_host *host) {
 static void check_cors(rt_host *host) {
   ph_config *c = cfg_root(host, "middleware 'Cors'", "middlewares.Cors.config");
   cfg_str(c, "allowOrigins", "https://app.example");
-  rt_instance *cors = must_create(host, "middleware", "plugins.cors.middlewares.CORSMiddleware",
-                                  "Cors", c);
+  rt_instance *cors =
+      must_create(host, "middleware", "plugins.cors.middlewares.CORSMiddleware", "Cors", c);
   rt_chain *chain = then_ok(host, cors, "CorsOk");
   rt_result r;
   serve(host, chain, "OPTIONS", "/api",
@@ -770,11 +780,10 @@ static void check_cors(rt_host *host) {
   int preflight = r.status;
   char allowed[128];
   snprintf(allowed, sizeof allowed, "%s",
-           resp(&r, "Access-Control-Allow-Origin") ? resp(&r, "Access-Control-Allow-Origin")
-                                                   : "-");
+           resp(&r, "Access-Control-Allow-Origin") ? resp(&r, "Access-Control-Allow-Origin") : "-");
   rt_exchange_free(r.ex);
-  serve(host, chain, "GET", "/api", (const header[]){{"Origin", "https://evil.example"}, {NULL, NULL}},
-        &r);
+  serve(host, chain, "GET", "/api",
+        (const header[]){{"Origin", "https://evil.example"}, {NULL, NULL}}, &r);
   int other = r.status;
   int refused = resp(&r, "Access-Control-Allow-Origin") == NULL;
   rt_exchange_free(r.ex);
@@ -789,8 +798,8 @@ static void check_cors(rt_host *host) {
 
 static void check_helmet(rt_host *host) {
   ph_config *c = cfg_root(host, "middleware 'Helmet'", "middlewares.Helmet.config");
-  rt_instance *helmet = must_create(host, "middleware",
-                                    "plugins.helmet.middlewares.HelmetMiddleware", "Helmet", c);
+  rt_instance *helmet =
+      must_create(host, "middleware", "plugins.helmet.middlewares.HelmetMiddleware", "Helmet", c);
   rt_chain *chain = then_ok(host, helmet, "HelmetOk");
   rt_result r;
   serve(host, chain, "GET", "/page", (const header[]){{NULL, NULL}}, &r);
@@ -816,8 +825,8 @@ static void check_logger(rt_host *host) {
   ph_config *c = cfg_root(host, "middleware 'Logger'", "middlewares.Logger.config");
   cfg_str(c, "format", "${method} ${path} ${status}");
   cfg_str(c, "output", logger_file);
-  rt_instance *logger = must_create(host, "middleware",
-                                    "plugins.logger.middlewares.LoggerMiddleware", "Logger", c);
+  rt_instance *logger =
+      must_create(host, "middleware", "plugins.logger.middlewares.LoggerMiddleware", "Logger", c);
   rt_chain *chain = then_ok(host, logger, "LoggedOk");
   rt_result r;
   serve(host, chain, "GET", "/logged", (const header[]){{NULL, NULL}}, &r);
@@ -850,7 +859,11 @@ static void check_httpfw(rt_host *host) {
   rt_instance *fw = must_create(host, "action", "plugins.httpfw.actions.HttpAction", "Forward", c);
   rt_chain *chain = rt_chain_new(NULL, 0, fw);
   /* (a string break after each \0: "\0" "203" is not the octal escape "\020" "3") */
-  char packed[] = "host\0" "gw.example\0" "x-forwarded-for\0" "203.0.113.7\0";
+  char packed[] =
+      "host\0"
+      "gw.example\0"
+      "x-forwarded-for\0"
+      "203.0.113.7\0";
   rt_result r;
   rt_serve(host, chain, "POST", "/users", "q=1", "10.1.2.3", packed, sizeof packed - 1,
            (const uint8_t *)"data", 4, NULL, 0, &r);
@@ -872,8 +885,8 @@ static void check_httpfw(rt_host *host) {
   rt_exchange_free(r.ex);
   if (asked && !strncmp(url, "http://127.0.0.1:9/api", 22) && strstr(url, "q=1") &&
       streq(xff, "203.0.113.7, 10.1.2.3") && streq(host_header, "gw.example"))
-    ok("httpfw action", "upstream %s, X-Forwarded-For '%s', X-Forwarded-Host %s; answered 200",
-       url, xff, host_header);
+    ok("httpfw action", "upstream %s, X-Forwarded-For '%s', X-Forwarded-Host %s; answered 200", url,
+       xff, host_header);
   else
     fail("httpfw action", "outcome %d url '%s' X-Forwarded-For '%s' X-Forwarded-Host '%s'",
          r.outcome, url, xff, host_header);
@@ -884,8 +897,10 @@ static void check_httpfw(rt_host *host) {
 
 int main(int argc, char **argv) {
   if (argc != 2 || argv[1][0] == '-') {
-    fprintf(stderr, "usage: %s PLUGIN_DIR\n(runs plughost's C runtime against the plugins in "
-                    "PLUGIN_DIR: memory, requestid, static, session, limiter, csrf, cors, helmet, logger, httpfw)\n",
+    fprintf(stderr,
+            "usage: %s PLUGIN_DIR\n(runs plughost's C runtime against the plugins in "
+            "PLUGIN_DIR: memory, requestid, static, session, limiter, csrf, cors, helmet, logger, "
+            "httpfw)\n",
             argv[0]);
     return 2;
   }
@@ -903,14 +918,14 @@ int main(int argc, char **argv) {
 
   static const char *const files[] = {"memory.so",  "requestid.so", "static.so", "session.so",
                                       "limiter.so", "csrf.so",      "cors.so",   "helmet.so",
-                                      "logger.so", "httpfw.so"};
+                                      "logger.so",  "httpfw.so"};
   for (size_t i = 0; i < sizeof files / sizeof *files; i++) load_plugin(host, dir, files[i]);
 
   ph_config *c = cfg_root(host, "storage 'Store'", "storages.Store.config");
   cfg_int(c, "maxEntries", 1000);
   char error[512];
-  ph_storage *st = create_storage(host, "plugins.memory.storages.MemoryStorage", "Store", c,
-                                  error, sizeof error);
+  ph_storage *st = create_storage(host, "plugins.memory.storages.MemoryStorage", "Store", c, error,
+                                  sizeof error);
   if (st == NULL) fatal("create storage 'Store'", "%s", error);
   ok("create storage 'Store'", "plugins.memory.storages.MemoryStorage, maxEntries 1000");
 
@@ -948,8 +963,10 @@ int main(int argc, char **argv) {
   rt_host_free(host);
   check_logger_output();
   if (unloaded)
-    ok("shutdown", "%zu instance(s) destroyed, %zu storage(s) closed, %zu plugin(s) shut "
-       "down and unloaded, host freed", destroyed, closed, shut);
+    ok("shutdown",
+       "%zu instance(s) destroyed, %zu storage(s) closed, %zu plugin(s) shut "
+       "down and unloaded, host freed",
+       destroyed, closed, shut);
   else
     fail("shutdown", "dlclose failed: %s", dlerror());
 

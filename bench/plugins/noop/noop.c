@@ -37,7 +37,9 @@ typedef struct header_mw {
   int set;
 } header_mw;
 
-static void header_destroy(void *self) { free(self); }
+static void header_destroy(void *self) {
+  free(self);
+}
 
 static ph_status header_create(const ph_config *cfg, void **self) {
   const char *op;
@@ -53,10 +55,11 @@ static ph_status header_create(const ph_config *cfg, void **self) {
 
 static ph_next header_request(void *self, ph_exchange *ex) {
   header_mw *h = self;
-  if (h->set) return PH_API(ex)->header_set(ex, PH_REQUEST, "X-Bench", "1") == PH_OK
-                         ? PH_NEXT_CONTINUE : PH_NEXT_ERROR;
+  if (h->set)
+    return PH_API(ex)->header_set(ex, PH_REQUEST, "X-Bench", "1") == PH_OK ? PH_NEXT_CONTINUE
+                                                                           : PH_NEXT_ERROR;
   return PH_API(ex)->header_get(ex, PH_REQUEST, "X-Bench-Missing") ? PH_NEXT_ERROR
-                                                                     : PH_NEXT_CONTINUE;
+                                                                   : PH_NEXT_CONTINUE;
 }
 
 static ph_status header_response(void *self, ph_exchange *ex) {
@@ -65,18 +68,24 @@ static ph_status header_response(void *self, ph_exchange *ex) {
   return PH_API(ex)->header_get(ex, PH_RESPONSE, "X-Bench-Missing") ? PH_ERROR : PH_OK;
 }
 
-static const ph_middleware_type noop_mw = {
-    .size = sizeof(ph_middleware_type), .flags = PH_TYPE_THREAD_SAFE,
-    .id = "plugins.noop.middlewares.NoopMiddleware", .create = noop_create,
-    .on_request = noop_request, .on_response = noop_response};
-static const ph_middleware_type header_mw_type = {
-    .size = sizeof(ph_middleware_type), .flags = PH_TYPE_THREAD_SAFE,
-    .id = "plugins.noop.middlewares.HeaderMiddleware", .create = header_create,
-    .destroy = header_destroy, .on_request = header_request, .on_response = header_response};
+static const ph_middleware_type noop_mw = {.size = sizeof(ph_middleware_type),
+                                           .flags = PH_TYPE_THREAD_SAFE,
+                                           .id = "plugins.noop.middlewares.NoopMiddleware",
+                                           .create = noop_create,
+                                           .on_request = noop_request,
+                                           .on_response = noop_response};
+static const ph_middleware_type header_mw_type = {.size = sizeof(ph_middleware_type),
+                                                  .flags = PH_TYPE_THREAD_SAFE,
+                                                  .id = "plugins.noop.middlewares.HeaderMiddleware",
+                                                  .create = header_create,
+                                                  .destroy = header_destroy,
+                                                  .on_request = header_request,
+                                                  .on_response = header_response};
 
 static const ph_middleware_type *const middlewares[] = {&noop_mw, &header_mw_type, NULL};
 
 PH_PLUGIN_DEFINE(.name = "noop", .version = "1.0.0",
-                 .description = "benchmark-only: a middleware that does nothing, and one that "
-                                "makes one header call per phase",
+                 .description =
+                     "benchmark-only: a middleware that does nothing, and one that "
+                     "makes one header call per phase",
                  .middlewares = middlewares);

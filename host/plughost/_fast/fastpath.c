@@ -15,8 +15,8 @@
 #include "chain.h"
 
 typedef void (*serve_fn)(rt_host *, const rt_chain *, const char *, const char *, const char *,
-                         const char *, const char *, size_t, const uint8_t *, size_t,
-                         const char *, size_t, rt_result *);
+                         const char *, const char *, size_t, const uint8_t *, size_t, const char *,
+                         size_t, rt_result *);
 typedef void (*free_fn)(ph_exchange *);
 typedef void (*serve_upstream_fn)(const rt_chain *, ph_exchange *, size_t, int, const char *,
                                   size_t, const uint8_t *, size_t, const char *, rt_result *);
@@ -33,8 +33,9 @@ static Py_ssize_t pack_headers(PyObject *headers, char *stack, size_t stack_cap,
   size_t need = 0;
   for (Py_ssize_t i = 0; i < n; i++) {
     PyObject *pair = items[i];
-    Py_ssize_t size = PyList_Check(pair) ? PyList_GET_SIZE(pair)
-                      : PyTuple_Check(pair) ? PyTuple_GET_SIZE(pair) : -1;
+    Py_ssize_t size = PyList_Check(pair)    ? PyList_GET_SIZE(pair)
+                      : PyTuple_Check(pair) ? PyTuple_GET_SIZE(pair)
+                                            : -1;
     if (size != 2) {
       PyErr_SetString(PyExc_TypeError, "each header must be a (name, value) pair of bytes");
       Py_DECREF(seq);
@@ -63,8 +64,7 @@ static Py_ssize_t pack_headers(PyObject *headers, char *stack, size_t stack_cap,
     PyObject *name = PySequence_Fast_GET_ITEM(pair, 0), *value = PySequence_Fast_GET_ITEM(pair, 1);
     size_t nl = (size_t)PyBytes_GET_SIZE(name), vl = (size_t)PyBytes_GET_SIZE(value);
     /* A NUL inside a header would split it: HTTP servers never pass one; drop the header. */
-    if (memchr(PyBytes_AS_STRING(name), 0, nl) || memchr(PyBytes_AS_STRING(value), 0, vl))
-      continue;
+    if (memchr(PyBytes_AS_STRING(name), 0, nl) || memchr(PyBytes_AS_STRING(value), 0, vl)) continue;
     memcpy(buf + j, PyBytes_AS_STRING(name), nl);
     j += nl;
     buf[j++] = 0;
@@ -99,8 +99,8 @@ static PyObject *response_headers(const ph_exchange *ex) {
   PyObject *list = PyList_New((Py_ssize_t)f->n);
   if (!list) return NULL;
   for (size_t i = 0; i < f->n; i++) {
-    PyObject *t = pair(f->items[i].name, f->items[i].name_len, f->items[i].value,
-                       f->items[i].value_len);
+    PyObject *t =
+        pair(f->items[i].name, f->items[i].name_len, f->items[i].value, f->items[i].value_len);
     if (!t) {
       Py_DECREF(list);
       return NULL;
@@ -150,9 +150,9 @@ static int run_chain(void *serve_p, void *host, void *chain, int release, const 
   if (packed_len < 0) return -1;
   serve_fn serve = (serve_fn)serve_p;
   if (release) {
-    Py_BEGIN_ALLOW_THREADS
-    serve(host, chain, method, path, query, client, packed, (size_t)packed_len,
-          (const uint8_t *)body, body_len, params, params_len, out);
+    Py_BEGIN_ALLOW_THREADS serve(host, chain, method, path, query, client, packed,
+                                 (size_t)packed_len, (const uint8_t *)body, body_len, params,
+                                 params_len, out);
     Py_END_ALLOW_THREADS
   } else {
     serve(host, chain, method, path, query, client, packed, (size_t)packed_len,
@@ -172,8 +172,8 @@ static int has_body_or_odd_headers(PyObject *headers, PyObject *single) {
   Py_ssize_t nh = PyList_GET_SIZE(headers), ns = PyTuple_GET_SIZE(single);
   for (Py_ssize_t i = 0; i < nh; i++) {
     PyObject *pair = PyList_GET_ITEM(headers, i);
-    PyObject *name = PyTuple_Check(pair) && PyTuple_GET_SIZE(pair) == 2
-                         ? PyTuple_GET_ITEM(pair, 0) : NULL;
+    PyObject *name =
+        PyTuple_Check(pair) && PyTuple_GET_SIZE(pair) == 2 ? PyTuple_GET_ITEM(pair, 0) : NULL;
     if (!name || !PyBytes_Check(name)) return 1;
     Py_ssize_t len = PyBytes_GET_SIZE(name);
     const char *s = PyBytes_AS_STRING(name);
@@ -196,8 +196,7 @@ static int has_body_or_odd_headers(PyObject *headers, PyObject *single) {
 ** (GatewayApp): the runtime's entry points, the host, the route tables and the answers'
 ** fixed parts. Immutable after construction. */
 typedef struct {
-  PyObject_HEAD
-  serve_fn serve;               /* rt_serve */
+  PyObject_HEAD serve_fn serve;               /* rt_serve */
   free_fn free;                 /* rt_exchange_free */
   serve_upstream_fn finish;     /* rt_serve_upstream */
   void *finish_head;            /* rt_serve_upstream_head (a serve_head_fn) */
@@ -285,10 +284,10 @@ static int native_init(Native *self, PyObject *args, PyObject *kwargs) {
     PyErr_SetString(PyExc_TypeError, "Native() takes positional arguments only");
     return -1;
   }
-  if (!PyArg_ParseTuple(args, "OOOOOO!pOOO!O!OOOOO!", &serve, &free_, &finish, &finish_head,
-                        &host, &PyDict_Type, &static_routes, &case_sensitive, &live, &ready,
-                        &PyTuple_Type, &status_lines, &PyDict_Type, &prefixes, &response,
-                        &pending, &failed, &route, &PyTuple_Type, &single))
+  if (!PyArg_ParseTuple(args, "OOOOOO!pOOO!O!OOOOO!", &serve, &free_, &finish, &finish_head, &host,
+                        &PyDict_Type, &static_routes, &case_sensitive, &live, &ready, &PyTuple_Type,
+                        &status_lines, &PyDict_Type, &prefixes, &response, &pending, &failed,
+                        &route, &PyTuple_Type, &single))
     return -1;
   for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(single); k++)
     if (!PyBytes_Check(PyTuple_GET_ITEM(single, k))) {
@@ -382,9 +381,8 @@ static PyObject *fast_serve(PyObject *self, PyObject *const *args, Py_ssize_t na
       !as_bytes(args[8], &params, &params_len, "params"))
     return NULL;
   rt_result out;
-  if (run_chain((void *)nat->serve, nat->host, chain, PyObject_IsTrue(args[9]), method, path,
-                query, client, args[6], body, (size_t)body_len, params, (size_t)params_len,
-                &out) < 0)
+  if (run_chain((void *)nat->serve, nat->host, chain, PyObject_IsTrue(args[9]), method, path, query,
+                client, args[6], body, (size_t)body_len, params, (size_t)params_len, &out) < 0)
     return NULL;
   if (!out.ex) return PyErr_NoMemory(); /* rt_serve could not allocate the exchange */
   if (out.outcome == RT_UPSTREAM) return pending_upstream(nat, &out, args[1]);
@@ -400,9 +398,10 @@ static PyObject *fast_serve(PyObject *self, PyObject *const *args, Py_ssize_t na
   return ret;
 }
 
-
 /* A str's UTF-8 (cached by CPython), or NULL with an exception. */
-static const char *utf8(PyObject *o) { return PyUnicode_Check(o) ? PyUnicode_AsUTF8(o) : NULL; }
+static const char *utf8(PyObject *o) {
+  return PyUnicode_Check(o) ? PyUnicode_AsUTF8(o) : NULL;
+}
 
 /* The static-route entry (chain, chain address, release_gil, may_block) for method and path
 ** (str), from the Native's static routes, unless path is a health route. NULL without an
@@ -473,8 +472,7 @@ static PyObject *serve_scope(PyObject *self, PyObject *const *args, Py_ssize_t n
   }
   rt_result out;
   if (run_chain((void *)nat->serve, nat->host, chain, PyObject_IsTrue(PyTuple_GET_ITEM(hit, 2)),
-                method_s,
-                path_s, query_s, client_s, headers, NULL, 0, "", 0, &out) < 0)
+                method_s, path_s, query_s, client_s, headers, NULL, 0, "", 0, &out) < 0)
     return NULL;
   if (!out.ex) return PyErr_NoMemory();
   PyObject *chain_obj = PyTuple_GET_ITEM(hit, 0);
@@ -488,10 +486,9 @@ static PyObject *serve_scope(PyObject *self, PyObject *const *args, Py_ssize_t n
   PyObject *ret = NULL;
   if (start && body && !PyDict_SetItem(start, k_type, v_start) &&
       !PyDict_SetItem(start, k_status, status) &&
-      !PyDict_SetItem(start, k_headers, answer_headers) &&
-      !PyDict_SetItem(body, k_type, v_body) &&
-      !PyDict_SetItem(body, k_body, PyUnicode_Compare(method, s_head) == 0
-                                        ? empty_bytes : answer_body))
+      !PyDict_SetItem(start, k_headers, answer_headers) && !PyDict_SetItem(body, k_type, v_body) &&
+      !PyDict_SetItem(body, k_body,
+                      PyUnicode_Compare(method, s_head) == 0 ? empty_bytes : answer_body))
     ret = PyTuple_Pack(2, start, body);
   Py_XDECREF(start);
   Py_XDECREF(body);
@@ -524,7 +521,8 @@ static PyObject *raw_response(const rt_result *out, PyObject *lines, const char 
   const char *status_line = fallback;
   int sl;
   PyObject *line = out->status >= 0 && out->status < PyTuple_GET_SIZE(lines)
-                       ? PyTuple_GET_ITEM(lines, out->status) : NULL;
+                       ? PyTuple_GET_ITEM(lines, out->status)
+                       : NULL;
   if (line && PyBytes_Check(line)) {
     status_line = PyBytes_AS_STRING(line);
     sl = (int)PyBytes_GET_SIZE(line);
@@ -576,8 +574,8 @@ static PyObject *raw_response(const rt_result *out, PyObject *lines, const char 
 ** NUL-terminated); client: str or None; date: bytes; params: packed route parameters. */
 static PyObject *run_raw(const Native *nat, PyObject *chain_obj, void *chain, int release_gil,
                          PyObject *method, const char *path_s, const char *query, Py_ssize_t ql,
-                         PyObject *headers, PyObject *client, PyObject *date,
-                         const char *params, Py_ssize_t params_len, int head) {
+                         PyObject *headers, PyObject *client, PyObject *date, const char *params,
+                         Py_ssize_t params_len, int head) {
   const char *client_s = "";
   if (client != Py_None && !(client_s = utf8(client))) return NULL;
   char method_s[16];
@@ -592,8 +590,7 @@ static PyObject *run_raw(const Native *nat, PyObject *chain_obj, void *chain, in
   query_s[ql] = '\0';
   rt_result out;
   int failed = run_chain((void *)nat->serve, nat->host, chain, release_gil, method_s, path_s,
-                         query_s, client_s,
-                         headers, NULL, 0, params, (size_t)params_len, &out);
+                         query_s, client_s, headers, NULL, 0, params, (size_t)params_len, &out);
   if (query_s != query_stack) free(query_s);
   if (failed) return NULL;
   if (!out.ex) return PyErr_NoMemory();
@@ -628,8 +625,8 @@ static PyObject *method_entry(PyObject *table, PyObject *method) {
 ** (chain, address, release_gil, may_block) for `method`, and in *rest_at where the rest of
 ** the path starts (at its '/', or n). Borrowed; NULL without an exception when there is
 ** none, the route does not take the method, or it may block: the caller's caller routes. */
-static PyObject *prefix_hit(const Native *nat, PyObject *method, const char *path,
-                            Py_ssize_t n, Py_ssize_t *rest_at) {
+static PyObject *prefix_hit(const Native *nat, PyObject *method, const char *path, Py_ssize_t n,
+                            Py_ssize_t *rest_at) {
   PyObject *prefixes = nat->prefixes;
   if (PyDict_GET_SIZE(prefixes) == 0) return NULL;
   if (n > 1 && path[n - 1] == '/') return NULL;
@@ -657,16 +654,16 @@ static PyObject *prefix_hit(const Native *nat, PyObject *method, const char *pat
       return entry;
     }
     if (PyErr_Occurred() || cut == 0) return NULL;
-    do cut--; while (cut > 0 && folded[cut] != '/');
+    do cut--;
+    while (cut > 0 && folded[cut] != '/');
   }
 }
 
 static PyObject *serve_raw(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
   (void)self;
-  if (nargs != 6 || !PyBytes_Check(args[1]) || !PyBytes_Check(args[2]) ||
-      !PyList_Check(args[3]) || !PyBytes_Check(args[5])) {
-    PyErr_SetString(PyExc_TypeError,
-                    "serve_raw(native, method, target, headers, client, date)");
+  if (nargs != 6 || !PyBytes_Check(args[1]) || !PyBytes_Check(args[2]) || !PyList_Check(args[3]) ||
+      !PyBytes_Check(args[5])) {
+    PyErr_SetString(PyExc_TypeError, "serve_raw(native, method, target, headers, client, date)");
     return NULL;
   }
   const Native *nat = native_arg(args[0], "serve_raw(native, ...)");
@@ -688,8 +685,8 @@ static PyObject *serve_raw(PyObject *self, PyObject *const *args, Py_ssize_t nar
     PyErr_Clear(); /* not ASCII: the ASGI path decides */
     Py_RETURN_NONE;
   }
-  PyObject *method = PyUnicode_DecodeASCII(PyBytes_AS_STRING(args[1]),
-                                           PyBytes_GET_SIZE(args[1]), NULL);
+  PyObject *method =
+      PyUnicode_DecodeASCII(PyBytes_AS_STRING(args[1]), PyBytes_GET_SIZE(args[1]), NULL);
   if (!method) {
     Py_DECREF(path);
     return NULL;
@@ -704,8 +701,8 @@ static PyObject *serve_raw(PyObject *self, PyObject *const *args, Py_ssize_t nar
   char params_stack[1032];
   PyObject *hit = is_health(nat, path) ? NULL : static_hit(nat, method, path);
   if (hit) {
-    if (!PyObject_IsTrue(PyTuple_GET_ITEM(hit, 3)) && as_pointer(PyTuple_GET_ITEM(hit, 1),
-                                                                  &chain)) {
+    if (!PyObject_IsTrue(PyTuple_GET_ITEM(hit, 3)) &&
+        as_pointer(PyTuple_GET_ITEM(hit, 1), &chain)) {
       chain_obj = PyTuple_GET_ITEM(hit, 0);
       release_gil = PyObject_IsTrue(PyTuple_GET_ITEM(hit, 2));
     }
@@ -743,8 +740,8 @@ static PyObject *serve_raw(PyObject *self, PyObject *const *args, Py_ssize_t nar
   if (chain_obj && !PyErr_Occurred()) {
     int head = PyUnicode_Compare(method, s_head) == 0;
     Py_ssize_t ql = qmark ? target_len - path_len - 1 : 0;
-    ret = run_raw(nat, chain_obj, chain, release_gil, args[1], path_s, qmark ? qmark + 1 : "",
-                  ql, headers, args[4], args[5], params, params_len, head);
+    ret = run_raw(nat, chain_obj, chain, release_gil, args[1], path_s, qmark ? qmark + 1 : "", ql,
+                  headers, args[4], args[5], params, params_len, head);
   } else if (!PyErr_Occurred()) {
     ret = Py_NewRef(Py_None); /* not served here: the ASGI path */
   }
@@ -753,7 +750,6 @@ static PyObject *serve_raw(PyObject *self, PyObject *const *args, Py_ssize_t nar
   Py_DECREF(method);
   return ret;
 }
-
 
 /* What finish_raw and finish_head share: the Native (args[0]), the Chain (args[1]), the
 ** exchange's address (args[2]), passed and status (args 3, 4). NULL with an exception when one is
@@ -790,8 +786,9 @@ static PyObject *answer_bytes(const Native *nat, rt_result *out, PyObject *chain
 ** gave. */
 static PyObject *finish_raw(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
   (void)self;
-  static const char signature[] = "finish_raw(native, chain, exchange, passed, status, "
-                                  "headers, body, reason, date, head)";
+  static const char signature[] =
+      "finish_raw(native, chain, exchange, passed, status, "
+      "headers, body, reason, date, head)";
   if (nargs != 10 || !PyBytes_Check(args[8])) {
     PyErr_SetString(PyExc_TypeError, signature);
     return NULL;
@@ -817,10 +814,19 @@ static PyObject *finish_raw(PyObject *self, PyObject *const *args, Py_ssize_t na
 /* Request headers that never go upstream as the client sent them: hop-by-hop ones (RFC 9110
 ** section 7.6.1) and those the host writes itself (Host, the body's framing, Expect). Keep in
 ** step with plughost/proxy/message.py. */
-static const char *const not_forwarded[] = {
-    "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
-    "upgrade", "proxy-authenticate", "proxy-authorization", "host", "content-length", "expect",
-    NULL};
+static const char *const not_forwarded[] = {"connection",
+                                            "keep-alive",
+                                            "proxy-connection",
+                                            "te",
+                                            "trailer",
+                                            "transfer-encoding",
+                                            "upgrade",
+                                            "proxy-authenticate",
+                                            "proxy-authorization",
+                                            "host",
+                                            "content-length",
+                                            "expect",
+                                            NULL};
 
 /* Whether a (n bytes) equals the lower-case NUL-terminated b, ignoring ASCII case. */
 static int ieq(const char *a, size_t n, const char *b) {
@@ -852,7 +858,9 @@ static int forwarded(const rt_fields *f, const rt_field *h) {
 }
 
 /* A byte that a request line cannot carry as is: sent percent-encoded. */
-static int needs_escape(unsigned char c) { return c <= 0x20 || c >= 0x7f; }
+static int needs_escape(unsigned char c) {
+  return c <= 0x20 || c >= 0x7f;
+}
 
 /* upstream_request(pending) -> (origin, target, method, header lines, body,
 **                               connect_timeout_ms, timeout_ms, websocket, url)
@@ -907,8 +915,7 @@ static PyObject *upstream_request(PyObject *self, PyObject *const *args, Py_ssiz
   const rt_fields *f = &ex->headers[PH_REQUEST];
   size_t lines_len = 0;
   for (size_t i = 0; i < f->n; i++)
-    if (forwarded(f, &f->items[i]))
-      lines_len += f->items[i].name_len + f->items[i].value_len + 4;
+    if (forwarded(f, &f->items[i])) lines_len += f->items[i].name_len + f->items[i].value_len + 4;
   PyObject *lines = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)lines_len);
   if (!lines) {
     Py_DECREF(target);
@@ -923,16 +930,13 @@ static PyObject *upstream_request(PyObject *self, PyObject *const *args, Py_ssiz
     memcpy(w, h->value, h->value_len), w += h->value_len;
     *w++ = '\r', *w++ = '\n';
   }
-  return Py_BuildValue("(y#NyNy#LLOy#)", url, (Py_ssize_t)(sep ? origin_end - url : 0), target,
-                       ex->upstream_method, lines,
-                       ex->body[PH_REQUEST] ? (const char *)ex->body[PH_REQUEST] : "",
-                       (Py_ssize_t)ex->body_len[PH_REQUEST],
-                       (long long)ex->upstream.connect_timeout_ms,
-                       (long long)ex->upstream.timeout_ms,
-                       (ex->upstream.flags & PH_UPSTREAM_WEBSOCKET) ? Py_True : Py_False, url,
-                       (Py_ssize_t)url_len);
+  return Py_BuildValue(
+      "(y#NyNy#LLOy#)", url, (Py_ssize_t)(sep ? origin_end - url : 0), target, ex->upstream_method,
+      lines, ex->body[PH_REQUEST] ? (const char *)ex->body[PH_REQUEST] : "",
+      (Py_ssize_t)ex->body_len[PH_REQUEST], (long long)ex->upstream.connect_timeout_ms,
+      (long long)ex->upstream.timeout_ms,
+      (ex->upstream.flags & PH_UPSTREAM_WEBSOCKET) ? Py_True : Py_False, url, (Py_ssize_t)url_len);
 }
-
 
 /* finish_head(native, chain, exchange, passed, status, headers, framing, date, head)
 **   -> (streaming, bytes)
@@ -944,8 +948,9 @@ static PyObject *upstream_request(PyObject *self, PyObject *const *args, Py_ssiz
 ** which replaces the upstream's. */
 static PyObject *finish_head(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
   (void)self;
-  static const char signature[] = "finish_head(native, chain, exchange, passed, status, "
-                                  "headers, framing, date, head)";
+  static const char signature[] =
+      "finish_head(native, chain, exchange, passed, status, "
+      "headers, framing, date, head)";
   if (nargs != 9 || !PyBytes_Check(args[6]) || !PyBytes_Check(args[7])) {
     PyErr_SetString(PyExc_TypeError, signature);
     return NULL;
@@ -963,9 +968,9 @@ static PyObject *finish_head(PyObject *self, PyObject *const *args, Py_ssize_t n
                                     (size_t)packed_len, &out);
   if (packed != stack) free(packed);
   int streaming = out.outcome == RT_STREAM;
-  PyObject *data = answer_bytes(nat, &out, args[1], args[7], PyObject_IsTrue(args[8]),
-                                streaming ? PyBytes_AS_STRING(args[6]) : NULL,
-                                PyBytes_GET_SIZE(args[6]));
+  PyObject *data =
+      answer_bytes(nat, &out, args[1], args[7], PyObject_IsTrue(args[8]),
+                   streaming ? PyBytes_AS_STRING(args[6]) : NULL, PyBytes_GET_SIZE(args[6]));
   if (!data) return NULL;
   return Py_BuildValue("(ON)", streaming ? Py_True : Py_False, data);
 }
@@ -986,11 +991,19 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "plughost._fastpath",
-                                    "The ASGI hot path in C.", -1, methods,
-                                    NULL, NULL, NULL, NULL};
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT,
+                                    "plughost._fastpath",
+                                    "The ASGI hot path in C.",
+                                    -1,
+                                    methods,
+                                    NULL,
+                                    NULL,
+                                    NULL,
+                                    NULL};
 
-static PyObject *intern(const char *s) { return PyUnicode_InternFromString(s); }
+static PyObject *intern(const char *s) {
+  return PyUnicode_InternFromString(s);
+}
 
 PyMODINIT_FUNC PyInit__fastpath(void) {
   if (!(k_type = intern("type")) || !(k_status = intern("status")) ||

@@ -10,10 +10,12 @@
 
 static rt_py_call_fn py_call; /* set once by Python at import, before any chain runs */
 
-void rt_set_py_call(rt_py_call_fn fn) { py_call = fn; }
+void rt_set_py_call(rt_py_call_fn fn) {
+  py_call = fn;
+}
 
-rt_instance *rt_instance_new(rt_instance_kind kind, const void *type, void *self,
-                             const char *label, int thread_safe, int may_block) {
+rt_instance *rt_instance_new(rt_instance_kind kind, const void *type, void *self, const char *label,
+                             int thread_safe, int may_block) {
   rt_instance *inst = calloc(1, sizeof *inst);
   if (!inst) return NULL;
   inst->kind = kind;
@@ -39,20 +41,23 @@ static int call_hook(rt_instance *inst, int phase, ph_exchange *ex) {
   void *mark = rt_watch_enter(inst, ex); /* what a crash or hang report names */
   if (inst->serialise) pthread_mutex_lock(&inst->lock);
   switch (inst->kind) {
-  case RT_MIDDLEWARE: {
-    const ph_middleware_type *t = inst->type;
-    if (phase == RT_PHASE_REQUEST)
-      r = t->on_request ? (int)t->on_request(inst->self, ex) : PH_NEXT_CONTINUE;
-    else
-      r = t->on_response ? (int)t->on_response(inst->self, ex) : PH_OK;
-    break;
-  }
-  case RT_ACTION: r = (int)((const ph_action_type *)inst->type)->handle(inst->self, ex); break;
-  case RT_PY_MIDDLEWARE:
-  case RT_PY_ACTION:
-    r = py_call ? py_call(inst->self, phase, ex) : PH_NEXT_ERROR;
-    break;
-  default: r = PH_NEXT_ERROR;
+    case RT_MIDDLEWARE: {
+      const ph_middleware_type *t = inst->type;
+      if (phase == RT_PHASE_REQUEST)
+        r = t->on_request ? (int)t->on_request(inst->self, ex) : PH_NEXT_CONTINUE;
+      else
+        r = t->on_response ? (int)t->on_response(inst->self, ex) : PH_OK;
+      break;
+    }
+    case RT_ACTION:
+      r = (int)((const ph_action_type *)inst->type)->handle(inst->self, ex);
+      break;
+    case RT_PY_MIDDLEWARE:
+    case RT_PY_ACTION:
+      r = py_call ? py_call(inst->self, phase, ex) : PH_NEXT_ERROR;
+      break;
+    default:
+      r = PH_NEXT_ERROR;
   }
   if (inst->serialise) pthread_mutex_unlock(&inst->lock);
   rt_watch_leave(mark);
@@ -112,7 +117,9 @@ void rt_chain_free(rt_chain *chain) {
   free(chain);
 }
 
-int rt_chain_may_block(const rt_chain *chain) { return chain->may_block; }
+int rt_chain_may_block(const rt_chain *chain) {
+  return chain->may_block;
+}
 
 int rt_chain_release_gil(const rt_chain *chain) {
   return chain->may_block || chain->has_serialised;
@@ -170,9 +177,11 @@ void rt_exchange_fail(ph_exchange *ex, int status, const char *label, const char
   }
   char escaped[1600];
   json_escape(escaped, sizeof escaped, rid);
-  const char *what = status == 500 ? "internal error" : status == 502 ? "bad gateway"
-                     : status == 503 ? "service unavailable" : status == 504 ? "gateway timeout"
-                                                                               : "error";
+  const char *what = status == 500   ? "internal error"
+                     : status == 502 ? "bad gateway"
+                     : status == 503 ? "service unavailable"
+                     : status == 504 ? "gateway timeout"
+                                     : "error";
   char body[1800];
   int len = snprintf(body, sizeof body, "{\"error\":\"%s\",\"status\":%d,\"requestId\":\"%s\"}",
                      what, status, escaped);
@@ -182,8 +191,8 @@ void rt_exchange_fail(ph_exchange *ex, int status, const char *label, const char
 }
 
 static void element_failed(ph_exchange *ex, rt_instance *inst, const char *what) {
-  char *reason = ex->ctx.error ? rt_strdup(ex->ctx.error)
-                               : rt_format("%s without saying why", what);
+  char *reason =
+      ex->ctx.error ? rt_strdup(ex->ctx.error) : rt_format("%s without saying why", what);
   rt_ctx_set_error(&ex->ctx, NULL); /* consumed: the response hooks that still run must not
                                        inherit it (and have it logged under their name) */
   rt_exchange_fail(ex, 500, inst->label, reason);
@@ -211,9 +220,10 @@ int rt_chain_run(const rt_chain *chain, ph_exchange *ex, size_t *passed) {
       *passed = i + 1;
       return RT_DONE;
     }
-    element_failed(ex, inst, next == PH_NEXT_UPSTREAM ? "a middleware asked for an upstream "
-                                                        "(only actions may)"
-                                                      : "its request hook failed");
+    element_failed(ex, inst,
+                   next == PH_NEXT_UPSTREAM ? "a middleware asked for an upstream "
+                                              "(only actions may)"
+                                            : "its request hook failed");
     rt_chain_finish(chain, ex, i);
     *passed = i;
     return RT_DONE;
@@ -227,9 +237,9 @@ int rt_chain_run(const rt_chain *chain, ph_exchange *ex, size_t *passed) {
     rt_exchange_fail(ex, 500, chain->action->label,
                      "the action returned PH_NEXT_UPSTREAM without calling ph_upstream()");
   } else {
-    element_failed(ex, chain->action,
-                   next == PH_NEXT_CONTINUE ? "the action returned without responding"
-                                            : "it failed");
+    element_failed(
+        ex, chain->action,
+        next == PH_NEXT_CONTINUE ? "the action returned without responding" : "it failed");
   }
   rt_chain_finish(chain, ex, chain->n);
   return RT_DONE;
@@ -240,9 +250,8 @@ int rt_chain_run(const rt_chain *chain, ph_exchange *ex, size_t *passed) {
 static void add_packed(ph_exchange *ex, ph_side side, const char *headers, size_t len);
 
 ph_exchange *rt_exchange_new_packed(rt_host *host, const char *method, const char *path,
-                                    const char *query, const char *client_ip,
-                                    const char *headers, size_t headers_len,
-                                    const uint8_t *body, size_t body_len) {
+                                    const char *query, const char *client_ip, const char *headers,
+                                    size_t headers_len, const uint8_t *body, size_t body_len) {
   ph_exchange *ex = rt_exchange_new(host, method, path, query, client_ip);
   if (!ex) return NULL;
   add_packed(ex, PH_REQUEST, headers, headers_len);
@@ -254,8 +263,7 @@ ph_exchange *rt_exchange_new_packed(rt_host *host, const char *method, const cha
 static size_t pack_headers(ph_exchange *ex, ph_side side, const char **headers) {
   const rt_fields *f = &ex->headers[side];
   size_t need = 1;
-  for (size_t i = 0; i < f->n; i++)
-    need += f->items[i].name_len + f->items[i].value_len + 2;
+  for (size_t i = 0; i < f->n; i++) need += f->items[i].name_len + f->items[i].value_len + 2;
   if (need > ex->packed_cap) {
     char *buf = realloc(ex->packed, need);
     if (!buf) {
@@ -344,9 +352,9 @@ static void fill_result(ph_exchange *ex, rt_result *out) {
 }
 
 void rt_serve(rt_host *host, const rt_chain *chain, const char *method, const char *path,
-              const char *query, const char *client_ip, const char *headers,
-              size_t headers_len, const uint8_t *body, size_t body_len, const char *params,
-              size_t params_len, rt_result *out) {
+              const char *query, const char *client_ip, const char *headers, size_t headers_len,
+              const uint8_t *body, size_t body_len, const char *params, size_t params_len,
+              rt_result *out) {
   memset(out, 0, sizeof *out);
   ph_exchange *ex = rt_exchange_new_packed(host, method, path, query, client_ip, headers,
                                            headers_len, body, body_len);
@@ -389,9 +397,8 @@ void rt_serve_upstream(const rt_chain *chain, ph_exchange *ex, size_t passed, in
   fill_result(ex, out);
 }
 
-void rt_serve_upstream_head(const rt_chain *chain, ph_exchange *ex, size_t passed,
-                            int status, const char *headers, size_t headers_len,
-                            rt_result *out) {
+void rt_serve_upstream_head(const rt_chain *chain, ph_exchange *ex, size_t passed, int status,
+                            const char *headers, size_t headers_len, rt_result *out) {
   memset(out, 0, sizeof *out);
   out->ex = ex;
   ex->headers[PH_RESPONSE].n = 0;

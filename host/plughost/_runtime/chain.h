@@ -32,8 +32,8 @@ typedef struct rt_instance {
   pthread_mutex_t lock;
 } rt_instance;
 
-rt_instance *rt_instance_new(rt_instance_kind kind, const void *type, void *self,
-                             const char *label, int thread_safe, int may_block);
+rt_instance *rt_instance_new(rt_instance_kind kind, const void *type, void *self, const char *label,
+                             int thread_safe, int may_block);
 void rt_instance_free(rt_instance *inst); /* does not call destroy: Python does */
 int rt_instance_request(rt_instance *inst, ph_exchange *ex);  /* one hook, locked */
 int rt_instance_response(rt_instance *inst, ph_exchange *ex);
@@ -61,9 +61,11 @@ int rt_chain_release_gil(const rt_chain *chain);
 
 /* Outcome of rt_chain_run. */
 #define RT_DONE 0      /* response complete (the response phase has run) */
-#define RT_UPSTREAM 1  /* perform ex's upstream request, set the response, then call
+#define RT_UPSTREAM \
+  1  /* perform ex's upstream request, set the response, then call
                           rt_chain_finish(chain, ex, *passed) */
-#define RT_STREAM 2    /* rt_serve_upstream_head: the response phase kept the upstream's
+#define RT_STREAM \
+  2    /* rt_serve_upstream_head: the response phase kept the upstream's
                           answer; its body follows from the upstream */
 
 /* Runs the request phase, the action and (unless an upstream is needed) the response
@@ -78,9 +80,8 @@ void rt_exchange_fail(ph_exchange *ex, int status, const char *label, const char
 /* ------------------------------------------------- one-call build and read-back */
 /* Builds an exchange with its request headers packed as "name\0value\0name\0value\0". */
 ph_exchange *rt_exchange_new_packed(rt_host *host, const char *method, const char *path,
-                                    const char *query, const char *client_ip,
-                                    const char *headers, size_t headers_len,
-                                    const uint8_t *body, size_t body_len);
+                                    const char *query, const char *client_ip, const char *headers,
+                                    size_t headers_len, const uint8_t *body, size_t body_len);
 /* Packs the response headers the same way into a buffer owned by the exchange; returns
 ** its length. The body comes back in body and body_len. */
 size_t rt_exchange_pack_response(ph_exchange *ex, const char **headers, int *status,
@@ -112,18 +113,17 @@ typedef struct rt_result {
 /* Builds the exchange (request headers and route params packed "name\0value\0..."), runs
 ** the chain and, unless an upstream is needed, fills `out` with the response. */
 void rt_serve(rt_host *host, const rt_chain *chain, const char *method, const char *path,
-              const char *query, const char *client_ip, const char *headers,
-              size_t headers_len, const uint8_t *body, size_t body_len, const char *params,
-              size_t params_len, rt_result *out);
+              const char *query, const char *client_ip, const char *headers, size_t headers_len,
+              const uint8_t *body, size_t body_len, const char *params, size_t params_len,
+              rt_result *out);
 /* Completes an RT_UPSTREAM run whose body streams (a chain of PH_TYPE_STREAMS_BODIES
 ** elements) with the upstream's status and headers alone: runs the response phase with an
 ** empty body. out->outcome is RT_STREAM when the hooks kept the upstream's answer (the
 ** response headers in ex, without any framing header of their own, go before the
 ** upstream's body), or RT_DONE, filled as rt_serve_upstream does, when a hook set a body
 ** (an error answer included): that response replaces the upstream's. */
-void rt_serve_upstream_head(const rt_chain *chain, ph_exchange *ex, size_t passed,
-                            int status, const char *headers, size_t headers_len,
-                            rt_result *out);
+void rt_serve_upstream_head(const rt_chain *chain, ph_exchange *ex, size_t passed, int status,
+                            const char *headers, size_t headers_len, rt_result *out);
 /* Packs the response headers of a finished run into out->headers. */
 void rt_result_pack(rt_result *out);
 /* Completes an RT_UPSTREAM run with the upstream's answer (status > 0) or with an error

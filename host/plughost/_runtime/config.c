@@ -89,7 +89,9 @@ void rt_config_set_bool(ph_config *node, int value, const char *text) {
   node->str = rt_strdup(text);
 }
 
-void rt_config_set_kind(ph_config *node, ph_config_kind kind) { node->kind = kind; }
+void rt_config_set_kind(ph_config *node, ph_config_kind kind) {
+  node->kind = kind;
+}
 
 static void free_node(ph_config *node) {
   for (size_t i = 0; i < node->n; i++) {
@@ -111,9 +113,13 @@ void rt_config_free(ph_config *root) {
   free(ctx);
 }
 
-const char *rt_config_error(const ph_config *root) { return rt_ctx_of(root)->error; }
+const char *rt_config_error(const ph_config *root) {
+  return rt_ctx_of(root)->error;
+}
 
-void rt_config_clear_error(ph_config *root) { rt_ctx_set_error(rt_ctx_of(root), NULL); }
+void rt_config_clear_error(ph_config *root) {
+  rt_ctx_set_error(rt_ctx_of(root), NULL);
+}
 
 /* ------------------------------------------------------------------------ reading */
 
@@ -129,7 +135,9 @@ static const ph_config *lookup(const ph_config *node, const char *key) {
   return NULL;
 }
 
-static int absent(const ph_config *v) { return !v || v->kind == PH_CONFIG_NULL; }
+static int absent(const ph_config *v) {
+  return !v || v->kind == PH_CONFIG_NULL;
+}
 
 /* Records "<source>:<line>: <path>: <message>" on the tree. */
 static ph_status record(const ph_config *node, const char *key, char *message) {
@@ -157,13 +165,18 @@ static ph_status record(const ph_config *node, const char *key, char *message) {
 /* "the string 'ten'", "a list", "true" ... for type errors. */
 static char *describe(const ph_config *v) {
   switch (v->kind) {
-  case PH_CONFIG_STRING: return rt_format("the string '%s'", v->str ? v->str : "");
-  case PH_CONFIG_INT:
-  case PH_CONFIG_FLOAT:
-  case PH_CONFIG_BOOL: return rt_format("%s", v->str ? v->str : "a scalar");
-  case PH_CONFIG_LIST: return rt_strdup("a list");
-  case PH_CONFIG_MAP: return rt_strdup("a map");
-  default: return rt_strdup("nothing");
+    case PH_CONFIG_STRING:
+      return rt_format("the string '%s'", v->str ? v->str : "");
+    case PH_CONFIG_INT:
+    case PH_CONFIG_FLOAT:
+    case PH_CONFIG_BOOL:
+      return rt_format("%s", v->str ? v->str : "a scalar");
+    case PH_CONFIG_LIST:
+      return rt_strdup("a list");
+    case PH_CONFIG_MAP:
+      return rt_strdup("a map");
+    default:
+      return rt_strdup("nothing");
   }
 }
 
@@ -286,15 +299,24 @@ static int parse_duration_ms(const char *s, int64_t *out) {
     if (end == p) return 0;
     p = end;
     double unit;
-    if (strncmp(p, "ns", 2) == 0) unit = 1e-6, p += 2;
-    else if (strncmp(p, "us", 2) == 0) unit = 1e-3, p += 2;
-    else if (strncmp(p, "\xc2\xb5s", 3) == 0) unit = 1e-3, p += 3;
-    else if (strncmp(p, "ms", 2) == 0) unit = 1, p += 2;
-    else if (*p == 's') unit = 1000, p += 1;
-    else if (*p == 'm') unit = 60000, p += 1;
-    else if (*p == 'h') unit = 3600000, p += 1;
-    else if (*p == 'd') unit = 86400000, p += 1;
-    else return 0;
+    if (strncmp(p, "ns", 2) == 0)
+      unit = 1e-6, p += 2;
+    else if (strncmp(p, "us", 2) == 0)
+      unit = 1e-3, p += 2;
+    else if (strncmp(p, "\xc2\xb5s", 3) == 0)
+      unit = 1e-3, p += 3;
+    else if (strncmp(p, "ms", 2) == 0)
+      unit = 1, p += 2;
+    else if (*p == 's')
+      unit = 1000, p += 1;
+    else if (*p == 'm')
+      unit = 60000, p += 1;
+    else if (*p == 'h')
+      unit = 3600000, p += 1;
+    else if (*p == 'd')
+      unit = 86400000, p += 1;
+    else
+      return 0;
     total_ms += x * unit;
   }
   if (!isfinite(total_ms) || total_ms > 9.2e18) return 0;
@@ -312,9 +334,10 @@ ph_status rt_api_config_duration_ms(const ph_config *node, const char *key, int6
   if (v->kind == PH_CONFIG_INT || v->kind == PH_CONFIG_FLOAT) {
     if (v->f < 0) return record(node, key, rt_strdup("a duration cannot be negative"));
     if (!isfinite(v->f) || v->f * 1000.0 > 9.2e18)
-      return record(node, key, rt_format("%s is not a duration a plugin can use: write a "
-                                         "number of seconds or a text such as '30s'",
-                                         isnan(v->f) ? "NaN" : "an infinite or huge number"));
+      return record(node, key,
+                    rt_format("%s is not a duration a plugin can use: write a "
+                              "number of seconds or a text such as '30s'",
+                              isnan(v->f) ? "NaN" : "an infinite or huge number"));
     *out = (int64_t)llround(v->f * 1000.0);
     return PH_OK;
   }
@@ -332,10 +355,19 @@ ph_status rt_api_config_duration_ms(const ph_config *node, const char *key, int6
 /* "512", "64KB", "4 MiB", "1.5GB": 1 on success, 0 on a malformed or fractional text or
 ** one beyond RT_MAX_SIZE. */
 static int parse_size(const char *s, int64_t *out) {
-  static const struct { const char *unit; double factor; } units[] = {
-      {"", 1},          {"b", 1},           {"kb", 1e3},        {"mb", 1e6},
-      {"gb", 1e9},      {"tb", 1e12},       {"kib", 1024.0},    {"mib", 1048576.0},
-      {"gib", 1073741824.0}, {"tib", 1099511627776.0}};
+  static const struct {
+    const char *unit;
+    double factor;
+  } units[] = {{"", 1},
+               {"b", 1},
+               {"kb", 1e3},
+               {"mb", 1e6},
+               {"gb", 1e9},
+               {"tb", 1e12},
+               {"kib", 1024.0},
+               {"mib", 1048576.0},
+               {"gib", 1073741824.0},
+               {"tib", 1099511627776.0}};
   if (!s) return 0;
   const char *p = s;
   while (*p == ' ') p++;
@@ -359,8 +391,7 @@ static int parse_size(const char *s, int64_t *out) {
   return 0;
 }
 
-ph_status rt_api_config_size(const ph_config *node, const char *key, int64_t dflt,
-                             int64_t *out) {
+ph_status rt_api_config_size(const ph_config *node, const char *key, int64_t dflt, int64_t *out) {
   const ph_config *v = lookup(node, key);
   if (absent(v)) {
     *out = dflt;
@@ -374,7 +405,8 @@ ph_status rt_api_config_size(const ph_config *node, const char *key, int64_t dfl
     }
   }
   if (v->kind == PH_CONFIG_STRING) {
-    if (v->str && v->str[0] == '-') return record(node, key, rt_strdup("a size cannot be negative"));
+    if (v->str && v->str[0] == '-')
+      return record(node, key, rt_strdup("a size cannot be negative"));
     if (parse_size(v->str, out)) return PH_OK;
   }
   return type_error(node, key, v, "a size such as 4096, 64KB or 4MiB (whole bytes)");
@@ -430,8 +462,7 @@ ph_status rt_api_require_single_header(const ph_config *node, const char *name) 
     return rt_api_config_error(node, NULL,
                                "'%.*s' is not a header name (up to %d letters, digits and "
                                "!#$%%&'*+-.^_`|~), so it cannot be required once",
-                               RT_SINGLE_HEADER_MAX, name ? name : "(null)",
-                               RT_SINGLE_HEADER_MAX);
+                               RT_SINGLE_HEADER_MAX, name ? name : "(null)", RT_SINGLE_HEADER_MAX);
   char line[RT_SINGLE_HEADER_MAX + 2];
   for (size_t i = 0; i < len; i++) line[i] = (char)tolower((unsigned char)name[i]);
   line[len] = '\n';

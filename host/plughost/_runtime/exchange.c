@@ -28,7 +28,9 @@ char *rt_arena_dup(ph_exchange *ex, const void *data, size_t n) {
   return p;
 }
 
-static char *arena_str(ph_exchange *ex, const char *s) { return rt_arena_dup(ex, s, strlen(s)); }
+static char *arena_str(ph_exchange *ex, const char *s) {
+  return rt_arena_dup(ex, s, strlen(s));
+}
 
 int rt_fields_push(ph_exchange *ex, rt_fields *f, const char *name, size_t name_len,
                    const void *value, size_t value_len) {
@@ -47,8 +49,8 @@ int rt_fields_push(ph_exchange *ex, rt_fields *f, const char *name, size_t name_
   return 0;
 }
 
-ph_exchange *rt_exchange_new(rt_host *host, const char *method, const char *path,
-                             const char *query, const char *client_ip) {
+ph_exchange *rt_exchange_new(rt_host *host, const char *method, const char *path, const char *query,
+                             const char *client_ip) {
   ph_exchange *ex = malloc(sizeof *ex + RT_INLINE_ARENA);
   if (!ex) return NULL;
   memset(ex, 0, sizeof *ex);
@@ -97,11 +99,17 @@ void rt_exchange_add_param(ph_exchange *ex, const char *name, const char *value)
   fields_push(ex, &ex->params, name, value, strlen(value));
 }
 
-const char *rt_exchange_error(const ph_exchange *ex) { return ex->ctx.error; }
+const char *rt_exchange_error(const ph_exchange *ex) {
+  return ex->ctx.error;
+}
 
-void rt_exchange_clear_error(ph_exchange *ex) { rt_ctx_set_error(&ex->ctx, NULL); }
+void rt_exchange_clear_error(ph_exchange *ex) {
+  rt_ctx_set_error(&ex->ctx, NULL);
+}
 
-size_t rt_local_count(const ph_exchange *ex) { return ex->locals.n; }
+size_t rt_local_count(const ph_exchange *ex) {
+  return ex->locals.n;
+}
 
 const char *rt_local_at(const ph_exchange *ex, size_t i, const uint8_t **value, size_t *len) {
   if (i >= ex->locals.n) return NULL;
@@ -110,11 +118,21 @@ const char *rt_local_at(const ph_exchange *ex, size_t i, const uint8_t **value, 
   return ex->locals.items[i].name;
 }
 
-const char *rt_api_method(const ph_exchange *ex) { return ex->method; }
-const char *rt_api_path(const ph_exchange *ex) { return ex->path; }
-const char *rt_api_query(const ph_exchange *ex) { return ex->query; }
-const char *rt_api_client_ip(const ph_exchange *ex) { return ex->client_ip; }
-const char *rt_api_route_name(const ph_exchange *ex) { return ex->route_name; }
+const char *rt_api_method(const ph_exchange *ex) {
+  return ex->method;
+}
+const char *rt_api_path(const ph_exchange *ex) {
+  return ex->path;
+}
+const char *rt_api_query(const ph_exchange *ex) {
+  return ex->query;
+}
+const char *rt_api_client_ip(const ph_exchange *ex) {
+  return ex->client_ip;
+}
+const char *rt_api_route_name(const ph_exchange *ex) {
+  return ex->route_name;
+}
 
 const char *rt_api_route_param(const ph_exchange *ex, const char *name) {
   if (!name) return NULL;
@@ -135,7 +153,9 @@ const char *rt_api_route_param_raw(const ph_exchange *ex, const char *name) {
   return rt_api_route_param(ex, name);
 }
 
-static int valid_side(ph_side side) { return side == PH_REQUEST || side == PH_RESPONSE; }
+static int valid_side(ph_side side) {
+  return side == PH_REQUEST || side == PH_RESPONSE;
+}
 
 /* Byte classes for header validation, one read per byte: bit 1 = RFC 9110 token character
 ** (header names), bit 2 = allowed in a header value (HTAB, SP..~, obs-text 0x80-0xFF). */
@@ -144,22 +164,19 @@ static int valid_side(ph_side side) { return side == PH_REQUEST || side == PH_RE
 #define T (TCHAR | VCHAR)
 #define V VCHAR
 static const unsigned char header_bytes[256] = {
-  0, 0, 0, 0, 0, 0, 0, 0, 0, V, 0, 0, 0, 0, 0, 0,  /* 0x00: only HTAB */
-  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,  /* 0x10 */
-  V, T, V, T, T, T, T, T, V, V, T, T, V, T, T, V,  /* SP ! " # $ % & ' ( ) * + , - . / */
-  T, T, T, T, T, T, T, T, T, T, V, V, V, V, V, V,  /* 0-9 : ; < = > ? */
-  V, T, T, T, T, T, T, T, T, T, T, T, T, T, T, T,  /* @ A-O */
-  T, T, T, T, T, T, T, T, T, T, T, V, V, V, T, T,  /* P-Z [ \ ] ^ _ */
-  T, T, T, T, T, T, T, T, T, T, T, T, T, T, T, T,  /* ` a-o */
-  T, T, T, T, T, T, T, T, T, T, T, V, T, V, T, 0,  /* p-z { | } ~ DEL */
-  V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V,  /* 0x80-0xFF: obs-text */
-  V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V,
-  V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V,
-  V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V,
-  V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V,
-  V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V,
-  V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V,
-  V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, V, 0, 0, 0, 0, 0, 0,  /* 0x00: only HTAB */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,  /* 0x10 */
+    V, T, V, T, T, T, T, T, V, V, T, T, V, T, T, V,  /* SP ! " # $ % & ' ( ) * + , - . / */
+    T, T, T, T, T, T, T, T, T, T, V, V, V, V, V, V,  /* 0-9 : ; < = > ? */
+    V, T, T, T, T, T, T, T, T, T, T, T, T, T, T, T,  /* @ A-O */
+    T, T, T, T, T, T, T, T, T, T, T, V, V, V, T, T,  /* P-Z [ \ ] ^ _ */
+    T, T, T, T, T, T, T, T, T, T, T, T, T, T, T, T,  /* ` a-o */
+    T, T, T, T, T, T, T, T, T, T, T, V, T, V, T, 0,  /* p-z { | } ~ DEL */
+    V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V,  /* 0x80-0xFF: obs-text */
+    V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V,
+    V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V,
+    V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V,
+    V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V,
 };
 #undef T
 #undef V
@@ -202,10 +219,11 @@ int rt_fields_has(const rt_fields *f, const char *name, size_t n) {
 }
 
 /* Validates a header for set/add; on success *name_len and *value_len hold their lengths. */
-static ph_status check_header(ph_exchange *ex, ph_side side, const char *name,
-                              const char *value, size_t *name_len, size_t *value_len) {
+static ph_status check_header(ph_exchange *ex, ph_side side, const char *name, const char *value,
+                              size_t *name_len, size_t *value_len) {
   if (!valid_side(side)) {
-    rt_ctx_set_error(&ex->ctx, rt_format("header function called with an unknown side %d", (int)side));
+    rt_ctx_set_error(&ex->ctx,
+                     rt_format("header function called with an unknown side %d", (int)side));
     return PH_ERROR;
   }
   if ((*name_len = rt_header_name_length(name)) == 0) {
@@ -313,7 +331,9 @@ ph_status rt_api_body_set(ph_exchange *ex, ph_side side, const void *data, size_
   return PH_OK;
 }
 
-int rt_api_status(const ph_exchange *ex) { return ex->status; }
+int rt_api_status(const ph_exchange *ex) {
+  return ex->status;
+}
 
 ph_status rt_api_status_set(ph_exchange *ex, int status) {
   if (status < 100 || status > 599) {

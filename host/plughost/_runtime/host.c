@@ -54,10 +54,18 @@ static const ph_host_api host_api = {
     .config_size = rt_api_config_size,
 };
 
-const ph_host_api *rt_host_api(void) { return &host_api; }
-int rt_abi_major(void) { return PH_ABI_MAJOR; }
-int rt_abi_minor(void) { return PH_ABI_MINOR; }
-size_t rt_host_api_size(void) { return sizeof(ph_host_api); }
+const ph_host_api *rt_host_api(void) {
+  return &host_api;
+}
+int rt_abi_major(void) {
+  return PH_ABI_MAJOR;
+}
+int rt_abi_minor(void) {
+  return PH_ABI_MINOR;
+}
+size_t rt_host_api_size(void) {
+  return sizeof(ph_host_api);
+}
 
 char *rt_strdup(const char *s) {
   if (!s) return NULL;
@@ -86,7 +94,9 @@ char *rt_format(const char *fmt, ...) {
   return s;
 }
 
-void rt_free(void *p) { free(p); }
+void rt_free(void *p) {
+  free(p);
+}
 
 rt_ctx *rt_ctx_of(const void *handle) {
   return (rt_ctx *)((const ph_handle_head *)handle)->host_private;

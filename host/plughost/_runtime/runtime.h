@@ -12,7 +12,12 @@
 
 /* What a host handle belongs to: the context shared by every handle of one plugin,
 ** instance, exchange or storage call. It labels log lines and collects errors. */
-typedef enum rt_ctx_kind { RT_CTX_CONFIG = 1, RT_CTX_EXCHANGE, RT_CTX_CALL, RT_CTX_STORAGE } rt_ctx_kind;
+typedef enum rt_ctx_kind {
+  RT_CTX_CONFIG = 1,
+  RT_CTX_EXCHANGE,
+  RT_CTX_CALL,
+  RT_CTX_STORAGE
+} rt_ctx_kind;
 
 typedef struct rt_host rt_host;
 
@@ -121,8 +126,8 @@ int rt_fields_has(const rt_fields *f, const char *name, size_t n);
 int rt_fields_push(ph_exchange *ex, rt_fields *f, const char *name, size_t name_len,
                    const void *value, size_t value_len);
 
-ph_exchange *rt_exchange_new(rt_host *host, const char *method, const char *path,
-                             const char *query, const char *client_ip);
+ph_exchange *rt_exchange_new(rt_host *host, const char *method, const char *path, const char *query,
+                             const char *client_ip);
 void rt_exchange_free(ph_exchange *ex);
 void rt_exchange_set_route(ph_exchange *ex, const char *route_name);
 void rt_exchange_add_param(ph_exchange *ex, const char *name, const char *value);
@@ -159,8 +164,8 @@ void rt_storage_close(ph_storage *st);
 ** frees with rt_free(); on get success, *value a malloc'd copy (free with rt_free()). */
 ph_status rt_storage_get(ph_storage *st, const uint8_t *key, size_t key_len, uint8_t **value,
                          size_t *value_len, char **error);
-ph_status rt_storage_set(ph_storage *st, const uint8_t *key, size_t key_len,
-                         const uint8_t *value, size_t value_len, int64_t ttl_ms, char **error);
+ph_status rt_storage_set(ph_storage *st, const uint8_t *key, size_t key_len, const uint8_t *value,
+                         size_t value_len, int64_t ttl_ms, char **error);
 ph_status rt_storage_del(ph_storage *st, const uint8_t *key, size_t key_len, char **error);
 ph_status rt_storage_incr(ph_storage *st, const uint8_t *key, size_t key_len, int64_t delta,
                           int64_t ttl_ms, int64_t *value, int64_t *ttl_left_ms, char **error);

@@ -98,9 +98,8 @@ static void call_init(ph_call *call, ph_storage *st) {
 /* Takes the call's error (or a generic one) as a malloc'd message. */
 static char *call_take_error(ph_call *call, ph_storage *st, const char *op) {
   const char *label = st->ctx.label ? st->ctx.label : "a storage";
-  char *msg = call->ctx.error
-                  ? rt_format("%s: %s", label, call->ctx.error)
-                  : rt_format("%s: %s failed without saying why", label, op);
+  char *msg = call->ctx.error ? rt_format("%s: %s", label, call->ctx.error)
+                              : rt_format("%s: %s failed without saying why", label, op);
   free(call->ctx.error);
   call->ctx.error = NULL;
   return msg;
@@ -132,7 +131,9 @@ ph_status rt_api_call_value(ph_call *call, const void *data, size_t len) {
   return PH_OK;
 }
 
-void rt_api_free_value(uint8_t *value) { free(value); }
+void rt_api_free_value(uint8_t *value) {
+  free(value);
+}
 
 /* Each operation runs the hook and, on PH_ERROR, hands the message to *error. */
 ph_status rt_storage_get(ph_storage *st, const uint8_t *key, size_t key_len, uint8_t **value,
@@ -158,8 +159,8 @@ ph_status rt_storage_get(ph_storage *st, const uint8_t *key, size_t key_len, uin
   return r;
 }
 
-ph_status rt_storage_set(ph_storage *st, const uint8_t *key, size_t key_len,
-                         const uint8_t *value, size_t value_len, int64_t ttl_ms, char **error) {
+ph_status rt_storage_set(ph_storage *st, const uint8_t *key, size_t key_len, const uint8_t *value,
+                         size_t value_len, int64_t ttl_ms, char **error) {
   ph_call call;
   call_init(&call, st);
   *error = NULL;
@@ -245,16 +246,14 @@ ph_status rt_api_storage_set(ph_storage *st, const void *who, const uint8_t *key
   return r == PH_ERROR ? forward_error(who, err) : r;
 }
 
-ph_status rt_api_storage_del(ph_storage *st, const void *who, const uint8_t *key,
-                             size_t key_len) {
+ph_status rt_api_storage_del(ph_storage *st, const void *who, const uint8_t *key, size_t key_len) {
   char *err;
   ph_status r = rt_storage_del(st, key, key_len, &err);
   return r == PH_ERROR ? forward_error(who, err) : r;
 }
 
 ph_status rt_api_storage_incr(ph_storage *st, const void *who, const uint8_t *key, size_t key_len,
-                              int64_t delta, int64_t ttl_ms, int64_t *value,
-                              int64_t *ttl_left_ms) {
+                              int64_t delta, int64_t ttl_ms, int64_t *value, int64_t *ttl_left_ms) {
   char *err;
   ph_status r = rt_storage_incr(st, key, key_len, delta, ttl_ms, value, ttl_left_ms, &err);
   return r == PH_ERROR ? forward_error(who, err) : r;

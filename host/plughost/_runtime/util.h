@@ -41,8 +41,7 @@ ph_status rt_api_config_error(const ph_config *node, const char *key, const char
 void *rt_api_plugin_state(const ph_config *node);
 ph_storage *rt_api_storage_lookup(const ph_config *node, const char *key, const char *name);
 ph_status rt_api_require_single_header(const ph_config *node, const char *name);
-ph_status rt_api_config_size(const ph_config *node, const char *key, int64_t dflt,
-                             int64_t *out);
+ph_status rt_api_config_size(const ph_config *node, const char *key, int64_t dflt, int64_t *out);
 /* Length of a valid header name (an RFC 9110 token), 0 if empty or not one. */
 size_t rt_header_name_length(const char *name);
 

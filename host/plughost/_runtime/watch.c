@@ -43,7 +43,9 @@ static void release_slot(void *p) {
   atomic_store(&s->claimed, 0);
 }
 
-static void make_key(void) { pthread_key_create(&release_key, release_slot); }
+static void make_key(void) {
+  pthread_key_create(&release_key, release_slot);
+}
 
 static slot *claim(void) {
   pthread_once(&release_once, make_key);
@@ -114,7 +116,8 @@ static void put_long(line *l, long v) {
   char digits[24];
   size_t k = 0;
   unsigned long u = v < 0 ? (unsigned long)-v : (unsigned long)v;
-  do digits[k++] = (char)('0' + u % 10); while ((u /= 10) && k < sizeof digits);
+  do digits[k++] = (char)('0' + u % 10);
+  while ((u /= 10) && k < sizeof digits);
   if (v < 0) put(l, "-");
   while (k) {
     char c[2] = {digits[--k], 0};
@@ -122,16 +125,24 @@ static void put_long(line *l, long v) {
   }
 }
 
-static int lower(int c) { return c >= 'A' && c <= 'Z' ? c + 32 : c; }
+static int lower(int c) {
+  return c >= 'A' && c <= 'Z' ? c + 32 : c;
+}
 
 static const char *signal_name(int sig) {
   switch (sig) {
-  case SIGSEGV: return "SIGSEGV";
-  case SIGBUS: return "SIGBUS";
-  case SIGFPE: return "SIGFPE";
-  case SIGILL: return "SIGILL";
-  case SIGABRT: return "SIGABRT";
-  default: return "a signal";
+    case SIGSEGV:
+      return "SIGSEGV";
+    case SIGBUS:
+      return "SIGBUS";
+    case SIGFPE:
+      return "SIGFPE";
+    case SIGILL:
+      return "SIGILL";
+    case SIGABRT:
+      return "SIGABRT";
+    default:
+      return "a signal";
   }
 }
 

@@ -31,8 +31,7 @@ static const ph_option demo_options[] = {
     PH_OPTION(PH_OPTION_BOOL, "enabled", "true", "on or off"),
     PH_OPTION(PH_OPTION_DURATION, "timeout", "5s", "how long",
               .flags = PH_OPTION_MIN | PH_OPTION_MAX, .min = 0.1, .max = 60),
-    PH_OPTION(PH_OPTION_SIZE, "limit", "64KiB", "how much", .flags = PH_OPTION_MAX,
-              .max = 1048576),
+    PH_OPTION(PH_OPTION_SIZE, "limit", "64KiB", "how much", .flags = PH_OPTION_MAX, .max = 1048576),
     PH_OPTION(PH_OPTION_LIST, "tags", NULL, "labels, at most 3",
               .flags = PH_OPTION_COMMA_LIST | PH_OPTION_MAX, .max = 3, .items = PH_OPTION_STRING),
     PH_OPTION(PH_OPTION_ENUM, "mode", "fast", "how", .choices = modes),
@@ -43,8 +42,7 @@ static const ph_option demo_options[] = {
     PH_OPTIONS_END};
 
 static const ph_option plugin_options[] = {
-    PH_OPTION(PH_OPTION_STRING, "greeting", "hello", "the plugin's own option"),
-    PH_OPTIONS_END};
+    PH_OPTION(PH_OPTION_STRING, "greeting", "hello", "the plugin's own option"), PH_OPTIONS_END};
 
 static ph_status demo_create(const ph_config *cfg, void **self) {
   demo_action *a = calloc(1, sizeof *a);
@@ -73,7 +71,9 @@ static ph_status demo_create(const ph_config *cfg, void **self) {
   return PH_OK;
 }
 
-static void demo_destroy(void *self) { free(self); }
+static void demo_destroy(void *self) {
+  free(self);
+}
 
 static ph_next demo_handle(void *self, ph_exchange *ex) {
   const demo_action *a = self;
@@ -97,5 +97,5 @@ static const ph_action_type echo_options_action = {
 static const ph_action_type *const demo_actions[] = {&echo_options_action, NULL};
 
 PH_PLUGIN_DEFINE(.name = "optiondemo", .version = "1.0.0",
-                 .description = "Test plugin: an option of every kind",
-                 .actions = demo_actions, .options = plugin_options);
+                 .description = "Test plugin: an option of every kind", .actions = demo_actions,
+                 .options = plugin_options);

@@ -26,7 +26,9 @@ typedef struct trace {
   int crash, spin;
 } trace;
 
-static void trace_destroy(void *self) { free(self); }
+static void trace_destroy(void *self) {
+  free(self);
+}
 
 static ph_status trace_create(const ph_config *cfg, void **self) {
   const char *name, *fail;
@@ -131,10 +133,9 @@ static ph_next echo_handle(void *self, ph_exchange *ex) {
   char buf[4096];
   int n = snprintf(buf, sizeof buf,
                    "%s %s %s trace=%s id=%s rest=%s route=%s body=%.*s local=%.*s ip=%s",
-                   ph_method(ex), ph_path(ex), ph_query(ex), trace ? trace : "",
-                   id ? id : "", rest ? rest : "", ph_route_name(ex), (int)body_len,
-                   (const char *)body, (int)local_len, local ? (const char *)local : "",
-                   ph_client_ip(ex));
+                   ph_method(ex), ph_path(ex), ph_query(ex), trace ? trace : "", id ? id : "",
+                   rest ? rest : "", ph_route_name(ex), (int)body_len, (const char *)body,
+                   (int)local_len, local ? (const char *)local : "", ph_client_ip(ex));
   if (n < 0) return PH_NEXT_ERROR;
   if ((size_t)n >= sizeof buf) n = sizeof buf - 1;
   ph_status_set(ex, 200);
@@ -170,25 +171,40 @@ static ph_next forward_handle(void *self, ph_exchange *ex) {
   return PH_NEXT_UPSTREAM;
 }
 
-static const ph_middleware_type trace_mw = {
-    .size = sizeof(ph_middleware_type), .flags = PH_TYPE_THREAD_SAFE,
-    .id = "plugins.trace.middlewares.TraceMiddleware", .create = trace_create,
-    .destroy = trace_destroy, .on_request = trace_request, .on_response = trace_response};
+static const ph_middleware_type trace_mw = {.size = sizeof(ph_middleware_type),
+                                            .flags = PH_TYPE_THREAD_SAFE,
+                                            .id = "plugins.trace.middlewares.TraceMiddleware",
+                                            .create = trace_create,
+                                            .destroy = trace_destroy,
+                                            .on_request = trace_request,
+                                            .on_response = trace_response};
 static const ph_middleware_type blocking_trace_mw = {
-    .size = sizeof(ph_middleware_type), .flags = PH_TYPE_MAY_BLOCK,
-    .id = "plugins.trace.middlewares.BlockingTraceMiddleware", .create = trace_create,
-    .destroy = trace_destroy, .on_request = trace_request, .on_response = trace_response};
+    .size = sizeof(ph_middleware_type),
+    .flags = PH_TYPE_MAY_BLOCK,
+    .id = "plugins.trace.middlewares.BlockingTraceMiddleware",
+    .create = trace_create,
+    .destroy = trace_destroy,
+    .on_request = trace_request,
+    .on_response = trace_response};
 static const ph_middleware_type unsafe_trace_mw = {
-    .size = sizeof(ph_middleware_type), .flags = 0,
-    .id = "plugins.trace.middlewares.UnsafeTraceMiddleware", .create = trace_create,
-    .destroy = trace_destroy, .on_request = unsafe_request, .on_response = trace_response};
-static const ph_action_type echo_action = {
-    .size = sizeof(ph_action_type), .flags = PH_TYPE_THREAD_SAFE,
-    .id = "plugins.trace.actions.EchoAction", .create = echo_create, .handle = echo_handle};
-static const ph_action_type forward_action = {
-    .size = sizeof(ph_action_type), .flags = PH_TYPE_THREAD_SAFE,
-    .id = "plugins.trace.actions.ForwardAction", .create = forward_create,
-    .destroy = trace_destroy, .handle = forward_handle};
+    .size = sizeof(ph_middleware_type),
+    .flags = 0,
+    .id = "plugins.trace.middlewares.UnsafeTraceMiddleware",
+    .create = trace_create,
+    .destroy = trace_destroy,
+    .on_request = unsafe_request,
+    .on_response = trace_response};
+static const ph_action_type echo_action = {.size = sizeof(ph_action_type),
+                                           .flags = PH_TYPE_THREAD_SAFE,
+                                           .id = "plugins.trace.actions.EchoAction",
+                                           .create = echo_create,
+                                           .handle = echo_handle};
+static const ph_action_type forward_action = {.size = sizeof(ph_action_type),
+                                              .flags = PH_TYPE_THREAD_SAFE,
+                                              .id = "plugins.trace.actions.ForwardAction",
+                                              .create = forward_create,
+                                              .destroy = trace_destroy,
+                                              .handle = forward_handle};
 
 /* Plugin-level config {marker: path}: shutdown appends "shutdown" to that file, so tests
 ** can see the host shut plugins down on exit. */
@@ -213,10 +229,10 @@ static void plugin_shutdown(void *state) {
 }
 
 static const ph_middleware_type *const middlewares[] = {&trace_mw, &blocking_trace_mw,
-                                                         &unsafe_trace_mw, NULL};
+                                                        &unsafe_trace_mw, NULL};
 static const ph_action_type *const actions[] = {&echo_action, &forward_action, NULL};
 
 PH_PLUGIN_DEFINE(.name = "trace", .version = "1.0.0",
                  .description = "test-only: tracing middlewares, echo and forward actions",
-                 .init = plugin_init, .shutdown = plugin_shutdown,
-                 .middlewares = middlewares, .actions = actions);
+                 .init = plugin_init, .shutdown = plugin_shutdown, .middlewares = middlewares,
+                 .actions = actions);
