@@ -1,5 +1,5 @@
 /*
-** plughost plugin ABI, version 1.1                                   abi/plugin.h
+** plughost plugin ABI, version 1.2                                   abi/plugin.h
 **
 ** This header is the whole contract between the plughost host and a native plugin.
 ** A plugin is a shared object (.so) written in C, compiled against this file, that
@@ -508,14 +508,51 @@ struct ph_host_api {
   ** identity: who the client is or what it may do (a token, an API key, a session id, a
   ** request id). The host then answers 400 to every request carrying that header more than
   ** once, before any plugin runs, so the value a plugin checked is the only one an upstream
-  ** can read. Authorization, Proxy-Authorization, Host, Content-Length and X-Request-ID are
-  ** always single. `name` is copied (compared ignoring case). PH_ERROR, with a configuration
+  ** can read. Authorization, Proxy-Authorization, Host and Content-Length are always
+  ** single. `name` is copied (compared ignoring case). PH_ERROR, with a configuration
   ** error recorded, when `name` is not a header name. */
   ph_status (*require_single_header)(const ph_config *node, const char *name);
 
   /* A size in bytes: a whole number, or a string such as "512", "64KB" (x1000), "64KiB"
   ** (x1024), "4MB", "4MiB", "1GB", "1GiB". Like the 1.0 getters; negative is PH_ERROR. */
   ph_status (*config_size)(const ph_config *node, const char *key, int64_t dflt, int64_t *out);
+
+  /* --- 1.2: per-request state, answers and the request id ---------------------------- */
+
+  /* The calling instance's per-request slot: one pointer for each (exchange, instance),
+  ** where a middleware or action keeps its own state between its hooks (a counter key, a
+  ** start time, a span) instead of formatting it into a local. slot_set stores `value` and
+  ** `release`, which the host calls once with `value` when the exchange ends: after the
+  ** last response hook, or when the request is abandoned (the client went away, an element
+  ** failed). `release` runs on whichever thread ends the exchange, may be NULL (nothing to
+  ** free), must not block and must not call the host. Setting again releases the previous
+  ** value first, unless it is the same pointer. The host never reads or frees `value`
+  ** itself. Call from a middleware's or action's hook only: PH_ERROR (with an error
+  ** recorded) from anywhere else. */
+  ph_status (*slot_set)(ph_exchange *ex, void *value, void (*release)(void *value));
+  /* The calling instance's slot value for this exchange, NULL when none was set. */
+  void *(*slot_get)(const ph_exchange *ex);
+
+  /* Answers the request in one call: sets the status (100-599), the response's
+  ** Content-Type (NULL: left as it is) and its body (`len` bytes at `body`, copied; NULL
+  ** with 0 for none). The hook then returns PH_NEXT_RESPOND (a request hook or an action)
+  ** or PH_OK (a response hook). */
+  ph_status (*respond)(ph_exchange *ex, int status, const char *content_type, const void *body,
+                       size_t len);
+  /* Answers in the host's JSON error form, the one the host uses for its own errors:
+  ** Content-Type application/json and {"error":"<message>","status":<status>}, followed by
+  ** ,"requestId":"<id>" when the request has an id (request_id). The message is formatted
+  ** printf-style, cut at 1,024 bytes (on a UTF-8 character boundary) and escaped by the
+  ** host. Like respond, for statuses 100-599. */
+  ph_status (*respond_error)(ph_exchange *ex, int status, const char *fmt, ...) PH__PRINTF(3, 4);
+
+  /* The request's id: what the host names the request by in its own error answers
+  ** ("requestId"), its failure log lines and crash reports. A request-id middleware sets it
+  ** (the host has no header of its own for it); `id` is copied and must be 1 to 200
+  ** printable ASCII characters (PH_ERROR otherwise). request_id returns NULL until it is set,
+  ** or until the host gave the request an id of its own to answer an error. */
+  ph_status (*request_id_set)(ph_exchange *ex, const char *id);
+  const char *(*request_id)(const ph_exchange *ex);
 };
 
 /* The minimum sizes a 1.0 host accepts; later minors only grow them. */
@@ -581,6 +618,29 @@ struct ph_host_api {
 #define ph_local_get(ex, k, l) PH_API(ex)->local_get((ex), (k), (l))
 #define ph_local_set(ex, k, v, l) PH_API(ex)->local_set((ex), (k), (v), (l))
 #define ph_upstream(ex, spec) PH_API(ex)->upstream((ex), (spec))
+/* Every header in order, and the bodies (see header_count, header_at, body, body_set). */
+#define ph_header_add(ex, n, v) PH_API(ex)->header_add((ex), PH_REQUEST, (n), (v))
+#define ph_header_count(ex) PH_API(ex)->header_count((ex), PH_REQUEST)
+#define ph_header_at(ex, i, n, v) PH_API(ex)->header_at((ex), PH_REQUEST, (i), (n), (v))
+#define ph_resp_header_count(ex) PH_API(ex)->header_count((ex), PH_RESPONSE)
+#define ph_resp_header_at(ex, i, n, v) PH_API(ex)->header_at((ex), PH_RESPONSE, (i), (n), (v))
+#define ph_body(ex, l) PH_API(ex)->body((ex), PH_REQUEST, (l))
+#define ph_body_set(ex, d, l) PH_API(ex)->body_set((ex), PH_REQUEST, (d), (l))
+#define ph_resp_body(ex, l) PH_API(ex)->body((ex), PH_RESPONSE, (l))
+/* The response status by a name that cannot be mistaken for the ph_status result type:
+** ph_http_status(ex) is the HTTP status (0 until set), the same call as ph_status_get. */
+#define ph_http_status(ex) PH_API(ex)->status((ex))
+#define ph_http_status_set(ex, s) PH_API(ex)->status_set((ex), (s))
+/* 1.2 (check with PH_HOST_HAS(ex, slot_set) etc. when built for older hosts too):
+**   ph_slot_set(ex, state, free);  ...  my_state *st = ph_slot_get(ex);
+**   return ph_respond_error(ex, 429, "too many requests") == PH_OK ? PH_NEXT_RESPOND
+**                                                                  : PH_NEXT_ERROR; */
+#define ph_slot_set(ex, v, release) PH_API(ex)->slot_set((ex), (v), (release))
+#define ph_slot_get(ex) PH_API(ex)->slot_get((ex))
+#define ph_respond(ex, s, ctype, d, l) PH_API(ex)->respond((ex), (s), (ctype), (d), (l))
+#define ph_respond_error(ex, s, ...) PH_API(ex)->respond_error((ex), (s), __VA_ARGS__)
+#define ph_request_id_set(ex, id) PH_API(ex)->request_id_set((ex), (id))
+#define ph_request_id(ex) PH_API(ex)->request_id((ex))
 
 /* ================================================================== the entry === */
 
@@ -635,10 +695,11 @@ struct ph_host_api {
 #else
 #define PH__BITS "32"
 #endif
-#define PH__NOTE_TEXT                                                                            \
-  "abi=" PH__STR(PH_ABI_MAJOR) "." PH__STR(PH_ABI_MINOR) " arch=" PH__ARCH " bits=" PH__BITS     \
-                                                         " endian=" PH__ENDIAN " libc=" PH__LIBC \
-                                                         " os=" PH__OS
+/* clang-format off */
+#define PH__NOTE_TEXT                                                                      \
+  "abi=" PH__STR(PH_ABI_MAJOR) "." PH__STR(PH_ABI_MINOR) " arch=" PH__ARCH " bits=" PH__BITS \
+  " endian=" PH__ENDIAN " libc=" PH__LIBC " os=" PH__OS
+/* clang-format on */
 #if defined(__has_attribute)
 #if __has_attribute(retain)
 #define PH__RETAIN __attribute__((retain))
@@ -660,13 +721,16 @@ struct ph__note {
 **   PH_PLUGIN_DEFINE(.name = "memory", .version = "1.0.0",
 **                    .storages = memory_storages);
 */
-#define PH_PLUGIN_DEFINE(...)                                                          \
-  __attribute__((section(".note.plughost"), aligned(4),                                \
-                 used)) PH__RETAIN static const struct ph__note ph__plugin_note = {    \
-      9, sizeof(PH__NOTE_TEXT), PH_NOTE_TYPE, "plughost", PH__NOTE_TEXT};              \
-  __attribute__((visibility("default"))) extern const ph_plugin plughost_plugin_entry; \
-  __attribute__((visibility("default"))) const ph_plugin plughost_plugin_entry = {     \
-      .header = {PH_PLUGIN_MAGIC, PH_ABI_MAJOR, PH_ABI_MINOR, sizeof(ph_plugin), 0}, __VA_ARGS__}
+/* clang-format off */
+#define PH_PLUGIN_DEFINE(...)                                                              \
+  __attribute__((section(".note.plughost"), aligned(4), used)) PH__RETAIN                 \
+  static const struct ph__note ph__plugin_note = {9, sizeof(PH__NOTE_TEXT), PH_NOTE_TYPE,   \
+                                                  "plughost", PH__NOTE_TEXT};              \
+  __attribute__((visibility("default"))) extern const ph_plugin plughost_plugin_entry;     \
+  __attribute__((visibility("default"))) const ph_plugin plughost_plugin_entry = {         \
+      .header = {PH_PLUGIN_MAGIC, PH_ABI_MAJOR, PH_ABI_MINOR, sizeof(ph_plugin), 0},       \
+      __VA_ARGS__}
+/* clang-format on */
 
 #ifdef __cplusplus
 }

@@ -8,9 +8,11 @@
 ** Request phase: keeps the incoming header's value when it is sane (1 to 200 printable
 ** ASCII characters, no leading or trailing space), otherwise makes a random UUID version 4
 ** from the kernel's CSPRNG (getrandom) and sets it on the request header. Either way the
-** id goes into the locals under contextKey. Response phase: copies the id from the locals
-** to the response header. headerName is required single (ph_require_single_header): a
-** request carrying it twice gets 400 from the host. No state changes after create:
+** id goes into the locals under contextKey, and becomes the request's id for the host
+** (ph_request_id_set): its error answers, failure logs and crash reports name the request
+** by it. Response phase: copies the id from the locals to the response header. headerName
+** is required single (ph_require_single_header): a request carrying it twice gets 400 from
+** the host. No state changes after create:
 ** thread-safe, never blocks.
 */
 #define _POSIX_C_SOURCE 200809L
@@ -121,8 +123,10 @@ static ph_next rid_on_request(void *self, ph_exchange *ex) {
     id = generated;
     if (ph_header_set(ex, m->header_name, id) != PH_OK) return PH_NEXT_ERROR;
   }
-  /* `id` may point into the host's header store; local_set copies it. */
+  /* `id` may point into the host's header store; local_set and request_id_set copy it. The
+  ** host names the request by it in its error answers, failure logs and crash reports. */
   if (ph_local_set(ex, m->context_key, id, strlen(id)) != PH_OK) return PH_NEXT_ERROR;
+  if (ph_request_id_set(ex, id) != PH_OK) return PH_NEXT_ERROR;
   return PH_NEXT_CONTINUE;
 }
 

@@ -2,7 +2,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include "chain.h"
 #include "util.h"
@@ -39,6 +38,8 @@ void rt_instance_free(rt_instance *inst) {
 static int call_hook(rt_instance *inst, int phase, ph_exchange *ex) {
   int r;
   void *mark = rt_watch_enter(inst, ex); /* what a crash or hang report names */
+  const void *caller = ex->current;      /* whose slot ph_slot_set/get reach */
+  ex->current = inst;
   if (inst->serialise) pthread_mutex_lock(&inst->lock);
   switch (inst->kind) {
     case RT_MIDDLEWARE: {
@@ -60,6 +61,7 @@ static int call_hook(rt_instance *inst, int phase, ph_exchange *ex) {
       r = PH_NEXT_ERROR;
   }
   if (inst->serialise) pthread_mutex_unlock(&inst->lock);
+  ex->current = caller;
   rt_watch_leave(mark);
   if (r >= 0 && ex->ctx.error) {
     /* The element reported an error (e.g. a storage call failed) yet carried on, say with
@@ -125,69 +127,15 @@ int rt_chain_release_gil(const rt_chain *chain) {
   return chain->may_block || chain->has_serialised;
 }
 
-/* A random UUIDv4 for error bodies when the request carries no id. */
-static void uuid4(char out[37]) {
-  static const char hex[] = "0123456789abcdef";
-  uint8_t b[16] = {0};
-  size_t got = 0;
-  while (got < sizeof b) {
-    ssize_t n = getrandom(b + got, sizeof b - got, 0);
-    if (n <= 0) break;
-    got += (size_t)n;
-  }
-  b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
-  b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
-  size_t j = 0;
-  for (size_t i = 0; i < sizeof b; i++) {
-    if (i == 4 || i == 6 || i == 8 || i == 10) out[j++] = '-';
-    out[j++] = hex[b[i] >> 4];
-    out[j++] = hex[b[i] & 0x0f];
-  }
-  out[j] = 0;
-}
-
-/* Copies s into a JSON string body, escaping what JSON requires. */
-static size_t json_escape(char *dst, size_t cap, const char *s) {
-  size_t j = 0;
-  for (; *s && j + 7 < cap; s++) {
-    unsigned char c = (unsigned char)*s;
-    if (c == '"' || c == '\\') {
-      dst[j++] = '\\';
-      dst[j++] = (char)c;
-    } else if (c < 0x20) {
-      j += (size_t)snprintf(dst + j, cap - j, "\\u%04x", c);
-    } else {
-      dst[j++] = (char)c;
-    }
-  }
-  dst[j] = 0;
-  return j;
-}
-
 void rt_exchange_fail(ph_exchange *ex, int status, const char *label, const char *reason) {
+  /* The answer names the request by its id (one of the host's own when no element set one),
+  ** and so does the failure the host logs: a client's report leads to the log line. */
+  rt_exchange_error_answer(ex, status, NULL);
   if (!ex->failure) {
-    ex->failure = rt_strdup(reason ? reason : (ex->ctx.error ? ex->ctx.error : "failed"));
+    const char *why = reason ? reason : (ex->ctx.error ? ex->ctx.error : "failed");
+    ex->failure = rt_format("%s (request id %s)", why, ex->request_id);
     ex->failure_label = rt_strdup(label ? label : "");
   }
-  const char *rid = rt_api_header_get(ex, PH_REQUEST, "X-Request-ID");
-  char generated[37];
-  if (!rid || !*rid || strlen(rid) > 200) {
-    uuid4(generated);
-    rid = generated;
-  }
-  char escaped[1600];
-  json_escape(escaped, sizeof escaped, rid);
-  const char *what = status == 500   ? "internal error"
-                     : status == 502 ? "bad gateway"
-                     : status == 503 ? "service unavailable"
-                     : status == 504 ? "gateway timeout"
-                                     : "error";
-  char body[1800];
-  int len = snprintf(body, sizeof body, "{\"error\":\"%s\",\"status\":%d,\"requestId\":\"%s\"}",
-                     what, status, escaped);
-  ex->status = status;
-  rt_api_body_set(ex, PH_RESPONSE, body, (size_t)len);
-  rt_api_header_set(ex, PH_RESPONSE, "Content-Type", "application/json");
 }
 
 static void element_failed(ph_exchange *ex, rt_instance *inst, const char *what) {

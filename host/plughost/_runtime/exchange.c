@@ -1,6 +1,8 @@
 /* Exchanges: one request and its response, as plugins see them. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "util.h"
 
@@ -79,6 +81,9 @@ static int fields_push(ph_exchange *ex, rt_fields *f, const char *name, const vo
 
 void rt_exchange_free(ph_exchange *ex) {
   if (!ex) return;
+  for (size_t i = 0; i < ex->n_slots; i++)
+    if (ex->slots[i].release) ex->slots[i].release(ex->slots[i].value);
+  free(ex->slots);
   rt_ctx_clear(&ex->ctx);
   for (rt_chunk *c = ex->chunks, *next; c; c = next) {
     next = c->next;
@@ -392,4 +397,184 @@ ph_status rt_api_upstream(ph_exchange *ex, const ph_upstream_spec *spec) {
   ex->upstream = s;
   ex->has_upstream = true;
   return PH_OK;
+}
+
+/* ------------------------------------------------------------ per-instance slots */
+
+static rt_slot *find_slot(const ph_exchange *ex) {
+  for (size_t i = 0; i < ex->n_slots; i++)
+    if (ex->slots[i].owner == ex->current) return &ex->slots[i];
+  return NULL;
+}
+
+ph_status rt_api_slot_set(ph_exchange *ex, void *value, void (*release)(void *value)) {
+  if (!ex->current) {
+    rt_ctx_set_error(&ex->ctx, rt_strdup("ph_slot_set() was called outside a middleware's or "
+                                         "action's hook: call it from on_request, handle or "
+                                         "on_response"));
+    return PH_ERROR;
+  }
+  rt_slot *slot = find_slot(ex);
+  if (!slot) {
+    if (ex->n_slots == ex->cap_slots) {
+      size_t cap = ex->cap_slots ? ex->cap_slots * 2 : 4;
+      rt_slot *grown = realloc(ex->slots, cap * sizeof *grown);
+      if (!grown) {
+        rt_ctx_set_error(&ex->ctx, rt_strdup("out of memory keeping a per-request slot"));
+        return PH_ERROR;
+      }
+      ex->slots = grown;
+      ex->cap_slots = cap;
+    }
+    slot = &ex->slots[ex->n_slots++];
+    *slot = (rt_slot){.owner = ex->current};
+  } else if (slot->value != value && slot->release) {
+    slot->release(slot->value);
+  }
+  slot->value = value;
+  slot->release = release;
+  return PH_OK;
+}
+
+void *rt_api_slot_get(const ph_exchange *ex) {
+  const rt_slot *slot = ex->current ? find_slot(ex) : NULL;
+  return slot ? slot->value : NULL;
+}
+
+/* ------------------------------------------------------- answers and the request id */
+
+/* A random UUIDv4: the id the host gives a request it answers with an error when no
+** element gave it one. */
+static void uuid4(char out[37]) {
+  static const char hex[] = "0123456789abcdef";
+  uint8_t b[16] = {0};
+  size_t got = 0;
+  while (got < sizeof b) {
+    ssize_t n = getrandom(b + got, sizeof b - got, 0);
+    if (n <= 0) break;
+    got += (size_t)n;
+  }
+  b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
+  b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
+  size_t j = 0;
+  for (size_t i = 0; i < sizeof b; i++) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) out[j++] = '-';
+    out[j++] = hex[b[i] >> 4];
+    out[j++] = hex[b[i] & 0x0f];
+  }
+  out[j] = 0;
+}
+
+/* Appends s as the inside of a JSON string to dst (which has room for 6 * strlen(s) + 1). */
+static size_t json_escape(char *dst, const char *s) {
+  static const char hex[] = "0123456789abcdef";
+  size_t j = 0;
+  for (; *s; s++) {
+    unsigned char c = (unsigned char)*s;
+    const char *shortform = c == '"'    ? "\\\""
+                            : c == '\\' ? "\\\\"
+                            : c == '\n' ? "\\n"
+                            : c == '\r' ? "\\r"
+                            : c == '\t' ? "\\t"
+                                        : NULL;
+    if (shortform) {
+      dst[j++] = shortform[0];
+      dst[j++] = shortform[1];
+    } else if (c < 0x20 || c == 0x7f) {
+      memcpy(dst + j, "\\u00", 4);
+      dst[j + 4] = hex[c >> 4];
+      dst[j + 5] = hex[c & 0xf];
+      j += 6;
+    } else {
+      dst[j++] = (char)c;
+    }
+  }
+  dst[j] = 0;
+  return j;
+}
+
+/* The longest message of an error answer, in bytes. */
+#define RT_ERROR_MESSAGE_MAX 1024
+
+/* Cuts s to at most max bytes without splitting a UTF-8 sequence. */
+static void cut_utf8(char *s, size_t max) {
+  size_t n = strlen(s);
+  if (n <= max) return;
+  while (max > 0 && ((unsigned char)s[max] & 0xc0) == 0x80) max--;
+  s[max] = 0;
+}
+
+static const char *status_phrase(int status) {
+  switch (status) {
+    case 500:
+      return "internal error";
+    case 502:
+      return "bad gateway";
+    case 503:
+      return "service unavailable";
+    case 504:
+      return "gateway timeout";
+    default:
+      return "error";
+  }
+}
+
+ph_status rt_exchange_error_answer(ph_exchange *ex, int status, const char *message) {
+  if (!message) {
+    /* the host's own answer: it always names the request, with an id of its own if need be */
+    message = status_phrase(status);
+    if (!ex->request_id[0]) uuid4(ex->request_id);
+  }
+  char msg[RT_ERROR_MESSAGE_MAX + 1];
+  snprintf(msg, sizeof msg, "%s", message);
+  cut_utf8(msg, RT_ERROR_MESSAGE_MAX);
+  char body[6 * (RT_ERROR_MESSAGE_MAX + RT_REQUEST_ID_MAX) + 64];
+  size_t n = (size_t)snprintf(body, sizeof body, "{\"error\":\"");
+  n += json_escape(body + n, msg);
+  n += (size_t)snprintf(body + n, sizeof body - n, "\",\"status\":%d", status);
+  if (ex->request_id[0]) {
+    n += (size_t)snprintf(body + n, sizeof body - n, ",\"requestId\":\"");
+    n += json_escape(body + n, ex->request_id);
+    n += (size_t)snprintf(body + n, sizeof body - n, "\"");
+  }
+  n += (size_t)snprintf(body + n, sizeof body - n, "}");
+  return rt_api_respond(ex, status, "application/json", body, n);
+}
+
+ph_status rt_api_respond(ph_exchange *ex, int status, const char *content_type, const void *body,
+                         size_t len) {
+  if (rt_api_status_set(ex, status) != PH_OK) return PH_ERROR;
+  if (content_type && rt_api_header_set(ex, PH_RESPONSE, "Content-Type", content_type) != PH_OK)
+    return PH_ERROR;
+  return rt_api_body_set(ex, PH_RESPONSE, body, len);
+}
+
+ph_status rt_api_respond_error(ph_exchange *ex, int status, const char *fmt, ...) {
+  if (!fmt) fmt = "";
+  char msg[RT_ERROR_MESSAGE_MAX + 1];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  if (status < 100 || status > 599) return rt_api_status_set(ex, status); /* records why */
+  return rt_exchange_error_answer(ex, status, msg);
+}
+
+ph_status rt_api_request_id_set(ph_exchange *ex, const char *id) {
+  size_t n = id ? strlen(id) : 0;
+  int ok = n >= 1 && n <= RT_REQUEST_ID_MAX;
+  for (size_t i = 0; ok && i < n; i++) ok = (unsigned char)id[i] >= 0x20 && id[i] != 0x7f;
+  for (size_t i = 0; ok && i < n; i++) ok = (unsigned char)id[i] < 0x80;
+  if (!ok) {
+    rt_ctx_set_error(&ex->ctx, rt_format("ph_request_id_set() needs 1 to %d printable ASCII "
+                                         "characters, not a %zu-byte value",
+                                         RT_REQUEST_ID_MAX, n));
+    return PH_ERROR;
+  }
+  memcpy(ex->request_id, id, n + 1);
+  return PH_OK;
+}
+
+const char *rt_api_request_id(const ph_exchange *ex) {
+  return ex->request_id[0] ? ex->request_id : NULL;
 }

@@ -52,6 +52,12 @@ static const ph_host_api host_api = {
     .route_param_raw = rt_api_route_param_raw,
     .require_single_header = rt_api_require_single_header,
     .config_size = rt_api_config_size,
+    .slot_set = rt_api_slot_set,
+    .slot_get = rt_api_slot_get,
+    .respond = rt_api_respond,
+    .respond_error = rt_api_respond_error,
+    .request_id_set = rt_api_request_id_set,
+    .request_id = rt_api_request_id,
 };
 
 const ph_host_api *rt_host_api(void) {

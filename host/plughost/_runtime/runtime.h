@@ -96,6 +96,16 @@ typedef struct rt_chunk {
 
 #define RT_INLINE_ARENA 4096
 
+/* The longest request id (ph_request_id_set). */
+#define RT_REQUEST_ID_MAX 200
+
+/* One instance's per-request slot (ph_slot_set). */
+typedef struct rt_slot {
+  const void *owner; /* the rt_instance whose hook set it */
+  void *value;
+  void (*release)(void *value);
+} rt_slot;
+
 struct ph_exchange {
   ph_handle_head head; /* host_private = &ctx */
   char *arena_cur, *arena_end;
@@ -116,6 +126,10 @@ struct ph_exchange {
   char *failure_label; /* which element failed; owned */
   char *packed;        /* rt_exchange_pack_response buffer; owned */
   size_t packed_cap;
+  const void *current; /* the instance whose hook runs (slots), NULL between hooks */
+  rt_slot *slots;      /* per-instance slots, released by rt_exchange_free; owned */
+  size_t n_slots, cap_slots;
+  char request_id[RT_REQUEST_ID_MAX + 1]; /* "" until set: read by crash reports, so inline */
 };
 
 void *rt_arena_alloc(ph_exchange *ex, size_t n);
@@ -128,6 +142,7 @@ int rt_fields_push(ph_exchange *ex, rt_fields *f, const char *name, size_t name_
 
 ph_exchange *rt_exchange_new(rt_host *host, const char *method, const char *path, const char *query,
                              const char *client_ip);
+/* Releases the slots (their release functions run here) and frees the exchange. */
 void rt_exchange_free(ph_exchange *ex);
 void rt_exchange_set_route(ph_exchange *ex, const char *route_name);
 void rt_exchange_add_param(ph_exchange *ex, const char *name, const char *value);

@@ -78,5 +78,15 @@ ph_status rt_api_status_set(ph_exchange *ex, int status);
 const uint8_t *rt_api_local_get(const ph_exchange *ex, const char *key, size_t *len);
 ph_status rt_api_local_set(ph_exchange *ex, const char *key, const void *value, size_t len);
 ph_status rt_api_upstream(ph_exchange *ex, const ph_upstream_spec *spec);
+ph_status rt_api_slot_set(ph_exchange *ex, void *value, void (*release)(void *value));
+void *rt_api_slot_get(const ph_exchange *ex);
+ph_status rt_api_respond(ph_exchange *ex, int status, const char *content_type, const void *body,
+                         size_t len);
+ph_status rt_api_respond_error(ph_exchange *ex, int status, const char *fmt, ...) PH__PRINTF(3, 4);
+ph_status rt_api_request_id_set(ph_exchange *ex, const char *id);
+const char *rt_api_request_id(const ph_exchange *ex);
+/* The JSON error body {"error":...,"status":N[,"requestId":...]} as the response of ex, with
+** Content-Type application/json; the message is escaped. */
+ph_status rt_exchange_error_answer(ph_exchange *ex, int status, const char *message);
 
 #endif

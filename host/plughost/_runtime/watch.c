@@ -125,10 +125,6 @@ static void put_long(line *l, long v) {
   }
 }
 
-static int lower(int c) {
-  return c >= 'A' && c <= 'Z' ? c + 32 : c;
-}
-
 static const char *signal_name(int sig) {
   switch (sig) {
     case SIGSEGV:
@@ -172,19 +168,10 @@ static void put_element(line *l, const slot *s) {
     put_clean(l, ex->route_name, strlen(ex->route_name), 200);
     put(l, "'");
   }
-  const rt_fields *f = &ex->headers[PH_REQUEST];
-  static const char want[] = "x-request-id";
-  for (size_t i = 0; f->items && i < f->n; i++) {
-    const rt_field *h = &f->items[i];
-    if (h->name_len != sizeof want - 1) continue;
-    size_t k = 0;
-    while (k < h->name_len && lower((unsigned char)h->name[k]) == want[k]) k++;
-    if (k == h->name_len) {
-      put(l, " (request id ");
-      put_clean(l, h->value, h->value_len, 100);
-      put(l, ")");
-      break;
-    }
+  if (ex->request_id[0]) { /* set by an element (ph_request_id_set), inline in ex */
+    put(l, " (request id ");
+    put_clean(l, ex->request_id, strnlen(ex->request_id, RT_REQUEST_ID_MAX), 100);
+    put(l, ")");
   }
 }
 
