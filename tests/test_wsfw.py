@@ -427,8 +427,12 @@ def test_a_plain_request_gets_426(gateway: Server) -> None:
     status, headers, body = gateway.get("/Echo/x")
     assert status == 426
     assert headers["Upgrade"] == "websocket"
-    assert json.loads(body) == {"error": "upgrade required", "status": 426}
-    assert headers["X-Request-Id"]  # the response phase ran
+    # the error names the request by the id requestid gave it (the response phase ran)
+    assert json.loads(body) == {
+        "error": "upgrade required",
+        "status": 426,
+        "requestId": headers["X-Request-Id"],
+    }
 
 
 def test_origins(gateway: Server) -> None:
@@ -441,7 +445,13 @@ def test_origins(gateway: Server) -> None:
         assert ws.recv(timeout=5) == "ok"
     response = refused(gateway, "/Origin/x", origin="https://evil.example")
     assert response.status_code == 403
-    assert json.loads(response.body) == {"error": "origin not allowed", "status": 403}
+    answer = json.loads(response.body)
+    assert answer == {
+        "error": "origin not allowed",
+        "status": 403,
+        "requestId": answer["requestId"],
+    }
+    assert response.headers["X-Request-ID"] == answer["requestId"]
     assert refused(gateway, "/Origin/x").status_code == 403  # no Origin at all
 
 

@@ -69,8 +69,6 @@ typedef struct ba_middleware {
   ba_credential dummy; /* verified for unknown users, result discarded */
 } ba_middleware;
 
-static const char ba_body[] = "{\"error\":\"unauthorized\",\"status\":401}";
-
 static int ba_sha256(const void *data, size_t len, uint8_t out[BA_DIGEST]) {
   unsigned int n = 0;
   return EVP_Digest(data, len, out, &n, EVP_sha256(), NULL) == 1 && n == BA_DIGEST ? 0 : -1;
@@ -315,12 +313,8 @@ static ph_status ba_create(const ph_config *cfg, void **self) {
 }
 
 static ph_next ba_unauthorized(const ba_middleware *m, ph_exchange *ex) {
-  if (ph_status_set(ex, 401) != PH_OK ||
-      ph_resp_header_set(ex, "WWW-Authenticate", m->challenge) != PH_OK ||
-      ph_resp_header_set(ex, "Content-Type", "application/json") != PH_OK ||
-      ph_resp_body_set(ex, ba_body, sizeof ba_body - 1) != PH_OK)
-    return PH_NEXT_ERROR;
-  return PH_NEXT_RESPOND;
+  if (ph_resp_header_set(ex, "WWW-Authenticate", m->challenge) != PH_OK) return PH_NEXT_ERROR;
+  return phu_refuse(ex, 401, "unauthorized");
 }
 
 /* Verifies `password` against every user; 1 when it matches `user`'s credential. */

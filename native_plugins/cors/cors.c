@@ -456,12 +456,11 @@ static int cors_value_has(const char *value, const char *token) {
 /* Adds token to the response's Vary unless it (or "*") is there: one Vary line is extended,
 ** none or several get a line of their own. */
 static ph_status cors_vary(ph_exchange *ex, const char *token) {
-  const ph_host_api *api = PH_API(ex);
-  size_t count = api->header_count(ex, PH_RESPONSE), lines = 0;
+  size_t count = ph_resp_header_count(ex), lines = 0;
   const char *only = NULL;
   for (size_t i = 0; i < count; i++) {
     const char *name = NULL, *value = NULL;
-    if (api->header_at(ex, PH_RESPONSE, i, &name, &value) != PH_OK) break;
+    if (ph_resp_header_at(ex, i, &name, &value) != PH_OK) break;
     if (!phu_ieq(name, "Vary")) continue;
     if (cors_value_has(value, token)) return PH_OK;
     lines++;
@@ -528,7 +527,7 @@ static ph_next cors_on_request(void *self, ph_exchange *ex) {
                 (m->methods.any || cors_list_has_n(&m->methods, method, strlen(method))) &&
                 (requested == NULL || cors_headers_allowed(m, requested));
 
-  if (ph_status_set(ex, 204) != PH_OK) return PH_NEXT_ERROR; /* the host recorded why */
+  if (ph_http_status_set(ex, 204) != PH_OK) return PH_NEXT_ERROR; /* the host recorded why */
   if (cors_vary(ex, "Origin") != PH_OK || cors_vary(ex, "Access-Control-Request-Method") != PH_OK ||
       cors_vary(ex, "Access-Control-Request-Headers") != PH_OK)
     return PH_NEXT_ERROR; /* the host recorded why */

@@ -83,7 +83,6 @@ typedef struct csrf_mw {
   int single_use;
   int64_t expiration_ms;
   int64_t max_per_client; /* 0: no limit */
-  char local_key[64]; /* per-instance local: the token to send back in the response phase */
 } csrf_mw;
 
 /* ------------------------------------------------------------------------- helpers */
@@ -208,7 +207,6 @@ static ph_status csrf_create(const ph_config *cfg, void **self) {
     return ph_config_error(cfg, "maxTokensPerClient",
                            "must be a number of tokens (0: no limit), not %" PRId64,
                            m->max_per_client);
-  snprintf(m->local_key, sizeof m->local_key, "csrf-mw.%p", (void *)m);
   m->storage = ph_storage_lookup(cfg, "storage", storage);
   if (m->storage == NULL) return PH_ERROR;
   return PH_OK;
@@ -238,22 +236,12 @@ static const char *csrf_query_value(const ph_exchange *ex, const char *qname, si
 
 static ph_next csrf_forbidden(ph_exchange *ex, const char *why) {
   ph_log(ex, PH_LOG_INFO, "csrf: request refused: %s", why);
-  static const char body[] =
-      "{\"error\":\"forbidden: missing or invalid CSRF token\","
-      "\"status\":403}";
-  ph_status_set(ex, 403);
-  ph_resp_header_set(ex, "Content-Type", "application/json");
-  ph_resp_body_set(ex, body, sizeof body - 1);
-  return PH_NEXT_RESPOND;
+  return phu_refuse(ex, 403, "forbidden: missing or invalid CSRF token");
 }
 
 static ph_next csrf_storage_failed(ph_exchange *ex) {
   ph_log(ex, PH_LOG_ERROR, "csrf: the token storage failed, answering 503");
-  static const char body[] = "{\"error\":\"csrf token storage unavailable\",\"status\":503}";
-  ph_status_set(ex, 503);
-  ph_resp_header_set(ex, "Content-Type", "application/json");
-  ph_resp_body_set(ex, body, sizeof body - 1);
-  return PH_NEXT_RESPOND;
+  return phu_refuse(ex, 503, "csrf token storage unavailable");
 }
 
 static void csrf_key(char key[sizeof CSRF_KEY_PREFIX + CSRF_TOKEN_HEX], const char *token) {
@@ -271,7 +259,7 @@ static ph_next csrf_keep(const csrf_mw *m, ph_exchange *ex, const char *token) {
   if (ph_storage_set(m->storage, ex, (const uint8_t *)key, CSRF_KEY_LEN, (const uint8_t *)"1", 1,
                      m->expiration_ms) != PH_OK)
     return csrf_storage_failed(ex);
-  if (ph_local_set(ex, m->local_key, token, CSRF_TOKEN_HEX) != PH_OK) return PH_NEXT_ERROR;
+  if (phu_slot_keep_text(ex, token, CSRF_TOKEN_HEX) != PH_OK) return PH_NEXT_ERROR;
   return PH_NEXT_CONTINUE;
 }
 
@@ -377,12 +365,8 @@ static ph_next csrf_on_request(void *self, ph_exchange *ex) {
 
 static ph_status csrf_on_response(void *self, ph_exchange *ex) {
   const csrf_mw *m = self;
-  size_t len = 0;
-  const uint8_t *raw = ph_local_get(ex, m->local_key, &len);
-  if (raw == NULL || !csrf_valid_token((const char *)raw, len)) return PH_OK;
-  char token[CSRF_TOKEN_HEX + 1];
-  memcpy(token, raw, CSRF_TOKEN_HEX);
-  token[CSRF_TOKEN_HEX] = '\0';
+  const char *token = ph_slot_get(ex); /* the token to send back, when there is one */
+  if (token == NULL) return PH_OK;
 
   return phu_cookie_set(ex, &m->cookie, m->cookie_name, token, m->expiration_ms, "csrf");
 }

@@ -54,6 +54,30 @@ static inline int phu_valid_domain(const char *s) {
   return 1;
 }
 
+/* Answers with the host's JSON error form ({"error":"<message>","status":N} and the request
+** id) and says so to the chain: `return phu_refuse(ex, 401, "invalid token");`. */
+static inline ph_next phu_refuse(ph_exchange *ex, int status, const char *message) {
+  return ph_respond_error(ex, status, "%s", message) == PH_OK ? PH_NEXT_RESPOND : PH_NEXT_ERROR;
+}
+
+/* Keeps a copy of `len` bytes of `text` (a NUL added) on the calling instance's per-request
+** slot, for its response hook to read with ph_slot_get(ex); the host frees it with the
+** exchange. */
+static inline ph_status phu_slot_keep_text(ph_exchange *ex, const char *text, size_t len) {
+  char *copy = malloc(len + 1);
+  if (copy == NULL) {
+    ph_error(ex, "out of memory keeping %zu bytes for the response phase", len);
+    return PH_ERROR;
+  }
+  memcpy(copy, text, len);
+  copy[len] = '\0';
+  if (ph_slot_set(ex, copy, free) != PH_OK) {
+    free(copy);
+    return PH_ERROR;
+  }
+  return PH_OK;
+}
+
 /* Random bytes from the kernel's CSPRNG, pooled per thread: no shared state, no lock, no
 ** system call for most requests; used bytes are wiped. Returns 0 or an errno value. */
 static _Thread_local uint8_t phu_pool[4096];
@@ -177,10 +201,10 @@ static inline const char *phu_cookie_in(const char *h, const char *name, size_t 
 /* The value of cookie `name` the client sent, from the first of its Cookie headers that
 ** holds it, or NULL. Points into the request (valid during the hook); *len gets its length. */
 static inline const char *phu_request_cookie(const ph_exchange *ex, const char *name, size_t *len) {
-  size_t count = PH_API(ex)->header_count(ex, PH_REQUEST);
+  size_t count = ph_header_count(ex);
   for (size_t i = 0; i < count; i++) {
     const char *hname, *value;
-    if (PH_API(ex)->header_at(ex, PH_REQUEST, i, &hname, &value) != PH_OK) break;
+    if (ph_header_at(ex, i, &hname, &value) != PH_OK) break;
     if (!phu_ieq(hname, "Cookie")) continue;
     const char *found = phu_cookie_in(value, name, len);
     if (found != NULL) return found;

@@ -232,10 +232,10 @@ static void phu_put_rest(phu_buf *b, const char *rest, int raw) {
 
 /* Appends every value of request header `name`, comma-separated, to b; returns how many. */
 static size_t phu_put_all(const ph_exchange *ex, phu_buf *b, const char *name) {
-  size_t found = 0, count = PH_API(ex)->header_count(ex, PH_REQUEST);
+  size_t found = 0, count = ph_header_count(ex);
   for (size_t i = 0; i < count; i++) {
     const char *k, *v;
-    if (PH_API(ex)->header_at(ex, PH_REQUEST, i, &k, &v) != PH_OK) break;
+    if (ph_header_at(ex, i, &k, &v) != PH_OK) break;
     if (!phu_ieq(k, name)) continue;
     if (found++) phu_puts(b, ", ");
     phu_puts(b, v);

@@ -303,17 +303,11 @@ static ph_status jwt_create(const ph_config *cfg, void **self) {
 /* ----------------------------------------------------------------------- requests --- */
 
 static ph_next refuse(ph_exchange *ex, int missing, const char *reason) {
-  static const char missing_body[] = "{\"error\":\"missing bearer token\",\"status\":401}";
-  static const char invalid_body[] = "{\"error\":\"invalid token\",\"status\":401}";
   ph_log(ex, PH_LOG_INFO, "jwt: 401: %s", reason);
-  ph_status_set(ex, 401);
-  ph_resp_header_set(ex, "WWW-Authenticate", missing ? "Bearer" : "Bearer error=\"invalid_token\"");
-  ph_resp_header_set(ex, "Content-Type", "application/json");
-  if (missing)
-    ph_resp_body_set(ex, missing_body, sizeof missing_body - 1);
-  else
-    ph_resp_body_set(ex, invalid_body, sizeof invalid_body - 1);
-  return PH_NEXT_RESPOND;
+  if (ph_resp_header_set(ex, "WWW-Authenticate",
+                         missing ? "Bearer" : "Bearer error=\"invalid_token\"") != PH_OK)
+    return PH_NEXT_ERROR;
+  return phu_refuse(ex, 401, missing ? "missing bearer token" : "invalid token");
 }
 
 static int is_b64url_or_dot(unsigned char c) {

@@ -25,7 +25,7 @@
 ** requests count too, except with slidingWindow, where they are taken back at once.
 ** Sliding window: estimate = previous * (1 - elapsed/expiration) + current.
 ** Every response gets X-RateLimit-Limit, -Remaining and -Reset (seconds), set in the
-** response phase from a per-request local. Skip options take the count back (incr -1) in
+** response phase from the instance's per-request slot. Skip options take the count back (incr -1) in
 ** the response phase.
 **
 ** No state changes after create: thread-safe. It calls a storage that may block (Valkey):
@@ -52,8 +52,15 @@ typedef struct lim_middleware {
   int skip_failed, skip_successful, sliding, fail_open;
   char *header; /* NULL: key by client address */
   char *prefix;
-  char local_key[64]; /* per-instance local carrying the request's state */
 } lim_middleware;
+
+/* What the response phase needs of a request, on the instance's slot (ph_slot_set). */
+typedef struct lim_request {
+  int counted;
+  int64_t remaining, reset_s;
+  size_t key_len;
+  char key[]; /* the counter's key, NUL-terminated */
+} lim_request;
 
 static int lim_is_tchar(unsigned char c) {
   if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return 1;
@@ -124,7 +131,6 @@ static ph_status lim_create(const ph_config *cfg, void **self) {
   if (ph_config_string(cfg, "prefix", "", &prefix) != PH_OK) return PH_ERROR;
   m->prefix = phu_strdup(prefix);
   if (m->prefix == NULL) return ph_config_error(cfg, NULL, "out of memory");
-  snprintf(m->local_key, sizeof m->local_key, "limiter.%p", (void *)m);
   m->storage = ph_storage_lookup(cfg, "storage", storage);
   if (m->storage == NULL) return PH_ERROR;
   return PH_OK;
@@ -160,11 +166,7 @@ static ph_next lim_storage_failed(const lim_middleware *m, ph_exchange *ex) {
   ph_log(ex, PH_LOG_ERROR,
          "limiter: the storage failed, answering 503 (set failOpen: true to let requests "
          "through while the storage is down)");
-  static const char body[] = "{\"error\":\"rate limiter unavailable\",\"status\":503}";
-  ph_status_set(ex, 503);
-  ph_resp_header_set(ex, "Content-Type", "application/json");
-  ph_resp_body_set(ex, body, sizeof body - 1);
-  return PH_NEXT_RESPOND;
+  return phu_refuse(ex, 503, "rate limiter unavailable");
 }
 
 static ph_next lim_on_request(void *self, ph_exchange *ex) {
@@ -224,69 +226,51 @@ static ph_next lim_on_request(void *self, ph_exchange *ex) {
   int64_t reset_s = (reset_ms + 999) / 1000;
   if (reset_s < 1) reset_s = 1;
 
-  /* "<counted> <remaining> <reset seconds> <key>" for the response phase. */
-  size_t cap = klen + 64;
-  char *state = malloc(cap);
-  if (state == NULL) {
+  lim_request *r = malloc(sizeof *r + klen + 1);
+  if (r == NULL) {
     free(key);
     ph_error(ex, "limiter: out of memory");
     return PH_NEXT_ERROR;
   }
-  int n = snprintf(state, cap, "%d %" PRId64 " %" PRId64 " %s", counted, remaining, reset_s, key);
+  *r = (lim_request){
+      .counted = counted, .remaining = remaining, .reset_s = reset_s, .key_len = klen};
+  memcpy(r->key, key, klen + 1);
   free(key);
-  ph_status st = ph_local_set(ex, m->local_key, state, (size_t)n);
-  free(state);
-  if (st != PH_OK) return PH_NEXT_ERROR;
+  if (ph_slot_set(ex, r, free) != PH_OK) {
+    free(r);
+    return PH_NEXT_ERROR;
+  }
 
   if (refused) {
     char retry[32];
     snprintf(retry, sizeof retry, "%" PRId64, reset_s);
-    static const char body[] = "{\"error\":\"too many requests\",\"status\":429}";
-    ph_status_set(ex, 429);
-    ph_resp_header_set(ex, "Retry-After", retry);
-    ph_resp_header_set(ex, "Content-Type", "application/json");
-    ph_resp_body_set(ex, body, sizeof body - 1);
-    return PH_NEXT_RESPOND;
+    if (ph_resp_header_set(ex, "Retry-After", retry) != PH_OK) return PH_NEXT_ERROR;
+    return phu_refuse(ex, 429, "too many requests");
   }
   return PH_NEXT_CONTINUE;
 }
 
 static ph_status lim_on_response(void *self, ph_exchange *ex) {
   const lim_middleware *m = self;
-  size_t len = 0;
-  const uint8_t *raw = ph_local_get(ex, m->local_key, &len);
-  if (raw == NULL) return PH_OK; /* storage failed with failOpen, or 503 */
-  char *state = malloc(len + 1);
-  if (state == NULL) {
-    ph_error(ex, "limiter: out of memory");
-    return PH_ERROR;
-  }
-  memcpy(state, raw, len);
-  state[len] = '\0';
-  int counted = 0, off = 0;
-  int64_t remaining = 0, reset_s = 0;
-  if (sscanf(state, "%d %" SCNd64 " %" SCNd64 " %n", &counted, &remaining, &reset_s, &off) < 3) {
-    free(state);
-    return PH_OK; /* someone else changed our local */
-  }
-  const char *key = state + off;
-  int status = ph_status_get(ex);
-  if (counted && ((m->skip_failed && status >= 400) || (m->skip_successful && status < 400))) {
+  const lim_request *r = ph_slot_get(ex);
+  if (r == NULL) return PH_OK; /* storage failed with failOpen, or 503 */
+  int64_t remaining = r->remaining;
+  int status = ph_http_status(ex);
+  if (r->counted && ((m->skip_failed && status >= 400) || (m->skip_successful && status < 400))) {
     int64_t v, l;
     int64_t ttl = m->sliding ? 2 * m->expiration_ms : m->expiration_ms;
-    if (ph_storage_incr(m->storage, ex, (const uint8_t *)key, strlen(key), -1, ttl, &v, &l) !=
+    if (ph_storage_incr(m->storage, ex, (const uint8_t *)r->key, r->key_len, -1, ttl, &v, &l) !=
         PH_OK)
       ph_log(ex, PH_LOG_ERROR, "limiter: could not take a skipped request back from the count");
     else if (remaining < m->max && status != 429)
       remaining++;
   }
-  free(state);
   char buf[32];
   snprintf(buf, sizeof buf, "%" PRId64, m->max);
   ph_resp_header_set(ex, "X-RateLimit-Limit", buf);
   snprintf(buf, sizeof buf, "%" PRId64, remaining);
   ph_resp_header_set(ex, "X-RateLimit-Remaining", buf);
-  snprintf(buf, sizeof buf, "%" PRId64, reset_s);
+  snprintf(buf, sizeof buf, "%" PRId64, r->reset_s);
   ph_resp_header_set(ex, "X-RateLimit-Reset", buf);
   return PH_OK;
 }

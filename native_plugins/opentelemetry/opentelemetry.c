@@ -702,15 +702,14 @@ typedef struct ot_mw {
   ot_provider *p;
   size_t scope;
   int registered; /* counted in p->users */
-  char local_key[48];
 } ot_mw;
 
-/* What the request phase leaves for the response phase (a private local), followed by the
-** tracestate text. */
+/* What the request phase leaves for the response phase, on the instance's per-request slot. */
 typedef struct ot_start {
   uint8_t trace_id[16], span_id[8], parent_id[8];
-  uint8_t has_parent, sampled, pad[6];
+  uint8_t has_parent, sampled, has_tracestate, pad[5];
   int64_t real_ns, mono_ns;
+  char tracestate[]; /* the incoming tracestate (with has_tracestate), NUL-terminated */
 } ot_start;
 
 static const char *const MW_OPTIONS[] = {"tracerName"};
@@ -734,7 +733,6 @@ static ph_status ot_mw_create(const ph_config *cfg, void **self) {
   *self = m;
   if (m == NULL) return ph_config_error(cfg, NULL, "out of memory");
   m->p = p;
-  snprintf(m->local_key, sizeof m->local_key, "otel.span.%p", (void *)m);
   const char *w[1];
   ot_present(cfg, MW_OPTIONS, 1, w);
   const char *name = NULL;
@@ -855,15 +853,16 @@ static ph_next ot_on_request(void *self, ph_exchange *ex) {
   snprintf(traceparent, sizeof traceparent, "00-%s-%s-%s", trace_hex, span_hex,
            st.sampled ? "01" : "00");
   size_t ts_len = tracestate != NULL ? strlen(tracestate) : 0;
-  uint8_t *blob = malloc(sizeof st + ts_len);
-  if (blob == NULL) {
+  ot_start *kept = malloc(sizeof *kept + ts_len + 1);
+  if (kept == NULL) {
     ph_error(ex, "opentelemetry: out of memory");
     return PH_NEXT_ERROR;
   }
-  memcpy(blob, &st, sizeof st);
-  if (ts_len) memcpy(blob + sizeof st, tracestate, ts_len); /* before the headers change */
-  ph_status rc = ph_local_set(ex, m->local_key, blob, sizeof st + ts_len);
-  free(blob);
+  *kept = st;
+  kept->has_tracestate = tracestate != NULL;
+  memcpy(kept->tracestate, tracestate ? tracestate : "", ts_len + 1); /* before headers change */
+  ph_status rc = ph_slot_set(ex, kept, free);
+  if (rc != PH_OK) free(kept);
   if (rc == PH_OK) rc = ph_header_set(ex, "traceparent", traceparent);
   if (rc == PH_OK) rc = ph_local_set(ex, "otel.traceId", trace_hex, 32);
   if (rc == PH_OK) rc = ph_local_set(ex, "otel.spanId", span_hex, 16);
@@ -912,19 +911,13 @@ static ph_status ot_on_response(void *self, ph_exchange *ex) {
   ot_mw *m = self;
   ot_provider *p = m->p;
   if (p->disabled) return PH_OK;
-  size_t len = 0;
-  const uint8_t *raw = ph_local_get(ex, m->local_key, &len);
-  ot_start st;
-  if (raw == NULL || len < sizeof st) return PH_OK; /* the request hook did not run */
-  memcpy(&st, raw, sizeof st);
-  if (!st.sampled) return PH_OK;
-  char *tracestate = NULL;
-  if (len > sizeof st && (tracestate = malloc(len - sizeof st + 1)) != NULL) {
-    memcpy(tracestate, raw + sizeof st, len - sizeof st);
-    tracestate[len - sizeof st] = '\0';
-  }
-  /* Used up: the same instance twice in one chain must not export this span twice. */
-  ph_local_set(ex, m->local_key, "", 0);
+  const ot_start *kept = ph_slot_get(ex);
+  if (kept == NULL || !kept->sampled) return PH_OK; /* the request hook did not run */
+  ot_start st = *kept;
+  char *tracestate = kept->has_tracestate ? phu_strdup(kept->tracestate) : NULL;
+  /* Used up (released now): the same instance twice in one chain must not export this span
+  ** twice. */
+  ph_slot_set(ex, NULL, NULL);
   struct timespec mono;
   clock_gettime(CLOCK_MONOTONIC, &mono);
   int64_t elapsed = (int64_t)mono.tv_sec * 1000000000 + mono.tv_nsec - st.mono_ns;
@@ -938,7 +931,7 @@ static ph_status ot_on_response(void *self, ph_exchange *ex) {
   snprintf(start_s, sizeof start_s, "%" PRId64, st.real_ns);
   snprintf(end_s, sizeof end_s, "%" PRId64, end_ns);
   const char *method = ph_method(ex), *route = ph_route_name(ex);
-  int status = ph_status_get(ex);
+  int status = ph_http_status(ex);
   int known = 0;
   for (size_t i = 0; i < sizeof KNOWN_METHODS / sizeof *KNOWN_METHODS; i++)
     known |= strcmp(method, KNOWN_METHODS[i]) == 0;
@@ -961,9 +954,9 @@ static ph_status ot_on_response(void *self, ph_exchange *ex) {
   ot_host_attrs(attrs, ph_header_get(ex, "Host"));
   ot_attr_str(attrs, "user_agent.original", ph_header_get(ex, "User-Agent"));
   size_t body_len = 0;
-  PH_API(ex)->body(ex, PH_REQUEST, &body_len);
+  ph_body(ex, &body_len);
   if (body_len > 0) ot_attr_int(attrs, "http.request.body.size", (int64_t)body_len);
-  PH_API(ex)->body(ex, PH_RESPONSE, &body_len);
+  ph_resp_body(ex, &body_len);
   ot_attr_int(attrs, "http.response.body.size", (int64_t)body_len);
   if (status >= 500 || status == 0) {
     char type[16];

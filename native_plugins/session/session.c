@@ -155,7 +155,6 @@ typedef struct ses_load {
   phu_cookie cookie;     /* the cookie's attributes */
   int no_renew, no_forward;
   int64_t expiration_ms, renew_after_ms, grace_ms;
-  char local_key[64]; /* per-instance local: the id to send back in the response phase */
 } ses_load;
 
 typedef struct ses_map_entry {
@@ -454,7 +453,6 @@ static ph_status ses_load_create(const ph_config *cfg, void **self) {
                              grace, grace_default ? " (the default)" : "", renew);
   }
   if (ph_config_bool(cfg, "disableSessionForward", 0, &m->no_forward) != PH_OK) return PH_ERROR;
-  snprintf(m->local_key, sizeof m->local_key, "session-mw.%p", (void *)m);
   m->storage = ph_storage_lookup(cfg, "storage", storage);
   if (m->storage == NULL) return PH_ERROR;
   return PH_OK;
@@ -462,11 +460,7 @@ static ph_status ses_load_create(const ph_config *cfg, void **self) {
 
 static ph_next ses_storage_failed(ph_exchange *ex) {
   ph_log(ex, PH_LOG_ERROR, "session: the session storage failed, answering 503");
-  static const char body[] = "{\"error\":\"session storage unavailable\",\"status\":503}";
-  ph_status_set(ex, 503);
-  ph_resp_header_set(ex, "Content-Type", "application/json");
-  ph_resp_body_set(ex, body, sizeof body - 1);
-  return PH_NEXT_RESPOND;
+  return phu_refuse(ex, 503, "session storage unavailable");
 }
 
 /* Puts every user entry of the URL-encoded map `data` into the locals as "session.<key>"
@@ -509,14 +503,14 @@ static ph_status ses_forward(ph_exchange *ex, const uint8_t *data, size_t len) {
 }
 
 /* Goes on with session `id` and its stored value: the data into the locals (unless
-** disableSessionForward), the id into "sessionId" and, when `send`, into this instance's local
-** so that the response phase sends it back. */
+** disableSessionForward), the id into "sessionId" and, when `send`, onto this instance's
+** per-request slot so that the response phase sends it back. */
 static ph_next ses_use(const ses_load *m, ph_exchange *ex, const char *id, const uint8_t *data,
                        size_t len, int send) {
   if (!m->no_forward && data != NULL && len > 0 && ses_forward(ex, data, len) != PH_OK)
     return PH_NEXT_ERROR;
   if (ph_local_set(ex, SES_LOCAL_ID, id, SES_ID_HEX) != PH_OK) return PH_NEXT_ERROR;
-  if (send && ph_local_set(ex, m->local_key, id, SES_ID_HEX) != PH_OK) return PH_NEXT_ERROR;
+  if (send && phu_slot_keep_text(ex, id, SES_ID_HEX) != PH_OK) return PH_NEXT_ERROR;
   return PH_NEXT_CONTINUE;
 }
 
@@ -656,12 +650,8 @@ static ph_next ses_load_on_request(void *self, ph_exchange *ex) {
 
 static ph_status ses_load_on_response(void *self, ph_exchange *ex) {
   const ses_load *m = self;
-  size_t len = 0;
-  const uint8_t *raw = ph_local_get(ex, m->local_key, &len);
-  if (raw == NULL || !ses_valid_id((const char *)raw, len)) return PH_OK;
-  char id[SES_ID_HEX + 1];
-  memcpy(id, raw, SES_ID_HEX);
-  id[SES_ID_HEX] = '\0';
+  const char *id = ph_slot_get(ex); /* the id to send back, when there is one */
+  if (id == NULL) return PH_OK;
   if (m->header_name != NULL) return ph_resp_header_set(ex, m->header_name, id);
 
   return phu_cookie_set(ex, &m->cookie, m->cookie_name, id, m->expiration_ms, "session");
@@ -739,9 +729,9 @@ static int ses_same_spelling(const char *a, const char *b) {
 ** x-user_id, ...): a client cannot hand the upstream an identity under a name the upstream
 ** reads as the one this middleware sets. */
 static void ses_remove_spellings(ph_exchange *ex, const char *header) {
-  for (size_t i = 0; i < PH_API(ex)->header_count(ex, PH_REQUEST);) {
+  for (size_t i = 0; i < ph_header_count(ex);) {
     const char *name = NULL, *value = NULL;
-    if (PH_API(ex)->header_at(ex, PH_REQUEST, i, &name, &value) != PH_OK || name == NULL) {
+    if (ph_header_at(ex, i, &name, &value) != PH_OK || name == NULL) {
       i++;
       continue;
     }

@@ -191,7 +191,7 @@ static ph_status st_create(const ph_config *cfg, void **self) {
 
 static ph_next st_handle(void *self, ph_exchange *ex) {
   const st_action *a = self;
-  if (ph_status_set(ex, a->status) != PH_OK) return PH_NEXT_ERROR;
+  if (ph_http_status_set(ex, a->status) != PH_OK) return PH_NEXT_ERROR;
   for (size_t i = 0; i < a->nheaders; i++)
     if (ph_resp_header_set(ex, a->headers[i].name, a->headers[i].value) != PH_OK)
       return PH_NEXT_ERROR;

@@ -27,28 +27,15 @@
 
 #define WS_DEFAULT_HANDSHAKE_TIMEOUT_MS 5000
 
-static const char ws_upgrade_body[] = "{\"error\":\"upgrade required\",\"status\":426}";
-static const char ws_bad_key_body[] =
-    "{\"error\":\"malformed WebSocket handshake\",\"status\":400}";
-static const char ws_origin_body[] = "{\"error\":\"origin not allowed\",\"status\":403}";
-
-static ph_next ws_refuse(ph_exchange *ex, int status, const char *body, size_t len) {
-  if (ph_status_set(ex, status) != PH_OK ||
-      ph_resp_header_set(ex, "Content-Type", "application/json") != PH_OK ||
-      ph_resp_body_set(ex, body, len) != PH_OK)
-    return PH_NEXT_ERROR;
-  return PH_NEXT_RESPOND;
-}
-
 /* ------------------------------------------------------ CheckWebSocketUpgradeMiddleware */
 
 /* Whether some value of request header `name` holds `token` in its comma-separated list
 ** (ignoring case and spaces). */
 static int ws_has_token(const ph_exchange *ex, const char *name, const char *token) {
-  size_t count = PH_API(ex)->header_count(ex, PH_REQUEST), want = strlen(token);
+  size_t count = ph_header_count(ex), want = strlen(token);
   for (size_t i = 0; i < count; i++) {
     const char *k, *v;
-    if (PH_API(ex)->header_at(ex, PH_REQUEST, i, &k, &v) != PH_OK) break;
+    if (ph_header_at(ex, i, &k, &v) != PH_OK) break;
     if (!phu_ieq(k, name)) continue;
     while (*v) {
       size_t n = strcspn(v, ",");
@@ -88,15 +75,15 @@ static ph_next check_on_request(void *self, ph_exchange *ex) {
     if (ph_resp_header_set(ex, "Upgrade", "websocket") != PH_OK ||
         ph_resp_header_set(ex, "Connection", "Upgrade") != PH_OK)
       return PH_NEXT_ERROR;
-    return ws_refuse(ex, 426, ws_upgrade_body, sizeof ws_upgrade_body - 1);
+    return phu_refuse(ex, 426, "upgrade required");
   }
   const char *version = ph_header_get(ex, "Sec-WebSocket-Version");
   if (!version || strcmp(version, "13") != 0) { /* RFC 6455 section 4.4 */
     if (ph_resp_header_set(ex, "Sec-WebSocket-Version", "13") != PH_OK) return PH_NEXT_ERROR;
-    return ws_refuse(ex, 426, ws_upgrade_body, sizeof ws_upgrade_body - 1);
+    return phu_refuse(ex, 426, "upgrade required");
   }
   if (!ws_valid_key(ph_header_get(ex, "Sec-WebSocket-Key")))
-    return ws_refuse(ex, 400, ws_bad_key_body, sizeof ws_bad_key_body - 1);
+    return phu_refuse(ex, 400, "malformed WebSocket handshake");
   return ph_local_set(ex, "wsAllowed", "true", 4) == PH_OK ? PH_NEXT_CONTINUE : PH_NEXT_ERROR;
 }
 
@@ -281,8 +268,7 @@ static int ws_origin_allowed(const ws_action *a, const ph_exchange *ex) {
 
 static ph_next action_handle(void *self, ph_exchange *ex) {
   ws_action *a = self;
-  if (!ws_origin_allowed(a, ex))
-    return ws_refuse(ex, 403, ws_origin_body, sizeof ws_origin_body - 1);
+  if (!ws_origin_allowed(a, ex)) return phu_refuse(ex, 403, "origin not allowed");
   if (phu_forwarded(ex, a->proto, a->trust) != PH_OK) return PH_NEXT_ERROR;
   phu_buf url = {0};
   if (phu_target_url(&a->endpoint, ex, &url) != PH_OK) {
