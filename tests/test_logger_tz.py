@@ -219,42 +219,53 @@ def rule_zone(footer: str) -> bytes:
 # ------------------------------------------------------------------------- real zones
 
 
+Expected = list[tuple[int, tuple[int, str]]]  # (time, (offset, abbreviation)) in one zone
+
+
+def differences(
+    tzcheck: Path, zones: list[tuple[str, Path, Expected]], reference: str
+) -> list[str]:
+    """Each zone file (label, path, expected answers) loaded in the driver and asked at each
+    time: the answers that differ from the reference's, described."""
+    commands = []
+    for _, path, expected in zones:
+        commands.append(f"load {path}")
+        commands += [f"at {t}" for t, _ in expected]
+    answers = iter(ask(tzcheck, commands))
+    wrong = []
+    for label, path, expected in zones:
+        assert next(answers) == "ok", (label, path)
+        for t, want in expected:
+            offset, abbr = next(answers).split(" ", 1)
+            if (int(offset), abbr) != want:
+                when = (EPOCH + timedelta(seconds=t)).isoformat()
+                wrong.append(f"{label} at {t} ({when}): lg_tz {offset} {abbr}, {reference} {want}")
+    return wrong
+
+
 def test_real_zones_match_zoneinfo(tzcheck: Path) -> None:
-    commands: list[str] = []
-    expected: list[tuple[str, int | None, tuple[int, str]]] = []
+    zones = []
     for name in ZONES:
         path = ZONEINFO / name
         assert path.is_file(), f"{path} is missing: install Debian's tzdata (./dev setup does)"
-        data = path.read_bytes()
         with path.open("rb") as f:
             zone = ZoneInfo.from_file(f, key=name)
-        listed = [t for t in file_transitions(data) if year_start(2) < t < year_start(9998)]
+        listed = [
+            t for t in file_transitions(path.read_bytes()) if year_start(2) < t < year_start(9998)
+        ]
         future = []
         for year in FUTURE_YEARS:
             future += changes(
                 partial(zoneinfo_at, zone), year_start(year), year_start(year + 1), 86400
             )
+        assert name == "UTC" or listed or future, f"{name}: no transition found"
         fixed = [year_start(y) for y in (2, 1800, 1900, 1969, 1970, 2000, 2040, 9998)]
         fixed += [-(2**31), 2**31 - 1, 2**31, 0, 1_000_000_000]
         times = around(listed + future) + fixed
-        commands.append(f"load {path}")
-        commands += [f"at {t}" for t in times]
-        expected.append((name, None, (0, "ok")))
-        expected += [(name, t, zoneinfo_at(zone, t)) for t in times]
-        if name not in ("UTC", "Asia/Kolkata"):  # both have rules or transitions to check
-            assert future or listed, name
-    answers = ask(tzcheck, commands)
-    wrong = []
-    for (name, t, want), line in zip(expected, answers):
-        if t is None:
-            assert line == "ok", (name, line)
-            continue
-        offset, abbr = line.split(" ", 1)
-        if (int(offset), abbr) != want:
-            when = (EPOCH + timedelta(seconds=t)).isoformat()
-            wrong.append(f"{name} at {t} ({when}): lg_tz {offset} {abbr}, zoneinfo {want}")
+        zones.append((name, path, [(t, zoneinfo_at(zone, t)) for t in times]))
+    assert sum(len(expected) for _, _, expected in zones) > 10000  # the sweep found them
+    wrong = differences(tzcheck, zones, "zoneinfo")
     assert not wrong, f"{len(wrong)} differences:\n" + "\n".join(wrong[:40])
-    assert len(answers) > 10000  # the sweep really covered the transitions
 
 
 def test_far_future_comes_from_the_footer_rule(tzcheck: Path) -> None:
@@ -319,26 +330,13 @@ def test_posix_rules_match_the_c_library(tzcheck: Path, tmp_path: Path) -> None:
     # the sweep finds what it should: two switches a year, or none without DST
     assert len(reference["EST5EDT,M3.2.0,M11.1.0"]["switches"]) == 2 * len(RULE_YEARS)
     assert not reference["<+0330>-3:30"]["switches"]
-    commands: list[str] = []
-    expected: list[tuple[str, int | None, tuple[int, str]]] = []
+    zones = []
     for i, rule in enumerate(RULES):
         path = tmp_path / f"rule{i}"
         path.write_bytes(rule_zone(rule))
-        commands.append(f"load {path}")
-        expected.append((rule, None, (0, "ok")))
-        for t, offset, abbr in reference[rule]["points"]:
-            commands.append(f"at {t}")
-            expected.append((rule, t, (offset, abbr)))
-    answers = ask(tzcheck, commands)
-    wrong = []
-    for (rule, t, want), line in zip(expected, answers):
-        if t is None:
-            assert line == "ok", (rule, line)
-            continue
-        offset, abbr = line.split(" ", 1)
-        if (int(offset), abbr) != want:
-            when = (EPOCH + timedelta(seconds=t)).isoformat()
-            wrong.append(f"{rule!r} at {t} ({when}): lg_tz {offset} {abbr}, C library {want}")
+        points = reference[rule]["points"]
+        zones.append((repr(rule), path, [(t, (offset, abbr)) for t, offset, abbr in points]))
+    wrong = differences(tzcheck, zones, "C library")
     assert not wrong, f"{len(wrong)} differences:\n" + "\n".join(wrong[:40])
 
 
