@@ -89,7 +89,6 @@ typedef struct lg_logger {
   int json, colors;
   lg_time time;
   long pid;
-  char local_key[64];
   lg_writer *writer;
 } lg_logger;
 
@@ -138,7 +137,6 @@ static ph_status lg_create(const ph_config *cfg, void **self) {
   if (ph_config_string(cfg, "output", "stdout", &output) != PH_OK) return PH_ERROR;
 
   l->pid = (long)getpid();
-  snprintf(l->local_key, sizeof l->local_key, "logger.%p", (void *)l);
   return lg_writer_start(&l->writer, cfg, output, (size_t)queue, flush_timeout_ms, l->json);
 }
 
@@ -151,13 +149,22 @@ typedef struct lg_start {
 } lg_start;
 
 static ph_next lg_on_request(void *self, ph_exchange *ex) {
-  const lg_logger *l = self;
+  (void)self;
   struct timespec mono, real;
   clock_gettime(CLOCK_MONOTONIC, &mono);
   clock_gettime(CLOCK_REALTIME, &real);
-  lg_start st = {(int64_t)mono.tv_sec * 1000000000 + mono.tv_nsec, (int64_t)real.tv_sec,
-                 (int64_t)real.tv_nsec};
-  return ph_local_set(ex, l->local_key, &st, sizeof st) == PH_OK ? PH_NEXT_CONTINUE : PH_NEXT_ERROR;
+  lg_start *st = malloc(sizeof *st); /* on the instance's slot, for the response hook */
+  if (st == NULL) {
+    ph_error(ex, "logger: out of memory");
+    return PH_NEXT_ERROR;
+  }
+  *st = (lg_start){(int64_t)mono.tv_sec * 1000000000 + mono.tv_nsec, (int64_t)real.tv_sec,
+                   (int64_t)real.tv_nsec};
+  if (ph_slot_set(ex, st, free) != PH_OK) {
+    free(st);
+    return PH_NEXT_ERROR;
+  }
+  return PH_NEXT_CONTINUE;
 }
 
 static const char *lg_reason(int status) {
@@ -300,19 +307,18 @@ static ph_status lg_on_response(void *self, ph_exchange *ex) {
   struct timespec now_mono, now_real;
   clock_gettime(CLOCK_MONOTONIC, &now_mono);
   clock_gettime(CLOCK_REALTIME, &now_real);
-  size_t st_len = 0;
-  const uint8_t *st_raw = ph_local_get(ex, l->local_key, &st_len);
+  const lg_start *kept = ph_slot_get(ex);
   lg_start st;
-  int have_start = st_raw != NULL && st_len == sizeof st;
+  int have_start = kept != NULL;
   if (have_start) {
-    memcpy(&st, st_raw, sizeof st);
-  } else { /* the request hook did not run (or its local was replaced) */
+    st = *kept;
+  } else { /* the request hook did not run */
     st.mono_ns = -1;
     st.real_s = (int64_t)now_real.tv_sec;
     st.real_ns = (int64_t)now_real.tv_nsec;
   }
   int json = l->json;
-  int status = ph_status_get(ex);
+  int status = ph_http_status(ex);
   lg_buf b = {0};
   if (json) lg_puts(&b, "{");
   for (size_t i = 0; i < l->format.n_tokens; i++) {
@@ -393,7 +399,10 @@ static ph_status lg_on_response(void *self, ph_exchange *ex) {
       case LG_BYTES_SENT:
       case LG_BYTES_RECEIVED: {
         size_t n = 0;
-        PH_API(ex)->body(ex, t->tag == LG_BYTES_SENT ? PH_RESPONSE : PH_REQUEST, &n);
+        if (t->tag == LG_BYTES_SENT)
+          ph_resp_body(ex, &n);
+        else
+          ph_body(ex, &n);
         lg_putf(&b, "%zu", n);
         break;
       }

@@ -92,9 +92,7 @@ STATUS_LINES = tuple(_status_line(code) for code in range(600))
 #: identity past a plugin that checked the first (a valid token, then an unsigned one the
 #: upstream reads): such a request gets 400, whichever path serves it. A gateway adds the
 #: names its plugins read as an identity (ph_require_single_header: an API key, a session id).
-SINGLE_FIELDS = frozenset(
-    {b"host", b"authorization", b"proxy-authorization", b"content-length"}
-)
+SINGLE_FIELDS = frozenset({b"host", b"authorization", b"proxy-authorization", b"content-length"})
 
 #: The most names a gateway may require once (the one-call C paths keep one bit per name).
 MAX_SINGLE_FIELDS = 64
