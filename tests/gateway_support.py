@@ -400,16 +400,20 @@ def upstream_server() -> Iterator[UpstreamServer]:
 
 
 @contextlib.contextmanager
-def gateways(folder: Path, write: Callable[..., Path]) -> Iterator[Callable[..., Any]]:
-    """A factory of in-process gateways for a test: each call writes a configuration with
-    ``write(folder / "config<N>", *args, **kwargs)`` (which returns what to load) and builds
-    a Gateway from it; every gateway built is closed when the block ends."""
+def gateways(
+    folder: Path, write: Callable[..., Path], *bound: Any, **options: Any
+) -> Iterator[Callable[..., Any]]:
+    """A factory of in-process gateways for a test: each call ``build(*args, **kwargs)``
+    writes a configuration with ``write(folder / "config<N>", *bound, *args, **kwargs)``
+    (which returns what to load) and builds ``Gateway.from_config(that, **options)`` from it;
+    every gateway built is closed when the block ends."""
     from plughost import Gateway
 
     opened: list[Any] = []
 
     def build(*args: Any, **kwargs: Any) -> Any:
-        gateway = Gateway.from_config(write(folder / f"config{len(opened)}", *args, **kwargs))
+        target = folder / f"config{len(opened)}"
+        gateway = Gateway.from_config(write(target, *bound, *args, **kwargs), **options)
         opened.append(gateway)
         return gateway
 

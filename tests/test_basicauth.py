@@ -94,10 +94,7 @@ def write_config(
 
 @pytest.fixture
 def gateway_factory(tmp_path: Path, test_plugin_dir: Path) -> Iterator[Any]:
-    with gateways(
-        tmp_path,
-        lambda folder, *args, **kwargs: write_config(folder, test_plugin_dir, *args, **kwargs),
-    ) as make:
+    with gateways(tmp_path, write_config, test_plugin_dir) as make:
         yield make
 
 

@@ -84,10 +84,7 @@ routes:
 
 @pytest.fixture
 def make(tmp_path: Path, test_plugin_dir: Path) -> Iterator[Any]:
-    with gateways(
-        tmp_path,
-        lambda folder, *args, **kwargs: csrf_config(folder, test_plugin_dir, *args, **kwargs),
-    ) as build:
+    with gateways(tmp_path, csrf_config, test_plugin_dir) as build:
         yield build
 
 

@@ -146,10 +146,7 @@ def write_gateway(folder: Path, plugin_dir: Path, actions: dict[str, Any]) -> Pa
 
 @pytest.fixture
 def make(tmp_path: Path, plugin_dir: Path) -> Iterator[Any]:
-    def write(folder: Path, actions: dict[str, Any]) -> Path:
-        return write_gateway(folder, plugin_dir, actions)
-
-    with gateways(tmp_path, write) as build:
+    with gateways(tmp_path, write_gateway, plugin_dir) as build:
         yield build
 
 

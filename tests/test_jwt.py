@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from plughost import Gateway
 from plughost.sdk.pyelements import PythonAction
 
-from gateway_support import Server, header
+from gateway_support import Server, gateways, header
 
 JWT = "plugins.jwt.middlewares.JWTValidationMiddleware"
 SECRET = "a-shared-secret-of-at-least-64-bytes-for-hs512-0123456789abcdef0123456789"
@@ -132,17 +132,11 @@ def write_config(
 
 @pytest.fixture
 def gateway_factory(tmp_path: Path, test_plugin_dir: Path) -> Iterator[Any]:
-    opened: list[Gateway] = []
-
-    def make(middlewares: dict[str, dict[str, Any]]) -> Gateway:
-        path = write_config(tmp_path / f"config{len(opened)}", test_plugin_dir, middlewares)
-        gw = Gateway.from_config(path, python_elements={"Locals": Locals()})
-        opened.append(gw)
-        return gw
-
-    yield make
-    for gw in opened:
-        gw.close()
+    """make(middlewares): a gateway of write_config(middlewares) with the Locals action."""
+    with gateways(
+        tmp_path, write_config, test_plugin_dir, python_elements={"Locals": Locals()}
+    ) as make:
+        yield make
 
 
 def call(

@@ -83,10 +83,7 @@ def window_start(seconds: float, *, margin: float = 3.0, offset: float = 0.05) -
 
 @pytest.fixture
 def gateway_factory(tmp_path: Path, test_plugin_dir: Path) -> Iterator[Any]:
-    with gateways(
-        tmp_path,
-        lambda folder, *args, **kwargs: limiter_config(folder, test_plugin_dir, *args, **kwargs),
-    ) as make:
+    with gateways(tmp_path, limiter_config, test_plugin_dir) as make:
         yield make
 
 

@@ -151,9 +151,7 @@ def write_storage_config(folder: Path, plugin_dir: Path, config: str) -> Path:
 
 
 def test_options_are_checked_by_name_ignoring_case(tmp_path: Path, plugin_dir: Path) -> None:
-    with gateways(
-        tmp_path, lambda folder, config: write_storage_config(folder, plugin_dir, config)
-    ) as gateway:
+    with gateways(tmp_path, write_storage_config, plugin_dir) as gateway:
         with pytest.raises(ConfigErrors) as exc:
             gateway("      maxValueBytes: 16\n      maxEntrys: 2\n")
         (problem,) = exc.value.problems

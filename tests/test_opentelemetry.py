@@ -22,7 +22,7 @@ import pytest
 from plughost import Gateway
 from plughost.sdk.pyelements import PythonAction
 
-from gateway_support import Server, UpstreamServer
+from gateway_support import Server, UpstreamServer, gateways
 
 OTEL = "plugins.opentelemetry.middlewares.OpenTelemetryMiddleware"
 TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-(0[01])")
@@ -214,21 +214,12 @@ def write_config(
 
 @pytest.fixture
 def gateway_factory(tmp_path: Path, test_plugin_dir: Path) -> Iterator[Any]:
-    opened: list[Gateway] = []
-
-    def make(
-        provider: dict[str, Any] | None, middleware: dict[str, Any] | None = None, **kwargs: Any
-    ) -> Gateway:
-        path = write_config(
-            tmp_path / f"config{len(opened)}", test_plugin_dir, provider, middleware, **kwargs
-        )
-        gw = Gateway.from_config(path, python_elements={"Show": Show()})
-        opened.append(gw)
-        return gw
-
-    yield make
-    for gw in opened:
-        gw.close()
+    """make(provider, middleware=None, **kwargs): a gateway of write_config(...) with the
+    Show action."""
+    with gateways(
+        tmp_path, write_config, test_plugin_dir, python_elements={"Show": Show()}
+    ) as make:
+        yield make
 
 
 def otlp(collector: Collector, **extra: Any) -> dict[str, Any]:

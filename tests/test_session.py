@@ -120,12 +120,7 @@ def upstream() -> Iterator[UpstreamServer]:
 
 @pytest.fixture
 def make(tmp_path: Path, test_plugin_dir: Path, upstream: UpstreamServer) -> Iterator[Any]:
-    with gateways(
-        tmp_path,
-        lambda folder, *args, **kwargs: session_config(
-            folder, test_plugin_dir, upstream.url, *args, **kwargs
-        ),
-    ) as build:
+    with gateways(tmp_path, session_config, test_plugin_dir, upstream.url) as build:
         yield build
 
 
