@@ -223,6 +223,35 @@ def write_instance_config(
     return folder
 
 
+def instance_yaml(name: str, type_id: str, config: dict[str, Any] | None = None) -> str:
+    """One instance entry of a middlewares/storages/actions YAML list: ``name`` using
+    ``type_id``, with ``config`` (written as JSON, which is YAML) when given."""
+    text = f"  {name}:\n    use: {type_id}\n"
+    if config is not None:
+        text += f"    config: {json.dumps(config)}\n"
+    return text
+
+
+@contextlib.contextmanager
+def middleware_gateways(
+    folder: Path,
+    write: Callable[..., Path],
+    plugin_dir: Path,
+    entries: Callable[[dict[str, Any] | None], str],
+) -> Iterator[Callable[..., Any]]:
+    """gateways() for the tests of one middleware: ``build(cfg=None, *, raw=None, **kwargs)``
+    loads ``write(config folder, plugin_dir, middlewares, **kwargs)``, where middlewares (the
+    YAML entries under `middlewares:`) is ``raw`` when given, else ``entries(cfg)``."""
+
+    def write_one(
+        target: Path, cfg: dict[str, Any] | None = None, *, raw: str | None = None, **kwargs: Any
+    ) -> Path:
+        return write(target, plugin_dir, raw if raw is not None else entries(cfg), **kwargs)
+
+    with gateways(folder, write_one) as build:
+        yield build
+
+
 @contextlib.contextmanager
 def both_paths(config: Path) -> Iterator[tuple["Server", "Server"]]:
     """`plughost serve` twice on one configuration: with the direct path, and with every

@@ -15,7 +15,7 @@ import pytest
 from plughost.config import ConfigErrors
 from plughost import Gateway
 
-from gateway_support import Server, gateways, header, header_values
+from gateway_support import Server, header, header_values, instance_yaml, middleware_gateways
 
 CORS = "plugins.cors.middlewares.CORSMiddleware"
 APP = "https://app.example.com"
@@ -115,22 +115,12 @@ routes:
 
 
 def mw_yaml(cfg: dict[str, Any] | None, name: str = "Cors") -> str:
-    text = f"  {name}:\n    use: {CORS}\n"
-    if cfg is not None:
-        text += f"    config: {json.dumps(cfg)}\n"
-    return text
+    return instance_yaml(name, CORS, cfg)
 
 
 @pytest.fixture
 def make(tmp_path: Path, test_plugin_dir: Path) -> Iterator[Any]:
-    def write(
-        folder: Path, cfg: dict[str, Any] | None = None, *, raw: str | None = None, **kwargs: Any
-    ) -> Path:
-        return write_gateway(
-            folder, test_plugin_dir, raw if raw is not None else mw_yaml(cfg), **kwargs
-        )
-
-    with gateways(tmp_path, write) as build:
+    with middleware_gateways(tmp_path, write_gateway, test_plugin_dir, mw_yaml) as build:
         yield build
 
 

@@ -6,7 +6,6 @@ headers), and one run over real HTTP with `plughost serve`."""
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any, Iterator
@@ -16,7 +15,7 @@ import pytest
 from plughost.config import ConfigErrors
 from plughost import Gateway
 
-from gateway_support import Server, free_port, gateways, header
+from gateway_support import Server, free_port, header, instance_yaml, middleware_gateways
 
 HELMET = "plugins.helmet.middlewares.HelmetMiddleware"
 
@@ -100,22 +99,12 @@ routes:
 
 
 def mw_yaml(cfg: dict[str, Any] | None) -> str:
-    text = f"  Helmet:\n    use: {HELMET}\n"
-    if cfg is not None:
-        text += f"    config: {json.dumps(cfg)}\n"
-    return text
+    return instance_yaml("Helmet", HELMET, cfg)
 
 
 @pytest.fixture
 def make(tmp_path: Path, test_plugin_dir: Path) -> Iterator[Any]:
-    def write(
-        folder: Path, cfg: dict[str, Any] | None = None, *, raw: str | None = None, **kwargs: Any
-    ) -> Path:
-        return write_gateway(
-            folder, test_plugin_dir, raw if raw is not None else mw_yaml(cfg), **kwargs
-        )
-
-    with gateways(tmp_path, write) as build:
+    with middleware_gateways(tmp_path, write_gateway, test_plugin_dir, mw_yaml) as build:
         yield build
 
 
