@@ -33,6 +33,13 @@ def header_values(response: Any, name: str) -> list[str]:
     return response.header_values(name)  # type: ignore[no-any-return]
 
 
+def set_cookie(response: Any) -> str:
+    """The Set-Cookie header of a gateway Response, which must have exactly one."""
+    found = header_values(response, "Set-Cookie")
+    assert len(found) == 1, found
+    return found[0]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -250,6 +257,28 @@ def middleware_gateways(
 
     with gateways(folder, write_one) as build:
         yield build
+
+
+def storages_yaml(
+    memory_name: str,
+    memory: dict[str, Any] | None = None,
+    *,
+    valkey_port: int | None = None,
+    prefix: str = "st:",
+) -> str:
+    """A storages.yaml: a MemoryStorage ``memory_name`` (configured with ``memory`` when
+    given) and, with ``valkey_port``, a ValkeyStorage "Valkey" on that port with the key
+    prefix ``prefix`` and 500 ms connect and command timeouts."""
+    text = "storages:\n" + instance_yaml(
+        memory_name, "plugins.memory.storages.MemoryStorage", memory
+    )
+    if valkey_port is not None:
+        text += (
+            "  Valkey:\n    use: plugins.valkey.storages.ValkeyStorage\n"
+            f"    config: {{port: {valkey_port}, prefix: '{prefix}', "
+            "connectTimeout: 500ms, commandTimeout: 500ms}\n"
+        )
+    return text
 
 
 @contextlib.contextmanager

@@ -17,20 +17,10 @@ from plughost import Gateway
 
 from valkey_support import ValkeyServer, command
 
-from gateway_support import gateways
+from gateway_support import gateways, header_values, set_cookie, storages_yaml
 
 CSRF = "plugins.csrf.middlewares.CSRFMiddleware"
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
-
-
-def headers(response: Any, name: str) -> list[str]:
-    return [v.decode("latin-1") for k, v in response.headers if k.lower() == name.lower().encode()]
-
-
-def set_cookie(response: Any) -> str:
-    found = headers(response, "Set-Cookie")
-    assert len(found) == 1, found
-    return found[0]
 
 
 def cookie_token(cookie: str, name: str = "csrf_token") -> str:
@@ -55,16 +45,7 @@ def csrf_config(
             f"  - path: {plugin_dir / name}.so\n" for name in ["memory", "valkey", "trace", "csrf"]
         )
     )
-    storages = "storages:\n  Tokens:\n    use: plugins.memory.storages.MemoryStorage\n"
-    if memory is not None:
-        storages += f"    config: {json.dumps(memory)}\n"
-    if valkey_port is not None:
-        storages += (
-            "  Valkey:\n    use: plugins.valkey.storages.ValkeyStorage\n"
-            f"    config: {{port: {valkey_port}, prefix: 'st:', "
-            "connectTimeout: 500ms, commandTimeout: 500ms}\n"
-        )
-    (folder / "storages.yaml").write_text(storages)
+    (folder / "storages.yaml").write_text(storages_yaml("Tokens", memory, valkey_port=valkey_port))
     (folder / "middlewares.yaml").write_text(
         f"middlewares:\n  CSRF:\n    use: {CSRF}\n    config: {json.dumps(config)}\n"
     )
@@ -91,7 +72,7 @@ def make(tmp_path: Path, test_plugin_dir: Path) -> Iterator[Any]:
 def forbidden(response: Any) -> None:
     assert response.status == 403, (response.status, response.body)
     assert json.loads(response.body)["status"] == 403
-    assert headers(response, "Set-Cookie") == []
+    assert header_values(response, "Set-Cookie") == []
 
 
 def post(gw: Gateway, token: str, sent: str | None = None, **kw: Any) -> Any:
@@ -141,7 +122,7 @@ def test_tokens_per_client_are_capped(make: Any, caplog: Any) -> None:
         for _ in range(300):
             r = gw.handle("GET", "/form/x", client_ip="198.51.100.1")
             assert r.status == 200, r.body
-            issued += len(headers(r, "Set-Cookie"))
+            issued += len(header_values(r, "Set-Cookie"))
     assert issued == 10
     assert any("maxTokensPerClient (10)" in rec.getMessage() for rec in caplog.records)
     r = gw.handle("GET", "/form/x", {"Cookie": f"csrf_token={returning}"}, client_ip="192.0.2.7")
@@ -153,7 +134,7 @@ def test_tokens_per_client_are_capped(make: Any, caplog: Any) -> None:
 
 def test_no_cap_with_zero(make: Any) -> None:
     gw = make({"storage": "Tokens", "maxTokensPerClient": 0})
-    assert all(headers(gw.handle("GET", "/form/x"), "Set-Cookie") for _ in range(1100))
+    assert all(header_values(gw.handle("GET", "/form/x"), "Set-Cookie") for _ in range(1100))
 
 
 def test_tokens_are_random(make: Any) -> None:
@@ -317,7 +298,7 @@ def test_option_schema_refuses_a_misspelt_option_and_matches_names_ignoring_case
     gw = make({"Storage": "Tokens", "maxtokensperclient": 1, "COOKIENAME": "xsrf"})
     cookie_token(set_cookie(gw.handle("GET", "/form/x")), "xsrf")  # cookieName took effect
     # maxTokensPerClient took effect: a second cookieless GET from the address gets no token
-    assert headers(gw.handle("GET", "/form/x"), "Set-Cookie") == []
+    assert header_values(gw.handle("GET", "/form/x"), "Set-Cookie") == []
 
 
 def test_valkey_storage(make: Any, tmp_path: Path) -> None:

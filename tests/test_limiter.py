@@ -13,7 +13,7 @@ import pytest
 
 from plughost import Gateway
 
-from gateway_support import Server, gateways, header
+from gateway_support import Server, gateways, header, storages_yaml
 from valkey_support import ValkeyServer
 
 LIMITER = "plugins.limiter.middlewares.LimiterMiddleware"
@@ -33,14 +33,9 @@ def limiter_config(
     (folder / "plugins.yaml").write_text(
         "plugins:\n" + "".join(f"  - path: {plugin_dir / name}.so\n" for name in plugins)
     )
-    storages = "storages:\n  Memory:\n    use: plugins.memory.storages.MemoryStorage\n"
-    if valkey_port is not None:
-        storages += (
-            "  Valkey:\n    use: plugins.valkey.storages.ValkeyStorage\n"
-            f"    config: {{port: {valkey_port}, prefix: 'lt:', "
-            "connectTimeout: 500ms, commandTimeout: 500ms}\n"
-        )
-    (folder / "storages.yaml").write_text(storages)
+    (folder / "storages.yaml").write_text(
+        storages_yaml("Memory", valkey_port=valkey_port, prefix="lt:")
+    )
     (folder / "middlewares.yaml").write_text(
         "middlewares:\n"
         + "".join(

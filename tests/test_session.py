@@ -18,7 +18,7 @@ from plughost.config import ConfigErrors
 from plughost.errors import ConfigError
 from plughost import Gateway
 
-from gateway_support import UpstreamServer, gateways
+from gateway_support import UpstreamServer, gateways, header_values, set_cookie, storages_yaml
 from valkey_support import ValkeyServer, command
 
 LOAD = "plugins.session.middlewares.LoadSessionMiddleware"
@@ -46,16 +46,6 @@ def assert_issued_now(value: bytes | None, data: bytes = b"") -> None:
     assert value[m.end(1) :] == (b"&" + data if data else b""), value
 
 
-def headers(response: Any, name: str) -> list[str]:
-    return [v.decode("latin-1") for k, v in response.headers if k.lower() == name.lower().encode()]
-
-
-def set_cookie(response: Any) -> str:
-    found = headers(response, "Set-Cookie")
-    assert len(found) == 1, found
-    return found[0]
-
-
 def cookie_id(cookie: str, name: str = "session_id") -> str:
     first = cookie.split(";")[0]
     key, _, value = first.partition("=")
@@ -79,16 +69,9 @@ def session_config(
     (folder / "plugins.yaml").write_text(
         "plugins:\n" + "".join(f"  - path: {plugin_dir / name}.so\n" for name in plugins)
     )
-    storages = "storages:\n  Sessions:\n    use: plugins.memory.storages.MemoryStorage\n"
-    if memory is not None:
-        storages += f"    config: {json.dumps(memory)}\n"
-    if valkey_port is not None:
-        storages += (
-            "  Valkey:\n    use: plugins.valkey.storages.ValkeyStorage\n"
-            f"    config: {{port: {valkey_port}, prefix: 'st:', "
-            "connectTimeout: 500ms, commandTimeout: 500ms}\n"
-        )
-    (folder / "storages.yaml").write_text(storages)
+    (folder / "storages.yaml").write_text(
+        storages_yaml("Sessions", memory, valkey_port=valkey_port)
+    )
     mapping = (
         mapping if mapping is not None else {"headers": {"X-User-Id": "user_id", "X-Role": "role"}}
     )
@@ -145,7 +128,7 @@ def test_new_session_gets_cookie_with_seam_defaults(make: Any) -> None:
     assert gw.storage("Sessions").get(f"session:{sid}".encode()) is None
     # the client keeps its id: an empty session, still not stored, nothing sent again
     r = gw.handle("GET", "/app/x", {"Cookie": f"session_id={sid}"})
-    assert headers(r, "Set-Cookie") == []
+    assert header_values(r, "Set-Cookie") == []
     assert gw.storage("Sessions").get(f"session:{sid}".encode()) is None
 
 
@@ -171,7 +154,7 @@ def test_data_written_under_a_client_id_rotates_it(make: Any) -> None:
     store = gw.storage("Sessions")
     planted = "0" * 32  # even an id a client made up
     r = gw.handle("GET", "/app/login", {"Cookie": f"session_id={planted}"})
-    assert headers(r, "Set-Cookie") == [] and "x-user-id" not in received(r)
+    assert header_values(r, "Set-Cookie") == [] and "x-user-id" not in received(r)
     store.set(f"session:{planted}".encode(), b"user_id=5", ttl=60)  # the application
     r = gw.handle("GET", "/app/x", {"Cookie": f"session_id={planted}"})
     assert received(r)["x-user-id"] == "5"
@@ -228,7 +211,7 @@ def test_same_session_is_loaded_and_mapped_to_headers(make: Any) -> None:
     assert got["x-role"] == "admin user"
     # a session younger than autoRenewAfter is left alone: same value, no cookie
     assert store.get(f"session:{sid}".encode()) == value
-    assert headers(r, "Set-Cookie") == []
+    assert header_values(r, "Set-Cookie") == []
 
 
 def test_missing_session_key_removes_client_header(make: Any) -> None:
@@ -270,7 +253,7 @@ def test_garbage_cookie_gets_new_session(make: Any, value: str) -> None:
 def test_unknown_well_formed_id_is_an_empty_session(make: Any) -> None:
     gw = make({"storage": "Sessions"})
     r = gw.handle("GET", "/app/x", {"Cookie": "session_id=" + "0" * 32, "X-User-Id": "1"})
-    assert headers(r, "Set-Cookie") == []
+    assert header_values(r, "Set-Cookie") == []
     assert "x-user-id" not in received(r)
     assert gw.storage("Sessions").get(b"session:" + b"0" * 32) is None
 
@@ -285,7 +268,7 @@ def test_disable_auto_renew_sends_cookie_only_once(make: Any) -> None:
     gw = make({"storage": "Sessions", "disableAutoRenew": True})
     sid = cookie_id(set_cookie(gw.handle("GET", "/app/x")))
     r = gw.handle("GET", "/app/x", {"Cookie": f"session_id={sid}"})
-    assert headers(r, "Set-Cookie") == []
+    assert header_values(r, "Set-Cookie") == []
 
 
 def test_disable_auto_renew_session_ends_after_cookie_expiration(make: Any) -> None:
@@ -296,7 +279,7 @@ def test_disable_auto_renew_session_ends_after_cookie_expiration(make: Any) -> N
     store.set(f"session:{sid}".encode(), fresh(b"user_id=3"), ttl=1)
     time.sleep(0.5)
     r = gw.handle("GET", "/app/x", {"Cookie": f"session_id={sid}"})
-    assert received(r)["x-user-id"] == "3" and headers(r, "Set-Cookie") == []
+    assert received(r)["x-user-id"] == "3" and header_values(r, "Set-Cookie") == []
     time.sleep(0.6)  # 1.1 s after it was issued: gone, although it was used meanwhile
     r = gw.handle("GET", "/app/x", {"Cookie": f"session_id={sid}"})
     assert "x-user-id" not in received(r)
@@ -309,7 +292,7 @@ def test_disable_auto_renew_loads_legacy_value_without_writing(make: Any) -> Non
     store.set(b"session:" + b"c" * 32, b"user_id=11", ttl=0.4)
     r = gw.handle("GET", "/app/x", {"Cookie": "session_id=" + "c" * 32})
     assert received(r)["x-user-id"] == "11"
-    assert headers(r, "Set-Cookie") == []
+    assert header_values(r, "Set-Cookie") == []
     time.sleep(0.5)  # the TTL was not refreshed: nothing was written
     assert store.get(b"session:" + b"c" * 32) is None
 
@@ -325,16 +308,16 @@ def test_disable_session_forward(make: Any) -> None:
 def test_header_key_lookup(make: Any) -> None:
     gw = make({"storage": "Sessions", "keyLookup": "header:X-Session-Id"})
     r = gw.handle("GET", "/app/x")
-    assert headers(r, "Set-Cookie") == []
-    (sid,) = headers(r, "X-Session-Id")
+    assert header_values(r, "Set-Cookie") == []
+    (sid,) = header_values(r, "X-Session-Id")
     assert HEX32.match(sid)
     gw.storage("Sessions").set(f"session:{sid}".encode(), fresh(b"user_id=9"))
     r = gw.handle("GET", "/app/y", {"X-Session-Id": sid})
     assert received(r)["x-user-id"] == "9"
-    assert headers(r, "X-Session-Id") == []  # known and fresh: nothing to tell the client
+    assert header_values(r, "X-Session-Id") == []  # known and fresh: nothing to tell the client
     r = gw.handle("GET", "/app/y", {"Cookie": f"session_id={sid}"})  # cookie is not looked at
     assert "x-user-id" not in received(r)
-    assert headers(r, "X-Session-Id")[0] != sid
+    assert header_values(r, "X-Session-Id")[0] != sid
 
 
 # ------------------------------------------------------------------------ id rotation
@@ -356,7 +339,7 @@ def test_fresh_session_is_not_written(make: Any) -> None:
     for _ in range(3):
         r = gw.handle("GET", "/app/x", {"Cookie": "session_id=" + "a" * 32})
         assert received(r)["x-user-id"] == "1"
-        assert headers(r, "Set-Cookie") == []
+        assert header_values(r, "Set-Cookie") == []
     assert store.get(key) == value
     time.sleep(0.85)  # no request refreshed the TTL: no write happened
     assert store.get(key) is None
@@ -378,7 +361,7 @@ def test_no_storage_named_keeps_sessions_in_the_default_memory_storage(
     default.set(f"session:{sid}".encode(), fresh(b"user_id=6"))
     r = gw.handle("GET", "/app/x", {"Cookie": f"session_id={sid}"})
     assert received(r)["x-user-id"] == "6"  # found in the default storage
-    assert headers(r, "Set-Cookie") == []
+    assert header_values(r, "Set-Cookie") == []
     assert gw.storage("Sessions").get(f"session:{sid}".encode()) is None
 
 
@@ -412,7 +395,7 @@ def test_unset_renewal_options_shrink_to_fit_a_short_cookie_expiration(make: Any
     old = cookie_id(set_cookie(gw.handle("GET", "/app/x")))
     gw.storage("Sessions").set(f"session:{old}".encode(), fresh(b"user_id=2"), ttl=2)
     r = gw.handle("GET", "/app/x", {"Cookie": f"session_id={old}"})
-    assert headers(r, "Set-Cookie") == []  # younger than 1s: not due
+    assert header_values(r, "Set-Cookie") == []  # younger than 1s: not due
     time.sleep(1.05)
     new = cookie_id(set_cookie(gw.handle("GET", "/app/x", {"Cookie": f"session_id={old}"})))
     assert new != old
@@ -428,7 +411,7 @@ def test_rotation_after_auto_renew_after(make: Any) -> None:
     # the application stores data with an __issued entry of now: not due yet
     store.set(old_key, fresh(b"user_id=42&role=a%26b"), ttl=10)
     r = gw.handle("GET", "/app/x", {"Cookie": f"session_id={old}"})
-    assert received(r)["x-user-id"] == "42" and headers(r, "Set-Cookie") == []
+    assert received(r)["x-user-id"] == "42" and header_values(r, "Set-Cookie") == []
 
     time.sleep(1.05)  # now at least autoRenewAfter old
     r = gw.handle("GET", "/app/x", {"Cookie": f"session_id={old}"})
@@ -444,7 +427,7 @@ def test_rotation_after_auto_renew_after(make: Any) -> None:
 
     # the new id is fresh: loaded without any write or cookie
     r = gw.handle("GET", "/app/x", {"Cookie": f"session_id={new}"})
-    assert received(r)["x-user-id"] == "42" and headers(r, "Set-Cookie") == []
+    assert received(r)["x-user-id"] == "42" and header_values(r, "Set-Cookie") == []
 
     # a request still in flight with the old id, within the grace period: the same session,
     # and the response tells the browser the new id, without another rotation
@@ -457,7 +440,7 @@ def test_rotation_after_auto_renew_after(make: Any) -> None:
     assert store.get(old_key) is None
     r = gw.handle("GET", "/app/x", {"Cookie": f"session_id={old}"})
     assert "x-user-id" not in received(r)
-    assert headers(r, "Set-Cookie") == []  # an empty session; the browser keeps the new id
+    assert header_values(r, "Set-Cookie") == []  # an empty session; the browser keeps the new id
     # while the new one still works
     assert (
         received(gw.handle("GET", "/app/x", {"Cookie": f"session_id={new}"}))["x-user-id"] == "42"
@@ -470,9 +453,9 @@ def test_rotation_with_header_lookup_answers_new_id(make: Any) -> None:
     gw.storage("Sessions").set(f"session:{old}".encode(), b"user_id=8", ttl=60)  # legacy: due
     r = gw.handle("GET", "/app/x", {"X-Session-Id": old})
     assert received(r)["x-user-id"] == "8"
-    (new,) = headers(r, "X-Session-Id")
+    (new,) = header_values(r, "X-Session-Id")
     assert HEX32.match(new) and new != old
-    assert headers(r, "Set-Cookie") == []
+    assert header_values(r, "Set-Cookie") == []
 
 
 def test_logout_of_new_id_also_ends_old_id_in_grace(make: Any) -> None:
@@ -517,7 +500,7 @@ def test_legacy_value_without_timestamp_loads_and_rotates(make: Any) -> None:
     assert store.get(f"session:{old}".encode()) == f"__movedTo={new}".encode()
     # then it is an ordinary fresh session
     r = gw.handle("GET", "/app/x", {"Cookie": f"session_id={new}"})
-    assert received(r)["x-user-id"] == "42" and headers(r, "Set-Cookie") == []
+    assert received(r)["x-user-id"] == "42" and header_values(r, "Set-Cookie") == []
 
 
 @pytest.mark.parametrize(
@@ -563,7 +546,7 @@ def test_failed_store_of_new_id_keeps_old_id(make: Any, caplog: Any) -> None:
     with caplog.at_level(logging.WARNING, logger="plughost.plugin"):
         r = gw.handle("GET", "/app/x", {"Cookie": f"session_id={old}"})
     assert r.status == 503 and json.loads(r.body)["status"] == 503
-    assert headers(r, "Set-Cookie") == []
+    assert header_values(r, "Set-Cookie") == []
     assert store.get(f"session:{old}".encode()) == b"user_id=13"  # untouched, still valid
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any(
@@ -580,7 +563,7 @@ def test_failed_marker_write_keeps_old_id(make: Any) -> None:
     store.set(f"session:{old}".encode(), b"u=14", ttl=60)
     r = gw.handle("GET", "/app/x", {"Cookie": f"session_id={old}"})
     assert r.status == 503
-    assert headers(r, "Set-Cookie") == []
+    assert header_values(r, "Set-Cookie") == []
     assert store.get(f"session:{old}".encode()) == b"u=14"  # untouched, still valid
 
 
@@ -764,7 +747,7 @@ def test_valkey_storage(make: Any, tmp_path: Path) -> None:
         for _ in range(5):
             r = gw.handle("GET", "/app/y", {"Cookie": f"session_id={sid}"})
             assert received(r)["x-user-id"] == "valkey user"
-            assert headers(r, "Set-Cookie") == []
+            assert header_values(r, "Set-Cookie") == []
         calls = commandstats(valkey.port)
         assert calls.get("get") == 5, calls
         assert not {"set", "del", "expire", "pexpire", "evalsha", "eval"} & set(calls), calls
@@ -823,7 +806,7 @@ def test_valkey_refusing_writes_keeps_old_id(make: Any, tmp_path: Path) -> None:
             assert command(valkey.port, b"CONFIG", b"SET", *setting).startswith(b"+OK")
         r = gw.handle("GET", "/app/x", {"Cookie": f"session_id={old}"})
         assert r.status == 503
-        assert headers(r, "Set-Cookie") == []
+        assert header_values(r, "Set-Cookie") == []
         assert command(valkey.port, b"CONFIG", b"SET", b"maxmemory", b"0").startswith(b"+OK")
         assert store.get(f"session:{old}".encode()) == b"user_id=88"
         r = gw.handle("GET", "/app/x", {"Cookie": f"session_id={old}"})
