@@ -22,6 +22,7 @@ from plughost.abi import ABI_MAJOR, ABI_MINOR
 from plughost.loading.runtime import Runtime
 from plughost.serving.pipeline import Request
 
+from build_support import compile_plugin
 from gateway_support import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -144,31 +145,10 @@ PH_PLUGIN_DEFINE(.name = "old", .version = "1.0.0", .actions = actions);
 
 def build_against(release: str, source: str, tmp_path: Path) -> Path:
     """Compiles ``source`` against the header of ABI ``release`` as it shipped."""
-    import subprocess
-
     include = tmp_path / f"include-{release}"
     include.mkdir()
     (include / "plugin.h").write_text((HISTORY / f"plugin-{release}.h").read_text())
-    (tmp_path / "old.c").write_text(source)
-    target = tmp_path / "old.so"
-    subprocess.run(
-        [
-            "cc",
-            "-std=c11",
-            "-Wall",
-            "-Wextra",
-            "-Werror",
-            "-fPIC",
-            "-shared",
-            "-Wl,--no-undefined",
-            f"-I{include}",
-            str(tmp_path / "old.c"),
-            "-o",
-            str(target),
-        ],
-        check=True,
-    )
-    return target
+    return compile_plugin(source, include, tmp_path)
 
 
 def test_the_released_1_0_header_is_kept_as_it_shipped() -> None:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import platform
 import re
-import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
@@ -18,27 +16,20 @@ import pytest
 
 from plughost.abi import ABI_MAJOR, ABI_MINOR
 from elftools.elf.elffile import ELFFile
-from elftools.elf.sections import NoteSection, SymbolTableSection
+from elftools.elf.sections import SymbolTableSection
 
-ROOT = Path(__file__).resolve().parent.parent
-BUILD = ROOT / "build_plugins.py"
-NOTE_TYPE = 0x50480001
+from build_support import (
+    CMAKE_DIR,
+    ROOT,
+    cmake_configure,
+    native_plugin_folders,
+    plughost_note,
+    run,
+    run_build,
+    write_hello_project,
+)
+
 ALLOWED_EXPORTS = {"plughost_plugin_entry", "_init", "_fini"}
-
-
-def run_build(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(BUILD), *map(str, args)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-
-
-def plugin_folders() -> list[Path]:
-    return sorted(p.parent for p in (ROOT / "native_plugins").glob("*/CMakeLists.txt"))
 
 
 def exported_symbols(path: Path) -> set[str]:
@@ -55,21 +46,6 @@ def exported_symbols(path: Path) -> set[str]:
         }
 
 
-def plughost_note(path: Path) -> str | None:
-    with path.open("rb") as f:
-        elf = ELFFile(f)
-        section = elf.get_section_by_name(".note.plughost")
-        if not isinstance(section, NoteSection):
-            return None
-        for note in section.iter_notes():
-            n_type: object = note["n_type"]  # an int for types pyelftools does not know
-            if note["n_name"] == "plughost" and n_type == NOTE_TYPE:
-                desc = note["n_desc"]
-                raw = desc if isinstance(desc, bytes) else bytes.fromhex(desc)
-                return raw.split(b"\0", 1)[0].decode()
-    return None
-
-
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     out = tmp_path_factory.mktemp("plugins")
@@ -80,7 +56,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 
 def test_every_native_plugin_is_built(built: tuple[Path, str]) -> None:
     out, stdout = built
-    folders = plugin_folders()
+    folders = native_plugin_folders()
     assert folders, "native_plugins/ has no plugin"
     for folder in folders:
         so = out / f"{folder.name}.so"
@@ -92,7 +68,7 @@ def test_every_native_plugin_is_built(built: tuple[Path, str]) -> None:
 
 def test_plugins_export_only_the_entry(built: tuple[Path, str]) -> None:
     out, _ = built
-    for folder in plugin_folders():
+    for folder in native_plugin_folders():
         so = out / f"{folder.name}.so"
         exports = exported_symbols(so)
         assert "plughost_plugin_entry" in exports, so
@@ -104,7 +80,7 @@ def test_plugins_carry_the_note(built: tuple[Path, str]) -> None:
     header = (ROOT / "abi" / "plugin.h").read_text()
     major = re.search(r"#define PH_ABI_MAJOR (\d+)", header).group(1)  # type: ignore[union-attr]
     minor = re.search(r"#define PH_ABI_MINOR (\d+)", header).group(1)  # type: ignore[union-attr]
-    for folder in plugin_folders():
+    for folder in native_plugin_folders():
         so = out / f"{folder.name}.so"
         note = plughost_note(so)
         assert note is not None, f"{so.name} has no .note.plughost"
@@ -178,27 +154,15 @@ def test_unresolved_symbol_fails_at_link_time(tmp_path: Path) -> None:
 
 
 def test_out_of_tree_plugin_uses_the_cmake_package(tmp_path: Path) -> None:
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "CMakeLists.txt").write_text(
-        "cmake_minimum_required(VERSION 3.16)\n"
-        "project(hello C)\n"
-        "find_package(plughost 1.0 REQUIRED)\n"
-        "plughost_add_plugin(hello SOURCES hello.c)\n"
-    )
-    (src / "hello.c").write_text(
-        '#include "plugin.h"\nPH_PLUGIN_DEFINE(.name = "hello", .version = "0.0.1");\n'
+    src = write_hello_project(
+        tmp_path / "src",
+        '#include "plugin.h"\nPH_PLUGIN_DEFINE(.name = "hello", .version = "0.0.1");\n',
     )
     build = tmp_path / "build"
     # <prefix>/plughost/cmake/ is on find_package's search path for prefix = host/.
-    cfg = subprocess.run(
-        ["cmake", "-S", src, "-B", build, f"-DCMAKE_PREFIX_PATH={ROOT / 'host'}"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    cfg = cmake_configure(src, build, f"-DCMAKE_PREFIX_PATH={ROOT / 'host'}")
     assert cfg.returncode == 0, cfg.stdout + cfg.stderr
-    bld = subprocess.run(["cmake", "--build", build], capture_output=True, text=True, check=False)
+    bld = run(["cmake", "--build", build])
     assert bld.returncode == 0, bld.stdout + bld.stderr
     so = build / "hello.so"
     assert so.is_file()
@@ -214,19 +178,7 @@ def test_cmake_package_refuses_another_abi_major(tmp_path: Path) -> None:
         "project(future C)\n"
         "find_package(plughost 2.0 REQUIRED)\n"
     )
-    cfg = subprocess.run(
-        [
-            "cmake",
-            "-S",
-            src,
-            "-B",
-            tmp_path / "build",
-            f"-Dplughost_DIR={ROOT / 'host' / 'plughost' / 'cmake'}",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    cfg = cmake_configure(src, tmp_path / "build", f"-Dplughost_DIR={CMAKE_DIR}")
     assert cfg.returncode != 0
     assert "plughost" in cfg.stderr and f"{ABI_MAJOR}.{ABI_MINOR}" in cfg.stderr, cfg.stderr
 

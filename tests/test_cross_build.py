@@ -18,22 +18,20 @@ import sys
 from pathlib import Path
 
 import pytest
-from elftools.elf.elffile import ELFFile
-from elftools.elf.sections import NoteSection
+
+import build_support
+from build_support import BUILD_SCRIPT, CMAKE_DIR, ROOT, native_plugin_folders, plughost_note, run
 
 from plughost.checking.targets import host_platform, parse_target
 
-ROOT = Path(__file__).resolve().parent.parent
-BUILD = ROOT / "build_plugins.py"
 PLUGHOST = Path(sys.executable).with_name("plughost")
-NOTE_TYPE = 0x50480001
 TARGETS = ("linux-x86_64-musl", "linux-aarch64-musl", "linux-aarch64-gnu")
 #: Plugins that link nothing but libc: every target must get them.
 PLAIN_PLUGINS = ("memory", "requestid", "static", "session", "limiter", "csrf")
 
 
 def _build_plugins_module():
-    spec = importlib.util.spec_from_file_location("build_plugins", BUILD)
+    spec = importlib.util.spec_from_file_location("build_plugins", BUILD_SCRIPT)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules.setdefault("build_plugins", module)  # dataclasses look their module up
@@ -45,42 +43,17 @@ build_plugins = _build_plugins_module()
 
 
 def run_build(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(BUILD), *map(str, args)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
+    return build_support.run_build(*args, timeout=900)
 
 
 def run_check(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(PLUGHOST), "check", *map(str, args)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run([PLUGHOST, "check", *args], cwd=ROOT, timeout=120)
 
 
 def note_fields(path: Path) -> dict[str, str]:
-    with path.open("rb") as f:
-        section = ELFFile(f).get_section_by_name(".note.plughost")
-        assert isinstance(section, NoteSection), f"{path} has no .note.plughost"
-        for note in section.iter_notes():
-            if note["n_name"] == "plughost" and note["n_type"] == NOTE_TYPE:
-                desc = note["n_desc"]
-                raw = desc if isinstance(desc, bytes) else bytes.fromhex(desc)
-                text = raw.split(b"\0", 1)[0].decode()
-                return dict(item.split("=", 1) for item in text.split())
-    raise AssertionError(f"{path}: no plughost note")
-
-
-def native_plugin_folders() -> list[Path]:
-    return sorted(p.parent for p in (ROOT / "native_plugins").glob("*/CMakeLists.txt"))
+    text = plughost_note(path)
+    assert text is not None, f"{path}: no plughost note"
+    return dict(item.split("=", 1) for item in text.split())
 
 
 @pytest.fixture(scope="session", params=TARGETS)
@@ -247,42 +220,23 @@ def test_extra_plugin_folders_are_cross_built_too(tmp_path: Path) -> None:
 def test_a_toolchain_file_builds_an_out_of_tree_plugin(tmp_path: Path) -> None:
     """The toolchain files work without build_plugins.py: zig is found through the PyPI
     package of the Python named by PLUGHOST_PYTHON."""
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "CMakeLists.txt").write_text(
-        "cmake_minimum_required(VERSION 3.16)\n"
-        "project(hello C)\n"
-        "find_package(plughost 1.0 REQUIRED)\n"
-        "plughost_add_plugin(hello SOURCES hello.c LIBRARIES Threads::Threads)\n"
+    src = build_support.write_hello_project(
+        tmp_path / "src",
+        '#include "plugin.h"\nPH_PLUGIN_DEFINE(.name = "hello");\n',
+        libraries="Threads::Threads",
     )
-    (src / "hello.c").write_text('#include "plugin.h"\nPH_PLUGIN_DEFINE(.name = "hello");\n')
     env = {k: v for k, v in os.environ.items() if k not in ("ZIG", "CC")}
     env["PLUGHOST_PYTHON"] = sys.executable
-    cfg = subprocess.run(
-        [
-            "cmake",
-            "-S",
-            src,
-            "-B",
-            tmp_path / "build",
-            f"-DCMAKE_TOOLCHAIN_FILE={ROOT / 'host' / 'plughost' / 'cmake' / 'toolchains' / 'aarch64-linux-musl.cmake'}",
-            f"-Dplughost_DIR={ROOT / 'host' / 'plughost' / 'cmake'}",
-        ],
-        capture_output=True,
-        text=True,
+    cfg = build_support.cmake_configure(
+        src,
+        tmp_path / "build",
+        f"-DCMAKE_TOOLCHAIN_FILE={CMAKE_DIR / 'toolchains' / 'aarch64-linux-musl.cmake'}",
+        f"-Dplughost_DIR={CMAKE_DIR}",
         env=env,
         timeout=600,
-        check=False,
     )
     assert cfg.returncode == 0, cfg.stdout + cfg.stderr
-    bld = subprocess.run(
-        ["cmake", "--build", tmp_path / "build"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-        check=False,
-    )
+    bld = run(["cmake", "--build", tmp_path / "build"], env=env, timeout=600)
     assert bld.returncode == 0, bld.stdout + bld.stderr
     fields = note_fields(tmp_path / "build" / "hello.so")
     assert (fields["arch"], fields["libc"]) == ("aarch64", "musl"), fields

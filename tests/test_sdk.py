@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -22,22 +21,11 @@ from click.testing import CliRunner
 from plughost.cli import main
 from plughost.sdk.scaffold import FILES, ScaffoldError, create_project, suggest_name, validate_name
 
+from build_support import run
+
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE_CMAKE_DIR = ROOT / "host" / "plughost" / "cmake"
 EXPORTS = {"plughost_plugin_entry", "_init", "_fini"}
-
-
-def _run(
-    cmd: list[str | Path], timeout: float = 300, **kwargs: object
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(c) for c in cmd],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        **kwargs,
-    )  # type: ignore[call-overload]
 
 
 def _new(*args: str) -> tuple[int, str]:
@@ -140,9 +128,9 @@ def test_create_project_into_an_explicit_folder(tmp_path: Path) -> None:
 
 
 def _build(project: Path, build: Path, *extra: str, env: dict[str, str] | None = None) -> Path:
-    cfg = _run(["cmake", "-S", project, "-B", build, *extra], env=env)
+    cfg = run(["cmake", "-S", project, "-B", build, *extra], env=env)
     assert cfg.returncode == 0, cfg.stdout + cfg.stderr
-    bld = _run(["cmake", "--build", build], env=env)
+    bld = run(["cmake", "--build", build], env=env)
     assert bld.returncode == 0, bld.stdout + bld.stderr
     so = build / f"{project.name}.so"
     assert so.is_file()
