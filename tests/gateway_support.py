@@ -58,6 +58,24 @@ def recv_head(sock: socket.socket, buf: bytes) -> tuple[bytes, bytes] | None:
     return head, rest
 
 
+def accept_loop(
+    sock: socket.socket,
+    serve: Callable[[socket.socket], None],
+    conns: list[socket.socket] | None = None,
+) -> None:
+    """For raw servers, on a thread of its own: accepts connections on the listening
+    ``sock`` until it is closed and serves each with ``serve`` on a daemon thread; each
+    connection is also kept in ``conns`` when given (to shut it down at the end)."""
+    while True:
+        try:
+            conn, _ = sock.accept()
+        except OSError:
+            return
+        if conns is not None:
+            conns.append(conn)
+        threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+
 def private_plugins(source: Path, folder: Path) -> Path:
     """A copy of the plugins in ``source`` in a folder of our own, writable by us only (as
     the permission check wants), that a test may change."""

@@ -12,7 +12,7 @@ from typing import Any, Iterator
 import pytest
 
 import plughost
-from gateway_support import gateways, write_instance_config
+from gateway_support import accept_loop, gateways, write_instance_config
 from plughost.config import ConfigErrors
 from plughost.errors import ConfigError
 from valkey_support import TlsFiles, ValkeyServer, command, make_tls_files, tls_command
@@ -376,7 +376,9 @@ class FakeValkey:
         self.drops = 0
         self.drop_fresh = False
         self.conns: list[socket.socket] = []
-        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread = threading.Thread(
+            target=accept_loop, args=(self.sock, self._serve, self.conns), daemon=True
+        )
         self.thread.start()
 
     def drop(
@@ -401,15 +403,6 @@ class FakeValkey:
                 pass
             s.close()
         self.thread.join(timeout=5)
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.conns.append(conn)
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     @staticmethod
     def _read_command(f: Any) -> list[bytes] | None:

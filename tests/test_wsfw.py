@@ -28,7 +28,7 @@ from websockets.sync.client import connect
 
 from plughost.config import ConfigErrors
 
-from gateway_support import Server, free_port, private_plugins
+from gateway_support import Server, accept_loop, free_port, private_plugins
 
 SEAM = Path(__file__).resolve().parent / "data" / "seam"
 CHECK = "plugins.wsfw.middlewares.CheckWebSocketUpgradeMiddleware"
@@ -128,15 +128,7 @@ class MuteUpstream:
         self.sock.listen(8)
         self.url = f"ws://127.0.0.1:{self.sock.getsockname()[1]}"
         self.pings = 0
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+        threading.Thread(target=accept_loop, args=(self.sock, self._serve), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
         with conn:
