@@ -215,14 +215,9 @@ plugin:
   folder: ./plugins
   pattern: .so
 middlewares:
-  RequestID:
-    use: plugins.requestid.middlewares.RequestIdMiddleware
-  A:
-    use: plugins.trace.middlewares.TraceMiddleware
-    config: {name: A}
-  S:
-    use: plugins.trace.middlewares.TraceMiddleware
-    config: {name: service}
+  RequestID: {use: plugins.requestid.middlewares.RequestIdMiddleware}
+  A: {use: plugins.trace.middlewares.TraceMiddleware, config: {name: A}}
+  S: {use: plugins.trace.middlewares.TraceMiddleware, config: {name: service}}
 globalMiddlewares: [RequestID]
 actions:
   Echo:
