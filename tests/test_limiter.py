@@ -215,6 +215,7 @@ def test_sliding_window_weighs_the_previous_window(gateway_factory: Any) -> None
         ({"storage": "Memory", "slidingWindow": "sometimes"}, "slidingWindow"),
         ({"storage": "Memory", "key": "cookie:x"}, "key"),
         ({"storage": "Memory", "key": "header:"}, "key"),
+        ({"storage": "Memory", "key": "header:X API Key"}, "key"),
     ],
 )
 def test_config_errors_name_the_key(gateway_factory: Any, cfg: dict[str, Any], key: str) -> None:

@@ -62,11 +62,6 @@ typedef struct lim_request {
   char key[]; /* the counter's key, NUL-terminated */
 } lim_request;
 
-static int lim_is_tchar(unsigned char c) {
-  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return 1;
-  return c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL;
-}
-
 static void lim_destroy(void *self) {
   lim_middleware *m = self;
   if (m == NULL) return;
@@ -113,10 +108,7 @@ static ph_status lim_create(const ph_config *cfg, void **self) {
   if (ph_config_string(cfg, "key", "ip", &key) != PH_OK) return PH_ERROR;
   if (strncmp(key, "header:", 7) == 0) {
     const char *name = key + 7;
-    int ok = *name != '\0';
-    for (const char *p = name; *p; p++)
-      if (!lim_is_tchar((unsigned char)*p)) ok = 0;
-    if (!ok)
+    if (!phu_valid_token(name))
       return ph_config_error(cfg, "key",
                              "'%s' has no valid header name after \"header:\", like "
                              "\"header:X-API-Key\"",

@@ -13,6 +13,7 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include "plugin.h"
+#include "phu.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -42,28 +43,6 @@ static char *st_strdup(const char *s) {
 }
 
 /* ASCII case-insensitive equality (strcasecmp depends on the process locale). */
-static int st_name_eq(const char *a, const char *b) {
-  for (;; a++, b++) {
-    unsigned char x = (unsigned char)*a, y = (unsigned char)*b;
-    if (x >= 'A' && x <= 'Z') x = (unsigned char)(x + 32);
-    if (y >= 'A' && y <= 'Z') y = (unsigned char)(y + 32);
-    if (x != y) return 0;
-    if (x == '\0') return 1;
-  }
-}
-
-static int st_is_tchar(unsigned char c) {
-  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return 1;
-  return c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL;
-}
-
-static int st_valid_name(const char *s) {
-  if (*s == '\0') return 0;
-  for (; *s != '\0'; s++)
-    if (!st_is_tchar((unsigned char)*s)) return 0;
-  return 1;
-}
-
 /* A header value: no CR, LF or other control character (horizontal tab allowed). */
 static int st_valid_value(const char *s) {
   for (; *s != '\0'; s++) {
@@ -116,13 +95,13 @@ static ph_status st_read_headers(const ph_config *cfg, st_action *a, int *has_co
     const ph_config *node = ph_config_at(headers, i, &name);
     if (node == NULL || name == NULL)
       return ph_config_error(cfg, "headers", "must be a map of header name to value");
-    if (!st_valid_name(name))
+    if (!phu_valid_token(name))
       return ph_config_error(headers, name,
                              "'%s' is not a valid HTTP header name: use letters, digits and "
                              "!#$%%&'*+-.^_`|~ only",
                              name);
     for (size_t j = 0; j < a->nheaders; j++)
-      if (st_name_eq(a->headers[j].name, name))
+      if (phu_ieq(a->headers[j].name, name))
         return ph_config_error(headers, name,
                                "header '%s' is given twice (as '%s'); header names are "
                                "case-insensitive, keep one",
@@ -150,7 +129,7 @@ static ph_status st_read_headers(const ph_config *cfg, st_action *a, int *has_co
                              "the value of header '%s' must not contain CR, LF or other "
                              "control characters",
                              name);
-    if (st_name_eq(name, "Content-Type")) *has_content_type = 1;
+    if (phu_ieq(name, "Content-Type")) *has_content_type = 1;
     if (!st_push(a, name, value)) return ph_config_error(cfg, "headers", "out of memory");
   }
   return PH_OK;
