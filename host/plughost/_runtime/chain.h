@@ -1,7 +1,8 @@
-/* Configured instances and chains: the host's C chain runner. A request crosses from
-** Python into C a constant number of times whatever the chain's length: the exchange is
-** built in one call, rt_chain_run() runs every request hook, the action and every
-** response hook, and the response is read back in one call. */
+/* Configured instances and chains: the host's C chain runner. rt_chain_run() runs every
+** request hook, the action and every response hook in one call, so a request crosses from
+** Python into C once whatever the chain's length (rt_serve, through plughost._fastpath),
+** and twice more when its action asks for an upstream request: see the docstring of
+** host/plughost/serving/chain.py, which counts them. */
 #ifndef PLUGHOST_CHAIN_H
 #define PLUGHOST_CHAIN_H
 
