@@ -25,6 +25,8 @@ from typing import Any, Awaitable, Callable
 
 from _common import HELLO_BODY
 
+from plughost.proxy.message import HOP_BY_HOP as PROXY_HOP_BY_HOP
+
 Scope = dict[str, Any]
 Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -178,19 +180,9 @@ HELMET = [
 ]
 JWT_SECRET = "bench-secret-0123456789abcdef0123"
 ORIGIN = "https://app.example"
-HOP_BY_HOP = {
-    b"connection",
-    b"keep-alive",
-    b"proxy-connection",
-    b"te",
-    b"trailer",
-    b"transfer-encoding",
-    b"upgrade",
-    b"proxy-authenticate",
-    b"proxy-authorization",
-    b"host",
-    b"content-length",
-}
+#: Headers not copied between client and upstream: plughost's hop-by-hop set, and the two
+#: the proxy writes itself (the upstream's Host, the body's Content-Length).
+HOP_BY_HOP = PROXY_HOP_BY_HOP | {b"host", b"content-length"}
 
 
 class AccessLogMiddleware:

@@ -7,6 +7,7 @@ puts ``bench/`` on ``sys.path``).
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import os
 import platform
@@ -121,6 +122,16 @@ actions:
         ]
     (folder / "routes.yaml").write_text("\n".join(routes) + "\n")
     return folder
+
+
+def wrk_timing(args: argparse.Namespace) -> tuple[str, str, int]:
+    """(wrk -d of each measured run, wrk -d of the warm-up, the measured rounds) from the
+    options --duration, --warmup (where a script has it) and --rounds, else their defaults:
+    10s, 3s and 5, or 2s, 1s and 1 with --quick."""
+    duration = args.duration or ("2s" if args.quick else "10s")
+    warmup = getattr(args, "warmup", None) or ("1s" if args.quick else "3s")
+    rounds = args.rounds or (1 if args.quick else 5)
+    return duration, warmup, rounds
 
 
 def requestid() -> dict[str, tuple[str, str]]:

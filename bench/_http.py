@@ -14,6 +14,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 
@@ -181,3 +182,43 @@ def run_wrk(
     if m := re.search(r"Socket errors: (.*)", out):
         errors.append(f"socket errors: {m.group(1)}")
     return WrkResult(rps, _ms(pct["50"]), _ms(pct["99"]), total, "; ".join(errors))
+
+
+def measure(server: Server, wrk: str, url: str, **options: Any) -> WrkResult:
+    """``run_wrk(wrk, url, **options)`` with the CPU ``server``'s process tree spent
+    meanwhile: per wall second (``cpu``) and per request answered (``cpu_us``)."""
+    cpu0, t0 = server.cpu_seconds(), time.monotonic()
+    r = run_wrk(wrk, url, **options)
+    used = server.cpu_seconds() - cpu0
+    r.cpu = used / (time.monotonic() - t0)
+    r.cpu_us = used * 1e6 / max(r.requests, 1)
+    return r
+
+
+def measure_rounds(
+    wrk: str,
+    targets: dict[str, tuple[Server, str]],
+    results: dict[str, list[WrkResult]],
+    *,
+    rounds: int,
+    warmup: str,
+    duration: str,
+    connections: int,
+    headers: dict[str, str] | None = None,
+) -> None:
+    """wrk with one thread on core 1 over ``targets`` (name -> (the server whose CPU
+    counts, the URL)): a ``warmup``-long run on each, then ``rounds`` rounds of
+    :func:`measure`, each result appended to ``results[name]`` and printed as it comes."""
+    options: dict[str, Any] = dict(threads=1, connections=connections, core="1", headers=headers)
+    for _server, url in targets.values():
+        run_wrk(wrk, url, duration=warmup, **options)
+    width = max(map(len, targets), default=0)
+    for rnd in range(rounds):
+        for name, (server, url) in targets.items():
+            r = measure(server, wrk, url, duration=duration, **options)
+            results[name].append(r)
+            print(
+                f"  round {rnd + 1}/{rounds} {name:<{width}} {r.rps:>9,.0f} req/s "
+                f"p99 {r.p99_ms:6.2f} ms{'  ' + r.errors if r.errors else ''}",
+                flush=True,
+            )

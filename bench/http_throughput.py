@@ -39,12 +39,11 @@ import shutil
 import statistics
 import sys
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
 
 import _common
-from _http import Server, WrkResult, run_wrk
+from _http import Server, WrkResult, measure, run_wrk
 
 BENCH = Path(__file__).resolve().parent
 TRACE_NAMES = ["T1", "T2", "T3", "T4"]
@@ -140,9 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         help="folder with the plugins (default: build them into build/bench-plugins)",
     )
     args = p.parse_args(argv)
-    duration = args.duration or ("2s" if args.quick else "10s")
-    warmup = args.warmup or ("1s" if args.quick else "3s")
-    rounds = args.rounds or (1 if args.quick else 5)
+    duration, warmup, rounds = _common.wrk_timing(args)
 
     wrk = shutil.which("wrk")
     if wrk is None:
@@ -219,8 +216,8 @@ def main(argv: list[str] | None = None) -> int:
                 )
             for rnd in range(rounds):
                 for s in servers:
-                    cpu0, t0 = s.cpu_seconds(), time.monotonic()
-                    r = run_wrk(
+                    r = measure(
+                        s,
                         wrk,
                         s.url,
                         threads=args.threads,
@@ -228,9 +225,6 @@ def main(argv: list[str] | None = None) -> int:
                         duration=duration,
                         core=args.wrk_core,
                     )
-                    used = s.cpu_seconds() - cpu0
-                    r.cpu = used / (time.monotonic() - t0)
-                    r.cpu_us = used * 1e6 / max(r.requests, 1)
                     results[s.name].append(r)
                     print(
                         f"  round {rnd + 1}/{rounds} {s.name:<10} {r.rps:>9.0f} req/s"

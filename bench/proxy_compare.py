@@ -44,14 +44,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import _common
 from _apps import HELMET
-from _http import Server, WrkResult, run_wrk
+from _http import Server, WrkResult, measure_rounds
 
 PLUGINS = ("requestid", "helmet", "httpfw")
 PATH = "/api/items?page=2"
@@ -271,9 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         help="folder with the plugins (default: build them into build/bench-plugins)",
     )
     args = p.parse_args(argv)
-    duration = args.duration or ("2s" if args.quick else "10s")
-    warmup = args.warmup or ("1s" if args.quick else "3s")
-    rounds = args.rounds or (1 if args.quick else 5)
+    duration, warmup, rounds = _common.wrk_timing(args)
     names = [n for n in TARGETS if n in (args.only or TARGETS)]
 
     tools = {name: find_tool(name) for name in ("nginx", "haproxy", "wrk", "taskset")}
@@ -356,30 +353,15 @@ def main(argv: list[str] | None = None) -> int:
                 g.wait_ready()
             for name, (server, url) in targets.items():
                 check(name, url, gateway=server is not upstream)
-            for _server, url in targets.values():
-                run_wrk(
-                    wrk, url, threads=1, connections=args.connections, duration=warmup, core="1"
-                )
-            for rnd in range(rounds):
-                for name, (server, url) in targets.items():
-                    cpu0, t0 = server.cpu_seconds(), time.monotonic()
-                    r = run_wrk(
-                        wrk,
-                        url,
-                        threads=1,
-                        connections=args.connections,
-                        duration=duration,
-                        core="1",
-                    )
-                    used = server.cpu_seconds() - cpu0
-                    r.cpu = used / (time.monotonic() - t0)
-                    r.cpu_us = used * 1e6 / max(r.requests, 1)
-                    results[name].append(r)
-                    print(
-                        f"  round {rnd + 1}/{rounds} {name:<9} {r.rps:>9,.0f} req/s "
-                        f"p99 {r.p99_ms:6.2f} ms{'  ' + r.errors if r.errors else ''}",
-                        flush=True,
-                    )
+            measure_rounds(
+                wrk,
+                targets,
+                results,
+                rounds=rounds,
+                warmup=warmup,
+                duration=duration,
+                connections=args.connections,
+            )
         finally:
             for s in (*gateways, upstream):
                 s.stop()

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import _common
 from _apps import HELMET, JWT_SECRET, ORIGIN
-from _http import Server, WrkResult, run_wrk
+from _http import Server, WrkResult, measure_rounds
 
 BENCH = Path(__file__).resolve().parent
 UVICORN = [
@@ -129,8 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--connections", type=int, default=64, help="wrk -c (default 64)")
     p.add_argument("--plugins-dir", help="folder with the plugins (default: build them)")
     args = p.parse_args(argv)
-    duration = args.duration or ("2s" if args.quick else "10s")
-    rounds = args.rounds or (1 if args.quick else 5)
+    duration, _, rounds = _common.wrk_timing(args)
     wrk = shutil.which("wrk")
     if wrk is None or shutil.which("taskset") is None:
         sys.exit("realistic_chain.py: needs wrk and taskset: apt-get install wrk util-linux")
@@ -199,37 +198,16 @@ def main(argv: list[str] | None = None) -> int:
             for s in (upstream, *gateways):
                 s.wait_ready()
             check_same(gateways, "/api/items?page=2", headers)
-            for _name, (_, url) in targets.items():  # warm-up
-                run_wrk(
-                    wrk,
-                    url,
-                    threads=1,
-                    connections=args.connections,
-                    duration="2s",
-                    core="1",
-                    headers=headers,
-                )
-            for rnd in range(rounds):
-                for name, (server, url) in targets.items():
-                    cpu0, t0 = server.cpu_seconds(), time.monotonic()
-                    r = run_wrk(
-                        wrk,
-                        url,
-                        threads=1,
-                        connections=args.connections,
-                        duration=duration,
-                        core="1",
-                        headers=headers,
-                    )
-                    used = server.cpu_seconds() - cpu0
-                    r.cpu = used / (time.monotonic() - t0)
-                    r.cpu_us = used * 1e6 / max(r.requests, 1)
-                    results[name].append(r)
-                    print(
-                        f"  round {rnd + 1}/{rounds} {name:<10} {r.rps:>9.0f} req/s"
-                        f"{'  ' + r.errors if r.errors else ''}",
-                        flush=True,
-                    )
+            measure_rounds(
+                wrk,
+                targets,
+                results,
+                rounds=rounds,
+                warmup="2s",
+                duration=duration,
+                connections=args.connections,
+                headers=headers,
+            )
         finally:
             for s in (*gateways, upstream):
                 s.stop()

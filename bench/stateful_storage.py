@@ -111,8 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         help="folder with the plugins (default: build them into build/bench-plugins)",
     )
     args = p.parse_args(argv)
-    duration = args.duration or ("2s" if args.quick else "10s")
-    rounds = args.rounds or (1 if args.quick else 5)
+    duration, _, rounds = _common.wrk_timing(args)
     wrk = shutil.which("wrk")
     if wrk is None:
         sys.exit("stateful_storage.py: wrk is not installed: run `apt-get install wrk`")
