@@ -691,8 +691,8 @@ static PyObject *serve_raw(PyObject *self, PyObject *const *args, Py_ssize_t nar
     Py_DECREF(path);
     return NULL;
   }
-  /* The route, as the router would find it: a static route, else a "/prefix/*" route (while
-  ** no route has a ":param"), else the Python router (native.route). */
+  /* The route, as the router would find it: a static route, else a "/prefix/<anything>"
+  ** route (while no route has a ":param"), else the Python router (native.route). */
   PyObject *chain_obj = NULL, *routed = NULL, *ret = NULL;
   void *chain = NULL;
   int release_gil = 0;
