@@ -12,9 +12,11 @@ import importlib
 import os
 import platform
 import socket
+import statistics
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_PLUGIN_DIR = REPO / "build" / "bench-plugins"
@@ -178,4 +180,25 @@ def machine() -> str:
     return (
         f"{cpu}, {os.cpu_count()} CPU(s), Python {platform.python_version()} "
         f"({sys.implementation.name}), {platform.system()} {platform.release()}"
+    )
+
+
+#: Metrics may cost at most this much of plughost's req/s (issue "Operating it").
+GOAL_METRICS = 0.95
+
+
+def metrics_argv(port: int) -> list[str]:
+    """What turns plughost's metrics on for a benchmark run: an admin listener on ``port``."""
+    return ["--metrics-address", f"127.0.0.1:{port}"]
+
+
+def metrics_cost(plain: list[Any], with_metrics: list[Any]) -> str:
+    """The line comparing req/s with metrics on to without (WrkResult-like rounds)."""
+    med = statistics.median
+    ratio = med(r.rps for r in with_metrics) / med(r.rps for r in plain)
+    rounds = ", ".join(f"{a.rps / b.rps:.2f}" for a, b in zip(with_metrics, plain))
+    verdict = "meets" if ratio >= GOAL_METRICS else "MISSES"
+    return (
+        f"with metrics / without = {ratio:5.2f} of the medians' req/s (goal >= {GOAL_METRICS}: "
+        f"{verdict}; per round: {rounds})"
     )

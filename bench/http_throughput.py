@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--only",
         nargs="+",
-        choices=["bare", "plughost", "plughost-asgi", "starlette", "nginx"],
+        choices=["bare", "plughost", "plughost-metrics", "plughost-asgi", "starlette", "nginx"],
         help="measure only these servers (ratios need bare/starlette too)",
     )
     p.add_argument(
@@ -146,7 +146,14 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit("http_throughput.py: wrk is not installed: run `apt-get install wrk`")
     if shutil.which("taskset") is None:
         sys.exit("http_throughput.py: taskset is not installed: run `apt-get install util-linux`")
-    names = args.only or ["bare", "plughost", "plughost-asgi", "starlette", "nginx"]
+    names = args.only or [
+        "bare",
+        "plughost",
+        "plughost-metrics",
+        "plughost-asgi",
+        "starlette",
+        "nginx",
+    ]
     if "nginx" in names and shutil.which("nginx") is None:
         sys.exit(
             "http_throughput.py: nginx is not installed: run ./dev setup (it installs "
@@ -182,6 +189,16 @@ def main(argv: list[str] | None = None) -> int:
             "bare": lambda port: Server("bare", [*serve_app, "_apps:bare", str(port)], port),
             "plughost": lambda port: Server(
                 "plughost", [*gateway, "--address", f"127.0.0.1:{port}"], port
+            ),
+            "plughost-metrics": lambda port: Server(
+                "plughost-metrics",
+                [
+                    *gateway,
+                    "--address",
+                    f"127.0.0.1:{port}",
+                    *_common.metrics_argv(_common.free_port()),
+                ],
+                port,
             ),
             "plughost-asgi": lambda port: Server(
                 "plughost-asgi",
@@ -279,6 +296,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"{'':<{len(mine) + 13}}   {cpu_ratio:5.2f} by CPU time per request "
                 f"({other}'s / {mine}'s)"
             )
+    if "plughost" in results and "plughost-metrics" in results:
+        print()
+        print(_common.metrics_cost(results["plughost"], results["plughost-metrics"]))
     return 1 if failed else 0
 
 

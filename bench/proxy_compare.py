@@ -54,7 +54,7 @@ from _http import Server, WrkResult, measure_rounds
 
 PLUGINS = ("requestid", "helmet", "httpfw")
 PATH = "/api/items?page=2"
-TARGETS = ("direct", "nginx", "haproxy", "plughost")
+TARGETS = ("direct", "nginx", "haproxy", "plughost", "plughost-metrics")
 GOAL_RPS = 0.5  # plughost req/s >= 0.5 x nginx's
 GOAL_P99 = 2.0  # plughost p99 <= 2 x nginx's
 SETUP = "run ./dev setup (it installs nginx-light and haproxy)"
@@ -231,6 +231,8 @@ def report(results: dict[str, list[WrkResult]]) -> None:
     if "plughost" not in results:
         return
     mine = results["plughost"]
+    if "plughost-metrics" in results:
+        print("\n" + _common.metrics_cost(mine, results["plughost-metrics"]))
     for other in ("nginx", "haproxy"):
         if other not in results:
             continue
@@ -281,11 +283,12 @@ def main(argv: list[str] | None = None) -> int:
     nginx, haproxy, wrk = tools["nginx"], tools["haproxy"], tools["wrk"]
     assert nginx and haproxy and wrk
     plughost_bin = Path(sys.executable).parent / "plughost"
-    if "plughost" in names and not plughost_bin.exists():
+    wants_plughost = any(n.startswith("plughost") for n in names)
+    if wants_plughost and not plughost_bin.exists():
         sys.exit(f"proxy_compare.py: no {plughost_bin}: run ./dev setup")
-    plugins = _common.plugin_dir(args.plugins_dir) if "plughost" in names else Path()
+    plugins = _common.plugin_dir(args.plugins_dir) if wants_plughost else Path()
     lacking = [f"{n}.so" for n in PLUGINS if not (plugins / f"{n}.so").is_file()]
-    if "plughost" in names and lacking:
+    if wants_plughost and lacking:
         sys.exit(f"proxy_compare.py: {plugins} lacks {', '.join(lacking)}")
 
     print(f"proxy_compare: {_common.machine()}")
@@ -304,7 +307,9 @@ def main(argv: list[str] | None = None) -> int:
             up_port,
             ready_path="/items",
         )
-        ports = {n: _common.free_port() for n in ("nginx", "haproxy", "plughost")}
+        ports = {
+            n: _common.free_port() for n in ("nginx", "haproxy", "plughost", "plughost-metrics")
+        }
         argvs = {
             "nginx": [
                 nginx,
@@ -336,6 +341,13 @@ def main(argv: list[str] | None = None) -> int:
                 "warning",
             ],
         }
+        argvs["plughost-metrics"] = [
+            *argvs["plughost"][:-4],
+            "--address",
+            f"127.0.0.1:{ports['plughost-metrics']}",
+            *argvs["plughost"][-2:],
+            *_common.metrics_argv(_common.free_port()),
+        ]
         gateways = [Server(n, argvs[n], ports[n], ready_path=PATH) for n in names if n in argvs]
         targets = {
             n: (upstream, upstream.url + PATH[len("/api/") :])

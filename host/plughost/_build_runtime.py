@@ -14,7 +14,7 @@ from cffi import FFI
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 RUNTIME_DIR = PACKAGE_DIR / "_runtime"
-RUNTIME_SOURCES = ["host.c", "config.c", "exchange.c", "storage.c", "chain.c", "watch.c"]
+RUNTIME_SOURCES = ["host.c", "config.c", "exchange.c", "storage.c", "chain.c", "watch.c", "stats.c"]
 
 # What Python sees of the ABI and the runtime. `...;` lets the C compiler fill in layouts,
 # so these declarations never drift from abi/plugin.h.
@@ -246,6 +246,21 @@ void rt_serve_upstream(const rt_chain *chain, ph_exchange *ex, size_t passed, in
 void rt_serve_upstream_head(const rt_chain *chain, ph_exchange *ex, size_t passed,
                             int status, const char *headers, size_t headers_len,
                             rt_result *out);
+
+typedef struct rt_answer_stats rt_answer_stats;
+typedef struct rt_element_stats rt_element_stats;
+#define RT_STAT_PAIRS ...
+#define RT_LATENCY_BOUNDS ...
+void rt_stats_enable(int on);
+const rt_answer_stats *rt_chain_answers(const rt_chain *chain);
+const rt_element_stats *rt_instance_times(const rt_instance *inst);
+const double *rt_latency_bounds(void);
+size_t rt_stats_pairs(const rt_answer_stats *s, uint32_t *methods, uint32_t *statuses,
+                      uint64_t *counts, size_t cap);
+void rt_stats_latency(const rt_answer_stats *s, uint64_t *buckets, uint64_t *sum_ns,
+                      uint64_t *overflow);
+void rt_element_times(const rt_element_stats *s, uint64_t *out);
+uint64_t rt_storage_failures(const ph_storage *st);
 
 ph_status rt_call_init(const ph_plugin *p, ph_config *config, void **state);
 void rt_call_shutdown(const ph_plugin *p, void *state);

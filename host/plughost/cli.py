@@ -161,6 +161,11 @@ def check(
     type=click.Choice(["critical", "error", "warning", "info", "debug"]),
 )
 @click.option(
+    "--metrics-address",
+    help="HOST:PORT of the admin listener that serves Prometheus metrics at /metrics "
+    "(default: server.metricsAddress of the config; neither: no metrics).",
+)
+@click.option(
     "--no-direct-path",
     is_flag=True,
     help="Serve every request through the ASGI app, also the plain requests "
@@ -171,6 +176,7 @@ def serve(
     address: str | None,
     workers: int | None,
     log_level: str,
+    metrics_address: str | None,
     no_direct_path: bool,
 ) -> None:
     """Runs the gateway (uvicorn with uvloop and httptools).
@@ -186,6 +192,7 @@ def serve(
             address=address,
             workers=workers,
             log_level=log_level,
+            metrics_address=metrics_address,
             direct_path=not no_direct_path,
         )
     except ServeError as exc:

@@ -34,6 +34,7 @@ _SERVER_KINDS = {
     "file": "string",
     "route": "string",
     "address": "string",
+    "listen": "string",
     "network": "string",
     "ip_list": "list",
 }

@@ -40,6 +40,7 @@ static int call_hook(rt_instance *inst, int phase, ph_exchange *ex) {
   void *mark = rt_watch_enter(inst, ex); /* what a crash or hang report names */
   const void *caller = ex->current;      /* whose slot ph_slot_set/get reach */
   ex->current = inst;
+  uint64_t began = ex->timed ? rt_now_ns() : 0;
   if (inst->serialise) pthread_mutex_lock(&inst->lock);
   switch (inst->kind) {
     case RT_MIDDLEWARE: {
@@ -62,6 +63,11 @@ static int call_hook(rt_instance *inst, int phase, ph_exchange *ex) {
   }
   if (inst->serialise) pthread_mutex_unlock(&inst->lock);
   ex->current = caller;
+  if (began) {
+    int p = phase == RT_PHASE_RESPONSE;
+    atomic_fetch_add_explicit(&inst->times.calls[p], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&inst->times.ns[p], rt_now_ns() - began, memory_order_relaxed);
+  }
   rt_watch_leave(mark);
   if (r >= 0 && ex->ctx.error) {
     /* The element reported an error (e.g. a storage call failed) yet carried on, say with
@@ -93,6 +99,12 @@ rt_chain *rt_chain_new(rt_instance **middlewares, size_t n, rt_instance *action)
     free(c);
     return NULL;
   }
+  c->answers = calloc(1, sizeof *c->answers);
+  if (!c->answers) {
+    free(c->middlewares);
+    free(c);
+    return NULL;
+  }
   c->n = n;
   for (size_t i = 0; i < n; i++) {
     c->middlewares[i] = middlewares[i];
@@ -115,8 +127,17 @@ void rt_chain_set_route(rt_chain *chain, const char *route_name) {
 void rt_chain_free(rt_chain *chain) {
   if (!chain) return;
   free(chain->route_name);
+  free(chain->answers);
   free(chain->middlewares);
   free(chain);
+}
+
+const rt_answer_stats *rt_chain_answers(const rt_chain *chain) {
+  return chain->answers;
+}
+
+const rt_element_stats *rt_instance_times(const rt_instance *inst) {
+  return &inst->times;
 }
 
 int rt_chain_may_block(const rt_chain *chain) {
@@ -278,6 +299,13 @@ const char *rt_exchange_failure(const ph_exchange *ex, const char **label) {
 
 /* ------------------------------------------------ the one-call path of a request */
 
+/* Counts the exchange's answer once, for the host's metrics. */
+static void count_answer(ph_exchange *ex, int status) {
+  if (ex->answered || !ex->answers) return;
+  ex->answered = true;
+  rt_stats_answer(ex->answers, ex->method, status, rt_now_ns() - ex->started_ns);
+}
+
 static void fill_result(ph_exchange *ex, rt_result *out) {
   rt_fields *f = &ex->headers[PH_RESPONSE];
   if (!rt_fields_has(f, "content-length", 14)) {
@@ -297,6 +325,7 @@ static void fill_result(ph_exchange *ex, rt_result *out) {
   out->failure = ex->failure ? ex->failure : "";
   out->failure_len = strlen(out->failure);
   out->failure_label = ex->failure_label ? ex->failure_label : "";
+  count_answer(ex, out->status);
 }
 
 void rt_serve(rt_host *host, const rt_chain *chain, const char *method, const char *path,
@@ -325,6 +354,11 @@ void rt_serve(rt_host *host, const rt_chain *chain, const char *method, const ch
       rt_exchange_add_param(ex, name, p);
       p += strlen(p) + 1;
     }
+  }
+  if (rt_stats_enabled()) {
+    ex->answers = chain->answers;
+    ex->started_ns = rt_now_ns();
+    ex->timed = rt_stats_sample();
   }
   out->outcome = rt_chain_run(chain, ex, &out->passed);
   if (out->outcome == RT_DONE) fill_result(ex, out);
@@ -366,6 +400,7 @@ void rt_serve_upstream_head(const rt_chain *chain, ph_exchange *ex, size_t passe
   out->failure = ex->failure ? ex->failure : "";
   out->failure_len = strlen(out->failure);
   out->failure_label = ex->failure_label ? ex->failure_label : "";
+  count_answer(ex, out->status);
 }
 
 void rt_result_pack(rt_result *out) {

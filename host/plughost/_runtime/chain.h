@@ -7,6 +7,7 @@
 #define PLUGHOST_CHAIN_H
 
 #include "runtime.h"
+#include "stats.h"
 
 typedef enum rt_instance_kind {
   RT_MIDDLEWARE = 1,   /* native middleware: type is a ph_middleware_type */
@@ -31,6 +32,7 @@ typedef struct rt_instance {
   bool serialise;    /* not thread-safe: calls hold lock */
   bool may_block;
   pthread_mutex_t lock;
+  rt_element_stats times; /* sampled time in its hooks, for the host's metrics */
 } rt_instance;
 
 rt_instance *rt_instance_new(rt_instance_kind kind, const void *type, void *self, const char *label,
@@ -49,6 +51,7 @@ typedef struct rt_chain {
   bool has_python;          /* some element is written in Python */
   bool has_serialised;      /* some element is not thread-safe (its calls take a lock) */
   char *route_name;         /* given to every exchange the chain runs; owned */
+  rt_answer_stats *answers; /* its answers by method and status, and their latency; owned */
 } rt_chain;
 
 rt_chain *rt_chain_new(rt_instance **middlewares, size_t n, rt_instance *action);
@@ -132,6 +135,10 @@ void rt_result_pack(rt_result *out);
 void rt_serve_upstream(const rt_chain *chain, ph_exchange *ex, size_t passed, int status,
                        const char *headers, size_t headers_len, const uint8_t *body,
                        size_t body_len, const char *reason, rt_result *out);
+
+/* The counters of a chain's answers and of an element's time (read by plughost.metrics). */
+const rt_answer_stats *rt_chain_answers(const rt_chain *chain);
+const rt_element_stats *rt_instance_times(const rt_instance *inst);
 
 /* The failure recorded by rt_exchange_fail or a failing element ("" if none). */
 const char *rt_exchange_failure(const ph_exchange *ex, const char **label);

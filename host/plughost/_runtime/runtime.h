@@ -6,6 +6,7 @@
 #define PLUGHOST_RUNTIME_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 
 #include "plugin.h"
@@ -130,6 +131,10 @@ struct ph_exchange {
   rt_slot *slots;      /* per-instance slots, released by rt_exchange_free; owned */
   size_t n_slots, cap_slots;
   char request_id[RT_REQUEST_ID_MAX + 1]; /* "" until set: read by crash reports, so inline */
+  struct rt_answer_stats *answers;        /* the chain's counters (stats.h), or NULL */
+  uint64_t started_ns;                    /* when the chain was given the request */
+  bool timed;                             /* the elements' hooks are timed (sampled) */
+  bool answered;                          /* counted in `answers` */
 };
 
 void *rt_arena_alloc(ph_exchange *ex, size_t n);
@@ -160,6 +165,7 @@ struct ph_storage {
   void *self;
   bool serialise;       /* type is not thread-safe: calls hold lock */
   pthread_mutex_t lock;
+  _Atomic uint64_t failures; /* calls that failed (PH_ERROR), for the host's metrics */
 };
 
 /* One storage call. */
@@ -186,6 +192,8 @@ ph_status rt_storage_incr(ph_storage *st, const uint8_t *key, size_t key_len, in
                           int64_t ttl_ms, int64_t *value, int64_t *ttl_left_ms, char **error);
 ph_status rt_storage_reset(ph_storage *st, char **error);
 void rt_free(void *p);
+/* How many calls of this storage failed since it was registered. */
+uint64_t rt_storage_failures(const ph_storage *st);
 
 /* --------------------------------------------------------------------------- host */
 

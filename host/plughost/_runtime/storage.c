@@ -97,6 +97,7 @@ static void call_init(ph_call *call, ph_storage *st) {
 
 /* Takes the call's error (or a generic one) as a malloc'd message. */
 static char *call_take_error(ph_call *call, ph_storage *st, const char *op) {
+  atomic_fetch_add_explicit(&st->failures, 1, memory_order_relaxed);
   const char *label = st->ctx.label ? st->ctx.label : "a storage";
   char *msg = call->ctx.error ? rt_format("%s: %s", label, call->ctx.error)
                               : rt_format("%s: %s failed without saying why", label, op);
@@ -257,4 +258,8 @@ ph_status rt_api_storage_incr(ph_storage *st, const void *who, const uint8_t *ke
   char *err;
   ph_status r = rt_storage_incr(st, key, key_len, delta, ttl_ms, value, ttl_left_ms, &err);
   return r == PH_ERROR ? forward_error(who, err) : r;
+}
+
+uint64_t rt_storage_failures(const ph_storage *st) {
+  return atomic_load_explicit(&st->failures, memory_order_relaxed);
 }

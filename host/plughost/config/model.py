@@ -184,6 +184,8 @@ class ServerSpec:
     element_timeout: float = 60.0
     #: plughost's: keep request header fields whose names hold "_" (else dropped).
     allow_underscores_in_headers: bool = False
+    #: plughost's: (host, port) of the admin listener serving Prometheus metrics, or None.
+    metrics_address: tuple[str, int] | None = None
     #: Where each key was written, by its YAML name (``"readTimeout"``); absent = default.
     key_where: dict[str, Where] = field(default_factory=dict)
 

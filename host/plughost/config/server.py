@@ -76,6 +76,8 @@ SERVER_KEYS: dict[str, tuple[str, str]] = {
     "elementTimeout": ("element_timeout", "duration"),
     # plughost's: keep header fields whose names hold "_" (dropped by default, as nginx).
     "allowUnderscoresInHeaders": ("allow_underscores_in_headers", "bool"),
+    # plughost's: the admin listener that serves Prometheus metrics (none: no metrics).
+    "metricsAddress": ("metrics_address", "listen"),
 }
 
 
@@ -110,6 +112,8 @@ def read_server(
             )
         elif kind == "file":
             files[key] = value
+        elif kind == "listen":
+            setattr(spec, attr, value)  # (host, port)
         else:
             setattr(spec, attr, value)
     if spec.tls:
@@ -276,6 +280,7 @@ _READERS: dict[str, Callable[[Field, Problems, str], Any]] = {
     "size": _size,
     "duration": _duration,
     "address": _address,
+    "listen": _address,
     "route": _route,
     "network": _network,
     "ip_list": _ip_list,

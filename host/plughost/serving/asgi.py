@@ -38,6 +38,7 @@ from .pipeline import (
     drop_connection_options,
     for_method,
 )
+from .. import metrics
 from . import logflood
 from .supervisor import watch_worker
 from .websocket import WebSocketProxy
@@ -79,6 +80,7 @@ class GatewayApp:
         #: The gateway's pipeline, once the gateway is built.
         self.pipeline: Pipeline | None = None
         self._scope_fast: Callable[..., Any] | None = None  # Pipeline.scope, when it may
+        self._stats: Any = None  # the GatewayStats copying counters into metrics, when on
         if gateway is not None:
             self._configure(gateway)
 
@@ -155,6 +157,10 @@ class GatewayApp:
                     return
                 assert self.gateway is not None
                 watch_worker(self.gateway.runtime)  # under plughost serve's supervisor
+                if metrics.enabled():  # plughost serve with a metrics listener
+                    from ..metrics.gateway_stats import GatewayStats
+
+                    self._stats = GatewayStats(self.gateway).start()
                 logflood.install()  # repeated failures: logged once, then summarised
                 # Everything built at start-up lives until shutdown: keep it out of the
                 # collector's way, so requests pay only for their own short-lived objects.
@@ -171,6 +177,9 @@ class GatewayApp:
         plugins down."""
         await self._client.close()
         self._blocking.shutdown(wait=True)  # no chain still running when instances go
+        if self._stats is not None:
+            self._stats.stop()  # a last copy of the counters, while the chains exist
+            self._stats = None
         if self.gateway is not None:
             self.gateway.close()
 

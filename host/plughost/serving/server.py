@@ -7,8 +7,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+from dataclasses import replace
+
 from ..config import ConfigErrors, GatewayConfig, load_config
-from ..config.problems import Where
+from ..config.problems import ConfigProblem, Where
 from .listening import address_problem, listen_problems
 from ..errors import PlughostError
 
@@ -66,6 +68,7 @@ def serve(
     address: str | None = None,
     workers: int | None = None,
     log_level: str = "info",
+    metrics_address: str | None = None,
     direct_path: bool = True,
 ) -> None:
     """Validates, then serves until interrupted; shuts every plugin down on exit.
@@ -73,7 +76,8 @@ def serve(
     ``workers``: worker processes (None: one per core with ``server.prefork``, else one).
     ``direct_path``: plughost's HTTP protocol answers plain requests on static inline routes
     without the ASGI round trip (plughost.serving.protocol); False serves everything through
-    ASGI (under the same limits on the request head)."""
+    ASGI (under the same limits on the request head). ``metrics_address``: HOST:PORT of the
+    admin listener serving Prometheus metrics (None: ``server.metricsAddress``, if set)."""
     import uvicorn
 
     config = validate(config_path)
@@ -86,6 +90,24 @@ def serve(
         taken = address_problem(host, port, Where("--address"))
         if taken is not None:
             problems.insert(0, f"plughost: --address: {taken.message}")
+    metrics_at = parse_address(metrics_address) if metrics_address else server.metrics_address
+    if metrics_at is not None:
+        where = server.key_where.get("metricsAddress", server.where)
+        problem = (
+            ConfigProblem(
+                where,
+                f"the metrics listener needs a port of its own, not the gateway's {port}: "
+                "pick another port",
+            )
+            if metrics_at[1] == port
+            else address_problem(*metrics_at, where)
+        )
+        if problem is not None:
+            problems.append(
+                f"plughost: --metrics-address: {problem.message}"
+                if metrics_address
+                else str(replace(problem, message=f"metricsAddress {problem.message}"))
+            )
     if problems:
         raise ServeError(
             problems
@@ -132,16 +154,38 @@ def serve(
         uv_config, Where("--address") if address else server.key_where.get("address", server.where)
     )
     scheme = "https" if server.tls else "http"
+    metrics = None
+    if metrics_at is not None:
+        from ..metrics.admin import MetricsListener
+
+        metrics = MetricsListener(metrics_at)  # before the workers: they inherit its folder
+        try:
+            metrics.start()
+        except OSError as exc:
+            metrics.close()
+            sock.close()
+            raise ServeError(
+                [
+                    f"plughost: the metrics listener cannot bind {metrics_at[0]}:{metrics_at[1]}: "
+                    f"{exc.strerror or exc}; pick another metricsAddress"
+                ]
+            ) from None
     print(f"plughost: serving on {scheme}://{host}:{port} with {workers} worker(s)", flush=True)
+    if metrics is not None:
+        mhost, mport = metrics.address
+        print(f"plughost: metrics on http://{mhost}:{mport}/metrics", flush=True)
     try:
         Supervisor(
             uv_config,
             [sock],
             grace=GRACEFUL_SHUTDOWN + 5,
             health_timeout=(server.element_timeout or 60.0) + 5,
+            on_replaced=metrics.worker_replaced if metrics is not None else None,
         ).run()
     finally:
         sock.close()
+        if metrics is not None:
+            metrics.close()
 
 
 def logging_config(level: str) -> dict[str, Any]:

@@ -21,7 +21,7 @@ import signal
 import time
 from multiprocessing.connection import wait
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors.multiprocess import Multiprocess, Process
@@ -61,6 +61,10 @@ class Counts:
         return self.crashes + self.hangs + self.unresponsive + self.other
 
 
+#: The reason a metric gives for each kind of end (a Counts field).
+REASONS = {"crashes": "crash", "hangs": "hang", "unresponsive": "unresponsive", "other": "other"}
+
+
 def why_it_ended(exitcode: int | None, killed_by_us: bool) -> tuple[str, str]:
     """(kind, sentence) for a worker's end: kind is a Counts field."""
     if killed_by_us:
@@ -80,11 +84,20 @@ class Supervisor(Multiprocess):
     """uvicorn's multiprocess supervisor with plughost's reports and a bounded shutdown."""
 
     def __init__(
-        self, config: Any, sockets: list[Any], *, grace: float, health_timeout: float
+        self,
+        config: Any,
+        sockets: list[Any],
+        *,
+        grace: float,
+        health_timeout: float,
+        on_replaced: Callable[[str, int | None], None] | None = None,
     ) -> None:
+        """``on_replaced(reason, pid)``: told of every replacement (the metrics count them);
+        reason is crash, hang, unresponsive or other, pid the ended worker's."""
         super().__init__(config, sockets)
         self.grace = grace
         self.health_timeout = health_timeout
+        self.on_replaced = on_replaced
         self.counts = Counts()
         self._pinged: dict[int | None, float] = {}  # pid -> when its pending ping was sent
 
@@ -167,6 +180,8 @@ class Supervisor(Multiprocess):
                 return
             kind, sentence = why_it_ended(process.exitcode, killed)
             setattr(self.counts, kind, getattr(self.counts, kind) + 1)
+            if self.on_replaced is not None:
+                self.on_replaced(REASONS[kind], process.pid)
             replacement = Process(self.config, self.sockets)
             replacement.start()
             self.processes[idx] = replacement
