@@ -131,8 +131,12 @@ typedef enum ph_side { PH_REQUEST = 0, PH_RESPONSE = 1 } ph_side;
 **   ph_storage   a configured storage instance, found by name with
 **                ph_storage_lookup(); usable from any hook until the destroy hook of
 **                the instance that looked it up returns. Thread-safe to use.
+**   ph_metric    1.2: a metric the plugin declared with ph_metric_declare() during init or
+**                create; usable from any hook, from any thread, until the plugin's
+**                shutdown hook returns.
 */
 typedef struct ph_config ph_config;
+typedef struct ph_metric ph_metric;
 typedef struct ph_exchange ph_exchange;
 typedef struct ph_call ph_call;
 typedef struct ph_storage ph_storage;
@@ -260,6 +264,34 @@ typedef struct ph_option {
    .description = (description_),                            \
    __VA_ARGS__}
 #define PH_OPTIONS_END {.size = sizeof(ph_option), .name = NULL}
+
+/* Metrics (1.2). A plugin publishes counters, gauges and histograms beside the host's own
+** Prometheus metrics: it declares each during init or create with ph_metric_declare() and updates
+** it from any hook with ph_metric_add() / ph_metric_set() / ph_metric_observe(), which are
+** lock-free. The host exposes it as plughost_plugin_<plugin>_<name> (a counter with
+** "_total"), labelled instance="<the instance's name>" (absent for the plugin's own
+** metrics, declared during init) and, when `label` is set, <label>="<label_value>".
+** One name is one family: every declaration of it in a plugin has the same kind, help,
+** label name and buckets; declaring the same name, instance and label value again gives
+** the same handle back (a counter keeps counting). */
+typedef enum ph_metric_kind {
+  PH_METRIC_COUNTER = 1,  /* only goes up: ph_metric_add() with values >= 0 */
+  PH_METRIC_GAUGE = 2,    /* goes up and down: ph_metric_set(), ph_metric_add() */
+  PH_METRIC_HISTOGRAM = 3 /* ph_metric_observe() into buckets */
+} ph_metric_kind;
+
+typedef struct ph_metric_spec {
+  uint32_t size;           /* sizeof(ph_metric_spec) */
+  uint32_t kind;           /* ph_metric_kind */
+  const char *name;        /* [a-z][a-z0-9_]*, at most 64 characters */
+  const char *help;        /* one line, at most 256 bytes */
+  const char *label;       /* NULL, or one more label's name: [a-z][a-z0-9_]*, not
+                              "instance", "le" or "quantile" */
+  const char *label_value; /* with `label`: this handle's value, 1 to 128 printable bytes */
+  const double *buckets;   /* HISTOGRAM: ascending upper bounds (+Inf is implied); NULL:
+                              the host's (0.0005 s to 10 s) */
+  size_t n_buckets;        /* how many, at most 32 */
+} ph_metric_spec;
 
 /* =================================================================== plugin hooks === */
 
@@ -553,6 +585,20 @@ struct ph_host_api {
   ** or until the host gave the request an id of its own to answer an error. */
   ph_status (*request_id_set)(ph_exchange *ex, const char *id);
   const char *(*request_id)(const ph_exchange *ex);
+
+  /* --- 1.2: metrics (see ph_metric_spec) ----------------------------------------------- */
+
+  /* Declares a metric of the plugin (during init) or of the instance (during create) that
+  ** `node` belongs to; the spec is copied. NULL, with a configuration error recorded, when
+  ** the spec is invalid or disagrees with an earlier declaration of its name, or when the
+  ** host's limit of 4,096 metrics is reached. The handle is owned by the host. */
+  ph_metric *(*metric_declare)(const ph_config *node, const ph_metric_spec *spec);
+  /* Adds `value` to a counter (a negative or non-finite value is ignored) or a gauge. */
+  void (*metric_add)(ph_metric *m, double value);
+  /* Sets a gauge (ignored for other kinds). */
+  void (*metric_set)(ph_metric *m, double value);
+  /* Counts `value` in a histogram's bucket and sum (ignored for other kinds). */
+  void (*metric_observe)(ph_metric *m, double value);
 };
 
 /* The minimum sizes a 1.0 host accepts; later minors only grow them. */
@@ -641,6 +687,15 @@ struct ph_host_api {
 #define ph_respond_error(ex, s, ...) PH_API(ex)->respond_error((ex), (s), __VA_ARGS__)
 #define ph_request_id_set(ex, id) PH_API(ex)->request_id_set((ex), (id))
 #define ph_request_id(ex) PH_API(ex)->request_id((ex))
+/* 1.2 (check with PH_HOST_HAS(cfg, metric_declare) when built for older hosts too):
+**   ph_metric *limited = ph_metric_declare(cfg, &(ph_metric_spec){.size = sizeof(ph_metric_spec),
+**       .kind = PH_METRIC_COUNTER, .name = "requests", .help = "Requests by outcome",
+**       .label = "result", .label_value = "limited"});
+**   ... ph_metric_add(limited, 1); */
+#define ph_metric_declare(cfg, spec) PH_API(cfg)->metric_declare((cfg), (spec))
+#define ph_metric_add(m, v) PH_API(m)->metric_add((m), (v))
+#define ph_metric_set(m, v) PH_API(m)->metric_set((m), (v))
+#define ph_metric_observe(m, v) PH_API(m)->metric_observe((m), (v))
 
 /* ================================================================== the entry === */
 

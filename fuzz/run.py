@@ -23,7 +23,16 @@ ROOT = Path(__file__).resolve().parents[1]
 FUZZ = ROOT / "fuzz"
 BUILD = ROOT / "build" / "fuzz"
 RUNTIME = ROOT / "host" / "plughost" / "_runtime"
-RUNTIME_SOURCES = ("host.c", "config.c", "exchange.c", "storage.c", "chain.c", "watch.c", "stats.c")
+RUNTIME_SOURCES = (
+    "host.c",
+    "config.c",
+    "exchange.c",
+    "storage.c",
+    "chain.c",
+    "watch.c",
+    "stats.c",
+    "metrics.c",
+)
 CLANG = "clang-14"
 
 #: Request heads the request_heads harness starts from.

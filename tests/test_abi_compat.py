@@ -28,13 +28,15 @@ from gateway_support import free_port
 ROOT = Path(__file__).resolve().parent.parent
 MEMORY = "plugins.memory.storages.MemoryStorage"
 HISTORY = Path(__file__).resolve().parent / "abi_history"
-LAST_FUNCTION = "  const char *(*route_param_raw)(const ph_exchange *ex, const char *name);\n"
+#: The last member of ph_host_api: the next minor appends after it.
+LAST_FUNCTION = "  void (*metric_observe)(ph_metric *m, double value);\n"
 NEXT = ABI_MINOR + 1
 
 
 def newer_header(minor: int) -> str:
     text = (ROOT / "abi" / "plugin.h").read_text()
-    assert f"#define PH_ABI_MINOR {ABI_MINOR} " in text and LAST_FUNCTION in text
+    assert f"#define PH_ABI_MINOR {ABI_MINOR} " in text
+    assert LAST_FUNCTION + "};" in text, "LAST_FUNCTION must be ph_host_api's last member"
     text = text.replace(f"#define PH_ABI_MINOR {ABI_MINOR} ", f"#define PH_ABI_MINOR {minor} ")
     return text.replace(
         LAST_FUNCTION,

@@ -272,3 +272,113 @@ def test_add_observations_adds_what_observe_would() -> None:
     add_observations(b.labels("r"), per_bucket, sum(values))
     strip = lambda text: [l for l in text.decode().splitlines() if "_created" not in l]  # noqa: E731
     assert strip(generate_latest(observed)) == strip(generate_latest(added))
+
+
+# ----------------------------------------------------------------- plugins' own metrics
+
+
+def plugin_metrics_config(folder: Path, plugin_dir: Path, metrics_port: int, count: str) -> Path:
+    """First-party plugins that publish metrics, and the test plugin's three kinds; ``count``
+    is the MetricsAction's ``declare`` option ("" for a sound one)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    names = ("memory", "limiter", "session", "static", "perrequest")
+    (folder / "plugins.yaml").write_text(
+        "plugins:\n" + "".join(f"  - path: {plugin_dir / n}.so\n" for n in names)
+    )
+    (folder / "storages.yaml").write_text(
+        "storages:\n  Mem: {use: plugins.memory.storages.MemoryStorage}\n"
+    )
+    (folder / "middlewares.yaml").write_text(
+        "middlewares:\n"
+        "  LimitMem:\n    use: plugins.limiter.middlewares.LimiterMiddleware\n"
+        "    config: {storage: Mem, maxConnections: 3}\n"
+        "  Sess:\n    use: plugins.session.middlewares.LoadSessionMiddleware\n"
+        "    config: {storage: Mem}\n"
+    )
+    (folder / "actions.yaml").write_text(
+        "actions:\n  Hello: {use: plugins.static.actions.StaticAction}\n"
+        "  Count:\n    use: plugins.perrequest.actions.MetricsAction\n"
+        f"    config: {{declare: '{count}'}}\n"
+    )
+    (folder / "routes.yaml").write_text(
+        "routes:\n"
+        "  Limited: {gatewayPath: /limited, methods: [GET], middlewares: [LimitMem], "
+        "action: Hello}\n"
+        "  Session: {gatewayPath: /session, methods: [GET], middlewares: [Sess], action: Hello}\n"
+        "  Count: {gatewayPath: /count, methods: [POST], action: Count}\n"
+    )
+    (folder / "server.yaml").write_text(f"server:\n  metricsAddress: 127.0.0.1:{metrics_port}\n")
+    return folder
+
+
+def test_plugins_publish_counters_gauges_and_histograms(
+    tmp_path: Path, test_plugin_dir: Path
+) -> None:
+    mport = free_port()
+    folder = plugin_metrics_config(tmp_path / "config", test_plugin_dir, mport, "")
+    with Server("--config", str(folder)) as server:
+        statuses = [server.get("/limited")[0] for _ in range(5)]
+        assert statuses == [200, 200, 200, 429, 429]
+        for _ in range(2):
+            assert server.get("/session")[0] == 200  # no cookie: a new session each
+        unknown = "ab" * 16  # a well-formed id nothing is stored under: one get, a miss
+        assert server.get("/session", headers={"Cookie": f"session_id={unknown}"})[0] == 200
+        for size in (0, 5, 50, 500):
+            assert server.request("POST", "/count", body=b"x" * size)[::2] == (
+                200,
+                str(size).encode(),
+            )
+        samples = scrape_until(mport, "plughost_plugin_perrequest_calls_total", 4, instance="Count")
+    limiter = "plughost_plugin_limiter_requests_total"
+    assert value(samples, limiter, instance="LimitMem", result="allowed") == 3
+    assert value(samples, limiter, instance="LimitMem", result="limited") == 2
+    sessions = "plughost_plugin_session_sessions_total"
+    assert value(samples, sessions, instance="Sess", event="created") == 2
+    assert value(samples, sessions, instance="Sess", event="renewed") == 0
+    lookups = "plughost_plugin_memory_lookups_total"
+    assert value(samples, lookups, instance="Mem", result="miss") == 1
+    assert value(samples, lookups, instance="Mem", result="hit") == 0
+    assert value(samples, "plughost_plugin_perrequest_calls_total", instance="Count") == 4
+    assert value(samples, "plughost_plugin_perrequest_last_size", instance="Count") == 500
+    sizes = "plughost_plugin_perrequest_sizes"
+    assert [
+        value(samples, f"{sizes}_bucket", instance="Count", le=le)
+        for le in ("1.0", "10.0", "100.0", "+Inf")
+    ] == [1, 2, 3, 4]
+    assert value(samples, f"{sizes}_sum", instance="Count") == 555
+    assert value(samples, f"{sizes}_count", instance="Count") == 4
+
+
+@pytest.mark.parametrize(
+    ("declare", "message"),
+    [
+        (
+            "badname",
+            "actions.Count.config: metric 'Bad-Name' needs a name of 1 to 64 characters from "
+            "[a-z0-9_], starting with a letter",
+        ),
+        (
+            "conflict",
+            "metric 'calls' was declared before with another kind, help, label name or "
+            "buckets: one name is one metric",
+        ),
+    ],
+)
+def test_a_metric_the_host_refuses_is_a_configuration_problem(
+    tmp_path: Path, test_plugin_dir: Path, declare: str, message: str
+) -> None:
+    folder = plugin_metrics_config(tmp_path / "config", test_plugin_dir, free_port(), declare)
+    if declare == "conflict":  # a sound Count first, then one declaring "calls" as a gauge
+        actions = (folder / "actions.yaml").read_text()
+        (folder / "actions.yaml").write_text(
+            actions.replace(
+                "  Count:\n",
+                "  Sound:\n    use: plugins.perrequest.actions.MetricsAction\n  Count:\n",
+            )
+        )
+    run = subprocess.run(
+        [PLUGHOST, "check", "--config", str(folder)], capture_output=True, text=True, timeout=60
+    )
+    assert run.returncode != 0
+    assert message in run.stdout + run.stderr, run.stdout + run.stderr
+    assert "Traceback" not in run.stdout + run.stderr

@@ -14,7 +14,16 @@ from cffi import FFI
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 RUNTIME_DIR = PACKAGE_DIR / "_runtime"
-RUNTIME_SOURCES = ["host.c", "config.c", "exchange.c", "storage.c", "chain.c", "watch.c", "stats.c"]
+RUNTIME_SOURCES = [
+    "host.c",
+    "config.c",
+    "exchange.c",
+    "storage.c",
+    "chain.c",
+    "watch.c",
+    "stats.c",
+    "metrics.c",
+]
 
 # What Python sees of the ABI and the runtime. `...;` lets the C compiler fill in layouts,
 # so these declarations never drift from abi/plugin.h.
@@ -252,6 +261,14 @@ typedef struct rt_element_stats rt_element_stats;
 #define RT_STAT_PAIRS ...
 #define RT_LATENCY_BOUNDS ...
 void rt_stats_enable(int on);
+typedef struct {
+  int kind; const char *family; const char *help; const char *instance; const char *label;
+  const char *label_value; size_t n_buckets; const double *bounds;
+} rt_metric_info;
+size_t rt_metrics_count(rt_host *host);
+int rt_metric_info_at(rt_host *host, size_t i, rt_metric_info *out);
+double rt_metric_read(rt_host *host, size_t i, uint64_t *buckets);
+void rt_config_set_owner(ph_config *root, const char *plugin, const char *instance);
 const rt_answer_stats *rt_chain_answers(const rt_chain *chain);
 const rt_element_stats *rt_instance_times(const rt_instance *inst);
 const double *rt_latency_bounds(void);
@@ -276,6 +293,7 @@ SOURCE_PRELUDE = """
 #include "runtime.h"
 #include "util.h"
 #include "chain.h"
+#include "metrics.h"
 #include "watch.h"
 size_t rt_offsetof_plugin_storages(void) { return offsetof(ph_plugin, storages); }
 size_t rt_sizeof_plugin(void) { return sizeof(ph_plugin); }

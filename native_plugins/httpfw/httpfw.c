@@ -116,9 +116,12 @@ static ph_next fw_forward(const fw_common *c, const phu_endpoint *e, ph_exchange
 
 /* ------------------------------------------------------------------ HttpAction */
 
+#define FW_FORWARDED_HELP "Requests sent on to an upstream endpoint"
+
 typedef struct fw_http {
   fw_common c;
   phu_endpoint e;
+  ph_metric *forwarded; /* plughost_plugin_httpfw_forwarded_total{endpoint=...} */
 } fw_http;
 
 static void http_destroy(void *self) {
@@ -139,11 +142,14 @@ static ph_status http_create(const ph_config *cfg, void **self) {
   if (!url || !*url)
     return ph_config_error(cfg, w[O_ENDPOINT] ? w[O_ENDPOINT] : "upstreamEndpoint",
                            "is required: the upstream's URL, e.g. http://localhost:8080");
-  return phu_endpoint_parse(cfg, w[O_ENDPOINT], "", url, 0, &h->e);
+  if (phu_endpoint_parse(cfg, w[O_ENDPOINT], "", url, 0, &h->e) != PH_OK) return PH_ERROR;
+  h->forwarded = phu_counter(cfg, "forwarded", FW_FORWARDED_HELP, "endpoint", h->e.base);
+  return h->forwarded ? PH_OK : PH_ERROR;
 }
 
 static ph_next http_handle(void *self, ph_exchange *ex) {
   fw_http *h = self;
+  ph_metric_add(h->forwarded, 1);
   return fw_forward(&h->c, &h->e, ex);
 }
 
@@ -162,6 +168,8 @@ typedef struct fw_balancer {
   int stopping, mu_ready, cv_ready, thread_started;
   atomic_int halt; /* set with stopping: read between probes, without the lock */
   pthread_t checker;
+  ph_metric **forwarded; /* per endpoint: requests sent to it */
+  ph_metric **up;        /* per endpoint: 1 when its last health check passed, else 0 */
 } fw_balancer;
 
 /* Whether host:port accepts a TCP connection within timeout_ms (any resolved address). */
@@ -215,7 +223,10 @@ static void *fw_checker_main(void *arg) {
     size_t i = 0;
     for (; i < b->n && !atomic_load(&b->halt); i++)
       if (fw_probe(&b->e[i], b->hc_timeout_ms)) mask |= (uint64_t)1 << i;
-    if (i == b->n) atomic_store(&b->healthy, mask); /* a full round only */
+    if (i == b->n) { /* a full round only */
+      atomic_store(&b->healthy, mask);
+      for (size_t j = 0; j < b->n; j++) ph_metric_set(b->up[j], (mask >> j) & 1 ? 1.0 : 0.0);
+    }
     struct timespec until;
     fw_deadline(&until, b->interval_ms);
     pthread_mutex_lock(&b->mu);
@@ -240,6 +251,8 @@ static void balancer_destroy(void *self) {
   if (b->mu_ready) pthread_mutex_destroy(&b->mu);
   for (size_t i = 0; i < b->n; i++) phu_endpoint_free(&b->e[i]);
   free(b->e);
+  free(b->forwarded);
+  free(b->up);
   free(b);
 }
 
@@ -267,7 +280,9 @@ static ph_status balancer_create(const ph_config *cfg, void **self) {
     return ph_config_error(cfg, key, "lists %zu endpoints: at most %d are supported", n,
                            FW_MAX_ENDPOINTS);
   b->e = calloc(n, sizeof *b->e);
-  if (!b->e) return ph_config_error(cfg, key, "out of memory");
+  b->forwarded = calloc(n, sizeof *b->forwarded);
+  b->up = calloc(n, sizeof *b->up);
+  if (!b->e || !b->forwarded || !b->up) return ph_config_error(cfg, key, "out of memory");
   b->n = n;
   for (size_t i = 0; i < n; i++) {
     const ph_config *item = ph_config_at(list, i, NULL);
@@ -278,6 +293,16 @@ static ph_status balancer_create(const ph_config *cfg, void **self) {
         ph_config_string(item, NULL, NULL, &url) != PH_OK || !url || !*url)
       return ph_config_error(cfg, key, "entry %zu must be a URL string", i + 1);
     if (phu_endpoint_parse(cfg, key, what, url, 0, &b->e[i]) != PH_OK) return PH_ERROR;
+    ph_metric_spec up = {.size = sizeof up,
+                         .kind = PH_METRIC_GAUGE,
+                         .name = "endpoint_up",
+                         .help = "1 when the endpoint passed its last health check, else 0",
+                         .label = "endpoint",
+                         .label_value = b->e[i].base};
+    b->forwarded[i] = phu_counter(cfg, "forwarded", FW_FORWARDED_HELP, "endpoint", b->e[i].base);
+    b->up[i] = ph_metric_declare(cfg, &up);
+    if (!b->forwarded[i] || !b->up[i]) return PH_ERROR;
+    ph_metric_set(b->up[i], 1.0); /* optimistic until the first check, as `healthy` */
   }
   if (w[O_HC_INTERVAL]) {
     if (ph_config_duration_ms(cfg, w[O_HC_INTERVAL], FW_DEFAULT_HC_INTERVAL_MS, &b->interval_ms) !=
@@ -352,6 +377,7 @@ static ph_next balancer_handle(void *self, ph_exchange *ex) {
     pick = 0;
     while (!(m & ((uint64_t)1 << pick))) pick++;
   }
+  ph_metric_add(b->forwarded[pick], 1);
   return fw_forward(&b->c, &b->e[pick], ex);
 }
 

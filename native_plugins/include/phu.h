@@ -60,6 +60,20 @@ static inline ph_next phu_refuse(ph_exchange *ex, int status, const char *messag
   return ph_respond_error(ex, status, "%s", message) == PH_OK ? PH_NEXT_RESPOND : PH_NEXT_ERROR;
 }
 
+/* Declares a counter of the instance (or plugin) `cfg` belongs to, exposed as
+** plughost_plugin_<plugin>_<name>_total{instance=...,<label>="<value>"} (label NULL: none).
+** NULL, with the configuration error recorded, when the host refuses it. */
+static inline ph_metric *phu_counter(const ph_config *cfg, const char *name, const char *help,
+                                     const char *label, const char *value) {
+  ph_metric_spec spec = {.size = sizeof spec,
+                         .kind = PH_METRIC_COUNTER,
+                         .name = name,
+                         .help = help,
+                         .label = label,
+                         .label_value = value};
+  return ph_metric_declare(cfg, &spec);
+}
+
 /* Keeps a copy of `len` bytes of `text` (a NUL added) on the calling instance's per-request
 ** slot, for its response hook to read with ph_slot_get(ex); the host frees it with the
 ** exchange. */

@@ -83,6 +83,8 @@ typedef struct jwt_mw {
   char **audiences;
   size_t n_audiences;
   size_t max_token;
+  /* tokens by outcome (plughost_plugin_jwt_tokens_total{result=...}) */
+  ph_metric *accepted, *missing, *expired, *bad_signature, *invalid;
 } jwt_mw;
 
 /* ------------------------------------------------------------------ configuration --- */
@@ -291,6 +293,14 @@ static ph_status jwt_create(const ph_config *cfg, void **self) {
                            JWT_MIN_MAX_TOKEN, JWT_MAX_MAX_TOKEN, max_token);
   m->max_token = (size_t)max_token;
 
+  static const char help[] = "Bearer tokens checked, by result";
+  if ((m->accepted = phu_counter(cfg, "tokens", help, "result", "accepted")) == NULL ||
+      (m->missing = phu_counter(cfg, "tokens", help, "result", "missing")) == NULL ||
+      (m->expired = phu_counter(cfg, "tokens", help, "result", "expired")) == NULL ||
+      (m->bad_signature = phu_counter(cfg, "tokens", help, "result", "bad_signature")) == NULL ||
+      (m->invalid = phu_counter(cfg, "tokens", help, "result", "invalid")) == NULL)
+    return PH_ERROR;
+
   /* Last: it fetches the JWK sets, which only makes sense once everything else is valid. */
   if (config_jwk_urls(cfg, m) != PH_OK) return PH_ERROR;
   if (m->static_key.algs == 0 && m->jwks == NULL)
@@ -302,8 +312,13 @@ static ph_status jwt_create(const ph_config *cfg, void **self) {
 
 /* ----------------------------------------------------------------------- requests --- */
 
-static ph_next refuse(ph_exchange *ex, int missing, const char *reason) {
+static ph_next refuse(const jwt_mw *m, ph_exchange *ex, int missing, const char *reason) {
   ph_log(ex, PH_LOG_INFO, "jwt: 401: %s", reason);
+  ph_metric_add(missing                                ? m->missing
+                : strncmp(reason, "expired", 7) == 0   ? m->expired
+                : strcmp(reason, "bad signature") == 0 ? m->bad_signature
+                                                       : m->invalid,
+                1);
   if (ph_resp_header_set(ex, "WWW-Authenticate",
                          missing ? "Bearer" : "Bearer error=\"invalid_token\"") != PH_OK)
     return PH_NEXT_ERROR;
@@ -459,29 +474,30 @@ static const char *validate(jwt_mw *m, const char *token, size_t len, request_st
 static ph_next jwt_on_request(void *self, ph_exchange *ex) {
   jwt_mw *m = self;
   const char *auth = ph_header_get(ex, "Authorization");
-  if (auth == NULL) return refuse(ex, 1, "no Authorization header");
+  if (auth == NULL) return refuse(m, ex, 1, "no Authorization header");
   while (*auth == ' ' || *auth == '\t') auth++;
   if (strncasecmp(auth, "Bearer", 6) != 0 || (auth[6] != ' ' && auth[6] != '\t'))
-    return refuse(ex, 1, "the Authorization header is not \"Bearer <token>\"");
+    return refuse(m, ex, 1, "the Authorization header is not \"Bearer <token>\"");
   const char *token = auth + 7;
   while (*token == ' ' || *token == '\t') token++;
   size_t len = strnlen(token, m->max_token + 1);
-  if (len > m->max_token) return refuse(ex, 0, "token larger than maxTokenSize");
+  if (len > m->max_token) return refuse(m, ex, 0, "token larger than maxTokenSize");
   while (len > 0 && (token[len - 1] == ' ' || token[len - 1] == '\t')) len--;
-  if (len == 0) return refuse(ex, 1, "empty Bearer credentials");
+  if (len == 0) return refuse(m, ex, 1, "empty Bearer credentials");
 
   request_state st = {0};
   size_t header_len = 0, claims_len = 0;
   const char *why = validate(m, token, len, &st, &header_len, &claims_len);
   if (why != NULL) {
     request_state_free(&st);
-    return refuse(ex, 0, why);
+    return refuse(m, ex, 0, why);
   }
   ph_status rc = ph_local_set(ex, "jwt.claims", st.claims_text, claims_len);
   if (rc == PH_OK) rc = ph_local_set(ex, "jwt.header", st.header_text, header_len);
   const char *sub = json_string_value(json_object_get(st.claims, "sub"));
   if (rc == PH_OK && sub != NULL) rc = ph_local_set(ex, "jwt.sub", sub, strlen(sub));
   request_state_free(&st);
+  if (rc == PH_OK) ph_metric_add(m->accepted, 1);
   return rc == PH_OK ? PH_NEXT_CONTINUE : PH_NEXT_ERROR;
 }
 

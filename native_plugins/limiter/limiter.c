@@ -52,6 +52,7 @@ typedef struct lim_middleware {
   int skip_failed, skip_successful, sliding, fail_open;
   char *header; /* NULL: key by client address */
   char *prefix;
+  ph_metric *allowed, *limited; /* plughost_plugin_limiter_requests_total{result=...} */
 } lim_middleware;
 
 /* What the response phase needs of a request, on the instance's slot (ph_slot_set). */
@@ -121,6 +122,10 @@ static ph_status lim_create(const ph_config *cfg, void **self) {
     return ph_config_error(cfg, "key", "must be \"ip\" or \"header:<Name>\", not '%s'", key);
   }
   if (ph_config_string(cfg, "prefix", "", &prefix) != PH_OK) return PH_ERROR;
+  static const char help[] = "Requests the limiter let through or refused with 429";
+  if ((m->allowed = phu_counter(cfg, "requests", help, "result", "allowed")) == NULL ||
+      (m->limited = phu_counter(cfg, "requests", help, "result", "limited")) == NULL)
+    return PH_ERROR;
   m->prefix = phu_strdup(prefix);
   if (m->prefix == NULL) return ph_config_error(cfg, NULL, "out of memory");
   m->storage = ph_storage_lookup(cfg, "storage", storage);
@@ -233,6 +238,7 @@ static ph_next lim_on_request(void *self, ph_exchange *ex) {
     return PH_NEXT_ERROR;
   }
 
+  ph_metric_add(refused ? m->limited : m->allowed, 1);
   if (refused) {
     char retry[32];
     snprintf(retry, sizeof retry, "%" PRId64, reset_s);

@@ -17,6 +17,7 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include "plugin.h"
+#include "phu.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -53,6 +54,7 @@ typedef struct mem_store {
   size_t max_value_bytes;
   int64_t min_expiry; /* no entry expires before this (a lower bound) */
   uint64_t k0, k1;    /* SipHash key */
+  ph_metric *hits, *misses; /* gets (plughost_plugin_memory_lookups_total{result=...}) */
 } mem_store;
 
 /* ------------------------------------------------------------------- SipHash-2-4 --- */
@@ -377,7 +379,11 @@ static ph_status mem_create(const ph_config *cfg, void **self) {
     return ph_config_error(cfg, NULL, "could not create the storage's mutex");
   }
   mem_seed(st);
-  *self = st;
+  *self = st; /* from here, a failure is cleaned up by the host's close hook */
+  static const char help[] = "Gets that found their key (hit) or not (miss)";
+  if ((st->hits = phu_counter(cfg, "lookups", help, "result", "hit")) == NULL ||
+      (st->misses = phu_counter(cfg, "lookups", help, "result", "miss")) == NULL)
+    return PH_ERROR;
   return PH_OK;
 }
 
@@ -408,6 +414,7 @@ static ph_status mem_get(void *self, ph_call *call, const uint8_t *key, size_t k
   }
   pthread_mutex_unlock(&st->lock);
 
+  ph_metric_add(e != NULL ? st->hits : st->misses, 1);
   if (e == NULL) return PH_NOT_FOUND;
   if (copy == NULL) {
     ph_error(call, "out of memory reading a value of %zu bytes", len);

@@ -155,6 +155,7 @@ typedef struct ses_load {
   phu_cookie cookie;     /* the cookie's attributes */
   int no_renew, no_forward;
   int64_t expiration_ms, renew_after_ms, grace_ms;
+  ph_metric *created, *renewed; /* plughost_plugin_session_sessions_total{event=...} */
 } ses_load;
 
 typedef struct ses_map_entry {
@@ -384,6 +385,10 @@ static ph_status ses_load_create(const ph_config *cfg, void **self) {
   if (m == NULL) return ph_config_error(cfg, NULL, "out of memory");
   *self = m;
   const char *storage, *lookup;
+  static const char help[] = "Sessions given a new id: created, or renewed (rotated)";
+  if ((m->created = phu_counter(cfg, "sessions", help, "event", "created")) == NULL ||
+      (m->renewed = phu_counter(cfg, "sessions", help, "event", "renewed")) == NULL)
+    return PH_ERROR;
   if (ph_config_string(cfg, "storage", "", &storage) != PH_OK) return PH_ERROR;
   if (*storage == '\0')
     ph_log(cfg, PH_LOG_WARNING,
@@ -564,6 +569,7 @@ static ph_next ses_rotate(const ses_load *m, ph_exchange *ex, const char *old_ke
   /* Failed: the old id is unchanged (still valid) or, if the write happened after all, a
   ** marker leading to the stored new id. Either way the session is still reachable. */
   if (st != PH_OK) return ses_storage_failed(ex);
+  ph_metric_add(m->renewed, 1);
   return ses_use(m, ex, id, data, len, 1);
 }
 
@@ -645,6 +651,7 @@ static ph_next ses_load_on_request(void *self, ph_exchange *ex) {
     ph_error(ex, "session: the kernel's random generator failed: %s", strerror(err));
     return PH_NEXT_ERROR;
   }
+  ph_metric_add(m->created, 1);
   return ses_use(m, ex, id, NULL, 0, 1);
 }
 

@@ -447,6 +447,14 @@ void rt_config_set_plugin_state(ph_config *root, void *state) {
   rt_ctx_of(root)->plugin_state = state;
 }
 
+void rt_config_set_owner(ph_config *root, const char *plugin, const char *instance) {
+  rt_ctx *ctx = rt_ctx_of(root);
+  free(ctx->plugin_name);
+  free(ctx->instance_name);
+  ctx->plugin_name = rt_strdup(plugin);
+  ctx->instance_name = rt_strdup(instance);
+}
+
 int rt_config_storage_may_block(const ph_config *root) {
   return rt_ctx_of(root)->storage_may_block;
 }

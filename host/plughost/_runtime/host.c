@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "metrics.h"
 #include "util.h"
 #include "watch.h"
 
@@ -58,6 +59,10 @@ static const ph_host_api host_api = {
     .respond_error = rt_api_respond_error,
     .request_id_set = rt_api_request_id_set,
     .request_id = rt_api_request_id,
+    .metric_declare = rt_api_metric_declare,
+    .metric_add = rt_api_metric_add,
+    .metric_set = rt_api_metric_set,
+    .metric_observe = rt_api_metric_observe,
 };
 
 const ph_host_api *rt_host_api(void) {
@@ -121,7 +126,10 @@ void rt_ctx_clear(rt_ctx *ctx) {
   free(ctx->source);
   free(ctx->error);
   free(ctx->single_headers);
+  free(ctx->plugin_name);
+  free(ctx->instance_name);
   ctx->label = ctx->source = ctx->error = ctx->single_headers = NULL;
+  ctx->plugin_name = ctx->instance_name = NULL;
 }
 
 void rt_ctx_set_error(rt_ctx *ctx, char *message) {
@@ -161,6 +169,7 @@ rt_host *rt_host_new(rt_log_fn log) {
   h->api = &host_api;
   h->log = log;
   pthread_mutex_init(&h->lock, NULL);
+  pthread_mutex_init(&h->metrics_lock, NULL);
   return h;
 }
 
@@ -169,6 +178,8 @@ void rt_host_free(rt_host *host) {
   for (size_t i = 0; i < host->n_storages; i++) free(host->storage_names[i]);
   free(host->storage_names);
   free(host->storages);
+  rt_metrics_free(host);
+  pthread_mutex_destroy(&host->metrics_lock);
   pthread_mutex_destroy(&host->lock);
   free(host);
 }

@@ -33,6 +33,9 @@ typedef struct rt_ctx {
   /* configuration trees: the header names its instance reads as an identity
   ** (ph_require_single_header), lower case, each followed by '\n'; owned, NULL if none */
   char *single_headers;
+  /* configuration trees: the plugin's name, and the instance's ("" for the plugin's own
+  ** config), that its metrics are labelled with; owned, NULL until set */
+  char *plugin_name, *instance_name;
 } rt_ctx;
 
 /* ------------------------------------------------------------------ configuration */
@@ -61,6 +64,8 @@ void rt_config_set_float(ph_config *node, double value, const char *text);
 void rt_config_set_bool(ph_config *node, int value, const char *text);
 void rt_config_set_kind(ph_config *node, ph_config_kind kind);
 void rt_config_set_plugin_state(ph_config *root, void *state);
+/* Names the plugin and the instance ("" for the plugin's own config) the tree belongs to. */
+void rt_config_set_owner(ph_config *root, const char *plugin, const char *instance);
 /* Whether a storage looked up through this tree (ph_storage_lookup) has a may-block type. */
 int rt_config_storage_may_block(const ph_config *root);
 /* The names ph_require_single_header recorded on this tree: lower case, each followed by
@@ -207,6 +212,9 @@ struct rt_host {
   ph_storage **storages;
   char **storage_names;
   size_t n_storages, cap_storages;
+  pthread_mutex_t metrics_lock; /* guards the list of plugins' metrics (metrics.c) */
+  struct ph_metric **metrics;
+  size_t n_metrics, cap_metrics;
 };
 
 rt_host *rt_host_new(rt_log_fn log);

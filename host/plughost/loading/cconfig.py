@@ -96,6 +96,11 @@ class ConfigTree:
     def set_plugin_state(self, state: Any) -> None:
         self._rt.lib.rt_config_set_plugin_state(self.ptr, state)
 
+    def set_owner(self, plugin: str, instance: str = "") -> None:
+        """Names the plugin and the instance ("": the plugin's own config) the tree belongs
+        to: the metrics it declares are labelled with them."""
+        self._rt.lib.rt_config_set_owner(self.ptr, plugin.encode(), instance.encode())
+
     @property
     def storage_may_block(self) -> bool:
         """Whether a storage the create hook looked up through this tree may block."""

@@ -337,6 +337,7 @@ class Host:
             path=config_path or f"plugins.{plugin.name}.config",
             source=source,
         )
+        tree.set_owner(plugin.name)
         state = rt.ffi.new("void **")
         if rt.lib.rt_call_init(plugin.entry, tree.ptr, state) != rt.lib.PH_OK:
             message = (

@@ -81,6 +81,7 @@ class PluginType:
             source=source,
         )
         tree.set_plugin_state(self.plugin.state)
+        tree.set_owner(self.plugin.name, name)
         self_out = rt.ffi.new("void **")
         status = rt.lib.rt_call_create(self.table.create, tree.ptr, self_out)
         if status != rt.lib.PH_OK:

@@ -12,6 +12,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 #: Methods the runtime counts answers by, in its order (stats.c); the rest are "OTHER".
 METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "OTHER")
+#: ph_metric_kind: what a plugin's metric is.
+COUNTER, GAUGE, HISTOGRAM = 1, 2, 3
 #: Phases of an element's sampled time (stats.h): its request hook (or the action's handle),
 #: its response hook.
 PHASES = ("request", "response")
@@ -53,6 +55,38 @@ class WorkerMetrics:
             ["storage"],
             registry=registry,
         )
+        self._registry = registry
+        self._plugin_families: dict[str, Any] = {}
+
+    def plugin_child(
+        self,
+        kind: int,
+        family: str,
+        help: str,
+        instance: str,
+        label: str | None,
+        label_value: str | None,
+        bounds: Sequence[float],
+    ) -> tuple[int, Any, int]:
+        """(kind, the labelled child, number of buckets) of a metric a plugin declared
+        (ph_metric_declare); its family is made once. kind: 1 counter, 2 gauge, 3
+        histogram (ph_metric_kind)."""
+        names = ("instance", label) if label else ("instance",)
+        metric = self._plugin_families.get(family)
+        if metric is None:
+            if kind == COUNTER:
+                metric = Counter(family, help, names, registry=self._registry)
+            elif kind == GAUGE:
+                metric = Gauge(
+                    family, help, names, multiprocess_mode="livesum", registry=self._registry
+                )
+            else:
+                metric = Histogram(
+                    family, help, names, buckets=list(bounds), registry=self._registry
+                )
+            self._plugin_families[family] = metric
+        values = (instance, label_value) if label else (instance,)
+        return kind, metric.labels(*values), len(bounds)
 
 
 class SupervisorMetrics:

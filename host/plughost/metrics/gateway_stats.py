@@ -7,7 +7,7 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
-from .families import METHODS, PHASES, WorkerMetrics, add_observations
+from .families import COUNTER, GAUGE, METHODS, PHASES, WorkerMetrics, add_observations
 
 if TYPE_CHECKING:
     from ..serving.gateway import Gateway
@@ -41,6 +41,10 @@ class GatewayStats:
         self._scalars = self._ffi.new("uint64_t[2]")
         self._times = self._ffi.new("uint64_t[4]")
         self._seen: dict[tuple[Any, ...], int] = {}  # counter key -> value last copied
+        self._seen_values: dict[int, float] = {}  # plugin metric -> value last copied
+        self._declared: dict[int, tuple[int, Any, int]] = {}  # plugin metric -> its child
+        self._info = self._ffi.new("rt_metric_info *")
+        self._plugin_buckets = self._ffi.new("uint64_t[]", 33)
         self._lock = threading.Lock()  # flush() from the thread and from stop()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -85,6 +89,7 @@ class GatewayStats:
                 ptr = getattr(instance, "ptr", None)
                 if ptr is not None and ptr != self._ffi.NULL:
                     self._element(instance.name, ptr)
+            self._plugin_metrics()
             for name, storage in list(self.gateway.storages.items()):
                 handle = getattr(storage, "_handle", None)
                 if handle is not None and not storage.closed:
@@ -111,6 +116,45 @@ class GatewayStats:
         total_ns = self._delta(("latency-sum", chain.address), scalars[0])
         if any(deltas):
             add_observations(metrics.latency.labels(route), deltas, total_ns / 1e9)
+
+    def _plugin_metrics(self) -> None:
+        """The metrics plugins declared (ph_metric_declare): their families are made the
+        first time they are seen, with the labels instance and the plugin's own."""
+        ffi, lib, host = self._ffi, self._lib, self.gateway.ptr
+        info = self._info
+        for i in range(lib.rt_metrics_count(host)):
+            known = self._declared.get(i)
+            if known is None:
+                if lib.rt_metric_info_at(host, i, info) != 0:
+                    break
+                known = self._declared[i] = self.metrics.plugin_child(
+                    info.kind,
+                    ffi.string(info.family).decode(),
+                    ffi.string(info.help).decode("utf-8", "replace"),
+                    ffi.string(info.instance).decode(),
+                    ffi.string(info.label).decode() if info.label else None,
+                    ffi.string(info.label_value).decode("utf-8", "replace")
+                    if info.label_value
+                    else None,
+                    [info.bounds[b] for b in range(info.n_buckets)],
+                )
+            kind, child, n_buckets = known
+            if kind == GAUGE:
+                child.set(lib.rt_metric_read(host, i, ffi.NULL))
+                continue
+            buckets = self._plugin_buckets
+            value = lib.rt_metric_read(host, i, buckets)
+            if kind == COUNTER:
+                delta = value - self._seen_values.get(i, 0.0)
+                if delta > 0:
+                    self._seen_values[i] = value
+                    child.inc(delta)
+            else:
+                counts = [self._delta(("plugin", i, b), buckets[b]) for b in range(n_buckets + 1)]
+                total = value - self._seen_values.get(i, 0.0)
+                self._seen_values[i] = value
+                if any(counts):
+                    add_observations(child, counts, total)
 
     def _element(self, name: str, ptr: Any) -> None:
         times = self._times

@@ -329,16 +329,14 @@ class GatewayBuilder:
             for name in config.global_middlewares
             if name in self.gateway.instances
         ]
-        if global_mws:
-            # As Fiber runs app.Use middlewares for every request, a request no route takes
-            # still passes the global middlewares (a global CORS answers its preflight,
-            # helmet's headers reach the 404), then gets its 404 or 405.
-            ending = PythonInstance(self.gateway.runtime, "unrouted", Unrouted(), "action")
-            self.gateway._instances.append(ending)  # type: ignore[arg-type]
-            self.gateway.routes.unrouted = Chain(
-                self.gateway.runtime, global_mws, ending, "(no route)"
-            )
-            self.gateway.chains.append(self.gateway.routes.unrouted)
+        # As Fiber runs app.Use middlewares for every request, a request no route takes
+        # still passes the global middlewares (a global CORS answers its preflight,
+        # helmet's headers reach the 404), then gets its 404 or 405 — from a chain of
+        # its own even without them, so that the metrics count it as route "(no route)".
+        ending = PythonInstance(self.gateway.runtime, "unrouted", Unrouted(), "action")
+        self.gateway._instances.append(ending)  # type: ignore[arg-type]
+        self.gateway.routes.unrouted = Chain(self.gateway.runtime, global_mws, ending, "(no route)")
+        self.gateway.chains.append(self.gateway.routes.unrouted)
         for endpoint in config.endpoints:
             mws = global_mws + [
                 self.gateway.instances[name]

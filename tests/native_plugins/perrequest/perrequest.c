@@ -12,6 +12,7 @@
 **   JSON error form 400 naming why it was refused.
 ** SlotStatsAction: 200 {"allocated":N,"released":M}: states hung on slots, and released by
 **   the host, since the plugin was loaded.
+** MetricsAction: ph_metric_declare's three kinds (see below).
 */
 #define _POSIX_C_SOURCE 200809L
 #include "plugin.h"
@@ -132,6 +133,65 @@ static ph_next stats_handle(void *self, ph_exchange *ex) {
                                                                            : PH_NEXT_ERROR;
 }
 
+/* MetricsAction {declare: "" | "badname" | "conflict"}: answers 200 "<body length>" after
+** counting the request (counter "calls"), setting gauge "last_size" to the body's length and
+** observing it in histogram "sizes" (buckets 1, 10, 100); "badname" and "conflict" declare a
+** metric the host must refuse at create. */
+typedef struct metrics_action {
+  ph_metric *calls, *last_size, *sizes;
+} metrics_action;
+
+static ph_status metrics_create(const ph_config *cfg, void **self) {
+  metrics_action *a = calloc(1, sizeof *a);
+  if (!a) return ph_config_error(cfg, NULL, "out of memory");
+  *self = a;
+  const char *declare;
+  if (ph_config_string(cfg, "declare", "", &declare) != PH_OK) return PH_ERROR;
+  static const double bounds[] = {1, 10, 100};
+  ph_metric_spec calls = {
+      .size = sizeof calls,
+      .kind = strcmp(declare, "conflict") == 0 ? PH_METRIC_GAUGE : PH_METRIC_COUNTER,
+      .name = strcmp(declare, "badname") == 0 ? "Bad-Name" : "calls",
+      .help = "Requests the action answered"};
+  ph_metric_spec last = {.size = sizeof last,
+                         .kind = PH_METRIC_GAUGE,
+                         .name = "last_size",
+                         .help = "The last request body's length"};
+  ph_metric_spec sizes = {.size = sizeof sizes,
+                          .kind = PH_METRIC_HISTOGRAM,
+                          .name = "sizes",
+                          .help = "Request body lengths",
+                          .buckets = bounds,
+                          .n_buckets = 3};
+  if (!(a->calls = ph_metric_declare(cfg, &calls)) ||
+      !(a->last_size = ph_metric_declare(cfg, &last)) ||
+      !(a->sizes = ph_metric_declare(cfg, &sizes)))
+    return PH_ERROR;
+  return PH_OK;
+}
+
+static ph_next metrics_handle(void *self, ph_exchange *ex) {
+  metrics_action *a = self;
+  size_t len = 0;
+  ph_body(ex, &len);
+  ph_metric_add(a->calls, 1);
+  ph_metric_set(a->last_size, (double)len);
+  ph_metric_observe(a->sizes, (double)len);
+  char body[32];
+  int n = snprintf(body, sizeof body, "%zu", len);
+  return ph_respond(ex, 200, "text/plain", body, (size_t)n) == PH_OK ? PH_NEXT_RESPOND
+                                                                     : PH_NEXT_ERROR;
+}
+
+static const ph_action_type metrics_action_type = {
+    .size = sizeof(ph_action_type),
+    .flags = PH_TYPE_THREAD_SAFE,
+    .id = "plugins.perrequest.actions.MetricsAction",
+    .create = metrics_create,
+    .destroy = free,
+    .handle = metrics_handle,
+};
+
 static const ph_middleware_type slot_middleware = {
     .size = sizeof(ph_middleware_type),
     .flags = PH_TYPE_THREAD_SAFE,
@@ -160,7 +220,8 @@ static const ph_action_type stats_action = {
 };
 
 static const ph_middleware_type *const perrequest_middlewares[] = {&slot_middleware, NULL};
-static const ph_action_type *const perrequest_actions[] = {&id_action, &stats_action, NULL};
+static const ph_action_type *const perrequest_actions[] = {&id_action, &stats_action,
+                                                           &metrics_action_type, NULL};
 
 PH_PLUGIN_DEFINE(.name = "perrequest", .version = "1.0.0",
                  .description = "ABI 1.2 per-request slots, answers and request ids (tests)",
