@@ -390,6 +390,9 @@ typedef struct ph_plugin_header {
 **            Returns PH_OK, or PH_ERROR after ph_config_error(). May be NULL.
 ** shutdown   Called once, after every instance of every type was destroyed, with the
 **            state init set. May be NULL.
+**            A reload (plughost serve) loads the plugin again and calls init again in the
+**            same process, while the previous generation's instances may still serve until
+**            they are destroyed and its shutdown runs: keep state in *state, not in globals.
 ** middlewares, actions, storages
 **            NULL-terminated arrays of type tables in static storage (or NULL for
 **            none). Every id is unique across all plugins a host loads.

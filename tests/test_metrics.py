@@ -117,7 +117,7 @@ def traffic(server: Server) -> None:
     assert server.get("/nowhere")[0] == 404
 
 
-def check_counts(samples: Samples, times: int = 1) -> None:
+def check_counts(samples: Samples, upstream: str, times: int = 1) -> None:
     requests = "plughost_requests_total"
     assert value(samples, requests, route="Hello", method="GET", code="200") == 7 * times
     assert value(samples, requests, route="Broken", method="GET", code="500") == 3 * times
@@ -130,6 +130,13 @@ def check_counts(samples: Samples, times: int = 1) -> None:
     assert value(samples, f"{latency}_bucket", route="Hello", le="+Inf") == 7 * times
     assert 0 < value(samples, f"{latency}_sum", route="Hello") < 7 * times
     assert value(samples, f"{latency}_count", route="Proxy") == 2 * times
+    # the proxied requests, as the pooled client saw them: by endpoint and status
+    assert value(samples, "plughost_upstream_requests_total", endpoint=upstream, code="201") == (
+        2 * times
+    )
+    assert value(samples, "plughost_upstream_duration_seconds_count", endpoint=upstream) == (
+        2 * times
+    )
     # every Limited request failed to reach its Valkey (incr), and was let through
     assert value(samples, "plughost_storage_failures_total", storage="Gone") >= 5 * times
     # the first request of each thread is timed: the global RequestID ran on at least one
@@ -176,7 +183,7 @@ def test_a_scrape_counts_the_traffic_sent_and_a_crashed_worker(
         samples = scrape_until(
             mport, "plughost_requests_total", 5, route="Limited", method="GET", code="200"
         )
-        check_counts(samples)
+        check_counts(samples, upstream.url)
         # a crash: the worker is replaced and counted; what was copied before stays
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
             sock.sendall(b"GET /crash HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")

@@ -1,5 +1,5 @@
-"""The ``plughost`` command line: ``check``, ``serve``, ``plugins``, ``describe``, ``schema``,
-``new`` and ``info``."""
+"""The ``plughost`` command line: ``check``, ``serve``, ``reload``, ``plugins``, ``describe``,
+``schema``, ``new`` and ``info``."""
 
 from __future__ import annotations
 
@@ -166,6 +166,11 @@ def check(
     "(default: server.metricsAddress of the config; neither: no metrics).",
 )
 @click.option(
+    "--pid-file",
+    type=click.Path(dir_okay=False),
+    help="Write the supervisor's process id here while it serves (for plughost reload).",
+)
+@click.option(
     "--no-direct-path",
     is_flag=True,
     help="Serve every request through the ASGI app, also the plain requests "
@@ -177,6 +182,7 @@ def serve(
     workers: int | None,
     log_level: str,
     metrics_address: str | None,
+    pid_file: str | None,
     no_direct_path: bool,
 ) -> None:
     """Runs the gateway (uvicorn with uvloop and httptools).
@@ -193,12 +199,43 @@ def serve(
             workers=workers,
             log_level=log_level,
             metrics_address=metrics_address,
+            pid_file=pid_file,
             direct_path=not no_direct_path,
         )
     except ServeError as exc:
         for line in exc.lines:
             click.echo(line, err=True)
         sys.exit(EXIT_INCOMPATIBLE)
+
+
+@main.command()
+@click.option("--pid", type=int, help="The process id of plughost serve (its supervisor).")
+@click.option(
+    "--pid-file",
+    type=click.Path(dir_okay=False),
+    help="The file plughost serve --pid-file wrote.",
+)
+def reload(pid: int | None, pid_file: str | None) -> None:
+    """Reloads a running gateway without dropping a request (as SIGHUP does).
+
+    plughost serve checks the configuration again; when it has problems, each is logged and
+    the running configuration stays. Otherwise every worker builds the new configuration
+    beside the running one — plugins loaded anew, a plugin file replaced on disk as its new
+    version —, serves new requests with it and destroys the old one once its requests and
+    WebSocket sessions are done. Name the server with --pid or --pid-file.
+    """
+    from .serving.server import ServeError, signal_reload
+
+    try:
+        target = signal_reload(pid, pid_file)
+    except ServeError as exc:
+        for line in exc.lines:
+            click.echo(line, err=True)
+        sys.exit(EXIT_INCOMPATIBLE)
+    click.echo(
+        f"plughost: asked plughost serve [{target}] to reload; its log says whether the new "
+        "configuration was taken"
+    )
 
 
 @main.command()

@@ -8,8 +8,11 @@ built for another ABI major or a newer minor than its own.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import os
 import re
+import shutil
+import tempfile
 import threading
 from typing import Any, Iterator
 
@@ -190,7 +193,7 @@ class Host:
         if not os.path.isfile(path):
             raise PluginLoadError(path, "missing", "no such plugin file: check the path")
         try:
-            library = _dl_ffi.dlopen(os.path.abspath(path), _dl_ffi.RTLD_NOW | _dl_ffi.RTLD_LOCAL)
+            library = _dlopen_current(os.path.abspath(path))
         except OSError as exc:
             detail = str(exc).split(": ", 1)[-1] if "undefined symbol" in str(exc) else str(exc)
             code = "unresolved-symbol" if "undefined symbol" in str(exc) else "dlopen"
@@ -443,6 +446,48 @@ def _null_terminated(rt: Runtime, array: Any) -> Iterator[Any]:
     while array[i] != rt.ffi.NULL:
         yield array[i]
         i += 1
+
+
+#: What each plugin path held when this process first loaded it (device, inode, size,
+#: mtime): what dlopen of that name gives back for as long as the library stays loaded.
+_loaded_files: dict[str, tuple[int, int, int, int]] = {}
+_loaded_lock = threading.Lock()
+
+
+def _identity(path: str) -> tuple[int, int, int, int]:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def _dlopen_current(path: str) -> Any:
+    """dlopen ``path`` as the file is now. The dynamic loader hands back the library it
+    loaded before under the same name, even after the file was replaced (a reload after a
+    plugin upgrade): then the new file is opened under a name of its own — a hard link beside
+    it (its $ORIGIN stays the plugin's folder), else a copy in a private folder — which is
+    removed once loaded (the mapping stays)."""
+    flags = _dl_ffi.RTLD_NOW | _dl_ffi.RTLD_LOCAL
+    now = _identity(path)
+    with _loaded_lock:
+        before = _loaded_files.setdefault(path, now)
+    if before == now:
+        return _dl_ffi.dlopen(path, flags)
+    folder, name = os.path.split(path)
+    alias = os.path.join(folder, f".{name}.{now[1]}-{now[3]}.so")  # one name per content
+    private = None
+    try:
+        try:
+            os.link(path, alias)
+        except OSError:
+            private = tempfile.mkdtemp(prefix="plughost-plugin-")
+            alias = os.path.join(private, name)
+            shutil.copy2(path, alias)
+        library = _dl_ffi.dlopen(alias, flags)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(alias)
+        if private is not None:
+            shutil.rmtree(private, ignore_errors=True)
+    return library  # (the plain name still means the file as first loaded)
 
 
 def load_plugin(

@@ -6,6 +6,7 @@ Import this module only where metrics are on: prometheus_client chooses how it s
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -55,6 +56,20 @@ class WorkerMetrics:
             ["storage"],
             registry=registry,
         )
+        self.upstream_requests = Counter(
+            "plughost_upstream_requests",
+            "Requests sent to an upstream, by endpoint (scheme://host:port) and the status it "
+            "answered (502/504: the host's, when it did not answer in time or at all)",
+            ["endpoint", "code"],
+            registry=registry,
+        )
+        self.upstream_latency = Histogram(
+            "plughost_upstream_duration_seconds",
+            "Time from sending a request to an upstream to its answer's head, by endpoint",
+            ["endpoint"],
+            buckets=list(latency_bounds),
+            registry=registry,
+        )
         self._registry = registry
         self._plugin_families: dict[str, Any] = {}
 
@@ -87,6 +102,13 @@ class WorkerMetrics:
             self._plugin_families[family] = metric
         values = (instance, label_value) if label else (instance,)
         return kind, metric.labels(*values), len(bounds)
+
+
+@functools.lru_cache(maxsize=None)
+def worker_metrics(latency_bounds: tuple[float, ...]) -> WorkerMetrics:
+    """This process's one WorkerMetrics: every generation of its gateway (reloads) counts
+    into the same families, so no two objects hold one multi-process value."""
+    return WorkerMetrics(latency_bounds)
 
 
 class SupervisorMetrics:

@@ -7,7 +7,16 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
-from .families import COUNTER, GAUGE, METHODS, PHASES, WorkerMetrics, add_observations
+from .upstreams import shared_upstream_stats
+from .families import (
+    COUNTER,
+    GAUGE,
+    METHODS,
+    PHASES,
+    WorkerMetrics,
+    add_observations,
+    worker_metrics,
+)
 
 if TYPE_CHECKING:
     from ..serving.gateway import Gateway
@@ -30,7 +39,7 @@ class GatewayStats:
         self._ffi, self._lib = runtime.ffi, runtime.lib
         bounds = self._lib.rt_latency_bounds()
         self.bounds = [bounds[i] for i in range(self._lib.RT_LATENCY_BOUNDS)]
-        self.metrics = metrics or WorkerMetrics(self.bounds)
+        self.metrics = metrics or worker_metrics(tuple(self.bounds))
         cap = self._lib.RT_STAT_PAIRS
         self._pairs = (
             self._ffi.new("uint32_t[]", cap),
@@ -90,6 +99,7 @@ class GatewayStats:
                 if ptr is not None and ptr != self._ffi.NULL:
                     self._element(instance.name, ptr)
             self._plugin_metrics()
+            self._upstreams()
             for name, storage in list(self.gateway.storages.items()):
                 handle = getattr(storage, "_handle", None)
                 if handle is not None and not storage.closed:
@@ -155,6 +165,14 @@ class GatewayStats:
                 self._seen_values[i] = value
                 if any(counts):
                     add_observations(child, counts, total)
+
+    def _upstreams(self) -> None:
+        counts, buckets, sums = shared_upstream_stats(self.bounds).take()
+        metrics = self.metrics
+        for (endpoint, status), n in counts.items():
+            metrics.upstream_requests.labels(endpoint, str(status)).inc(n)
+        for endpoint, per_bucket in buckets.items():
+            add_observations(metrics.upstream_latency.labels(endpoint), per_bucket, sums[endpoint])
 
     def _element(self, name: str, ptr: Any) -> None:
         times = self._times

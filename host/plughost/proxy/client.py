@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 import httptools
 
+from ..metrics.upstreams import UpstreamStats
 from .message import Header, Origin, Target, parse_origin, request_head, response_headers
 
 log = logging.getLogger("plughost.proxy")
@@ -267,6 +268,7 @@ class UpstreamCall:
         "content_length",
         "_last_read",
         "_paused",
+        "_started",
         "__weakref__",
     )
 
@@ -306,9 +308,11 @@ class UpstreamCall:
         self.content_length: int | None = None
         self._last_read = -1.0  # when the body last moved, once timed by idleness
         self._paused = False
+        self._started = 0.0  # loop time at start (the metrics' latency)
 
     def start(self) -> None:
-        self._deadline = self.pool.loop.time() + self.timeout
+        self._started = self.pool.loop.time()
+        self._deadline = self._started + self.timeout
         self.pool._watch(self)
         self.pool._acquire(self)
 
@@ -419,6 +423,8 @@ class UpstreamCall:
         if self.done:
             return
         self.responding = True
+        if self.pool.stats is not None:
+            self.pool.stats.record(self.origin.label, status, self.pool.loop.time() - self._started)
         self.sink.on_head(status, headers)
 
     def body(self, chunk: bytes) -> None:
@@ -457,6 +463,9 @@ class UpstreamCall:
     def fail(self, status: int, reason: str) -> None:
         """Ends the call with no (complete) answer: the sink's on_fail."""
         if self._close():
+            if self.pool.stats is not None and not self.responding:
+                elapsed = self.pool.loop.time() - self._started
+                self.pool.stats.record(self.origin.label, status, elapsed)
             self.sink.on_fail(status, reason)
 
     def _unwatch(self) -> None:
@@ -482,6 +491,8 @@ class UpstreamPool:
         self._active: set[UpstreamCall] = set()
         self._clock: asyncio.TimerHandle | None = None
         self._origins: dict[bytes, Origin] = {}
+        #: Where answers are counted for the metrics (None: they are not).
+        self.stats: UpstreamStats | None = None
 
     def origin(self, text: bytes) -> Origin:
         """The parsed ``scheme://authority`` (cached: a gateway has few upstreams).

@@ -108,6 +108,11 @@ class Origin:
     def endpoint(self) -> tuple[str, str, int]:
         return (self.scheme, self.host, self.port)
 
+    @property
+    def label(self) -> str:
+        """``scheme://authority``, as the metrics name the upstream."""
+        return f"{self.scheme}://{self.authority.decode('latin-1')}"
+
 
 @dataclass(frozen=True, slots=True)
 class Target:

@@ -32,6 +32,11 @@ class PendingUpstream:
         self.chain = chain
         self.passed = passed
         self._address: int | None = address
+        runner.held.enter()  # its gateway is not destroyed while this holds an exchange
+
+    def _release(self) -> None:
+        self._address = None
+        self.runner.held.leave()
 
     @property
     def open(self) -> bool:
@@ -60,7 +65,7 @@ class PendingUpstream:
         """Runs the response phase on the upstream's answer (or on the host's 502/504 when
         ``answer.error`` says why there is none) and frees the exchange."""
         out = self.runner.finish_upstream(self.chain, self._exchange(), self.passed, answer)
-        self._address = None
+        self._release()
         response, failure = self.runner.read(out)
         if failure is not None:
             log_failure(self.chain, failure)
@@ -73,7 +78,7 @@ class PendingUpstream:
         streaming, response, failure = self.runner.finish_head(
             self.chain, self._exchange(), self.passed, status, headers
         )
-        self._address = None
+        self._release()
         if failure is not None:
             log_failure(self.chain, failure)
         return streaming, response
@@ -84,14 +89,15 @@ class PendingUpstream:
         address = self._address
         if address is None:
             self._exchange()  # raises
-        self._address = None
+        self._release()  # (the C call that takes it runs right away, before any reload)
         return address  # type: ignore[return-value]
 
     def discard(self) -> None:
         """Gives up: frees the exchange without a response phase. Does nothing when it is
         no longer this object's to free."""
         if self._address is not None:
-            address, self._address = self._address, None
+            address = self._address
+            self._release()
             self.runner.discard(self.runner.exchange(address))
 
     def __repr__(self) -> str:

@@ -17,6 +17,8 @@ import functools
 import gc
 import logging
 import os
+import signal
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Awaitable, Callable
 
@@ -26,6 +28,7 @@ from ..proxy.pending import PendingUpstream
 from ..proxy.relay import AsgiUpstreamRelay
 from ..proxy.upstream import UpstreamClient
 from .chain import Response
+from ..config import ConfigErrors
 from .gateway import Gateway
 from .pipeline import (
     TOO_LARGE,
@@ -40,7 +43,8 @@ from .pipeline import (
 )
 from .. import metrics
 from . import logflood
-from .supervisor import watch_worker
+from .generations import RETIRE_BOUND, Generation
+from .supervisor import CONFIG_VARIABLE, under_supervisor, watch_worker
 from .websocket import WebSocketProxy
 
 log = logging.getLogger("plughost.asgi")
@@ -48,8 +52,6 @@ log = logging.getLogger("plughost.asgi")
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
-
-CONFIG_VARIABLE = "PLUGHOST_CONFIG"
 
 
 #: Worker threads that run may-block chains (see GatewayApp).
@@ -79,17 +81,92 @@ class GatewayApp:
         )
         #: The gateway's pipeline, once the gateway is built.
         self.pipeline: Pipeline | None = None
-        self._scope_fast: Callable[..., Any] | None = None  # Pipeline.scope, when it may
-        self._stats: Any = None  # the GatewayStats copying counters into metrics, when on
+        #: The generation serving new requests (plughost.serving.generations), and its number:
+        #: plughost's protocol takes the pipeline anew when the number changes.
+        self.current: Generation | None = None
+        self.generation = 0
+        self._retiring: set[asyncio.Task[Any]] = set()  # reloads and retirements under way
+        self._old: set[Generation] = set()  # replaced generations not destroyed yet
+        self._metrics = False  # copy the runtime's counters into metrics (plughost serve)
         if gateway is not None:
             self._configure(gateway)
 
-    def _configure(self, gateway: Gateway) -> None:
+    def _configure(self, gateway: Gateway) -> Generation:
+        """Makes ``gateway`` the generation that serves new requests."""
         pipeline = gateway.pipeline
         pipeline.upstream = self._client
         pipeline.executor = self._blocking
+        generation = Generation(gateway, self.generation + 1)
+        if self._metrics:
+            from ..metrics.gateway_stats import GatewayStats
+
+            generation.stats = GatewayStats(gateway).start()
+        self.gateway = gateway
         self.pipeline = pipeline
-        self._scope_fast = pipeline.scope
+        self.current = generation
+        self.generation = generation.number
+        return generation
+
+    async def reload(self) -> bool:
+        """Builds the configuration again as a new generation beside the serving one (its
+        plugins loaded anew, a replaced plugin file as its new version) and serves new
+        requests with it; the old one is destroyed once nothing runs on it (see
+        plughost.serving.generations). False, with every problem logged, when the new
+        configuration cannot be built: the serving generation stays."""
+        assert self._factory is not None
+        async with self._building:
+            try:
+                gateway = await asyncio.to_thread(self._factory)
+            except ConfigErrors as exc:
+                for problem in exc.problems:
+                    log.error("plughost: reload: %s", problem)
+                log.error(
+                    "plughost: reload refused (%d problem(s)); generation %d keeps serving",
+                    len(exc.problems),
+                    self.generation,
+                )
+                return False
+            except Exception as exc:
+                log.error(
+                    "plughost: reload refused (%s); generation %d keeps serving",
+                    exc,
+                    self.generation,
+                )
+                return False
+            old = self.current
+            self._configure(gateway)
+            if old is not None:
+                self._old.add(old)
+            log.info(
+                "plughost: worker [%d] serves generation %d of the configuration",
+                os.getpid(),
+                self.generation,
+            )
+            if old is not None:
+                old.retiring_since = time.monotonic()
+                task = asyncio.create_task(self._retire(old))
+                self._retiring.add(task)
+                task.add_done_callback(self._retiring.discard)
+            return True
+
+    async def _retire(self, old: Generation) -> None:
+        """Destroys ``old`` once nothing runs on it, or after RETIRE_BOUND seconds."""
+        while not old.idle and not old.overdue():
+            await asyncio.sleep(0.05)
+        if not old.idle:
+            log.warning(
+                "plughost: generation %d still had %d request(s) or session(s) after %g s; "
+                "destroyed anyway",
+                old.number,
+                old.serving.count + old.gateway.runner.held.count,
+                RETIRE_BOUND,
+            )
+        if old.stats is not None:
+            old.stats.stop()  # its last counts, while its chains exist
+            old.stats = None
+        self._old.discard(old)
+        await asyncio.to_thread(old.gateway.close)
+        log.info("plughost: generation %d destroyed", old.number)
 
     def raw_handler(self) -> Callable[..., Any] | None:
         """For plughost's HTTP protocol (plughost.serving.protocol): the pipeline's one C call
@@ -123,27 +200,36 @@ class GatewayApp:
                     assert self._factory is not None
                     gateway = await asyncio.to_thread(self._factory)
                     self._configure(gateway)
-                    self.gateway = gateway
+        assert self.gateway is not None
         return self.gateway
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        if kind == "http":
-            if self._scope_fast is not None:
-                # A plain request on a static or wildcard inline route, in one C call (None:
-                # the pipeline's Python steps take it).
-                out = self._scope_fast(scope)
-                if out is not None:
-                    if type(out) is tuple:  # the two ASGI messages of the answer
-                        await send(out[0])
-                        await send(out[1])
-                        return
-                    return await self._upstream(out, scope, receive, send)
-            await self._http(scope, receive, send)
-        elif kind == "lifespan":
-            await self._lifespan(receive, send)
-        elif kind == "websocket":
-            await self._websocket(scope, receive, send)
+        if kind == "lifespan":
+            return await self._lifespan(receive, send)
+        if self.current is None:
+            await self._ensure_gateway()
+        generation = self.current
+        assert generation is not None
+        generation.serving.enter()  # not destroyed by a reload while this runs on it
+        try:
+            pipeline = generation.gateway.pipeline
+            if kind == "http":
+                if pipeline.scope is not None:
+                    # A plain request on a static or wildcard inline route, in one C call
+                    # (None: the pipeline's Python steps take it).
+                    out = pipeline.scope(scope)
+                    if out is not None:
+                        if type(out) is tuple:  # the two ASGI messages of the answer
+                            await send(out[0])
+                            await send(out[1])
+                            return
+                        return await self._upstream(pipeline, out, scope, receive, send)
+                await self._http(pipeline, scope, receive, send)
+            elif kind == "websocket":
+                await self._websocket(pipeline, scope, receive, send)
+        finally:
+            generation.serving.leave()
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -155,12 +241,18 @@ class GatewayApp:
                     log.error("plughost could not start: %s", exc)
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
-                assert self.gateway is not None
+                assert self.gateway is not None and self.current is not None
                 watch_worker(self.gateway.runtime)  # under plughost serve's supervisor
                 if metrics.enabled():  # plughost serve with a metrics listener
                     from ..metrics.gateway_stats import GatewayStats
 
-                    self._stats = GatewayStats(self.gateway).start()
+                    from ..metrics.upstreams import shared_upstream_stats
+
+                    self._metrics = True
+                    self.current.stats = GatewayStats(self.gateway).start()
+                    self._client.pool.stats = shared_upstream_stats(self.current.stats.bounds)
+                if under_supervisor():  # SIGHUP reloads (plughost serve forwards its own)
+                    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._on_hup)
                 logflood.install()  # repeated failures: logged once, then summarised
                 # Everything built at start-up lives until shutdown: keep it out of the
                 # collector's way, so requests pay only for their own short-lived objects.
@@ -172,18 +264,29 @@ class GatewayApp:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
+    def _on_hup(self) -> None:
+        task = asyncio.get_running_loop().create_task(self.reload())
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+
     async def aclose(self) -> None:
-        """Graceful shutdown: closes the upstream pool, destroys every instance, shuts the
-        plugins down."""
+        """Graceful shutdown: closes the upstream pool, destroys every instance of every
+        generation, shuts the plugins down."""
         await self._client.close()
         self._blocking.shutdown(wait=True)  # no chain still running when instances go
-        if self._stats is not None:
-            self._stats.stop()  # a last copy of the counters, while the chains exist
-            self._stats = None
-        if self.gateway is not None:
-            self.gateway.close()
+        for task in list(self._retiring):
+            task.cancel()
+        generations = [self.current, *self._old]
+        self._old.clear()
+        for generation in generations:
+            if generation is None:
+                continue
+            if generation.stats is not None:
+                generation.stats.stop()  # a last copy of the counters, while the chains exist
+                generation.stats = None
+            generation.gateway.close()
 
-    def _request(self, scope: Scope) -> Request:
+    def _request(self, pipeline: Pipeline, scope: Scope) -> Request:
         """The pipeline's view of an ASGI scope."""
         client = scope.get("client")
         headers = drop_connection_options(scope["headers"])
@@ -193,18 +296,14 @@ class GatewayApp:
             scope["path"],
             headers,
             scope.get("query_string", b""),
-            self.pipeline.rules.client_address(headers, peer),  # type: ignore[union-attr]
+            pipeline.rules.client_address(headers, peer),
             scope.get("raw_path"),
         )
 
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.gateway is None:
-            await self._ensure_gateway()
-        pipeline = self.pipeline
-        assert pipeline is not None
+    async def _http(self, pipeline: Pipeline, scope: Scope, receive: Receive, send: Send) -> None:
         if pipeline.rules.server_headers:
             send = _with_headers(send, pipeline.rules.server_headers)
-        request = self._request(scope)
+        request = self._request(pipeline, scope)
 
         try:
             outcome = await pipeline.start(request, functools.partial(_read_body, receive))
@@ -214,15 +313,18 @@ class GatewayApp:
             outcome = pipeline.failed(request)
         if type(outcome) is Response:
             return await _send(send, for_method(outcome, request.method))
-        await self._upstream(outcome, scope, receive, send)  # type: ignore[arg-type]
+        await self._upstream(pipeline, outcome, scope, receive, send)  # type: ignore[arg-type]
 
     async def _upstream(
-        self, pending: PendingUpstream, scope: Scope, receive: Receive, send: Send
+        self,
+        pipeline: Pipeline,
+        pending: PendingUpstream,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
     ) -> None:
         """Step 4 on the ASGI path: streamed both ways when the chain streams bodies
         (plughost.proxy.relay), else held whole."""
-        pipeline = self.pipeline
-        assert pipeline is not None
         method = scope["method"]
         if pending.chain.streams:
             has_body, length = body_framing(scope["headers"])
@@ -234,15 +336,16 @@ class GatewayApp:
         try:
             response = await pipeline.complete(pending)
         except Exception:
-            response = pipeline.failed(self._request(scope))
+            response = pipeline.failed(self._request(pipeline, scope))
         await _send(send, for_method(response, method))
 
-    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.gateway is None:
-            await self._ensure_gateway()
-        assert self.pipeline is not None
+    async def _websocket(
+        self, pipeline: Pipeline, scope: Scope, receive: Receive, send: Send
+    ) -> None:
         try:
-            await self._websockets.serve(self.pipeline, self._request(scope), scope, receive, send)
+            await self._websockets.serve(
+                pipeline, self._request(pipeline, scope), scope, receive, send
+            )
         except Exception:
             log.exception("unexpected error in the WebSocket session of %s", scope["path"])
             raise

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from ..loading.runtime import Runtime
+from .generations import InFlight
 
 _flatten = itertools.chain.from_iterable
 log = logging.getLogger("plughost.gateway")
@@ -172,6 +173,9 @@ class Runner:
 
         #: PendingUpstream(chain, exchange address, passed) for this runner.
         self.pending = functools.partial(PendingUpstream, self)
+        #: The exchanges waiting on their upstream (PendingUpstream objects still open): a
+        #: reload destroys this runner's gateway only once there are none.
+        self.held = InFlight()
         try:
             from .. import _fastpath
         except ImportError:  # pragma: no cover - always built by setup.py

@@ -67,6 +67,8 @@ class GatewayHttpProtocol(HttpToolsProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        #: The app's generation (a reload makes a new one) whose pipeline _raw is.
+        self._generation = getattr(self.app, "generation", 0)
         offer = getattr(self.app, "raw_handler", None)
         self._raw: RawHandler | None = offer() if callable(offer) and self.direct else None
         self._answered = False  # the current request was answered by the direct path
@@ -357,6 +359,9 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         if self._connection_options:  # the fields it names go now, on either path
             self._connection_options = False
             self.headers = drop_connection_options(self.headers)
+        if self._generation != getattr(self.app, "generation", 0):  # reloaded: take the new
+            self._generation = self.app.generation
+            self._raw = self.app.raw_handler() if self.direct else None
         raw = self._raw
         if raw is not None and self._direct_allowed():
             client = self.client[0] if self.client else None

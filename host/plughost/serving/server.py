@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +71,7 @@ def serve(
     workers: int | None = None,
     log_level: str = "info",
     metrics_address: str | None = None,
+    pid_file: str | None = None,
     direct_path: bool = True,
 ) -> None:
     """Validates, then serves until interrupted; shuts every plugin down on exit.
@@ -77,7 +80,9 @@ def serve(
     ``direct_path``: plughost's HTTP protocol answers plain requests on static inline routes
     without the ASGI round trip (plughost.serving.protocol); False serves everything through
     ASGI (under the same limits on the request head). ``metrics_address``: HOST:PORT of the
-    admin listener serving Prometheus metrics (None: ``server.metricsAddress``, if set)."""
+    admin listener serving Prometheus metrics (None: ``server.metricsAddress``, if set).
+    ``pid_file``: where the supervisor writes its process id while it serves (for
+    ``plughost reload``)."""
     import uvicorn
 
     config = validate(config_path)
@@ -113,10 +118,12 @@ def serve(
             problems
             + [f"plughost: {len(problems)} problem(s) with the listener; nothing was started"]
         )
+    from .supervisor import CONFIG_VARIABLE
+
     if config_path:
-        os.environ["PLUGHOST_CONFIG"] = str(Path(config_path).resolve())
+        os.environ[CONFIG_VARIABLE] = str(Path(config_path).resolve())
     else:
-        os.environ.pop("PLUGHOST_CONFIG", None)
+        os.environ.pop(CONFIG_VARIABLE, None)
     options: dict[str, Any] = {}
     if server.tls:
         options.update(ssl_certfile=str(server.cert_file), ssl_keyfile=str(server.key_file))
@@ -174,6 +181,8 @@ def serve(
     if metrics is not None:
         mhost, mport = metrics.address
         print(f"plughost: metrics on http://{mhost}:{mport}/metrics", flush=True)
+    if pid_file:
+        Path(pid_file).write_text(f"{os.getpid()}\n")
     try:
         Supervisor(
             uv_config,
@@ -186,6 +195,39 @@ def serve(
         sock.close()
         if metrics is not None:
             metrics.close()
+        if pid_file:
+            with contextlib.suppress(OSError):
+                os.unlink(pid_file)
+
+
+def signal_reload(pid: int | None, pid_file: str | None) -> int:
+    """Sends SIGHUP to the ``plughost serve`` named by ``pid`` or ``pid_file``; its pid."""
+    if pid is None and not pid_file:
+        raise ServeError(["plughost reload: name the server with --pid PID or --pid-file FILE"])
+    if pid is None:
+        try:
+            text = Path(pid_file).read_text().strip()  # type: ignore[arg-type]
+        except OSError as exc:
+            raise ServeError(
+                [
+                    f"plughost reload: cannot read {pid_file}: {exc.strerror}: is plughost serve "
+                    "running with --pid-file?"
+                ]
+            ) from None
+        if not text.isdigit():
+            raise ServeError([f"plughost reload: {pid_file} holds no process id"])
+        pid = int(text)
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except ProcessLookupError:
+        raise ServeError(
+            [f"plughost reload: no process {pid}: is plughost serve running?"]
+        ) from None
+    except PermissionError:
+        raise ServeError(
+            [f"plughost reload: not allowed to signal process {pid}: run as its user"]
+        ) from None
+    return pid
 
 
 def logging_config(level: str) -> dict[str, Any]:

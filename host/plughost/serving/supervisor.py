@@ -18,6 +18,8 @@ import logging
 import os
 import pickle
 import signal
+import subprocess
+import sys
 import time
 from multiprocessing.connection import wait
 from dataclasses import dataclass
@@ -32,6 +34,11 @@ log = logging.getLogger("uvicorn.error")
 WATCH_VARIABLE = "PLUGHOST_ELEMENT_TIMEOUT"
 #: A worker's exit status when its watchdog ended it (the runtime's RT_WATCH_HANG_EXIT).
 HANG_EXIT = 70
+
+
+def under_supervisor() -> bool:
+    """Whether this process is a worker of ``plughost serve``'s supervisor."""
+    return bool(os.environ.get(WATCH_VARIABLE))
 
 
 def watch_worker(runtime: Any) -> None:
@@ -63,6 +70,27 @@ class Counts:
 
 #: The reason a metric gives for each kind of end (a Counts field).
 REASONS = {"crashes": "crash", "hangs": "hang", "unresponsive": "unresponsive", "other": "other"}
+
+
+#: The variable naming the configuration ``plughost serve`` serves (unset: the embedded one).
+CONFIG_VARIABLE = "PLUGHOST_CONFIG"
+
+
+def check_configuration() -> list[str]:
+    """The problems of the configuration the workers serve, as ``plughost check --config``
+    finds them, run in a child process ([] when it is sound)."""
+    source = os.environ.get(CONFIG_VARIABLE)
+    if not source:
+        return []  # the embedded configuration: nothing on disk changed
+    argv = [sys.executable, "-m", "plughost", "check", "--config", source]
+    try:
+        run = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        return ["checking the configuration took over 120 s"]
+    if run.returncode == 0:
+        return []
+    lines = [line for line in (run.stdout + run.stderr).splitlines() if line.strip()]
+    return lines or [f"plughost check --config exited with status {run.returncode}"]
 
 
 def why_it_ended(exitcode: int | None, killed_by_us: bool) -> tuple[str, str]:
@@ -116,6 +144,26 @@ class Supervisor(Multiprocess):
             self.counts.crashes,
             self.counts.hangs,
         )
+
+    def handle_hup(self) -> None:
+        """SIGHUP: reload without dropping a request. The new configuration is checked
+        first, in a process of its own (``plughost check --config``: plugin code never runs
+        in the supervisor); when it has problems, each is logged and the workers keep
+        serving the running one. Otherwise every worker gets SIGHUP and builds the new
+        generation beside the one it serves (plughost.serving.generations); the listening
+        sockets stay open throughout."""
+        problems = check_configuration()
+        if problems:
+            for line in problems:
+                log.error("plughost: reload: %s", line)
+            log.error("plughost: reload refused; the workers keep the running configuration")
+            return
+        log.info(
+            "plughost: reload: the configuration is sound; %d worker(s) reload", len(self.processes)
+        )
+        for process in self.processes:
+            if process.process.is_alive() and process.pid is not None:
+                os.kill(process.pid, signal.SIGHUP)
 
     def _health(self, process: Process) -> str:
         """Whether a worker is "well" (it answered its last ping, or the ping is younger

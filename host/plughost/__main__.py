@@ -1,0 +1,6 @@
+"""``python -m plughost``: the plughost command line."""
+
+from .cli import main
+
+if __name__ == "__main__":
+    main()
