@@ -19,20 +19,12 @@ import sys
 import time
 from pathlib import Path
 
+from plughost._build_runtime import RUNTIME_DIR, RUNTIME_SOURCES
+
 ROOT = Path(__file__).resolve().parents[1]
 FUZZ = ROOT / "fuzz"
 BUILD = ROOT / "build" / "fuzz"
-RUNTIME = ROOT / "host" / "plughost" / "_runtime"
-RUNTIME_SOURCES = (
-    "host.c",
-    "config.c",
-    "exchange.c",
-    "storage.c",
-    "chain.c",
-    "watch.c",
-    "stats.c",
-    "metrics.c",
-)
+RUNTIME = RUNTIME_DIR  # the runtime's sources, as plughost's build compiles them for cffi
 CLANG = "clang-14"
 
 #: Request heads the request_heads harness starts from.

@@ -199,7 +199,7 @@ def test_asgi_runs_may_block_static_routes_in_its_worker_threads(gateway: Gatewa
     from plughost.asgi import GatewayApp
 
     app = GatewayApp(gateway=gateway)
-    app._scope_fast = None  # watch the general path (serve_scope takes inline static routes)
+    app.scope_fast_path = False  # watch the general path (serve_scope takes inline static routes)
     seen: list[str] = []
     real_run = gateway.pipeline.run
 
@@ -276,12 +276,13 @@ def test_asgi_scope_fast_path_answers_like_the_general_path(gateway: Gateway) ->
         return sent[0]["status"], dict(sent[0]["headers"]), sent[1]["body"]
 
     fast = GatewayApp(gateway=gateway)
-    assert fast._scope_fast is not None
+    pipeline = gateway.pipeline
+    assert pipeline.scope is not None
     slow = GatewayApp(gateway=gateway)
-    slow._scope_fast = None
+    slow.scope_fast_path = False
     calls: list[int] = []
-    real = fast._scope_fast
-    fast._scope_fast = lambda *a: calls.append(1) or real(*a)  # type: ignore[assignment]
+    real = pipeline.scope
+    pipeline.scope = lambda *a: calls.append(1) or real(*a)  # type: ignore[assignment]
     rid = [(b"x-request-id", b"rid-7")]
     for method, path, headers in (
         ("GET", "/traced", rid),

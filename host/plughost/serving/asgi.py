@@ -84,6 +84,9 @@ class GatewayApp:
         #: The generation serving new requests (plughost.serving.generations), and its number:
         #: plughost's protocol takes the pipeline anew when the number changes.
         self.current: Generation | None = None
+        #: Plain requests on static routes take the pipeline's one C call for an ASGI scope
+        #: (False: every request takes the general path; for comparing the two).
+        self.scope_fast_path = True
         self.generation = 0
         self._retiring: set[asyncio.Task[Any]] = set()  # reloads and retirements under way
         self._old: set[Generation] = set()  # replaced generations not destroyed yet
@@ -215,7 +218,7 @@ class GatewayApp:
         try:
             pipeline = generation.gateway.pipeline
             if kind == "http":
-                if pipeline.scope is not None:
+                if pipeline.scope is not None and self.scope_fast_path:
                     # A plain request on a static or wildcard inline route, in one C call
                     # (None: the pipeline's Python steps take it).
                     out = pipeline.scope(scope)
