@@ -103,15 +103,11 @@ class Origin:
     host: str  # name or address to connect to (IPv6 without brackets)
     port: int
     authority: bytes  # the Host header: host[:port] as the URL wrote it, userinfo removed
+    label: str = ""  # "scheme://authority": how the metrics name the upstream
 
     @property
     def endpoint(self) -> tuple[str, str, int]:
         return (self.scheme, self.host, self.port)
-
-    @property
-    def label(self) -> str:
-        """``scheme://authority``, as the metrics name the upstream."""
-        return f"{self.scheme}://{self.authority.decode('latin-1')}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +150,8 @@ def parse_origin(url: str) -> Origin:
     if port_text and not (port_text.isdigit() and 0 < int(port_text) < 65536):
         raise ValueError(f"upstream URL {url!r} has an invalid port {port_text!r}")
     port = int(port_text) if port_text else _DEFAULT_PORTS[scheme]
-    return Origin(scheme, host, port, _escape(authority))
+    escaped = _escape(authority)
+    return Origin(scheme, host, port, escaped, f"{scheme}://{escaped.decode('latin-1')}")
 
 
 def parse_target(url: str) -> Target:
