@@ -5,6 +5,8 @@ problems with the listener."""
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
 import time
@@ -389,3 +391,35 @@ def test_a_metric_the_host_refuses_is_a_configuration_problem(
     assert run.returncode != 0
     assert message in run.stdout + run.stderr, run.stdout + run.stderr
     assert "Traceback" not in run.stdout + run.stderr
+
+
+def test_totals_go_on_across_a_reload(tmp_path: Path, test_plugin_dir: Path) -> None:
+    """A reload builds a new generation with counters of its own: the exposed totals (the
+    host's and a plugin's) keep counting from where the old generation left them."""
+    mport = free_port()
+    folder = plugin_metrics_config(tmp_path / "config", test_plugin_dir, mport, "")
+    sent = 0
+    with Server("--config", str(folder)) as server:
+        for _ in range(2):
+            assert server.get("/limited")[0] == 200
+            sent += 1
+        scrape_until(
+            mport, "plughost_requests_total", sent, route="Limited", method="GET", code="200"
+        )
+        limits = (folder / "middlewares.yaml").read_text()
+        (folder / "middlewares.yaml").write_text(
+            limits.replace("maxConnections: 3", "maxConnections: 1000")
+        )
+        os.kill(server.proc.pid, signal.SIGHUP)
+        server.output_after(0, "generation 1 destroyed", timeout=20)
+        for _ in range(5):  # 3 would have been the old limit: the new generation serves
+            assert server.get("/limited")[0] == 200
+            sent += 1
+        samples = scrape_until(
+            mport, "plughost_requests_total", sent, route="Limited", method="GET", code="200"
+        )
+    assert (
+        value(samples, "plughost_requests_total", route="Limited", method="GET", code="200") == sent
+    )
+    limiter = "plughost_plugin_limiter_requests_total"
+    assert value(samples, limiter, instance="LimitMem", result="allowed") == sent
