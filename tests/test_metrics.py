@@ -73,8 +73,28 @@ def metrics_config(folder: Path, plugin_dir: Path, upstream: str, metrics_port: 
         "storages:\n  Gone:\n    use: plugins.valkey.storages.ValkeyStorage\n"
         f"    config: {{port: {free_port()}, connectTimeout: 200ms, commandTimeout: 200ms}}\n"
     )
-    (folder / "server.yaml").write_text(f"server:\n  metricsAddress: 127.0.0.1:{metrics_port}\n")
+    (folder / "server.yaml").write_text(
+        f"server:\n  metricsAddress: 127.0.0.1:{metrics_port}\n  bodyLimit: 1000\n"
+    )
     return folder
+
+
+def host_refusals(port: int) -> None:
+    """Two requests carrying Authorization twice (400) and a body over bodyLimit (413): the
+    host answers them before any chain runs."""
+    for _ in range(2):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(
+                b"GET / HTTP/1.1\r\nHost: t\r\nAuthorization: a\r\nAuthorization: b\r\n"
+                b"Connection: close\r\n\r\n"
+            )
+            assert sock.recv(100).startswith(b"HTTP/1.1 400")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(
+            b"POST /traced HTTP/1.1\r\nHost: t\r\nContent-Length: 2000\r\n"
+            b"Connection: close\r\n\r\n" + b"x" * 2000
+        )
+        assert sock.recv(100).startswith(b"HTTP/1.1 413")
 
 
 def scrape(port: int) -> Samples:
@@ -186,6 +206,14 @@ def test_a_scrape_counts_the_traffic_sent_and_a_crashed_worker(
             mport, "plughost_requests_total", 5, route="Limited", method="GET", code="200"
         )
         check_counts(samples, upstream.url)
+        host_refusals(server.port)
+        samples = scrape_until(
+            mport, "plughost_requests_total", 1, route="(host)", method="POST", code="413"
+        )
+        requests = "plughost_requests_total"
+        assert value(samples, requests, route="(host)", method="GET", code="400") == 2
+        assert value(samples, requests, route="(host)", method="POST", code="413") == 1
+        assert value(samples, requests, route="(health)", method="GET", code="200") >= 1
         # a crash: the worker is replaced and counted; what was copied before stays
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
             sock.sendall(b"GET /crash HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")

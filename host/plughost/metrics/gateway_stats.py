@@ -7,6 +7,7 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
+from . import host_answers
 from .upstreams import shared_upstream_stats
 from .families import (
     COUNTER,
@@ -100,6 +101,7 @@ class GatewayStats:
                     self._element(instance.name, ptr)
             self._plugin_metrics()
             self._upstreams()
+            self._host_answers()
             for name, storage in list(self.gateway.storages.items()):
                 handle = getattr(storage, "_handle", None)
                 if handle is not None and not storage.closed:
@@ -165,6 +167,11 @@ class GatewayStats:
                 self._seen_values[i] = value
                 if any(counts):
                     add_observations(child, counts, total)
+
+    def _host_answers(self) -> None:
+        requests = self.metrics.requests
+        for (route, method, status), n in host_answers.take().items():
+            requests.labels(route, method if method in METHODS else "OTHER", str(status)).inc(n)
 
     def _upstreams(self) -> None:
         counts, buckets, sums = shared_upstream_stats(self.bounds).take()

@@ -31,7 +31,7 @@ from .chain import Response
 from ..config import ConfigErrors
 from .gateway import Gateway
 from .pipeline import (
-    TOO_LARGE,
+    too_large,
     BodyTooLarge,
     ClientGone,
     Pipeline,
@@ -251,6 +251,9 @@ class GatewayApp:
 
                     from ..metrics.upstreams import shared_upstream_stats
 
+                    from ..metrics import host_answers
+
+                    host_answers.enable()
                     self._metrics = True
                     self.current.stats = GatewayStats(self.gateway).start()
                     self._client.pool.stats = shared_upstream_stats(self.current.stats.bounds)
@@ -335,7 +338,7 @@ class GatewayApp:
             try:
                 return await relay.run(receive, send, length, has_body, pipeline.rules.body_limit)
             except BodyTooLarge:
-                return await _send(send, TOO_LARGE)
+                return await _send(send, too_large(method))
         try:
             response = await pipeline.complete(pending)
         except Exception:

@@ -36,6 +36,8 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Sequence, Union
 
+from ..metrics import host_answers
+from ..metrics.host_answers import HEALTH, HOST
 from ..proxy.pending import PendingUpstream
 from .chain import Chain, Response, json_response, log_failure
 
@@ -66,6 +68,12 @@ DEFAULT_HEAD_LIMIT = 32 * 1024
 #: ``readTimeout`` and ``writeTimeout`` when Seam's 0 (none) is set or left: nginx's
 #: client_header_timeout, client_body_timeout and send_timeout.
 DEFAULT_TIMEOUT = 60.0
+
+
+def too_large(method: str) -> Response:
+    """The answer to a request body over ``bodyLimit`` (counted for the metrics)."""
+    host_answers.record(HOST, method, 413)
+    return TOO_LARGE
 
 
 class BodyTooLarge(Exception):
@@ -407,16 +415,20 @@ class Pipeline:
         route parameters and whether the body must be read whole first."""
         answer = self.early(request)
         if answer is not None:
+            health = request.path in (self.rules.live_route, self.rules.ready_route)
+            host_answers.record(HEALTH if health else HOST, request.method, answer.status)
             return answer
         routed = self.route(request)
         if type(routed) is Response:
             return routed
         chain, params = routed  # type: ignore[misc]
         if isinstance(body, bytes):
-            return TOO_LARGE if len(body) > self.rules.body_limit else (chain, params, False)
+            if len(body) > self.rules.body_limit:
+                return too_large(request.method)
+            return chain, params, False
         has_body, length = body_framing(request.headers)
         if length is not None and length > self.rules.body_limit:
-            return TOO_LARGE
+            return too_large(request.method)
         return chain, params, has_body and not chain.streams
 
     async def start(self, request: Request, body: bytes | BodyReader = b"") -> Outcome:
@@ -432,7 +444,7 @@ class Pipeline:
             try:
                 body = await body(self.rules.body_limit)  # type: ignore[operator]
             except BodyTooLarge:
-                return TOO_LARGE
+                return too_large(request.method)
         elif not isinstance(body, bytes):
             body = b""
         return await self.run_async(chain, params, request, body)
@@ -511,6 +523,7 @@ __all__ = [
     "ServingRules",
     "STATUS_LINES",
     "TOO_LARGE",
+    "too_large",
     "body_framing",
     "for_method",
     "log_failure",

@@ -23,6 +23,8 @@ from typing import Any, Callable
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from ..metrics import host_answers
+from ..metrics.host_answers import HOST
 from ..proxy.direct import DirectUpstreamRequest
 from ..proxy.pending import PendingUpstream
 from .pipeline import ServingRules, drop_connection_options
@@ -164,6 +166,11 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             self.transport.abort()
             return
         line, body = _REFUSALS[status]
+        try:
+            method = self.parser.get_method().decode("latin-1")
+        except Exception:  # the request line is not in yet
+            method = "OTHER"
+        host_answers.record(HOST, method, status)
         self.transport.write(
             b"".join(
                 (
