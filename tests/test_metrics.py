@@ -214,6 +214,18 @@ def test_a_scrape_counts_the_traffic_sent_and_a_crashed_worker(
         assert value(samples, requests, route="(host)", method="GET", code="400") == 2
         assert value(samples, requests, route="(host)", method="POST", code="413") == 1
         assert value(samples, requests, route="(health)", method="GET", code="200") >= 1
+        # the methods a client picks never become labels: the rest count as OTHER
+        for name in (b"PROPFIND", b"MKCOL", b"LOCK"):
+            with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+                sock.sendall(
+                    name + b" / HTTP/1.1\r\nHost: t\r\nAuthorization: a\r\nAuthorization: "
+                    b"b\r\nConnection: close\r\n\r\n"
+                )
+                assert sock.recv(100).startswith(b"HTTP/1.1 400")
+        samples = scrape_until(mport, requests, 3, route="(host)", method="OTHER", code="400")
+        assert value(samples, requests, route="(host)", method="OTHER", code="400") == 3
+        methods = {dict(labels).get("method") for _, labels in samples}
+        assert not methods & {"PROPFIND", "MKCOL", "LOCK"}
         # a crash: the worker is replaced and counted; what was copied before stays
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
             sock.sendall(b"GET /crash HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
@@ -451,3 +463,19 @@ def test_totals_go_on_across_a_reload(tmp_path: Path, test_plugin_dir: Path) -> 
     )
     limiter = "plughost_plugin_limiter_requests_total"
     assert value(samples, limiter, instance="LimitMem", result="allowed") == sent
+
+
+def test_upstream_endpoints_past_the_limit_count_together() -> None:
+    """A plugin that builds upstream URLs from what clients send cannot grow the labels
+    without bound: past MAX_ENDPOINTS, endpoints count as one."""
+    from plughost.metrics.upstreams import MAX_ENDPOINTS, OTHER_ENDPOINT, UpstreamStats
+
+    stats = UpstreamStats([0.01, 0.1])
+    for n in range(MAX_ENDPOINTS + 50):
+        stats.record(f"http://host{n}:80", 200, 0.005)
+    stats.record("http://host0:80", 200, 0.05)  # a named one stays named
+    counts, buckets, _ = stats.take()
+    assert len({endpoint for endpoint, _ in counts}) == MAX_ENDPOINTS + 1
+    assert counts[(OTHER_ENDPOINT, 200)] == 50
+    assert counts[("http://host0:80", 200)] == 2
+    assert buckets["http://host0:80"] == [1, 1, 0]

@@ -265,6 +265,7 @@ typedef struct {
   int kind; const char *family; const char *help; const char *instance; const char *label;
   const char *label_value; size_t n_buckets; const double *bounds;
 } rt_metric_info;
+#define RT_METRIC_BUCKETS_MAX ...
 size_t rt_metrics_count(rt_host *host);
 int rt_metric_info_at(rt_host *host, size_t i, rt_metric_info *out);
 double rt_metric_read(rt_host *host, size_t i, uint64_t *buckets);

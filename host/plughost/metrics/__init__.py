@@ -22,6 +22,16 @@ import os
 #: ``plughost serve`` for its workers when metrics are on.
 MULTIPROC_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
+#: Methods the metrics name (the runtime's order, stats.c); any other is counted as "OTHER",
+#: so that a client cannot make up labels.
+METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "OTHER")
+
+
+def method_label(method: str) -> str:
+    """``method`` as the metrics name it: itself when it is one of METHODS, else "OTHER"."""
+    return method if method in METHODS else "OTHER"
+
+
 #: One request in this many (per thread) has its elements' hooks timed (RT_TIMING_EVERY).
 TIMING_EVERY = 8
 
@@ -32,4 +42,4 @@ def enabled() -> bool:
     return bool(os.environ.get(MULTIPROC_VARIABLE))
 
 
-__all__ = ["MULTIPROC_VARIABLE", "TIMING_EVERY", "enabled"]
+__all__ = ["METHODS", "MULTIPROC_VARIABLE", "TIMING_EVERY", "enabled", "method_label"]

@@ -11,8 +11,7 @@ from typing import Any, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-#: Methods the runtime counts answers by, in its order (stats.c); the rest are "OTHER".
-METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "OTHER")
+
 #: ph_metric_kind: what a plugin's metric is.
 COUNTER, GAUGE, HISTOGRAM = 1, 2, 3
 #: Phases of an element's sampled time (stats.h): its request hook (or the action's handle),

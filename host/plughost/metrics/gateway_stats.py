@@ -7,12 +7,11 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
-from . import host_answers
+from . import METHODS, host_answers
 from .upstreams import shared_upstream_stats
 from .families import (
     COUNTER,
     GAUGE,
-    METHODS,
     PHASES,
     WorkerMetrics,
     add_observations,
@@ -54,7 +53,7 @@ class GatewayStats:
         self._seen_values: dict[int, float] = {}  # plugin metric -> value last copied
         self._declared: dict[int, tuple[int, Any, int]] = {}  # plugin metric -> its child
         self._info = self._ffi.new("rt_metric_info *")
-        self._plugin_buckets = self._ffi.new("uint64_t[]", 33)
+        self._plugin_buckets = self._ffi.new("uint64_t[]", self._lib.RT_METRIC_BUCKETS_MAX + 1)
         self._lock = threading.Lock()  # flush() from the thread and from stop()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -171,7 +170,7 @@ class GatewayStats:
     def _host_answers(self) -> None:
         requests = self.metrics.requests
         for (route, method, status), n in host_answers.take().items():
-            requests.labels(route, method if method in METHODS else "OTHER", str(status)).inc(n)
+            requests.labels(route, method, str(status)).inc(n)
 
     def _upstreams(self) -> None:
         counts, buckets, sums = shared_upstream_stats(self.bounds).take()

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import threading
 
+from . import method_label
+
 #: Route labels of the answers counted here.
 HOST, HEALTH = "(host)", "(health)"
 
@@ -25,7 +27,7 @@ def record(route: str, method: str, status: int) -> None:
     """Counts one answer the host gave on ``route`` (HOST or HEALTH)."""
     if not _on:
         return
-    key = (route, method, status)
+    key = (route, method_label(method), status)  # never a label a client made up
     with _lock:
         _counts[key] = _counts.get(key, 0) + 1
 

@@ -26,12 +26,19 @@ def shared_upstream_stats(bounds: Sequence[float]) -> "UpstreamStats":
         return _shared
 
 
+#: The most endpoints named apart; upstreams past them (a plugin building URLs from what
+#: clients send, say) are counted together as OTHER_ENDPOINT, so the labels stay bounded.
+MAX_ENDPOINTS = 256
+OTHER_ENDPOINT = "(other)"
+
+
 class UpstreamStats:
     """Upstream requests by endpoint (``scheme://host:port``) and status, with the time from
     the request's start to its answer's head (or to the 502/504 that ended it)."""
 
     def __init__(self, bounds: Sequence[float]) -> None:
         self.bounds = list(bounds)
+        self._named: set[str] = set()  # the endpoints labelled by name, at most MAX_ENDPOINTS
         self._lock = threading.Lock()  # record() on the event loop, take() on the metrics thread
         self._counts: dict[tuple[str, int], int] = {}
         self._buckets: dict[str, list[int]] = {}
@@ -40,6 +47,11 @@ class UpstreamStats:
     def record(self, endpoint: str, status: int, seconds: float) -> None:
         slot = bisect.bisect_left(self.bounds, seconds)  # the first bound >= seconds
         with self._lock:
+            if endpoint not in self._named:
+                if len(self._named) < MAX_ENDPOINTS:
+                    self._named.add(endpoint)
+                else:
+                    endpoint = OTHER_ENDPOINT
             key = (endpoint, status)
             self._counts[key] = self._counts.get(key, 0) + 1
             buckets = self._buckets.get(endpoint)
